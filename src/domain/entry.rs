@@ -1,0 +1,222 @@
+//! Ledger entries: immutable, globally unique facts about points.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::Timestamp;
+
+/// Largest number of points a single entry may move either way.
+pub const MAX_ENTRY_POINTS: i64 = 1_000_000_000;
+/// Longest free-text note or actor name.
+pub const MAX_TEXT_LEN: usize = 200;
+
+/// Globally unique entry id (UUIDv7, made where the entry is made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EntryId(pub Uuid);
+
+/// Random 128-bit member id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MemberId(pub Uuid);
+
+/// The id of the till (or other writer) that made an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TerminalId(pub String);
+
+macro_rules! uuid_display {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+        impl FromStr for $t {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s.trim()).map(Self)
+            }
+        }
+    };
+}
+uuid_display!(EntryId);
+uuid_display!(MemberId);
+
+impl fmt::Display for TerminalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Points earned on a sale; carries the sale amount.
+    Earn,
+    /// Points spent on a reward; carries the reward id.
+    Redeem,
+    /// Exactly negates one earlier entry (`reverses`).
+    Reverse,
+    /// A manager's correction, with a note.
+    Adjust,
+    /// Points removed by the expiry rule.
+    Expire,
+    /// The program's welcome bonus, written when a member enrols.
+    WelcomeBonus,
+    /// The program's yearly birthday bonus.
+    BirthdayBonus,
+}
+
+impl EntryKind {
+    /// Every kind, for iteration and schema checks.
+    pub const ALL: [Self; 7] = [
+        Self::Earn,
+        Self::Redeem,
+        Self::Reverse,
+        Self::Adjust,
+        Self::Expire,
+        Self::WelcomeBonus,
+        Self::BirthdayBonus,
+    ];
+
+    /// The stable text used in storage and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Earn => "earn",
+            Self::Redeem => "redeem",
+            Self::Reverse => "reverse",
+            Self::Adjust => "adjust",
+            Self::Expire => "expire",
+            Self::WelcomeBonus => "welcome_bonus",
+            Self::BirthdayBonus => "birthday_bonus",
+        }
+    }
+
+    /// Words for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Earn => "Purchase",
+            Self::Redeem => "Reward",
+            Self::Reverse => "Reversal",
+            Self::Adjust => "Adjustment",
+            Self::Expire => "Expired",
+            Self::WelcomeBonus => "Welcome bonus",
+            Self::BirthdayBonus => "Birthday bonus",
+        }
+    }
+}
+
+impl fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EntryKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown entry kind {s:?}"))
+    }
+}
+
+/// One immutable ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: EntryId,
+    pub terminal_id: TerminalId,
+    /// Gapless per terminal, from 1.
+    pub terminal_seq: i64,
+    pub member_id: MemberId,
+    pub kind: EntryKind,
+    /// Signed points: positive adds to the balance.
+    pub points: i64,
+    /// Sale amount in minor units (earn entries, and reversals of them, negated).
+    pub amount_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub reward_id: Option<String>,
+    /// The entry this one reverses.
+    pub reverses: Option<EntryId>,
+    /// When it happened, by the writer's clock, UTC.
+    pub occurred_at: Timestamp,
+    pub note: Option<String>,
+    /// Who did it (cashier name or system job).
+    pub actor: String,
+}
+
+/// Why an entry has an impossible shape.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("entry {id}: {reason}")]
+pub struct ShapeError {
+    pub id: EntryId,
+    pub reason: String,
+}
+
+impl Entry {
+    /// Checks the entry is well-formed on its own: the right fields for its kind, values in
+    /// range. Entries from outside (sync, import) pass through this before they are stored.
+    pub fn check_shape(&self) -> Result<(), ShapeError> {
+        let fail = |reason: &str| {
+            Err(ShapeError {
+                id: self.id,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.terminal_id.0.trim().is_empty() || self.terminal_id.0.len() > 64 {
+            return fail("terminal id must be 1-64 characters");
+        }
+        if self.terminal_seq < 1 {
+            return fail("terminal sequence must start at 1");
+        }
+        if self.points.abs() > MAX_ENTRY_POINTS {
+            return fail("points out of range");
+        }
+        if self.actor.trim().is_empty() || self.actor.len() > MAX_TEXT_LEN {
+            return fail("actor must be 1-200 characters");
+        }
+        if self.note.as_ref().is_some_and(|n| n.len() > MAX_TEXT_LEN) {
+            return fail("note longer than 200 characters");
+        }
+        if self.amount_minor.is_some() != self.currency.is_some() {
+            return fail("amount and currency go together");
+        }
+        if self.reverses.is_some() != (self.kind == EntryKind::Reverse) {
+            return fail("only a reversal names an entry it reverses, and it must");
+        }
+        let amount = self.amount_minor;
+        match self.kind {
+            EntryKind::Earn if !amount.is_some_and(|a| a > 0) => {
+                fail("an earn entry needs a positive sale amount")
+            }
+            EntryKind::Earn if self.points < 0 => fail("earning cannot take points away"),
+            EntryKind::Redeem if self.points >= 0 || self.reward_id.is_none() => {
+                fail("a redemption spends points on a named reward")
+            }
+            EntryKind::Expire if self.points >= 0 => fail("expiry only removes points"),
+            EntryKind::WelcomeBonus | EntryKind::BirthdayBonus if self.points <= 0 => {
+                fail("a bonus adds points")
+            }
+            EntryKind::Adjust if self.points == 0 || self.note.is_none() => {
+                fail("an adjustment moves points and says why")
+            }
+            EntryKind::Redeem
+            | EntryKind::Expire
+            | EntryKind::WelcomeBonus
+            | EntryKind::BirthdayBonus
+            | EntryKind::Adjust
+                if amount.is_some() =>
+            {
+                fail("only sales carry an amount")
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Pure loyalty domain: no IO, no clocks, no randomness. Callers pass time and ids in.
+
+pub mod card;
+pub mod entry;
+pub mod member;
+pub mod money;
+pub mod phone;
+pub mod program;
+pub mod rules;
+pub mod summary;
+pub mod timestamp;
+
+pub use card::CardNumber;
+pub use entry::{Entry, EntryId, EntryKind, MemberId, TerminalId};
+pub use member::{Member, MemberInput, NewMember};
+pub use program::{ConfigError, Program};
+pub use rules::Refusal;
+pub use summary::MemberSummary;
+pub use timestamp::Timestamp;

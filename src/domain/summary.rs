@@ -1,0 +1,180 @@
+//! A member's derived state: balance, qualifying measure and tier, folded from entries.
+//!
+//! This fold is the one definition of a balance and a tier. The store's cache holds its output
+//! and `verify` recomputes it from the entries to prove the cache right.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::program::TierMeasure;
+use super::{Entry, EntryId, EntryKind, Program, Timestamp};
+
+/// A member's balance and tier as of an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemberSummary {
+    /// Sum of every entry's points (may be negative after an offline double spend).
+    pub balance: i64,
+    /// The tier measure (points or spend) over the window ending at `as_of`, at least 0.
+    pub qualifying: i64,
+    /// Index into the program's tiers.
+    pub tier: usize,
+    /// The instant the window ends.
+    pub as_of: Timestamp,
+    /// Latest purchase, redemption or enrolment; drives inactivity expiry.
+    pub last_activity_at: Option<Timestamp>,
+    pub entry_count: i64,
+}
+
+/// What an entry adds to the tier measure. Reversals take back what the reversed entry added,
+/// so `reversed` must be the member's entry that `entry.reverses` names, when there is one.
+fn qualifying_contribution(measure: TierMeasure, entry: &Entry, reversed: Option<&Entry>) -> i64 {
+    match (entry.kind, measure) {
+        (EntryKind::Earn, TierMeasure::Points) => entry.points,
+        (EntryKind::Earn, TierMeasure::Spend) => entry.amount_minor.unwrap_or(0),
+        (EntryKind::Reverse, _) => {
+            reversed.map_or(0, |orig| -qualifying_contribution(measure, orig, None))
+        }
+        _ => 0,
+    }
+}
+
+/// True for entries that show the member is active (for inactivity expiry).
+pub fn is_activity(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::Earn | EntryKind::Redeem | EntryKind::WelcomeBonus
+    )
+}
+
+/// Folds one member's entries (any order) into their summary as of `as_of`.
+pub fn summarise(program: &Program, entries: &[Entry], as_of: Timestamp) -> MemberSummary {
+    let window_start = as_of.plus_days(-program.tier_window_days);
+    let by_id: HashMap<EntryId, &Entry> = if entries.iter().any(|e| e.reverses.is_some()) {
+        entries.iter().map(|e| (e.id, e)).collect()
+    } else {
+        HashMap::new()
+    };
+    let mut balance: i64 = 0;
+    let mut qualifying: i64 = 0;
+    let mut last_activity_at: Option<Timestamp> = None;
+    for e in entries {
+        balance = balance.saturating_add(e.points);
+        if e.occurred_at > window_start && e.occurred_at <= as_of {
+            let reversed = e.reverses.and_then(|id| by_id.get(&id).copied());
+            qualifying = qualifying.saturating_add(qualifying_contribution(
+                program.tier_measure,
+                e,
+                reversed,
+            ));
+        }
+        if is_activity(e.kind) && last_activity_at.is_none_or(|t| e.occurred_at > t) {
+            last_activity_at = Some(e.occurred_at);
+        }
+    }
+    let qualifying = qualifying.max(0);
+    MemberSummary {
+        balance,
+        qualifying,
+        tier: program.tier_for(qualifying),
+        as_of,
+        last_activity_at,
+        entry_count: i64::try_from(entries.len()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The next tier up and how much more of the measure it needs, or `None` at the top.
+pub fn next_tier(program: &Program, summary: &MemberSummary) -> Option<(usize, i64)> {
+    let next = summary.tier + 1;
+    program
+        .tiers
+        .get(next)
+        .map(|t| (next, (t.threshold - summary.qualifying).max(0)))
+}
+
+/// Progress through the current tier towards the next, 0.0..=1.0 (1.0 at the top tier).
+pub fn tier_progress(program: &Program, summary: &MemberSummary) -> f32 {
+    let current = program.tier(summary.tier).threshold;
+    match program.tiers.get(summary.tier + 1) {
+        None => 1.0,
+        Some(next) => {
+            let span = (next.threshold - current).max(1) as f64;
+            ((summary.qualifying - current) as f64 / span).clamp(0.0, 1.0) as f32
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::{MemberId, TerminalId};
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    pub(crate) fn entry(kind: EntryKind, points: i64, amount: Option<i64>, at: i64) -> Entry {
+        Entry {
+            id: EntryId(Uuid::now_v7()),
+            terminal_id: TerminalId("t".into()),
+            terminal_seq: 1,
+            member_id: MemberId(Uuid::nil()),
+            kind,
+            points,
+            amount_minor: amount,
+            currency: amount.map(|_| "GBP".into()),
+            reward_id: None,
+            reverses: None,
+            occurred_at: Timestamp::from_millis(at),
+            note: None,
+            actor: "test".into(),
+        }
+    }
+
+    #[test]
+    fn window_excludes_old_earnings() {
+        let p = Program::demo();
+        let day = crate::domain::timestamp::DAY_MS;
+        let now = 1000 * day;
+        let entries = vec![
+            entry(EntryKind::Earn, 900, Some(9000), now - 380 * day),
+            entry(EntryKind::Earn, 200, Some(2000), now - 10 * day),
+            entry(EntryKind::WelcomeBonus, 100, None, now - 400 * day),
+        ];
+        let s = summarise(&p, &entries, Timestamp::from_millis(now));
+        assert_eq!(s.balance, 1200);
+        assert_eq!(s.qualifying, 200);
+        assert_eq!(s.tier, 0);
+        let earlier = summarise(&p, &entries, Timestamp::from_millis(now - 20 * day));
+        assert_eq!(earlier.qualifying, 900);
+    }
+
+    #[test]
+    fn reversal_takes_back_qualifying() {
+        let p = Program::demo();
+        let earn = entry(EntryKind::Earn, 1200, Some(12_000), 10);
+        let mut rev = entry(EntryKind::Reverse, -1200, Some(-12_000), 20);
+        rev.reverses = Some(earn.id);
+        let before = summarise(&p, std::slice::from_ref(&earn), Timestamp::from_millis(30));
+        assert_eq!(before.tier, 1);
+        let after = summarise(&p, &[earn, rev], Timestamp::from_millis(30));
+        assert_eq!((after.balance, after.qualifying, after.tier), (0, 0, 0));
+    }
+
+    proptest! {
+        #[test]
+        fn balance_is_the_sum_of_entries(points in proptest::collection::vec(-10_000i64..10_000, 0..50)) {
+            let p = Program::demo();
+            let entries: Vec<Entry> = points.iter().enumerate()
+                .map(|(i, &pts)| entry(EntryKind::Adjust, pts, None, i as i64))
+                .collect();
+            let s = summarise(&p, &entries, Timestamp::from_millis(1_000));
+            prop_assert_eq!(s.balance, points.iter().sum::<i64>());
+        }
+
+        #[test]
+        fn tier_is_monotone_in_the_measure(a in -1_000_000i64..1_000_000, b in -1_000_000i64..1_000_000) {
+            let p = Program::demo();
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(p.tier_for(lo) <= p.tier_for(hi));
+        }
+    }
+}

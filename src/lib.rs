@@ -1,0 +1,8 @@
+//! Tillpass: a point-of-sale companion for customer loyalty programs.
+//!
+//! The crate is layered; every layer depends inward on [`domain`] only:
+//! - [`domain`]: pure types and rules (program, ledger entries, earning, tiers, expiry). No IO.
+//! - [`store`]: the till's SQLite store (append-only ledger, members, derived balance cache).
+
+pub mod domain;
+pub mod store;
