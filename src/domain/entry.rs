@@ -19,6 +19,12 @@ pub const MAX_TEXT_LEN: usize = 200;
 #[serde(transparent)]
 pub struct EntryId(pub Uuid);
 
+/// A UUIDv7 for an instant, from caller-supplied random bits (kept pure and seedable).
+pub fn uuid_v7(at: Timestamp, random: [u8; 10]) -> Uuid {
+    let ms = u64::try_from(at.millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(ms, &random).into_uuid()
+}
+
 /// Random 128-bit member id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

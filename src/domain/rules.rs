@@ -215,6 +215,14 @@ pub fn expiry(program: &Program, summary: &MemberSummary, now: Timestamp) -> Opt
     })
 }
 
+/// The date a member born on `birthday` celebrates in `year` (29 February becomes 28 February
+/// outside leap years).
+pub fn birthday_in(birthday: time::Date, year: i32) -> Option<time::Date> {
+    time::Date::from_calendar_date(year, birthday.month(), birthday.day())
+        .or_else(|_| time::Date::from_calendar_date(year, birthday.month(), 28))
+        .ok()
+}
+
 /// The birthday bonus due `today` for a member born on `birthday`, unless one was already given
 /// this calendar year. People born on 29 February celebrate on 28 February in other years.
 pub fn birthday(
@@ -227,9 +235,7 @@ pub fn birthday(
     if program.birthday_bonus <= 0 {
         return None;
     }
-    let celebrated = time::Date::from_calendar_date(today.year(), birthday.month(), birthday.day())
-        .or_else(|_| time::Date::from_calendar_date(today.year(), birthday.month(), 28))
-        .ok()?;
+    let celebrated = birthday_in(birthday, today.year())?;
     let given_this_year = entries
         .iter()
         .any(|e| e.kind == EntryKind::BirthdayBonus && e.occurred_at.date().year() == today.year());

@@ -1,1 +1,207 @@
-//! The till's SQLite store.
+//! The till's SQLite store: the append-only ledger, members, and the derived balance cache.
+//!
+//! Durability: WAL with `synchronous=FULL`, so a returned write is on disk. Every write runs in
+//! one `BEGIN IMMEDIATE` transaction that appends the entry, advances the terminal's gapless
+//! sequence and refreshes the member's cached state together, or does none of it.
+
+mod bulk;
+mod ledger;
+mod members;
+mod rows;
+mod schema;
+mod verify;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use thiserror::Error;
+
+use crate::domain::entry::ShapeError;
+use crate::domain::member::MemberError;
+use crate::domain::{ConfigError, EntryId, MemberId, Program, Refusal, TerminalId, Timestamp};
+
+pub use bulk::HistoricMember;
+pub use ledger::InsertOutcome;
+pub use members::{MemberView, SearchHit, SearchKind};
+pub use verify::{Drift, VerifyReport};
+
+/// Anything the store refuses or fails at.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database schema upgrade failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the stored program is invalid ({0}); install a valid one with `tillpass program set FILE`"
+    )]
+    StoredProgram(ConfigError),
+    #[error(transparent)]
+    Program(#[from] ConfigError),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Member(#[from] MemberError),
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    #[error("no member with card {0}")]
+    UnknownCard(String),
+    #[error("no member {0}")]
+    UnknownMember(MemberId),
+    #[error("no ledger entry {0}")]
+    UnknownEntry(EntryId),
+    #[error("phone {phone} already belongs to the member with card {card}")]
+    PhoneTaken { phone: String, card: String },
+    #[error("email {email} already belongs to the member with card {card}")]
+    EmailTaken { email: String, card: String },
+    #[error("entry {0} already exists with different content; refusing to overwrite it")]
+    IdConflict(EntryId),
+    #[error("entry {id}: {reason}")]
+    BadEntry { id: EntryId, reason: String },
+    #[error("the store already has members; a demo can only be loaded into an empty store")]
+    NotEmpty,
+}
+
+/// Result alias for store calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Counts for a status line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreStats {
+    pub path: PathBuf,
+    pub terminal_id: TerminalId,
+    pub program: String,
+    pub program_version: i64,
+    pub members: i64,
+    pub entries: i64,
+}
+
+/// An open till store.
+pub struct Store {
+    conn: Connection,
+    program: Program,
+    program_version: i64,
+    terminal: TerminalId,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`. A new store gets a fresh terminal id and
+    /// the demo program; use [`Store::open_with_program`] to start with another.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_inner(path, None)
+    }
+
+    /// Opens the store at `path`, installing `program_toml` as a new program version if it
+    /// differs from the current one. The TOML is validated before anything is written.
+    pub fn open_with_program(path: &Path, program_toml: &str, at: Timestamp) -> Result<Self> {
+        Program::from_toml(program_toml)?;
+        let mut store = Self::open_inner(path, Some((program_toml, at)))?;
+        store.reload_program()?;
+        Ok(store)
+    }
+
+    fn open_inner(path: &Path, program: Option<(&str, Timestamp)>) -> Result<Self> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        schema::configure(&conn).map_err(open_err)?;
+        schema::MIGRATIONS.to_latest(&mut conn)?;
+        schema::ensure_terminal(&conn)?;
+        let installed = match program {
+            Some((toml, at)) => Some(schema::install_program(&conn, toml, at)?),
+            None => None,
+        };
+        if installed.is_none() {
+            schema::ensure_program(&conn, crate::domain::program::DEMO_PROGRAM_TOML)?;
+        }
+        let (program_version, toml) = schema::current_program(&conn)?;
+        let program = Program::from_toml(&toml).map_err(StoreError::StoredProgram)?;
+        let terminal = conn.query_row("SELECT terminal_id FROM terminal", [], |r| {
+            r.get::<_, String>(0)
+        })?;
+        Ok(Self {
+            conn,
+            program,
+            program_version,
+            terminal: TerminalId(terminal),
+            path: path.to_owned(),
+        })
+    }
+
+    fn reload_program(&mut self) -> Result<()> {
+        let (version, toml) = schema::current_program(&self.conn)?;
+        self.program = Program::from_toml(&toml).map_err(StoreError::StoredProgram)?;
+        self.program_version = version;
+        Ok(())
+    }
+
+    /// Installs a new program version and re-derives every member's cached tier under it.
+    pub fn set_program(&mut self, program_toml: &str, at: Timestamp) -> Result<()> {
+        Program::from_toml(program_toml)?;
+        schema::install_program(&self.conn, program_toml, at)?;
+        self.reload_program()?;
+        self.rebuild_state(None)?;
+        Ok(())
+    }
+
+    /// The program in force.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// The TOML text of the program in force.
+    pub fn program_toml(&self) -> Result<String> {
+        Ok(schema::current_program(&self.conn)?.1)
+    }
+
+    /// This till's terminal id.
+    pub fn terminal_id(&self) -> &TerminalId {
+        &self.terminal
+    }
+
+    /// Where the database file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Member and entry counts.
+    pub fn stats(&self) -> Result<StoreStats> {
+        let count = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        Ok(StoreStats {
+            path: self.path.clone(),
+            terminal_id: self.terminal.clone(),
+            program: self.program.name.clone(),
+            program_version: self.program_version,
+            members: count("SELECT COUNT(*) FROM members")?,
+            entries: count("SELECT COALESCE(MAX(seq), 0) FROM ledger")?,
+        })
+    }
+
+    /// Members per tier index, from the cached state.
+    pub fn tier_counts(&self) -> Result<Vec<i64>> {
+        let mut counts = vec![0_i64; self.program.tiers.len()];
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT tier, COUNT(*) FROM member_state GROUP BY tier")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (tier, n) = row?;
+            let index = usize::try_from(tier).unwrap_or(0).min(counts.len() - 1);
+            counts[index] += n;
+        }
+        Ok(counts)
+    }
+
+    /// The underlying connection, for tests that probe the schema's guarantees directly.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}

@@ -1,1 +1,323 @@
-fn main() {}
+//! `tillpass`: the till's command line for headless use and scripts.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+
+use tillpass::domain::money::parse_amount;
+use tillpass::domain::{EntryId, MemberInput, Timestamp};
+use tillpass::store::{MemberView, SearchKind, Store};
+
+use output::Out;
+
+/// Tillpass: loyalty at the till. Offline-first points ledger on a local SQLite file.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The till's database file [default: tillpass.sqlite3 in the platform's data directory].
+    #[arg(long, global = true, env = "TILLPASS_DB")]
+    db: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Who is acting (cashier or job name), recorded on every entry.
+    #[arg(long, global = true, env = "TILLPASS_ACTOR", default_value = "till")]
+    actor: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the store (or open it) and optionally install a program file.
+    Init {
+        /// Program TOML to install; the demo program is used for a new store otherwise.
+        #[arg(long)]
+        program: Option<PathBuf>,
+    },
+    /// Show the store: file, terminal, program and counts.
+    Status,
+    /// Enrol, find and show members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Record a sale and earn points: `earn CARD 12.50`.
+    Earn {
+        /// Card number, phone or email of the member.
+        member: String,
+        /// Sale amount in the program's currency, e.g. 12.50.
+        #[arg(allow_hyphen_values = true)]
+        amount: String,
+    },
+    /// Spend points on a reward: `redeem CARD coffee`.
+    Redeem {
+        /// Card number, phone or email of the member.
+        member: String,
+        /// Reward id from the program (see `program show`).
+        reward: String,
+    },
+    /// Exactly undo one entry by writing its reversal.
+    Reverse {
+        /// The id of the entry to reverse (see `history`).
+        entry: String,
+    },
+    /// A manager's correction: `adjust CARD -50 --note "double scan"`.
+    Adjust {
+        member: String,
+        #[arg(allow_hyphen_values = true)]
+        points: i64,
+        /// Why (required).
+        #[arg(long)]
+        note: String,
+    },
+    /// A member's ledger entries, newest first.
+    History {
+        member: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Members per tier.
+    Tiers {
+        /// Re-evaluate every member's tier as of now first (rolling window).
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Recompute every balance and tier from the entries and report any drift.
+    Verify {
+        /// Rewrite drifted cached states from the entries.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Fill an empty store with realistic demo members and a year of history.
+    Demo {
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Show or replace the loyalty program.
+    #[command(subcommand)]
+    Program(ProgramCommand),
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Enrol a new member; prints their card number.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// YYYY-MM-DD.
+        #[arg(long)]
+        birthday: Option<String>,
+        /// The member agreed to marketing messages.
+        #[arg(long)]
+        marketing: bool,
+    },
+    /// Search by card number, phone, email or name.
+    Find {
+        query: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One member: profile, balance, tier and recent activity.
+    Show { member: String },
+}
+
+#[derive(Subcommand)]
+enum ProgramCommand {
+    /// Print the program in force (TOML).
+    Show,
+    /// Validate and install a new program file.
+    Set { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from(SystemTime::now())
+}
+
+fn default_db() -> Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "tillpass")
+        .ok_or_else(|| anyhow!("no home directory to keep the database in; pass --db PATH"))?;
+    let dir = dirs.data_dir();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir.join("tillpass.sqlite3"))
+}
+
+fn open(cli: &Cli) -> Result<Store> {
+    let path = match &cli.db {
+        Some(p) => p.clone(),
+        None => default_db()?,
+    };
+    Ok(Store::open(&path)?)
+}
+
+/// Finds exactly one member by an exact identifier: card number, phone or email.
+fn resolve(store: &Store, who: &str) -> Result<MemberView> {
+    let hits = store.search(who, 5)?;
+    let exact = hits.into_iter().find(|h| h.matched != SearchKind::Name);
+    match exact {
+        Some(hit) => Ok(hit.view),
+        None => match who.parse::<tillpass::domain::CardNumber>() {
+            Err(e) if who.chars().all(|c| c.is_ascii_digit() || c == ' ') => Err(e.into()),
+            _ => bail!("no member with card number, phone or email {who:?}"),
+        },
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let out = Out { json: cli.json };
+    let actor = cli.actor.clone();
+    let Some(command) = &cli.command else {
+        let store = open(&cli)?;
+        return out.status(&store.stats()?, true);
+    };
+    match command {
+        Command::Init { program } => {
+            let path = match &cli.db {
+                Some(p) => p.clone(),
+                None => default_db()?,
+            };
+            let store = match program {
+                Some(file) => {
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    Store::open_with_program(&path, &text, now())
+                        .with_context(|| format!("installing {}", file.display()))?
+                }
+                None => Store::open(&path)?,
+            };
+            out.status(&store.stats()?, false)
+        }
+        Command::Status => out.status(&open(&cli)?.stats()?, false),
+        Command::Member(MemberCommand::Add {
+            name,
+            phone,
+            email,
+            birthday,
+            marketing,
+        }) => {
+            let mut store = open(&cli)?;
+            let input = MemberInput {
+                name: name.clone(),
+                phone: phone.clone(),
+                email: email.clone(),
+                birthday: birthday.clone(),
+                marketing_consent: *marketing,
+            };
+            let view = store.add_member(input, &actor, now())?;
+            out.member(store.program(), &view, &[])
+        }
+        Command::Member(MemberCommand::Find { query, limit }) => {
+            let store = open(&cli)?;
+            let hits = store.search(query, *limit)?;
+            out.hits(store.program(), &hits)
+        }
+        Command::Member(MemberCommand::Show { member }) => {
+            let store = open(&cli)?;
+            let mut view = resolve(&store, member)?;
+            view.state = store.summary_at(view.member.id, now())?;
+            let history = store.history(view.member.id, 5)?;
+            out.member(store.program(), &view, &history)
+        }
+        Command::Earn { member, amount } => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let minor = parse_amount(amount, store.program().minor_units)?;
+            let entry = store.earn(view.member.id, minor, &actor, now())?;
+            out.entry_written(&store, &entry)
+        }
+        Command::Redeem { member, reward } => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let entry = store.redeem(view.member.id, reward, &actor, now())?;
+            out.entry_written(&store, &entry)
+        }
+        Command::Reverse { entry } => {
+            let mut store = open(&cli)?;
+            let id: EntryId = entry
+                .parse()
+                .map_err(|_| anyhow!("{entry:?} is not an entry id (see `tillpass history`)"))?;
+            let written = store.reverse(id, &actor, now())?;
+            out.entry_written(&store, &written)
+        }
+        Command::Adjust {
+            member,
+            points,
+            note,
+        } => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let entry = store.adjust(view.member.id, *points, note, &actor, now())?;
+            out.entry_written(&store, &entry)
+        }
+        Command::History { member, limit } => {
+            let store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let entries = store.history(view.member.id, *limit)?;
+            out.history(store.program(), &entries)
+        }
+        Command::Tiers { refresh } => {
+            let mut store = open(&cli)?;
+            if *refresh {
+                store.rebuild_state(Some(now()))?;
+            }
+            let counts = store.tier_counts()?;
+            out.tiers(store.program(), &counts)
+        }
+        Command::Verify { repair } => {
+            let mut store = open(&cli)?;
+            let report = store.verify(*repair)?;
+            out.verify(&report)?;
+            if report.is_clean() || *repair {
+                Ok(())
+            } else {
+                bail!("{} problem(s) found", report.drift.len())
+            }
+        }
+        Command::Demo { members, seed } => {
+            let mut store = open(&cli)?;
+            let json = cli.json;
+            let report = tillpass::demo::seed(&mut store, *members, *seed, now(), |done| {
+                if !json {
+                    eprint!("\r{done} members");
+                }
+            })?;
+            if !json {
+                eprintln!();
+            }
+            out.demo(&report)
+        }
+        Command::Program(ProgramCommand::Show) => {
+            let store = open(&cli)?;
+            out.program(store.program(), &store.program_toml()?)
+        }
+        Command::Program(ProgramCommand::Set { file }) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut store = open(&cli)?;
+            store
+                .set_program(&text, now())
+                .with_context(|| format!("installing {}", file.display()))?;
+            out.status(&store.stats()?, false)
+        }
+    }
+}

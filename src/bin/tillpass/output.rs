@@ -1,0 +1,242 @@
+//! Text and JSON output for the CLI.
+
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::json;
+
+use tillpass::demo::DemoReport;
+use tillpass::domain::money::format_amount;
+use tillpass::domain::summary::next_tier;
+use tillpass::domain::{Entry, Program};
+use tillpass::store::{MemberView, SearchHit, Store, StoreStats, VerifyReport};
+
+/// Where results go, and in which form.
+pub struct Out {
+    pub json: bool,
+}
+
+fn print_json(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn tier_line(program: &Program, view: &MemberView) -> String {
+    let tier = &program.tier(view.state.tier).name;
+    match next_tier(program, &view.state) {
+        Some((next, gap)) => format!(
+            "{tier} ({gap} {} to {})",
+            unit(program),
+            program.tier(next).name
+        ),
+        None => format!("{tier} (top tier)"),
+    }
+}
+
+fn unit(program: &Program) -> &'static str {
+    match program.tier_measure {
+        tillpass::domain::program::TierMeasure::Points => "points",
+        tillpass::domain::program::TierMeasure::Spend => "minor units of spend",
+    }
+}
+
+fn entry_line(program: &Program, e: &Entry) -> String {
+    let amount = e
+        .amount_minor
+        .map(|a| {
+            format!(
+                "  sale {} {}",
+                format_amount(a, program.minor_units),
+                program.currency
+            )
+        })
+        .unwrap_or_default();
+    let reward = e
+        .reward_id
+        .as_ref()
+        .and_then(|r| program.reward(r))
+        .map(|r| format!("  {}", r.name))
+        .unwrap_or_default();
+    format!(
+        "{}  {:<14} {:>+7}{amount}{reward}  {}",
+        e.occurred_at,
+        e.kind.label(),
+        e.points,
+        e.id
+    )
+}
+
+impl Out {
+    pub fn status(&self, stats: &StoreStats, hint: bool) -> Result<()> {
+        if self.json {
+            return print_json(stats);
+        }
+        println!("Database:  {}", stats.path.display());
+        println!("Terminal:  {}", stats.terminal_id);
+        println!(
+            "Program:   {} (version {})",
+            stats.program, stats.program_version
+        );
+        println!("Members:   {}", stats.members);
+        println!("Entries:   {}", stats.entries);
+        if hint {
+            println!();
+            println!(
+                "Try: tillpass demo --members 1000, tillpass member find Smith, tillpass --help"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn member(&self, program: &Program, view: &MemberView, recent: &[Entry]) -> Result<()> {
+        if self.json {
+            return print_json(
+                &json!({ "member": view.member, "state": view.state, "recent": recent }),
+            );
+        }
+        let m = &view.member;
+        println!("{}  card {}", m.name, m.card.grouped());
+        if let Some(phone) = &m.phone {
+            println!("Phone:    {phone}");
+        }
+        if let Some(email) = &m.email {
+            println!("Email:    {email}");
+        }
+        if let Some(b) = m.birthday {
+            println!("Birthday: {b}");
+        }
+        println!("Balance:  {} points", view.state.balance);
+        println!("Tier:     {}", tier_line(program, view));
+        println!("Member since {}", m.created_at.date());
+        if !recent.is_empty() {
+            println!("Recent:");
+            for e in recent {
+                println!("  {}", entry_line(program, e));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn hits(&self, program: &Program, hits: &[SearchHit]) -> Result<()> {
+        if self.json {
+            return print_json(&hits);
+        }
+        if hits.is_empty() {
+            println!("No members found.");
+        }
+        for h in hits {
+            let m = &h.view.member;
+            println!(
+                "{}  {:<28} {:>7} pts  {:<8} {}",
+                m.card.grouped(),
+                m.name,
+                h.view.state.balance,
+                program.tier(h.view.state.tier).name,
+                m.phone.as_deref().unwrap_or("")
+            );
+        }
+        Ok(())
+    }
+
+    pub fn entry_written(&self, store: &Store, e: &Entry) -> Result<()> {
+        let view = store.member(e.member_id)?;
+        if self.json {
+            return print_json(&json!({ "entry": e, "state": view.state }));
+        }
+        let program = store.program();
+        println!("{}", entry_line(program, e));
+        println!(
+            "{}: balance {} points, {}",
+            view.member.name,
+            view.state.balance,
+            tier_line(program, &view)
+        );
+        Ok(())
+    }
+
+    pub fn history(&self, program: &Program, entries: &[Entry]) -> Result<()> {
+        if self.json {
+            return print_json(&entries);
+        }
+        for e in entries {
+            println!("{}", entry_line(program, e));
+        }
+        Ok(())
+    }
+
+    pub fn tiers(&self, program: &Program, counts: &[i64]) -> Result<()> {
+        if self.json {
+            let rows: Vec<_> = program
+                .tiers
+                .iter()
+                .zip(counts)
+                .map(|(t, n)| {
+                    json!({ "tier": t.name, "threshold": t.threshold,
+                    "multiplier": f64::from(t.multiplier_hundredths) / 100.0, "members": n })
+                })
+                .collect();
+            return print_json(&rows);
+        }
+        println!(
+            "{:<12} {:>10} {:>10} {:>10}",
+            "Tier", "Threshold", "Multiplier", "Members"
+        );
+        for (t, n) in program.tiers.iter().zip(counts) {
+            println!(
+                "{:<12} {:>10} {:>9.2}x {:>10}",
+                t.name,
+                t.threshold,
+                f64::from(t.multiplier_hundredths) / 100.0,
+                n
+            );
+        }
+        Ok(())
+    }
+
+    pub fn verify(&self, report: &VerifyReport) -> Result<()> {
+        if self.json {
+            return print_json(report);
+        }
+        println!(
+            "Checked {} members and {} entries: {}",
+            report.members,
+            report.entries,
+            if report.is_clean() {
+                "no drift".to_owned()
+            } else {
+                format!("{} problem(s)", report.drift.len())
+            }
+        );
+        for d in report.drift.iter().take(50) {
+            println!("  {}", serde_json::to_string(d)?);
+        }
+        if report.repaired > 0 {
+            println!(
+                "Repaired {} cached member states from their entries.",
+                report.repaired
+            );
+        }
+        for n in &report.notes {
+            println!("Note: {n}");
+        }
+        Ok(())
+    }
+
+    pub fn demo(&self, report: &DemoReport) -> Result<()> {
+        if self.json {
+            return print_json(report);
+        }
+        println!(
+            "Loaded {} demo members with {} entries in {:.1} s.",
+            report.members, report.entries, report.seconds
+        );
+        Ok(())
+    }
+
+    pub fn program(&self, program: &Program, toml: &str) -> Result<()> {
+        if self.json {
+            return print_json(program);
+        }
+        print!("{toml}");
+        Ok(())
+    }
+}

@@ -1,0 +1,302 @@
+//! Writing to the ledger: this till's own entries, and entries made elsewhere.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::rows::{entry_by_id, insert_entry, member_entries, upsert_state};
+use super::{Result, Store, StoreError};
+use crate::domain::rules::{self, Draft};
+use crate::domain::summary::summarise;
+use crate::domain::{Entry, EntryId, MemberId, MemberSummary, Program, TerminalId, Timestamp};
+
+/// What happened to one entry offered to [`Store::insert_entries`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// New: it was appended.
+    Inserted,
+    /// An identical entry was already there; nothing changed.
+    AlreadyPresent,
+}
+
+/// A fresh UUIDv7 for an entry or member made at `at`.
+pub(crate) fn new_id(at: Timestamp) -> Uuid {
+    crate::domain::entry::uuid_v7(at, rand::random())
+}
+
+/// Everything needed to append this till's own entries inside a transaction.
+pub(crate) struct Appender<'a> {
+    pub conn: &'a Connection,
+    pub program: &'a Program,
+    pub terminal: &'a TerminalId,
+}
+
+impl Appender<'_> {
+    /// Appends `draft` for `member` (whose existing entries are `entries`) with the next terminal
+    /// sequence number, then refreshes the member's cached state, which it returns.
+    pub fn append(
+        &self,
+        member: MemberId,
+        entries: &mut Vec<Entry>,
+        draft: Draft,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<(Entry, MemberSummary)> {
+        let seq: i64 = self.conn.query_row(
+            "UPDATE terminal SET last_seq = last_seq + 1 RETURNING last_seq",
+            [],
+            |r| r.get(0),
+        )?;
+        let entry = Entry {
+            id: EntryId(new_id(at)),
+            terminal_id: self.terminal.clone(),
+            terminal_seq: seq,
+            member_id: member,
+            kind: draft.kind,
+            points: draft.points,
+            amount_minor: draft.amount_minor,
+            currency: draft.currency,
+            reward_id: draft.reward_id,
+            reverses: draft.reverses,
+            occurred_at: at,
+            note: draft.note,
+            actor: actor.trim().to_owned(),
+        };
+        entry.check_shape()?;
+        insert_entry(self.conn, &entry)?;
+        entries.push(entry.clone());
+        let state = refresh_state(self.conn, self.program, member, entries, at)?;
+        Ok((entry, state))
+    }
+}
+
+/// Recomputes and stores a member's cached state from all of their entries. The state is taken
+/// as of the later of `at` and the previously cached instant, so it never moves back in time.
+pub(crate) fn refresh_state(
+    conn: &Connection,
+    program: &Program,
+    member: MemberId,
+    entries: &[Entry],
+    at: Timestamp,
+) -> Result<MemberSummary> {
+    let previous: Option<i64> = conn
+        .query_row(
+            "SELECT as_of FROM member_state WHERE member_id = ?1",
+            params![member.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let as_of = previous.map_or(at, |p| at.max(Timestamp::from_millis(p)));
+    let summary = summarise(program, entries, as_of);
+    upsert_state(conn, member, &summary)?;
+    Ok(summary)
+}
+
+fn member_exists(conn: &Connection, member: MemberId) -> Result<()> {
+    let found: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM members WHERE id = ?1",
+            params![member.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    found.map(|_| ()).ok_or(StoreError::UnknownMember(member))
+}
+
+impl Store {
+    /// Runs `rule` against the member's state as of `at` and appends the entry it drafts, all in
+    /// one immediate transaction. Nothing is written when the rule refuses.
+    fn write<F>(&mut self, member: MemberId, actor: &str, at: Timestamp, rule: F) -> Result<Entry>
+    where
+        F: FnOnce(&Program, &[Entry], &MemberSummary) -> Result<Draft>,
+    {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        member_exists(&tx, member)?;
+        let mut entries = member_entries(&tx, member)?;
+        let now = summarise(&self.program, &entries, at);
+        let draft = rule(&self.program, &entries, &now)?;
+        let appender = Appender {
+            conn: &tx,
+            program: &self.program,
+            terminal: &self.terminal,
+        };
+        let (entry, _) = appender.append(member, &mut entries, draft, actor, at)?;
+        tx.commit()?;
+        Ok(entry)
+    }
+
+    /// Records a sale: points at the member's current tier multiplier.
+    pub fn earn(
+        &mut self,
+        member: MemberId,
+        amount_minor: i64,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
+        self.write(member, actor, at, |program, _, now| {
+            Ok(rules::earn(program, now.tier, amount_minor)?)
+        })
+    }
+
+    /// Spends points on a reward. Until the till can ask the server for the live balance, every
+    /// redemption counts against the program's offline limit.
+    pub fn redeem(
+        &mut self,
+        member: MemberId,
+        reward_id: &str,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
+        self.write(member, actor, at, |program, entries, now| {
+            let used = rules::redeemed_in_last_day(entries, at);
+            Ok(rules::redeem(program, now, reward_id, Some(used))?.1)
+        })
+    }
+
+    /// A manager's correction of `points` (either sign) with a reason.
+    pub fn adjust(
+        &mut self,
+        member: MemberId,
+        points: i64,
+        note: &str,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
+        self.write(member, actor, at, |_, _, _| {
+            Ok(rules::adjust(points, note)?)
+        })
+    }
+
+    /// Writes the exact negation of entry `id`.
+    pub fn reverse(&mut self, id: EntryId, actor: &str, at: Timestamp) -> Result<Entry> {
+        let original = entry_by_id(&self.conn, id)?.ok_or(StoreError::UnknownEntry(id))?;
+        self.write(original.member_id, actor, at, |_, entries, _| {
+            let already = entries.iter().any(|e| e.reverses == Some(id));
+            Ok(rules::reverse(&original, already)?)
+        })
+    }
+
+    /// The newest entry this till wrote for `member`, for "reverse last transaction".
+    pub fn last_local_entry(&self, member: MemberId) -> Result<Option<Entry>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM ledger WHERE member_id = ?1 AND terminal_id = ?2
+             ORDER BY terminal_seq DESC LIMIT 1",
+            super::rows::ENTRY_COLUMNS
+        ))?;
+        Ok(stmt
+            .query_row(
+                params![member.0, self.terminal.0],
+                super::rows::entry_from_row,
+            )
+            .optional()?)
+    }
+
+    /// A member's entries, newest first, at most `limit`.
+    pub fn history(&self, member: MemberId, limit: usize) -> Result<Vec<Entry>> {
+        let mut entries = member_entries(&self.conn, member)?;
+        if entries.is_empty() {
+            member_exists(&self.conn, member)?;
+        }
+        entries.reverse();
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
+    /// A member's balance and tier recomputed from their entries as of `at`.
+    pub fn summary_at(&self, member: MemberId, at: Timestamp) -> Result<MemberSummary> {
+        member_exists(&self.conn, member)?;
+        let entries = member_entries(&self.conn, member)?;
+        Ok(summarise(&self.program, &entries, at))
+    }
+
+    /// Stores entries made elsewhere (another till, a replay). Idempotent: an entry whose id is
+    /// present and identical is skipped. All-or-nothing: an invalid entry, an id present with
+    /// different content, or a bad reversal refuses the whole batch.
+    pub fn insert_entries(&mut self, entries: &[Entry]) -> Result<Vec<InsertOutcome>> {
+        for e in entries {
+            e.check_shape()?;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut touched = BTreeSet::new();
+        let mut latest = std::collections::HashMap::new();
+        for e in entries {
+            if e.terminal_id == self.terminal {
+                if let Some(existing) = entry_by_id(&tx, e.id)? {
+                    if existing == *e {
+                        outcomes.push(InsertOutcome::AlreadyPresent);
+                        continue;
+                    }
+                    return Err(StoreError::IdConflict(e.id));
+                }
+                return Err(StoreError::BadEntry {
+                    id: e.id,
+                    reason: format!(
+                        "claims to come from this till ({}) but was never made here",
+                        e.terminal_id
+                    ),
+                });
+            }
+            member_exists(&tx, e.member_id).map_err(|_| StoreError::BadEntry {
+                id: e.id,
+                reason: format!("member {} is not known here", e.member_id),
+            })?;
+            if let Some(target) = e.reverses {
+                check_external_reversal(&tx, e, target)?;
+            }
+            if insert_entry(&tx, e)? {
+                outcomes.push(InsertOutcome::Inserted);
+                touched.insert(e.member_id);
+                let t = latest.entry(e.member_id).or_insert(e.occurred_at);
+                *t = (*t).max(e.occurred_at);
+            } else if entry_by_id(&tx, e.id)?.as_ref() == Some(e) {
+                outcomes.push(InsertOutcome::AlreadyPresent);
+            } else {
+                return Err(StoreError::IdConflict(e.id));
+            }
+        }
+        for member in touched {
+            let all = member_entries(&tx, member)?;
+            let at = latest
+                .get(&member)
+                .copied()
+                .unwrap_or(Timestamp::from_millis(0));
+            refresh_state(&tx, &self.program, member, &all, at)?;
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+}
+
+/// A reversal from elsewhere must exactly negate an entry of the same member that is not itself
+/// a reversal. (That nothing is reversed twice is the `reverses` column's UNIQUE constraint.)
+fn check_external_reversal(conn: &Connection, e: &Entry, target: EntryId) -> Result<()> {
+    let bad = |reason: &str| StoreError::BadEntry {
+        id: e.id,
+        reason: reason.to_owned(),
+    };
+    let original = entry_by_id(conn, target)?.ok_or_else(|| bad("reverses an unknown entry"))?;
+    if original.member_id != e.member_id {
+        return Err(bad("reverses another member's entry"));
+    }
+    let expected = rules::reverse(&original, false).map_err(|r| bad(&r.to_string()))?;
+    if e.points != expected.points || e.amount_minor != expected.amount_minor {
+        return Err(bad("a reversal must exactly negate the entry it reverses"));
+    }
+    let already: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM ledger WHERE reverses = ?1 AND id <> ?2",
+            params![target.0, e.id.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if already.is_some() {
+        return Err(bad("that entry was already reversed"));
+    }
+    Ok(())
+}

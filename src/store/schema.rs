@@ -1,0 +1,83 @@
+//! Connection settings, versioned migrations and the store's singleton rows.
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite_migration::{M, Migrations};
+
+use crate::domain::Timestamp;
+
+const STEPS: &[M<'static>] = &[M::up(include_str!("migrations/001_initial.sql"))];
+
+/// Every schema version, in order. Never edit a released migration; add a new one.
+pub const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
+
+/// Durable, concurrent-reader-friendly settings for every connection.
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Gives a new store its terminal id: `till-` and 12 random hex digits.
+pub fn ensure_terminal(conn: &Connection) -> rusqlite::Result<()> {
+    let id = format!("till-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+    conn.execute(
+        "INSERT INTO terminal (singleton, terminal_id, last_seq) VALUES (1, ?1, 0)
+         ON CONFLICT (singleton) DO NOTHING",
+        params![id],
+    )?;
+    Ok(())
+}
+
+/// Installs `toml` as the program if there is none yet.
+pub fn ensure_program(conn: &Connection, toml: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO program (version, toml, installed_at)
+         SELECT 1, ?1, 0 WHERE NOT EXISTS (SELECT 1 FROM program)",
+        params![toml],
+    )?;
+    Ok(())
+}
+
+/// Adds `toml` as a new program version unless it is already the current one.
+/// Returns the version in force afterwards.
+pub fn install_program(conn: &Connection, toml: &str, at: Timestamp) -> rusqlite::Result<i64> {
+    let current: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT version, toml FROM program ORDER BY version DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match current {
+        Some((version, text)) if text == toml => Ok(version),
+        other => {
+            let version = other.map_or(1, |(v, _)| v + 1);
+            conn.execute(
+                "INSERT INTO program (version, toml, installed_at) VALUES (?1, ?2, ?3)",
+                params![version, toml, at.millis()],
+            )?;
+            Ok(version)
+        }
+    }
+}
+
+/// The program version in force and its TOML.
+pub fn current_program(conn: &Connection) -> rusqlite::Result<(i64, String)> {
+    conn.query_row(
+        "SELECT version, toml FROM program ORDER BY version DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        assert!(MIGRATIONS.validate().is_ok());
+    }
+}
