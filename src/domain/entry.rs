@@ -199,7 +199,7 @@ impl Entry {
         }
         let amount = self.amount_minor;
         match self.kind {
-            EntryKind::Earn if !amount.is_some_and(|a| a > 0) => {
+            EntryKind::Earn if amount.is_none_or(|a| a <= 0) => {
                 fail("an earn entry needs a positive sale amount")
             }
             EntryKind::Earn if self.points < 0 => fail("earning cannot take points away"),

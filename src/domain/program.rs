@@ -254,8 +254,7 @@ impl Program {
 fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.contains(" | "))
-        .last()
+        .rfind(|l| !l.is_empty() && !l.starts_with('|') && !l.contains(" | "))
         .unwrap_or("invalid")
         .to_owned()
 }

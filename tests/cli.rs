@@ -1,0 +1,148 @@
+//! The `tillpass` command line, run as a real process on a real database file.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::TempDb;
+use serde_json::Value;
+
+fn tillpass(db: &TempDb, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tillpass"))
+        .arg("--db")
+        .arg(&db.path)
+        .args(args)
+        .env_remove("TILLPASS_DB")
+        .output()
+        .expect("run tillpass")
+}
+
+fn json(db: &TempDb, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = tillpass(db, &all);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+/// Runs a command that must fail, returning its one-line error.
+fn refused(db: &TempDb, args: &[&str]) -> String {
+    let out = tillpass(db, args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "one-line error expected, got {err:?}"
+    );
+    assert!(err.starts_with("error: "), "{err}");
+    err
+}
+
+fn entries(db: &TempDb) -> i64 {
+    json(db, &["status"])["entries"].as_i64().expect("entries")
+}
+
+#[test]
+fn a_cashier_session_from_the_command_line() {
+    let db = TempDb::new();
+    let added = json(
+        &db,
+        &[
+            "member",
+            "add",
+            "--name",
+            "Ada Lovelace",
+            "--phone",
+            "07400 123456",
+            "--email",
+            "ada@example.com",
+        ],
+    );
+    let card = added["member"]["card"].as_str().expect("card").to_owned();
+    assert_eq!(added["state"]["balance"], 100);
+
+    let earned = json(&db, &["earn", &card, "12.50"]);
+    assert_eq!(earned["entry"]["points"], 125);
+    assert_eq!(earned["state"]["balance"], 225);
+    let by_phone = json(&db, &["earn", "+44 7400 123456", "30"]);
+    assert_eq!(by_phone["state"]["balance"], 525);
+
+    let redeemed = json(&db, &["redeem", &card, "coffee"]);
+    assert_eq!(redeemed["entry"]["points"], -500);
+    let reversed = json(
+        &db,
+        &["reverse", redeemed["entry"]["id"].as_str().expect("id")],
+    );
+    assert_eq!(reversed["state"]["balance"], 525);
+
+    let history = json(&db, &["history", &card]);
+    assert_eq!(history.as_array().map(Vec::len), Some(5));
+    let found = json(&db, &["member", "find", "love"]);
+    assert_eq!(found[0]["member"]["card"], card.as_str());
+    assert_eq!(
+        json(&db, &["verify"])["drift"].as_array().map(Vec::len),
+        Some(0)
+    );
+}
+
+#[test]
+fn every_refusal_is_one_clear_line_and_writes_nothing() {
+    let db = TempDb::new();
+    let added = json(&db, &["member", "add", "--name", "Bo Peep"]);
+    let card = added["member"]["card"].as_str().expect("card").to_owned();
+    let before = entries(&db);
+    let stranger = tillpass::domain::CardNumber::from_payload(777_777_777).to_string();
+    let cases: [(&[&str], &str); 8] = [
+        (&["redeem", &card, "coffee"], "not enough points"),
+        (&["redeem", &card, "beans-250g"], "for Gold members"),
+        (&["redeem", &card, "yacht"], "no reward"),
+        (&["earn", &card, "-3"], "not an amount"),
+        (&["earn", &card, "45000"], "largest sale"),
+        (&["earn", "1234567890", "3"], "check digit"),
+        (&["earn", &stranger, "3"], "no member"),
+        (&["reverse", "not-an-id"], "not an entry id"),
+    ];
+    for (args, expected) in cases {
+        let err = refused(&db, args);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    assert_eq!(entries(&db), before, "refusals wrote nothing");
+}
+
+#[test]
+fn a_bad_program_file_is_named_and_leaves_no_database_behind() {
+    let db = TempDb::new();
+    let bad = db.dir.path().join("bad.toml");
+    let text = tillpass::domain::program::DEMO_PROGRAM_TOML
+        .replace("rounding = \"down\"", "rounding = \"sideways\"");
+    std::fs::write(&bad, text).expect("write");
+    let err = refused(&db, &["init", "--program", bad.to_str().expect("path")]);
+    assert!(err.contains("earn.rounding"), "{err}");
+    assert!(!db.path.exists(), "no database file was created");
+}
+
+#[test]
+fn demo_then_tiers_counts_every_member() {
+    let db = TempDb::new();
+    let report = json(&db, &["demo", "--members", "300", "--seed", "7"]);
+    assert_eq!(report["members"], 300);
+    let tiers = json(&db, &["tiers", "--refresh"]);
+    let total: i64 = tiers
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|t| t["members"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 300);
+    assert_eq!(
+        json(&db, &["verify"])["drift"].as_array().map(Vec::len),
+        Some(0)
+    );
+    let err = refused(&db, &["demo", "--members", "5"]);
+    assert!(err.contains("empty store"), "{err}");
+}
