@@ -8,6 +8,9 @@ use super::{Result, Store, StoreError};
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, Member, Timestamp};
 
+/// Page cache for bulk loads, in KiB (SQLite takes a negative `cache_size` as KiB).
+const BULK_CACHE_KIB: i64 = -256 * 1024;
+
 /// A member and every entry they have, made elsewhere.
 #[derive(Debug, Clone)]
 pub struct HistoricMember {
@@ -40,6 +43,9 @@ impl Store {
                 }
             }
         }
+        // Histories arrive in member order, so index pages are hit in random order: give this
+        // connection a bigger page cache than SQLite's 2 MB default while it loads.
+        self.conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
