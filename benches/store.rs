@@ -36,7 +36,9 @@ fn now() -> Timestamp {
 }
 
 fn bench_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench")
 }
 
 /// Opens the cached large store, building it with the demo generator when missing.
@@ -54,7 +56,12 @@ fn large_store(members: usize) -> (Store, Option<Duration>) {
         })
         .expect("demo");
         let took = started.elapsed();
-        eprintln!("\rbuilt {} members, {} entries in {:.1} s", report.members, report.entries, took.as_secs_f64());
+        eprintln!(
+            "\rbuilt {} members, {} entries in {:.1} s",
+            report.members,
+            report.entries,
+            took.as_secs_f64()
+        );
         return (store, Some(took));
     }
     (Store::open(&path).expect("open bench store"), None)
@@ -64,7 +71,9 @@ fn bench_lookup(store: &Store) -> ((Duration, Duration), (Duration, Duration)) {
     let cards: Vec<CardNumber> = store.sample_cards(LOOKUPS).expect("sample");
     let texts: Vec<String> = cards.iter().map(|c| c.to_string()).collect();
     let bare = Connection::open(store.path()).expect("bare open");
-    let mut stmt = bare.prepare_cached("SELECT id FROM members WHERE card = ?1").expect("prepare");
+    let mut stmt = bare
+        .prepare_cached("SELECT id FROM members WHERE card = ?1")
+        .expect("prepare");
     // Warm both paths over the same keys first so neither pays for cold pages alone.
     for text in &texts {
         let _: Vec<u8> = stmt.query_row([text], |r| r.get(0)).expect("bare warm");
@@ -90,7 +99,14 @@ fn bench_earn(store: &mut Store) -> ((Duration, Duration), (Duration, Duration))
     let cards = store.sample_cards(EARNS).expect("sample");
     let members: Vec<_> = cards
         .iter()
-        .map(|c| store.member_by_card(c).expect("lookup").expect("found").member.id)
+        .map(|c| {
+            store
+                .member_by_card(c)
+                .expect("lookup")
+                .expect("found")
+                .member
+                .id
+        })
         .collect();
     let mut ours = Vec::with_capacity(EARNS);
     for (i, member) in members.iter().enumerate() {
@@ -102,10 +118,18 @@ fn bench_earn(store: &mut Store) -> ((Duration, Duration), (Duration, Duration))
     let bare_path = bench_dir().join("bare-commit.sqlite3");
     let _ = std::fs::remove_file(&bare_path);
     let bare = Connection::open(&bare_path).expect("bare open");
-    bare.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    bare.pragma_update(None, "synchronous", "FULL").expect("full");
-    bare.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)", []).expect("create");
-    let mut insert = bare.prepare_cached("INSERT INTO t (v) VALUES (?1)").expect("prepare");
+    bare.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    bare.pragma_update(None, "synchronous", "FULL")
+        .expect("full");
+    bare.execute(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB NOT NULL)",
+        [],
+    )
+    .expect("create");
+    let mut insert = bare
+        .prepare_cached("INSERT INTO t (v) VALUES (?1)")
+        .expect("prepare");
     let mut raw = Vec::with_capacity(EARNS);
     for i in 0..EARNS {
         let payload = [i as u8; 64];
@@ -124,22 +148,38 @@ fn main() {
     std::fs::create_dir_all(bench_dir()).expect("bench dir");
     let (mut store, built) = large_store(members);
     let stats = store.stats().expect("stats");
-    println!("Store: {} members, {} entries ({})", stats.members, stats.entries, store.path().display());
+    println!(
+        "Store: {} members, {} entries ({})",
+        stats.members,
+        stats.entries,
+        store.path().display()
+    );
     if let Some(took) = built {
-        println!("| demo --members {members} build | {:.1} s | | |", took.as_secs_f64());
+        println!(
+            "| demo --members {members} build | {:.1} s | | |",
+            took.as_secs_f64()
+        );
     }
     let ((o50, o99), (b50, b99)) = bench_lookup(&store);
-    println!("| what | tillpass p50 | tillpass p99 | bare SQLite p50 | bare SQLite p99 | p99 ratio |");
+    println!(
+        "| what | tillpass p50 | tillpass p99 | bare SQLite p50 | bare SQLite p99 | p99 ratio |"
+    );
     println!("|---|---|---|---|---|---|");
     println!(
         "| lookup by card ({LOOKUPS} random) | {} | {} | {} | {} | {:.1}x |",
-        us(o50), us(o99), us(b50), us(b99),
+        us(o50),
+        us(o99),
+        us(b50),
+        us(b99),
         o99.as_secs_f64() / b99.as_secs_f64()
     );
     let ((o50, o99), (b50, b99)) = bench_earn(&mut store);
     println!(
         "| durable earn vs single-row commit ({EARNS}) | {} | {} | {} | {} | p50 {:.1}x |",
-        us(o50), us(o99), us(b50), us(b99),
+        us(o50),
+        us(o99),
+        us(b50),
+        us(b99),
         o50.as_secs_f64() / b50.as_secs_f64()
     );
 }

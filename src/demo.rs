@@ -4,7 +4,7 @@
 use std::sync::mpsc;
 
 use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng as _};
+use rand::{RngExt as _, SeedableRng as _};
 use serde::Serialize;
 
 use crate::domain::card::PAYLOAD_LIMIT;

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 use common::TempDb;
-use rand::Rng as _;
+use rand::RngExt as _;
 use tillpass::domain::{CardNumber, MemberInput, Timestamp};
 use tillpass::store::Store;
 

@@ -48,13 +48,19 @@ pub enum MemberError {
     #[error("name: enter the member's name (1-100 characters)")]
     Name,
     #[error("phone: {0}")]
-    Phone(#[from] PhoneError),
+    Phone(PhoneError),
     #[error("email: {0:?} is not an email address")]
     Email(String),
     #[error("birthday: {0:?} is not a date like 1990-04-25")]
     Birthday(String),
     #[error("birthday: {0} is in the future")]
     BirthdayInFuture(time::Date),
+}
+
+impl From<PhoneError> for MemberError {
+    fn from(e: PhoneError) -> Self {
+        Self::Phone(e)
+    }
 }
 
 impl MemberInput {

@@ -45,7 +45,8 @@ impl Store {
         }
         // Histories arrive in member order, so index pages are hit in random order: give this
         // connection a bigger page cache than SQLite's 2 MB default while it loads.
-        self.conn.pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
+        self.conn
+            .pragma_update(None, "cache_size", BULK_CACHE_KIB)?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

@@ -1,12 +1,11 @@
 //! Enrolment and lookup of members.
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension as _, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::ledger::{Appender, new_id, refresh_state};
 use super::rows::{STATE_COLUMNS, state_from_row};
 use super::{Result, Store, StoreError};
-use crate::domain::card::PAYLOAD_LIMIT;
 use crate::domain::member::{name_tokens, validate_email};
 use crate::domain::phone::{looks_like_phone, normalise_phone};
 use crate::domain::rules;
@@ -94,11 +93,6 @@ pub(crate) fn insert_member(conn: &Connection, m: &Member) -> rusqlite::Result<(
     Ok(())
 }
 
-fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, Some(msg))
-        if f.code == ErrorCode::ConstraintViolation && msg.contains(column))
-}
-
 impl Store {
     /// Enrols a member: validates the input, gives them a new card number, and writes the
     /// welcome bonus, all in one transaction.
@@ -142,9 +136,9 @@ impl Store {
                 });
             }
         }
-        let mut member = Member {
+        let member = Member {
             id: MemberId(new_id(at)),
-            card: CardNumber::from_payload(rand::random_range(0..PAYLOAD_LIMIT)),
+            card: super::identify::fresh_card(&tx)?,
             name: new.name,
             phone: new.phone,
             email: new.email,
@@ -152,18 +146,7 @@ impl Store {
             marketing_consent: new.marketing_consent,
             created_at: at,
         };
-        // A random card number can collide with an existing one; draw again.
-        let mut attempts = 0;
-        loop {
-            match insert_member(&tx, &member) {
-                Ok(()) => break,
-                Err(e) if attempts < 32 && is_unique_violation(&e, "members.card") => {
-                    attempts += 1;
-                    member.card = CardNumber::from_payload(rand::random_range(0..PAYLOAD_LIMIT));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        insert_member(&tx, &member)?;
         let mut entries = Vec::new();
         let state = match rules::welcome(&self.program) {
             Some(draft) => {

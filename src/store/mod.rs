@@ -5,6 +5,7 @@
 //! sequence and refreshes the member's cached state together, or does none of it.
 
 mod bulk;
+mod identify;
 mod ledger;
 mod members;
 mod rows;
@@ -19,8 +20,10 @@ use thiserror::Error;
 use crate::domain::entry::ShapeError;
 use crate::domain::member::MemberError;
 use crate::domain::{ConfigError, EntryId, MemberId, Program, Refusal, TerminalId, Timestamp};
+use crate::token::CodeKey;
 
 pub use bulk::HistoricMember;
+pub use identify::{ScanError, ScanOutcome};
 pub use ledger::InsertOutcome;
 pub use members::{MemberView, SearchHit, SearchKind};
 pub use verify::{Drift, VerifyReport};
@@ -28,15 +31,15 @@ pub use verify::{Drift, VerifyReport};
 /// Anything the store refuses or fails at.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("database {path}: {source}")]
+    #[error("database {path}: {cause}")]
     Open {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error("database schema upgrade failed: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
+    Migration(rusqlite_migration::Error),
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error(
         "the stored program is invalid ({0}); install a valid one with `tillpass program set FILE`"
     )]
@@ -65,6 +68,24 @@ pub enum StoreError {
     BadEntry { id: EntryId, reason: String },
     #[error("the store already has members; a demo can only be loaded into an empty store")]
     NotEmpty,
+    #[error("could not find an unused card number; the card number space is nearly full")]
+    CardsExhausted,
+    #[error("NFC tag {uid} is already linked to the member with card {card}")]
+    TagTaken { uid: String, card: String },
+}
+
+// These messages already carry their cause, so it is not chained as a source as well (an error
+// report would print it twice).
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
+    }
+}
+
+impl From<rusqlite_migration::Error> for StoreError {
+    fn from(e: rusqlite_migration::Error) -> Self {
+        Self::Migration(e)
+    }
 }
 
 /// Result alias for store calls.
@@ -87,6 +108,7 @@ pub struct Store {
     program: Program,
     program_version: i64,
     terminal: TerminalId,
+    code_key: CodeKey,
     path: PathBuf,
 }
 
@@ -107,9 +129,9 @@ impl Store {
     }
 
     fn open_inner(path: &Path, program: Option<(&str, Timestamp)>) -> Result<Self> {
-        let open_err = |source| StoreError::Open {
+        let open_err = |cause| StoreError::Open {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         schema::configure(&conn).map_err(open_err)?;
@@ -127,11 +149,13 @@ impl Store {
         let terminal = conn.query_row("SELECT terminal_id FROM terminal", [], |r| {
             r.get::<_, String>(0)
         })?;
+        let code_key = CodeKey::from_bytes(schema::ensure_code_key(&conn)?);
         Ok(Self {
             conn,
             program,
             program_version,
             terminal: TerminalId(terminal),
+            code_key,
             path: path.to_owned(),
         })
     }

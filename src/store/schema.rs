@@ -5,7 +5,10 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::domain::Timestamp;
 
-const STEPS: &[M<'static>] = &[M::up(include_str!("migrations/001_initial.sql"))];
+const STEPS: &[M<'static>] = &[
+    M::up(include_str!("migrations/001_initial.sql")),
+    M::up(include_str!("migrations/002_identification.sql")),
+];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.
 pub const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
@@ -28,6 +31,28 @@ pub fn ensure_terminal(conn: &Connection) -> rusqlite::Result<()> {
         params![id],
     )?;
     Ok(())
+}
+
+/// The member-code key, made (32 random bytes) the first time it is needed.
+pub fn ensure_code_key(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
+    let fresh: [u8; 32] = rand::random();
+    conn.execute(
+        "INSERT INTO secrets (name, value) VALUES ('member_code_key', ?1)
+         ON CONFLICT (name) DO NOTHING",
+        params![&fresh[..]],
+    )?;
+    let stored: Vec<u8> = conn.query_row(
+        "SELECT value FROM secrets WHERE name = 'member_code_key'",
+        [],
+        |r| r.get(0),
+    )?;
+    stored.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            "the stored member-code key is not 32 bytes".into(),
+        )
+    })
 }
 
 /// Installs `toml` as the program if there is none yet.

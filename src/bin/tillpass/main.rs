@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use tillpass::domain::money::parse_amount;
 use tillpass::domain::{EntryId, MemberInput, Timestamp};
-use tillpass::store::{MemberView, SearchKind, Store};
+use tillpass::store::{MemberView, ScanOutcome, Store};
 
 use output::Out;
 
@@ -102,6 +102,21 @@ enum Command {
     /// Show or replace the loyalty program.
     #[command(subcommand)]
     Program(ProgramCommand),
+    /// Identify a member from scanned or typed text (member code, tag UID, card, phone, name).
+    Scan { text: String },
+    /// Read QR codes from an image file (PNG or JPEG) and identify the member.
+    ScanImage { file: PathBuf },
+    /// NFC tags: link keyboard-reader UIDs, read NDEF tag dumps.
+    #[command(subcommand)]
+    Nfc(NfcCommand),
+}
+
+#[derive(Subcommand)]
+enum NfcCommand {
+    /// Link a tag UID (as a keyboard-mode reader types it) to a member.
+    Link { uid: String, member: String },
+    /// Identify the member from a tag dump: NDEF message or Type 2 tag memory, binary or hex.
+    Read { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +144,16 @@ enum MemberCommand {
     },
     /// One member: profile, balance, tier and recent activity.
     Show { member: String },
+    /// Print the member code (the text in their QR code, wallet pass and NFC tag).
+    Code { member: String },
+    /// Write the member's QR code as a PNG.
+    Qr {
+        member: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Give the member a new card number (lost card); the old card's code stops working.
+    ReplaceCard { member: String },
 }
 
 #[derive(Subcommand)]
@@ -170,17 +195,31 @@ fn open(cli: &Cli) -> Result<Store> {
     Ok(Store::open(&path)?)
 }
 
-/// Finds exactly one member by an exact identifier: card number, phone or email.
+/// Finds exactly one member by a member code, tag UID, card number, phone or email.
 fn resolve(store: &Store, who: &str) -> Result<MemberView> {
-    let hits = store.search(who, 5)?;
-    let exact = hits.into_iter().find(|h| h.matched != SearchKind::Name);
-    match exact {
-        Some(hit) => Ok(hit.view),
-        None => match who.parse::<tillpass::domain::CardNumber>() {
+    match store.scan(who, 5)? {
+        ScanOutcome::Member(view) => Ok(view),
+        ScanOutcome::Matches(_) => match who.parse::<tillpass::domain::CardNumber>() {
             Err(e) if who.chars().all(|c| c.is_ascii_digit() || c == ' ') => Err(e.into()),
             _ => bail!("no member with card number, phone or email {who:?}"),
         },
     }
+}
+
+/// Reads a tag dump: raw bytes, or hex text (with any whitespace or colons).
+fn read_dump(file: &std::path::Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let text: String = String::from_utf8_lossy(&bytes)
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if !text.is_empty() && text.len().is_multiple_of(2) && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(Into::into))
+            .collect();
+    }
+    Ok(bytes)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -305,6 +344,54 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!();
             }
             out.demo(&report)
+        }
+        Command::Member(MemberCommand::Code { member }) => {
+            let store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            out.code(&view, &store.member_code(&view.member.card))
+        }
+        Command::Member(MemberCommand::Qr { member, out: file }) => {
+            let store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let code = store.member_code(&view.member.card);
+            tillpass::token::qr::write_png(&code, file)?;
+            out.code(&view, &code)
+        }
+        Command::Member(MemberCommand::ReplaceCard { member }) => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let view = store.replace_card(view.member.id, now())?;
+            out.member(store.program(), &view, &[])
+        }
+        Command::Scan { text } => {
+            let store = open(&cli)?;
+            match store.scan(text, 20)? {
+                ScanOutcome::Member(view) => out.member(store.program(), &view, &[]),
+                ScanOutcome::Matches(hits) => out.hits(store.program(), &hits),
+            }
+        }
+        Command::ScanImage { file } => {
+            let store = open(&cli)?;
+            let texts = tillpass::token::qr::decode_file(file)?;
+            let mut last_error = None;
+            for text in &texts {
+                match store.identify_code(text) {
+                    Ok(view) => return out.member(store.program(), &view, &[]),
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            Err(last_error.map_or_else(|| anyhow!("no QR code found"), Into::into))
+        }
+        Command::Nfc(NfcCommand::Link { uid, member }) => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            store.link_tag(uid, view.member.id, now())?;
+            out.member(store.program(), &view, &[])
+        }
+        Command::Nfc(NfcCommand::Read { file }) => {
+            let store = open(&cli)?;
+            let view = store.identify_ndef(&read_dump(file)?)?;
+            out.member(store.program(), &view, &[])
         }
         Command::Program(ProgramCommand::Show) => {
             let store = open(&cli)?;

@@ -221,6 +221,14 @@ impl Out {
         Ok(())
     }
 
+    pub fn code(&self, view: &MemberView, code: &str) -> Result<()> {
+        if self.json {
+            return print_json(&json!({ "card": view.member.card, "code": code }));
+        }
+        println!("{code}");
+        Ok(())
+    }
+
     pub fn demo(&self, report: &DemoReport) -> Result<()> {
         if self.json {
             return print_json(report);

@@ -1,0 +1,9 @@
+//! Member identification: the signed member code carried by QR codes, wallet passes and NFC
+//! tags; QR rendering and decoding; NDEF tag parsing; NFC reader UIDs.
+
+pub mod code;
+pub mod ndef;
+pub mod qr;
+pub mod uid;
+
+pub use code::{CODE_PREFIX, CodeError, CodeKey, member_code, parse_member_code};
