@@ -2,6 +2,7 @@
 //! - member lookup by card number on a large store (default 1,000,000 members) vs a bare
 //!   indexed `SELECT` on the same file;
 //! - a durable earn (synchronous=FULL) vs a bare single-row commit with the same settings;
+//! - a scan: member code parse + HMAC verify + lookup, on the same store;
 //! - `demo --members N` build time (when the store is (re)built).
 //!
 //! Run: `cargo bench --bench store`. Environment: `TILLPASS_BENCH_MEMBERS` (default 1000000),
@@ -95,6 +96,27 @@ fn bench_lookup(store: &Store) -> ((Duration, Duration), (Duration, Duration)) {
     (summary(ours), summary(raw))
 }
 
+/// A scan: parse the member code, verify its HMAC tag, look the member up.
+fn bench_scan(store: &Store) -> (Duration, Duration) {
+    let codes: Vec<String> = store
+        .sample_cards(LOOKUPS)
+        .expect("sample")
+        .iter()
+        .map(|c| store.member_code(c))
+        .collect();
+    for code in &codes {
+        store.identify_code(code).expect("warm");
+    }
+    let mut samples = Vec::with_capacity(codes.len());
+    for code in &codes {
+        let t = Instant::now();
+        let view = store.identify_code(code).expect("scan");
+        samples.push(t.elapsed());
+        std::hint::black_box(view);
+    }
+    summary(samples)
+}
+
 fn bench_earn(store: &mut Store) -> ((Duration, Duration), (Duration, Duration)) {
     let cards = store.sample_cards(EARNS).expect("sample");
     let members: Vec<_> = cards
@@ -172,6 +194,15 @@ fn main() {
         us(b50),
         us(b99),
         o99.as_secs_f64() / b99.as_secs_f64()
+    );
+    let (s50, s99) = bench_scan(&store);
+    println!(
+        "| scan: parse + verify HMAC + lookup ({LOOKUPS} random codes) | {} | {} | {} | {} | {:.1}x |",
+        us(s50),
+        us(s99),
+        us(b50),
+        us(b99),
+        s99.as_secs_f64() / b99.as_secs_f64()
     );
     let ((o50, o99), (b50, b99)) = bench_earn(&mut store);
     println!(

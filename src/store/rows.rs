@@ -35,8 +35,9 @@ pub fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
 pub fn insert_entry(conn: &rusqlite::Connection, e: &Entry) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO ledger (id, terminal_id, terminal_seq, member_id, kind, points, amount_minor,
-                             currency, reward_id, reverses, occurred_at, note, actor)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                             currency, reward_id, reverses, occurred_at, note, actor, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger))
          ON CONFLICT (id) DO NOTHING",
     )?;
     let written = stmt.execute(params![
@@ -63,7 +64,7 @@ pub fn member_entries(
     member: MemberId,
 ) -> rusqlite::Result<Vec<Entry>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM ledger WHERE member_id = ?1 ORDER BY occurred_at, seq"
+        "SELECT {ENTRY_COLUMNS} FROM ledger WHERE member_id = ?1 ORDER BY occurred_at, id"
     ))?;
     stmt.query_map(params![member.0], entry_from_row)?.collect()
 }

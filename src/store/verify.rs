@@ -89,7 +89,7 @@ impl Store {
                  LEFT JOIN member_state s ON s.member_id = m.id ORDER BY m.id"
             ))?;
             let mut entries = self.conn.prepare(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM ledger ORDER BY member_id, occurred_at, seq"
+                "SELECT {ENTRY_COLUMNS} FROM ledger ORDER BY member_id, occurred_at, id"
             ))?;
             let mut entry_rows = entries.query_map([], entry_from_row)?.peekable();
             let mut member_rows = members.query([])?;

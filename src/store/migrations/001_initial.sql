@@ -30,13 +30,16 @@ CREATE TABLE member_name_tokens (
     PRIMARY KEY (token, member_id)
 ) STRICT, WITHOUT ROWID;
 
--- The append-only points ledger. `seq` is local arrival order; `id` is global.
+-- The append-only points ledger, clustered by member so that one member's entries (read on
+-- every scan and folded on every write) share a page or two. `id` is global; `seq` is this
+-- store's arrival order (1, 2, 3 ...).
 CREATE TABLE ledger (
-    seq          INTEGER PRIMARY KEY,
+    member_id    BLOB    NOT NULL REFERENCES members (id),
+    occurred_at  INTEGER NOT NULL,
     id           BLOB    NOT NULL UNIQUE,
+    seq          INTEGER NOT NULL UNIQUE CHECK (seq >= 1),
     terminal_id  TEXT    NOT NULL,
     terminal_seq INTEGER NOT NULL CHECK (terminal_seq >= 1),
-    member_id    BLOB    NOT NULL REFERENCES members (id),
     kind         TEXT    NOT NULL CHECK (kind IN ('earn', 'redeem', 'reverse', 'adjust', 'expire',
                                                   'welcome_bonus', 'birthday_bonus')),
     points       INTEGER NOT NULL,
@@ -44,13 +47,11 @@ CREATE TABLE ledger (
     currency     TEXT,
     reward_id    TEXT,
     reverses     BLOB    UNIQUE REFERENCES ledger (id),
-    occurred_at  INTEGER NOT NULL,
     note         TEXT,
     actor        TEXT    NOT NULL,
+    PRIMARY KEY (member_id, occurred_at, id),
     UNIQUE (terminal_id, terminal_seq)
-) STRICT;
-
-CREATE INDEX ledger_member_time ON ledger (member_id, occurred_at);
+) STRICT, WITHOUT ROWID;
 
 CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
 BEGIN
