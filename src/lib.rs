@@ -4,9 +4,11 @@
 //! - [`domain`]: pure types and rules (program, ledger entries, earning, tiers, expiry). No IO.
 //! - [`store`]: the till's SQLite store (append-only ledger, members, derived balance cache).
 //! - [`token`]: member codes (signed QR/NFC payloads), QR render/decode, NDEF, tag UIDs.
+//! - [`ui`]: the egui till app (cashier, enrol, customer display, manager); disk work on a worker.
 //! - [`demo`]: realistic demo members and history, made through the program's own rules.
 
 pub mod demo;
 pub mod domain;
 pub mod store;
 pub mod token;
+pub mod ui;

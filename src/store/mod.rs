@@ -7,6 +7,7 @@
 mod bulk;
 mod identify;
 mod ledger;
+mod manager;
 mod members;
 mod rows;
 mod schema;
@@ -25,6 +26,7 @@ use crate::token::CodeKey;
 pub use bulk::HistoricMember;
 pub use identify::{ScanError, ScanOutcome};
 pub use ledger::InsertOutcome;
+pub use manager::{ActivityRow, PinError, TierRow, TierSort};
 pub use members::{MemberView, SearchHit, SearchKind};
 pub use verify::{Drift, VerifyReport};
 

@@ -8,6 +8,7 @@ use crate::domain::Timestamp;
 const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/001_initial.sql")),
     M::up(include_str!("migrations/002_identification.sql")),
+    M::up(include_str!("migrations/003_manager.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.

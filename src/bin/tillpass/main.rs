@@ -15,7 +15,8 @@ use tillpass::store::{MemberView, ScanOutcome, Store};
 
 use output::Out;
 
-/// Tillpass: loyalty at the till. Offline-first points ledger on a local SQLite file.
+/// Tillpass: loyalty at the till. With no command, opens the till app; commands are for
+/// headless use and scripts. Offline-first points ledger on a local SQLite file.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -229,8 +230,15 @@ fn run(cli: Cli) -> Result<()> {
     let out = Out { json: cli.json };
     let actor = cli.actor.clone();
     let Some(command) = &cli.command else {
-        let store = open(&cli)?;
-        return out.status(&store.stats()?, true);
+        let path = match &cli.db {
+            Some(p) => p.clone(),
+            None => default_db()?,
+        };
+        let exports = path
+            .parent()
+            .map_or_else(|| PathBuf::from("exports"), |dir| dir.join("exports"));
+        return tillpass::ui::run(path, exports, actor)
+            .map_err(|e| anyhow!("the till window failed: {e}"));
     };
     match command {
         Command::Init { program } => {
@@ -247,9 +255,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => Store::open(&path)?,
             };
-            out.status(&store.stats()?, false)
+            out.status(&store.stats()?)
         }
-        Command::Status => out.status(&open(&cli)?.stats()?, false),
+        Command::Status => out.status(&open(&cli)?.stats()?),
         Command::Member(MemberCommand::Add {
             name,
             phone,
@@ -407,7 +415,7 @@ fn run(cli: Cli) -> Result<()> {
             store
                 .set_program(&text, now())
                 .with_context(|| format!("installing {}", file.display()))?;
-            out.status(&store.stats()?, false)
+            out.status(&store.stats()?)
         }
     }
 }

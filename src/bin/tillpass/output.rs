@@ -66,7 +66,7 @@ fn entry_line(program: &Program, e: &Entry) -> String {
 }
 
 impl Out {
-    pub fn status(&self, stats: &StoreStats, hint: bool) -> Result<()> {
+    pub fn status(&self, stats: &StoreStats) -> Result<()> {
         if self.json {
             return print_json(stats);
         }
@@ -78,12 +78,6 @@ impl Out {
         );
         println!("Members:   {}", stats.members);
         println!("Entries:   {}", stats.entries);
-        if hint {
-            println!();
-            println!(
-                "Try: tillpass demo --members 1000, tillpass member find Smith, tillpass --help"
-            );
-        }
         Ok(())
     }
 

@@ -1,0 +1,250 @@
+//! What the manager's screens read: members per tier (paged, sorted, filtered), recent activity,
+//! and the manager PIN, which is stored only as an Argon2 hash.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use rusqlite::{OptionalExtension as _, params};
+use serde::Serialize;
+use thiserror::Error;
+
+use super::rows::{ENTRY_COLUMNS, entry_from_row};
+use super::{Result, Store, StoreError};
+use crate::domain::member::name_tokens;
+use crate::domain::{CardNumber, Entry, MemberId, Timestamp};
+
+/// Shortest manager PIN accepted.
+pub const MIN_PIN_DIGITS: usize = 4;
+
+/// Why a manager PIN was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PinError {
+    #[error("a manager PIN is {MIN_PIN_DIGITS} to 12 digits")]
+    Shape,
+    #[error("wrong manager PIN")]
+    Wrong,
+    #[error("no manager PIN is set yet")]
+    NotSet,
+    #[error("a manager PIN is already set")]
+    AlreadySet,
+}
+
+/// How the tier list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum TierSort {
+    /// By qualifying measure (the reverse of "distance to the next tier").
+    Qualifying,
+    Balance,
+    LastVisit,
+    Name,
+}
+
+/// One member in the tier list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierRow {
+    pub member_id: MemberId,
+    pub card: CardNumber,
+    pub name: String,
+    pub qualifying: i64,
+    pub balance: i64,
+    pub last_activity_at: Option<Timestamp>,
+}
+
+/// One line of recent activity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActivityRow {
+    pub entry: Entry,
+    pub name: String,
+    pub card: CardNumber,
+}
+
+fn pin_shape(pin: &str) -> std::result::Result<(), PinError> {
+    let ok = (MIN_PIN_DIGITS..=12).contains(&pin.len()) && pin.bytes().all(|b| b.is_ascii_digit());
+    if ok { Ok(()) } else { Err(PinError::Shape) }
+}
+
+/// The filter's SQL condition and its bound values: name words (prefix of any word), or a card
+/// number prefix when the filter is digits.
+fn filter_clause(filter: &str) -> (String, Vec<String>) {
+    let filter = filter.trim();
+    if filter.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    if filter.bytes().all(|b| b.is_ascii_digit() || b == b' ') {
+        let digits: String = filter.chars().filter(char::is_ascii_digit).collect();
+        return (
+            " AND m.card >= ?3 AND m.card < ?4".to_owned(),
+            vec![digits.clone(), format!("{digits}\u{7f}")],
+        );
+    }
+    let words = name_tokens(filter);
+    let longest = words
+        .iter()
+        .max_by_key(|w| w.len())
+        .cloned()
+        .unwrap_or_default();
+    (
+        " AND m.id IN (SELECT member_id FROM member_name_tokens WHERE token >= ?3 AND token < ?4)"
+            .to_owned(),
+        vec![longest.clone(), format!("{longest}\u{10FFFF}")],
+    )
+}
+
+impl Store {
+    /// True once a manager PIN has been set.
+    pub fn has_manager_pin(&self) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM secrets WHERE name = 'manager_pin')",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Sets the first manager PIN (Argon2id hash with a random salt; the PIN is not stored).
+    pub fn set_manager_pin(&mut self, pin: &str) -> Result<(), PinErrorOr> {
+        pin_shape(pin)?;
+        if self.has_manager_pin()? {
+            return Err(PinError::AlreadySet.into());
+        }
+        let salt_bytes: [u8; 16] = rand::random();
+        let salt = SaltString::encode_b64(&salt_bytes).map_err(|_| PinError::Shape)?;
+        let hash = Argon2::default()
+            .hash_password(pin.as_bytes(), &salt)
+            .map_err(|_| PinError::Shape)?
+            .to_string();
+        self.conn.execute(
+            "INSERT INTO secrets (name, value) VALUES ('manager_pin', ?1)",
+            params![hash.as_bytes()],
+        )?;
+        Ok(())
+    }
+
+    /// Checks a manager PIN against the stored hash (constant-time comparison inside Argon2).
+    pub fn check_manager_pin(&self, pin: &str) -> Result<(), PinErrorOr> {
+        let stored: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM secrets WHERE name = 'manager_pin'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let stored = stored.ok_or(PinError::NotSet)?;
+        let text = String::from_utf8(stored).map_err(|_| PinError::NotSet)?;
+        let hash = PasswordHash::new(&text).map_err(|_| PinError::NotSet)?;
+        Argon2::default()
+            .verify_password(pin.as_bytes(), &hash)
+            .map_err(|_| PinError::Wrong.into())
+    }
+
+    /// Members in `tier` matching `filter`, ordered, one page.
+    pub fn tier_members(
+        &self,
+        tier: usize,
+        filter: &str,
+        sort: TierSort,
+        descending: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<TierRow>> {
+        let (condition, values) = filter_clause(filter);
+        let dir = if descending { "DESC" } else { "ASC" };
+        let order = match sort {
+            TierSort::Qualifying => format!("s.qualifying {dir}, s.member_id"),
+            TierSort::Balance => format!("s.balance {dir}, s.member_id"),
+            TierSort::LastVisit => format!("s.last_activity_at {dir}, s.member_id"),
+            TierSort::Name => format!("m.name {dir}, m.card"),
+        };
+        let sql = format!(
+            "SELECT m.id, m.card, m.name, s.qualifying, s.balance, s.last_activity_at
+             FROM member_state s JOIN members m ON m.id = s.member_id
+             WHERE s.tier = ?1{condition} ORDER BY {order} LIMIT ?2 OFFSET {offset}"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let tier = i64::try_from(tier).unwrap_or(0);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let map = |r: &rusqlite::Row<'_>| {
+            let card: String = r.get(1)?;
+            Ok(TierRow {
+                member_id: MemberId(r.get(0)?),
+                card: card.parse().map_err(|e: crate::domain::card::CardError| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })?,
+                name: r.get(2)?,
+                qualifying: r.get(3)?,
+                balance: r.get(4)?,
+                last_activity_at: r.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
+            })
+        };
+        let rows: rusqlite::Result<Vec<TierRow>> = match values.as_slice() {
+            [a, b] => stmt.query_map(params![tier, limit, a, b], map)?.collect(),
+            _ => stmt.query_map(params![tier, limit], map)?.collect(),
+        };
+        Ok(rows?)
+    }
+
+    /// How many members of `tier` match `filter`.
+    pub fn tier_member_count(&self, tier: usize, filter: &str) -> Result<i64> {
+        let (condition, values) = filter_clause(filter);
+        let join = if condition.is_empty() {
+            ""
+        } else {
+            " JOIN members m ON m.id = s.member_id"
+        };
+        let sql = format!("SELECT COUNT(*) FROM member_state s{join} WHERE s.tier = ?1{condition}");
+        // Parameters ?2 is unused by the count; keep numbering aligned with `tier_members`.
+        let sql = sql.replace("?3", "?2").replace("?4", "?3");
+        let tier = i64::try_from(tier).unwrap_or(0);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        Ok(match values.as_slice() {
+            [a, b] => stmt.query_row(params![tier, a, b], |r| r.get(0))?,
+            _ => stmt.query_row(params![tier], |r| r.get(0))?,
+        })
+    }
+
+    /// The newest `limit` entries in this store, with their members.
+    pub fn recent_activity(&self, limit: usize) -> Result<Vec<ActivityRow>> {
+        let columns = ENTRY_COLUMNS
+            .split(", ")
+            .map(|c| format!("l.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {columns}, m.name, m.card FROM ledger l JOIN members m ON m.id = l.member_id
+             ORDER BY l.seq DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            let card: String = r.get(14)?;
+            Ok(ActivityRow {
+                entry: entry_from_row(r)?,
+                name: r.get(13)?,
+                card: card.parse().map_err(|e: crate::domain::card::CardError| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        14,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+/// A PIN refusal or a store failure.
+#[derive(Debug, Error)]
+pub enum PinErrorOr {
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for PinErrorOr {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(e.into())
+    }
+}

@@ -1,0 +1,62 @@
+//! The customer-facing window: the member's QR code, name, tier and balance, large.
+
+use egui::RichText;
+
+use super::app::TillApp;
+use super::theme::tier_badge;
+
+pub fn show(app: &mut TillApp, ctx: &egui::Context) {
+    let builder = egui::ViewportBuilder::default()
+        .with_title("Tillpass — for the customer")
+        .with_inner_size([560.0, 760.0]);
+    let mut close = false;
+    ctx.show_viewport_immediate(
+        egui::ViewportId::from_hash_of("customer"),
+        builder,
+        |ui, _class| {
+            if ui.input(|i| i.viewport().close_requested()) {
+                close = true;
+            }
+            egui::CentralPanel::default().show(ui, |ui| {
+                ui.vertical_centered(|ui| {
+                    let (Some(panel), Some(program)) = (&app.member, &app.program) else {
+                        ui.add_space(120.0);
+                        let name = app.program.as_ref().map_or("Tillpass", |p| p.name.as_str());
+                        ui.label(
+                            RichText::new(format!("Welcome to {name}"))
+                                .size(34.0)
+                                .strong(),
+                        );
+                        ui.label(
+                            RichText::new("Show your card or wallet pass to the cashier")
+                                .size(24.0),
+                        );
+                        return;
+                    };
+                    let state = &panel.view.state;
+                    ui.label(RichText::new(&panel.view.member.name).size(36.0).strong());
+                    tier_badge(ui, program.tier(state.tier));
+                    ui.label(
+                        RichText::new(format!("{} points", state.balance))
+                            .size(48.0)
+                            .strong(),
+                    );
+                    if let Some(texture) = &app.member_qr {
+                        let side = ui
+                            .available_width()
+                            .min(ui.available_height() - 60.0)
+                            .clamp(160.0, 480.0);
+                        ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(side, side)));
+                    }
+                    ui.label(
+                        RichText::new(format!("Card {}", panel.view.member.card.grouped()))
+                            .size(24.0),
+                    );
+                });
+            });
+        },
+    );
+    if close {
+        app.customer_display = false;
+    }
+}

@@ -1,0 +1,431 @@
+//! The store worker: a thread that owns the [`Store`] and does every piece of disk work the
+//! till needs. The UI sends [`Request`]s and drains [`Reply`]s once per frame; each reply wakes
+//! the UI with one `request_repaint`, so an idle till repaints nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::SystemTime;
+
+use image::GrayImage;
+
+use crate::domain::{CardNumber, Entry, MemberId, MemberInput, Program, Timestamp};
+use crate::store::{
+    ActivityRow, MemberView, ScanOutcome, SearchHit, Store, StoreStats, TierRow, TierSort,
+};
+use crate::token::qr;
+
+/// Entries shown under the member.
+pub const HISTORY_LEN: usize = 8;
+/// Members per tier-list page fetched at once.
+pub const PAGE_ROWS: usize = 100;
+
+/// Everything the member panel shows, prepared off the UI thread.
+#[derive(Debug, Clone)]
+pub struct MemberPanel {
+    /// The member with balance and tier recomputed as of now.
+    pub view: MemberView,
+    pub history: Vec<Entry>,
+    /// The member code and its QR image.
+    pub code: String,
+    pub qr: GrayImage,
+}
+
+/// What identifies one page of the manager's tier list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    pub tier: usize,
+    pub filter: String,
+    pub sort: TierSort,
+    pub descending: bool,
+    pub page: usize,
+}
+
+/// Work for the store thread.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Scan(String),
+    Open(MemberId),
+    Earn { member: MemberId, amount_minor: i64 },
+    Redeem { member: MemberId, reward: String },
+    ReverseLast { member: MemberId, pin: String },
+    Enrol(MemberInput),
+    LoadDemo(usize),
+    SetPin(String),
+    CheckPin(String),
+    Overview,
+    TierPage(PageKey),
+    ExportQr(CardNumber),
+    PrintQr(CardNumber),
+}
+
+/// Results for the UI. Every request gets exactly one final reply; demo progress comes extra.
+#[derive(Debug)]
+pub enum Reply {
+    Ready {
+        program: Box<Program>,
+        stats: StoreStats,
+        has_pin: bool,
+    },
+    OpenFailed(String),
+    Member(Box<MemberPanel>),
+    Matches(Vec<SearchHit>),
+    /// An entry was written; the message says what happened.
+    Written {
+        message: String,
+        panel: Box<MemberPanel>,
+    },
+    Enrolled(Box<MemberPanel>),
+    /// The request was refused or failed; the text is for the cashier.
+    Refused(String),
+    PinRefused(String),
+    DemoProgress(usize),
+    DemoDone {
+        message: String,
+        stats: StoreStats,
+    },
+    PinAccepted,
+    Overview {
+        counts: Vec<i64>,
+        activity: Vec<ActivityRow>,
+        stats: StoreStats,
+    },
+    TierPage {
+        key: PageKey,
+        count: i64,
+        rows: Vec<TierRow>,
+    },
+    Saved(String),
+}
+
+impl Reply {
+    /// False for progress notes that precede a request's final reply.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::DemoProgress(_))
+    }
+}
+
+/// The UI's handle on the worker thread.
+pub struct Worker {
+    requests: Sender<Request>,
+    replies: Receiver<Reply>,
+    /// Requests sent whose final reply has not been taken yet (includes the initial open).
+    pending: usize,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from(SystemTime::now())
+}
+
+impl Worker {
+    /// Starts the worker: it opens the store at `db` and then serves requests. `wake` is called
+    /// after every reply (the app passes `ctx.request_repaint`).
+    pub fn spawn(
+        db: PathBuf,
+        exports: PathBuf,
+        actor: String,
+        wake: impl Fn() + Send + 'static,
+    ) -> Self {
+        let (requests, inbox) = mpsc::channel::<Request>();
+        let (outbox, replies) = mpsc::channel::<Reply>();
+        std::thread::Builder::new()
+            .name("tillpass-store".into())
+            .spawn(move || serve(&db, &exports, &actor, &inbox, &outbox, &wake))
+            .ok();
+        Self {
+            requests,
+            replies,
+            pending: 1,
+        }
+    }
+
+    /// Queues a request.
+    pub fn send(&mut self, request: Request) {
+        if self.requests.send(request).is_ok() {
+            self.pending += 1;
+        }
+    }
+
+    /// Replies that have arrived, without waiting.
+    pub fn try_replies(&mut self) -> Vec<Reply> {
+        let mut out = Vec::new();
+        while let Ok(reply) = self.replies.try_recv() {
+            self.count(&reply);
+            out.push(reply);
+        }
+        out
+    }
+
+    /// Waits until every request sent so far has its final reply, and returns all replies.
+    /// For tests and shutdown: the UI itself never blocks.
+    pub fn wait_all(&mut self) -> Vec<Reply> {
+        let mut out = Vec::new();
+        while self.pending > 0 {
+            match self.replies.recv() {
+                Ok(reply) => {
+                    self.count(&reply);
+                    out.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// True while requests are outstanding.
+    pub fn busy(&self) -> bool {
+        self.pending > 0
+    }
+
+    fn count(&mut self, reply: &Reply) {
+        if reply.is_final() {
+            self.pending = self.pending.saturating_sub(1);
+        }
+    }
+}
+
+fn serve(
+    db: &Path,
+    exports: &Path,
+    actor: &str,
+    inbox: &Receiver<Request>,
+    outbox: &Sender<Reply>,
+    wake: &dyn Fn(),
+) {
+    let send = |reply: Reply| {
+        let delivered = outbox.send(reply).is_ok();
+        wake();
+        delivered
+    };
+    let mut store = match Store::open(db) {
+        Ok(store) => store,
+        Err(e) => {
+            send(Reply::OpenFailed(e.to_string()));
+            return;
+        }
+    };
+    let ready = store.stats().and_then(|stats| {
+        Ok(Reply::Ready {
+            program: Box::new(store.program().clone()),
+            stats,
+            has_pin: store.has_manager_pin()?,
+        })
+    });
+    if !send(ready.unwrap_or_else(|e| Reply::OpenFailed(e.to_string()))) {
+        return;
+    }
+    for request in inbox {
+        let reply = handle(&mut store, exports, actor, request, &send);
+        if !send(reply) {
+            return;
+        }
+    }
+}
+
+fn refused(e: impl std::fmt::Display) -> Reply {
+    Reply::Refused(e.to_string())
+}
+
+fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, String> {
+    let at = now();
+    let mut view = store.member(member).map_err(|e| e.to_string())?;
+    view.state = store.summary_at(member, at).map_err(|e| e.to_string())?;
+    let history = store
+        .history(member, HISTORY_LEN)
+        .map_err(|e| e.to_string())?;
+    let code = store.member_code(&view.member.card);
+    let qr = qr::render(&code, 6).map_err(|e| e.to_string())?;
+    Ok(MemberPanel {
+        view,
+        history,
+        code,
+        qr,
+    })
+}
+
+fn written(store: &Store, entry: &Entry, message: String) -> Reply {
+    match panel(store, entry.member_id) {
+        Ok(panel) => Reply::Written {
+            message,
+            panel: Box::new(panel),
+        },
+        Err(e) => Reply::Refused(e),
+    }
+}
+
+fn handle(
+    store: &mut Store,
+    exports: &Path,
+    actor: &str,
+    request: Request,
+    send: &dyn Fn(Reply) -> bool,
+) -> Reply {
+    match request {
+        Request::Scan(text) => match store.scan(&text, 20) {
+            Ok(ScanOutcome::Member(view)) => match panel(store, view.member.id) {
+                Ok(p) => Reply::Member(Box::new(p)),
+                Err(e) => Reply::Refused(e),
+            },
+            Ok(ScanOutcome::Matches(hits)) => Reply::Matches(hits),
+            Err(e) => refused(e),
+        },
+        Request::Open(member) => match panel(store, member) {
+            Ok(p) => Reply::Member(Box::new(p)),
+            Err(e) => Reply::Refused(e),
+        },
+        Request::Earn {
+            member,
+            amount_minor,
+        } => match store.earn(member, amount_minor, actor, now()) {
+            Ok(entry) => {
+                let p = store.program();
+                let text = format!(
+                    "Earned {} points on {} {}",
+                    entry.points,
+                    crate::domain::money::format_amount(amount_minor, p.minor_units),
+                    p.currency
+                );
+                written(store, &entry, text)
+            }
+            Err(e) => refused(e),
+        },
+        Request::Redeem { member, reward } => match store.redeem(member, &reward, actor, now()) {
+            Ok(entry) => {
+                let name = store
+                    .program()
+                    .reward(&reward)
+                    .map_or(reward.clone(), |r| r.name.clone());
+                written(
+                    store,
+                    &entry,
+                    format!("Redeemed {name} for {} points", -entry.points),
+                )
+            }
+            Err(e) => refused(e),
+        },
+        Request::ReverseLast { member, pin } => {
+            if let Err(e) = store.check_manager_pin(&pin) {
+                return Reply::PinRefused(e.to_string());
+            }
+            let last = match store.last_local_entry(member) {
+                Ok(Some(last)) => last,
+                Ok(None) => {
+                    return refused("this till has no transaction for this member to reverse");
+                }
+                Err(e) => return refused(e),
+            };
+            match store.reverse(last.id, actor, now()) {
+                Ok(entry) => written(
+                    store,
+                    &entry,
+                    format!(
+                        "Reversed the last {} ({:+} points)",
+                        last.kind.label().to_lowercase(),
+                        entry.points
+                    ),
+                ),
+                Err(e) => refused(e),
+            }
+        }
+        Request::Enrol(input) => match store.add_member(input, actor, now()) {
+            Ok(view) => match panel(store, view.member.id) {
+                Ok(p) => Reply::Enrolled(Box::new(p)),
+                Err(e) => Reply::Refused(e),
+            },
+            Err(e) => refused(e),
+        },
+        Request::LoadDemo(members) => {
+            let result = crate::demo::seed(store, members, rand::random(), now(), |done| {
+                send(Reply::DemoProgress(done));
+            });
+            match result.and_then(|report| Ok((report, store.stats()?))) {
+                Ok((report, stats)) => Reply::DemoDone {
+                    message: format!(
+                        "Loaded {} demo members with {} entries",
+                        report.members, report.entries
+                    ),
+                    stats,
+                },
+                Err(e) => refused(e),
+            }
+        }
+        Request::SetPin(pin) => match store.set_manager_pin(&pin) {
+            Ok(()) => Reply::PinAccepted,
+            Err(e) => Reply::PinRefused(e.to_string()),
+        },
+        Request::CheckPin(pin) => match store.check_manager_pin(&pin) {
+            Ok(()) => Reply::PinAccepted,
+            Err(e) => Reply::PinRefused(e.to_string()),
+        },
+        Request::Overview => {
+            let result = (|| {
+                Ok::<_, crate::store::StoreError>((
+                    store.tier_counts()?,
+                    store.recent_activity(50)?,
+                    store.stats()?,
+                ))
+            })();
+            match result {
+                Ok((counts, activity, stats)) => Reply::Overview {
+                    counts,
+                    activity,
+                    stats,
+                },
+                Err(e) => refused(e),
+            }
+        }
+        Request::TierPage(key) => {
+            let result = store
+                .tier_member_count(key.tier, &key.filter)
+                .and_then(|count| {
+                    let rows = store.tier_members(
+                        key.tier,
+                        &key.filter,
+                        key.sort,
+                        key.descending,
+                        key.page * PAGE_ROWS,
+                        PAGE_ROWS,
+                    )?;
+                    Ok((count, rows))
+                });
+            match result {
+                Ok((count, rows)) => Reply::TierPage { key, count, rows },
+                Err(e) => refused(e),
+            }
+        }
+        Request::ExportQr(card) => {
+            let path = exports.join(format!("member-{card}.png"));
+            let result = std::fs::create_dir_all(exports)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    qr::write_png(&store.member_code(&card), &path).map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(()) => Reply::Saved(format!("Saved {}", path.display())),
+                Err(e) => Reply::Refused(e),
+            }
+        }
+        Request::PrintQr(card) => {
+            let path = std::env::temp_dir().join(format!("tillpass-member-{card}.png"));
+            let printed = qr::write_png(&store.member_code(&card), &path)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    let out = std::process::Command::new("lp")
+                        .arg(&path)
+                        .output()
+                        .map_err(|e| format!("printing needs the `lp` command (CUPS): {e}"))?;
+                    if out.status.success() {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "the printer refused: {}",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ))
+                    }
+                });
+            match printed {
+                Ok(()) => Reply::Saved(format!("Sent card {} to the printer", card.grouped())),
+                Err(e) => Reply::Refused(e),
+            }
+        }
+    }
+}

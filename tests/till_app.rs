@@ -1,0 +1,344 @@
+//! The till app driven headlessly (egui_kittest) against a real SQLite file, with the real
+//! store worker thread. `settle` blocks until the worker has answered; nothing sleeps.
+
+mod common;
+
+use common::{NOW, TempDb, enrol};
+use egui::{Event, Key};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+use tillpass::domain::MemberInput;
+use tillpass::store::Store;
+use tillpass::ui::{Screen, TillApp};
+
+fn harness(db: &TempDb) -> Harness<'static, TillApp> {
+    let path = db.path.clone();
+    let exports = db.dir.path().join("exports");
+    let mut h = Harness::builder()
+        .with_size([1280.0, 760.0])
+        .build_eframe(move |cc| TillApp::new(&cc.egui_ctx, path, exports, "kittest".into()));
+    settle(&mut h);
+    h
+}
+
+/// Waits for every outstanding store reply, then lets the UI draw the result.
+fn settle(h: &mut Harness<'static, TillApp>) {
+    h.run_steps(2);
+    h.state_mut().settle();
+    h.run_steps(3);
+}
+
+/// Types text the way a keyboard-wedge scanner does: every character in one burst, then Enter,
+/// all delivered within a single frame.
+fn wedge(h: &mut Harness<'static, TillApp>, text: &str) {
+    for c in text.chars() {
+        h.event(Event::Text(c.to_string()));
+    }
+    h.key_press(Key::Enter);
+    settle(h);
+}
+
+/// A text field by its label (the label text itself is a separate node).
+fn field<'h>(h: &'h Harness<'static, TillApp>, label: &'h str) -> egui_kittest::Node<'h> {
+    h.get_by_role_and_label(egui::Role::TextInput, label)
+}
+
+/// Clicks a field, as a person would, then types into it on the next frame.
+fn fill(h: &mut Harness<'static, TillApp>, label: &str, text: &str) {
+    field(h, label).click();
+    h.run_steps(1);
+    field(h, label).type_text(text);
+    h.run_steps(1);
+}
+
+fn entries(db: &TempDb) -> i64 {
+    Store::open(&db.path)
+        .expect("open")
+        .stats()
+        .expect("stats")
+        .entries
+}
+
+/// A store with one member holding `points` (welcome bonus plus a manager adjustment).
+fn store_with_member(db: &TempDb, points: i64) -> (String, tillpass::store::MemberView) {
+    let mut store = db.open();
+    let view = enrol(&mut store, "Grace Hopper");
+    if points > 100 {
+        store
+            .adjust(view.member.id, points - 100, "test float", "test", NOW)
+            .expect("adjust");
+    }
+    let code = store.member_code(&view.member.card);
+    (code, store.member(view.member.id).expect("member"))
+}
+
+#[test]
+fn a_scan_shows_the_member() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.get_by_label("Grace Hopper");
+    h.get_by_label("100 points");
+    h.get_by_label(&format!("Card {}", view.member.card.grouped()));
+    assert_eq!(
+        h.state().member.as_ref().map(|m| m.view.member.id),
+        Some(view.member.id)
+    );
+}
+
+#[test]
+fn a_wedge_burst_is_read_whole_and_forged_codes_are_refused() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    // Half a scan in one frame, the rest in the next: still one line.
+    let (a, b) = code.split_at(12);
+    for c in a.chars() {
+        h.event(Event::Text(c.to_string()));
+    }
+    h.run_steps(1);
+    for c in b.chars() {
+        h.event(Event::Text(c.to_string()));
+    }
+    h.key_press(Key::Enter);
+    settle(&mut h);
+    h.get_by_label("Grace Hopper");
+    assert!(
+        h.state().scan_text.is_empty(),
+        "the field is clear for the next scan"
+    );
+    h.key_press(Key::Escape);
+    h.run_steps(2);
+    let forged = format!("{}A", &code[..code.len() - 1]);
+    let forged = if forged == code {
+        format!("{}B", &code[..code.len() - 1])
+    } else {
+        forged
+    };
+    wedge(&mut h, &forged);
+    assert!(h.state().member.is_none());
+    let message = h
+        .state()
+        .message
+        .clone()
+        .map(|m| m.text)
+        .unwrap_or_default();
+    assert!(message.contains("signature is wrong"), "{message}");
+}
+
+#[test]
+fn earn_updates_the_balance_and_writes_one_entry() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let before = entries(&db);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    wedge(&mut h, "12.50");
+    h.get_by_label("Earns 125 points (Green ×1)");
+    assert_eq!(entries(&db), before, "a preview writes nothing");
+    h.key_press(Key::F5);
+    settle(&mut h);
+    h.get_by_label("225 points");
+    assert_eq!(entries(&db), before + 1);
+    let message = h
+        .state()
+        .message
+        .clone()
+        .map(|m| m.text)
+        .unwrap_or_default();
+    assert!(message.contains("Earned 125 points"), "{message}");
+}
+
+#[test]
+fn redeem_with_too_few_points_says_so_and_writes_nothing() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let before = entries(&db);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.key_press(Key::ArrowDown);
+    h.key_press(Key::ArrowDown);
+    h.run_steps(2);
+    assert_eq!(h.state().selected_reward, Some(1), "Any coffee");
+    h.key_press(Key::F6);
+    settle(&mut h);
+    let message = h
+        .state()
+        .message
+        .clone()
+        .map(|m| m.text)
+        .unwrap_or_default();
+    assert!(message.contains("not enough points"), "{message}");
+    assert_eq!(entries(&db), before);
+
+    // With enough points the same keys redeem, and one entry is written.
+    let mut store = db.open();
+    let member = h
+        .state()
+        .member
+        .as_ref()
+        .map(|m| m.view.member.id)
+        .expect("member");
+    store
+        .adjust(member, 1000, "top up", "test", NOW)
+        .expect("adjust");
+    drop(store);
+    wedge(&mut h, &code);
+    h.key_press(Key::ArrowDown);
+    h.key_press(Key::ArrowDown);
+    h.key_press(Key::F6);
+    settle(&mut h);
+    h.get_by_label("600 points");
+    assert_eq!(entries(&db), before + 2);
+}
+
+#[test]
+fn reverse_needs_the_manager_pin() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    wedge(&mut h, "30");
+    h.key_press(Key::F5);
+    settle(&mut h);
+    let after_earn = entries(&db);
+
+    // No PIN set yet: refused, with the way forward.
+    h.key_press(Key::F8);
+    h.run_steps(2);
+    assert!(h.state().pin_prompt.is_none());
+    let message = h
+        .state()
+        .message
+        .clone()
+        .map(|m| m.text)
+        .unwrap_or_default();
+    assert!(message.contains("manager PIN"), "{message}");
+
+    db.open().set_manager_pin("2468").expect("set pin");
+    drop(h);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.key_press(Key::F8);
+    h.run_steps(2);
+    assert!(h.state().pin_prompt.is_some(), "PIN dialog open");
+    wedge(&mut h, "1111");
+    let error = h
+        .state()
+        .pin_prompt
+        .as_ref()
+        .and_then(|p| p.error.clone())
+        .unwrap_or_default();
+    assert_eq!(error, "wrong manager PIN");
+    assert_eq!(entries(&db), after_earn, "a wrong PIN writes nothing");
+
+    wedge(&mut h, "2468");
+    assert!(h.state().pin_prompt.is_none());
+    assert_eq!(entries(&db), after_earn + 1, "one reversal");
+    h.get_by_label("100 points");
+    let last = db
+        .open()
+        .history(
+            h.state()
+                .member
+                .as_ref()
+                .map(|m| m.view.member.id)
+                .expect("m"),
+            1,
+        )
+        .expect("history");
+    assert_eq!(last[0].kind, tillpass::domain::EntryKind::Reverse);
+    assert_eq!(last[0].points, -300);
+}
+
+#[test]
+fn enrol_creates_a_member_and_shows_the_qr() {
+    let db = TempDb::new();
+    db.open()
+        .add_member(
+            MemberInput {
+                name: "Existing".into(),
+                ..Default::default()
+            },
+            "t",
+            NOW,
+        )
+        .expect("seed");
+    let mut h = harness(&db);
+    h.key_press(Key::F2);
+    h.run_steps(2);
+    assert_eq!(h.state().screen, Screen::Enrol);
+    fill(&mut h, "Name", "Ada Lovelace");
+    fill(&mut h, "Phone", "07400 123456");
+    fill(&mut h, "Email", "ada@example.com");
+    h.run_steps(1);
+    h.get_by_label("Enrol member").click();
+    settle(&mut h);
+    let message = h
+        .state()
+        .message
+        .clone()
+        .map(|m| m.text)
+        .unwrap_or_default();
+    assert!(message.starts_with("Welcome, Ada Lovelace"), "{message}");
+    h.get_by_label("Welcome, Ada Lovelace");
+    let enrolled = h.state().enrolled.clone().expect("enrolled");
+    assert!(h.state().enrolled_qr_shown(), "the QR code is on screen");
+    let store = db.open();
+    let found = store
+        .member_by_phone("+447400123456")
+        .expect("lookup")
+        .expect("stored");
+    assert_eq!(found.member.id, enrolled.view.member.id);
+    assert_eq!(found.state.balance, 100, "welcome bonus");
+    assert_eq!(
+        store.identify_code(&enrolled.code).expect("code").member.id,
+        found.member.id
+    );
+
+    // A bad email is refused with the field named, and nothing is stored.
+    h.get_by_label("Enrol another").click();
+    h.run_steps(2);
+    fill(&mut h, "Name", "Bob");
+    fill(&mut h, "Email", "bob@");
+    h.run_steps(1);
+    h.get_by_label("Enrol member").click();
+    settle(&mut h);
+    let message = h
+        .state()
+        .message
+        .clone()
+        .map(|m| m.text)
+        .unwrap_or_default();
+    assert!(message.starts_with("email:"), "{message}");
+    assert_eq!(db.open().stats().expect("stats").members, 2);
+}
+
+#[test]
+fn the_manager_tier_list_shows_the_right_counts() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    tillpass::demo::seed(&mut store, 400, 5, NOW, |_| {}).expect("demo");
+    store.set_manager_pin("9999").expect("pin");
+    let counts = store.tier_counts().expect("counts");
+    drop(store);
+    let mut h = harness(&db);
+    h.key_press(Key::F10);
+    h.run_steps(2);
+    wedge(&mut h, "9999");
+    assert!(h.state().manager.unlocked);
+    settle(&mut h);
+    for count in &counts {
+        h.get_by_label(&format!("{count} members"));
+    }
+    assert_eq!(h.state().manager.counts, counts);
+    // The first tier's table fills from the store.
+    settle(&mut h);
+    assert_eq!(h.state().manager.count, Some(counts[0]));
+    assert!(h.state().manager.row(0).is_some(), "first page loaded");
+    // Leaving the manager screen locks it again.
+    h.key_press(Key::F1);
+    h.run_steps(2);
+    assert!(!h.state().manager.unlocked);
+}
