@@ -133,6 +133,8 @@ pub struct TillApp {
     pub offer_demo: bool,
     pub demo_progress: Option<usize>,
     pub fatal: Option<String>,
+    /// When the process started, until the first usable frame has been reported.
+    pub(super) launched_at: Option<std::time::Instant>,
 }
 
 impl TillApp {
@@ -164,7 +166,14 @@ impl TillApp {
             offer_demo: false,
             demo_progress: None,
             fatal: None,
+            launched_at: None,
         }
+    }
+
+    /// Reports (on stderr) how long after `launched` the first usable frame was drawn.
+    pub fn report_startup(mut self, launched: std::time::Instant) -> Self {
+        self.launched_at = Some(launched);
+        self
     }
 
     /// Blocks until the worker has answered everything sent so far, then applies the answers.
@@ -580,6 +589,12 @@ impl eframe::App for TillApp {
                 Screen::Cashier => super::cashier::ui(self, ui),
                 Screen::Enrol => super::enrol::ui(self, ui),
                 Screen::Manager => super::manager::ui(self, ui),
+            }
+            if let Some(launched) = self.launched_at.take() {
+                eprintln!(
+                    "tillpass: usable {} ms after launch",
+                    launched.elapsed().as_millis()
+                );
             }
         });
         super::theme::pin_dialog(self, &ctx);

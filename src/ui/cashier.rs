@@ -14,6 +14,15 @@ pub const SCAN_FIELD: &str = "Scan, search or amount";
 pub fn ui(app: &mut TillApp, ui: &mut egui::Ui) {
     scan_line(app, ui);
     ui.add_space(8.0);
+    if app.member.is_none() && app.matches.is_empty() {
+        ui.add_space(40.0);
+        ui.label(RichText::new("Scan the member's card or wallet pass").size(28.0));
+        ui.label(
+            RichText::new("or type their card number, phone number or name and press Enter.")
+                .color(MUTED),
+        );
+        return;
+    }
     ui.columns(3, |cols| {
         member_column(app, &mut cols[0]);
         sale_column(app, &mut cols[1]);

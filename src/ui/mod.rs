@@ -14,7 +14,13 @@ pub mod worker;
 pub use app::{Screen, TillApp};
 
 /// Opens the till window on the store at `db`.
-pub fn run(db: std::path::PathBuf, exports: std::path::PathBuf, actor: String) -> eframe::Result {
+/// `launched` is when the process started; the app reports its first usable frame against it.
+pub fn run(
+    db: std::path::PathBuf,
+    exports: std::path::PathBuf,
+    actor: String,
+    launched: std::time::Instant,
+) -> eframe::Result {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Tillpass")
@@ -26,6 +32,9 @@ pub fn run(db: std::path::PathBuf, exports: std::path::PathBuf, actor: String) -
     eframe::run_native(
         "Tillpass",
         options,
-        Box::new(move |cc| Ok(Box::new(TillApp::new(&cc.egui_ctx, db, exports, actor)))),
+        Box::new(move |cc| {
+            let app = TillApp::new(&cc.egui_ctx, db, exports, actor).report_startup(launched);
+            Ok(Box::new(app))
+        }),
     )
 }

@@ -166,8 +166,9 @@ enum ProgramCommand {
 }
 
 fn main() -> ExitCode {
+    let launched = std::time::Instant::now();
     let cli = Cli::parse();
-    match run(cli) {
+    match run(cli, launched) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -226,7 +227,7 @@ fn read_dump(file: &std::path::Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
     let out = Out { json: cli.json };
     let actor = cli.actor.clone();
     let Some(command) = &cli.command else {
@@ -237,7 +238,7 @@ fn run(cli: Cli) -> Result<()> {
         let exports = path
             .parent()
             .map_or_else(|| PathBuf::from("exports"), |dir| dir.join("exports"));
-        return tillpass::ui::run(path, exports, actor)
+        return tillpass::ui::run(path, exports, actor, launched)
             .map_err(|e| anyhow!("the till window failed: {e}"));
     };
     match command {
