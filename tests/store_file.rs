@@ -341,3 +341,63 @@ fn verify_finds_and_repairs_cache_drift() {
     assert!(store.verify(false).expect("verify").is_clean());
     assert_eq!(store.member(view.member.id).expect("m").state.balance, 200);
 }
+
+#[test]
+fn tier_pages_are_sorted_filtered_and_counted() {
+    use tillpass::store::TierSort;
+    let db = TempDb::new();
+    let mut store = db.open();
+    tillpass::demo::seed(&mut store, 600, 11, NOW, |_| {}).expect("demo");
+    let total = store.tier_counts().expect("counts")[0];
+    assert_eq!(store.tier_member_count(0, "").expect("count"), total);
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store
+            .tier_members(0, "", TierSort::Qualifying, true, offset, 50)
+            .expect("page");
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len();
+        seen.extend(page);
+    }
+    assert_eq!(
+        i64::try_from(seen.len()).ok(),
+        Some(total),
+        "pages cover the tier exactly once"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].qualifying >= w[1].qualifying),
+        "highest first"
+    );
+    let by_name = store
+        .tier_members(0, "", TierSort::Name, false, 0, 1000)
+        .expect("names");
+    assert!(by_name.windows(2).all(|w| w[0].name <= w[1].name));
+    let smiths = store
+        .tier_members(0, "smi", TierSort::Balance, true, 0, 1000)
+        .expect("filter");
+    assert!(!smiths.is_empty());
+    assert!(smiths.iter().all(|r| {
+        r.name
+            .to_lowercase()
+            .split(' ')
+            .any(|w| w.starts_with("smi"))
+    }));
+    assert!(smiths.windows(2).all(|w| w[0].balance >= w[1].balance));
+    assert_eq!(
+        store.tier_member_count(0, "smi").expect("count"),
+        i64::try_from(smiths.len()).unwrap_or(-1)
+    );
+    let card_prefix = &seen[0].card.as_str()[..4];
+    let by_card = store
+        .tier_members(0, card_prefix, TierSort::Qualifying, true, 0, 1000)
+        .expect("card");
+    assert!(by_card.iter().any(|r| r.member_id == seen[0].member_id));
+    assert!(
+        by_card
+            .iter()
+            .all(|r| r.card.as_str().starts_with(card_prefix))
+    );
+}

@@ -62,19 +62,20 @@ fn pin_shape(pin: &str) -> std::result::Result<(), PinError> {
     if ok { Ok(()) } else { Err(PinError::Shape) }
 }
 
-/// The filter's SQL condition and its bound values: name words (prefix of any word), or a card
-/// number prefix when the filter is digits.
-fn filter_clause(filter: &str) -> (String, Vec<String>) {
+/// The member ids a filter selects, as a subquery over an index, with its two bound values
+/// (`?3`, `?4`): a card number prefix when the filter is digits, else a name-word prefix.
+fn filter_source(filter: &str) -> Option<(&'static str, [String; 2])> {
     let filter = filter.trim();
     if filter.is_empty() {
-        return (String::new(), Vec::new());
+        return None;
     }
     if filter.bytes().all(|b| b.is_ascii_digit() || b == b' ') {
         let digits: String = filter.chars().filter(char::is_ascii_digit).collect();
-        return (
-            " AND m.card >= ?3 AND m.card < ?4".to_owned(),
-            vec![digits.clone(), format!("{digits}\u{7f}")],
-        );
+        let upper = format!("{digits}\u{7f}");
+        return Some((
+            "SELECT id FROM members WHERE card >= ?3 AND card < ?4",
+            [digits, upper],
+        ));
     }
     let words = name_tokens(filter);
     let longest = words
@@ -82,11 +83,11 @@ fn filter_clause(filter: &str) -> (String, Vec<String>) {
         .max_by_key(|w| w.len())
         .cloned()
         .unwrap_or_default();
-    (
-        " AND m.id IN (SELECT member_id FROM member_name_tokens WHERE token >= ?3 AND token < ?4)"
-            .to_owned(),
-        vec![longest.clone(), format!("{longest}\u{10FFFF}")],
-    )
+    let upper = format!("{longest}\u{10FFFF}");
+    Some((
+        "SELECT DISTINCT member_id AS id FROM member_name_tokens WHERE token >= ?3 AND token < ?4",
+        [longest, upper],
+    ))
 }
 
 impl Store {
@@ -146,19 +147,35 @@ impl Store {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<TierRow>> {
-        let (condition, values) = filter_clause(filter);
         let dir = if descending { "DESC" } else { "ASC" };
         let order = match sort {
-            TierSort::Qualifying => format!("s.qualifying {dir}, s.member_id"),
-            TierSort::Balance => format!("s.balance {dir}, s.member_id"),
-            TierSort::LastVisit => format!("s.last_activity_at {dir}, s.member_id"),
-            TierSort::Name => format!("m.name {dir}, m.card"),
+            TierSort::Qualifying => format!("s.qualifying {dir}, s.member_id {dir}"),
+            TierSort::Balance => format!("s.balance {dir}, s.member_id {dir}"),
+            TierSort::LastVisit => format!("s.last_activity_at {dir}, s.member_id {dir}"),
+            TierSort::Name => format!("m.name {dir}, m.card {dir}"),
         };
-        let sql = format!(
-            "SELECT m.id, m.card, m.name, s.qualifying, s.balance, s.last_activity_at
-             FROM member_state s JOIN members m ON m.id = s.member_id
-             WHERE s.tier = ?1{condition} ORDER BY {order} LIMIT ?2 OFFSET {offset}"
-        );
+        let columns = "m.id, m.card, m.name, s.qualifying, s.balance, s.last_activity_at";
+        let source = filter_source(filter);
+        // CROSS JOIN fixes the join order: start from the filter's index (a few thousand ids)
+        // or, unfiltered, from a page of ids cut from the (tier, measure, member_id) index, so
+        // a deep page skips index entries rather than joined rows.
+        let sql = match (&source, sort) {
+            (Some((ids, _)), _) => format!(
+                "SELECT {columns} FROM ({ids}) f CROSS JOIN member_state s ON s.member_id = f.id
+                 CROSS JOIN members m ON m.id = s.member_id
+                 WHERE s.tier = ?1 ORDER BY {order} LIMIT ?2 OFFSET {offset}"
+            ),
+            (None, TierSort::Name) => format!(
+                "SELECT {columns} FROM members m CROSS JOIN member_state s ON s.member_id = m.id
+                 WHERE s.tier = ?1 ORDER BY {order} LIMIT ?2 OFFSET {offset}"
+            ),
+            (None, _) => format!(
+                "SELECT {columns} FROM (SELECT s.member_id AS id FROM member_state s
+                     WHERE s.tier = ?1 ORDER BY {order} LIMIT ?2 OFFSET {offset}) p
+                 CROSS JOIN member_state s ON s.member_id = p.id
+                 CROSS JOIN members m ON m.id = s.member_id ORDER BY {order}"
+            ),
+        };
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let tier = i64::try_from(tier).unwrap_or(0);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -179,29 +196,31 @@ impl Store {
                 last_activity_at: r.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
             })
         };
-        let rows: rusqlite::Result<Vec<TierRow>> = match values.as_slice() {
-            [a, b] => stmt.query_map(params![tier, limit, a, b], map)?.collect(),
-            _ => stmt.query_map(params![tier, limit], map)?.collect(),
+        let rows: rusqlite::Result<Vec<TierRow>> = match &source {
+            Some((_, [a, b])) => stmt.query_map(params![tier, limit, a, b], map)?.collect(),
+            None => stmt.query_map(params![tier, limit], map)?.collect(),
         };
         Ok(rows?)
     }
 
     /// How many members of `tier` match `filter`.
     pub fn tier_member_count(&self, tier: usize, filter: &str) -> Result<i64> {
-        let (condition, values) = filter_clause(filter);
-        let join = if condition.is_empty() {
-            ""
-        } else {
-            " JOIN members m ON m.id = s.member_id"
-        };
-        let sql = format!("SELECT COUNT(*) FROM member_state s{join} WHERE s.tier = ?1{condition}");
-        // Parameters ?2 is unused by the count; keep numbering aligned with `tier_members`.
-        let sql = sql.replace("?3", "?2").replace("?4", "?3");
         let tier = i64::try_from(tier).unwrap_or(0);
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        Ok(match values.as_slice() {
-            [a, b] => stmt.query_row(params![tier, a, b], |r| r.get(0))?,
-            _ => stmt.query_row(params![tier], |r| r.get(0))?,
+        Ok(match filter_source(filter) {
+            Some((ids, [a, b])) => {
+                // The same numbering as `tier_members`: ?1 tier, ?3/?4 the filter (?2 unused).
+                let sql = format!(
+                    "SELECT COUNT(*) FROM ({ids}) f CROSS JOIN member_state s
+                     ON s.member_id = f.id WHERE s.tier = ?1 AND ?2 IS NULL"
+                );
+                self.conn
+                    .prepare_cached(&sql)?
+                    .query_row(params![tier, Option::<i64>::None, a, b], |r| r.get(0))?
+            }
+            None => self
+                .conn
+                .prepare_cached("SELECT COUNT(*) FROM member_state WHERE tier = ?1")?
+                .query_row(params![tier], |r| r.get(0))?,
         })
     }
 

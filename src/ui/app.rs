@@ -305,10 +305,15 @@ impl TillApp {
                 self.stats = Some(stats);
             }
             Reply::TierPage { key, count, rows } => {
-                if key.tier == self.manager.tier && key == self.manager.key(key.page) {
-                    self.manager.count = Some(count);
+                if key == self.manager.key(key.page) {
+                    if count.is_some() {
+                        self.manager.count = count;
+                    }
                     self.manager.pages.insert(key, rows);
                 }
+            }
+            Reply::PageSkipped(key) => {
+                self.manager.requested.remove(&key);
             }
             Reply::Saved(text) => self.say(Tone::Good, text),
         }

@@ -154,14 +154,15 @@ fn members_table(app: &mut TillApp, ui: &mut egui::Ui, program: &crate::domain::
     let mut wanted = vec![0];
     let mut open = None;
     let distance_label = next.map_or("To next tier".to_owned(), |n| format!("To {}", n.name));
+    ui.style_mut().wrap_mode = Some(egui::TextWrapMode::Truncate);
     TableBuilder::new(ui)
         .striped(true)
-        .column(Column::initial(260.0))
-        .column(Column::initial(150.0))
-        .column(Column::initial(130.0))
-        .column(Column::initial(130.0))
+        .column(Column::initial(200.0).clip(true))
+        .column(Column::initial(140.0))
+        .column(Column::initial(200.0))
+        .column(Column::initial(95.0))
         .column(Column::initial(110.0))
-        .column(Column::remainder())
+        .column(Column::remainder().at_least(130.0))
         .header(36.0, |mut header| {
             header.col(|ui| sort_header(app, ui, "Name", TierSort::Name));
             header.col(|ui| {

@@ -89,11 +89,14 @@ pub enum Reply {
         activity: Vec<ActivityRow>,
         stats: StoreStats,
     },
+    /// One page of the tier list; `count` (members matching) comes with page 0.
     TierPage {
         key: PageKey,
-        count: i64,
+        count: Option<i64>,
         rows: Vec<TierRow>,
     },
+    /// A tier-list page request overtaken by newer ones; ask again if it is still on screen.
+    PageSkipped(PageKey),
     Saved(String),
 }
 
@@ -213,12 +216,42 @@ fn serve(
     if !send(ready.unwrap_or_else(|e| Reply::OpenFailed(e.to_string()))) {
         return;
     }
-    for request in inbox {
-        let reply = handle(&mut store, exports, actor, request, &send);
-        if !send(reply) {
-            return;
+    while let Ok(first) = inbox.recv() {
+        for request in newest_pages_first(first, inbox) {
+            let reply = match request {
+                Ok(request) => handle(&mut store, exports, actor, request, &send),
+                Err(key) => Reply::PageSkipped(key),
+            };
+            if !send(reply) {
+                return;
+            }
         }
     }
+}
+
+/// Tier-list pages still wanted after a burst of scrolling: at most this many of the newest.
+const LIVE_PAGES: usize = 3;
+
+/// Takes `first` and everything already queued behind it, in order, except that of the tier-list
+/// page requests only the newest few are served; the rest come back as `Err` (skipped). Scrolling
+/// through a long table asks for every page it passes; only the last ones are still on screen.
+fn newest_pages_first(first: Request, inbox: &Receiver<Request>) -> Vec<Result<Request, PageKey>> {
+    let mut queued: Vec<Request> = std::iter::once(first).chain(inbox.try_iter()).collect();
+    let pages = queued
+        .iter()
+        .filter(|r| matches!(r, Request::TierPage(_)))
+        .count();
+    let mut to_skip = pages.saturating_sub(LIVE_PAGES);
+    queued
+        .drain(..)
+        .map(|request| match request {
+            Request::TierPage(key) if to_skip > 0 => {
+                to_skip -= 1;
+                Err(key)
+            }
+            other => Ok(other),
+        })
+        .collect()
 }
 
 fn refused(e: impl std::fmt::Display) -> Reply {
@@ -374,19 +407,22 @@ fn handle(
             }
         }
         Request::TierPage(key) => {
-            let result = store
-                .tier_member_count(key.tier, &key.filter)
-                .and_then(|count| {
-                    let rows = store.tier_members(
-                        key.tier,
-                        &key.filter,
-                        key.sort,
-                        key.descending,
-                        key.page * PAGE_ROWS,
-                        PAGE_ROWS,
-                    )?;
-                    Ok((count, rows))
-                });
+            let count = if key.page == 0 {
+                store.tier_member_count(key.tier, &key.filter).map(Some)
+            } else {
+                Ok(None)
+            };
+            let result = count.and_then(|count| {
+                let rows = store.tier_members(
+                    key.tier,
+                    &key.filter,
+                    key.sort,
+                    key.descending,
+                    key.page * PAGE_ROWS,
+                    PAGE_ROWS,
+                )?;
+                Ok((count, rows))
+            });
             match result {
                 Ok((count, rows)) => Reply::TierPage { key, count, rows },
                 Err(e) => refused(e),
@@ -427,5 +463,45 @@ fn handle(
                 Err(e) => Reply::Refused(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(n: usize) -> Request {
+        Request::TierPage(PageKey {
+            tier: 0,
+            filter: String::new(),
+            sort: TierSort::Qualifying,
+            descending: true,
+            page: n,
+        })
+    }
+
+    #[test]
+    fn only_the_newest_pages_are_served_and_nothing_else_is_dropped() {
+        let (tx, rx) = mpsc::channel();
+        for n in 1..=6 {
+            tx.send(page(n)).ok();
+        }
+        tx.send(Request::Overview).ok();
+        let out = newest_pages_first(page(0), &rx);
+        assert_eq!(out.len(), 8, "every request gets an answer");
+        let skipped: Vec<usize> = out
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(|k| k.page))
+            .collect();
+        assert_eq!(skipped, vec![0, 1, 2, 3]);
+        let served: Vec<usize> = out
+            .iter()
+            .filter_map(|r| match r {
+                Ok(Request::TierPage(k)) => Some(k.page),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(served, vec![4, 5, 6]);
+        assert!(matches!(out.last(), Some(Ok(Request::Overview))));
     }
 }
