@@ -342,3 +342,41 @@ fn the_manager_tier_list_shows_the_right_counts() {
     h.run_steps(2);
     assert!(!h.state().manager.unlocked);
 }
+
+#[test]
+fn scan_from_image_finds_the_member() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    let picture = db.dir.path().join("pass.png");
+    tillpass::token::qr::write_png(&code, &picture).expect("png");
+    let mut h = harness(&db);
+    h.get_by_label("Scan from image…").click();
+    h.run_steps(2);
+    assert!(h.state().image_prompt.is_some());
+    field(&h, "Image path").type_text(picture.to_str().expect("utf-8 path"));
+    h.run_steps(1);
+    h.key_press(Key::Enter);
+    settle(&mut h);
+    assert_eq!(
+        h.state().member.as_ref().map(|m| m.view.member.id),
+        Some(view.member.id)
+    );
+    h.get_by_label("Grace Hopper");
+
+    // A picture without a code says so.
+    h.key_press(Key::Escape);
+    h.run_steps(1);
+    let blank = db.dir.path().join("blank.png");
+    image::GrayImage::from_pixel(200, 200, image::Luma([255]))
+        .save(&blank)
+        .expect("blank");
+    h.state_mut().scan_image(blank);
+    settle(&mut h);
+    let message = h
+        .state()
+        .message
+        .clone()
+        .map(|m| m.text)
+        .unwrap_or_default();
+    assert!(message.contains("no QR code found"), "{message}");
+}

@@ -123,6 +123,8 @@ pub struct TillApp {
     pub pending_amount: Option<i64>,
     pub selected_reward: Option<usize>,
     pub pin_prompt: Option<PinPrompt>,
+    /// The "scan from image" path prompt, while open.
+    pub image_prompt: Option<String>,
     pub enrol: EnrolForm,
     /// Put the cursor in the enrolment form's first field on its next frame.
     pub(super) focus_enrol: bool,
@@ -157,6 +159,7 @@ impl TillApp {
             pending_amount: None,
             selected_reward: None,
             pin_prompt: None,
+            image_prompt: None,
             enrol: EnrolForm::default(),
             focus_enrol: false,
             enrolled: None,
@@ -348,6 +351,13 @@ impl TillApp {
         self.worker.send(Request::Scan(text.to_owned()));
     }
 
+    /// Reads a member's QR code from a picture file (a photo, a screenshot of a wallet pass).
+    pub fn scan_image(&mut self, path: PathBuf) {
+        self.image_prompt = None;
+        self.say(Tone::Info, format!("Reading {}", path.display()));
+        self.worker.send(Request::ScanImage(path));
+    }
+
     /// Confirms the previewed sale.
     pub fn earn(&mut self) {
         match (&self.member, self.pending_amount) {
@@ -425,7 +435,7 @@ impl TillApp {
 
     /// Esc: close a dialog, or clear the member, sale and search.
     pub fn clear(&mut self) {
-        if self.pin_prompt.take().is_some() {
+        if self.pin_prompt.take().is_some() || self.image_prompt.take().is_some() {
             return;
         }
         self.scan_text.clear();
@@ -513,7 +523,12 @@ impl TillApp {
         if pressed(Key::Escape) {
             self.clear();
         }
-        if self.pin_prompt.is_some() {
+        let dropped = ctx.input(|i| i.raw.dropped_files.first().map(|f| f.path().to_path_buf()));
+        if let Some(path) = dropped {
+            self.go(Screen::Cashier);
+            self.scan_image(path);
+        }
+        if self.pin_prompt.is_some() || self.image_prompt.is_some() {
             return;
         }
         if pressed(Key::F1) {
@@ -603,6 +618,7 @@ impl eframe::App for TillApp {
             }
         });
         super::theme::pin_dialog(self, &ctx);
+        super::theme::image_dialog(self, &ctx);
         super::theme::demo_offer(self, &ctx);
         if self.customer_display {
             super::customer::show(self, &ctx);

@@ -21,6 +21,13 @@ pub fn ui(app: &mut TillApp, ui: &mut egui::Ui) {
             RichText::new("or type their card number, phone number or name and press Enter.")
                 .color(MUTED),
         );
+        ui.add_space(20.0);
+        if big_button(ui, "Scan from image…").clicked() {
+            app.image_prompt = Some(String::new());
+        }
+        ui.label(
+            RichText::new("or drop a photo or screenshot of the code on this window").color(MUTED),
+        );
         return;
     }
     ui.columns(3, |cols| {
@@ -34,7 +41,10 @@ pub fn ui(app: &mut TillApp, ui: &mut egui::Ui) {
 /// always lands here. Enter is taken before the text field sees it, so the field never gives up
 /// focus between one scan and the next.
 fn scan_line(app: &mut TillApp, ui: &mut egui::Ui) {
-    let dialog_open = app.pin_prompt.is_some() || app.offer_demo || app.demo_progress.is_some();
+    let dialog_open = app.pin_prompt.is_some()
+        || app.image_prompt.is_some()
+        || app.offer_demo
+        || app.demo_progress.is_some();
     let enter = !dialog_open && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter));
     let field = egui::TextEdit::singleline(&mut app.scan_text)
         .id(egui::Id::unique(SCAN_FIELD))

@@ -155,6 +155,36 @@ pub fn pin_dialog(app: &mut TillApp, ctx: &egui::Context) {
     }
 }
 
+/// The "scan from image" prompt: a picture's path (or drop the file on the window).
+pub fn image_dialog(app: &mut TillApp, ctx: &egui::Context) {
+    let Some(path) = &mut app.image_prompt else {
+        return;
+    };
+    let mut submit = false;
+    let mut cancel = false;
+    egui::Modal::new(egui::Id::unique("scan-image")).show(ctx, |ui| {
+        ui.set_min_width(560.0);
+        ui.heading("Scan from image");
+        ui.label("Type the path of a photo or screenshot with the member's QR code, or drop the file on the window.");
+        let field = ui.add(egui::TextEdit::singleline(path).hint_text("/home/till/Pictures/pass.png").desired_width(520.0));
+        field.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, "Image path"));
+        if !field.has_focus() {
+            field.request_focus();
+        }
+        let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
+        ui.horizontal(|ui| {
+            submit = big_button(ui, "Read code").clicked() || enter;
+            cancel = big_button(ui, "Cancel").clicked();
+        });
+    });
+    if cancel {
+        app.image_prompt = None;
+    } else if submit {
+        let path = app.image_prompt.take().unwrap_or_default();
+        app.scan_image(std::path::PathBuf::from(path.trim()));
+    }
+}
+
 /// On an empty store: offer demo data.
 pub fn demo_offer(app: &mut TillApp, ctx: &egui::Context) {
     if let Some(done) = app.demo_progress {

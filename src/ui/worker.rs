@@ -44,10 +44,21 @@ pub struct PageKey {
 #[derive(Debug, Clone)]
 pub enum Request {
     Scan(String),
+    /// Read QR codes from a picture file and identify the member.
+    ScanImage(PathBuf),
     Open(MemberId),
-    Earn { member: MemberId, amount_minor: i64 },
-    Redeem { member: MemberId, reward: String },
-    ReverseLast { member: MemberId, pin: String },
+    Earn {
+        member: MemberId,
+        amount_minor: i64,
+    },
+    Redeem {
+        member: MemberId,
+        reward: String,
+    },
+    ReverseLast {
+        member: MemberId,
+        pin: String,
+    },
     Enrol(MemberInput),
     LoadDemo(usize),
     SetPin(String),
@@ -301,6 +312,27 @@ fn handle(
             Ok(ScanOutcome::Matches(hits)) => Reply::Matches(hits),
             Err(e) => refused(e),
         },
+        Request::ScanImage(path) => {
+            let texts = match qr::decode_file(&path) {
+                Ok(texts) => texts,
+                Err(e) => return refused(e),
+            };
+            let mut first_error = None;
+            for text in &texts {
+                match store.identify_code(text) {
+                    Ok(view) => {
+                        return match panel(store, view.member.id) {
+                            Ok(p) => Reply::Member(Box::new(p)),
+                            Err(e) => Reply::Refused(e),
+                        };
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            first_error.map_or_else(|| refused("no QR code found in the image"), refused)
+        }
         Request::Open(member) => match panel(store, member) {
             Ok(p) => Reply::Member(Box::new(p)),
             Err(e) => Reply::Refused(e),
