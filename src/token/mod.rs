@@ -1,8 +1,11 @@
 //! Member identification: the signed member code carried by QR codes, wallet passes and NFC
 //! tags; QR rendering and decoding; NDEF tag parsing; NFC reader UIDs.
 
+pub mod apdu;
 pub mod code;
 pub mod ndef;
+#[cfg(feature = "pcsc")]
+pub mod pcsc_reader;
 pub mod qr;
 pub mod uid;
 

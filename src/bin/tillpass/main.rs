@@ -118,6 +118,13 @@ enum NfcCommand {
     Link { uid: String, member: String },
     /// Identify the member from a tag dump: NDEF message or Type 2 tag memory, binary or hex.
     Read { file: PathBuf },
+    /// Identify members from tags tapped on a PC/SC reader (built with `--features pcsc`).
+    #[cfg(feature = "pcsc")]
+    Watch {
+        /// Stop after the first tag.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -205,6 +212,49 @@ fn resolve(store: &Store, who: &str) -> Result<MemberView> {
             Err(e) if who.chars().all(|c| c.is_ascii_digit() || c == ' ') => Err(e.into()),
             _ => bail!("no member with card number, phone or email {who:?}"),
         },
+    }
+}
+
+/// Reads tags from the first PC/SC reader: the NDEF member code when the tag carries one, else
+/// the UID linked with `nfc link`.
+#[cfg(feature = "pcsc")]
+fn watch_reader(store: &Store, out: &Out, once: bool) -> Result<()> {
+    use tillpass::store::ScanError;
+    use tillpass::token::pcsc_reader::{Reader, ReaderError};
+    let reader = Reader::first()?;
+    eprintln!("Waiting for tags on {} (Ctrl-C to stop)", reader.name());
+    loop {
+        let tag = match reader.read_tag(std::time::Duration::from_secs(3600)) {
+            Ok(tag) => tag,
+            Err(ReaderError::Timeout) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let by_code = match &tag.memory {
+            Some(memory) => match store.identify_ndef(memory) {
+                Ok(view) => Some(Ok(view)),
+                Err(ScanError::NoCodeOnTag | ScanError::Ndef(_)) => None,
+                Err(e) => Some(Err(e)),
+            },
+            None => None,
+        };
+        let found = match by_code {
+            Some(result) => result.map_err(anyhow::Error::from),
+            None => store.member_by_tag(&tag.uid)?.ok_or_else(|| {
+                anyhow!(
+                    "tag {} is not linked to a member (tillpass nfc link)",
+                    tag.uid
+                )
+            }),
+        };
+        match found {
+            Ok(view) => out.member(store.program(), &view, &[])?,
+            Err(e) if once => return Err(e),
+            Err(e) => eprintln!("error: {e:#}"),
+        }
+        if once {
+            return Ok(());
+        }
+        reader.wait_removed()?;
     }
 }
 
@@ -405,6 +455,8 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let view = store.identify_ndef(&read_dump(file)?)?;
             out.member(store.program(), &view, &[])
         }
+        #[cfg(feature = "pcsc")]
+        Command::Nfc(NfcCommand::Watch { once }) => watch_reader(&open(&cli)?, &out, *once),
         Command::Program(ProgramCommand::Show) => {
             let store = open(&cli)?;
             out.program(store.program(), &store.program_toml()?)
