@@ -51,6 +51,15 @@ fn fill(h: &mut Harness<'static, TillApp>, label: &str, text: &str) {
     h.run_steps(1);
 }
 
+/// The status line's text.
+fn status_line(h: &Harness<'static, TillApp>) -> String {
+    h.state()
+        .message
+        .clone()
+        .map(|m| m.text)
+        .unwrap_or_default()
+}
+
 fn entries(db: &TempDb) -> i64 {
     Store::open(&db.path)
         .expect("open")
@@ -118,12 +127,7 @@ fn a_wedge_burst_is_read_whole_and_forged_codes_are_refused() {
     };
     wedge(&mut h, &forged);
     assert!(h.state().member.is_none());
-    let message = h
-        .state()
-        .message
-        .clone()
-        .map(|m| m.text)
-        .unwrap_or_default();
+    let message = status_line(&h);
     assert!(message.contains("signature is wrong"), "{message}");
 }
 
@@ -141,12 +145,7 @@ fn earn_updates_the_balance_and_writes_one_entry() {
     settle(&mut h);
     h.get_by_label("225 points");
     assert_eq!(entries(&db), before + 1);
-    let message = h
-        .state()
-        .message
-        .clone()
-        .map(|m| m.text)
-        .unwrap_or_default();
+    let message = status_line(&h);
     assert!(message.contains("Earned 125 points"), "{message}");
 }
 
@@ -163,12 +162,7 @@ fn redeem_with_too_few_points_says_so_and_writes_nothing() {
     assert_eq!(h.state().selected_reward, Some(1), "Any coffee");
     h.key_press(Key::F6);
     settle(&mut h);
-    let message = h
-        .state()
-        .message
-        .clone()
-        .map(|m| m.text)
-        .unwrap_or_default();
+    let message = status_line(&h);
     assert!(message.contains("not enough points"), "{message}");
     assert_eq!(entries(&db), before);
 
@@ -208,12 +202,7 @@ fn reverse_needs_the_manager_pin() {
     h.key_press(Key::F8);
     h.run_steps(2);
     assert!(h.state().pin_prompt.is_none());
-    let message = h
-        .state()
-        .message
-        .clone()
-        .map(|m| m.text)
-        .unwrap_or_default();
+    let message = status_line(&h);
     assert!(message.contains("manager PIN"), "{message}");
 
     db.open().set_manager_pin("2468").expect("set pin");
@@ -275,12 +264,7 @@ fn enrol_creates_a_member_and_shows_the_qr() {
     h.run_steps(1);
     h.get_by_label("Enrol member").click();
     settle(&mut h);
-    let message = h
-        .state()
-        .message
-        .clone()
-        .map(|m| m.text)
-        .unwrap_or_default();
+    let message = status_line(&h);
     assert!(message.starts_with("Welcome, Ada Lovelace"), "{message}");
     h.get_by_label("Welcome, Ada Lovelace");
     let enrolled = h.state().enrolled.clone().expect("enrolled");
@@ -305,12 +289,7 @@ fn enrol_creates_a_member_and_shows_the_qr() {
     h.run_steps(1);
     h.get_by_label("Enrol member").click();
     settle(&mut h);
-    let message = h
-        .state()
-        .message
-        .clone()
-        .map(|m| m.text)
-        .unwrap_or_default();
+    let message = status_line(&h);
     assert!(message.starts_with("email:"), "{message}");
     assert_eq!(db.open().stats().expect("stats").members, 2);
 }
@@ -372,11 +351,6 @@ fn scan_from_image_finds_the_member() {
         .expect("blank");
     h.state_mut().scan_image(blank);
     settle(&mut h);
-    let message = h
-        .state()
-        .message
-        .clone()
-        .map(|m| m.text)
-        .unwrap_or_default();
+    let message = status_line(&h);
     assert!(message.contains("no QR code found"), "{message}");
 }

@@ -187,15 +187,7 @@ impl Store {
     ) -> Result<(), ScanError> {
         let uid = normalise_uid(uid)?;
         self.member(member)?;
-        let owner: Option<MemberId> = self
-            .conn
-            .query_row(
-                "SELECT member_id FROM nfc_tags WHERE uid = ?1",
-                params![uid],
-                |r| r.get(0).map(MemberId),
-            )
-            .optional()?;
-        match owner {
+        match self.tag_owner(&uid)? {
             Some(m) if m == member => Ok(()),
             Some(m) => {
                 let card = self.member(m)?.member.card;
@@ -217,14 +209,17 @@ impl Store {
 
     /// The member linked to an NFC tag UID (already normalised).
     pub fn member_by_tag(&self, uid: &str) -> Result<Option<MemberView>> {
-        let member: Option<MemberId> = self
+        self.tag_owner(uid)?.map(|m| self.member(m)).transpose()
+    }
+
+    fn tag_owner(&self, uid: &str) -> Result<Option<MemberId>> {
+        Ok(self
             .conn
             .query_row(
                 "SELECT member_id FROM nfc_tags WHERE uid = ?1",
                 params![uid],
                 |r| r.get(0).map(MemberId),
             )
-            .optional()?;
-        member.map(|m| self.member(m)).transpose()
+            .optional()?)
     }
 }
