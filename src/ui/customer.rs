@@ -8,7 +8,9 @@ use super::theme::tier_badge;
 pub fn show(app: &mut TillApp, ctx: &egui::Context) {
     let builder = egui::ViewportBuilder::default()
         .with_title("Tillpass — for the customer")
-        .with_inner_size([560.0, 760.0]);
+        .with_inner_size([560.0, 760.0])
+        // The till keeps the keyboard: a scan must never land in the customer's window.
+        .with_active(false);
     let mut close = false;
     ctx.show_viewport_immediate(
         egui::ViewportId::from_hash_of("customer"),
@@ -16,6 +18,12 @@ pub fn show(app: &mut TillApp, ctx: &egui::Context) {
         |ui, _class| {
             if ui.input(|i| i.viewport().close_requested()) {
                 close = true;
+            }
+            // Nothing here takes typing: if the window manager (or a stray tap) focuses this
+            // window, hand the keyboard straight back to the till so the next scan is not lost.
+            if ui.input(|i| i.focused) {
+                ui.ctx()
+                    .send_viewport_cmd_to(egui::ViewportId::ROOT, egui::ViewportCommand::Focus);
             }
             egui::CentralPanel::default().show(ui, |ui| {
                 ui.vertical_centered(|ui| {
