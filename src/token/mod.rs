@@ -2,6 +2,8 @@
 //! tags; QR rendering and decoding; NDEF tag parsing; NFC reader UIDs.
 
 pub mod apdu;
+#[cfg(feature = "camera")]
+pub mod camera;
 pub mod code;
 pub mod ndef;
 #[cfg(feature = "pcsc")]

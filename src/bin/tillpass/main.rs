@@ -107,6 +107,16 @@ enum Command {
     Scan { text: String },
     /// Read QR codes from an image file (PNG or JPEG) and identify the member.
     ScanImage { file: PathBuf },
+    /// Watch a camera for a member's QR code (built with `--features camera`).
+    #[cfg(feature = "camera")]
+    ScanCamera {
+        /// Camera number (0 is the first).
+        #[arg(long, default_value_t = 0)]
+        device: u32,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
     /// NFC tags: link keyboard-reader UIDs, read NDEF tag dumps.
     #[command(subcommand)]
     Nfc(NfcCommand),
@@ -443,6 +453,18 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
                 }
             }
             Err(last_error.map_or_else(|| anyhow!("no QR code found"), Into::into))
+        }
+        #[cfg(feature = "camera")]
+        Command::ScanCamera { device, seconds } => {
+            let store = open(&cli)?;
+            eprintln!("Show the member's QR code to camera {device}…");
+            let text = tillpass::token::camera::read_code(
+                *device,
+                std::time::Duration::from_secs(*seconds),
+                |text| text.to_ascii_uppercase().starts_with("TP"),
+            )?;
+            let view = store.identify_code(&text)?;
+            out.member(store.program(), &view, &[])
         }
         Command::Nfc(NfcCommand::Link { uid, member }) => {
             let mut store = open(&cli)?;
