@@ -299,7 +299,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             .parent()
             .map_or_else(|| PathBuf::from("exports"), |dir| dir.join("exports"));
         return tillpass::ui::run(path, exports, actor, launched)
-            .map_err(|e| anyhow!("the till window failed: {e}"));
+            .map_err(|e| anyhow!("the till window could not open ({e}); without a display, use the command line: tillpass --help"));
     };
     match command {
         Command::Init { program } => {
