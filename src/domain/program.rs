@@ -223,6 +223,15 @@ impl Program {
         }
     }
 
+    /// An amount in minor units as people read it, e.g. `12.50 GBP`.
+    pub fn format_money(&self, minor: i64) -> String {
+        format!(
+            "{} {}",
+            super::money::format_amount(minor, self.minor_units),
+            self.currency
+        )
+    }
+
     /// Finds a reward by id.
     pub fn reward(&self, id: &str) -> Option<&Reward> {
         self.rewards.iter().find(|r| r.id == id)

@@ -112,19 +112,31 @@ impl Store {
     /// the member from the first Text or URI record that carries a valid member code.
     pub fn identify_ndef(&self, bytes: &[u8]) -> Result<MemberView, ScanError> {
         let records = ndef::parse_tag_memory(bytes).or_else(|_| ndef::parse_message(bytes))?;
+        let candidates = ndef::code_candidates(&records);
+        let codes = candidates
+            .iter()
+            .map(String::as_str)
+            .filter(|c| looks_like_code(c));
+        self.identify_first(codes)
+            .unwrap_or(Err(ScanError::NoCodeOnTag))
+    }
+
+    /// The member of the first text that verifies as a member code (several codes can be in one
+    /// picture or on one tag); otherwise the first text's refusal, or `None` when there were none.
+    pub fn identify_first<'a>(
+        &self,
+        texts: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Result<MemberView, ScanError>> {
         let mut first_error = None;
-        for candidate in ndef::code_candidates(&records) {
-            if !looks_like_code(&candidate) {
-                continue;
-            }
-            match self.identify_code(&candidate) {
-                Ok(view) => return Ok(view),
+        for text in texts {
+            match self.identify_code(text) {
+                Ok(view) => return Some(Ok(view)),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        Err(first_error.unwrap_or(ScanError::NoCodeOnTag))
+        first_error.map(Err)
     }
 
     /// What the till's scan field does with a line of input: a member code must verify; a known

@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 use thiserror::Error;
 
-use super::rows::{ENTRY_COLUMNS, entry_from_row};
+use super::rows::{ENTRY_COLUMNS, card_at, entry_from_row};
 use super::{Result, Store, StoreError};
 use crate::domain::member::name_tokens;
 use crate::domain::{CardNumber, Entry, MemberId, Timestamp};
@@ -180,16 +180,9 @@ impl Store {
         let tier = i64::try_from(tier).unwrap_or(0);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let map = |r: &rusqlite::Row<'_>| {
-            let card: String = r.get(1)?;
             Ok(TierRow {
                 member_id: MemberId(r.get(0)?),
-                card: card.parse().map_err(|e: crate::domain::card::CardError| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        1,
-                        rusqlite::types::Type::Text,
-                        e.into(),
-                    )
-                })?,
+                card: card_at(r, 1)?,
                 name: r.get(2)?,
                 qualifying: r.get(3)?,
                 balance: r.get(4)?,
@@ -236,17 +229,10 @@ impl Store {
              ORDER BY l.seq DESC LIMIT ?1"
         ))?;
         let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            let card: String = r.get(14)?;
             Ok(ActivityRow {
                 entry: entry_from_row(r)?,
                 name: r.get(13)?,
-                card: card.parse().map_err(|e: crate::domain::card::CardError| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        14,
-                        rusqlite::types::Type::Text,
-                        e.into(),
-                    )
-                })?,
+                card: card_at(r, 14)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::ledger::{Appender, new_id, refresh_state};
-use super::rows::{STATE_COLUMNS, state_from_row};
+use super::rows::{STATE_COLUMNS, card_at, state_from_row};
 use super::{Result, Store, StoreError};
 use crate::domain::member::{name_tokens, validate_email};
 use crate::domain::phone::{looks_like_phone, normalise_phone};
@@ -40,10 +40,7 @@ const MEMBER_COLUMNS: &str =
     "m.id, m.card, m.name, m.phone, m.email, m.birthday, m.marketing_consent, m.created_at";
 
 fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberView> {
-    let card: String = r.get(1)?;
-    let card = card.parse::<CardNumber>().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
-    })?;
+    let card = card_at(r, 1)?;
     let birthday: Option<String> = r.get(5)?;
     Ok(MemberView {
         member: Member {
@@ -93,6 +90,16 @@ pub(crate) fn insert_member(conn: &Connection, m: &Member) -> rusqlite::Result<(
     Ok(())
 }
 
+/// The card of the member whose unique `column` (phone or email) holds `value`, if any.
+fn card_holding(conn: &Connection, column: &str, value: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        &format!("SELECT card FROM members WHERE {column} = ?1"),
+        params![value],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 impl Store {
     /// Enrols a member: validates the input, gives them a new card number, and writes the
     /// welcome bonus, all in one transaction.
@@ -106,35 +113,21 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(phone) = &new.phone {
-            let card = tx
-                .query_row(
-                    "SELECT card FROM members WHERE phone = ?1",
-                    params![phone],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(card) = card {
-                return Err(StoreError::PhoneTaken {
-                    phone: phone.clone(),
-                    card,
-                });
-            }
+        if let Some(phone) = &new.phone
+            && let Some(card) = card_holding(&tx, "phone", phone)?
+        {
+            return Err(StoreError::PhoneTaken {
+                phone: phone.clone(),
+                card,
+            });
         }
-        if let Some(email) = &new.email {
-            let card = tx
-                .query_row(
-                    "SELECT card FROM members WHERE email = ?1",
-                    params![email],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(card) = card {
-                return Err(StoreError::EmailTaken {
-                    email: email.clone(),
-                    card,
-                });
-            }
+        if let Some(email) = &new.email
+            && let Some(card) = card_holding(&tx, "email", email)?
+        {
+            return Err(StoreError::EmailTaken {
+                email: email.clone(),
+                card,
+            });
         }
         let member = Member {
             id: MemberId(new_id(at)),

@@ -2,7 +2,9 @@
 
 use rusqlite::{Row, params};
 
-use crate::domain::{Entry, EntryId, EntryKind, MemberId, MemberSummary, TerminalId, Timestamp};
+use crate::domain::{
+    CardNumber, Entry, EntryId, EntryKind, MemberId, MemberSummary, TerminalId, Timestamp,
+};
 
 /// Columns of `ledger` in the order [`entry_from_row`] reads them.
 pub const ENTRY_COLUMNS: &str = "id, terminal_id, terminal_seq, member_id, kind, points, \
@@ -29,6 +31,15 @@ pub fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
         note: r.get(11)?,
         actor: r.get(12)?,
     })
+}
+
+/// Reads a card number column.
+pub fn card_at(r: &Row<'_>, index: usize) -> rusqlite::Result<CardNumber> {
+    r.get::<_, String>(index)?
+        .parse()
+        .map_err(|e: crate::domain::card::CardError| {
+            rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
+        })
 }
 
 /// Appends `entry` unless its id is present. Returns whether a row was written.

@@ -4,7 +4,6 @@ use egui::{FontId, Key, Modifiers, RichText};
 
 use super::app::TillApp;
 use super::theme::{BAD, GOOD, MUTED, TARGET, big_button, tier_badge};
-use crate::domain::money::format_amount;
 use crate::domain::rules::{self, Refusal};
 use crate::domain::summary::{next_tier, tier_progress};
 
@@ -93,13 +92,7 @@ fn member_column(app: &mut TillApp, ui: &mut egui::Ui) {
         for e in &panel.history {
             let amount = e
                 .amount_minor
-                .map(|a| {
-                    format!(
-                        "  {} {}",
-                        format_amount(a, program.minor_units),
-                        program.currency
-                    )
-                })
+                .map(|a| format!("  {}", program.format_money(a)))
                 .unwrap_or_default();
             let colour = if e.points >= 0 { GOOD } else { BAD };
             ui.horizontal(|ui| {
@@ -167,13 +160,9 @@ fn sale_column(app: &mut TillApp, ui: &mut egui::Ui) {
             let tier = program.tier(state.tier);
             let mult = f64::from(tier.multiplier_hundredths) / 100.0;
             ui.label(
-                RichText::new(format!(
-                    "{} {}",
-                    format_amount(amount, program.minor_units),
-                    program.currency
-                ))
-                .size(32.0)
-                .strong(),
+                RichText::new(program.format_money(amount))
+                    .size(32.0)
+                    .strong(),
             );
             ui.label(
                 RichText::new(format!("Earns {points} points ({} ×{mult})", tier.name))

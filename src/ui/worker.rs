@@ -317,21 +317,14 @@ fn handle(
                 Ok(texts) => texts,
                 Err(e) => return refused(e),
             };
-            let mut first_error = None;
-            for text in &texts {
-                match store.identify_code(text) {
-                    Ok(view) => {
-                        return match panel(store, view.member.id) {
-                            Ok(p) => Reply::Member(Box::new(p)),
-                            Err(e) => Reply::Refused(e),
-                        };
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
+            match store.identify_first(texts.iter().map(String::as_str)) {
+                Some(Ok(view)) => match panel(store, view.member.id) {
+                    Ok(p) => Reply::Member(Box::new(p)),
+                    Err(e) => Reply::Refused(e),
+                },
+                Some(Err(e)) => refused(e),
+                None => refused("no QR code found in the image"),
             }
-            first_error.map_or_else(|| refused("no QR code found in the image"), refused)
         }
         Request::Open(member) => match panel(store, member) {
             Ok(p) => Reply::Member(Box::new(p)),
@@ -342,12 +335,10 @@ fn handle(
             amount_minor,
         } => match store.earn(member, amount_minor, actor, now()) {
             Ok(entry) => {
-                let p = store.program();
                 let text = format!(
-                    "Earned {} points on {} {}",
+                    "Earned {} points on {}",
                     entry.points,
-                    crate::domain::money::format_amount(amount_minor, p.minor_units),
-                    p.currency
+                    store.program().format_money(amount_minor)
                 );
                 written(store, &entry, text)
             }

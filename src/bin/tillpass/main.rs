@@ -206,12 +206,16 @@ fn default_db() -> Result<PathBuf> {
     Ok(dir.join("tillpass.sqlite3"))
 }
 
+/// `--db`, or the default file in the platform's data directory.
+fn db_path(cli: &Cli) -> Result<PathBuf> {
+    match &cli.db {
+        Some(p) => Ok(p.clone()),
+        None => default_db(),
+    }
+}
+
 fn open(cli: &Cli) -> Result<Store> {
-    let path = match &cli.db {
-        Some(p) => p.clone(),
-        None => default_db()?,
-    };
-    Ok(Store::open(&path)?)
+    Ok(Store::open(&db_path(cli)?)?)
 }
 
 /// Finds exactly one member by a member code, tag UID, card number, phone or email.
@@ -291,10 +295,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
     let out = Out { json: cli.json };
     let actor = cli.actor.clone();
     let Some(command) = &cli.command else {
-        let path = match &cli.db {
-            Some(p) => p.clone(),
-            None => default_db()?,
-        };
+        let path = db_path(&cli)?;
         let exports = path
             .parent()
             .map_or_else(|| PathBuf::from("exports"), |dir| dir.join("exports"));
@@ -303,10 +304,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
     };
     match command {
         Command::Init { program } => {
-            let path = match &cli.db {
-                Some(p) => p.clone(),
-                None => default_db()?,
-            };
+            let path = db_path(&cli)?;
             let store = match program {
                 Some(file) => {
                     let text = std::fs::read_to_string(file)
@@ -445,14 +443,11 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
         Command::ScanImage { file } => {
             let store = open(&cli)?;
             let texts = tillpass::token::qr::decode_file(file)?;
-            let mut last_error = None;
-            for text in &texts {
-                match store.identify_code(text) {
-                    Ok(view) => return out.member(store.program(), &view, &[]),
-                    Err(e) => last_error = Some(e),
-                }
+            match store.identify_first(texts.iter().map(String::as_str)) {
+                Some(Ok(view)) => out.member(store.program(), &view, &[]),
+                Some(Err(e)) => Err(e.into()),
+                None => bail!("no QR code found"),
             }
-            Err(last_error.map_or_else(|| anyhow!("no QR code found"), Into::into))
         }
         #[cfg(feature = "camera")]
         Command::ScanCamera { device, seconds } => {

@@ -5,7 +5,6 @@ use serde::Serialize;
 use serde_json::json;
 
 use tillpass::demo::DemoReport;
-use tillpass::domain::money::format_amount;
 use tillpass::domain::summary::next_tier;
 use tillpass::domain::{Entry, Program};
 use tillpass::store::{MemberView, SearchHit, Store, StoreStats, VerifyReport};
@@ -42,13 +41,7 @@ fn unit(program: &Program) -> &'static str {
 fn entry_line(program: &Program, e: &Entry) -> String {
     let amount = e
         .amount_minor
-        .map(|a| {
-            format!(
-                "  sale {} {}",
-                format_amount(a, program.minor_units),
-                program.currency
-            )
-        })
+        .map(|a| format!("  sale {}", program.format_money(a)))
         .unwrap_or_default();
     let reward = e
         .reward_id
