@@ -4,11 +4,15 @@
 //! - [`domain`]: pure types and rules (program, ledger entries, earning, tiers, expiry). No IO.
 //! - [`store`]: the till's SQLite store (append-only ledger, members, derived balance cache).
 //! - [`token`]: member codes (signed QR/NFC payloads), QR render/decode, NDEF, tag UIDs.
+//! - [`pass`]: wallet passes: signed Apple .pkpass files and Google Wallet save links.
 //! - [`ui`]: the egui till app (cashier, enrol, customer display, manager); disk work on a worker.
+//! - [`wallet`]: issues passes for stored members (joins `store` and `pass`).
 //! - [`demo`]: realistic demo members and history, made through the program's own rules.
 
 pub mod demo;
 pub mod domain;
+pub mod pass;
 pub mod store;
 pub mod token;
 pub mod ui;
+pub mod wallet;

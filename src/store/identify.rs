@@ -88,6 +88,11 @@ impl Store {
         member_code(&self.code_key, card)
     }
 
+    /// The member's wallet-pass web-service secret.
+    pub fn pass_auth_token(&self, member: &crate::domain::MemberId) -> String {
+        crate::token::code::pass_auth_token(&self.code_key, member)
+    }
+
     /// Verifies a scanned member code and finds its member. Unverified text is never looked up.
     pub fn identify_code(&self, scanned: &str) -> Result<MemberView, ScanError> {
         let card = parse_member_code(&self.code_key, scanned)?;

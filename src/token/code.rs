@@ -76,6 +76,19 @@ pub fn member_code(key: &CodeKey, card: &CardNumber) -> String {
     )
 }
 
+/// The wallet-pass web-service secret for a member (Apple's `authenticationToken`): 32 base32
+/// characters of HMAC-SHA256 under the program key, so it is stable for the member's lifetime and
+/// any holder of the program key (till or server) can check it without storing it.
+pub fn pass_auth_token(key: &CodeKey, member: &crate::domain::MemberId) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(&key.0) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(b"TP-PASS-AUTH.");
+    mac.update(member.0.as_bytes());
+    BASE32_NOPAD.encode(&mac.finalize().into_bytes()[..20])
+}
+
 /// Parses and verifies scanned text. Only a code whose tag verifies (in constant time) yields a
 /// card number; nothing unverified is ever handed on for lookup.
 pub fn parse_member_code(key: &CodeKey, scanned: &str) -> Result<CardNumber, CodeError> {

@@ -120,6 +120,34 @@ enum Command {
     /// NFC tags: link keyboard-reader UIDs, read NDEF tag dumps.
     #[command(subcommand)]
     Nfc(NfcCommand),
+    /// Wallet passes: signed Apple .pkpass files and Google Wallet save links. Without a
+    /// wallet.toml beside the store (or --wallet-config), a self-signed demo chain is used.
+    #[command(subcommand)]
+    Pass(PassCommand),
+}
+
+#[derive(Subcommand)]
+enum PassCommand {
+    /// Write the member's signed Apple Wallet pass.
+    Apple {
+        /// Card number (or phone, email, member code) of the member.
+        #[arg(long)]
+        card: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Wallet config [default: wallet.toml beside the store, else demo signing].
+        #[arg(long, env = "TILLPASS_WALLET_CONFIG")]
+        wallet_config: Option<PathBuf>,
+    },
+    /// Print the member's "Save to Google Wallet" link.
+    Google {
+        /// Card number (or phone, email, member code) of the member.
+        #[arg(long)]
+        card: String,
+        /// Wallet config [default: wallet.toml beside the store, else demo signing].
+        #[arg(long, env = "TILLPASS_WALLET_CONFIG")]
+        wallet_config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +297,15 @@ fn watch_reader(store: &Store, out: &Out, once: bool) -> Result<()> {
             return Ok(());
         }
         reader.wait_removed()?;
+    }
+}
+
+/// Says on stderr that a pass is signed by the demo chain.
+fn warn_demo(demo: bool) {
+    if demo {
+        eprintln!(
+            "note: DEMO signing (no wallet.toml): the pass is real and verifiable but no phone will install it; see README, \"Wallet passes\""
+        );
     }
 }
 
@@ -474,6 +511,31 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
         }
         #[cfg(feature = "pcsc")]
         Command::Nfc(NfcCommand::Watch { once }) => watch_reader(&open(&cli)?, &out, *once),
+        Command::Pass(PassCommand::Apple {
+            card,
+            out: file,
+            wallet_config,
+        }) => {
+            let store = open(&cli)?;
+            let view = resolve(&store, card)?;
+            let at = now();
+            let setup = tillpass::wallet::load(wallet_config.as_deref(), &store, at)?;
+            warn_demo(setup.demo);
+            tillpass::wallet::write_apple_pass(&setup, &store, view.member.id, at, file)?;
+            out.pass_written(&view, file, setup.demo)
+        }
+        Command::Pass(PassCommand::Google {
+            card,
+            wallet_config,
+        }) => {
+            let store = open(&cli)?;
+            let view = resolve(&store, card)?;
+            let at = now();
+            let setup = tillpass::wallet::load(wallet_config.as_deref(), &store, at)?;
+            warn_demo(setup.demo);
+            let url = tillpass::wallet::google_save_url(&setup, &store, view.member.id, at)?;
+            out.save_url(&view, &url, setup.demo)
+        }
         Command::Program(ProgramCommand::Show) => {
             let store = open(&cli)?;
             out.program(store.program(), &store.program_toml()?)

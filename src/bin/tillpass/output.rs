@@ -216,6 +216,27 @@ impl Out {
         Ok(())
     }
 
+    pub fn pass_written(
+        &self,
+        view: &MemberView,
+        file: &std::path::Path,
+        demo: bool,
+    ) -> Result<()> {
+        if self.json {
+            return print_json(&json!({ "card": view.member.card, "file": file, "demo": demo }));
+        }
+        println!("Wrote {} for {}", file.display(), view.member.name);
+        Ok(())
+    }
+
+    pub fn save_url(&self, view: &MemberView, url: &str, demo: bool) -> Result<()> {
+        if self.json {
+            return print_json(&json!({ "card": view.member.card, "url": url, "demo": demo }));
+        }
+        println!("{url}");
+        Ok(())
+    }
+
     pub fn demo(&self, report: &DemoReport) -> Result<()> {
         if self.json {
             return print_json(report);
