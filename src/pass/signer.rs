@@ -99,7 +99,9 @@ impl PassSigner {
         }
         check_validity(&cert, &cert_path, now)?;
         check_validity(&wwdr_cert, wwdr, now)?;
-        if cert.tbs_certificate().issuer() != wwdr_cert.tbs_certificate().subject() {
+        if cert.tbs_certificate().issuer() != wwdr_cert.tbs_certificate().subject()
+            || !issued_by(&cert, &wwdr_cert)
+        {
             return Err(PassError::WrongIntermediate {
                 wwdr: wwdr.display().to_string(),
                 issuer: cert.tbs_certificate().issuer().to_string(),
@@ -320,6 +322,34 @@ fn read_p12(path: &Path, password: &str) -> Result<(Vec<u8>, RsaKeyPair), PassEr
         ))
     })?;
     Ok((cert.as_der().to_vec(), key))
+}
+
+/// Whether `issuer`'s key made `cert`'s signature.
+fn issued_by(cert: &Certificate, issuer: &Certificate) -> bool {
+    use ring::signature as sig;
+    let algorithm: &dyn sig::VerificationAlgorithm =
+        match cert.signature_algorithm().oid.to_string().as_str() {
+            "1.2.840.113549.1.1.11" => &sig::RSA_PKCS1_2048_8192_SHA256,
+            "1.2.840.113549.1.1.12" => &sig::RSA_PKCS1_2048_8192_SHA384,
+            "1.2.840.113549.1.1.13" => &sig::RSA_PKCS1_2048_8192_SHA512,
+            "1.2.840.10045.4.3.2" => &sig::ECDSA_P256_SHA256_ASN1,
+            "1.2.840.10045.4.3.3" => &sig::ECDSA_P384_SHA384_ASN1,
+            _ => return false,
+        };
+    let Ok(tbs) = cert.tbs_certificate().to_der() else {
+        return false;
+    };
+    let Some(signature) = cert.signature().as_bytes() else {
+        return false;
+    };
+    let key = issuer
+        .tbs_certificate()
+        .subject_public_key_info()
+        .subject_public_key
+        .raw_bytes();
+    sig::UnparsedPublicKey::new(algorithm, key)
+        .verify(&tbs, signature)
+        .is_ok()
 }
 
 fn check_validity(cert: &Certificate, path: &Path, now: Timestamp) -> Result<(), PassError> {
