@@ -354,3 +354,33 @@ fn scan_from_image_finds_the_member() {
     let message = status_line(&h);
     assert!(message.contains("no QR code found"), "{message}");
 }
+
+#[test]
+fn the_wallet_pass_action_exports_a_pass_and_shows_the_save_link() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.get_by_label("Wallet pass").click();
+    settle(&mut h);
+    h.get_by_label("Wallet pass for Grace Hopper");
+    let pass = db
+        .dir
+        .path()
+        .join(format!("exports/member-{}.pkpass", view.member.card));
+    let bytes = std::fs::read(&pass).expect("the pass was exported");
+    assert!(bytes.starts_with(b"PK"), "a zip archive");
+    assert!(
+        h.query_by_label_contains("DEMO: signed with a self-signed")
+            .is_some(),
+        "demo passes are labelled"
+    );
+    h.get_by_label("Copy link");
+    h.key_press(Key::Escape);
+    h.run_steps(2);
+    assert!(h.state().wallet.is_none(), "Esc closes the dialog");
+    assert_eq!(
+        h.state().member.as_ref().map(|m| m.view.member.id),
+        Some(view.member.id)
+    );
+}

@@ -31,7 +31,17 @@ pub const QUIET_ZONE: u32 = 4;
 /// damage: glare on a phone screen, a scuffed card) and a quiet zone, `module_px` pixels per
 /// module.
 pub fn render(text: &str, module_px: u32) -> Result<GrayImage, QrError> {
-    let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)?;
+    render_at(text, EcLevel::M, module_px)
+}
+
+/// Renders a long link (a wallet save URL) at error correction level L, which holds the most
+/// text; links are shown on a clean screen, not printed on a scuffed card.
+pub fn render_link(text: &str, module_px: u32) -> Result<GrayImage, QrError> {
+    render_at(text, EcLevel::L, module_px)
+}
+
+fn render_at(text: &str, level: EcLevel, module_px: u32) -> Result<GrayImage, QrError> {
+    let code = QrCode::with_error_correction_level(text.as_bytes(), level)?;
     let size = code.width() as u32;
     let px = module_px.max(1);
     let side = (size + 2 * QUIET_ZONE) * px;

@@ -107,6 +107,16 @@ impl ManagerState {
     }
 }
 
+/// The wallet-pass dialog.
+pub enum WalletDialog {
+    /// Waiting for the worker.
+    Making,
+    Ready {
+        reply: Box<super::worker::WalletPassReply>,
+        qr: Option<TextureHandle>,
+    },
+}
+
 /// The whole till.
 pub struct TillApp {
     pub(super) worker: Worker,
@@ -134,6 +144,8 @@ pub struct TillApp {
     pub customer_display: bool,
     pub offer_demo: bool,
     pub demo_progress: Option<usize>,
+    /// The wallet-pass dialog, while open.
+    pub wallet: Option<WalletDialog>,
     pub fatal: Option<String>,
     /// When the process started, until the first usable frame has been reported.
     pub(super) launched_at: Option<std::time::Instant>,
@@ -160,6 +172,7 @@ impl TillApp {
             selected_reward: None,
             pin_prompt: None,
             image_prompt: None,
+            wallet: None,
             enrol: EnrolForm::default(),
             focus_enrol: false,
             enrolled: None,
@@ -319,6 +332,14 @@ impl TillApp {
                 self.manager.requested.remove(&key);
             }
             Reply::Saved(text) => self.say(Tone::Good, text),
+            Reply::WalletPass(reply) => {
+                let qr = reply
+                    .google
+                    .as_ref()
+                    .ok()
+                    .map(|(_, img)| texture(&self.ctx, "wallet-link-qr", img));
+                self.wallet = Some(WalletDialog::Ready { reply, qr });
+            }
         }
     }
 
@@ -433,9 +454,18 @@ impl TillApp {
         }
     }
 
+    /// Makes the member's wallet passes (on the worker) and opens the dialog that shows them.
+    pub fn wallet_pass(&mut self, member: crate::domain::MemberId) {
+        self.wallet = Some(WalletDialog::Making);
+        self.worker.send(Request::WalletPass(member));
+    }
+
     /// Esc: close a dialog, or clear the member, sale and search.
     pub fn clear(&mut self) {
-        if self.pin_prompt.take().is_some() || self.image_prompt.take().is_some() {
+        if self.pin_prompt.take().is_some()
+            || self.image_prompt.take().is_some()
+            || self.wallet.take().is_some()
+        {
             return;
         }
         self.scan_text.clear();
@@ -528,7 +558,7 @@ impl TillApp {
             self.go(Screen::Cashier);
             self.scan_image(path);
         }
-        if self.pin_prompt.is_some() || self.image_prompt.is_some() {
+        if self.pin_prompt.is_some() || self.image_prompt.is_some() || self.wallet.is_some() {
             return;
         }
         if pressed(Key::F1) {
@@ -620,6 +650,7 @@ impl eframe::App for TillApp {
         super::theme::pin_dialog(self, &ctx);
         super::theme::image_dialog(self, &ctx);
         super::theme::demo_offer(self, &ctx);
+        super::wallet::dialog(self, &ctx);
         if self.customer_display {
             super::customer::show(self, &ctx);
         }

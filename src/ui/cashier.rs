@@ -87,6 +87,11 @@ fn member_column(app: &mut TillApp, ui: &mut egui::Ui) {
                 .text(caption)
                 .desired_height(28.0),
         );
+        let member_id = m.id;
+        if big_button(ui, "Wallet pass").clicked() {
+            app.wallet_pass(member_id);
+            return;
+        }
         ui.add_space(6.0);
         ui.label(RichText::new("Last visits").strong());
         for e in &panel.history {

@@ -9,6 +9,7 @@ mod customer;
 mod enrol;
 mod manager;
 mod theme;
+mod wallet;
 pub mod worker;
 
 pub use app::{Screen, TillApp};

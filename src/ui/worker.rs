@@ -13,6 +13,7 @@ use crate::store::{
     ActivityRow, MemberView, ScanOutcome, SearchHit, Store, StoreStats, TierRow, TierSort,
 };
 use crate::token::qr;
+use crate::wallet;
 
 /// Entries shown under the member.
 pub const HISTORY_LEN: usize = 8;
@@ -67,6 +68,8 @@ pub enum Request {
     TierPage(PageKey),
     ExportQr(CardNumber),
     PrintQr(CardNumber),
+    /// Export the member's Apple Wallet pass and make their Google Wallet save link.
+    WalletPass(MemberId),
 }
 
 /// Results for the UI. Every request gets exactly one final reply; demo progress comes extra.
@@ -109,6 +112,19 @@ pub enum Reply {
     /// A tier-list page request overtaken by newer ones; ask again if it is still on screen.
     PageSkipped(PageKey),
     Saved(String),
+    WalletPass(Box<WalletPassReply>),
+}
+
+/// What making a member's wallet passes gave: each half can fail on its own.
+#[derive(Debug)]
+pub struct WalletPassReply {
+    pub name: String,
+    /// The exported .pkpass file, or why not.
+    pub apple: Result<PathBuf, String>,
+    /// The save link and its QR code, or why not.
+    pub google: Result<(String, GrayImage), String>,
+    /// Signed by the demo chain: will not install on a phone.
+    pub demo: bool,
 }
 
 impl Reply {
@@ -284,6 +300,38 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, String> {
         code,
         qr,
     })
+}
+
+fn wallet_pass(store: &Store, exports: &Path, member: MemberId) -> Reply {
+    let at = now();
+    let view = match store.member(member) {
+        Ok(view) => view,
+        Err(e) => return refused(e),
+    };
+    let setup = match wallet::load(None, store, at) {
+        Ok(setup) => setup,
+        Err(e) => return Reply::Refused(format!("Wallet passes: {e}")),
+    };
+    let path = exports.join(format!("member-{}.pkpass", view.member.card));
+    let apple = std::fs::create_dir_all(exports)
+        .map_err(|e| format!("cannot create {}: {e}", exports.display()))
+        .and_then(|()| {
+            wallet::write_apple_pass(&setup, store, member, at, &path).map_err(|e| e.to_string())
+        })
+        .map(|()| path);
+    let google = wallet::google_save_url(&setup, store, member, at)
+        .map_err(|e| e.to_string())
+        .and_then(|url| {
+            let qr = qr::render_link(&url, 2)
+                .map_err(|e| format!("the save link is too long for a QR code ({e})"))?;
+            Ok((url, qr))
+        });
+    Reply::WalletPass(Box::new(WalletPassReply {
+        name: view.member.name,
+        apple,
+        google,
+        demo: setup.demo,
+    }))
 }
 
 fn written(store: &Store, entry: &Entry, message: String) -> Reply {
@@ -463,6 +511,7 @@ fn handle(
                 Err(e) => Reply::Refused(e),
             }
         }
+        Request::WalletPass(member) => wallet_pass(store, exports, member),
         Request::PrintQr(card) => {
             let path = std::env::temp_dir().join(format!("tillpass-member-{card}.png"));
             let printed = qr::write_png(&store.member_code(&card), &path)

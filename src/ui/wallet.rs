@@ -1,0 +1,64 @@
+//! The wallet-pass dialog: where the Apple pass was saved, and the Google Wallet save link as a
+//! QR code the customer scans with their phone.
+
+use egui::RichText;
+
+use super::app::{TillApp, WalletDialog};
+use super::theme::{BAD, GOOD, MUTED, big_button};
+
+/// Shows the dialog while `app.wallet` is open.
+pub fn dialog(app: &mut TillApp, ctx: &egui::Context) {
+    let Some(state) = &app.wallet else {
+        return;
+    };
+    let mut close = false;
+    egui::Modal::new(egui::Id::unique("wallet-pass")).show(ctx, |ui| {
+        ui.set_width(640.0);
+        match state {
+            WalletDialog::Making => {
+                ui.heading("Making wallet passes…");
+                ui.label(RichText::new("Signing the pass; this takes a moment the first time.").color(MUTED));
+            }
+            WalletDialog::Ready { reply, qr } => {
+                ui.heading(format!("Wallet pass for {}", reply.name));
+                if reply.demo {
+                    ui.label(
+                        RichText::new("DEMO: signed with a self-signed test certificate. Phones will not install these passes until wallet.toml names your Apple and Google credentials.")
+                            .color(BAD),
+                    );
+                }
+                ui.add_space(8.0);
+                ui.label(RichText::new("Apple Wallet").strong());
+                match &reply.apple {
+                    Ok(path) => ui.label(
+                        RichText::new(format!("Saved {}: send it to the customer or open it on their iPhone.", path.display()))
+                            .color(GOOD),
+                    ),
+                    Err(e) => ui.label(RichText::new(e).color(BAD)),
+                };
+                ui.add_space(8.0);
+                ui.label(RichText::new("Google Wallet").strong());
+                match (&reply.google, qr) {
+                    (Ok((url, _)), Some(texture)) => {
+                        ui.label("The customer scans this with their Android phone to add the card:");
+                        let side = 320.0;
+                        ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(side, side)));
+                        ui.label(RichText::new(format!("{} characters link", url.len())).color(MUTED));
+                        if ui.button("Copy link").clicked() {
+                            ui.ctx().copy_text(url.clone());
+                        }
+                    }
+                    (Err(e), _) => {
+                        ui.label(RichText::new(e).color(BAD));
+                    }
+                    (Ok(_), None) => {}
+                }
+            }
+        }
+        ui.add_space(8.0);
+        close = big_button(ui, "Close  Esc").clicked();
+    });
+    if close {
+        app.wallet = None;
+    }
+}
