@@ -12,7 +12,9 @@
 pub mod demo;
 pub mod domain;
 pub mod pass;
+pub mod server;
 pub mod store;
+pub mod sync;
 pub mod token;
 pub mod ui;
 pub mod wallet;

@@ -6,6 +6,27 @@ use thiserror::Error;
 use super::phone::{PhoneError, normalise_phone};
 use super::{CardNumber, MemberId, Program, Timestamp};
 
+/// A member's profile as it travels between tills and the server: a versioned record, where the
+/// higher version wins everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    #[serde(flatten)]
+    pub member: Member,
+    /// Milliseconds of the last change (enrolment or card replacement); never goes down.
+    pub version: i64,
+    /// Cards this member held before (their codes are refused as replaced).
+    #[serde(default)]
+    pub retired_cards: Vec<RetiredCard>,
+}
+
+/// A card taken out of use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredCard {
+    pub card: CardNumber,
+    pub retired_at: Timestamp,
+    pub replaced_by: CardNumber,
+}
+
 /// A member's profile as the till knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {

@@ -12,7 +12,7 @@ pub mod timestamp;
 
 pub use card::CardNumber;
 pub use entry::{Entry, EntryId, EntryKind, MemberId, TerminalId};
-pub use member::{Member, MemberInput, NewMember};
+pub use member::{Member, MemberInput, MemberRecord, NewMember, RetiredCard};
 pub use program::{ConfigError, Program};
 pub use rules::Refusal;
 pub use summary::MemberSummary;

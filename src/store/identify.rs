@@ -188,8 +188,12 @@ impl Store {
             params![old, member.0, at.millis(), new.as_str()],
         )?;
         tx.execute(
-            "UPDATE members SET card = ?1 WHERE id = ?2",
-            params![new.as_str(), member.0],
+            "UPDATE members SET card = ?1, version = MAX(version + 1, ?3) WHERE id = ?2",
+            params![new.as_str(), member.0, at.millis()],
+        )?;
+        tx.execute(
+            "INSERT INTO member_outbox (member_id) VALUES (?1) ON CONFLICT DO NOTHING",
+            params![member.0],
         )?;
         tx.commit()?;
         self.member(member)

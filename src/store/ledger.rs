@@ -150,10 +150,35 @@ impl Store {
         actor: &str,
         at: Timestamp,
     ) -> Result<Entry> {
-        self.write(member, actor, at, |program, entries, now| {
-            let used = rules::redeemed_in_last_day(entries, at);
-            Ok(rules::redeem(program, now, reward_id, Some(used))?.1)
-        })
+        self.redeem_checked(member, reward_id, None, actor, at)
+    }
+
+    /// Spends points on a reward. With `live_balance` (the server's answer, counting every
+    /// till) the balance check uses it and the offline limit does not apply; without it the
+    /// till is offline and the program's offline limit per rolling 24 hours applies.
+    pub fn redeem_checked(
+        &mut self,
+        member: MemberId,
+        reward_id: &str,
+        live_balance: Option<i64>,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
+        self.write(
+            member,
+            actor,
+            at,
+            |program, entries, now| match live_balance {
+                Some(balance) => {
+                    let live = MemberSummary { balance, ..*now };
+                    Ok(rules::redeem(program, &live, reward_id, None)?.1)
+                }
+                None => {
+                    let used = rules::redeemed_in_last_day(entries, at);
+                    Ok(rules::redeem(program, now, reward_id, Some(used))?.1)
+                }
+            },
+        )
     }
 
     /// A manager's correction of `points` (either sign) with a reason.
@@ -173,6 +198,11 @@ impl Store {
     /// Writes the exact negation of entry `id`.
     pub fn reverse(&mut self, id: EntryId, actor: &str, at: Timestamp) -> Result<Entry> {
         let original = entry_by_id(&self.conn, id)?.ok_or(StoreError::UnknownEntry(id))?;
+        // Only the till that made an entry reverses it, so two tills offline can never both
+        // reverse the same entry (the server could not accept the second).
+        if original.terminal_id != self.terminal {
+            return Err(StoreError::ForeignEntry(id));
+        }
         self.write(original.member_id, actor, at, |_, entries, _| {
             let already = entries.iter().any(|e| e.reverses == Some(id));
             Ok(rules::reverse(&original, already)?)
@@ -222,55 +252,67 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcomes = Vec::with_capacity(entries.len());
-        let mut touched = BTreeSet::new();
-        let mut latest = std::collections::HashMap::new();
-        for e in entries {
-            if e.terminal_id == self.terminal {
-                if let Some(existing) = entry_by_id(&tx, e.id)? {
-                    if existing == *e {
-                        outcomes.push(InsertOutcome::AlreadyPresent);
-                        continue;
-                    }
-                    return Err(StoreError::IdConflict(e.id));
-                }
-                return Err(StoreError::BadEntry {
-                    id: e.id,
-                    reason: format!(
-                        "claims to come from this till ({}) but was never made here",
-                        e.terminal_id
-                    ),
-                });
-            }
-            member_exists(&tx, e.member_id).map_err(|_| StoreError::BadEntry {
-                id: e.id,
-                reason: format!("member {} is not known here", e.member_id),
-            })?;
-            if let Some(target) = e.reverses {
-                check_external_reversal(&tx, e, target)?;
-            }
-            if insert_entry(&tx, e)? {
-                outcomes.push(InsertOutcome::Inserted);
-                touched.insert(e.member_id);
-                let t = latest.entry(e.member_id).or_insert(e.occurred_at);
-                *t = (*t).max(e.occurred_at);
-            } else if entry_by_id(&tx, e.id)?.as_ref() == Some(e) {
-                outcomes.push(InsertOutcome::AlreadyPresent);
-            } else {
-                return Err(StoreError::IdConflict(e.id));
-            }
-        }
-        for member in touched {
-            let all = member_entries(&tx, member)?;
-            let at = latest
-                .get(&member)
-                .copied()
-                .unwrap_or(Timestamp::from_millis(0));
-            refresh_state(&tx, &self.program, member, &all, at)?;
-        }
+        let outcomes = insert_foreign(&tx, &self.program, &self.terminal, entries)?;
         tx.commit()?;
         Ok(outcomes)
     }
+}
+
+/// Inserts entries made elsewhere inside the caller's transaction (see
+/// [`Store::insert_entries`]); shapes must already be checked.
+pub(crate) fn insert_foreign(
+    tx: &Connection,
+    program: &Program,
+    terminal: &TerminalId,
+    entries: &[Entry],
+) -> Result<Vec<InsertOutcome>> {
+    let mut outcomes = Vec::with_capacity(entries.len());
+    let mut touched = BTreeSet::new();
+    let mut latest = std::collections::HashMap::new();
+    for e in entries {
+        if e.terminal_id == *terminal {
+            if let Some(existing) = entry_by_id(tx, e.id)? {
+                if existing == *e {
+                    outcomes.push(InsertOutcome::AlreadyPresent);
+                    continue;
+                }
+                return Err(StoreError::IdConflict(e.id));
+            }
+            return Err(StoreError::BadEntry {
+                id: e.id,
+                reason: format!(
+                    "claims to come from this till ({}) but was never made here",
+                    e.terminal_id
+                ),
+            });
+        }
+        member_exists(tx, e.member_id).map_err(|_| StoreError::BadEntry {
+            id: e.id,
+            reason: format!("member {} is not known here", e.member_id),
+        })?;
+        if let Some(target) = e.reverses {
+            check_external_reversal(tx, e, target)?;
+        }
+        if insert_entry(tx, e)? {
+            outcomes.push(InsertOutcome::Inserted);
+            touched.insert(e.member_id);
+            let t = latest.entry(e.member_id).or_insert(e.occurred_at);
+            *t = (*t).max(e.occurred_at);
+        } else if entry_by_id(tx, e.id)?.as_ref() == Some(e) {
+            outcomes.push(InsertOutcome::AlreadyPresent);
+        } else {
+            return Err(StoreError::IdConflict(e.id));
+        }
+    }
+    for member in touched {
+        let all = member_entries(tx, member)?;
+        let at = latest
+            .get(&member)
+            .copied()
+            .unwrap_or(Timestamp::from_millis(0));
+        refresh_state(tx, program, member, &all, at)?;
+    }
+    Ok(outcomes)
 }
 
 /// A reversal from elsewhere must exactly negate an entry of the same member that is not itself

@@ -66,11 +66,20 @@ fn select_view(condition: &str) -> String {
     )
 }
 
-/// Inserts a member row and its name tokens.
+/// Inserts a member enrolled here: the row, its name tokens, and a place in the sync outbox.
 pub(crate) fn insert_member(conn: &Connection, m: &Member) -> rusqlite::Result<()> {
+    insert_member_row(conn, m)?;
+    conn.prepare_cached("INSERT INTO member_outbox (member_id) VALUES (?1)")?
+        .execute(params![m.id.0])?;
+    Ok(())
+}
+
+/// Inserts a member row (version = enrolment time) and its name tokens.
+pub(crate) fn insert_member_row(conn: &Connection, m: &Member) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO members (id, card, name, phone, email, birthday, marketing_consent, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO members (id, card, name, phone, email, birthday, marketing_consent, created_at,
+                              version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
     )?
     .execute(params![
         m.id.0,

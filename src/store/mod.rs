@@ -11,6 +11,7 @@ mod manager;
 mod members;
 mod rows;
 mod schema;
+mod sync;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use identify::{ScanError, ScanOutcome};
 pub use ledger::InsertOutcome;
 pub use manager::{ActivityRow, PinError, TierRow, TierSort};
 pub use members::{MemberView, SearchHit, SearchKind};
+pub use sync::{KeyMismatch, Outbox, SyncCounters, SyncSettings};
 pub use verify::{Drift, VerifyReport};
 
 /// Anything the store refuses or fails at.
@@ -68,6 +70,12 @@ pub enum StoreError {
     IdConflict(EntryId),
     #[error("entry {id}: {reason}")]
     BadEntry { id: EntryId, reason: String },
+    #[error(
+        "entry {0} was recorded at another till; only that till can reverse it (make an adjustment here instead)"
+    )]
+    ForeignEntry(EntryId),
+    #[error(transparent)]
+    KeyMismatch(#[from] KeyMismatch),
     #[error("the store already has members; a demo can only be loaded into an empty store")]
     NotEmpty,
     #[error("could not find an unused card number; the card number space is nearly full")]

@@ -9,6 +9,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/001_initial.sql")),
     M::up(include_str!("migrations/002_identification.sql")),
     M::up(include_str!("migrations/003_manager.sql")),
+    M::up(include_str!("migrations/004_sync.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.

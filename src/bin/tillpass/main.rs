@@ -120,6 +120,20 @@ enum Command {
     /// NFC tags: link keyboard-reader UIDs, read NDEF tag dumps.
     #[command(subcommand)]
     Nfc(NfcCommand),
+    /// Sync with the central server: push this till's entries and members, pull everyone else's.
+    Sync {
+        /// The server's address (saved for next time), e.g. https://sync.example.com.
+        #[arg(long, env = "TILLPASS_SERVER")]
+        server: Option<String>,
+        /// This till's token from `tillpass-server terminal add` (saved for next time).
+        #[arg(long, env = "TILLPASS_TOKEN")]
+        token: Option<String>,
+        /// Only show what is waiting and when the last sync was; do not connect.
+        #[arg(long)]
+        status: bool,
+    },
+    /// Redemptions made offline at several tills that together overdrew a balance.
+    DoubleSpends,
     /// Wallet passes: signed Apple .pkpass files and Google Wallet save links. Without a
     /// wallet.toml beside the store (or --wallet-config), a self-signed demo chain is used.
     #[command(subcommand)]
@@ -300,6 +314,19 @@ fn watch_reader(store: &Store, out: &Out, once: bool) -> Result<()> {
     }
 }
 
+/// The server's live balance when this till is connected and the server answers; `None`
+/// (offline rules) otherwise, with the reason on stderr.
+fn live_balance_if_online(store: &mut Store, member: tillpass::domain::MemberId) -> Option<i64> {
+    let client = tillpass::sync::client_for(store).ok()?;
+    match tillpass::sync::live_balance(store, &client, member) {
+        Ok(balance) => Some(balance),
+        Err(e) => {
+            eprintln!("note: offline ({e}); the offline redemption limit applies");
+            None
+        }
+    }
+}
+
 /// Says on stderr that a pass is signed by the demo chain.
 fn warn_demo(demo: bool) {
     if demo {
@@ -394,8 +421,36 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
         Command::Redeem { member, reward } => {
             let mut store = open(&cli)?;
             let view = resolve(&store, member)?;
-            let entry = store.redeem(view.member.id, reward, &actor, now())?;
+            let live = live_balance_if_online(&mut store, view.member.id);
+            let entry = store.redeem_checked(view.member.id, reward, live, &actor, now())?;
             out.entry_written(&store, &entry)
+        }
+        Command::Sync {
+            server,
+            token,
+            status,
+        } => {
+            let mut store = open(&cli)?;
+            if !*status {
+                match (server, token) {
+                    (Some(url), Some(token)) => store.set_sync_server(url, token)?,
+                    (None, None) => {}
+                    _ => {
+                        bail!("give both --server and --token (or neither, to use the saved ones)")
+                    }
+                }
+                let client = tillpass::sync::client_for(&store)?;
+                let report = tillpass::sync::sync_once(&mut store, &client, now())
+                    .with_context(|| format!("syncing with {}", client.base()))?;
+                out.sync_report(&report)?;
+            }
+            out.sync_status(&store.sync_settings()?, &store.sync_counters()?)
+        }
+        Command::DoubleSpends => {
+            let store = open(&cli)?;
+            let client = tillpass::sync::client_for(&store)?;
+            let list = client.double_spends()?;
+            out.double_spends(&list)
         }
         Command::Reverse { entry } => {
             let mut store = open(&cli)?;

@@ -216,6 +216,84 @@ impl Out {
         Ok(())
     }
 
+    pub fn sync_report(&self, report: &tillpass::sync::SyncReport) -> Result<()> {
+        if self.json {
+            return print_json(report);
+        }
+        println!(
+            "Pushed {} entries and {} members ({} already on the server); pulled {} entries and {} members.{}",
+            report.pushed_entries,
+            report.pushed_members,
+            report.duplicates,
+            report.pulled_entries,
+            report.pulled_members,
+            if report.program_updated {
+                " Installed the server's program."
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+
+    pub fn sync_status(
+        &self,
+        settings: &tillpass::store::SyncSettings,
+        counters: &tillpass::store::SyncCounters,
+    ) -> Result<()> {
+        if self.json {
+            return print_json(&json!({
+                "server": settings.server_url,
+                "waiting_entries": counters.waiting_entries,
+                "waiting_members": counters.waiting_members,
+                "pull_cursor": counters.pull_cursor,
+                "program_version": counters.program_version,
+                "last_success": counters.last_success,
+                "last_error": counters.last_error,
+            }));
+        }
+        println!(
+            "Server:   {}",
+            settings.server_url.as_deref().unwrap_or("(none)")
+        );
+        println!(
+            "Waiting:  {} entries, {} members",
+            counters.waiting_entries, counters.waiting_members
+        );
+        println!(
+            "Last ok:  {}",
+            counters
+                .last_success
+                .map_or_else(|| "never".to_owned(), |t| t.to_string())
+        );
+        if let Some(e) = &counters.last_error {
+            println!("Last error: {e}");
+        }
+        Ok(())
+    }
+
+    pub fn double_spends(&self, list: &tillpass::sync::protocol::DoubleSpendList) -> Result<()> {
+        if self.json {
+            return print_json(list);
+        }
+        if list.double_spends.is_empty() {
+            println!("No double spends.");
+        }
+        for d in &list.double_spends {
+            println!(
+                "{}  {} (card {})  redeemed {} points at {} on {}; balance then {}",
+                d.occurred_at.date(),
+                d.name,
+                d.card.grouped(),
+                -d.points,
+                d.terminal_id,
+                d.occurred_at,
+                d.balance_after
+            );
+        }
+        Ok(())
+    }
+
     pub fn pass_written(
         &self,
         view: &MemberView,

@@ -1,0 +1,337 @@
+//! The central server (axum + tokio): tills push their entries and member records and pull
+//! everyone else's; the server keeps the one ordered, append-only set, on SQLite or PostgreSQL.
+//! See [`crate::sync::protocol`] for the wire format.
+
+pub mod config;
+pub mod db;
+mod postgres;
+mod sqlite;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sha2::{Digest as _, Sha256};
+
+use crate::domain::{MemberId, MemberRecord, TerminalId, Timestamp};
+use crate::sync::protocol::{
+    DoubleSpend, ErrorBody, MAX_BODY_BYTES, MAX_PULL_LIMIT, PullQuery, PushRequest, TERMINAL_HEADER,
+};
+pub use db::{Auth, Db, DbError, TerminalRow};
+use validate::{BatchError, check_push};
+
+/// Shared by every request.
+pub struct AppState {
+    pub db: Db,
+}
+
+/// A new terminal token: `tpt_` and 52 base32 characters (256 random bits).
+pub fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "tpt_{}",
+        data_encoding::BASE32_NOPAD
+            .encode(&bytes)
+            .to_ascii_lowercase()
+    )
+}
+
+/// What the server stores instead of a token: its SHA-256, hex. Tokens carry 256 random bits,
+/// so a fast hash is enough (no password stretching needed).
+pub fn token_hash(token: &str) -> String {
+    data_encoding::HEXLOWER.encode(&Sha256::digest(token.trim().as_bytes()))
+}
+
+fn now() -> Timestamp {
+    Timestamp::from(std::time::SystemTime::now())
+}
+
+/// An error answer: a status and a sentence.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        let status = match e {
+            DbError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            DbError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            DbError::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status != StatusCode::UNPROCESSABLE_ENTITY {
+            tracing::error!(error = %e, "database");
+        }
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "the request body is over the limit of {MAX_BODY_BYTES} bytes; send smaller batches"
+            )
+        } else {
+            r.body_text()
+        };
+        ApiError::new(status, message)
+    }
+}
+
+/// The authenticated terminal of a request.
+pub struct TerminalAuth(pub TerminalId);
+
+impl FromRequestParts<Arc<AppState>> for TerminalAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthorized("missing \"Authorization: Bearer <terminal token>\""))?;
+        let terminal = parts
+            .headers
+            .get(TERMINAL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 64)
+            .ok_or_else(|| unauthorized(&format!("missing the {TERMINAL_HEADER} header")))?;
+        let terminal = TerminalId(terminal.to_owned());
+        match state.db.authenticate(&token_hash(token), &terminal).await? {
+            Auth::Terminal(t) => Ok(TerminalAuth(t)),
+            Auth::Unknown => Err(unauthorized("unknown terminal token")),
+            Auth::Revoked => Err(unauthorized("this terminal's token was revoked")),
+            Auth::BoundElsewhere(bound) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this token belongs to terminal {bound}, not {terminal}"),
+            )),
+            Auth::TerminalTaken => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("terminal {terminal} is registered under another token"),
+            )),
+        }
+    }
+}
+
+/// The routes, with the body limit and request logging.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/sync/push", post(push))
+        .route("/v1/sync/pull", get(pull))
+        .route("/v1/sync/config", get(config))
+        .route("/v1/members/{id}/balance", get(balance))
+        .route("/v1/double-spends", get(double_spends))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn log_request(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    if status >= 500 {
+        tracing::error!(%method, %path, status, ms, "request");
+    } else if status >= 400 {
+        tracing::warn!(%method, %path, status, ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, ms, "request");
+    }
+    response
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let seq = state.db.health().await?;
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "database": state.db.kind(),
+        "server_seq": seq,
+    })))
+}
+
+async fn push(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(terminal): TerminalAuth,
+    body: Result<Json<PushRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let at = now();
+    let batch = check_push(request, &terminal, at).map_err(|e| match e {
+        BatchError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
+        BatchError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+    })?;
+    let entries = batch.entries.len();
+    let ack = state.db.push(batch, at).await?;
+    tracing::info!(
+        terminal = %terminal,
+        entries,
+        inserted = ack.inserted,
+        duplicates = ack.duplicates,
+        members = ack.members,
+        server_seq = ack.server_seq,
+        "push"
+    );
+    Ok(Json(ack).into_response())
+}
+
+async fn pull(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(terminal): TerminalAuth,
+    query: Result<Query<PullQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.body_text()))?;
+    if q.after < 0 || q.limit == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "after must be >= 0 and limit >= 1",
+        ));
+    }
+    let body = state
+        .db
+        .pull(&terminal, q.after, q.limit.min(MAX_PULL_LIMIT))
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn config(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(_): TerminalAuth,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.db.config().await?).into_response())
+}
+
+async fn balance(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(_): TerminalAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let member: MemberId = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a member id"),
+        )
+    })?;
+    match state.db.balance(member).await? {
+        Some(b) => Ok(Json(b).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("member {member} is not known to the server"),
+        )),
+    }
+}
+
+async fn double_spends(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(_): TerminalAuth,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.db.double_spends(500).await?).into_response())
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn serve(listener: tokio::net::TcpListener, db: Db) -> std::io::Result<()> {
+    let app = router(Arc::new(AppState { db }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// A member record keeps a phone or email only if no other member has it on the server: the
+/// first to arrive keeps it (tills apply the same rule when they pull).
+pub(crate) fn strip_taken_contacts(
+    record: &mut MemberRecord,
+    phone_taken: bool,
+    email_taken: bool,
+) {
+    if phone_taken {
+        tracing::warn!(member = %record.member.id, "phone already held by another member; dropped");
+        record.member.phone = None;
+    }
+    if email_taken {
+        tracing::warn!(member = %record.member.id, "email already held by another member; dropped");
+        record.member.email = None;
+    }
+}
+
+/// A double-spend row with its member's card and name.
+pub(crate) fn double_spend(
+    entry: uuid::Uuid,
+    terminal: String,
+    occurred_at: i64,
+    points: i64,
+    balance_after: i64,
+    member_body: &str,
+) -> Result<DoubleSpend, DbError> {
+    let record: MemberRecord =
+        serde_json::from_str(member_body).map_err(|e| DbError::Unavailable(e.to_string()))?;
+    Ok(DoubleSpend {
+        member_id: record.member.id,
+        card: record.member.card,
+        name: record.member.name,
+        entry_id: crate::domain::EntryId(entry),
+        terminal_id: TerminalId(terminal),
+        occurred_at: Timestamp::from_millis(occurred_at),
+        points,
+        balance_after,
+    })
+}

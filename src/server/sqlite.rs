@@ -1,0 +1,551 @@
+//! The server on SQLite (rusqlite, bundled): one writer connection and one reader, WAL, each
+//! call on tokio's blocking pool. Pushes are serialised by the writer, so `server_seq` grows in
+//! commit order and a cursor never skips a record that commits later.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+use rusqlite_migration::{M, Migrations};
+
+use super::db::{Auth, DbError, TerminalRow, page};
+use super::validate::{Batch, check_reversal};
+use crate::domain::{Entry, EntryKind, MemberId, TerminalId, Timestamp};
+use crate::sync::protocol::{
+    BalanceResponse, ConfigResponse, DoubleSpendList, MemberRecord, PushResponse,
+};
+
+const STEPS: &[M<'static>] = &[M::up(include_str!("migrations/sqlite_001.sql"))];
+const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
+
+/// The SQLite backend.
+pub struct SqliteDb {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn connect(path: &str) -> Result<Connection, DbError> {
+    let conn = Connection::open(path).map_err(|e| DbError::Setup(format!("{path}: {e}")))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -128 * 1024)?;
+    Ok(conn)
+}
+
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `f` with a connection on the blocking pool.
+async fn with<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+) -> Result<T, DbError> {
+    let conn = Arc::clone(conn);
+    tokio::task::spawn_blocking(move || f(&mut lock(&conn)))
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))?
+}
+
+fn refused(e: rusqlite::Error, what: &str) -> DbError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            DbError::Refused(what.to_owned())
+        }
+        other => other.into(),
+    }
+}
+
+impl SqliteDb {
+    /// Opens (creating and migrating) the database file.
+    pub async fn open(path: &str, now: Timestamp) -> Result<Self, DbError> {
+        let path = path.to_owned();
+        let (writer, reader) = tokio::task::spawn_blocking(move || {
+            let mut writer = connect(&path)?;
+            MIGRATIONS
+                .to_latest(&mut writer)
+                .map_err(|e| DbError::Setup(format!("migrating {path}: {e}")))?;
+            ensure_first_program(&writer, now)?;
+            let reader = connect(&path)?;
+            Ok::<_, DbError>((writer, reader))
+        })
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))??;
+        Ok(SqliteDb {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    pub async fn authenticate(
+        &self,
+        token_hash: &str,
+        terminal: &TerminalId,
+    ) -> Result<Auth, DbError> {
+        let (hash, terminal) = (token_hash.to_owned(), terminal.clone());
+        with(&self.writer, move |conn| {
+            let row: Option<(i64, Option<String>, Option<i64>)> = conn
+                .query_row(
+                    "SELECT id, terminal_id, revoked_at FROM terminals WHERE token_hash = ?1",
+                    params![hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            Ok(match row {
+                None => Auth::Unknown,
+                Some((_, _, Some(_))) => Auth::Revoked,
+                Some((_, Some(bound), None)) if bound == terminal.0 => Auth::Terminal(terminal),
+                Some((_, Some(bound), None)) => Auth::BoundElsewhere(bound),
+                Some((id, None, None)) => {
+                    let taken: Option<i64> = conn
+                        .query_row(
+                            "SELECT id FROM terminals WHERE terminal_id = ?1",
+                            params![terminal.0],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    if taken.is_some() {
+                        Auth::TerminalTaken
+                    } else {
+                        conn.execute(
+                            "UPDATE terminals SET terminal_id = ?1 WHERE id = ?2",
+                            params![terminal.0, id],
+                        )?;
+                        Auth::Terminal(terminal)
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
+        with(&self.writer, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut seq: i64 =
+                tx.query_row("SELECT last FROM server_seq WHERE singleton = 1", [], |r| {
+                    r.get(0)
+                })?;
+            let mut members = 0;
+            for m in &batch.members {
+                if upsert_member(&tx, m.record.clone(), &mut seq)? {
+                    members += 1;
+                }
+            }
+            let (inserted, duplicates, balances, redeemed) = insert_entries(&tx, &batch, &mut seq)?;
+            let mut bal = tx.prepare_cached(
+                "INSERT INTO balances (member_id, balance) VALUES (?1, ?2)
+                 ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance
+                 RETURNING balance",
+            )?;
+            let mut overdrawn = tx.prepare_cached(
+                "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at, points,
+                                            balance_after, detected_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entry_id) DO NOTHING",
+            )?;
+            for (member, delta) in balances {
+                let balance: i64 = bal.query_row(params![member.0, delta], |r| r.get(0))?;
+                if balance < 0
+                    && let Some(e) = redeemed.get(&member)
+                {
+                    overdrawn.execute(params![
+                        e.id.0,
+                        member.0,
+                        e.terminal_id.0,
+                        e.occurred_at.millis(),
+                        e.points,
+                        balance,
+                        now.millis()
+                    ])?;
+                }
+            }
+            drop((bal, overdrawn));
+            tx.execute(
+                "UPDATE server_seq SET last = ?1 WHERE singleton = 1",
+                params![seq],
+            )?;
+            tx.commit()?;
+            Ok(PushResponse {
+                inserted,
+                duplicates,
+                members,
+                server_seq: seq,
+            })
+        })
+        .await
+    }
+
+    pub async fn pull(
+        &self,
+        terminal: &TerminalId,
+        after: i64,
+        limit: usize,
+    ) -> Result<String, DbError> {
+        let terminal = terminal.clone();
+        with(&self.reader, move |conn| {
+            let tx = conn.transaction()?;
+            let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+            let members: Vec<(i64, String)> = tx
+                .prepare_cached(
+                    "SELECT server_seq, body FROM members WHERE server_seq > ?1
+                     ORDER BY server_seq LIMIT ?2",
+                )?
+                .query_map(params![after, limit_sql], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let entries: Vec<(i64, String)> = tx
+                .prepare_cached(
+                    "SELECT server_seq, body FROM entries WHERE server_seq > ?1 AND terminal_id <> ?2
+                     ORDER BY server_seq LIMIT ?3",
+                )?
+                .query_map(params![after, terminal.0, limit_sql], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let max_seq: i64 =
+                tx.query_row("SELECT last FROM server_seq WHERE singleton = 1", [], |r| r.get(0))?;
+            Ok(page(&members, &entries, limit, max_seq.max(after)))
+        })
+        .await
+    }
+
+    pub async fn config(&self) -> Result<ConfigResponse, DbError> {
+        with(&self.reader, |conn| latest_program(conn)).await
+    }
+
+    pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {
+        with(&self.reader, move |conn| {
+            let known: Option<i64> = conn
+                .query_row(
+                    "SELECT 1 FROM members WHERE id = ?1",
+                    params![member.0],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if known.is_none() {
+                return Ok(None);
+            }
+            let balance: Option<i64> = conn
+                .query_row(
+                    "SELECT balance FROM balances WHERE member_id = ?1",
+                    params![member.0],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let server_seq: i64 =
+                conn.query_row("SELECT last FROM server_seq WHERE singleton = 1", [], |r| {
+                    r.get(0)
+                })?;
+            Ok(Some(BalanceResponse {
+                member_id: member,
+                balance: balance.unwrap_or(0),
+                server_seq,
+            }))
+        })
+        .await
+    }
+
+    pub async fn double_spends(&self, limit: usize) -> Result<DoubleSpendList, DbError> {
+        with(&self.reader, move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
+                 FROM double_spends d JOIN members m ON m.id = d.member_id
+                 ORDER BY d.rowid DESC LIMIT ?1",
+            )?;
+            let rows = stmt
+                .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                    Ok((
+                        r.get::<_, uuid::Uuid>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let double_spends = rows
+                .into_iter()
+                .map(|(entry, terminal, at, points, balance_after, body)| {
+                    super::double_spend(entry, terminal, at, points, balance_after, &body)
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(DoubleSpendList { double_spends })
+        })
+        .await
+    }
+
+    pub async fn add_terminal(
+        &self,
+        name: &str,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<i64, DbError> {
+        let (name, hash) = (name.to_owned(), token_hash.to_owned());
+        with(&self.writer, move |conn| {
+            conn.execute(
+                "INSERT INTO terminals (name, token_hash, created_at) VALUES (?1, ?2, ?3)",
+                params![name, hash, now.millis()],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    pub async fn revoke_terminal(&self, id: i64, now: Timestamp) -> Result<bool, DbError> {
+        with(&self.writer, move |conn| {
+            Ok(conn.execute(
+                "UPDATE terminals SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now.millis()],
+            )? == 1)
+        })
+        .await
+    }
+
+    pub async fn terminals(&self) -> Result<Vec<TerminalRow>, DbError> {
+        with(&self.reader, |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, name, terminal_id, created_at, revoked_at FROM terminals ORDER BY id",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(TerminalRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        terminal_id: r.get(2)?,
+                        created_at: Timestamp::from_millis(r.get(3)?),
+                        revoked_at: r.get::<_, Option<i64>>(4)?.map(Timestamp::from_millis),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    pub async fn set_program(&self, toml: &str, now: Timestamp) -> Result<i64, DbError> {
+        let toml = toml.to_owned();
+        with(&self.writer, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (version, key): (i64, Vec<u8>) = tx.query_row(
+                "SELECT version, code_key FROM program ORDER BY version DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            tx.execute(
+                "INSERT INTO program (version, toml, code_key, installed_at) VALUES (?1, ?2, ?3, ?4)",
+                params![version + 1, toml, key, now.millis()],
+            )?;
+            tx.commit()?;
+            Ok(version + 1)
+        })
+        .await
+    }
+
+    pub async fn health(&self) -> Result<i64, DbError> {
+        with(&self.reader, |conn| {
+            Ok(
+                conn.query_row("SELECT last FROM server_seq WHERE singleton = 1", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+}
+
+/// A new database's first program: the demo program with a fresh member-code key.
+fn ensure_first_program(conn: &Connection, now: Timestamp) -> Result<(), DbError> {
+    let key: [u8; 32] = rand::random();
+    conn.execute(
+        "INSERT INTO program (version, toml, code_key, installed_at)
+         SELECT 1, ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM program)",
+        params![
+            crate::domain::program::DEMO_PROGRAM_TOML,
+            &key[..],
+            now.millis()
+        ],
+    )?;
+    Ok(())
+}
+
+fn latest_program(conn: &Connection) -> Result<ConfigResponse, DbError> {
+    let (version, toml, key): (i64, String, Vec<u8>) = conn.query_row(
+        "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(ConfigResponse {
+        program_version: version,
+        program_toml: toml,
+        code_key: data_encoding::BASE64.encode(&key),
+    })
+}
+
+/// Stores a member record if newer than the stored one; returns whether it changed anything.
+fn upsert_member(
+    conn: &Connection,
+    mut record: MemberRecord,
+    seq: &mut i64,
+) -> Result<bool, DbError> {
+    let id = record.member.id;
+    let stored: Option<i64> = conn
+        .query_row(
+            "SELECT version FROM members WHERE id = ?1",
+            params![id.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if stored.is_some_and(|v| v >= record.version) {
+        return Ok(false);
+    }
+    let card_holder: Option<uuid::Uuid> = conn
+        .query_row(
+            "SELECT id FROM members WHERE card = ?1 AND id <> ?2",
+            params![record.member.card.as_str(), id.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if card_holder.is_some() {
+        return Err(DbError::Refused(format!(
+            "member {id}: card {} already belongs to another member; replace this member's card at the till",
+            record.member.card
+        )));
+    }
+    let taken = |column: &str, value: &Option<String>| -> Result<bool, DbError> {
+        let Some(value) = value else {
+            return Ok(false);
+        };
+        Ok(conn
+            .query_row(
+                &format!("SELECT 1 FROM members WHERE {column} = ?1 AND id <> ?2"),
+                params![value, id.0],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .is_some())
+    };
+    let phone_taken = taken("phone", &record.member.phone)?;
+    let email_taken = taken("email", &record.member.email)?;
+    super::strip_taken_contacts(&mut record, phone_taken, email_taken);
+    *seq += 1;
+    let body = serde_json::to_string(&record).map_err(|e| DbError::Refused(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO members (id, server_seq, version, card, phone, email, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET server_seq = excluded.server_seq, version = excluded.version,
+             card = excluded.card, phone = excluded.phone, email = excluded.email, body = excluded.body",
+    )?
+    .execute(params![
+        id.0,
+        *seq,
+        record.version,
+        record.member.card.as_str(),
+        record.member.phone,
+        record.member.email,
+        body
+    ])
+    .map_err(|e| refused(e, &format!("member {id}: conflicts with another member")))?;
+    Ok(true)
+}
+
+type Inserted = (
+    usize,
+    usize,
+    HashMap<MemberId, i64>,
+    HashMap<MemberId, Entry>,
+);
+
+/// Inserts the batch's entries if absent: `(inserted, duplicates, balance change per member,
+/// last redemption per member)`.
+fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Inserted, DbError> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO entries (server_seq, id, member_id, terminal_id, kind, points, reverses, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut existing = conn.prepare_cached("SELECT body FROM entries WHERE id = ?1")?;
+    let mut member_known = conn.prepare_cached("SELECT 1 FROM members WHERE id = ?1")?;
+    let mut known: HashSet<MemberId> = HashSet::new();
+    let in_batch: HashMap<_, &Entry> = batch
+        .entries
+        .iter()
+        .map(|c| (c.entry.id, &c.entry))
+        .collect();
+    let (mut inserted, mut duplicates) = (0, 0);
+    let mut balances: HashMap<MemberId, i64> = HashMap::new();
+    let mut redeemed: HashMap<MemberId, Entry> = HashMap::new();
+    for checked in &batch.entries {
+        let e = &checked.entry;
+        if !known.contains(&e.member_id) {
+            if member_known
+                .query_row(params![e.member_id.0], |_| Ok(()))
+                .optional()?
+                .is_none()
+            {
+                return Err(DbError::Refused(format!(
+                    "entry {}: member {} is unknown to the server (push the member first)",
+                    e.id, e.member_id
+                )));
+            }
+            known.insert(e.member_id);
+        }
+        if let Some(target) = e.reverses
+            && !in_batch.contains_key(&target)
+        {
+            let body: Option<String> = existing
+                .query_row(params![target.0], |r| r.get(0))
+                .optional()?;
+            let original: Entry = match body {
+                Some(b) => {
+                    serde_json::from_str(&b).map_err(|err| DbError::Unavailable(err.to_string()))?
+                }
+                None => {
+                    return Err(DbError::Refused(format!(
+                        "entry {}: reverses entry {target}, which the server does not have",
+                        e.id
+                    )));
+                }
+            };
+            check_reversal(e, &original).map_err(DbError::Refused)?;
+        }
+        let next = *seq + 1;
+        let changed = insert
+            .execute(params![
+                next,
+                e.id.0,
+                e.member_id.0,
+                e.terminal_id.0,
+                e.kind.as_str(),
+                e.points,
+                e.reverses.map(|r| r.0),
+                checked.body
+            ])
+            .map_err(|err| {
+                refused(
+                    err,
+                    &format!("entry {}: that entry was already reversed", e.id),
+                )
+            })?;
+        if changed == 1 {
+            *seq = next;
+            inserted += 1;
+            *balances.entry(e.member_id).or_default() += e.points;
+            if e.kind == EntryKind::Redeem {
+                redeemed.insert(e.member_id, e.clone());
+            }
+        } else {
+            let stored: String = existing.query_row(params![e.id.0], |r| r.get(0))?;
+            if stored != checked.body {
+                return Err(DbError::Refused(format!(
+                    "entry {} already exists on the server with different content; nothing was stored",
+                    e.id
+                )));
+            }
+            duplicates += 1;
+        }
+    }
+    Ok((inserted, duplicates, balances, redeemed))
+}

@@ -1,0 +1,388 @@
+//! The till's side of sync, in SQL: what waits to be pushed, marking it pushed, applying pulled
+//! pages with their cursor in one transaction, and the server's program and key.
+
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+
+use super::ledger::{insert_foreign, refresh_state};
+use super::members::insert_member_row;
+use super::rows::{ENTRY_COLUMNS, card_at, entry_from_row};
+use super::{MemberView, Result, Store, StoreError};
+use crate::domain::member::name_tokens;
+use crate::domain::{Entry, Member, MemberId, MemberRecord, RetiredCard, Timestamp};
+
+/// Where this till syncs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncSettings {
+    pub server_url: Option<String>,
+    pub token: Option<String>,
+}
+
+/// What waits to be pushed, read in one snapshot (members before the entries that need them).
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    pub members: Vec<MemberRecord>,
+    /// This till's entries in terminal_seq order.
+    pub entries: Vec<Entry>,
+}
+
+impl Outbox {
+    /// Nothing to push.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.entries.is_empty()
+    }
+}
+
+/// Sync bookkeeping for status displays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncCounters {
+    pub waiting_entries: i64,
+    pub waiting_members: i64,
+    pub pull_cursor: i64,
+    pub program_version: i64,
+    pub last_success: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// Why the server's program key cannot be taken on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this till already has {members} members whose codes use its own key, and the server has a different one; join a server from a new till, or seed an empty server from this till"
+)]
+pub struct KeyMismatch {
+    pub members: i64,
+}
+
+fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRecord> {
+    let (member, version) = conn
+        .query_row(
+            "SELECT id, card, name, phone, email, birthday, marketing_consent, created_at, version
+             FROM members WHERE id = ?1",
+            params![id.0],
+            |r| {
+                let birthday: Option<String> = r.get(5)?;
+                Ok((
+                    Member {
+                        id: MemberId(r.get(0)?),
+                        card: card_at(r, 1)?,
+                        name: r.get(2)?,
+                        phone: r.get(3)?,
+                        email: r.get(4)?,
+                        birthday: birthday
+                            .as_deref()
+                            .and_then(crate::domain::member::parse_date),
+                        marketing_consent: r.get(6)?,
+                        created_at: Timestamp::from_millis(r.get(7)?),
+                    },
+                    r.get::<_, i64>(8)?,
+                ))
+            },
+        )
+        .optional()?
+        .ok_or(StoreError::UnknownMember(id))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT card, retired_at, replaced_by FROM retired_cards WHERE member_id = ?1
+         ORDER BY retired_at",
+    )?;
+    let retired_cards = stmt
+        .query_map(params![id.0], |r| {
+            Ok(RetiredCard {
+                card: card_at(r, 0)?,
+                retired_at: Timestamp::from_millis(r.get(1)?),
+                replaced_by: card_at(r, 2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(MemberRecord {
+        member,
+        version,
+        retired_cards,
+    })
+}
+
+/// Takes on a member record from the server: new members are added, older versions here are
+/// replaced, newer ones kept. A phone or email held here by another member goes to the record
+/// from the server (the server's order decides who keeps it; it strips it from the other too).
+fn apply_member(
+    conn: &Connection,
+    program: &crate::domain::Program,
+    rec: &MemberRecord,
+) -> Result<()> {
+    let m = &rec.member;
+    let local: Option<i64> = conn
+        .query_row(
+            "SELECT version FROM members WHERE id = ?1",
+            params![m.id.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if local.is_some_and(|v| v >= rec.version) {
+        return Ok(());
+    }
+    for (column, value) in [("phone", &m.phone), ("email", &m.email)] {
+        if let Some(value) = value {
+            conn.execute(
+                &format!("UPDATE members SET {column} = NULL WHERE {column} = ?1 AND id <> ?2"),
+                params![value, m.id.0],
+            )?;
+        }
+    }
+    match local {
+        None => {
+            insert_member_row(conn, m)?;
+            refresh_state(conn, program, m.id, &[], m.created_at)?;
+        }
+        Some(_) => {
+            conn.execute(
+                "UPDATE members SET card = ?2, name = ?3, phone = ?4, email = ?5, birthday = ?6,
+                        marketing_consent = ?7
+                 WHERE id = ?1",
+                params![
+                    m.id.0,
+                    m.card.as_str(),
+                    m.name,
+                    m.phone,
+                    m.email,
+                    m.birthday.map(|b| b.to_string()),
+                    m.marketing_consent,
+                ],
+            )?;
+            conn.execute(
+                "DELETE FROM member_name_tokens WHERE member_id = ?1",
+                params![m.id.0],
+            )?;
+            let mut tokens = conn.prepare_cached(
+                "INSERT INTO member_name_tokens (token, member_id) VALUES (?1, ?2)",
+            )?;
+            for token in name_tokens(&m.name) {
+                tokens.execute(params![token, m.id.0])?;
+            }
+        }
+    }
+    conn.execute(
+        "UPDATE members SET version = ?2 WHERE id = ?1",
+        params![m.id.0, rec.version],
+    )?;
+    let mut retire = conn.prepare_cached(
+        "INSERT INTO retired_cards (card, member_id, retired_at, replaced_by)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (card) DO NOTHING",
+    )?;
+    for r in &rec.retired_cards {
+        retire.execute(params![
+            r.card.as_str(),
+            m.id.0,
+            r.retired_at.millis(),
+            r.replaced_by.as_str()
+        ])?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The saved server address and token.
+    pub fn sync_settings(&self) -> Result<SyncSettings> {
+        Ok(self.conn.query_row(
+            "SELECT server_url, token FROM sync_state WHERE singleton = 1",
+            [],
+            |r| {
+                Ok(SyncSettings {
+                    server_url: r.get(0)?,
+                    token: r.get(1)?,
+                })
+            },
+        )?)
+    }
+
+    /// Saves the server address and this till's token.
+    pub fn set_sync_server(&mut self, url: &str, token: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sync_state SET server_url = ?1, token = ?2 WHERE singleton = 1",
+            params![url, token],
+        )?;
+        Ok(())
+    }
+
+    /// Counts and times for the status bar and `sync status`.
+    pub fn sync_counters(&self) -> Result<SyncCounters> {
+        let (pushed, pull_cursor, program_version, last_success, last_error): (
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+            Option<String>,
+        ) = self.conn.query_row(
+            "SELECT pushed_seq, pull_cursor, program_version, last_success, last_error
+             FROM sync_state WHERE singleton = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        let last_seq: i64 = self.conn.query_row(
+            "SELECT last_seq FROM terminal WHERE singleton = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let waiting_members: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM member_outbox", [], |r| r.get(0))?;
+        Ok(SyncCounters {
+            waiting_entries: (last_seq - pushed).max(0),
+            waiting_members,
+            pull_cursor,
+            program_version,
+            last_success: last_success.map(Timestamp::from_millis),
+            last_error,
+        })
+    }
+
+    /// Up to `max_members` changed members and `max_entries` of this till's unpushed entries,
+    /// read in one snapshot so every entry's member is either on the server or in this batch.
+    pub fn outbox(&mut self, max_members: usize, max_entries: usize) -> Result<Outbox> {
+        let tx = self.conn.transaction()?;
+        let ids: Vec<MemberId> = tx
+            .prepare_cached("SELECT member_id FROM member_outbox LIMIT ?1")?
+            .query_map(params![max_members as i64], |r| Ok(MemberId(r.get(0)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let members = ids
+            .into_iter()
+            .map(|id| member_record(&tx, id))
+            .collect::<Result<Vec<_>>>()?;
+        let total: i64 = tx.query_row("SELECT COUNT(*) FROM member_outbox", [], |r| r.get(0))?;
+        // Entries only once every waiting member is in this batch.
+        let entries = if total as usize > members.len() {
+            Vec::new()
+        } else {
+            let pushed: i64 = tx.query_row(
+                "SELECT pushed_seq FROM sync_state WHERE singleton = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            tx.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM ledger WHERE terminal_id = ?1 AND terminal_seq > ?2
+                 ORDER BY terminal_seq LIMIT ?3"
+            ))?
+            .query_map(
+                params![self.terminal.0, pushed, max_entries as i64],
+                entry_from_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?
+        };
+        tx.commit()?;
+        Ok(Outbox { members, entries })
+    }
+
+    /// Records that the server has `outbox`: its members leave the outbox unless changed since,
+    /// and the pushed sequence moves past its entries.
+    pub fn mark_pushed(&mut self, outbox: &Outbox) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for rec in &outbox.members {
+            tx.execute(
+                "DELETE FROM member_outbox WHERE member_id = ?1
+                 AND (SELECT version FROM members WHERE id = ?1) = ?2",
+                params![rec.member.id.0, rec.version],
+            )?;
+        }
+        if let Some(last) = outbox.entries.last() {
+            tx.execute(
+                "UPDATE sync_state SET pushed_seq = MAX(pushed_seq, ?1) WHERE singleton = 1",
+                params![last.terminal_seq],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Applies one pulled page and moves the cursor to `next`, all in one transaction: a crash
+    /// leaves either the whole page and its cursor, or neither.
+    pub fn apply_pulled(
+        &mut self,
+        members: &[MemberRecord],
+        entries: &[Entry],
+        next: i64,
+    ) -> Result<usize> {
+        for e in entries {
+            e.check_shape()?;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for rec in members {
+            apply_member(&tx, &self.program, rec)?;
+        }
+        let outcomes = insert_foreign(&tx, &self.program, &self.terminal, entries)?;
+        tx.execute(
+            "UPDATE sync_state SET pull_cursor = MAX(pull_cursor, ?1) WHERE singleton = 1",
+            params![next],
+        )?;
+        tx.commit()?;
+        Ok(outcomes
+            .iter()
+            .filter(|o| **o == super::InsertOutcome::Inserted)
+            .count())
+    }
+
+    /// Notes the end of a sync attempt: success clears the last error.
+    pub fn record_sync(&mut self, at: Timestamp, error: Option<&str>) -> Result<()> {
+        match error {
+            None => self.conn.execute(
+                "UPDATE sync_state SET last_success = ?1, last_error = NULL WHERE singleton = 1",
+                params![at.millis()],
+            )?,
+            Some(e) => self.conn.execute(
+                "UPDATE sync_state SET last_error = ?1 WHERE singleton = 1",
+                params![e],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Installs the server's program (when newer) and member-code key. A till with members of
+    /// its own under a different key refuses: their printed codes would stop working.
+    pub fn install_server_program(
+        &mut self,
+        version: i64,
+        toml: &str,
+        key: [u8; 32],
+        at: Timestamp,
+    ) -> Result<bool> {
+        let installed: i64 = self.conn.query_row(
+            "SELECT program_version FROM sync_state WHERE singleton = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        if key != *self.code_key.as_bytes() {
+            let members: i64 = self
+                .conn
+                .query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))?;
+            if members > 0 {
+                return Err(StoreError::KeyMismatch(KeyMismatch { members }));
+            }
+            self.conn.execute(
+                "UPDATE secrets SET value = ?1 WHERE name = 'member_code_key'",
+                params![&key[..]],
+            )?;
+            self.code_key = crate::token::code::CodeKey::from_bytes(key);
+        }
+        if version == installed {
+            return Ok(false);
+        }
+        self.set_program(toml, at)?;
+        self.conn.execute(
+            "UPDATE sync_state SET program_version = ?1 WHERE singleton = 1",
+            params![version],
+        )?;
+        Ok(true)
+    }
+
+    /// Members whose balance is below zero (offline redemptions at several tills spent the same
+    /// points), lowest first.
+    pub fn overdrawn_members(&self, limit: usize) -> Result<Vec<MemberView>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT member_id FROM member_state WHERE balance < 0 ORDER BY balance LIMIT ?1",
+        )?;
+        let ids: Vec<MemberId> = stmt
+            .query_map(params![limit as i64], |r| Ok(MemberId(r.get(0)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        ids.into_iter().map(|id| self.member(id)).collect()
+    }
+}

@@ -1,0 +1,129 @@
+//! One sync round: take the server's program, push everything waiting, pull everything new.
+//! Every step is idempotent, so a round cut short anywhere is simply run again.
+
+use serde::Serialize;
+
+use super::client::{SyncClient, SyncError};
+use super::protocol::{MAX_PUSH_MEMBERS, PushRequest};
+use crate::domain::{MemberId, Timestamp};
+use crate::store::Store;
+
+/// Entries per push (under the server's limit, a few hundred KB of JSON).
+pub const PUSH_BATCH: usize = 5_000;
+/// Records per pull page.
+pub const PULL_PAGE: usize = 10_000;
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub pushed_entries: usize,
+    pub pushed_members: usize,
+    /// Entries the server already had (a retry after a lost answer).
+    pub duplicates: usize,
+    pub pulled_entries: usize,
+    pub pulled_members: usize,
+    /// The server's program was newer and is now installed.
+    pub program_updated: bool,
+    pub server_seq: i64,
+}
+
+/// A client for the server saved in `store`.
+pub fn client_for(store: &Store) -> Result<SyncClient, SyncError> {
+    let settings = store.sync_settings()?;
+    match (settings.server_url, settings.token) {
+        (Some(url), Some(token)) => SyncClient::new(&url, &token, store.terminal_id().clone()),
+        _ => Err(SyncError::NotConfigured),
+    }
+}
+
+/// Takes on the server's program and member-code key.
+pub fn take_config(
+    store: &mut Store,
+    client: &SyncClient,
+    at: Timestamp,
+) -> Result<bool, SyncError> {
+    let config = client.config()?;
+    let key: [u8; 32] = data_encoding::BASE64
+        .decode(config.code_key.as_bytes())
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| SyncError::Protocol("the server sent a malformed member-code key".into()))?;
+    Ok(store.install_server_program(config.program_version, &config.program_toml, key, at)?)
+}
+
+/// Pushes everything waiting, batch by batch; each acknowledged batch is marked at once.
+pub fn push_all(
+    store: &mut Store,
+    client: &SyncClient,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    loop {
+        let outbox = store.outbox(MAX_PUSH_MEMBERS, PUSH_BATCH)?;
+        if outbox.is_empty() {
+            return Ok(());
+        }
+        let request = PushRequest {
+            members: outbox.members.clone(),
+            entries: outbox.entries.clone(),
+        };
+        let ack = client.push(&request)?;
+        store.mark_pushed(&outbox)?;
+        report.pushed_entries += ack.inserted;
+        report.duplicates += ack.duplicates;
+        report.pushed_members += outbox.members.len();
+        report.server_seq = ack.server_seq;
+    }
+}
+
+/// Pulls pages until caught up; each page and its cursor are applied in one transaction.
+pub fn pull_all(
+    store: &mut Store,
+    client: &SyncClient,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    loop {
+        let cursor = store.sync_counters()?.pull_cursor;
+        let page = client.pull(cursor, PULL_PAGE)?;
+        if page.next < cursor {
+            return Err(SyncError::Protocol(format!(
+                "the server's cursor went back from {cursor} to {}",
+                page.next
+            )));
+        }
+        report.pulled_entries += store.apply_pulled(&page.members, &page.entries, page.next)?;
+        report.pulled_members += page.members.len();
+        report.server_seq = report.server_seq.max(page.next);
+        if !page.more {
+            return Ok(());
+        }
+    }
+}
+
+/// A whole round, recorded in the store (last success or last error).
+pub fn sync_once(
+    store: &mut Store,
+    client: &SyncClient,
+    at: Timestamp,
+) -> Result<SyncReport, SyncError> {
+    let mut report = SyncReport::default();
+    let result = take_config(store, client, at)
+        .map(|updated| report.program_updated = updated)
+        .and_then(|()| push_all(store, client, &mut report))
+        .and_then(|()| pull_all(store, client, &mut report));
+    match &result {
+        Ok(()) => store.record_sync(at, None)?,
+        Err(e) => store.record_sync(at, Some(&e.to_string()))?,
+    }
+    result.map(|()| report)
+}
+
+/// The member's live balance: this till's waiting entries are pushed first, so the server's
+/// answer counts them along with every other till's.
+pub fn live_balance(
+    store: &mut Store,
+    client: &SyncClient,
+    member: MemberId,
+) -> Result<i64, SyncError> {
+    push_all(store, client, &mut SyncReport::default())?;
+    Ok(client.balance(member)?.balance)
+}

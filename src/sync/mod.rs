@@ -1,0 +1,10 @@
+//! Sync between tills and the central server: the wire format, the till's HTTP client, one sync
+//! round, and the background worker the app runs.
+
+pub mod client;
+pub mod engine;
+pub mod protocol;
+pub mod worker;
+
+pub use client::{SyncClient, SyncError};
+pub use engine::{SyncReport, client_for, live_balance, sync_once};
