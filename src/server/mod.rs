@@ -161,8 +161,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/members/{id}/balance", get(balance))
         .route("/v1/double-spends", get(double_spends))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it (the body
+/// limit itself catches bodies that do not declare their length).
+async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the request body is over the limit of {MAX_BODY_BYTES} bytes; send smaller batches"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn log_request(request: Request, next: Next) -> Response {

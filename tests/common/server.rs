@@ -1,0 +1,217 @@
+//! The real server as a process on 127.0.0.1 (random port), on SQLite or PostgreSQL, and tills
+//! that sync with it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::SystemTime;
+
+use tillpass::domain::Timestamp;
+use tillpass::store::Store;
+use tillpass::sync::{SyncClient, SyncReport, client_for, sync_once};
+
+use super::TempDb;
+
+/// The environment variable naming a PostgreSQL server for tests (a URL to any database the
+/// role can create databases from), e.g. `postgres://tillpass:tillpass@127.0.0.1/postgres`.
+pub const POSTGRES_ENV: &str = "TILLPASS_TEST_POSTGRES";
+
+/// Which storage the server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Real time: the server refuses entries stamped far from its clock.
+pub fn now() -> Timestamp {
+    Timestamp::from(SystemTime::now())
+}
+
+/// A fresh database URL for `backend`, or `None` when PostgreSQL is not available outside CI.
+/// Under CI a missing PostgreSQL fails the test.
+pub fn database(backend: Backend, dir: &Path) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(format!("sqlite:{}", dir.join("server.sqlite3").display())),
+        Backend::Postgres => {
+            let Ok(base) = std::env::var(POSTGRES_ENV) else {
+                assert!(
+                    std::env::var("CI").is_err(),
+                    "{POSTGRES_ENV} must name a PostgreSQL server under CI (.ci/run starts one)"
+                );
+                eprintln!("skipping the PostgreSQL half: set {POSTGRES_ENV} to run it");
+                return None;
+            };
+            let name = format!("tillpass_test_{:016x}", rand::random::<u64>());
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect to the test PostgreSQL");
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create a test database");
+            });
+            let (prefix, _) = base.rsplit_once('/').expect("a URL with a database name");
+            Some(format!("{prefix}/{name}"))
+        }
+    }
+}
+
+fn server_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tillpass-server"))
+}
+
+/// Registers a terminal with the admin command and returns its token.
+pub fn add_terminal(db: &str, name: &str) -> String {
+    let out = server_bin()
+        .args(["--db", db, "terminal", "add", name])
+        .output()
+        .expect("run tillpass-server terminal add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .nth(1)
+        .expect("the token line")
+        .trim()
+        .to_owned()
+}
+
+/// Runs an admin command and returns whether it succeeded.
+pub fn admin(db: &str, args: &[&str]) -> bool {
+    server_bin()
+        .args(["--db", db])
+        .args(args)
+        .output()
+        .expect("run tillpass-server")
+        .status
+        .success()
+}
+
+/// A running server process; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub db: String,
+}
+
+impl Server {
+    /// Starts `tillpass-server serve` on a free port and waits for its "listening" line.
+    pub fn start(db: &str) -> Self {
+        let mut child = server_bin()
+            .args(["--db", db, "serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tillpass-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            url,
+            db: db.to_owned(),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A till with its own store file.
+pub struct Till {
+    pub db: TempDb,
+    pub store: Store,
+}
+
+impl Till {
+    /// A new till that joins `url` with `token` (takes the server's program and key).
+    pub fn join(url: &str, token: &str) -> Self {
+        let db = TempDb::new();
+        let mut store = db.open();
+        store.set_sync_server(url, token).expect("save server");
+        let mut till = Till { db, store };
+        till.sync().expect("first sync");
+        till
+    }
+
+    pub fn client(&self) -> SyncClient {
+        client_for(&self.store).expect("client")
+    }
+
+    pub fn sync(&mut self) -> Result<SyncReport, tillpass::sync::SyncError> {
+        let client = client_for(&self.store)?;
+        sync_once(&mut self.store, &client, now())
+    }
+
+    /// Points to a restarted server (new port), keeping the token.
+    pub fn repoint(&mut self, url: &str) {
+        let token = self
+            .store
+            .sync_settings()
+            .expect("settings")
+            .token
+            .expect("token");
+        self.store
+            .set_sync_server(url, &token)
+            .expect("save server");
+    }
+
+    /// Every entry id in the ledger.
+    pub fn entry_ids(&self) -> BTreeSet<uuid::Uuid> {
+        let conn = self.store.connection();
+        let mut stmt = conn.prepare("SELECT id FROM ledger").expect("prepare");
+        stmt.query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("ids")
+    }
+
+    /// Each member's balance summed from the ledger itself.
+    pub fn balances(&self) -> BTreeMap<uuid::Uuid, i64> {
+        let conn = self.store.connection();
+        let mut stmt = conn
+            .prepare("SELECT m.id, COALESCE(SUM(l.points), 0) FROM members m LEFT JOIN ledger l ON l.member_id = m.id GROUP BY m.id")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("balances")
+    }
+
+    /// Faster local writes for building big test ledgers (durability is not under test here).
+    pub fn unsafe_fast_writes(&self) {
+        self.store
+            .connection()
+            .pragma_update(None, "synchronous", "OFF")
+            .expect("pragma");
+    }
+}
