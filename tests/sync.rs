@@ -270,7 +270,7 @@ fn answer_dropping_proxy(upstream: String) -> String {
     let addr = listener.local_addr().expect("addr");
     std::thread::spawn(move || {
         for client in listener.incoming() {
-            let Ok(mut client) = client else { return };
+            let Ok(client) = client else { return };
             let Ok(mut server) = TcpStream::connect(&upstream) else {
                 return;
             };
