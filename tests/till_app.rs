@@ -384,3 +384,63 @@ fn the_wallet_pass_action_exports_a_pass_and_shows_the_save_link() {
         Some(view.member.id)
     );
 }
+
+#[test]
+fn the_status_bar_shows_sync_and_sales_reach_the_server() {
+    use common::server::{Backend, Server, Till, add_terminal, database};
+    let dir = TempDb::new();
+    let server_db = database(Backend::Sqlite, dir.dir.path()).expect("sqlite");
+    let (token, observer_token) = (
+        add_terminal(&server_db, "till"),
+        add_terminal(&server_db, "observer"),
+    );
+    let mut server = Server::start(&server_db);
+    let db = TempDb::new();
+    {
+        let mut store = db.open();
+        store.set_sync_server(&server.url, &token).expect("save");
+        let client = tillpass::sync::client_for(&store).expect("client");
+        tillpass::sync::sync_once(&mut store, &client, common::server::now()).expect("join");
+    }
+    let (code, view) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    h.state().settle_sync();
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("Online · nothing waiting")
+            .is_some(),
+        "{:?}",
+        h.state().sync_status()
+    );
+
+    wedge(&mut h, &code);
+    wedge(&mut h, "12.50");
+    h.key_press(Key::F5);
+    settle(&mut h);
+    h.state().settle_sync();
+    let observer = Till::join(&server.url, &observer_token);
+    assert_eq!(
+        observer.balances()[&view.member.id.0],
+        225,
+        "the sale reached the server"
+    );
+
+    server.kill();
+    wedge(&mut h, "5.00");
+    h.key_press(Key::F5);
+    settle(&mut h);
+    h.state().settle_sync();
+    h.run_steps(2);
+    let status = h.state().sync_status();
+    assert!(!status.online, "{status:?}");
+    assert!(
+        h.query_by_label_contains("Offline · 1 change waiting")
+            .is_some(),
+        "{status:?}"
+    );
+    assert!(
+        h.query_by_label_contains("cannot reach the server")
+            .is_some(),
+        "{status:?}"
+    );
+}

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rand::RngExt as _;
@@ -36,6 +36,7 @@ pub struct SyncStatus {
 pub struct SyncWorker {
     status: Arc<Mutex<SyncStatus>>,
     nudge: Sender<()>,
+    rounds: Arc<(Mutex<u64>, Condvar)>,
 }
 
 /// The delay before retry number `failures` (1, 2, ...): 1 s doubling to 2 minutes, each drawn
@@ -50,12 +51,25 @@ impl SyncWorker {
     /// Starts syncing the store at `db`; `wake` asks the UI to repaint after each round.
     pub fn spawn(db: PathBuf, wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let status = Arc::new(Mutex::new(SyncStatus::default()));
+        let rounds = Arc::new((Mutex::new(0), Condvar::new()));
         let (nudge, nudged) = mpsc::channel();
-        let shared = Arc::clone(&status);
+        let (shared, counted) = (Arc::clone(&status), Arc::clone(&rounds));
+        let wake_after_round = move || {
+            let (count, done) = &*counted;
+            if let Ok(mut n) = count.lock() {
+                *n += 1;
+            }
+            done.notify_all();
+            wake();
+        };
         std::thread::Builder::new()
             .name("tillpass-sync".into())
-            .spawn(move || run(&db, &shared, &nudged, &wake))?;
-        Ok(SyncWorker { status, nudge })
+            .spawn(move || run(&db, &shared, &nudged, &wake_after_round))?;
+        Ok(SyncWorker {
+            status,
+            nudge,
+            rounds,
+        })
     }
 
     /// The latest status.
@@ -66,6 +80,23 @@ impl SyncWorker {
     /// Something was written: sync soon rather than at the next tick.
     pub fn nudge(&self) {
         let _ = self.nudge.send(());
+    }
+
+    /// Starts a round now and blocks until a round has finished after this call (tests use it
+    /// to wait for the worker without sleeping). Not for the UI thread.
+    pub fn sync_now_and_wait(&self) {
+        let (count, done) = &*self.rounds;
+        let Ok(mut n) = count.lock() else { return };
+        // The round under way may have started before this call; wait for the one after it.
+        let target = *n + 2;
+        self.nudge();
+        while *n < target {
+            n = match done.wait(n) {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+            self.nudge();
+        }
     }
 }
 

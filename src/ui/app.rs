@@ -66,6 +66,8 @@ pub struct ManagerState {
     pub unlocked: bool,
     pub counts: Vec<i64>,
     pub activity: Vec<ActivityRow>,
+    /// Members overdrawn by offline redemptions at several tills.
+    pub overdrawn: Vec<crate::store::MemberView>,
     pub tier: usize,
     pub filter: String,
     pub sort: Option<TierSort>,
@@ -146,6 +148,9 @@ pub struct TillApp {
     pub demo_progress: Option<usize>,
     /// The wallet-pass dialog, while open.
     pub wallet: Option<WalletDialog>,
+    /// Background sync with the central server (started once the store is open).
+    pub(super) sync: Option<crate::sync::worker::SyncWorker>,
+    db: PathBuf,
     pub fatal: Option<String>,
     /// When the process started, until the first usable frame has been reported.
     pub(super) launched_at: Option<std::time::Instant>,
@@ -157,7 +162,9 @@ impl TillApp {
         super::theme::apply(ctx);
         let wake = ctx.clone();
         Self {
-            worker: Worker::spawn(db, exports, actor, move || wake.request_repaint()),
+            worker: Worker::spawn(db.clone(), exports, actor, move || wake.request_repaint()),
+            sync: None,
+            db,
             ctx: ctx.clone(),
             program: None,
             stats: None,
@@ -235,6 +242,14 @@ impl TillApp {
                 self.program = Some(*program);
                 self.stats = Some(stats);
                 self.has_pin = has_pin;
+                // The store is open and migrated: now a second connection may sync it.
+                let wake = self.ctx.clone();
+                match crate::sync::worker::SyncWorker::spawn(self.db.clone(), move || {
+                    wake.request_repaint();
+                }) {
+                    Ok(worker) => self.sync = Some(worker),
+                    Err(e) => self.say(Tone::Bad, format!("sync could not start: {e}")),
+                }
             }
             Reply::OpenFailed(e) => self.fatal = Some(e),
             Reply::Member(panel) => {
@@ -261,12 +276,14 @@ impl TillApp {
                 self.matches = hits;
             }
             Reply::Written { message, panel } => {
+                self.nudge_sync();
                 self.say(Tone::Good, message);
                 self.pending_amount = None;
                 self.set_member(*panel);
                 self.pin_prompt = None;
             }
             Reply::Enrolled(panel) => {
+                self.nudge_sync();
                 self.say(
                     Tone::Good,
                     format!(
@@ -314,10 +331,12 @@ impl TillApp {
             Reply::Overview {
                 counts,
                 activity,
+                overdrawn,
                 stats,
             } => {
                 self.manager.counts = counts;
                 self.manager.activity = activity;
+                self.manager.overdrawn = overdrawn;
                 self.stats = Some(stats);
             }
             Reply::TierPage { key, count, rows } => {
@@ -403,7 +422,12 @@ impl TillApp {
         match (&self.member, reward) {
             (Some(panel), Some(reward)) => {
                 let member = panel.view.member.id;
-                self.worker.send(Request::Redeem { member, reward });
+                let online = self.sync_status().online;
+                self.worker.send(Request::Redeem {
+                    member,
+                    reward,
+                    online,
+                });
             }
             (None, _) => self.say(Tone::Bad, "Scan a member first"),
             (Some(_), None) => self.say(Tone::Bad, "Pick a reward first (click it, or Up/Down)"),
@@ -451,6 +475,28 @@ impl TillApp {
                     self.worker.send(Request::SetPin(pin));
                 }
             }
+        }
+    }
+
+    /// The sync worker's latest status (default until it has started).
+    pub fn sync_status(&self) -> crate::sync::worker::SyncStatus {
+        self.sync
+            .as_ref()
+            .map(crate::sync::worker::SyncWorker::status)
+            .unwrap_or_default()
+    }
+
+    /// Blocks until the sync worker has finished a round started after this call. Tests use it
+    /// to wait without sleeping; the UI never calls it.
+    pub fn settle_sync(&self) {
+        if let Some(sync) = &self.sync {
+            sync.sync_now_and_wait();
+        }
+    }
+
+    fn nudge_sync(&self) {
+        if let Some(sync) = &self.sync {
+            sync.nudge();
         }
     }
 

@@ -75,6 +75,26 @@ pub fn ui(app: &mut TillApp, ui: &mut egui::Ui) {
                     }
                 ));
             }
+            if !app.manager.overdrawn.is_empty() {
+                ui.separator();
+                ui.heading("Overdrawn by offline redemptions");
+                ui.label(
+                    RichText::new("Tills offline at the same time both spent these points. The goods are gone; follow up with the member.")
+                        .small()
+                        .color(MUTED),
+                );
+                for v in &app.manager.overdrawn {
+                    ui.horizontal(|ui| {
+                        ui.label(RichText::new(&v.member.name).strong());
+                        ui.label(RichText::new(v.member.card.grouped()).color(MUTED));
+                        ui.label(
+                            RichText::new(format!("{} points", v.state.balance))
+                                .color(BAD)
+                                .strong(),
+                        );
+                    });
+                }
+            }
             ui.separator();
             ui.heading("Recent activity");
             egui::ScrollArea::vertical()

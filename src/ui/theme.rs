@@ -99,12 +99,38 @@ pub fn bottom_bar(app: &mut TillApp, ui: &mut egui::Ui) {
             ui.label(RichText::new(keys).small().color(MUTED));
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 if let Some(stats) = &app.stats {
-                    let status = format!("Offline · {} · {} members", stats.terminal_id, stats.members);
+                    let status = format!("{} · {} members", stats.terminal_id, stats.members);
                     ui.label(RichText::new(status).small().color(MUTED));
                 }
+                let (text, colour) = sync_line(&app.sync_status());
+                ui.label(RichText::new(text).color(colour).strong());
             });
         });
     });
+}
+
+/// The status bar's sync words: online or offline, what waits, the last sync, the last error.
+pub fn sync_line(s: &crate::sync::worker::SyncStatus) -> (String, Color32) {
+    if !s.configured {
+        return (
+            "Not connected to a server (works offline)".to_owned(),
+            MUTED,
+        );
+    }
+    let last = s.last_success.map_or_else(
+        || "never synced".to_owned(),
+        |t| format!("last sync {} UTC", &t.to_string()[11..19]),
+    );
+    let waiting = match s.waiting {
+        0 => "nothing waiting".to_owned(),
+        1 => "1 change waiting".to_owned(),
+        n => format!("{n} changes waiting"),
+    };
+    match (&s.last_error, s.online) {
+        (None, _) => (format!("Online · {waiting} · {last}"), GOOD),
+        (Some(e), true) => (format!("Sync refused: {e} · {waiting}"), BAD),
+        (Some(e), false) => (format!("Offline · {waiting} · {last} · {e}"), BAD),
+    }
 }
 
 /// The manager PIN dialog (reversal, manager screen, first PIN).

@@ -55,6 +55,8 @@ pub enum Request {
     Redeem {
         member: MemberId,
         reward: String,
+        /// The sync worker last reached the server: check the live balance first.
+        online: bool,
     },
     ReverseLast {
         member: MemberId,
@@ -101,6 +103,8 @@ pub enum Reply {
     Overview {
         counts: Vec<i64>,
         activity: Vec<ActivityRow>,
+        /// Members below zero after offline redemptions at several tills.
+        overdrawn: Vec<MemberView>,
         stats: StoreStats,
     },
     /// One page of the tier list; `count` (members matching) comes with page 0.
@@ -302,6 +306,18 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, String> {
     })
 }
 
+/// The server's live balance when the till is online and the server answers in time; `None`
+/// (offline rules apply) otherwise.
+fn live_balance(store: &mut Store, member: MemberId, online: bool) -> Option<i64> {
+    if !online {
+        return None;
+    }
+    let client = crate::sync::client_for(store)
+        .ok()?
+        .with_timeout(std::time::Duration::from_secs(3));
+    crate::sync::live_balance(store, &client, member).ok()
+}
+
 fn wallet_pass(store: &Store, exports: &Path, member: MemberId) -> Reply {
     let at = now();
     let view = match store.member(member) {
@@ -392,20 +408,27 @@ fn handle(
             }
             Err(e) => refused(e),
         },
-        Request::Redeem { member, reward } => match store.redeem(member, &reward, actor, now()) {
-            Ok(entry) => {
-                let name = store
-                    .program()
-                    .reward(&reward)
-                    .map_or(reward.clone(), |r| r.name.clone());
-                written(
-                    store,
-                    &entry,
-                    format!("Redeemed {name} for {} points", -entry.points),
-                )
+        Request::Redeem {
+            member,
+            reward,
+            online,
+        } => {
+            let live = live_balance(store, member, online);
+            match store.redeem_checked(member, &reward, live, actor, now()) {
+                Ok(entry) => {
+                    let name = store
+                        .program()
+                        .reward(&reward)
+                        .map_or(reward.clone(), |r| r.name.clone());
+                    written(
+                        store,
+                        &entry,
+                        format!("Redeemed {name} for {} points", -entry.points),
+                    )
+                }
+                Err(e) => refused(e),
             }
-            Err(e) => refused(e),
-        },
+        }
         Request::ReverseLast { member, pin } => {
             if let Err(e) = store.check_manager_pin(&pin) {
                 return Reply::PinRefused(e.to_string());
@@ -465,13 +488,15 @@ fn handle(
                 Ok::<_, crate::store::StoreError>((
                     store.tier_counts()?,
                     store.recent_activity(50)?,
+                    store.overdrawn_members(50)?,
                     store.stats()?,
                 ))
             })();
             match result {
-                Ok((counts, activity, stats)) => Reply::Overview {
+                Ok((counts, activity, overdrawn, stats)) => Reply::Overview {
                     counts,
                     activity,
+                    overdrawn,
                     stats,
                 },
                 Err(e) => refused(e),
