@@ -11,7 +11,7 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -93,20 +93,6 @@ impl From<DbError> for ApiError {
             tracing::error!(error = %e, "database");
         }
         ApiError::new(status, e.to_string())
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let status = r.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            format!(
-                "the request body is over the limit of {MAX_BODY_BYTES} bytes; send smaller batches"
-            )
-        } else {
-            r.body_text()
-        };
-        ApiError::new(status, message)
     }
 }
 
@@ -211,12 +197,40 @@ async fn health(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
     })))
 }
 
+/// Parses a push body: the fast parser first; on failure, again with the path to the bad field
+/// (`entries[3].points: invalid type ...`) for the error message.
+fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
+    serde_json::from_slice(body).map_err(|first| {
+        let status = if first.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let message = match serde_path_to_error::deserialize::<_, PushRequest>(&mut de) {
+            Err(e) if !e.path().to_string().is_empty() && e.path().to_string() != "." => {
+                format!("{}: {}", e.path(), e.inner())
+            }
+            _ => first.to_string(),
+        };
+        ApiError::new(status, format!("bad push body: {message}"))
+    })
+}
+
 async fn push(
     State(state): State<Arc<AppState>>,
     TerminalAuth(terminal): TerminalAuth,
-    body: Result<Json<PushRequest>, JsonRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body?;
+    let body = body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, format!("the request body is over the limit of {MAX_BODY_BYTES} bytes; send smaller batches"))
+        } else {
+            ApiError::new(status, r.body_text())
+        }
+    })?;
+    let request = parse_push(&body)?;
     let at = now();
     let batch = check_push(request, &terminal, at).map_err(|e| match e {
         BatchError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),

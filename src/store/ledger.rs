@@ -81,11 +81,8 @@ pub(crate) fn refresh_state(
     at: Timestamp,
 ) -> Result<MemberSummary> {
     let previous: Option<i64> = conn
-        .query_row(
-            "SELECT as_of FROM member_state WHERE member_id = ?1",
-            params![member.0],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT as_of FROM member_state WHERE member_id = ?1")?
+        .query_row(params![member.0], |r| r.get(0))
         .optional()?;
     let as_of = previous.map_or(at, |p| at.max(Timestamp::from_millis(p)));
     let summary = summarise(program, entries, as_of);
@@ -95,11 +92,8 @@ pub(crate) fn refresh_state(
 
 fn member_exists(conn: &Connection, member: MemberId) -> Result<()> {
     let found: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM members WHERE id = ?1",
-            params![member.0],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT 1 FROM members WHERE id = ?1")?
+        .query_row(params![member.0], |r| r.get(0))
         .optional()?;
     found.map(|_| ()).ok_or(StoreError::UnknownMember(member))
 }
@@ -252,27 +246,32 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcomes = insert_foreign(&tx, &self.program, &self.terminal, entries)?;
+        let entries: Vec<&Entry> = entries.iter().collect();
+        let outcomes = insert_foreign(&tx, &self.program, &self.terminal, &entries, false)?;
         tx.commit()?;
         Ok(outcomes)
     }
 }
 
 /// Inserts entries made elsewhere inside the caller's transaction (see
-/// [`Store::insert_entries`]); shapes must already be checked.
+/// [`Store::insert_entries`]); shapes must already be checked. With `defer_state`, touched
+/// members are listed in `member_state_stale` for [`Store::refresh_stale`] instead of being
+/// re-folded now.
 pub(crate) fn insert_foreign(
     tx: &Connection,
     program: &Program,
     terminal: &TerminalId,
-    entries: &[Entry],
+    entries: &[&Entry],
+    defer_state: bool,
 ) -> Result<Vec<InsertOutcome>> {
     let mut outcomes = Vec::with_capacity(entries.len());
     let mut touched = BTreeSet::new();
+    let mut known = std::collections::HashSet::new();
     let mut latest = std::collections::HashMap::new();
     for e in entries {
         if e.terminal_id == *terminal {
             if let Some(existing) = entry_by_id(tx, e.id)? {
-                if existing == *e {
+                if existing == **e {
                     outcomes.push(InsertOutcome::AlreadyPresent);
                     continue;
                 }
@@ -286,10 +285,13 @@ pub(crate) fn insert_foreign(
                 ),
             });
         }
-        member_exists(tx, e.member_id).map_err(|_| StoreError::BadEntry {
-            id: e.id,
-            reason: format!("member {} is not known here", e.member_id),
-        })?;
+        if !known.contains(&e.member_id) {
+            member_exists(tx, e.member_id).map_err(|_| StoreError::BadEntry {
+                id: e.id,
+                reason: format!("member {} is not known here", e.member_id),
+            })?;
+            known.insert(e.member_id);
+        }
         if let Some(target) = e.reverses {
             check_external_reversal(tx, e, target)?;
         }
@@ -305,14 +307,55 @@ pub(crate) fn insert_foreign(
         }
     }
     for member in touched {
-        let all = member_entries(tx, member)?;
         let at = latest
             .get(&member)
             .copied()
             .unwrap_or(Timestamp::from_millis(0));
-        refresh_state(tx, program, member, &all, at)?;
+        if defer_state {
+            tx.prepare_cached(
+                "INSERT INTO member_state_stale (member_id, at) VALUES (?1, ?2)
+                 ON CONFLICT (member_id) DO UPDATE SET at = MAX(at, excluded.at)",
+            )?
+            .execute(params![member.0, at.millis()])?;
+        } else {
+            let all = member_entries(tx, member)?;
+            refresh_state(tx, program, member, &all, at)?;
+        }
     }
     Ok(outcomes)
+}
+
+/// Members re-folded per transaction by [`Store::refresh_stale`].
+const STALE_CHUNK: i64 = 2_000;
+
+impl Store {
+    /// Re-folds every member listed stale by bulk pulls; returns how many. Runs in chunks, each
+    /// one transaction, so a crash leaves the rest listed for next time.
+    pub fn refresh_stale(&mut self) -> Result<usize> {
+        let mut done = 0;
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stale: Vec<(MemberId, Timestamp)> = tx
+                .prepare_cached("SELECT member_id, at FROM member_state_stale LIMIT ?1")?
+                .query_map(params![STALE_CHUNK], |r| {
+                    Ok((MemberId(r.get(0)?), Timestamp::from_millis(r.get(1)?)))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            if stale.is_empty() {
+                return Ok(done);
+            }
+            for (member, at) in &stale {
+                let all = member_entries(&tx, *member)?;
+                refresh_state(&tx, &self.program, *member, &all, *at)?;
+                tx.prepare_cached("DELETE FROM member_state_stale WHERE member_id = ?1")?
+                    .execute(params![member.0])?;
+            }
+            tx.commit()?;
+            done += stale.len();
+        }
+    }
 }
 
 /// A reversal from elsewhere must exactly negate an entry of the same member that is not itself

@@ -160,14 +160,17 @@ impl Store {
             r.get::<_, String>(0)
         })?;
         let code_key = CodeKey::from_bytes(schema::ensure_code_key(&conn)?);
-        Ok(Self {
+        let mut store = Self {
             conn,
             program,
             program_version,
             terminal: TerminalId(terminal),
             code_key,
             path: path.to_owned(),
-        })
+        };
+        // A pull cut short leaves members to re-fold; finish that before anyone reads them.
+        store.refresh_stale()?;
+        Ok(store)
     }
 
     fn reload_program(&mut self) -> Result<()> {

@@ -293,7 +293,8 @@ impl Store {
     }
 
     /// Applies one pulled page and moves the cursor to `next`, all in one transaction: a crash
-    /// leaves either the whole page and its cursor, or neither.
+    /// leaves either the whole page and its cursor, or neither. Touched members' cached states
+    /// are refreshed by [`Store::refresh_stale`] once the pull has caught up.
     pub fn apply_pulled(
         &mut self,
         members: &[MemberRecord],
@@ -309,7 +310,11 @@ impl Store {
         for rec in members {
             apply_member(&tx, &self.program, rec)?;
         }
-        let outcomes = insert_foreign(&tx, &self.program, &self.terminal, entries)?;
+        // Grouped by member (order within a member kept, so a reversal still follows what it
+        // reverses): the member-clustered ledger then takes each page in key order.
+        let mut ordered: Vec<&Entry> = entries.iter().collect();
+        ordered.sort_by_key(|e| e.member_id);
+        let outcomes = insert_foreign(&tx, &self.program, &self.terminal, &ordered, true)?;
         tx.execute(
             "UPDATE sync_state SET pull_cursor = MAX(pull_cursor, ?1) WHERE singleton = 1",
             params![next],
@@ -319,6 +324,14 @@ impl Store {
             .iter()
             .filter(|o| **o == super::InsertOutcome::Inserted)
             .count())
+    }
+
+    /// Sets the page cache for a bulk pull (`bulk`: 256 MB) or back to normal (64 MB): a
+    /// member-clustered ledger takes a big catch-up in random key order.
+    pub fn bulk_cache(&self, bulk: bool) -> Result<()> {
+        let kib: i64 = if bulk { 256 * 1024 } else { 64 * 1024 };
+        self.conn.pragma_update(None, "cache_size", -kib)?;
+        Ok(())
     }
 
     /// Notes the end of a sync attempt: success clears the last error.

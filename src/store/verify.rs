@@ -81,6 +81,8 @@ impl Store {
     /// checks the ledger's rules. With `repair`, drifted cached states are rewritten from the
     /// entries (the entries themselves are never touched).
     pub fn verify(&mut self, repair: bool) -> Result<VerifyReport> {
+        // States a bulk pull left for later are due work, not drift: do it first.
+        self.refresh_stale()?;
         let mut report = VerifyReport::default();
         let mut fixes: Vec<(MemberId, MemberSummary)> = Vec::new();
         {

@@ -75,28 +75,62 @@ pub fn push_all(
     }
 }
 
-/// Pulls pages until caught up; each page and its cursor are applied in one transaction.
+/// Pulls pages until caught up; each page and its cursor are applied in one transaction. The
+/// next page is fetched (and parsed) on another thread while this one is applied.
 pub fn pull_all(
     store: &mut Store,
     client: &SyncClient,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
-    loop {
-        let cursor = store.sync_counters()?.pull_cursor;
-        let page = client.pull(cursor, PULL_PAGE)?;
-        if page.next < cursor {
-            return Err(SyncError::Protocol(format!(
-                "the server's cursor went back from {cursor} to {}",
-                page.next
-            )));
+    let cursor = store.sync_counters()?.pull_cursor;
+    store.bulk_cache(true)?;
+    let result = pull_pages(store, client, report, cursor);
+    store.bulk_cache(false)?;
+    result
+}
+
+fn pull_pages(
+    store: &mut Store,
+    client: &SyncClient,
+    report: &mut SyncReport,
+    cursor: i64,
+) -> Result<(), SyncError> {
+    let (pages, received) = std::sync::mpsc::sync_channel(1);
+    let fetcher = client.clone();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut after = cursor;
+            loop {
+                let page = fetcher.pull(after, PULL_PAGE);
+                let more = match &page {
+                    Ok(p) if p.next < after => {
+                        let _ = pages.send(Err(SyncError::Protocol(format!(
+                            "the server's cursor went back from {after} to {}",
+                            p.next
+                        ))));
+                        return;
+                    }
+                    Ok(p) => {
+                        after = p.next;
+                        p.more
+                    }
+                    Err(_) => false,
+                };
+                // A closed channel means the applier stopped (an error): stop fetching.
+                if pages.send(page).is_err() || !more {
+                    return;
+                }
+            }
+        });
+        for page in received {
+            let page = page?;
+            report.pulled_entries += store.apply_pulled(&page.members, &page.entries, page.next)?;
+            report.pulled_members += page.members.len();
+            report.server_seq = report.server_seq.max(page.next);
         }
-        report.pulled_entries += store.apply_pulled(&page.members, &page.entries, page.next)?;
-        report.pulled_members += page.members.len();
-        report.server_seq = report.server_seq.max(page.next);
-        if !page.more {
-            return Ok(());
-        }
-    }
+        store.refresh_stale()?;
+        Ok(())
+    })
 }
 
 /// A whole round, recorded in the store (last success or last error).

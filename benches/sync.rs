@@ -1,0 +1,340 @@
+//! Sync throughput, each beside its bare engine in the same run:
+//! - server ingest over HTTP (entries/s) on SQLite, and on PostgreSQL when
+//!   `TILLPASS_BENCH_POSTGRES` names a server (a URL whose role may create databases);
+//! - the bare engine: batched prepared INSERTs into the same SQLite schema; COPY into the same
+//!   PostgreSQL schema;
+//! - a new till pulling 1,000,000 entries from the SQLite server.
+//!
+//! Run: `cargo bench --bench sync` (`BENCH_ENTRIES=N` to change the 1,000,000).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use tillpass::domain::{
+    CardNumber, Entry, EntryId, EntryKind, Member, MemberId, MemberRecord, TerminalId, Timestamp,
+};
+use tillpass::server::{Db, new_token, serve, token_hash};
+use tillpass::store::Store;
+use tillpass::sync::protocol::{PushRequest, TERMINAL_HEADER};
+use tillpass::sync::{SyncClient, sync_once};
+
+const MEMBERS: usize = 10_000;
+const BATCH: usize = 5_000;
+const TERMINAL: &str = "till-bench-source";
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn now() -> Timestamp {
+    Timestamp::from(SystemTime::now())
+}
+
+struct Data {
+    members: Vec<MemberRecord>,
+    entries: Vec<Entry>,
+}
+
+fn data(n: usize) -> Data {
+    let start = now().plus_days(-30);
+    let members: Vec<MemberRecord> = (0..MEMBERS)
+        .map(|i| {
+            let created = start.plus_millis(i as i64);
+            MemberRecord {
+                member: Member {
+                    id: MemberId(uuid::Uuid::now_v7()),
+                    card: CardNumber::from_payload(200_000_000 + i as u64),
+                    name: format!("Bench Member {i}"),
+                    phone: None,
+                    email: None,
+                    birthday: None,
+                    marketing_consent: false,
+                    created_at: created,
+                },
+                version: created.millis(),
+                retired_cards: Vec::new(),
+            }
+        })
+        .collect();
+    let entries = (0..n)
+        .map(|i| {
+            let amount = 100 + (i as i64 * 7_919) % 5_000;
+            Entry {
+                id: EntryId(uuid::Uuid::now_v7()),
+                terminal_id: TerminalId(TERMINAL.into()),
+                terminal_seq: i as i64 + 1,
+                member_id: members[(i * 7_907) % MEMBERS].member.id,
+                kind: EntryKind::Earn,
+                points: amount / 10,
+                amount_minor: Some(amount),
+                currency: Some("GBP".into()),
+                reward_id: None,
+                reverses: None,
+                occurred_at: start.plus_millis(60_000 + i as i64 * 2),
+                note: None,
+                actor: "bench".into(),
+            }
+        })
+        .collect();
+    Data { members, entries }
+}
+
+/// A server on `url` in a background runtime; returns its address and a token.
+fn start_server(url: &str) -> Result<(String, String, String, tokio::runtime::Runtime)> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (addr, token, token2) = runtime.block_on(async {
+        let db = Db::open(url, now()).await?;
+        let (token, token2) = (new_token(), new_token());
+        db.add_terminal("bench source", &token_hash(&token), now())
+            .await?;
+        db.add_terminal("bench till", &token_hash(&token2), now())
+            .await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(serve(listener, db));
+        Ok::<_, Box<dyn std::error::Error>>((addr, token, token2))
+    })?;
+    Ok((format!("http://{addr}"), token, token2, runtime))
+}
+
+/// Pushes members, then every entry (pre-serialised batches, two client threads), and returns
+/// entries per second over the entry pushes.
+fn ingest(url: &str, token: &str, data: &Data) -> Result<f64> {
+    let client = SyncClient::new(url, token, TerminalId(TERMINAL.into()))?;
+    for chunk in data.members.chunks(2_000) {
+        client.push(&PushRequest {
+            members: chunk.to_vec(),
+            entries: Vec::new(),
+        })?;
+    }
+    let bodies: Vec<Vec<u8>> = data
+        .entries
+        .chunks(BATCH)
+        .map(|c| {
+            serde_json::to_vec(&PushRequest {
+                members: Vec::new(),
+                entries: c.to_vec(),
+            })
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let started = Instant::now();
+    std::thread::scope(|scope| -> Result<()> {
+        let handles: Vec<_> = (0..2)
+            .map(|part| {
+                let bodies = &bodies;
+                scope.spawn(move || -> std::result::Result<(), String> {
+                    let http = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(600))
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    for body in bodies.iter().skip(part).step_by(2) {
+                        let response = http
+                            .post(format!("{url}/v1/sync/push"))
+                            .bearer_auth(token)
+                            .header(TERMINAL_HEADER, TERMINAL)
+                            .header("content-type", "application/json")
+                            .body(body.clone())
+                            .send()
+                            .map_err(|e| e.to_string())?;
+                        if !response.status().is_success() {
+                            return Err(response.text().unwrap_or_default());
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "client thread panicked")??;
+        }
+        Ok(())
+    })?;
+    Ok(data.entries.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Batched prepared INSERTs of the same rows into the server's SQLite schema.
+fn bare_sqlite(path: &std::path::Path, data: &Data) -> Result<f64> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(include_str!("../src/server/migrations/sqlite_001.sql"))?;
+    let tx = conn.transaction()?;
+    for (i, m) in data.members.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO members (id, server_seq, version, card, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![
+                m.member.id.0,
+                i as i64 + 1,
+                m.version,
+                m.member.card.as_str(),
+                serde_json::to_string(m)?
+            ],
+        )?;
+    }
+    tx.commit()?;
+    let bodies: Vec<String> = data
+        .entries
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<std::result::Result<_, _>>()?;
+    let started = Instant::now();
+    let mut seq = MEMBERS as i64;
+    for (chunk, body) in data.entries.chunks(BATCH).zip(bodies.chunks(BATCH)) {
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO entries (server_seq, id, member_id, terminal_id, kind, points, reverses, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (e, b) in chunk.iter().zip(body) {
+                seq += 1;
+                stmt.execute(rusqlite::params![
+                    seq,
+                    e.id.0,
+                    e.member_id.0,
+                    e.terminal_id.0,
+                    e.kind.as_str(),
+                    e.points,
+                    e.reverses.map(|r| r.0),
+                    b
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(data.entries.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// A fresh PostgreSQL database next to `base` (same server, new name).
+async fn fresh_pg(base: &str) -> Result<String> {
+    let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let name = format!("tillpass_bench_{:016x}", rand::random::<u64>());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let (prefix, _) = base.rsplit_once('/').ok_or("a URL with a database name")?;
+    Ok(format!("{prefix}/{name}"))
+}
+
+/// COPY of the same rows into the server's PostgreSQL schema.
+async fn bare_pg(url: &str, data: &Data) -> Result<f64> {
+    use futures_util::SinkExt as _;
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(include_str!("../src/server/migrations/postgres_001.sql"))
+        .await?;
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+    };
+    let mut members = String::new();
+    for (i, m) in data.members.iter().enumerate() {
+        members.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            m.member.id.0,
+            i + 1,
+            m.version,
+            m.member.card,
+            esc(&serde_json::to_string(m)?)
+        ));
+    }
+    let sink = client
+        .copy_in("COPY members (id, server_seq, version, card, body) FROM STDIN")
+        .await?;
+    futures_util::pin_mut!(sink);
+    sink.send(bytes::Bytes::from(members)).await?;
+    sink.finish().await?;
+    let mut rows = Vec::with_capacity(data.entries.len() / BATCH + 1);
+    let mut seq = MEMBERS;
+    for chunk in data.entries.chunks(BATCH) {
+        let mut text = String::new();
+        for e in chunk {
+            seq += 1;
+            text.push_str(&format!(
+                "{seq}\t{}\t{}\t{}\t{}\t{}\t\\N\t{}\n",
+                e.id.0,
+                e.member_id.0,
+                e.terminal_id.0,
+                e.kind.as_str(),
+                e.points,
+                esc(&serde_json::to_string(e)?)
+            ));
+        }
+        rows.push(bytes::Bytes::from(text));
+    }
+    let started = Instant::now();
+    let sink = client
+        .copy_in("COPY entries (server_seq, id, member_id, terminal_id, kind, points, reverses, body) FROM STDIN")
+        .await?;
+    futures_util::pin_mut!(sink);
+    for chunk in rows {
+        sink.send(chunk).await?;
+    }
+    sink.finish().await?;
+    Ok(data.entries.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+fn main() -> Result<()> {
+    let n: usize = std::env::var("BENCH_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir()?;
+    eprintln!("generating {n} entries for {MEMBERS} members…");
+    let data = data(n);
+
+    let phases =
+        std::env::var("BENCH_PHASES").unwrap_or_else(|_| "bare,ingest,pull,postgres".into());
+    let bare = if phases.contains("bare") {
+        bare_sqlite(&dir.path().join("bare.sqlite3"), &data)?
+    } else {
+        f64::NAN
+    };
+    let url = format!("sqlite:{}", dir.path().join("server.sqlite3").display());
+    let (server, token, till_token, runtime) = start_server(&url)?;
+    let http = ingest(&server, &token, &data)?;
+    println!(
+        "SQLite   ingest over HTTP: {http:>9.0} entries/s   bare batched INSERT: {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
+    );
+
+    // A new till pulls everything.
+    if !phases.contains("pull") {
+        return Ok(());
+    }
+    let till_dir = tempfile::tempdir()?;
+    let mut till = Store::open(&till_dir.path().join("till.sqlite3"))?;
+    till.set_sync_server(&server, &till_token)?;
+    let client = SyncClient::new(&server, &till_token, till.terminal_id().clone())?;
+    let started = Instant::now();
+    let report = sync_once(&mut till, &client, now())?;
+    let took = started.elapsed();
+    println!(
+        "new till pulled {} entries and {} members in {:.2} s ({:.0} entries/s)",
+        report.pulled_entries,
+        report.pulled_members,
+        took.as_secs_f64(),
+        report.pulled_entries as f64 / took.as_secs_f64()
+    );
+    drop(runtime);
+
+    if !phases.contains("postgres") {
+        return Ok(());
+    }
+    if let Ok(base) = std::env::var("TILLPASS_BENCH_POSTGRES") {
+        let setup = tokio::runtime::Runtime::new()?;
+        let (bare_url, server_url) = setup.block_on(async {
+            Ok::<_, Box<dyn std::error::Error>>((fresh_pg(&base).await?, fresh_pg(&base).await?))
+        })?;
+        let bare = setup.block_on(bare_pg(&bare_url, &data))?;
+        drop(setup);
+        let (server, token, _, runtime) = start_server(&server_url)?;
+        let http = ingest(&server, &token, &data)?;
+        println!(
+            "Postgres ingest over HTTP: {http:>9.0} entries/s   bare COPY:           {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
+        );
+        drop(runtime);
+    } else {
+        println!("(PostgreSQL skipped: set TILLPASS_BENCH_POSTGRES=postgres://USER:PASS@HOST/DB)");
+    }
+    Ok(())
+}
