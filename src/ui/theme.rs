@@ -102,10 +102,11 @@ pub fn bottom_bar(app: &mut TillApp, ui: &mut egui::Ui) {
                     let status = format!("{} · {} members", stats.terminal_id, stats.members);
                     ui.label(RichText::new(status).small().color(MUTED));
                 }
-                let (text, colour) = sync_line(&app.sync_status());
-                ui.label(RichText::new(text).color(colour).strong());
             });
         });
+        // Its own row: an error can be long, and must never be drawn over anything.
+        let (text, colour) = sync_line(&app.sync_status());
+        ui.add(egui::Label::new(RichText::new(text).color(colour).strong()).wrap());
     });
 }
 
@@ -119,7 +120,7 @@ pub fn sync_line(s: &crate::sync::worker::SyncStatus) -> (String, Color32) {
     }
     let last = s.last_success.map_or_else(
         || "never synced".to_owned(),
-        |t| format!("last sync {} UTC", &t.to_string()[11..19]),
+        |t| format!("synced {} UTC", &t.to_string()[11..19]),
     );
     let waiting = match s.waiting {
         0 => "nothing waiting".to_owned(),

@@ -13,7 +13,7 @@ pub fn dialog(app: &mut TillApp, ctx: &egui::Context) {
     };
     let mut close = false;
     egui::Modal::new(egui::Id::unique("wallet-pass")).show(ctx, |ui| {
-        ui.set_width(640.0);
+        ui.set_width(900.0);
         match state {
             WalletDialog::Making => {
                 ui.heading("Making wallet passes…");
@@ -28,31 +28,37 @@ pub fn dialog(app: &mut TillApp, ctx: &egui::Context) {
                     );
                 }
                 ui.add_space(8.0);
-                ui.label(RichText::new("Apple Wallet").strong());
-                match &reply.apple {
-                    Ok(path) => ui.label(
-                        RichText::new(format!("Saved {}: send it to the customer or open it on their iPhone.", path.display()))
-                            .color(GOOD),
-                    ),
-                    Err(e) => ui.label(RichText::new(e).color(BAD)),
-                };
-                ui.add_space(8.0);
-                ui.label(RichText::new("Google Wallet").strong());
-                match (&reply.google, qr) {
-                    (Ok((url, _)), Some(texture)) => {
-                        ui.label("The customer scans this with their Android phone to add the card:");
-                        let side = 320.0;
-                        ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(side, side)));
-                        ui.label(RichText::new(format!("{} characters link", url.len())).color(MUTED));
-                        if ui.button("Copy link").clicked() {
-                            ui.ctx().copy_text(url.clone());
+                ui.horizontal_top(|ui| {
+                    ui.vertical(|ui| {
+                        ui.set_width(440.0);
+                        ui.label(RichText::new("Apple Wallet").strong());
+                        match &reply.apple {
+                            Ok(path) => ui.label(
+                                RichText::new(format!("Saved {}: send it to the customer or open it on their iPhone.", path.display()))
+                                    .color(GOOD),
+                            ),
+                            Err(e) => ui.label(RichText::new(e).color(BAD)),
+                        };
+                        ui.add_space(12.0);
+                        ui.label(RichText::new("Google Wallet").strong());
+                        match &reply.google {
+                            Ok((url, _)) => {
+                                ui.label("The customer scans the code with their Android phone to add the card.");
+                                ui.label(RichText::new(format!("Link of {} characters", url.len())).color(MUTED));
+                                if ui.button("Copy link").clicked() {
+                                    ui.ctx().copy_text(url.clone());
+                                }
+                            }
+                            Err(e) => {
+                                ui.label(RichText::new(e).color(BAD));
+                            }
                         }
+                    });
+                    if let Some(texture) = qr {
+                        let side = 440.0;
+                        ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(side, side)));
                     }
-                    (Err(e), _) => {
-                        ui.label(RichText::new(e).color(BAD));
-                    }
-                    (Ok(_), None) => {}
-                }
+                });
             }
         }
         ui.add_space(8.0);
