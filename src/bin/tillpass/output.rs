@@ -1,5 +1,16 @@
 //! Text and JSON output for the CLI.
 
+/// `println!` that ends the process quietly when stdout has been closed (`tillpass … | head`)
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 use anyhow::Result;
 use serde::Serialize;
 use serde_json::json;
@@ -15,7 +26,7 @@ pub struct Out {
 }
 
 fn print_json(value: &impl Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    say!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -63,14 +74,14 @@ impl Out {
         if self.json {
             return print_json(stats);
         }
-        println!("Database:  {}", stats.path.display());
-        println!("Terminal:  {}", stats.terminal_id);
-        println!(
+        say!("Database:  {}", stats.path.display());
+        say!("Terminal:  {}", stats.terminal_id);
+        say!(
             "Program:   {} (version {})",
             stats.program, stats.program_version
         );
-        println!("Members:   {}", stats.members);
-        println!("Entries:   {}", stats.entries);
+        say!("Members:   {}", stats.members);
+        say!("Entries:   {}", stats.entries);
         Ok(())
     }
 
@@ -81,23 +92,23 @@ impl Out {
             );
         }
         let m = &view.member;
-        println!("{}  card {}", m.name, m.card.grouped());
+        say!("{}  card {}", m.name, m.card.grouped());
         if let Some(phone) = &m.phone {
-            println!("Phone:    {phone}");
+            say!("Phone:    {phone}");
         }
         if let Some(email) = &m.email {
-            println!("Email:    {email}");
+            say!("Email:    {email}");
         }
         if let Some(b) = m.birthday {
-            println!("Birthday: {b}");
+            say!("Birthday: {b}");
         }
-        println!("Balance:  {} points", view.state.balance);
-        println!("Tier:     {}", tier_line(program, view));
-        println!("Member since {}", m.created_at.date());
+        say!("Balance:  {} points", view.state.balance);
+        say!("Tier:     {}", tier_line(program, view));
+        say!("Member since {}", m.created_at.date());
         if !recent.is_empty() {
-            println!("Recent:");
+            say!("Recent:");
             for e in recent {
-                println!("  {}", entry_line(program, e));
+                say!("  {}", entry_line(program, e));
             }
         }
         Ok(())
@@ -108,11 +119,11 @@ impl Out {
             return print_json(&hits);
         }
         if hits.is_empty() {
-            println!("No members found.");
+            say!("No members found.");
         }
         for h in hits {
             let m = &h.view.member;
-            println!(
+            say!(
                 "{}  {:<28} {:>7} pts  {:<8} {}",
                 m.card.grouped(),
                 m.name,
@@ -130,8 +141,8 @@ impl Out {
             return print_json(&json!({ "entry": e, "state": view.state }));
         }
         let program = store.program();
-        println!("{}", entry_line(program, e));
-        println!(
+        say!("{}", entry_line(program, e));
+        say!(
             "{}: balance {} points, {}",
             view.member.name,
             view.state.balance,
@@ -145,7 +156,7 @@ impl Out {
             return print_json(&entries);
         }
         for e in entries {
-            println!("{}", entry_line(program, e));
+            say!("{}", entry_line(program, e));
         }
         Ok(())
     }
@@ -163,12 +174,12 @@ impl Out {
                 .collect();
             return print_json(&rows);
         }
-        println!(
+        say!(
             "{:<12} {:>10} {:>10} {:>10}",
             "Tier", "Threshold", "Multiplier", "Members"
         );
         for (t, n) in program.tiers.iter().zip(counts) {
-            println!(
+            say!(
                 "{:<12} {:>10} {:>9.2}x {:>10}",
                 t.name,
                 t.threshold,
@@ -183,7 +194,7 @@ impl Out {
         if self.json {
             return print_json(report);
         }
-        println!(
+        say!(
             "Checked {} members and {} entries: {}",
             report.members,
             report.entries,
@@ -194,16 +205,16 @@ impl Out {
             }
         );
         for d in report.drift.iter().take(50) {
-            println!("  {}", serde_json::to_string(d)?);
+            say!("  {}", serde_json::to_string(d)?);
         }
         if report.repaired > 0 {
-            println!(
+            say!(
                 "Repaired {} cached member states from their entries.",
                 report.repaired
             );
         }
         for n in &report.notes {
-            println!("Note: {n}");
+            say!("Note: {n}");
         }
         Ok(())
     }
@@ -212,7 +223,7 @@ impl Out {
         if self.json {
             return print_json(&json!({ "card": view.member.card, "code": code }));
         }
-        println!("{code}");
+        say!("{code}");
         Ok(())
     }
 
@@ -220,7 +231,7 @@ impl Out {
         if self.json {
             return print_json(report);
         }
-        println!(
+        say!(
             "Pushed {} entries and {} members ({} already on the server); pulled {} entries and {} members.{}",
             report.pushed_entries,
             report.pushed_members,
@@ -252,22 +263,22 @@ impl Out {
                 "last_error": counters.last_error,
             }));
         }
-        println!(
+        say!(
             "Server:   {}",
             settings.server_url.as_deref().unwrap_or("(none)")
         );
-        println!(
+        say!(
             "Waiting:  {} entries, {} members",
             counters.waiting_entries, counters.waiting_members
         );
-        println!(
+        say!(
             "Last ok:  {}",
             counters
                 .last_success
                 .map_or_else(|| "never".to_owned(), |t| t.to_string())
         );
         if let Some(e) = &counters.last_error {
-            println!("Last error: {e}");
+            say!("Last error: {e}");
         }
         Ok(())
     }
@@ -277,10 +288,10 @@ impl Out {
             return print_json(list);
         }
         if list.double_spends.is_empty() {
-            println!("No double spends.");
+            say!("No double spends.");
         }
         for d in &list.double_spends {
-            println!(
+            say!(
                 "{}  {} (card {})  redeemed {} points at {} on {}; balance then {}",
                 d.occurred_at.date(),
                 d.name,
@@ -303,7 +314,7 @@ impl Out {
         if self.json {
             return print_json(&json!({ "card": view.member.card, "file": file, "demo": demo }));
         }
-        println!("Wrote {} for {}", file.display(), view.member.name);
+        say!("Wrote {} for {}", file.display(), view.member.name);
         Ok(())
     }
 
@@ -311,7 +322,7 @@ impl Out {
         if self.json {
             return print_json(&json!({ "card": view.member.card, "url": url, "demo": demo }));
         }
-        println!("{url}");
+        say!("{url}");
         Ok(())
     }
 
@@ -319,7 +330,7 @@ impl Out {
         if self.json {
             return print_json(report);
         }
-        println!(
+        say!(
             "Loaded {} demo members with {} entries in {:.1} s.",
             report.members, report.entries, report.seconds
         );
@@ -330,7 +341,7 @@ impl Out {
         if self.json {
             return print_json(program);
         }
-        print!("{toml}");
+        say!("{}", toml.trim_end());
         Ok(())
     }
 }
