@@ -78,7 +78,8 @@ impl Out {
         say!("Terminal:  {}", stats.terminal_id);
         say!(
             "Program:   {} (version {})",
-            stats.program, stats.program_version
+            stats.program,
+            stats.program_version
         );
         say!("Members:   {}", stats.members);
         say!("Entries:   {}", stats.entries);
@@ -176,7 +177,10 @@ impl Out {
         }
         say!(
             "{:<12} {:>10} {:>10} {:>10}",
-            "Tier", "Threshold", "Multiplier", "Members"
+            "Tier",
+            "Threshold",
+            "Multiplier",
+            "Members"
         );
         for (t, n) in program.tiers.iter().zip(counts) {
             say!(
@@ -269,7 +273,8 @@ impl Out {
         );
         say!(
             "Waiting:  {} entries, {} members",
-            counters.waiting_entries, counters.waiting_members
+            counters.waiting_entries,
+            counters.waiting_members
         );
         say!(
             "Last ok:  {}",
@@ -332,7 +337,9 @@ impl Out {
         }
         say!(
             "Loaded {} demo members with {} entries in {:.1} s.",
-            report.members, report.entries, report.seconds
+            report.members,
+            report.entries,
+            report.seconds
         );
         Ok(())
     }
