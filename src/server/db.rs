@@ -1,11 +1,13 @@
 //! The server's storage, on SQLite (one shop) or PostgreSQL (a chain), behind one interface.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 use super::validate::Batch;
-use crate::domain::{MemberId, TerminalId, Timestamp};
+use crate::domain::{Entry, EntryKind, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{BalanceResponse, ConfigResponse, DoubleSpendList, PushResponse};
 
 /// Why a storage call failed; the HTTP layer maps each to a status.
@@ -180,6 +182,28 @@ impl Db {
         match self {
             Db::Sqlite(db) => db.health().await,
             Db::Postgres(db) => db.health().await,
+        }
+    }
+}
+
+/// What inserting a batch's entries did, for the ack, balances and double-spend detection.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    pub inserted: usize,
+    pub duplicates: usize,
+    /// Points added per member by the entries inserted.
+    pub balances: HashMap<MemberId, i64>,
+    /// Each member's last redemption inserted.
+    pub redeemed: HashMap<MemberId, Entry>,
+}
+
+impl Tally {
+    /// Counts an entry stored now.
+    pub fn inserted(&mut self, e: &Entry) {
+        self.inserted += 1;
+        *self.balances.entry(e.member_id).or_default() += e.points;
+        if e.kind == EntryKind::Redeem {
+            self.redeemed.insert(e.member_id, e.clone());
         }
     }
 }

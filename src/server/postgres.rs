@@ -10,9 +10,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Transaction};
 use uuid::Uuid;
 
-use super::db::{Auth, DbError, TerminalRow, page};
+use super::db::{Auth, DbError, Tally, TerminalRow, page};
 use super::validate::{Batch, check_reversal};
-use crate::domain::{Entry, EntryKind, MemberId, TerminalId, Timestamp};
+use crate::domain::{Entry, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
     BalanceResponse, ConfigResponse, DoubleSpendList, MemberRecord, PushResponse,
 };
@@ -142,11 +142,10 @@ impl PgDb {
                 members += 1;
             }
         }
-        let (inserted, duplicates, balances, redeemed) =
-            insert_entries(&tx, &batch, &mut seq).await?;
-        if !balances.is_empty() {
+        let tally = insert_entries(&tx, &batch, &mut seq).await?;
+        if !tally.balances.is_empty() {
             let (ids, deltas): (Vec<Uuid>, Vec<i64>) =
-                balances.iter().map(|(m, d)| (m.0, *d)).unzip();
+                tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
             let rows = tx
                 .query(
                     "INSERT INTO balances (member_id, balance)
@@ -160,7 +159,7 @@ impl PgDb {
             for row in rows {
                 let (member, balance): (Uuid, i64) = (row.get(0), row.get(1));
                 if balance < 0
-                    && let Some(e) = redeemed.get(&MemberId(member))
+                    && let Some(e) = tally.redeemed.get(&MemberId(member))
                 {
                     tx.execute(
                         "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at,
@@ -186,8 +185,8 @@ impl PgDb {
             .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(PushResponse {
-            inserted,
-            duplicates,
+            inserted: tally.inserted,
+            duplicates: tally.duplicates,
             members,
             server_seq: seq,
         })
@@ -434,21 +433,14 @@ async fn upsert_member(
     Ok(true)
 }
 
-type Inserted = (
-    usize,
-    usize,
-    HashMap<MemberId, i64>,
-    HashMap<MemberId, Entry>,
-);
-
 async fn insert_entries(
     tx: &Transaction<'_>,
     batch: &Batch,
     seq: &mut i64,
-) -> Result<Inserted, DbError> {
+) -> Result<Tally, DbError> {
     let entries: Vec<&Entry> = batch.entries.iter().map(|c| &c.entry).collect();
     if entries.is_empty() {
-        return Ok((0, 0, HashMap::new(), HashMap::new()));
+        return Ok(Tally::default());
     }
     // Every member must be known.
     let member_ids: Vec<Uuid> = entries
@@ -563,18 +555,12 @@ async fn insert_entries(
             )));
         }
     }
-    let mut balances: HashMap<MemberId, i64> = HashMap::new();
-    let mut redeemed: HashMap<MemberId, Entry> = HashMap::new();
+    let mut tally = Tally {
+        duplicates: n - inserted_ids.len(),
+        ..Tally::default()
+    };
     for e in entries.iter().filter(|e| inserted_ids.contains(&e.id.0)) {
-        *balances.entry(e.member_id).or_default() += e.points;
-        if e.kind == EntryKind::Redeem {
-            redeemed.insert(e.member_id, (*e).clone());
-        }
+        tally.inserted(e);
     }
-    Ok((
-        inserted_ids.len(),
-        n - inserted_ids.len(),
-        balances,
-        redeemed,
-    ))
+    Ok(tally)
 }

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 
-use super::db::{Auth, DbError, TerminalRow, page};
+use super::db::{Auth, DbError, Tally, TerminalRow, page};
 use super::validate::{Batch, check_reversal};
-use crate::domain::{Entry, EntryKind, MemberId, TerminalId, Timestamp};
+use crate::domain::{Entry, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
     BalanceResponse, ConfigResponse, DoubleSpendList, MemberRecord, PushResponse,
 };
@@ -136,7 +136,7 @@ impl SqliteDb {
                     members += 1;
                 }
             }
-            let (inserted, duplicates, balances, redeemed) = insert_entries(&tx, &batch, &mut seq)?;
+            let tally = insert_entries(&tx, &batch, &mut seq)?;
             let mut bal = tx.prepare_cached(
                 "INSERT INTO balances (member_id, balance) VALUES (?1, ?2)
                  ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance
@@ -147,10 +147,10 @@ impl SqliteDb {
                                             balance_after, detected_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entry_id) DO NOTHING",
             )?;
-            for (member, delta) in balances {
+            for (member, delta) in &tally.balances {
                 let balance: i64 = bal.query_row(params![member.0, delta], |r| r.get(0))?;
                 if balance < 0
-                    && let Some(e) = redeemed.get(&member)
+                    && let Some(e) = tally.redeemed.get(member)
                 {
                     overdrawn.execute(params![
                         e.id.0,
@@ -170,8 +170,8 @@ impl SqliteDb {
             )?;
             tx.commit()?;
             Ok(PushResponse {
-                inserted,
-                duplicates,
+                inserted: tally.inserted,
+                duplicates: tally.duplicates,
                 members,
                 server_seq: seq,
             })
@@ -452,16 +452,8 @@ fn upsert_member(
     Ok(true)
 }
 
-type Inserted = (
-    usize,
-    usize,
-    HashMap<MemberId, i64>,
-    HashMap<MemberId, Entry>,
-);
-
-/// Inserts the batch's entries if absent: `(inserted, duplicates, balance change per member,
-/// last redemption per member)`.
-fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Inserted, DbError> {
+/// Inserts the batch's entries that are absent.
+fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Tally, DbError> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO entries (server_seq, id, member_id, terminal_id, kind, points, reverses, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
@@ -474,9 +466,7 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Ins
         .iter()
         .map(|c| (c.entry.id, &c.entry))
         .collect();
-    let (mut inserted, mut duplicates) = (0, 0);
-    let mut balances: HashMap<MemberId, i64> = HashMap::new();
-    let mut redeemed: HashMap<MemberId, Entry> = HashMap::new();
+    let mut tally = Tally::default();
     for checked in &batch.entries {
         let e = &checked.entry;
         if !known.contains(&e.member_id) {
@@ -531,11 +521,7 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Ins
             })?;
         if changed == 1 {
             *seq = next;
-            inserted += 1;
-            *balances.entry(e.member_id).or_default() += e.points;
-            if e.kind == EntryKind::Redeem {
-                redeemed.insert(e.member_id, e.clone());
-            }
+            tally.inserted(e);
         } else {
             let stored: String = existing.query_row(params![e.id.0], |r| r.get(0))?;
             if stored != checked.body {
@@ -544,8 +530,8 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Ins
                     e.id
                 )));
             }
-            duplicates += 1;
+            tally.duplicates += 1;
         }
     }
-    Ok((inserted, duplicates, balances, redeemed))
+    Ok(tally)
 }

@@ -36,25 +36,29 @@ pub struct SearchHit {
     pub view: MemberView,
 }
 
-const MEMBER_COLUMNS: &str =
+pub(crate) const MEMBER_COLUMNS: &str =
     "m.id, m.card, m.name, m.phone, m.email, m.birthday, m.marketing_consent, m.created_at";
 
-fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberView> {
-    let card = card_at(r, 1)?;
+/// A member from the eight columns of [`MEMBER_COLUMNS`], in that order, starting at column 0.
+pub(crate) fn member_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
     let birthday: Option<String> = r.get(5)?;
+    Ok(Member {
+        id: MemberId(r.get(0)?),
+        card: card_at(r, 1)?,
+        name: r.get(2)?,
+        phone: r.get(3)?,
+        email: r.get(4)?,
+        birthday: birthday
+            .as_deref()
+            .and_then(crate::domain::member::parse_date),
+        marketing_consent: r.get(6)?,
+        created_at: Timestamp::from_millis(r.get(7)?),
+    })
+}
+
+fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberView> {
     Ok(MemberView {
-        member: Member {
-            id: MemberId(r.get(0)?),
-            card,
-            name: r.get(2)?,
-            phone: r.get(3)?,
-            email: r.get(4)?,
-            birthday: birthday
-                .as_deref()
-                .and_then(crate::domain::member::parse_date),
-            marketing_consent: r.get(6)?,
-            created_at: Timestamp::from_millis(r.get(7)?),
-        },
+        member: member_from_row(r)?,
         state: state_from_row(r, 8)?,
     })
 }

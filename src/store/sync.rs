@@ -4,11 +4,11 @@
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
 use super::ledger::{insert_foreign, refresh_state};
-use super::members::insert_member_row;
+use super::members::{MEMBER_COLUMNS, insert_member_row, member_from_row};
 use super::rows::{ENTRY_COLUMNS, card_at, entry_from_row};
 use super::{MemberView, Result, Store, StoreError};
 use crate::domain::member::name_tokens;
-use crate::domain::{Entry, Member, MemberId, MemberRecord, RetiredCard, Timestamp};
+use crate::domain::{Entry, MemberId, MemberRecord, RetiredCard, Timestamp};
 
 /// Where this till syncs to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,29 +54,12 @@ pub struct KeyMismatch {
 
 fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRecord> {
     let (member, version) = conn
-        .query_row(
-            "SELECT id, card, name, phone, email, birthday, marketing_consent, created_at, version
-             FROM members WHERE id = ?1",
-            params![id.0],
-            |r| {
-                let birthday: Option<String> = r.get(5)?;
-                Ok((
-                    Member {
-                        id: MemberId(r.get(0)?),
-                        card: card_at(r, 1)?,
-                        name: r.get(2)?,
-                        phone: r.get(3)?,
-                        email: r.get(4)?,
-                        birthday: birthday
-                            .as_deref()
-                            .and_then(crate::domain::member::parse_date),
-                        marketing_consent: r.get(6)?,
-                        created_at: Timestamp::from_millis(r.get(7)?),
-                    },
-                    r.get::<_, i64>(8)?,
-                ))
-            },
-        )
+        .prepare_cached(&format!(
+            "SELECT {MEMBER_COLUMNS}, m.version FROM members m WHERE m.id = ?1"
+        ))?
+        .query_row(params![id.0], |r| {
+            Ok((member_from_row(r)?, r.get::<_, i64>(8)?))
+        })
         .optional()?
         .ok_or(StoreError::UnknownMember(id))?;
     let mut stmt = conn.prepare_cached(

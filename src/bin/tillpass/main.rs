@@ -327,13 +327,23 @@ fn live_balance_if_online(store: &mut Store, member: tillpass::domain::MemberId)
     }
 }
 
-/// Says on stderr that a pass is signed by the demo chain.
-fn warn_demo(demo: bool) {
-    if demo {
+/// The store, the member and the loaded wallet setup for a `pass` command; says on stderr when
+/// passes will be signed by the demo chain.
+fn wallet_for(
+    cli: &Cli,
+    who: &str,
+    config: Option<&std::path::Path>,
+) -> Result<(Store, MemberView, tillpass::pass::WalletSetup, Timestamp)> {
+    let store = open(cli)?;
+    let view = resolve(&store, who)?;
+    let at = now();
+    let setup = tillpass::wallet::load(config, &store, at)?;
+    if setup.demo {
         eprintln!(
             "note: DEMO signing (no wallet.toml): the pass is real and verifiable but no phone will install it; see README, \"Wallet passes\""
         );
     }
+    Ok((store, view, setup, at))
 }
 
 /// Reads a tag dump: raw bytes, or hex text (with any whitespace or colons).
@@ -571,11 +581,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             out: file,
             wallet_config,
         }) => {
-            let store = open(&cli)?;
-            let view = resolve(&store, card)?;
-            let at = now();
-            let setup = tillpass::wallet::load(wallet_config.as_deref(), &store, at)?;
-            warn_demo(setup.demo);
+            let (store, view, setup, at) = wallet_for(&cli, card, wallet_config.as_deref())?;
             tillpass::wallet::write_apple_pass(&setup, &store, view.member.id, at, file)?;
             out.pass_written(&view, file, setup.demo)
         }
@@ -583,11 +589,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             card,
             wallet_config,
         }) => {
-            let store = open(&cli)?;
-            let view = resolve(&store, card)?;
-            let at = now();
-            let setup = tillpass::wallet::load(wallet_config.as_deref(), &store, at)?;
-            warn_demo(setup.demo);
+            let (store, view, setup, at) = wallet_for(&cli, card, wallet_config.as_deref())?;
             let url = tillpass::wallet::google_save_url(&setup, &store, view.member.id, at)?;
             out.save_url(&view, &url, setup.demo)
         }
