@@ -156,12 +156,11 @@ fn bare_sqlite(path: &std::path::Path, data: &Data) -> Result<f64> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(include_str!("../src/server/migrations/sqlite_001.sql"))?;
     let tx = conn.transaction()?;
-    for (i, m) in data.members.iter().enumerate() {
+    for m in &data.members {
         tx.execute(
-            "INSERT INTO members (id, server_seq, version, card, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO members (id, version, card, body) VALUES (?1, ?2, ?3, ?4)",
             rusqlite::params![
                 m.member.id.0,
-                i as i64 + 1,
                 m.version,
                 m.member.card.as_str(),
                 serde_json::to_string(m)?
@@ -228,18 +227,17 @@ async fn bare_pg(url: &str, data: &Data) -> Result<f64> {
             .replace('\n', "\\n")
     };
     let mut members = String::new();
-    for (i, m) in data.members.iter().enumerate() {
+    for m in &data.members {
         members.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\n",
             m.member.id.0,
-            i + 1,
             m.version,
             m.member.card,
             esc(&serde_json::to_string(m)?)
         ));
     }
     let sink = client
-        .copy_in("COPY members (id, server_seq, version, card, body) FROM STDIN")
+        .copy_in("COPY members (id, version, card, body) FROM STDIN")
         .await?;
     futures_util::pin_mut!(sink);
     sink.send(bytes::Bytes::from(members)).await?;

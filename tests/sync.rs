@@ -34,6 +34,7 @@ on_both_backends!(
     unknown_and_revoked_terminals_are_refused,
     bad_input_is_refused_and_nothing_is_stored,
     offline_double_spends_are_accepted_and_listed,
+    a_new_till_catches_up_in_small_pages_after_card_replacements,
 );
 
 /// A server on a fresh database with `n` registered terminals' tokens.
@@ -596,4 +597,56 @@ fn offline_double_spends_are_accepted_and_listed(backend: Backend) {
         .redeem_checked(member, "pastry", Some(0), "test", now())
         .expect_err("no points left online");
     assert!(err.to_string().contains("points"), "{err}");
+}
+
+fn a_new_till_catches_up_in_small_pages_after_card_replacements(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let member = enrol(&mut a.store, "Ada Lovelace").member.id;
+    for amount in [1_000, 2_000, 3_000] {
+        a.store.earn(member, amount, "test", now()).expect("earn");
+    }
+    a.sync().expect("sync");
+    let old_code = a
+        .store
+        .member_code(&a.store.member(member).expect("member").member.card);
+    // A new card: the member's record gets a new version, served after the entries above.
+    let new_card = a
+        .store
+        .replace_card(member, now())
+        .expect("replace")
+        .member
+        .card;
+    a.store.earn(member, 500, "test", now()).expect("earn");
+    a.sync().expect("sync");
+
+    // A new till catches up two records at a time, each page applied on its own.
+    let b_db = TempDb::new();
+    let mut b = b_db.open();
+    b.set_sync_server(&server.url, &tokens[1]).expect("save");
+    let client = tillpass::sync::client_for(&b).expect("client");
+    tillpass::sync::engine::take_config(&mut b, &client, now()).expect("config");
+    let mut cursor = 0;
+    loop {
+        let page = client.pull(cursor, 2).expect("pull");
+        b.apply_pulled(&page.members, &page.entries, page.next)
+            .expect("every page applies: its members arrive first");
+        cursor = page.next;
+        if !page.more {
+            break;
+        }
+    }
+    b.refresh_stale().expect("refresh");
+    assert_eq!(b.member(member).expect("member").member.card, new_card);
+    assert_eq!(b.history(member, 100).expect("history").len(), 5);
+    assert!(b.verify(false).expect("verify").is_clean());
+    let err = b.identify_code(&old_code).expect_err("old card refused");
+    assert!(err.to_string().contains("replaced"), "{err}");
+    assert_eq!(
+        b.summary_at(member, now()).expect("summary").balance,
+        a.balances()[&member.0]
+    );
 }

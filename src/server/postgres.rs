@@ -209,7 +209,7 @@ impl PgDb {
         let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
         let members: Vec<(i64, String)> = tx
             .query(
-                "SELECT server_seq, body FROM members WHERE server_seq > $1 ORDER BY server_seq LIMIT $2",
+                "SELECT server_seq, body FROM member_versions WHERE server_seq > $1 ORDER BY server_seq LIMIT $2",
                 &[&after, &limit_sql],
             )
             .await
@@ -414,19 +414,26 @@ async fn upsert_member(
     *seq += 1;
     let body = serde_json::to_string(&record).map_err(|e| DbError::Refused(e.to_string()))?;
     tx.execute(
-        "INSERT INTO members (id, server_seq, version, card, phone, email, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (id) DO UPDATE SET server_seq = EXCLUDED.server_seq, version = EXCLUDED.version,
-             card = EXCLUDED.card, phone = EXCLUDED.phone, email = EXCLUDED.email, body = EXCLUDED.body",
+        "INSERT INTO members (id, version, card, phone, email, body)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, card = EXCLUDED.card,
+             phone = EXCLUDED.phone, email = EXCLUDED.email, body = EXCLUDED.body",
         &[
             &id.0,
-            &*seq,
             &record.version,
             &record.member.card.as_str(),
             &record.member.phone,
             &record.member.email,
             &body,
         ],
+    )
+    .await
+    .map_err(pg)?;
+    // Every version is appended with its own seq: a member's first version always comes before
+    // its entries in a pull, whatever later versions do.
+    tx.execute(
+        "INSERT INTO member_versions (server_seq, member_id, body) VALUES ($1, $2, $3)",
+        &[&*seq, &id.0, &body],
     )
     .await
     .map_err(pg)?;

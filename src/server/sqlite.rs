@@ -191,7 +191,7 @@ impl SqliteDb {
             let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
             let members: Vec<(i64, String)> = tx
                 .prepare_cached(
-                    "SELECT server_seq, body FROM members WHERE server_seq > ?1
+                    "SELECT server_seq, body FROM member_versions WHERE server_seq > ?1
                      ORDER BY server_seq LIMIT ?2",
                 )?
                 .query_map(params![after, limit_sql], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -434,14 +434,13 @@ fn upsert_member(
     *seq += 1;
     let body = serde_json::to_string(&record).map_err(|e| DbError::Refused(e.to_string()))?;
     conn.prepare_cached(
-        "INSERT INTO members (id, server_seq, version, card, phone, email, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (id) DO UPDATE SET server_seq = excluded.server_seq, version = excluded.version,
-             card = excluded.card, phone = excluded.phone, email = excluded.email, body = excluded.body",
+        "INSERT INTO members (id, version, card, phone, email, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, card = excluded.card,
+             phone = excluded.phone, email = excluded.email, body = excluded.body",
     )?
     .execute(params![
         id.0,
-        *seq,
         record.version,
         record.member.card.as_str(),
         record.member.phone,
@@ -449,6 +448,12 @@ fn upsert_member(
         body
     ])
     .map_err(|e| refused(e, &format!("member {id}: conflicts with another member")))?;
+    // Every version is appended with its own seq: a member's first version always comes before
+    // its entries in a pull, whatever later versions do.
+    conn.prepare_cached(
+        "INSERT INTO member_versions (server_seq, member_id, body) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![*seq, id.0, body])?;
     Ok(true)
 }
 

@@ -23,12 +23,18 @@ CREATE TABLE IF NOT EXISTS terminals (
 );
 
 CREATE TABLE IF NOT EXISTS members (
-    id         UUID   PRIMARY KEY,
-    server_seq BIGINT NOT NULL UNIQUE,
-    version    BIGINT NOT NULL,
-    card       TEXT   NOT NULL UNIQUE,
-    phone      TEXT   UNIQUE,
-    email      TEXT   UNIQUE,
+    id      UUID   PRIMARY KEY,
+    version BIGINT NOT NULL,
+    card    TEXT   NOT NULL UNIQUE,
+    phone   TEXT   UNIQUE,
+    email   TEXT   UNIQUE,
+    body    TEXT   NOT NULL
+);
+
+-- Every version of every member with its own server_seq: what pulls serve.
+CREATE TABLE IF NOT EXISTS member_versions (
+    server_seq BIGINT PRIMARY KEY,
+    member_id  UUID   NOT NULL REFERENCES members (id),
     body       TEXT   NOT NULL
 );
 

@@ -24,14 +24,22 @@ CREATE TABLE terminals (
     revoked_at  INTEGER
 ) STRICT;
 
+-- Each member's current version (for uniqueness checks, balances and listings).
 CREATE TABLE members (
-    id         BLOB    PRIMARY KEY,
-    server_seq INTEGER NOT NULL UNIQUE,
-    version    INTEGER NOT NULL,
-    card       TEXT    NOT NULL UNIQUE,
-    phone      TEXT    UNIQUE,
-    email      TEXT    UNIQUE,
-    -- The MemberRecord as JSON, served to pulls as it is.
+    id      BLOB    PRIMARY KEY,
+    version INTEGER NOT NULL,
+    card    TEXT    NOT NULL UNIQUE,
+    phone   TEXT    UNIQUE,
+    email   TEXT    UNIQUE,
+    -- The MemberRecord as JSON.
+    body    TEXT    NOT NULL
+) STRICT;
+
+-- Every version of every member, appended with its own server_seq and served to pulls: a
+-- member's first version always precedes its entries, whatever later versions do.
+CREATE TABLE member_versions (
+    server_seq INTEGER PRIMARY KEY,
+    member_id  BLOB    NOT NULL REFERENCES members (id),
     body       TEXT    NOT NULL
 ) STRICT;
 
