@@ -2,7 +2,7 @@
 //! call on tokio's blocking pool. Pushes are serialised by the writer, so `server_seq` grows in
 //! commit order and a cursor never skips a record that commits later.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
@@ -464,8 +464,6 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Tal
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
     )?;
     let mut existing = conn.prepare_cached("SELECT body FROM entries WHERE id = ?1")?;
-    let mut member_known = conn.prepare_cached("SELECT 1 FROM members WHERE id = ?1")?;
-    let mut known: HashSet<MemberId> = HashSet::new();
     let in_batch: HashMap<_, &Entry> = batch
         .entries
         .iter()
@@ -474,19 +472,6 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Tal
     let mut tally = Tally::default();
     for checked in &batch.entries {
         let e = &checked.entry;
-        if !known.contains(&e.member_id) {
-            if member_known
-                .query_row(params![e.member_id.0], |_| Ok(()))
-                .optional()?
-                .is_none()
-            {
-                return Err(DbError::Refused(format!(
-                    "entry {}: member {} is unknown to the server (push the member first)",
-                    e.id, e.member_id
-                )));
-            }
-            known.insert(e.member_id);
-        }
         if let Some(target) = e.reverses
             && !in_batch.contains_key(&target)
         {
@@ -518,11 +503,20 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Tal
                 e.reverses.map(|r| r.0),
                 checked.body
             ])
-            .map_err(|err| {
-                refused(
-                    err,
+            .map_err(|err| match err {
+                // The foreign key to members (checked on every insert anyway) names the case.
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    DbError::Refused(format!(
+                        "entry {}: member {} is unknown to the server (push the member first)",
+                        e.id, e.member_id
+                    ))
+                }
+                other => refused(
+                    other,
                     &format!("entry {}: that entry was already reversed", e.id),
-                )
+                ),
             })?;
         if changed == 1 {
             *seq = next;
