@@ -136,22 +136,24 @@ impl SqliteDb {
                     members += 1;
                 }
             }
+            let first_new = seq;
             let tally = insert_entries(&tx, &batch, &mut seq)?;
-            let mut bal = tx.prepare_cached(
-                "INSERT INTO balances (member_id, balance) VALUES (?1, ?2)
-                 ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance
-                 RETURNING balance",
-            )?;
+            // One statement adds every new entry to its member's balance.
+            tx.prepare_cached(
+                "INSERT INTO balances (member_id, balance)
+                 SELECT member_id, SUM(points) FROM entries WHERE server_seq > ?1 GROUP BY member_id
+                 ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance",
+            )?
+            .execute(params![first_new])?;
+            let mut bal = tx.prepare_cached("SELECT balance FROM balances WHERE member_id = ?1")?;
             let mut overdrawn = tx.prepare_cached(
                 "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at, points,
                                             balance_after, detected_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entry_id) DO NOTHING",
             )?;
-            for (member, delta) in &tally.balances {
-                let balance: i64 = bal.query_row(params![member.0, delta], |r| r.get(0))?;
-                if balance < 0
-                    && let Some(e) = tally.redeemed.get(member)
-                {
+            for (member, e) in &tally.redeemed {
+                let balance: i64 = bal.query_row(params![member.0], |r| r.get(0))?;
+                if balance < 0 {
                     overdrawn.execute(params![
                         e.id.0,
                         member.0,
