@@ -12,7 +12,7 @@ use tillpass::server::{Db, new_token, serve, token_hash};
 
 /// Tillpass central server: one ordered, append-only points ledger for every till.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// sqlite:PATH (one shop) or postgres://USER:PASS@HOST/DB (a chain) [default: sqlite:tillpass-server.sqlite3].
     #[arg(long, global = true, env = "TILLPASS_SERVER_DB")]
