@@ -152,6 +152,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The answer to a body over the limit, whether declared up front or found while reading.
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the request body is over the limit of {MAX_BODY_BYTES} bytes; send smaller batches"
+        ),
+    )
+}
+
 /// Refuses a body whose declared length is over the limit before reading any of it (the body
 /// limit itself catches bodies that do not declare their length).
 async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
@@ -161,13 +171,7 @@ async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the request body is over the limit of {MAX_BODY_BYTES} bytes; send smaller batches"
-            ),
-        )
-        .into_response();
+        return too_large().into_response();
     }
     next.run(request).await
 }
@@ -225,7 +229,7 @@ async fn push(
     let body = body.map_err(|r| {
         let status = r.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, format!("the request body is over the limit of {MAX_BODY_BYTES} bytes; send smaller batches"))
+            too_large()
         } else {
             ApiError::new(status, r.body_text())
         }

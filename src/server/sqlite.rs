@@ -86,41 +86,15 @@ impl SqliteDb {
         token_hash: &str,
         terminal: &TerminalId,
     ) -> Result<Auth, DbError> {
+        // Every request authenticates: read on the reader, so requests do not queue behind
+        // pushes on the writer; only a token's first use (binding it) needs the writer.
+        let (hash, term) = (token_hash.to_owned(), terminal.clone());
+        let state = with(&self.reader, move |conn| token_state(conn, &hash, &term)).await?;
+        if let Ok(auth) = state {
+            return Ok(auth);
+        }
         let (hash, terminal) = (token_hash.to_owned(), terminal.clone());
-        with(&self.writer, move |conn| {
-            let row: Option<(i64, Option<String>, Option<i64>)> = conn
-                .query_row(
-                    "SELECT id, terminal_id, revoked_at FROM terminals WHERE token_hash = ?1",
-                    params![hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            Ok(match row {
-                None => Auth::Unknown,
-                Some((_, _, Some(_))) => Auth::Revoked,
-                Some((_, Some(bound), None)) if bound == terminal.0 => Auth::Terminal(terminal),
-                Some((_, Some(bound), None)) => Auth::BoundElsewhere(bound),
-                Some((id, None, None)) => {
-                    let taken: Option<i64> = conn
-                        .query_row(
-                            "SELECT id FROM terminals WHERE terminal_id = ?1",
-                            params![terminal.0],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    if taken.is_some() {
-                        Auth::TerminalTaken
-                    } else {
-                        conn.execute(
-                            "UPDATE terminals SET terminal_id = ?1 WHERE id = ?2",
-                            params![terminal.0, id],
-                        )?;
-                        Auth::Terminal(terminal)
-                    }
-                }
-            })
-        })
-        .await
+        with(&self.writer, move |conn| bind_token(conn, &hash, &terminal)).await
     }
 
     pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
@@ -357,6 +331,49 @@ impl SqliteDb {
         })
         .await
     }
+}
+
+/// What a token says, or `Err(row id)` for a live token not yet bound to any terminal.
+fn token_state(
+    conn: &Connection,
+    hash: &str,
+    terminal: &TerminalId,
+) -> Result<Result<Auth, i64>, DbError> {
+    let row: Option<(i64, Option<String>, Option<i64>)> = conn
+        .prepare_cached("SELECT id, terminal_id, revoked_at FROM terminals WHERE token_hash = ?1")?
+        .query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    Ok(match row {
+        None => Ok(Auth::Unknown),
+        Some((_, _, Some(_))) => Ok(Auth::Revoked),
+        Some((_, Some(bound), None)) if bound == terminal.0 => Ok(Auth::Terminal(terminal.clone())),
+        Some((_, Some(bound), None)) => Ok(Auth::BoundElsewhere(bound)),
+        Some((id, None, None)) => Err(id),
+    })
+}
+
+/// Binds a new token to `terminal` unless another token holds that terminal (on the writer, so
+/// two first uses cannot both bind).
+fn bind_token(conn: &Connection, hash: &str, terminal: &TerminalId) -> Result<Auth, DbError> {
+    let id = match token_state(conn, hash, terminal)? {
+        Ok(auth) => return Ok(auth),
+        Err(id) => id,
+    };
+    let taken: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM terminals WHERE terminal_id = ?1",
+            params![terminal.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if taken.is_some() {
+        return Ok(Auth::TerminalTaken);
+    }
+    conn.execute(
+        "UPDATE terminals SET terminal_id = ?1 WHERE id = ?2",
+        params![terminal.0, id],
+    )?;
+    Ok(Auth::Terminal(terminal.clone()))
 }
 
 /// A new database's first program: the demo program with a fresh member-code key.
