@@ -332,6 +332,14 @@ impl Store {
     /// Re-folds every member listed stale by bulk pulls; returns how many. Runs in chunks, each
     /// one transaction, so a crash leaves the rest listed for next time.
     pub fn refresh_stale(&mut self) -> Result<usize> {
+        // Called at every open: a plain read first, so an idle store takes no write lock.
+        let any: bool = self
+            .conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM member_state_stale)")?
+            .query_row([], |r| r.get(0))?;
+        if !any {
+            return Ok(0);
+        }
         let mut done = 0;
         loop {
             let tx = self
