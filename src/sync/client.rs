@@ -14,6 +14,11 @@ use super::protocol::{
 use crate::domain::{MemberId, TerminalId};
 use crate::store::StoreError;
 
+/// The longest a sync request may take (a push of a full batch over a slow line).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest to wait for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Why a sync step failed, in words a cashier or manager can act on.
 #[derive(Debug, Error)]
 pub enum SyncError {
@@ -52,6 +57,16 @@ pub struct SyncClient {
 impl SyncClient {
     /// A client for `base` (e.g. `https://sync.example.com`), authenticating as `terminal`.
     pub fn new(base: &str, token: &str, terminal: TerminalId) -> Result<Self, SyncError> {
+        Self::with_timeout(base, token, terminal, REQUEST_TIMEOUT)
+    }
+
+    /// The same with a shorter limit per request (for checks a cashier waits on).
+    pub fn with_timeout(
+        base: &str,
+        token: &str,
+        terminal: TerminalId,
+        timeout: Duration,
+    ) -> Result<Self, SyncError> {
         // reqwest uses rustls with whichever crypto provider the process installed: ring here.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let base = base.trim().trim_end_matches('/').to_owned();
@@ -61,8 +76,8 @@ impl SyncClient {
             )));
         }
         let http = Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
+            .connect_timeout(timeout.min(CONNECT_TIMEOUT))
+            .timeout(timeout)
             .user_agent(concat!("tillpass/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
@@ -72,19 +87,6 @@ impl SyncClient {
             token: token.trim().to_owned(),
             terminal,
         })
-    }
-
-    /// The same client with a shorter limit per request (for checks a cashier waits on).
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        if let Ok(http) = Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
-            .user_agent(concat!("tillpass/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
-            self.http = http;
-        }
-        self
     }
 
     /// The server's address.

@@ -3,10 +3,12 @@
 
 use serde::Serialize;
 
-use super::client::{SyncClient, SyncError};
+use std::time::Duration;
+
+use super::client::{REQUEST_TIMEOUT, SyncClient, SyncError};
 use super::protocol::{MAX_PUSH_MEMBERS, PushRequest};
-use crate::domain::{MemberId, Timestamp};
-use crate::store::Store;
+use crate::domain::{MemberId, TerminalId, Timestamp};
+use crate::store::{Store, SyncSettings};
 
 /// Entries per push (under the server's limit, a few hundred KB of JSON).
 pub const PUSH_BATCH: usize = 5_000;
@@ -33,11 +35,38 @@ pub struct SyncReport {
 
 /// A client for the server saved in `store`.
 pub fn client_for(store: &Store) -> Result<SyncClient, SyncError> {
-    let settings = store.sync_settings()?;
-    match (settings.server_url, settings.token) {
-        (Some(url), Some(token)) => SyncClient::new(&url, &token, store.terminal_id().clone()),
+    client_within(store, REQUEST_TIMEOUT)
+}
+
+/// A client for the server saved in `store` whose requests give up after `timeout`.
+pub fn client_within(store: &Store, timeout: Duration) -> Result<SyncClient, SyncError> {
+    client_from(&store.sync_settings()?, store.terminal_id(), timeout)
+}
+
+fn client_from(
+    settings: &SyncSettings,
+    terminal: &TerminalId,
+    timeout: Duration,
+) -> Result<SyncClient, SyncError> {
+    match (&settings.server_url, &settings.token) {
+        (Some(url), Some(token)) => SyncClient::with_timeout(url, token, terminal.clone(), timeout),
         _ => Err(SyncError::NotConfigured),
     }
+}
+
+/// The client a long-running worker keeps: rebuilt only when the saved server or token change,
+/// so connections are reused between rounds.
+pub fn reuse_client(
+    store: &Store,
+    kept: &mut Option<(SyncSettings, SyncClient)>,
+) -> Result<SyncClient, SyncError> {
+    let settings = store.sync_settings()?;
+    if let Some((_, client)) = kept.as_ref().filter(|(s, _)| *s == settings) {
+        return Ok(client.clone());
+    }
+    let client = client_from(&settings, store.terminal_id(), REQUEST_TIMEOUT)?;
+    *kept = Some((settings, client.clone()));
+    Ok(client)
 }
 
 /// Takes on the server's program and member-code key.

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use rand::RngExt as _;
 
-use super::engine::{client_for, sync_once};
+use super::engine::{reuse_client, sync_once};
 use crate::domain::Timestamp;
 use crate::store::Store;
 
@@ -109,9 +109,10 @@ fn run(db: &std::path::Path, shared: &Mutex<SyncStatus>, nudged: &Receiver<()>, 
         }
     };
     let mut failures = 0u32;
+    let mut kept = None;
     loop {
         let now = Timestamp::from(SystemTime::now());
-        let wait = match client_for(&store) {
+        let wait = match reuse_client(&store, &mut kept) {
             Err(_) => {
                 publish(shared, wake, |s| *s = SyncStatus::default());
                 IDLE

@@ -312,9 +312,8 @@ fn live_balance(store: &mut Store, member: MemberId, online: bool) -> Option<i64
     if !online {
         return None;
     }
-    let client = crate::sync::client_for(store)
-        .ok()?
-        .with_timeout(std::time::Duration::from_secs(3));
+    let client =
+        crate::sync::engine::client_within(store, std::time::Duration::from_secs(3)).ok()?;
     crate::sync::live_balance(store, &client, member).ok()
 }
 
