@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::client::{REQUEST_TIMEOUT, SyncClient, SyncError};
 use super::protocol::{MAX_PUSH_MEMBERS, PushRequest};
 use crate::domain::{MemberId, TerminalId, Timestamp};
-use crate::store::{Store, SyncSettings};
+use crate::store::{Outbox, Store, SyncSettings};
 
 /// Entries per push (under the server's limit, a few hundred KB of JSON).
 pub const PUSH_BATCH: usize = 5_000;
@@ -95,15 +95,20 @@ pub fn push_all(
         if outbox.is_empty() {
             return Ok(());
         }
+        // The batch moves into the request and back: no copy of up to 5,000 entries.
         let request = PushRequest {
-            members: outbox.members.clone(),
-            entries: outbox.entries.clone(),
+            members: outbox.members,
+            entries: outbox.entries,
         };
         let ack = client.push(&request)?;
-        store.mark_pushed(&outbox)?;
+        let pushed = Outbox {
+            members: request.members,
+            entries: request.entries,
+        };
+        store.mark_pushed(&pushed)?;
         report.pushed_entries += ack.inserted;
         report.duplicates += ack.duplicates;
-        report.pushed_members += outbox.members.len();
+        report.pushed_members += pushed.members.len();
         report.server_seq = ack.server_seq;
     }
 }
