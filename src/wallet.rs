@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use thiserror::Error;
-
-use crate::domain::{MemberId, Timestamp};
+use crate::domain::{Member, MemberId, MemberSummary, Program, Timestamp};
 use crate::pass::{PassError, PassMember, WalletSetup};
 use crate::store::{Store, StoreError};
 
@@ -13,15 +11,6 @@ use crate::store::{Store, StoreError};
 pub const CONFIG_FILE: &str = "wallet.toml";
 /// The folder beside the store where the demo signing chain lives.
 pub const DEMO_DIR: &str = "wallet-demo";
-
-/// Why a pass could not be issued.
-#[derive(Debug, Error)]
-pub enum WalletError {
-    #[error(transparent)]
-    Pass(#[from] PassError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// Where the wallet config is: `explicit`, else `wallet.toml` beside the store if present
 /// (`None` means demo mode).
@@ -32,70 +21,81 @@ pub fn config_path(explicit: Option<&Path>, db: &Path) -> Option<PathBuf> {
     })
 }
 
-/// Loads the wallet setup for the store at `db`.
+/// Loads the wallet setup for the store at `db` running `program`.
 pub fn load(
     explicit: Option<&Path>,
-    store: &Store,
+    db: &Path,
+    program: &Program,
     now: Timestamp,
 ) -> Result<WalletSetup, PassError> {
-    let db = store.path();
     let demo_dir = db
         .parent()
         .map_or_else(|| PathBuf::from(DEMO_DIR), |d| d.join(DEMO_DIR));
     WalletSetup::load(
         config_path(explicit, db).as_deref(),
         &demo_dir,
-        store.program(),
+        program,
         now,
     )
 }
 
-fn with_pass<T>(
-    store: &Store,
-    member: MemberId,
-    now: Timestamp,
-    f: impl FnOnce(&PassMember<'_>) -> Result<T, PassError>,
-) -> Result<T, WalletError> {
-    let view = store.member(member)?;
-    let summary = store.summary_at(member, now)?;
-    let code = store.member_code(&view.member.card);
-    let auth_token = store.pass_auth_token(&member);
-    let pass = PassMember {
-        program: store.program(),
-        member: &view.member,
-        summary: &summary,
-        code: &code,
-        auth_token: &auth_token,
-        now,
-    };
-    Ok(f(&pass)?)
+/// What a member's passes show, read from the store at one instant and owned, so that signing
+/// (slow: RSA, zip, disk) happens away from the store.
+#[derive(Debug, Clone)]
+pub struct PassContent {
+    pub program: Program,
+    pub member: Member,
+    pub summary: MemberSummary,
+    pub code: String,
+    pub auth_token: String,
+    pub now: Timestamp,
+}
+
+impl PassContent {
+    /// Reads the member's pass content as of `now`.
+    pub fn read(store: &Store, member: MemberId, now: Timestamp) -> Result<Self, StoreError> {
+        let view = store.member(member)?;
+        Ok(PassContent {
+            program: store.program().clone(),
+            summary: store.summary_at(member, now)?,
+            code: store.member_code(&view.member.card),
+            auth_token: store.pass_auth_token(&member),
+            member: view.member,
+            now,
+        })
+    }
+
+    /// The borrowed form the pass makers take.
+    pub fn pass(&self) -> PassMember<'_> {
+        PassMember {
+            program: &self.program,
+            member: &self.member,
+            summary: &self.summary,
+            code: &self.code,
+            auth_token: &self.auth_token,
+            now: self.now,
+        }
+    }
 }
 
 /// Writes the member's signed .pkpass to `out` (whole or not at all).
 pub fn write_apple_pass(
     setup: &WalletSetup,
-    store: &Store,
-    member: MemberId,
-    now: Timestamp,
+    content: &PassContent,
     out: &Path,
-) -> Result<(), WalletError> {
+) -> Result<(), PassError> {
     let maker = setup
         .apple
         .as_ref()
         .ok_or(PassError::NotConfigured("[apple]"))?;
-    with_pass(store, member, now, |pass| maker.write(pass, out))
+    maker.write(&content.pass(), out)
 }
 
 /// The member's "Save to Google Wallet" link.
-pub fn google_save_url(
-    setup: &WalletSetup,
-    store: &Store,
-    member: MemberId,
-    now: Timestamp,
-) -> Result<String, WalletError> {
+pub fn google_save_url(setup: &WalletSetup, content: &PassContent) -> Result<String, PassError> {
     let maker = setup
         .google
         .as_ref()
         .ok_or(PassError::NotConfigured("[google]"))?;
-    with_pass(store, member, now, |pass| maker.save_url(pass))
+    maker.save_url(&content.pass())
 }

@@ -581,8 +581,9 @@ fn offline_double_spends_are_accepted_and_listed(backend: Backend) {
         .adjust(member, 700, "make good", "test", now())
         .expect("a tops up");
     a.sync().expect("sync a");
-    let client = b.client();
-    let live = live_balance(&mut b.store, &client, member).expect("live");
+    let live = live_balance(&mut b.store, member, std::time::Duration::from_secs(30))
+        .expect("live")
+        .expect("b is connected");
     assert_eq!(
         live, 300,
         "the server counts a's top-up that b has not pulled"

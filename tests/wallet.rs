@@ -125,14 +125,18 @@ logo_uri = "https://example.com/logo.png"
     }
 
     fn setup(&self) -> Result<WalletSetup, PassError> {
-        wallet::load(Some(&self.config), &self.store(), now())
+        let store = self.store();
+        wallet::load(Some(&self.config), store.path(), store.program(), now())
+    }
+
+    fn content(&self) -> wallet::PassContent {
+        wallet::PassContent::read(&self.store(), self.member, now()).expect("pass content")
     }
 
     fn pkpass(&self) -> PathBuf {
         let out = self.dir().join("member.pkpass");
         let setup = self.setup().expect("wallet setup");
-        wallet::write_apple_pass(&setup, &self.store(), self.member, now(), &out)
-            .expect("write pass");
+        wallet::write_apple_pass(&setup, &self.content(), &out).expect("write pass");
         out
     }
 }
@@ -465,7 +469,7 @@ fn cli_writes_passes_and_save_links_in_demo_mode() {
 
 fn google_jwt(fx: &Fixture) -> String {
     let setup = fx.setup().expect("setup");
-    let url = wallet::google_save_url(&setup, &fx.store(), fx.member, now()).expect("save url");
+    let url = wallet::google_save_url(&setup, &fx.content()).expect("save url");
     url.strip_prefix("https://pay.google.com/gp/v/save/")
         .expect("save URL prefix")
         .to_owned()
@@ -632,7 +636,7 @@ fn apple_error(fx: &Fixture) -> String {
     let before = non_store_files(fx.dir());
     let err = match fx.setup() {
         Err(e) => e.to_string(),
-        Ok(setup) => wallet::write_apple_pass(&setup, &fx.store(), fx.member, now(), &out)
+        Ok(setup) => wallet::write_apple_pass(&setup, &fx.content(), &out)
             .expect_err("refused")
             .to_string(),
     };

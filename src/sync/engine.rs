@@ -200,13 +200,18 @@ pub fn sync_once(
     result.map(|()| report)
 }
 
-/// The member's live balance: this till's waiting entries are pushed first, so the server's
-/// answer counts them along with every other till's.
+/// The member's live balance when this till is connected to a server (`Ok(None)` when it is
+/// not): this till's waiting entries are pushed first, so the server's answer counts them along
+/// with every other till's. Every request gives up after `timeout`.
 pub fn live_balance(
     store: &mut Store,
-    client: &SyncClient,
     member: MemberId,
-) -> Result<i64, SyncError> {
-    push_all(store, client, &mut SyncReport::default())?;
-    Ok(client.balance(member)?.balance)
+    timeout: Duration,
+) -> Result<Option<i64>, SyncError> {
+    let client = match client_within(store, timeout) {
+        Err(SyncError::NotConfigured) => return Ok(None),
+        client => client?,
+    };
+    push_all(store, &client, &mut SyncReport::default())?;
+    Ok(Some(client.balance(member)?.balance))
 }

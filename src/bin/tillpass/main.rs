@@ -317,9 +317,9 @@ fn watch_reader(store: &Store, out: &Out, once: bool) -> Result<()> {
 /// The server's live balance when this till is connected and the server answers; `None`
 /// (offline rules) otherwise, with the reason on stderr.
 fn live_balance_if_online(store: &mut Store, member: tillpass::domain::MemberId) -> Option<i64> {
-    let client = tillpass::sync::client_for(store).ok()?;
-    match tillpass::sync::live_balance(store, &client, member) {
-        Ok(balance) => Some(balance),
+    let timeout = tillpass::sync::client::REQUEST_TIMEOUT;
+    match tillpass::sync::live_balance(store, member, timeout) {
+        Ok(balance) => balance,
         Err(e) => {
             eprintln!("note: offline ({e}); the offline redemption limit applies");
             None
@@ -327,23 +327,28 @@ fn live_balance_if_online(store: &mut Store, member: tillpass::domain::MemberId)
     }
 }
 
-/// The store, the member and the loaded wallet setup for a `pass` command; says on stderr when
-/// passes will be signed by the demo chain.
+/// The member, their pass content and the loaded wallet setup for a `pass` command; says on
+/// stderr when passes will be signed by the demo chain.
 fn wallet_for(
     cli: &Cli,
     who: &str,
     config: Option<&std::path::Path>,
-) -> Result<(Store, MemberView, tillpass::pass::WalletSetup, Timestamp)> {
+) -> Result<(
+    MemberView,
+    tillpass::wallet::PassContent,
+    tillpass::pass::WalletSetup,
+)> {
     let store = open(cli)?;
     let view = resolve(&store, who)?;
     let at = now();
-    let setup = tillpass::wallet::load(config, &store, at)?;
+    let content = tillpass::wallet::PassContent::read(&store, view.member.id, at)?;
+    let setup = tillpass::wallet::load(config, store.path(), store.program(), at)?;
     if setup.demo {
         eprintln!(
             "note: DEMO signing (no wallet.toml): the pass is real and verifiable but no phone will install it; see README, \"Wallet passes\""
         );
     }
-    Ok((store, view, setup, at))
+    Ok((view, content, setup))
 }
 
 /// Reads a tag dump: raw bytes, or hex text (with any whitespace or colons).
@@ -581,16 +586,16 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             out: file,
             wallet_config,
         }) => {
-            let (store, view, setup, at) = wallet_for(&cli, card, wallet_config.as_deref())?;
-            tillpass::wallet::write_apple_pass(&setup, &store, view.member.id, at, file)?;
+            let (view, content, setup) = wallet_for(&cli, card, wallet_config.as_deref())?;
+            tillpass::wallet::write_apple_pass(&setup, &content, file)?;
             out.pass_written(&view, file, setup.demo)
         }
         Command::Pass(PassCommand::Google {
             card,
             wallet_config,
         }) => {
-            let (store, view, setup, at) = wallet_for(&cli, card, wallet_config.as_deref())?;
-            let url = tillpass::wallet::google_save_url(&setup, &store, view.member.id, at)?;
+            let (view, content, setup) = wallet_for(&cli, card, wallet_config.as_deref())?;
+            let url = tillpass::wallet::google_save_url(&setup, &content)?;
             out.save_url(&view, &url, setup.demo)
         }
         Command::Program(ProgramCommand::Show) => {
