@@ -9,7 +9,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use tillpass::domain::MemberInput;
 use tillpass::store::Store;
-use tillpass::ui::{Screen, TillApp};
+use tillpass::ui::{Action, Dialog, Screen, TillApp};
 
 fn harness(db: &TempDb) -> Harness<'static, TillApp> {
     let path = db.path.clone();
@@ -54,9 +54,8 @@ fn fill(h: &mut Harness<'static, TillApp>, label: &str, text: &str) {
 /// The status line's text.
 fn status_line(h: &Harness<'static, TillApp>) -> String {
     h.state()
-        .message
-        .clone()
-        .map(|m| m.text)
+        .message()
+        .map(|m| m.text.clone())
         .unwrap_or_default()
 }
 
@@ -91,7 +90,7 @@ fn a_scan_shows_the_member() {
     h.get_by_label("100 points");
     h.get_by_label(&format!("Card {}", view.member.card.grouped()));
     assert_eq!(
-        h.state().member.as_ref().map(|m| m.view.member.id),
+        h.state().member().map(|m| m.view.member.id),
         Some(view.member.id)
     );
 }
@@ -114,7 +113,7 @@ fn a_wedge_burst_is_read_whole_and_forged_codes_are_refused() {
     settle(&mut h);
     h.get_by_label("Grace Hopper");
     assert!(
-        h.state().scan_text.is_empty(),
+        h.state().scan_text().is_empty(),
         "the field is clear for the next scan"
     );
     h.key_press(Key::Escape);
@@ -126,20 +125,26 @@ fn a_wedge_burst_is_read_whole_and_forged_codes_are_refused() {
         forged
     };
     wedge(&mut h, &forged);
-    assert!(h.state().member.is_none());
+    assert!(h.state().member().is_none());
     let message = status_line(&h);
     assert!(message.contains("signature is wrong"), "{message}");
+}
+
+/// A till showing a member with 100 points and a previewed £12.50 sale; the entries before it.
+fn previewed_sale(db: &TempDb) -> (Harness<'static, TillApp>, i64) {
+    let (code, _) = store_with_member(db, 100);
+    let before = entries(db);
+    let mut h = harness(db);
+    wedge(&mut h, &code);
+    wedge(&mut h, "12.50");
+    h.get_by_label("Earns 125 points (Green ×1)");
+    (h, before)
 }
 
 #[test]
 fn earn_updates_the_balance_and_writes_one_entry() {
     let db = TempDb::new();
-    let (code, _) = store_with_member(&db, 100);
-    let before = entries(&db);
-    let mut h = harness(&db);
-    wedge(&mut h, &code);
-    wedge(&mut h, "12.50");
-    h.get_by_label("Earns 125 points (Green ×1)");
+    let (mut h, before) = previewed_sale(&db);
     assert_eq!(entries(&db), before, "a preview writes nothing");
     h.key_press(Key::F5);
     settle(&mut h);
@@ -159,7 +164,7 @@ fn redeem_with_too_few_points_says_so_and_writes_nothing() {
     h.key_press(Key::ArrowDown);
     h.key_press(Key::ArrowDown);
     h.run_steps(2);
-    assert_eq!(h.state().selected_reward, Some(1), "Any coffee");
+    assert_eq!(h.state().selected_reward(), Some(1), "Any coffee");
     h.key_press(Key::F6);
     settle(&mut h);
     let message = status_line(&h);
@@ -170,8 +175,7 @@ fn redeem_with_too_few_points_says_so_and_writes_nothing() {
     let mut store = db.open();
     let member = h
         .state()
-        .member
-        .as_ref()
+        .member()
         .map(|m| m.view.member.id)
         .expect("member");
     store
@@ -201,7 +205,7 @@ fn reverse_needs_the_manager_pin() {
     // No PIN set yet: refused, with the way forward.
     h.key_press(Key::F8);
     h.run_steps(2);
-    assert!(h.state().pin_prompt.is_none());
+    assert!(h.state().dialog().is_none());
     let message = status_line(&h);
     assert!(message.contains("manager PIN"), "{message}");
 
@@ -211,31 +215,25 @@ fn reverse_needs_the_manager_pin() {
     wedge(&mut h, &code);
     h.key_press(Key::F8);
     h.run_steps(2);
-    assert!(h.state().pin_prompt.is_some(), "PIN dialog open");
+    assert!(
+        matches!(h.state().dialog(), Some(Dialog::Pin(_))),
+        "PIN dialog open"
+    );
     wedge(&mut h, "1111");
-    let error = h
-        .state()
-        .pin_prompt
-        .as_ref()
-        .and_then(|p| p.error.clone())
-        .unwrap_or_default();
+    let error = match h.state().dialog() {
+        Some(Dialog::Pin(prompt)) => prompt.error.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
     assert_eq!(error, "wrong manager PIN");
     assert_eq!(entries(&db), after_earn, "a wrong PIN writes nothing");
 
     wedge(&mut h, "2468");
-    assert!(h.state().pin_prompt.is_none());
+    assert!(h.state().dialog().is_none());
     assert_eq!(entries(&db), after_earn + 1, "one reversal");
     h.get_by_label("100 points");
     let last = db
         .open()
-        .history(
-            h.state()
-                .member
-                .as_ref()
-                .map(|m| m.view.member.id)
-                .expect("m"),
-            1,
-        )
+        .history(h.state().member().map(|m| m.view.member.id).expect("m"), 1)
         .expect("history");
     assert_eq!(last[0].kind, tillpass::domain::EntryKind::Reverse);
     assert_eq!(last[0].points, -300);
@@ -257,7 +255,7 @@ fn enrol_creates_a_member_and_shows_the_qr() {
     let mut h = harness(&db);
     h.key_press(Key::F2);
     h.run_steps(2);
-    assert_eq!(h.state().screen, Screen::Enrol);
+    assert_eq!(h.state().screen(), Screen::Enrol);
     fill(&mut h, "Name", "Ada Lovelace");
     fill(&mut h, "Phone", "07400 123456");
     fill(&mut h, "Email", "ada@example.com");
@@ -267,17 +265,20 @@ fn enrol_creates_a_member_and_shows_the_qr() {
     let message = status_line(&h);
     assert!(message.starts_with("Welcome, Ada Lovelace"), "{message}");
     h.get_by_label("Welcome, Ada Lovelace");
-    let enrolled = h.state().enrolled.clone().expect("enrolled");
-    assert!(h.state().enrolled_qr_shown(), "the QR code is on screen");
+    let (enrolled_id, enrolled_code) = h
+        .state()
+        .enrolled()
+        .map(|m| (m.view.member.id, m.code.clone()))
+        .expect("enrolled, with the QR code on screen");
     let store = db.open();
     let found = store
         .member_by_phone("+447400123456")
         .expect("lookup")
         .expect("stored");
-    assert_eq!(found.member.id, enrolled.view.member.id);
+    assert_eq!(found.member.id, enrolled_id);
     assert_eq!(found.state.balance, 100, "welcome bonus");
     assert_eq!(
-        store.identify_code(&enrolled.code).expect("code").member.id,
+        store.identify_code(&enrolled_code).expect("code").member.id,
         found.member.id
     );
 
@@ -306,20 +307,20 @@ fn the_manager_tier_list_shows_the_right_counts() {
     h.key_press(Key::F10);
     h.run_steps(2);
     wedge(&mut h, "9999");
-    assert!(h.state().manager.unlocked);
+    assert!(h.state().manager().unlocked);
     settle(&mut h);
     for count in &counts {
         h.get_by_label(&format!("{count} members"));
     }
-    assert_eq!(h.state().manager.counts, counts);
+    assert_eq!(h.state().manager().counts, counts);
     // The first tier's table fills from the store.
     settle(&mut h);
-    assert_eq!(h.state().manager.count, Some(counts[0]));
-    assert!(h.state().manager.row(0).is_some(), "first page loaded");
+    assert_eq!(h.state().manager().count, Some(counts[0]));
+    assert!(h.state().manager().row(0).is_some(), "first page loaded");
     // Leaving the manager screen locks it again.
     h.key_press(Key::F1);
     h.run_steps(2);
-    assert!(!h.state().manager.unlocked);
+    assert!(!h.state().manager().unlocked);
 }
 
 #[test]
@@ -331,13 +332,13 @@ fn scan_from_image_finds_the_member() {
     let mut h = harness(&db);
     h.get_by_label("Scan from image…").click();
     h.run_steps(2);
-    assert!(h.state().image_prompt.is_some());
+    assert!(matches!(h.state().dialog(), Some(Dialog::ImagePath(_))));
     field(&h, "Image path").type_text(picture.to_str().expect("utf-8 path"));
     h.run_steps(1);
     h.key_press(Key::Enter);
     settle(&mut h);
     assert_eq!(
-        h.state().member.as_ref().map(|m| m.view.member.id),
+        h.state().member().map(|m| m.view.member.id),
         Some(view.member.id)
     );
     h.get_by_label("Grace Hopper");
@@ -349,7 +350,7 @@ fn scan_from_image_finds_the_member() {
     image::GrayImage::from_pixel(200, 200, image::Luma([255]))
         .save(&blank)
         .expect("blank");
-    h.state_mut().scan_image(blank);
+    h.state_mut().act(Action::ScanImage(blank));
     settle(&mut h);
     let message = status_line(&h);
     assert!(message.contains("no QR code found"), "{message}");
@@ -378,9 +379,9 @@ fn the_wallet_pass_action_exports_a_pass_and_shows_the_save_link() {
     h.get_by_label("Copy link");
     h.key_press(Key::Escape);
     h.run_steps(2);
-    assert!(h.state().wallet.is_none(), "Esc closes the dialog");
+    assert!(h.state().dialog().is_none(), "Esc closes the dialog");
     assert_eq!(
-        h.state().member.as_ref().map(|m| m.view.member.id),
+        h.state().member().map(|m| m.view.member.id),
         Some(view.member.id)
     );
 }
@@ -443,4 +444,16 @@ fn the_status_bar_shows_sync_and_sales_reach_the_server() {
             .is_some(),
         "{status:?}"
     );
+}
+
+#[test]
+fn enter_with_the_wallet_dialog_open_commits_no_sale() {
+    let db = TempDb::new();
+    let (mut h, before) = previewed_sale(&db);
+    h.get_by_label("Wallet pass").click();
+    settle(&mut h);
+    h.get_by_label("Wallet pass for Grace Hopper");
+    h.key_press(Key::Enter);
+    settle(&mut h);
+    assert_eq!(entries(&db), before, "Enter behind a dialog writes nothing");
 }

@@ -43,7 +43,7 @@ pub struct Member {
 }
 
 /// What a cashier types to enrol someone, before validation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberInput {
     pub name: String,
     pub phone: Option<String>,

@@ -1,193 +1,68 @@
-//! The till's state and the one place where it changes: user intents and worker replies.
+//! The till: its screens, its one dialog, and the one place where anything changes
+//! ([`TillApp::act`] for what the user asked, [`TillApp::apply`] for what the workers answered).
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use egui::{Key, TextureHandle};
-
-use super::worker::{MemberPanel, PAGE_ROWS, PageKey, Reply, Request, Worker};
+use super::action::{Action, Screen};
+use super::bars::{Message, Tone, status_bar_ui, top_bar_ui};
+use super::cashier::CashierScreen;
+use super::customer::customer_display;
+use super::dialog::{Dialog, PinPrompt, PinPurpose, WalletDialog};
+use super::enrol::EnrolScreen;
+use super::jobs::Job;
+use super::manager::ManagerScreen;
+use super::member::{ShownMember, texture};
+use super::theme::BAD;
+use super::worker::{Reply, Request, Worker};
+use crate::domain::Program;
 use crate::domain::money::parse_amount;
-use crate::domain::{MemberInput, Program};
-use crate::store::{ActivityRow, SearchHit, StoreStats, TierRow, TierSort};
-
-/// Which screen the main window shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Screen {
-    Cashier,
-    Enrol,
-    Manager,
-}
-
-/// How a status message reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tone {
-    Good,
-    Bad,
-    Info,
-}
-
-/// The line at the bottom that says what just happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub text: String,
-    pub tone: Tone,
-}
-
-/// What a PIN prompt is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinPurpose {
-    ReverseLast,
-    UnlockManager,
-    SetManagerPin,
-}
-
-/// An open PIN dialog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PinPrompt {
-    pub purpose: PinPurpose,
-    pub pin: String,
-    pub confirm: String,
-    pub error: Option<String>,
-}
-
-/// The enrolment form.
-#[derive(Debug, Clone, Default)]
-pub struct EnrolForm {
-    pub name: String,
-    pub phone: String,
-    pub email: String,
-    pub birthday: String,
-    pub marketing: bool,
-}
-
-/// The manager screen's state.
-#[derive(Default)]
-pub struct ManagerState {
-    pub unlocked: bool,
-    pub counts: Vec<i64>,
-    pub activity: Vec<ActivityRow>,
-    /// Members overdrawn by offline redemptions at several tills.
-    pub overdrawn: Vec<crate::store::MemberView>,
-    pub tier: usize,
-    pub filter: String,
-    pub sort: Option<TierSort>,
-    pub descending: bool,
-    /// Members in the selected tier matching the filter, once known.
-    pub count: Option<i64>,
-    pub pages: HashMap<PageKey, Vec<TierRow>>,
-    pub requested: HashSet<PageKey>,
-}
-
-impl ManagerState {
-    /// The sort in force: by qualifying measure, highest first, unless chosen otherwise.
-    pub fn sort(&self) -> TierSort {
-        self.sort.unwrap_or(TierSort::Qualifying)
-    }
-
-    pub fn key(&self, page: usize) -> PageKey {
-        PageKey {
-            tier: self.tier,
-            filter: self.filter.trim().to_lowercase(),
-            sort: self.sort(),
-            descending: self.sort.is_none() || self.descending,
-            page,
-        }
-    }
-
-    /// The row at `index` of the current view, if its page has arrived.
-    pub fn row(&self, index: usize) -> Option<&TierRow> {
-        self.pages
-            .get(&self.key(index / PAGE_ROWS))
-            .and_then(|rows| rows.get(index % PAGE_ROWS))
-    }
-
-    /// Forgets fetched pages (after a change of tier, filter or order).
-    pub fn reset_view(&mut self) {
-        self.pages.clear();
-        self.requested.clear();
-        self.count = None;
-    }
-}
-
-/// The wallet-pass dialog.
-pub enum WalletDialog {
-    /// Waiting for the worker.
-    Making,
-    Ready {
-        reply: Box<super::worker::WalletPassReply>,
-        qr: Option<TextureHandle>,
-    },
-}
+use crate::store::StoreStats;
+use crate::sync::worker::{SyncStatus, SyncWorker};
 
 /// The whole till.
 pub struct TillApp {
-    pub(super) worker: Worker,
-    pub(super) ctx: egui::Context,
-    pub program: Option<Program>,
-    pub stats: Option<StoreStats>,
-    pub has_pin: bool,
-    pub screen: Screen,
-    pub scan_text: String,
-    pub message: Option<Message>,
-    pub member: Option<MemberPanel>,
-    pub(super) member_qr: Option<TextureHandle>,
-    pub matches: Vec<SearchHit>,
-    pub pending_amount: Option<i64>,
-    pub selected_reward: Option<usize>,
-    pub pin_prompt: Option<PinPrompt>,
-    /// The "scan from image" path prompt, while open.
-    pub image_prompt: Option<String>,
-    pub enrol: EnrolForm,
-    /// Put the cursor in the enrolment form's first field on its next frame.
-    pub(super) focus_enrol: bool,
-    pub enrolled: Option<MemberPanel>,
-    pub(super) enrolled_qr: Option<TextureHandle>,
-    pub manager: ManagerState,
-    pub customer_display: bool,
-    pub offer_demo: bool,
-    pub demo_progress: Option<usize>,
-    /// The wallet-pass dialog, while open.
-    pub wallet: Option<WalletDialog>,
-    /// Background sync with the central server (started once the store is open).
-    pub(super) sync: Option<crate::sync::worker::SyncWorker>,
+    worker: Worker,
+    ctx: egui::Context,
     db: PathBuf,
-    pub fatal: Option<String>,
+    /// The program in force, once the store is open.
+    program: Option<Program>,
+    stats: Option<StoreStats>,
+    has_pin: bool,
+    screen: Screen,
+    cashier: CashierScreen,
+    enrol: EnrolScreen,
+    manager: ManagerScreen,
+    dialog: Option<Dialog>,
+    message: Option<Message>,
+    customer_display: bool,
+    /// Background sync with the central server (started once the store is open).
+    sync: Option<SyncWorker>,
+    /// Why the store could not be opened.
+    fatal: Option<String>,
     /// When the process started, until the first usable frame has been reported.
-    pub(super) launched_at: Option<std::time::Instant>,
+    launched_at: Option<std::time::Instant>,
 }
 
 impl TillApp {
-    /// Starts the worker on `db` and sets the till's look.
+    /// Starts the workers on `db` and sets the till's look.
     pub fn new(ctx: &egui::Context, db: PathBuf, exports: PathBuf, actor: String) -> Self {
         super::theme::apply(ctx);
         let wake = ctx.clone();
         Self {
             worker: Worker::spawn(db.clone(), exports, actor, move || wake.request_repaint()),
-            sync: None,
-            db,
             ctx: ctx.clone(),
+            db,
             program: None,
             stats: None,
             has_pin: false,
             screen: Screen::Cashier,
-            scan_text: String::new(),
+            cashier: CashierScreen::default(),
+            enrol: EnrolScreen::default(),
+            manager: ManagerScreen::default(),
+            dialog: None,
             message: None,
-            member: None,
-            member_qr: None,
-            matches: Vec::new(),
-            pending_amount: None,
-            selected_reward: None,
-            pin_prompt: None,
-            image_prompt: None,
-            wallet: None,
-            enrol: EnrolForm::default(),
-            focus_enrol: false,
-            enrolled: None,
-            enrolled_qr: None,
-            manager: ManagerState::default(),
             customer_display: false,
-            offer_demo: false,
-            demo_progress: None,
+            sync: None,
             fatal: None,
             launched_at: None,
         }
@@ -199,290 +74,71 @@ impl TillApp {
         self
     }
 
-    /// Blocks until the worker has answered everything sent so far, then applies the answers.
-    /// Tests use it to wait for the store without sleeping; the UI never calls it.
+    /// Blocks until the workers have answered everything sent so far, including what applying
+    /// their answers sends next, and applies the answers. Tests use it to wait for the store
+    /// without sleeping; the UI never calls it.
     pub fn settle(&mut self) {
-        for reply in self.worker.wait_all() {
-            self.apply(reply);
-        }
-    }
-
-    /// True when the newly enrolled member's QR code is loaded for display.
-    pub fn enrolled_qr_shown(&self) -> bool {
-        self.enrolled.is_some() && self.enrolled_qr.is_some()
-    }
-
-    pub(super) fn poll(&mut self) {
-        for reply in self.worker.try_replies() {
-            self.apply(reply);
-        }
-    }
-
-    fn say(&mut self, tone: Tone, text: impl Into<String>) {
-        self.message = Some(Message {
-            text: text.into(),
-            tone,
-        });
-    }
-
-    fn set_member(&mut self, panel: MemberPanel) {
-        self.member_qr = Some(texture(&self.ctx, "member-qr", &panel.qr));
-        self.member = Some(panel);
-        self.matches.clear();
-    }
-
-    fn apply(&mut self, reply: Reply) {
-        match reply {
-            Reply::Ready {
-                program,
-                stats,
-                has_pin,
-            } => {
-                self.offer_demo = stats.members == 0;
-                self.program = Some(*program);
-                self.stats = Some(stats);
-                self.has_pin = has_pin;
-                // The store is open and migrated: now a second connection may sync it.
-                let wake = self.ctx.clone();
-                match crate::sync::worker::SyncWorker::spawn(self.db.clone(), move || {
-                    wake.request_repaint();
-                }) {
-                    Ok(worker) => self.sync = Some(worker),
-                    Err(e) => self.say(Tone::Bad, format!("sync could not start: {e}")),
-                }
+        loop {
+            let replies = self.worker.wait_all();
+            if replies.is_empty() {
+                return;
             }
-            Reply::OpenFailed(e) => self.fatal = Some(e),
-            Reply::Member(panel) => {
-                self.say(Tone::Info, format!("{} found", panel.view.member.name));
-                self.pending_amount = None;
-                self.selected_reward = None;
-                self.set_member(*panel);
-            }
-            Reply::Matches(hits) => {
-                let text = match hits.len() {
-                    0 => "No member found: check the spelling, or enrol them (F2)".to_owned(),
-                    1 => "1 member found: pick them".to_owned(),
-                    n => format!("{n} members found: pick one"),
-                };
-                self.say(
-                    if hits.is_empty() {
-                        Tone::Bad
-                    } else {
-                        Tone::Info
-                    },
-                    text,
-                );
-                self.member = None;
-                self.matches = hits;
-            }
-            Reply::Written { message, panel } => {
-                self.nudge_sync();
-                self.say(Tone::Good, message);
-                self.pending_amount = None;
-                self.set_member(*panel);
-                self.pin_prompt = None;
-            }
-            Reply::Enrolled(panel) => {
-                self.nudge_sync();
-                self.say(
-                    Tone::Good,
-                    format!(
-                        "Welcome, {}! Card {}",
-                        panel.view.member.name,
-                        panel.view.member.card.grouped()
-                    ),
-                );
-                self.enrol = EnrolForm::default();
-                self.enrolled_qr = Some(texture(&self.ctx, "enrolled-qr", &panel.qr));
-                self.enrolled = Some(*panel);
-                if let Some(stats) = &mut self.stats {
-                    stats.members += 1;
-                }
-            }
-            Reply::Refused(text) => {
-                self.say(Tone::Bad, text);
-                self.pin_prompt = None;
-            }
-            Reply::PinRefused(text) => match &mut self.pin_prompt {
-                Some(prompt) => {
-                    prompt.error = Some(text);
-                    prompt.pin.clear();
-                    prompt.confirm.clear();
-                }
-                None => self.say(Tone::Bad, text),
-            },
-            Reply::PinAccepted => {
-                let purpose = self.pin_prompt.take().map(|p| p.purpose);
-                if matches!(
-                    purpose,
-                    Some(PinPurpose::SetManagerPin | PinPurpose::UnlockManager)
-                ) {
-                    self.has_pin = true;
-                    self.manager.unlocked = true;
-                    self.worker.send(Request::Overview);
-                }
-            }
-            Reply::DemoProgress(done) => self.demo_progress = Some(done),
-            Reply::DemoDone { message, stats } => {
-                self.demo_progress = None;
-                self.stats = Some(stats);
-                self.say(Tone::Good, message);
-            }
-            Reply::Overview {
-                counts,
-                activity,
-                overdrawn,
-                stats,
-            } => {
-                self.manager.counts = counts;
-                self.manager.activity = activity;
-                self.manager.overdrawn = overdrawn;
-                self.stats = Some(stats);
-            }
-            Reply::TierPage { key, count, rows } => {
-                if key == self.manager.key(key.page) {
-                    if count.is_some() {
-                        self.manager.count = count;
-                    }
-                    self.manager.pages.insert(key, rows);
-                }
-            }
-            Reply::PageSkipped(key) => {
-                self.manager.requested.remove(&key);
-            }
-            Reply::Saved(text) => self.say(Tone::Good, text),
-            Reply::WalletPass(reply) => {
-                let qr = reply
-                    .google
-                    .as_ref()
-                    .ok()
-                    .map(|(_, img)| texture(&self.ctx, "wallet-link-qr", img));
-                self.wallet = Some(WalletDialog::Ready { reply, qr });
+            for reply in replies {
+                self.apply(reply);
             }
         }
     }
 
-    /// Handles a line from the scan field (Enter). With a member on screen, an amount sets the
-    /// sale to preview and an empty line confirms it; anything else is a scan or search.
-    pub fn submit_scan(&mut self) {
-        let text = std::mem::take(&mut self.scan_text);
-        let text = text.trim();
-        if text.is_empty() {
-            if self.pending_amount.is_some() {
-                self.earn();
-            }
-            return;
-        }
-        if let (Some(_), Some(program)) = (&self.member, &self.program)
-            && is_amount_shaped(text)
-        {
-            match parse_amount(text, program.minor_units) {
-                Ok(minor) => {
-                    self.pending_amount = Some(minor);
-                    self.say(
-                        Tone::Info,
-                        "Check the points, then press Enter or F5 to earn",
-                    );
-                }
-                Err(e) => self.say(Tone::Bad, e.to_string()),
-            }
-            return;
-        }
-        self.worker.send(Request::Scan(text.to_owned()));
+    /// The screen on show.
+    pub fn screen(&self) -> Screen {
+        self.screen
     }
 
-    /// Reads a member's QR code from a picture file (a photo, a screenshot of a wallet pass).
-    pub fn scan_image(&mut self, path: PathBuf) {
-        self.image_prompt = None;
-        self.say(Tone::Info, format!("Reading {}", path.display()));
-        self.worker.send(Request::ScanImage(path));
+    /// The status line.
+    pub fn message(&self) -> Option<&Message> {
+        self.message.as_ref()
     }
 
-    /// Confirms the previewed sale.
-    pub fn earn(&mut self) {
-        match (&self.member, self.pending_amount) {
-            (Some(panel), Some(amount_minor)) => {
-                let member = panel.view.member.id;
-                self.worker.send(Request::Earn {
-                    member,
-                    amount_minor,
-                });
-            }
-            (None, _) => self.say(Tone::Bad, "Scan a member first"),
-            (Some(_), None) => self.say(Tone::Bad, "Type the sale amount first, e.g. 12.50"),
-        }
+    /// The member on the cashier screen.
+    pub fn member(&self) -> Option<&ShownMember> {
+        self.cashier.member.as_ref()
     }
 
-    /// Redeems the selected reward.
-    pub fn redeem_selected(&mut self) {
-        let reward = self
-            .selected_reward
-            .and_then(|i| self.program.as_ref()?.rewards.get(i))
-            .map(|r| r.id.clone());
-        match (&self.member, reward) {
-            (Some(panel), Some(reward)) => {
-                let member = panel.view.member.id;
-                let online = self.sync_status().online;
-                self.worker.send(Request::Redeem {
-                    member,
-                    reward,
-                    online,
-                });
-            }
-            (None, _) => self.say(Tone::Bad, "Scan a member first"),
-            (Some(_), None) => self.say(Tone::Bad, "Pick a reward first (click it, or Up/Down)"),
-        }
+    /// The scan line as typed so far.
+    pub fn scan_text(&self) -> &str {
+        &self.cashier.scan_text
     }
 
-    /// Opens the manager PIN prompt for reversing the member's last transaction here.
-    pub fn ask_reverse_last(&mut self) {
-        if self.member.is_none() {
-            return self.say(Tone::Bad, "Scan a member first");
-        }
-        if !self.has_pin {
-            return self.say(
-                Tone::Bad,
-                "Reversals need a manager PIN: set one in the Manager screen (F10)",
-            );
-        }
-        self.pin_prompt = Some(PinPrompt {
-            purpose: PinPurpose::ReverseLast,
-            pin: String::new(),
-            confirm: String::new(),
-            error: None,
-        });
+    /// The reward picked on the cashier screen (index into the program's rewards).
+    pub fn selected_reward(&self) -> Option<usize> {
+        self.cashier.selected_reward
     }
 
-    /// Submits the open PIN prompt.
-    pub fn submit_pin(&mut self) {
-        let Some(prompt) = &mut self.pin_prompt else {
-            return;
-        };
-        let pin = prompt.pin.trim().to_owned();
-        match prompt.purpose {
-            PinPurpose::ReverseLast => {
-                if let Some(panel) = &self.member {
-                    let member = panel.view.member.id;
-                    self.worker.send(Request::ReverseLast { member, pin });
-                }
-            }
-            PinPurpose::UnlockManager => self.worker.send(Request::CheckPin(pin)),
-            PinPurpose::SetManagerPin => {
-                if pin != prompt.confirm.trim() {
-                    prompt.error = Some("the two PINs differ".to_owned());
-                    prompt.confirm.clear();
-                } else {
-                    self.worker.send(Request::SetPin(pin));
-                }
-            }
-        }
+    /// The member just enrolled, with their QR code.
+    pub fn enrolled(&self) -> Option<&ShownMember> {
+        self.enrol.enrolled.as_ref()
+    }
+
+    /// The manager screen's state.
+    pub fn manager(&self) -> &ManagerScreen {
+        &self.manager
+    }
+
+    /// The open dialog.
+    pub fn dialog(&self) -> Option<&Dialog> {
+        self.dialog.as_ref()
+    }
+
+    /// The one answer to "is a dialog open?": while one is, the scan line and F-keys are off.
+    fn dialog_open(&self) -> bool {
+        self.dialog.is_some()
     }
 
     /// The sync worker's latest status (default until it has started).
-    pub fn sync_status(&self) -> crate::sync::worker::SyncStatus {
+    pub fn sync_status(&self) -> SyncStatus {
         self.sync
             .as_ref()
-            .map(crate::sync::worker::SyncWorker::status)
+            .map(SyncWorker::status)
             .unwrap_or_default()
     }
 
@@ -500,149 +156,398 @@ impl TillApp {
         }
     }
 
-    /// Makes the member's wallet passes (on the worker) and opens the dialog that shows them.
-    pub fn wallet_pass(&mut self, member: crate::domain::MemberId) {
-        self.wallet = Some(WalletDialog::Making);
-        self.worker.send(Request::WalletPass(member));
+    fn say(&mut self, tone: Tone, text: impl Into<String>) {
+        self.message = Some(Message {
+            text: text.into(),
+            tone,
+        });
     }
 
-    /// Esc: close a dialog, or clear the member, sale and search.
-    pub fn clear(&mut self) {
-        if self.pin_prompt.take().is_some()
-            || self.image_prompt.take().is_some()
-            || self.wallet.take().is_some()
-        {
+    /// Applies what the user asked for. Screens, bars and dialogs only return actions; this is
+    /// where they take effect.
+    pub fn act(&mut self, action: Action) {
+        // Whatever changed is drawn on the next frame, even if no worker answers.
+        self.ctx.request_repaint();
+        match action {
+            Action::Go(screen) => self.go(screen),
+            Action::ToggleCustomerDisplay => self.customer_display = !self.customer_display,
+            Action::Clear => self.clear(),
+            Action::Submit(text) => self.submit(text.trim()),
+            Action::Earn => self.earn(),
+            Action::Redeem => self.redeem(),
+            Action::NextReward | Action::PreviousReward => {
+                let rewards = self.program.as_ref().map_or(0, |p| p.rewards.len());
+                let forward = action == Action::NextReward;
+                self.cashier.move_reward(forward, rewards);
+            }
+            Action::ReverseLast => self.ask_reverse_last(),
+            Action::Open(member) => self.worker.send(Request::Open(member)),
+            Action::Serve(member) => {
+                self.worker.send(Request::Open(member));
+                self.go(Screen::Cashier);
+            }
+            Action::WalletPass(member) => {
+                self.dialog = Some(Dialog::Wallet(WalletDialog::Making));
+                self.worker.send(Request::PassContent(member));
+            }
+            Action::ExportQr { card, code } => self.worker.run(Job::ExportQr { card, code }),
+            Action::PrintQr { card, code } => self.worker.run(Job::PrintQr { card, code }),
+            Action::Enrol(input) => self.worker.send(Request::Enrol(input)),
+            Action::AskImage => self.dialog = Some(Dialog::ImagePath(String::new())),
+            Action::ScanImage(path) => {
+                if matches!(self.dialog, Some(Dialog::ImagePath(_))) {
+                    self.dialog = None;
+                }
+                self.go(Screen::Cashier);
+                self.say(Tone::Info, format!("Reading {}", path.display()));
+                self.worker.send(Request::ScanImage(path));
+            }
+            Action::LoadDemo(members) => {
+                self.dialog = Some(Dialog::DemoLoading(0));
+                self.worker.send(Request::LoadDemo(members));
+            }
+            Action::DeclineDemo => self.dialog = None,
+            Action::SubmitPin => self.submit_pin(),
+            Action::FetchPages(keys) => {
+                for key in keys {
+                    self.worker.send(Request::TierPage(key));
+                }
+            }
+        }
+    }
+
+    fn act_on(&mut self, action: Option<Action>) {
+        if let Some(action) = action {
+            self.act(action);
+        }
+    }
+
+    /// Esc: close the dialog, or clear the member, sale and search.
+    fn clear(&mut self) {
+        match &self.dialog {
+            Some(dialog) if dialog.closable() => self.dialog = None,
+            Some(_) => {}
+            None => {
+                self.cashier.clear();
+                self.message = None;
+            }
+        }
+    }
+
+    /// A line from the scan field. With a member on screen, an amount sets the sale to preview
+    /// and an empty line confirms it; anything else is a scan or search.
+    fn submit(&mut self, text: &str) {
+        if text.is_empty() {
+            if self.cashier.pending_amount.is_some() {
+                self.earn();
+            }
             return;
         }
-        self.scan_text.clear();
-        self.member = None;
-        self.member_qr = None;
-        self.matches.clear();
-        self.pending_amount = None;
-        self.selected_reward = None;
-        self.message = None;
+        if let (Some(_), Some(program)) = (&self.cashier.member, &self.program)
+            && is_amount_shaped(text)
+        {
+            match parse_amount(text, program.minor_units) {
+                Ok(minor) => {
+                    self.cashier.pending_amount = Some(minor);
+                    self.say(
+                        Tone::Info,
+                        "Check the points, then press Enter or F5 to earn",
+                    );
+                }
+                Err(e) => self.say(Tone::Bad, e.to_string()),
+            }
+            return;
+        }
+        self.worker.send(Request::Scan(text.to_owned()));
     }
 
-    /// Submits the enrolment form.
-    pub fn submit_enrol(&mut self) {
-        let f = &self.enrol;
-        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-        let input = MemberInput {
-            name: f.name.clone(),
-            phone: opt(&f.phone),
-            email: opt(&f.email),
-            birthday: opt(&f.birthday),
-            marketing_consent: f.marketing,
+    /// Confirms the previewed sale.
+    fn earn(&mut self) {
+        match (&self.cashier.member, self.cashier.pending_amount) {
+            (Some(shown), Some(amount_minor)) => {
+                let member = shown.view.member.id;
+                self.worker.send(Request::Earn {
+                    member,
+                    amount_minor,
+                });
+            }
+            (None, _) => self.say(Tone::Bad, "Scan a member first"),
+            (Some(_), None) => self.say(Tone::Bad, "Type the sale amount first, e.g. 12.50"),
+        }
+    }
+
+    /// Redeems the selected reward; online, the server's live balance is asked for first (on
+    /// the jobs thread, so scans never wait behind the network).
+    fn redeem(&mut self) {
+        let reward = self
+            .cashier
+            .selected_reward
+            .and_then(|i| self.program.as_ref()?.rewards.get(i))
+            .map(|r| r.id.clone());
+        match (&self.cashier.member, reward) {
+            (Some(shown), Some(reward)) => {
+                let member = shown.view.member.id;
+                if self.sync_status().online {
+                    self.say(Tone::Info, "Checking the balance with the server…");
+                    self.worker.run(Job::LiveBalance { member, reward });
+                } else {
+                    self.worker.send(Request::Redeem {
+                        member,
+                        reward,
+                        live: None,
+                    });
+                }
+            }
+            (None, _) => self.say(Tone::Bad, "Scan a member first"),
+            (Some(_), None) => self.say(Tone::Bad, "Pick a reward first (click it, or Up/Down)"),
+        }
+    }
+
+    /// Opens the manager PIN prompt for reversing the member's last transaction here.
+    fn ask_reverse_last(&mut self) {
+        if self.cashier.member.is_none() {
+            return self.say(Tone::Bad, "Scan a member first");
+        }
+        if !self.has_pin {
+            return self.say(
+                Tone::Bad,
+                "Reversals need a manager PIN: set one in the Manager screen (F10)",
+            );
+        }
+        self.dialog = Some(Dialog::Pin(PinPrompt::new(PinPurpose::ReverseLast)));
+    }
+
+    /// Submits the open PIN prompt.
+    fn submit_pin(&mut self) {
+        let Some(Dialog::Pin(prompt)) = &mut self.dialog else {
+            return;
         };
-        self.worker.send(Request::Enrol(input));
+        let pin = prompt.pin.trim().to_owned();
+        match prompt.purpose {
+            PinPurpose::ReverseLast => {
+                if let Some(shown) = &self.cashier.member {
+                    let member = shown.view.member.id;
+                    self.worker.send(Request::ReverseLast { member, pin });
+                }
+            }
+            PinPurpose::UnlockManager => self.worker.send(Request::CheckPin(pin)),
+            PinPurpose::SetManagerPin => {
+                if pin == prompt.confirm.trim() {
+                    self.worker.send(Request::SetPin(pin));
+                } else {
+                    prompt.error = Some("the two PINs differ".to_owned());
+                    prompt.confirm.clear();
+                }
+            }
+        }
     }
 
     /// Moves to a screen; leaving the manager screen locks it again.
-    pub fn go(&mut self, screen: Screen) {
+    fn go(&mut self, screen: Screen) {
         if screen != Screen::Manager {
             self.manager.unlocked = false;
         }
-        if screen == Screen::Manager && !self.manager.unlocked && self.pin_prompt.is_none() {
+        if screen == Screen::Manager && !self.manager.unlocked && !self.dialog_open() {
             let purpose = if self.has_pin {
                 PinPurpose::UnlockManager
             } else {
                 PinPurpose::SetManagerPin
             };
-            self.pin_prompt = Some(PinPrompt {
-                purpose,
-                pin: String::new(),
-                confirm: String::new(),
-                error: None,
-            });
+            self.dialog = Some(Dialog::Pin(PinPrompt::new(purpose)));
         }
         if screen == Screen::Enrol {
-            self.enrolled = None;
-            self.focus_enrol = true;
+            self.enrol.start();
         }
         self.screen = screen;
     }
 
-    /// Opens a member picked from search results or the tier list.
-    pub fn open(&mut self, member: crate::domain::MemberId) {
-        self.worker.send(Request::Open(member));
+    /// Closes a dialog that was waiting for the answer that just came.
+    fn close_waiting_dialog(&mut self) {
+        if matches!(
+            self.dialog,
+            Some(Dialog::Pin(_) | Dialog::Wallet(WalletDialog::Making))
+        ) {
+            self.dialog = None;
+        }
     }
 
-    /// Loads demo members into the (empty) store.
-    pub fn load_demo(&mut self, members: usize) {
-        self.offer_demo = false;
-        self.demo_progress = Some(0);
-        self.worker.send(Request::LoadDemo(members));
-    }
-
-    /// Asks for any tier-list pages the table needs and has not requested yet.
-    pub fn request_pages(&mut self, pages: impl IntoIterator<Item = usize>) {
-        for page in pages {
-            let key = self.manager.key(page);
-            if !self.manager.pages.contains_key(&key) && self.manager.requested.insert(key.clone())
-            {
-                self.worker.send(Request::TierPage(key));
+    /// Applies a worker's answer.
+    fn apply(&mut self, reply: Reply) {
+        match reply {
+            Reply::Ready {
+                program,
+                stats,
+                has_pin,
+            } => self.ready(*program, stats, has_pin),
+            Reply::OpenFailed(e) => self.fatal = Some(e),
+            Reply::Member(panel) => {
+                self.say(Tone::Info, format!("{} found", panel.view.member.name));
+                self.cashier.pending_amount = None;
+                self.cashier.selected_reward = None;
+                let shown = ShownMember::new(&self.ctx, "member-qr", *panel);
+                self.cashier.show_member(shown);
+            }
+            Reply::Matches(hits) => {
+                let text = match hits.len() {
+                    0 => "No member found: check the spelling, or enrol them (F2)".to_owned(),
+                    1 => "1 member found: pick them".to_owned(),
+                    n => format!("{n} members found: pick one"),
+                };
+                let tone = if hits.is_empty() {
+                    Tone::Bad
+                } else {
+                    Tone::Info
+                };
+                self.say(tone, text);
+                self.cashier.member = None;
+                self.cashier.matches = hits;
+            }
+            Reply::Written { message, panel } => {
+                self.nudge_sync();
+                self.say(Tone::Good, message);
+                self.cashier.pending_amount = None;
+                let shown = ShownMember::new(&self.ctx, "member-qr", *panel);
+                self.cashier.show_member(shown);
+                self.close_waiting_dialog();
+            }
+            Reply::Enrolled(panel) => {
+                self.nudge_sync();
+                let member = &panel.view.member;
+                let text = format!("Welcome, {}! Card {}", member.name, member.card.grouped());
+                self.say(Tone::Good, text);
+                self.enrol
+                    .enrolled(ShownMember::new(&self.ctx, "enrolled-qr", *panel));
+                if let Some(stats) = &mut self.stats {
+                    stats.members += 1;
+                }
+            }
+            Reply::Refused(text) => {
+                self.say(Tone::Bad, text);
+                self.close_waiting_dialog();
+            }
+            Reply::PinRefused(text) => match &mut self.dialog {
+                Some(Dialog::Pin(prompt)) => {
+                    prompt.error = Some(text);
+                    prompt.pin.clear();
+                    prompt.confirm.clear();
+                }
+                _ => self.say(Tone::Bad, text),
+            },
+            Reply::PinAccepted => {
+                if let Some(Dialog::Pin(prompt)) = self.dialog.take()
+                    && prompt.purpose != PinPurpose::ReverseLast
+                {
+                    self.has_pin = true;
+                    self.manager.unlocked = true;
+                    self.worker.send(Request::Overview);
+                }
+            }
+            Reply::DemoProgress(done) => {
+                if let Some(Dialog::DemoLoading(n)) = &mut self.dialog {
+                    *n = done;
+                }
+            }
+            Reply::DemoDone { message, stats } => {
+                if matches!(self.dialog, Some(Dialog::DemoLoading(_))) {
+                    self.dialog = None;
+                }
+                self.stats = Some(stats);
+                self.say(Tone::Good, message);
+            }
+            Reply::Overview {
+                counts,
+                activity,
+                overdrawn,
+                stats,
+            } => {
+                self.manager.overview(counts, activity, overdrawn);
+                self.stats = Some(stats);
+            }
+            Reply::TierPage { key, count, rows } => self.manager.page(key, count, rows),
+            Reply::PageSkipped(key) => self.manager.page_skipped(&key),
+            Reply::Saved(text) => self.say(Tone::Good, text),
+            Reply::PassContent(content) => self.worker.run(Job::WalletPass(content)),
+            Reply::WalletPass(reply) => {
+                if let Some(Dialog::Wallet(wallet)) = &mut self.dialog {
+                    let qr = reply
+                        .google
+                        .as_ref()
+                        .ok()
+                        .map(|(_, img)| texture(&self.ctx, "wallet-link-qr", img));
+                    *wallet = WalletDialog::Ready { reply, qr };
+                }
+            }
+            Reply::LiveBalance {
+                member,
+                reward,
+                live,
+            } => {
+                if live.is_none() {
+                    self.say(
+                        Tone::Info,
+                        "The server did not answer: the offline redemption limit applies",
+                    );
+                }
+                self.worker.send(Request::Redeem {
+                    member,
+                    reward,
+                    live,
+                });
             }
         }
     }
 
-    pub(super) fn export_qr(&mut self, card: crate::domain::CardNumber) {
-        self.worker.send(Request::ExportQr(card));
+    /// The store is open: remember the program and start syncing.
+    fn ready(&mut self, program: Program, stats: StoreStats, has_pin: bool) {
+        if stats.members == 0 && !self.dialog_open() {
+            self.dialog = Some(Dialog::DemoOffer);
+        }
+        self.program = Some(program);
+        self.stats = Some(stats);
+        self.has_pin = has_pin;
+        // The store is open and migrated: now a second connection may sync it.
+        let wake = self.ctx.clone();
+        match SyncWorker::spawn(self.db.clone(), move || wake.request_repaint()) {
+            Ok(worker) => self.sync = Some(worker),
+            Err(e) => self.say(Tone::Bad, format!("sync could not start: {e}")),
+        }
     }
 
-    pub(super) fn print_qr(&mut self, card: crate::domain::CardNumber) {
-        self.worker.send(Request::PrintQr(card));
-    }
-
-    /// The F-keys, Esc and arrows, read once per frame before any widget.
-    fn shortcuts(&mut self, ctx: &egui::Context) {
-        let pressed = |key| ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, key));
-        if pressed(Key::Escape) {
-            self.clear();
+    /// Keys and dropped files, read once per frame before any widget.
+    fn input(&mut self, ctx: &egui::Context) {
+        for action in super::keys::pressed(ctx, self.screen, self.dialog_open()) {
+            self.act(action);
         }
         let dropped = ctx.input(|i| i.raw.dropped_files.first().map(|f| f.path().to_path_buf()));
         if let Some(path) = dropped {
-            self.go(Screen::Cashier);
-            self.scan_image(path);
+            self.act(Action::ScanImage(path));
         }
-        if self.pin_prompt.is_some() || self.image_prompt.is_some() || self.wallet.is_some() {
-            return;
+    }
+
+    /// The central panel: the screen on show, once the store is open.
+    fn screen_ui(&mut self, ui: &mut egui::Ui) -> Option<Action> {
+        if let Some(e) = &self.fatal {
+            ui.heading("The till's database could not be opened");
+            ui.label(egui::RichText::new(e).color(BAD));
+            return None;
         }
-        if pressed(Key::F1) {
-            self.go(Screen::Cashier);
+        let Some(program) = &self.program else {
+            ui.heading("Opening the till…");
+            return None;
+        };
+        let dialog_open = self.dialog.is_some();
+        let action = match self.screen {
+            Screen::Cashier => self.cashier.ui(ui, program, dialog_open),
+            Screen::Enrol => self.enrol.ui(ui),
+            Screen::Manager => self.manager.ui(ui, program),
+        };
+        if let Some(launched) = self.launched_at.take() {
+            eprintln!(
+                "tillpass: usable {} ms after launch",
+                launched.elapsed().as_millis()
+            );
         }
-        if pressed(Key::F2) {
-            self.go(Screen::Enrol);
-        }
-        if pressed(Key::F10) {
-            self.go(Screen::Manager);
-        }
-        if pressed(Key::F9) {
-            self.customer_display = !self.customer_display;
-        }
-        if self.screen != Screen::Cashier {
-            return;
-        }
-        if pressed(Key::F5) {
-            self.earn();
-        }
-        if pressed(Key::F6) {
-            self.redeem_selected();
-        }
-        if pressed(Key::F8) {
-            self.ask_reverse_last();
-        }
-        let rewards = self.program.as_ref().map_or(0, |p| p.rewards.len());
-        if self.member.is_some() && rewards > 0 {
-            if pressed(Key::ArrowDown) {
-                self.selected_reward = Some(self.selected_reward.map_or(0, |i| (i + 1) % rewards));
-            }
-            if pressed(Key::ArrowUp) {
-                self.selected_reward = Some(
-                    self.selected_reward
-                        .map_or(rewards - 1, |i| (i + rewards - 1) % rewards),
-                );
-            }
-        }
+        action
     }
 }
 
@@ -658,47 +563,52 @@ fn is_amount_shaped(text: &str) -> bool {
             .all(|b| b.is_ascii_digit())
 }
 
-fn texture(ctx: &egui::Context, name: &str, img: &image::GrayImage) -> TextureHandle {
-    let size = [img.width() as usize, img.height() as usize];
-    let colour = egui::ColorImage::from_gray(size, img.as_raw());
-    ctx.load_texture(name, colour, egui::TextureOptions::NEAREST)
-}
-
 impl eframe::App for TillApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.poll();
+        for reply in self.worker.try_replies() {
+            self.apply(reply);
+        }
         let ctx = ui.ctx().clone();
-        self.shortcuts(&ctx);
-        super::theme::top_bar(self, ui);
-        super::theme::bottom_bar(self, ui);
-        egui::CentralPanel::default().show(ui, |ui| {
-            if let Some(e) = &self.fatal {
-                ui.heading("The till's database could not be opened");
-                ui.label(egui::RichText::new(e).color(super::theme::BAD));
-                return;
-            }
-            if self.program.is_none() {
-                ui.heading("Opening the till…");
-                return;
-            }
-            match self.screen {
-                Screen::Cashier => super::cashier::ui(self, ui),
-                Screen::Enrol => super::enrol::ui(self, ui),
-                Screen::Manager => super::manager::ui(self, ui),
-            }
-            if let Some(launched) = self.launched_at.take() {
-                eprintln!(
-                    "tillpass: usable {} ms after launch",
-                    launched.elapsed().as_millis()
-                );
-            }
-        });
-        super::theme::pin_dialog(self, &ctx);
-        super::theme::image_dialog(self, &ctx);
-        super::theme::demo_offer(self, &ctx);
-        super::wallet::dialog(self, &ctx);
-        if self.customer_display {
-            super::customer::show(self, &ctx);
+        self.input(&ctx);
+        // Each action is applied as soon as what returned it is drawn, so a dialog a click
+        // opens is drawn in the same frame.
+        let title = self
+            .program
+            .as_ref()
+            .map_or("Tillpass", |p| p.name.as_str());
+        let top = top_bar_ui(ui, title, self.screen, self.customer_display);
+        self.act_on(top);
+        status_bar_ui(
+            ui,
+            self.message.as_ref(),
+            self.screen,
+            self.stats.as_ref(),
+            &self.sync_status(),
+        );
+        let screen = egui::CentralPanel::default()
+            .show(ui, |ui| self.screen_ui(ui))
+            .inner;
+        self.act_on(screen);
+        let dialog = self.dialog.as_mut().and_then(|dialog| dialog.ui(&ctx));
+        self.act_on(dialog);
+        if let (true, Some(program)) = (self.customer_display, &self.program) {
+            let customer = customer_display(&ctx, program, self.cashier.member.as_ref());
+            self.act_on(customer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_amount_shaped;
+
+    #[test]
+    fn amounts_are_short_and_numeric() {
+        for amount in ["12.50", "7", "0,99", ".5", "123456"] {
+            assert!(is_amount_shaped(amount), "{amount}");
+        }
+        for other in ["1234567", "3995738030", "12.5.0", "ada", "", "1.2345"] {
+            assert!(!is_amount_shaped(other), "{other}");
         }
     }
 }

@@ -2,166 +2,206 @@
 
 use egui::{FontId, Key, Modifiers, RichText};
 
-use super::app::TillApp;
+use super::action::Action;
+use super::keys::button_text;
+use super::member::ShownMember;
 use super::theme::{BAD, GOOD, MUTED, TARGET, big_button, tier_badge};
+use crate::domain::Program;
 use crate::domain::rules::{self, Refusal};
 use crate::domain::summary::{next_tier, tier_progress};
+use crate::store::SearchHit;
 
 /// The scan field's id, so tests and focus handling can find it.
 pub const SCAN_FIELD: &str = "Scan, search or amount";
 
-pub fn ui(app: &mut TillApp, ui: &mut egui::Ui) {
-    scan_line(app, ui);
-    ui.add_space(8.0);
-    if app.member.is_none() && app.matches.is_empty() {
-        ui.add_space(40.0);
-        ui.label(RichText::new("Scan the member's card or wallet pass").size(28.0));
-        ui.label(
-            RichText::new("or type their card number, phone number or name and press Enter.")
-                .color(MUTED),
-        );
-        ui.add_space(20.0);
-        if big_button(ui, "Scan from image…").clicked() {
-            app.image_prompt = Some(String::new());
-        }
-        ui.label(
-            RichText::new("or drop a photo or screenshot of the code on this window").color(MUTED),
-        );
-        return;
-    }
-    ui.columns(3, |cols| {
-        member_column(app, &mut cols[0]);
-        sale_column(app, &mut cols[1]);
-        rewards_column(app, &mut cols[2]);
-    });
+/// The cashier screen's state.
+#[derive(Default)]
+pub struct CashierScreen {
+    /// The scan line as typed so far.
+    pub(super) scan_text: String,
+    /// The member on screen.
+    pub(super) member: Option<ShownMember>,
+    /// Search results to pick from (no member on screen).
+    pub(super) matches: Vec<SearchHit>,
+    /// The sale amount being previewed, minor units.
+    pub(super) pending_amount: Option<i64>,
+    /// Index into the program's rewards.
+    pub(super) selected_reward: Option<usize>,
 }
 
-/// The scan line keeps keyboard focus whenever no dialog is open, so a wedge scanner's burst
-/// always lands here. Enter is taken before the text field sees it, so the field never gives up
-/// focus between one scan and the next.
-fn scan_line(app: &mut TillApp, ui: &mut egui::Ui) {
-    let dialog_open = app.pin_prompt.is_some()
-        || app.image_prompt.is_some()
-        || app.offer_demo
-        || app.demo_progress.is_some();
-    let enter = !dialog_open && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter));
-    let field = egui::TextEdit::singleline(&mut app.scan_text)
-        .id(egui::Id::unique(SCAN_FIELD))
-        .hint_text("Scan a card · type card number, phone or name · or a sale amount")
-        .font(FontId::proportional(30.0))
-        .desired_width(f32::INFINITY)
-        .margin(egui::vec2(12.0, 10.0));
-    let response = ui.add(field).on_hover_text(SCAN_FIELD);
-    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, SCAN_FIELD));
-    if !dialog_open && !response.has_focus() {
-        response.request_focus();
+impl CashierScreen {
+    /// Shows `member`, dropping any search results.
+    pub(super) fn show_member(&mut self, member: ShownMember) {
+        self.member = Some(member);
+        self.matches.clear();
     }
-    if enter {
-        app.submit_scan();
-    }
-}
 
-fn member_column(app: &mut TillApp, ui: &mut egui::Ui) {
-    let Some(program) = app.program.clone() else {
-        return;
-    };
-    if let Some(panel) = &app.member {
-        let m = &panel.view.member;
-        let s = &panel.view.state;
-        ui.label(RichText::new(&m.name).size(36.0).strong());
-        ui.label(RichText::new(format!("Card {}", m.card.grouped())).color(MUTED));
-        ui.horizontal(|ui| {
-            tier_badge(ui, program.tier(s.tier));
-            ui.label(
-                RichText::new(format!("{} points", s.balance))
-                    .size(40.0)
-                    .strong(),
-            );
-        });
-        let caption = match next_tier(&program, s) {
-            Some((next, gap)) => format!("{gap} points to {}", program.tier(next).name),
-            None => "Top tier".to_owned(),
-        };
-        ui.add(
-            egui::ProgressBar::new(tier_progress(&program, s))
-                .text(caption)
-                .desired_height(28.0),
-        );
-        let member_id = m.id;
-        if big_button(ui, "Wallet pass").clicked() {
-            app.wallet_pass(member_id);
+    /// Esc with no dialog open: back to an empty screen.
+    pub(super) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Up/Down: the next or previous of `rewards` rewards, wrapping around.
+    pub(super) fn move_reward(&mut self, forward: bool, rewards: usize) {
+        if self.member.is_none() || rewards == 0 {
             return;
         }
-        ui.add_space(6.0);
-        ui.label(RichText::new("Last visits").strong());
-        for e in &panel.history {
-            let amount = e
-                .amount_minor
-                .map(|a| format!("  {}", program.format_money(a)))
-                .unwrap_or_default();
-            let colour = if e.points >= 0 { GOOD } else { BAD };
-            ui.horizontal(|ui| {
-                ui.label(RichText::new(e.occurred_at.date().to_string()).color(MUTED));
-                ui.label(e.kind.label());
-                ui.label(
-                    RichText::new(format!("{:+}", e.points))
-                        .color(colour)
-                        .strong(),
-                );
-                ui.label(RichText::new(amount).color(MUTED));
-            });
-        }
-        return;
-    }
-    if !app.matches.is_empty() {
-        ui.label(RichText::new("Pick the member").strong());
-        let mut open = None;
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            for hit in &app.matches {
-                let m = &hit.view.member;
-                let text = format!(
-                    "{}   {}   {}   {} pts",
-                    m.name,
-                    m.card.grouped(),
-                    m.phone.as_deref().unwrap_or(""),
-                    hit.view.state.balance
-                );
-                if ui
-                    .add(egui::Button::new(text).min_size(egui::vec2(ui.available_width(), TARGET)))
-                    .clicked()
-                {
-                    open = Some(m.id);
-                }
-            }
+        self.selected_reward = Some(match (self.selected_reward, forward) {
+            (None, true) => 0,
+            (None, false) => rewards - 1,
+            (Some(i), true) => (i + 1) % rewards,
+            (Some(i), false) => (i + rewards - 1) % rewards,
         });
-        if let Some(id) = open {
-            app.open(id);
-        }
-        return;
     }
+
+    /// Draws the screen. With `dialog_open`, the scan line neither takes the keyboard nor Enter.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        program: &Program,
+        dialog_open: bool,
+    ) -> Option<Action> {
+        let mut action = self.scan_line_ui(ui, dialog_open);
+        ui.add_space(8.0);
+        if let Some(member) = &self.member {
+            let mut picked = None;
+            ui.columns(3, |cols| {
+                action = action.take().or(member_ui(&mut cols[0], program, member));
+                action = action.take().or(sale_ui(
+                    &mut cols[1],
+                    program,
+                    member,
+                    self.pending_amount,
+                    &mut self.scan_text,
+                ));
+                picked = rewards_ui(&mut cols[2], program, member, self.selected_reward);
+            });
+            match picked {
+                Some(RewardClick::Pick(i)) => self.selected_reward = Some(i),
+                Some(RewardClick::Redeem) => action = action.or(Some(Action::Redeem)),
+                None => {}
+            }
+        } else if !self.matches.is_empty() {
+            action = action.or(matches_ui(ui, &self.matches));
+        } else {
+            action = action.or(empty_ui(ui));
+        }
+        action
+    }
+
+    /// The scan line keeps keyboard focus whenever no dialog is open, so a wedge scanner's
+    /// burst always lands here. Enter is taken before the text field sees it, so the field
+    /// never gives up focus between one scan and the next.
+    fn scan_line_ui(&mut self, ui: &mut egui::Ui, dialog_open: bool) -> Option<Action> {
+        let enter = !dialog_open && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter));
+        let field = egui::TextEdit::singleline(&mut self.scan_text)
+            .id(egui::Id::unique(SCAN_FIELD))
+            .hint_text("Scan a card · type card number, phone or name · or a sale amount")
+            .font(FontId::proportional(30.0))
+            .desired_width(f32::INFINITY)
+            .margin(egui::vec2(12.0, 10.0));
+        let response = ui.add(field).on_hover_text(SCAN_FIELD);
+        response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, SCAN_FIELD));
+        if !dialog_open && !response.has_focus() {
+            response.request_focus();
+        }
+        enter.then(|| Action::Submit(std::mem::take(&mut self.scan_text)))
+    }
+}
+
+fn empty_ui(ui: &mut egui::Ui) -> Option<Action> {
     ui.add_space(40.0);
     ui.label(RichText::new("Scan the member's card or wallet pass").size(28.0));
     ui.label(
         RichText::new("or type their card number, phone number or name and press Enter.")
             .color(MUTED),
     );
+    ui.add_space(20.0);
+    let ask = big_button(ui, "Scan from image…").clicked();
+    ui.label(
+        RichText::new("or drop a photo or screenshot of the code on this window").color(MUTED),
+    );
+    ask.then_some(Action::AskImage)
 }
 
-fn sale_column(app: &mut TillApp, ui: &mut egui::Ui) {
-    let Some(program) = app.program.clone() else {
-        return;
-    };
-    let Some(panel) = app.member.clone() else {
-        return;
-    };
-    let state = panel.view.state;
-    ui.label(RichText::new("Sale").strong());
-    let preview = app.pending_amount.map(|amount| {
-        let points = rules::earn(&program, state.tier, amount).map(|d| d.points);
-        (amount, points)
+fn matches_ui(ui: &mut egui::Ui, matches: &[SearchHit]) -> Option<Action> {
+    ui.label(RichText::new("Pick the member").strong());
+    let mut open = None;
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        for hit in matches {
+            let m = &hit.view.member;
+            let text = format!(
+                "{}   {}   {}   {} pts",
+                m.name,
+                m.card.grouped(),
+                m.phone.as_deref().unwrap_or(""),
+                hit.view.state.balance
+            );
+            let button = egui::Button::new(text).min_size(egui::vec2(ui.available_width(), TARGET));
+            if ui.add(button).clicked() {
+                open = Some(Action::Open(m.id));
+            }
+        }
     });
-    match preview {
-        Some((amount, Ok(points))) => {
+    open
+}
+
+fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Option<Action> {
+    let m = &shown.view.member;
+    let s = &shown.view.state;
+    ui.label(RichText::new(&m.name).size(36.0).strong());
+    ui.label(RichText::new(format!("Card {}", m.card.grouped())).color(MUTED));
+    ui.horizontal(|ui| {
+        tier_badge(ui, program.tier(s.tier));
+        ui.label(
+            RichText::new(format!("{} points", s.balance))
+                .size(40.0)
+                .strong(),
+        );
+    });
+    let caption = match next_tier(program, s) {
+        Some((next, gap)) => format!("{gap} points to {}", program.tier(next).name),
+        None => "Top tier".to_owned(),
+    };
+    ui.add(
+        egui::ProgressBar::new(tier_progress(program, s))
+            .text(caption)
+            .desired_height(28.0),
+    );
+    let wallet = big_button(ui, "Wallet pass").clicked();
+    ui.add_space(6.0);
+    ui.label(RichText::new("Last visits").strong());
+    for e in &shown.history {
+        let amount = e
+            .amount_minor
+            .map(|a| format!("  {}", program.format_money(a)))
+            .unwrap_or_default();
+        let colour = if e.points >= 0 { GOOD } else { BAD };
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(e.occurred_at.date().to_string()).color(MUTED));
+            ui.label(e.kind.label());
+            ui.label(
+                RichText::new(format!("{:+}", e.points))
+                    .color(colour)
+                    .strong(),
+            );
+            ui.label(RichText::new(amount).color(MUTED));
+        });
+    }
+    wallet.then_some(Action::WalletPass(m.id))
+}
+
+fn sale_ui(
+    ui: &mut egui::Ui,
+    program: &Program,
+    shown: &ShownMember,
+    pending_amount: Option<i64>,
+    scan_text: &mut String,
+) -> Option<Action> {
+    let state = &shown.view.state;
+    ui.label(RichText::new("Sale").strong());
+    match pending_amount.map(|amount| (amount, rules::earn(program, state.tier, amount))) {
+        Some((amount, Ok(draft))) => {
             let tier = program.tier(state.tier);
             let mult = f64::from(tier.multiplier_hundredths) / 100.0;
             ui.label(
@@ -170,9 +210,12 @@ fn sale_column(app: &mut TillApp, ui: &mut egui::Ui) {
                     .strong(),
             );
             ui.label(
-                RichText::new(format!("Earns {points} points ({} ×{mult})", tier.name))
-                    .size(22.0)
-                    .color(GOOD),
+                RichText::new(format!(
+                    "Earns {} points ({} ×{mult})",
+                    draft.points, tier.name
+                ))
+                .size(22.0)
+                .color(GOOD),
             );
         }
         Some((_, Err(e))) => {
@@ -182,33 +225,41 @@ fn sale_column(app: &mut TillApp, ui: &mut egui::Ui) {
             ui.label(RichText::new("Type the amount and press Enter").color(MUTED));
         }
     }
-    keypad(app, ui);
-    let can_earn = app.pending_amount.is_some();
-    let earn = egui::Button::new(RichText::new("Earn  F5").size(24.0).strong())
-        .min_size(egui::vec2(ui.available_width(), TARGET + 8.0));
-    if ui.add_enabled(can_earn, earn).clicked() {
-        app.earn();
+    let mut action = keypad_ui(ui, scan_text);
+    let earn = egui::Button::new(
+        RichText::new(button_text(&Action::Earn))
+            .size(24.0)
+            .strong(),
+    )
+    .min_size(egui::vec2(ui.available_width(), TARGET + 8.0));
+    if ui.add_enabled(pending_amount.is_some(), earn).clicked() {
+        action = Some(Action::Earn);
     }
     ui.add_space(12.0);
-    if big_button(ui, "Reverse last  F8").clicked() {
-        app.ask_reverse_last();
+    if big_button(ui, button_text(&Action::ReverseLast)).clicked() {
+        action = Some(Action::ReverseLast);
     }
+    action
 }
 
-fn rewards_column(app: &mut TillApp, ui: &mut egui::Ui) {
-    let Some(program) = app.program.clone() else {
-        return;
-    };
-    let Some(panel) = app.member.clone() else {
-        return;
-    };
-    let state = panel.view.state;
+/// A click in the rewards column.
+enum RewardClick {
+    Pick(usize),
+    Redeem,
+}
+
+fn rewards_ui(
+    ui: &mut egui::Ui,
+    program: &Program,
+    shown: &ShownMember,
+    selected: Option<usize>,
+) -> Option<RewardClick> {
+    let state = &shown.view.state;
     ui.label(RichText::new("Rewards").strong());
-    let mut pick = None;
+    let mut click = None;
     for (i, reward) in program.rewards.iter().enumerate() {
-        let verdict = rules::redeem(&program, &state, &reward.id, None).map(|_| ());
-        let (detail, colour) = match verdict {
-            Ok(()) => ("available".to_owned(), GOOD),
+        let (detail, colour) = match rules::redeem(program, state, &reward.id, None) {
+            Ok(_) => ("available".to_owned(), GOOD),
             Err(Refusal::TierLocked { required, .. }) => (format!("{required} and above"), MUTED),
             Err(Refusal::InsufficientPoints { cost, balance, .. }) => {
                 (format!("needs {} more", cost - balance), MUTED)
@@ -217,35 +268,22 @@ fn rewards_column(app: &mut TillApp, ui: &mut egui::Ui) {
         };
         let text = RichText::new(format!("{}  ·  {} pts\n{detail}", reward.name, reward.cost))
             .color(colour);
-        let selected = app.selected_reward == Some(i);
-        if ui
-            .add(
-                egui::Button::selectable(selected, text)
-                    .min_size(egui::vec2(ui.available_width(), TARGET)),
-            )
-            .clicked()
-        {
-            pick = Some(i);
+        let button = egui::Button::selectable(selected == Some(i), text)
+            .min_size(egui::vec2(ui.available_width(), TARGET));
+        if ui.add(button).clicked() {
+            click = Some(RewardClick::Pick(i));
         }
     }
-    if pick.is_some() {
-        app.selected_reward = pick;
+    let redeem = egui::Button::new(RichText::new(button_text(&Action::Redeem)).strong())
+        .min_size(egui::vec2(160.0, TARGET));
+    if ui.add_enabled(selected.is_some(), redeem).clicked() {
+        click = Some(RewardClick::Redeem);
     }
-    let can_redeem = app.selected_reward.is_some();
-    if ui
-        .add_enabled(
-            can_redeem,
-            egui::Button::new(RichText::new("Redeem  F6").strong())
-                .min_size(egui::vec2(160.0, TARGET)),
-        )
-        .clicked()
-    {
-        app.redeem_selected();
-    }
+    click
 }
 
 /// An on-screen keypad that types into the scan line, for touch screens.
-fn keypad(app: &mut TillApp, ui: &mut egui::Ui) {
+fn keypad_ui(ui: &mut egui::Ui, scan_text: &mut String) -> Option<Action> {
     const KEYS: [[&str; 3]; 4] = [
         ["7", "8", "9"],
         ["4", "5", "6"],
@@ -261,19 +299,17 @@ fn keypad(app: &mut TillApp, ui: &mut egui::Ui) {
                         .min_size(egui::vec2(72.0, 52.0));
                     if ui.add(button).clicked() {
                         if key == "Del" {
-                            app.scan_text.pop();
+                            scan_text.pop();
                         } else {
-                            app.scan_text.push_str(key);
+                            scan_text.push_str(key);
                         }
                     }
                 }
                 ui.end_row();
             }
         });
-    if ui
-        .add(egui::Button::new("Enter").min_size(egui::vec2(72.0 * 3.0 + 12.0, TARGET)))
+    let enter = egui::Button::new("Enter").min_size(egui::vec2(72.0 * 3.0 + 12.0, TARGET));
+    ui.add(enter)
         .clicked()
-    {
-        app.submit_scan();
-    }
+        .then(|| Action::Submit(std::mem::take(scan_text)))
 }

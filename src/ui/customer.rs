@@ -2,10 +2,18 @@
 
 use egui::RichText;
 
-use super::app::TillApp;
+use super::action::Action;
+use super::member::ShownMember;
 use super::theme::tier_badge;
+use crate::domain::Program;
 
-pub fn show(app: &mut TillApp, ctx: &egui::Context) {
+/// Shows the customer's window with `member` (or a welcome); returns
+/// [`Action::ToggleCustomerDisplay`] when the window is closed.
+pub fn customer_display(
+    ctx: &egui::Context,
+    program: &Program,
+    member: Option<&ShownMember>,
+) -> Option<Action> {
     let builder = egui::ViewportBuilder::default()
         .with_title("Tillpass — for the customer")
         .with_inner_size([560.0, 760.0])
@@ -27,11 +35,10 @@ pub fn show(app: &mut TillApp, ctx: &egui::Context) {
             }
             egui::CentralPanel::default().show(ui, |ui| {
                 ui.vertical_centered(|ui| {
-                    let (Some(panel), Some(program)) = (&app.member, &app.program) else {
+                    let Some(shown) = member else {
                         ui.add_space(120.0);
-                        let name = app.program.as_ref().map_or("Tillpass", |p| p.name.as_str());
                         ui.label(
-                            RichText::new(format!("Welcome to {name}"))
+                            RichText::new(format!("Welcome to {}", program.name))
                                 .size(34.0)
                                 .strong(),
                         );
@@ -41,30 +48,26 @@ pub fn show(app: &mut TillApp, ctx: &egui::Context) {
                         );
                         return;
                     };
-                    let state = &panel.view.state;
-                    ui.label(RichText::new(&panel.view.member.name).size(36.0).strong());
+                    let state = &shown.view.state;
+                    ui.label(RichText::new(&shown.view.member.name).size(36.0).strong());
                     tier_badge(ui, program.tier(state.tier));
                     ui.label(
                         RichText::new(format!("{} points", state.balance))
                             .size(48.0)
                             .strong(),
                     );
-                    if let Some(texture) = &app.member_qr {
-                        let side = ui
-                            .available_width()
-                            .min(ui.available_height() - 60.0)
-                            .clamp(160.0, 480.0);
-                        ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(side, side)));
-                    }
+                    let side = ui
+                        .available_width()
+                        .min(ui.available_height() - 60.0)
+                        .clamp(160.0, 480.0);
+                    ui.add(egui::Image::new(&shown.qr).fit_to_exact_size(egui::vec2(side, side)));
                     ui.label(
-                        RichText::new(format!("Card {}", panel.view.member.card.grouped()))
+                        RichText::new(format!("Card {}", shown.view.member.card.grouped()))
                             .size(24.0),
                     );
                 });
             });
         },
     );
-    if close {
-        app.customer_display = false;
-    }
+    close.then_some(Action::ToggleCustomerDisplay)
 }

@@ -2,10 +2,144 @@
 
 use egui::RichText;
 
-use super::app::{Screen, TillApp};
+use super::action::Action;
+use super::member::ShownMember;
 use super::theme::{MUTED, big_button};
+use crate::domain::MemberInput;
 
-fn field(ui: &mut egui::Ui, label: &str, value: &mut String, hint: &str) -> egui::Response {
+/// The enrolment form as typed so far.
+#[derive(Debug, Clone, Default)]
+struct EnrolForm {
+    name: String,
+    phone: String,
+    email: String,
+    birthday: String,
+    marketing: bool,
+}
+
+impl EnrolForm {
+    fn input(&self) -> MemberInput {
+        let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        MemberInput {
+            name: self.name.clone(),
+            phone: opt(&self.phone),
+            email: opt(&self.email),
+            birthday: opt(&self.birthday),
+            marketing_consent: self.marketing,
+        }
+    }
+}
+
+/// The enrolment screen's state.
+#[derive(Default)]
+pub struct EnrolScreen {
+    form: EnrolForm,
+    /// Put the cursor in the form's first field on the next frame.
+    focus: bool,
+    /// The member just enrolled, shown with their QR code.
+    pub(super) enrolled: Option<ShownMember>,
+}
+
+impl EnrolScreen {
+    /// A fresh form with the cursor in its first field.
+    pub(super) fn start(&mut self) {
+        self.enrolled = None;
+        self.focus = true;
+    }
+
+    /// The enrolment went through: clear the form and show the new member.
+    pub(super) fn enrolled(&mut self, member: ShownMember) {
+        self.form = EnrolForm::default();
+        self.enrolled = Some(member);
+    }
+
+    /// Draws the form, or the member just enrolled.
+    pub fn ui(&mut self, ui: &mut egui::Ui) -> Option<Action> {
+        if self.enrolled.is_some() {
+            return self.welcome_ui(ui);
+        }
+        ui.heading("Enrol a new member");
+        ui.label(
+            RichText::new(
+                "Name is required; add a phone or email so they can be found without the card.",
+            )
+            .color(MUTED),
+        );
+        let mut submit = false;
+        let f = &mut self.form;
+        let focus = &mut self.focus;
+        egui::Grid::new("enrol")
+            .num_columns(2)
+            .spacing(egui::vec2(16.0, 12.0))
+            .show(ui, |ui| {
+                let name = field_ui(ui, "Name", &mut f.name, "Ada Lovelace");
+                if std::mem::take(focus) {
+                    name.request_focus();
+                }
+                field_ui(ui, "Phone", &mut f.phone, "07400 123456");
+                field_ui(ui, "Email", &mut f.email, "ada@example.com");
+                let last = field_ui(ui, "Birthday", &mut f.birthday, "YYYY-MM-DD (optional)");
+                submit |= last.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                ui.label("");
+                ui.checkbox(&mut f.marketing, "Agrees to marketing messages");
+                ui.end_row();
+            });
+        ui.add_space(10.0);
+        submit |= big_button(ui, "Enrol member").clicked();
+        submit.then(|| Action::Enrol(self.form.input()))
+    }
+
+    fn welcome_ui(&mut self, ui: &mut egui::Ui) -> Option<Action> {
+        let shown = self.enrolled.as_ref()?;
+        let member = &shown.view.member;
+        let mut action = None;
+        let mut another = false;
+        ui.vertical_centered(|ui| {
+            ui.label(
+                RichText::new(format!("Welcome, {}", member.name))
+                    .size(34.0)
+                    .strong(),
+            );
+            ui.label(RichText::new(format!("Card {}", member.card.grouped())).size(26.0));
+            ui.label(
+                RichText::new(format!("{} points to start with", shown.view.state.balance))
+                    .color(MUTED),
+            );
+            let side = ui
+                .available_height()
+                .min(ui.available_width())
+                .clamp(200.0, 420.0)
+                - 80.0;
+            ui.add(egui::Image::new(&shown.qr).fit_to_exact_size(egui::vec2(side, side)));
+            ui.label(
+                RichText::new("Let the customer scan this with their phone, or print it")
+                    .color(MUTED),
+            );
+            ui.horizontal(|ui| {
+                let (card, code) = (member.card.clone(), shown.code.clone());
+                if big_button(ui, "Export PNG").clicked() {
+                    action = Some(Action::ExportQr {
+                        card: card.clone(),
+                        code: code.clone(),
+                    });
+                }
+                if big_button(ui, "Print").clicked() {
+                    action = Some(Action::PrintQr { card, code });
+                }
+                if big_button(ui, "Serve this member  F1").clicked() {
+                    action = Some(Action::Serve(member.id));
+                }
+                another = big_button(ui, "Enrol another").clicked();
+            });
+        });
+        if another {
+            self.start();
+        }
+        action
+    }
+}
+
+fn field_ui(ui: &mut egui::Ui, label: &str, value: &mut String, hint: &str) -> egui::Response {
     ui.label(label);
     let response = ui.add(
         egui::TextEdit::singleline(value)
@@ -15,83 +149,4 @@ fn field(ui: &mut egui::Ui, label: &str, value: &mut String, hint: &str) -> egui
     response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, label));
     ui.end_row();
     response
-}
-
-pub fn ui(app: &mut TillApp, ui: &mut egui::Ui) {
-    if let Some(panel) = app.enrolled.clone() {
-        ui.vertical_centered(|ui| {
-            ui.label(
-                RichText::new(format!("Welcome, {}", panel.view.member.name))
-                    .size(34.0)
-                    .strong(),
-            );
-            ui.label(
-                RichText::new(format!("Card {}", panel.view.member.card.grouped())).size(26.0),
-            );
-            ui.label(
-                RichText::new(format!("{} points to start with", panel.view.state.balance))
-                    .color(MUTED),
-            );
-            if let Some(texture) = &app.enrolled_qr {
-                let side = ui
-                    .available_height()
-                    .min(ui.available_width())
-                    .clamp(200.0, 420.0)
-                    - 80.0;
-                ui.add(egui::Image::new(texture).fit_to_exact_size(egui::vec2(side, side)));
-            }
-            ui.label(
-                RichText::new("Let the customer scan this with their phone, or print it")
-                    .color(MUTED),
-            );
-            ui.horizontal(|ui| {
-                let card = panel.view.member.card.clone();
-                if big_button(ui, "Export PNG").clicked() {
-                    app.export_qr(card.clone());
-                }
-                if big_button(ui, "Print").clicked() {
-                    app.print_qr(card);
-                }
-                if big_button(ui, "Serve this member  F1").clicked() {
-                    app.open(panel.view.member.id);
-                    app.go(Screen::Cashier);
-                }
-                if big_button(ui, "Enrol another").clicked() {
-                    app.enrolled = None;
-                    app.focus_enrol = true;
-                }
-            });
-        });
-        return;
-    }
-    ui.heading("Enrol a new member");
-    ui.label(
-        RichText::new(
-            "Name is required; add a phone or email so they can be found without the card.",
-        )
-        .color(MUTED),
-    );
-    let mut submit = false;
-    let f = &mut app.enrol;
-    egui::Grid::new("enrol")
-        .num_columns(2)
-        .spacing(egui::vec2(16.0, 12.0))
-        .show(ui, |ui| {
-            let name = field(ui, "Name", &mut f.name, "Ada Lovelace");
-            if std::mem::take(&mut app.focus_enrol) {
-                name.request_focus();
-            }
-            field(ui, "Phone", &mut f.phone, "07400 123456");
-            field(ui, "Email", &mut f.email, "ada@example.com");
-            let last = field(ui, "Birthday", &mut f.birthday, "YYYY-MM-DD (optional)");
-            submit |= last.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            ui.label("");
-            ui.checkbox(&mut f.marketing, "Agrees to marketing messages");
-            ui.end_row();
-        });
-    ui.add_space(10.0);
-    submit |= big_button(ui, "Enrol member").clicked();
-    if submit {
-        app.submit_enrol();
-    }
 }

@@ -1,18 +1,29 @@
 //! The till app (egui/eframe): cashier, enrol, customer display and manager screens.
 //!
-//! State lives in [`app::TillApp`]; each screen module only draws it and records what the user
-//! asked for. All disk work goes to the [`worker`] thread.
+//! Each screen owns its state and draws it with `ui(&mut self, ui) -> Option<Action>`; the
+//! [`Action`]s the screens, bars and dialogs return are applied in one place,
+//! [`TillApp::act`]. All disk, network and printing work goes to the [`worker`] threads; the
+//! frame only reads state.
 
+pub mod action;
 pub mod app;
-mod cashier;
+mod bars;
+pub mod cashier;
 mod customer;
+pub mod dialog;
 mod enrol;
-mod manager;
+mod jobs;
+mod keys;
+pub mod manager;
+pub mod member;
 mod theme;
 mod wallet;
 pub mod worker;
 
-pub use app::{Screen, TillApp};
+pub use action::{Action, Screen};
+pub use app::TillApp;
+pub use bars::{Message, Tone};
+pub use dialog::{Dialog, PinPrompt, PinPurpose};
 
 /// Opens the till window on the store at `db`.
 /// `launched` is when the process started; the app reports its first usable frame against it.

@@ -3,15 +3,13 @@
 
 use egui::RichText;
 
-use super::app::{TillApp, WalletDialog};
+use super::action::Action;
+use super::dialog::WalletDialog;
 use super::theme::{BAD, GOOD, MUTED, big_button};
 
-/// Shows the dialog while `app.wallet` is open.
-pub fn dialog(app: &mut TillApp, ctx: &egui::Context) {
-    let Some(state) = &app.wallet else {
-        return;
-    };
-    let mut close = false;
+/// Draws the dialog; returns [`Action::Clear`] when the user closes it.
+pub fn wallet_ui(state: &WalletDialog, ctx: &egui::Context) -> Option<Action> {
+    let mut action = None;
     egui::Modal::new(egui::Id::unique("wallet-pass")).show(ctx, |ui| {
         ui.set_width(900.0);
         match state {
@@ -62,9 +60,9 @@ pub fn dialog(app: &mut TillApp, ctx: &egui::Context) {
             }
         }
         ui.add_space(8.0);
-        close = big_button(ui, "Close  Esc").clicked();
+        if big_button(ui, "Close  Esc").clicked() {
+            action = Some(Action::Clear);
+        }
     });
-    if close {
-        app.wallet = None;
-    }
+    action
 }

@@ -1,6 +1,8 @@
-//! The store worker: a thread that owns the [`Store`] and does every piece of disk work the
-//! till needs. The UI sends [`Request`]s and drains [`Reply`]s once per frame; each reply wakes
-//! the UI with one `request_repaint`, so an idle till repaints nothing.
+//! The till's background threads. The store thread owns the [`Store`] and answers each
+//! [`Request`] with one function; the jobs thread ([`super::jobs`]) does the slow work that must
+//! never hold the store (the server, signing, files, the printer). The UI sends work and drains
+//! [`Reply`]s once per frame; each reply wakes the UI with one `request_repaint`, so an idle till
+//! repaints nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -8,12 +10,14 @@ use std::time::SystemTime;
 
 use image::GrayImage;
 
-use crate::domain::{CardNumber, Entry, MemberId, MemberInput, Program, Timestamp};
+use super::jobs::{self, Job};
+use crate::domain::{Entry, MemberId, MemberInput, Program, Timestamp};
 use crate::store::{
-    ActivityRow, MemberView, ScanOutcome, SearchHit, Store, StoreStats, TierRow, TierSort,
+    ActivityRow, MemberView, ScanError, ScanOutcome, SearchHit, Store, StoreError, StoreStats,
+    TierRow, TierSort,
 };
-use crate::token::qr;
-use crate::wallet;
+use crate::token::qr::{self, QrError};
+use crate::wallet::PassContent;
 
 /// Entries shown under the member.
 pub const HISTORY_LEN: usize = 8;
@@ -55,8 +59,8 @@ pub enum Request {
     Redeem {
         member: MemberId,
         reward: String,
-        /// The sync worker last reached the server: check the live balance first.
-        online: bool,
+        /// The server's live balance, when the till is online and the server answered.
+        live: Option<i64>,
     },
     ReverseLast {
         member: MemberId,
@@ -68,13 +72,12 @@ pub enum Request {
     CheckPin(String),
     Overview,
     TierPage(PageKey),
-    ExportQr(CardNumber),
-    PrintQr(CardNumber),
-    /// Export the member's Apple Wallet pass and make their Google Wallet save link.
-    WalletPass(MemberId),
+    /// What the member's wallet passes show (signed on the jobs thread).
+    PassContent(MemberId),
 }
 
-/// Results for the UI. Every request gets exactly one final reply; demo progress comes extra.
+/// Results for the UI. Every request and job gets exactly one final reply; demo progress comes
+/// extra.
 #[derive(Debug)]
 pub enum Reply {
     Ready {
@@ -116,7 +119,14 @@ pub enum Reply {
     /// A tier-list page request overtaken by newer ones; ask again if it is still on screen.
     PageSkipped(PageKey),
     Saved(String),
+    PassContent(Box<PassContent>),
     WalletPass(Box<WalletPassReply>),
+    /// The server's answer before a redemption: `live` is `None` when it could not be asked.
+    LiveBalance {
+        member: MemberId,
+        reward: String,
+        live: Option<i64>,
+    },
 }
 
 /// What making a member's wallet passes gave: each half can fail on its own.
@@ -138,43 +148,67 @@ impl Reply {
     }
 }
 
-/// The UI's handle on the worker thread.
+/// The UI's handle on the store and jobs threads.
 pub struct Worker {
     requests: Sender<Request>,
+    jobs: Sender<Job>,
     replies: Receiver<Reply>,
-    /// Requests sent whose final reply has not been taken yet (includes the initial open).
+    /// Requests and jobs sent whose final reply has not been taken yet (includes the open).
     pending: usize,
 }
 
-fn now() -> Timestamp {
+pub(super) fn now() -> Timestamp {
     Timestamp::from(SystemTime::now())
 }
 
 impl Worker {
-    /// Starts the worker: it opens the store at `db` and then serves requests. `wake` is called
-    /// after every reply (the app passes `ctx.request_repaint`).
+    /// Starts the threads: the store thread opens the store at `db` and then serves requests;
+    /// the jobs thread writes exports under `exports`. `wake` is called after every reply (the
+    /// app passes `ctx.request_repaint`).
     pub fn spawn(
         db: PathBuf,
         exports: PathBuf,
         actor: String,
-        wake: impl Fn() + Send + 'static,
+        wake: impl Fn() + Clone + Send + 'static,
     ) -> Self {
         let (requests, inbox) = mpsc::channel::<Request>();
+        let (jobs, job_inbox) = mpsc::channel::<Job>();
         let (outbox, replies) = mpsc::channel::<Reply>();
+        let jobs_outbox = Replies {
+            outbox: outbox.clone(),
+            wake: Box::new(wake.clone()),
+        };
+        let jobs_db = db.clone();
+        std::thread::Builder::new()
+            .name("tillpass-jobs".into())
+            .spawn(move || jobs::serve(&jobs_db, &exports, &job_inbox, &jobs_outbox))
+            .ok();
+        let store_outbox = Replies {
+            outbox,
+            wake: Box::new(wake),
+        };
         std::thread::Builder::new()
             .name("tillpass-store".into())
-            .spawn(move || serve(&db, &exports, &actor, &inbox, &outbox, &wake))
+            .spawn(move || serve(&db, &actor, &inbox, &store_outbox))
             .ok();
         Self {
             requests,
+            jobs,
             replies,
             pending: 1,
         }
     }
 
-    /// Queues a request.
+    /// Queues a request for the store thread.
     pub fn send(&mut self, request: Request) {
         if self.requests.send(request).is_ok() {
+            self.pending += 1;
+        }
+    }
+
+    /// Queues a job for the jobs thread.
+    pub fn run(&mut self, job: Job) {
+        if self.jobs.send(job).is_ok() {
             self.pending += 1;
         }
     }
@@ -189,8 +223,8 @@ impl Worker {
         out
     }
 
-    /// Waits until every request sent so far has its final reply, and returns all replies.
-    /// For tests and shutdown: the UI itself never blocks.
+    /// Waits until everything sent so far has its final reply, and returns all replies.
+    /// For tests: the UI itself never blocks.
     pub fn wait_all(&mut self) -> Vec<Reply> {
         let mut out = Vec::new();
         while self.pending > 0 {
@@ -205,11 +239,6 @@ impl Worker {
         out
     }
 
-    /// True while requests are outstanding.
-    pub fn busy(&self) -> bool {
-        self.pending > 0
-    }
-
     fn count(&mut self, reply: &Reply) {
         if reply.is_final() {
             self.pending = self.pending.saturating_sub(1);
@@ -217,23 +246,26 @@ impl Worker {
     }
 }
 
-fn serve(
-    db: &Path,
-    exports: &Path,
-    actor: &str,
-    inbox: &Receiver<Request>,
-    outbox: &Sender<Reply>,
-    wake: &dyn Fn(),
-) {
-    let send = |reply: Reply| {
-        let delivered = outbox.send(reply).is_ok();
-        wake();
+/// Where a thread's replies go: the channel, then a wake-up for the UI.
+pub(super) struct Replies {
+    outbox: Sender<Reply>,
+    wake: Box<dyn Fn() + Send>,
+}
+
+impl Replies {
+    /// Sends `reply` and wakes the UI; false once the UI has gone.
+    pub(super) fn send(&self, reply: Reply) -> bool {
+        let delivered = self.outbox.send(reply).is_ok();
+        (self.wake)();
         delivered
-    };
+    }
+}
+
+fn serve(db: &Path, actor: &str, inbox: &Receiver<Request>, replies: &Replies) {
     let mut store = match Store::open(db) {
         Ok(store) => store,
         Err(e) => {
-            send(Reply::OpenFailed(e.to_string()));
+            replies.send(Reply::OpenFailed(e.to_string()));
             return;
         }
     };
@@ -244,16 +276,16 @@ fn serve(
             has_pin: store.has_manager_pin()?,
         })
     });
-    if !send(ready.unwrap_or_else(|e| Reply::OpenFailed(e.to_string()))) {
+    if !replies.send(ready.unwrap_or_else(|e| Reply::OpenFailed(e.to_string()))) {
         return;
     }
     while let Ok(first) = inbox.recv() {
-        for request in newest_pages_first(first, inbox) {
+        for request in skip_overtaken_pages(first, inbox) {
             let reply = match request {
-                Ok(request) => handle(&mut store, exports, actor, request, &send),
+                Ok(request) => handle(&mut store, actor, request, replies),
                 Err(key) => Reply::PageSkipped(key),
             };
-            if !send(reply) {
+            if !replies.send(reply) {
                 return;
             }
         }
@@ -266,7 +298,10 @@ const LIVE_PAGES: usize = 3;
 /// Takes `first` and everything already queued behind it, in order, except that of the tier-list
 /// page requests only the newest few are served; the rest come back as `Err` (skipped). Scrolling
 /// through a long table asks for every page it passes; only the last ones are still on screen.
-fn newest_pages_first(first: Request, inbox: &Receiver<Request>) -> Vec<Result<Request, PageKey>> {
+fn skip_overtaken_pages(
+    first: Request,
+    inbox: &Receiver<Request>,
+) -> Vec<Result<Request, PageKey>> {
     let mut queued: Vec<Request> = std::iter::once(first).chain(inbox.try_iter()).collect();
     let pages = queued
         .iter()
@@ -285,19 +320,52 @@ fn newest_pages_first(first: Request, inbox: &Receiver<Request>) -> Vec<Result<R
         .collect()
 }
 
-fn refused(e: impl std::fmt::Display) -> Reply {
-    Reply::Refused(e.to_string())
+/// Why a request failed; the reply says it to the cashier.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error(transparent)]
+    Qr(#[from] QrError),
 }
 
-fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, String> {
-    let at = now();
-    let mut view = store.member(member).map_err(|e| e.to_string())?;
-    view.state = store.summary_at(member, at).map_err(|e| e.to_string())?;
-    let history = store
-        .history(member, HISTORY_LEN)
-        .map_err(|e| e.to_string())?;
+fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -> Reply {
+    let reply = match request {
+        Request::Scan(text) => scan(store, &text),
+        Request::ScanImage(path) => scan_image(store, &path),
+        Request::Open(member) => panel(store, member).map(|p| Reply::Member(Box::new(p))),
+        Request::Earn {
+            member,
+            amount_minor,
+        } => earn(store, actor, member, amount_minor),
+        Request::Redeem {
+            member,
+            reward,
+            live,
+        } => redeem(store, actor, member, &reward, live),
+        Request::ReverseLast { member, pin } => reverse_last(store, actor, member, &pin),
+        Request::Enrol(input) => enrol(store, actor, input),
+        Request::LoadDemo(members) => load_demo(store, members, replies),
+        Request::SetPin(pin) => Ok(pin_reply(store.set_manager_pin(&pin))),
+        Request::CheckPin(pin) => Ok(pin_reply(store.check_manager_pin(&pin))),
+        Request::Overview => overview(store),
+        Request::TierPage(key) => tier_page(store, key),
+        Request::PassContent(member) => PassContent::read(store, member, now())
+            .map(|content| Reply::PassContent(Box::new(content)))
+            .map_err(Failed::from),
+    };
+    reply.unwrap_or_else(|e| Reply::Refused(e.to_string()))
+}
+
+/// The member panel: the member with balance and tier as of now, recent history, QR code.
+fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
+    let mut view = store.member(member)?;
+    view.state = store.summary_at(member, now())?;
+    let history = store.history(member, HISTORY_LEN)?;
     let code = store.member_code(&view.member.card);
-    let qr = qr::render(&code, 6).map_err(|e| e.to_string())?;
+    let qr = qr::render(&code, 6)?;
     Ok(MemberPanel {
         view,
         history,
@@ -306,260 +374,129 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, String> {
     })
 }
 
-/// The server's live balance when the till is online and the server answers in time; `None`
-/// (offline rules apply) otherwise.
-fn live_balance(store: &mut Store, member: MemberId, online: bool) -> Option<i64> {
-    if !online {
-        return None;
-    }
-    let client =
-        crate::sync::engine::client_within(store, std::time::Duration::from_secs(3)).ok()?;
-    crate::sync::live_balance(store, &client, member).ok()
+fn written(store: &Store, entry: &Entry, message: String) -> Result<Reply, Failed> {
+    Ok(Reply::Written {
+        message,
+        panel: Box::new(panel(store, entry.member_id)?),
+    })
 }
 
-fn wallet_pass(store: &Store, exports: &Path, member: MemberId) -> Reply {
-    let at = now();
-    let view = match store.member(member) {
-        Ok(view) => view,
-        Err(e) => return refused(e),
-    };
-    let setup = match wallet::load(None, store, at) {
-        Ok(setup) => setup,
-        Err(e) => return Reply::Refused(format!("Wallet passes: {e}")),
-    };
-    let path = exports.join(format!("member-{}.pkpass", view.member.card));
-    let apple = std::fs::create_dir_all(exports)
-        .map_err(|e| format!("cannot create {}: {e}", exports.display()))
-        .and_then(|()| {
-            wallet::write_apple_pass(&setup, store, member, at, &path).map_err(|e| e.to_string())
-        })
-        .map(|()| path);
-    let google = wallet::google_save_url(&setup, store, member, at)
-        .map_err(|e| e.to_string())
-        .and_then(|url| {
-            let qr = qr::render_link(&url, 2)
-                .map_err(|e| format!("the save link is too long for a QR code ({e})"))?;
-            Ok((url, qr))
-        });
-    Reply::WalletPass(Box::new(WalletPassReply {
-        name: view.member.name,
-        apple,
-        google,
-        demo: setup.demo,
-    }))
-}
-
-fn written(store: &Store, entry: &Entry, message: String) -> Reply {
-    match panel(store, entry.member_id) {
-        Ok(panel) => Reply::Written {
-            message,
-            panel: Box::new(panel),
-        },
-        Err(e) => Reply::Refused(e),
+fn scan(store: &Store, text: &str) -> Result<Reply, Failed> {
+    match store.scan(text, 20)? {
+        ScanOutcome::Member(view) => Ok(Reply::Member(Box::new(panel(store, view.member.id)?))),
+        ScanOutcome::Matches(hits) => Ok(Reply::Matches(hits)),
     }
 }
 
-fn handle(
+fn scan_image(store: &Store, path: &Path) -> Result<Reply, Failed> {
+    let texts = qr::decode_file(path)?;
+    match store.identify_first(texts.iter().map(String::as_str)) {
+        Some(found) => Ok(Reply::Member(Box::new(panel(store, found?.member.id)?))),
+        None => Err(QrError::NotFound.into()),
+    }
+}
+
+fn earn(store: &mut Store, actor: &str, member: MemberId, amount: i64) -> Result<Reply, Failed> {
+    let entry = store.earn(member, amount, actor, now())?;
+    let text = format!(
+        "Earned {} points on {}",
+        entry.points,
+        store.program().format_money(amount)
+    );
+    written(store, &entry, text)
+}
+
+fn redeem(
     store: &mut Store,
-    exports: &Path,
     actor: &str,
-    request: Request,
-    send: &dyn Fn(Reply) -> bool,
-) -> Reply {
-    match request {
-        Request::Scan(text) => match store.scan(&text, 20) {
-            Ok(ScanOutcome::Member(view)) => match panel(store, view.member.id) {
-                Ok(p) => Reply::Member(Box::new(p)),
-                Err(e) => Reply::Refused(e),
-            },
-            Ok(ScanOutcome::Matches(hits)) => Reply::Matches(hits),
-            Err(e) => refused(e),
-        },
-        Request::ScanImage(path) => {
-            let texts = match qr::decode_file(&path) {
-                Ok(texts) => texts,
-                Err(e) => return refused(e),
-            };
-            match store.identify_first(texts.iter().map(String::as_str)) {
-                Some(Ok(view)) => match panel(store, view.member.id) {
-                    Ok(p) => Reply::Member(Box::new(p)),
-                    Err(e) => Reply::Refused(e),
-                },
-                Some(Err(e)) => refused(e),
-                None => refused("no QR code found in the image"),
-            }
-        }
-        Request::Open(member) => match panel(store, member) {
-            Ok(p) => Reply::Member(Box::new(p)),
-            Err(e) => Reply::Refused(e),
-        },
-        Request::Earn {
-            member,
-            amount_minor,
-        } => match store.earn(member, amount_minor, actor, now()) {
-            Ok(entry) => {
-                let text = format!(
-                    "Earned {} points on {}",
-                    entry.points,
-                    store.program().format_money(amount_minor)
-                );
-                written(store, &entry, text)
-            }
-            Err(e) => refused(e),
-        },
-        Request::Redeem {
-            member,
-            reward,
-            online,
-        } => {
-            let live = live_balance(store, member, online);
-            match store.redeem_checked(member, &reward, live, actor, now()) {
-                Ok(entry) => {
-                    let name = store
-                        .program()
-                        .reward(&reward)
-                        .map_or(reward.clone(), |r| r.name.clone());
-                    written(
-                        store,
-                        &entry,
-                        format!("Redeemed {name} for {} points", -entry.points),
-                    )
-                }
-                Err(e) => refused(e),
-            }
-        }
-        Request::ReverseLast { member, pin } => {
-            if let Err(e) = store.check_manager_pin(&pin) {
-                return Reply::PinRefused(e.to_string());
-            }
-            let last = match store.last_local_entry(member) {
-                Ok(Some(last)) => last,
-                Ok(None) => {
-                    return refused("this till has no transaction for this member to reverse");
-                }
-                Err(e) => return refused(e),
-            };
-            match store.reverse(last.id, actor, now()) {
-                Ok(entry) => written(
-                    store,
-                    &entry,
-                    format!(
-                        "Reversed the last {} ({:+} points)",
-                        last.kind.label().to_lowercase(),
-                        entry.points
-                    ),
-                ),
-                Err(e) => refused(e),
-            }
-        }
-        Request::Enrol(input) => match store.add_member(input, actor, now()) {
-            Ok(view) => match panel(store, view.member.id) {
-                Ok(p) => Reply::Enrolled(Box::new(p)),
-                Err(e) => Reply::Refused(e),
-            },
-            Err(e) => refused(e),
-        },
-        Request::LoadDemo(members) => {
-            let result = crate::demo::seed(store, members, rand::random(), now(), |done| {
-                send(Reply::DemoProgress(done));
-            });
-            match result.and_then(|report| Ok((report, store.stats()?))) {
-                Ok((report, stats)) => Reply::DemoDone {
-                    message: format!(
-                        "Loaded {} demo members with {} entries",
-                        report.members, report.entries
-                    ),
-                    stats,
-                },
-                Err(e) => refused(e),
-            }
-        }
-        Request::SetPin(pin) => match store.set_manager_pin(&pin) {
-            Ok(()) => Reply::PinAccepted,
-            Err(e) => Reply::PinRefused(e.to_string()),
-        },
-        Request::CheckPin(pin) => match store.check_manager_pin(&pin) {
-            Ok(()) => Reply::PinAccepted,
-            Err(e) => Reply::PinRefused(e.to_string()),
-        },
-        Request::Overview => {
-            let result = (|| {
-                Ok::<_, crate::store::StoreError>((
-                    store.tier_counts()?,
-                    store.recent_activity(50)?,
-                    store.overdrawn_members(50)?,
-                    store.stats()?,
-                ))
-            })();
-            match result {
-                Ok((counts, activity, overdrawn, stats)) => Reply::Overview {
-                    counts,
-                    activity,
-                    overdrawn,
-                    stats,
-                },
-                Err(e) => refused(e),
-            }
-        }
-        Request::TierPage(key) => {
-            let count = if key.page == 0 {
-                store.tier_member_count(key.tier, &key.filter).map(Some)
-            } else {
-                Ok(None)
-            };
-            let result = count.and_then(|count| {
-                let rows = store.tier_members(
-                    key.tier,
-                    &key.filter,
-                    key.sort,
-                    key.descending,
-                    key.page * PAGE_ROWS,
-                    PAGE_ROWS,
-                )?;
-                Ok((count, rows))
-            });
-            match result {
-                Ok((count, rows)) => Reply::TierPage { key, count, rows },
-                Err(e) => refused(e),
-            }
-        }
-        Request::ExportQr(card) => {
-            let path = exports.join(format!("member-{card}.png"));
-            let result = std::fs::create_dir_all(exports)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    qr::write_png(&store.member_code(&card), &path).map_err(|e| e.to_string())
-                });
-            match result {
-                Ok(()) => Reply::Saved(format!("Saved {}", path.display())),
-                Err(e) => Reply::Refused(e),
-            }
-        }
-        Request::WalletPass(member) => wallet_pass(store, exports, member),
-        Request::PrintQr(card) => {
-            let path = std::env::temp_dir().join(format!("tillpass-member-{card}.png"));
-            let printed = qr::write_png(&store.member_code(&card), &path)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    let out = std::process::Command::new("lp")
-                        .arg(&path)
-                        .output()
-                        .map_err(|e| format!("printing needs the `lp` command (CUPS): {e}"))?;
-                    if out.status.success() {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "the printer refused: {}",
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        ))
-                    }
-                });
-            match printed {
-                Ok(()) => Reply::Saved(format!("Sent card {} to the printer", card.grouped())),
-                Err(e) => Reply::Refused(e),
-            }
-        }
+    member: MemberId,
+    reward: &str,
+    live: Option<i64>,
+) -> Result<Reply, Failed> {
+    let entry = store.redeem_checked(member, reward, live, actor, now())?;
+    let name = store
+        .program()
+        .reward(reward)
+        .map_or_else(|| reward.to_owned(), |r| r.name.clone());
+    written(
+        store,
+        &entry,
+        format!("Redeemed {name} for {} points", -entry.points),
+    )
+}
+
+fn reverse_last(
+    store: &mut Store,
+    actor: &str,
+    member: MemberId,
+    pin: &str,
+) -> Result<Reply, Failed> {
+    if let Err(e) = store.check_manager_pin(pin) {
+        return Ok(Reply::PinRefused(e.to_string()));
     }
+    let Some(last) = store.last_local_entry(member)? else {
+        return Ok(Reply::Refused(
+            "this till has no transaction for this member to reverse".into(),
+        ));
+    };
+    let entry = store.reverse(last.id, actor, now())?;
+    let text = format!(
+        "Reversed the last {} ({:+} points)",
+        last.kind.label().to_lowercase(),
+        entry.points
+    );
+    written(store, &entry, text)
+}
+
+fn enrol(store: &mut Store, actor: &str, input: MemberInput) -> Result<Reply, Failed> {
+    let view = store.add_member(input, actor, now())?;
+    Ok(Reply::Enrolled(Box::new(panel(store, view.member.id)?)))
+}
+
+fn load_demo(store: &mut Store, members: usize, replies: &Replies) -> Result<Reply, Failed> {
+    let report = crate::demo::seed(store, members, rand::random(), now(), |done| {
+        replies.send(Reply::DemoProgress(done));
+    })?;
+    Ok(Reply::DemoDone {
+        message: format!(
+            "Loaded {} demo members with {} entries",
+            report.members, report.entries
+        ),
+        stats: store.stats()?,
+    })
+}
+
+fn pin_reply<E: std::fmt::Display>(result: Result<(), E>) -> Reply {
+    match result {
+        Ok(()) => Reply::PinAccepted,
+        Err(e) => Reply::PinRefused(e.to_string()),
+    }
+}
+
+fn overview(store: &Store) -> Result<Reply, Failed> {
+    Ok(Reply::Overview {
+        counts: store.tier_counts()?,
+        activity: store.recent_activity(50)?,
+        overdrawn: store.overdrawn_members(50)?,
+        stats: store.stats()?,
+    })
+}
+
+fn tier_page(store: &Store, key: PageKey) -> Result<Reply, Failed> {
+    let count = if key.page == 0 {
+        Some(store.tier_member_count(key.tier, &key.filter)?)
+    } else {
+        None
+    };
+    let rows = store.tier_members(
+        key.tier,
+        &key.filter,
+        key.sort,
+        key.descending,
+        key.page * PAGE_ROWS,
+        PAGE_ROWS,
+    )?;
+    Ok(Reply::TierPage { key, count, rows })
 }
 
 #[cfg(test)]
@@ -583,7 +520,7 @@ mod tests {
             tx.send(page(n)).ok();
         }
         tx.send(Request::Overview).ok();
-        let out = newest_pages_first(page(0), &rx);
+        let out = skip_overtaken_pages(page(0), &rx);
         assert_eq!(out.len(), 8, "every request gets an answer");
         let skipped: Vec<usize> = out
             .iter()

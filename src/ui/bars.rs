@@ -1,0 +1,118 @@
+//! The frame around every screen: the top bar (program, screens, customer display) and the
+//! status bar (what just happened, the keys, the till, sync).
+
+use egui::{Color32, RichText};
+
+use super::action::{Action, Screen};
+use super::keys::{button_text, legend};
+use super::theme::{BAD, GOOD, INFO, MUTED, TARGET};
+use crate::store::StoreStats;
+use crate::sync::worker::SyncStatus;
+
+/// How a status message reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Bad,
+    Info,
+}
+
+/// The line at the bottom that says what just happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub text: String,
+    pub tone: Tone,
+}
+
+/// The program's name, a tab per screen and the customer-display switch.
+pub fn top_bar_ui(
+    ui: &mut egui::Ui,
+    title: &str,
+    screen: Screen,
+    customer_display: bool,
+) -> Option<Action> {
+    let mut action = None;
+    egui::Panel::top("top").show(ui, |ui| {
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(title).heading().strong());
+            ui.separator();
+            for tab in [Screen::Cashier, Screen::Enrol, Screen::Manager] {
+                let go = Action::Go(tab);
+                if toggle_ui(ui, screen == tab, button_text(&go)) {
+                    action = Some(go);
+                }
+            }
+            let toggle = Action::ToggleCustomerDisplay;
+            let label = if customer_display {
+                button_text(&toggle).replacen("display", "display on", 1)
+            } else {
+                button_text(&toggle)
+            };
+            if toggle_ui(ui, customer_display, label) {
+                action = Some(toggle);
+            }
+        });
+    });
+    action
+}
+
+fn toggle_ui(ui: &mut egui::Ui, selected: bool, label: String) -> bool {
+    ui.add(egui::Button::selectable(selected, label).min_size(egui::vec2(TARGET * 2.5, TARGET)))
+        .clicked()
+}
+
+/// The message line, the keys of this screen, the till and its sync status.
+pub fn status_bar_ui(
+    ui: &mut egui::Ui,
+    message: Option<&Message>,
+    screen: Screen,
+    stats: Option<&StoreStats>,
+    sync: &SyncStatus,
+) {
+    egui::Panel::bottom("bottom").show(ui, |ui| {
+        if let Some(m) = message {
+            let colour = match m.tone {
+                Tone::Good => GOOD,
+                Tone::Bad => BAD,
+                Tone::Info => INFO,
+            };
+            ui.label(RichText::new(&m.text).size(22.0).color(colour).strong());
+        }
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(legend(screen)).small().color(MUTED));
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if let Some(stats) = stats {
+                    let status = format!("{} · {} members", stats.terminal_id, stats.members);
+                    ui.label(RichText::new(status).small().color(MUTED));
+                }
+            });
+        });
+        // Its own row: an error can be long, and must never be drawn over anything.
+        let (text, colour) = sync_line(sync);
+        ui.add(egui::Label::new(RichText::new(text).color(colour).strong()).wrap());
+    });
+}
+
+/// The status bar's sync words: online or offline, what waits, the last sync, the last error.
+pub fn sync_line(s: &SyncStatus) -> (String, Color32) {
+    if !s.configured {
+        return (
+            "Not connected to a server (works offline)".to_owned(),
+            MUTED,
+        );
+    }
+    let last = s.last_success.map_or_else(
+        || "never synced".to_owned(),
+        |t| format!("synced {} UTC", &t.to_string()[11..19]),
+    );
+    let waiting = match s.waiting {
+        0 => "nothing waiting".to_owned(),
+        1 => "1 change waiting".to_owned(),
+        n => format!("{n} changes waiting"),
+    };
+    match (&s.last_error, s.online) {
+        (None, _) => (format!("Online · {waiting} · {last}"), GOOD),
+        (Some(e), true) => (format!("Sync refused: {e} · {waiting}"), BAD),
+        (Some(e), false) => (format!("Offline · {waiting} · {last} · {e}"), BAD),
+    }
+}

@@ -1,0 +1,182 @@
+//! The till's dialogs, at most one open at a time: the manager PIN, the image path, the demo
+//! offer and its progress, the wallet passes. While one is open the scan line and the F-keys
+//! are off (Esc still closes it).
+
+use egui::{RichText, TextureHandle};
+
+use super::action::Action;
+use super::theme::{BAD, big_button};
+use super::worker::WalletPassReply;
+
+/// The open dialog.
+pub enum Dialog {
+    Pin(PinPrompt),
+    /// "Scan from image": the picture's path as typed so far.
+    ImagePath(String),
+    /// On an empty store: load demo data?
+    DemoOffer,
+    /// Demo members loaded so far.
+    DemoLoading(usize),
+    Wallet(WalletDialog),
+}
+
+/// What a PIN prompt is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinPurpose {
+    ReverseLast,
+    UnlockManager,
+    SetManagerPin,
+}
+
+/// An open PIN prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinPrompt {
+    pub purpose: PinPurpose,
+    pub pin: String,
+    pub confirm: String,
+    pub error: Option<String>,
+}
+
+impl PinPrompt {
+    /// An empty prompt for `purpose`.
+    pub fn new(purpose: PinPurpose) -> Self {
+        Self {
+            purpose,
+            pin: String::new(),
+            confirm: String::new(),
+            error: None,
+        }
+    }
+}
+
+/// The wallet-pass dialog.
+pub enum WalletDialog {
+    /// Waiting for the passes.
+    Making,
+    Ready {
+        reply: Box<WalletPassReply>,
+        qr: Option<TextureHandle>,
+    },
+}
+
+impl Dialog {
+    /// Esc may close it (a running demo load cannot be closed, and the offer wants an answer).
+    pub fn closable(&self) -> bool {
+        !matches!(self, Dialog::DemoOffer | Dialog::DemoLoading(_))
+    }
+
+    /// Draws the dialog; returns what the user asked for.
+    pub fn ui(&mut self, ctx: &egui::Context) -> Option<Action> {
+        match self {
+            Dialog::Pin(prompt) => pin_ui(prompt, ctx),
+            Dialog::ImagePath(path) => image_path_ui(path, ctx),
+            Dialog::DemoOffer => demo_offer_ui(ctx),
+            Dialog::DemoLoading(done) => {
+                demo_loading_ui(*done, ctx);
+                None
+            }
+            Dialog::Wallet(wallet) => super::wallet::wallet_ui(wallet, ctx),
+        }
+    }
+}
+
+/// The manager PIN dialog (reversal, manager screen, first PIN).
+fn pin_ui(prompt: &mut PinPrompt, ctx: &egui::Context) -> Option<Action> {
+    let (title, setting) = match prompt.purpose {
+        PinPurpose::ReverseLast => ("Manager PIN to reverse the last transaction", false),
+        PinPurpose::UnlockManager => ("Manager PIN", false),
+        PinPurpose::SetManagerPin => ("Set the manager PIN (4 to 12 digits)", true),
+    };
+    let mut action = None;
+    egui::Modal::new(egui::Id::unique("pin")).show(ctx, |ui| {
+        ui.set_min_width(420.0);
+        ui.heading(title);
+        let pin = ui.add(
+            egui::TextEdit::singleline(&mut prompt.pin)
+                .password(true)
+                .hint_text("PIN")
+                .desired_width(300.0),
+        );
+        if !pin.has_focus() && (!setting || !ui.memory(|m| m.focused().is_some())) {
+            pin.request_focus();
+        }
+        let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if setting {
+            ui.add(
+                egui::TextEdit::singleline(&mut prompt.confirm)
+                    .password(true)
+                    .hint_text("PIN again")
+                    .desired_width(300.0),
+            );
+        }
+        if let Some(e) = &prompt.error {
+            ui.label(RichText::new(e).color(BAD));
+        }
+        ui.horizontal(|ui| {
+            if big_button(ui, "OK").clicked() || enter {
+                action = Some(Action::SubmitPin);
+            }
+            if big_button(ui, "Cancel").clicked() {
+                action = Some(Action::Clear);
+            }
+        });
+    });
+    action
+}
+
+/// The "scan from image" prompt: a picture's path (or drop the file on the window).
+fn image_path_ui(path: &mut String, ctx: &egui::Context) -> Option<Action> {
+    let mut action = None;
+    egui::Modal::new(egui::Id::unique("scan-image")).show(ctx, |ui| {
+        ui.set_min_width(560.0);
+        ui.heading("Scan from image");
+        ui.label("Type the path of a photo or screenshot with the member's QR code, or drop the file on the window.");
+        let field = ui.add(
+            egui::TextEdit::singleline(path)
+                .hint_text("/home/till/Pictures/pass.png")
+                .desired_width(520.0),
+        );
+        field.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, "Image path"));
+        if !field.has_focus() {
+            field.request_focus();
+        }
+        let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
+        ui.horizontal(|ui| {
+            if big_button(ui, "Read code").clicked() || enter {
+                action = Some(Action::ScanImage(path.trim().into()));
+            }
+            if big_button(ui, "Cancel").clicked() {
+                action = Some(Action::Clear);
+            }
+        });
+    });
+    action
+}
+
+/// Members a new till offers to load as demo data.
+pub const DEMO_MEMBERS: usize = 1000;
+
+/// On an empty store: offer demo data.
+fn demo_offer_ui(ctx: &egui::Context) -> Option<Action> {
+    let mut action = None;
+    egui::Modal::new(egui::Id::unique("demo")).show(ctx, |ui| {
+        ui.heading("This till has no members yet");
+        ui.label("Load demo data to try it out: 1,000 members with a year of purchases.");
+        ui.horizontal(|ui| {
+            if big_button(ui, "Load demo data").clicked() {
+                action = Some(Action::LoadDemo(DEMO_MEMBERS));
+            }
+            if big_button(ui, "Start empty").clicked() {
+                action = Some(Action::DeclineDemo);
+            }
+        });
+    });
+    action
+}
+
+fn demo_loading_ui(done: usize, ctx: &egui::Context) {
+    egui::Modal::new(egui::Id::unique("demo-progress")).show(ctx, |ui| {
+        ui.heading("Loading demo members…");
+        ui.label(format!("{done} members so far"));
+    });
+}

@@ -1,0 +1,118 @@
+//! The jobs thread: work that must never hold the store thread, so a scan never waits behind
+//! it. Asking the server for a live balance (with its own store connection, opened on first
+//! use), signing wallet passes, writing QR codes and sending them to the printer.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use super::worker::{Replies, Reply, WalletPassReply, now};
+use crate::domain::{CardNumber, MemberId};
+use crate::store::Store;
+use crate::token::qr;
+use crate::wallet::{self, PassContent};
+
+/// How long a redemption waits for the server before offline rules apply.
+pub const LIVE_BALANCE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Slow work for the jobs thread.
+#[derive(Debug)]
+pub enum Job {
+    /// Ask the server for the member's live balance before redeeming `reward`.
+    LiveBalance { member: MemberId, reward: String },
+    /// Sign the member's Apple pass into the exports folder and make the Google save link.
+    WalletPass(Box<PassContent>),
+    /// Write the member's QR code as a PNG into the exports folder.
+    ExportQr { card: CardNumber, code: String },
+    /// Print the member's QR code with `lp`.
+    PrintQr { card: CardNumber, code: String },
+}
+
+pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &Replies) {
+    let mut store = None;
+    while let Ok(job) = inbox.recv() {
+        let reply = match job {
+            Job::LiveBalance { member, reward } => Reply::LiveBalance {
+                live: live_balance(&mut store, db, member),
+                member,
+                reward,
+            },
+            Job::WalletPass(content) => wallet_pass(db, exports, &content),
+            Job::ExportQr { card, code } => export_qr(exports, &card, &code),
+            Job::PrintQr { card, code } => print_qr(&card, &code),
+        };
+        if !replies.send(reply) {
+            return;
+        }
+    }
+}
+
+/// The server's live balance, or `None` (offline rules apply) when it cannot be had in time.
+fn live_balance(store: &mut Option<Store>, db: &Path, member: MemberId) -> Option<i64> {
+    if store.is_none() {
+        *store = Store::open(db).ok();
+    }
+    crate::sync::live_balance(store.as_mut()?, member, LIVE_BALANCE_TIMEOUT)
+        .ok()
+        .flatten()
+}
+
+fn wallet_pass(db: &Path, exports: &Path, content: &PassContent) -> Reply {
+    let setup = match wallet::load(None, db, &content.program, now()) {
+        Ok(setup) => setup,
+        Err(e) => return Reply::Refused(format!("Wallet passes: {e}")),
+    };
+    let path = exports.join(format!("member-{}.pkpass", content.member.card));
+    let apple = std::fs::create_dir_all(exports)
+        .map_err(|e| format!("cannot create {}: {e}", exports.display()))
+        .and_then(|()| wallet::write_apple_pass(&setup, content, &path).map_err(|e| e.to_string()))
+        .map(|()| path);
+    let google = wallet::google_save_url(&setup, content)
+        .map_err(|e| e.to_string())
+        .and_then(|url| {
+            let qr = qr::render_link(&url, 2)
+                .map_err(|e| format!("the save link is too long for a QR code ({e})"))?;
+            Ok((url, qr))
+        });
+    Reply::WalletPass(Box::new(WalletPassReply {
+        name: content.member.name.clone(),
+        apple,
+        google,
+        demo: setup.demo,
+    }))
+}
+
+fn export_qr(exports: &Path, card: &CardNumber, code: &str) -> Reply {
+    let path = exports.join(format!("member-{card}.png"));
+    let written = std::fs::create_dir_all(exports)
+        .map_err(|e| format!("cannot create {}: {e}", exports.display()))
+        .and_then(|()| qr::write_png(code, &path).map_err(|e| e.to_string()));
+    match written {
+        Ok(()) => Reply::Saved(format!("Saved {}", path.display())),
+        Err(e) => Reply::Refused(e),
+    }
+}
+
+fn print_qr(card: &CardNumber, code: &str) -> Reply {
+    let path: PathBuf = std::env::temp_dir().join(format!("tillpass-member-{card}.png"));
+    let printed = qr::write_png(code, &path)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let out = std::process::Command::new("lp")
+                .arg(&path)
+                .output()
+                .map_err(|e| format!("printing needs the `lp` command (CUPS): {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the printer refused: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        });
+    match printed {
+        Ok(()) => Reply::Saved(format!("Sent card {} to the printer", card.grouped())),
+        Err(e) => Reply::Refused(e),
+    }
+}

@@ -1,0 +1,36 @@
+//! A member as the screens show them: the worker's panel with its QR code as a texture.
+
+use egui::TextureHandle;
+
+use super::worker::MemberPanel;
+use crate::domain::Entry;
+use crate::store::MemberView;
+
+/// A member on screen.
+pub struct ShownMember {
+    /// The member with balance and tier as of when they were loaded.
+    pub view: MemberView,
+    pub history: Vec<Entry>,
+    /// The signed member code in their QR code.
+    pub code: String,
+    pub qr: TextureHandle,
+}
+
+impl ShownMember {
+    /// Uploads the panel's QR code as the texture `name`.
+    pub fn new(ctx: &egui::Context, name: &str, panel: MemberPanel) -> Self {
+        Self {
+            qr: texture(ctx, name, &panel.qr),
+            view: panel.view,
+            history: panel.history,
+            code: panel.code,
+        }
+    }
+}
+
+/// A grey image as a texture drawn with sharp pixels (QR codes).
+pub fn texture(ctx: &egui::Context, name: &str, img: &image::GrayImage) -> TextureHandle {
+    let size = [img.width() as usize, img.height() as usize];
+    let colour = egui::ColorImage::from_gray(size, img.as_raw());
+    ctx.load_texture(name, colour, egui::TextureOptions::NEAREST)
+}
