@@ -85,9 +85,16 @@ impl FromRequestParts<Arc<AppState>> for TerminalAuth {
             Auth::Terminal(t) => Ok(TerminalAuth(t)),
             Auth::Unknown => Err(unauthorized("unknown terminal token")),
             Auth::Revoked => Err(unauthorized("this terminal's token was revoked")),
-            Auth::BoundElsewhere(bound) => Err(ApiError::Forbidden(format!(
-                "this token belongs to terminal {bound}, not {terminal}"
-            ))),
+            Auth::BoundElsewhere(bound) => {
+                tracing::warn!(
+                    %terminal,
+                    token_terminal = %bound,
+                    "token used by another terminal"
+                );
+                Err(ApiError::Forbidden(
+                    "this token belongs to another terminal".to_owned(),
+                ))
+            }
             Auth::TerminalTaken => Err(ApiError::Forbidden(format!(
                 "terminal {terminal} is registered under another token"
             ))),
