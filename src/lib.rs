@@ -5,7 +5,8 @@
 //! - [`store`]: the till's SQLite store (append-only ledger, members, derived balance cache).
 //! - [`token`]: member codes (signed QR/NFC payloads), QR render/decode, NDEF, tag UIDs.
 //! - [`pass`]: wallet passes: signed Apple .pkpass files and Google Wallet save links.
-//! - [`ui`]: the egui till app (cashier, enrol, customer display, manager); disk work on a worker.
+//! - `ui`: the egui till app (cashier, enrol, customer display, manager); disk work on a worker.
+//!   Built with the default `app` feature only, so a server build has no GUI crate.
 //! - [`wallet`]: issues passes for stored members (joins `store` and `pass`).
 //! - [`demo`]: realistic demo members and history, made through the program's own rules.
 
@@ -16,5 +17,6 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod token;
+#[cfg(feature = "app")]
 pub mod ui;
 pub mod wallet;

@@ -374,7 +374,13 @@ fn unknown_and_revoked_terminals_are_refused(backend: Backend) {
         .expect("save");
     let client = tillpass::sync::client_for(&stolen).expect("client");
     let err = tillpass::sync::sync_once(&mut stolen, &client, now()).expect_err("refused");
-    assert!(err.to_string().contains("belongs to terminal"), "{err}");
+    assert!(matches!(err, SyncError::Unauthorized(_)), "{err}");
+    assert!(
+        err.to_string().contains("belongs to another terminal"),
+        "{err}"
+    );
+    let owner = store.terminal_id().0.clone();
+    assert!(!err.to_string().contains(&owner), "{err} names {owner}");
 }
 
 fn server_seq(url: &str) -> i64 {

@@ -22,6 +22,9 @@ pub enum DbError {
     /// The database URL or setup is wrong.
     #[error("{0}")]
     Setup(String),
+    /// A stored body does not parse: the data is corrupt (500).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
 }
 
 impl From<rusqlite::Error> for DbError {

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod db;
+mod error;
 mod postgres;
 mod sqlite;
 pub mod validate;
@@ -11,10 +12,10 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,9 +24,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::domain::{MemberId, MemberRecord, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    DoubleSpend, ErrorBody, MAX_BODY_BYTES, MAX_PULL_LIMIT, PullQuery, PushRequest, TERMINAL_HEADER,
+    DoubleSpend, MAX_BODY_BYTES, MAX_PULL_LIMIT, PullQuery, PushRequest, TERMINAL_HEADER,
 };
 pub use db::{Auth, Db, DbError, TerminalRow};
+pub use error::ApiError;
 use validate::{BatchError, check_push};
 
 /// Shared by every request.
@@ -54,48 +56,6 @@ fn now() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
 }
 
-/// An error answer: a status and a sentence.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ErrorBody {
-                error: self.message,
-            }),
-        )
-            .into_response()
-    }
-}
-
-impl From<DbError> for ApiError {
-    fn from(e: DbError) -> Self {
-        let status = match e {
-            DbError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            DbError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            DbError::Setup(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status != StatusCode::UNPROCESSABLE_ENTITY {
-            tracing::error!(error = %e, "database");
-        }
-        ApiError::new(status, e.to_string())
-    }
-}
-
 /// The authenticated terminal of a request.
 pub struct TerminalAuth(pub TerminalId);
 
@@ -106,7 +66,7 @@ impl FromRequestParts<Arc<AppState>> for TerminalAuth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+        let unauthorized = |m: &str| ApiError::Unauthorized(m.to_owned());
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -125,14 +85,19 @@ impl FromRequestParts<Arc<AppState>> for TerminalAuth {
             Auth::Terminal(t) => Ok(TerminalAuth(t)),
             Auth::Unknown => Err(unauthorized("unknown terminal token")),
             Auth::Revoked => Err(unauthorized("this terminal's token was revoked")),
-            Auth::BoundElsewhere(bound) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("this token belongs to terminal {bound}, not {terminal}"),
-            )),
-            Auth::TerminalTaken => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("terminal {terminal} is registered under another token"),
-            )),
+            Auth::BoundElsewhere(bound) => {
+                tracing::warn!(
+                    %terminal,
+                    token_terminal = %bound,
+                    "token used by another terminal"
+                );
+                Err(ApiError::Forbidden(
+                    "this token belongs to another terminal".to_owned(),
+                ))
+            }
+            Auth::TerminalTaken => Err(ApiError::Forbidden(format!(
+                "terminal {terminal} is registered under another token"
+            ))),
         }
     }
 }
@@ -152,16 +117,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The answer to a body over the limit, whether declared up front or found while reading.
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "the request body is over the limit of {MAX_BODY_BYTES} bytes; send smaller batches"
-        ),
-    )
-}
-
 /// Refuses a body whose declared length is over the limit before reading any of it (the body
 /// limit itself catches bodies that do not declare their length).
 async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
@@ -171,7 +126,7 @@ async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return too_large().into_response();
+        return ApiError::PayloadTooLarge.into_response();
     }
     next.run(request).await
 }
@@ -205,11 +160,6 @@ async fn health(State(state): State<Arc<AppState>>) -> Result<Json<serde_json::V
 /// (`entries[3].points: invalid type ...`) for the error message.
 fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
     serde_json::from_slice(body).map_err(|first| {
-        let status = if first.is_data() {
-            StatusCode::UNPROCESSABLE_ENTITY
-        } else {
-            StatusCode::BAD_REQUEST
-        };
         let mut de = serde_json::Deserializer::from_slice(body);
         let message = match serde_path_to_error::deserialize::<_, PushRequest>(&mut de) {
             Err(e) if !e.path().to_string().is_empty() && e.path().to_string() != "." => {
@@ -217,28 +167,31 @@ fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
             }
             _ => first.to_string(),
         };
-        ApiError::new(status, format!("bad push body: {message}"))
+        let message = format!("bad push body: {message}");
+        if first.is_data() {
+            ApiError::Unprocessable(message)
+        } else {
+            ApiError::BadRequest(message)
+        }
     })
 }
 
 async fn push(
     State(state): State<Arc<AppState>>,
     TerminalAuth(terminal): TerminalAuth,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|r| {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::new(status, r.body_text())
+    let body = body.map_err(|r| match r {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+            ApiError::PayloadTooLarge
         }
+        r => ApiError::BadRequest(r.body_text()),
     })?;
     let request = parse_push(&body)?;
     let at = now();
     let batch = check_push(request, &terminal, at).map_err(|e| match e {
-        BatchError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m),
-        BatchError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+        BatchError::TooLarge(m) => ApiError::TooManyRecords(m),
+        BatchError::Invalid(m) => ApiError::Unprocessable(m),
     })?;
     let entries = batch.entries.len();
     let ack = state.db.push(batch, at).await?;
@@ -259,11 +212,10 @@ async fn pull(
     TerminalAuth(terminal): TerminalAuth,
     query: Result<Query<PullQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.body_text()))?;
+    let Query(q) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     if q.after < 0 || q.limit == 0 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "after must be >= 0 and limit >= 1",
+        return Err(ApiError::BadRequest(
+            "after must be >= 0 and limit >= 1".to_owned(),
         ));
     }
     let body = state
@@ -285,18 +237,14 @@ async fn balance(
     TerminalAuth(_): TerminalAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let member: MemberId = id.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("{id:?} is not a member id"),
-        )
-    })?;
+    let member: MemberId = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a member id")))?;
     match state.db.balance(member).await? {
         Some(b) => Ok(Json(b).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("member {member} is not known to the server"),
-        )),
+        None => Err(ApiError::NotFound(format!(
+            "member {member} is not known to the server"
+        ))),
     }
 }
 
@@ -361,8 +309,8 @@ pub(crate) fn double_spend(
     balance_after: i64,
     member_body: &str,
 ) -> Result<DoubleSpend, DbError> {
-    let record: MemberRecord =
-        serde_json::from_str(member_body).map_err(|e| DbError::Unavailable(e.to_string()))?;
+    let record: MemberRecord = serde_json::from_str(member_body)
+        .map_err(|e| DbError::Corrupt(format!("member record of double spend {entry}: {e}")))?;
     Ok(DoubleSpend {
         member_id: record.member.id,
         card: record.member.card,
@@ -373,4 +321,27 @@ pub(crate) fn double_spend(
         points,
         balance_after,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_member_record_that_does_not_parse_is_corrupt_data() {
+        let err = double_spend(
+            uuid::Uuid::now_v7(),
+            "till-1".into(),
+            0,
+            -500,
+            -100,
+            "{\"member\":",
+        )
+        .expect_err("does not parse");
+        assert!(matches!(err, DbError::Corrupt(_)), "{err}");
+        assert_eq!(
+            ApiError::from(err).status_code(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
 }

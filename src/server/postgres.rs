@@ -487,9 +487,10 @@ async fn insert_entries(
             .iter()
             .map(|r| {
                 let body: &str = r.get(1);
+                let id: Uuid = r.get(0);
                 serde_json::from_str(body)
-                    .map(|e| (r.get(0), e))
-                    .map_err(|err| DbError::Unavailable(err.to_string()))
+                    .map(|e| (id, e))
+                    .map_err(|err| DbError::Corrupt(format!("entry {id}: {err}")))
             })
             .collect::<Result<_, _>>()?;
         for e in &entries {

@@ -498,9 +498,8 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Tal
                 .query_row(params![target.0], |r| r.get(0))
                 .optional()?;
             let original: Entry = match body {
-                Some(b) => {
-                    serde_json::from_str(&b).map_err(|err| DbError::Unavailable(err.to_string()))?
-                }
+                Some(b) => serde_json::from_str(&b)
+                    .map_err(|err| DbError::Corrupt(format!("entry {target}: {err}")))?,
                 None => {
                     return Err(DbError::Refused(format!(
                         "entry {}: reverses entry {target}, which the server does not have",

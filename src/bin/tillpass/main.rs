@@ -370,16 +370,30 @@ fn read_dump(file: &std::path::Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// With no command: the till window.
+#[cfg(feature = "app")]
+fn till_app(cli: &Cli, actor: String, launched: std::time::Instant) -> Result<()> {
+    let path = db_path(cli)?;
+    let exports = path
+        .parent()
+        .map_or_else(|| PathBuf::from("exports"), |dir| dir.join("exports"));
+    tillpass::ui::run(path, exports, actor, launched)
+        .map_err(|e| anyhow!("the till window could not open ({e}); without a display, use the command line: tillpass --help"))
+}
+
+/// With no command in a build without the `app` feature: there is no window to open.
+#[cfg(not(feature = "app"))]
+fn till_app(_cli: &Cli, _actor: String, _launched: std::time::Instant) -> Result<()> {
+    bail!(
+        "this build of tillpass has no till app (built without the `app` feature); use a command: tillpass --help"
+    )
+}
+
 fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
     let out = Out { json: cli.json };
     let actor = cli.actor.clone();
     let Some(command) = &cli.command else {
-        let path = db_path(&cli)?;
-        let exports = path
-            .parent()
-            .map_or_else(|| PathBuf::from("exports"), |dir| dir.join("exports"));
-        return tillpass::ui::run(path, exports, actor, launched)
-            .map_err(|e| anyhow!("the till window could not open ({e}); without a display, use the command line: tillpass --help"));
+        return till_app(&cli, actor, launched);
     };
     match command {
         Command::Init { program } => {
