@@ -95,6 +95,15 @@ pub fn upsert_state(
     member: MemberId,
     s: &MemberSummary,
 ) -> rusqlite::Result<()> {
+    let tier = i64::try_from(s.tier).map_err(|_| {
+        rusqlite::Error::ToSqlConversionFailure(
+            format!(
+                "member {member}: tier {} does not fit in a database integer",
+                s.tier
+            )
+            .into(),
+        )
+    })?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO member_state (member_id, balance, qualifying, tier, as_of, last_activity_at,
                                   entry_count)
@@ -108,7 +117,7 @@ pub fn upsert_state(
         member.0,
         s.balance,
         s.qualifying,
-        i64::try_from(s.tier).unwrap_or(0),
+        tier,
         s.as_of.millis(),
         s.last_activity_at.map(Timestamp::millis),
         s.entry_count,
@@ -181,6 +190,19 @@ pub(crate) mod tests {
                 params![tier, member.0],
             )
             .expect("tamper with the cache");
+    }
+
+    #[test]
+    fn a_tier_too_large_to_store_is_refused_not_written_as_tier_0() {
+        let (_dir, store, member) = store_with_member();
+        let before = store.member(member).expect("member").state;
+        let huge = MemberSummary {
+            tier: usize::MAX,
+            ..before
+        };
+        let err = upsert_state(store.connection(), member, &huge).expect_err("no such tier");
+        assert!(err.to_string().contains(&member.to_string()), "{err}");
+        assert_eq!(store.member(member).expect("member").state, before);
     }
 
     #[test]
