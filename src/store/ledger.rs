@@ -1,6 +1,6 @@
 //! Writing to the ledger: this till's own entries, and entries made elsewhere.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use uuid::Uuid;
@@ -265,9 +265,9 @@ pub(crate) fn insert_foreign(
     defer_state: bool,
 ) -> Result<Vec<InsertOutcome>> {
     let mut outcomes = Vec::with_capacity(entries.len());
-    let mut touched = BTreeSet::new();
-    let mut known = std::collections::HashSet::new();
-    let mut latest = std::collections::HashMap::new();
+    // Each member given new entries, with the latest instant among them.
+    let mut touched: BTreeMap<MemberId, Timestamp> = BTreeMap::new();
+    let mut known = HashSet::new();
     for e in entries {
         if e.terminal_id == *terminal {
             if let Some(existing) = entry_by_id(tx, e.id)? {
@@ -286,9 +286,12 @@ pub(crate) fn insert_foreign(
             });
         }
         if !known.contains(&e.member_id) {
-            member_exists(tx, e.member_id).map_err(|_| StoreError::BadEntry {
-                id: e.id,
-                reason: format!("member {} is not known here", e.member_id),
+            member_exists(tx, e.member_id).map_err(|err| match err {
+                StoreError::UnknownMember(member) => StoreError::BadEntry {
+                    id: e.id,
+                    reason: format!("member {member} is not known here"),
+                },
+                other => other,
             })?;
             known.insert(e.member_id);
         }
@@ -297,20 +300,15 @@ pub(crate) fn insert_foreign(
         }
         if insert_entry(tx, e)? {
             outcomes.push(InsertOutcome::Inserted);
-            touched.insert(e.member_id);
-            let t = latest.entry(e.member_id).or_insert(e.occurred_at);
-            *t = (*t).max(e.occurred_at);
+            let latest = touched.entry(e.member_id).or_insert(e.occurred_at);
+            *latest = (*latest).max(e.occurred_at);
         } else if entry_by_id(tx, e.id)?.as_ref() == Some(e) {
             outcomes.push(InsertOutcome::AlreadyPresent);
         } else {
             return Err(StoreError::IdConflict(e.id));
         }
     }
-    for member in touched {
-        let at = latest
-            .get(&member)
-            .copied()
-            .unwrap_or(Timestamp::from_millis(0));
+    for (member, at) in touched {
         if defer_state {
             tx.prepare_cached(
                 "INSERT INTO member_state_stale (member_id, at) VALUES (?1, ?2)
@@ -392,4 +390,25 @@ fn check_external_reversal(conn: &Connection, e: &Entry, target: EntryId) -> Res
         return Err(bad("that entry was already reversed"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::rows::tests::{NOW, store_with_member};
+
+    #[test]
+    fn an_entry_for_an_unknown_member_is_a_bad_entry_naming_the_member() {
+        let (_dir, mut store, member) = store_with_member();
+        let stranger = MemberId(Uuid::now_v7());
+        let mut entry = store.history(member, 1).expect("history")[0].clone();
+        entry.id = EntryId(Uuid::now_v7());
+        entry.terminal_id = TerminalId("till-elsewhere".into());
+        entry.member_id = stranger;
+        let err = store.insert_entries(&[entry]).expect_err("unknown member");
+        assert!(
+            matches!(&err, StoreError::BadEntry { reason, .. } if reason.contains(&stranger.to_string())),
+            "{err:?}"
+        );
+    }
 }
