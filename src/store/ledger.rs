@@ -43,11 +43,23 @@ impl Appender<'_> {
         actor: &str,
         at: Timestamp,
     ) -> Result<(Entry, MemberSummary)> {
+        let previous = if cfg!(debug_assertions) {
+            Some(self.last_seq_and_last_stored()?)
+        } else {
+            None
+        };
         let seq: i64 = self.conn.query_row(
             "UPDATE terminal SET last_seq = last_seq + 1 RETURNING last_seq",
             [],
             |r| r.get(0),
         )?;
+        if let Some((last_seq, last_stored)) = previous {
+            debug_assert_eq!(
+                last_seq, last_stored,
+                "terminal.last_seq must be this till's highest stored terminal_seq"
+            );
+            debug_assert_eq!(seq, last_seq + 1, "this till's sequence must be gapless");
+        }
         let entry = Entry {
             id: EntryId(new_id(at)),
             terminal_id: self.terminal.clone(),
@@ -64,11 +76,40 @@ impl Appender<'_> {
             actor: actor.trim().to_owned(),
         };
         entry.check_shape()?;
+        if let Some(target) = entry.reverses {
+            debug_assert!(
+                entries
+                    .iter()
+                    .any(|original| original.id == target && exactly_negates(&entry, original)),
+                "reversal {} must exactly negate entry {target} of the same member",
+                entry.id
+            );
+        }
         insert_entry(self.conn, &entry)?;
         entries.push(entry.clone());
         let state = refresh_state(self.conn, self.program, member, entries, at)?;
         Ok((entry, state))
     }
+
+    /// `terminal.last_seq` and the highest `terminal_seq` among this till's stored entries, which
+    /// the gapless sequence keeps equal.
+    fn last_seq_and_last_stored(&self) -> Result<(i64, i64)> {
+        Ok(self.conn.query_row(
+            "SELECT last_seq, (SELECT COALESCE(MAX(terminal_seq), 0) FROM ledger
+                               WHERE ledger.terminal_id = terminal.terminal_id)
+             FROM terminal",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+}
+
+/// True when `reversal` is the exact negation of `original`: the same member, the points and
+/// the sale amount negated.
+fn exactly_negates(reversal: &Entry, original: &Entry) -> bool {
+    reversal.member_id == original.member_id
+        && original.points.checked_neg() == Some(reversal.points)
+        && original.amount_minor.map(i64::checked_neg) == reversal.amount_minor.map(Some)
 }
 
 /// Recomputes and stores a member's cached state from all of their entries. The state is taken
@@ -410,5 +451,17 @@ mod tests {
             matches!(&err, StoreError::BadEntry { reason, .. } if reason.contains(&stranger.to_string())),
             "{err:?}"
         );
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "terminal.last_seq must be this till's highest stored terminal_seq")]
+    fn appending_after_a_gap_in_the_terminal_sequence_panics_in_debug_builds() {
+        let (_dir, mut store, member) = store_with_member();
+        store
+            .connection()
+            .execute("UPDATE terminal SET last_seq = last_seq + 2", [])
+            .expect("skip two sequence numbers");
+        let _ = store.earn(member, 1000, "ann", NOW);
     }
 }
