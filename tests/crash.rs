@@ -12,7 +12,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Command, Stdio};
 
 use common::TempDb;
@@ -117,7 +117,7 @@ fn sigkill_never_loses_or_doubles_an_entry() {
             .env(CHILD_SEED, child_seed.to_string())
             .env(CHILD_ROUND, round.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("stdout");
@@ -129,6 +129,8 @@ fn sigkill_never_loses_or_doubles_an_entry() {
             rng.random_range(1..60)
         };
         let mut seen = 0;
+        // The child only stops when killed: its output ending first means it failed.
+        let mut stopped_by_itself = false;
         while seen < kill_after {
             match lines.next() {
                 Some(Ok(line)) => {
@@ -137,7 +139,10 @@ fn sigkill_never_loses_or_doubles_an_entry() {
                         seen += 1;
                     }
                 }
-                _ => break,
+                _ => {
+                    stopped_by_itself = true;
+                    break;
+                }
             }
         }
         child.kill().expect("SIGKILL");
@@ -148,6 +153,17 @@ fn sigkill_never_loses_or_doubles_an_entry() {
             }
         }
         child.wait().expect("reap");
+        let mut child_stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut child_stderr)
+            .expect("read the child's stderr");
+        assert!(
+            !stopped_by_itself,
+            "round {round}: the child stopped before it was killed ({replay}):\n{child_stderr}"
+        );
 
         let mut store = db.open();
         let stored: Vec<String> = {
