@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::entry::MAX_ENTRY_POINTS;
 use super::program::TierMeasure;
 use super::{Entry, EntryId, EntryKind, Program, Timestamp};
 
@@ -73,14 +74,69 @@ pub fn summarise(program: &Program, entries: &[Entry], as_of: Timestamp) -> Memb
         }
     }
     let qualifying = qualifying.max(0);
-    MemberSummary {
+    let summary = MemberSummary {
         balance,
         qualifying,
         tier: program.tier_for(qualifying),
         as_of,
         last_activity_at,
         entry_count: i64::try_from(entries.len()).unwrap_or(i64::MAX),
+    };
+    if cfg!(debug_assertions) {
+        assert_fold_identities(program, entries, &summary);
     }
+    summary
+}
+
+/// The identities [`summarise`] keeps for any entries, checked in debug builds by recomputing
+/// each number another way.
+fn assert_fold_identities(program: &Program, entries: &[Entry], s: &MemberSummary) {
+    // With every entry within MAX_ENTRY_POINTS the running sum cannot reach i64's range before
+    // ~9e9 entries, so the saturating sum is the exact one. (Only a damaged row breaks the bound;
+    // `verify` reports it rather than this panicking.)
+    if entries
+        .iter()
+        .all(|e| e.points.unsigned_abs() <= MAX_ENTRY_POINTS.unsigned_abs())
+    {
+        let sum: i128 = entries.iter().map(|e| i128::from(e.points)).sum();
+        assert_eq!(
+            i128::from(s.balance),
+            sum,
+            "the balance is the sum of the points"
+        );
+    }
+    assert!(
+        program
+            .tiers
+            .get(s.tier)
+            .is_some_and(|t| t.threshold <= s.qualifying),
+        "tier {} is a tier the qualifying measure {} reaches",
+        s.tier,
+        s.qualifying
+    );
+    assert!(
+        program
+            .tiers
+            .get(s.tier + 1)
+            .is_none_or(|next| s.qualifying < next.threshold),
+        "tier {} is the highest the qualifying measure {} reaches",
+        s.tier,
+        s.qualifying
+    );
+    let latest_activity = entries
+        .iter()
+        .filter(|e| is_activity(e.kind))
+        .map(|e| e.occurred_at)
+        .max();
+    assert_eq!(
+        s.last_activity_at, latest_activity,
+        "the last activity is the latest activity entry"
+    );
+    assert_eq!(
+        usize::try_from(s.entry_count).ok(),
+        Some(entries.len()),
+        "every entry is counted"
+    );
 }
 
 /// The next tier up and how much more of the measure it needs, or `None` at the top.
@@ -168,6 +224,35 @@ pub(crate) mod tests {
                 .collect();
             let s = summarise(&p, &entries, Timestamp::from_millis(1_000));
             prop_assert_eq!(s.balance, points.iter().sum::<i64>());
+        }
+
+        /// Any mix of kinds, sizes, instants and reversals (the fold's debug asserts check its
+        /// identities on each) still sums the points into the balance.
+        #[test]
+        fn any_entries_keep_the_fold_identities(
+            raw in proptest::collection::vec(
+                (0..EntryKind::ALL.len(), -MAX_ENTRY_POINTS..=MAX_ENTRY_POINTS,
+                 proptest::option::of(-100_000i64..100_000), 0..800i64, any::<usize>()),
+                0..40,
+            ),
+            as_of_day in 0..800i64,
+            by_spend in any::<bool>(),
+        ) {
+            let mut p = Program::demo();
+            if by_spend {
+                p.tier_measure = TierMeasure::Spend;
+            }
+            let day = crate::domain::timestamp::DAY_MS;
+            let mut entries: Vec<Entry> = Vec::new();
+            for (kind, points, amount, at_day, target) in raw {
+                let mut e = entry(EntryKind::ALL[kind], points, amount, at_day * day);
+                if e.kind == EntryKind::Reverse && !entries.is_empty() {
+                    e.reverses = Some(entries[target % entries.len()].id);
+                }
+                entries.push(e);
+            }
+            let s = summarise(&p, &entries, Timestamp::from_millis(as_of_day * day));
+            prop_assert_eq!(s.balance, entries.iter().map(|e| e.points).sum::<i64>());
         }
 
         #[test]

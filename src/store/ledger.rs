@@ -1,6 +1,6 @@
 //! Writing to the ledger: this till's own entries, and entries made elsewhere.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use uuid::Uuid;
@@ -43,11 +43,23 @@ impl Appender<'_> {
         actor: &str,
         at: Timestamp,
     ) -> Result<(Entry, MemberSummary)> {
+        let previous = if cfg!(debug_assertions) {
+            Some(self.last_seq_and_last_stored()?)
+        } else {
+            None
+        };
         let seq: i64 = self.conn.query_row(
             "UPDATE terminal SET last_seq = last_seq + 1 RETURNING last_seq",
             [],
             |r| r.get(0),
         )?;
+        if let Some((last_seq, last_stored)) = previous {
+            debug_assert_eq!(
+                last_seq, last_stored,
+                "terminal.last_seq must be this till's highest stored terminal_seq"
+            );
+            debug_assert_eq!(seq, last_seq + 1, "this till's sequence must be gapless");
+        }
         let entry = Entry {
             id: EntryId(new_id(at)),
             terminal_id: self.terminal.clone(),
@@ -64,11 +76,40 @@ impl Appender<'_> {
             actor: actor.trim().to_owned(),
         };
         entry.check_shape()?;
+        if let Some(target) = entry.reverses {
+            debug_assert!(
+                entries
+                    .iter()
+                    .any(|original| original.id == target && exactly_negates(&entry, original)),
+                "reversal {} must exactly negate entry {target} of the same member",
+                entry.id
+            );
+        }
         insert_entry(self.conn, &entry)?;
         entries.push(entry.clone());
         let state = refresh_state(self.conn, self.program, member, entries, at)?;
         Ok((entry, state))
     }
+
+    /// `terminal.last_seq` and the highest `terminal_seq` among this till's stored entries, which
+    /// the gapless sequence keeps equal.
+    fn last_seq_and_last_stored(&self) -> Result<(i64, i64)> {
+        Ok(self.conn.query_row(
+            "SELECT last_seq, (SELECT COALESCE(MAX(terminal_seq), 0) FROM ledger
+                               WHERE ledger.terminal_id = terminal.terminal_id)
+             FROM terminal",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+}
+
+/// True when `reversal` is the exact negation of `original`: the same member, the points and
+/// the sale amount negated.
+fn exactly_negates(reversal: &Entry, original: &Entry) -> bool {
+    reversal.member_id == original.member_id
+        && original.points.checked_neg() == Some(reversal.points)
+        && original.amount_minor.map(i64::checked_neg) == reversal.amount_minor.map(Some)
 }
 
 /// Recomputes and stores a member's cached state from all of their entries. The state is taken
@@ -265,9 +306,9 @@ pub(crate) fn insert_foreign(
     defer_state: bool,
 ) -> Result<Vec<InsertOutcome>> {
     let mut outcomes = Vec::with_capacity(entries.len());
-    let mut touched = BTreeSet::new();
-    let mut known = std::collections::HashSet::new();
-    let mut latest = std::collections::HashMap::new();
+    // Each member given new entries, with the latest instant among them.
+    let mut touched: BTreeMap<MemberId, Timestamp> = BTreeMap::new();
+    let mut known = HashSet::new();
     for e in entries {
         if e.terminal_id == *terminal {
             if let Some(existing) = entry_by_id(tx, e.id)? {
@@ -286,9 +327,12 @@ pub(crate) fn insert_foreign(
             });
         }
         if !known.contains(&e.member_id) {
-            member_exists(tx, e.member_id).map_err(|_| StoreError::BadEntry {
-                id: e.id,
-                reason: format!("member {} is not known here", e.member_id),
+            member_exists(tx, e.member_id).map_err(|err| match err {
+                StoreError::UnknownMember(member) => StoreError::BadEntry {
+                    id: e.id,
+                    reason: format!("member {member} is not known here"),
+                },
+                other => other,
             })?;
             known.insert(e.member_id);
         }
@@ -297,20 +341,15 @@ pub(crate) fn insert_foreign(
         }
         if insert_entry(tx, e)? {
             outcomes.push(InsertOutcome::Inserted);
-            touched.insert(e.member_id);
-            let t = latest.entry(e.member_id).or_insert(e.occurred_at);
-            *t = (*t).max(e.occurred_at);
+            let latest = touched.entry(e.member_id).or_insert(e.occurred_at);
+            *latest = (*latest).max(e.occurred_at);
         } else if entry_by_id(tx, e.id)?.as_ref() == Some(e) {
             outcomes.push(InsertOutcome::AlreadyPresent);
         } else {
             return Err(StoreError::IdConflict(e.id));
         }
     }
-    for member in touched {
-        let at = latest
-            .get(&member)
-            .copied()
-            .unwrap_or(Timestamp::from_millis(0));
+    for (member, at) in touched {
         if defer_state {
             tx.prepare_cached(
                 "INSERT INTO member_state_stale (member_id, at) VALUES (?1, ?2)
@@ -392,4 +431,37 @@ fn check_external_reversal(conn: &Connection, e: &Entry, target: EntryId) -> Res
         return Err(bad("that entry was already reversed"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::rows::tests::{NOW, store_with_member};
+
+    #[test]
+    fn an_entry_for_an_unknown_member_is_a_bad_entry_naming_the_member() {
+        let (_dir, mut store, member) = store_with_member();
+        let stranger = MemberId(Uuid::now_v7());
+        let mut entry = store.history(member, 1).expect("history")[0].clone();
+        entry.id = EntryId(Uuid::now_v7());
+        entry.terminal_id = TerminalId("till-elsewhere".into());
+        entry.member_id = stranger;
+        let err = store.insert_entries(&[entry]).expect_err("unknown member");
+        assert!(
+            matches!(&err, StoreError::BadEntry { reason, .. } if reason.contains(&stranger.to_string())),
+            "{err:?}"
+        );
+    }
+
+    #[cfg(debug_assertions)]
+    #[test]
+    #[should_panic(expected = "terminal.last_seq must be this till's highest stored terminal_seq")]
+    fn appending_after_a_gap_in_the_terminal_sequence_panics_in_debug_builds() {
+        let (_dir, mut store, member) = store_with_member();
+        store
+            .connection()
+            .execute("UPDATE terminal SET last_seq = last_seq + 2", [])
+            .expect("skip two sequence numbers");
+        let _ = store.earn(member, 1000, "ann", NOW);
+    }
 }

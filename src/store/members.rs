@@ -57,10 +57,9 @@ pub(crate) fn member_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member>
 }
 
 fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberView> {
-    Ok(MemberView {
-        member: member_from_row(r)?,
-        state: state_from_row(r, 8)?,
-    })
+    let member = member_from_row(r)?;
+    let state = state_from_row(r, 8, member.id)?;
+    Ok(MemberView { member, state })
 }
 
 fn select_view(condition: &str) -> String {

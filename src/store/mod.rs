@@ -82,13 +82,43 @@ pub enum StoreError {
     CardsExhausted,
     #[error("NFC tag {uid} is already linked to the member with card {card}")]
     TagTaken { uid: String, card: String },
+    #[error(transparent)]
+    Corrupt(Corruption),
+}
+
+/// A stored value the store never writes: damage, a hand edit, or a cache left behind by a
+/// program change cut short. Every case is in the derived member state, which
+/// `tillpass verify --repair` rebuilds from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Corruption {
+    #[error(
+        "member_state row for member {member} has tier {tier}, which is not a tier index; \
+         `tillpass verify --repair` rebuilds it"
+    )]
+    NegativeTier { member: MemberId, tier: i64 },
+    #[error(
+        "member_state has {members} member(s) in tier {tier}, but the program's tiers are 0 to \
+         {top}; `tillpass verify --repair` rebuilds cached member states"
+    )]
+    TierOutsideProgram { tier: i64, members: i64, top: usize },
 }
 
 // These messages already carry their cause, so it is not chained as a source as well (an error
-// report would print it twice).
+// report would print it twice). Row readers report corrupt values as a conversion failure
+// carrying a [`Corruption`] (the only error a row mapping can return); it is unwrapped here.
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Sqlite(e)
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(column, ty, cause) => {
+                match cause.downcast::<Corruption>() {
+                    Ok(corruption) => Self::Corrupt(*corruption),
+                    Err(cause) => {
+                        Self::Sqlite(rusqlite::Error::FromSqlConversionFailure(column, ty, cause))
+                    }
+                }
+            }
+            other => Self::Sqlite(other),
+        }
     }
 }
 
@@ -222,17 +252,26 @@ impl Store {
         })
     }
 
-    /// Members per tier index, from the cached state.
+    /// Members per tier index, from the cached state. A cached tier outside the program's tiers
+    /// is an error: counting it in another tier would misreport both.
     pub fn tier_counts(&self) -> Result<Vec<i64>> {
         let mut counts = vec![0_i64; self.program.tiers.len()];
+        let top = counts.len().saturating_sub(1);
         let mut stmt = self
             .conn
             .prepare_cached("SELECT tier, COUNT(*) FROM member_state GROUP BY tier")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
         for row in rows {
-            let (tier, n) = row?;
-            let index = usize::try_from(tier).unwrap_or(0).min(counts.len() - 1);
-            counts[index] += n;
+            let (tier, members) = row?;
+            let count = usize::try_from(tier)
+                .ok()
+                .and_then(|index| counts.get_mut(index))
+                .ok_or(StoreError::Corrupt(Corruption::TierOutsideProgram {
+                    tier,
+                    members,
+                    top,
+                }))?;
+            *count += members;
         }
         Ok(counts)
     }
@@ -240,5 +279,34 @@ impl Store {
     /// The underlying connection, for tests that probe the schema's guarantees directly.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rows::tests::{set_cached_tier, store_with_member};
+    use super::*;
+
+    #[test]
+    fn tier_counts_refuse_a_cached_tier_outside_the_program() {
+        let (_dir, mut store, member) = store_with_member();
+        let top = store.program().tiers.len() - 1;
+        let beyond = i64::try_from(top).expect("tier index") + 1;
+        for tier in [-1, beyond] {
+            set_cached_tier(&store, member, tier);
+            let err = store.tier_counts().expect_err("no such tier");
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Corrupt(Corruption::TierOutsideProgram { tier: t, members: 1, top: p })
+                        if t == tier && p == top
+                ),
+                "{err:?}"
+            );
+        }
+        store.verify(true).expect("repair");
+        let mut expected = vec![0; top + 1];
+        expected[0] = 1;
+        assert_eq!(store.tier_counts().expect("counts"), expected);
     }
 }

@@ -2,6 +2,7 @@
 
 use rusqlite::{Row, params};
 
+use super::Corruption;
 use crate::domain::{
     CardNumber, Entry, EntryId, EntryKind, MemberId, MemberSummary, TerminalId, Timestamp,
 };
@@ -94,6 +95,15 @@ pub fn upsert_state(
     member: MemberId,
     s: &MemberSummary,
 ) -> rusqlite::Result<()> {
+    let tier = i64::try_from(s.tier).map_err(|_| {
+        rusqlite::Error::ToSqlConversionFailure(
+            format!(
+                "member {member}: tier {} does not fit in a database integer",
+                s.tier
+            )
+            .into(),
+        )
+    })?;
     let mut stmt = conn.prepare_cached(
         "INSERT INTO member_state (member_id, balance, qualifying, tier, as_of, last_activity_at,
                                   entry_count)
@@ -107,7 +117,7 @@ pub fn upsert_state(
         member.0,
         s.balance,
         s.qualifying,
-        i64::try_from(s.tier).unwrap_or(0),
+        tier,
         s.as_of.millis(),
         s.last_activity_at.map(Timestamp::millis),
         s.entry_count,
@@ -119,16 +129,113 @@ pub fn upsert_state(
 pub const STATE_COLUMNS: &str =
     "s.balance, s.qualifying, s.tier, s.as_of, s.last_activity_at, s.entry_count";
 
-/// Reads cached state selected with [`STATE_COLUMNS`] starting at column `offset`.
-pub fn state_from_row(r: &Row<'_>, offset: usize) -> rusqlite::Result<MemberSummary> {
+/// Reads `member`'s cached state selected with [`STATE_COLUMNS`] starting at column `offset`.
+/// A negative tier is reported as [`Corruption::NegativeTier`] (see `StoreError`'s `From`).
+pub fn state_from_row(
+    r: &Row<'_>,
+    offset: usize,
+    member: MemberId,
+) -> rusqlite::Result<MemberSummary> {
+    let tier: i64 = r.get(offset + 2)?;
+    let tier = usize::try_from(tier).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            offset + 2,
+            rusqlite::types::Type::Integer,
+            Box::new(Corruption::NegativeTier { member, tier }),
+        )
+    })?;
     Ok(MemberSummary {
         balance: r.get(offset)?,
         qualifying: r.get(offset + 1)?,
-        tier: usize::try_from(r.get::<_, i64>(offset + 2)?).unwrap_or(0),
+        tier,
         as_of: Timestamp::from_millis(r.get(offset + 3)?),
         last_activity_at: r
             .get::<_, Option<i64>>(offset + 4)?
             .map(Timestamp::from_millis),
         entry_count: r.get(offset + 5)?,
     })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::MemberInput;
+    use crate::store::{Drift, Store, StoreError};
+
+    /// 2026-11-23T12:00:00Z.
+    pub(crate) const NOW: Timestamp = Timestamp::from_millis(1_795_435_200_000);
+
+    /// A new store in a temporary directory (kept alive by the returned guard) with one member.
+    pub(crate) fn store_with_member() -> (tempfile::TempDir, Store, MemberId) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = Store::open(&dir.path().join("till.sqlite3")).expect("open");
+        let input = MemberInput {
+            name: "Ada Lovelace".into(),
+            ..Default::default()
+        };
+        let member = store
+            .add_member(input, "test", NOW)
+            .expect("enrol")
+            .member
+            .id;
+        (dir, store, member)
+    }
+
+    /// Writes `tier` into the member's cached state behind the store's back.
+    pub(crate) fn set_cached_tier(store: &Store, member: MemberId, tier: i64) {
+        store
+            .connection()
+            .execute(
+                "UPDATE member_state SET tier = ?1 WHERE member_id = ?2",
+                params![tier, member.0],
+            )
+            .expect("tamper with the cache");
+    }
+
+    #[test]
+    fn a_tier_too_large_to_store_is_refused_not_written_as_tier_0() {
+        let (_dir, store, member) = store_with_member();
+        let before = store.member(member).expect("member").state;
+        let huge = MemberSummary {
+            tier: usize::MAX,
+            ..before
+        };
+        let err = upsert_state(store.connection(), member, &huge).expect_err("no such tier");
+        assert!(err.to_string().contains(&member.to_string()), "{err}");
+        assert_eq!(store.member(member).expect("member").state, before);
+    }
+
+    #[test]
+    fn a_negative_cached_tier_is_an_error_naming_the_member() {
+        let (_dir, store, member) = store_with_member();
+        set_cached_tier(&store, member, -3);
+        let err = store.member(member).expect_err("tier -3 is no tier");
+        assert!(
+            matches!(
+                &err,
+                StoreError::Corrupt(Corruption::NegativeTier { member: m, tier: -3 }) if *m == member
+            ),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&member.to_string()), "{message}");
+        assert!(message.contains("tier -3"), "{message}");
+    }
+
+    #[test]
+    fn verify_reports_and_repairs_a_corrupt_cached_tier() {
+        let (_dir, mut store, member) = store_with_member();
+        set_cached_tier(&store, member, -3);
+        let report = store.verify(false).expect("verify");
+        assert!(
+            matches!(
+                report.drift.as_slice(),
+                [Drift::CorruptState { member: m, .. }] if *m == member
+            ),
+            "{report:?}"
+        );
+        assert_eq!(store.verify(true).expect("repair").repaired, 1);
+        assert!(store.verify(false).expect("verify").is_clean());
+        assert_eq!(store.member(member).expect("readable again").state.tier, 0);
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::rows::{ENTRY_COLUMNS, STATE_COLUMNS, entry_from_row, state_from_row, upsert_state};
-use super::{Result, Store};
+use super::{Corruption, Result, Store, StoreError};
 use crate::domain::rules;
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, EntryId, EntryKind, MemberId, MemberSummary, TerminalId, Timestamp};
@@ -25,6 +25,13 @@ pub enum Drift {
     Shape { entry: EntryId, reason: String },
     /// A reversal that does not exactly negate one entry of the same member.
     Reversal { entry: EntryId, reason: String },
+    /// The cached state holds a value the store never writes (e.g. a negative tier).
+    CorruptState {
+        member: MemberId,
+        card: String,
+        reason: String,
+        derived: MemberSummary,
+    },
     /// This till's own sequence numbers are not exactly 1..=last.
     LocalSequence {
         terminal: TerminalId,
@@ -99,11 +106,17 @@ impl Store {
             while let Some(row) = member_rows.next()? {
                 let member = MemberId(row.get(0)?);
                 let card: String = row.get(1)?;
-                let cached = if row.get::<_, bool>(2)? {
-                    Some(state_from_row(row, 3)?)
-                } else {
-                    None
-                };
+                // A corrupt cached state is drift to report and repair, not a reason to stop.
+                let cached: std::result::Result<Option<MemberSummary>, Corruption> =
+                    if row.get::<_, bool>(2)? {
+                        match state_from_row(row, 3, member).map_err(StoreError::from) {
+                            Ok(state) => Ok(Some(state)),
+                            Err(StoreError::Corrupt(corruption)) => Err(corruption),
+                            Err(e) => return Err(e),
+                        }
+                    } else {
+                        Ok(None)
+                    };
                 batch.clear();
                 while let Some(Ok(e)) = entry_rows.peek() {
                     if e.member_id != member {
@@ -129,7 +142,7 @@ impl Store {
                     }
                 }
                 check_reversals(&batch, &mut report.drift);
-                let as_of = cached.map_or_else(
+                let as_of = cached.as_ref().ok().copied().flatten().map_or_else(
                     || {
                         batch
                             .iter()
@@ -140,14 +153,26 @@ impl Store {
                     |c| c.as_of,
                 );
                 let derived = summarise(&self.program, &batch, as_of);
-                if cached != Some(derived) {
-                    report.drift.push(Drift::State {
-                        member,
-                        card,
-                        cached,
-                        derived,
-                    });
-                    fixes.push((member, derived));
+                match cached {
+                    Ok(cached) if cached == Some(derived) => {}
+                    Ok(cached) => {
+                        report.drift.push(Drift::State {
+                            member,
+                            card,
+                            cached,
+                            derived,
+                        });
+                        fixes.push((member, derived));
+                    }
+                    Err(corruption) => {
+                        report.drift.push(Drift::CorruptState {
+                            member,
+                            card,
+                            reason: corruption.to_string(),
+                            derived,
+                        });
+                        fixes.push((member, derived));
+                    }
                 }
             }
         }
