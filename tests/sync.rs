@@ -384,6 +384,8 @@ fn unknown_and_revoked_terminals_are_refused(backend: Backend) {
 }
 
 fn server_seq(url: &str) -> i64 {
+    // reqwest is built without a default TLS provider; the sync client installs ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let health: serde_json::Value = reqwest::blocking::get(format!("{url}/health"))
         .expect("health")
         .json()

@@ -22,9 +22,9 @@ pub enum DbError {
     /// The database URL or setup is wrong.
     #[error("{0}")]
     Setup(String),
-    /// A stored body does not parse: the data is corrupt (500).
-    #[error("corrupt stored data: {0}")]
-    Corrupt(String),
+    /// A stored body does not parse, or a database task failed: a bug or corrupt data (500).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<rusqlite::Error> for DbError {

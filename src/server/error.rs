@@ -86,7 +86,7 @@ impl From<DbError> for ApiError {
         match e {
             DbError::Refused(m) => ApiError::Unprocessable(m),
             DbError::Unavailable(m) => ApiError::Unavailable(m),
-            DbError::Setup(_) | DbError::Corrupt(_) => ApiError::Internal(e.to_string()),
+            DbError::Setup(_) | DbError::Internal(_) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -156,7 +156,7 @@ mod tests {
         for db in [
             DbError::Unavailable(DETAIL.into()),
             DbError::Setup(DETAIL.into()),
-            DbError::Corrupt(DETAIL.into()),
+            DbError::Internal(DETAIL.into()),
         ] {
             let (status, error) = answer(db.into()).await;
             assert!(status.is_server_error(), "{status}");
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn stored_data_that_does_not_parse_is_a_500_and_refused_content_a_422() {
-        let corrupt: ApiError = DbError::Corrupt("member body: EOF".into()).into();
+        let corrupt: ApiError = DbError::Internal("member body: EOF".into()).into();
         assert_eq!(corrupt.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
         let unavailable: ApiError = DbError::Unavailable("timeout".into()).into();
         assert_eq!(unavailable.status_code(), StatusCode::SERVICE_UNAVAILABLE);

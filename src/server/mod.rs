@@ -309,8 +309,11 @@ pub(crate) fn double_spend(
     balance_after: i64,
     member_body: &str,
 ) -> Result<DoubleSpend, DbError> {
-    let record: MemberRecord = serde_json::from_str(member_body)
-        .map_err(|e| DbError::Corrupt(format!("member record of double spend {entry}: {e}")))?;
+    let record: MemberRecord = serde_json::from_str(member_body).map_err(|e| {
+        DbError::Internal(format!(
+            "corrupt member record of double spend {entry}: {e}"
+        ))
+    })?;
     Ok(DoubleSpend {
         member_id: record.member.id,
         card: record.member.card,
@@ -338,7 +341,7 @@ mod tests {
             "{\"member\":",
         )
         .expect_err("does not parse");
-        assert!(matches!(err, DbError::Corrupt(_)), "{err}");
+        assert!(matches!(err, DbError::Internal(_)), "{err}");
         assert_eq!(
             ApiError::from(err).status_code(),
             axum::http::StatusCode::INTERNAL_SERVER_ERROR

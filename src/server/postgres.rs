@@ -490,7 +490,7 @@ async fn insert_entries(
                 let id: Uuid = r.get(0);
                 serde_json::from_str(body)
                     .map(|e| (id, e))
-                    .map_err(|err| DbError::Corrupt(format!("entry {id}: {err}")))
+                    .map_err(|err| DbError::Internal(format!("corrupt stored entry {id}: {err}")))
             })
             .collect::<Result<_, _>>()?;
         for e in &entries {

@@ -46,7 +46,7 @@ async fn with<T: Send + 'static>(
     let conn = Arc::clone(conn);
     tokio::task::spawn_blocking(move || f(&mut lock(&conn)))
         .await
-        .map_err(|e| DbError::Unavailable(e.to_string()))?
+        .map_err(|e| DbError::Internal(format!("a database task failed: {e}")))?
 }
 
 fn refused(e: rusqlite::Error, what: &str) -> DbError {
@@ -498,8 +498,9 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Tal
                 .query_row(params![target.0], |r| r.get(0))
                 .optional()?;
             let original: Entry = match body {
-                Some(b) => serde_json::from_str(&b)
-                    .map_err(|err| DbError::Corrupt(format!("entry {target}: {err}")))?,
+                Some(b) => serde_json::from_str(&b).map_err(|err| {
+                    DbError::Internal(format!("corrupt stored entry {target}: {err}"))
+                })?,
                 None => {
                     return Err(DbError::Refused(format!(
                         "entry {}: reverses entry {target}, which the server does not have",

@@ -177,7 +177,8 @@ impl Store {
             ),
         };
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let tier = i64::try_from(tier).unwrap_or(0);
+        // No tier has an index past i64::MAX: such a request matches nobody.
+        let tier = i64::try_from(tier).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let map = |r: &rusqlite::Row<'_>| {
             Ok(TierRow {
@@ -198,7 +199,8 @@ impl Store {
 
     /// How many members of `tier` match `filter`.
     pub fn tier_member_count(&self, tier: usize, filter: &str) -> Result<i64> {
-        let tier = i64::try_from(tier).unwrap_or(0);
+        // No tier has an index past i64::MAX: such a request matches nobody.
+        let tier = i64::try_from(tier).unwrap_or(i64::MAX);
         Ok(match filter_source(filter) {
             Some((ids, [a, b])) => {
                 // The same numbering as `tier_members`: ?1 tier, ?3/?4 the filter (?2 unused).
