@@ -8,6 +8,8 @@
 //! - `ui`: the egui till app (cashier, enrol, customer display, manager); disk work on a worker.
 //!   Built with the default `app` feature only, so a server build has no GUI crate.
 //! - [`wallet`]: issues passes for stored members (joins `store` and `pass`).
+//! - [`sync`]: the sync wire format, the till's HTTP client, one sync round, the app's worker.
+//! - [`server`]: the central server (axum) on SQLite or PostgreSQL, with its own SQL.
 //! - [`demo`]: realistic demo members and history, made through the program's own rules.
 
 pub mod demo;

@@ -111,3 +111,67 @@ pub struct DoubleSpendList {
 pub struct ErrorBody {
     pub error: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{EntryKind, Member};
+
+    /// The domain types are the wire and storage format (entry and member bodies are stored as
+    /// this JSON on both sides). Renaming a field or a kind in Rust must not change these bytes:
+    /// keep the old name with `#[serde(rename = "...")]`.
+    #[test]
+    fn the_wire_format_is_pinned() {
+        let entry = Entry {
+            id: EntryId(uuid::Uuid::from_u128(1)),
+            terminal_id: TerminalId("till-1".into()),
+            terminal_seq: 7,
+            member_id: MemberId(uuid::Uuid::from_u128(2)),
+            kind: EntryKind::Reverse,
+            points: -45,
+            amount_minor: Some(-450),
+            currency: Some("GBP".into()),
+            reward_id: None,
+            reverses: Some(EntryId(uuid::Uuid::from_u128(3))),
+            occurred_at: Timestamp::from_millis(1_795_435_200_000),
+            note: Some("n".into()),
+            actor: "a".into(),
+        };
+        let entry_json = r#"{"id":"00000000-0000-0000-0000-000000000001","terminal_id":"till-1","terminal_seq":7,"member_id":"00000000-0000-0000-0000-000000000002","kind":"reverse","points":-45,"amount_minor":-450,"currency":"GBP","reward_id":null,"reverses":"00000000-0000-0000-0000-000000000003","occurred_at":"2026-11-23T12:00:00.000Z","note":"n","actor":"a"}"#;
+        assert_eq!(
+            serde_json::to_string(&entry).ok().as_deref(),
+            Some(entry_json)
+        );
+        assert_eq!(serde_json::from_str::<Entry>(entry_json).ok(), Some(entry));
+
+        let record = MemberRecord {
+            member: Member {
+                id: MemberId(uuid::Uuid::from_u128(2)),
+                card: CardNumber::from_payload(123_456_789),
+                name: "Ada".into(),
+                phone: Some("+447400123456".into()),
+                email: None,
+                birthday: Some(time::macros::date!(1990 - 12 - 10)),
+                marketing_consent: true,
+                created_at: Timestamp::from_millis(1_795_435_200_000),
+            },
+            version: 1_795_435_200_001,
+            retired_cards: vec![RetiredCard {
+                card: CardNumber::from_payload(1),
+                retired_at: Timestamp::from_millis(1_795_435_200_001),
+                replaced_by: CardNumber::from_payload(123_456_789),
+            }],
+        };
+        let record_json = serde_json::to_string(&record).unwrap_or_default();
+        let expected = format!(
+            r#"{{"id":"00000000-0000-0000-0000-000000000002","card":"{card}","name":"Ada","phone":"+447400123456","email":null,"birthday":[1990,344],"marketing_consent":true,"created_at":"2026-11-23T12:00:00.000Z","version":1795435200001,"retired_cards":[{{"card":"{old}","retired_at":"2026-11-23T12:00:00.001Z","replaced_by":"{card}"}}]}}"#,
+            card = record.member.card,
+            old = record.retired_cards[0].card,
+        );
+        assert_eq!(record_json, expected);
+        assert_eq!(
+            serde_json::from_str::<MemberRecord>(&expected).ok(),
+            Some(record)
+        );
+    }
+}
