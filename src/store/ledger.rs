@@ -176,8 +176,8 @@ impl Store {
         })
     }
 
-    /// Spends points on a reward. Until the till can ask the server for the live balance, every
-    /// redemption counts against the program's offline limit.
+    /// Spends points on a reward under the offline rules (no live balance from the server): the
+    /// program's offline limit per rolling 24 hours applies.
     pub fn redeem(
         &mut self,
         member: MemberId,
@@ -225,8 +225,8 @@ impl Store {
         actor: &str,
         at: Timestamp,
     ) -> Result<Entry> {
-        self.write(member, actor, at, |_, _, _| {
-            Ok(rules::adjust(points, note)?)
+        self.write(member, actor, at, |program, _, _| {
+            Ok(rules::adjust(program, points, note)?)
         })
     }
 
