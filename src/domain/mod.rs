@@ -5,6 +5,7 @@ pub mod entry;
 pub mod member;
 pub mod money;
 pub mod phone;
+pub mod possible;
 pub mod program;
 pub mod rules;
 pub mod summary;

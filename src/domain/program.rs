@@ -117,6 +117,8 @@ pub struct Program {
     pub expiry_inactivity_days: Option<i64>,
     /// Most points one member may redeem at a till that cannot reach the server, per 24 hours.
     pub offline_redeem_limit: i64,
+    /// Most points one manager's adjustment may move either way.
+    pub adjust_limit: i64,
 }
 
 #[derive(Deserialize)]
@@ -136,6 +138,8 @@ struct RawProgram {
     #[serde(default)]
     expiry: RawExpiry,
     offline: RawOffline,
+    #[serde(default)]
+    adjustments: RawAdjustments,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +191,28 @@ struct RawBonuses {
 #[serde(deny_unknown_fields)]
 struct RawExpiry {
     inactivity_days: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdjustments {
+    #[serde(default = "default_adjust_limit")]
+    limit: i64,
+}
+
+/// The adjustment limit of a program that names none.
+pub const DEFAULT_ADJUST_LIMIT: i64 = 100_000;
+
+fn default_adjust_limit() -> i64 {
+    DEFAULT_ADJUST_LIMIT
+}
+
+impl Default for RawAdjustments {
+    fn default() -> Self {
+        Self {
+            limit: DEFAULT_ADJUST_LIMIT,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -479,6 +505,13 @@ impl RawProgram {
             MAX_REWARD_COST,
         )?;
 
+        let adjust_limit = in_range(
+            "adjustments.limit",
+            self.adjustments.limit,
+            1,
+            super::entry::MAX_ENTRY_POINTS,
+        )?;
+
         Ok(Program {
             name,
             organisation,
@@ -497,6 +530,7 @@ impl RawProgram {
             birthday_bonus,
             expiry_inactivity_days,
             offline_redeem_limit,
+            adjust_limit,
         })
     }
 }

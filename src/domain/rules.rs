@@ -74,8 +74,8 @@ pub enum Refusal {
     ReversalOfReversal,
     #[error("that entry moved no points; there is nothing to reverse")]
     NothingToReverse,
-    #[error("an adjustment must move at least one point and at most {MAX_ENTRY_POINTS}")]
-    AdjustmentOutOfRange,
+    #[error("an adjustment must move at least one point and at most {limit} (the program's limit)")]
+    AdjustmentOutOfRange { limit: i64 },
     #[error("an adjustment needs a note saying why")]
     AdjustmentNeedsNote,
 }
@@ -184,10 +184,12 @@ pub fn reverse(original: &Entry, already_reversed: bool) -> Result<Draft, Refusa
     })
 }
 
-/// A manager's correction.
-pub fn adjust(points: i64, note: &str) -> Result<Draft, Refusal> {
-    if points == 0 || points.abs() > MAX_ENTRY_POINTS {
-        return Err(Refusal::AdjustmentOutOfRange);
+/// A manager's correction, within the program's limit.
+pub fn adjust(program: &Program, points: i64, note: &str) -> Result<Draft, Refusal> {
+    if points == 0 || points.abs() > program.adjust_limit {
+        return Err(Refusal::AdjustmentOutOfRange {
+            limit: program.adjust_limit,
+        });
     }
     let note = note.trim();
     if note.is_empty() {

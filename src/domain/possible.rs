@@ -1,0 +1,772 @@
+//! Could an honest till have written this entry? The one possibility check, used by the server
+//! on every push and by tills on every pull, so that nothing one till's bug, restore or
+//! compromise writes can reach another till's screen.
+//!
+//! An honest till may be offline: it may run an older program version than the server's latest,
+//! may not have seen other tills' entries, and its clock may be off by up to
+//! [`MAX_CLOCK_SKEW_MS`]. Every rule here allows exactly that much and no more. What an honest
+//! offline till could write but a manager should see comes back as a [`Flag`].
+
+use std::collections::{HashMap, HashSet};
+
+use thiserror::Error;
+
+use super::rules;
+use super::{Entry, EntryId, EntryKind, MemberId, Program, Timestamp};
+
+/// How far a till's clock may be from the server's.
+pub const MAX_CLOCK_SKEW_MS: i64 = 15 * 60_000;
+
+/// One program version and when the server put it in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgramVersion {
+    pub version: i64,
+    pub installed_at: Timestamp,
+    pub program: Program,
+}
+
+/// Every program version the server has installed, oldest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProgramHistory {
+    versions: Vec<ProgramVersion>,
+}
+
+impl ProgramHistory {
+    /// A history of `versions` (any order).
+    pub fn new(mut versions: Vec<ProgramVersion>) -> Self {
+        versions.sort_by_key(|v| v.version);
+        versions.dedup_by_key(|v| v.version);
+        Self { versions }
+    }
+
+    /// Adds a version (a newer one, usually).
+    pub fn add(&mut self, version: ProgramVersion) {
+        self.versions.retain(|v| v.version != version.version);
+        self.versions.push(version);
+        self.versions.sort_by_key(|v| v.version);
+    }
+
+    /// The highest version known, 0 when none.
+    pub fn latest_version(&self) -> i64 {
+        self.versions.last().map_or(0, |v| v.version)
+    }
+
+    /// Every version, oldest first.
+    pub fn versions(&self) -> &[ProgramVersion] {
+        &self.versions
+    }
+
+    /// The programs an honest till could have been running at `at`: every version installed by
+    /// then (allowing for clock skew), since a till offline for a while still runs an older
+    /// one; the first version for anything older than the history.
+    pub fn candidates(&self, at: Timestamp) -> impl Iterator<Item = &Program> {
+        let by = at.millis().saturating_add(MAX_CLOCK_SKEW_MS);
+        let installed = self
+            .versions
+            .iter()
+            .take_while(|v| v.installed_at.millis() <= by)
+            .count()
+            .max(1)
+            .min(self.versions.len());
+        self.versions[..installed].iter().map(|v| &v.program)
+    }
+}
+
+/// Why no honest till could have written an entry: the rule and the numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("entry {id}: {rule}")]
+pub struct Impossible {
+    pub id: EntryId,
+    pub rule: Rule,
+}
+
+impl Impossible {
+    /// The rule's short stable name, for audit listings.
+    pub fn rule_name(&self) -> &'static str {
+        self.rule.name()
+    }
+}
+
+/// The rule an impossible entry breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Rule {
+    #[error("the server has no program to judge entries by")]
+    NoProgram,
+    #[error("currency {got} is not the program's ({want})")]
+    Currency { got: String, want: String },
+    #[error("a sale of {amount} minor units is over the program's largest sale ({max})")]
+    SaleTooLarge { amount: i64, max: i64 },
+    #[error(
+        "earns {points} points on a sale of {amount} minor units; the program gives one of {allowed:?}"
+    )]
+    EarnPoints {
+        points: i64,
+        amount: i64,
+        allowed: Vec<i64>,
+    },
+    #[error("redeems reward {reward:?}, which the program does not have")]
+    UnknownReward { reward: String },
+    #[error("redeems {reward:?} for {points} points; the program says it costs {costs:?}")]
+    RedeemCost {
+        reward: String,
+        points: i64,
+        costs: Vec<i64>,
+    },
+    #[error("reverses entry {target}, which is unknown")]
+    UnknownTarget { target: EntryId },
+    #[error("reverses entry {target} of another member")]
+    OtherMember { target: EntryId },
+    #[error("reverses entry {target} made at another till; only that till may reverse it")]
+    OtherTerminal { target: EntryId },
+    #[error("reverses entry {target}, which is itself a reversal")]
+    ReversalOfReversal { target: EntryId },
+    #[error(
+        "does not exactly negate entry {target} ({points} points, amount {amount:?}; the entry has {target_points}, {target_amount:?})"
+    )]
+    NotExact {
+        target: EntryId,
+        points: i64,
+        amount: Option<i64>,
+        target_points: i64,
+        target_amount: Option<i64>,
+    },
+    #[error("entry {target} is already reversed by {by}")]
+    AlreadyReversed { target: EntryId, by: EntryId },
+    #[error("a second welcome bonus for the member (the first is {first})")]
+    WelcomeTwice { first: EntryId },
+    #[error("a second birthday bonus for the member in {year} (the first is {first})")]
+    BirthdayTwice { year: i32, first: EntryId },
+    #[error("a {kind} of {points} points; the program gives {allowed:?}")]
+    BonusAmount {
+        kind: EntryKind,
+        points: i64,
+        allowed: Vec<i64>,
+    },
+    #[error("expires {points} points, more than the member could have held then ({most})")]
+    ExpiryOverBalance { points: i64, most: i64 },
+    #[error("an adjustment of {points} points is over the program's limit of {limit}")]
+    AdjustmentOverLimit { points: i64, limit: i64 },
+    #[error("an adjustment must say why (a note)")]
+    AdjustmentWithoutNote,
+}
+
+impl Rule {
+    /// A short stable name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rule::NoProgram => "no_program",
+            Rule::Currency { .. } => "currency",
+            Rule::SaleTooLarge { .. } => "sale_too_large",
+            Rule::EarnPoints { .. } => "earn_points",
+            Rule::UnknownReward { .. } => "unknown_reward",
+            Rule::RedeemCost { .. } => "redeem_cost",
+            Rule::UnknownTarget { .. } => "unknown_target",
+            Rule::OtherMember { .. } => "other_member",
+            Rule::OtherTerminal { .. } => "other_terminal",
+            Rule::ReversalOfReversal { .. } => "reversal_of_reversal",
+            Rule::NotExact { .. } => "not_exact",
+            Rule::AlreadyReversed { .. } => "already_reversed",
+            Rule::WelcomeTwice { .. } => "welcome_twice",
+            Rule::BirthdayTwice { .. } => "birthday_twice",
+            Rule::BonusAmount { .. } => "bonus_amount",
+            Rule::ExpiryOverBalance { .. } => "expiry_over_balance",
+            Rule::AdjustmentOverLimit { .. } => "adjustment_over_limit",
+            Rule::AdjustmentWithoutNote => "adjustment_without_note",
+        }
+    }
+}
+
+/// Something an honest offline till could write that a manager should see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flag {
+    /// A manager's correction.
+    Adjustment { points: i64 },
+    /// Redemptions in the 24 hours up to this one went over the program's offline limit (fine
+    /// when the till was online; a manager checks the ones that were not).
+    OverOfflineLimit { used: i64, limit: i64 },
+}
+
+impl Flag {
+    /// A short stable name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Flag::Adjustment { .. } => "adjustment",
+            Flag::OverOfflineLimit { .. } => "over_offline_limit",
+        }
+    }
+
+    /// The numbers, in words.
+    pub fn detail(&self) -> String {
+        match self {
+            Flag::Adjustment { points } => format!("adjustment of {points:+} points"),
+            Flag::OverOfflineLimit { used, limit } => {
+                format!("{used} points redeemed in 24 hours; the offline limit is {limit}")
+            }
+        }
+    }
+}
+
+/// What an entry needs to be judged: the entries it refers to, and members whose whole history
+/// counts (bonuses once, expiry bounds, redemption limits).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Entries reversed by the batch, and any reversal of them already stored.
+    pub targets: Vec<EntryId>,
+    /// Members whose every stored entry is needed.
+    pub histories: Vec<MemberId>,
+}
+
+/// The members whose history a kind of entry needs.
+fn needs_history(kind: EntryKind) -> bool {
+    matches!(
+        kind,
+        EntryKind::WelcomeBonus | EntryKind::BirthdayBonus | EntryKind::Expire | EntryKind::Redeem
+    )
+}
+
+/// What must be fetched from storage to judge `entries`.
+pub fn needs(entries: &[Entry]) -> Needs {
+    let mut targets: Vec<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut histories: Vec<MemberId> = entries
+        .iter()
+        .filter(|e| needs_history(e.kind))
+        .map(|e| e.member_id)
+        .collect();
+    histories.sort_unstable();
+    histories.dedup();
+    Needs { targets, histories }
+}
+
+/// Stored entries fetched for [`Needs`]: the reversal targets, stored reversals of them, and
+/// every entry of each member in `Needs::histories`.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    by_id: HashMap<EntryId, Entry>,
+    reversed_by: HashMap<EntryId, EntryId>,
+    by_member: HashMap<MemberId, Vec<EntryId>>,
+    complete: HashSet<MemberId>,
+}
+
+impl Known {
+    /// The fetched `entries`; the histories of `complete` members are all among them.
+    pub fn new(entries: impl IntoIterator<Item = Entry>, complete: &[MemberId]) -> Self {
+        let mut known = Known {
+            complete: complete.iter().copied().collect(),
+            ..Known::default()
+        };
+        for e in entries {
+            known.add(e);
+        }
+        known
+    }
+
+    fn add(&mut self, e: Entry) {
+        if self.by_id.contains_key(&e.id) {
+            return;
+        }
+        if let Some(target) = e.reverses {
+            self.reversed_by.insert(target, e.id);
+        }
+        self.by_member.entry(e.member_id).or_default().push(e.id);
+        self.by_id.insert(e.id, e);
+    }
+
+    fn history(&self, member: MemberId) -> impl Iterator<Item = &Entry> {
+        debug_assert!(
+            self.complete.contains(&member),
+            "the history of {member} was not fetched"
+        );
+        self.by_member
+            .get(&member)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.by_id.get(id))
+    }
+}
+
+/// Judges `batch` (entries of one push or one pulled page) against the program history and what
+/// is stored. Entries are taken in dependency order, never array order: every other entry
+/// first, by time, then reversals, so a reversal listed before what it reverses is judged after
+/// it. An entry already stored (same id) is not judged again. Returns the flags of the entries,
+/// or the first impossible one.
+pub fn check_batch(
+    programs: &ProgramHistory,
+    known: &mut Known,
+    batch: &[Entry],
+) -> Result<Vec<(EntryId, Flag)>, Impossible> {
+    let mut order: Vec<&Entry> = batch.iter().collect();
+    order.sort_by_key(|e| (e.kind == EntryKind::Reverse, e.occurred_at, e.terminal_seq));
+    let mut flags = Vec::new();
+    for e in order {
+        if known.by_id.contains_key(&e.id) {
+            continue;
+        }
+        if let Some(flag) = check_entry(programs, known, e)? {
+            flags.push((e.id, flag));
+        }
+        known.add(e.clone());
+    }
+    Ok(flags)
+}
+
+/// Could an honest till have written `e`, given what is `known`? A flag when it could but a
+/// manager should see it.
+pub fn check_entry(
+    programs: &ProgramHistory,
+    known: &Known,
+    e: &Entry,
+) -> Result<Option<Flag>, Impossible> {
+    let fail = |rule| Impossible { id: e.id, rule };
+    let candidates: Vec<&Program> = programs.candidates(e.occurred_at).collect();
+    if candidates.is_empty() {
+        return Err(fail(Rule::NoProgram));
+    }
+    match e.kind {
+        EntryKind::Earn => check_earn(&candidates, e).map_err(fail)?,
+        EntryKind::Redeem => return check_redeem(&candidates, known, e).map_err(fail),
+        EntryKind::Reverse => check_reverse(known, e).map_err(fail)?,
+        EntryKind::WelcomeBonus => check_welcome(&candidates, known, e).map_err(fail)?,
+        EntryKind::BirthdayBonus => check_birthday(&candidates, known, e).map_err(fail)?,
+        EntryKind::Expire => check_expiry(known, e).map_err(fail)?,
+        EntryKind::Adjust => return check_adjust(&candidates, e).map_err(fail),
+    }
+    Ok(None)
+}
+
+/// A sale earns exactly what some program then in force gives the amount at some tier: the till
+/// may not have known every entry that decides the member's tier.
+fn check_earn(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
+    let amount = e.amount_minor.unwrap_or(0);
+    let currency = e.currency.clone().unwrap_or_default();
+    let in_currency: Vec<&&Program> = candidates
+        .iter()
+        .filter(|p| p.currency == currency)
+        .collect();
+    let Some(last) = in_currency.last() else {
+        return Err(Rule::Currency {
+            got: currency,
+            want: candidates
+                .last()
+                .map(|p| p.currency.clone())
+                .unwrap_or_default(),
+        });
+    };
+    let max = in_currency
+        .iter()
+        .map(|p| p.max_sale_minor)
+        .max()
+        .unwrap_or(last.max_sale_minor);
+    if amount > max {
+        return Err(Rule::SaleTooLarge { amount, max });
+    }
+    let mut allowed: Vec<i64> = in_currency
+        .iter()
+        .flat_map(|p| (0..p.tiers.len()).filter_map(move |t| rules::earn(p, t, amount).ok()))
+        .map(|d| d.points)
+        .collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    if allowed.contains(&e.points) {
+        Ok(())
+    } else {
+        Err(Rule::EarnPoints {
+            points: e.points,
+            amount,
+            allowed,
+        })
+    }
+}
+
+/// A redemption costs exactly what a program then in force charges for the reward.
+fn check_redeem(candidates: &[&Program], known: &Known, e: &Entry) -> Result<Option<Flag>, Rule> {
+    let reward = e.reward_id.clone().unwrap_or_default();
+    let mut costs: Vec<i64> = candidates
+        .iter()
+        .filter_map(|p| p.reward(&reward))
+        .map(|r| r.cost)
+        .collect();
+    if costs.is_empty() {
+        return Err(Rule::UnknownReward { reward });
+    }
+    costs.sort_unstable();
+    costs.dedup();
+    if !costs.contains(&-e.points) {
+        return Err(Rule::RedeemCost {
+            reward,
+            points: e.points,
+            costs,
+        });
+    }
+    let since = e.occurred_at.plus_days(-1);
+    let used: i64 = -e.points
+        - known
+            .history(e.member_id)
+            .filter(|o| {
+                o.kind == EntryKind::Redeem
+                    && o.occurred_at > since
+                    && o.occurred_at <= e.occurred_at
+            })
+            .map(|o| o.points)
+            .sum::<i64>();
+    let limit = candidates
+        .iter()
+        .map(|p| p.offline_redeem_limit)
+        .max()
+        .unwrap_or(0);
+    Ok((used > limit).then_some(Flag::OverOfflineLimit { used, limit }))
+}
+
+/// A reversal exactly negates an existing entry of the same member, made at the same till, that
+/// is not itself a reversal and has not been reversed already.
+fn check_reverse(known: &Known, e: &Entry) -> Result<(), Rule> {
+    let Some(target) = e.reverses else {
+        return Err(Rule::UnknownTarget {
+            target: EntryId(uuid::Uuid::nil()),
+        });
+    };
+    let original = known
+        .by_id
+        .get(&target)
+        .ok_or(Rule::UnknownTarget { target })?;
+    if original.member_id != e.member_id {
+        return Err(Rule::OtherMember { target });
+    }
+    if original.terminal_id != e.terminal_id {
+        return Err(Rule::OtherTerminal { target });
+    }
+    if original.kind == EntryKind::Reverse {
+        return Err(Rule::ReversalOfReversal { target });
+    }
+    if let Some(&by) = known.reversed_by.get(&target)
+        && by != e.id
+    {
+        return Err(Rule::AlreadyReversed { target, by });
+    }
+    let exact = rules::reverse(original, false).is_ok_and(|d| {
+        d.points == e.points && d.amount_minor == e.amount_minor && d.currency == e.currency
+    });
+    if !exact {
+        return Err(Rule::NotExact {
+            target,
+            points: e.points,
+            amount: e.amount_minor,
+            target_points: original.points,
+            target_amount: original.amount_minor,
+        });
+    }
+    Ok(())
+}
+
+fn bonus_amount(candidates: &[&Program], e: &Entry, of: fn(&Program) -> i64) -> Result<(), Rule> {
+    let mut allowed: Vec<i64> = candidates
+        .iter()
+        .map(|p| of(p))
+        .filter(|&b| b > 0)
+        .collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    if allowed.contains(&e.points) {
+        Ok(())
+    } else {
+        Err(Rule::BonusAmount {
+            kind: e.kind,
+            points: e.points,
+            allowed,
+        })
+    }
+}
+
+/// The welcome bonus: the program's amount, once per member.
+fn check_welcome(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(), Rule> {
+    bonus_amount(candidates, e, |p| p.welcome_bonus)?;
+    if let Some(first) = known
+        .history(e.member_id)
+        .find(|o| o.kind == EntryKind::WelcomeBonus && o.id != e.id)
+    {
+        return Err(Rule::WelcomeTwice { first: first.id });
+    }
+    Ok(())
+}
+
+/// The birthday bonus: the program's amount, at most once per member per calendar year.
+fn check_birthday(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(), Rule> {
+    bonus_amount(candidates, e, |p| p.birthday_bonus)?;
+    let year = e.occurred_at.date().year();
+    if let Some(first) = known.history(e.member_id).find(|o| {
+        o.kind == EntryKind::BirthdayBonus && o.id != e.id && o.occurred_at.date().year() == year
+    }) {
+        return Err(Rule::BirthdayTwice {
+            year,
+            first: first.id,
+        });
+    }
+    Ok(())
+}
+
+/// Expiry takes no more than the expiring till could have seen as the balance: all of its own
+/// earlier entries, and at most the points other tills added by then.
+fn check_expiry(known: &Known, e: &Entry) -> Result<(), Rule> {
+    let by = e.occurred_at.millis().saturating_add(MAX_CLOCK_SKEW_MS);
+    let most: i64 = known
+        .history(e.member_id)
+        .filter(|o| o.id != e.id)
+        .map(|o| {
+            if o.terminal_id == e.terminal_id {
+                if o.terminal_seq < e.terminal_seq {
+                    o.points
+                } else {
+                    0
+                }
+            } else if o.occurred_at.millis() <= by {
+                o.points.max(0)
+            } else {
+                0
+            }
+        })
+        .sum();
+    if -e.points > most {
+        return Err(Rule::ExpiryOverBalance {
+            points: -e.points,
+            most,
+        });
+    }
+    Ok(())
+}
+
+/// An adjustment says why and stays within the program's limit; every one is flagged.
+fn check_adjust(candidates: &[&Program], e: &Entry) -> Result<Option<Flag>, Rule> {
+    if e.note.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(Rule::AdjustmentWithoutNote);
+    }
+    let limit = candidates.iter().map(|p| p.adjust_limit).max().unwrap_or(0);
+    if e.points.abs() > limit {
+        return Err(Rule::AdjustmentOverLimit {
+            points: e.points,
+            limit,
+        });
+    }
+    Ok(Some(Flag::Adjustment { points: e.points }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TerminalId;
+    use crate::domain::summary::tests::entry;
+    use crate::domain::timestamp::DAY_MS;
+
+    const T0: i64 = 1_795_435_200_000;
+
+    fn history() -> ProgramHistory {
+        ProgramHistory::new(vec![ProgramVersion {
+            version: 1,
+            installed_at: Timestamp::from_millis(0),
+            program: Program::demo(),
+        }])
+    }
+
+    fn at(kind: EntryKind, points: i64, amount: Option<i64>, seq: i64) -> Entry {
+        Entry {
+            terminal_seq: seq,
+            ..entry(kind, points, amount, T0 + seq)
+        }
+    }
+
+    fn judge(batch: &[Entry]) -> Result<Vec<(EntryId, Flag)>, Rule> {
+        let member = batch[0].member_id;
+        check_batch(&history(), &mut Known::new([], &[member]), batch).map_err(|e| e.rule)
+    }
+
+    #[test]
+    fn earn_must_be_what_some_tier_gives_the_amount() {
+        // £12.50 earns 125 (Green), 156 (Silver x1.25) or 187 (Gold x1.5), rounded down.
+        for points in [125, 156, 187] {
+            assert_eq!(
+                judge(&[at(EntryKind::Earn, points, Some(1250), 1)]),
+                Ok(vec![])
+            );
+        }
+        let greedy = judge(&[at(EntryKind::Earn, 188, Some(1250), 1)]);
+        assert!(
+            matches!(&greedy, Err(Rule::EarnPoints { allowed, .. }) if *allowed == vec![125, 156, 187]),
+            "{greedy:?}"
+        );
+        let penny = judge(&[at(EntryKind::Earn, 900_000_000, Some(1), 1)]);
+        assert!(matches!(penny, Err(Rule::EarnPoints { .. })), "{penny:?}");
+        let huge = judge(&[at(EntryKind::Earn, 10, Some(100_001), 1)]);
+        assert!(
+            matches!(huge, Err(Rule::SaleTooLarge { max: 100_000, .. })),
+            "{huge:?}"
+        );
+        let mut euro = at(EntryKind::Earn, 125, Some(1250), 1);
+        euro.currency = Some("EUR".into());
+        assert!(matches!(judge(&[euro]), Err(Rule::Currency { .. })));
+    }
+
+    #[test]
+    fn redemptions_cost_what_the_program_says() {
+        let mut coffee = at(EntryKind::Redeem, -500, None, 1);
+        coffee.reward_id = Some("coffee".into());
+        assert_eq!(judge(&[coffee.clone()]), Ok(vec![]));
+        coffee.points = -5;
+        assert!(matches!(
+            judge(&[coffee.clone()]),
+            Err(Rule::RedeemCost { costs, .. }) if costs == vec![500]
+        ));
+        coffee.reward_id = Some("yacht".into());
+        assert!(matches!(judge(&[coffee]), Err(Rule::UnknownReward { .. })));
+    }
+
+    #[test]
+    fn redemptions_over_the_offline_limit_are_flagged() {
+        let batch: Vec<Entry> = (1..=5)
+            .map(|seq| Entry {
+                reward_id: Some("coffee".into()),
+                ..at(EntryKind::Redeem, -500, None, seq)
+            })
+            .collect();
+        let flags = judge(&batch).expect("possible");
+        assert_eq!(
+            flags,
+            vec![(
+                batch[4].id,
+                Flag::OverOfflineLimit {
+                    used: 2500,
+                    limit: 2000
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn a_reversal_listed_before_its_entry_is_judged_after_it() {
+        let earned = at(EntryKind::Earn, 125, Some(1250), 1);
+        let mut reversal = at(EntryKind::Reverse, -125, Some(-1250), 2);
+        reversal.reverses = Some(earned.id);
+        assert_eq!(judge(&[reversal.clone(), earned.clone()]), Ok(vec![]));
+        // The attack of the issue: a reversal carrying +999,999 listed before its target.
+        let mut forged = reversal.clone();
+        forged.points = 999_999;
+        assert!(matches!(
+            judge(&[forged, earned.clone()]),
+            Err(Rule::NotExact { .. })
+        ));
+        let mut elsewhere = reversal.clone();
+        elsewhere.terminal_id = TerminalId("other".into());
+        assert!(matches!(
+            judge(&[earned.clone(), elsewhere]),
+            Err(Rule::OtherTerminal { .. })
+        ));
+        let mut twice = reversal.clone();
+        twice.id = EntryId(uuid::Uuid::now_v7());
+        assert!(matches!(
+            judge(&[earned.clone(), reversal.clone(), twice]),
+            Err(Rule::AlreadyReversed { .. })
+        ));
+        let mut orphan = reversal;
+        orphan.reverses = Some(EntryId(uuid::Uuid::now_v7()));
+        assert!(matches!(judge(&[orphan]), Err(Rule::UnknownTarget { .. })));
+    }
+
+    #[test]
+    fn bonuses_are_the_programs_amount_and_not_repeated() {
+        let welcome = at(EntryKind::WelcomeBonus, 100, None, 1);
+        assert_eq!(judge(&[welcome.clone()]), Ok(vec![]));
+        let again = at(EntryKind::WelcomeBonus, 100, None, 2);
+        assert!(matches!(
+            judge(&[welcome.clone(), again]),
+            Err(Rule::WelcomeTwice { .. })
+        ));
+        assert!(matches!(
+            judge(&[at(EntryKind::WelcomeBonus, 101, None, 1)]),
+            Err(Rule::BonusAmount { .. })
+        ));
+        let birthday = at(EntryKind::BirthdayBonus, 250, None, 1);
+        let same_year = at(EntryKind::BirthdayBonus, 250, None, 2);
+        assert!(matches!(
+            judge(&[birthday.clone(), same_year]),
+            Err(Rule::BirthdayTwice { .. })
+        ));
+        let next_year = Entry {
+            occurred_at: Timestamp::from_millis(T0 + 366 * DAY_MS),
+            ..at(EntryKind::BirthdayBonus, 250, None, 2)
+        };
+        assert_eq!(judge(&[birthday, next_year]), Ok(vec![]));
+    }
+
+    #[test]
+    fn expiry_takes_no_more_than_the_till_could_have_seen() {
+        let earned = at(EntryKind::Earn, 125, Some(1250), 1);
+        let expire = |points| Entry {
+            occurred_at: Timestamp::from_millis(T0 + 400 * DAY_MS),
+            ..at(EntryKind::Expire, points, None, 2)
+        };
+        assert_eq!(judge(&[earned.clone(), expire(-125)]), Ok(vec![]));
+        assert!(matches!(
+            judge(&[earned, expire(-126)]),
+            Err(Rule::ExpiryOverBalance { most: 125, .. })
+        ));
+    }
+
+    #[test]
+    fn adjustments_need_a_note_and_stay_within_the_limit() {
+        let adjust = |points, note: Option<&str>| Entry {
+            note: note.map(str::to_owned),
+            ..at(EntryKind::Adjust, points, None, 1)
+        };
+        let ok = adjust(-50, Some("double scan"));
+        assert_eq!(
+            judge(&[ok.clone()]),
+            Ok(vec![(ok.id, Flag::Adjustment { points: -50 })])
+        );
+        assert!(matches!(
+            judge(&[adjust(10_001, Some("x"))]),
+            Err(Rule::AdjustmentOverLimit { limit: 10_000, .. })
+        ));
+        assert!(matches!(
+            judge(&[adjust(5, Some("  "))]),
+            Err(Rule::AdjustmentWithoutNote)
+        ));
+    }
+
+    #[test]
+    fn an_offline_till_may_run_an_older_program_but_not_a_newer_one() {
+        let dear = Program::from_toml(
+            &crate::domain::program::DEMO_PROGRAM_TOML.replace("cost = 500", "cost = 600"),
+        )
+        .expect("program");
+        let programs = ProgramHistory::new(vec![
+            ProgramVersion {
+                version: 1,
+                installed_at: Timestamp::from_millis(0),
+                program: Program::demo(),
+            },
+            ProgramVersion {
+                version: 2,
+                installed_at: Timestamp::from_millis(T0 + DAY_MS),
+                program: dear,
+            },
+        ]);
+        let redeem = |points, day| Entry {
+            reward_id: Some("coffee".into()),
+            occurred_at: Timestamp::from_millis(T0 + day * DAY_MS),
+            ..at(EntryKind::Redeem, points, None, 1)
+        };
+        let judge = |e: Entry| {
+            let member = e.member_id;
+            check_batch(&programs, &mut Known::new([], &[member]), &[e]).map_err(|e| e.rule)
+        };
+        assert!(judge(redeem(-500, 0)).is_ok());
+        assert!(judge(redeem(-600, 2)).is_ok());
+        assert!(
+            judge(redeem(-500, 2)).is_ok(),
+            "an offline till still on v1"
+        );
+        assert!(
+            matches!(judge(redeem(-600, 0)), Err(Rule::RedeemCost { .. })),
+            "v2 was not yet in force"
+        );
+    }
+}
