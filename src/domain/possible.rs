@@ -612,7 +612,7 @@ mod tests {
         assert_eq!(judge(&[coffee.clone()]), Ok(vec![]));
         coffee.points = -5;
         assert!(matches!(
-            judge(&[coffee.clone()]),
+            judge(std::slice::from_ref(&coffee)),
             Err(Rule::RedeemCost { costs, .. }) if costs == vec![500]
         ));
         coffee.reward_id = Some("yacht".into());
@@ -673,7 +673,7 @@ mod tests {
     #[test]
     fn bonuses_are_the_programs_amount_and_not_repeated() {
         let welcome = at(EntryKind::WelcomeBonus, 100, None, 1);
-        assert_eq!(judge(&[welcome.clone()]), Ok(vec![]));
+        assert_eq!(judge(std::slice::from_ref(&welcome)), Ok(vec![]));
         let again = at(EntryKind::WelcomeBonus, 100, None, 2);
         assert!(matches!(
             judge(&[welcome.clone(), again]),
@@ -718,7 +718,7 @@ mod tests {
         };
         let ok = adjust(-50, Some("double scan"));
         assert_eq!(
-            judge(&[ok.clone()]),
+            judge(std::slice::from_ref(&ok)),
             Ok(vec![(ok.id, Flag::Adjustment { points: -50 })])
         );
         assert!(matches!(
