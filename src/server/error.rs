@@ -76,6 +76,7 @@ impl IntoResponse for ApiError {
         }
         let body = ErrorBody {
             error: self.client_message(),
+            ..ErrorBody::default()
         };
         (status, Json(body)).into_response()
     }

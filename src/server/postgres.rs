@@ -252,6 +252,11 @@ impl PgDb {
             program_version: row.get(0),
             program_toml: row.get(1),
             code_key: data_encoding::BASE64.encode(&key),
+            programs: Vec::new(),
+            epoch: String::new(),
+            server_seq: 0,
+            terminal_seq: 0,
+            record_at_cursor: None,
         })
     }
 

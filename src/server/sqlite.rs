@@ -401,6 +401,11 @@ fn latest_program(conn: &Connection) -> Result<ConfigResponse, DbError> {
         program_version: version,
         program_toml: toml,
         code_key: data_encoding::BASE64.encode(&key),
+        programs: Vec::new(),
+        epoch: String::new(),
+        server_seq: 0,
+        terminal_seq: 0,
+        record_at_cursor: None,
     })
 }
 

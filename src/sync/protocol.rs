@@ -5,7 +5,12 @@
 //!   insert-if-absent by id, each given the next global `server_seq`.
 //! - `GET /v1/sync/pull?after=N&limit=L` -> [`PullResponse`]: members and other terminals'
 //!   entries with `server_seq > N`, in order, and the cursor to ask from next.
-//! - `GET /v1/sync/config` -> [`ConfigResponse`]: the program in force and its member-code key.
+//! - `GET /v1/sync/config?known=V&cursor=C` [`ConfigQuery`] -> [`ConfigResponse`]: the program
+//!   in force and its member-code key, program versions after `V`, the server's epoch and seq,
+//!   the highest terminal_seq it holds for the asking till, and which record is at seq `C`.
+//! - `GET /v1/sync/own?after=S&limit=L` [`OwnQuery`] -> [`PullResponse`]: the asking till's own
+//!   entries with `terminal_seq > S` (and the members they need), for a till restored from a
+//!   backup to take back what it had pushed; `next` is a terminal_seq.
 //! - `GET /v1/members/{id}/balance` -> [`BalanceResponse`]: the live balance.
 //! - `GET /v1/double-spends` -> [`DoubleSpendList`].
 //! - `GET /health`: no authentication.
@@ -49,6 +54,17 @@ pub struct PushResponse {
     pub server_seq: i64,
 }
 
+/// Most records one own-entries page returns.
+pub const MAX_OWN_LIMIT: usize = 5_000;
+/// The most bytes of JSON one pull page carries (a page stops early rather than exceed it).
+pub const MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
+/// The most bytes of an answer the till's client reads.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Longest reward id on an entry.
+pub const MAX_REWARD_ID_LEN: usize = 40;
+/// Most retired cards one member record may carry.
+pub const MAX_RETIRED_CARDS: usize = 100;
+
 /// The pull query.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct PullQuery {
@@ -66,15 +82,77 @@ pub struct PullResponse {
     pub next: i64,
     /// More records wait after `next`.
     pub more: bool,
+    /// Which record is at seq `next` ([`record_name`]); a till keeps it with its cursor and
+    /// checks it at the next round, so a server restored from an older copy is noticed even
+    /// after new records have taken the old numbers.
+    #[serde(default)]
+    pub next_record: Option<String>,
 }
 
-/// The program in force.
+/// The name of a record at a server_seq: `entry:<id>` or `member:<id>:<version>`.
+pub fn record_name(kind: RecordKind, id: uuid::Uuid, version: i64) -> String {
+    match kind {
+        RecordKind::Entry => format!("entry:{id}"),
+        RecordKind::Member => format!("member:{id}:{version}"),
+    }
+}
+
+/// What a server_seq numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Entry,
+    Member,
+}
+
+/// The own-entries query.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct OwnQuery {
+    pub after: i64,
+    pub limit: usize,
+}
+
+/// The config query: what the till already has.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ConfigQuery {
+    /// The highest program version the till holds (0: none).
+    #[serde(default)]
+    pub known: i64,
+    /// The till's pull cursor, to name the record there.
+    #[serde(default)]
+    pub cursor: i64,
+}
+
+/// One program version and when the server installed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramVersionBody {
+    pub version: i64,
+    pub installed_at: Timestamp,
+    pub toml: String,
+}
+
+/// The program in force, and what a till checks before it pushes and pulls.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfigResponse {
     pub program_version: i64,
     pub program_toml: String,
     /// The member-code key, base64.
     pub code_key: String,
+    /// Program versions after the query's `known`, oldest first: the history entries are
+    /// judged by.
+    #[serde(default)]
+    pub programs: Vec<ProgramVersionBody>,
+    /// Names this server database; a database restored from a backup or replaced has another.
+    #[serde(default)]
+    pub epoch: String,
+    /// The highest server_seq.
+    #[serde(default)]
+    pub server_seq: i64,
+    /// The highest terminal_seq the server holds for the asking till (0: none).
+    #[serde(default)]
+    pub terminal_seq: i64,
+    /// The record at the query's `cursor` ([`record_name`]), `None` past the end or at 0.
+    #[serde(default)]
+    pub record_at_cursor: Option<String>,
 }
 
 /// A member's balance as the server knows it.
@@ -106,11 +184,23 @@ pub struct DoubleSpendList {
     pub double_spends: Vec<DoubleSpend>,
 }
 
-/// An error body: what went wrong, in words.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An error body: what went wrong, in words; for a refused entry, which one and the rule.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+    /// The refused entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_id: Option<EntryId>,
+    /// The rule it broke (a stable name, e.g. `earn_points`, `sequence_reused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
+
+/// Rule names of push refusals about the terminal's sequence, which tell a till it was restored
+/// from an older copy (reused) or skipped numbers (gap).
+pub const RULE_SEQUENCE_REUSED: &str = "sequence_reused";
+/// See [`RULE_SEQUENCE_REUSED`].
+pub const RULE_SEQUENCE_GAP: &str = "sequence_gap";
 
 #[cfg(test)]
 mod tests {
