@@ -102,7 +102,10 @@ impl CashierScreen {
             .margin(egui::vec2(12.0, 10.0));
         let response = ui.add(field).on_hover_text(SCAN_FIELD);
         response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, SCAN_FIELD));
-        if !dialog_open && !response.has_focus() {
+        // Only while the window has the keyboard: asking for focus in an unfocused window
+        // repaints every frame, spinning a core and starving the input it waits for.
+        let window_focused = ui.input(|i| i.focused);
+        if !dialog_open && window_focused && !response.has_focus() {
             response.request_focus();
         }
         enter.then(|| Action::Submit(std::mem::take(&mut self.scan_text)))
@@ -226,19 +229,24 @@ fn sale_ui(
         }
     }
     let mut action = keypad_ui(ui, scan_text);
-    let earn = egui::Button::new(
-        RichText::new(button_text(&Action::Earn))
-            .size(24.0)
-            .strong(),
-    )
-    .min_size(egui::vec2(ui.available_width(), TARGET + 8.0));
-    if ui.add_enabled(pending_amount.is_some(), earn).clicked() {
-        action = Some(Action::Earn);
-    }
-    ui.add_space(12.0);
-    if big_button(ui, button_text(&Action::ReverseLast)).clicked() {
-        action = Some(Action::ReverseLast);
-    }
+    // Earn and Reverse side by side, so both stay on screen above the status bar.
+    ui.horizontal(|ui| {
+        let width = ui.available_width();
+        let earn = egui::Button::new(
+            RichText::new(button_text(&Action::Earn))
+                .size(24.0)
+                .strong(),
+        )
+        .min_size(egui::vec2(width * 0.55, TARGET + 8.0));
+        if ui.add_enabled(pending_amount.is_some(), earn).clicked() {
+            action = Some(Action::Earn);
+        }
+        let reverse = egui::Button::new(button_text(&Action::ReverseLast))
+            .min_size(egui::vec2(ui.available_width(), TARGET + 8.0));
+        if ui.add(reverse).clicked() {
+            action = Some(Action::ReverseLast);
+        }
+    });
     action
 }
 
@@ -296,7 +304,7 @@ fn keypad_ui(ui: &mut egui::Ui, scan_text: &mut String) -> Option<Action> {
             for row in KEYS {
                 for key in row {
                     let button = egui::Button::new(RichText::new(key).size(26.0))
-                        .min_size(egui::vec2(72.0, 52.0));
+                        .min_size(egui::vec2(72.0, TARGET));
                     if ui.add(button).clicked() {
                         if key == "Del" {
                             scan_text.pop();
