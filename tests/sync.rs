@@ -132,8 +132,13 @@ fn three_offline_tills_converge(backend: Backend) {
                 assert_eq!(again.server_seq, first.server_seq, "and moves nothing");
             }
             till.store.mark_pushed(&outbox).expect("mark");
-            tillpass::sync::engine::pull_all(&mut till.store, &client, &mut Default::default())
-                .expect("pull");
+            tillpass::sync::engine::pull_all(
+                &mut till.store,
+                &client,
+                &mut Default::default(),
+                now(),
+            )
+            .expect("pull");
         }
         round += 1;
         if !pushed_any {
@@ -637,12 +642,24 @@ fn a_new_till_catches_up_in_small_pages_after_card_replacements(backend: Backend
     let mut b = b_db.open();
     b.set_sync_server(&server.url, &tokens[1]).expect("save");
     let client = tillpass::sync::client_for(&b).expect("client");
-    tillpass::sync::engine::take_config(&mut b, &client, now()).expect("config");
+    tillpass::sync::engine::take_config(&mut b, &client, now(), &mut Default::default())
+        .expect("config");
     let mut cursor = 0;
     loop {
         let page = client.pull(cursor, 2).expect("pull");
-        b.apply_pulled(&page.members, &page.entries, page.next)
-            .expect("every page applies: its members arrive first");
+        let applied = b
+            .apply_pulled(
+                &page.members,
+                &page.entries,
+                page.next,
+                page.next_record.as_deref(),
+                now(),
+            )
+            .expect("apply");
+        assert_eq!(
+            applied.quarantined, 0,
+            "every page applies: its members arrive first"
+        );
         cursor = page.next;
         if !page.more {
             break;

@@ -286,29 +286,48 @@ impl Known {
     }
 }
 
-/// Judges `batch` (entries of one push or one pulled page) against the program history and what
-/// is stored. Entries are taken in dependency order, never array order: every other entry
-/// first, by time, then reversals, so a reversal listed before what it reverses is judged after
-/// it. An entry already stored (same id) is not judged again. Returns the flags of the entries,
-/// or the first impossible one.
+/// The verdicts on a batch: flags of the possible entries, and every impossible one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    pub flags: Vec<(EntryId, Flag)>,
+    pub impossible: Vec<Impossible>,
+}
+
+/// Judges every entry of `batch` against the program history and what is stored. Entries are
+/// taken in dependency order, never array order: every other entry first, by time, then
+/// reversals, so a reversal listed before what it reverses is judged after it. An entry already
+/// stored (same id) is not judged again; an impossible one is not known to those after it (a
+/// reversal of it is impossible too).
+pub fn judge_batch(programs: &ProgramHistory, known: &mut Known, batch: &[Entry]) -> Verdicts {
+    let mut order: Vec<&Entry> = batch.iter().collect();
+    order.sort_by_key(|e| (e.kind == EntryKind::Reverse, e.occurred_at, e.terminal_seq));
+    let mut verdicts = Verdicts::default();
+    for e in order {
+        if known.by_id.contains_key(&e.id) {
+            continue;
+        }
+        match check_entry(programs, known, e) {
+            Ok(flag) => {
+                verdicts.flags.extend(flag.map(|f| (e.id, f)));
+                known.add(e.clone());
+            }
+            Err(impossible) => verdicts.impossible.push(impossible),
+        }
+    }
+    verdicts
+}
+
+/// [`judge_batch`] for a push, which is refused whole: the flags, or the first impossible entry.
 pub fn check_batch(
     programs: &ProgramHistory,
     known: &mut Known,
     batch: &[Entry],
 ) -> Result<Vec<(EntryId, Flag)>, Impossible> {
-    let mut order: Vec<&Entry> = batch.iter().collect();
-    order.sort_by_key(|e| (e.kind == EntryKind::Reverse, e.occurred_at, e.terminal_seq));
-    let mut flags = Vec::new();
-    for e in order {
-        if known.by_id.contains_key(&e.id) {
-            continue;
-        }
-        if let Some(flag) = check_entry(programs, known, e)? {
-            flags.push((e.id, flag));
-        }
-        known.add(e.clone());
+    let verdicts = judge_batch(programs, known, batch);
+    match verdicts.impossible.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(verdicts.flags),
     }
-    Ok(flags)
 }
 
 /// Could an honest till have written `e`, given what is `known`? A flag when it could but a

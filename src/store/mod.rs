@@ -4,6 +4,7 @@
 //! one `BEGIN IMMEDIATE` transaction that appends the entry, advances the terminal's gapless
 //! sequence and refreshes the member's cached state together, or does none of it.
 
+mod authority;
 mod bulk;
 mod identify;
 mod ledger;
@@ -24,6 +25,7 @@ use crate::domain::member::MemberError;
 use crate::domain::{ConfigError, EntryId, MemberId, Program, Refusal, TerminalId, Timestamp};
 use crate::token::CodeKey;
 
+pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::HistoricMember;
 pub use identify::{ScanError, ScanOutcome};
 pub use ledger::InsertOutcome;
@@ -80,6 +82,8 @@ pub enum StoreError {
     NotEmpty,
     #[error("could not find an unused card number; the card number space is nearly full")]
     CardsExhausted,
+    #[error("corrupt record: {0}")]
+    BadRecord(String),
     #[error("NFC tag {uid} is already linked to the member with card {card}")]
     TagTaken { uid: String, card: String },
     #[error(transparent)]

@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
-use super::ledger::{insert_foreign, refresh_state};
+use super::ledger::refresh_state;
 use super::members::{MEMBER_COLUMNS, insert_member_row, member_from_row};
 use super::rows::{ENTRY_COLUMNS, card_at, entry_from_row};
 use super::{MemberView, Result, Store, StoreError};
@@ -36,11 +36,19 @@ impl Outbox {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncCounters {
     pub waiting_entries: i64,
+    /// This till's entries up to this terminal_seq are on the server.
+    pub pushed_seq: i64,
     pub waiting_members: i64,
     pub pull_cursor: i64,
     pub program_version: i64,
     pub last_success: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// The server database the cursor belongs to.
+    pub epoch: Option<String>,
+    /// The record at the cursor, as the server named it.
+    pub cursor_record: Option<String>,
+    /// Pulled records set aside.
+    pub quarantined: i64,
 }
 
 /// Why the server's program key cannot be taken on.
@@ -85,7 +93,7 @@ fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRecord> {
 /// Takes on a member record from the server: new members are added, older versions here are
 /// replaced, newer ones kept. A phone or email held here by another member goes to the record
 /// from the server (the server's order decides who keeps it; it strips it from the other too).
-fn apply_member(
+pub(super) fn apply_member(
     conn: &Connection,
     program: &crate::domain::Program,
     rec: &MemberRecord,
@@ -186,18 +194,6 @@ impl Store {
 
     /// Counts and times for the status bar and `sync status`.
     pub fn sync_counters(&self) -> Result<SyncCounters> {
-        let (pushed, pull_cursor, program_version, last_success, last_error): (
-            i64,
-            i64,
-            i64,
-            Option<i64>,
-            Option<String>,
-        ) = self.conn.query_row(
-            "SELECT pushed_seq, pull_cursor, program_version, last_success, last_error
-             FROM sync_state WHERE singleton = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )?;
         let last_seq: i64 = self.conn.query_row(
             "SELECT last_seq FROM terminal WHERE singleton = 1",
             [],
@@ -206,14 +202,28 @@ impl Store {
         let waiting_members: i64 =
             self.conn
                 .query_row("SELECT COUNT(*) FROM member_outbox", [], |r| r.get(0))?;
-        Ok(SyncCounters {
-            waiting_entries: (last_seq - pushed).max(0),
-            waiting_members,
-            pull_cursor,
-            program_version,
-            last_success: last_success.map(Timestamp::from_millis),
-            last_error,
-        })
+        let quarantined = self.quarantine_count()?;
+        Ok(self.conn.query_row(
+            "SELECT pushed_seq, pull_cursor, program_version, last_success, last_error, epoch,
+                    cursor_record
+             FROM sync_state WHERE singleton = 1",
+            [],
+            |r| {
+                let pushed: i64 = r.get(0)?;
+                Ok(SyncCounters {
+                    waiting_entries: (last_seq - pushed).max(0),
+                    pushed_seq: pushed,
+                    waiting_members,
+                    pull_cursor: r.get(1)?,
+                    program_version: r.get(2)?,
+                    last_success: r.get::<_, Option<i64>>(3)?.map(Timestamp::from_millis),
+                    last_error: r.get(4)?,
+                    epoch: r.get(5)?,
+                    cursor_record: r.get(6)?,
+                    quarantined,
+                })
+            },
+        )?)
     }
 
     /// Up to `max_members` changed members and `max_entries` of this till's unpushed entries,
@@ -275,38 +285,34 @@ impl Store {
         Ok(())
     }
 
-    /// Applies one pulled page and moves the cursor to `next`, all in one transaction: a crash
-    /// leaves either the whole page and its cursor, or neither. Touched members' cached states
-    /// are refreshed by [`Store::refresh_stale`] once the pull has caught up.
-    pub fn apply_pulled(
-        &mut self,
-        members: &[MemberRecord],
-        entries: &[Entry],
-        next: i64,
-    ) -> Result<usize> {
-        for e in entries {
-            e.check_shape()?;
-        }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for rec in members {
-            apply_member(&tx, &self.program, rec)?;
-        }
-        // Grouped by member (order within a member kept, so a reversal still follows what it
-        // reverses): the member-clustered ledger then takes each page in key order.
-        let mut ordered: Vec<&Entry> = entries.iter().collect();
-        ordered.sort_by_key(|e| e.member_id);
-        let outcomes = insert_foreign(&tx, &self.program, &self.terminal, &ordered, true)?;
-        tx.execute(
-            "UPDATE sync_state SET pull_cursor = MAX(pull_cursor, ?1) WHERE singleton = 1",
-            params![next],
+    /// Notes the server database this till syncs with.
+    pub fn set_epoch(&mut self, epoch: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sync_state SET epoch = ?1 WHERE singleton = 1",
+            params![epoch],
         )?;
-        tx.commit()?;
-        Ok(outcomes
-            .iter()
-            .filter(|o| **o == super::InsertOutcome::Inserted)
-            .count())
+        Ok(())
+    }
+
+    /// The server was restored from an older copy or replaced: pull everything again from the
+    /// start (applying is idempotent) and note its epoch.
+    pub fn restart_pull(&mut self, epoch: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sync_state SET pull_cursor = 0, cursor_record = NULL, epoch = ?1
+             WHERE singleton = 1",
+            params![epoch],
+        )?;
+        Ok(())
+    }
+
+    /// The server holds this till's entries only up to `seq` (it was restored from an older
+    /// copy): push again from there.
+    pub fn push_again_after(&mut self, seq: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sync_state SET pushed_seq = MIN(pushed_seq, ?1) WHERE singleton = 1",
+            params![seq.max(0)],
+        )?;
+        Ok(())
     }
 
     /// Sets the page cache for a bulk pull (`bulk`: 256 MB) or back to normal (64 MB): a

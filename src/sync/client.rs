@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use super::protocol::{
-    BalanceResponse, ConfigResponse, DoubleSpendList, ErrorBody, PullQuery, PullResponse,
-    PushRequest, PushResponse, TERMINAL_HEADER,
+    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, ErrorBody, MAX_RESPONSE_BYTES,
+    OwnQuery, PullQuery, PullResponse, PushRequest, PushResponse, TERMINAL_HEADER,
 };
 use crate::domain::{MemberId, TerminalId};
 use crate::store::StoreError;
@@ -28,8 +28,12 @@ pub enum SyncError {
     Unreachable { url: String, reason: String },
     #[error("the server refused this till's token: {0}")]
     Unauthorized(String),
-    #[error("the server refused the data: {0}")]
-    Refused(String),
+    #[error("the server refused the data: {message}")]
+    Refused {
+        message: String,
+        /// The rule the server named (e.g. `sequence_reused`), when it named one.
+        rule: Option<String>,
+    },
     #[error("the server is failing: {0}")]
     Server(String),
     #[error("unexpected answer from the server: {0}")]
@@ -107,19 +111,19 @@ impl SyncClient {
             reason: root_cause(&e),
         })?;
         let status = response.status();
+        let bytes = read_limited(response)?;
         if status.is_success() {
-            return response
-                .json()
-                .map_err(|e| SyncError::Protocol(root_cause(&e)));
+            return serde_json::from_slice(&bytes).map_err(|e| SyncError::Protocol(e.to_string()));
         }
-        let text = response.text().unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| format!("{status}: {}", text.trim()));
+        let text = String::from_utf8_lossy(&bytes);
+        let (message, rule) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => (body.error, body.rule),
+            Err(_) => (format!("{status}: {}", text.trim()), None),
+        };
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SyncError::Unauthorized(message),
             s if s.is_server_error() => SyncError::Server(message),
-            _ => SyncError::Refused(message),
+            _ => SyncError::Refused { message, rule },
         })
     }
 
@@ -141,9 +145,23 @@ impl SyncClient {
         )
     }
 
-    /// The program in force and its member-code key.
-    pub fn config(&self) -> Result<ConfigResponse, SyncError> {
-        self.answer(self.request(reqwest::Method::GET, "/v1/sync/config").send())
+    /// The program in force, its member-code key, the versions after `query.known` and what
+    /// the till checks before it pushes and pulls.
+    pub fn config(&self, query: ConfigQuery) -> Result<ConfigResponse, SyncError> {
+        self.answer(
+            self.request(reqwest::Method::GET, "/v1/sync/config")
+                .query(&query)
+                .send(),
+        )
+    }
+
+    /// This till's own entries on the server after terminal_seq `after`.
+    pub fn own(&self, after: i64, limit: usize) -> Result<PullResponse, SyncError> {
+        self.answer(
+            self.request(reqwest::Method::GET, "/v1/sync/own")
+                .query(&OwnQuery { after, limit })
+                .send(),
+        )
     }
 
     /// A member's balance as the server knows it now.
@@ -164,6 +182,31 @@ impl SyncClient {
                 .send(),
         )
     }
+}
+
+/// The answer's body, refused past [`MAX_RESPONSE_BYTES`] (declared or read).
+fn read_limited(response: Response) -> Result<Vec<u8>, SyncError> {
+    use std::io::Read as _;
+    let too_large = || {
+        SyncError::Protocol(format!(
+            "the server's answer is over {MAX_RESPONSE_BYTES} bytes; refusing to read it"
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    response
+        .take(MAX_RESPONSE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| SyncError::Protocol(root_cause(&e)))?;
+    if bytes.len() > MAX_RESPONSE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// The innermost cause of an error: "Connection refused (os error 111)" rather than a chain.

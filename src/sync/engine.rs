@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 use super::client::{REQUEST_TIMEOUT, SyncClient, SyncError};
-use super::protocol::{MAX_PUSH_MEMBERS, PushRequest};
+use super::protocol::{ConfigQuery, ConfigResponse, MAX_OWN_LIMIT, MAX_PUSH_MEMBERS, PushRequest};
 use crate::domain::{MemberId, TerminalId, Timestamp};
 use crate::store::{Outbox, Store, SyncSettings};
 
@@ -31,6 +31,16 @@ pub struct SyncReport {
     /// The server's program was newer and is now installed.
     pub program_updated: bool,
     pub server_seq: i64,
+    /// Pulled records set aside this round (this till could not apply them).
+    pub quarantined: usize,
+    /// Quarantined records applied this round after a program update.
+    pub released: usize,
+    /// This till's own entries taken back from the server (the file was an older copy).
+    pub recovered: usize,
+    /// Unpushed entries numbered again after those.
+    pub renumbered: usize,
+    /// The server was restored from an older copy or replaced: everything was pulled again.
+    pub server_restored: bool,
 }
 
 /// A client for the server saved in `store`.
@@ -69,19 +79,84 @@ pub fn reuse_client(
     Ok(client)
 }
 
-/// Takes on the server's program and member-code key.
+/// Takes on the server's program history, program and member-code key, and notices a server
+/// restored from an older copy (another epoch, a cursor past its end, or another record at the
+/// cursor): then everything is pulled again, and pushed again from what the server holds.
 pub fn take_config(
     store: &mut Store,
     client: &SyncClient,
     at: Timestamp,
-) -> Result<bool, SyncError> {
-    let config = client.config()?;
+    report: &mut SyncReport,
+) -> Result<ConfigResponse, SyncError> {
+    let counters = store.sync_counters()?;
+    let config = client.config(ConfigQuery {
+        known: store.known_program_version()?,
+        cursor: counters.pull_cursor,
+    })?;
     let key: [u8; 32] = data_encoding::BASE64
         .decode(config.code_key.as_bytes())
         .ok()
         .and_then(|k| k.try_into().ok())
         .ok_or_else(|| SyncError::Protocol("the server sent a malformed member-code key".into()))?;
-    Ok(store.install_server_program(config.program_version, &config.program_toml, key, at)?)
+    let new_versions = store.add_server_programs(&config.programs)?;
+    report.program_updated =
+        store.install_server_program(config.program_version, &config.program_toml, key, at)?
+            || new_versions > 0;
+    if !config.epoch.is_empty() {
+        let restored = counters.epoch.as_ref().is_some_and(|e| *e != config.epoch)
+            || counters.pull_cursor > config.server_seq
+            || counters
+                .cursor_record
+                .as_ref()
+                .is_some_and(|r| config.record_at_cursor.as_ref() != Some(r));
+        if restored {
+            store.restart_pull(&config.epoch)?;
+            report.server_restored = true;
+        } else if counters.epoch.is_none() {
+            store.set_epoch(&config.epoch)?;
+        }
+    }
+    Ok(config)
+}
+
+/// Lines this till's sequence up with the server's: a server holding fewer of its entries gets
+/// them pushed again; a server holding more (an ack lost, or this file restored from an older
+/// copy) gives them back, and unpushed entries are numbered after them.
+pub fn reconcile_own(
+    store: &mut Store,
+    client: &SyncClient,
+    config: &ConfigResponse,
+    at: Timestamp,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let pushed = store.sync_counters()?.pushed_seq;
+    if config.terminal_seq < pushed {
+        store.push_again_after(config.terminal_seq)?;
+        return Ok(());
+    }
+    if config.terminal_seq == pushed {
+        return Ok(());
+    }
+    let (mut members, mut entries) = (Vec::new(), Vec::new());
+    let mut after = pushed;
+    loop {
+        let page = client.own(after, MAX_OWN_LIMIT)?;
+        if page.next <= after && page.more {
+            return Err(SyncError::Protocol(format!(
+                "the server's own-entries cursor did not move past {after}"
+            )));
+        }
+        members.extend(page.members);
+        entries.extend(page.entries);
+        after = page.next;
+        if !page.more {
+            break;
+        }
+    }
+    let adopted = store.adopt_own(&members, &entries, config.terminal_seq, at)?;
+    report.recovered += adopted.recovered;
+    report.renumbered += adopted.renumbered;
+    Ok(())
 }
 
 /// Pushes everything waiting, batch by batch; each acknowledged batch is marked at once.
@@ -119,10 +194,11 @@ pub fn pull_all(
     store: &mut Store,
     client: &SyncClient,
     report: &mut SyncReport,
+    at: Timestamp,
 ) -> Result<(), SyncError> {
     let cursor = store.sync_counters()?.pull_cursor;
     store.bulk_cache(true)?;
-    let result = pull_pages(store, client, report, cursor);
+    let result = pull_pages(store, client, report, cursor, at);
     store.bulk_cache(false)?;
     result
 }
@@ -132,6 +208,7 @@ fn pull_pages(
     client: &SyncClient,
     report: &mut SyncReport,
     cursor: i64,
+    at: Timestamp,
 ) -> Result<(), SyncError> {
     let (pages, received) = std::sync::mpsc::sync_channel(12);
     let fetcher = client.clone();
@@ -172,8 +249,15 @@ fn pull_pages(
                     batch.next = more.next;
                 }
             }
-            report.pulled_entries +=
-                store.apply_pulled(&batch.members, &batch.entries, batch.next)?;
+            let applied = store.apply_pulled(
+                &batch.members,
+                &batch.entries,
+                batch.next,
+                batch.next_record.as_deref(),
+                at,
+            )?;
+            report.pulled_entries += applied.inserted;
+            report.quarantined += applied.quarantined;
             report.pulled_members += batch.members.len();
             report.server_seq = report.server_seq.max(batch.next);
         }
@@ -182,22 +266,37 @@ fn pull_pages(
     })
 }
 
-/// A whole round, recorded in the store (last success or last error).
+/// A whole round, recorded in the store (last success or last error). Pulling never depends on
+/// pushing: a refused push still lets the till take everyone else's records, and the round then
+/// reports the refusal.
 pub fn sync_once(
     store: &mut Store,
     client: &SyncClient,
     at: Timestamp,
 ) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
-    let result = take_config(store, client, at)
-        .map(|updated| report.program_updated = updated)
-        .and_then(|()| push_all(store, client, &mut report))
-        .and_then(|()| pull_all(store, client, &mut report));
+    let result = round(store, client, at, &mut report);
     match &result {
         Ok(()) => store.record_sync(at, None)?,
         Err(e) => store.record_sync(at, Some(&e.to_string()))?,
     }
     result.map(|()| report)
+}
+
+fn round(
+    store: &mut Store,
+    client: &SyncClient,
+    at: Timestamp,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let config = take_config(store, client, at, report)?;
+    let pushed = reconcile_own(store, client, &config, at, report)
+        .and_then(|()| push_all(store, client, report));
+    pull_all(store, client, report, at)?;
+    if report.program_updated {
+        report.released = store.retry_quarantine(at)?;
+    }
+    pushed
 }
 
 /// The member's live balance when this till is connected to a server (`Ok(None)` when it is

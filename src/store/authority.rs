@@ -1,0 +1,515 @@
+//! The till's side of the server's authority: the program versions entries are judged by, the
+//! screening of pulled records with the same possibility check the server runs on pushes, the
+//! quarantine for records this till cannot apply, and taking back its own entries after a
+//! restore from an older copy of its file.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+
+use super::ledger::refresh_state;
+use super::rows::{ENTRY_COLUMNS, entry_by_id, entry_from_row, insert_entry, member_entries};
+use super::sync::apply_member;
+use super::{Result, Store, StoreError};
+use crate::domain::possible::{Known, ProgramHistory, ProgramVersion, judge_batch, needs};
+use crate::domain::{
+    Entry, EntryId, EntryKind, MemberId, MemberRecord, Program, TerminalId, Timestamp,
+};
+use crate::sync::protocol::{ProgramVersionBody, RecordKind, record_name};
+
+/// A pulled record set aside.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quarantined {
+    /// `entry:<id>` or `member:<id>:<version>`.
+    pub record: String,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// What applying a pulled page did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Entries new here.
+    pub inserted: usize,
+    /// Records set aside in the quarantine.
+    pub quarantined: usize,
+}
+
+/// What taking back this till's own entries from the server did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Adopted {
+    /// Entries the server had from this till and this file did not (lost with a restore).
+    pub recovered: usize,
+    /// Unpushed entries numbered again after them.
+    pub renumbered: usize,
+}
+
+fn quarantine(
+    conn: &Connection,
+    kind: RecordKind,
+    record: &str,
+    body: &str,
+    reason: &str,
+    at: Timestamp,
+) -> Result<()> {
+    let kind = match kind {
+        RecordKind::Entry => "entry",
+        RecordKind::Member => "member",
+    };
+    conn.prepare_cached(
+        "INSERT INTO quarantine (record, kind, body, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (record) DO UPDATE SET reason = excluded.reason, at = excluded.at",
+    )?
+    .execute(params![record, kind, body, reason, at.millis()])?;
+    Ok(())
+}
+
+fn member_record_name(rec: &MemberRecord) -> String {
+    record_name(RecordKind::Member, rec.member.id.0, rec.version)
+}
+
+fn entry_record_name(e: &Entry) -> String {
+    record_name(RecordKind::Entry, e.id.0, 0)
+}
+
+/// Whether a store error is about the record (quarantine it) rather than the store (stop).
+fn about_the_record(e: &StoreError) -> bool {
+    match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
+            f.code == rusqlite::ErrorCode::ConstraintViolation
+        }
+        StoreError::Member(_) | StoreError::Shape(_) | StoreError::Refused(_) => true,
+        _ => false,
+    }
+}
+
+/// Applies `rec` in a savepoint; a record this till cannot take goes to the quarantine.
+fn apply_or_quarantine_member(
+    conn: &mut rusqlite::Transaction<'_>,
+    program: &Program,
+    rec: &MemberRecord,
+    at: Timestamp,
+) -> Result<bool> {
+    let sp = conn.savepoint()?;
+    match apply_member(&sp, program, rec) {
+        Ok(()) => {
+            sp.commit()?;
+            Ok(true)
+        }
+        Err(e) if about_the_record(&e) => {
+            drop(sp);
+            let body = serde_json::to_string(rec).unwrap_or_default();
+            quarantine(
+                conn,
+                RecordKind::Member,
+                &member_record_name(rec),
+                &body,
+                &e.to_string(),
+                at,
+            )?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The stored entries the possibility check needs for `entries`.
+fn known_for(conn: &Connection, entries: &[&Entry]) -> Result<Known> {
+    let owned: Vec<Entry> = entries.iter().map(|e| (*e).clone()).collect();
+    let wanted = needs(&owned);
+    let mut fetched = Vec::new();
+    let mut reversals = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM ledger WHERE reverses = ?1"
+    ))?;
+    for id in &wanted.targets {
+        fetched.extend(entry_by_id(conn, *id)?);
+        fetched.extend(
+            reversals
+                .query_row(params![id.0], entry_from_row)
+                .optional()?,
+        );
+    }
+    for member in &wanted.histories {
+        fetched.extend(member_entries(conn, *member)?);
+    }
+    Ok(Known::new(fetched, &wanted.histories))
+}
+
+/// Pulled entries this till can apply, and those it cannot with the reason.
+type Screened<'e> = (Vec<&'e Entry>, Vec<(&'e Entry, String)>);
+
+/// Splits pulled entries into those this till can apply and those it cannot, with the reason:
+/// a bad shape, a claim to be this till's, an unknown member, an id held with other content,
+/// or an entry no honest till could have written (the server's own check).
+fn screen<'e>(
+    conn: &Connection,
+    programs: &ProgramHistory,
+    terminal: &TerminalId,
+    entries: &'e [Entry],
+) -> Result<Screened<'e>> {
+    let mut bad: Vec<(&Entry, String)> = Vec::new();
+    let mut candidates: Vec<&Entry> = Vec::with_capacity(entries.len());
+    let mut members_known: HashSet<MemberId> = HashSet::new();
+    let mut member_exists =
+        conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM members WHERE id = ?1)")?;
+    for e in entries {
+        if let Err(shape) = e.check_shape() {
+            bad.push((e, shape.reason));
+            continue;
+        }
+        if let Some(existing) = entry_by_id(conn, e.id)? {
+            if existing != *e {
+                bad.push((
+                    e,
+                    "an entry with this id is held here with other content".into(),
+                ));
+            }
+            continue;
+        }
+        if e.terminal_id == *terminal {
+            bad.push((
+                e,
+                format!("claims to come from this till ({terminal}) but was never made here"),
+            ));
+            continue;
+        }
+        if !members_known.contains(&e.member_id) {
+            if !member_exists.query_row(params![e.member_id.0], |r| r.get::<_, bool>(0))? {
+                bad.push((e, format!("member {} is not known here", e.member_id)));
+                continue;
+            }
+            members_known.insert(e.member_id);
+        }
+        candidates.push(e);
+    }
+    let mut known = known_for(conn, &candidates)?;
+    let owned: Vec<Entry> = candidates.iter().map(|e| (*e).clone()).collect();
+    let verdicts = judge_batch(programs, &mut known, &owned);
+    let impossible: HashMap<EntryId, String> = verdicts
+        .impossible
+        .into_iter()
+        .map(|i| (i.id, i.rule.to_string()))
+        .collect();
+    let (ok, refused): (Vec<&Entry>, Vec<&Entry>) = candidates
+        .into_iter()
+        .partition(|e| !impossible.contains_key(&e.id));
+    bad.extend(refused.into_iter().map(|e| (e, impossible[&e.id].clone())));
+    Ok((ok, bad))
+}
+
+/// What judging and applying a page of pulled records needs.
+struct Page {
+    programs: ProgramHistory,
+    program: Program,
+    terminal: TerminalId,
+}
+
+impl Page {
+    /// Applies members, then the entries this till can take; the rest go to the quarantine.
+    fn apply(
+        &self,
+        tx: &mut rusqlite::Transaction<'_>,
+        members: &[MemberRecord],
+        entries: &[Entry],
+        at: Timestamp,
+    ) -> Result<Applied> {
+        let mut applied = Applied::default();
+        for rec in members {
+            if !apply_or_quarantine_member(tx, &self.program, rec, at)? {
+                applied.quarantined += 1;
+            }
+        }
+        let (ok, bad) = screen(tx, &self.programs, &self.terminal, entries)?;
+        for (e, reason) in &bad {
+            let body = serde_json::to_string(e).unwrap_or_default();
+            quarantine(
+                tx,
+                RecordKind::Entry,
+                &entry_record_name(e),
+                &body,
+                reason,
+                at,
+            )?;
+        }
+        applied.quarantined += bad.len();
+        // Grouped by member, reversals after what they reverse: the member-clustered ledger
+        // then takes each page in key order.
+        let mut ordered = ok;
+        ordered.sort_by_key(|e| (e.member_id, e.kind == EntryKind::Reverse));
+        let outcomes =
+            super::ledger::insert_foreign(tx, &self.program, &self.terminal, &ordered, true)?;
+        applied.inserted = outcomes
+            .iter()
+            .filter(|o| **o == super::InsertOutcome::Inserted)
+            .count();
+        Ok(applied)
+    }
+}
+
+impl Store {
+    /// The program versions pulled entries are judged by: the server's, or this till's own
+    /// program while it has none (never synced).
+    pub fn program_history(&self) -> Result<ProgramHistory> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT version, installed_at, toml FROM server_programs")?;
+        let versions = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .map(|(version, installed_at, toml)| {
+                Ok(ProgramVersion {
+                    version,
+                    installed_at: Timestamp::from_millis(installed_at),
+                    program: Program::from_toml(&toml).map_err(StoreError::StoredProgram)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if versions.is_empty() {
+            return Ok(ProgramHistory::new(vec![ProgramVersion {
+                version: 0,
+                installed_at: Timestamp::from_millis(0),
+                program: self.program.clone(),
+            }]));
+        }
+        Ok(ProgramHistory::new(versions))
+    }
+
+    /// The highest server program version held here (0: none).
+    pub fn known_program_version(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM server_programs",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Keeps the server's program versions (validated first: a version this till cannot read
+    /// is refused whole). Returns how many were new.
+    pub fn add_server_programs(&mut self, versions: &[ProgramVersionBody]) -> Result<usize> {
+        for v in versions {
+            Program::from_toml(&v.toml)?;
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut added = 0;
+        for v in versions {
+            added += tx.execute(
+                "INSERT INTO server_programs (version, installed_at, toml) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (version) DO NOTHING",
+                params![v.version, v.installed_at.millis(), v.toml],
+            )?;
+        }
+        tx.commit()?;
+        Ok(added)
+    }
+
+    /// Applies one pulled page and moves the cursor to `next` (naming `next_record`), all in one
+    /// transaction: a crash leaves either the whole page and its cursor, or neither. Records
+    /// this till cannot apply go to the quarantine with the reason, and the cursor moves on.
+    /// Touched members' cached states are refreshed by [`Store::refresh_stale`] once the pull
+    /// has caught up.
+    pub fn apply_pulled(
+        &mut self,
+        members: &[MemberRecord],
+        entries: &[Entry],
+        next: i64,
+        next_record: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Applied> {
+        let page = Page {
+            programs: self.program_history()?,
+            program: self.program.clone(),
+            terminal: self.terminal.clone(),
+        };
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied = page.apply(&mut tx, members, entries, at)?;
+        tx.execute(
+            "UPDATE sync_state SET pull_cursor = MAX(pull_cursor, ?1),
+                    cursor_record = CASE WHEN ?1 >= pull_cursor THEN ?2 ELSE cursor_record END
+             WHERE singleton = 1",
+            params![next, next_record],
+        )?;
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    /// Records set aside, newest first.
+    pub fn quarantined(&self, limit: usize) -> Result<Vec<Quarantined>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT record, reason, at FROM quarantine ORDER BY at DESC, record LIMIT ?1",
+        )?;
+        let rows = stmt
+            .query_map(params![limit as i64], |r| {
+                Ok(Quarantined {
+                    record: r.get(0)?,
+                    reason: r.get(1)?,
+                    at: Timestamp::from_millis(r.get(2)?),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// How many records are set aside.
+    pub fn quarantine_count(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))?)
+    }
+
+    /// Tries every quarantined record again (after a program update, say), in one
+    /// transaction: members first, then entries; what applies now leaves the quarantine.
+    /// Returns how many did.
+    pub fn retry_quarantine(&mut self, at: Timestamp) -> Result<usize> {
+        if self.quarantine_count()? == 0 {
+            return Ok(0);
+        }
+        let page = Page {
+            programs: self.program_history()?,
+            program: self.program.clone(),
+            terminal: self.terminal.clone(),
+        };
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows: Vec<(String, String)> = tx
+            .prepare("SELECT kind, body FROM quarantine")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        tx.execute("DELETE FROM quarantine", [])?;
+        let mut members = Vec::new();
+        let mut entries = Vec::new();
+        for (kind, body) in &rows {
+            match kind.as_str() {
+                "member" => {
+                    members.push(serde_json::from_str::<MemberRecord>(body).map_err(|e| {
+                        StoreError::BadRecord(format!("quarantined member record: {e}"))
+                    })?)
+                }
+                _ => entries.push(
+                    serde_json::from_str::<Entry>(body)
+                        .map_err(|e| StoreError::BadRecord(format!("quarantined entry: {e}")))?,
+                ),
+            }
+        }
+        let applied = page.apply(&mut tx, &members, &entries, at)?;
+        tx.commit()?;
+        Ok(rows.len().saturating_sub(applied.quarantined))
+    }
+
+    /// Takes back this till's own entries from the server: `server` holds every entry the
+    /// server has from this till after the last one this file knows was pushed, with the
+    /// `members` they need, and `server_last` is the highest terminal_seq the server holds.
+    /// Entries lost with a restore are inserted with their numbers; this till's unpushed
+    /// entries that the server does not have are numbered after `server_last`, in their order.
+    /// One transaction: nothing is lost and no number is used twice.
+    pub fn adopt_own(
+        &mut self,
+        members: &[MemberRecord],
+        server: &[Entry],
+        server_last: i64,
+        at: Timestamp,
+    ) -> Result<Adopted> {
+        let program = self.program.clone();
+        let terminal = self.terminal.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for rec in members {
+            apply_member(&tx, &program, rec)?;
+        }
+        let pushed: i64 = tx.query_row(
+            "SELECT pushed_seq FROM sync_state WHERE singleton = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let on_server: HashSet<EntryId> = server.iter().map(|e| e.id).collect();
+        let mut missing = Vec::new();
+        for e in server {
+            if e.terminal_id != terminal {
+                return Err(StoreError::BadEntry {
+                    id: e.id,
+                    reason: format!("is not this till's ({terminal}) but {}", e.terminal_id),
+                });
+            }
+            match entry_by_id(&tx, e.id)? {
+                Some(local) if local == *e => {}
+                Some(_) => return Err(StoreError::IdConflict(e.id)),
+                None => missing.push(e),
+            }
+        }
+        let unpushed: Vec<Entry> = tx
+            .prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM ledger WHERE terminal_id = ?1 AND terminal_seq > ?2
+                 ORDER BY terminal_seq"
+            ))?
+            .query_map(params![terminal.0, pushed], entry_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let to_renumber: Vec<&Entry> = unpushed
+            .iter()
+            .filter(|e| !on_server.contains(&e.id))
+            .collect();
+        // Each unpushed entry's number after the server's; only those that change move.
+        let moves: Vec<(&Entry, i64)> = to_renumber
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (*e, server_last + 1 + i as i64))
+            .filter(|(e, seq)| e.terminal_seq != *seq)
+            .collect();
+        let mut renumber = tx.prepare("UPDATE ledger SET terminal_seq = ?2 WHERE id = ?1")?;
+        // Out of the way first (above any number in use), then in place after the server's.
+        let aside = server_last.max(unpushed.last().map_or(0, |e| e.terminal_seq));
+        for (i, (e, _)) in moves.iter().enumerate() {
+            renumber.execute(params![e.id.0, aside + 1 + i as i64])?;
+        }
+        let mut touched: HashMap<MemberId, Timestamp> = HashMap::new();
+        for e in &missing {
+            insert_entry(&tx, e)?;
+            let t = touched.entry(e.member_id).or_insert(e.occurred_at);
+            *t = (*t).max(e.occurred_at);
+        }
+        for (e, seq) in &moves {
+            renumber.execute(params![e.id.0, seq])?;
+        }
+        drop(renumber);
+        let renumbered = moves.len();
+        let last = server_last + to_renumber.len() as i64;
+        tx.execute(
+            "UPDATE terminal SET last_seq = ?1 WHERE singleton = 1",
+            params![last],
+        )?;
+        tx.execute(
+            "UPDATE sync_state SET pushed_seq = ?1 WHERE singleton = 1",
+            params![server_last],
+        )?;
+        for (member, t) in touched {
+            let all = member_entries(&tx, member)?;
+            refresh_state(&tx, &program, member, &all, t.max(at))?;
+        }
+        debug_assert_eq!(
+            tx.query_row(
+                "SELECT COUNT(*), COALESCE(MAX(terminal_seq), 0) FROM ledger WHERE terminal_id = ?1",
+                params![terminal.0],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .ok(),
+            Some((last, last)),
+            "this till's sequence is gapless after taking its entries back"
+        );
+        tx.commit()?;
+        Ok(Adopted {
+            recovered: missing.len(),
+            renumbered,
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! The till's side of the server's authority, on real SQLite files: pulled records no honest
+//! till could have written are set aside (the cursor moves on), and a till restored from an
+//! older copy of its file takes its entries back and numbers its new ones after them.
+
+mod common;
+
+use common::{NOW, TempDb, enrol};
+use tillpass::domain::{Entry, EntryId, EntryKind, MemberId, MemberRecord, TerminalId};
+use tillpass::store::{Outbox, Store};
+
+fn elsewhere(member: MemberId, seq: i64, kind: EntryKind, points: i64) -> Entry {
+    Entry {
+        id: EntryId(uuid::Uuid::now_v7()),
+        terminal_id: TerminalId("till-elsewhere".into()),
+        terminal_seq: seq,
+        member_id: member,
+        kind,
+        points,
+        amount_minor: None,
+        currency: None,
+        reward_id: None,
+        reverses: None,
+        occurred_at: NOW.plus_millis(seq),
+        note: None,
+        actor: "elsewhere".into(),
+    }
+}
+
+fn sale(member: MemberId, seq: i64, points: i64, amount: i64) -> Entry {
+    Entry {
+        amount_minor: Some(amount),
+        currency: Some("GBP".into()),
+        ..elsewhere(member, seq, EntryKind::Earn, points)
+    }
+}
+
+fn reversal_of(original: &Entry, seq: i64, points: i64) -> Entry {
+    Entry {
+        reverses: Some(original.id),
+        amount_minor: original.amount_minor.map(|a| -a),
+        currency: original.currency.clone(),
+        ..elsewhere(original.member_id, seq, EntryKind::Reverse, points)
+    }
+}
+
+#[test]
+fn impossible_pulled_entries_are_set_aside_and_the_rest_applies() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    let member = enrol(&mut store, "Grace Hopper").member.id;
+    let honest = sale(member, 1, 125, 1250);
+    let later = sale(member, 2, 50, 500);
+    // The attack: a reversal listed before its entry carrying +999,999, and 900,000,000
+    // points on a penny. An honest reversal listed before its entry applies.
+    let forged = reversal_of(&honest, 3, 999_999);
+    let greedy = sale(member, 4, 900_000_000, 1);
+    let undo_later = reversal_of(&later, 5, -50);
+    let mine = Entry {
+        terminal_id: store.terminal_id().clone(),
+        ..sale(member, 6, 125, 1250)
+    };
+    let page = [forged, undo_later, honest, greedy.clone(), later, mine];
+    let applied = store
+        .apply_pulled(&[], &page, 40, Some("entry:x"), NOW)
+        .expect("apply");
+    assert_eq!((applied.inserted, applied.quarantined), (3, 3));
+    let counters = store.sync_counters().expect("counters");
+    assert_eq!(counters.pull_cursor, 40, "the cursor moves on");
+    assert_eq!(counters.quarantined, 3);
+    let reasons: Vec<String> = store
+        .quarantined(10)
+        .expect("list")
+        .into_iter()
+        .map(|q| format!("{} {}", q.record, q.reason))
+        .collect();
+    let all = reasons.join("\n");
+    assert!(all.contains("does not exactly negate"), "{all}");
+    assert!(
+        all.contains(&format!("entry:{} earns 900000000", greedy.id)),
+        "{all}"
+    );
+    assert!(all.contains("claims to come from this till"), "{all}");
+    store.refresh_stale().expect("refresh");
+    assert_eq!(
+        store.member(member).expect("member").state.balance,
+        100 + 125,
+        "welcome bonus and the honest sale; the other sale was reversed"
+    );
+    assert!(store.verify(false).expect("verify").is_clean());
+
+    // Retried, they are still impossible: nothing changes.
+    assert_eq!(store.retry_quarantine(NOW).expect("retry"), 0);
+    assert_eq!(store.quarantine_count().expect("count"), 3);
+}
+
+#[test]
+fn a_member_record_this_till_cannot_take_is_set_aside() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    let here = enrol(&mut store, "Ada Lovelace");
+    let other = MemberRecord {
+        member: tillpass::domain::Member {
+            id: MemberId(uuid::Uuid::now_v7()),
+            name: "Someone Else".into(),
+            ..here.member.clone()
+        },
+        version: NOW.millis(),
+        retired_cards: vec![],
+    };
+    let applied = store
+        .apply_pulled(std::slice::from_ref(&other), &[], 3, None, NOW)
+        .expect("apply");
+    assert_eq!(applied.quarantined, 1, "the card belongs to a member here");
+    let listed = store.quarantined(5).expect("list");
+    assert!(
+        listed[0]
+            .record
+            .starts_with(&format!("member:{}", other.member.id)),
+        "{listed:?}"
+    );
+    assert_eq!(store.sync_counters().expect("counters").pull_cursor, 3);
+}
+
+/// Pretends the server acknowledged everything this till has written so far.
+fn mark_all_pushed(store: &mut Store) -> Vec<Entry> {
+    let outbox = store.outbox(1000, 10_000).expect("outbox");
+    store.mark_pushed(&outbox).expect("mark");
+    outbox.entries
+}
+
+fn own_sequence(store: &Store) -> Vec<i64> {
+    let mut stmt = store
+        .connection()
+        .prepare("SELECT terminal_seq FROM ledger WHERE terminal_id = ?1 ORDER BY terminal_seq")
+        .expect("prepare");
+    stmt.query_map([&store.terminal_id().0], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn a_till_restored_from_an_older_copy_takes_back_its_entries_and_renumbers_new_ones() {
+    let db = TempDb::new();
+    let backup = db.dir.path().join("backup.sqlite3");
+    let member;
+    {
+        let mut store = db.open();
+        member = enrol(&mut store, "Katherine Johnson").member.id;
+        store.earn(member, 1000, "ann", NOW).expect("earn");
+        mark_all_pushed(&mut store);
+    }
+    std::fs::copy(&db.path, &backup).expect("back up the file");
+    let lost: Vec<Entry> = {
+        let mut store = db.open();
+        store.earn(member, 2000, "ann", NOW).expect("earn");
+        store.earn(member, 3000, "ann", NOW).expect("earn");
+        let outbox = store.outbox(1000, 10_000).expect("outbox");
+        store.mark_pushed(&outbox).expect("the server has them");
+        outbox.entries
+    };
+    assert_eq!(
+        lost.iter().map(|e| e.terminal_seq).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    std::fs::copy(&backup, &db.path).expect("restore the older copy");
+    let mut store = db.open();
+    // Sales after the restore reuse numbers 3 and 4 with new ids.
+    for amount in [400, 500, 600] {
+        store.earn(member, amount, "ann", NOW).expect("earn");
+    }
+    assert_eq!(own_sequence(&store), vec![1, 2, 3, 4, 5]);
+
+    let adopted = store.adopt_own(&[], &lost, 4, NOW).expect("adopt");
+    assert_eq!((adopted.recovered, adopted.renumbered), (2, 3));
+    assert_eq!(own_sequence(&store), (1..=7).collect::<Vec<_>>(), "gapless");
+    let counters = store.sync_counters().expect("counters");
+    assert_eq!(counters.pushed_seq, 4);
+    assert_eq!(
+        counters.waiting_entries, 3,
+        "the new sales wait to be pushed"
+    );
+    let outbox: Outbox = store.outbox(1000, 10_000).expect("outbox");
+    assert_eq!(
+        outbox.entries.iter().map(|e| e.points).collect::<Vec<_>>(),
+        vec![40, 50, 60],
+        "in the order they were made"
+    );
+    assert_eq!(
+        store.member(member).expect("member").state.balance,
+        100 + 100 + 200 + 300 + 40 + 50 + 60,
+        "nothing lost, nothing doubled"
+    );
+    assert!(store.verify(false).expect("verify").is_clean());
+    // The next sale continues after them.
+    let next = store.earn(member, 100, "ann", NOW).expect("earn");
+    assert_eq!(next.terminal_seq, 8);
+
+    // A pushed entry may never be renumbered, nor anything else of a row changed.
+    let conn = store.connection();
+    for sql in [
+        "UPDATE ledger SET terminal_seq = terminal_seq + 100 WHERE terminal_seq <= 4",
+        "UPDATE ledger SET points = points + 1 WHERE terminal_seq = 8",
+    ] {
+        let err = conn.execute(sql, []).expect_err(sql);
+        assert!(err.to_string().contains("immutable"), "{sql}: {err}");
+    }
+}
