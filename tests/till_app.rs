@@ -457,3 +457,51 @@ fn enter_with_the_wallet_dialog_open_commits_no_sale() {
     settle(&mut h);
     assert_eq!(entries(&db), before, "Enter behind a dialog writes nothing");
 }
+
+#[test]
+fn a_program_the_server_installs_reaches_the_screen_without_a_restart() {
+    use common::server::{Backend, Server, add_terminal, admin, database};
+    let dir = TempDb::new();
+    let server_db = database(Backend::Sqlite, dir.dir.path()).expect("sqlite");
+    let token = add_terminal(&server_db, "till");
+    let server = Server::start(&server_db);
+    let db = TempDb::new();
+    {
+        let mut store = db.open();
+        store.set_sync_server(&server.url, &token).expect("save");
+        let client = tillpass::sync::client_for(&store).expect("client");
+        tillpass::sync::sync_once(&mut store, &client, common::server::now()).expect("join");
+    }
+    let mut h = harness(&db);
+    h.state().settle_sync();
+    settle(&mut h);
+    h.get_by_label("Bean & Leaf Rewards");
+
+    let renamed = dir.dir.path().join("renamed.toml");
+    std::fs::write(
+        &renamed,
+        tillpass::domain::program::DEMO_PROGRAM_TOML
+            .replace("Bean & Leaf Rewards", "Bean & Leaf Club")
+            .replace("cost = 500", "cost = 450"),
+    )
+    .expect("write program");
+    assert!(admin(
+        &server_db,
+        &["program", "set", renamed.to_str().expect("utf-8")]
+    ));
+    h.state().settle_sync();
+    settle(&mut h);
+    h.get_by_label("Bean & Leaf Club");
+    assert!(
+        h.query_by_label_contains("Bean & Leaf Rewards").is_none(),
+        "the old name is gone"
+    );
+    assert_eq!(
+        h.state()
+            .program()
+            .and_then(|p| p.reward("coffee"))
+            .map(|r| r.cost),
+        Some(450),
+        "the cashier's rewards follow the new program"
+    );
+}

@@ -214,6 +214,15 @@ impl Store {
         Ok(())
     }
 
+    /// Re-reads the program in force and the member-code key, which another connection (the
+    /// sync worker) may have changed; true when the program did.
+    pub fn reload(&mut self) -> Result<bool> {
+        let before = self.program_version;
+        self.reload_program()?;
+        self.code_key = CodeKey::from_bytes(schema::ensure_code_key(&self.conn)?);
+        Ok(self.program_version != before)
+    }
+
     /// Installs a new program version and re-derives every member's cached tier under it.
     pub fn set_program(&mut self, program_toml: &str, at: Timestamp) -> Result<()> {
         Program::from_toml(program_toml)?;

@@ -30,6 +30,10 @@ pub struct SyncStatus {
     pub last_success: Option<Timestamp>,
     /// The last failure, in words (cleared by a success).
     pub last_error: Option<String>,
+    /// The server's program version installed here (the app reloads when it changes).
+    pub program_version: i64,
+    /// Pulled records set aside because this till cannot apply them.
+    pub quarantined: i64,
 }
 
 /// Handle to the running worker.
@@ -136,6 +140,8 @@ fn run(db: &std::path::Path, shared: &Mutex<SyncStatus>, nudged: &Receiver<()>, 
                     s.waiting = counters.waiting_entries + counters.waiting_members;
                     s.last_success = counters.last_success;
                     s.last_error = result.err().map(|e| e.to_string());
+                    s.program_version = counters.program_version;
+                    s.quarantined = counters.quarantined;
                 });
                 wait
             }

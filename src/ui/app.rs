@@ -37,6 +37,8 @@ pub struct TillApp {
     customer_display: bool,
     /// Background sync with the central server (started once the store is open).
     sync: Option<SyncWorker>,
+    /// The server program version the screens show; a newer one installed by sync is reloaded.
+    program_version: i64,
     /// Why the store could not be opened.
     fatal: Option<String>,
     /// When the process started, until the first usable frame has been reported.
@@ -63,6 +65,7 @@ impl TillApp {
             message: None,
             customer_display: false,
             sync: None,
+            program_version: 0,
             fatal: None,
             launched_at: None,
         }
@@ -87,6 +90,11 @@ impl TillApp {
                 self.apply(reply);
             }
         }
+    }
+
+    /// The program in force, once the store is open.
+    pub fn program(&self) -> Option<&Program> {
+        self.program.as_ref()
     }
 
     /// The screen on show.
@@ -380,6 +388,14 @@ impl TillApp {
                 has_pin,
             } => self.ready(*program, stats, has_pin),
             Reply::OpenFailed(e) => self.fatal = Some(e),
+            Reply::Reloaded { program, stats } => {
+                self.say(
+                    Tone::Info,
+                    format!("The server's program is now in force: {}", program.name),
+                );
+                self.program = Some(*program);
+                self.stats = Some(stats);
+            }
             Reply::Member(panel) => {
                 self.say(Tone::Info, format!("{} found", panel.view.member.name));
                 self.cashier.pending_amount = None;
@@ -458,9 +474,11 @@ impl TillApp {
                 counts,
                 activity,
                 overdrawn,
+                quarantined,
                 stats,
             } => {
-                self.manager.overview(counts, activity, overdrawn);
+                self.manager
+                    .overview(counts, activity, overdrawn, quarantined);
                 self.stats = Some(stats);
             }
             Reply::TierPage { key, count, rows } => self.manager.page(key, count, rows),
@@ -510,6 +528,15 @@ impl TillApp {
         match SyncWorker::spawn(self.db.clone(), move || wake.request_repaint()) {
             Ok(worker) => self.sync = Some(worker),
             Err(e) => self.say(Tone::Bad, format!("sync could not start: {e}")),
+        }
+    }
+
+    /// A program or key the sync worker installed reaches the screens without a restart.
+    fn follow_sync(&mut self) {
+        let version = self.sync_status().program_version;
+        if version != self.program_version && self.program.is_some() {
+            self.program_version = version;
+            self.worker.send(Request::Reload);
         }
     }
 
@@ -568,6 +595,7 @@ impl eframe::App for TillApp {
         for reply in self.worker.try_replies() {
             self.apply(reply);
         }
+        self.follow_sync();
         let ctx = ui.ctx().clone();
         self.input(&ctx);
         // Each action is applied as soon as what returned it is drawn, so a dialog a click

@@ -110,7 +110,13 @@ pub fn sync_line(s: &SyncStatus) -> (String, Color32) {
         1 => "1 change waiting".to_owned(),
         n => format!("{n} changes waiting"),
     };
+    let aside = match s.quarantined {
+        0 => String::new(),
+        1 => " · 1 record from the server set aside (Manager, F10)".to_owned(),
+        n => format!(" · {n} records from the server set aside (Manager, F10)"),
+    };
     match (&s.last_error, s.online) {
+        (None, _) if s.quarantined > 0 => (format!("Online · {waiting} · {last}{aside}"), BAD),
         (None, _) => (format!("Online · {waiting} · {last}"), GOOD),
         (Some(e), true) => (format!("Sync refused: {e} · {waiting}"), BAD),
         (Some(e), false) => (format!("Offline · {waiting} · {last} · {e}"), BAD),

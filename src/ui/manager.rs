@@ -11,7 +11,7 @@ use super::theme::{BAD, GOOD, MUTED, tier_badge};
 use super::worker::{PAGE_ROWS, PageKey};
 use crate::domain::Program;
 use crate::domain::program::TierMeasure;
-use crate::store::{ActivityRow, MemberView, TierRow, TierSort};
+use crate::store::{ActivityRow, MemberView, Quarantined, TierRow, TierSort};
 
 const ROW_HEIGHT: f32 = 30.0;
 
@@ -25,6 +25,8 @@ pub struct ManagerScreen {
     activity: Vec<ActivityRow>,
     /// Members overdrawn by offline redemptions at several tills.
     overdrawn: Vec<MemberView>,
+    /// Pulled records set aside because this till cannot apply them.
+    quarantined: Vec<Quarantined>,
     /// The tier whose members the table lists.
     tier: usize,
     filter: String,
@@ -72,10 +74,12 @@ impl ManagerScreen {
         counts: Vec<i64>,
         activity: Vec<ActivityRow>,
         overdrawn: Vec<MemberView>,
+        quarantined: Vec<Quarantined>,
     ) {
         self.counts = counts;
         self.activity = activity;
         self.overdrawn = overdrawn;
+        self.quarantined = quarantined;
     }
 
     /// A page arrived; kept only if the view still shows it.
@@ -173,6 +177,19 @@ impl ManagerScreen {
                             .strong(),
                     );
                 });
+            }
+        }
+        if !self.quarantined.is_empty() {
+            ui.separator();
+            ui.heading("Set aside by sync");
+            ui.label(
+                RichText::new("Records from the server this till cannot apply; retried after each program update.")
+                    .small()
+                    .color(MUTED),
+            );
+            for q in &self.quarantined {
+                ui.label(RichText::new(&q.record).small().strong());
+                ui.label(RichText::new(&q.reason).small().color(BAD));
             }
         }
         ui.separator();

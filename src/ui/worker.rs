@@ -13,8 +13,8 @@ use image::GrayImage;
 use super::jobs::{self, Job};
 use crate::domain::{Entry, MemberId, MemberInput, Program, Timestamp};
 use crate::store::{
-    ActivityRow, MemberView, ScanError, ScanOutcome, SearchHit, Store, StoreError, StoreStats,
-    TierRow, TierSort,
+    ActivityRow, MemberView, Quarantined, ScanError, ScanOutcome, SearchHit, Store, StoreError,
+    StoreStats, TierRow, TierSort,
 };
 use crate::token::qr::{self, QrError};
 use crate::wallet::PassContent;
@@ -74,6 +74,8 @@ pub enum Request {
     TierPage(PageKey),
     /// What the member's wallet passes show (signed on the jobs thread).
     PassContent(MemberId),
+    /// The sync worker installed a program or key: take them on.
+    Reload,
 }
 
 /// Results for the UI. Every request and job gets exactly one final reply; demo progress comes
@@ -86,6 +88,11 @@ pub enum Reply {
         has_pin: bool,
     },
     OpenFailed(String),
+    /// The program in force after a reload.
+    Reloaded {
+        program: Box<Program>,
+        stats: StoreStats,
+    },
     Member(Box<MemberPanel>),
     Matches(Vec<SearchHit>),
     /// An entry was written; the message says what happened.
@@ -108,6 +115,8 @@ pub enum Reply {
         activity: Vec<ActivityRow>,
         /// Members below zero after offline redemptions at several tills.
         overdrawn: Vec<MemberView>,
+        /// Pulled records set aside because this till cannot apply them.
+        quarantined: Vec<Quarantined>,
         stats: StoreStats,
     },
     /// One page of the tier list; `count` (members matching) comes with page 0.
@@ -352,6 +361,7 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::CheckPin(pin) => Ok(pin_reply(store.check_manager_pin(&pin))),
         Request::Overview => overview(store),
         Request::TierPage(key) => tier_page(store, key),
+        Request::Reload => reload(store),
         Request::PassContent(member) => PassContent::read(store, member, now())
             .map(|content| Reply::PassContent(Box::new(content)))
             .map_err(Failed::from),
@@ -473,11 +483,20 @@ fn pin_reply<E: std::fmt::Display>(result: Result<(), E>) -> Reply {
     }
 }
 
+fn reload(store: &mut Store) -> Result<Reply, Failed> {
+    store.reload()?;
+    Ok(Reply::Reloaded {
+        program: Box::new(store.program().clone()),
+        stats: store.stats()?,
+    })
+}
+
 fn overview(store: &Store) -> Result<Reply, Failed> {
     Ok(Reply::Overview {
         counts: store.tier_counts()?,
         activity: store.recent_activity(50)?,
         overdrawn: store.overdrawn_members(50)?,
+        quarantined: store.quarantined(50)?,
         stats: store.stats()?,
     })
 }

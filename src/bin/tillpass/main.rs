@@ -131,6 +131,10 @@ enum Command {
         /// Only show what is waiting and when the last sync was; do not connect.
         #[arg(long)]
         status: bool,
+        /// List the pulled records set aside because this till cannot apply them; do not
+        /// connect.
+        #[arg(long, conflicts_with = "status")]
+        quarantine: bool,
     },
     /// Redemptions made offline at several tills that together overdrew a balance.
     DoubleSpends,
@@ -455,9 +459,13 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             out.entry_written(&store, &entry)
         }
         Command::Sync {
+            quarantine: true, ..
+        } => out.quarantine(&open(&cli)?.quarantined(1000)?),
+        Command::Sync {
             server,
             token,
             status,
+            quarantine: false,
         } => {
             let mut store = open(&cli)?;
             if !*status {

@@ -248,6 +248,28 @@ impl Out {
                 ""
             }
         );
+        if report.server_restored {
+            say!("The server was restored from an older copy: pulled everything again.");
+        }
+        if report.recovered + report.renumbered > 0 {
+            say!(
+                "This till's file was an older copy: took back {} entries from the server and numbered {} unpushed ones after them.",
+                report.recovered,
+                report.renumbered
+            );
+        }
+        if report.quarantined > 0 {
+            say!(
+                "Set aside {} pulled records this till cannot apply (see `tillpass sync --quarantine`).",
+                report.quarantined
+            );
+        }
+        if report.released > 0 {
+            say!(
+                "Applied {} records set aside earlier, after the program update.",
+                report.released
+            );
+        }
         Ok(())
     }
 
@@ -265,6 +287,7 @@ impl Out {
                 "program_version": counters.program_version,
                 "last_success": counters.last_success,
                 "last_error": counters.last_error,
+                "quarantined": counters.quarantined,
             }));
         }
         say!(
@@ -284,6 +307,25 @@ impl Out {
         );
         if let Some(e) = &counters.last_error {
             say!("Last error: {e}");
+        }
+        if counters.quarantined > 0 {
+            say!(
+                "Set aside: {} pulled records (tillpass sync --quarantine)",
+                counters.quarantined
+            );
+        }
+        Ok(())
+    }
+
+    pub fn quarantine(&self, records: &[tillpass::store::Quarantined]) -> Result<()> {
+        if self.json {
+            return print_json(&records);
+        }
+        if records.is_empty() {
+            say!("No pulled record is set aside.");
+        }
+        for q in records {
+            say!("{}  {}\n    {}", q.at, q.record, q.reason);
         }
         Ok(())
     }
