@@ -247,6 +247,11 @@ pub struct Known {
     reversed_by: HashMap<EntryId, EntryId>,
     by_member: HashMap<MemberId, Vec<EntryId>>,
     complete: HashSet<MemberId>,
+    /// The batch being judged, in the order it arrived (a pulled page: server order). What
+    /// other tills wrote before an entry counts for its expiry bound whatever the order
+    /// entries are judged in.
+    batch: Vec<Entry>,
+    batch_ids: HashSet<EntryId>,
 }
 
 impl Known {
@@ -294,13 +299,17 @@ pub struct Verdicts {
 }
 
 /// Judges every entry of `batch` against the program history and what is stored. Entries are
-/// taken in dependency order, never array order: every other entry first, by time, then
-/// reversals, so a reversal listed before what it reverses is judged after it. An entry already
-/// stored (same id) is not judged again; an impossible one is not known to those after it (a
-/// reversal of it is impossible too).
+/// taken in dependency order, never array order: each till's entries in the order it wrote them
+/// (terminal_seq). A reversal comes from the till that wrote what it reverses, so it is judged
+/// after it even when listed before; and every entry is judged knowing all its till wrote
+/// before it, on the server and on every till alike, whatever the push and page boundaries.
+/// An entry already stored (same id) is not judged again; an impossible one is not known to
+/// those after it (a reversal of it is impossible too).
 pub fn judge_batch(programs: &ProgramHistory, known: &mut Known, batch: &[Entry]) -> Verdicts {
+    known.batch = batch.to_vec();
+    known.batch_ids = batch.iter().map(|e| e.id).collect();
     let mut order: Vec<&Entry> = batch.iter().collect();
-    order.sort_by_key(|e| (e.kind == EntryKind::Reverse, e.occurred_at, e.terminal_seq));
+    order.sort_by(|a, b| (&a.terminal_id, a.terminal_seq).cmp(&(&b.terminal_id, b.terminal_seq)));
     let mut verdicts = Verdicts::default();
     for e in order {
         if known.by_id.contains_key(&e.id) {
@@ -525,26 +534,33 @@ fn check_birthday(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(
 }
 
 /// Expiry takes no more than the expiring till could have seen as the balance: all of its own
-/// earlier entries, and at most the points other tills added by then.
+/// earlier entries, and at most the points other tills added by then (known, or arrived before
+/// it in the batch).
 fn check_expiry(known: &Known, e: &Entry) -> Result<(), Rule> {
     let by = e.occurred_at.millis().saturating_add(MAX_CLOCK_SKEW_MS);
-    let most: i64 = known
+    let own: i64 = known
         .history(e.member_id)
-        .filter(|o| o.id != e.id)
-        .map(|o| {
-            if o.terminal_id == e.terminal_id {
-                if o.terminal_seq < e.terminal_seq {
-                    o.points
-                } else {
-                    0
-                }
-            } else if o.occurred_at.millis() <= by {
-                o.points.max(0)
-            } else {
-                0
-            }
-        })
+        .filter(|o| o.terminal_id == e.terminal_id && o.terminal_seq < e.terminal_seq)
+        .map(|o| o.points)
         .sum();
+    let arrived_before = known
+        .batch
+        .iter()
+        .position(|o| o.id == e.id)
+        .map_or(&known.batch[..0], |i| &known.batch[..i]);
+    let stored = known
+        .history(e.member_id)
+        .filter(|o| !known.batch_ids.contains(&o.id));
+    let mut others: HashMap<EntryId, i64> = HashMap::new();
+    for o in stored.chain(arrived_before) {
+        if o.member_id == e.member_id
+            && o.terminal_id != e.terminal_id
+            && o.occurred_at.millis() <= by
+        {
+            others.insert(o.id, o.points.max(0));
+        }
+    }
+    let most = own + others.values().sum::<i64>();
     if -e.points > most {
         return Err(Rule::ExpiryOverBalance {
             points: -e.points,
@@ -674,8 +690,10 @@ mod tests {
         ));
         let mut elsewhere = reversal.clone();
         elsewhere.terminal_id = TerminalId("other".into());
+        let member = earned.member_id;
+        let stored = Known::new([earned.clone()], &[member]);
         assert!(matches!(
-            judge(&[earned.clone(), elsewhere]),
+            check_batch(&history(), &mut stored.clone(), &[elsewhere]).map_err(|e| e.rule),
             Err(Rule::OtherTerminal { .. })
         ));
         let mut twice = reversal.clone();
@@ -787,5 +805,141 @@ mod tests {
             matches!(judge(redeem(-600, 0)), Err(Rule::RedeemCost { .. })),
             "v2 was not yet in force"
         );
+    }
+}
+
+#[cfg(test)]
+mod contract {
+    //! Whatever the server accepts, every till applies: the same check, judged again by a till
+    //! that takes the accepted entries in pages of any size, never finds one impossible.
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::TerminalId;
+    use crate::domain::timestamp::DAY_MS;
+
+    const T0: i64 = 1_795_435_200_000;
+
+    /// How one generated entry is made: its kind, terminal, day, a points choice and a target.
+    type Recipe = (u8, bool, i64, i64, usize, bool);
+
+    fn make(recipes: &[Recipe]) -> Vec<Entry> {
+        let member = MemberId(uuid::Uuid::from_u128(7));
+        let mut seqs = [0_i64; 2];
+        let mut made: Vec<Entry> = Vec::new();
+        for (i, &(kind, till_b, day, points, target, honest)) in recipes.iter().enumerate() {
+            let t = usize::from(till_b);
+            seqs[t] += 1;
+            let mut e = Entry {
+                id: EntryId(uuid::Uuid::from_u128(1000 + i as u128)),
+                terminal_id: TerminalId(if till_b { "b" } else { "a" }.into()),
+                terminal_seq: seqs[t],
+                member_id: member,
+                kind: EntryKind::Earn,
+                points: 0,
+                amount_minor: None,
+                currency: None,
+                reward_id: None,
+                reverses: None,
+                occurred_at: Timestamp::from_millis(T0 + day * DAY_MS + i as i64),
+                note: None,
+                actor: "p".into(),
+            };
+            match kind % 7 {
+                0 => {
+                    let amount = points.rem_euclid(5000) + 1;
+                    e.amount_minor = Some(amount);
+                    e.currency = Some("GBP".into());
+                    e.points = if honest { amount / 10 } else { points };
+                }
+                1 => {
+                    e.kind = EntryKind::Redeem;
+                    e.reward_id = Some("coffee".into());
+                    e.points = if honest { -500 } else { -points.abs().max(1) };
+                }
+                2 if !made.is_empty() => {
+                    let original = made[target % made.len()].clone();
+                    e.kind = EntryKind::Reverse;
+                    e.reverses = Some(original.id);
+                    e.points = if honest { -original.points } else { points };
+                    e.amount_minor = original.amount_minor.map(|a| -a);
+                    e.currency = original.currency;
+                }
+                3 => {
+                    e.kind = EntryKind::Adjust;
+                    e.points = if honest {
+                        points.rem_euclid(9000) + 1
+                    } else {
+                        points
+                    };
+                    e.note = Some("p".into());
+                }
+                4 => {
+                    e.kind = EntryKind::WelcomeBonus;
+                    e.points = if honest { 100 } else { points.abs().max(1) };
+                }
+                5 => {
+                    e.kind = EntryKind::BirthdayBonus;
+                    e.points = if honest { 250 } else { points.abs().max(1) };
+                }
+                _ => {
+                    e.kind = EntryKind::Expire;
+                    e.points = -(points.rem_euclid(400) + 1);
+                }
+            }
+            if e.check_shape().is_ok() {
+                made.push(e);
+            }
+        }
+        made
+    }
+
+    proptest! {
+        #[test]
+        fn whatever_the_server_accepts_every_till_applies(
+            recipes in proptest::collection::vec(
+                (any::<u8>(), any::<bool>(), 0i64..800, -2_000i64..2_000_000, any::<usize>(), any::<bool>()),
+                1..60,
+            ),
+            pushes in proptest::collection::vec(1usize..8, 1..60),
+            pages in proptest::collection::vec(1usize..10, 1..60),
+        ) {
+            let programs = ProgramHistory::new(vec![ProgramVersion {
+                version: 1,
+                installed_at: Timestamp::from_millis(0),
+                program: Program::demo(),
+            }]);
+            let entries = make(&recipes);
+            let member = MemberId(uuid::Uuid::from_u128(7));
+            // The server takes pushes of any size, refusing a batch whole.
+            let mut accepted: Vec<Entry> = Vec::new();
+            let mut rest = entries.as_slice();
+            for size in pushes.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (batch, tail) = rest.split_at((*size).min(rest.len()));
+                rest = tail;
+                let mut known = Known::new(accepted.clone(), &[member]);
+                if check_batch(&programs, &mut known, batch).is_ok() {
+                    accepted.extend(batch.iter().cloned());
+                }
+            }
+            // A till pulls what was accepted, in server order, in pages of any size.
+            let mut applied: Vec<Entry> = Vec::new();
+            let mut rest = accepted.as_slice();
+            for size in pages.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (page, tail) = rest.split_at((*size).min(rest.len()));
+                rest = tail;
+                let mut known = Known::new(applied.clone(), &[member]);
+                let verdicts = judge_batch(&programs, &mut known, page);
+                prop_assert!(verdicts.impossible.is_empty(), "{:?}", verdicts.impossible);
+                applied.extend(page.iter().cloned());
+            }
+        }
     }
 }
