@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tillpass::domain::{Program, Timestamp};
 use tillpass::server::config::{DEFAULT_DB, DEFAULT_LISTEN, FileConfig};
 use tillpass::server::{Db, new_token, serve, token_hash};
+use tillpass::sync::protocol::ConfigQuery;
 
 /// Tillpass central server: one ordered, append-only points ledger for every till.
 #[derive(Parser)]
@@ -154,7 +155,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             Command::Program(ProgramCommand::Show) => {
-                let config = db.config().await?;
+                let config = db.config(None, ConfigQuery::default()).await?;
                 println!("# version {}", config.program_version);
                 print!("{}", config.program_toml);
             }
