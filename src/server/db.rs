@@ -125,6 +125,20 @@ impl Db {
         }
     }
 
+    /// The asking till's own entries numbered after `after` (and the members they need), as
+    /// the JSON of a `PullResponse` whose `next` is a terminal_seq.
+    pub async fn own(
+        &self,
+        terminal: &TerminalId,
+        after: i64,
+        limit: usize,
+    ) -> Result<String, DbError> {
+        match self {
+            Db::Sqlite(db) => db.own(terminal, after, limit).await,
+            Db::Postgres(db) => db.own(terminal, after, limit).await,
+        }
+    }
+
     /// The program in force, the versions after `query.known`, and where the server stands
     /// (for the asking till, if any).
     pub async fn config(

@@ -25,8 +25,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::domain::{MemberId, MemberRecord, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    ConfigQuery, DoubleSpend, MAX_BODY_BYTES, MAX_PULL_LIMIT, PullQuery, PushRequest,
-    TERMINAL_HEADER,
+    ConfigQuery, DoubleSpend, MAX_BODY_BYTES, MAX_OWN_LIMIT, MAX_PULL_LIMIT, OwnQuery, PullQuery,
+    PushRequest, TERMINAL_HEADER,
 };
 pub use db::{Auth, Db, DbError, TerminalRow};
 pub use error::ApiError;
@@ -111,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sync/push", post(push))
         .route("/v1/sync/pull", get(pull))
         .route("/v1/sync/config", get(config))
+        .route("/v1/sync/own", get(own))
         .route("/v1/members/{id}/balance", get(balance))
         .route("/v1/double-spends", get(double_spends))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -247,6 +248,25 @@ async fn pull(
     let body = state
         .db
         .pull(&terminal, q.after, q.limit.min(MAX_PULL_LIMIT))
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The till's own entries back, for a till restored from an older copy.
+async fn own(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(terminal): TerminalAuth,
+    query: Result<Query<OwnQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    if q.after < 0 || q.limit == 0 {
+        return Err(ApiError::BadRequest(
+            "after must be >= 0 and limit >= 1".to_owned(),
+        ));
+    }
+    let body = state
+        .db
+        .own(&terminal, q.after, q.limit.min(MAX_OWN_LIMIT))
         .await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::db::{
     Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
-    new_epoch, render_cut, stored_entry,
+    new_epoch, render, render_cut, stored_entry,
 };
 use super::judge;
 use super::validate::{
@@ -345,6 +345,70 @@ impl PgDb {
         let name = record_at(&tx, page.next).await?;
         tx.commit().await.map_err(pg)?;
         Ok(render_cut(&members, &entries, page, name.as_deref()))
+    }
+
+    pub async fn own(
+        &self,
+        terminal: &TerminalId,
+        after: i64,
+        limit: usize,
+    ) -> Result<String, DbError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg)?;
+        let one_more = i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1));
+        let mut rows: Vec<(i64, Uuid, Uuid, String)> = tx
+            .query(
+                "SELECT terminal_seq, id, member_id, body FROM entries
+                 WHERE terminal_id = $1 AND terminal_seq > $2 ORDER BY terminal_seq LIMIT $3",
+                &[&terminal.0, &after, &one_more],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let mut member_ids: Vec<Uuid> = Vec::new();
+        for (_, _, member, _) in &rows {
+            if !member_ids.contains(member) {
+                member_ids.push(*member);
+            }
+        }
+        let members: Vec<String> = tx
+            .query(
+                "SELECT m.body FROM UNNEST($1::uuid[]) WITH ORDINALITY AS t(id, ord)
+                 JOIN members m ON m.id = t.id ORDER BY t.ord",
+                &[&member_ids],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let (next, next_record) = match rows.last() {
+            Some((seq, id, _, _)) => (*seq, Some(entry_record_name(*id))),
+            None => {
+                let at = tx
+                    .query_opt(
+                        "SELECT id FROM entries WHERE terminal_id = $1 AND terminal_seq = $2",
+                        &[&terminal.0, &after],
+                    )
+                    .await
+                    .map_err(pg)?;
+                (after, at.map(|r| entry_record_name(r.get(0))))
+            }
+        };
+        tx.commit().await.map_err(pg)?;
+        let m: Vec<&str> = members.iter().map(String::as_str).collect();
+        let e: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+        Ok(render(&m, &e, next, more, next_record.as_deref()))
     }
 
     pub async fn config(

@@ -10,7 +10,7 @@ use rusqlite_migration::{M, Migrations};
 
 use super::db::{
     Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
-    new_epoch, render_cut, stored_entry,
+    new_epoch, render, render_cut, stored_entry,
 };
 use super::judge;
 use super::validate::{
@@ -255,6 +255,49 @@ impl SqliteDb {
             let page = cut(&members, &entries, limit, MAX_PAGE_BYTES, max_seq.max(after));
             let name = record_at(&tx, page.next)?;
             Ok(render_cut(&members, &entries, page, name.as_deref()))
+        })
+        .await
+    }
+
+    pub async fn own(
+        &self,
+        terminal: &TerminalId,
+        after: i64,
+        limit: usize,
+    ) -> Result<String, DbError> {
+        let terminal = terminal.clone();
+        with(&self.reader, move |conn| {
+            let tx = conn.transaction()?;
+            let one_more = i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1));
+            let mut rows: Vec<(i64, uuid::Uuid, uuid::Uuid, String)> = tx
+                .prepare_cached(
+                    "SELECT terminal_seq, id, member_id, body FROM entries
+                     WHERE terminal_id = ?1 AND terminal_seq > ?2 ORDER BY terminal_seq LIMIT ?3",
+                )?
+                .query_map(params![terminal.0, after, one_more], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let more = rows.len() > limit;
+            rows.truncate(limit);
+            let mut member_ids: Vec<uuid::Uuid> = Vec::new();
+            for (_, _, member, _) in &rows {
+                if !member_ids.contains(member) {
+                    member_ids.push(*member);
+                }
+            }
+            let mut member = tx.prepare_cached("SELECT body FROM members WHERE id = ?1")?;
+            let members = member_ids
+                .iter()
+                .map(|id| member.query_row(params![id], |r| r.get::<_, String>(0)))
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let (next, next_record) = match rows.last() {
+                Some((seq, id, _, _)) => (*seq, Some(entry_record_name(*id))),
+                None => (after, own_record_at(&tx, &terminal, after)?),
+            };
+            let m: Vec<&str> = members.iter().map(String::as_str).collect();
+            let e: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            Ok(render(&m, &e, next, more, next_record.as_deref()))
         })
         .await
     }
@@ -573,6 +616,19 @@ fn record_at(conn: &Connection, seq: i64) -> Result<Option<String>, DbError> {
     member
         .map(|(id, body)| member_record_name(id, &body))
         .transpose()
+}
+
+/// The name of `terminal`'s entry numbered `seq`, if there is one.
+fn own_record_at(
+    conn: &Connection,
+    terminal: &TerminalId,
+    seq: i64,
+) -> Result<Option<String>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM entries WHERE terminal_id = ?1 AND terminal_seq = ?2")?
+        .query_row(params![terminal.0, seq], |r| r.get(0))
+        .optional()?
+        .map(entry_record_name))
 }
 
 /// `terminal`'s stored entries numbered `seqs`: number -> id and body.
