@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use super::audit::AuditItem;
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 use super::validate::{Batch, PushRefusal};
@@ -162,6 +163,14 @@ impl Db {
         match self {
             Db::Sqlite(db) => db.record_refusal(at, terminal, refusal).await,
             Db::Postgres(db) => db.record_refusal(at, terminal, refusal).await,
+        }
+    }
+
+    /// Refusals, flags and double spends the server learned of since `since`, unsorted.
+    pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
+        match self {
+            Db::Sqlite(db) => db.audit(since).await,
+            Db::Postgres(db) => db.audit(since).await,
         }
     }
 

@@ -11,6 +11,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Transaction};
 use uuid::Uuid;
 
+use super::audit::AuditItem;
 use super::db::{
     Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
     new_epoch, render, render_cut, stored_entry,
@@ -493,6 +494,59 @@ impl PgDb {
             .await
             .map_err(pg)?;
         Ok(())
+    }
+
+    pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg)?;
+        let mut items: Vec<AuditItem> = tx
+            .query(
+                "SELECT at, terminal_id, entry_id, rule, detail FROM refusals WHERE at >= $1",
+                &[&since.millis()],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| AuditItem::refusal(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect();
+        items.extend(
+            tx.query(
+                "SELECT terminal_id, day, occurred_at, entry_id, flag, detail FROM flags
+                 WHERE detected_at >= $1",
+                &[&since.millis()],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| AuditItem::flag(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))),
+        );
+        let spends = tx
+            .query(
+                "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
+                 FROM double_spends d JOIN members m ON m.id = d.member_id
+                 WHERE d.detected_at >= $1",
+                &[&since.millis()],
+            )
+            .await
+            .map_err(pg)?;
+        for r in &spends {
+            items.push(AuditItem::double_spend(super::double_spend(
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+            )?));
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(items)
     }
 
     pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 
+use super::audit::AuditItem;
 use super::db::{
     Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
     new_epoch, render, render_cut, stored_entry,
@@ -371,6 +372,72 @@ impl SqliteDb {
                 refusal.message
             ])?;
             Ok(())
+        })
+        .await
+    }
+
+    pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
+        with(&self.reader, move |conn| {
+            let tx = conn.transaction()?;
+            let mut items: Vec<AuditItem> = tx
+                .prepare(
+                    "SELECT at, terminal_id, entry_id, rule, detail FROM refusals WHERE at >= ?1",
+                )?
+                .query_map(params![since.millis()], |r| {
+                    Ok(AuditItem::refusal(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            items.extend(
+                tx.prepare(
+                    "SELECT terminal_id, day, occurred_at, entry_id, flag, detail FROM flags
+                     WHERE detected_at >= ?1",
+                )?
+                .query_map(params![since.millis()], |r| {
+                    Ok(AuditItem::flag(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            );
+            let spends = tx
+                .prepare(
+                    "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
+                     FROM double_spends d JOIN members m ON m.id = d.member_id
+                     WHERE d.detected_at >= ?1",
+                )?
+                .query_map(params![since.millis()], |r| {
+                    Ok((
+                        r.get::<_, uuid::Uuid>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for (entry, terminal, at, points, balance_after, body) in spends {
+                items.push(AuditItem::double_spend(super::double_spend(
+                    entry,
+                    terminal,
+                    at,
+                    points,
+                    balance_after,
+                    &body,
+                )?));
+            }
+            Ok(items)
         })
         .await
     }
