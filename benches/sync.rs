@@ -19,7 +19,9 @@ use tillpass::sync::{SyncClient, sync_once};
 
 const MEMBERS: usize = 10_000;
 const BATCH: usize = 5_000;
-const TERMINAL: &str = "till-bench-source";
+/// Two source tills, each pushing its own batches in its own sequence (the server refuses a
+/// till's batches out of order), alternating batch by batch.
+const TERMINALS: [&str; 2] = ["till-bench-source-a", "till-bench-source-b"];
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -56,10 +58,11 @@ fn data(n: usize) -> Data {
     let entries = (0..n)
         .map(|i| {
             let amount = 100 + (i as i64 * 7_919) % 5_000;
+            let batch = i / BATCH;
             Entry {
                 id: EntryId(uuid::Uuid::now_v7()),
-                terminal_id: TerminalId(TERMINAL.into()),
-                terminal_seq: i as i64 + 1,
+                terminal_id: TerminalId(TERMINALS[batch % 2].into()),
+                terminal_seq: ((batch / 2) * BATCH + i % BATCH) as i64 + 1,
                 member_id: members[(i * 7_907) % MEMBERS].member.id,
                 kind: EntryKind::Earn,
                 points: amount / 10,
@@ -76,28 +79,32 @@ fn data(n: usize) -> Data {
     Data { members, entries }
 }
 
-/// A server on `url` in a background runtime; returns its address and a token.
-fn start_server(url: &str) -> Result<(String, String, String, tokio::runtime::Runtime)> {
+/// A server on `url` in a background runtime; returns its address, the source tills' tokens
+/// and a token for a new till.
+fn start_server(url: &str) -> Result<(String, [String; 2], String, tokio::runtime::Runtime)> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let (addr, token, token2) = runtime.block_on(async {
+    let (addr, sources, token2) = runtime.block_on(async {
         let db = Db::open(url, now()).await?;
-        let (token, token2) = (new_token(), new_token());
-        db.add_terminal("bench source", &token_hash(&token), now())
-            .await?;
+        let sources = [new_token(), new_token()];
+        for (i, token) in sources.iter().enumerate() {
+            db.add_terminal(&format!("bench source {i}"), &token_hash(token), now())
+                .await?;
+        }
+        let token2 = new_token();
         db.add_terminal("bench till", &token_hash(&token2), now())
             .await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(serve(listener, db));
-        Ok::<_, Box<dyn std::error::Error>>((addr, token, token2))
+        Ok::<_, Box<dyn std::error::Error>>((addr, sources, token2))
     })?;
-    Ok((format!("http://{addr}"), token, token2, runtime))
+    Ok((format!("http://{addr}"), sources, token2, runtime))
 }
 
-/// Pushes members, then every entry (pre-serialised batches, two client threads), and returns
-/// entries per second over the entry pushes.
-fn ingest(url: &str, token: &str, data: &Data) -> Result<f64> {
-    let client = SyncClient::new(url, token, TerminalId(TERMINAL.into()))?;
+/// Pushes members, then every entry (pre-serialised batches, a client thread per source till),
+/// and returns entries per second over the entry pushes.
+fn ingest(url: &str, tokens: &[String; 2], data: &Data) -> Result<f64> {
+    let client = SyncClient::new(url, &tokens[0], TerminalId(TERMINALS[0].into()))?;
     for chunk in data.members.chunks(2_000) {
         client.push(&PushRequest {
             members: chunk.to_vec(),
@@ -127,8 +134,8 @@ fn ingest(url: &str, token: &str, data: &Data) -> Result<f64> {
                     for body in bodies.iter().skip(part).step_by(2) {
                         let response = http
                             .post(format!("{url}/v1/sync/push"))
-                            .bearer_auth(token)
-                            .header(TERMINAL_HEADER, TERMINAL)
+                            .bearer_auth(&tokens[part])
+                            .header(TERMINAL_HEADER, TERMINALS[part])
                             .header("content-type", "application/json")
                             .body(body.clone())
                             .send()
@@ -155,6 +162,7 @@ fn bare_sqlite(path: &std::path::Path, data: &Data) -> Result<f64> {
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(include_str!("../src/server/migrations/sqlite_001.sql"))?;
+    conn.execute_batch(include_str!("../src/server/migrations/sqlite_002.sql"))?;
     let tx = conn.transaction()?;
     for m in &data.members {
         tx.execute(
@@ -179,8 +187,9 @@ fn bare_sqlite(path: &std::path::Path, data: &Data) -> Result<f64> {
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO entries (server_seq, id, member_id, terminal_id, kind, points, reverses, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO entries (server_seq, id, member_id, terminal_id, terminal_seq, kind,
+                                      points, reverses, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for (e, b) in chunk.iter().zip(body) {
                 seq += 1;
@@ -189,6 +198,7 @@ fn bare_sqlite(path: &std::path::Path, data: &Data) -> Result<f64> {
                     e.id.0,
                     e.member_id.0,
                     e.terminal_id.0,
+                    e.terminal_seq,
                     e.kind.as_str(),
                     e.points,
                     e.reverses.map(|r| r.0),
@@ -221,6 +231,9 @@ async fn bare_pg(url: &str, data: &Data) -> Result<f64> {
     client
         .batch_execute(include_str!("../src/server/migrations/postgres_001.sql"))
         .await?;
+    client
+        .batch_execute(include_str!("../src/server/migrations/postgres_002.sql"))
+        .await?;
     let esc = |s: &str| {
         s.replace('\\', "\\\\")
             .replace('\t', "\\t")
@@ -249,10 +262,11 @@ async fn bare_pg(url: &str, data: &Data) -> Result<f64> {
         for e in chunk {
             seq += 1;
             text.push_str(&format!(
-                "{seq}\t{}\t{}\t{}\t{}\t{}\t\\N\t{}\n",
+                "{seq}\t{}\t{}\t{}\t{}\t{}\t{}\t\\N\t{}\n",
                 e.id.0,
                 e.member_id.0,
                 e.terminal_id.0,
+                e.terminal_seq,
                 e.kind.as_str(),
                 e.points,
                 esc(&serde_json::to_string(e)?)
@@ -262,7 +276,7 @@ async fn bare_pg(url: &str, data: &Data) -> Result<f64> {
     }
     let started = Instant::now();
     let sink = client
-        .copy_in("COPY entries (server_seq, id, member_id, terminal_id, kind, points, reverses, body) FROM STDIN")
+        .copy_in("COPY entries (server_seq, id, member_id, terminal_id, terminal_seq, kind, points, reverses, body) FROM STDIN")
         .await?;
     futures_util::pin_mut!(sink);
     for chunk in rows {
@@ -289,8 +303,8 @@ fn main() -> Result<()> {
         f64::NAN
     };
     let url = format!("sqlite:{}", dir.path().join("server.sqlite3").display());
-    let (server, token, till_token, runtime) = start_server(&url)?;
-    let http = ingest(&server, &token, &data)?;
+    let (server, tokens, till_token, runtime) = start_server(&url)?;
+    let http = ingest(&server, &tokens, &data)?;
     println!(
         "SQLite   ingest over HTTP: {http:>9.0} entries/s   bare batched INSERT: {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
     );
@@ -325,8 +339,8 @@ fn main() -> Result<()> {
         })?;
         let bare = setup.block_on(bare_pg(&bare_url, &data))?;
         drop(setup);
-        let (server, token, _, runtime) = start_server(&server_url)?;
-        let http = ingest(&server, &token, &data)?;
+        let (server, tokens, _, runtime) = start_server(&server_url)?;
+        let http = ingest(&server, &tokens, &data)?;
         println!(
             "Postgres ingest over HTTP: {http:>9.0} entries/s   bare COPY:           {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
         );

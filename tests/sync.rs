@@ -1,6 +1,7 @@
 //! Sync against the real server process on 127.0.0.1, on both backends: convergence of three
 //! offline tills, duplicate pushes, a server killed mid-push, a lost answer, refused terminals
-//! and refused input, and offline double spends.
+//! and refused input, offline double spends, and the server as the program's authority
+//! (forged batches, reused and skipped sequence numbers, impossible member changes, the audit).
 
 mod common;
 
@@ -9,11 +10,18 @@ use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use common::server::{Backend, Server, Till, add_terminal, admin, database, now};
+use common::server::{Backend, Server, Till, add_terminal, admin, admin_output, database, now};
 use common::{TempDb, enrol};
 use rand::{RngExt as _, SeedableRng as _};
-use tillpass::domain::{EntryId, MemberId, MemberInput};
-use tillpass::sync::protocol::{ErrorBody, PushRequest, TERMINAL_HEADER};
+use serde::de::DeserializeOwned;
+use tillpass::domain::{
+    CardNumber, Entry, EntryId, EntryKind, Member, MemberId, MemberInput, MemberRecord,
+    RetiredCard, TerminalId,
+};
+use tillpass::sync::protocol::{
+    ConfigResponse, ErrorBody, PullResponse, PushRequest, PushResponse, RULE_SEQUENCE_GAP,
+    RULE_SEQUENCE_REUSED, TERMINAL_HEADER,
+};
 use tillpass::sync::{SyncError, live_balance};
 
 macro_rules! on_both_backends {
@@ -35,6 +43,13 @@ on_both_backends!(
     bad_input_is_refused_and_nothing_is_stored,
     offline_double_spends_are_accepted_and_listed,
     a_new_till_catches_up_in_small_pages_after_card_replacements,
+    a_forged_batch_is_refused_whole_and_other_tills_keep_syncing,
+    every_impossible_entry_is_refused_by_its_rule,
+    a_reused_or_skipped_sequence_number_is_refused,
+    impossible_member_records_are_refused,
+    refusals_and_flags_show_in_the_audit,
+    config_own_entries_and_record_names_tell_a_till_where_it_stands,
+    a_database_from_before_the_sequence_column_is_backfilled,
 );
 
 /// A server on a fresh database with `n` registered terminals' tokens.
@@ -675,4 +690,719 @@ fn a_new_till_catches_up_in_small_pages_after_card_replacements(backend: Backend
         b.summary_at(member, now()).expect("summary").balance,
         a.balances()[&member.0]
     );
+}
+
+/// A till that pushes hand-made batches over raw HTTP, as a till with a bug, a restored copy or
+/// a compromised one could. Its terminal id is its own, and its token valid.
+struct Rogue {
+    url: String,
+    token: String,
+    terminal: TerminalId,
+    http: reqwest::blocking::Client,
+}
+
+impl Rogue {
+    fn new(url: &str, token: &str) -> Self {
+        // reqwest is built without a default TLS provider; the sync client installs ring's.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Rogue {
+            url: url.to_owned(),
+            token: token.to_owned(),
+            terminal: TerminalId(format!("till-rogue-{:08x}", rand::random::<u32>())),
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+
+    /// The ack, or the refusal (which must be a 422).
+    fn push(
+        &self,
+        members: Vec<MemberRecord>,
+        entries: Vec<Entry>,
+    ) -> Result<PushResponse, ErrorBody> {
+        let response = self
+            .http
+            .post(format!("{}/v1/sync/push", self.url))
+            .bearer_auth(&self.token)
+            .header(TERMINAL_HEADER, &self.terminal.0)
+            .json(&PushRequest { members, entries })
+            .send()
+            .expect("send");
+        if response.status().is_success() {
+            return Ok(response.json().expect("an ack"));
+        }
+        assert_eq!(response.status().as_u16(), 422, "a refusal is a 422");
+        Err(response.json().expect("an error body"))
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> T {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .header(TERMINAL_HEADER, &self.terminal.0)
+            .send()
+            .expect("send");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().expect("json")
+    }
+
+    fn entry(&self, seq: i64, member: MemberId, kind: EntryKind, points: i64) -> Entry {
+        Entry {
+            id: EntryId(uuid::Uuid::now_v7()),
+            terminal_id: self.terminal.clone(),
+            terminal_seq: seq,
+            member_id: member,
+            kind,
+            points,
+            amount_minor: None,
+            currency: None,
+            reward_id: None,
+            reverses: None,
+            occurred_at: now(),
+            note: None,
+            actor: "rogue".into(),
+        }
+    }
+
+    fn sale(&self, seq: i64, member: MemberId, amount: i64, points: i64) -> Entry {
+        Entry {
+            amount_minor: Some(amount),
+            currency: Some("GBP".into()),
+            ..self.entry(seq, member, EntryKind::Earn, points)
+        }
+    }
+
+    fn reversal(&self, seq: i64, of: &Entry) -> Entry {
+        Entry {
+            amount_minor: of.amount_minor.map(|a| -a),
+            currency: of.currency.clone(),
+            reverses: Some(of.id),
+            ..self.entry(seq, of.member_id, EntryKind::Reverse, -of.points)
+        }
+    }
+
+    fn redeem(&self, seq: i64, member: MemberId, reward: &str, points: i64) -> Entry {
+        Entry {
+            reward_id: Some(reward.into()),
+            ..self.entry(seq, member, EntryKind::Redeem, points)
+        }
+    }
+
+    fn adjust(&self, seq: i64, member: MemberId, points: i64) -> Entry {
+        Entry {
+            note: Some("goodwill".into()),
+            ..self.entry(seq, member, EntryKind::Adjust, points)
+        }
+    }
+
+    fn config(&self, query: &str) -> ConfigResponse {
+        self.get(&format!("/v1/sync/config{query}"))
+    }
+}
+
+/// A member record as a till makes one at enrolment, with a random card.
+fn new_member(name: &str) -> MemberRecord {
+    let at = now();
+    MemberRecord {
+        member: Member {
+            id: MemberId(uuid::Uuid::now_v7()),
+            card: CardNumber::from_payload(u64::from(rand::random::<u32>())),
+            name: name.into(),
+            phone: None,
+            email: None,
+            birthday: None,
+            marketing_consent: false,
+            created_at: at,
+        },
+        version: at.millis(),
+        retired_cards: Vec::new(),
+    }
+}
+
+fn a_forged_batch_is_refused_whole_and_other_tills_keep_syncing(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let mut b = Till::join(&server.url, &tokens[1]);
+    let rogue = Rogue::new(&server.url, &tokens[2]);
+    let member = enrol(&mut a.store, "Ada Lovelace").member.id;
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    let before = server_seq(&server.url);
+
+    // The attack: a reversal listed before the entry it reverses, carrying +999,999 points,
+    // that entry, and 900,000,000 points earned on a 0.01 GBP sale.
+    let target = rogue.sale(1, member, 1_250, 125);
+    let mut forged = rogue.reversal(2, &target);
+    forged.points = 999_999;
+    let penny = rogue.sale(3, member, 1, 900_000_000);
+    let err = rogue
+        .push(vec![], vec![forged.clone(), target.clone(), penny.clone()])
+        .expect_err("refused");
+    assert_eq!(err.rule.as_deref(), Some("earn_points"), "{}", err.error);
+    assert_eq!(err.entry_id, Some(penny.id));
+    assert!(err.error.contains("900000000"), "{}", err.error);
+    let err = rogue
+        .push(vec![], vec![forged.clone(), target.clone()])
+        .expect_err("refused");
+    assert_eq!(err.rule.as_deref(), Some("not_exact"), "{}", err.error);
+    assert_eq!(err.entry_id, Some(forged.id));
+    assert!(err.error.contains("999999"), "{}", err.error);
+    assert_eq!(server_seq(&server.url), before, "nothing stored");
+    assert_eq!(rogue.config("").terminal_seq, 0);
+
+    // Every other till keeps syncing.
+    a.store.earn(member, 2_000, "test", now()).expect("earn");
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    assert_eq!(b.balances(), a.balances());
+    assert!(b.store.verify(false).expect("verify").is_clean());
+
+    // The honest batch in the same order is accepted, and a replay of it changes nothing.
+    let honest = rogue.reversal(2, &target);
+    let ack = rogue
+        .push(vec![], vec![honest.clone(), target.clone()])
+        .expect("a reversal listed before its target");
+    assert_eq!((ack.inserted, ack.duplicates), (2, 0));
+    let again = rogue
+        .push(vec![], vec![honest.clone(), target.clone()])
+        .expect("a replay");
+    assert_eq!(
+        (again.inserted, again.duplicates, again.server_seq),
+        (0, 2, ack.server_seq)
+    );
+    b.sync().expect("b applies what the server serves");
+    a.sync().expect("a too");
+    for till in [&mut a, &mut b] {
+        let ids = till.entry_ids();
+        assert!(ids.contains(&target.id.0) && ids.contains(&honest.id.0));
+        assert!(till.store.verify(false).expect("verify").is_clean());
+    }
+    assert_eq!(b.balances(), a.balances());
+}
+
+fn every_impossible_entry_is_refused_by_its_rule(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let rogue = Rogue::new(&server.url, &tokens[1]);
+    let member = enrol(&mut a.store, "Grace Hopper").member.id;
+    let sale_at_a = a.store.earn(member, 1_000, "test", now()).expect("earn");
+    a.sync().expect("sync");
+    let ours = rogue.sale(1, member, 1_250, 125);
+    rogue
+        .push(vec![], vec![ours.clone()])
+        .expect("an honest sale");
+    let before = server_seq(&server.url);
+
+    let mut cases: Vec<(&str, Entry)> = vec![
+        ("earn_points", rogue.sale(2, member, 1_250, 188)),
+        ("sale_too_large", rogue.sale(2, member, 100_001, 10_000)),
+        ("redeem_cost", rogue.redeem(2, member, "coffee", -5)),
+        ("unknown_reward", rogue.redeem(2, member, "yacht", -500)),
+        ("other_terminal", rogue.reversal(2, &sale_at_a)),
+        ("adjustment_over_limit", rogue.adjust(2, member, 10_001)),
+        (
+            "welcome_twice",
+            rogue.entry(2, member, EntryKind::WelcomeBonus, 100),
+        ),
+        (
+            "bonus_amount",
+            rogue.entry(2, member, EntryKind::BirthdayBonus, 251),
+        ),
+    ];
+    let mut inexact = rogue.reversal(2, &ours);
+    inexact.points = -124;
+    cases.push(("not_exact", inexact));
+    let mut orphan = rogue.reversal(2, &ours);
+    orphan.reverses = Some(EntryId(uuid::Uuid::now_v7()));
+    cases.push(("unknown_target", orphan));
+    for (rule, entry) in cases {
+        let err = rogue.push(vec![], vec![entry.clone()]).expect_err(rule);
+        assert_eq!(err.rule.as_deref(), Some(rule), "{}", err.error);
+        assert_eq!(err.entry_id, Some(entry.id), "{rule}");
+        assert!(err.error.contains(&entry.id.to_string()), "{}", err.error);
+    }
+    assert_eq!(server_seq(&server.url), before, "nothing stored");
+
+    // Honest entries of the same kinds pass: the reversal, an adjustment within the limit, a
+    // redemption at the program's cost.
+    rogue
+        .push(
+            vec![],
+            vec![
+                rogue.reversal(2, &ours),
+                rogue.adjust(3, member, 600),
+                rogue.redeem(4, member, "coffee", -500),
+            ],
+        )
+        .expect("honest entries");
+    let mut twice = rogue.reversal(5, &ours);
+    twice.id = EntryId(uuid::Uuid::now_v7());
+    let err = rogue.push(vec![], vec![twice]).expect_err("reversed twice");
+    assert_eq!(
+        err.rule.as_deref(),
+        Some("already_reversed"),
+        "{}",
+        err.error
+    );
+}
+
+fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 1) else {
+        return;
+    };
+    let rogue = Rogue::new(&server.url, &tokens[0]);
+    let record = new_member("Ada");
+    let member = record.member.id;
+    let first = vec![
+        rogue.sale(1, member, 1_000, 100),
+        rogue.sale(2, member, 2_000, 200),
+    ];
+    rogue
+        .push(vec![record], first.clone())
+        .expect("the first batch");
+    assert_eq!(rogue.config("").terminal_seq, 2);
+    let before = server_seq(&server.url);
+
+    // A till restored from a copy taken after its first sale makes a new second entry.
+    let restored = rogue.sale(2, member, 3_000, 300);
+    let err = rogue
+        .push(
+            vec![],
+            vec![restored.clone(), rogue.sale(3, member, 500, 50)],
+        )
+        .expect_err("reused");
+    assert_eq!(err.rule.as_deref(), Some(RULE_SEQUENCE_REUSED));
+    assert_eq!(err.entry_id, Some(restored.id));
+    assert!(err.error.contains("holds up to 2"), "{}", err.error);
+    assert!(
+        err.error.contains("restored from an older copy"),
+        "{}",
+        err.error
+    );
+
+    let skipped = rogue.sale(4, member, 500, 50);
+    let err = rogue
+        .push(vec![], vec![skipped.clone()])
+        .expect_err("a gap");
+    assert_eq!(err.rule.as_deref(), Some(RULE_SEQUENCE_GAP));
+    assert_eq!(err.entry_id, Some(skipped.id));
+    assert!(err.error.contains("expected 3"), "{}", err.error);
+    assert_eq!(server_seq(&server.url), before, "nothing stored");
+
+    // The first batch again, with the next entry: the replay is counted, the new one stored.
+    let mut batch = first;
+    batch.push(rogue.sale(3, member, 500, 50));
+    let ack = rogue.push(vec![], batch).expect("replay and new");
+    assert_eq!((ack.inserted, ack.duplicates), (1, 2));
+    assert_eq!(rogue.config("").terminal_seq, 3);
+}
+
+fn impossible_member_records_are_refused(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 1) else {
+        return;
+    };
+    let rogue = Rogue::new(&server.url, &tokens[0]);
+    let before = server_seq(&server.url);
+    let mut ahead = new_member("Ada");
+    ahead.version = now().plus_days(365).millis();
+    let err = rogue
+        .push(vec![ahead], vec![])
+        .expect_err("from the future");
+    assert_eq!(err.rule.as_deref(), Some("member_time"), "{}", err.error);
+    assert!(
+        err.error.contains("later than the server's clock"),
+        "{}",
+        err.error
+    );
+    assert_eq!(server_seq(&server.url), before, "nothing stored");
+
+    let record = new_member("Grace");
+    rogue.push(vec![record.clone()], vec![]).expect("enrolled");
+    let mut swapped = record.clone();
+    swapped.member.card = CardNumber::from_payload(u64::from(rand::random::<u32>()));
+    swapped.version += 1;
+    let err = rogue
+        .push(vec![swapped.clone()], vec![])
+        .expect_err("a card swapped without retiring the old one");
+    assert_eq!(err.rule.as_deref(), Some("member_change"), "{}", err.error);
+    assert!(err.error.contains("without retiring"), "{}", err.error);
+    let mut reenrolled = record.clone();
+    reenrolled.member.created_at = record.member.created_at.plus_millis(-1);
+    reenrolled.version += 2;
+    let err = rogue
+        .push(vec![reenrolled], vec![])
+        .expect_err("a new enrolment time");
+    assert_eq!(err.rule.as_deref(), Some("member_change"), "{}", err.error);
+
+    // A replacement with the retired-card chain, and a later contact edit that keeps it.
+    swapped.retired_cards.push(RetiredCard {
+        card: record.member.card.clone(),
+        retired_at: now(),
+        replaced_by: swapped.member.card.clone(),
+    });
+    let ack = rogue.push(vec![swapped.clone()], vec![]).expect("replaced");
+    assert_eq!(ack.members, 1);
+    let mut renamed = swapped.clone();
+    renamed.member.name = "Grace Hopper".into();
+    renamed.version += 1;
+    renamed.retired_cards.clear();
+    let err = rogue
+        .push(vec![renamed.clone()], vec![])
+        .expect_err("a retired card dropped");
+    assert!(err.error.contains("never dropped"), "{}", err.error);
+    renamed.retired_cards = swapped.retired_cards.clone();
+    assert_eq!(
+        rogue.push(vec![renamed], vec![]).expect("renamed").members,
+        1
+    );
+}
+
+fn refusals_and_flags_show_in_the_audit(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 1) else {
+        return;
+    };
+    let rogue = Rogue::new(&server.url, &tokens[0]);
+    let record = new_member("Ada");
+    let member = record.member.id;
+    let adjustment = rogue.adjust(1, member, 2_000);
+    let coffees: Vec<Entry> = (2..=6)
+        .map(|seq| rogue.redeem(seq, member, "coffee", -500))
+        .collect();
+    let mut batch = vec![adjustment.clone()];
+    batch.extend(coffees.iter().cloned());
+    rogue
+        .push(vec![record], batch)
+        .expect("honest, but to review");
+    let penny = rogue.sale(7, member, 1, 900_000_000);
+    rogue
+        .push(vec![], vec![penny.clone()])
+        .expect_err("refused");
+    let restored = rogue.sale(3, member, 1_000, 100);
+    rogue.push(vec![], vec![restored]).expect_err("refused");
+
+    let text = admin_output(&server.db, &["audit", "--days", "1"]);
+    let group = format!("{}  till {}", &now().to_string()[..10], rogue.terminal);
+    assert_eq!(text.matches(&group).count(), 1, "one group: {text}");
+    for expected in [
+        "earn_points".to_owned(),
+        penny.id.to_string(),
+        RULE_SEQUENCE_REUSED.to_owned(),
+        "adjustment of +2000 points".to_owned(),
+        adjustment.id.to_string(),
+        "over_offline_limit".to_owned(),
+        coffees[4].id.to_string(),
+        "double_spend".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected} in {text}");
+    }
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&admin_output(&server.db, &["audit", "--json"])).expect("json");
+    let kinds: BTreeSet<&str> = json.iter().filter_map(|i| i["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["refused", "flagged", "double_spend"])
+    );
+    assert_eq!(
+        json.len(),
+        5,
+        "two refusals, two flags, one double spend: {json:?}"
+    );
+}
+
+fn config_own_entries_and_record_names_tell_a_till_where_it_stands(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((mut server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let rogue = Rogue::new(&server.url, &tokens[0]);
+    let other = Rogue::new(&server.url, &tokens[1]);
+    let record = new_member("Ada");
+    let member = record.member.id;
+    let sales: Vec<Entry> = (1..=3)
+        .map(|seq| rogue.sale(seq, member, 1_000, 100))
+        .collect();
+    let ack = rogue
+        .push(vec![record.clone()], sales.clone())
+        .expect("pushed");
+
+    let config = rogue.config("?known=0&cursor=1");
+    assert_eq!(config.program_version, 1);
+    assert_eq!(config.programs.len(), 1);
+    assert_eq!(config.programs[0].toml, config.program_toml);
+    assert_eq!(config.epoch.len(), 32, "{}", config.epoch);
+    assert_eq!(config.server_seq, ack.server_seq);
+    assert_eq!(config.terminal_seq, 3);
+    assert_eq!(
+        config.record_at_cursor,
+        Some(format!("member:{member}:{}", record.version))
+    );
+    let last = rogue.config(&format!("?cursor={}", ack.server_seq));
+    assert_eq!(
+        last.record_at_cursor,
+        Some(format!("entry:{}", sales[2].id))
+    );
+    assert_eq!(rogue.config("?cursor=0").record_at_cursor, None);
+    assert_eq!(rogue.config("?cursor=999").record_at_cursor, None);
+    assert_eq!(rogue.config("?known=1").programs, vec![]);
+    assert_eq!(other.config("").terminal_seq, 0);
+
+    // A pull names the record at its cursor, as config does.
+    let page: PullResponse = other.get("/v1/sync/pull?after=0&limit=2");
+    assert_eq!((page.next, page.more), (2, true));
+    assert_eq!(page.next_record, Some(format!("entry:{}", sales[0].id)));
+    assert_eq!(page.next_record, other.config("?cursor=2").record_at_cursor);
+
+    // The till's own entries back, in its sequence, with their members first.
+    let own: PullResponse = rogue.get("/v1/sync/own?after=0&limit=2");
+    assert_eq!(own.members, vec![record.clone()]);
+    assert_eq!(own.entries, sales[..2].to_vec());
+    assert_eq!((own.next, own.more), (2, true));
+    assert_eq!(own.next_record, Some(format!("entry:{}", sales[1].id)));
+    let rest: PullResponse = rogue.get("/v1/sync/own?after=2&limit=10");
+    assert_eq!(rest.entries, sales[2..].to_vec());
+    assert_eq!((rest.next, rest.more), (3, false));
+    let none: PullResponse = rogue.get("/v1/sync/own?after=3&limit=10");
+    assert!(none.entries.is_empty() && none.members.is_empty());
+    assert_eq!((none.next, none.more), (3, false));
+    assert_eq!(none.next_record, Some(format!("entry:{}", sales[2].id)));
+    let theirs: PullResponse = other.get("/v1/sync/own?after=0&limit=10");
+    assert!(theirs.entries.is_empty(), "only the asking till's entries");
+
+    // A new program version while the server runs: served to tills, and entries are judged by
+    // it from then on (the coffee costs 600 now; 500 stays possible for tills still on v1).
+    let dearer = dir.dir.path().join("dearer.toml");
+    std::fs::write(
+        &dearer,
+        tillpass::domain::program::DEMO_PROGRAM_TOML.replace("cost = 500", "cost = 600"),
+    )
+    .expect("write");
+    let coffee = rogue.redeem(4, member, "coffee", -600);
+    let err = rogue
+        .push(vec![], vec![coffee.clone()])
+        .expect_err("not yet");
+    assert_eq!(err.rule.as_deref(), Some("redeem_cost"), "{}", err.error);
+    assert!(admin(
+        &server.db,
+        &["program", "set", dearer.to_str().expect("path")]
+    ));
+    let coffee = rogue.redeem(4, member, "coffee", -600);
+    rogue.push(vec![], vec![coffee]).expect("v2 is in force");
+    let config = rogue.config("?known=1");
+    assert_eq!(config.program_version, 2);
+    assert_eq!(config.programs.len(), 1);
+    assert!(config.programs[0].toml.contains("cost = 600"));
+
+    // The epoch names the database: a restart keeps it.
+    server.kill();
+    let restarted = Server::start(&server.db);
+    let again = Rogue {
+        url: restarted.url.clone(),
+        ..rogue
+    };
+    assert_eq!(again.config("").epoch, config.epoch);
+}
+
+/// Rows as the server stored them before the terminal_seq column: a member and two sales of
+/// one till, at server_seq 1 to 3.
+fn legacy_rows(terminal: &TerminalId) -> (MemberRecord, Vec<(i64, Entry)>) {
+    let record = new_member("Ada");
+    let entries = (1..=2)
+        .map(|seq| {
+            let e = Entry {
+                id: EntryId(uuid::Uuid::now_v7()),
+                terminal_id: terminal.clone(),
+                terminal_seq: seq,
+                member_id: record.member.id,
+                kind: EntryKind::Earn,
+                points: 100,
+                amount_minor: Some(1_000),
+                currency: Some("GBP".into()),
+                reward_id: None,
+                reverses: None,
+                occurred_at: now(),
+                note: None,
+                actor: "legacy".into(),
+            };
+            (seq + 1, e)
+        })
+        .collect();
+    (record, entries)
+}
+
+/// Writes `legacy_rows` into a database at the first schema version, as the old server left
+/// it.
+fn write_legacy_database(db: &str, terminal: &TerminalId) {
+    let (record, entries) = legacy_rows(terminal);
+    let body = serde_json::to_string(&record).expect("json");
+    if let Some(path) = db.strip_prefix("sqlite:") {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        conn.execute_batch(include_str!("../src/server/migrations/sqlite_001.sql"))
+            .expect("schema 001");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+        conn.execute(
+            "INSERT INTO members (id, version, card, body) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                record.member.id.0,
+                record.version,
+                record.member.card.as_str(),
+                body
+            ],
+        )
+        .expect("member");
+        conn.execute(
+            "INSERT INTO member_versions (server_seq, member_id, body) VALUES (1, ?1, ?2)",
+            rusqlite::params![record.member.id.0, body],
+        )
+        .expect("member version");
+        for (seq, e) in &entries {
+            conn.execute(
+                "INSERT INTO entries (server_seq, id, member_id, terminal_id, kind, points, body)
+                 VALUES (?1, ?2, ?3, ?4, 'earn', ?5, ?6)",
+                rusqlite::params![
+                    seq,
+                    e.id.0,
+                    e.member_id.0,
+                    e.terminal_id.0,
+                    e.points,
+                    serde_json::to_string(e).expect("json")
+                ],
+            )
+            .expect("entry");
+        }
+        conn.execute("UPDATE server_seq SET last = 3", [])
+            .expect("seq");
+        return;
+    }
+    postgres(db, |client| {
+        Box::pin(async move {
+            client
+                .batch_execute(include_str!("../src/server/migrations/postgres_001.sql"))
+                .await
+                .expect("schema 001");
+            client
+                .execute(
+                    "INSERT INTO members (id, version, card, body) VALUES ($1, $2, $3, $4)",
+                    &[
+                        &record.member.id.0,
+                        &record.version,
+                        &record.member.card.as_str(),
+                        &body,
+                    ],
+                )
+                .await
+                .expect("member");
+            client
+                .execute(
+                    "INSERT INTO member_versions (server_seq, member_id, body) VALUES (1, $1, $2)",
+                    &[&record.member.id.0, &body],
+                )
+                .await
+                .expect("member version");
+            for (seq, e) in &entries {
+                client
+                    .execute(
+                        "INSERT INTO entries (server_seq, id, member_id, terminal_id, kind, points, body)
+                         VALUES ($1, $2, $3, $4, 'earn', $5, $6)",
+                        &[
+                            seq,
+                            &e.id.0,
+                            &e.member_id.0,
+                            &e.terminal_id.0,
+                            &e.points,
+                            &serde_json::to_string(e).expect("json"),
+                        ],
+                    )
+                    .await
+                    .expect("entry");
+            }
+            client
+                .execute("UPDATE server_seq SET last = 3", &[])
+                .await
+                .expect("seq");
+        })
+    });
+}
+
+/// Runs `f` with a client of the PostgreSQL database `url`.
+fn postgres<T>(
+    url: &str,
+    f: impl FnOnce(tokio_postgres::Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>>,
+) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        f(client).await
+    })
+}
+
+/// Whether the ledger refuses an `UPDATE` (the immutability trigger is in place).
+fn ledger_refuses_updates(db: &str) -> bool {
+    if let Some(path) = db.strip_prefix("sqlite:") {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        return conn.execute("UPDATE entries SET points = 0", []).is_err();
+    }
+    postgres(db, |client| {
+        Box::pin(async move {
+            client
+                .execute("UPDATE entries SET points = 0", &[])
+                .await
+                .is_err()
+        })
+    })
+}
+
+fn a_database_from_before_the_sequence_column_is_backfilled(backend: Backend) {
+    let dir = TempDb::new();
+    let Some(db) = database(backend, dir.dir.path()) else {
+        return;
+    };
+    let terminal = TerminalId("till-legacy".into());
+    write_legacy_database(&db, &terminal);
+    let token = add_terminal(&db, "legacy till");
+    let server = Server::start(&db);
+    let legacy = Rogue {
+        terminal: terminal.clone(),
+        ..Rogue::new(&server.url, &token)
+    };
+    let config = legacy.config("?cursor=3");
+    assert_eq!(config.terminal_seq, 2, "backfilled from the stored bodies");
+    assert_eq!(config.server_seq, 3);
+    assert_eq!(config.epoch.len(), 32);
+    assert!(
+        config
+            .record_at_cursor
+            .is_some_and(|r| r.starts_with("entry:"))
+    );
+    let own: PullResponse = legacy.get("/v1/sync/own?after=0&limit=10");
+    assert_eq!(own.entries.len(), 2);
+    let member = own.members[0].member.id;
+    let err = legacy
+        .push(vec![], vec![legacy.sale(2, member, 1_000, 100)])
+        .expect_err("number 2 is held");
+    assert_eq!(err.rule.as_deref(), Some(RULE_SEQUENCE_REUSED));
+    let ack = legacy
+        .push(vec![], vec![legacy.sale(3, member, 1_000, 100)])
+        .expect("number 3 is next");
+    assert_eq!((ack.inserted, ack.server_seq), (1, 4));
+    assert!(ledger_refuses_updates(&db), "the trigger is back");
 }

@@ -7,8 +7,10 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use tillpass::domain::{Program, Timestamp};
+use tillpass::server::audit;
 use tillpass::server::config::{DEFAULT_DB, DEFAULT_LISTEN, FileConfig};
 use tillpass::server::{Db, new_token, serve, token_hash};
+use tillpass::sync::protocol::ConfigQuery;
 
 /// Tillpass central server: one ordered, append-only points ledger for every till.
 #[derive(Parser)]
@@ -47,6 +49,16 @@ enum Command {
     /// Show or replace the program every till runs.
     #[command(subcommand)]
     Program(ProgramCommand),
+    /// What a manager should review: refused pushes, flagged entries and double spends, by
+    /// till and day, newest first.
+    Audit {
+        /// How many days back (by when the server learned of each).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// One JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,7 +166,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             Command::Program(ProgramCommand::Show) => {
-                let config = db.config().await?;
+                let config = db.config(None, ConfigQuery::default()).await?;
                 println!("# version {}", config.program_version);
                 print!("{}", config.program_toml);
             }
@@ -165,6 +177,15 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("checking {}", file.display()))?;
                 let version = db.set_program(&text, now()).await?;
                 println!("program version {version} installed; tills take it on their next sync");
+            }
+            Command::Audit { days, json } => {
+                let mut items = db.audit(now().plus_days(-i64::from(days))).await?;
+                audit::sort(&mut items);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&items)?);
+                } else {
+                    print!("{}", audit::render(&items));
+                }
             }
         }
         Ok(())

@@ -1,21 +1,27 @@
 //! The server's storage, on SQLite (one shop) or PostgreSQL (a chain), behind one interface.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use super::audit::AuditItem;
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
-use super::validate::Batch;
-use crate::domain::{Entry, EntryKind, MemberId, TerminalId, Timestamp};
-use crate::sync::protocol::{BalanceResponse, ConfigResponse, DoubleSpendList, PushResponse};
+use super::validate::{Batch, PushRefusal};
+use crate::domain::possible::{ProgramHistory, ProgramVersion};
+use crate::domain::{Entry, EntryKind, MemberId, Program, TerminalId, Timestamp};
+use crate::sync::protocol::{
+    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, PushResponse, RecordKind,
+    record_name,
+};
 
 /// Why a storage call failed; the HTTP layer maps each to a status.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The request's content cannot be stored (422): nothing was written.
-    #[error("{0}")]
-    Refused(String),
+    #[error(transparent)]
+    Refused(PushRefusal),
     /// The database cannot be reached or is failing (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -98,7 +104,8 @@ impl Db {
         }
     }
 
-    /// Stores a checked batch: all of it or nothing.
+    /// Stores a checked batch after the checks that need stored data (the till's sequence,
+    /// the possibility check, member changes): all of it or nothing.
     pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
         match self {
             Db::Sqlite(db) => db.push(batch, now).await,
@@ -119,11 +126,51 @@ impl Db {
         }
     }
 
-    /// The program in force.
-    pub async fn config(&self) -> Result<ConfigResponse, DbError> {
+    /// The asking till's own entries numbered after `after` (and the members they need), as
+    /// the JSON of a `PullResponse` whose `next` is a terminal_seq.
+    pub async fn own(
+        &self,
+        terminal: &TerminalId,
+        after: i64,
+        limit: usize,
+    ) -> Result<String, DbError> {
         match self {
-            Db::Sqlite(db) => db.config().await,
-            Db::Postgres(db) => db.config().await,
+            Db::Sqlite(db) => db.own(terminal, after, limit).await,
+            Db::Postgres(db) => db.own(terminal, after, limit).await,
+        }
+    }
+
+    /// The program in force, the versions after `query.known`, and where the server stands
+    /// (for the asking till, if any).
+    pub async fn config(
+        &self,
+        terminal: Option<&TerminalId>,
+        query: ConfigQuery,
+    ) -> Result<ConfigResponse, DbError> {
+        match self {
+            Db::Sqlite(db) => db.config(terminal, query).await,
+            Db::Postgres(db) => db.config(terminal, query).await,
+        }
+    }
+
+    /// Records a refused push, outside the ledger (in its own transaction).
+    pub async fn record_refusal(
+        &self,
+        at: Timestamp,
+        terminal: &TerminalId,
+        refusal: &PushRefusal,
+    ) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(db) => db.record_refusal(at, terminal, refusal).await,
+            Db::Postgres(db) => db.record_refusal(at, terminal, refusal).await,
+        }
+    }
+
+    /// Refusals, flags and double spends the server learned of since `since`, unsorted.
+    pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
+        match self {
+            Db::Sqlite(db) => db.audit(since).await,
+            Db::Postgres(db) => db.audit(since).await,
         }
     }
 
@@ -189,11 +236,10 @@ impl Db {
     }
 }
 
-/// What inserting a batch's entries did, for the ack, balances and double-spend detection.
+/// What inserting a batch's new entries did, for balances and double-spend detection.
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     pub inserted: usize,
-    pub duplicates: usize,
     /// Points added per member by the entries inserted.
     pub balances: HashMap<MemberId, i64>,
     /// Each member's last redemption inserted.
@@ -211,8 +257,74 @@ impl Tally {
     }
 }
 
+/// The parsed program history, reloaded when the highest stored version changes (another
+/// process may run `tillpass-server program set` on the same database).
+#[derive(Debug, Default)]
+pub(super) struct ProgramCache(Mutex<Arc<ProgramHistory>>);
+
+impl ProgramCache {
+    /// The cached history, if its highest version is `latest`.
+    pub fn current(&self, latest: i64) -> Option<Arc<ProgramHistory>> {
+        let cached = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (cached.latest_version() == latest).then(|| Arc::clone(&cached))
+    }
+
+    /// Parses every stored version (version, TOML, installed_at) and caches them.
+    pub fn load(&self, rows: Vec<(i64, String, i64)>) -> Result<Arc<ProgramHistory>, DbError> {
+        let versions = rows
+            .into_iter()
+            .map(|(version, toml, installed_at)| {
+                let program = Program::from_toml(&toml).map_err(|e| {
+                    DbError::Internal(format!("stored program version {version}: {e}"))
+                })?;
+                Ok(ProgramVersion {
+                    version,
+                    installed_at: Timestamp::from_millis(installed_at),
+                    program,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let history = Arc::new(ProgramHistory::new(versions));
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&history);
+        Ok(history)
+    }
+}
+
+/// A new database's epoch: 128 random bits, hex.
+pub(super) fn new_epoch() -> String {
+    data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>())
+}
+
+/// The record name of a member version row (its member id and the version in its body).
+pub(super) fn member_record_name(member: uuid::Uuid, body: &str) -> Result<String, DbError> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: i64,
+    }
+    let v: Versioned = serde_json::from_str(body)
+        .map_err(|e| DbError::Internal(format!("corrupt stored member record {member}: {e}")))?;
+    Ok(record_name(RecordKind::Member, member, v.version))
+}
+
+/// The record name of an entry.
+pub(super) fn entry_record_name(id: uuid::Uuid) -> String {
+    record_name(RecordKind::Entry, id, 0)
+}
+
+/// Parses a stored entry body.
+pub(super) fn stored_entry(body: &str) -> Result<Entry, DbError> {
+    serde_json::from_str(body)
+        .map_err(|e| DbError::Internal(format!("corrupt stored entry: {e}; body {body:.80}")))
+}
+
 /// Appends `items` (already JSON) as a JSON array to `out`.
-pub(super) fn json_array<'a>(out: &mut String, items: impl Iterator<Item = &'a str>) {
+fn json_array<'a>(out: &mut String, items: impl Iterator<Item = &'a str>) {
     out.push('[');
     for (i, item) in items.enumerate() {
         if i > 0 {
@@ -223,63 +335,155 @@ pub(super) fn json_array<'a>(out: &mut String, items: impl Iterator<Item = &'a s
     out.push(']');
 }
 
-/// Merges member and entry rows (each in seq order) into one page of at most `limit` records:
-/// `(members JSON, entries JSON, next cursor, more)`.
-pub(super) fn page(
+/// Bytes of a page besides its records (field names, cursor, record name).
+const PAGE_OVERHEAD: usize = 256;
+
+/// Where a pull page ends: how many member and entry rows it takes, its cursor, and whether
+/// more records wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Cut {
+    pub members: usize,
+    pub entries: usize,
+    pub next: i64,
+    pub more: bool,
+}
+
+/// Merges member and entry rows (each in seq order) into one page of at most `limit` records
+/// and `max_bytes` of JSON (a page stops early rather than exceed it, but always takes one
+/// record). `max_seq` is the cursor when the page reaches the end.
+pub(super) fn cut(
     members: &[(i64, String)],
     entries: &[(i64, String)],
     limit: usize,
+    max_bytes: usize,
     max_seq: i64,
-) -> String {
+) -> Cut {
     let (mut m, mut e) = (0, 0);
     let mut last = None;
+    let mut bytes = PAGE_OVERHEAD;
+    let mut more = false;
     while m + e < limit && (m < members.len() || e < entries.len()) {
         let take_member = match (members.get(m), entries.get(e)) {
             (Some(a), Some(b)) => a.0 < b.0,
             (Some(_), None) => true,
             _ => false,
         };
+        let (seq, body) = if take_member {
+            &members[m]
+        } else {
+            &entries[e]
+        };
+        if last.is_some() && bytes + body.len() + 1 > max_bytes {
+            more = true;
+            break;
+        }
+        bytes += body.len() + 1;
+        last = Some(*seq);
         if take_member {
-            last = Some(members[m].0);
             m += 1;
         } else {
-            last = Some(entries[e].0);
             e += 1;
         }
     }
-    let full = m + e >= limit;
-    let next = match (full, last) {
+    let more = more || m + e >= limit;
+    let next = match (more, last) {
         (true, Some(seq)) => seq,
         _ => max_seq,
     };
-    let mut out = String::with_capacity(
-        members[..m].iter().map(|r| r.1.len() + 1).sum::<usize>()
-            + entries[..e].iter().map(|r| r.1.len() + 1).sum::<usize>()
-            + 64,
-    );
+    Cut {
+        members: m,
+        entries: e,
+        next,
+        more,
+    }
+}
+
+/// The JSON of a `PullResponse` from stored bodies, spliced as they are.
+pub(super) fn render<'a>(
+    members: &[&'a str],
+    entries: &[&'a str],
+    next: i64,
+    more: bool,
+    next_record: Option<&str>,
+) -> String {
+    let size: usize = members.iter().chain(entries).map(|b| b.len() + 1).sum();
+    let mut out = String::with_capacity(size + PAGE_OVERHEAD);
     out.push_str("{\"members\":");
-    json_array(&mut out, members[..m].iter().map(|r| r.1.as_str()));
+    json_array(&mut out, members.iter().copied());
     out.push_str(",\"entries\":");
-    json_array(&mut out, entries[..e].iter().map(|r| r.1.as_str()));
-    out.push_str(&format!(",\"next\":{next},\"more\":{full}}}"));
+    json_array(&mut out, entries.iter().copied());
+    let record = serde_json::to_string(&next_record).unwrap_or_else(|_| "null".to_owned());
+    out.push_str(&format!(
+        ",\"next\":{next},\"more\":{more},\"next_record\":{record}}}"
+    ));
     out
+}
+
+/// Renders a pull page for `cut`.
+pub(super) fn render_cut(
+    members: &[(i64, String)],
+    entries: &[(i64, String)],
+    cut: Cut,
+    next_record: Option<&str>,
+) -> String {
+    let m: Vec<&str> = members[..cut.members]
+        .iter()
+        .map(|r| r.1.as_str())
+        .collect();
+    let e: Vec<&str> = entries[..cut.entries]
+        .iter()
+        .map(|r| r.1.as_str())
+        .collect();
+    render(&m, &e, cut.next, cut.more, next_record)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::protocol::PullResponse;
 
     #[test]
     fn pages_merge_in_seq_order_and_stop_at_the_limit() {
         let members = vec![(2, "\"m2\"".to_owned())];
         let entries = vec![(1, "\"e1\"".to_owned()), (3, "\"e3\"".to_owned())];
+        let two = cut(&members, &entries, 2, usize::MAX, 9);
         assert_eq!(
-            page(&members, &entries, 2, 9),
-            r#"{"members":["m2"],"entries":["e1"],"next":2,"more":true}"#
+            two,
+            Cut {
+                members: 1,
+                entries: 1,
+                next: 2,
+                more: true
+            }
         );
         assert_eq!(
-            page(&members, &entries, 5, 9),
-            r#"{"members":["m2"],"entries":["e1","e3"],"next":9,"more":false}"#
+            render_cut(&members, &entries, two, Some("member:x:1")),
+            r#"{"members":["m2"],"entries":["e1"],"next":2,"more":true,"next_record":"member:x:1"}"#
         );
+        let all = cut(&members, &entries, 5, usize::MAX, 9);
+        assert_eq!(
+            render_cut(&members, &entries, all, None),
+            r#"{"members":["m2"],"entries":["e1","e3"],"next":9,"more":false,"next_record":null}"#
+        );
+    }
+
+    #[test]
+    fn a_page_stops_before_its_byte_limit_but_takes_one_record() {
+        let big = |seq: i64| (seq, format!("\"{}\"", "x".repeat(1_000)));
+        let entries: Vec<(i64, String)> = (1..=10).map(big).collect();
+        let page = cut(&[], &entries, 20, PAGE_OVERHEAD + 3 * 1_003 + 10, 10);
+        assert_eq!((page.entries, page.next, page.more), (3, 3, true));
+        let json = render_cut(&[], &entries, page, Some("entry:e"));
+        assert!(
+            json.len() <= PAGE_OVERHEAD + 3 * 1_003 + 10,
+            "{}",
+            json.len()
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(parsed["entries"].as_array().map(Vec::len), Some(3));
+        let one = cut(&[], &entries, 20, 10, 10);
+        assert_eq!((one.entries, one.next, one.more), (1, 1, true));
+        let _: PullResponse = serde_json::from_str(&render(&[], &[], 0, false, None))
+            .expect("an empty page is a PullResponse");
     }
 }

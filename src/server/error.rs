@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::db::DbError;
+use super::validate::PushRefusal;
 use crate::sync::protocol::{ErrorBody, MAX_BODY_BYTES};
 
 /// Why a request failed.
@@ -24,9 +25,9 @@ pub enum ApiError {
     /// Something the server does not have.
     #[error("{0}")]
     NotFound(String),
-    /// A well-formed request whose content is refused; nothing was stored.
-    #[error("{0}")]
-    Unprocessable(String),
+    /// A push whose content is refused (which entry, by which rule); nothing was stored.
+    #[error(transparent)]
+    Refused(PushRefusal),
     /// A request body over the byte limit.
     #[error("the request body is over the limit of {MAX_BODY_BYTES} bytes; send smaller batches")]
     PayloadTooLarge,
@@ -49,7 +50,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge | ApiError::TooManyRecords(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -74,9 +75,14 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
+        let (entry_id, rule) = match &self {
+            ApiError::Refused(r) => (r.entry_id, Some(r.rule.to_owned())),
+            _ => (None, None),
+        };
         let body = ErrorBody {
             error: self.client_message(),
-            ..ErrorBody::default()
+            entry_id,
+            rule,
         };
         (status, Json(body)).into_response()
     }
@@ -85,7 +91,7 @@ impl IntoResponse for ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Refused(m) => ApiError::Unprocessable(m),
+            DbError::Refused(r) => ApiError::Refused(r),
             DbError::Unavailable(m) => ApiError::Unavailable(m),
             DbError::Setup(_) | DbError::Internal(_) => ApiError::Internal(e.to_string()),
         }
@@ -105,7 +111,7 @@ mod tests {
             (ApiError::BadRequest("b".into()), StatusCode::BAD_REQUEST),
             (ApiError::NotFound("n".into()), StatusCode::NOT_FOUND),
             (
-                ApiError::Unprocessable("p".into()),
+                ApiError::Refused(PushRefusal::push("rule", "p".into())),
                 StatusCode::UNPROCESSABLE_ENTITY,
             ),
             (ApiError::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE),
@@ -181,8 +187,28 @@ mod tests {
         assert_eq!(corrupt.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
         let unavailable: ApiError = DbError::Unavailable("timeout".into()).into();
         assert_eq!(unavailable.status_code(), StatusCode::SERVICE_UNAVAILABLE);
-        let refused: ApiError = DbError::Refused("card taken".into()).into();
+        let refused: ApiError =
+            DbError::Refused(PushRefusal::push("card_taken", "card taken".into())).into();
         assert_eq!(refused.status_code(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(refused.to_string(), "card taken");
+    }
+
+    #[tokio::test]
+    async fn a_refused_entry_names_itself_and_its_rule() {
+        let id = crate::domain::EntryId(uuid::Uuid::from_u128(9));
+        let response = ApiError::Refused(PushRefusal::entry(
+            id,
+            "earn_points",
+            "entry 9: earns too much".into(),
+        ))
+        .into_response();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body: ErrorBody = serde_json::from_slice(&bytes).expect("an ErrorBody");
+        assert_eq!(body.entry_id, Some(id));
+        assert_eq!(body.rule.as_deref(), Some("earn_points"));
+        assert_eq!(body.error, "entry 9: earns too much");
     }
 }

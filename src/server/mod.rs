@@ -2,9 +2,11 @@
 //! everyone else's; the server keeps the one ordered, append-only set, on SQLite or PostgreSQL.
 //! See [`crate::sync::protocol`] for the wire format.
 
+pub mod audit;
 pub mod config;
 pub mod db;
 mod error;
+mod judge;
 mod postgres;
 mod sqlite;
 pub mod validate;
@@ -24,11 +26,12 @@ use sha2::{Digest as _, Sha256};
 
 use crate::domain::{MemberId, MemberRecord, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    DoubleSpend, MAX_BODY_BYTES, MAX_PULL_LIMIT, PullQuery, PushRequest, TERMINAL_HEADER,
+    ConfigQuery, DoubleSpend, MAX_BODY_BYTES, MAX_OWN_LIMIT, MAX_PULL_LIMIT, OwnQuery, PullQuery,
+    PushRequest, TERMINAL_HEADER,
 };
 pub use db::{Auth, Db, DbError, TerminalRow};
 pub use error::ApiError;
-use validate::{BatchError, check_push};
+use validate::{BatchError, PushRefusal, RULE_BAD_BODY, check_push};
 
 /// Shared by every request.
 pub struct AppState {
@@ -109,6 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sync/push", post(push))
         .route("/v1/sync/pull", get(pull))
         .route("/v1/sync/config", get(config))
+        .route("/v1/sync/own", get(own))
         .route("/v1/members/{id}/balance", get(balance))
         .route("/v1/double-spends", get(double_spends))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -169,17 +173,42 @@ fn parse_push(body: &[u8]) -> Result<PushRequest, ApiError> {
         };
         let message = format!("bad push body: {message}");
         if first.is_data() {
-            ApiError::Unprocessable(message)
+            ApiError::Refused(PushRefusal::push(RULE_BAD_BODY, message))
         } else {
             ApiError::BadRequest(message)
         }
     })
 }
 
+/// A push; a refused one is recorded (after its rollback, in its own transaction) for the
+/// audit, and a failure to record it changes nothing in the answer.
 async fn push(
     State(state): State<Arc<AppState>>,
     TerminalAuth(terminal): TerminalAuth,
     body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let at = now();
+    let result = store_push(&state, &terminal, body, at).await;
+    if let Err(ApiError::Refused(refusal)) = &result {
+        tracing::warn!(
+            terminal = %terminal,
+            rule = refusal.rule,
+            entry = ?refusal.entry_id,
+            reason = %refusal,
+            "push refused"
+        );
+        if let Err(e) = state.db.record_refusal(at, &terminal, refusal).await {
+            tracing::error!(error = %e, "could not record a refused push");
+        }
+    }
+    result
+}
+
+async fn store_push(
+    state: &AppState,
+    terminal: &TerminalId,
+    body: Result<axum::body::Bytes, BytesRejection>,
+    at: Timestamp,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| match r {
         BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
@@ -188,10 +217,9 @@ async fn push(
         r => ApiError::BadRequest(r.body_text()),
     })?;
     let request = parse_push(&body)?;
-    let at = now();
-    let batch = check_push(request, &terminal, at).map_err(|e| match e {
+    let batch = check_push(request, terminal, at).map_err(|e| match e {
         BatchError::TooLarge(m) => ApiError::TooManyRecords(m),
-        BatchError::Invalid(m) => ApiError::Unprocessable(m),
+        BatchError::Refused(r) => ApiError::Refused(r),
     })?;
     let entries = batch.entries.len();
     let ack = state.db.push(batch, at).await?;
@@ -225,11 +253,32 @@ async fn pull(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// The till's own entries back, for a till restored from an older copy.
+async fn own(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(terminal): TerminalAuth,
+    query: Result<Query<OwnQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    if q.after < 0 || q.limit == 0 {
+        return Err(ApiError::BadRequest(
+            "after must be >= 0 and limit >= 1".to_owned(),
+        ));
+    }
+    let body = state
+        .db
+        .own(&terminal, q.after, q.limit.min(MAX_OWN_LIMIT))
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
 async fn config(
     State(state): State<Arc<AppState>>,
-    TerminalAuth(_): TerminalAuth,
+    TerminalAuth(terminal): TerminalAuth,
+    query: Result<Query<ConfigQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.db.config().await?).into_response())
+    let Query(q) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    Ok(Json(state.db.config(Some(&terminal), q).await?).into_response())
 }
 
 async fn balance(

@@ -4,35 +4,66 @@
 //! `INSERT ... SELECT FROM UNNEST(...)` per batch.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Transaction};
 use uuid::Uuid;
 
-use super::db::{Auth, DbError, Tally, TerminalRow, page};
-use super::validate::{Batch, check_reversal};
-use crate::domain::{Entry, MemberId, TerminalId, Timestamp};
+use super::audit::AuditItem;
+use super::db::{
+    Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
+    new_epoch, render, render_cut, stored_entry,
+};
+use super::judge;
+use super::validate::{
+    Batch, CheckedEntry, PushRefusal, RULE_CARD_TAKEN, RULE_CONFLICT, RULE_ID_CONFLICT,
+    RULE_UNKNOWN_MEMBER,
+};
+use crate::domain::possible::{Needs, ProgramHistory, needs};
+use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    BalanceResponse, ConfigResponse, DoubleSpendList, MemberRecord, PushResponse,
+    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PAGE_BYTES, MemberRecord,
+    ProgramVersionBody, PushResponse,
 };
 
-const SCHEMA: &str = include_str!("migrations/postgres_001.sql");
+/// The schema, in order; each script is idempotent and runs at every start.
+const SCHEMA: [&str; 2] = [
+    include_str!("migrations/postgres_001.sql"),
+    include_str!("migrations/postgres_002.sql"),
+];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
 
 /// The PostgreSQL backend.
 pub struct PgDb {
     pool: Pool,
+    programs: ProgramCache,
 }
 
 fn pg(e: tokio_postgres::Error) -> DbError {
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
         || e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
     {
-        return DbError::Refused(format!("conflicts with stored data: {e}"));
+        return DbError::Refused(PushRefusal::push(
+            RULE_CONFLICT,
+            format!("conflicts with stored data: {e}"),
+        ));
     }
     DbError::Unavailable(e.to_string())
+}
+
+/// The highest terminal_seq stored for `terminal` (0: none).
+async fn last_terminal_seq(tx: &Transaction<'_>, terminal: &TerminalId) -> Result<i64, DbError> {
+    Ok(tx
+        .query_one(
+            "SELECT COALESCE(MAX(terminal_seq), 0)::bigint FROM entries WHERE terminal_id = $1",
+            &[&terminal.0],
+        )
+        .await
+        .map_err(pg)?
+        .get(0))
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> DbError {
@@ -61,7 +92,9 @@ impl PgDb {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
             .await
             .map_err(pg)?;
-        tx.batch_execute(SCHEMA).await.map_err(pg)?;
+        for script in SCHEMA {
+            tx.batch_execute(script).await.map_err(pg)?;
+        }
         let key: [u8; 32] = rand::random();
         tx.execute(
             "INSERT INTO program (version, toml, code_key, installed_at)
@@ -74,9 +107,18 @@ impl PgDb {
         )
         .await
         .map_err(pg)?;
+        tx.execute(
+            "INSERT INTO server_meta (singleton, epoch) VALUES (TRUE, $1) ON CONFLICT DO NOTHING",
+            &[&new_epoch()],
+        )
+        .await
+        .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         drop(client);
-        Ok(PgDb { pool })
+        Ok(PgDb {
+            pool,
+            programs: ProgramCache::default(),
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
@@ -136,13 +178,51 @@ impl PgDb {
             .await
             .map_err(pg)?
             .get(0);
+        let last = last_terminal_seq(&tx, &batch.terminal).await?;
+        let stored =
+            stored_by_seq(&tx, &batch.terminal, &judge::replayed_seqs(&batch, last)).await?;
+        let split = judge::sequence(&batch, last, &stored).map_err(DbError::Refused)?;
         let mut members = 0;
         for m in &batch.members {
-            if upsert_member(&tx, m.record.clone(), &mut seq).await? {
+            if upsert_member(&tx, m.record.clone(), &batch.terminal, &mut seq).await? {
                 members += 1;
             }
         }
-        let tally = insert_entries(&tx, &batch, &mut seq).await?;
+        let wanted = needs(
+            &split
+                .new
+                .iter()
+                .map(|c| c.entry.clone())
+                .collect::<Vec<_>>(),
+        );
+        let history = self.program_history(&tx).await?;
+        let flags = judge::possible(
+            &history,
+            known_entries(&tx, &wanted).await?,
+            &wanted,
+            &split.new,
+        )
+        .map_err(DbError::Refused)?;
+        let tally = insert_entries(&tx, &split.new, &mut seq).await?;
+        for f in judge::flag_rows(&split.new, flags) {
+            tx.execute(
+                "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
+                                    detected_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                &[
+                    &f.entry_id,
+                    &f.member_id,
+                    &f.terminal_id,
+                    &f.occurred_at,
+                    &f.day,
+                    &f.flag,
+                    &f.detail,
+                    &now.millis(),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        }
         if !tally.balances.is_empty() {
             let (ids, deltas): (Vec<Uuid>, Vec<i64>) =
                 tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
@@ -186,10 +266,33 @@ impl PgDb {
         tx.commit().await.map_err(pg)?;
         Ok(PushResponse {
             inserted: tally.inserted,
-            duplicates: tally.duplicates,
+            duplicates: split.replays,
             members,
             server_seq: seq,
         })
+    }
+
+    /// Every program version, parsed once per new highest version.
+    async fn program_history(&self, tx: &Transaction<'_>) -> Result<Arc<ProgramHistory>, DbError> {
+        let latest: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0)::bigint FROM program", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if let Some(history) = self.programs.current(latest) {
+            return Ok(history);
+        }
+        let rows = tx
+            .query(
+                "SELECT version, toml, installed_at FROM program ORDER BY version",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        self.programs.load(rows)
     }
 
     pub async fn pull(
@@ -233,14 +336,96 @@ impl PgDb {
             .await
             .map_err(pg)?
             .get(0);
+        let page = cut(
+            &members,
+            &entries,
+            limit,
+            MAX_PAGE_BYTES,
+            max_seq.max(after),
+        );
+        let name = record_at(&tx, page.next).await?;
         tx.commit().await.map_err(pg)?;
-        Ok(page(&members, &entries, limit, max_seq.max(after)))
+        Ok(render_cut(&members, &entries, page, name.as_deref()))
     }
 
-    pub async fn config(&self) -> Result<ConfigResponse, DbError> {
-        let row = self
-            .client()
-            .await?
+    pub async fn own(
+        &self,
+        terminal: &TerminalId,
+        after: i64,
+        limit: usize,
+    ) -> Result<String, DbError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg)?;
+        let one_more = i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1));
+        let mut rows: Vec<(i64, Uuid, Uuid, String)> = tx
+            .query(
+                "SELECT terminal_seq, id, member_id, body FROM entries
+                 WHERE terminal_id = $1 AND terminal_seq > $2 ORDER BY terminal_seq LIMIT $3",
+                &[&terminal.0, &after, &one_more],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let mut member_ids: Vec<Uuid> = Vec::new();
+        for (_, _, member, _) in &rows {
+            if !member_ids.contains(member) {
+                member_ids.push(*member);
+            }
+        }
+        let members: Vec<String> = tx
+            .query(
+                "SELECT m.body FROM UNNEST($1::uuid[]) WITH ORDINALITY AS t(id, ord)
+                 JOIN members m ON m.id = t.id ORDER BY t.ord",
+                &[&member_ids],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let (next, next_record) = match rows.last() {
+            Some((seq, id, _, _)) => (*seq, Some(entry_record_name(*id))),
+            None => {
+                let at = tx
+                    .query_opt(
+                        "SELECT id FROM entries WHERE terminal_id = $1 AND terminal_seq = $2",
+                        &[&terminal.0, &after],
+                    )
+                    .await
+                    .map_err(pg)?;
+                (after, at.map(|r| entry_record_name(r.get(0))))
+            }
+        };
+        tx.commit().await.map_err(pg)?;
+        let m: Vec<&str> = members.iter().map(String::as_str).collect();
+        let e: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+        Ok(render(&m, &e, next, more, next_record.as_deref()))
+    }
+
+    pub async fn config(
+        &self,
+        terminal: Option<&TerminalId>,
+        query: ConfigQuery,
+    ) -> Result<ConfigResponse, DbError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg)?;
+        let row = tx
             .query_one(
                 "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
                 &[],
@@ -248,16 +433,120 @@ impl PgDb {
             .await
             .map_err(pg)?;
         let key: Vec<u8> = row.get(2);
+        let programs = tx
+            .query(
+                "SELECT version, installed_at, toml FROM program WHERE version > $1 ORDER BY version",
+                &[&query.known],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| ProgramVersionBody {
+                version: r.get(0),
+                installed_at: Timestamp::from_millis(r.get(1)),
+                toml: r.get(2),
+            })
+            .collect();
+        let meta = tx
+            .query_one(
+                "SELECT (SELECT epoch FROM server_meta), (SELECT last FROM server_seq)",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        let terminal_seq = match terminal {
+            Some(t) => last_terminal_seq(&tx, t).await?,
+            None => 0,
+        };
+        let record_at_cursor = record_at(&tx, query.cursor).await?;
+        tx.commit().await.map_err(pg)?;
         Ok(ConfigResponse {
             program_version: row.get(0),
             program_toml: row.get(1),
             code_key: data_encoding::BASE64.encode(&key),
-            programs: Vec::new(),
-            epoch: String::new(),
-            server_seq: 0,
-            terminal_seq: 0,
-            record_at_cursor: None,
+            programs,
+            epoch: meta.get(0),
+            server_seq: meta.get(1),
+            terminal_seq,
+            record_at_cursor,
         })
+    }
+
+    pub async fn record_refusal(
+        &self,
+        at: Timestamp,
+        terminal: &TerminalId,
+        refusal: &PushRefusal,
+    ) -> Result<(), DbError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO refusals (at, terminal_id, entry_id, rule, detail)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &at.millis(),
+                    &terminal.0,
+                    &refusal.entry_id.map(|e| e.0),
+                    &refusal.rule,
+                    &refusal.message,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg)?;
+        let mut items: Vec<AuditItem> = tx
+            .query(
+                "SELECT at, terminal_id, entry_id, rule, detail FROM refusals WHERE at >= $1",
+                &[&since.millis()],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| AuditItem::refusal(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect();
+        items.extend(
+            tx.query(
+                "SELECT terminal_id, day, occurred_at, entry_id, flag, detail FROM flags
+                 WHERE detected_at >= $1",
+                &[&since.millis()],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| AuditItem::flag(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))),
+        );
+        let spends = tx
+            .query(
+                "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
+                 FROM double_spends d JOIN members m ON m.id = d.member_id
+                 WHERE d.detected_at >= $1",
+                &[&since.millis()],
+            )
+            .await
+            .map_err(pg)?;
+        for r in &spends {
+            items.push(AuditItem::double_spend(super::double_spend(
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+            )?));
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(items)
     }
 
     pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {
@@ -382,18 +671,89 @@ impl PgDb {
     }
 }
 
+/// The name of the record at `seq`, if there is one.
+async fn record_at(tx: &Transaction<'_>, seq: i64) -> Result<Option<String>, DbError> {
+    if seq <= 0 {
+        return Ok(None);
+    }
+    if let Some(row) = tx
+        .query_opt("SELECT id FROM entries WHERE server_seq = $1", &[&seq])
+        .await
+        .map_err(pg)?
+    {
+        return Ok(Some(entry_record_name(row.get(0))));
+    }
+    tx.query_opt(
+        "SELECT member_id, body FROM member_versions WHERE server_seq = $1",
+        &[&seq],
+    )
+    .await
+    .map_err(pg)?
+    .map(|r| member_record_name(r.get(0), r.get(1)))
+    .transpose()
+}
+
+/// `terminal`'s stored entries numbered `seqs`: number -> id and body.
+async fn stored_by_seq(
+    tx: &Transaction<'_>,
+    terminal: &TerminalId,
+    seqs: &[i64],
+) -> Result<HashMap<i64, (EntryId, String)>, DbError> {
+    if seqs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(tx
+        .query(
+            "SELECT terminal_seq, id, body FROM entries
+             WHERE terminal_id = $1 AND terminal_seq = ANY($2)",
+            &[&terminal.0, &seqs],
+        )
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| (r.get(0), (EntryId(r.get(1)), r.get(2))))
+        .collect())
+}
+
+/// The stored entries the possibility check needs: reversal targets, stored reversals of
+/// them, and whole histories.
+async fn known_entries(tx: &Transaction<'_>, wanted: &Needs) -> Result<Vec<Entry>, DbError> {
+    let targets: Vec<Uuid> = wanted.targets.iter().map(|t| t.0).collect();
+    let histories: Vec<Uuid> = wanted.histories.iter().map(|m| m.0).collect();
+    if targets.is_empty() && histories.is_empty() {
+        return Ok(Vec::new());
+    }
+    tx.query(
+        "SELECT body FROM entries WHERE id = ANY($1) OR reverses = ANY($1) OR member_id = ANY($2)",
+        &[&targets, &histories],
+    )
+    .await
+    .map_err(pg)?
+    .iter()
+    .map(|r| stored_entry(r.get(0)))
+    .collect()
+}
+
+/// Stores a member record if newer than the stored one, refusing changes no till makes;
+/// returns whether it changed anything.
 async fn upsert_member(
     tx: &Transaction<'_>,
     mut record: MemberRecord,
+    terminal: &TerminalId,
     seq: &mut i64,
 ) -> Result<bool, DbError> {
     let id = record.member.id;
     let stored = tx
-        .query_opt("SELECT version FROM members WHERE id = $1", &[&id.0])
+        .query_opt("SELECT version, body FROM members WHERE id = $1", &[&id.0])
         .await
         .map_err(pg)?;
-    if stored.is_some_and(|r| r.get::<_, i64>(0) >= record.version) {
-        return Ok(false);
+    if let Some(row) = stored {
+        if row.get::<_, i64>(0) >= record.version {
+            return Ok(false);
+        }
+        let old: MemberRecord = serde_json::from_str(row.get(1))
+            .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))?;
+        judge::member_change(&old, &record).map_err(DbError::Refused)?;
     }
     let holders = tx
         .query_one(
@@ -410,14 +770,18 @@ async fn upsert_member(
         .await
         .map_err(pg)?;
     if holders.get::<_, bool>(0) {
-        return Err(DbError::Refused(format!(
-            "member {id}: card {} already belongs to another member; replace this member's card at the till",
-            record.member.card
+        return Err(DbError::Refused(PushRefusal::push(
+            RULE_CARD_TAKEN,
+            format!(
+                "member {id}: card {} already belongs to another member; replace this member's card at the till",
+                record.member.card
+            ),
         )));
     }
     super::strip_taken_contacts(&mut record, holders.get(1), holders.get(2));
     *seq += 1;
-    let body = serde_json::to_string(&record).map_err(|e| DbError::Refused(e.to_string()))?;
+    let body = serde_json::to_string(&record)
+        .map_err(|e| DbError::Internal(format!("member {id}: {e}")))?;
     tx.execute(
         "INSERT INTO members (id, version, card, phone, email, body)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -434,26 +798,29 @@ async fn upsert_member(
     )
     .await
     .map_err(pg)?;
-    // Every version is appended with its own seq: a member's first version always comes before
-    // its entries in a pull, whatever later versions do.
+    // Every version is appended with its own seq and the till that made it: a member's first
+    // version always comes before its entries in a pull, whatever later versions do.
     tx.execute(
-        "INSERT INTO member_versions (server_seq, member_id, body) VALUES ($1, $2, $3)",
-        &[&*seq, &id.0, &body],
+        "INSERT INTO member_versions (server_seq, member_id, body, terminal_id)
+         VALUES ($1, $2, $3, $4)",
+        &[&*seq, &id.0, &body, &terminal.0],
     )
     .await
     .map_err(pg)?;
     Ok(true)
 }
 
+/// Inserts a push's new entries (in sequence order) with one statement, each with the next
+/// server_seq.
 async fn insert_entries(
     tx: &Transaction<'_>,
-    batch: &Batch,
+    new: &[&CheckedEntry],
     seq: &mut i64,
 ) -> Result<Tally, DbError> {
-    let entries: Vec<&Entry> = batch.entries.iter().map(|c| &c.entry).collect();
-    if entries.is_empty() {
+    if new.is_empty() {
         return Ok(Tally::default());
     }
+    let entries: Vec<&Entry> = new.iter().map(|c| &c.entry).collect();
     // Every member must be known.
     let member_ids: Vec<Uuid> = entries
         .iter()
@@ -469,47 +836,14 @@ async fn insert_entries(
         .map(|r| r.get(0))
         .collect();
     if let Some(e) = entries.iter().find(|e| !known.contains(&e.member_id.0)) {
-        return Err(DbError::Refused(format!(
-            "entry {}: member {} is unknown to the server (push the member first)",
-            e.id, e.member_id
+        return Err(DbError::Refused(PushRefusal::entry(
+            e.id,
+            RULE_UNKNOWN_MEMBER,
+            format!(
+                "entry {}: member {} is unknown to the server (push the member first)",
+                e.id, e.member_id
+            ),
         )));
-    }
-    // Reversals of entries stored earlier must negate them exactly.
-    let in_batch: HashSet<Uuid> = entries.iter().map(|e| e.id.0).collect();
-    let targets: Vec<Uuid> = entries
-        .iter()
-        .filter_map(|e| e.reverses.map(|r| r.0))
-        .filter(|t| !in_batch.contains(t))
-        .collect();
-    if !targets.is_empty() {
-        let originals: HashMap<Uuid, Entry> = tx
-            .query(
-                "SELECT id, body FROM entries WHERE id = ANY($1)",
-                &[&targets],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| {
-                let body: &str = r.get(1);
-                let id: Uuid = r.get(0);
-                serde_json::from_str(body)
-                    .map(|e| (id, e))
-                    .map_err(|err| DbError::Internal(format!("corrupt stored entry {id}: {err}")))
-            })
-            .collect::<Result<_, _>>()?;
-        for e in &entries {
-            let Some(target) = e.reverses.filter(|t| !in_batch.contains(&t.0)) else {
-                continue;
-            };
-            let original = originals.get(&target.0).ok_or_else(|| {
-                DbError::Refused(format!(
-                    "entry {}: reverses entry {target}, which the server does not have",
-                    e.id
-                ))
-            })?;
-            check_reversal(e, original).map_err(DbError::Refused)?;
-        }
     }
     let base = *seq;
     let n = entries.len();
@@ -517,62 +851,47 @@ async fn insert_entries(
     let ids: Vec<Uuid> = entries.iter().map(|e| e.id.0).collect();
     let members: Vec<Uuid> = entries.iter().map(|e| e.member_id.0).collect();
     let terminals: Vec<&str> = entries.iter().map(|e| e.terminal_id.0.as_str()).collect();
+    let numbers: Vec<i64> = entries.iter().map(|e| e.terminal_seq).collect();
     let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
     let points: Vec<i64> = entries.iter().map(|e| e.points).collect();
     let reverses: Vec<Option<Uuid>> = entries.iter().map(|e| e.reverses.map(|r| r.0)).collect();
-    let bodies: Vec<&str> = batch.entries.iter().map(|c| c.body.as_str()).collect();
+    let bodies: Vec<&str> = new.iter().map(|c| c.body.as_str()).collect();
     let rows = tx
         .query(
-            "INSERT INTO entries (server_seq, id, member_id, terminal_id, kind, points, reverses, body)
-             SELECT $1 + t.ord, t.id, t.member_id, t.terminal_id, t.kind, t.points, t.reverses, t.body
-             FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::bigint[],
-                         $8::uuid[], $9::text[])
-                  AS t(ord, id, member_id, terminal_id, kind, points, reverses, body)
+            "INSERT INTO entries (server_seq, id, member_id, terminal_id, terminal_seq, kind, points,
+                                  reverses, body)
+             SELECT $1 + t.ord, t.id, t.member_id, t.terminal_id, t.terminal_seq, t.kind, t.points,
+                    t.reverses, t.body
+             FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::text[], $6::bigint[],
+                         $7::text[], $8::bigint[], $9::uuid[], $10::text[])
+                  AS t(ord, id, member_id, terminal_id, terminal_seq, kind, points, reverses, body)
              ORDER BY t.ord
              ON CONFLICT (id) DO NOTHING
-             RETURNING id, server_seq",
-            &[&base, &ords, &ids, &members, &terminals, &kinds, &points, &reverses, &bodies],
+             RETURNING id",
+            &[
+                &base, &ords, &ids, &members, &terminals, &numbers, &kinds, &points, &reverses,
+                &bodies,
+            ],
         )
         .await
-        .map_err(|e| {
-            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                DbError::Refused("a reversal in this batch reverses an entry that was already reversed".into())
-            } else {
-                pg(e)
-            }
-        })?;
-    let inserted_ids: HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
-    if let Some(max) = rows.iter().map(|r| r.get::<_, i64>(1)).max() {
-        *seq = max.max(base);
-    }
-    // Ids already present must hold identical content (a retry), or the whole batch is refused.
-    if inserted_ids.len() < n {
-        let (dup_ids, dup_bodies): (Vec<Uuid>, Vec<&str>) = ids
-            .iter()
-            .zip(&bodies)
-            .filter(|(id, _)| !inserted_ids.contains(id))
-            .map(|(id, body)| (*id, *body))
-            .unzip();
-        let conflict = tx
-            .query_opt(
-                "SELECT t.id FROM UNNEST($1::uuid[], $2::text[]) AS t(id, body)
-                 JOIN entries e ON e.id = t.id WHERE e.body <> t.body LIMIT 1",
-                &[&dup_ids, &dup_bodies],
-            )
-            .await
-            .map_err(pg)?;
-        if let Some(row) = conflict {
-            let id: Uuid = row.get(0);
-            return Err(DbError::Refused(format!(
-                "entry {id} already exists on the server with different content; nothing was stored"
+        .map_err(pg)?;
+    // Every entry here is new to this till's sequence, so a stored id means another entry.
+    if rows.len() < n {
+        let inserted: HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+        if let Some(e) = entries.iter().find(|e| !inserted.contains(&e.id.0)) {
+            return Err(DbError::Refused(PushRefusal::entry(
+                e.id,
+                RULE_ID_CONFLICT,
+                format!(
+                    "entry {} already exists on the server with different content; nothing was stored",
+                    e.id
+                ),
             )));
         }
     }
-    let mut tally = Tally {
-        duplicates: n - inserted_ids.len(),
-        ..Tally::default()
-    };
-    for e in entries.iter().filter(|e| inserted_ids.contains(&e.id.0)) {
+    *seq = base + i64::try_from(n).unwrap_or(i64::MAX);
+    let mut tally = Tally::default();
+    for e in entries {
         tally.inserted(e);
     }
     Ok(tally)

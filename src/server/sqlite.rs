@@ -8,20 +8,34 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 
-use super::db::{Auth, DbError, Tally, TerminalRow, page};
-use super::validate::{Batch, check_reversal};
-use crate::domain::{Entry, MemberId, TerminalId, Timestamp};
+use super::audit::AuditItem;
+use super::db::{
+    Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
+    new_epoch, render, render_cut, stored_entry,
+};
+use super::judge;
+use super::validate::{
+    Batch, CheckedEntry, PushRefusal, RULE_CARD_TAKEN, RULE_CONFLICT, RULE_ID_CONFLICT,
+    RULE_UNKNOWN_MEMBER,
+};
+use crate::domain::possible::{Needs, ProgramHistory, needs};
+use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    BalanceResponse, ConfigResponse, DoubleSpendList, MemberRecord, PushResponse,
+    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PAGE_BYTES, MemberRecord,
+    ProgramVersionBody, PushResponse,
 };
 
-const STEPS: &[M<'static>] = &[M::up(include_str!("migrations/sqlite_001.sql"))];
+const STEPS: &[M<'static>] = &[
+    M::up(include_str!("migrations/sqlite_001.sql")),
+    M::up(include_str!("migrations/sqlite_002.sql")),
+];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
 /// The SQLite backend.
 pub struct SqliteDb {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    programs: Arc<ProgramCache>,
 }
 
 fn connect(path: &str) -> Result<Connection, DbError> {
@@ -49,15 +63,42 @@ async fn with<T: Send + 'static>(
         .map_err(|e| DbError::Internal(format!("a database task failed: {e}")))?
 }
 
-fn refused(e: rusqlite::Error, what: &str) -> DbError {
+/// A constraint violation as a refusal of `entry` (if one) by `rule`; other errors as they are.
+fn refused(
+    e: rusqlite::Error,
+    entry: Option<EntryId>,
+    rule: &'static str,
+    what: String,
+) -> DbError {
     match e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
-            DbError::Refused(what.to_owned())
+            DbError::Refused(PushRefusal {
+                entry_id: entry,
+                rule,
+                message: what,
+            })
         }
         other => other.into(),
     }
+}
+
+fn last_seq(conn: &Connection) -> Result<i64, DbError> {
+    Ok(
+        conn.query_row("SELECT last FROM server_seq WHERE singleton = 1", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// The highest terminal_seq stored for `terminal` (0: none).
+fn last_terminal_seq(conn: &Connection, terminal: &TerminalId) -> Result<i64, DbError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE(MAX(terminal_seq), 0) FROM entries WHERE terminal_id = ?1",
+        )?
+        .query_row(params![terminal.0], |r| r.get(0))?)
 }
 
 impl SqliteDb {
@@ -78,6 +119,7 @@ impl SqliteDb {
         Ok(SqliteDb {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            programs: Arc::default(),
         })
     }
 
@@ -98,20 +140,49 @@ impl SqliteDb {
     }
 
     pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
+        let programs = Arc::clone(&self.programs);
         with(&self.writer, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut seq: i64 =
-                tx.query_row("SELECT last FROM server_seq WHERE singleton = 1", [], |r| {
-                    r.get(0)
-                })?;
+            let mut seq = last_seq(&tx)?;
+            let last = last_terminal_seq(&tx, &batch.terminal)?;
+            let stored = stored_by_seq(&tx, &batch.terminal, &judge::replayed_seqs(&batch, last))?;
+            let split = judge::sequence(&batch, last, &stored).map_err(DbError::Refused)?;
             let mut members = 0;
             for m in &batch.members {
-                if upsert_member(&tx, m.record.clone(), &mut seq)? {
+                if upsert_member(&tx, m.record.clone(), &batch.terminal, &mut seq)? {
                     members += 1;
                 }
             }
+            let wanted = needs(
+                &split
+                    .new
+                    .iter()
+                    .map(|c| c.entry.clone())
+                    .collect::<Vec<_>>(),
+            );
+            let history = program_history(&tx, &programs)?;
+            let flags = judge::possible(&history, known_entries(&tx, &wanted)?, &wanted, &split.new)
+                .map_err(DbError::Refused)?;
             let first_new = seq;
-            let tally = insert_entries(&tx, &batch, &mut seq)?;
+            let tally = insert_entries(&tx, &split.new, &mut seq)?;
+            let mut flag = tx.prepare_cached(
+                "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
+                                    detected_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+            )?;
+            for f in judge::flag_rows(&split.new, flags) {
+                flag.execute(params![
+                    f.entry_id,
+                    f.member_id,
+                    f.terminal_id,
+                    f.occurred_at,
+                    f.day,
+                    f.flag,
+                    f.detail,
+                    now.millis()
+                ])?;
+            }
+            drop(flag);
             // One statement adds every new entry to its member's balance.
             tx.prepare_cached(
                 "INSERT INTO balances (member_id, balance)
@@ -147,7 +218,7 @@ impl SqliteDb {
             tx.commit()?;
             Ok(PushResponse {
                 inserted: tally.inserted,
-                duplicates: tally.duplicates,
+                duplicates: split.replays,
                 members,
                 server_seq: seq,
             })
@@ -181,15 +252,194 @@ impl SqliteDb {
                     Ok((r.get(0)?, r.get(1)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let max_seq: i64 =
-                tx.query_row("SELECT last FROM server_seq WHERE singleton = 1", [], |r| r.get(0))?;
-            Ok(page(&members, &entries, limit, max_seq.max(after)))
+            let max_seq = last_seq(&tx)?;
+            let page = cut(&members, &entries, limit, MAX_PAGE_BYTES, max_seq.max(after));
+            let name = record_at(&tx, page.next)?;
+            Ok(render_cut(&members, &entries, page, name.as_deref()))
         })
         .await
     }
 
-    pub async fn config(&self) -> Result<ConfigResponse, DbError> {
-        with(&self.reader, |conn| latest_program(conn)).await
+    pub async fn own(
+        &self,
+        terminal: &TerminalId,
+        after: i64,
+        limit: usize,
+    ) -> Result<String, DbError> {
+        let terminal = terminal.clone();
+        with(&self.reader, move |conn| {
+            let tx = conn.transaction()?;
+            let one_more = i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1));
+            let mut rows: Vec<(i64, uuid::Uuid, uuid::Uuid, String)> = tx
+                .prepare_cached(
+                    "SELECT terminal_seq, id, member_id, body FROM entries
+                     WHERE terminal_id = ?1 AND terminal_seq > ?2 ORDER BY terminal_seq LIMIT ?3",
+                )?
+                .query_map(params![terminal.0, after, one_more], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let more = rows.len() > limit;
+            rows.truncate(limit);
+            let mut member_ids: Vec<uuid::Uuid> = Vec::new();
+            for (_, _, member, _) in &rows {
+                if !member_ids.contains(member) {
+                    member_ids.push(*member);
+                }
+            }
+            let mut member = tx.prepare_cached("SELECT body FROM members WHERE id = ?1")?;
+            let members = member_ids
+                .iter()
+                .map(|id| member.query_row(params![id], |r| r.get::<_, String>(0)))
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let (next, next_record) = match rows.last() {
+                Some((seq, id, _, _)) => (*seq, Some(entry_record_name(*id))),
+                None => (after, own_record_at(&tx, &terminal, after)?),
+            };
+            let m: Vec<&str> = members.iter().map(String::as_str).collect();
+            let e: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+            Ok(render(&m, &e, next, more, next_record.as_deref()))
+        })
+        .await
+    }
+
+    pub async fn config(
+        &self,
+        terminal: Option<&TerminalId>,
+        query: ConfigQuery,
+    ) -> Result<ConfigResponse, DbError> {
+        let terminal = terminal.cloned();
+        with(&self.reader, move |conn| {
+            let tx = conn.transaction()?;
+            let (version, toml, key): (i64, String, Vec<u8>) = tx.query_row(
+                "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let programs = tx
+                .prepare_cached(
+                    "SELECT version, installed_at, toml FROM program WHERE version > ?1
+                     ORDER BY version",
+                )?
+                .query_map(params![query.known], |r| {
+                    Ok(ProgramVersionBody {
+                        version: r.get(0)?,
+                        installed_at: Timestamp::from_millis(r.get(1)?),
+                        toml: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let epoch: String = tx.query_row(
+                "SELECT epoch FROM server_meta WHERE singleton = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            let terminal_seq = match &terminal {
+                Some(t) => last_terminal_seq(&tx, t)?,
+                None => 0,
+            };
+            Ok(ConfigResponse {
+                program_version: version,
+                program_toml: toml,
+                code_key: data_encoding::BASE64.encode(&key),
+                programs,
+                epoch,
+                server_seq: last_seq(&tx)?,
+                terminal_seq,
+                record_at_cursor: record_at(&tx, query.cursor)?,
+            })
+        })
+        .await
+    }
+
+    pub async fn record_refusal(
+        &self,
+        at: Timestamp,
+        terminal: &TerminalId,
+        refusal: &PushRefusal,
+    ) -> Result<(), DbError> {
+        let (terminal, refusal) = (terminal.clone(), refusal.clone());
+        with(&self.writer, move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO refusals (at, terminal_id, entry_id, rule, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                at.millis(),
+                terminal.0,
+                refusal.entry_id.map(|e| e.0),
+                refusal.rule,
+                refusal.message
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
+        with(&self.reader, move |conn| {
+            let tx = conn.transaction()?;
+            let mut items: Vec<AuditItem> = tx
+                .prepare(
+                    "SELECT at, terminal_id, entry_id, rule, detail FROM refusals WHERE at >= ?1",
+                )?
+                .query_map(params![since.millis()], |r| {
+                    Ok(AuditItem::refusal(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            items.extend(
+                tx.prepare(
+                    "SELECT terminal_id, day, occurred_at, entry_id, flag, detail FROM flags
+                     WHERE detected_at >= ?1",
+                )?
+                .query_map(params![since.millis()], |r| {
+                    Ok(AuditItem::flag(
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            );
+            let spends = tx
+                .prepare(
+                    "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
+                     FROM double_spends d JOIN members m ON m.id = d.member_id
+                     WHERE d.detected_at >= ?1",
+                )?
+                .query_map(params![since.millis()], |r| {
+                    Ok((
+                        r.get::<_, uuid::Uuid>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for (entry, terminal, at, points, balance_after, body) in spends {
+                items.push(AuditItem::double_spend(super::double_spend(
+                    entry,
+                    terminal,
+                    at,
+                    points,
+                    balance_after,
+                    &body,
+                )?));
+            }
+            Ok(items)
+        })
+        .await
     }
 
     pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {
@@ -376,7 +626,8 @@ fn bind_token(conn: &Connection, hash: &str, terminal: &TerminalId) -> Result<Au
     Ok(Auth::Terminal(terminal.clone()))
 }
 
-/// A new database's first program: the demo program with a fresh member-code key.
+/// A new database's first program (the demo program with a fresh member-code key) and its
+/// epoch.
 fn ensure_first_program(conn: &Connection, now: Timestamp) -> Result<(), DbError> {
     let key: [u8; 32] = rand::random();
     conn.execute(
@@ -388,43 +639,128 @@ fn ensure_first_program(conn: &Connection, now: Timestamp) -> Result<(), DbError
             now.millis()
         ],
     )?;
+    conn.execute(
+        "INSERT INTO server_meta (singleton, epoch) VALUES (1, ?1) ON CONFLICT DO NOTHING",
+        params![new_epoch()],
+    )?;
     Ok(())
 }
 
-fn latest_program(conn: &Connection) -> Result<ConfigResponse, DbError> {
-    let (version, toml, key): (i64, String, Vec<u8>) = conn.query_row(
-        "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    Ok(ConfigResponse {
-        program_version: version,
-        program_toml: toml,
-        code_key: data_encoding::BASE64.encode(&key),
-        programs: Vec::new(),
-        epoch: String::new(),
-        server_seq: 0,
-        terminal_seq: 0,
-        record_at_cursor: None,
-    })
+/// Every program version, parsed once per new highest version.
+fn program_history(
+    conn: &Connection,
+    cache: &ProgramCache,
+) -> Result<Arc<ProgramHistory>, DbError> {
+    let latest: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM program", [], |r| {
+        r.get(0)
+    })?;
+    if let Some(history) = cache.current(latest) {
+        return Ok(history);
+    }
+    let rows = conn
+        .prepare("SELECT version, toml, installed_at FROM program ORDER BY version")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    cache.load(rows)
 }
 
-/// Stores a member record if newer than the stored one; returns whether it changed anything.
+/// The name of the record at `seq`, if there is one.
+fn record_at(conn: &Connection, seq: i64) -> Result<Option<String>, DbError> {
+    if seq <= 0 {
+        return Ok(None);
+    }
+    let entry: Option<uuid::Uuid> = conn
+        .prepare_cached("SELECT id FROM entries WHERE server_seq = ?1")?
+        .query_row(params![seq], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = entry {
+        return Ok(Some(entry_record_name(id)));
+    }
+    let member: Option<(uuid::Uuid, String)> = conn
+        .prepare_cached("SELECT member_id, body FROM member_versions WHERE server_seq = ?1")?
+        .query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    member
+        .map(|(id, body)| member_record_name(id, &body))
+        .transpose()
+}
+
+/// The name of `terminal`'s entry numbered `seq`, if there is one.
+fn own_record_at(
+    conn: &Connection,
+    terminal: &TerminalId,
+    seq: i64,
+) -> Result<Option<String>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM entries WHERE terminal_id = ?1 AND terminal_seq = ?2")?
+        .query_row(params![terminal.0, seq], |r| r.get(0))
+        .optional()?
+        .map(entry_record_name))
+}
+
+/// `terminal`'s stored entries numbered `seqs`: number -> id and body.
+fn stored_by_seq(
+    conn: &Connection,
+    terminal: &TerminalId,
+    seqs: &[i64],
+) -> Result<HashMap<i64, (EntryId, String)>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, body FROM entries WHERE terminal_id = ?1 AND terminal_seq = ?2",
+    )?;
+    let mut stored = HashMap::with_capacity(seqs.len());
+    for &seq in seqs {
+        let row: Option<(uuid::Uuid, String)> = stmt
+            .query_row(params![terminal.0, seq], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((id, body)) = row {
+            stored.insert(seq, (EntryId(id), body));
+        }
+    }
+    Ok(stored)
+}
+
+/// The stored entries the possibility check needs: reversal targets, stored reversals of
+/// them, and whole histories.
+fn known_entries(conn: &Connection, wanted: &Needs) -> Result<Vec<Entry>, DbError> {
+    let mut bodies: Vec<String> = Vec::new();
+    let mut by_id = conn.prepare_cached("SELECT body FROM entries WHERE id = ?1")?;
+    let mut reversal = conn.prepare_cached("SELECT body FROM entries WHERE reverses = ?1")?;
+    for target in &wanted.targets {
+        for stmt in [&mut by_id, &mut reversal] {
+            if let Some(body) = stmt.query_row(params![target.0], |r| r.get(0)).optional()? {
+                bodies.push(body);
+            }
+        }
+    }
+    let mut history = conn.prepare_cached("SELECT body FROM entries WHERE member_id = ?1")?;
+    for member in &wanted.histories {
+        for body in history.query_map(params![member.0], |r| r.get::<_, String>(0))? {
+            bodies.push(body?);
+        }
+    }
+    bodies.iter().map(|b| stored_entry(b)).collect()
+}
+
+/// Stores a member record if newer than the stored one, refusing changes no till makes;
+/// returns whether it changed anything.
 fn upsert_member(
     conn: &Connection,
     mut record: MemberRecord,
+    terminal: &TerminalId,
     seq: &mut i64,
 ) -> Result<bool, DbError> {
     let id = record.member.id;
-    let stored: Option<i64> = conn
-        .query_row(
-            "SELECT version FROM members WHERE id = ?1",
-            params![id.0],
-            |r| r.get(0),
-        )
+    let stored: Option<(i64, String)> = conn
+        .prepare_cached("SELECT version, body FROM members WHERE id = ?1")?
+        .query_row(params![id.0], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    if stored.is_some_and(|v| v >= record.version) {
-        return Ok(false);
+    if let Some((version, body)) = &stored {
+        if *version >= record.version {
+            return Ok(false);
+        }
+        let old: MemberRecord = serde_json::from_str(body)
+            .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))?;
+        judge::member_change(&old, &record).map_err(DbError::Refused)?;
     }
     let card_holder: Option<uuid::Uuid> = conn
         .query_row(
@@ -434,9 +770,12 @@ fn upsert_member(
         )
         .optional()?;
     if card_holder.is_some() {
-        return Err(DbError::Refused(format!(
-            "member {id}: card {} already belongs to another member; replace this member's card at the till",
-            record.member.card
+        return Err(DbError::Refused(PushRefusal::push(
+            RULE_CARD_TAKEN,
+            format!(
+                "member {id}: card {} already belongs to another member; replace this member's card at the till",
+                record.member.card
+            ),
         )));
     }
     let taken = |column: &str, value: &Option<String>| -> Result<bool, DbError> {
@@ -456,7 +795,8 @@ fn upsert_member(
     let email_taken = taken("email", &record.member.email)?;
     super::strip_taken_contacts(&mut record, phone_taken, email_taken);
     *seq += 1;
-    let body = serde_json::to_string(&record).map_err(|e| DbError::Refused(e.to_string()))?;
+    let body = serde_json::to_string(&record)
+        .map_err(|e| DbError::Internal(format!("member {id}: {e}")))?;
     conn.prepare_cached(
         "INSERT INTO members (id, version, card, phone, email, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -471,50 +811,38 @@ fn upsert_member(
         record.member.email,
         body
     ])
-    .map_err(|e| refused(e, &format!("member {id}: conflicts with another member")))?;
-    // Every version is appended with its own seq: a member's first version always comes before
-    // its entries in a pull, whatever later versions do.
+    .map_err(|e| {
+        refused(
+            e,
+            None,
+            RULE_CONFLICT,
+            format!("member {id}: conflicts with another member"),
+        )
+    })?;
+    // Every version is appended with its own seq and the till that made it: a member's first
+    // version always comes before its entries in a pull, whatever later versions do.
     conn.prepare_cached(
-        "INSERT INTO member_versions (server_seq, member_id, body) VALUES (?1, ?2, ?3)",
+        "INSERT INTO member_versions (server_seq, member_id, body, terminal_id)
+         VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![*seq, id.0, body])?;
+    .execute(params![*seq, id.0, body, terminal.0])?;
     Ok(true)
 }
 
-/// Inserts the batch's entries that are absent.
-fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Tally, DbError> {
+/// Inserts a push's new entries (in sequence order), each with the next server_seq.
+fn insert_entries(
+    conn: &Connection,
+    new: &[&CheckedEntry],
+    seq: &mut i64,
+) -> Result<Tally, DbError> {
     let mut insert = conn.prepare_cached(
-        "INSERT INTO entries (server_seq, id, member_id, terminal_id, kind, points, reverses, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO entries (server_seq, id, member_id, terminal_id, terminal_seq, kind, points,
+                              reverses, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
     )?;
-    let mut existing = conn.prepare_cached("SELECT body FROM entries WHERE id = ?1")?;
-    let in_batch: HashMap<_, &Entry> = batch
-        .entries
-        .iter()
-        .map(|c| (c.entry.id, &c.entry))
-        .collect();
     let mut tally = Tally::default();
-    for checked in &batch.entries {
+    for checked in new {
         let e = &checked.entry;
-        if let Some(target) = e.reverses
-            && !in_batch.contains_key(&target)
-        {
-            let body: Option<String> = existing
-                .query_row(params![target.0], |r| r.get(0))
-                .optional()?;
-            let original: Entry = match body {
-                Some(b) => serde_json::from_str(&b).map_err(|err| {
-                    DbError::Internal(format!("corrupt stored entry {target}: {err}"))
-                })?,
-                None => {
-                    return Err(DbError::Refused(format!(
-                        "entry {}: reverses entry {target}, which the server does not have",
-                        e.id
-                    )));
-                }
-            };
-            check_reversal(e, &original).map_err(DbError::Refused)?;
-        }
         let next = *seq + 1;
         let changed = insert
             .execute(params![
@@ -522,6 +850,7 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Tal
                 e.id.0,
                 e.member_id.0,
                 e.terminal_id.0,
+                e.terminal_seq,
                 e.kind.as_str(),
                 e.points,
                 e.reverses.map(|r| r.0),
@@ -532,29 +861,34 @@ fn insert_entries(conn: &Connection, batch: &Batch, seq: &mut i64) -> Result<Tal
                 rusqlite::Error::SqliteFailure(f, _)
                     if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
                 {
-                    DbError::Refused(format!(
-                        "entry {}: member {} is unknown to the server (push the member first)",
-                        e.id, e.member_id
+                    DbError::Refused(PushRefusal::entry(
+                        e.id,
+                        RULE_UNKNOWN_MEMBER,
+                        format!(
+                            "entry {}: member {} is unknown to the server (push the member first)",
+                            e.id, e.member_id
+                        ),
                     ))
                 }
                 other => refused(
                     other,
-                    &format!("entry {}: that entry was already reversed", e.id),
+                    Some(e.id),
+                    RULE_CONFLICT,
+                    format!("entry {}: conflicts with a stored entry", e.id),
                 ),
             })?;
-        if changed == 1 {
-            *seq = next;
-            tally.inserted(e);
-        } else {
-            let stored: String = existing.query_row(params![e.id.0], |r| r.get(0))?;
-            if stored != checked.body {
-                return Err(DbError::Refused(format!(
+        if changed == 0 {
+            return Err(DbError::Refused(PushRefusal::entry(
+                e.id,
+                RULE_ID_CONFLICT,
+                format!(
                     "entry {} already exists on the server with different content; nothing was stored",
                     e.id
-                )));
-            }
-            tally.duplicates += 1;
+                ),
+            )));
         }
+        *seq = next;
+        tally.inserted(e);
     }
     Ok(tally)
 }

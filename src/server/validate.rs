@@ -1,17 +1,79 @@
-//! Checks on a push that need no database: sizes, entry shapes, that every entry is the pushing
-//! terminal's own, plausible times, and member records' fields. Both backends run these first.
+//! Checks on a push that need no database: sizes, entry shapes and field limits, that every
+//! entry is the pushing terminal's own, plausible times, and member records' fields. Both
+//! backends run these first. Each refusal is one line naming the record and the rule.
 
 use std::collections::HashMap;
 
 use crate::domain::entry::MAX_TEXT_LEN;
-use crate::domain::rules;
+use crate::domain::possible::MAX_CLOCK_SKEW_MS;
 use crate::domain::{Entry, EntryId, MemberRecord, TerminalId, Timestamp};
-use crate::sync::protocol::{MAX_PUSH_ENTRIES, MAX_PUSH_MEMBERS, PushRequest};
+use crate::sync::protocol::{
+    MAX_PUSH_ENTRIES, MAX_PUSH_MEMBERS, MAX_RETIRED_CARDS, MAX_REWARD_ID_LEN, PushRequest,
+};
 
 /// Entries may be stamped at most this far ahead of the server's clock (till clocks drift).
 const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3_600_000;
 /// 2000-01-01T00:00:00Z: nothing in a loyalty ledger is older.
 const EARLIEST_MS: i64 = 946_684_800_000;
+/// Longest phone number (E.164 is at most 16 characters with the `+`).
+const MAX_PHONE_LEN: usize = 32;
+
+/// Rule: the push body is not a push (bad JSON fields or types).
+pub const RULE_BAD_BODY: &str = "bad_body";
+/// Rule: an entry's shape is impossible on its own ([`Entry::check_shape`]).
+pub const RULE_SHAPE: &str = "shape";
+/// Rule: an entry field over its limit (reward id, currency).
+pub const RULE_ENTRY_FIELD: &str = "entry_field";
+/// Rule: an entry from another terminal than the token's.
+pub const RULE_NOT_OWN: &str = "not_own_entry";
+/// Rule: an entry stamped at an impossible time.
+pub const RULE_TIME: &str = "implausible_time";
+/// Rule: an id already used for different content.
+pub const RULE_ID_CONFLICT: &str = "id_conflict";
+/// Rule: a member field over its limit.
+pub const RULE_MEMBER_FIELD: &str = "member_field";
+/// Rule: a member record's enrolment time or version is impossible.
+pub const RULE_MEMBER_TIME: &str = "member_time";
+/// Rule: a member record changes what no till changes (enrolment, cards outside the chain).
+pub const RULE_MEMBER_CHANGE: &str = "member_change";
+/// Rule: a member record takes a card another member holds.
+pub const RULE_CARD_TAKEN: &str = "card_taken";
+/// Rule: an entry of a member the server does not know.
+pub const RULE_UNKNOWN_MEMBER: &str = "unknown_member";
+/// Rule: a reversal numbered before the entry it reverses in its till's sequence.
+pub const RULE_REVERSAL_ORDER: &str = "reversal_before_target";
+/// Rule: the database refused a write as conflicting with stored data.
+pub const RULE_CONFLICT: &str = "conflict";
+
+/// Why a push was refused: which entry (if one), the rule's stable name, and the reason in
+/// one line. Nothing of the push was stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PushRefusal {
+    pub entry_id: Option<EntryId>,
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl PushRefusal {
+    /// A refusal of one entry.
+    pub fn entry(id: EntryId, rule: &'static str, message: String) -> Self {
+        PushRefusal {
+            entry_id: Some(id),
+            rule,
+            message,
+        }
+    }
+
+    /// A refusal of the push as a whole, or of a member record in it.
+    pub fn push(rule: &'static str, message: String) -> Self {
+        PushRefusal {
+            entry_id: None,
+            rule,
+            message,
+        }
+    }
+}
 
 /// An entry checked and serialised once, canonically (the bytes stored and compared).
 #[derive(Debug, Clone)]
@@ -28,8 +90,10 @@ pub struct CheckedMember {
 }
 
 /// A push that passed every check that needs no database.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Batch {
+    /// The pushing till (every entry is its own).
+    pub terminal: TerminalId,
     pub members: Vec<CheckedMember>,
     pub entries: Vec<CheckedEntry>,
 }
@@ -39,8 +103,8 @@ pub struct Batch {
 pub enum BatchError {
     #[error("{0}")]
     TooLarge(String),
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Refused(PushRefusal),
 }
 
 fn plausible(at: Timestamp, now: Timestamp) -> bool {
@@ -65,76 +129,167 @@ pub fn check_push(
             request.members.len()
         )));
     }
-    let invalid = |s: String| BatchError::Invalid(s);
     let mut members = Vec::with_capacity(request.members.len());
     for record in request.members {
-        let m = &record.member;
-        if m.name.trim().is_empty() || m.name.len() > MAX_TEXT_LEN {
-            return Err(invalid(format!(
-                "member {}: name must be 1-200 characters",
-                m.id
-            )));
-        }
-        if record.version < m.created_at.millis() || !plausible(m.created_at, now) {
-            return Err(invalid(format!(
-                "member {}: impossible enrolment time or version",
-                m.id
-            )));
-        }
-        if m.phone.as_ref().is_some_and(|p| p.len() > 32)
-            || m.email.as_ref().is_some_and(|e| e.len() > MAX_TEXT_LEN)
-        {
-            return Err(invalid(format!("member {}: phone or email too long", m.id)));
-        }
-        let body = serde_json::to_string(&record).map_err(|e| invalid(e.to_string()))?;
+        check_member(&record, now).map_err(BatchError::Refused)?;
+        let body = serde_json::to_string(&record)
+            .map_err(|e| BatchError::Refused(PushRefusal::push(RULE_BAD_BODY, e.to_string())))?;
         members.push(CheckedMember { record, body });
     }
     let mut seen: HashMap<EntryId, usize> = HashMap::with_capacity(request.entries.len());
     let mut entries: Vec<CheckedEntry> = Vec::with_capacity(request.entries.len());
     for entry in request.entries {
-        entry.check_shape().map_err(|e| invalid(e.to_string()))?;
-        if entry.terminal_id != *terminal {
-            return Err(invalid(format!(
-                "entry {} is from terminal {}, but this token belongs to {terminal}; a till pushes only its own entries",
-                entry.id, entry.terminal_id
-            )));
-        }
-        if !plausible(entry.occurred_at, now) {
-            return Err(invalid(format!(
-                "entry {}: occurred_at {} is not a plausible time (check the till's clock)",
-                entry.id, entry.occurred_at
-            )));
-        }
-        let body = serde_json::to_string(&entry).map_err(|e| invalid(e.to_string()))?;
+        check_entry(&entry, terminal, now).map_err(BatchError::Refused)?;
+        let body = serde_json::to_string(&entry).map_err(|e| {
+            BatchError::Refused(PushRefusal::entry(entry.id, RULE_BAD_BODY, e.to_string()))
+        })?;
         if let Some(&i) = seen.get(&entry.id) {
             if entries[i].body != body {
-                return Err(invalid(format!(
-                    "entry {} appears twice with different content",
-                    entry.id
+                return Err(BatchError::Refused(PushRefusal::entry(
+                    entry.id,
+                    RULE_ID_CONFLICT,
+                    format!("entry {} appears twice with different content", entry.id),
                 )));
             }
             continue;
         }
-        if let Some(target) = entry.reverses
-            && let Some(&i) = seen.get(&target)
-        {
-            check_reversal(&entry, &entries[i].entry).map_err(invalid)?;
-        }
         seen.insert(entry.id, entries.len());
         entries.push(CheckedEntry { entry, body });
     }
-    Ok(Batch { members, entries })
+    Ok(Batch {
+        terminal: terminal.clone(),
+        members,
+        entries,
+    })
 }
 
-/// A reversal must exactly negate an entry of the same member that is not itself a reversal.
-pub fn check_reversal(reversal: &Entry, original: &Entry) -> Result<(), String> {
-    let bad = |reason: &str| format!("entry {}: {reason}", reversal.id);
-    if original.member_id != reversal.member_id {
-        return Err(bad("reverses another member's entry"));
+/// One member record's fields and times.
+fn check_member(record: &MemberRecord, now: Timestamp) -> Result<(), PushRefusal> {
+    let m = &record.member;
+    let refuse = |rule, reason: String| {
+        Err(PushRefusal::push(
+            rule,
+            format!("member {}: {reason}", m.id),
+        ))
+    };
+    if m.name.trim().is_empty() || m.name.len() > MAX_TEXT_LEN {
+        return refuse(
+            RULE_MEMBER_FIELD,
+            format!("name must be 1-{MAX_TEXT_LEN} characters"),
+        );
     }
-    let expected = rules::reverse(original, false).map_err(|r| bad(&r.to_string()))?;
-    if reversal.points != expected.points || reversal.amount_minor != expected.amount_minor {
-        return Err(bad("a reversal must exactly negate the entry it reverses"));
+    if m.phone.as_ref().is_some_and(|p| p.len() > MAX_PHONE_LEN) {
+        return refuse(
+            RULE_MEMBER_FIELD,
+            format!("phone longer than {MAX_PHONE_LEN} characters"),
+        );
+    }
+    if m.email.as_ref().is_some_and(|e| e.len() > MAX_TEXT_LEN) {
+        return refuse(
+            RULE_MEMBER_FIELD,
+            format!("email longer than {MAX_TEXT_LEN} characters"),
+        );
+    }
+    if record.retired_cards.len() > MAX_RETIRED_CARDS {
+        return refuse(
+            RULE_MEMBER_FIELD,
+            format!(
+                "{} retired cards; a record carries at most {MAX_RETIRED_CARDS}",
+                record.retired_cards.len()
+            ),
+        );
+    }
+    if !plausible(m.created_at, now) {
+        return refuse(
+            RULE_MEMBER_TIME,
+            format!(
+                "enrolled at {}, which is not a plausible time (check the till's clock)",
+                m.created_at
+            ),
+        );
+    }
+    if let Some(r) = record
+        .retired_cards
+        .iter()
+        .find(|r| !plausible(r.retired_at, now))
+    {
+        return refuse(
+            RULE_MEMBER_TIME,
+            format!(
+                "card {} retired at {}, which is not a plausible time",
+                r.card, r.retired_at
+            ),
+        );
+    }
+    if record.version < m.created_at.millis() {
+        return refuse(
+            RULE_MEMBER_TIME,
+            format!(
+                "version {} is before its enrolment at {}",
+                record.version, m.created_at
+            ),
+        );
+    }
+    let latest = now.millis().saturating_add(MAX_CLOCK_SKEW_MS);
+    if record.version > latest {
+        return refuse(
+            RULE_MEMBER_TIME,
+            format!(
+                "version {} is later than the server's clock allows ({latest}); check the till's clock",
+                record.version
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// One entry's shape, fields, terminal and time.
+fn check_entry(entry: &Entry, terminal: &TerminalId, now: Timestamp) -> Result<(), PushRefusal> {
+    let refuse = |rule, message: String| Err(PushRefusal::entry(entry.id, rule, message));
+    if let Err(e) = entry.check_shape() {
+        return refuse(RULE_SHAPE, e.to_string());
+    }
+    if entry.terminal_id != *terminal {
+        return refuse(
+            RULE_NOT_OWN,
+            format!(
+                "entry {} is from terminal {}, but this token belongs to {terminal}; a till pushes only its own entries",
+                entry.id, entry.terminal_id
+            ),
+        );
+    }
+    if entry
+        .reward_id
+        .as_ref()
+        .is_some_and(|r| r.len() > MAX_REWARD_ID_LEN)
+    {
+        return refuse(
+            RULE_ENTRY_FIELD,
+            format!(
+                "entry {}: reward id longer than {MAX_REWARD_ID_LEN} characters",
+                entry.id
+            ),
+        );
+    }
+    if let Some(currency) = &entry.currency
+        && !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        return refuse(
+            RULE_ENTRY_FIELD,
+            format!(
+                "entry {}: currency {currency:?} is not three capital letters",
+                entry.id
+            ),
+        );
+    }
+    if !plausible(entry.occurred_at, now) {
+        return refuse(
+            RULE_TIME,
+            format!(
+                "entry {}: occurred_at {} is not a plausible time (check the till's clock)",
+                entry.id, entry.occurred_at
+            ),
+        );
     }
     Ok(())
 }
@@ -142,7 +297,7 @@ pub fn check_reversal(reversal: &Entry, original: &Entry) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EntryKind, MemberId};
+    use crate::domain::{CardNumber, EntryKind, Member, MemberId, RetiredCard};
 
     fn entry(terminal: &str, points: i64) -> Entry {
         Entry {
@@ -162,16 +317,45 @@ mod tests {
         }
     }
 
+    fn member() -> MemberRecord {
+        MemberRecord {
+            member: Member {
+                id: MemberId(uuid::Uuid::from_u128(1)),
+                card: CardNumber::from_payload(1),
+                name: "Ada".into(),
+                phone: None,
+                email: None,
+                birthday: None,
+                marketing_consent: false,
+                created_at: NOW,
+            },
+            version: NOW.millis(),
+            retired_cards: Vec::new(),
+        }
+    }
+
     const NOW: Timestamp = Timestamp::from_millis(1_795_435_200_000);
+
+    fn refusal(request: PushRequest) -> PushRefusal {
+        match check_push(request, &TerminalId("till-a".into()), NOW) {
+            Err(BatchError::Refused(r)) => r,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    fn entries(entries: Vec<Entry>) -> PushRequest {
+        PushRequest {
+            members: vec![],
+            entries,
+        }
+    }
 
     #[test]
     fn entries_of_another_terminal_are_refused() {
-        let request = PushRequest {
-            members: vec![],
-            entries: vec![entry("till-b", 5)],
-        };
-        let err = check_push(request, &TerminalId("till-a".into()), NOW).expect_err("refused");
-        assert!(err.to_string().contains("pushes only its own"), "{err}");
+        let e = entry("till-b", 5);
+        let r = refusal(entries(vec![e.clone()]));
+        assert_eq!((r.entry_id, r.rule), (Some(e.id), RULE_NOT_OWN));
+        assert!(r.message.contains("pushes only its own"), "{r}");
     }
 
     #[test]
@@ -180,23 +364,109 @@ mod tests {
         zero.note = Some("nothing".into());
         let mut future = entry("till-a", 5);
         future.occurred_at = NOW.plus_days(30);
-        for bad in [zero, future, entry("till-a", 2_000_000_000)] {
-            let request = PushRequest {
-                members: vec![],
-                entries: vec![bad],
-            };
-            assert!(check_push(request, &TerminalId("till-a".into()), NOW).is_err());
+        for (bad, rule) in [
+            (zero, RULE_SHAPE),
+            (future, RULE_TIME),
+            (entry("till-a", 2_000_000_000), RULE_SHAPE),
+        ] {
+            assert_eq!(refusal(entries(vec![bad])).rule, rule);
         }
+    }
+
+    #[test]
+    fn entry_fields_over_their_limits_are_refused() {
+        let mut reward = entry("till-a", -500);
+        reward.kind = EntryKind::Redeem;
+        reward.note = None;
+        reward.reward_id = Some("r".repeat(MAX_REWARD_ID_LEN));
+        assert!(
+            check_push(
+                entries(vec![reward.clone()]),
+                &TerminalId("till-a".into()),
+                NOW
+            )
+            .is_ok()
+        );
+        reward.reward_id = Some("r".repeat(MAX_REWARD_ID_LEN + 1));
+        let r = refusal(entries(vec![reward]));
+        assert_eq!(r.rule, RULE_ENTRY_FIELD);
+        assert!(r.message.contains("reward id"), "{r}");
+        for currency in ["gbp", "GBPX", "GB", "G€P"] {
+            let mut sale = entry("till-a", 125);
+            sale.kind = EntryKind::Earn;
+            sale.note = None;
+            sale.amount_minor = Some(1250);
+            sale.currency = Some(currency.into());
+            let r = refusal(entries(vec![sale]));
+            assert_eq!(r.rule, RULE_ENTRY_FIELD, "{currency}");
+            assert!(r.message.contains("currency"), "{r}");
+        }
+    }
+
+    #[test]
+    fn member_records_from_the_future_or_with_too_many_cards_are_refused() {
+        let mut ahead = member();
+        ahead.version = NOW.millis() + MAX_CLOCK_SKEW_MS;
+        let ok = PushRequest {
+            members: vec![ahead.clone()],
+            entries: vec![],
+        };
+        assert!(check_push(ok, &TerminalId("till-a".into()), NOW).is_ok());
+        ahead.version += 1;
+        let r = refusal(PushRequest {
+            members: vec![ahead],
+            entries: vec![],
+        });
+        assert_eq!((r.entry_id, r.rule), (None, RULE_MEMBER_TIME));
+        assert!(r.message.contains("later than the server's clock"), "{r}");
+
+        let mut cards = member();
+        cards.retired_cards = (0..=MAX_RETIRED_CARDS as u64)
+            .map(|i| RetiredCard {
+                card: CardNumber::from_payload(100 + i),
+                retired_at: NOW,
+                replaced_by: CardNumber::from_payload(1),
+            })
+            .collect();
+        let r = refusal(PushRequest {
+            members: vec![cards],
+            entries: vec![],
+        });
+        assert_eq!(r.rule, RULE_MEMBER_FIELD);
+        assert!(r.message.contains("retired cards"), "{r}");
+
+        let mut retired_later = member();
+        retired_later.retired_cards = vec![RetiredCard {
+            card: CardNumber::from_payload(2),
+            retired_at: NOW.plus_days(2),
+            replaced_by: CardNumber::from_payload(1),
+        }];
+        let r = refusal(PushRequest {
+            members: vec![retired_later],
+            entries: vec![],
+        });
+        assert_eq!(r.rule, RULE_MEMBER_TIME);
+        assert!(r.message.contains("retired at"), "{r}");
     }
 
     #[test]
     fn a_repeated_identical_entry_counts_once() {
         let e = entry("till-a", 5);
-        let request = PushRequest {
-            members: vec![],
-            entries: vec![e.clone(), e],
-        };
-        let batch = check_push(request, &TerminalId("till-a".into()), NOW).expect("accepted");
+        let batch = check_push(
+            entries(vec![e.clone(), e]),
+            &TerminalId("till-a".into()),
+            NOW,
+        )
+        .expect("accepted");
         assert_eq!(batch.entries.len(), 1);
+    }
+
+    #[test]
+    fn one_id_with_two_contents_is_refused() {
+        let e = entry("till-a", 5);
+        let mut other = e.clone();
+        other.points = 6;
+        let r = refusal(entries(vec![e.clone(), other]));
+        assert_eq!((r.entry_id, r.rule), (Some(e.id), RULE_ID_CONFLICT));
     }
 }

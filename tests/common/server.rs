@@ -99,6 +99,21 @@ pub fn admin(db: &str, args: &[&str]) -> bool {
         .success()
 }
 
+/// Runs an admin command that must succeed and returns what it printed.
+pub fn admin_output(db: &str, args: &[&str]) -> String {
+    let out = server_bin()
+        .args(["--db", db])
+        .args(args)
+        .output()
+        .expect("run tillpass-server");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A running server process; killed when dropped.
 pub struct Server {
     child: Child,
