@@ -50,6 +50,7 @@ on_both_backends!(
     refusals_and_flags_show_in_the_audit,
     config_own_entries_and_record_names_tell_a_till_where_it_stands,
     a_database_from_before_the_sequence_column_is_backfilled,
+    a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number,
 );
 
 /// A server on a fresh database with `n` registered terminals' tokens.
@@ -335,13 +336,21 @@ fn a_lost_answer_is_retried_without_doubling(backend: Backend) {
         .expect("client");
     let lost = lossy.push(&request);
     assert!(lost.is_err(), "the answer was dropped: {lost:?}");
-    // The till did not hear back, so nothing is marked; the next sync sends it all again.
+    // The till did not hear back, so nothing is marked; the next sync learns from the server
+    // that it holds them all, and neither sends them again nor numbers anything anew.
     let report = till.sync().expect("retry");
     assert_eq!(
         report.pushed_entries, 0,
         "the server already had every entry"
     );
-    assert_eq!(report.duplicates, request.entries.len());
+    assert_eq!((report.recovered, report.renumbered), (0, 0));
+    assert_eq!(
+        till.store
+            .sync_counters()
+            .expect("counters")
+            .waiting_entries,
+        0
+    );
     let observer = Till::join(&server.url, &tokens[1]);
     assert_eq!(observer.entry_ids(), till.entry_ids());
     assert_eq!(observer.balances(), till.balances());
@@ -842,18 +851,20 @@ fn a_forged_batch_is_refused_whole_and_other_tills_keep_syncing(backend: Backend
     let mut forged = rogue.reversal(2, &target);
     forged.points = 999_999;
     let penny = rogue.sale(3, member, 1, 900_000_000);
+    // Judged in the order the till wrote them: the forged reversal (2) after its entry (1).
     let err = rogue
         .push(vec![], vec![forged.clone(), target.clone(), penny.clone()])
-        .expect_err("refused");
-    assert_eq!(err.rule.as_deref(), Some("earn_points"), "{}", err.error);
-    assert_eq!(err.entry_id, Some(penny.id));
-    assert!(err.error.contains("900000000"), "{}", err.error);
-    let err = rogue
-        .push(vec![], vec![forged.clone(), target.clone()])
         .expect_err("refused");
     assert_eq!(err.rule.as_deref(), Some("not_exact"), "{}", err.error);
     assert_eq!(err.entry_id, Some(forged.id));
     assert!(err.error.contains("999999"), "{}", err.error);
+    let honest_reversal = rogue.reversal(2, &target);
+    let err = rogue
+        .push(vec![], vec![honest_reversal, target.clone(), penny.clone()])
+        .expect_err("refused");
+    assert_eq!(err.rule.as_deref(), Some("earn_points"), "{}", err.error);
+    assert_eq!(err.entry_id, Some(penny.id));
+    assert!(err.error.contains("900000000"), "{}", err.error);
     assert_eq!(server_seq(&server.url), before, "nothing stored");
     assert_eq!(rogue.config("").terminal_seq, 0);
 
@@ -1405,4 +1416,158 @@ fn a_database_from_before_the_sequence_column_is_backfilled(backend: Backend) {
         .expect("number 3 is next");
     assert_eq!((ack.inserted, ack.server_seq), (1, 4));
     assert!(ledger_refuses_updates(&db), "the trigger is back");
+}
+
+/// A consistent copy of a live SQLite database (WAL included), as a backup tool makes one.
+fn backup_sqlite(from: &rusqlite::Connection, to: &std::path::Path) {
+    from.execute("VACUUM INTO ?1", [to.to_str().expect("utf-8 path")])
+        .expect("back up");
+}
+
+/// Puts `backup` back in place of `path`, as an operator restoring a file does.
+fn put_back(backup: &std::path::Path, path: &std::path::Path) {
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::fs::copy(backup, path).expect("restore the copy");
+}
+
+/// Closes the till's store, puts its older copy back and opens it again.
+fn restore_till(till: &mut Till, backup: &std::path::Path) {
+    let scratch = till.db.dir.path().join("scratch.sqlite3");
+    drop(std::mem::replace(
+        &mut till.store,
+        tillpass::store::Store::open(&scratch).expect("scratch"),
+    ));
+    put_back(backup, &till.db.path);
+    till.store = till.db.open();
+}
+
+fn a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let member = enrol(&mut a.store, "Grace Hopper").member.id;
+    for amount in [1000, 2000] {
+        a.store.earn(member, amount, "test", now()).expect("earn");
+    }
+    a.sync().expect("sync");
+    let backup = dir.dir.path().join("till-backup.sqlite3");
+    backup_sqlite(a.store.connection(), &backup);
+    for amount in [3000, 4000] {
+        a.store.earn(member, amount, "test", now()).expect("earn");
+    }
+    a.sync().expect("the server has them");
+
+    restore_till(&mut a, &backup);
+    for amount in [500, 600, 700] {
+        a.store
+            .earn(member, amount, "test", now())
+            .expect("earn after the restore");
+    }
+    let report = a.sync().expect("sync after the restore");
+    assert_eq!(
+        (report.recovered, report.renumbered, report.pushed_entries),
+        (2, 3, 3),
+        "took back the two lost sales, numbered the three new ones after them, pushed them"
+    );
+    let mut seqs: Vec<i64> = a
+        .store
+        .connection()
+        .prepare("SELECT terminal_seq FROM ledger ORDER BY terminal_seq")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    seqs.dedup();
+    assert_eq!(
+        seqs,
+        (1..=8).collect::<Vec<_>>(),
+        "gapless, no number used twice"
+    );
+    assert!(a.store.verify(false).expect("verify").is_clean());
+
+    let observer = Till::join(&server.url, &tokens[1]);
+    assert_eq!(
+        observer.entry_ids(),
+        a.entry_ids(),
+        "every entry, exactly once"
+    );
+    assert_eq!(observer.balances(), a.balances());
+    assert_eq!(
+        a.balances()[&member.0],
+        100 + 100 + 200 + 300 + 400 + 50 + 60 + 70
+    );
+}
+
+#[test]
+fn a_server_restored_from_an_older_copy_is_noticed_and_healed() {
+    let dir = TempDb::new();
+    let Some((mut server, tokens)) = server(Backend::Sqlite, dir.dir.path(), 3) else {
+        return;
+    };
+    let path = server
+        .db
+        .strip_prefix("sqlite:")
+        .expect("sqlite url")
+        .to_owned();
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let mut b = Till::join(&server.url, &tokens[1]);
+    let member = enrol(&mut a.store, "Ada Lovelace").member.id;
+    a.store.earn(member, 1000, "test", now()).expect("earn");
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    let backup = dir.dir.path().join("server-backup.sqlite3");
+    backup_sqlite(
+        &rusqlite::Connection::open(&path).expect("open server db"),
+        &backup,
+    );
+    // After the backup: more at a, which b pulls.
+    for amount in [2000, 3000] {
+        a.store.earn(member, amount, "test", now()).expect("earn");
+    }
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    let before = a.balances();
+    assert_eq!(b.balances(), before);
+
+    // The server's disk is replaced by the older copy; b writes first, so its new entries take
+    // the numbers a's lost entries had: a's cursor is not past the end, only wrong.
+    server.kill();
+    put_back(&backup, std::path::Path::new(&path));
+    let server = Server::start(&server.db);
+    a.repoint(&server.url);
+    b.repoint(&server.url);
+    let other = enrol(&mut b.store, "Alan Turing").member.id;
+    for amount in [700, 800, 900] {
+        b.store
+            .earn(other, amount, "test", now())
+            .expect("earn at b");
+    }
+    let report = b.sync().expect("b after the restore");
+    assert!(report.server_restored, "b's cursor was past the end");
+    let report = a.sync().expect("a after the restore");
+    assert!(report.server_restored, "another record at a's cursor");
+    assert!(
+        report.pushed_entries >= 2,
+        "a pushed its lost entries again"
+    );
+    b.sync().expect("b again");
+    a.sync().expect("a again");
+
+    let mut c = Till::join(&server.url, &tokens[2]);
+    assert_eq!(a.entry_ids(), b.entry_ids());
+    assert_eq!(
+        c.entry_ids(),
+        a.entry_ids(),
+        "the server has every entry again"
+    );
+    assert_eq!(c.balances(), a.balances());
+    assert_eq!(a.balances()[&member.0], before[&member.0]);
+    for till in [&mut a, &mut b, &mut c] {
+        assert!(till.store.verify(false).expect("verify").is_clean());
+    }
 }
