@@ -7,12 +7,20 @@ use std::process::{Command, Output};
 use common::TempDb;
 use serde_json::Value;
 
+/// The manager PIN these tests set and give (as scripts do, in the environment).
+const PIN: &str = "2468";
+
 fn tillpass(db: &TempDb, args: &[&str]) -> Output {
+    tillpass_with_pin(db, args, PIN)
+}
+
+fn tillpass_with_pin(db: &TempDb, args: &[&str], pin: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tillpass"))
         .arg("--db")
         .arg(&db.path)
         .args(args)
         .env_remove("TILLPASS_DB")
+        .env("TILLPASS_MANAGER_PIN", pin)
         .output()
         .expect("run tillpass")
 }
@@ -74,6 +82,7 @@ fn a_cashier_session_from_the_command_line() {
 
     let redeemed = json(&db, &["redeem", &card, "coffee"]);
     assert_eq!(redeemed["entry"]["points"], -500);
+    assert!(tillpass(&db, &["manager-pin", "set"]).status.success());
     let reversed = json(
         &db,
         &["reverse", redeemed["entry"]["id"].as_str().expect("id")],
@@ -145,4 +154,32 @@ fn demo_then_tiers_counts_every_member() {
     );
     let err = refused(&db, &["demo", "--members", "5"]);
     assert!(err.contains("empty store"), "{err}");
+}
+
+#[test]
+fn manager_commands_need_the_pin_and_wrong_pins_lock_it() {
+    let db = TempDb::new();
+    let added = json(&db, &["member", "add", "--name", "Bo Peep"]);
+    let card = added["member"]["card"].as_str().expect("card").to_owned();
+    let adjust = ["adjust", card.as_str(), "50", "--note", "goodwill"];
+    let err = refused(&db, &adjust);
+    assert!(err.contains("none is set"), "{err}");
+    assert!(tillpass(&db, &["manager-pin", "set"]).status.success());
+    let before = entries(&db);
+    for _ in 0..3 {
+        let out = tillpass_with_pin(&db, &adjust, "1111");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("wrong manager PIN"), "{err}");
+    }
+    // Three wrong in a row: now even the right PIN waits, and is not checked meanwhile.
+    let err = refused(&db, &adjust);
+    assert!(err.contains("try again in 30 seconds"), "{err}");
+    assert_eq!(entries(&db), before, "nothing was adjusted");
+
+    let fresh = TempDb::new();
+    let added = json(&fresh, &["member", "add", "--name", "Bo Peep"]);
+    let card = added["member"]["card"].as_str().expect("card").to_owned();
+    assert!(tillpass(&fresh, &["manager-pin", "set"]).status.success());
+    let adjusted = json(&fresh, &["adjust", &card, "50", "--note", "goodwill"]);
+    assert_eq!(adjusted["state"]["balance"], 150);
 }

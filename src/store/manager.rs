@@ -26,6 +26,34 @@ pub enum PinError {
     NotSet,
     #[error("a manager PIN is already set")]
     AlreadySet,
+    #[error("too many wrong manager PINs: try again in {seconds} seconds")]
+    Locked { seconds: i64 },
+}
+
+/// Wrong PINs allowed in a row before each further try must wait.
+pub const FREE_PIN_ATTEMPTS: i64 = 3;
+/// The wait after the first wrong PIN past the free ones; it doubles with each further one.
+const FIRST_PIN_DELAY_MS: i64 = 30_000;
+/// The longest wait.
+const MAX_PIN_DELAY_MS: i64 = 3_600_000;
+
+/// How long to wait after `failures` wrong PINs in a row (0 while within the free attempts).
+pub fn pin_delay_ms(failures: i64) -> i64 {
+    if failures < FREE_PIN_ATTEMPTS {
+        return 0;
+    }
+    let doublings = u32::try_from((failures - FREE_PIN_ATTEMPTS).min(20)).unwrap_or(20);
+    FIRST_PIN_DELAY_MS
+        .saturating_mul(1 << doublings)
+        .min(MAX_PIN_DELAY_MS)
+}
+
+/// The PIN hash: Argon2id, 64 MiB, 3 passes, 1 lane. A 4-12 digit PIN has at most 40 bits, so
+/// no stretching makes a copied hash safe from an offline search; this makes each guess cost
+/// about a third of a second of a core and 64 MiB, and the attempt limit guards the till itself.
+fn pin_hasher() -> Argon2<'static> {
+    let params = argon2::Params::new(64 * 1024, 3, 1, None).unwrap_or_default();
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
 /// How the tier list is ordered.
@@ -108,7 +136,7 @@ impl Store {
         }
         let salt_bytes: [u8; 16] = rand::random();
         let salt = SaltString::encode_b64(&salt_bytes).map_err(|_| PinError::Shape)?;
-        let hash = Argon2::default()
+        let hash = pin_hasher()
             .hash_password(pin.as_bytes(), &salt)
             .map_err(|_| PinError::Shape)?
             .to_string();
@@ -120,7 +148,19 @@ impl Store {
     }
 
     /// Checks a manager PIN against the stored hash (constant-time comparison inside Argon2).
-    pub fn check_manager_pin(&self, pin: &str) -> Result<(), PinErrorOr> {
+    /// After [`FREE_PIN_ATTEMPTS`] wrong PINs in a row each further try waits, longer each time
+    /// ([`pin_delay_ms`]); while it waits the PIN is not even checked. The count is kept in the
+    /// store, so it holds for the app and every command-line process alike.
+    pub fn check_manager_pin(&mut self, pin: &str, now: Timestamp) -> Result<(), PinErrorOr> {
+        let (failures, locked_until): (i64, i64) = self.conn.query_row(
+            "SELECT failures, locked_until FROM pin_attempts WHERE singleton = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if now.millis() < locked_until {
+            let seconds = (locked_until - now.millis() + 999) / 1000;
+            return Err(PinError::Locked { seconds }.into());
+        }
         let stored: Option<Vec<u8>> = self
             .conn
             .query_row(
@@ -132,9 +172,20 @@ impl Store {
         let stored = stored.ok_or(PinError::NotSet)?;
         let text = String::from_utf8(stored).map_err(|_| PinError::NotSet)?;
         let hash = PasswordHash::new(&text).map_err(|_| PinError::NotSet)?;
-        Argon2::default()
-            .verify_password(pin.as_bytes(), &hash)
-            .map_err(|_| PinError::Wrong.into())
+        // The hash names its own parameters, so PINs set with older ones still verify.
+        if pin_hasher().verify_password(pin.as_bytes(), &hash).is_ok() {
+            self.conn.execute(
+                "UPDATE pin_attempts SET failures = 0, locked_until = 0 WHERE singleton = 1",
+                [],
+            )?;
+            return Ok(());
+        }
+        let failures = failures + 1;
+        self.conn.execute(
+            "UPDATE pin_attempts SET failures = ?1, locked_until = ?2 WHERE singleton = 1",
+            params![failures, now.millis() + pin_delay_ms(failures)],
+        )?;
+        Err(PinError::Wrong.into())
     }
 
     /// Members in `tier` matching `filter`, ordered, one page.
@@ -253,5 +304,51 @@ pub enum PinErrorOr {
 impl From<rusqlite::Error> for PinErrorOr {
     fn from(e: rusqlite::Error) -> Self {
         Self::Store(e.into())
+    }
+}
+
+#[cfg(test)]
+mod pin_tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_doubles_after_the_free_attempts_up_to_an_hour() {
+        let waits: Vec<i64> = (0..=12).map(pin_delay_ms).collect();
+        assert_eq!(&waits[..3], &[0, 0, 0]);
+        assert_eq!(&waits[3..7], &[30_000, 60_000, 120_000, 240_000]);
+        assert_eq!(waits[12], MAX_PIN_DELAY_MS);
+        assert_eq!(pin_delay_ms(i64::MAX), MAX_PIN_DELAY_MS);
+    }
+
+    #[test]
+    fn a_locked_pin_opens_after_the_wait_and_a_right_one_resets_the_count() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut store = Store::open(&dir.path().join("t.sqlite3")).expect("open");
+        store.set_manager_pin("2468").expect("set");
+        let t0 = Timestamp::from_millis(1_795_435_200_000);
+        for _ in 0..3 {
+            assert!(store.check_manager_pin("1111", t0).is_err());
+        }
+        let locked = store.check_manager_pin("2468", t0.plus_millis(29_000));
+        assert!(
+            matches!(
+                locked,
+                Err(PinErrorOr::Pin(PinError::Locked { seconds: 1 }))
+            ),
+            "{locked:?}"
+        );
+        store
+            .check_manager_pin("2468", t0.plus_millis(30_000))
+            .expect("the wait is over");
+        for _ in 0..2 {
+            assert!(store.check_manager_pin("1111", t0).is_err());
+        }
+        assert!(
+            matches!(
+                store.check_manager_pin("1111", t0),
+                Err(PinErrorOr::Pin(PinError::Wrong))
+            ),
+            "the count started again after the right PIN"
+        );
     }
 }

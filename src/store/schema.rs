@@ -12,6 +12,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/004_sync.sql")),
     M::up(include_str!("migrations/005_pull.sql")),
     M::up(include_str!("migrations/006_authority.sql")),
+    M::up(include_str!("migrations/007_pin_attempts.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.

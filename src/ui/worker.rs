@@ -358,7 +358,7 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::Enrol(input) => enrol(store, actor, input),
         Request::LoadDemo(members) => load_demo(store, members, replies),
         Request::SetPin(pin) => Ok(pin_reply(store.set_manager_pin(&pin))),
-        Request::CheckPin(pin) => Ok(pin_reply(store.check_manager_pin(&pin))),
+        Request::CheckPin(pin) => Ok(pin_reply(store.check_manager_pin(&pin, now()))),
         Request::Overview => overview(store),
         Request::TierPage(key) => tier_page(store, key),
         Request::Reload => reload(store),
@@ -441,7 +441,7 @@ fn reverse_last(
     member: MemberId,
     pin: &str,
 ) -> Result<Reply, Failed> {
-    if let Err(e) = store.check_manager_pin(pin) {
+    if let Err(e) = store.check_manager_pin(pin, now()) {
         return Ok(Reply::PinRefused(e.to_string()));
     }
     let Some(last) = store.last_local_entry(member)? else {

@@ -61,12 +61,16 @@ enum Command {
         /// Reward id from the program (see `program show`).
         reward: String,
     },
-    /// Exactly undo one entry by writing its reversal.
+    /// Set the manager PIN (4 to 12 digits) when none is set yet; from TILLPASS_MANAGER_PIN,
+    /// or asked for twice.
+    #[command(subcommand)]
+    ManagerPin(ManagerPinCommand),
+    /// Exactly undo one entry by writing its reversal (manager PIN).
     Reverse {
         /// The id of the entry to reverse (see `history`).
         entry: String,
     },
-    /// A manager's correction: `adjust CARD -50 --note "double scan"`.
+    /// A manager's correction: `adjust CARD -50 --note "double scan"` (manager PIN).
     Adjust {
         member: String,
         #[arg(allow_hyphen_values = true)]
@@ -142,6 +146,12 @@ enum Command {
     /// wallet.toml beside the store (or --wallet-config), a self-signed demo chain is used.
     #[command(subcommand)]
     Pass(PassCommand),
+}
+
+#[derive(Subcommand)]
+enum ManagerPinCommand {
+    /// Set the first manager PIN.
+    Set,
 }
 
 #[derive(Subcommand)]
@@ -224,7 +234,7 @@ enum MemberCommand {
 enum ProgramCommand {
     /// Print the program in force (TOML).
     Show,
-    /// Validate and install a new program file.
+    /// Validate and install a new program file (manager PIN).
     Set { file: PathBuf },
 }
 
@@ -353,6 +363,35 @@ fn wallet_for(
         );
     }
     Ok((view, content, setup))
+}
+
+/// Where scripts give the manager PIN (commands otherwise ask for it at the terminal).
+const PIN_ENV: &str = "TILLPASS_MANAGER_PIN";
+
+/// The manager PIN, from [`PIN_ENV`] or asked for at the terminal without echo.
+fn read_pin(prompt: &str) -> Result<String> {
+    match std::env::var(PIN_ENV) {
+        Ok(pin) => Ok(pin.trim().to_owned()),
+        Err(_) if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            Ok(rpassword::prompt_password(prompt)
+                .context("reading the PIN")?
+                .trim()
+                .to_owned())
+        }
+        Err(_) => bail!("this needs the manager PIN: set {PIN_ENV}, or run it at a terminal"),
+    }
+}
+
+/// A manager's command goes on only with the right manager PIN (the attempt limit applies).
+fn require_manager(store: &mut Store) -> Result<()> {
+    if !store.has_manager_pin()? {
+        bail!(
+            "this needs the manager PIN, and none is set: set one with `tillpass manager-pin set` or in the app's Manager screen (F10)"
+        );
+    }
+    let pin = read_pin("Manager PIN: ")?;
+    store.check_manager_pin(&pin, now())?;
+    Ok(())
 }
 
 /// Reads a tag dump: raw bytes, or hex text (with any whitespace or colons).
@@ -489,11 +528,25 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let list = client.double_spends()?;
             out.double_spends(&list)
         }
+        Command::ManagerPin(ManagerPinCommand::Set) => {
+            let mut store = open(&cli)?;
+            if store.has_manager_pin()? {
+                bail!("a manager PIN is already set");
+            }
+            let pin = read_pin("New manager PIN (4 to 12 digits): ")?;
+            if std::env::var(PIN_ENV).is_err() && read_pin("The same PIN again: ")? != pin {
+                bail!("the two PINs differ; nothing was set");
+            }
+            store.set_manager_pin(&pin)?;
+            eprintln!("manager PIN set");
+            Ok(())
+        }
         Command::Reverse { entry } => {
             let mut store = open(&cli)?;
             let id: EntryId = entry
                 .parse()
                 .map_err(|_| anyhow!("{entry:?} is not an entry id (see `tillpass history`)"))?;
+            require_manager(&mut store)?;
             let written = store.reverse(id, &actor, now())?;
             out.entry_written(&store, &written)
         }
@@ -504,6 +557,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
         } => {
             let mut store = open(&cli)?;
             let view = resolve(&store, member)?;
+            require_manager(&mut store)?;
             let entry = store.adjust(view.member.id, *points, note, &actor, now())?;
             out.entry_written(&store, &entry)
         }
@@ -628,6 +682,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let mut store = open(&cli)?;
+            require_manager(&mut store)?;
             store
                 .set_program(&text, now())
                 .with_context(|| format!("installing {}", file.display()))?;
