@@ -183,3 +183,53 @@ fn manager_commands_need_the_pin_and_wrong_pins_lock_it() {
     let adjusted = json(&fresh, &["adjust", &card, "50", "--note", "goodwill"]);
     assert_eq!(adjusted["state"]["balance"], 150);
 }
+
+#[test]
+fn a_member_gets_everything_held_about_them() {
+    let db = TempDb::new();
+    let added = json(
+        &db,
+        &[
+            "member",
+            "add",
+            "--name",
+            "Ada Lovelace",
+            "--phone",
+            "07400 123456",
+            "--email",
+            "ada@example.com",
+            "--birthday",
+            "1990-12-10",
+            "--marketing",
+        ],
+    );
+    let card = added["member"]["card"].as_str().expect("card").to_owned();
+    json(&db, &["earn", &card, "12.50"]);
+    let out = tillpass(&db, &["member", "export", &card]);
+    assert!(out.status.success());
+    let export: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(export["record"]["name"], "Ada Lovelace");
+    assert_eq!(export["record"]["phone"], "+447400123456");
+    assert_eq!(export["record"]["email"], "ada@example.com");
+    assert_eq!(export["record"]["marketing_consent"], true);
+    assert_eq!(export["summary"]["balance"], 225);
+    assert_eq!(export["entries"].as_array().map(Vec::len), Some(2));
+    let file = db.dir.path().join("ada.json");
+    assert!(
+        tillpass(
+            &db,
+            &[
+                "member",
+                "export",
+                &card,
+                "--out",
+                file.to_str().expect("path")
+            ]
+        )
+        .status
+        .success()
+    );
+    let from_file: Value =
+        serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("JSON");
+    assert_eq!(from_file["record"], export["record"]);
+}

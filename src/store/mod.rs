@@ -10,6 +10,7 @@ mod identify;
 mod ledger;
 mod manager;
 mod members;
+mod privacy;
 mod rows;
 mod schema;
 mod sync;
@@ -31,6 +32,7 @@ pub use identify::{ScanError, ScanOutcome};
 pub use ledger::InsertOutcome;
 pub use manager::{ActivityRow, PinError, TierRow, TierSort};
 pub use members::{MemberView, SearchHit, SearchKind};
+pub use privacy::MemberExport;
 pub use sync::{KeyMismatch, Outbox, SyncCounters, SyncSettings};
 pub use verify::{Drift, VerifyReport};
 

@@ -60,7 +60,7 @@ pub struct KeyMismatch {
     pub members: i64,
 }
 
-fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRecord> {
+pub(super) fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRecord> {
     let (member, version) = conn
         .prepare_cached(&format!(
             "SELECT {MEMBER_COLUMNS}, m.version FROM members m WHERE m.id = ?1"

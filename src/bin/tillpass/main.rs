@@ -228,6 +228,13 @@ enum MemberCommand {
     },
     /// Give the member a new card number (lost card); the old card's code stops working.
     ReplaceCard { member: String },
+    /// Everything this till holds about the member, as JSON (their right of access).
+    Export {
+        member: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -609,6 +616,20 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let code = store.member_code(&view.member.card);
             tillpass::token::qr::write_png(&code, file)?;
             out.code(&view, &code)
+        }
+        Command::Member(MemberCommand::Export { member, out: file }) => {
+            let store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let export = store.export_member(view.member.id, now())?;
+            let text = serde_json::to_string_pretty(&export)?;
+            match file {
+                Some(path) => {
+                    tillpass::pass::write_atomically(path, text.as_bytes())?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => out.document(&text)?,
+            }
+            Ok(())
         }
         Command::Member(MemberCommand::ReplaceCard { member }) => {
             let mut store = open(&cli)?;

@@ -317,6 +317,12 @@ impl Out {
         Ok(())
     }
 
+    /// A document that is JSON whatever `--json` says (a member's data export).
+    pub fn document(&self, text: &str) -> Result<()> {
+        say!("{text}");
+        Ok(())
+    }
+
     pub fn quarantine(&self, records: &[tillpass::store::Quarantined]) -> Result<()> {
         if self.json {
             return print_json(&records);
