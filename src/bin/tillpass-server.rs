@@ -37,11 +37,16 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve tills over HTTP; prints "listening on http://ADDR" once ready.
+    /// Serve tills over HTTPS; prints "listening on https://ADDR" and the key pin once ready.
     Serve {
         /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8443].
         #[arg(long, env = "TILLPASS_SERVER_LISTEN")]
         listen: Option<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Plain HTTP, on a loopback address only (behind a TLS-terminating reverse proxy).
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        insecure_http: bool,
     },
     /// Register, revoke and list tills.
     #[command(subcommand)]
@@ -61,10 +66,65 @@ enum Command {
     },
 }
 
+/// Where the server's certificate comes from.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// PEM certificate chain (leaf first), e.g. from your certificate authority.
+    #[arg(long, requires = "tls_key", env = "TILLPASS_SERVER_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long, requires = "tls_cert", env = "TILLPASS_SERVER_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Where the self-signed certificate is made and kept when no certificate is given
+    /// [default: tillpass-server-tls beside a SQLite database, else in the working directory].
+    #[arg(long, env = "TILLPASS_SERVER_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The configured certificate, or the self-signed one (made on first use).
+    fn identity(&self, db_url: &str) -> Result<tillpass::server::tls::TlsIdentity> {
+        Ok(match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => tillpass::server::tls::load(cert, key)?,
+            _ => tillpass::server::tls::self_signed(
+                &self.dir(db_url),
+                &["localhost".to_owned(), "127.0.0.1".to_owned()],
+            )?,
+        })
+    }
+
+    fn dir(&self, db_url: &str) -> PathBuf {
+        self.tls_dir.clone().unwrap_or_else(|| {
+            let beside = db_url
+                .strip_prefix("sqlite:")
+                .and_then(|path| std::path::Path::new(path).parent())
+                .filter(|dir| !dir.as_os_str().is_empty());
+            beside
+                .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
+                .join("tillpass-server-tls")
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum TerminalCommand {
-    /// Register a till; prints its token once (only a hash is stored).
-    Add { name: String },
+    /// Register a till; prints its token once (only a hash is stored) and, with --url, a
+    /// one-line join code carrying the URL, the token and the server key's pin.
+    Add {
+        name: String,
+        /// The address tills reach this server at, e.g. https://shop.example:8443.
+        #[arg(long)]
+        url: Option<String>,
+        /// Also write the join code as a QR code PNG (for the till's scanner).
+        #[arg(long, requires = "url")]
+        qr: Option<PathBuf>,
+        /// Leave the pin out of the join code: the server has a CA-issued certificate that
+        /// tills check against their certificate authorities.
+        #[arg(long, requires = "url")]
+        no_pin: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
     /// Refuse a till's token from now on.
     Revoke { id: i64 },
     /// Every registered till.
@@ -126,7 +186,11 @@ fn run(cli: Cli) -> Result<()> {
             .await
             .with_context(|| format!("opening {db_url}"))?;
         match cli.command {
-            Command::Serve { listen } => {
+            Command::Serve {
+                listen,
+                tls,
+                insecure_http,
+            } => {
                 let listen = listen
                     .or(file.listen)
                     .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
@@ -134,16 +198,55 @@ fn run(cli: Cli) -> Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 let addr = listener.local_addr()?;
-                tracing::info!(%addr, database = db.kind(), "serving");
-                println!("listening on http://{addr}");
-                serve(listener, db).await?;
+                if insecure_http {
+                    if !addr.ip().is_loopback() {
+                        bail!(
+                            "--insecure-http serves only on a loopback address (a reverse proxy on this machine terminates TLS); {addr} is reachable from the network: serve HTTPS instead"
+                        );
+                    }
+                    tracing::info!(%addr, database = db.kind(), "serving plain HTTP on loopback");
+                    println!("listening on http://{addr}");
+                    serve(listener, db).await?;
+                } else {
+                    let identity = tls.identity(&db_url)?;
+                    tracing::info!(%addr, database = db.kind(), certificate = %identity.cert_path.display(), "serving");
+                    println!("listening on https://{addr}");
+                    println!("key pin {}", identity.pin);
+                    let listener = tillpass::server::tls::TlsListener::new(listener, &identity)?;
+                    serve(listener, db).await?;
+                }
             }
-            Command::Terminal(TerminalCommand::Add { name }) => {
+            Command::Terminal(TerminalCommand::Add {
+                name,
+                url,
+                qr,
+                no_pin,
+                tls,
+            }) => {
                 let token = new_token();
                 let id = db.add_terminal(&name, &token_hash(&token), now()).await?;
                 println!("terminal {id} ({name}) registered. Its token, shown only this once:");
                 println!("{token}");
-                println!("On the till: tillpass sync --server URL --token {token}");
+                match url {
+                    Some(url) => {
+                        let pin = if no_pin || url.starts_with("http://") {
+                            None
+                        } else {
+                            Some(tls.identity(&db_url)?.pin)
+                        };
+                        let code = tillpass::sync::join::JoinCode { url, token, pin }.encode();
+                        println!("Join code (on the till: tillpass join CODE, or scan it on an empty till):");
+                        println!("{code}");
+                        if let Some(path) = qr {
+                            tillpass::token::qr::write_png(&code, &path)
+                                .with_context(|| format!("writing {}", path.display()))?;
+                            println!("QR code written to {}", path.display());
+                        }
+                    }
+                    None => println!(
+                        "On the till: tillpass sync --server URL --token {token} (or add --url to print a join code)"
+                    ),
+                }
             }
             Command::Terminal(TerminalCommand::Revoke { id }) => {
                 if !db.revoke_terminal(id, now()).await? {

@@ -9,6 +9,7 @@ mod error;
 mod judge;
 mod postgres;
 mod sqlite;
+pub mod tls;
 pub mod validate;
 
 use std::sync::Arc;
@@ -304,8 +305,12 @@ async fn double_spends(
     Ok(Json(state.db.double_spends(500).await?).into_response())
 }
 
-/// Serves until Ctrl-C or SIGTERM.
-pub async fn serve(listener: tokio::net::TcpListener, db: Db) -> std::io::Result<()> {
+/// Serves on `listener` (plain TCP, or [`tls::TlsListener`]) until Ctrl-C or SIGTERM.
+pub async fn serve<L>(listener: L, db: Db) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let app = router(Arc::new(AppState { db }));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())

@@ -13,6 +13,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/005_pull.sql")),
     M::up(include_str!("migrations/006_authority.sql")),
     M::up(include_str!("migrations/007_pin_attempts.sql")),
+    M::up(include_str!("migrations/008_join.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.

@@ -10,11 +10,15 @@ use super::{MemberView, Result, Store, StoreError};
 use crate::domain::member::name_tokens;
 use crate::domain::{Entry, MemberId, MemberRecord, RetiredCard, Timestamp};
 
-/// Where this till syncs to.
+/// Where this till syncs to, and how it trusts that server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncSettings {
     pub server_url: Option<String>,
     pub token: Option<String>,
+    /// The server key's pin from the join code; `None`: a CA-issued certificate.
+    pub pin: Option<String>,
+    /// Plain HTTP to another machine was allowed on purpose.
+    pub insecure_http: bool,
 }
 
 /// What waits to be pushed, read in one snapshot (members before the entries that need them).
@@ -172,22 +176,48 @@ impl Store {
     /// The saved server address and token.
     pub fn sync_settings(&self) -> Result<SyncSettings> {
         Ok(self.conn.query_row(
-            "SELECT server_url, token FROM sync_state WHERE singleton = 1",
+            "SELECT server_url, token, pin, insecure_http FROM sync_state WHERE singleton = 1",
             [],
             |r| {
                 Ok(SyncSettings {
                     server_url: r.get(0)?,
                     token: r.get(1)?,
+                    pin: r.get(2)?,
+                    insecure_http: r.get(3)?,
                 })
             },
         )?)
     }
 
-    /// Saves the server address and this till's token.
+    /// Saves the server address and this till's token (trusting the operating system's
+    /// certificate authorities, plain HTTP to this machine only).
     pub fn set_sync_server(&mut self, url: &str, token: &str) -> Result<()> {
+        self.join_server(url, token, None, false)
+    }
+
+    /// Forgets the server: the till works alone again (what it pushed stays pushed).
+    pub fn forget_server(&mut self) -> Result<()> {
         self.conn.execute(
-            "UPDATE sync_state SET server_url = ?1, token = ?2 WHERE singleton = 1",
-            params![url, token],
+            "UPDATE sync_state SET server_url = NULL, token = NULL, pin = NULL, insecure_http = 0
+             WHERE singleton = 1",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// Saves the server address, this till's token, the server key's pin and whether plain
+    /// HTTP to another machine is allowed.
+    pub fn join_server(
+        &mut self,
+        url: &str,
+        token: &str,
+        pin: Option<&str>,
+        insecure_http: bool,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE sync_state SET server_url = ?1, token = ?2, pin = ?3, insecure_http = ?4
+             WHERE singleton = 1",
+            params![url, token, pin, insecure_http],
         )?;
         Ok(())
     }

@@ -24,6 +24,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum SyncError {
     #[error("not connected to a server: run `tillpass sync --server URL --token TOKEN`")]
     NotConfigured,
+    #[error(
+        "refusing plain HTTP to another machine ({url}): every request would carry the token and members' details in clear; use https://, or allow it on purpose with --insecure-http"
+    )]
+    PlainHttp { url: String },
     #[error("cannot reach the server at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("the server refused this till's token: {0}")]
@@ -71,6 +75,19 @@ impl SyncClient {
         terminal: TerminalId,
         timeout: Duration,
     ) -> Result<Self, SyncError> {
+        Self::trusting(base, token, terminal, timeout, None, false)
+    }
+
+    /// A client that trusts the server key `pin` (else the operating system's certificate
+    /// authorities), and refuses plain HTTP to another machine unless `insecure_http`.
+    pub fn trusting(
+        base: &str,
+        token: &str,
+        terminal: TerminalId,
+        timeout: Duration,
+        pin: Option<&str>,
+        insecure_http: bool,
+    ) -> Result<Self, SyncError> {
         // reqwest uses rustls with whichever crypto provider the process installed: ring here.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let base = base.trim().trim_end_matches('/').to_owned();
@@ -79,10 +96,18 @@ impl SyncClient {
                 "the server address must start with https:// or http://, not {base:?}"
             )));
         }
-        let http = Client::builder()
+        if !insecure_http && super::tls::is_plain_http_to_another_host(&base) {
+            return Err(SyncError::PlainHttp { url: base });
+        }
+        let builder = Client::builder()
             .connect_timeout(timeout.min(CONNECT_TIMEOUT))
             .timeout(timeout)
-            .user_agent(concat!("tillpass/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("tillpass/", env!("CARGO_PKG_VERSION")));
+        let builder = match pin {
+            Some(pin) => builder.tls_backend_preconfigured(super::tls::pinned_config(pin)),
+            None => builder,
+        };
+        let http = builder
             .build()
             .map_err(|e| SyncError::Protocol(e.to_string()))?;
         Ok(SyncClient {
@@ -106,9 +131,17 @@ impl SyncClient {
     }
 
     fn answer<T: DeserializeOwned>(&self, sent: reqwest::Result<Response>) -> Result<T, SyncError> {
-        let response = sent.map_err(|e| SyncError::Unreachable {
-            url: self.base.clone(),
-            reason: root_cause(&e),
+        let response = sent.map_err(|e| {
+            let mut reason = root_cause(&e);
+            if reason.contains("invalid peer certificate") {
+                reason.push_str(
+                    "; a server with its own certificate is joined with its join code, which carries the key pin",
+                );
+            }
+            SyncError::Unreachable {
+                url: self.base.clone(),
+                reason,
+            }
         })?;
         let status = response.status();
         let bytes = read_limited(response)?;

@@ -59,7 +59,14 @@ fn client_from(
     timeout: Duration,
 ) -> Result<SyncClient, SyncError> {
     match (&settings.server_url, &settings.token) {
-        (Some(url), Some(token)) => SyncClient::with_timeout(url, token, terminal.clone(), timeout),
+        (Some(url), Some(token)) => SyncClient::trusting(
+            url,
+            token,
+            terminal.clone(),
+            timeout,
+            settings.pin.as_deref(),
+            settings.insecure_http,
+        ),
         _ => Err(SyncError::NotConfigured),
     }
 }
@@ -297,6 +304,29 @@ fn round(
         report.released = store.retry_quarantine(at)?;
     }
     pushed
+}
+
+/// Joins the server a join code names: saves its address, the till's token and the server
+/// key's pin, then syncs once. If that first round fails, the till's previous settings are put
+/// back, so a wrong code or pin leaves nothing half-joined.
+pub fn join(
+    store: &mut Store,
+    code: &super::join::JoinCode,
+    insecure_http: bool,
+    at: Timestamp,
+) -> Result<SyncReport, SyncError> {
+    let previous = store.sync_settings()?;
+    store.join_server(&code.url, &code.token, code.pin.as_deref(), insecure_http)?;
+    let result = client_for(store).and_then(|client| sync_once(store, &client, at));
+    if result.is_err() {
+        match (&previous.server_url, &previous.token) {
+            (Some(url), Some(token)) => {
+                store.join_server(url, token, previous.pin.as_deref(), previous.insecure_http)?
+            }
+            _ => store.forget_server()?,
+        }
+    }
+    result
 }
 
 /// The member's live balance when this till is connected to a server (`Ok(None)` when it is

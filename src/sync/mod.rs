@@ -3,8 +3,10 @@
 
 pub mod client;
 pub mod engine;
+pub mod join;
 pub mod protocol;
+pub mod tls;
 pub mod worker;
 
 pub use client::{SyncClient, SyncError};
-pub use engine::{SyncReport, client_for, live_balance, sync_once};
+pub use engine::{SyncReport, client_for, join, live_balance, sync_once};

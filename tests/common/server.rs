@@ -122,10 +122,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `tillpass-server serve` on a free port and waits for its "listening" line.
+    /// Starts `tillpass-server serve` on a free loopback port, plain HTTP (the sync tests are
+    /// about sync; TLS, pins and join codes are tested in tests/security.rs), and waits for its
+    /// "listening" line.
     pub fn start(db: &str) -> Self {
         let mut child = server_bin()
-            .args(["--db", db, "serve", "--listen", "127.0.0.1:0"])
+            .args([
+                "--db",
+                db,
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--insecure-http",
+            ])
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

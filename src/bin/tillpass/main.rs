@@ -132,6 +132,13 @@ enum Command {
         /// This till's token from `tillpass-server terminal add` (saved for next time).
         #[arg(long, env = "TILLPASS_TOKEN")]
         token: Option<String>,
+        /// The server key's pin (`sha256/...`, printed by `tillpass-server serve`); without it
+        /// the server needs a certificate from an authority this machine trusts.
+        #[arg(long)]
+        pin: Option<String>,
+        /// Allow plain HTTP to another machine (every request then travels in clear).
+        #[arg(long)]
+        insecure_http: bool,
         /// Only show what is waiting and when the last sync was; do not connect.
         #[arg(long)]
         status: bool,
@@ -139,6 +146,14 @@ enum Command {
         /// connect.
         #[arg(long, conflicts_with = "status")]
         quarantine: bool,
+    },
+    /// Join a server with the join code `tillpass-server terminal add --url` printed: saves its
+    /// address, this till's token and the server key's pin, then syncs once.
+    Join {
+        code: String,
+        /// Allow plain HTTP to another machine (every request then travels in clear).
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Redemptions made offline at several tills that together overdrew a balance.
     DoubleSpends,
@@ -507,16 +522,36 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
         Command::Sync {
             quarantine: true, ..
         } => out.quarantine(&open(&cli)?.quarantined(1000)?),
+        Command::Join {
+            code,
+            insecure_http,
+        } => {
+            let code = tillpass::sync::join::JoinCode::parse(code)?;
+            let mut store = open(&cli)?;
+            let report = tillpass::sync::join(&mut store, &code, *insecure_http, now())
+                .with_context(|| format!("joining {}", code.url))?;
+            out.sync_report(&report)?;
+            out.sync_status(&store.sync_settings()?, &store.sync_counters()?)
+        }
         Command::Sync {
             server,
             token,
+            pin,
+            insecure_http,
             status,
             quarantine: false,
         } => {
             let mut store = open(&cli)?;
             if !*status {
+                if let Some(pin) = pin
+                    && !tillpass::sync::tls::is_pin(pin)
+                {
+                    bail!("{pin:?} is not a key pin (sha256/ and 44 base64 characters)");
+                }
                 match (server, token) {
-                    (Some(url), Some(token)) => store.set_sync_server(url, token)?,
+                    (Some(url), Some(token)) => {
+                        store.join_server(url, token, pin.as_deref(), *insecure_http)?;
+                    }
                     (None, None) => {}
                     _ => {
                         bail!("give both --server and --token (or neither, to use the saved ones)")
