@@ -505,3 +505,56 @@ fn a_program_the_server_installs_reaches_the_screen_without_a_restart() {
         "the cashier's rewards follow the new program"
     );
 }
+
+#[test]
+fn scanning_a_join_code_joins_the_server() {
+    use common::server::{Backend, Server, database};
+    let dir = TempDb::new();
+    let server_db = database(Backend::Sqlite, dir.dir.path()).expect("sqlite");
+    let server = Server::start(&server_db);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tillpass-server"))
+        .args([
+            "--db",
+            &server_db,
+            "terminal",
+            "add",
+            "Front",
+            "--url",
+            &server.url,
+        ])
+        .output()
+        .expect("terminal add");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let code = printed
+        .lines()
+        .find(|l| l.starts_with("TPJ1."))
+        .expect("a join code")
+        .to_owned();
+    let db = TempDb::new();
+    let mut h = harness(&db);
+    h.query_by_label_contains("Not connected to a server")
+        .expect("a till on its own");
+    wedge(&mut h, &code);
+    let message = status_line(&h);
+    assert!(message.starts_with("Joined http://127.0.0.1"), "{message}");
+    h.state().settle_sync();
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("Online · nothing waiting")
+            .is_some(),
+        "{:?}",
+        h.state().sync_status()
+    );
+
+    // A damaged code says so and joins nothing.
+    let db = TempDb::new();
+    let mut h = harness(&db);
+    wedge(&mut h, &code[..code.len() - 4]);
+    let message = status_line(&h);
+    assert!(message.contains("damaged"), "{message}");
+    assert!(!h.state().sync_status().configured);
+    assert!(
+        matches!(h.state().dialog(), Some(Dialog::DemoOffer { .. })),
+        "the offer stays open for another try"
+    );
+}

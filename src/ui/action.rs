@@ -53,6 +53,8 @@ pub enum Action {
     LoadDemo(usize),
     /// Start with an empty store instead of demo data.
     DeclineDemo,
+    /// Join the server a join code names.
+    Join(String),
     /// Submit the open PIN dialog.
     SubmitPin,
     /// Tier-list pages the manager's table needs.

@@ -215,6 +215,7 @@ impl TillApp {
                 self.worker.send(Request::LoadDemo(members));
             }
             Action::DeclineDemo => self.dialog = None,
+            Action::Join(text) => self.join(text.trim()),
             Action::SubmitPin => self.submit_pin(),
             Action::FetchPages(keys) => {
                 for key in keys {
@@ -245,6 +246,9 @@ impl TillApp {
     /// A line from the scan field. With a member on screen, an amount sets the sale to preview
     /// and an empty line confirms it; anything else is a scan or search.
     fn submit(&mut self, text: &str) {
+        if crate::sync::join::JoinCode::looks_like(text) {
+            return self.join(text);
+        }
         if text.is_empty() {
             if self.cashier.pending_amount.is_some() {
                 self.earn();
@@ -267,6 +271,20 @@ impl TillApp {
             return;
         }
         self.worker.send(Request::Scan(text.to_owned()));
+    }
+
+    /// A join code scanned or pasted into the scan line: join that server (on the jobs thread).
+    fn join(&mut self, text: &str) {
+        match crate::sync::join::JoinCode::parse(text) {
+            Ok(code) => {
+                if matches!(self.dialog, Some(Dialog::DemoOffer { .. })) {
+                    self.dialog = None;
+                }
+                self.say(Tone::Info, format!("Joining {}…", code.url));
+                self.worker.run(Job::Join(code));
+            }
+            Err(e) => self.say(Tone::Bad, e.to_string()),
+        }
     }
 
     /// Confirms the previewed sale.
@@ -484,6 +502,13 @@ impl TillApp {
             Reply::TierPage { key, count, rows } => self.manager.page(key, count, rows),
             Reply::PageSkipped(key) => self.manager.page_skipped(&key),
             Reply::Saved(text) => self.say(Tone::Good, text),
+            Reply::Joined(url) => {
+                self.nudge_sync();
+                self.say(
+                    Tone::Good,
+                    format!("Joined {url}: this till now syncs with it"),
+                );
+            }
             Reply::PassContent(content) => self.worker.run(Job::WalletPass(content)),
             Reply::WalletPass(reply) => {
                 if let Some(Dialog::Wallet(wallet)) = &mut self.dialog {
@@ -518,7 +543,9 @@ impl TillApp {
     /// The store is open: remember the program and start syncing.
     fn ready(&mut self, program: Program, stats: StoreStats, has_pin: bool) {
         if stats.members == 0 && !self.dialog_open() {
-            self.dialog = Some(Dialog::DemoOffer);
+            self.dialog = Some(Dialog::DemoOffer {
+                join: String::new(),
+            });
         }
         self.program = Some(program);
         self.stats = Some(stats);

@@ -13,8 +13,11 @@ pub enum Dialog {
     Pin(PinPrompt),
     /// "Scan from image": the picture's path as typed so far.
     ImagePath(String),
-    /// On an empty store: load demo data?
-    DemoOffer,
+    /// On an empty store: load demo data, start empty, or join a server (the join code as
+    /// scanned or pasted so far).
+    DemoOffer {
+        join: String,
+    },
     /// Demo members loaded so far.
     DemoLoading(usize),
     Wallet(WalletDialog),
@@ -62,7 +65,7 @@ pub enum WalletDialog {
 impl Dialog {
     /// Esc may close it (a running demo load cannot be closed, and the offer wants an answer).
     pub fn closable(&self) -> bool {
-        !matches!(self, Dialog::DemoOffer | Dialog::DemoLoading(_))
+        !matches!(self, Dialog::DemoOffer { .. } | Dialog::DemoLoading(_))
     }
 
     /// Draws the dialog; returns what the user asked for.
@@ -70,7 +73,7 @@ impl Dialog {
         match self {
             Dialog::Pin(prompt) => pin_ui(prompt, ctx),
             Dialog::ImagePath(path) => image_path_ui(path, ctx),
-            Dialog::DemoOffer => demo_offer_ui(ctx),
+            Dialog::DemoOffer { join } => demo_offer_ui(join, ctx),
             Dialog::DemoLoading(done) => {
                 demo_loading_ui(*done, ctx);
                 None
@@ -156,12 +159,30 @@ fn image_path_ui(path: &mut String, ctx: &egui::Context) -> Option<Action> {
 /// Members a new till offers to load as demo data.
 pub const DEMO_MEMBERS: usize = 1000;
 
-/// On an empty store: offer demo data.
-fn demo_offer_ui(ctx: &egui::Context) -> Option<Action> {
+/// The join-code field's label.
+pub const JOIN_FIELD: &str = "Join code";
+
+/// On an empty store: join a server by scanning its join code, or offer demo data.
+fn demo_offer_ui(join: &mut String, ctx: &egui::Context) -> Option<Action> {
     let mut action = None;
     egui::Modal::new(egui::Id::unique("demo")).show(ctx, |ui| {
+        ui.set_min_width(620.0);
         ui.heading("This till has no members yet");
-        ui.label("Load demo data to try it out: 1,000 members with a year of purchases.");
+        ui.label("To join your shop's server, scan the join code from tillpass-server terminal add (or paste it) and press Enter.");
+        let field = ui.add(
+            egui::TextEdit::singleline(join)
+                .hint_text("TPJ1.…")
+                .desired_width(600.0),
+        );
+        field.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, JOIN_FIELD));
+        if !field.has_focus() && ui.input(|i| i.focused) {
+            field.request_focus();
+        }
+        if ui.input(|i| i.key_pressed(egui::Key::Enter)) && !join.trim().is_empty() {
+            action = Some(Action::Join(std::mem::take(join)));
+        }
+        ui.add_space(8.0);
+        ui.label("Or load demo data to try it out: 1,000 members with a year of purchases.");
         ui.horizontal(|ui| {
             if big_button(ui, "Load demo data").clicked() {
                 action = Some(Action::LoadDemo(DEMO_MEMBERS));

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::worker::{Replies, Reply, WalletPassReply, now};
 use crate::domain::{CardNumber, MemberId};
 use crate::store::Store;
+use crate::sync::join::JoinCode;
 use crate::token::qr;
 use crate::wallet::{self, PassContent};
 
@@ -26,6 +27,8 @@ pub enum Job {
     ExportQr { card: CardNumber, code: String },
     /// Print the member's QR code with `lp`.
     PrintQr { card: CardNumber, code: String },
+    /// Join the server a scanned join code names, and sync once.
+    Join(JoinCode),
 }
 
 pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &Replies) {
@@ -40,10 +43,28 @@ pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &
             Job::WalletPass(content) => wallet_pass(db, exports, &content),
             Job::ExportQr { card, code } => export_qr(exports, &card, &code),
             Job::PrintQr { card, code } => print_qr(&card, &code),
+            Job::Join(code) => join(&mut store, db, &code),
         };
         if !replies.send(reply) {
             return;
         }
+    }
+}
+
+/// Joins the server `code` names (on this thread's own store connection) and syncs once.
+fn join(store: &mut Option<Store>, db: &Path, code: &JoinCode) -> Reply {
+    if store.is_none() {
+        match Store::open(db) {
+            Ok(opened) => *store = Some(opened),
+            Err(e) => return Reply::Refused(e.to_string()),
+        }
+    }
+    let Some(store) = store.as_mut() else {
+        return Reply::Refused("the store is not open".into());
+    };
+    match crate::sync::join(store, code, false, now()) {
+        Ok(_) => Reply::Joined(code.url.clone()),
+        Err(e) => Reply::Refused(format!("Could not join {}: {e}", code.url)),
     }
 }
 

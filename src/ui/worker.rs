@@ -130,6 +130,8 @@ pub enum Reply {
     Saved(String),
     PassContent(Box<PassContent>),
     WalletPass(Box<WalletPassReply>),
+    /// This till joined the server at this address.
+    Joined(String),
     /// The server's answer before a redemption: `live` is `None` when it could not be asked.
     LiveBalance {
         member: MemberId,
