@@ -167,3 +167,59 @@ fn plain_http_is_refused_unless_it_stays_on_this_machine() {
     let err = stderr(&out);
     assert!(err.contains("only on a loopback address"), "{err}");
 }
+
+/// The PostgreSQL tests' URL asks for TLS (CI: verify-full against the CA it made): the
+/// server's connections are encrypted, and a root that did not sign the database's certificate
+/// is refused.
+#[test]
+fn postgresql_connections_are_encrypted_and_checked() {
+    let Ok(url) = std::env::var("TILLPASS_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI sets TILLPASS_TEST_POSTGRES"
+        );
+        eprintln!("skipping: set TILLPASS_TEST_POSTGRES to run it");
+        return;
+    };
+    if !url.contains("sslmode=verify") {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI connects with sslmode=verify-full"
+        );
+        eprintln!("skipping: TILLPASS_TEST_POSTGRES does not ask for a verified TLS connection");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = tillpass::server::pg_tls::connect(&url)
+            .await
+            .expect("connect");
+        let row = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("pg_stat_ssl");
+        assert!(row.get::<_, bool>(0), "the connection is encrypted");
+
+        let dir = tempfile::tempdir().expect("dir");
+        let other_root = dir.path().join("other-root.pem");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(&other_root, params.self_signed(&key).expect("root").pem()).expect("write");
+        let (base, _) = url.split_once('?').expect("query");
+        let wrong = format!(
+            "{base}?sslmode=verify-full&sslrootcert={}",
+            other_root.display()
+        );
+        let err = tillpass::server::pg_tls::connect(&wrong)
+            .await
+            .expect_err("a root that did not sign the certificate");
+        assert!(err.to_string().contains("certificate"), "{err}");
+    });
+}

@@ -1358,10 +1358,9 @@ fn postgres<T>(
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        let client = tillpass::server::pg_tls::connect(url)
             .await
             .expect("connect");
-        tokio::spawn(connection);
         f(client).await
     })
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 mod error;
 mod judge;
+pub mod pg_tls;
 mod postgres;
 mod sqlite;
 pub mod tls;

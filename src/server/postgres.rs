@@ -73,16 +73,21 @@ fn pool_err(e: deadpool_postgres::PoolError) -> DbError {
 impl PgDb {
     /// Connects, creates the schema if missing and the first program version.
     pub async fn open(url: &str, now: Timestamp) -> Result<Self, DbError> {
-        let config: tokio_postgres::Config = url
+        let (plain, mode, root) = super::pg_tls::split_url(url)?;
+        let mut config: tokio_postgres::Config = plain
             .parse()
             .map_err(|e| DbError::Setup(format!("bad PostgreSQL URL: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match super::pg_tls::client_config(mode, root.as_deref())? {
+            Some(tls) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                Manager::from_config(config, tls, recycling)
+            }
+            None => Manager::from_config(config, NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(8)
             .build()

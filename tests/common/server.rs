@@ -49,17 +49,22 @@ pub fn database(backend: Backend, dir: &Path) -> Option<String> {
                 .build()
                 .expect("runtime");
             runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                let client = tillpass::server::pg_tls::connect(&base)
                     .await
                     .expect("connect to the test PostgreSQL");
-                tokio::spawn(connection);
                 client
                     .batch_execute(&format!("CREATE DATABASE {name}"))
                     .await
                     .expect("create a test database");
             });
-            let (prefix, _) = base.rsplit_once('/').expect("a URL with a database name");
-            Some(format!("{prefix}/{name}"))
+            let (url, query) = base.split_once('?').unwrap_or((&base, ""));
+            let (prefix, _) = url.rsplit_once('/').expect("a URL with a database name");
+            let query = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{query}")
+            };
+            Some(format!("{prefix}/{name}{query}"))
         }
     }
 }

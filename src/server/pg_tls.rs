@@ -1,0 +1,275 @@
+//! TLS to PostgreSQL through rustls, as the database URL's `sslmode` asks (libpq's meanings):
+//! `disable` plain; `prefer` and `require` encrypted, the server's certificate checked against
+//! `sslrootcert` when one is named and taken as it is otherwise; `verify-ca` checked against
+//! `sslrootcert` (or this machine's authorities); `verify-full` that and the host name too.
+
+use std::sync::Arc;
+
+use rustls::DigitallySignedStruct;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject as _};
+
+use super::db::DbError;
+
+/// What the URL's `sslmode` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    /// Encrypted; the certificate checked only when a root certificate is named.
+    Require,
+    /// The chain checked, not the host name.
+    VerifyCa,
+    /// The chain and the host name checked.
+    VerifyFull,
+}
+
+/// The URL without the TLS parameters tokio-postgres does not know, the mode, and the root
+/// certificate file named by `sslrootcert`.
+pub fn split_url(url: &str) -> Result<(String, SslMode, Option<String>), DbError> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = SslMode::Disable;
+    let mut root = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "sslmode" => {
+                mode = match value {
+                    "disable" | "allow" => SslMode::Disable,
+                    "prefer" | "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
+                    other => {
+                        return Err(DbError::Setup(format!(
+                            "sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"
+                        )));
+                    }
+                }
+            }
+            "sslrootcert" => root = Some(value.to_owned()),
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, mode, root))
+}
+
+/// The rustls configuration for `mode`, or `None` for a plain connection.
+pub fn client_config(
+    mode: SslMode,
+    root: Option<&str>,
+) -> Result<Option<rustls::ClientConfig>, DbError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = || -> Result<Arc<rustls::RootCertStore>, DbError> {
+        let mut store = rustls::RootCertStore::empty();
+        match root {
+            Some(path) => {
+                for cert in CertificateDer::pem_file_iter(path)
+                    .map_err(|e| DbError::Setup(format!("sslrootcert {path}: {e}")))?
+                {
+                    let cert =
+                        cert.map_err(|e| DbError::Setup(format!("sslrootcert {path}: {e}")))?;
+                    store
+                        .add(cert)
+                        .map_err(|e| DbError::Setup(format!("sslrootcert {path}: {e}")))?;
+                }
+            }
+            None => {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = store.add(cert);
+                }
+            }
+        }
+        Ok(Arc::new(store))
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match (mode, root) {
+        (SslMode::Disable, _) => return Ok(None),
+        (SslMode::Require, None) => Arc::new(Unchecked(Arc::clone(&provider))),
+        (SslMode::Require | SslMode::VerifyCa, _) => {
+            Arc::new(ChainOnly(web_pki(roots()?, &provider)?))
+        }
+        (SslMode::VerifyFull, _) => web_pki(roots()?, &provider)?,
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DbError::Setup(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Some(config))
+}
+
+fn web_pki(
+    roots: Arc<rustls::RootCertStore>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<WebPkiServerVerifier>, DbError> {
+    WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(provider))
+        .build()
+        .map_err(|e| DbError::Setup(format!("TLS roots: {e}")))
+}
+
+/// `require` without a root certificate: encrypted, the certificate not checked (libpq's
+/// meaning); the handshake signature is still checked against the certificate presented.
+#[derive(Debug)]
+struct Unchecked(Arc<CryptoProvider>);
+
+/// `verify-ca`: the chain checked, any host name.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for Unchecked {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// A connection for `url` honouring its `sslmode` (tests and tools; the server pools its own).
+/// The connection runs on its own task.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, DbError> {
+    let (plain, mode, root) = split_url(url)?;
+    let mut config: tokio_postgres::Config = plain
+        .parse()
+        .map_err(|e| DbError::Setup(format!("bad PostgreSQL URL: {e}")))?;
+    let unavailable = |e: tokio_postgres::Error| DbError::Unavailable(with_causes(&e));
+    match client_config(mode, root.as_deref())? {
+        Some(tls) => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+            let (client, connection) = config.connect(tls).await.map_err(unavailable)?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+        None => {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(unavailable)?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+    }
+}
+
+/// An error with every cause behind it ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer").
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_parameters_leave_the_url_and_name_the_mode() {
+        let (url, mode, root) = split_url(
+            "postgres://u:p@db.example/tillpass?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=x",
+        )
+        .expect("url");
+        assert_eq!(url, "postgres://u:p@db.example/tillpass?application_name=x");
+        assert_eq!(mode, SslMode::VerifyFull);
+        assert_eq!(root.as_deref(), Some("/etc/ca.pem"));
+        let (url, mode, _) = split_url("postgres://u@h/db").expect("url");
+        assert_eq!(
+            (url.as_str(), mode),
+            ("postgres://u@h/db", SslMode::Disable)
+        );
+        assert!(split_url("postgres://u@h/db?sslmode=maybe").is_err());
+    }
+}
