@@ -52,6 +52,7 @@ fn data(n: usize) -> Data {
                 },
                 version: created.millis(),
                 retired_cards: Vec::new(),
+                erased_at: None,
             }
         })
         .collect();

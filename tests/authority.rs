@@ -106,6 +106,7 @@ fn a_member_record_this_till_cannot_take_is_set_aside() {
         },
         version: NOW.millis(),
         retired_cards: vec![],
+        erased_at: None,
     };
     let applied = store
         .apply_pulled(std::slice::from_ref(&other), &[], 3, None, NOW)

@@ -51,6 +51,7 @@ on_both_backends!(
     config_own_entries_and_record_names_tell_a_till_where_it_stands,
     a_database_from_before_the_sequence_column_is_backfilled,
     a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number,
+    a_member_erased_at_one_till_is_erased_everywhere,
 );
 
 /// A server on a fresh database with `n` registered terminals' tokens.
@@ -829,6 +830,7 @@ fn new_member(name: &str) -> MemberRecord {
         },
         version: at.millis(),
         retired_cards: Vec::new(),
+        erased_at: None,
     }
 }
 
@@ -1569,4 +1571,112 @@ fn a_server_restored_from_an_older_copy_is_noticed_and_healed() {
     for till in [&mut a, &mut b, &mut c] {
         assert!(till.store.verify(false).expect("verify").is_clean());
     }
+}
+
+/// Whether any of `needles` appears in the bytes of the SQLite file at `path` or its log.
+fn file_holds(path: &std::path::Path, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in [
+        path.to_path_buf(),
+        std::path::PathBuf::from(format!("{}-wal", path.display())),
+    ] {
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        for needle in needles {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(format!("{needle:?} in {}", file.display()));
+            }
+        }
+    }
+    found
+}
+
+fn a_member_erased_at_one_till_is_erased_everywhere(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 4) else {
+        return;
+    };
+    let mut tills: Vec<Till> = tokens[..3]
+        .iter()
+        .map(|t| Till::join(&server.url, t))
+        .collect();
+    let ada = tills[0]
+        .store
+        .add_member(
+            MemberInput {
+                name: "Ada Lovelace".into(),
+                phone: Some("07400 123456".into()),
+                email: Some("ada.lovelace@example.com".into()),
+                birthday: Some("1990-12-10".into()),
+                marketing_consent: true,
+            },
+            "test",
+            now(),
+        )
+        .expect("enrol")
+        .member
+        .id;
+    tills[0].store.earn(ada, 1250, "test", now()).expect("earn");
+    for till in &mut tills {
+        till.sync().expect("sync");
+    }
+    assert!(
+        tills[1]
+            .store
+            .member_by_phone("+447400123456")
+            .expect("lookup")
+            .is_some()
+    );
+
+    tills[0].store.erase_member(ada, now()).expect("erase");
+    for _ in 0..2 {
+        for till in &mut tills {
+            till.sync().expect("sync");
+        }
+    }
+    let needles = ["Lovelace", "lovelace", "7400123456", "ada.lovelace@example"];
+    for till in &mut tills {
+        let view = till.store.member(ada).expect("the member stays");
+        assert_eq!(view.member.name, tillpass::domain::member::ERASED_NAME);
+        assert_eq!(
+            (&view.member.phone, &view.member.email, view.member.birthday),
+            (&None, &None, None)
+        );
+        assert_eq!(view.state.balance, 100 + 125, "the points stay");
+        assert!(till.store.search("lovelace", 5).expect("search").is_empty());
+        assert!(till.store.verify(false).expect("verify").is_clean());
+        let held = file_holds(&till.db.path, &needles);
+        assert!(held.is_empty(), "{held:?}");
+    }
+    match backend {
+        Backend::Sqlite => {
+            let path = server.db.strip_prefix("sqlite:").expect("path");
+            let held = file_holds(std::path::Path::new(path), &needles);
+            assert!(held.is_empty(), "{held:?}");
+        }
+        Backend::Postgres => {
+            let rows: i64 = postgres(&server.db, |client| {
+                Box::pin(async move {
+                    client
+                        .query_one(
+                            "SELECT (SELECT COUNT(*) FROM members WHERE body LIKE '%Lovelace%')
+                                  + (SELECT COUNT(*) FROM member_versions WHERE body LIKE '%Lovelace%'
+                                     OR body LIKE '%7400123456%')",
+                            &[],
+                        )
+                        .await
+                        .expect("count")
+                        .get(0)
+                })
+            });
+            assert_eq!(rows, 0, "no version on the server keeps the person's data");
+        }
+    }
+    // An erased member cannot be brought back by an older record.
+    let observer = Till::join(&server.url, &tokens[3]);
+    assert_eq!(
+        observer.store.member(ada).expect("member").member.name,
+        tillpass::domain::member::ERASED_NAME
+    );
 }

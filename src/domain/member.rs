@@ -17,7 +17,14 @@ pub struct MemberRecord {
     /// Cards this member held before (their codes are refused as replaced).
     #[serde(default)]
     pub retired_cards: Vec<RetiredCard>,
+    /// When the member's personal data was erased at their request: the record then holds no
+    /// name (a placeholder), phone, email or birthday, and every copy everywhere follows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<Timestamp>,
 }
+
+/// The name an erased member's record carries.
+pub const ERASED_NAME: &str = "Erased member";
 
 /// A card taken out of use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -227,6 +227,16 @@ impl Db {
         }
     }
 
+    /// After a member's data was erased: leaves no copy in the database's files (SQLite: the
+    /// write-ahead log emptied, deleted bytes being zeroed; PostgreSQL: the two member tables
+    /// rewritten, so no dead row keeps the old versions).
+    pub async fn scrub_erased(&self) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(db) => db.scrub_erased().await,
+            Db::Postgres(db) => db.scrub_erased().await,
+        }
+    }
+
     /// Answers when the database does.
     pub async fn health(&self) -> Result<i64, DbError> {
         match self {

@@ -188,6 +188,17 @@ pub(super) fn member_change(stored: &MemberRecord, new: &MemberRecord) -> Result
             stored.member.created_at, new.member.created_at
         ));
     }
+    if stored.erased_at.is_some() && new.erased_at.is_none() {
+        return refuse("the member's data was erased at their request; it cannot come back".into());
+    }
+    if new.erased_at.is_some()
+        && (new.member.name != crate::domain::member::ERASED_NAME
+            || new.member.phone.is_some()
+            || new.member.email.is_some()
+            || new.member.birthday.is_some())
+    {
+        return refuse("an erased record holds no name, phone, email or birthday".into());
+    }
     if let Some(dropped) = stored
         .retired_cards
         .iter()
@@ -358,6 +369,7 @@ mod tests {
                     replaced_by: CardNumber::from_payload(by),
                 })
                 .collect(),
+            erased_at: None,
         }
     }
 

@@ -224,7 +224,12 @@ async fn store_push(
         BatchError::Refused(r) => ApiError::Refused(r),
     })?;
     let entries = batch.entries.len();
+    let erased = batch.members.iter().any(|m| m.record.erased_at.is_some());
     let ack = state.db.push(batch, at).await?;
+    if erased && let Err(e) = state.db.scrub_erased().await {
+        // Stored already; the files are scrubbed by the next erasure or a restart's checkpoint.
+        tracing::error!(error = %e, "scrubbing after an erasure");
+    }
     tracing::info!(
         terminal = %terminal,
         entries,

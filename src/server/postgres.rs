@@ -665,6 +665,14 @@ impl PgDb {
         Ok(row.get(0))
     }
 
+    pub async fn scrub_erased(&self) -> Result<(), DbError> {
+        self.client()
+            .await?
+            .batch_execute("VACUUM (FULL) members, member_versions")
+            .await
+            .map_err(pg)
+    }
+
     pub async fn health(&self) -> Result<i64, DbError> {
         Ok(self
             .client()
@@ -812,6 +820,15 @@ async fn upsert_member(
     )
     .await
     .map_err(pg)?;
+    if record.erased_at.is_some() {
+        // Erased at the member's request: no older version keeps their data either.
+        tx.execute(
+            "UPDATE member_versions SET body = $2 WHERE member_id = $1",
+            &[&id.0, &body],
+        )
+        .await
+        .map_err(pg)?;
+    }
     Ok(true)
 }
 

@@ -44,6 +44,8 @@ fn connect(path: &str) -> Result<Connection, DbError> {
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted and overwritten content is zeroed, so an erased member leaves no copy on disk.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "cache_size", -128 * 1024)?;
     Ok(conn)
 }
@@ -571,6 +573,14 @@ impl SqliteDb {
         .await
     }
 
+    pub async fn scrub_erased(&self) -> Result<(), DbError> {
+        with(&self.writer, |conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn health(&self) -> Result<i64, DbError> {
         with(&self.reader, |conn| {
             Ok(
@@ -826,6 +836,11 @@ fn upsert_member(
          VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![*seq, id.0, body, terminal.0])?;
+    if record.erased_at.is_some() {
+        // Erased at the member's request: no older version keeps their data either.
+        conn.prepare_cached("UPDATE member_versions SET body = ?2 WHERE member_id = ?1")?
+            .execute(params![id.0, body])?;
+    }
     Ok(true)
 }
 

@@ -331,6 +331,7 @@ mod tests {
             },
             version: NOW.millis(),
             retired_cards: Vec::new(),
+            erased_at: None,
         }
     }
 

@@ -340,6 +340,9 @@ impl Store {
             params![next, next_record],
         )?;
         tx.commit()?;
+        if members.iter().any(|m| m.erased_at.is_some()) {
+            self.scrub_log()?;
+        }
         Ok(applied)
     }
 

@@ -1,11 +1,12 @@
 //! Personal data rights: everything this till holds about a member, as one document.
 
-use rusqlite::params;
+use rusqlite::{Connection, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::rows::member_entries;
 use super::sync::member_record;
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
+use crate::domain::member::ERASED_NAME;
 use crate::domain::{Entry, MemberId, MemberRecord, MemberSummary, Timestamp};
 
 /// Everything this till holds about one member (`tillpass member export`).
@@ -46,5 +47,70 @@ impl Store {
             nfc_tags,
             record,
         })
+    }
+}
+
+/// What stays of a member besides their record after erasure: no NFC tag links, no name
+/// words for search, no set-aside copies of their earlier records.
+pub(super) fn forget_traces(conn: &Connection, member: MemberId) -> Result<()> {
+    conn.execute(
+        "DELETE FROM member_name_tokens WHERE member_id = ?1",
+        params![member.0],
+    )?;
+    conn.execute(
+        "DELETE FROM nfc_tags WHERE member_id = ?1",
+        params![member.0],
+    )?;
+    conn.execute(
+        "DELETE FROM quarantine WHERE kind = 'member' AND record LIKE ?1",
+        params![format!("member:{member}:%")],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Erases the member's personal data at their request: name (a placeholder stays), phone,
+    /// email, birthday and consent, tag links and set-aside copies. The member id, card and every
+    /// ledger entry stay, so every total stays exact. The erased record is a new version, so
+    /// every other till and the server take it on their next sync. Deleted bytes are
+    /// overwritten (`secure_delete`) and the write-ahead log is emptied, so no copy stays in
+    /// this till's files.
+    pub fn erase_member(&mut self, member: MemberId, at: Timestamp) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx
+            .query_row(
+                "SELECT version FROM members WHERE id = ?1",
+                params![member.0],
+                |r| r.get(0),
+            )
+            .map_err(|_| StoreError::UnknownMember(member))?;
+        tx.execute(
+            "UPDATE members SET name = ?2, phone = NULL, email = NULL, birthday = NULL,
+                    marketing_consent = 0, version = ?3, erased_at = ?4
+             WHERE id = ?1",
+            params![
+                member.0,
+                ERASED_NAME,
+                at.millis().max(version + 1),
+                at.millis()
+            ],
+        )?;
+        forget_traces(&tx, member)?;
+        tx.execute(
+            "INSERT INTO member_outbox (member_id) VALUES (?1) ON CONFLICT DO NOTHING",
+            params![member.0],
+        )?;
+        tx.commit()?;
+        self.scrub_log()
+    }
+
+    /// Empties the write-ahead log into the database (whose deleted bytes are zeroed), so
+    /// erased data leaves no copy in either file.
+    pub fn scrub_log(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/006_authority.sql")),
     M::up(include_str!("migrations/007_pin_attempts.sql")),
     M::up(include_str!("migrations/008_join.sql")),
+    M::up(include_str!("migrations/009_erasure.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.
@@ -25,6 +26,8 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted and overwritten content is zeroed on disk, so erased personal data leaves no copy.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     // 64 MB of page cache (negative = KiB): a write touches a few pages in each of the ledger's
     // indexes, and on a store of a million members those are rarely the same pages twice.
     conn.pragma_update(None, "cache_size", -64 * 1024)?;

@@ -65,12 +65,16 @@ pub struct KeyMismatch {
 }
 
 pub(super) fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRecord> {
-    let (member, version) = conn
+    let (member, version, erased_at) = conn
         .prepare_cached(&format!(
-            "SELECT {MEMBER_COLUMNS}, m.version FROM members m WHERE m.id = ?1"
+            "SELECT {MEMBER_COLUMNS}, m.version, m.erased_at FROM members m WHERE m.id = ?1"
         ))?
         .query_row(params![id.0], |r| {
-            Ok((member_from_row(r)?, r.get::<_, i64>(8)?))
+            Ok((
+                member_from_row(r)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, Option<i64>>(9)?.map(Timestamp::from_millis),
+            ))
         })
         .optional()?
         .ok_or(StoreError::UnknownMember(id))?;
@@ -91,6 +95,7 @@ pub(super) fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRec
         member,
         version,
         retired_cards,
+        erased_at,
     })
 }
 
@@ -154,9 +159,12 @@ pub(super) fn apply_member(
         }
     }
     conn.execute(
-        "UPDATE members SET version = ?2 WHERE id = ?1",
-        params![m.id.0, rec.version],
+        "UPDATE members SET version = ?2, erased_at = ?3 WHERE id = ?1",
+        params![m.id.0, rec.version, rec.erased_at.map(|t| t.millis())],
     )?;
+    if rec.erased_at.is_some() {
+        super::privacy::forget_traces(conn, m.id)?;
+    }
     let mut retire = conn.prepare_cached(
         "INSERT INTO retired_cards (card, member_id, retired_at, replaced_by)
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (card) DO NOTHING",

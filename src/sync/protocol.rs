@@ -251,6 +251,7 @@ mod tests {
                 retired_at: Timestamp::from_millis(1_795_435_200_001),
                 replaced_by: CardNumber::from_payload(123_456_789),
             }],
+            erased_at: None,
         };
         let record_json = serde_json::to_string(&record).unwrap_or_default();
         let expected = format!(

@@ -243,6 +243,10 @@ enum MemberCommand {
     },
     /// Give the member a new card number (lost card); the old card's code stops working.
     ReplaceCard { member: String },
+    /// Erase the member's personal data at their request (manager PIN): name, phone, email,
+    /// birthday, consent, tag links, here and, at their next sync, on every till and the
+    /// server. The ledger keeps the member id and points, so totals stay exact.
+    Erase { member: String },
     /// Everything this till holds about the member, as JSON (their right of access).
     Export {
         member: String,
@@ -651,6 +655,14 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let code = store.member_code(&view.member.card);
             tillpass::token::qr::write_png(&code, file)?;
             out.code(&view, &code)
+        }
+        Command::Member(MemberCommand::Erase { member }) => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            require_manager(&mut store)?;
+            store.erase_member(view.member.id, now())?;
+            let view = store.member(view.member.id)?;
+            out.member(store.program(), &view, &[])
         }
         Command::Member(MemberCommand::Export { member, out: file }) => {
             let store = open(&cli)?;
