@@ -223,3 +223,43 @@ fn postgresql_connections_are_encrypted_and_checked() {
         assert!(err.to_string().contains("certificate"), "{err}");
     });
 }
+
+#[test]
+fn a_rotated_token_keeps_the_till_and_what_it_has_not_pushed() {
+    let dir = TempDb::new();
+    let db = format!("sqlite:{}", dir.dir.path().join("server.sqlite3").display());
+    let server = TlsServer::start(&db);
+    let first = join_code(&db, &server.url, &[]);
+    let a = TempDb::new();
+    assert!(till(&a, &["join", &first]).status.success());
+    let added = till(&a, &["--json", "member", "add", "--name", "Ada Lovelace"]);
+    let card = serde_json::from_slice::<serde_json::Value>(&added.stdout).expect("JSON")["member"]
+        ["card"]
+        .as_str()
+        .expect("card")
+        .to_owned();
+    assert!(till(&a, &["earn", &card, "12.50"]).status.success());
+
+    let out = server_bin()
+        .args(["--db", &db, "terminal", "rotate", "1", "--url", &server.url])
+        .output()
+        .expect("rotate");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("TPJ1."))
+        .expect("a new join code")
+        .to_owned();
+    let old = till(&a, &["sync"]);
+    assert!(!old.status.success(), "the old token stopped working");
+    assert!(stderr(&old).contains("token"), "{}", stderr(&old));
+
+    let rejoined = till(&a, &["--json", "join", &second]);
+    assert!(rejoined.status.success(), "{}", stderr(&rejoined));
+    let status = till(&a, &["--json", "sync", "--status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    assert_eq!(
+        status["waiting_entries"], 0,
+        "the sale made before the rotation is pushed"
+    );
+}

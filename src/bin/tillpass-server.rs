@@ -127,6 +127,22 @@ enum TerminalCommand {
     },
     /// Refuse a till's token from now on.
     Revoke { id: i64 },
+    /// Give a till a new token (the old one stops working at once); prints it once and, with
+    /// --url, a join code. The till keeps its id and everything it has not pushed yet.
+    Rotate {
+        id: i64,
+        /// The address tills reach this server at, for the join code.
+        #[arg(long)]
+        url: Option<String>,
+        /// Also write the join code as a QR code PNG.
+        #[arg(long, requires = "url")]
+        qr: Option<PathBuf>,
+        /// Leave the pin out of the join code (a CA-issued certificate).
+        #[arg(long, requires = "url")]
+        no_pin: bool,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
     /// Every registered till.
     List,
 }
@@ -148,6 +164,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a new token and, given the server's address, the join code carrying it (and the key
+/// pin unless `no_pin`), optionally as a QR code PNG too.
+fn print_token(
+    db_url: &str,
+    token: String,
+    url: Option<String>,
+    qr: Option<&std::path::Path>,
+    no_pin: bool,
+    tls: &TlsArgs,
+) -> Result<()> {
+    println!("{token}");
+    let Some(url) = url else {
+        println!(
+            "On the till: tillpass sync --server URL --token {token} (or add --url to print a join code)"
+        );
+        return Ok(());
+    };
+    let pin = if no_pin || url.starts_with("http://") {
+        None
+    } else {
+        Some(tls.identity(db_url)?.pin)
+    };
+    let code = tillpass::sync::join::JoinCode { url, token, pin }.encode();
+    println!("Join code (on the till: tillpass join CODE, or scan it on an empty till):");
+    println!("{code}");
+    if let Some(path) = qr {
+        tillpass::token::qr::write_png(&code, path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("QR code written to {}", path.display());
+    }
+    Ok(())
 }
 
 fn now() -> Timestamp {
@@ -226,27 +275,21 @@ fn run(cli: Cli) -> Result<()> {
                 let token = new_token();
                 let id = db.add_terminal(&name, &token_hash(&token), now()).await?;
                 println!("terminal {id} ({name}) registered. Its token, shown only this once:");
-                println!("{token}");
-                match url {
-                    Some(url) => {
-                        let pin = if no_pin || url.starts_with("http://") {
-                            None
-                        } else {
-                            Some(tls.identity(&db_url)?.pin)
-                        };
-                        let code = tillpass::sync::join::JoinCode { url, token, pin }.encode();
-                        println!("Join code (on the till: tillpass join CODE, or scan it on an empty till):");
-                        println!("{code}");
-                        if let Some(path) = qr {
-                            tillpass::token::qr::write_png(&code, &path)
-                                .with_context(|| format!("writing {}", path.display()))?;
-                            println!("QR code written to {}", path.display());
-                        }
-                    }
-                    None => println!(
-                        "On the till: tillpass sync --server URL --token {token} (or add --url to print a join code)"
-                    ),
+                print_token(&db_url, token, url, qr.as_deref(), no_pin, &tls)?;
+            }
+            Command::Terminal(TerminalCommand::Rotate {
+                id,
+                url,
+                qr,
+                no_pin,
+                tls,
+            }) => {
+                let token = new_token();
+                if !db.rotate_terminal(id, &token_hash(&token)).await? {
+                    bail!("no live terminal {id} (see `terminal list`)");
                 }
+                println!("terminal {id} has a new token; the old one no longer works. Shown only this once:");
+                print_token(&db_url, token, url, qr.as_deref(), no_pin, &tls)?;
             }
             Command::Terminal(TerminalCommand::Revoke { id }) => {
                 if !db.revoke_terminal(id, now()).await? {

@@ -211,6 +211,16 @@ impl Db {
         }
     }
 
+    /// Gives live terminal number `id` a new token (by its hash); the old one stops working at
+    /// once. The till keeps its id and numbers, so nothing it has not pushed is stranded.
+    /// False if there is no live terminal `id`.
+    pub async fn rotate_terminal(&self, id: i64, token_hash: &str) -> Result<bool, DbError> {
+        match self {
+            Db::Sqlite(db) => db.rotate_terminal(id, token_hash).await,
+            Db::Postgres(db) => db.rotate_terminal(id, token_hash).await,
+        }
+    }
+
     /// Every registered terminal.
     pub async fn terminals(&self) -> Result<Vec<TerminalRow>, DbError> {
         match self {

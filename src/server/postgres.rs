@@ -611,6 +611,19 @@ impl PgDb {
             .get(0))
     }
 
+    pub async fn rotate_terminal(&self, id: i64, token_hash: &str) -> Result<bool, DbError> {
+        Ok(self
+            .client()
+            .await?
+            .execute(
+                "UPDATE terminals SET token_hash = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id, &token_hash],
+            )
+            .await
+            .map_err(pg)?
+            == 1)
+    }
+
     pub async fn revoke_terminal(&self, id: i64, now: Timestamp) -> Result<bool, DbError> {
         Ok(self
             .client()

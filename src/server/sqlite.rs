@@ -533,6 +533,17 @@ impl SqliteDb {
         .await
     }
 
+    pub async fn rotate_terminal(&self, id: i64, token_hash: &str) -> Result<bool, DbError> {
+        let hash = token_hash.to_owned();
+        with(&self.writer, move |conn| {
+            Ok(conn.execute(
+                "UPDATE terminals SET token_hash = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, hash],
+            )? == 1)
+        })
+        .await
+    }
+
     pub async fn terminals(&self) -> Result<Vec<TerminalRow>, DbError> {
         with(&self.reader, |conn| {
             let mut stmt = conn.prepare(
