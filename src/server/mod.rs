@@ -100,9 +100,9 @@ impl FromRequestParts<Arc<AppState>> for TerminalAuth {
                     "this token belongs to another terminal".to_owned(),
                 ))
             }
-            Auth::TerminalTaken => Err(ApiError::Forbidden(format!(
-                "terminal {terminal} is registered under another token"
-            ))),
+            Auth::TerminalTaken => Err(ApiError::Forbidden(
+                "this till's id is registered under another token".to_owned(),
+            )),
         }
     }
 }

@@ -253,8 +253,8 @@ fn check_entry(entry: &Entry, terminal: &TerminalId, now: Timestamp) -> Result<(
         return refuse(
             RULE_NOT_OWN,
             format!(
-                "entry {} is from terminal {}, but this token belongs to {terminal}; a till pushes only its own entries",
-                entry.id, entry.terminal_id
+                "entry {} names another till than the one pushing it; a till pushes only its own entries",
+                entry.id
             ),
         );
     }
