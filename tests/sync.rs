@@ -52,6 +52,7 @@ on_both_backends!(
     a_database_from_before_the_sequence_column_is_backfilled,
     a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number,
     a_member_erased_at_one_till_is_erased_everywhere,
+    rotated_keys_keep_old_cards_working_until_retired,
 );
 
 /// A server on a fresh database with `n` registered terminals' tokens.
@@ -1679,4 +1680,44 @@ fn a_member_erased_at_one_till_is_erased_everywhere(backend: Backend) {
         observer.store.member(ada).expect("member").member.name,
         tillpass::domain::member::ERASED_NAME
     );
+}
+
+fn rotated_keys_keep_old_cards_working_until_retired(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let member = enrol(&mut a.store, "Ada Lovelace").member;
+    let printed = a.store.member_code(&member.card);
+    assert!(printed.starts_with("TP1."), "{printed}");
+    a.sync().expect("sync");
+
+    assert!(admin(&server.db, &["key", "rotate"]));
+    a.sync().expect("sync takes the new key");
+    let new = a.store.member_code(&member.card);
+    assert!(new.starts_with("TP2.1."), "new codes use key 1: {new}");
+    let mut b = Till::join(&server.url, &tokens[1]);
+    for till in [&a, &b] {
+        for code in [&printed, &new] {
+            let found = till.store.identify_code(code).expect("verifies");
+            assert_eq!(found.member.id, member.id);
+        }
+    }
+
+    assert!(admin(&server.db, &["key", "retire", "0"]));
+    assert!(
+        !admin(&server.db, &["key", "retire", "1"]),
+        "the last live key cannot be retired"
+    );
+    a.sync().expect("sync");
+    b.sync().expect("sync");
+    for till in [&a, &b] {
+        let err = till.store.identify_code(&printed).expect_err("retired");
+        assert!(err.to_string().contains("key 0"), "{err}");
+        assert_eq!(
+            till.store.identify_code(&new).expect("new code").member.id,
+            member.id
+        );
+    }
 }

@@ -54,6 +54,9 @@ enum Command {
     /// Show or replace the program every till runs.
     #[command(subcommand)]
     Program(ProgramCommand),
+    /// Member-code keys: add one that tills sign new codes with, retire an old one.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// What a manager should review: refused pushes, flagged entries and double spends, by
     /// till and day, newest first.
     Audit {
@@ -145,6 +148,16 @@ enum TerminalCommand {
     },
     /// Every registered till.
     List,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Add a member-code key; tills adopt it at their next sync and sign new codes and passes
+    /// with it, while codes under older keys keep working until retired.
+    Rotate,
+    /// Retire key ID (0 is the first key, the `TP1.` codes): its codes are refused on every
+    /// till after its next sync. Give those members new cards first.
+    Retire { id: u32 },
 }
 
 #[derive(Subcommand)]
@@ -310,6 +323,18 @@ fn run(cli: Cli) -> Result<()> {
                             .unwrap_or_default()
                     );
                 }
+            }
+            Command::Key(KeyCommand::Rotate) => {
+                let id = db.rotate_key(now()).await?;
+                println!(
+                    "member-code key {id} added; tills sign new codes with it after their next sync"
+                );
+            }
+            Command::Key(KeyCommand::Retire { id }) => {
+                db.retire_key(id, now()).await?;
+                println!(
+                    "member-code key {id} retired; tills refuse its codes after their next sync"
+                );
             }
             Command::Program(ProgramCommand::Show) => {
                 let config = db.config(None, ConfigQuery::default()).await?;

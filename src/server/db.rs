@@ -247,6 +247,23 @@ impl Db {
         }
     }
 
+    /// Adds a member-code key (a fresh master); tills adopt it at their next sync and sign new
+    /// codes with it. Returns its id.
+    pub async fn rotate_key(&self, now: Timestamp) -> Result<u32, DbError> {
+        match self {
+            Db::Sqlite(db) => db.rotate_key(now).await,
+            Db::Postgres(db) => db.rotate_key(now).await,
+        }
+    }
+
+    /// Retires member-code key `id`: its codes are refused on every till after its next sync.
+    pub async fn retire_key(&self, id: u32, now: Timestamp) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(db) => db.retire_key(id, now).await,
+            Db::Postgres(db) => db.retire_key(id, now).await,
+        }
+    }
+
     /// Answers when the database does.
     pub async fn health(&self) -> Result<i64, DbError> {
         match self {
@@ -455,6 +472,62 @@ pub(super) fn render_cut(
         .map(|r| r.1.as_str())
         .collect();
     render(&m, &e, cut.next, cut.more, next_record)
+}
+
+/// A `code_keys` row: id, master (none for key 0), retired.
+pub(super) type KeyRow = (u32, Option<Vec<u8>>, bool);
+
+/// What config tells tills of the member-code keys: the member-code derivations of the live
+/// keys added since key 0, the current key (the newest live one), and whether key 0 is retired.
+pub(super) fn key_fields(
+    rows: &[KeyRow],
+) -> Result<(Vec<crate::sync::protocol::CodeKeyBody>, u32, bool), DbError> {
+    use crate::token::code::{CodeKey, MEMBER_CODE_PURPOSE};
+    let mut keys = Vec::new();
+    for (id, master, retired) in rows {
+        if *id == 0 || *retired {
+            continue;
+        }
+        let master: [u8; 32] = master
+            .clone()
+            .and_then(|m| m.try_into().ok())
+            .ok_or_else(|| DbError::Internal(format!("member-code key {id} has no master")))?;
+        let derived = CodeKey::from_bytes(master).derive(MEMBER_CODE_PURPOSE);
+        keys.push(crate::sync::protocol::CodeKeyBody {
+            id: *id,
+            key: data_encoding::BASE64.encode(derived.as_bytes()),
+        });
+    }
+    keys.sort_by_key(|k| k.id);
+    let key0_retired = rows.iter().any(|(id, _, retired)| *id == 0 && *retired);
+    let current = keys.last().map_or(0, |k| k.id);
+    Ok((keys, current, key0_retired))
+}
+
+/// Whether key `id` may be retired: it must exist and be live, and one live key must remain.
+pub(super) fn retirable(rows: &[KeyRow], id: u32) -> Result<(), DbError> {
+    let live = |k: u32| {
+        if k == 0 {
+            !rows.iter().any(|(i, _, r)| *i == 0 && *r)
+        } else {
+            rows.iter().any(|(i, _, r)| *i == k && !*r)
+        }
+    };
+    if !live(id) {
+        return Err(DbError::Setup(format!(
+            "there is no live member-code key {id} (see `key list`)"
+        )));
+    }
+    let others = std::iter::once(0)
+        .chain(rows.iter().map(|(i, _, _)| *i))
+        .filter(|&k| k != id && live(k))
+        .count();
+    if others == 0 {
+        return Err(DbError::Setup(format!(
+            "key {id} is the only live member-code key; run `key rotate` first"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

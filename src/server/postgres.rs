@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::audit::AuditItem;
 use super::db::{
-    Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
-    new_epoch, render, render_cut, stored_entry,
+    Auth, DbError, KeyRow, ProgramCache, Tally, TerminalRow, cut, entry_record_name, key_fields,
+    member_record_name, new_epoch, render, render_cut, retirable, stored_entry,
 };
 use super::judge;
 use super::validate::{
@@ -29,9 +29,10 @@ use crate::sync::protocol::{
 };
 
 /// The schema, in order; each script is idempotent and runs at every start.
-const SCHEMA: [&str; 2] = [
+const SCHEMA: [&str; 3] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
+    include_str!("migrations/postgres_003.sql"),
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
@@ -464,7 +465,9 @@ impl PgDb {
             None => 0,
         };
         let record_at_cursor = record_at(&tx, query.cursor).await?;
+        let keys = key_rows(&tx).await?;
         tx.commit().await.map_err(pg)?;
+        let (code_keys, code_key_current, code_key0_retired) = key_fields(&keys)?;
         Ok(ConfigResponse {
             program_version: row.get(0),
             program_toml: row.get(1),
@@ -474,7 +477,51 @@ impl PgDb {
             server_seq: meta.get(1),
             terminal_seq,
             record_at_cursor,
+            code_keys,
+            code_key_current,
+            code_key0_retired,
         })
+    }
+
+    pub async fn rotate_key(&self, now: Timestamp) -> Result<u32, DbError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
+            .await
+            .map_err(pg)?;
+        let id: i64 = tx
+            .query_one("SELECT COALESCE(MAX(id), 0) + 1 FROM code_keys", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        let master: [u8; 32] = rand::random();
+        tx.execute(
+            "INSERT INTO code_keys (id, master, created_at) VALUES ($1, $2, $3)",
+            &[&id, &&master[..], &now.millis()],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        u32::try_from(id).map_err(|_| DbError::Internal(format!("key id {id} out of range")))
+    }
+
+    pub async fn retire_key(&self, id: u32, now: Timestamp) -> Result<(), DbError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
+            .await
+            .map_err(pg)?;
+        retirable(&key_rows(&tx).await?, id)?;
+        // Key 0 has no row until it is retired (it is the program's code_key).
+        tx.execute(
+            "INSERT INTO code_keys (id, master, created_at, retired_at) VALUES ($1, NULL, $2, $2)
+             ON CONFLICT (id) DO UPDATE SET
+                 retired_at = COALESCE(code_keys.retired_at, EXCLUDED.retired_at)",
+            &[&i64::from(id), &now.millis()],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)
     }
 
     pub async fn record_refusal(
@@ -695,6 +742,23 @@ impl PgDb {
             .map_err(pg)?
             .get(0))
     }
+}
+
+/// Every member-code key row.
+async fn key_rows(tx: &Transaction<'_>) -> Result<Vec<KeyRow>, DbError> {
+    tx.query(
+        "SELECT id, master, retired_at IS NOT NULL FROM code_keys",
+        &[],
+    )
+    .await
+    .map_err(pg)?
+    .iter()
+    .map(|r| {
+        let id: i64 = r.get(0);
+        let id = u32::try_from(id).map_err(|_| DbError::Internal(format!("key id {id}")))?;
+        Ok((id, r.get(1), r.get(2)))
+    })
+    .collect()
 }
 
 /// The name of the record at `seq`, if there is one.

@@ -10,8 +10,8 @@ use rusqlite_migration::{M, Migrations};
 
 use super::audit::AuditItem;
 use super::db::{
-    Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
-    new_epoch, render, render_cut, stored_entry,
+    Auth, DbError, KeyRow, ProgramCache, Tally, TerminalRow, cut, entry_record_name, key_fields,
+    member_record_name, new_epoch, render, render_cut, retirable, stored_entry,
 };
 use super::judge;
 use super::validate::{
@@ -28,6 +28,7 @@ use crate::sync::protocol::{
 const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_001.sql")),
     M::up(include_str!("migrations/sqlite_002.sql")),
+    M::up(include_str!("migrations/sqlite_003.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
@@ -340,6 +341,11 @@ impl SqliteDb {
                 Some(t) => last_terminal_seq(&tx, t)?,
                 None => 0,
             };
+            let keys = tx
+                .prepare_cached("SELECT id, master, retired_at IS NOT NULL FROM code_keys")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<KeyRow>>>()?;
+            let (code_keys, code_key_current, code_key0_retired) = key_fields(&keys)?;
             Ok(ConfigResponse {
                 program_version: version,
                 program_toml: toml,
@@ -349,7 +355,50 @@ impl SqliteDb {
                 server_seq: last_seq(&tx)?,
                 terminal_seq,
                 record_at_cursor: record_at(&tx, query.cursor)?,
+                code_keys,
+                code_key_current,
+                code_key0_retired,
             })
+        })
+        .await
+    }
+
+    pub async fn rotate_key(&self, now: Timestamp) -> Result<u32, DbError> {
+        with(&self.writer, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id: u32 =
+                tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM code_keys", [], |r| {
+                    r.get(0)
+                })?;
+            let master: [u8; 32] = rand::random();
+            tx.execute(
+                "INSERT INTO code_keys (id, master, created_at) VALUES (?1, ?2, ?3)",
+                params![id, &master[..], now.millis()],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    pub async fn retire_key(&self, id: u32, now: Timestamp) -> Result<(), DbError> {
+        with(&self.writer, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let keys = tx
+                .prepare_cached("SELECT id, master, retired_at IS NOT NULL FROM code_keys")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<KeyRow>>>()?;
+            retirable(&keys, id)?;
+            // Key 0 has no row until it is retired (it is the program's code_key).
+            tx.execute(
+                "INSERT INTO code_keys (id, master, created_at, retired_at)
+                 VALUES (?1, NULL, ?2, ?2)
+                 ON CONFLICT (id) DO UPDATE SET
+                     retired_at = COALESCE(code_keys.retired_at, excluded.retired_at)",
+                params![id, now.millis()],
+            )?;
+            tx.commit()?;
+            Ok(())
         })
         .await
     }

@@ -83,9 +83,9 @@ impl Store {
         &self.code_key
     }
 
-    /// The member code (QR / pass / NFC payload) for a card.
+    /// The member code (QR / pass / NFC payload) for a card, under the current key.
     pub fn member_code(&self, card: &CardNumber) -> String {
-        member_code(&self.code_key, card)
+        member_code(&self.keys, card)
     }
 
     /// The member's wallet-pass web-service secret.
@@ -95,7 +95,7 @@ impl Store {
 
     /// Verifies a scanned member code and finds its member. Unverified text is never looked up.
     pub fn identify_code(&self, scanned: &str) -> Result<MemberView, ScanError> {
-        let card = parse_member_code(&self.code_key, scanned)?;
+        let card = parse_member_code(&self.keys, scanned)?;
         if let Some(view) = self.member_by_card(&card)? {
             return Ok(view);
         }

@@ -24,7 +24,7 @@ use thiserror::Error;
 use crate::domain::entry::ShapeError;
 use crate::domain::member::MemberError;
 use crate::domain::{ConfigError, EntryId, MemberId, Program, Refusal, TerminalId, Timestamp};
-use crate::token::CodeKey;
+use crate::token::{CodeKey, Keyring};
 
 pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::HistoricMember;
@@ -154,7 +154,10 @@ pub struct Store {
     program: Program,
     program_version: i64,
     terminal: TerminalId,
+    /// Key 0: the program's first member-code key (also the pass web-service key of tills).
     code_key: CodeKey,
+    /// Every member-code key held, and the current one.
+    keys: Keyring,
     path: PathBuf,
 }
 
@@ -196,12 +199,14 @@ impl Store {
             r.get::<_, String>(0)
         })?;
         let code_key = CodeKey::from_bytes(schema::ensure_code_key(&conn)?);
+        let keys = schema::keyring(&conn)?;
         let mut store = Self {
             conn,
             program,
             program_version,
             terminal: TerminalId(terminal),
             code_key,
+            keys,
             path: path.to_owned(),
         };
         // A pull cut short leaves members to re-fold; finish that before anyone reads them.
@@ -222,6 +227,7 @@ impl Store {
         let before = self.program_version;
         self.reload_program()?;
         self.code_key = CodeKey::from_bytes(schema::ensure_code_key(&self.conn)?);
+        self.keys = schema::keyring(&self.conn)?;
         Ok(self.program_version != before)
     }
 

@@ -15,6 +15,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/007_pin_attempts.sql")),
     M::up(include_str!("migrations/008_join.sql")),
     M::up(include_str!("migrations/009_erasure.sql")),
+    M::up(include_str!("migrations/010_code_keys.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.
@@ -65,6 +66,35 @@ pub fn ensure_code_key(conn: &Connection) -> rusqlite::Result<[u8; 32]> {
             "the stored member-code key is not 32 bytes".into(),
         )
     })
+}
+
+/// The member-code keyring: key 0, the keys added since, the current one, key 0 retired or not.
+pub fn keyring(conn: &Connection) -> rusqlite::Result<crate::token::Keyring> {
+    use crate::token::{CodeKey, Keyring};
+    let mut ring = Keyring::new(CodeKey::from_bytes(ensure_code_key(conn)?));
+    let mut stmt = conn.prepare("SELECT id, secret FROM code_keys")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+    for row in rows {
+        let (id, secret) = row?;
+        let secret: [u8; 32] = secret.try_into().map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Blob,
+                format!("member-code key {id} is not 32 bytes").into(),
+            )
+        })?;
+        ring.insert(id, CodeKey::from_bytes(secret));
+    }
+    let (current, key0_retired): (u32, bool) = conn.query_row(
+        "SELECT code_key_current, code_key0_retired FROM sync_state WHERE singleton = 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    ring.set_current(current);
+    if key0_retired && ring.current_id() != 0 {
+        ring.retire(0);
+    }
+    Ok(ring)
 }
 
 /// Installs `toml` as the program if there is none yet.

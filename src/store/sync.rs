@@ -402,6 +402,7 @@ impl Store {
                 params![&key[..]],
             )?;
             self.code_key = crate::token::code::CodeKey::from_bytes(key);
+            self.keys = super::schema::keyring(&self.conn)?;
         }
         if version == installed {
             return Ok(false);
@@ -412,6 +413,35 @@ impl Store {
             params![version],
         )?;
         Ok(true)
+    }
+
+    /// Takes on the server's member-code keys added since key 0 (derived for member codes; a
+    /// till never holds a master key), the current one, and whether key 0 is retired. A key the
+    /// server no longer lists is retired here too: its codes are refused from now on.
+    pub fn install_code_keys(
+        &mut self,
+        keys: &[(u32, [u8; 32])],
+        current: u32,
+        key0_retired: bool,
+    ) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM code_keys", [])?;
+        for (id, secret) in keys {
+            tx.execute(
+                "INSERT INTO code_keys (id, secret) VALUES (?1, ?2)",
+                params![id, &secret[..]],
+            )?;
+        }
+        tx.execute(
+            "UPDATE sync_state SET code_key_current = ?1, code_key0_retired = ?2
+             WHERE singleton = 1",
+            params![current, key0_retired],
+        )?;
+        tx.commit()?;
+        self.keys = super::schema::keyring(&self.conn)?;
+        Ok(())
     }
 
     /// Members whose balance is below zero (offline redemptions at several tills spent the same

@@ -100,15 +100,26 @@ pub fn take_config(
         known: store.known_program_version()?,
         cursor: counters.pull_cursor,
     })?;
-    let key: [u8; 32] = data_encoding::BASE64
-        .decode(config.code_key.as_bytes())
-        .ok()
-        .and_then(|k| k.try_into().ok())
-        .ok_or_else(|| SyncError::Protocol("the server sent a malformed member-code key".into()))?;
+    let decode = |text: &str| -> Result<[u8; 32], SyncError> {
+        data_encoding::BASE64
+            .decode(text.as_bytes())
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| {
+                SyncError::Protocol("the server sent a malformed member-code key".into())
+            })
+    };
+    let key: [u8; 32] = decode(&config.code_key)?;
+    let keys = config
+        .code_keys
+        .iter()
+        .map(|k| Ok((k.id, decode(&k.key)?)))
+        .collect::<Result<Vec<_>, SyncError>>()?;
     let new_versions = store.add_server_programs(&config.programs)?;
     report.program_updated =
         store.install_server_program(config.program_version, &config.program_toml, key, at)?
             || new_versions > 0;
+    store.install_code_keys(&keys, config.code_key_current, config.code_key0_retired)?;
     if !config.epoch.is_empty() {
         let restored = counters.epoch.as_ref().is_some_and(|e| *e != config.epoch)
             || counters.pull_cursor > config.server_seq

@@ -153,6 +153,22 @@ pub struct ConfigResponse {
     /// The record at the query's `cursor` ([`record_name`]), `None` past the end or at 0.
     #[serde(default)]
     pub record_at_cursor: Option<String>,
+    /// Member-code keys added since key 0 and not retired, derived for member codes only.
+    #[serde(default)]
+    pub code_keys: Vec<CodeKeyBody>,
+    /// The key new member codes use (0: key 0).
+    #[serde(default)]
+    pub code_key_current: u32,
+    /// Key 0 is retired: codes printed under it are refused.
+    #[serde(default)]
+    pub code_key0_retired: bool,
+}
+
+/// One member-code key: its id and its 32 bytes, base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeKeyBody {
+    pub id: u32,
+    pub key: String,
 }
 
 /// A member's balance as the server knows it.

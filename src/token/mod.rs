@@ -11,4 +11,4 @@ pub mod pcsc_reader;
 pub mod qr;
 pub mod uid;
 
-pub use code::{CODE_PREFIX, CodeError, CodeKey, member_code, parse_member_code};
+pub use code::{CODE_PREFIX, CodeError, CodeKey, Keyring, member_code, parse_member_code};
