@@ -376,6 +376,9 @@ pub fn seed(
     if !store.is_empty()? {
         return Err(StoreError::NotEmpty);
     }
+    if store.sync_settings()?.server_url.is_some() {
+        return Err(StoreError::DemoOnJoinedTill);
+    }
     let started = std::time::Instant::now();
     let (tx, rx) = mpsc::sync_channel::<Vec<HistoricMember>>(2);
     let mut generator = DemoGenerator::new(store.program().clone(), seed, now);

@@ -239,3 +239,73 @@ fn a_member_gets_everything_held_about_them() {
         serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("JSON");
     assert_eq!(from_file["record"], export["record"]);
 }
+
+#[test]
+fn members_and_balances_are_imported_all_or_nothing() {
+    let db = TempDb::new();
+    assert!(tillpass(&db, &["manager-pin", "set"]).status.success());
+    let file = db.dir.path().join("members.csv");
+    std::fs::write(
+        &file,
+        "Customer name,Email,Phone,Points balance,First visit\n\
+         Ada Lovelace,ada@example.com,07400 123456,1250,2023-05-04\n\
+         Bo Peep,bo@example.com,,0,\n\
+         Cy Young,,07400 999888,75.0,2024-01-02 09:30\n",
+    )
+    .expect("write");
+    let path = file.to_str().expect("path");
+    let dry = json(&db, &["import", path, "--dry-run"]);
+    assert_eq!(dry["members"], 3);
+    assert_eq!(dry["points"], 1325);
+    assert_eq!(
+        json(&db, &["status"])["members"],
+        0,
+        "a dry run writes nothing"
+    );
+
+    let done = json(&db, &["import", path]);
+    assert_eq!(
+        (done["members"].as_i64(), done["balances"].as_i64()),
+        (Some(3), Some(2))
+    );
+    let ada = json(&db, &["member", "show", "ada@example.com"]);
+    assert_eq!(ada["state"]["balance"], 1250);
+    let history = json(&db, &["history", "ada@example.com"]);
+    assert_eq!(history[0]["kind"], "opening_balance");
+    assert_eq!(
+        json(&db, &["verify"])["drift"].as_array().map(Vec::len),
+        Some(0)
+    );
+
+    // A file with bad lines imports nothing and names every one.
+    std::fs::write(
+        &file,
+        "name,email,balance\nDi Prince,di@example.com,10\nEd,ada@example.com,5\nFay,fay@,x\n",
+    )
+    .expect("write");
+    let err = refused(&db, &["import", path]);
+    assert!(err.contains("line 3") && err.contains("line 4"), "{err}");
+    assert_eq!(
+        json(&db, &["status"])["members"],
+        3,
+        "nothing more was imported"
+    );
+}
+
+#[test]
+fn demo_data_is_refused_on_a_joined_till() {
+    let db = TempDb::new();
+    assert!(
+        tillpass(
+            &db,
+            &["sync", "--server", "http://127.0.0.1:9", "--token", "tpt_x"]
+        )
+        .status
+        .code()
+        .is_some(),
+        "the server is saved even though it cannot be reached"
+    );
+    let err = refused(&db, &["demo", "--members", "5"]);
+    assert!(err.contains("joined to a server"), "{err}");
+    assert_eq!(json(&db, &["status"])["members"], 0);
+}

@@ -53,6 +53,7 @@ on_both_backends!(
     a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number,
     a_member_erased_at_one_till_is_erased_everywhere,
     rotated_keys_keep_old_cards_working_until_retired,
+    imported_balances_sync_everywhere_and_are_flagged,
 );
 
 /// A server on a fresh database with `n` registered terminals' tokens.
@@ -1720,4 +1721,27 @@ fn rotated_keys_keep_old_cards_working_until_retired(backend: Backend) {
             member.id
         );
     }
+}
+
+fn imported_balances_sync_everywhere_and_are_flagged(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let parsed = tillpass::domain::import::read(
+        b"name,email,balance,joined\nAda Lovelace,ada@example.com,1250,2023-05-04\nBo Peep,bo@example.com,0,\n",
+    )
+    .expect("read");
+    let report = a
+        .store
+        .import_members(&parsed, "import", now(), false)
+        .expect("import");
+    assert_eq!((report.members, report.points), (2, 1250));
+    a.sync()
+        .expect("the opening balance is an entry like any other");
+    let b = Till::join(&server.url, &tokens[1]);
+    assert_eq!(b.balances(), a.balances());
+    let audit = admin_output(&server.db, &["audit", "--json"]);
+    assert!(audit.contains("opening_balance"), "{audit}");
 }

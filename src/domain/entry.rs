@@ -77,11 +77,13 @@ pub enum EntryKind {
     WelcomeBonus,
     /// The program's yearly birthday bonus.
     BirthdayBonus,
+    /// A member's balance brought over from another loyalty system when they were imported.
+    OpeningBalance,
 }
 
 impl EntryKind {
     /// Every kind, for iteration and schema checks.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Earn,
         Self::Redeem,
         Self::Reverse,
@@ -89,6 +91,7 @@ impl EntryKind {
         Self::Expire,
         Self::WelcomeBonus,
         Self::BirthdayBonus,
+        Self::OpeningBalance,
     ];
 
     /// The stable text used in storage and on the wire.
@@ -101,6 +104,7 @@ impl EntryKind {
             Self::Expire => "expire",
             Self::WelcomeBonus => "welcome_bonus",
             Self::BirthdayBonus => "birthday_bonus",
+            Self::OpeningBalance => "opening_balance",
         }
     }
 
@@ -114,6 +118,7 @@ impl EntryKind {
             Self::Expire => "Expired",
             Self::WelcomeBonus => "Welcome bonus",
             Self::BirthdayBonus => "Birthday bonus",
+            Self::OpeningBalance => "Opening balance",
         }
     }
 }
@@ -213,11 +218,15 @@ impl Entry {
             EntryKind::Adjust if self.points == 0 || self.note.is_none() => {
                 fail("an adjustment moves points and says why")
             }
+            EntryKind::OpeningBalance if self.points <= 0 || self.note.is_none() => {
+                fail("an opening balance adds points and says where they came from")
+            }
             EntryKind::Redeem
             | EntryKind::Expire
             | EntryKind::WelcomeBonus
             | EntryKind::BirthdayBonus
             | EntryKind::Adjust
+            | EntryKind::OpeningBalance
                 if amount.is_some() =>
             {
                 fail("only sales carry an amount")

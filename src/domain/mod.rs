@@ -2,6 +2,7 @@
 
 pub mod card;
 pub mod entry;
+pub mod import;
 pub mod member;
 pub mod money;
 pub mod phone;

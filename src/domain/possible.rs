@@ -134,6 +134,8 @@ pub enum Rule {
     AlreadyReversed { target: EntryId, by: EntryId },
     #[error("a second welcome bonus for the member (the first is {first})")]
     WelcomeTwice { first: EntryId },
+    #[error("a second opening balance for the member (the first is {first})")]
+    OpeningTwice { first: EntryId },
     #[error("a second birthday bonus for the member in {year} (the first is {first})")]
     BirthdayTwice { year: i32, first: EntryId },
     #[error("a {kind} of {points} points; the program gives {allowed:?}")]
@@ -168,6 +170,7 @@ impl Rule {
             Rule::AlreadyReversed { .. } => "already_reversed",
             Rule::WelcomeTwice { .. } => "welcome_twice",
             Rule::BirthdayTwice { .. } => "birthday_twice",
+            Rule::OpeningTwice { .. } => "opening_twice",
             Rule::BonusAmount { .. } => "bonus_amount",
             Rule::ExpiryOverBalance { .. } => "expiry_over_balance",
             Rule::AdjustmentOverLimit { .. } => "adjustment_over_limit",
@@ -184,6 +187,8 @@ pub enum Flag {
     /// Redemptions in the 24 hours up to this one went over the program's offline limit (fine
     /// when the till was online; a manager checks the ones that were not).
     OverOfflineLimit { used: i64, limit: i64 },
+    /// A balance brought over from another system at import.
+    OpeningBalance { points: i64 },
 }
 
 impl Flag {
@@ -192,6 +197,7 @@ impl Flag {
         match self {
             Flag::Adjustment { .. } => "adjustment",
             Flag::OverOfflineLimit { .. } => "over_offline_limit",
+            Flag::OpeningBalance { .. } => "opening_balance",
         }
     }
 
@@ -201,6 +207,9 @@ impl Flag {
             Flag::Adjustment { points } => format!("adjustment of {points:+} points"),
             Flag::OverOfflineLimit { used, limit } => {
                 format!("{used} points redeemed in 24 hours; the offline limit is {limit}")
+            }
+            Flag::OpeningBalance { points } => {
+                format!("opening balance of {points} points brought over at import")
             }
         }
     }
@@ -220,7 +229,11 @@ pub struct Needs {
 fn needs_history(kind: EntryKind) -> bool {
     matches!(
         kind,
-        EntryKind::WelcomeBonus | EntryKind::BirthdayBonus | EntryKind::Expire | EntryKind::Redeem
+        EntryKind::WelcomeBonus
+            | EntryKind::BirthdayBonus
+            | EntryKind::Expire
+            | EntryKind::Redeem
+            | EntryKind::OpeningBalance
     )
 }
 
@@ -359,6 +372,7 @@ pub fn check_entry(
         EntryKind::BirthdayBonus => check_birthday(&candidates, known, e).map_err(fail)?,
         EntryKind::Expire => check_expiry(known, e).map_err(fail)?,
         EntryKind::Adjust => return check_adjust(&candidates, e).map_err(fail),
+        EntryKind::OpeningBalance => return check_opening(known, e).map_err(fail),
     }
     Ok(None)
 }
@@ -568,6 +582,17 @@ fn check_expiry(known: &Known, e: &Entry) -> Result<(), Rule> {
         });
     }
     Ok(())
+}
+
+/// An opening balance (an import) comes once per member; every one is flagged.
+fn check_opening(known: &Known, e: &Entry) -> Result<Option<Flag>, Rule> {
+    if let Some(first) = known
+        .history(e.member_id)
+        .find(|o| o.kind == EntryKind::OpeningBalance && o.id != e.id)
+    {
+        return Err(Rule::OpeningTwice { first: first.id });
+    }
+    Ok(Some(Flag::OpeningBalance { points: e.points }))
 }
 
 /// An adjustment says why and stays within the program's limit; every one is flagged.

@@ -44,7 +44,7 @@ fn qualifying_contribution(measure: TierMeasure, entry: &Entry, reversed: Option
 pub fn is_activity(kind: EntryKind) -> bool {
     matches!(
         kind,
-        EntryKind::Earn | EntryKind::Redeem | EntryKind::WelcomeBonus
+        EntryKind::Earn | EntryKind::Redeem | EntryKind::WelcomeBonus | EntryKind::OpeningBalance
     )
 }
 

@@ -67,3 +67,134 @@ impl Store {
         Ok(())
     }
 }
+
+/// What an import did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    pub members: usize,
+    /// Opening balances written, and their points.
+    pub balances: usize,
+    pub points: i64,
+    /// Nothing was written: the file was only checked.
+    pub dry_run: bool,
+}
+
+impl Store {
+    /// Imports members from another loyalty system, all or nothing, in one transaction: each
+    /// enrolled with a new card and their join date, and each balance written as an opening
+    /// balance entry by this till (so it syncs and the server judges it like any entry).
+    /// Every row is checked against the program and the store first; any bad row refuses the
+    /// whole file with every line's reason. With `dry_run` nothing is written.
+    pub fn import_members(
+        &mut self,
+        parsed: &crate::domain::import::Parsed,
+        actor: &str,
+        at: Timestamp,
+        dry_run: bool,
+    ) -> Result<ImportReport> {
+        use crate::domain::import::{ImportError, LineError};
+        let (rows, source) = (&parsed.rows, parsed.source);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut errors = parsed.errors.clone();
+        let mut valid = Vec::with_capacity(rows.len());
+        let mut phones = std::collections::HashMap::new();
+        let mut emails = std::collections::HashMap::new();
+        let taken = |column: &str, value: &str| -> Result<bool> {
+            Ok(tx
+                .prepare_cached(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM members WHERE {column} = ?1)"
+                ))?
+                .query_row(rusqlite::params![value], |r| r.get::<_, bool>(0))?)
+        };
+        for row in rows {
+            let line = row.line;
+            let new = match row.input.clone().validate(&self.program, at.date()) {
+                Ok(new) => new,
+                Err(e) => {
+                    errors.push(LineError {
+                        line,
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let mut clash = None;
+            if let Some(phone) = &new.phone {
+                if let Some(first) = phones.insert(phone.clone(), line) {
+                    clash = Some(format!("phone {phone} is also on line {first}"));
+                } else if taken("phone", phone)? {
+                    clash = Some(format!("phone {phone} already belongs to a member here"));
+                }
+            }
+            if let Some(email) = &new.email {
+                if let Some(first) = emails.insert(email.clone(), line) {
+                    clash = clash.or(Some(format!("email {email} is also on line {first}")));
+                } else if taken("email", email)? {
+                    clash = clash.or(Some(format!(
+                        "email {email} already belongs to a member here"
+                    )));
+                }
+            }
+            match clash {
+                Some(reason) => errors.push(LineError { line, reason }),
+                None => valid.push((row, new)),
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| e.line);
+            return Err(StoreError::Import(ImportError::Lines(errors)));
+        }
+        let appender = super::ledger::Appender {
+            conn: &tx,
+            program: &self.program,
+            terminal: &self.terminal,
+        };
+        let mut report = ImportReport {
+            members: valid.len(),
+            balances: 0,
+            points: 0,
+            dry_run,
+        };
+        for (row, new) in valid {
+            let joined = row.joined.map_or(at, |j| j.min(at));
+            let member = Member {
+                id: crate::domain::MemberId(super::ledger::new_id(joined)),
+                card: super::identify::fresh_card(&tx)?,
+                name: new.name,
+                phone: new.phone,
+                email: new.email,
+                birthday: new.birthday,
+                marketing_consent: new.marketing_consent,
+                created_at: joined,
+            };
+            insert_member(&tx, &member)?;
+            let mut entries = Vec::new();
+            if row.balance > 0 {
+                let draft = crate::domain::rules::Draft {
+                    kind: crate::domain::EntryKind::OpeningBalance,
+                    points: row.balance,
+                    amount_minor: None,
+                    currency: None,
+                    reward_id: None,
+                    reverses: None,
+                    note: Some(format!(
+                        "opening balance from {} (line {})",
+                        source.name(),
+                        row.line
+                    )),
+                };
+                appender.append(member.id, &mut entries, draft, actor, at)?;
+                report.balances += 1;
+                report.points += row.balance;
+            } else {
+                super::ledger::refresh_state(&tx, &self.program, member.id, &entries, at)?;
+            }
+        }
+        if !dry_run {
+            tx.commit()?;
+        }
+        Ok(report)
+    }
+}

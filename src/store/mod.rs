@@ -27,7 +27,7 @@ use crate::domain::{ConfigError, EntryId, MemberId, Program, Refusal, TerminalId
 use crate::token::{CodeKey, Keyring};
 
 pub use authority::{Adopted, Applied, Quarantined};
-pub use bulk::HistoricMember;
+pub use bulk::{HistoricMember, ImportReport};
 pub use identify::{ScanError, ScanOutcome};
 pub use ledger::InsertOutcome;
 pub use manager::{ActivityRow, PinError, TierRow, TierSort};
@@ -82,10 +82,16 @@ pub enum StoreError {
     KeyMismatch(#[from] KeyMismatch),
     #[error("the store already has members; a demo can only be loaded into an empty store")]
     NotEmpty,
+    #[error(
+        "this till is joined to a server: demo members would exist on this till alone; load demo data on a till of its own"
+    )]
+    DemoOnJoinedTill,
     #[error("could not find an unused card number; the card number space is nearly full")]
     CardsExhausted,
     #[error("corrupt record: {0}")]
     BadRecord(String),
+    #[error(transparent)]
+    Import(#[from] crate::domain::import::ImportError),
     #[error("NFC tag {uid} is already linked to the member with card {card}")]
     TagTaken { uid: String, card: String },
     #[error(transparent)]

@@ -404,7 +404,8 @@ impl TillApp {
                 program,
                 stats,
                 has_pin,
-            } => self.ready(*program, stats, has_pin),
+                joined,
+            } => self.ready(*program, stats, has_pin, joined),
             Reply::OpenFailed(e) => self.fatal = Some(e),
             Reply::Reloaded { program, stats } => {
                 self.say(
@@ -541,8 +542,8 @@ impl TillApp {
     }
 
     /// The store is open: remember the program and start syncing.
-    fn ready(&mut self, program: Program, stats: StoreStats, has_pin: bool) {
-        if stats.members == 0 && !self.dialog_open() {
+    fn ready(&mut self, program: Program, stats: StoreStats, has_pin: bool, joined: bool) {
+        if stats.members == 0 && !joined && !self.dialog_open() {
             self.dialog = Some(Dialog::DemoOffer {
                 join: String::new(),
             });

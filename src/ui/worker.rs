@@ -86,6 +86,8 @@ pub enum Reply {
         program: Box<Program>,
         stats: StoreStats,
         has_pin: bool,
+        /// The till is joined to a server (no demo data is offered then).
+        joined: bool,
     },
     OpenFailed(String),
     /// The program in force after a reload.
@@ -285,6 +287,7 @@ fn serve(db: &Path, actor: &str, inbox: &Receiver<Request>, replies: &Replies) {
             program: Box::new(store.program().clone()),
             stats,
             has_pin: store.has_manager_pin()?,
+            joined: store.sync_settings()?.server_url.is_some(),
         })
     });
     if !replies.send(ready.unwrap_or_else(|e| Reply::OpenFailed(e.to_string()))) {

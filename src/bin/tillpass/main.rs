@@ -97,6 +97,14 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Import members and their balances from another loyalty system (a CSV file: our columns,
+    /// or a Square or Loyverse customer export), all or nothing (manager PIN unless --dry-run).
+    Import {
+        file: PathBuf,
+        /// Check every line and say what would be imported; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Fill an empty store with realistic demo members and a year of history.
     Demo {
         #[arg(long, default_value_t = 1000)]
@@ -573,6 +581,20 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let client = tillpass::sync::client_for(&store)?;
             let list = client.double_spends()?;
             out.double_spends(&list)
+        }
+        Command::Import { file, dry_run } => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let parsed = tillpass::domain::import::read(&bytes)
+                .with_context(|| format!("importing {}", file.display()))?;
+            let mut store = open(&cli)?;
+            if !*dry_run && parsed.errors.is_empty() {
+                require_manager(&mut store)?;
+            }
+            let report = store
+                .import_members(&parsed, &actor, now(), *dry_run)
+                .with_context(|| format!("importing {}", file.display()))?;
+            out.import(&report, parsed.source.name())
         }
         Command::ManagerPin(ManagerPinCommand::Set) => {
             let mut store = open(&cli)?;

@@ -317,6 +317,29 @@ impl Out {
         Ok(())
     }
 
+    pub fn import(&self, report: &tillpass::store::ImportReport, source: &str) -> Result<()> {
+        if self.json {
+            return print_json(report);
+        }
+        let verb = if report.dry_run {
+            "Would import"
+        } else {
+            "Imported"
+        };
+        say!(
+            "{verb} {} members from {source}, {} with opening balances totalling {} points.{}",
+            report.members,
+            report.balances,
+            report.points,
+            if report.dry_run {
+                " Nothing was written."
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    }
+
     /// A document that is JSON whatever `--json` says (a member's data export).
     pub fn document(&self, text: &str) -> Result<()> {
         say!("{text}");
