@@ -309,3 +309,33 @@ fn demo_data_is_refused_on_a_joined_till() {
     assert!(err.contains("joined to a server"), "{err}");
     assert_eq!(json(&db, &["status"])["members"], 0);
 }
+
+#[test]
+fn a_till_backup_is_a_store_of_its_own() {
+    let db = TempDb::new();
+    let added = json(&db, &["member", "add", "--name", "Ada Lovelace"]);
+    let card = added["member"]["card"].as_str().expect("card").to_owned();
+    json(&db, &["earn", &card, "12.50"]);
+    let copy = db.dir.path().join("copy.sqlite3");
+    assert!(
+        tillpass(&db, &["backup", copy.to_str().expect("path")])
+            .status
+            .success()
+    );
+    let err = refused(&db, &["backup", copy.to_str().expect("path")]);
+    assert!(err.contains("exists already"), "{err}");
+    let restored = TempDb {
+        path: copy,
+        dir: tempfile::tempdir().expect("dir"),
+    };
+    assert_eq!(
+        json(&restored, &["member", "show", &card])["state"]["balance"],
+        225
+    );
+    assert_eq!(
+        json(&restored, &["verify"])["drift"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+}

@@ -1745,3 +1745,41 @@ fn imported_balances_sync_everywhere_and_are_flagged(backend: Backend) {
     let audit = admin_output(&server.db, &["audit", "--json"]);
     assert!(audit.contains("opening_balance"), "{audit}");
 }
+
+#[test]
+fn a_server_backup_put_back_is_noticed_by_its_epoch() {
+    let dir = TempDb::new();
+    let Some((mut server, tokens)) = server(Backend::Sqlite, dir.dir.path(), 1) else {
+        return;
+    };
+    let path = server
+        .db
+        .strip_prefix("sqlite:")
+        .expect("sqlite")
+        .to_owned();
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let member = enrol(&mut a.store, "Ada Lovelace").member.id;
+    a.sync().expect("sync");
+    let copy = dir.dir.path().join("server-backup.sqlite3");
+    assert!(admin(&server.db, &["backup", copy.to_str().expect("path")]));
+    assert!(
+        !admin(&server.db, &["backup", copy.to_str().expect("path")]),
+        "a backup never overwrites a file"
+    );
+    a.store.earn(member, 1000, "test", now()).expect("earn");
+    a.sync().expect("sync");
+
+    server.kill();
+    put_back(&copy, std::path::Path::new(&path));
+    let server = Server::start(&server.db);
+    a.repoint(&server.url);
+    let report = a.sync().expect("sync after the restore");
+    assert!(report.server_restored, "the copy's own epoch is noticed");
+    let observer_token = add_terminal(&server.db, "observer");
+    let observer = Till::join(&server.url, &observer_token);
+    assert_eq!(
+        observer.balances(),
+        a.balances(),
+        "the sale lost with the copy came back"
+    );
+}

@@ -54,6 +54,12 @@ enum Command {
     /// Show or replace the program every till runs.
     #[command(subcommand)]
     Program(ProgramCommand),
+    /// Write a consistent copy of the SQLite database to PATH while the server runs (PostgreSQL:
+    /// use pg_dump). Put back, the copy is noticed by every till, which heals it.
+    Backup { path: PathBuf },
+    /// After restoring the database from a backup made by other means (pg_dump, a file copy):
+    /// give it a new epoch so every till pulls again and pushes what it lacks.
+    Restored,
     /// Member-code keys: add one that tills sign new codes with, retire an old one.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -323,6 +329,14 @@ fn run(cli: Cli) -> Result<()> {
                             .unwrap_or_default()
                     );
                 }
+            }
+            Command::Backup { path } => {
+                db.backup(&path.to_string_lossy()).await?;
+                println!("backed up to {}", path.display());
+            }
+            Command::Restored => {
+                let epoch = db.renew_epoch().await?;
+                println!("new epoch {epoch}: tills pull again and push what this copy lacks");
             }
             Command::Key(KeyCommand::Rotate) => {
                 let id = db.rotate_key(now()).await?;

@@ -237,6 +237,26 @@ impl Db {
         }
     }
 
+    /// A consistent copy of a SQLite database at `path`, with an epoch of its own so that tills
+    /// notice when it is put back. PostgreSQL is backed up with its own tools (pg_dump).
+    pub async fn backup(&self, path: &str) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(db) => db.backup(path).await,
+            Db::Postgres(_) => Err(DbError::Setup(
+                "back up PostgreSQL with pg_dump (e.g. pg_dump -Fc -f tillpass.dump DB); after restoring one, run `tillpass-server restored`".into(),
+            )),
+        }
+    }
+
+    /// Gives the database a new epoch: run after putting back a backup made by other means, so
+    /// every till pulls again and pushes what the copy lacks.
+    pub async fn renew_epoch(&self) -> Result<String, DbError> {
+        match self {
+            Db::Sqlite(db) => db.renew_epoch().await,
+            Db::Postgres(db) => db.renew_epoch().await,
+        }
+    }
+
     /// After a member's data was erased: leaves no copy in the database's files (SQLite: the
     /// write-ahead log emptied, deleted bytes being zeroed; PostgreSQL: the two member tables
     /// rewritten, so no dead row keeps the old versions).

@@ -725,6 +725,16 @@ impl PgDb {
         Ok(row.get(0))
     }
 
+    pub async fn renew_epoch(&self) -> Result<String, DbError> {
+        let epoch = super::db::new_epoch();
+        self.client()
+            .await?
+            .execute("UPDATE server_meta SET epoch = $1", &[&epoch])
+            .await
+            .map_err(pg)?;
+        Ok(epoch)
+    }
+
     pub async fn scrub_erased(&self) -> Result<(), DbError> {
         self.client()
             .await?

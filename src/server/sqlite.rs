@@ -633,6 +633,38 @@ impl SqliteDb {
         .await
     }
 
+    pub async fn backup(&self, path: &str) -> Result<(), DbError> {
+        let path = path.to_owned();
+        with(&self.reader, move |conn| {
+            if std::path::Path::new(&path).exists() {
+                return Err(DbError::Setup(format!(
+                    "{path} exists already; choose a new file for the backup"
+                )));
+            }
+            conn.execute("VACUUM INTO ?1", params![path])?;
+            // The copy is another database once put back: tills must notice and heal.
+            let copy = Connection::open(&path)?;
+            copy.execute(
+                "UPDATE server_meta SET epoch = ?1 WHERE singleton = 1",
+                params![new_epoch()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn renew_epoch(&self) -> Result<String, DbError> {
+        with(&self.writer, |conn| {
+            let epoch = new_epoch();
+            conn.execute(
+                "UPDATE server_meta SET epoch = ?1 WHERE singleton = 1",
+                params![epoch],
+            )?;
+            Ok(epoch)
+        })
+        .await
+    }
+
     pub async fn scrub_erased(&self) -> Result<(), DbError> {
         with(&self.writer, |conn| {
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;

@@ -106,6 +106,23 @@ impl Store {
         self.scrub_log()
     }
 
+    /// Writes a consistent copy of this store to `path` (which must not exist yet), safe while
+    /// the till runs. Put back later, the copy is an older copy: its next sync takes back what
+    /// the server holds of this till since and numbers newer entries after it.
+    pub fn backup(&self, path: &std::path::Path) -> Result<()> {
+        if path.exists() {
+            return Err(StoreError::BadRecord(format!(
+                "{} exists already; choose a new file for the backup",
+                path.display()
+            )));
+        }
+        self.conn.execute(
+            "VACUUM INTO ?1",
+            params![path.to_string_lossy().into_owned()],
+        )?;
+        Ok(())
+    }
+
     /// Empties the write-ahead log into the database (whose deleted bytes are zeroed), so
     /// erased data leaves no copy in either file.
     pub fn scrub_log(&self) -> Result<()> {

@@ -105,6 +105,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write a consistent copy of this till's store to PATH while it runs. Put back later, the
+    /// copy takes back from the server what it lacks at its next sync.
+    Backup { path: PathBuf },
     /// Fill an empty store with realistic demo members and a year of history.
     Demo {
         #[arg(long, default_value_t = 1000)]
@@ -581,6 +584,11 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let client = tillpass::sync::client_for(&store)?;
             let list = client.double_spends()?;
             out.double_spends(&list)
+        }
+        Command::Backup { path } => {
+            open(&cli)?.backup(path)?;
+            eprintln!("backed up to {}", path.display());
+            Ok(())
         }
         Command::Import { file, dry_run } => {
             let bytes =
