@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use tillpass::domain::{Program, Timestamp};
+use tillpass::server::acme::{Acme, AcmeSettings};
 use tillpass::server::audit;
 use tillpass::server::config::{DEFAULT_DB, DEFAULT_LISTEN, FileConfig};
 use tillpass::server::{Db, new_token, serve, token_hash};
@@ -44,8 +46,10 @@ enum Command {
         listen: Option<String>,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        authority: AcmeArgs,
         /// Plain HTTP, on a loopback address only (behind a TLS-terminating reverse proxy).
-        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "acme"])]
         insecure_http: bool,
     },
     /// Register, revoke and list tills.
@@ -84,10 +88,36 @@ struct TlsArgs {
     /// PEM private key of that certificate.
     #[arg(long, requires = "tls_cert", env = "TILLPASS_SERVER_TLS_KEY")]
     tls_key: Option<PathBuf>,
-    /// Where the self-signed certificate is made and kept when no certificate is given
-    /// [default: tillpass-server-tls beside a SQLite database, else in the working directory].
+    /// A publicly trusted certificate for DOMAIN from an ACME authority (Let's Encrypt unless
+    /// --acme-directory), kept in the TLS directory and renewed while serving; the authority
+    /// checks DOMAIN on port 443, which must reach this server.
+    #[arg(long, value_name = "DOMAIN", conflicts_with_all = ["tls_cert", "tls_key"], env = "TILLPASS_SERVER_ACME")]
+    acme: Option<String>,
+    /// Where the self-signed certificate is made and kept when no certificate is given, and
+    /// with --acme the account, key and certificate [default: tillpass-server-tls beside a
+    /// SQLite database, else in the working directory].
     #[arg(long, env = "TILLPASS_SERVER_TLS_DIR")]
     tls_dir: Option<PathBuf>,
+}
+
+/// The ACME authority, for `--acme`.
+#[derive(clap::Args)]
+struct AcmeArgs {
+    /// The ACME directory URL.
+    #[arg(long, requires = "acme", default_value = tillpass::server::acme::LETS_ENCRYPT, env = "TILLPASS_SERVER_ACME_DIRECTORY")]
+    acme_directory: String,
+    /// A contact for the ACME account, e.g. mailto:ops@shop.example (repeatable).
+    #[arg(
+        long,
+        requires = "acme",
+        env = "TILLPASS_SERVER_ACME_CONTACT",
+        value_delimiter = ','
+    )]
+    acme_contact: Vec<String>,
+    /// A PEM root certificate to trust for the ACME directory besides the machine's
+    /// authorities (a private or test authority).
+    #[arg(long, requires = "acme", env = "TILLPASS_SERVER_ACME_CA_ROOT")]
+    acme_ca_root: Option<PathBuf>,
 }
 
 impl TlsArgs {
@@ -100,6 +130,15 @@ impl TlsArgs {
                 &["localhost".to_owned(), "127.0.0.1".to_owned()],
             )?,
         })
+    }
+
+    /// The pin of the key the server presents (with --acme, the key its certificates are kept
+    /// with, the same across renewals).
+    fn pin(&self, db_url: &str) -> Result<String> {
+        if self.acme.is_some() {
+            return Ok(tillpass::server::acme::pin(&self.dir(db_url))?);
+        }
+        Ok(self.identity(db_url)?.pin)
     }
 
     fn dir(&self, db_url: &str) -> PathBuf {
@@ -205,7 +244,7 @@ fn print_token(
     let pin = if no_pin || url.starts_with("http://") {
         None
     } else {
-        Some(tls.identity(db_url)?.pin)
+        Some(tls.pin(db_url)?)
     };
     let code = tillpass::sync::join::JoinCode { url, token, pin }.encode();
     println!("Join code (on the till: tillpass join CODE, or scan it on an empty till):");
@@ -257,6 +296,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Serve {
                 listen,
                 tls,
+                authority,
                 insecure_http,
             } => {
                 let listen = listen
@@ -274,6 +314,29 @@ fn run(cli: Cli) -> Result<()> {
                     }
                     tracing::info!(%addr, database = db.kind(), "serving plain HTTP on loopback");
                     println!("listening on http://{addr}");
+                    serve(listener, db).await?;
+                } else if let Some(domain) = tls.acme.clone() {
+                    let acme = Arc::new(Acme::open(AcmeSettings {
+                        domain: domain.clone(),
+                        directory: authority.acme_directory,
+                        contacts: authority.acme_contact,
+                        ca_root: authority.acme_ca_root,
+                        dir: tls.dir(&db_url),
+                    })?);
+                    let identity = acme.identity()?;
+                    // Accepting before there is a certificate: the authority validates through
+                    // this listener.
+                    let listener = tillpass::server::tls::TlsListener::new(listener, &identity)?;
+                    if acme.current().is_none() {
+                        tracing::info!(%domain, "obtaining a certificate");
+                        acme.renew()
+                            .await
+                            .with_context(|| format!("obtaining a certificate for {domain}"))?;
+                    }
+                    tokio::spawn(Arc::clone(&acme).keep_renewed());
+                    tracing::info!(%addr, %domain, database = db.kind(), certificate = %identity.cert_path.display(), "serving");
+                    println!("listening on https://{addr}");
+                    println!("key pin {}", identity.pin);
                     serve(listener, db).await?;
                 } else {
                     let identity = tls.identity(&db_url)?;

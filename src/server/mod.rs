@@ -2,6 +2,7 @@
 //! everyone else's; the server keeps the one ordered, append-only set, on SQLite or PostgreSQL.
 //! See [`crate::sync::protocol`] for the wire format.
 
+pub mod acme;
 pub mod audit;
 pub mod config;
 pub mod db;

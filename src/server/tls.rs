@@ -1,6 +1,7 @@
-//! TLS in the server itself (rustls with ring): a certificate and key given by the operator, or a
-//! self-signed certificate made on the first start and kept, whose public-key pin tills learn
-//! from their join code. Handshakes run off the accept loop, so a slow client delays nobody.
+//! TLS in the server itself (rustls with ring): a certificate and key given by the operator, one
+//! from an ACME authority ([`super::acme`]), or a self-signed certificate made on the first start
+//! and kept, whose public-key pin tills learn from their join code. Handshakes run off the accept
+//! loop, so a slow client delays nobody.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::sync::tls::spki_pin;
@@ -32,9 +33,12 @@ pub struct TlsIdentity {
     pub pin: String,
     /// Where the certificate is (for the log and `terminal add`).
     pub cert_path: PathBuf,
+    /// With ACME: what a client offering the `acme-tls/1` protocol gets, an authority validating
+    /// a TLS-ALPN-01 challenge (its connection ends with the handshake, never reaching a route).
+    pub acme_challenge: Option<Arc<rustls::ServerConfig>>,
 }
 
-fn file_err(path: &Path, reason: impl std::fmt::Display) -> TlsError {
+pub(crate) fn file_err(path: &Path, reason: impl std::fmt::Display) -> TlsError {
     TlsError::File {
         path: path.display().to_string(),
         reason: reason.to_string(),
@@ -52,25 +56,33 @@ pub fn load(cert: &Path, key: &Path) -> Result<TlsIdentity, TlsError> {
         .ok_or_else(|| file_err(cert, "no certificate in the file"))?;
     let pin = spki_pin(leaf.as_ref()).map_err(|e| file_err(cert, e))?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| TlsError::Config(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(chain, key_der)
-    .map_err(|e| {
-        TlsError::Config(format!(
-            "{} and {} do not make a usable identity: {e}",
-            cert.display(),
-            key.display()
-        ))
-    })?;
+    let config = config_builder()?
+        .with_single_cert(chain, key_der)
+        .map_err(|e| {
+            TlsError::Config(format!(
+                "{} and {} do not make a usable identity: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
     Ok(TlsIdentity {
         config: Arc::new(config),
         pin,
         cert_path: cert.to_owned(),
+        acme_challenge: None,
     })
+}
+
+/// A server configuration (ring, TLS 1.2 and 1.3, no client certificates) waiting for its
+/// certificate.
+pub(crate) fn config_builder()
+-> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>, TlsError> {
+    Ok(rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TlsError::Config(e.to_string()))?
+    .with_no_client_auth())
 }
 
 /// The self-signed identity kept in `dir` (`cert.pem`, `key.pem`), made on first use for
@@ -89,7 +101,7 @@ pub fn self_signed(dir: &Path, names: &[String]) -> Result<TlsIdentity, TlsError
 }
 
 /// Writes a key readable by this user only, whole or not at all.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     use std::io::Write as _;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| file_err(path, e))?;
@@ -119,7 +131,8 @@ impl TlsListener {
     /// Accepts on `tcp` and completes handshakes with `identity`, each on its own task.
     pub fn new(tcp: TcpListener, identity: &TlsIdentity) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
-        let acceptor = TlsAcceptor::from(Arc::clone(&identity.config));
+        let config = Arc::clone(&identity.config);
+        let challenge = identity.acme_challenge.clone();
         let (done, ready) = mpsc::channel(HANDSHAKES);
         let slots = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
         tokio::spawn(async move {
@@ -134,18 +147,20 @@ impl TlsListener {
                         continue;
                     }
                 };
-                let (acceptor, done) = (acceptor.clone(), done.clone());
+                let (config, challenge, done) =
+                    (Arc::clone(&config), challenge.clone(), done.clone());
                 tokio::spawn(async move {
                     let handshake = tokio::time::timeout(
                         std::time::Duration::from_secs(10),
-                        acceptor.accept(stream),
+                        handshake(stream, config, challenge),
                     )
                     .await;
                     drop(slot);
                     match handshake {
-                        Ok(Ok(tls)) => {
+                        Ok(Ok(Some(tls))) => {
                             let _ = done.send((tls, peer)).await;
                         }
+                        Ok(Ok(None)) => tracing::debug!(%peer, "answered an ACME challenge"),
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -153,6 +168,27 @@ impl TlsListener {
             }
         });
         Ok(Self { ready, local })
+    }
+}
+
+/// Completes a handshake: with `challenge` when the client offers the `acme-tls/1` protocol (an
+/// ACME authority validating; the connection ends there), else with `config`.
+async fn handshake(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    challenge: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<Option<TlsStream<TcpStream>>> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let validating = start
+        .client_hello()
+        .alpn()
+        .is_some_and(|mut offered| offered.any(|p| p == super::acme::ACME_TLS_ALPN));
+    match challenge.filter(|_| validating) {
+        Some(challenge) => {
+            start.into_stream(challenge).await?;
+            Ok(None)
+        }
+        None => start.into_stream(config).await.map(Some),
     }
 }
 

@@ -25,10 +25,15 @@ pub fn spki_pin(cert_der: &[u8]) -> Result<String, String> {
         .subject_public_key_info()
         .to_der()
         .map_err(|e| format!("certificate public key: {e}"))?;
-    Ok(format!(
+    Ok(key_pin(&spki))
+}
+
+/// The pin of a public key given as its SubjectPublicKeyInfo (DER).
+pub fn key_pin(spki_der: &[u8]) -> String {
+    format!(
         "{PIN_PREFIX}{}",
-        data_encoding::BASE64.encode(&Sha256::digest(&spki))
-    ))
+        data_encoding::BASE64.encode(&Sha256::digest(spki_der))
+    )
 }
 
 /// Whether `pin` is shaped like a pin this module makes.
