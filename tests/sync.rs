@@ -364,7 +364,7 @@ fn unknown_and_revoked_terminals_are_refused(backend: Backend) {
     let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
         return;
     };
-    let before = server_seq(&server.url);
+    let before = server_seq(&server);
     let stranger = TempDb::new();
     let mut store = stranger.open();
     store
@@ -380,7 +380,7 @@ fn unknown_and_revoked_terminals_are_refused(backend: Backend) {
     assert!(admin(&server.db, &["terminal", "revoke", "1"]));
     let err = till.sync().expect_err("revoked");
     assert!(err.to_string().contains("revoked"), "{err}");
-    assert_eq!(server_seq(&server.url), before, "nothing stored");
+    assert_eq!(server_seq(&server), before, "nothing stored");
     assert_eq!(
         till.store
             .sync_counters()
@@ -415,14 +415,23 @@ fn unknown_and_revoked_terminals_are_refused(backend: Backend) {
     assert!(!err.to_string().contains(&owner), "{err} names {owner}");
 }
 
-fn server_seq(url: &str) -> i64 {
-    // reqwest is built without a default TLS provider; the sync client installs ring's.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let health: serde_json::Value = reqwest::blocking::get(format!("{url}/health"))
-        .expect("health")
-        .json()
-        .expect("json");
-    health["server_seq"].as_i64().expect("server_seq")
+/// The server's highest seq, read from its database (`/health` tells nothing of volume).
+fn server_seq(server: &Server) -> i64 {
+    if let Some(path) = server.db.strip_prefix("sqlite:") {
+        return rusqlite::Connection::open(path)
+            .expect("open")
+            .query_row("SELECT last FROM server_seq", [], |r| r.get(0))
+            .expect("server_seq");
+    }
+    postgres(&server.db, |client| {
+        Box::pin(async move {
+            client
+                .query_one("SELECT last FROM server_seq", &[])
+                .await
+                .expect("server_seq")
+                .get(0)
+        })
+    })
 }
 
 fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
@@ -433,7 +442,7 @@ fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
     let mut till = Till::join(&server.url, &tokens[0]);
     let member = enrol(&mut till.store, "Ada").member.id;
     till.sync().expect("member");
-    let before = server_seq(&server.url);
+    let before = server_seq(&server);
     let terminal = till.store.terminal_id().clone();
     let http = reqwest::blocking::Client::new();
     let send = |body: Vec<u8>| {
@@ -552,15 +561,15 @@ fn bad_input_is_refused_and_nothing_is_stored(backend: Backend) {
     let body = serde_json::json!({ "entries": [serde_json::to_value(&good).expect("json"), bad] });
     let (status, _) = send(serde_json::to_vec(&body).expect("body"));
     assert_eq!(status, 422);
-    assert_eq!(server_seq(&server.url), before, "nothing was stored");
+    assert_eq!(server_seq(&server), before, "nothing was stored");
 
     // The same id with different content after a real push: refused.
     till.sync().expect("push the good entry");
-    let after = server_seq(&server.url);
+    let after = server_seq(&server);
     let (status, error) = send(with(&|e| e["actor"] = "someone else".into()));
     assert_eq!(status, 422, "{error}");
     assert!(error.contains("different content"), "{error}");
-    assert_eq!(server_seq(&server.url), after);
+    assert_eq!(server_seq(&server), after);
 }
 
 fn offline_double_spends_are_accepted_and_listed(backend: Backend) {
@@ -847,7 +856,7 @@ fn a_forged_batch_is_refused_whole_and_other_tills_keep_syncing(backend: Backend
     let member = enrol(&mut a.store, "Ada Lovelace").member.id;
     a.sync().expect("sync a");
     b.sync().expect("sync b");
-    let before = server_seq(&server.url);
+    let before = server_seq(&server);
 
     // The attack: a reversal listed before the entry it reverses, carrying +999,999 points,
     // that entry, and 900,000,000 points earned on a 0.01 GBP sale.
@@ -869,7 +878,7 @@ fn a_forged_batch_is_refused_whole_and_other_tills_keep_syncing(backend: Backend
     assert_eq!(err.rule.as_deref(), Some("earn_points"), "{}", err.error);
     assert_eq!(err.entry_id, Some(penny.id));
     assert!(err.error.contains("900000000"), "{}", err.error);
-    assert_eq!(server_seq(&server.url), before, "nothing stored");
+    assert_eq!(server_seq(&server), before, "nothing stored");
     assert_eq!(rogue.config("").terminal_seq, 0);
 
     // Every other till keeps syncing.
@@ -916,7 +925,7 @@ fn every_impossible_entry_is_refused_by_its_rule(backend: Backend) {
     rogue
         .push(vec![], vec![ours.clone()])
         .expect("an honest sale");
-    let before = server_seq(&server.url);
+    let before = server_seq(&server);
 
     let mut cases: Vec<(&str, Entry)> = vec![
         ("earn_points", rogue.sale(2, member, 1_250, 188)),
@@ -946,7 +955,7 @@ fn every_impossible_entry_is_refused_by_its_rule(backend: Backend) {
         assert_eq!(err.entry_id, Some(entry.id), "{rule}");
         assert!(err.error.contains(&entry.id.to_string()), "{}", err.error);
     }
-    assert_eq!(server_seq(&server.url), before, "nothing stored");
+    assert_eq!(server_seq(&server), before, "nothing stored");
 
     // Honest entries of the same kinds pass: the reversal, an adjustment within the limit, a
     // redemption at the program's cost.
@@ -987,7 +996,7 @@ fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {
         .push(vec![record], first.clone())
         .expect("the first batch");
     assert_eq!(rogue.config("").terminal_seq, 2);
-    let before = server_seq(&server.url);
+    let before = server_seq(&server);
 
     // A till restored from a copy taken after its first sale makes a new second entry.
     let restored = rogue.sale(2, member, 3_000, 300);
@@ -1013,7 +1022,7 @@ fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {
     assert_eq!(err.rule.as_deref(), Some(RULE_SEQUENCE_GAP));
     assert_eq!(err.entry_id, Some(skipped.id));
     assert!(err.error.contains("expected 3"), "{}", err.error);
-    assert_eq!(server_seq(&server.url), before, "nothing stored");
+    assert_eq!(server_seq(&server), before, "nothing stored");
 
     // The first batch again, with the next entry: the replay is counted, the new one stored.
     let mut batch = first;
@@ -1029,7 +1038,7 @@ fn impossible_member_records_are_refused(backend: Backend) {
         return;
     };
     let rogue = Rogue::new(&server.url, &tokens[0]);
-    let before = server_seq(&server.url);
+    let before = server_seq(&server);
     let mut ahead = new_member("Ada");
     ahead.version = now().plus_days(365).millis();
     let err = rogue
@@ -1041,7 +1050,7 @@ fn impossible_member_records_are_refused(backend: Backend) {
         "{}",
         err.error
     );
-    assert_eq!(server_seq(&server.url), before, "nothing stored");
+    assert_eq!(server_seq(&server), before, "nothing stored");
 
     let record = new_member("Grace");
     rogue.push(vec![record.clone()], vec![]).expect("enrolled");
@@ -1782,4 +1791,21 @@ fn a_server_backup_put_back_is_noticed_by_its_epoch() {
         a.balances(),
         "the sale lost with the copy came back"
     );
+}
+
+#[test]
+fn health_tells_nothing_of_volume_or_the_database() {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(Backend::Sqlite, dir.dir.path(), 1) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    enrol(&mut a.store, "Ada Lovelace");
+    a.sync().expect("sync");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let body = reqwest::blocking::get(format!("{}/health", server.url))
+        .expect("health")
+        .text()
+        .expect("body");
+    assert_eq!(body, r#"{"status":"ok"}"#);
 }
