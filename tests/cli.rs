@@ -339,3 +339,52 @@ fn a_till_backup_is_a_store_of_its_own() {
         Some(0)
     );
 }
+
+#[test]
+fn only_members_who_agreed_are_on_a_marketing_list() {
+    let db = TempDb::new();
+    json(
+        &db,
+        &[
+            "member",
+            "add",
+            "--name",
+            "Ada Lovelace",
+            "--email",
+            "ada@example.com",
+            "--marketing",
+        ],
+    );
+    json(
+        &db,
+        &[
+            "member",
+            "add",
+            "--name",
+            "Bo Peep",
+            "--email",
+            "bo@example.com",
+        ],
+    );
+    let gone = json(
+        &db,
+        &[
+            "member",
+            "add",
+            "--name",
+            "Cy Young",
+            "--email",
+            "cy@example.com",
+            "--marketing",
+        ],
+    );
+    assert!(tillpass(&db, &["manager-pin", "set"]).status.success());
+    let card = gone["member"]["card"].as_str().expect("card").to_owned();
+    assert!(tillpass(&db, &["member", "erase", &card]).status.success());
+    let out = tillpass(&db, &["member", "marketing-list"]);
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.contains("ada@example.com"), "{list}");
+    assert!(!list.contains("bo@example.com"), "no consent: {list}");
+    assert!(!list.contains("cy@example.com"), "erased: {list}");
+    assert_eq!(list.lines().count(), 2, "{list}");
+}

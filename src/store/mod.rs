@@ -32,7 +32,7 @@ pub use identify::{ScanError, ScanOutcome};
 pub use ledger::InsertOutcome;
 pub use manager::{ActivityRow, PinError, TierRow, TierSort};
 pub use members::{MemberView, SearchHit, SearchKind};
-pub use privacy::MemberExport;
+pub use privacy::{MarketingContact, MemberExport};
 pub use sync::{KeyMismatch, Outbox, SyncCounters, SyncSettings};
 pub use verify::{Drift, VerifyReport};
 

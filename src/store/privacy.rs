@@ -50,6 +50,15 @@ impl Store {
     }
 }
 
+/// One member who agreed to hear from the shop, for a marketing list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MarketingContact {
+    pub card: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
 /// What stays of a member besides their record after erasure: no NFC tag links, no name
 /// words for search, no set-aside copies of their earlier records.
 pub(super) fn forget_traces(conn: &Connection, member: MemberId) -> Result<()> {
@@ -104,6 +113,28 @@ impl Store {
         )?;
         tx.commit()?;
         self.scrub_log()
+    }
+
+    /// The members who agreed to marketing and can be reached, for any list meant for
+    /// marketing: nobody without that consent, and nobody erased, is ever in it.
+    pub fn marketing_contacts(&self) -> Result<Vec<MarketingContact>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT card, name, email, phone FROM members
+             WHERE marketing_consent = 1 AND erased_at IS NULL
+               AND (email IS NOT NULL OR phone IS NOT NULL)
+             ORDER BY name, card",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(MarketingContact {
+                    card: r.get(0)?,
+                    name: r.get(1)?,
+                    email: r.get(2)?,
+                    phone: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// Writes a consistent copy of this store to `path` (which must not exist yet), safe while

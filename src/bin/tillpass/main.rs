@@ -258,6 +258,13 @@ enum MemberCommand {
     /// birthday, consent, tag links, here and, at their next sync, on every till and the
     /// server. The ledger keeps the member id and points, so totals stay exact.
     Erase { member: String },
+    /// The members who agreed to marketing, as CSV (card, name, email, phone): nobody without
+    /// that consent, and nobody erased, is ever in it.
+    MarketingList {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Everything this till holds about the member, as JSON (their right of access).
     Export {
         member: String,
@@ -693,6 +700,28 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             store.erase_member(view.member.id, now())?;
             let view = store.member(view.member.id)?;
             out.member(store.program(), &view, &[])
+        }
+        Command::Member(MemberCommand::MarketingList { out: file }) => {
+            let contacts = open(&cli)?.marketing_contacts()?;
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            writer.write_record(["card", "name", "email", "phone"])?;
+            for c in &contacts {
+                writer.write_record([
+                    c.card.as_str(),
+                    c.name.as_str(),
+                    c.email.as_deref().unwrap_or(""),
+                    c.phone.as_deref().unwrap_or(""),
+                ])?;
+            }
+            let text = String::from_utf8(writer.into_inner()?)?;
+            match file {
+                Some(path) => {
+                    tillpass::pass::write_atomically(path, text.as_bytes())?;
+                    eprintln!("wrote {} members to {}", contacts.len(), path.display());
+                }
+                None => out.document(text.trim_end())?,
+            }
+            Ok(())
         }
         Command::Member(MemberCommand::Export { member, out: file }) => {
             let store = open(&cli)?;
