@@ -1744,7 +1744,7 @@ fn imported_balances_sync_everywhere_and_are_flagged(backend: Backend) {
     .expect("read");
     let report = a
         .store
-        .import_members(&parsed, "import", now(), false)
+        .import_members(&parsed, "import", now(), false, &mut |_| {})
         .expect("import");
     assert_eq!((report.members, report.points), (2, 1250));
     a.sync()

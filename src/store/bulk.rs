@@ -91,6 +91,7 @@ impl Store {
         actor: &str,
         at: Timestamp,
         dry_run: bool,
+        progress: &mut dyn FnMut(usize),
     ) -> Result<ImportReport> {
         use crate::domain::import::{ImportError, LineError};
         let (rows, source) = (&parsed.rows, parsed.source);
@@ -157,7 +158,10 @@ impl Store {
             points: 0,
             dry_run,
         };
-        for (row, new) in valid {
+        for (done, (row, new)) in valid.into_iter().enumerate() {
+            if done % 1_000 == 0 {
+                progress(done);
+            }
             let joined = row.joined.map_or(at, |j| j.min(at));
             let member = Member {
                 id: crate::domain::MemberId(super::ledger::new_id(joined)),

@@ -88,8 +88,22 @@ impl Store {
     /// checks the ledger's rules. With `repair`, drifted cached states are rewritten from the
     /// entries (the entries themselves are never touched).
     pub fn verify(&mut self, repair: bool) -> Result<VerifyReport> {
+        self.verify_with_progress(repair, &mut |_, _| {})
+    }
+
+    /// [`Store::verify`], telling `progress` every few thousand members how many of how many
+    /// are done.
+    pub fn verify_with_progress(
+        &mut self,
+        repair: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<VerifyReport> {
         // States a bulk pull left for later are due work, not drift: do it first.
         self.refresh_stale()?;
+        let total: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))?;
+        let total = u64::try_from(total).unwrap_or(0);
         let mut report = VerifyReport::default();
         let mut fixes: Vec<(MemberId, MemberSummary)> = Vec::new();
         {
@@ -132,6 +146,9 @@ impl Store {
                     return Err(e.into());
                 }
                 report.members += 1;
+                if report.members % 5_000 == 0 {
+                    progress(u64::try_from(report.members).unwrap_or(0), total);
+                }
                 report.entries += i64::try_from(batch.len()).unwrap_or(i64::MAX);
                 for e in &batch {
                     if let Err(shape) = e.check_shape() {

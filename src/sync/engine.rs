@@ -41,6 +41,8 @@ pub struct SyncReport {
     pub renumbered: usize,
     /// The server was restored from an older copy or replaced: everything was pulled again.
     pub server_restored: bool,
+    /// The server's seq when the round began: what the pull catches up to.
+    pub target_seq: i64,
 }
 
 /// A client for the server saved in `store`.
@@ -100,6 +102,7 @@ pub fn take_config(
         known: store.known_program_version()?,
         cursor: counters.pull_cursor,
     })?;
+    report.target_seq = config.server_seq;
     let decode = |text: &str| -> Result<[u8; 32], SyncError> {
         data_encoding::BASE64
             .decode(text.as_bytes())
@@ -214,9 +217,36 @@ pub fn pull_all(
     report: &mut SyncReport,
     at: Timestamp,
 ) -> Result<(), SyncError> {
+    pull_observed(store, client, report, at, &mut |_| {})
+}
+
+/// How far a pull has come: records applied up to `at` of the server's `end`, from `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PullProgress {
+    pub start: i64,
+    pub at: i64,
+    pub end: i64,
+}
+
+impl PullProgress {
+    /// The share done, 0.0 to 1.0.
+    pub fn fraction(&self) -> f64 {
+        let span = (self.end - self.start).max(1) as f64;
+        ((self.at - self.start) as f64 / span).clamp(0.0, 1.0)
+    }
+}
+
+/// [`pull_all`], telling `progress` after each batch applied.
+pub fn pull_observed(
+    store: &mut Store,
+    client: &SyncClient,
+    report: &mut SyncReport,
+    at: Timestamp,
+    progress: &mut dyn FnMut(PullProgress),
+) -> Result<(), SyncError> {
     let cursor = store.sync_counters()?.pull_cursor;
     store.bulk_cache(true)?;
-    let result = pull_pages(store, client, report, cursor, at);
+    let result = pull_pages(store, client, report, cursor, at, progress);
     store.bulk_cache(false)?;
     result
 }
@@ -227,6 +257,7 @@ fn pull_pages(
     report: &mut SyncReport,
     cursor: i64,
     at: Timestamp,
+    progress: &mut dyn FnMut(PullProgress),
 ) -> Result<(), SyncError> {
     let (pages, received) = std::sync::mpsc::sync_channel(12);
     let fetcher = client.clone();
@@ -278,6 +309,11 @@ fn pull_pages(
             report.quarantined += applied.quarantined;
             report.pulled_members += batch.members.len();
             report.server_seq = report.server_seq.max(batch.next);
+            progress(PullProgress {
+                start: cursor,
+                at: batch.next,
+                end: report.target_seq.max(batch.next),
+            });
         }
         store.refresh_stale()?;
         Ok(())
@@ -292,8 +328,18 @@ pub fn sync_once(
     client: &SyncClient,
     at: Timestamp,
 ) -> Result<SyncReport, SyncError> {
+    sync_observed(store, client, at, &mut |_| {})
+}
+
+/// [`sync_once`], telling `progress` how far the pull has come after each batch.
+pub fn sync_observed(
+    store: &mut Store,
+    client: &SyncClient,
+    at: Timestamp,
+    progress: &mut dyn FnMut(PullProgress),
+) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
-    let result = round(store, client, at, &mut report);
+    let result = round(store, client, at, &mut report, progress);
     match &result {
         Ok(()) => store.record_sync(at, None)?,
         Err(e) => store.record_sync(at, Some(&e.to_string()))?,
@@ -306,11 +352,12 @@ fn round(
     client: &SyncClient,
     at: Timestamp,
     report: &mut SyncReport,
+    progress: &mut dyn FnMut(PullProgress),
 ) -> Result<(), SyncError> {
     let config = take_config(store, client, at, report)?;
     let pushed = reconcile_own(store, client, &config, at, report)
         .and_then(|()| push_all(store, client, report));
-    pull_all(store, client, report, at)?;
+    pull_observed(store, client, report, at, progress)?;
     if report.program_updated {
         report.released = store.retry_quarantine(at)?;
     }

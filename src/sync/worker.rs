@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use rand::RngExt as _;
 
-use super::engine::{reuse_client, sync_once};
+use super::engine::{PullProgress, reuse_client, sync_observed};
 use crate::domain::Timestamp;
 use crate::store::Store;
 
@@ -34,7 +34,12 @@ pub struct SyncStatus {
     pub program_version: i64,
     /// Pulled records set aside because this till cannot apply them.
     pub quarantined: i64,
+    /// A long pull under way: how far it has come.
+    pub catching_up: Option<PullProgress>,
 }
+
+/// Pulls of at least this many records show their progress.
+const CATCH_UP_SHOWN: i64 = 20_000;
 
 /// Handle to the running worker.
 pub struct SyncWorker {
@@ -122,7 +127,12 @@ fn run(db: &std::path::Path, shared: &Mutex<SyncStatus>, nudged: &Receiver<()>, 
                 IDLE
             }
             Ok(client) => {
-                let result = sync_once(&mut store, &client, now);
+                // A long catch-up says how far it has come; small pulls stay quiet.
+                let result = sync_observed(&mut store, &client, now, &mut |p| {
+                    if p.end - p.start >= CATCH_UP_SHOWN {
+                        publish(shared, wake, |s| s.catching_up = Some(p));
+                    }
+                });
                 let counters = store.sync_counters().unwrap_or_default();
                 let wait = match &result {
                     Ok(_) => {
@@ -135,6 +145,7 @@ fn run(db: &std::path::Path, shared: &Mutex<SyncStatus>, nudged: &Receiver<()>, 
                     }
                 };
                 publish(shared, wake, |s| {
+                    s.catching_up = None;
                     s.configured = true;
                     s.online = result.as_ref().map_or_else(|e| !e.is_offline(), |_| true);
                     s.waiting = counters.waiting_entries + counters.waiting_members;

@@ -110,6 +110,17 @@ pub fn sync_line(s: &SyncStatus) -> (String, Color32) {
         1 => "1 change waiting".to_owned(),
         n => format!("{n} changes waiting"),
     };
+    if let Some(p) = s.catching_up {
+        return (
+            format!(
+                "Catching up with the server: {:.0}% ({} of {} records)",
+                p.fraction() * 100.0,
+                p.at - p.start,
+                p.end - p.start
+            ),
+            INFO,
+        );
+    }
     let aside = match s.quarantined {
         0 => String::new(),
         1 => " · 1 record from the server set aside (Manager, F10)".to_owned(),
@@ -120,5 +131,45 @@ pub fn sync_line(s: &SyncStatus) -> (String, Color32) {
         (None, _) => (format!("Online · {waiting} · {last}"), GOOD),
         (Some(e), true) => (format!("Sync refused: {e} · {waiting}"), BAD),
         (Some(e), false) => (format!("Offline · {waiting} · {last} · {e}"), BAD),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::engine::PullProgress;
+
+    #[test]
+    fn a_catch_up_shows_how_far_it_has_come() {
+        let status = SyncStatus {
+            configured: true,
+            online: true,
+            catching_up: Some(PullProgress {
+                start: 100,
+                at: 450_100,
+                end: 1_000_100,
+            }),
+            ..SyncStatus::default()
+        };
+        let (text, _) = sync_line(&status);
+        assert_eq!(
+            text,
+            "Catching up with the server: 45% (450000 of 1000000 records)"
+        );
+        let (text, colour) = sync_line(&SyncStatus {
+            quarantined: 2,
+            ..status.clone()
+        });
+        assert!(text.contains("Catching up"), "progress first: {text}");
+        let (text, colour_after) = sync_line(&SyncStatus {
+            catching_up: None,
+            quarantined: 2,
+            ..status
+        });
+        assert!(
+            text.contains("2 records from the server set aside"),
+            "{text}"
+        );
+        assert_ne!(colour, colour_after);
     }
 }

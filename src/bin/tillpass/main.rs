@@ -409,6 +409,22 @@ fn wallet_for(
     Ok((view, content, setup))
 }
 
+/// A progress bar on standard error for a long command: percent and time left. Drawn only on a
+/// terminal, so scripts and JSON output see nothing of it.
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {percent}% · {human_pos}/{human_len} · {eta} left",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar
+}
+
 /// Where scripts give the manager PIN (commands otherwise ask for it at the terminal).
 const PIN_ENV: &str = "TILLPASS_MANAGER_PIN";
 
@@ -580,8 +596,14 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
                     }
                 }
                 let client = tillpass::sync::client_for(&store)?;
-                let report = tillpass::sync::sync_once(&mut store, &client, now())
+                let bar = progress_bar(0, "catching up");
+                let report =
+                    tillpass::sync::engine::sync_observed(&mut store, &client, now(), &mut |p| {
+                        bar.set_length(u64::try_from(p.end - p.start).unwrap_or(0));
+                        bar.set_position(u64::try_from(p.at - p.start).unwrap_or(0));
+                    })
                     .with_context(|| format!("syncing with {}", client.base()))?;
+                bar.finish_and_clear();
                 out.sync_report(&report)?;
             }
             out.sync_status(&store.sync_settings()?, &store.sync_counters()?)
@@ -606,9 +628,13 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             if !*dry_run && parsed.errors.is_empty() {
                 require_manager(&mut store)?;
             }
+            let bar = progress_bar(parsed.rows.len() as u64, "importing members");
             let report = store
-                .import_members(&parsed, &actor, now(), *dry_run)
+                .import_members(&parsed, &actor, now(), *dry_run, &mut |done| {
+                    bar.set_position(done as u64);
+                })
                 .with_context(|| format!("importing {}", file.display()))?;
+            bar.finish_and_clear();
             out.import(&report, parsed.source.name())
         }
         Command::ManagerPin(ManagerPinCommand::Set) => {
@@ -660,7 +686,12 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
         }
         Command::Verify { repair } => {
             let mut store = open(&cli)?;
-            let report = store.verify(*repair)?;
+            let bar = progress_bar(0, "verifying members");
+            let report = store.verify_with_progress(*repair, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
             out.verify(&report)?;
             if report.is_clean() || *repair {
                 Ok(())
@@ -670,15 +701,11 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
         }
         Command::Demo { members, seed } => {
             let mut store = open(&cli)?;
-            let json = cli.json;
+            let bar = progress_bar(*members as u64, "demo members");
             let report = tillpass::demo::seed(&mut store, *members, *seed, now(), |done| {
-                if !json {
-                    eprint!("\r{done} members");
-                }
+                bar.set_position(done as u64);
             })?;
-            if !json {
-                eprintln!();
-            }
+            bar.finish_and_clear();
             out.demo(&report)
         }
         Command::Member(MemberCommand::Code { member }) => {
