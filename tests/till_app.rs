@@ -558,3 +558,41 @@ fn scanning_a_join_code_joins_the_server() {
         "the offer stays open for another try"
     );
 }
+
+#[test]
+fn the_manager_imports_members_from_a_file() {
+    let db = TempDb::new();
+    enrol(&mut db.open(), "Existing Member");
+    db.open().set_manager_pin("9999").expect("pin");
+    let good = db.dir.path().join("members.csv");
+    std::fs::write(
+        &good,
+        "name,email,balance\nAda Lovelace,ada@example.com,1250\nBo Peep,,0\n",
+    )
+    .expect("write");
+    let bad = db.dir.path().join("bad.csv");
+    std::fs::write(&bad, "name,email,balance\nCy Young,cy@,10\n").expect("write");
+    let mut h = harness(&db);
+    h.key_press(Key::F10);
+    h.run_steps(2);
+    wedge(&mut h, "9999");
+    settle(&mut h);
+    for (file, expected) in [(&bad, "line 2: email"), (&good, "Imported 2 members")] {
+        h.get_by_label("Import members from a file…").click();
+        h.run_steps(2);
+        field(&h, "CSV file").type_text(file.to_str().expect("path"));
+        h.run_steps(1);
+        h.key_press(Key::Enter);
+        settle(&mut h);
+        let message = status_line(&h);
+        assert!(message.contains(expected), "{message}");
+    }
+    let store = db.open();
+    assert_eq!(store.stats().expect("stats").members, 3);
+    let ada = store
+        .search("ada@example.com", 1)
+        .expect("search")
+        .pop()
+        .expect("imported");
+    assert_eq!(ada.view.state.balance, 1250);
+}

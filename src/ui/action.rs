@@ -57,6 +57,10 @@ pub enum Action {
     Join(String),
     /// Submit the open PIN dialog.
     SubmitPin,
+    /// Open the "import members" prompt (manager screen).
+    AskImport,
+    /// Import members and balances from this CSV file.
+    Import(PathBuf),
     /// Tier-list pages the manager's table needs.
     FetchPages(Vec<PageKey>),
 }

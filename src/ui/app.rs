@@ -23,6 +23,8 @@ use crate::sync::worker::{SyncStatus, SyncWorker};
 pub struct TillApp {
     worker: Worker,
     ctx: egui::Context,
+    /// Who is at the till (recorded on entries made from the app).
+    actor: String,
     db: PathBuf,
     /// The program in force, once the store is open.
     program: Option<Program>,
@@ -51,8 +53,11 @@ impl TillApp {
         super::theme::apply(ctx);
         let wake = ctx.clone();
         Self {
-            worker: Worker::spawn(db.clone(), exports, actor, move || wake.request_repaint()),
+            worker: Worker::spawn(db.clone(), exports, actor.clone(), move || {
+                wake.request_repaint();
+            }),
             ctx: ctx.clone(),
+            actor,
             db,
             program: None,
             stats: None,
@@ -217,6 +222,16 @@ impl TillApp {
             Action::DeclineDemo => self.dialog = None,
             Action::Join(text) => self.join(text.trim()),
             Action::SubmitPin => self.submit_pin(),
+            Action::AskImport => self.dialog = Some(Dialog::ImportPath(String::new())),
+            Action::Import(path) => {
+                self.dialog = None;
+                self.say(Tone::Info, format!("Importing {}…", path.display()));
+                self.worker.send(Request::Import {
+                    path,
+                    actor: self.actor.clone(),
+                });
+                self.worker.send(Request::Overview);
+            }
             Action::FetchPages(keys) => {
                 for key in keys {
                     self.worker.send(Request::TierPage(key));

@@ -13,6 +13,8 @@ pub enum Dialog {
     Pin(PinPrompt),
     /// "Scan from image": the picture's path as typed so far.
     ImagePath(String),
+    /// "Import members": the CSV file's path as typed so far.
+    ImportPath(String),
     /// On an empty store: load demo data, start empty, or join a server (the join code as
     /// scanned or pasted so far).
     DemoOffer {
@@ -73,6 +75,7 @@ impl Dialog {
         match self {
             Dialog::Pin(prompt) => pin_ui(prompt, ctx),
             Dialog::ImagePath(path) => image_path_ui(path, ctx),
+            Dialog::ImportPath(path) => import_path_ui(path, ctx),
             Dialog::DemoOffer { join } => demo_offer_ui(join, ctx),
             Dialog::DemoLoading(done) => {
                 demo_loading_ui(*done, ctx);
@@ -147,6 +150,35 @@ fn image_path_ui(path: &mut String, ctx: &egui::Context) -> Option<Action> {
         ui.horizontal(|ui| {
             if big_button(ui, "Read code").clicked() || enter {
                 action = Some(Action::ScanImage(path.trim().into()));
+            }
+            if big_button(ui, "Cancel").clicked() {
+                action = Some(Action::Clear);
+            }
+        });
+    });
+    action
+}
+
+/// The "import members" prompt: a CSV file's path.
+fn import_path_ui(path: &mut String, ctx: &egui::Context) -> Option<Action> {
+    let mut action = None;
+    egui::Modal::new(egui::Id::unique("import")).show(ctx, |ui| {
+        ui.set_min_width(600.0);
+        ui.heading("Import members");
+        ui.label("The path of a CSV file: our columns (name, phone, email, birthday, balance, joined, marketing), or a Square or Loyverse customer export. Every line is checked; if one is bad, nothing is imported and each bad line is named.");
+        let field = ui.add(
+            egui::TextEdit::singleline(path)
+                .hint_text("/home/till/members.csv")
+                .desired_width(560.0),
+        );
+        field.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, "CSV file"));
+        if !field.has_focus() {
+            field.request_focus();
+        }
+        let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
+        ui.horizontal(|ui| {
+            if big_button(ui, "Import").clicked() || enter {
+                action = Some(Action::Import(path.trim().into()));
             }
             if big_button(ui, "Cancel").clicked() {
                 action = Some(Action::Clear);

@@ -106,14 +106,18 @@ impl ManagerScreen {
             );
             return None;
         }
-        egui::Panel::left("manager-side")
+        let import = egui::Panel::left("manager-side")
             .resizable(false)
             .exact_size(360.0)
-            .show(ui, |ui| self.side_ui(ui, program));
-        self.members_table_ui(ui, program)
+            .show(ui, |ui| self.side_ui(ui, program))
+            .inner;
+        self.members_table_ui(ui, program).or(import)
     }
 
-    fn side_ui(&mut self, ui: &mut egui::Ui, program: &Program) {
+    fn side_ui(&mut self, ui: &mut egui::Ui, program: &Program) -> Option<Action> {
+        let import = super::theme::big_button(ui, "Import members from a file…")
+            .clicked()
+            .then_some(Action::AskImport);
         ui.heading("Tiers");
         for (i, tier) in program.tiers.iter().enumerate() {
             let count = self.counts.get(i).copied().unwrap_or(0);
@@ -214,6 +218,7 @@ impl ManagerScreen {
                     });
                 }
             });
+        import
     }
 
     fn sort_header_ui(&mut self, ui: &mut egui::Ui, label: &str, sort: TierSort) {

@@ -76,6 +76,11 @@ pub enum Request {
     PassContent(MemberId),
     /// The sync worker installed a program or key: take them on.
     Reload,
+    /// Import members and balances from a CSV file.
+    Import {
+        path: PathBuf,
+        actor: String,
+    },
 }
 
 /// Results for the UI. Every request and job gets exactly one final reply; demo progress comes
@@ -367,6 +372,7 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::Overview => overview(store),
         Request::TierPage(key) => tier_page(store, key),
         Request::Reload => reload(store),
+        Request::Import { path, actor } => import(store, &path, &actor),
         Request::PassContent(member) => PassContent::read(store, member, now())
             .map(|content| Reply::PassContent(Box::new(content)))
             .map_err(Failed::from),
@@ -486,6 +492,20 @@ fn pin_reply<E: std::fmt::Display>(result: Result<(), E>) -> Reply {
         Ok(()) => Reply::PinAccepted,
         Err(e) => Reply::PinRefused(e.to_string()),
     }
+}
+
+fn import(store: &mut Store, path: &Path, actor: &str) -> Result<Reply, Failed> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| StoreError::BadRecord(format!("cannot read {}: {e}", path.display())))?;
+    let parsed = crate::domain::import::read(&bytes).map_err(StoreError::Import)?;
+    let report = store.import_members(&parsed, actor, now(), false, &mut |_| {})?;
+    Ok(Reply::Saved(format!(
+        "Imported {} members from {}, {} with opening balances ({} points)",
+        report.members,
+        parsed.source.name(),
+        report.balances,
+        report.points
+    )))
 }
 
 fn reload(store: &mut Store) -> Result<Reply, Failed> {
