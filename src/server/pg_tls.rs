@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use rustls::DigitallySignedStruct;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject as _};
+use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+
+use crate::sync::tls::{Policy, Verifier};
 
 use super::db::DbError;
 
@@ -88,11 +89,13 @@ pub fn client_config(
         }
         Ok(Arc::new(store))
     };
+    // libpq's `require` checks the certificate only when a root is named; then it is verify-ca.
+    let with = |policy| Arc::new(Verifier::new(policy, Arc::clone(&provider)));
     let verifier: Arc<dyn ServerCertVerifier> = match (mode, root) {
         (SslMode::Disable, _) => return Ok(None),
-        (SslMode::Require, None) => Arc::new(Unchecked(Arc::clone(&provider))),
+        (SslMode::Require, None) => with(Policy::AnyCertificate),
         (SslMode::Require | SslMode::VerifyCa, _) => {
-            Arc::new(ChainOnly(web_pki(roots()?, &provider)?))
+            with(Policy::ChainOnly(web_pki(roots()?, &provider)?))
         }
         (SslMode::VerifyFull, _) => web_pki(roots()?, &provider)?,
     };
@@ -112,104 +115,6 @@ fn web_pki(
     WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(provider))
         .build()
         .map_err(|e| DbError::Setup(format!("TLS roots: {e}")))
-}
-
-/// `require` without a root certificate: encrypted, the certificate not checked (libpq's
-/// meaning); the handshake signature is still checked against the certificate presented.
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-/// `verify-ca`: the chain checked, any host name.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
-            | Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
 
 /// A connection for `url` honouring its `sslmode` (tests and tools; the server pools its own).

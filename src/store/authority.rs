@@ -247,6 +247,15 @@ impl Page {
 }
 
 impl Store {
+    /// What judging and applying pulled records needs, read now.
+    fn page(&self) -> Result<Page> {
+        Ok(Page {
+            programs: self.program_history()?,
+            program: self.program.clone(),
+            terminal: self.terminal.clone(),
+        })
+    }
+
     /// The program versions pulled entries are judged by: the server's, or this till's own
     /// program while it has none (never synced).
     pub fn program_history(&self) -> Result<ProgramHistory> {
@@ -324,11 +333,7 @@ impl Store {
         next_record: Option<&str>,
         at: Timestamp,
     ) -> Result<Applied> {
-        let page = Page {
-            programs: self.program_history()?,
-            program: self.program.clone(),
-            terminal: self.terminal.clone(),
-        };
+        let page = self.page()?;
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -377,11 +382,7 @@ impl Store {
         if self.quarantine_count()? == 0 {
             return Ok(0);
         }
-        let page = Page {
-            programs: self.program_history()?,
-            program: self.program.clone(),
-            terminal: self.terminal.clone(),
-        };
+        let page = self.page()?;
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
