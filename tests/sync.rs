@@ -1056,6 +1056,18 @@ fn impossible_member_records_are_refused(backend: Backend) {
         .push(vec![reenrolled], vec![])
         .expect_err("a new enrolment time");
     assert_eq!(err.rule.as_deref(), Some("member_change"), "{}", err.error);
+    let mut own_card_retired = record.clone();
+    own_card_retired.retired_cards.push(RetiredCard {
+        card: record.member.card.clone(),
+        retired_at: now(),
+        replaced_by: record.member.card.clone(),
+    });
+    own_card_retired.version += 3;
+    let err = rogue
+        .push(vec![own_card_retired], vec![])
+        .expect_err("the card in use retired");
+    assert_eq!(err.rule.as_deref(), Some("member_change"), "{}", err.error);
+    assert!(err.error.contains("retired yet in use"), "{}", err.error);
 
     // A replacement with the retired-card chain, and a later contact edit that keeps it.
     swapped.retired_cards.push(RetiredCard {
