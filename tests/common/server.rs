@@ -222,6 +222,18 @@ impl Till {
             .expect("balances")
     }
 
+    /// Closes the store, puts the older copy `backup` (from [`backup_sqlite`]) back in place of
+    /// its file, and opens it again.
+    pub fn restore(&mut self, backup: &Path) {
+        let scratch = self.db.dir.path().join("scratch.sqlite3");
+        drop(std::mem::replace(
+            &mut self.store,
+            Store::open(&scratch).expect("scratch"),
+        ));
+        put_back(backup, &self.db.path);
+        self.store = self.db.open();
+    }
+
     /// Faster local writes for building big test ledgers (durability is not under test here).
     pub fn unsafe_fast_writes(&self) {
         self.store
@@ -229,4 +241,18 @@ impl Till {
             .pragma_update(None, "synchronous", "OFF")
             .expect("pragma");
     }
+}
+
+/// A consistent copy of a live SQLite database (WAL included), as a backup tool makes one.
+pub fn backup_sqlite(from: &rusqlite::Connection, to: &Path) {
+    from.execute("VACUUM INTO ?1", [to.to_str().expect("utf-8 path")])
+        .expect("back up");
+}
+
+/// Puts `backup` back in place of `path`, as an operator restoring a file does.
+pub fn put_back(backup: &Path, path: &Path) {
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::fs::copy(backup, path).expect("restore the copy");
 }
