@@ -44,11 +44,7 @@ pub fn database(backend: Backend, dir: &Path) -> Option<String> {
                 return None;
             };
             let name = format!("tillpass_test_{:016x}", rand::random::<u64>());
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
+            runtime().block_on(async {
                 let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
                     .await
                     .expect("connect to the test PostgreSQL");
@@ -86,6 +82,56 @@ pub fn add_terminal(db: &str, name: &str) -> String {
         .expect("the token line")
         .trim()
         .to_owned()
+}
+
+/// Registers `count` terminals in one go (the admin command's work, without a process and a
+/// schema check per terminal) and returns their tokens.
+pub fn add_terminals(db: &str, count: usize) -> Vec<String> {
+    runtime().block_on(async {
+        let db = tillpass::server::Db::open(db, now())
+            .await
+            .expect("open the server database");
+        let mut tokens = Vec::with_capacity(count);
+        for i in 0..count {
+            let token = tillpass::server::new_token();
+            db.add_terminal(
+                &format!("till {i}"),
+                &tillpass::server::token_hash(&token),
+                now(),
+            )
+            .await
+            .expect("add a terminal");
+            tokens.push(token);
+        }
+        tokens
+    })
+}
+
+/// Drops a PostgreSQL database that [`database`] made (its server stopped first); nothing to do
+/// for SQLite, whose file goes with its temporary directory.
+pub fn drop_database(db: &str) {
+    if !db.starts_with("postgres") {
+        return;
+    }
+    let base = std::env::var(POSTGRES_ENV).expect("a PostgreSQL database came from it");
+    let (_, name) = db.rsplit_once('/').expect("a URL with a database name");
+    runtime().block_on(async {
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .expect("drop a test database");
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// Runs an admin command and returns whether it succeeded.
