@@ -55,6 +55,7 @@ use std::time::Instant;
 
 use common::server::{
     Backend, POSTGRES_ENV, Server, Till, add_terminals, backup_sqlite, database, drop_database,
+    empty_database,
 };
 use common::{NOW, TempDb};
 use rand::rngs::StdRng;
@@ -143,11 +144,12 @@ fn campaign(backend: Backend) {
     std::thread::scope(|scope| {
         for _ in 0..workers.min(seeds.len()) {
             scope.spawn(|| {
+                let databases = Databases::new(backend);
                 while lock(&failed).is_empty() {
                     let Some(&seed) = seeds.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         return;
                     };
-                    let Some(tally) = run_seed(backend, seed) else {
+                    let Some(tally) = run_seed(&databases, seed) else {
                         lock(&failed).push(seed);
                         return;
                     };
@@ -192,18 +194,52 @@ fn campaign(backend: Backend) {
     }
 }
 
-/// Runs one seed on a fresh database; `None` when it failed (its steps and the replay command
+/// Where one worker's seeds keep the server's data: a new SQLite file for each seed, or one
+/// PostgreSQL database for the worker, emptied before each seed (a database made and dropped
+/// for each seed writes its whole template through the WAL twice: slower, and hard on the disk).
+struct Databases {
+    backend: Backend,
+    postgres: Option<String>,
+}
+
+impl Databases {
+    fn new(backend: Backend) -> Self {
+        let postgres = (backend == Backend::Postgres)
+            .then(|| database(backend, Path::new(".")).expect("PostgreSQL is available"));
+        Databases { backend, postgres }
+    }
+
+    /// An empty database for a seed whose files go in `dir`.
+    fn fresh(&self, dir: &Path) -> String {
+        match &self.postgres {
+            Some(db) => {
+                empty_database(db);
+                db.clone()
+            }
+            None => database(self.backend, dir).expect("SQLite is always there"),
+        }
+    }
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        if let Some(db) = &self.postgres {
+            drop_database(db);
+        }
+    }
+}
+
+/// Runs one seed on an empty database; `None` when it failed (its steps and the replay command
 /// printed).
-fn run_seed(backend: Backend, seed: u64) -> Option<Tally> {
+fn run_seed(databases: &Databases, seed: u64) -> Option<Tally> {
     let dir = TempDb::new();
-    let db = database(backend, dir.dir.path()).expect("the backend is available");
+    let db = databases.fresh(dir.dir.path());
     let mut trace = Vec::new();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         simulate(&db, dir.dir.path(), seed, &mut trace)
     }));
-    drop_database(&db);
     if outcome.is_err() {
-        let name = backend_name(backend);
+        let name = backend_name(databases.backend);
         eprintln!(
             "{}\nsimulation seed {seed} failed on {name}; replay: {SEED}={seed} cargo test --test simulation {name}::",
             trace.join("\n")

@@ -127,6 +127,21 @@ pub fn drop_database(db: &str) {
     });
 }
 
+/// Empties a PostgreSQL database that [`database`] made (its server stopped first), as if it
+/// were new: everything any server made is in its public schema.
+pub fn empty_database(db: &str) {
+    runtime().block_on(async {
+        let (client, connection) = tokio_postgres::connect(db, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(connection);
+        client
+            .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            .await
+            .expect("empty the test database");
+    });
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
