@@ -77,7 +77,8 @@ use uuid::Uuid;
 const SEED: &str = "TILLPASS_SIM_SEED";
 const SEEDS: &str = "TILLPASS_SIM_SEEDS";
 const BASE: &str = "TILLPASS_SIM_BASE";
-/// Seeds per backend in a plain `cargo test` (CI): about 50 s a backend on two busy cores.
+/// Seeds per backend in a plain `cargo test` (CI): both backends together took 96 to 113 s on
+/// the project's 2-core machine with other work running on it.
 const DEFAULT_SEEDS: u64 = 100;
 const TILLS: usize = 5;
 /// Steps before healing.
