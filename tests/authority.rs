@@ -5,7 +5,9 @@
 mod common;
 
 use common::{NOW, TempDb, enrol};
-use tillpass::domain::{Entry, EntryId, EntryKind, MemberId, MemberRecord, TerminalId};
+use tillpass::domain::{
+    CardNumber, Entry, EntryId, EntryKind, MemberId, MemberRecord, RetiredCard, TerminalId,
+};
 use tillpass::store::{Outbox, Store};
 
 fn elsewhere(member: MemberId, seq: i64, kind: EntryKind, points: i64) -> Entry {
@@ -120,6 +122,40 @@ fn a_member_record_this_till_cannot_take_is_set_aside() {
         "{listed:?}"
     );
     assert_eq!(store.sync_counters().expect("counters").pull_cursor, 3);
+
+    // A record no till writes: the member's own card retired.
+    let card = CardNumber::from_payload(4_242);
+    let own_card_retired = MemberRecord {
+        member: tillpass::domain::Member {
+            id: MemberId(uuid::Uuid::now_v7()),
+            card: card.clone(),
+            name: "Retired Card".into(),
+            ..here.member.clone()
+        },
+        version: NOW.millis(),
+        retired_cards: vec![RetiredCard {
+            card: card.clone(),
+            retired_at: NOW,
+            replaced_by: card,
+        }],
+        erased_at: None,
+    };
+    let applied = store
+        .apply_pulled(std::slice::from_ref(&own_card_retired), &[], 4, None, NOW)
+        .expect("apply");
+    assert_eq!(applied.quarantined, 1);
+    let listed = store.quarantined(5).expect("list");
+    assert!(
+        listed.iter().any(
+            |q| q.record.contains(&own_card_retired.member.id.to_string())
+                && q.reason.contains("retired yet in use")
+        ),
+        "{listed:?}"
+    );
+    assert!(
+        store.member(own_card_retired.member.id).is_err(),
+        "not applied"
+    );
 }
 
 /// Pretends the server acknowledged everything this till has written so far.

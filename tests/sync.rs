@@ -10,7 +10,10 @@ use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use common::server::{Backend, Server, Till, add_terminal, admin, admin_output, database, now};
+use common::server::{
+    Backend, Server, Till, add_terminal, admin, admin_output, backup_sqlite, database, now,
+    put_back,
+};
 use common::{TempDb, enrol};
 use rand::{RngExt as _, SeedableRng as _};
 use serde::de::DeserializeOwned;
@@ -1069,6 +1072,18 @@ fn impossible_member_records_are_refused(backend: Backend) {
         .push(vec![reenrolled], vec![])
         .expect_err("a new enrolment time");
     assert_eq!(err.rule.as_deref(), Some("member_change"), "{}", err.error);
+    let mut own_card_retired = record.clone();
+    own_card_retired.retired_cards.push(RetiredCard {
+        card: record.member.card.clone(),
+        retired_at: now(),
+        replaced_by: record.member.card.clone(),
+    });
+    own_card_retired.version += 3;
+    let err = rogue
+        .push(vec![own_card_retired], vec![])
+        .expect_err("the card in use retired");
+    assert_eq!(err.rule.as_deref(), Some("member_change"), "{}", err.error);
+    assert!(err.error.contains("retired yet in use"), "{}", err.error);
 
     // A replacement with the retired-card chain, and a later contact edit that keeps it.
     swapped.retired_cards.push(RetiredCard {
@@ -1430,31 +1445,6 @@ fn a_database_from_before_the_sequence_column_is_backfilled(backend: Backend) {
     assert!(ledger_refuses_updates(&db), "the trigger is back");
 }
 
-/// A consistent copy of a live SQLite database (WAL included), as a backup tool makes one.
-fn backup_sqlite(from: &rusqlite::Connection, to: &std::path::Path) {
-    from.execute("VACUUM INTO ?1", [to.to_str().expect("utf-8 path")])
-        .expect("back up");
-}
-
-/// Puts `backup` back in place of `path`, as an operator restoring a file does.
-fn put_back(backup: &std::path::Path, path: &std::path::Path) {
-    for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    std::fs::copy(backup, path).expect("restore the copy");
-}
-
-/// Closes the till's store, puts its older copy back and opens it again.
-fn restore_till(till: &mut Till, backup: &std::path::Path) {
-    let scratch = till.db.dir.path().join("scratch.sqlite3");
-    drop(std::mem::replace(
-        &mut till.store,
-        tillpass::store::Store::open(&scratch).expect("scratch"),
-    ));
-    put_back(backup, &till.db.path);
-    till.store = till.db.open();
-}
-
 fn a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number(backend: Backend) {
     let dir = TempDb::new();
     let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
@@ -1473,7 +1463,7 @@ fn a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number(backend
     }
     a.sync().expect("the server has them");
 
-    restore_till(&mut a, &backup);
+    a.restore(&backup);
     for amount in [500, 600, 700] {
         a.store
             .earn(member, amount, "test", now())

@@ -91,6 +91,25 @@ impl From<PhoneError> for MemberError {
     }
 }
 
+impl MemberRecord {
+    /// The card in use is not among the retired ones: a till retires a card only when it gives
+    /// the member a new one, so no till writes a record whose own card is retired (every till
+    /// would then refuse the member's card as replaced).
+    pub fn check_cards(&self) -> Result<(), String> {
+        if self
+            .retired_cards
+            .iter()
+            .any(|r| r.card == self.member.card)
+        {
+            return Err(format!(
+                "card {} is retired yet in use; no till retires the card a member holds",
+                self.member.card
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl MemberInput {
     /// Validates and normalises against the program (phone country) and today's date.
     pub fn validate(self, program: &Program, today: time::Date) -> Result<NewMember, MemberError> {

@@ -34,7 +34,8 @@ pub const RULE_ID_CONFLICT: &str = "id_conflict";
 pub const RULE_MEMBER_FIELD: &str = "member_field";
 /// Rule: a member record's enrolment time or version is impossible.
 pub const RULE_MEMBER_TIME: &str = "member_time";
-/// Rule: a member record changes what no till changes (enrolment, cards outside the chain).
+/// Rule: a member record changes what no till changes (enrolment, cards outside the chain, a
+/// card retired yet in use).
 pub const RULE_MEMBER_CHANGE: &str = "member_change";
 /// Rule: a member record takes a card another member holds.
 pub const RULE_CARD_TAKEN: &str = "card_taken";
@@ -220,6 +221,9 @@ fn check_member(record: &MemberRecord, now: Timestamp) -> Result<(), PushRefusal
                 r.card, r.retired_at
             ),
         );
+    }
+    if let Err(reason) = record.check_cards() {
+        return refuse(RULE_MEMBER_CHANGE, reason);
     }
     if record.version < m.created_at.millis() {
         return refuse(
@@ -448,6 +452,22 @@ mod tests {
         });
         assert_eq!(r.rule, RULE_MEMBER_TIME);
         assert!(r.message.contains("retired at"), "{r}");
+    }
+
+    #[test]
+    fn a_member_record_retiring_its_own_card_is_refused() {
+        let mut record = member();
+        record.retired_cards = vec![RetiredCard {
+            card: record.member.card.clone(),
+            retired_at: NOW,
+            replaced_by: record.member.card.clone(),
+        }];
+        let r = refusal(PushRequest {
+            members: vec![record],
+            entries: vec![],
+        });
+        assert_eq!((r.entry_id, r.rule), (None, RULE_MEMBER_CHANGE));
+        assert!(r.message.contains("retired yet in use"), "{r}");
     }
 
     #[test]

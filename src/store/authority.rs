@@ -83,13 +83,20 @@ fn about_the_record(e: &StoreError) -> bool {
     }
 }
 
-/// Applies `rec` in a savepoint; a record this till cannot take goes to the quarantine.
+/// Applies `rec` in a savepoint; a record this till cannot take, or no till could have written
+/// (its card retired yet in use), goes to the quarantine.
 fn apply_or_quarantine_member(
     conn: &mut rusqlite::Transaction<'_>,
     program: &Program,
     rec: &MemberRecord,
     at: Timestamp,
 ) -> Result<bool> {
+    let body = || serde_json::to_string(rec).unwrap_or_default();
+    let name = member_record_name(rec);
+    if let Err(reason) = rec.check_cards() {
+        quarantine(conn, RecordKind::Member, &name, &body(), &reason, at)?;
+        return Ok(false);
+    }
     let sp = conn.savepoint()?;
     match apply_member(&sp, program, rec) {
         Ok(()) => {
@@ -98,15 +105,7 @@ fn apply_or_quarantine_member(
         }
         Err(e) if about_the_record(&e) => {
             drop(sp);
-            let body = serde_json::to_string(rec).unwrap_or_default();
-            quarantine(
-                conn,
-                RecordKind::Member,
-                &member_record_name(rec),
-                &body,
-                &e.to_string(),
-                at,
-            )?;
+            quarantine(conn, RecordKind::Member, &name, &body(), &e.to_string(), at)?;
             Ok(false)
         }
         Err(e) => Err(e),

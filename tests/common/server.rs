@@ -44,11 +44,7 @@ pub fn database(backend: Backend, dir: &Path) -> Option<String> {
                 return None;
             };
             let name = format!("tillpass_test_{:016x}", rand::random::<u64>());
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
+            runtime().block_on(async {
                 let client = tillpass::server::pg_tls::connect(&base)
                     .await
                     .expect("connect to the test PostgreSQL");
@@ -91,6 +87,70 @@ pub fn add_terminal(db: &str, name: &str) -> String {
         .expect("the token line")
         .trim()
         .to_owned()
+}
+
+/// Registers `count` terminals in one go (the admin command's work, without a process and a
+/// schema check per terminal) and returns their tokens.
+pub fn add_terminals(db: &str, count: usize) -> Vec<String> {
+    runtime().block_on(async {
+        let db = tillpass::server::Db::open(db, now())
+            .await
+            .expect("open the server database");
+        let mut tokens = Vec::with_capacity(count);
+        for i in 0..count {
+            let token = tillpass::server::new_token();
+            db.add_terminal(
+                &format!("till {i}"),
+                &tillpass::server::token_hash(&token),
+                now(),
+            )
+            .await
+            .expect("add a terminal");
+            tokens.push(token);
+        }
+        tokens
+    })
+}
+
+/// Drops a PostgreSQL database that [`database`] made (its server stopped first); nothing to do
+/// for SQLite, whose file goes with its temporary directory.
+pub fn drop_database(db: &str) {
+    if !db.starts_with("postgres") {
+        return;
+    }
+    let base = std::env::var(POSTGRES_ENV).expect("a PostgreSQL database came from it");
+    let url = db.split_once('?').map_or(db, |(url, _)| url);
+    let (_, name) = url.rsplit_once('/').expect("a URL with a database name");
+    runtime().block_on(async {
+        let client = tillpass::server::pg_tls::connect(&base)
+            .await
+            .expect("connect to the test PostgreSQL");
+        client
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .expect("drop a test database");
+    });
+}
+
+/// Empties a PostgreSQL database that [`database`] made (its server stopped first), as if it
+/// were new: everything any server made is in its public schema.
+pub fn empty_database(db: &str) {
+    runtime().block_on(async {
+        let client = tillpass::server::pg_tls::connect(db)
+            .await
+            .expect("connect to the test database");
+        client
+            .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            .await
+            .expect("empty the test database");
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// Runs an admin command and returns whether it succeeded.
@@ -236,6 +296,18 @@ impl Till {
             .expect("balances")
     }
 
+    /// Closes the store, puts the older copy `backup` (from [`backup_sqlite`]) back in place of
+    /// its file, and opens it again.
+    pub fn restore(&mut self, backup: &Path) {
+        let scratch = self.db.dir.path().join("scratch.sqlite3");
+        drop(std::mem::replace(
+            &mut self.store,
+            Store::open(&scratch).expect("scratch"),
+        ));
+        put_back(backup, &self.db.path);
+        self.store = self.db.open();
+    }
+
     /// Faster local writes for building big test ledgers (durability is not under test here).
     pub fn unsafe_fast_writes(&self) {
         self.store
@@ -243,4 +315,18 @@ impl Till {
             .pragma_update(None, "synchronous", "OFF")
             .expect("pragma");
     }
+}
+
+/// A consistent copy of a live SQLite database (WAL included), as a backup tool makes one.
+pub fn backup_sqlite(from: &rusqlite::Connection, to: &Path) {
+    from.execute("VACUUM INTO ?1", [to.to_str().expect("utf-8 path")])
+        .expect("back up");
+}
+
+/// Puts `backup` back in place of `path`, as an operator restoring a file does.
+pub fn put_back(backup: &Path, path: &Path) {
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    std::fs::copy(backup, path).expect("restore the copy");
 }
