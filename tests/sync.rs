@@ -40,6 +40,7 @@ on_both_backends!(
     a_server_killed_mid_push_loses_and_doubles_nothing,
     a_lost_answer_is_retried_without_doubling,
     unknown_and_revoked_terminals_are_refused,
+    a_token_first_used_by_two_requests_at_once_binds_to_its_till,
     bad_input_is_refused_and_nothing_is_stored,
     offline_double_spends_are_accepted_and_listed,
     a_new_till_catches_up_in_small_pages_after_card_replacements,
@@ -410,6 +411,48 @@ fn unknown_and_revoked_terminals_are_refused(backend: Backend) {
     );
     let owner = store.terminal_id().0.clone();
     assert!(!err.to_string().contains(&owner), "{err} names {owner}");
+}
+
+fn a_token_first_used_by_two_requests_at_once_binds_to_its_till(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 1) else {
+        return;
+    };
+    // A till's sync round and its balance check may both be its first request.
+    let till = Rogue::new(&server.url, &tokens[0]);
+    let start = std::sync::Barrier::new(8);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    till.http
+                        .get(format!("{}/v1/sync/config", till.url))
+                        .bearer_auth(&till.token)
+                        .header(TERMINAL_HEADER, &till.terminal.0)
+                        .send()
+                        .expect("send")
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        requests
+            .into_iter()
+            .map(|r| r.join().expect("request thread"))
+            .collect()
+    });
+    assert_eq!(statuses, vec![200; 8]);
+    let thief = Rogue::new(&server.url, &tokens[0]);
+    let status = thief
+        .http
+        .get(format!("{}/v1/sync/config", thief.url))
+        .bearer_auth(&thief.token)
+        .header(TERMINAL_HEADER, &thief.terminal.0)
+        .send()
+        .expect("send")
+        .status();
+    assert_eq!(status.as_u16(), 403, "the token stays with the first till");
 }
 
 fn server_seq(url: &str) -> i64 {

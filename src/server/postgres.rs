@@ -158,10 +158,20 @@ impl PgDb {
                     )
                     .await
                     .map_err(pg)?;
-                Ok(if bound == 1 {
-                    Auth::Terminal(terminal.clone())
-                } else {
-                    Auth::TerminalTaken
+                if bound == 1 {
+                    return Ok(Auth::Terminal(terminal.clone()));
+                }
+                // Another request bound the token first (the same till's, when it sends two
+                // at once), or another token holds the terminal: what is stored now decides.
+                let now_bound: Option<String> = client
+                    .query_one("SELECT terminal_id FROM terminals WHERE id = $1", &[&id])
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                Ok(match now_bound {
+                    Some(b) if b == terminal.0 => Auth::Terminal(terminal.clone()),
+                    Some(b) => Auth::BoundElsewhere(b),
+                    None => Auth::TerminalTaken,
                 })
             }
         }
