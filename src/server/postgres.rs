@@ -1,7 +1,11 @@
-//! The server on PostgreSQL (tokio-postgres with a deadpool pool), for a chain of shops.
+//! The server on PostgreSQL (tokio-postgres with deadpool pools), for a chain of shops.
 //! Pushes take a transaction-scoped advisory lock, so `server_seq` is handed out in commit
 //! order and a pull cursor never skips a record that commits later. Entries go in with one
 //! `INSERT ... SELECT FROM UNNEST(...)` per batch.
+//!
+//! Connections come from three pools, so no kind of call can take them all: pushes wait for
+//! the lock on the writer's connection rather than each on its own, pull pages have theirs, and
+//! the short reads every request makes (authentication, `/health`, config) always find one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,10 +39,19 @@ const SCHEMA: [&str; 2] = [
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
+/// Connections for writes. Pushes hold the lock for their whole transaction, so a second
+/// connection would only wait for it.
+const WRITERS: usize = 1;
+/// Connections for the short reads of every request: authentication, `/health`, config.
+const QUICK_READERS: usize = 3;
+/// Connections for pages of records (pulls, own entries, audit listings).
+const PAGE_READERS: usize = 4;
 
 /// The PostgreSQL backend.
 pub struct PgDb {
-    pool: Pool,
+    writer: Pool,
+    quick: Pool,
+    pages: Pool,
     programs: ProgramCache,
 }
 
@@ -66,8 +79,11 @@ async fn last_terminal_seq(tx: &Transaction<'_>, terminal: &TerminalId) -> Resul
         .get(0))
 }
 
-fn pool_err(e: deadpool_postgres::PoolError) -> DbError {
-    DbError::Unavailable(e.to_string())
+/// A connection from `pool`, once one is free.
+async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
+    pool.get()
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))
 }
 
 impl PgDb {
@@ -76,18 +92,21 @@ impl PgDb {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| DbError::Setup(format!("bad PostgreSQL URL: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(8)
-            .build()
-            .map_err(|e| DbError::Setup(e.to_string()))?;
-        let mut client = pool.get().await.map_err(pool_err)?;
+        let pool = |size| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .build()
+                .map_err(|e| DbError::Setup(e.to_string()))
+        };
+        let (writer, quick, pages) = (pool(WRITERS)?, pool(QUICK_READERS)?, pool(PAGE_READERS)?);
+        let mut client = get(&writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
             .await
@@ -116,13 +135,11 @@ impl PgDb {
         tx.commit().await.map_err(pg)?;
         drop(client);
         Ok(PgDb {
-            pool,
+            writer,
+            quick,
+            pages,
             programs: ProgramCache::default(),
         })
-    }
-
-    async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
-        self.pool.get().await.map_err(pool_err)
     }
 
     pub async fn authenticate(
@@ -130,7 +147,7 @@ impl PgDb {
         token_hash: &str,
         terminal: &TerminalId,
     ) -> Result<Auth, DbError> {
-        let client = self.client().await?;
+        let client = get(&self.quick).await?;
         let row = client
             .query_opt(
                 "SELECT id, terminal_id, revoked_at FROM terminals WHERE token_hash = $1",
@@ -178,7 +195,7 @@ impl PgDb {
     }
 
     pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
             .await
@@ -311,7 +328,7 @@ impl PgDb {
         after: i64,
         limit: usize,
     ) -> Result<String, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.pages).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -364,7 +381,7 @@ impl PgDb {
         after: i64,
         limit: usize,
     ) -> Result<String, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.pages).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -427,7 +444,7 @@ impl PgDb {
         terminal: Option<&TerminalId>,
         query: ConfigQuery,
     ) -> Result<ConfigResponse, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.quick).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -488,7 +505,7 @@ impl PgDb {
         terminal: &TerminalId,
         refusal: &PushRefusal,
     ) -> Result<(), DbError> {
-        self.client()
+        get(&self.writer)
             .await?
             .execute(
                 "INSERT INTO refusals (at, terminal_id, entry_id, rule, detail)
@@ -507,7 +524,7 @@ impl PgDb {
     }
 
     pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.pages).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -560,7 +577,7 @@ impl PgDb {
     }
 
     pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {
-        let client = self.client().await?;
+        let client = get(&self.quick).await?;
         let row = client
             .query_opt(
                 "SELECT COALESCE((SELECT balance FROM balances WHERE member_id = m.id), 0),
@@ -578,8 +595,7 @@ impl PgDb {
     }
 
     pub async fn double_spends(&self, limit: usize) -> Result<DoubleSpendList, DbError> {
-        let rows = self
-            .client()
+        let rows = get(&self.pages)
             .await?
             .query(
                 "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
@@ -604,8 +620,7 @@ impl PgDb {
         token_hash: &str,
         now: Timestamp,
     ) -> Result<i64, DbError> {
-        Ok(self
-            .client()
+        Ok(get(&self.writer)
             .await?
             .query_one(
                 "INSERT INTO terminals (name, token_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
@@ -617,8 +632,7 @@ impl PgDb {
     }
 
     pub async fn revoke_terminal(&self, id: i64, now: Timestamp) -> Result<bool, DbError> {
-        Ok(self
-            .client()
+        Ok(get(&self.writer)
             .await?
             .execute(
                 "UPDATE terminals SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
@@ -630,8 +644,7 @@ impl PgDb {
     }
 
     pub async fn terminals(&self) -> Result<Vec<TerminalRow>, DbError> {
-        let rows = self
-            .client()
+        let rows = get(&self.quick)
             .await?
             .query(
                 "SELECT id, name, terminal_id, created_at, revoked_at FROM terminals ORDER BY id",
@@ -652,7 +665,7 @@ impl PgDb {
     }
 
     pub async fn set_program(&self, toml: &str, now: Timestamp) -> Result<i64, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
             .await
@@ -671,8 +684,7 @@ impl PgDb {
     }
 
     pub async fn health(&self) -> Result<i64, DbError> {
-        Ok(self
-            .client()
+        Ok(get(&self.quick)
             .await?
             .query_one("SELECT last FROM server_seq", &[])
             .await

@@ -1,12 +1,15 @@
-//! The server on SQLite (rusqlite, bundled): one writer connection and one reader, WAL, each
-//! call on tokio's blocking pool. Pushes are serialised by the writer, so `server_seq` grows in
-//! commit order and a cursor never skips a record that commits later.
+//! The server on SQLite (rusqlite, bundled), WAL, each call on tokio's blocking pool: one writer
+//! connection, and readers in two sets, so the reads every request makes (authentication,
+//! `/health`, a till's config) never wait behind pull pages, which can take a reader for a
+//! tenth of a second each. Pushes are serialised by the writer, so `server_seq` grows in commit
+//! order and a cursor never skips a record that commits later.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
+use tokio::sync::Semaphore;
 
 use super::audit::AuditItem;
 use super::db::{
@@ -31,11 +34,51 @@ const STEPS: &[M<'static>] = &[
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
+/// Readers for the short reads of every request: authentication, `/health`, config, balances.
+const QUICK_READERS: usize = 2;
+/// Readers for pages of records (pulls, own entries, audit listings).
+const PAGE_READERS: usize = 4;
+
 /// The SQLite backend.
 pub struct SqliteDb {
-    writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    writer: Arc<Connections>,
+    quick: Arc<Connections>,
+    pages: Arc<Connections>,
     programs: Arc<ProgramCache>,
+}
+
+/// Connections to the database file, each used by one call at a time; a call waits for a free
+/// one without holding a thread.
+struct Connections {
+    idle: Mutex<Vec<Connection>>,
+    free: Arc<Semaphore>,
+}
+
+impl Connections {
+    fn new(connections: Vec<Connection>) -> Arc<Self> {
+        Arc::new(Connections {
+            free: Arc::new(Semaphore::new(connections.len())),
+            idle: Mutex::new(connections),
+        })
+    }
+}
+
+/// A connection taken from its set, put back when dropped (also when a call panics).
+struct Lease<'a> {
+    set: &'a Connections,
+    conn: Option<Connection>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.set
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(conn);
+        }
+    }
 }
 
 fn connect(path: &str) -> Result<Connection, DbError> {
@@ -48,19 +91,36 @@ fn connect(path: &str) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
-fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Runs `f` with a connection on the blocking pool.
+/// Runs `f` on the blocking pool with a connection of `set`, once one is free. The permit goes
+/// with the call, so a request given up while its call runs does not let another call in
+/// before the connection is back.
 async fn with<T: Send + 'static>(
-    conn: &Arc<Mutex<Connection>>,
+    set: &Arc<Connections>,
     f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
 ) -> Result<T, DbError> {
-    let conn = Arc::clone(conn);
-    tokio::task::spawn_blocking(move || f(&mut lock(&conn)))
+    let permit = Arc::clone(&set.free)
+        .acquire_owned()
         .await
-        .map_err(|e| DbError::Internal(format!("a database task failed: {e}")))?
+        .map_err(|e| DbError::Internal(format!("database connections closed: {e}")))?;
+    let set = Arc::clone(set);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut lease = Lease {
+            conn: set
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop(),
+            set: &set,
+        };
+        let conn = lease
+            .conn
+            .as_mut()
+            .ok_or_else(|| DbError::Internal("no idle connection under a permit".to_owned()))?;
+        f(conn)
+    })
+    .await
+    .map_err(|e| DbError::Internal(format!("a database task failed: {e}")))?
 }
 
 /// A constraint violation as a refusal of `entry` (if one) by `rule`; other errors as they are.
@@ -105,20 +165,25 @@ impl SqliteDb {
     /// Opens (creating and migrating) the database file.
     pub async fn open(path: &str, now: Timestamp) -> Result<Self, DbError> {
         let path = path.to_owned();
-        let (writer, reader) = tokio::task::spawn_blocking(move || {
+        let (writer, quick, pages) = tokio::task::spawn_blocking(move || {
             let mut writer = connect(&path)?;
             MIGRATIONS
                 .to_latest(&mut writer)
                 .map_err(|e| DbError::Setup(format!("migrating {path}: {e}")))?;
             ensure_first_program(&writer, now)?;
-            let reader = connect(&path)?;
-            Ok::<_, DbError>((writer, reader))
+            let readers = |n| {
+                (0..n)
+                    .map(|_| connect(&path))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            Ok::<_, DbError>((writer, readers(QUICK_READERS)?, readers(PAGE_READERS)?))
         })
         .await
         .map_err(|e| DbError::Unavailable(e.to_string()))??;
         Ok(SqliteDb {
-            writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
+            writer: Connections::new(vec![writer]),
+            quick: Connections::new(quick),
+            pages: Connections::new(pages),
             programs: Arc::default(),
         })
     }
@@ -128,10 +193,11 @@ impl SqliteDb {
         token_hash: &str,
         terminal: &TerminalId,
     ) -> Result<Auth, DbError> {
-        // Every request authenticates: read on the reader, so requests do not queue behind
-        // pushes on the writer; only a token's first use (binding it) needs the writer.
+        // Every request authenticates: read on a quick reader, so requests queue neither
+        // behind pushes on the writer nor behind pull pages; only a token's first use (binding
+        // it) needs the writer.
         let (hash, term) = (token_hash.to_owned(), terminal.clone());
-        let state = with(&self.reader, move |conn| token_state(conn, &hash, &term)).await?;
+        let state = with(&self.quick, move |conn| token_state(conn, &hash, &term)).await?;
         if let Ok(auth) = state {
             return Ok(auth);
         }
@@ -233,7 +299,7 @@ impl SqliteDb {
         limit: usize,
     ) -> Result<String, DbError> {
         let terminal = terminal.clone();
-        with(&self.reader, move |conn| {
+        with(&self.pages, move |conn| {
             let tx = conn.transaction()?;
             let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
             let members: Vec<(i64, String)> = tx
@@ -267,7 +333,7 @@ impl SqliteDb {
         limit: usize,
     ) -> Result<String, DbError> {
         let terminal = terminal.clone();
-        with(&self.reader, move |conn| {
+        with(&self.pages, move |conn| {
             let tx = conn.transaction()?;
             let one_more = i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1));
             let mut rows: Vec<(i64, uuid::Uuid, uuid::Uuid, String)> = tx
@@ -309,7 +375,7 @@ impl SqliteDb {
         query: ConfigQuery,
     ) -> Result<ConfigResponse, DbError> {
         let terminal = terminal.cloned();
-        with(&self.reader, move |conn| {
+        with(&self.quick, move |conn| {
             let tx = conn.transaction()?;
             let (version, toml, key): (i64, String, Vec<u8>) = tx.query_row(
                 "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
@@ -377,7 +443,7 @@ impl SqliteDb {
     }
 
     pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
-        with(&self.reader, move |conn| {
+        with(&self.pages, move |conn| {
             let tx = conn.transaction()?;
             let mut items: Vec<AuditItem> = tx
                 .prepare(
@@ -443,7 +509,7 @@ impl SqliteDb {
     }
 
     pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {
-        with(&self.reader, move |conn| {
+        with(&self.quick, move |conn| {
             let known: Option<i64> = conn
                 .query_row(
                     "SELECT 1 FROM members WHERE id = ?1",
@@ -475,7 +541,7 @@ impl SqliteDb {
     }
 
     pub async fn double_spends(&self, limit: usize) -> Result<DoubleSpendList, DbError> {
-        with(&self.reader, move |conn| {
+        with(&self.pages, move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
                  FROM double_spends d JOIN members m ON m.id = d.member_id
@@ -532,7 +598,7 @@ impl SqliteDb {
     }
 
     pub async fn terminals(&self) -> Result<Vec<TerminalRow>, DbError> {
-        with(&self.reader, |conn| {
+        with(&self.quick, |conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, name, terminal_id, created_at, revoked_at FROM terminals ORDER BY id",
             )?;
@@ -572,7 +638,7 @@ impl SqliteDb {
     }
 
     pub async fn health(&self) -> Result<i64, DbError> {
-        with(&self.reader, |conn| {
+        with(&self.quick, |conn| {
             Ok(
                 conn.query_row("SELECT last FROM server_seq WHERE singleton = 1", [], |r| {
                     r.get(0)
