@@ -10,9 +10,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
+};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, Statement};
 use uuid::Uuid;
 
 use super::audit::AuditItem;
@@ -69,14 +72,57 @@ fn pg(e: tokio_postgres::Error) -> DbError {
 
 /// The highest terminal_seq stored for `terminal` (0: none).
 async fn last_terminal_seq(tx: &Transaction<'_>, terminal: &TerminalId) -> Result<i64, DbError> {
-    Ok(tx
-        .query_one(
-            "SELECT COALESCE(MAX(terminal_seq), 0)::bigint FROM entries WHERE terminal_id = $1",
-            &[&terminal.0],
-        )
+    Ok(fetch_one(
+        tx,
+        "SELECT COALESCE(MAX(terminal_seq), 0)::bigint FROM entries WHERE terminal_id = $1",
+        &[&terminal.0],
+    )
+    .await?
+    .get(0))
+}
+
+/// `sql` from the connection's cache of prepared statements: a query then costs one round trip
+/// instead of two (prepare, then run).
+async fn prepared<C: GenericClient>(c: &C, sql: &str) -> Result<Statement, DbError> {
+    c.prepare_cached(sql).await.map_err(pg)
+}
+
+async fn fetch_all<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, DbError> {
+    c.query(&prepared(c, sql).await?, params).await.map_err(pg)
+}
+
+async fn fetch_one<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Row, DbError> {
+    c.query_one(&prepared(c, sql).await?, params)
         .await
-        .map_err(pg)?
-        .get(0))
+        .map_err(pg)
+}
+
+async fn fetch_opt<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, DbError> {
+    c.query_opt(&prepared(c, sql).await?, params)
+        .await
+        .map_err(pg)
+}
+
+async fn exec<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, DbError> {
+    c.execute(&prepared(c, sql).await?, params)
+        .await
+        .map_err(pg)
 }
 
 /// A connection from `pool`, once one is free.
@@ -108,14 +154,13 @@ impl PgDb {
         let (writer, quick, pages) = (pool(WRITERS)?, pool(QUICK_READERS)?, pool(PAGE_READERS)?);
         let mut client = get(&writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
-            .await
-            .map_err(pg)?;
+        exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
         for script in SCHEMA {
             tx.batch_execute(script).await.map_err(pg)?;
         }
         let key: [u8; 32] = rand::random();
-        tx.execute(
+        exec(
+            &tx,
             "INSERT INTO program (version, toml, code_key, installed_at)
              SELECT 1, $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM program)",
             &[
@@ -124,14 +169,13 @@ impl PgDb {
                 &now.millis(),
             ],
         )
-        .await
-        .map_err(pg)?;
-        tx.execute(
+        .await?;
+        exec(
+            &tx,
             "INSERT INTO server_meta (singleton, epoch) VALUES (TRUE, $1) ON CONFLICT DO NOTHING",
             &[&new_epoch()],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         tx.commit().await.map_err(pg)?;
         drop(client);
         Ok(PgDb {
@@ -148,13 +192,12 @@ impl PgDb {
         terminal: &TerminalId,
     ) -> Result<Auth, DbError> {
         let client = get(&self.quick).await?;
-        let row = client
-            .query_opt(
-                "SELECT id, terminal_id, revoked_at FROM terminals WHERE token_hash = $1",
-                &[&token_hash],
-            )
-            .await
-            .map_err(pg)?;
+        let row = fetch_opt(
+            &client,
+            "SELECT id, terminal_id, revoked_at FROM terminals WHERE token_hash = $1",
+            &[&token_hash],
+        )
+        .await?;
         let Some(row) = row else {
             return Ok(Auth::Unknown);
         };
@@ -167,24 +210,25 @@ impl PgDb {
             Some(b) if b == terminal.0 => Ok(Auth::Terminal(terminal.clone())),
             Some(b) => Ok(Auth::BoundElsewhere(b)),
             None => {
-                let bound = client
-                    .execute(
-                        "UPDATE terminals SET terminal_id = $1 WHERE id = $2 AND terminal_id IS NULL
+                let bound = exec(
+                    &client,
+                    "UPDATE terminals SET terminal_id = $1 WHERE id = $2 AND terminal_id IS NULL
                          AND NOT EXISTS (SELECT 1 FROM terminals WHERE terminal_id = $1)",
-                        &[&terminal.0, &id],
-                    )
-                    .await
-                    .map_err(pg)?;
+                    &[&terminal.0, &id],
+                )
+                .await?;
                 if bound == 1 {
                     return Ok(Auth::Terminal(terminal.clone()));
                 }
                 // Another request bound the token first (the same till's, when it sends two
                 // at once), or another token holds the terminal: what is stored now decides.
-                let now_bound: Option<String> = client
-                    .query_one("SELECT terminal_id FROM terminals WHERE id = $1", &[&id])
-                    .await
-                    .map_err(pg)?
-                    .get(0);
+                let now_bound: Option<String> = fetch_one(
+                    &client,
+                    "SELECT terminal_id FROM terminals WHERE id = $1",
+                    &[&id],
+                )
+                .await?
+                .get(0);
                 Ok(match now_bound {
                     Some(b) if b == terminal.0 => Auth::Terminal(terminal.clone()),
                     Some(b) => Auth::BoundElsewhere(b),
@@ -197,13 +241,9 @@ impl PgDb {
     pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
         let mut client = get(&self.writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
-            .await
-            .map_err(pg)?;
-        let mut seq: i64 = tx
-            .query_one("SELECT last FROM server_seq", &[])
-            .await
-            .map_err(pg)?
+        exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
+        let mut seq: i64 = fetch_one(&tx, "SELECT last FROM server_seq", &[])
+            .await?
             .get(0);
         let last = last_terminal_seq(&tx, &batch.terminal).await?;
         let stored =
@@ -232,8 +272,7 @@ impl PgDb {
         .map_err(DbError::Refused)?;
         let tally = insert_entries(&tx, &split.new, &mut seq).await?;
         for f in judge::flag_rows(&split.new, flags) {
-            tx.execute(
-                "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
+            exec(&tx, "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
                                     detected_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
                 &[
@@ -245,30 +284,23 @@ impl PgDb {
                     &f.flag,
                     &f.detail,
                     &now.millis(),
-                ],
-            )
-            .await
-            .map_err(pg)?;
+                ]).await?;
         }
         if !tally.balances.is_empty() {
             let (ids, deltas): (Vec<Uuid>, Vec<i64>) =
                 tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
-            let rows = tx
-                .query(
-                    "INSERT INTO balances (member_id, balance)
+            let rows = fetch_all(&tx, "INSERT INTO balances (member_id, balance)
                      SELECT * FROM UNNEST($1::uuid[], $2::bigint[])
                      ON CONFLICT (member_id) DO UPDATE SET balance = balances.balance + EXCLUDED.balance
                      RETURNING member_id, balance",
-                    &[&ids, &deltas],
-                )
-                .await
-                .map_err(pg)?;
+                    &[&ids, &deltas]).await?;
             for row in rows {
                 let (member, balance): (Uuid, i64) = (row.get(0), row.get(1));
                 if balance < 0
                     && let Some(e) = tally.redeemed.get(&MemberId(member))
                 {
-                    tx.execute(
+                    exec(
+                        &tx,
                         "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at,
                                                     points, balance_after, detected_at)
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_id) DO NOTHING",
@@ -282,14 +314,11 @@ impl PgDb {
                             &now.millis(),
                         ],
                     )
-                    .await
-                    .map_err(pg)?;
+                    .await?;
                 }
             }
         }
-        tx.execute("UPDATE server_seq SET last = $1", &[&seq])
-            .await
-            .map_err(pg)?;
+        exec(&tx, "UPDATE server_seq SET last = $1", &[&seq]).await?;
         tx.commit().await.map_err(pg)?;
         Ok(PushResponse {
             inserted: tally.inserted,
@@ -301,24 +330,25 @@ impl PgDb {
 
     /// Every program version, parsed once per new highest version.
     async fn program_history(&self, tx: &Transaction<'_>) -> Result<Arc<ProgramHistory>, DbError> {
-        let latest: i64 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0)::bigint FROM program", &[])
-            .await
-            .map_err(pg)?
-            .get(0);
+        let latest: i64 = fetch_one(
+            tx,
+            "SELECT COALESCE(MAX(version), 0)::bigint FROM program",
+            &[],
+        )
+        .await?
+        .get(0);
         if let Some(history) = self.programs.current(latest) {
             return Ok(history);
         }
-        let rows = tx
-            .query(
-                "SELECT version, toml, installed_at FROM program ORDER BY version",
-                &[],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
+        let rows = fetch_all(
+            tx,
+            "SELECT version, toml, installed_at FROM program ORDER BY version",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
         self.programs.load(rows)
     }
 
@@ -337,31 +367,23 @@ impl PgDb {
             .await
             .map_err(pg)?;
         let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
-        let members: Vec<(i64, String)> = tx
-            .query(
-                "SELECT server_seq, body FROM member_versions WHERE server_seq > $1 ORDER BY server_seq LIMIT $2",
-                &[&after, &limit_sql],
-            )
-            .await
-            .map_err(pg)?
+        let members: Vec<(i64, String)> = fetch_all(&tx, "SELECT server_seq, body FROM member_versions WHERE server_seq > $1 ORDER BY server_seq LIMIT $2",
+                &[&after, &limit_sql]).await?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let entries: Vec<(i64, String)> = tx
-            .query(
-                "SELECT server_seq, body FROM entries WHERE server_seq > $1 AND terminal_id <> $2
+        let entries: Vec<(i64, String)> = fetch_all(
+            &tx,
+            "SELECT server_seq, body FROM entries WHERE server_seq > $1 AND terminal_id <> $2
                  ORDER BY server_seq LIMIT $3",
-                &[&after, &terminal.0, &limit_sql],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let max_seq: i64 = tx
-            .query_one("SELECT last FROM server_seq", &[])
-            .await
-            .map_err(pg)?
+            &[&after, &terminal.0, &limit_sql],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        let max_seq: i64 = fetch_one(&tx, "SELECT last FROM server_seq", &[])
+            .await?
             .get(0);
         let page = cut(
             &members,
@@ -390,17 +412,16 @@ impl PgDb {
             .await
             .map_err(pg)?;
         let one_more = i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1));
-        let mut rows: Vec<(i64, Uuid, Uuid, String)> = tx
-            .query(
-                "SELECT terminal_seq, id, member_id, body FROM entries
+        let mut rows: Vec<(i64, Uuid, Uuid, String)> = fetch_all(
+            &tx,
+            "SELECT terminal_seq, id, member_id, body FROM entries
                  WHERE terminal_id = $1 AND terminal_seq > $2 ORDER BY terminal_seq LIMIT $3",
-                &[&terminal.0, &after, &one_more],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect();
+            &[&terminal.0, &after, &one_more],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
         let more = rows.len() > limit;
         rows.truncate(limit);
         let mut member_ids: Vec<Uuid> = Vec::new();
@@ -409,27 +430,25 @@ impl PgDb {
                 member_ids.push(*member);
             }
         }
-        let members: Vec<String> = tx
-            .query(
-                "SELECT m.body FROM UNNEST($1::uuid[]) WITH ORDINALITY AS t(id, ord)
+        let members: Vec<String> = fetch_all(
+            &tx,
+            "SELECT m.body FROM UNNEST($1::uuid[]) WITH ORDINALITY AS t(id, ord)
                  JOIN members m ON m.id = t.id ORDER BY t.ord",
-                &[&member_ids],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+            &[&member_ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
         let (next, next_record) = match rows.last() {
             Some((seq, id, _, _)) => (*seq, Some(entry_record_name(*id))),
             None => {
-                let at = tx
-                    .query_opt(
-                        "SELECT id FROM entries WHERE terminal_id = $1 AND terminal_seq = $2",
-                        &[&terminal.0, &after],
-                    )
-                    .await
-                    .map_err(pg)?;
+                let at = fetch_opt(
+                    &tx,
+                    "SELECT id FROM entries WHERE terminal_id = $1 AND terminal_seq = $2",
+                    &[&terminal.0, &after],
+                )
+                .await?;
                 (after, at.map(|r| entry_record_name(r.get(0))))
             }
         };
@@ -452,35 +471,32 @@ impl PgDb {
             .start()
             .await
             .map_err(pg)?;
-        let row = tx
-            .query_one(
-                "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
+        let row = fetch_one(
+            &tx,
+            "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
+            &[],
+        )
+        .await?;
         let key: Vec<u8> = row.get(2);
-        let programs = tx
-            .query(
-                "SELECT version, installed_at, toml FROM program WHERE version > $1 ORDER BY version",
-                &[&query.known],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| ProgramVersionBody {
-                version: r.get(0),
-                installed_at: Timestamp::from_millis(r.get(1)),
-                toml: r.get(2),
-            })
-            .collect();
-        let meta = tx
-            .query_one(
-                "SELECT (SELECT epoch FROM server_meta), (SELECT last FROM server_seq)",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
+        let programs = fetch_all(
+            &tx,
+            "SELECT version, installed_at, toml FROM program WHERE version > $1 ORDER BY version",
+            &[&query.known],
+        )
+        .await?
+        .iter()
+        .map(|r| ProgramVersionBody {
+            version: r.get(0),
+            installed_at: Timestamp::from_millis(r.get(1)),
+            toml: r.get(2),
+        })
+        .collect();
+        let meta = fetch_one(
+            &tx,
+            "SELECT (SELECT epoch FROM server_meta), (SELECT last FROM server_seq)",
+            &[],
+        )
+        .await?;
         let terminal_seq = match terminal {
             Some(t) => last_terminal_seq(&tx, t).await?,
             None => 0,
@@ -505,21 +521,19 @@ impl PgDb {
         terminal: &TerminalId,
         refusal: &PushRefusal,
     ) -> Result<(), DbError> {
-        get(&self.writer)
-            .await?
-            .execute(
-                "INSERT INTO refusals (at, terminal_id, entry_id, rule, detail)
+        exec(
+            &get(&self.writer).await?,
+            "INSERT INTO refusals (at, terminal_id, entry_id, rule, detail)
                  VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &at.millis(),
-                    &terminal.0,
-                    &refusal.entry_id.map(|e| e.0),
-                    &refusal.rule,
-                    &refusal.message,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+            &[
+                &at.millis(),
+                &terminal.0,
+                &refusal.entry_id.map(|e| e.0),
+                &refusal.rule,
+                &refusal.message,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -532,36 +546,34 @@ impl PgDb {
             .start()
             .await
             .map_err(pg)?;
-        let mut items: Vec<AuditItem> = tx
-            .query(
-                "SELECT at, terminal_id, entry_id, rule, detail FROM refusals WHERE at >= $1",
-                &[&since.millis()],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| AuditItem::refusal(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-            .collect();
+        let mut items: Vec<AuditItem> = fetch_all(
+            &tx,
+            "SELECT at, terminal_id, entry_id, rule, detail FROM refusals WHERE at >= $1",
+            &[&since.millis()],
+        )
+        .await?
+        .iter()
+        .map(|r| AuditItem::refusal(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
         items.extend(
-            tx.query(
+            fetch_all(
+                &tx,
                 "SELECT terminal_id, day, occurred_at, entry_id, flag, detail FROM flags
                  WHERE detected_at >= $1",
                 &[&since.millis()],
             )
-            .await
-            .map_err(pg)?
+            .await?
             .iter()
             .map(|r| AuditItem::flag(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))),
         );
-        let spends = tx
-            .query(
-                "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
+        let spends = fetch_all(
+            &tx,
+            "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
                  FROM double_spends d JOIN members m ON m.id = d.member_id
                  WHERE d.detected_at >= $1",
-                &[&since.millis()],
-            )
-            .await
-            .map_err(pg)?;
+            &[&since.millis()],
+        )
+        .await?;
         for r in &spends {
             items.push(AuditItem::double_spend(super::double_spend(
                 r.get(0),
@@ -578,15 +590,14 @@ impl PgDb {
 
     pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {
         let client = get(&self.quick).await?;
-        let row = client
-            .query_opt(
-                "SELECT COALESCE((SELECT balance FROM balances WHERE member_id = m.id), 0),
+        let row = fetch_opt(
+            &client,
+            "SELECT COALESCE((SELECT balance FROM balances WHERE member_id = m.id), 0),
                         (SELECT last FROM server_seq)
                  FROM members m WHERE m.id = $1",
-                &[&member.0],
-            )
-            .await
-            .map_err(pg)?;
+            &[&member.0],
+        )
+        .await?;
         Ok(row.map(|r| BalanceResponse {
             member_id: member,
             balance: r.get(0),
@@ -595,16 +606,14 @@ impl PgDb {
     }
 
     pub async fn double_spends(&self, limit: usize) -> Result<DoubleSpendList, DbError> {
-        let rows = get(&self.pages)
-            .await?
-            .query(
-                "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
+        let rows = fetch_all(
+            &get(&self.pages).await?,
+            "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
                  FROM double_spends d JOIN members m ON m.id = d.member_id
                  ORDER BY d.id DESC LIMIT $1",
-                &[&i64::try_from(limit).unwrap_or(i64::MAX)],
-            )
-            .await
-            .map_err(pg)?;
+            &[&i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+        .await?;
         let double_spends = rows
             .iter()
             .map(|r| {
@@ -620,38 +629,32 @@ impl PgDb {
         token_hash: &str,
         now: Timestamp,
     ) -> Result<i64, DbError> {
-        Ok(get(&self.writer)
-            .await?
-            .query_one(
-                "INSERT INTO terminals (name, token_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
-                &[&name, &token_hash, &now.millis()],
-            )
-            .await
-            .map_err(pg)?
-            .get(0))
+        Ok(fetch_one(
+            &get(&self.writer).await?,
+            "INSERT INTO terminals (name, token_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+            &[&name, &token_hash, &now.millis()],
+        )
+        .await?
+        .get(0))
     }
 
     pub async fn revoke_terminal(&self, id: i64, now: Timestamp) -> Result<bool, DbError> {
-        Ok(get(&self.writer)
-            .await?
-            .execute(
-                "UPDATE terminals SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                &[&id, &now.millis()],
-            )
-            .await
-            .map_err(pg)?
+        Ok(exec(
+            &get(&self.writer).await?,
+            "UPDATE terminals SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[&id, &now.millis()],
+        )
+        .await?
             == 1)
     }
 
     pub async fn terminals(&self) -> Result<Vec<TerminalRow>, DbError> {
-        let rows = get(&self.quick)
-            .await?
-            .query(
-                "SELECT id, name, terminal_id, created_at, revoked_at FROM terminals ORDER BY id",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
+        let rows = fetch_all(
+            &get(&self.quick).await?,
+            "SELECT id, name, terminal_id, created_at, revoked_at FROM terminals ORDER BY id",
+            &[],
+        )
+        .await?;
         Ok(rows
             .iter()
             .map(|r| TerminalRow {
@@ -667,29 +670,25 @@ impl PgDb {
     pub async fn set_program(&self, toml: &str, now: Timestamp) -> Result<i64, DbError> {
         let mut client = get(&self.writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
-            .await
-            .map_err(pg)?;
-        let row = tx
-            .query_one(
-                "INSERT INTO program (version, toml, code_key, installed_at)
+        exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
+        let row = fetch_one(
+            &tx,
+            "INSERT INTO program (version, toml, code_key, installed_at)
                  SELECT version + 1, $1, code_key, $2 FROM program ORDER BY version DESC LIMIT 1
                  RETURNING version",
-                &[&toml, &now.millis()],
-            )
-            .await
-            .map_err(pg)?;
+            &[&toml, &now.millis()],
+        )
+        .await?;
         tx.commit().await.map_err(pg)?;
         Ok(row.get(0))
     }
 
     pub async fn health(&self) -> Result<i64, DbError> {
-        Ok(get(&self.quick)
-            .await?
-            .query_one("SELECT last FROM server_seq", &[])
-            .await
-            .map_err(pg)?
-            .get(0))
+        Ok(
+            fetch_one(&get(&self.quick).await?, "SELECT last FROM server_seq", &[])
+                .await?
+                .get(0),
+        )
     }
 }
 
@@ -698,19 +697,17 @@ async fn record_at(tx: &Transaction<'_>, seq: i64) -> Result<Option<String>, DbE
     if seq <= 0 {
         return Ok(None);
     }
-    if let Some(row) = tx
-        .query_opt("SELECT id FROM entries WHERE server_seq = $1", &[&seq])
-        .await
-        .map_err(pg)?
+    if let Some(row) =
+        fetch_opt(tx, "SELECT id FROM entries WHERE server_seq = $1", &[&seq]).await?
     {
         return Ok(Some(entry_record_name(row.get(0))));
     }
-    tx.query_opt(
+    fetch_opt(
+        tx,
         "SELECT member_id, body FROM member_versions WHERE server_seq = $1",
         &[&seq],
     )
-    .await
-    .map_err(pg)?
+    .await?
     .map(|r| member_record_name(r.get(0), r.get(1)))
     .transpose()
 }
@@ -724,17 +721,16 @@ async fn stored_by_seq(
     if seqs.is_empty() {
         return Ok(HashMap::new());
     }
-    Ok(tx
-        .query(
-            "SELECT terminal_seq, id, body FROM entries
+    Ok(fetch_all(
+        tx,
+        "SELECT terminal_seq, id, body FROM entries
              WHERE terminal_id = $1 AND terminal_seq = ANY($2)",
-            &[&terminal.0, &seqs],
-        )
-        .await
-        .map_err(pg)?
-        .iter()
-        .map(|r| (r.get(0), (EntryId(r.get(1)), r.get(2))))
-        .collect())
+        &[&terminal.0, &seqs],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), (EntryId(r.get(1)), r.get(2))))
+    .collect())
 }
 
 /// The stored entries the possibility check needs: reversal targets, stored reversals of
@@ -745,12 +741,12 @@ async fn known_entries(tx: &Transaction<'_>, wanted: &Needs) -> Result<Vec<Entry
     if targets.is_empty() && histories.is_empty() {
         return Ok(Vec::new());
     }
-    tx.query(
+    fetch_all(
+        tx,
         "SELECT body FROM entries WHERE id = ANY($1) OR reverses = ANY($1) OR member_id = ANY($2)",
         &[&targets, &histories],
     )
-    .await
-    .map_err(pg)?
+    .await?
     .iter()
     .map(|r| stored_entry(r.get(0)))
     .collect()
@@ -765,10 +761,12 @@ async fn upsert_member(
     seq: &mut i64,
 ) -> Result<bool, DbError> {
     let id = record.member.id;
-    let stored = tx
-        .query_opt("SELECT version, body FROM members WHERE id = $1", &[&id.0])
-        .await
-        .map_err(pg)?;
+    let stored = fetch_opt(
+        tx,
+        "SELECT version, body FROM members WHERE id = $1",
+        &[&id.0],
+    )
+    .await?;
     if let Some(row) = stored {
         if row.get::<_, i64>(0) >= record.version {
             return Ok(false);
@@ -777,20 +775,19 @@ async fn upsert_member(
             .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))?;
         judge::member_change(&old, &record).map_err(DbError::Refused)?;
     }
-    let holders = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM members WHERE card = $2 AND id <> $1),
+    let holders = fetch_one(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM members WHERE card = $2 AND id <> $1),
                     EXISTS (SELECT 1 FROM members WHERE phone = $3 AND id <> $1),
                     EXISTS (SELECT 1 FROM members WHERE email = $4 AND id <> $1)",
-            &[
-                &id.0,
-                &record.member.card.as_str(),
-                &record.member.phone,
-                &record.member.email,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+        &[
+            &id.0,
+            &record.member.card.as_str(),
+            &record.member.phone,
+            &record.member.email,
+        ],
+    )
+    .await?;
     if holders.get::<_, bool>(0) {
         return Err(DbError::Refused(PushRefusal::push(
             RULE_CARD_TAKEN,
@@ -804,7 +801,8 @@ async fn upsert_member(
     *seq += 1;
     let body = serde_json::to_string(&record)
         .map_err(|e| DbError::Internal(format!("member {id}: {e}")))?;
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO members (id, version, card, phone, email, body)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, card = EXCLUDED.card,
@@ -818,17 +816,16 @@ async fn upsert_member(
             &body,
         ],
     )
-    .await
-    .map_err(pg)?;
+    .await?;
     // Every version is appended with its own seq and the till that made it: a member's first
     // version always comes before its entries in a pull, whatever later versions do.
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO member_versions (server_seq, member_id, body, terminal_id)
          VALUES ($1, $2, $3, $4)",
         &[&*seq, &id.0, &body, &terminal.0],
     )
-    .await
-    .map_err(pg)?;
+    .await?;
     Ok(true)
 }
 
@@ -850,13 +847,15 @@ async fn insert_entries(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let known: HashSet<Uuid> = tx
-        .query("SELECT id FROM members WHERE id = ANY($1)", &[&member_ids])
-        .await
-        .map_err(pg)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let known: HashSet<Uuid> = fetch_all(
+        tx,
+        "SELECT id FROM members WHERE id = ANY($1)",
+        &[&member_ids],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
     if let Some(e) = entries.iter().find(|e| !known.contains(&e.member_id.0)) {
         return Err(DbError::Refused(PushRefusal::entry(
             e.id,
@@ -878,9 +877,9 @@ async fn insert_entries(
     let points: Vec<i64> = entries.iter().map(|e| e.points).collect();
     let reverses: Vec<Option<Uuid>> = entries.iter().map(|e| e.reverses.map(|r| r.0)).collect();
     let bodies: Vec<&str> = new.iter().map(|c| c.body.as_str()).collect();
-    let rows = tx
-        .query(
-            "INSERT INTO entries (server_seq, id, member_id, terminal_id, terminal_seq, kind, points,
+    let rows = fetch_all(
+        tx,
+        "INSERT INTO entries (server_seq, id, member_id, terminal_id, terminal_seq, kind, points,
                                   reverses, body)
              SELECT $1 + t.ord, t.id, t.member_id, t.terminal_id, t.terminal_seq, t.kind, t.points,
                     t.reverses, t.body
@@ -890,13 +889,11 @@ async fn insert_entries(
              ORDER BY t.ord
              ON CONFLICT (id) DO NOTHING
              RETURNING id",
-            &[
-                &base, &ords, &ids, &members, &terminals, &numbers, &kinds, &points, &reverses,
-                &bodies,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+        &[
+            &base, &ords, &ids, &members, &terminals, &numbers, &kinds, &points, &reverses, &bodies,
+        ],
+    )
+    .await?;
     // Every entry here is new to this till's sequence, so a stored id means another entry.
     if rows.len() < n {
         let inserted: HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
