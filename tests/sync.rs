@@ -45,6 +45,7 @@ on_both_backends!(
     offline_double_spends_are_accepted_and_listed,
     a_new_till_catches_up_in_small_pages_after_card_replacements,
     a_forged_batch_is_refused_whole_and_other_tills_keep_syncing,
+    pushes_at_once_are_stored_together_and_judged_one_by_one,
     every_impossible_entry_is_refused_by_its_rule,
     a_reused_or_skipped_sequence_number_is_refused,
     impossible_member_records_are_refused,
@@ -939,6 +940,75 @@ fn a_forged_batch_is_refused_whole_and_other_tills_keep_syncing(backend: Backend
         assert!(till.store.verify(false).expect("verify").is_clean());
     }
     assert_eq!(b.balances(), a.balances());
+}
+
+fn pushes_at_once_are_stored_together_and_judged_one_by_one(backend: Backend) {
+    const TILLS: usize = 6;
+    const PUSHES: i64 = 15;
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), TILLS + 1) else {
+        return;
+    };
+    let tills: Vec<Rogue> = tokens[..TILLS]
+        .iter()
+        .map(|t| Rogue::new(&server.url, t))
+        .collect();
+    let forger = Rogue::new(&server.url, &tokens[TILLS]);
+    let shopper = new_member("Shared Shopper");
+    let member = shopper.member.id;
+    tills[0]
+        .push(vec![shopper], vec![])
+        .expect("the shared member");
+    let before = server_seq(&server.url);
+
+    // Every till sends each of its pushes twice at once (a retry racing the original), its first
+    // with a member it enrols; a forger pushes impossible sales meanwhile. Pushes that arrive
+    // together share a transaction: each must be judged after the ones before it in the group
+    // and refused alone.
+    std::thread::scope(|scope| {
+        for till in &tills {
+            scope.spawn(move || {
+                let own = new_member("Own Member");
+                for seq in 1..=PUSHES {
+                    let members = if seq == 1 { vec![own.clone()] } else { vec![] };
+                    let sale = till.sale(seq, member, 1_000, 100);
+                    let acks: Vec<PushResponse> = std::thread::scope(|twice| {
+                        let sends: Vec<_> = (0..2)
+                            .map(|_| {
+                                let (members, sale) = (members.clone(), sale.clone());
+                                twice.spawn(move || till.push(members, vec![sale]))
+                            })
+                            .collect();
+                        sends
+                            .into_iter()
+                            .map(|s| s.join().expect("push thread").expect("an honest push"))
+                            .collect()
+                    });
+                    let inserted: usize = acks.iter().map(|a| a.inserted).sum();
+                    let duplicates: usize = acks.iter().map(|a| a.duplicates).sum();
+                    assert_eq!((inserted, duplicates), (1, 1), "{acks:?}");
+                }
+            });
+        }
+        scope.spawn(|| {
+            for _ in 0..PUSHES {
+                let err = forger
+                    .push(vec![], vec![forger.sale(1, member, 1_000, 999)])
+                    .expect_err("an impossible sale");
+                assert_eq!(err.rule.as_deref(), Some("earn_points"), "{}", err.error);
+            }
+        });
+    });
+
+    let stored = TILLS as i64 * (1 + PUSHES);
+    assert_eq!(server_seq(&server.url), before + stored);
+    for till in &tills {
+        assert_eq!(till.config("").terminal_seq, PUSHES);
+    }
+    assert_eq!(forger.config("").terminal_seq, 0, "nothing of the forger's");
+    let balance: tillpass::sync::protocol::BalanceResponse =
+        forger.get(&format!("/v1/members/{member}/balance"));
+    assert_eq!(balance.balance, TILLS as i64 * PUSHES * 100);
 }
 
 fn every_impossible_entry_is_refused_by_its_rule(backend: Backend) {

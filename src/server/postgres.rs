@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::audit::AuditItem;
 use super::db::{
-    Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
-    new_epoch, render, render_cut, stored_entry,
+    Auth, DbError, GroupAnswers, ProgramCache, PushQueue, Tally, TerminalRow, cut,
+    entry_record_name, member_record_name, new_epoch, render, render_cut, stored_entry,
 };
 use super::judge;
 use super::validate::{
@@ -55,7 +55,7 @@ pub struct PgDb {
     writer: Pool,
     quick: Pool,
     pages: Pool,
-    programs: ProgramCache,
+    queue: PushQueue,
 }
 
 fn pg(e: tokio_postgres::Error) -> DbError {
@@ -178,11 +178,18 @@ impl PgDb {
         .await?;
         tx.commit().await.map_err(pg)?;
         drop(client);
+        let queue = {
+            let (writer, programs) = (writer.clone(), Arc::new(ProgramCache::default()));
+            PushQueue::start(move |pushes| {
+                let (writer, programs) = (writer.clone(), Arc::clone(&programs));
+                async move { write_group(&writer, &programs, &pushes).await }
+            })
+        };
         Ok(PgDb {
             writer,
             quick,
             pages,
-            programs: ProgramCache::default(),
+            queue,
         })
     }
 
@@ -239,117 +246,7 @@ impl PgDb {
     }
 
     pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
-        let mut client = get(&self.writer).await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
-        let mut seq: i64 = fetch_one(&tx, "SELECT last FROM server_seq", &[])
-            .await?
-            .get(0);
-        let last = last_terminal_seq(&tx, &batch.terminal).await?;
-        let stored =
-            stored_by_seq(&tx, &batch.terminal, &judge::replayed_seqs(&batch, last)).await?;
-        let split = judge::sequence(&batch, last, &stored).map_err(DbError::Refused)?;
-        let mut members = 0;
-        for m in &batch.members {
-            if upsert_member(&tx, m.record.clone(), &batch.terminal, &mut seq).await? {
-                members += 1;
-            }
-        }
-        let wanted = needs(
-            &split
-                .new
-                .iter()
-                .map(|c| c.entry.clone())
-                .collect::<Vec<_>>(),
-        );
-        let history = self.program_history(&tx).await?;
-        let flags = judge::possible(
-            &history,
-            known_entries(&tx, &wanted).await?,
-            &wanted,
-            &split.new,
-        )
-        .map_err(DbError::Refused)?;
-        let tally = insert_entries(&tx, &split.new, &mut seq).await?;
-        for f in judge::flag_rows(&split.new, flags) {
-            exec(&tx, "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
-                                    detected_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                &[
-                    &f.entry_id,
-                    &f.member_id,
-                    &f.terminal_id,
-                    &f.occurred_at,
-                    &f.day,
-                    &f.flag,
-                    &f.detail,
-                    &now.millis(),
-                ]).await?;
-        }
-        if !tally.balances.is_empty() {
-            let (ids, deltas): (Vec<Uuid>, Vec<i64>) =
-                tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
-            let rows = fetch_all(&tx, "INSERT INTO balances (member_id, balance)
-                     SELECT * FROM UNNEST($1::uuid[], $2::bigint[])
-                     ON CONFLICT (member_id) DO UPDATE SET balance = balances.balance + EXCLUDED.balance
-                     RETURNING member_id, balance",
-                    &[&ids, &deltas]).await?;
-            for row in rows {
-                let (member, balance): (Uuid, i64) = (row.get(0), row.get(1));
-                if balance < 0
-                    && let Some(e) = tally.redeemed.get(&MemberId(member))
-                {
-                    exec(
-                        &tx,
-                        "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at,
-                                                    points, balance_after, detected_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_id) DO NOTHING",
-                        &[
-                            &e.id.0,
-                            &member,
-                            &e.terminal_id.0,
-                            &e.occurred_at.millis(),
-                            &e.points,
-                            &balance,
-                            &now.millis(),
-                        ],
-                    )
-                    .await?;
-                }
-            }
-        }
-        exec(&tx, "UPDATE server_seq SET last = $1", &[&seq]).await?;
-        tx.commit().await.map_err(pg)?;
-        Ok(PushResponse {
-            inserted: tally.inserted,
-            duplicates: split.replays,
-            members,
-            server_seq: seq,
-        })
-    }
-
-    /// Every program version, parsed once per new highest version.
-    async fn program_history(&self, tx: &Transaction<'_>) -> Result<Arc<ProgramHistory>, DbError> {
-        let latest: i64 = fetch_one(
-            tx,
-            "SELECT COALESCE(MAX(version), 0)::bigint FROM program",
-            &[],
-        )
-        .await?
-        .get(0);
-        if let Some(history) = self.programs.current(latest) {
-            return Ok(history);
-        }
-        let rows = fetch_all(
-            tx,
-            "SELECT version, toml, installed_at FROM program ORDER BY version",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-        self.programs.load(rows)
+        self.queue.push(batch, now).await
     }
 
     pub async fn pull(
@@ -690,6 +587,161 @@ impl PgDb {
                 .get(0),
         )
     }
+}
+
+/// Stores one push of a group, in the group's transaction, numbering its records after `seq`:
+/// all of it, or nothing and why.
+async fn push_one(
+    tx: &Transaction<'_>,
+    history: &ProgramHistory,
+    batch: &Batch,
+    now: Timestamp,
+    seq: &mut i64,
+) -> Result<PushResponse, DbError> {
+    let last = last_terminal_seq(tx, &batch.terminal).await?;
+    let stored = stored_by_seq(tx, &batch.terminal, &judge::replayed_seqs(batch, last)).await?;
+    let split = judge::sequence(batch, last, &stored).map_err(DbError::Refused)?;
+    let mut members = 0;
+    for m in &batch.members {
+        if upsert_member(tx, m.record.clone(), &batch.terminal, seq).await? {
+            members += 1;
+        }
+    }
+    let wanted = needs(
+        &split
+            .new
+            .iter()
+            .map(|c| c.entry.clone())
+            .collect::<Vec<_>>(),
+    );
+    let flags = judge::possible(
+        history,
+        known_entries(tx, &wanted).await?,
+        &wanted,
+        &split.new,
+    )
+    .map_err(DbError::Refused)?;
+    let tally = insert_entries(tx, &split.new, seq).await?;
+    for f in judge::flag_rows(&split.new, flags) {
+        exec(
+            tx,
+            "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
+                                detected_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            &[
+                &f.entry_id,
+                &f.member_id,
+                &f.terminal_id,
+                &f.occurred_at,
+                &f.day,
+                &f.flag,
+                &f.detail,
+                &now.millis(),
+            ],
+        )
+        .await?;
+    }
+    if !tally.balances.is_empty() {
+        let (ids, deltas): (Vec<Uuid>, Vec<i64>) =
+            tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
+        let rows = fetch_all(
+            tx,
+            "INSERT INTO balances (member_id, balance)
+                 SELECT * FROM UNNEST($1::uuid[], $2::bigint[])
+                 ON CONFLICT (member_id) DO UPDATE SET balance = balances.balance + EXCLUDED.balance
+                 RETURNING member_id, balance",
+            &[&ids, &deltas],
+        )
+        .await?;
+        for row in rows {
+            let (member, balance): (Uuid, i64) = (row.get(0), row.get(1));
+            if balance < 0
+                && let Some(e) = tally.redeemed.get(&MemberId(member))
+            {
+                exec(
+                    tx,
+                    "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at,
+                                                points, balance_after, detected_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_id) DO NOTHING",
+                    &[
+                        &e.id.0,
+                        &member,
+                        &e.terminal_id.0,
+                        &e.occurred_at.millis(),
+                        &e.points,
+                        &balance,
+                        &now.millis(),
+                    ],
+                )
+                .await?;
+            }
+        }
+    }
+    Ok(PushResponse {
+        inserted: tally.inserted,
+        duplicates: split.replays,
+        members,
+        server_seq: *seq,
+    })
+}
+
+/// Stores a group of pushes in one transaction under the push lock, each in a savepoint of its
+/// own so a refused push leaves the others standing.
+async fn write_group(
+    writer: &Pool,
+    programs: &ProgramCache,
+    pushes: &[(Batch, Timestamp)],
+) -> GroupAnswers {
+    let mut client = get(writer).await?;
+    let mut tx = client.transaction().await.map_err(pg)?;
+    exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
+    let mut seq: i64 = fetch_one(&tx, "SELECT last FROM server_seq", &[])
+        .await?
+        .get(0);
+    let history = program_history(&tx, programs).await?;
+    let mut answers = Vec::with_capacity(pushes.len());
+    for (batch, now) in pushes {
+        let savepoint = tx.savepoint("push").await.map_err(pg)?;
+        let mut next = seq;
+        let answer = push_one(&savepoint, &history, batch, *now, &mut next).await;
+        if answer.is_ok() {
+            savepoint.commit().await.map_err(pg)?;
+            seq = next;
+        } else {
+            savepoint.rollback().await.map_err(pg)?;
+        }
+        answers.push(answer);
+    }
+    exec(&tx, "UPDATE server_seq SET last = $1", &[&seq]).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(answers)
+}
+
+/// Every program version, parsed once per new highest version.
+async fn program_history(
+    tx: &Transaction<'_>,
+    cache: &ProgramCache,
+) -> Result<Arc<ProgramHistory>, DbError> {
+    let latest: i64 = fetch_one(
+        tx,
+        "SELECT COALESCE(MAX(version), 0)::bigint FROM program",
+        &[],
+    )
+    .await?
+    .get(0);
+    if let Some(history) = cache.current(latest) {
+        return Ok(history);
+    }
+    let rows = fetch_all(
+        tx,
+        "SELECT version, toml, installed_at FROM program ORDER BY version",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    cache.load(rows)
 }
 
 /// The name of the record at `seq`, if there is one.

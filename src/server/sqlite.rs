@@ -13,8 +13,8 @@ use tokio::sync::Semaphore;
 
 use super::audit::AuditItem;
 use super::db::{
-    Auth, DbError, ProgramCache, Tally, TerminalRow, cut, entry_record_name, member_record_name,
-    new_epoch, render, render_cut, stored_entry,
+    Auth, DbError, GroupAnswers, ProgramCache, PushQueue, Tally, TerminalRow, cut,
+    entry_record_name, member_record_name, new_epoch, render, render_cut, stored_entry,
 };
 use super::judge;
 use super::validate::{
@@ -44,7 +44,7 @@ pub struct SqliteDb {
     writer: Arc<Connections>,
     quick: Arc<Connections>,
     pages: Arc<Connections>,
-    programs: Arc<ProgramCache>,
+    queue: PushQueue,
 }
 
 /// Connections to the database file, each used by one call at a time; a call waits for a free
@@ -180,11 +180,25 @@ impl SqliteDb {
         })
         .await
         .map_err(|e| DbError::Unavailable(e.to_string()))??;
+        let writer = Connections::new(vec![writer]);
+        let queue = {
+            let (writer, programs) = (Arc::clone(&writer), Arc::new(ProgramCache::default()));
+            PushQueue::start(move |pushes| {
+                let (writer, programs) = (Arc::clone(&writer), Arc::clone(&programs));
+                async move {
+                    with(&writer, move |conn| {
+                        Ok(write_group(conn, &programs, &pushes))
+                    })
+                    .await
+                    .and_then(|answers| answers)
+                }
+            })
+        };
         Ok(SqliteDb {
-            writer: Connections::new(vec![writer]),
+            writer,
             quick: Connections::new(quick),
             pages: Connections::new(pages),
-            programs: Arc::default(),
+            queue,
         })
     }
 
@@ -206,90 +220,7 @@ impl SqliteDb {
     }
 
     pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
-        let programs = Arc::clone(&self.programs);
-        with(&self.writer, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut seq = last_seq(&tx)?;
-            let last = last_terminal_seq(&tx, &batch.terminal)?;
-            let stored = stored_by_seq(&tx, &batch.terminal, &judge::replayed_seqs(&batch, last))?;
-            let split = judge::sequence(&batch, last, &stored).map_err(DbError::Refused)?;
-            let mut members = 0;
-            for m in &batch.members {
-                if upsert_member(&tx, m.record.clone(), &batch.terminal, &mut seq)? {
-                    members += 1;
-                }
-            }
-            let wanted = needs(
-                &split
-                    .new
-                    .iter()
-                    .map(|c| c.entry.clone())
-                    .collect::<Vec<_>>(),
-            );
-            let history = program_history(&tx, &programs)?;
-            let flags = judge::possible(&history, known_entries(&tx, &wanted)?, &wanted, &split.new)
-                .map_err(DbError::Refused)?;
-            let first_new = seq;
-            let tally = insert_entries(&tx, &split.new, &mut seq)?;
-            let mut flag = tx.prepare_cached(
-                "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
-                                    detected_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-            )?;
-            for f in judge::flag_rows(&split.new, flags) {
-                flag.execute(params![
-                    f.entry_id,
-                    f.member_id,
-                    f.terminal_id,
-                    f.occurred_at,
-                    f.day,
-                    f.flag,
-                    f.detail,
-                    now.millis()
-                ])?;
-            }
-            drop(flag);
-            // One statement adds every new entry to its member's balance.
-            tx.prepare_cached(
-                "INSERT INTO balances (member_id, balance)
-                 SELECT member_id, SUM(points) FROM entries WHERE server_seq > ?1 GROUP BY member_id
-                 ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance",
-            )?
-            .execute(params![first_new])?;
-            let mut bal = tx.prepare_cached("SELECT balance FROM balances WHERE member_id = ?1")?;
-            let mut overdrawn = tx.prepare_cached(
-                "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at, points,
-                                            balance_after, detected_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entry_id) DO NOTHING",
-            )?;
-            for (member, e) in &tally.redeemed {
-                let balance: i64 = bal.query_row(params![member.0], |r| r.get(0))?;
-                if balance < 0 {
-                    overdrawn.execute(params![
-                        e.id.0,
-                        member.0,
-                        e.terminal_id.0,
-                        e.occurred_at.millis(),
-                        e.points,
-                        balance,
-                        now.millis()
-                    ])?;
-                }
-            }
-            drop((bal, overdrawn));
-            tx.execute(
-                "UPDATE server_seq SET last = ?1 WHERE singleton = 1",
-                params![seq],
-            )?;
-            tx.commit()?;
-            Ok(PushResponse {
-                inserted: tally.inserted,
-                duplicates: split.replays,
-                members,
-                server_seq: seq,
-            })
-        })
-        .await
+        self.queue.push(batch, now).await
     }
 
     pub async fn pull(
@@ -647,6 +578,121 @@ impl SqliteDb {
         })
         .await
     }
+}
+
+/// Stores one push of a group, on the writer in the group's transaction, numbering its records
+/// after `seq`: all of it, or nothing and why.
+fn push_one(
+    tx: &Connection,
+    programs: &ProgramCache,
+    batch: &Batch,
+    now: Timestamp,
+    seq: &mut i64,
+) -> Result<PushResponse, DbError> {
+    let last = last_terminal_seq(tx, &batch.terminal)?;
+    let stored = stored_by_seq(tx, &batch.terminal, &judge::replayed_seqs(batch, last))?;
+    let split = judge::sequence(batch, last, &stored).map_err(DbError::Refused)?;
+    let mut members = 0;
+    for m in &batch.members {
+        if upsert_member(tx, m.record.clone(), &batch.terminal, seq)? {
+            members += 1;
+        }
+    }
+    let wanted = needs(
+        &split
+            .new
+            .iter()
+            .map(|c| c.entry.clone())
+            .collect::<Vec<_>>(),
+    );
+    let history = program_history(tx, programs)?;
+    let flags = judge::possible(&history, known_entries(tx, &wanted)?, &wanted, &split.new)
+        .map_err(DbError::Refused)?;
+    let first_new = *seq;
+    let tally = insert_entries(tx, &split.new, seq)?;
+    let mut flag = tx.prepare_cached(
+        "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
+                            detected_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+    )?;
+    for f in judge::flag_rows(&split.new, flags) {
+        flag.execute(params![
+            f.entry_id,
+            f.member_id,
+            f.terminal_id,
+            f.occurred_at,
+            f.day,
+            f.flag,
+            f.detail,
+            now.millis()
+        ])?;
+    }
+    drop(flag);
+    // One statement adds every new entry to its member's balance.
+    tx.prepare_cached(
+        "INSERT INTO balances (member_id, balance)
+         SELECT member_id, SUM(points) FROM entries WHERE server_seq > ?1 GROUP BY member_id
+         ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance",
+    )?
+    .execute(params![first_new])?;
+    let mut bal = tx.prepare_cached("SELECT balance FROM balances WHERE member_id = ?1")?;
+    let mut overdrawn = tx.prepare_cached(
+        "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at, points,
+                                    balance_after, detected_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entry_id) DO NOTHING",
+    )?;
+    for (member, e) in &tally.redeemed {
+        let balance: i64 = bal.query_row(params![member.0], |r| r.get(0))?;
+        if balance < 0 {
+            overdrawn.execute(params![
+                e.id.0,
+                member.0,
+                e.terminal_id.0,
+                e.occurred_at.millis(),
+                e.points,
+                balance,
+                now.millis()
+            ])?;
+        }
+    }
+    drop((bal, overdrawn));
+    Ok(PushResponse {
+        inserted: tally.inserted,
+        duplicates: split.replays,
+        members,
+        server_seq: *seq,
+    })
+}
+
+/// Stores a group of pushes in one transaction, each in a savepoint of its own so a refused
+/// push leaves the others standing.
+fn write_group(
+    conn: &mut Connection,
+    programs: &ProgramCache,
+    pushes: &[(Batch, Timestamp)],
+) -> GroupAnswers {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut seq = last_seq(&tx)?;
+    let mut answers = Vec::with_capacity(pushes.len());
+    for (batch, now) in pushes {
+        let mut savepoint = tx.savepoint()?;
+        let mut next = seq;
+        let answer = push_one(&savepoint, programs, batch, *now, &mut next);
+        if answer.is_ok() {
+            savepoint.commit()?;
+            seq = next;
+        } else {
+            savepoint.rollback()?;
+            savepoint.finish()?;
+        }
+        answers.push(answer);
+    }
+    tx.execute(
+        "UPDATE server_seq SET last = ?1 WHERE singleton = 1",
+        params![seq],
+    )?;
+    tx.commit()?;
+    Ok(answers)
 }
 
 /// What a token says, or `Err(row id)` for a live token not yet bound to any terminal.
