@@ -46,6 +46,7 @@ on_both_backends!(
     a_new_till_catches_up_in_small_pages_after_card_replacements,
     a_forged_batch_is_refused_whole_and_other_tills_keep_syncing,
     pushes_at_once_are_stored_together_and_judged_one_by_one,
+    a_new_entry_under_a_stored_id_is_refused_by_that_id,
     every_impossible_entry_is_refused_by_its_rule,
     a_reused_or_skipped_sequence_number_is_refused,
     impossible_member_records_are_refused,
@@ -1009,6 +1010,42 @@ fn pushes_at_once_are_stored_together_and_judged_one_by_one(backend: Backend) {
     let balance: tillpass::sync::protocol::BalanceResponse =
         forger.get(&format!("/v1/members/{member}/balance"));
     assert_eq!(balance.balance, TILLS as i64 * PUSHES * 100);
+}
+
+fn a_new_entry_under_a_stored_id_is_refused_by_that_id(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let (a, b) = (
+        Rogue::new(&server.url, &tokens[0]),
+        Rogue::new(&server.url, &tokens[1]),
+    );
+    let shopper = new_member("Id Clash");
+    let member = shopper.member.id;
+    let first = a.sale(1, member, 1_000, 100);
+    a.push(vec![shopper], vec![first.clone()])
+        .expect("the first sale");
+    let before = server_seq(&server.url);
+
+    // Another till's new entry, and this till's next one, under the stored entry's id.
+    let mut copied = b.sale(1, member, 2_000, 200);
+    copied.id = first.id;
+    let mut again = a.sale(2, member, 2_000, 200);
+    again.id = first.id;
+    for (till, entry) in [(&b, copied), (&a, again)] {
+        let honest = till.sale(entry.terminal_seq + 1, member, 500, 50);
+        let err = till
+            .push(vec![], vec![entry, honest])
+            .expect_err("an id already stored");
+        assert_eq!(err.rule.as_deref(), Some("id_conflict"), "{}", err.error);
+        assert_eq!(err.entry_id, Some(first.id));
+    }
+    assert_eq!(server_seq(&server.url), before, "nothing stored");
+    let ack = b
+        .push(vec![], vec![b.sale(1, member, 500, 50)])
+        .expect("the till's own sale");
+    assert_eq!((ack.inserted, ack.server_seq), (1, before + 1));
 }
 
 fn every_impossible_entry_is_refused_by_its_rule(backend: Backend) {

@@ -25,8 +25,7 @@ use super::db::{
 };
 use super::judge;
 use super::validate::{
-    Batch, CheckedEntry, PushRefusal, RULE_CARD_TAKEN, RULE_CONFLICT, RULE_ID_CONFLICT,
-    RULE_UNKNOWN_MEMBER,
+    Batch, PushRefusal, RULE_CARD_TAKEN, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER,
 };
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
@@ -589,16 +588,99 @@ impl PgDb {
     }
 }
 
+/// Takes a push's writes back inside its group.
+const UNDO_PUSH: &str = "ROLLBACK TO SAVEPOINT push; RELEASE SAVEPOINT push";
+
+const INSERT_ENTRIES: &str =
+    "INSERT INTO entries (server_seq, id, member_id, terminal_id, terminal_seq, kind,
+                              points, reverses, body)
+     SELECT $1 + t.ord, t.id, t.member_id, t.terminal_id, t.terminal_seq, t.kind, t.points,
+            t.reverses, t.body
+     FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::text[], $6::bigint[], $7::text[],
+                 $8::bigint[], $9::uuid[], $10::text[])
+          AS t(ord, id, member_id, terminal_id, terminal_seq, kind, points, reverses, body)
+     ORDER BY t.ord";
+const INSERT_FLAGS: &str =
+    "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
+                        detected_at)
+     SELECT t.*, $8 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[],
+                                $6::text[], $7::text[])
+          AS t(entry_id, member_id, terminal_id, occurred_at, day, flag, detail)
+     ON CONFLICT DO NOTHING";
+const ADD_BALANCES: &str = "INSERT INTO balances (member_id, balance)
+     SELECT * FROM UNNEST($1::uuid[], $2::bigint[])
+     ON CONFLICT (member_id) DO UPDATE SET balance = balances.balance + EXCLUDED.balance
+     RETURNING member_id, balance";
+
+/// Why a push failed inside its savepoint.
+enum Failed {
+    /// A refusal or a database error, as it is.
+    Error(DbError),
+    /// The insert found one of these new entries' ids stored already; which one is asked once
+    /// the push's writes are taken back.
+    IdTaken(Vec<EntryId>),
+}
+
+impl From<DbError> for Failed {
+    fn from(e: DbError) -> Self {
+        Failed::Error(e)
+    }
+}
+
 /// Stores one push of a group, in the group's transaction, numbering its records after `seq`:
-/// all of it, or nothing and why.
+/// all of it, or nothing and why. `Err` when the group's transaction can no longer go on.
 async fn push_one(
     tx: &Transaction<'_>,
     history: &ProgramHistory,
     batch: &Batch,
     now: Timestamp,
     seq: &mut i64,
-) -> Result<PushResponse, DbError> {
-    let last = last_terminal_seq(tx, &batch.terminal).await?;
+) -> Result<Result<PushResponse, DbError>, DbError> {
+    let mut next = *seq;
+    let failed = match write_push(tx, history, batch, now, &mut next).await {
+        Ok(ack) => {
+            *seq = next;
+            return Ok(Ok(ack));
+        }
+        Err(failed) => failed,
+    };
+    tx.batch_execute(UNDO_PUSH).await.map_err(pg)?;
+    Ok(Err(match failed {
+        Failed::Error(e) => e,
+        Failed::IdTaken(ids) => taken_id(tx, &ids).await?,
+    }))
+}
+
+/// A push's checks and writes, inside a savepoint (`SAVEPOINT push`) it leaves to the caller to
+/// take back on failure. Two round trips for a push of sales, whatever its size: requests sent
+/// together are pipelined by tokio-postgres, in the order they are first polled (so statements
+/// that must run in order are prepared beforehand, and joined `biased`).
+async fn write_push(
+    tx: &Transaction<'_>,
+    history: &ProgramHistory,
+    batch: &Batch,
+    now: Timestamp,
+    seq: &mut i64,
+) -> Result<PushResponse, Failed> {
+    let all: Vec<Entry> = batch.entries.iter().map(|c| c.entry.clone()).collect();
+    // What every entry would need: the replayed ones are among what is fetched anyway.
+    let wanted = needs(&all);
+    let member_ids: Vec<Uuid> = all
+        .iter()
+        .map(|e| e.member_id.0)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let member_param: [&(dyn ToSql + Sync); 1] = [&member_ids];
+    let (savepoint, last, known_members, fetched) = tokio::join!(
+        biased;
+        tx.batch_execute("SAVEPOINT push"),
+        last_terminal_seq(tx, &batch.terminal),
+        fetch_all(tx, "SELECT id FROM members WHERE id = ANY($1)", &member_param),
+        known_entries(tx, &wanted),
+    );
+    savepoint.map_err(pg)?;
+    let (last, known_members, fetched) = (last?, known_members?, fetched?);
     let stored = stored_by_seq(tx, &batch.terminal, &judge::replayed_seqs(batch, last)).await?;
     let split = judge::sequence(batch, last, &stored).map_err(DbError::Refused)?;
     let mut members = 0;
@@ -607,74 +689,127 @@ async fn push_one(
             members += 1;
         }
     }
-    let wanted = needs(
-        &split
-            .new
-            .iter()
-            .map(|c| c.entry.clone())
-            .collect::<Vec<_>>(),
-    );
-    let flags = judge::possible(
-        history,
-        known_entries(tx, &wanted).await?,
-        &wanted,
-        &split.new,
-    )
-    .map_err(DbError::Refused)?;
-    let tally = insert_entries(tx, &split.new, seq).await?;
-    for f in judge::flag_rows(&split.new, flags) {
-        exec(
-            tx,
-            "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
-                                detected_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            &[
-                &f.entry_id,
-                &f.member_id,
-                &f.terminal_id,
-                &f.occurred_at,
-                &f.day,
-                &f.flag,
-                &f.detail,
-                &now.millis(),
-            ],
-        )
-        .await?;
+    let flags = judge::possible(history, fetched, &wanted, &split.new).map_err(DbError::Refused)?;
+    // Every member must be known: stored, or stored by this push.
+    let known: HashSet<Uuid> = known_members
+        .iter()
+        .map(|r| r.get(0))
+        .chain(batch.members.iter().map(|m| m.record.member.id.0))
+        .collect();
+    if let Some(c) = split
+        .new
+        .iter()
+        .find(|c| !known.contains(&c.entry.member_id.0))
+    {
+        let e = &c.entry;
+        return Err(Failed::Error(DbError::Refused(PushRefusal::entry(
+            e.id,
+            RULE_UNKNOWN_MEMBER,
+            format!(
+                "entry {}: member {} is unknown to the server (push the member first)",
+                e.id, e.member_id
+            ),
+        ))));
     }
-    if !tally.balances.is_empty() {
-        let (ids, deltas): (Vec<Uuid>, Vec<i64>) =
-            tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
-        let rows = fetch_all(
-            tx,
-            "INSERT INTO balances (member_id, balance)
-                 SELECT * FROM UNNEST($1::uuid[], $2::bigint[])
-                 ON CONFLICT (member_id) DO UPDATE SET balance = balances.balance + EXCLUDED.balance
-                 RETURNING member_id, balance",
-            &[&ids, &deltas],
-        )
-        .await?;
-        for row in rows {
-            let (member, balance): (Uuid, i64) = (row.get(0), row.get(1));
-            if balance < 0
-                && let Some(e) = tally.redeemed.get(&MemberId(member))
-            {
-                exec(
-                    tx,
-                    "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at,
-                                                points, balance_after, detected_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_id) DO NOTHING",
-                    &[
-                        &e.id.0,
-                        &member,
-                        &e.terminal_id.0,
-                        &e.occurred_at.millis(),
-                        &e.points,
-                        &balance,
-                        &now.millis(),
-                    ],
-                )
-                .await?;
+
+    let entries: Vec<&Entry> = split.new.iter().map(|c| &c.entry).collect();
+    let mut tally = Tally::default();
+    for e in &entries {
+        tally.inserted(e);
+    }
+    let base = *seq;
+    let n = i64::try_from(entries.len()).unwrap_or(i64::MAX);
+    let ords: Vec<i64> = (1..=n).collect();
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.id.0).collect();
+    let members_of: Vec<Uuid> = entries.iter().map(|e| e.member_id.0).collect();
+    let terminals: Vec<&str> = entries.iter().map(|e| e.terminal_id.0.as_str()).collect();
+    let numbers: Vec<i64> = entries.iter().map(|e| e.terminal_seq).collect();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    let points: Vec<i64> = entries.iter().map(|e| e.points).collect();
+    let reverses: Vec<Option<Uuid>> = entries.iter().map(|e| e.reverses.map(|r| r.0)).collect();
+    let bodies: Vec<&str> = split.new.iter().map(|c| c.body.as_str()).collect();
+    let rows = judge::flag_rows(&split.new, flags);
+    let f_entries: Vec<Uuid> = rows.iter().map(|f| f.entry_id).collect();
+    let f_members: Vec<Uuid> = rows.iter().map(|f| f.member_id).collect();
+    let f_terminals: Vec<&str> = rows.iter().map(|f| f.terminal_id.as_str()).collect();
+    let f_at: Vec<i64> = rows.iter().map(|f| f.occurred_at).collect();
+    let f_days: Vec<&str> = rows.iter().map(|f| f.day.as_str()).collect();
+    let f_names: Vec<&str> = rows.iter().map(|f| f.flag).collect();
+    let f_details: Vec<&str> = rows.iter().map(|f| f.detail.as_str()).collect();
+    let (b_members, b_deltas): (Vec<Uuid>, Vec<i64>) =
+        tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
+    let insert = prepared(tx, INSERT_ENTRIES).await?;
+    let add_flags = prepared(tx, INSERT_FLAGS).await?;
+    let add_balances = prepared(tx, ADD_BALANCES).await?;
+    let (inserted, flagged, balances, released) = tokio::join!(
+        biased;
+        async {
+            if ids.is_empty() {
+                return Ok(0);
             }
+            tx.execute(
+                &insert,
+                &[
+                    &base, &ords, &ids, &members_of, &terminals, &numbers, &kinds, &points,
+                    &reverses, &bodies,
+                ],
+            )
+            .await
+        },
+        async {
+            if f_entries.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &add_flags,
+                &[
+                    &f_entries, &f_members, &f_terminals, &f_at, &f_days, &f_names, &f_details,
+                    &now.millis(),
+                ],
+            )
+            .await
+        },
+        async {
+            if b_members.is_empty() {
+                return Ok(Vec::new());
+            }
+            tx.query(&add_balances, &[&b_members, &b_deltas]).await
+        },
+        tx.batch_execute("RELEASE SAVEPOINT push"),
+    );
+    if let Err(e) = inserted {
+        return Err(if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            Failed::IdTaken(entries.iter().map(|e| e.id).collect())
+        } else {
+            Failed::Error(pg(e))
+        });
+    }
+    flagged.map_err(pg)?;
+    let balances = balances.map_err(pg)?;
+    released.map_err(pg)?;
+    *seq = base + n;
+    // After the release: a failure here fails the whole group.
+    for row in balances {
+        let (member, balance): (Uuid, i64) = (row.get(0), row.get(1));
+        if balance < 0
+            && let Some(e) = tally.redeemed.get(&MemberId(member))
+        {
+            exec(
+                tx,
+                "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at,
+                                            points, balance_after, detected_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_id) DO NOTHING",
+                &[
+                    &e.id.0,
+                    &member,
+                    &e.terminal_id.0,
+                    &e.occurred_at.millis(),
+                    &e.points,
+                    &balance,
+                    &now.millis(),
+                ],
+            )
+            .await?;
         }
     }
     Ok(PushResponse {
@@ -685,6 +820,28 @@ async fn push_one(
     })
 }
 
+/// The refusal of a push one of whose new entries (`new`, in order) has an id already stored.
+async fn taken_id(tx: &Transaction<'_>, new: &[EntryId]) -> Result<DbError, DbError> {
+    let ids: Vec<Uuid> = new.iter().map(|e| e.0).collect();
+    let taken: HashSet<Uuid> = fetch_all(tx, "SELECT id FROM entries WHERE id = ANY($1)", &[&ids])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(DbError::Refused(
+        match new.iter().find(|e| taken.contains(&e.0)) {
+            Some(id) => PushRefusal::entry(
+                *id,
+                RULE_ID_CONFLICT,
+                format!(
+                    "entry {id} already exists on the server with different content; nothing was stored"
+                ),
+            ),
+            None => PushRefusal::push(RULE_CONFLICT, "conflicts with stored data".to_owned()),
+        },
+    ))
+}
+
 /// Stores a group of pushes in one transaction under the push lock, each in a savepoint of its
 /// own so a refused push leaves the others standing.
 async fn write_group(
@@ -693,24 +850,21 @@ async fn write_group(
     pushes: &[(Batch, Timestamp)],
 ) -> GroupAnswers {
     let mut client = get(writer).await?;
-    let mut tx = client.transaction().await.map_err(pg)?;
-    exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
-    let mut seq: i64 = fetch_one(&tx, "SELECT last FROM server_seq", &[])
-        .await?
-        .get(0);
+    let tx = client.transaction().await.map_err(pg)?;
+    // The reads are sent after the lock, so they run once it is held.
+    let lock = prepared(&tx, "SELECT pg_advisory_xact_lock($1)").await?;
+    let last = prepared(&tx, "SELECT last FROM server_seq").await?;
+    let (locked, last) = tokio::join!(
+        biased;
+        tx.execute(&lock, &[&PUSH_LOCK]),
+        tx.query_one(&last, &[]),
+    );
+    locked.map_err(pg)?;
+    let mut seq: i64 = last.map_err(pg)?.get(0);
     let history = program_history(&tx, programs).await?;
     let mut answers = Vec::with_capacity(pushes.len());
     for (batch, now) in pushes {
-        let savepoint = tx.savepoint("push").await.map_err(pg)?;
-        let mut next = seq;
-        let answer = push_one(&savepoint, &history, batch, *now, &mut next).await;
-        if answer.is_ok() {
-            savepoint.commit().await.map_err(pg)?;
-            seq = next;
-        } else {
-            savepoint.rollback().await.map_err(pg)?;
-        }
-        answers.push(answer);
+        answers.push(push_one(&tx, &history, batch, *now, &mut seq).await?);
     }
     exec(&tx, "UPDATE server_seq SET last = $1", &[&seq]).await?;
     tx.commit().await.map_err(pg)?;
@@ -879,91 +1033,4 @@ async fn upsert_member(
     )
     .await?;
     Ok(true)
-}
-
-/// Inserts a push's new entries (in sequence order) with one statement, each with the next
-/// server_seq.
-async fn insert_entries(
-    tx: &Transaction<'_>,
-    new: &[&CheckedEntry],
-    seq: &mut i64,
-) -> Result<Tally, DbError> {
-    if new.is_empty() {
-        return Ok(Tally::default());
-    }
-    let entries: Vec<&Entry> = new.iter().map(|c| &c.entry).collect();
-    // Every member must be known.
-    let member_ids: Vec<Uuid> = entries
-        .iter()
-        .map(|e| e.member_id.0)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let known: HashSet<Uuid> = fetch_all(
-        tx,
-        "SELECT id FROM members WHERE id = ANY($1)",
-        &[&member_ids],
-    )
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
-    if let Some(e) = entries.iter().find(|e| !known.contains(&e.member_id.0)) {
-        return Err(DbError::Refused(PushRefusal::entry(
-            e.id,
-            RULE_UNKNOWN_MEMBER,
-            format!(
-                "entry {}: member {} is unknown to the server (push the member first)",
-                e.id, e.member_id
-            ),
-        )));
-    }
-    let base = *seq;
-    let n = entries.len();
-    let ords: Vec<i64> = (1..=i64::try_from(n).unwrap_or(i64::MAX)).collect();
-    let ids: Vec<Uuid> = entries.iter().map(|e| e.id.0).collect();
-    let members: Vec<Uuid> = entries.iter().map(|e| e.member_id.0).collect();
-    let terminals: Vec<&str> = entries.iter().map(|e| e.terminal_id.0.as_str()).collect();
-    let numbers: Vec<i64> = entries.iter().map(|e| e.terminal_seq).collect();
-    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
-    let points: Vec<i64> = entries.iter().map(|e| e.points).collect();
-    let reverses: Vec<Option<Uuid>> = entries.iter().map(|e| e.reverses.map(|r| r.0)).collect();
-    let bodies: Vec<&str> = new.iter().map(|c| c.body.as_str()).collect();
-    let rows = fetch_all(
-        tx,
-        "INSERT INTO entries (server_seq, id, member_id, terminal_id, terminal_seq, kind, points,
-                                  reverses, body)
-             SELECT $1 + t.ord, t.id, t.member_id, t.terminal_id, t.terminal_seq, t.kind, t.points,
-                    t.reverses, t.body
-             FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::text[], $6::bigint[],
-                         $7::text[], $8::bigint[], $9::uuid[], $10::text[])
-                  AS t(ord, id, member_id, terminal_id, terminal_seq, kind, points, reverses, body)
-             ORDER BY t.ord
-             ON CONFLICT (id) DO NOTHING
-             RETURNING id",
-        &[
-            &base, &ords, &ids, &members, &terminals, &numbers, &kinds, &points, &reverses, &bodies,
-        ],
-    )
-    .await?;
-    // Every entry here is new to this till's sequence, so a stored id means another entry.
-    if rows.len() < n {
-        let inserted: HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
-        if let Some(e) = entries.iter().find(|e| !inserted.contains(&e.id.0)) {
-            return Err(DbError::Refused(PushRefusal::entry(
-                e.id,
-                RULE_ID_CONFLICT,
-                format!(
-                    "entry {} already exists on the server with different content; nothing was stored",
-                    e.id
-                ),
-            )));
-        }
-    }
-    *seq = base + i64::try_from(n).unwrap_or(i64::MAX);
-    let mut tally = Tally::default();
-    for e in entries {
-        tally.inserted(e);
-    }
-    Ok(tally)
 }
