@@ -537,6 +537,8 @@ struct Cpu {
     server: f64,
     load: f64,
     postgres: f64,
+    /// Interrupts and softirqs, where the kernel's loopback networking mostly runs.
+    interrupts: f64,
     machine: f64,
 }
 
@@ -597,6 +599,7 @@ impl Cpu {
             .filter(|(i, _)| *i != 3 && *i != 4)
             .map(|(_, t)| t)
             .sum();
+        cpu.interrupts = (ticks.get(5).unwrap_or(&0.0) + ticks.get(6).unwrap_or(&0.0)) / 100.0;
         cpu.machine = busy / 100.0;
         cpu
     }
@@ -606,18 +609,20 @@ impl Cpu {
             server: self.server - before.server,
             load: self.load - before.load,
             postgres: self.postgres - before.postgres,
+            interrupts: self.interrupts - before.interrupts,
             machine: self.machine - before.machine,
         }
     }
 
     /// Cores used over `secs`, by whom.
     fn cores(&self, secs: f64) -> String {
-        let rest = self.machine - self.server - self.load - self.postgres;
+        let rest = self.machine - self.server - self.load - self.postgres - self.interrupts;
         format!(
-            "server {:.2}, PostgreSQL {:.2}, load generator {:.2}, everything else on the machine {:.2}; machine busy {:.2} of {} cores",
+            "server {:.2}, PostgreSQL {:.2}, load generator {:.2}, interrupts {:.2}, everything else on the machine {:.2}; machine busy {:.2} of {} cores",
             self.server / secs,
             self.postgres / secs,
             self.load / secs,
+            self.interrupts / secs,
             rest / secs,
             self.machine / secs,
             std::thread::available_parallelism().map_or(0, usize::from)
@@ -917,6 +922,14 @@ fn fresh_pg(base: &str) -> Result<(String, String)> {
 }
 
 fn main() -> Result<()> {
+    // The server's errors (and more with RUST_LOG) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let s = Settings::from_env();
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     if backends.contains("sqlite") {
