@@ -43,10 +43,13 @@ on_both_backends!(
     a_server_killed_mid_push_loses_and_doubles_nothing,
     a_lost_answer_is_retried_without_doubling,
     unknown_and_revoked_terminals_are_refused,
+    a_token_first_used_by_two_requests_at_once_binds_to_its_till,
     bad_input_is_refused_and_nothing_is_stored,
     offline_double_spends_are_accepted_and_listed,
     a_new_till_catches_up_in_small_pages_after_card_replacements,
     a_forged_batch_is_refused_whole_and_other_tills_keep_syncing,
+    pushes_at_once_are_stored_together_and_judged_one_by_one,
+    a_new_entry_under_a_stored_id_is_refused_by_that_id,
     every_impossible_entry_is_refused_by_its_rule,
     a_reused_or_skipped_sequence_number_is_refused,
     impossible_member_records_are_refused,
@@ -416,6 +419,48 @@ fn unknown_and_revoked_terminals_are_refused(backend: Backend) {
     );
     let owner = store.terminal_id().0.clone();
     assert!(!err.to_string().contains(&owner), "{err} names {owner}");
+}
+
+fn a_token_first_used_by_two_requests_at_once_binds_to_its_till(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 1) else {
+        return;
+    };
+    // A till's sync round and its balance check may both be its first request.
+    let till = Rogue::new(&server.url, &tokens[0]);
+    let start = std::sync::Barrier::new(8);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    till.http
+                        .get(format!("{}/v1/sync/config", till.url))
+                        .bearer_auth(&till.token)
+                        .header(TERMINAL_HEADER, &till.terminal.0)
+                        .send()
+                        .expect("send")
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        requests
+            .into_iter()
+            .map(|r| r.join().expect("request thread"))
+            .collect()
+    });
+    assert_eq!(statuses, vec![200; 8]);
+    let thief = Rogue::new(&server.url, &tokens[0]);
+    let status = thief
+        .http
+        .get(format!("{}/v1/sync/config", thief.url))
+        .bearer_auth(&thief.token)
+        .header(TERMINAL_HEADER, &thief.terminal.0)
+        .send()
+        .expect("send")
+        .status();
+    assert_eq!(status.as_u16(), 403, "the token stays with the first till");
 }
 
 /// The server's highest seq, read from its database (`/health` tells nothing of volume).
@@ -912,6 +957,111 @@ fn a_forged_batch_is_refused_whole_and_other_tills_keep_syncing(backend: Backend
         assert!(till.store.verify(false).expect("verify").is_clean());
     }
     assert_eq!(b.balances(), a.balances());
+}
+
+fn pushes_at_once_are_stored_together_and_judged_one_by_one(backend: Backend) {
+    const TILLS: usize = 6;
+    const PUSHES: i64 = 15;
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), TILLS + 1) else {
+        return;
+    };
+    let tills: Vec<Rogue> = tokens[..TILLS]
+        .iter()
+        .map(|t| Rogue::new(&server.url, t))
+        .collect();
+    let forger = Rogue::new(&server.url, &tokens[TILLS]);
+    let shopper = new_member("Shared Shopper");
+    let member = shopper.member.id;
+    tills[0]
+        .push(vec![shopper], vec![])
+        .expect("the shared member");
+    let before = server_seq(&server);
+
+    // Every till sends each of its pushes twice at once (a retry racing the original), its first
+    // with a member it enrols; a forger pushes impossible sales meanwhile. Pushes that arrive
+    // together share a transaction: each must be judged after the ones before it in the group
+    // and refused alone.
+    std::thread::scope(|scope| {
+        for till in &tills {
+            scope.spawn(move || {
+                let own = new_member("Own Member");
+                for seq in 1..=PUSHES {
+                    let members = if seq == 1 { vec![own.clone()] } else { vec![] };
+                    let sale = till.sale(seq, member, 1_000, 100);
+                    let acks: Vec<PushResponse> = std::thread::scope(|twice| {
+                        let sends: Vec<_> = (0..2)
+                            .map(|_| {
+                                let (members, sale) = (members.clone(), sale.clone());
+                                twice.spawn(move || till.push(members, vec![sale]))
+                            })
+                            .collect();
+                        sends
+                            .into_iter()
+                            .map(|s| s.join().expect("push thread").expect("an honest push"))
+                            .collect()
+                    });
+                    let inserted: usize = acks.iter().map(|a| a.inserted).sum();
+                    let duplicates: usize = acks.iter().map(|a| a.duplicates).sum();
+                    assert_eq!((inserted, duplicates), (1, 1), "{acks:?}");
+                }
+            });
+        }
+        scope.spawn(|| {
+            for _ in 0..PUSHES {
+                let err = forger
+                    .push(vec![], vec![forger.sale(1, member, 1_000, 999)])
+                    .expect_err("an impossible sale");
+                assert_eq!(err.rule.as_deref(), Some("earn_points"), "{}", err.error);
+            }
+        });
+    });
+
+    let stored = TILLS as i64 * (1 + PUSHES);
+    assert_eq!(server_seq(&server), before + stored);
+    for till in &tills {
+        assert_eq!(till.config("").terminal_seq, PUSHES);
+    }
+    assert_eq!(forger.config("").terminal_seq, 0, "nothing of the forger's");
+    let balance: tillpass::sync::protocol::BalanceResponse =
+        forger.get(&format!("/v1/members/{member}/balance"));
+    assert_eq!(balance.balance, TILLS as i64 * PUSHES * 100);
+}
+
+fn a_new_entry_under_a_stored_id_is_refused_by_that_id(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let (a, b) = (
+        Rogue::new(&server.url, &tokens[0]),
+        Rogue::new(&server.url, &tokens[1]),
+    );
+    let shopper = new_member("Id Clash");
+    let member = shopper.member.id;
+    let first = a.sale(1, member, 1_000, 100);
+    a.push(vec![shopper], vec![first.clone()])
+        .expect("the first sale");
+    let before = server_seq(&server);
+
+    // Another till's new entry, and this till's next one, under the stored entry's id.
+    let mut copied = b.sale(1, member, 2_000, 200);
+    copied.id = first.id;
+    let mut again = a.sale(2, member, 2_000, 200);
+    again.id = first.id;
+    for (till, entry) in [(&b, copied), (&a, again)] {
+        let honest = till.sale(entry.terminal_seq + 1, member, 500, 50);
+        let err = till
+            .push(vec![], vec![entry, honest])
+            .expect_err("an id already stored");
+        assert_eq!(err.rule.as_deref(), Some("id_conflict"), "{}", err.error);
+        assert_eq!(err.entry_id, Some(first.id));
+    }
+    assert_eq!(server_seq(&server), before, "nothing stored");
+    let ack = b
+        .push(vec![], vec![b.sale(1, member, 500, 50)])
+        .expect("the till's own sale");
+    assert_eq!((ack.inserted, ack.server_seq), (1, before + 1));
 }
 
 fn every_impossible_entry_is_refused_by_its_rule(backend: Backend) {

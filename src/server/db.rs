@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditItem;
 use super::postgres::PgDb;
@@ -12,12 +13,12 @@ use super::validate::{Batch, PushRefusal};
 use crate::domain::possible::{ProgramHistory, ProgramVersion};
 use crate::domain::{Entry, EntryKind, MemberId, Program, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, PushResponse, RecordKind,
-    record_name,
+    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PUSH_ENTRIES, PushResponse,
+    RecordKind, record_name,
 };
 
 /// Why a storage call failed; the HTTP layer maps each to a status.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     /// The request's content cannot be stored (422): nothing was written.
     #[error(transparent)]
@@ -290,6 +291,89 @@ impl Db {
             Db::Sqlite(db) => db.health().await,
             Db::Postgres(db) => db.health().await,
         }
+    }
+}
+
+/// Most pushes one write transaction takes.
+const GROUP_PUSHES: usize = 64;
+/// A group takes no more pushes once it holds this many entries.
+const GROUP_ENTRIES: usize = MAX_PUSH_ENTRIES;
+
+/// A push waiting for the writer, and where its answer goes.
+struct PushJob {
+    batch: Batch,
+    now: Timestamp,
+    reply: oneshot::Sender<Result<PushResponse, DbError>>,
+}
+
+/// What a group of pushes came to: each push's answer in order, or why the group as a whole
+/// was not stored.
+pub(super) type GroupAnswers = Result<Vec<Result<PushResponse, DbError>>, DbError>;
+
+/// Pushes wait here for the one writer, which takes every push waiting when it is free into
+/// one transaction (group commit): pushes are serialised anyway, and one commit (one fsync)
+/// for all of them is what lets the writer keep up with many tills. Each push in a group is
+/// judged after the ones before it and refused alone (a savepoint); the answers go out once
+/// the group has committed, or all carry the error if it did not.
+pub(super) struct PushQueue(mpsc::UnboundedSender<PushJob>);
+
+impl PushQueue {
+    /// Runs `write` on each group (its pushes in arrival order), on a task of its own, until
+    /// the queue is dropped.
+    pub fn start<F, Fut>(mut write: F) -> Self
+    where
+        F: FnMut(Vec<(Batch, Timestamp)>) -> Fut + Send + 'static,
+        Fut: Future<Output = GroupAnswers> + Send + 'static,
+    {
+        let (queue, mut waiting) = mpsc::unbounded_channel::<PushJob>();
+        tokio::spawn(async move {
+            while let Some(first) = waiting.recv().await {
+                let mut entries = first.batch.entries.len();
+                let mut group = vec![first];
+                while group.len() < GROUP_PUSHES && entries < GROUP_ENTRIES {
+                    match waiting.try_recv() {
+                        Ok(job) => {
+                            entries += job.batch.entries.len();
+                            group.push(job);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let (pushes, replies): (Vec<_>, Vec<_>) = group
+                    .into_iter()
+                    .map(|j| ((j.batch, j.now), j.reply))
+                    .unzip();
+                // On a task of its own, so a group that panics fails alone, not the writer.
+                let answers = tokio::spawn(write(pushes)).await.unwrap_or_else(|e| {
+                    Err(DbError::Internal(format!("a push group failed: {e}")))
+                });
+                // A push whose request was given up has nobody to answer.
+                match answers {
+                    Ok(answers) => {
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            let _ = reply.send(answer);
+                        }
+                    }
+                    Err(failed) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(failed.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        PushQueue(queue)
+    }
+
+    /// Queues a push and waits for its answer.
+    pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
+        let (reply, answer) = oneshot::channel();
+        self.0
+            .send(PushJob { batch, now, reply })
+            .map_err(|_| DbError::Unavailable("the writer has stopped".to_owned()))?;
+        answer
+            .await
+            .map_err(|_| DbError::Internal("the writer dropped a push".to_owned()))?
     }
 }
 

@@ -1,25 +1,32 @@
-//! The server on PostgreSQL (tokio-postgres with a deadpool pool), for a chain of shops.
+//! The server on PostgreSQL (tokio-postgres with deadpool pools), for a chain of shops.
 //! Pushes take a transaction-scoped advisory lock, so `server_seq` is handed out in commit
 //! order and a pull cursor never skips a record that commits later. Entries go in with one
 //! `INSERT ... SELECT FROM UNNEST(...)` per batch.
+//!
+//! Connections come from three pools, so no kind of call can take them all: pushes wait for
+//! the lock on the writer's connection rather than each on its own, pull pages have theirs, and
+//! the short reads every request makes (authentication, `/health`, config) always find one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
+};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row, Statement};
 use uuid::Uuid;
 
 use super::audit::AuditItem;
 use super::db::{
-    Auth, DbError, KeyRow, ProgramCache, Tally, TerminalRow, cut, entry_record_name, key_fields,
-    member_record_name, new_epoch, render, render_cut, retirable, stored_entry,
+    Auth, DbError, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
+    entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, retirable,
+    stored_entry,
 };
 use super::judge;
 use super::validate::{
-    Batch, CheckedEntry, PushRefusal, RULE_CARD_TAKEN, RULE_CONFLICT, RULE_ID_CONFLICT,
-    RULE_UNKNOWN_MEMBER,
+    Batch, PushRefusal, RULE_CARD_TAKEN, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER,
 };
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
@@ -36,11 +43,20 @@ const SCHEMA: [&str; 3] = [
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
+/// Connections for writes. Pushes hold the lock for their whole transaction, so a second
+/// connection would only wait for it.
+const WRITERS: usize = 1;
+/// Connections for the short reads of every request: authentication, `/health`, config.
+const QUICK_READERS: usize = 3;
+/// Connections for pages of records (pulls, own entries, audit listings).
+const PAGE_READERS: usize = 4;
 
 /// The PostgreSQL backend.
 pub struct PgDb {
-    pool: Pool,
-    programs: ProgramCache,
+    writer: Pool,
+    quick: Pool,
+    pages: Pool,
+    queue: PushQueue,
 }
 
 fn pg(e: tokio_postgres::Error) -> DbError {
@@ -57,18 +73,64 @@ fn pg(e: tokio_postgres::Error) -> DbError {
 
 /// The highest terminal_seq stored for `terminal` (0: none).
 async fn last_terminal_seq(tx: &Transaction<'_>, terminal: &TerminalId) -> Result<i64, DbError> {
-    Ok(tx
-        .query_one(
-            "SELECT COALESCE(MAX(terminal_seq), 0)::bigint FROM entries WHERE terminal_id = $1",
-            &[&terminal.0],
-        )
-        .await
-        .map_err(pg)?
-        .get(0))
+    Ok(fetch_one(
+        tx,
+        "SELECT COALESCE(MAX(terminal_seq), 0)::bigint FROM entries WHERE terminal_id = $1",
+        &[&terminal.0],
+    )
+    .await?
+    .get(0))
 }
 
-fn pool_err(e: deadpool_postgres::PoolError) -> DbError {
-    DbError::Unavailable(e.to_string())
+/// `sql` from the connection's cache of prepared statements: a query then costs one round trip
+/// instead of two (prepare, then run).
+async fn prepared<C: GenericClient>(c: &C, sql: &str) -> Result<Statement, DbError> {
+    c.prepare_cached(sql).await.map_err(pg)
+}
+
+async fn fetch_all<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, DbError> {
+    c.query(&prepared(c, sql).await?, params).await.map_err(pg)
+}
+
+async fn fetch_one<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Row, DbError> {
+    c.query_one(&prepared(c, sql).await?, params)
+        .await
+        .map_err(pg)
+}
+
+async fn fetch_opt<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, DbError> {
+    c.query_opt(&prepared(c, sql).await?, params)
+        .await
+        .map_err(pg)
+}
+
+async fn exec<C: GenericClient>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, DbError> {
+    c.execute(&prepared(c, sql).await?, params)
+        .await
+        .map_err(pg)
+}
+
+/// A connection from `pool`, once one is free.
+async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
+    pool.get()
+        .await
+        .map_err(|e| DbError::Unavailable(e.to_string()))
 }
 
 impl PgDb {
@@ -78,31 +140,37 @@ impl PgDb {
         let mut config: tokio_postgres::Config = plain
             .parse()
             .map_err(|e| DbError::Setup(format!("bad PostgreSQL URL: {e}")))?;
-        let recycling = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+        let tls = super::pg_tls::client_config(mode, root.as_deref())?;
+        if tls.is_some() {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
+        let pool = |size| {
+            let recycling = ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            };
+            let manager = match &tls {
+                Some(tls) => Manager::from_config(
+                    config.clone(),
+                    tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone()),
+                    recycling,
+                ),
+                None => Manager::from_config(config.clone(), NoTls, recycling),
+            };
+            Pool::builder(manager)
+                .max_size(size)
+                .build()
+                .map_err(|e| DbError::Setup(e.to_string()))
         };
-        let manager = match super::pg_tls::client_config(mode, root.as_deref())? {
-            Some(tls) => {
-                config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-                Manager::from_config(config, tls, recycling)
-            }
-            None => Manager::from_config(config, NoTls, recycling),
-        };
-        let pool = Pool::builder(manager)
-            .max_size(8)
-            .build()
-            .map_err(|e| DbError::Setup(e.to_string()))?;
-        let mut client = pool.get().await.map_err(pool_err)?;
+        let (writer, quick, pages) = (pool(WRITERS)?, pool(QUICK_READERS)?, pool(PAGE_READERS)?);
+        let mut client = get(&writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
-            .await
-            .map_err(pg)?;
+        exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
         for script in SCHEMA {
             tx.batch_execute(script).await.map_err(pg)?;
         }
         let key: [u8; 32] = rand::random();
-        tx.execute(
+        exec(
+            &tx,
             "INSERT INTO program (version, toml, code_key, installed_at)
              SELECT 1, $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM program)",
             &[
@@ -111,24 +179,28 @@ impl PgDb {
                 &now.millis(),
             ],
         )
-        .await
-        .map_err(pg)?;
-        tx.execute(
+        .await?;
+        exec(
+            &tx,
             "INSERT INTO server_meta (singleton, epoch) VALUES (TRUE, $1) ON CONFLICT DO NOTHING",
             &[&new_epoch()],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
         tx.commit().await.map_err(pg)?;
         drop(client);
+        let queue = {
+            let (writer, programs) = (writer.clone(), Arc::new(ProgramCache::default()));
+            PushQueue::start(move |pushes| {
+                let (writer, programs) = (writer.clone(), Arc::clone(&programs));
+                async move { write_group(&writer, &programs, &pushes).await }
+            })
+        };
         Ok(PgDb {
-            pool,
-            programs: ProgramCache::default(),
+            writer,
+            quick,
+            pages,
+            queue,
         })
-    }
-
-    async fn client(&self) -> Result<deadpool_postgres::Object, DbError> {
-        self.pool.get().await.map_err(pool_err)
     }
 
     pub async fn authenticate(
@@ -136,14 +208,13 @@ impl PgDb {
         token_hash: &str,
         terminal: &TerminalId,
     ) -> Result<Auth, DbError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT id, terminal_id, revoked_at FROM terminals WHERE token_hash = $1",
-                &[&token_hash],
-            )
-            .await
-            .map_err(pg)?;
+        let client = get(&self.quick).await?;
+        let row = fetch_opt(
+            &client,
+            "SELECT id, terminal_id, revoked_at FROM terminals WHERE token_hash = $1",
+            &[&token_hash],
+        )
+        .await?;
         let Some(row) = row else {
             return Ok(Auth::Unknown);
         };
@@ -156,149 +227,36 @@ impl PgDb {
             Some(b) if b == terminal.0 => Ok(Auth::Terminal(terminal.clone())),
             Some(b) => Ok(Auth::BoundElsewhere(b)),
             None => {
-                let bound = client
-                    .execute(
-                        "UPDATE terminals SET terminal_id = $1 WHERE id = $2 AND terminal_id IS NULL
+                let bound = exec(
+                    &client,
+                    "UPDATE terminals SET terminal_id = $1 WHERE id = $2 AND terminal_id IS NULL
                          AND NOT EXISTS (SELECT 1 FROM terminals WHERE terminal_id = $1)",
-                        &[&terminal.0, &id],
-                    )
-                    .await
-                    .map_err(pg)?;
-                Ok(if bound == 1 {
-                    Auth::Terminal(terminal.clone())
-                } else {
-                    Auth::TerminalTaken
+                    &[&terminal.0, &id],
+                )
+                .await?;
+                if bound == 1 {
+                    return Ok(Auth::Terminal(terminal.clone()));
+                }
+                // Another request bound the token first (the same till's, when it sends two
+                // at once), or another token holds the terminal: what is stored now decides.
+                let now_bound: Option<String> = fetch_one(
+                    &client,
+                    "SELECT terminal_id FROM terminals WHERE id = $1",
+                    &[&id],
+                )
+                .await?
+                .get(0);
+                Ok(match now_bound {
+                    Some(b) if b == terminal.0 => Auth::Terminal(terminal.clone()),
+                    Some(b) => Auth::BoundElsewhere(b),
+                    None => Auth::TerminalTaken,
                 })
             }
         }
     }
 
     pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
-            .await
-            .map_err(pg)?;
-        let mut seq: i64 = tx
-            .query_one("SELECT last FROM server_seq", &[])
-            .await
-            .map_err(pg)?
-            .get(0);
-        let last = last_terminal_seq(&tx, &batch.terminal).await?;
-        let stored =
-            stored_by_seq(&tx, &batch.terminal, &judge::replayed_seqs(&batch, last)).await?;
-        let split = judge::sequence(&batch, last, &stored).map_err(DbError::Refused)?;
-        let mut members = 0;
-        for m in &batch.members {
-            if upsert_member(&tx, m.record.clone(), &batch.terminal, &mut seq).await? {
-                members += 1;
-            }
-        }
-        let wanted = needs(
-            &split
-                .new
-                .iter()
-                .map(|c| c.entry.clone())
-                .collect::<Vec<_>>(),
-        );
-        let history = self.program_history(&tx).await?;
-        let flags = judge::possible(
-            &history,
-            known_entries(&tx, &wanted).await?,
-            &wanted,
-            &split.new,
-        )
-        .map_err(DbError::Refused)?;
-        let tally = insert_entries(&tx, &split.new, &mut seq).await?;
-        for f in judge::flag_rows(&split.new, flags) {
-            tx.execute(
-                "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
-                                    detected_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                &[
-                    &f.entry_id,
-                    &f.member_id,
-                    &f.terminal_id,
-                    &f.occurred_at,
-                    &f.day,
-                    &f.flag,
-                    &f.detail,
-                    &now.millis(),
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        if !tally.balances.is_empty() {
-            let (ids, deltas): (Vec<Uuid>, Vec<i64>) =
-                tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
-            let rows = tx
-                .query(
-                    "INSERT INTO balances (member_id, balance)
-                     SELECT * FROM UNNEST($1::uuid[], $2::bigint[])
-                     ON CONFLICT (member_id) DO UPDATE SET balance = balances.balance + EXCLUDED.balance
-                     RETURNING member_id, balance",
-                    &[&ids, &deltas],
-                )
-                .await
-                .map_err(pg)?;
-            for row in rows {
-                let (member, balance): (Uuid, i64) = (row.get(0), row.get(1));
-                if balance < 0
-                    && let Some(e) = tally.redeemed.get(&MemberId(member))
-                {
-                    tx.execute(
-                        "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at,
-                                                    points, balance_after, detected_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_id) DO NOTHING",
-                        &[
-                            &e.id.0,
-                            &member,
-                            &e.terminal_id.0,
-                            &e.occurred_at.millis(),
-                            &e.points,
-                            &balance,
-                            &now.millis(),
-                        ],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
-            }
-        }
-        tx.execute("UPDATE server_seq SET last = $1", &[&seq])
-            .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)?;
-        Ok(PushResponse {
-            inserted: tally.inserted,
-            duplicates: split.replays,
-            members,
-            server_seq: seq,
-        })
-    }
-
-    /// Every program version, parsed once per new highest version.
-    async fn program_history(&self, tx: &Transaction<'_>) -> Result<Arc<ProgramHistory>, DbError> {
-        let latest: i64 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0)::bigint FROM program", &[])
-            .await
-            .map_err(pg)?
-            .get(0);
-        if let Some(history) = self.programs.current(latest) {
-            return Ok(history);
-        }
-        let rows = tx
-            .query(
-                "SELECT version, toml, installed_at FROM program ORDER BY version",
-                &[],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
-        self.programs.load(rows)
+        self.queue.push(batch, now).await
     }
 
     pub async fn pull(
@@ -307,7 +265,7 @@ impl PgDb {
         after: i64,
         limit: usize,
     ) -> Result<String, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.pages).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -316,31 +274,23 @@ impl PgDb {
             .await
             .map_err(pg)?;
         let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
-        let members: Vec<(i64, String)> = tx
-            .query(
-                "SELECT server_seq, body FROM member_versions WHERE server_seq > $1 ORDER BY server_seq LIMIT $2",
-                &[&after, &limit_sql],
-            )
-            .await
-            .map_err(pg)?
+        let members: Vec<(i64, String)> = fetch_all(&tx, "SELECT server_seq, body FROM member_versions WHERE server_seq > $1 ORDER BY server_seq LIMIT $2",
+                &[&after, &limit_sql]).await?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let entries: Vec<(i64, String)> = tx
-            .query(
-                "SELECT server_seq, body FROM entries WHERE server_seq > $1 AND terminal_id <> $2
+        let entries: Vec<(i64, String)> = fetch_all(
+            &tx,
+            "SELECT server_seq, body FROM entries WHERE server_seq > $1 AND terminal_id <> $2
                  ORDER BY server_seq LIMIT $3",
-                &[&after, &terminal.0, &limit_sql],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let max_seq: i64 = tx
-            .query_one("SELECT last FROM server_seq", &[])
-            .await
-            .map_err(pg)?
+            &[&after, &terminal.0, &limit_sql],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        let max_seq: i64 = fetch_one(&tx, "SELECT last FROM server_seq", &[])
+            .await?
             .get(0);
         let page = cut(
             &members,
@@ -360,7 +310,7 @@ impl PgDb {
         after: i64,
         limit: usize,
     ) -> Result<String, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.pages).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -369,17 +319,16 @@ impl PgDb {
             .await
             .map_err(pg)?;
         let one_more = i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1));
-        let mut rows: Vec<(i64, Uuid, Uuid, String)> = tx
-            .query(
-                "SELECT terminal_seq, id, member_id, body FROM entries
+        let mut rows: Vec<(i64, Uuid, Uuid, String)> = fetch_all(
+            &tx,
+            "SELECT terminal_seq, id, member_id, body FROM entries
                  WHERE terminal_id = $1 AND terminal_seq > $2 ORDER BY terminal_seq LIMIT $3",
-                &[&terminal.0, &after, &one_more],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect();
+            &[&terminal.0, &after, &one_more],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
         let more = rows.len() > limit;
         rows.truncate(limit);
         let mut member_ids: Vec<Uuid> = Vec::new();
@@ -388,27 +337,25 @@ impl PgDb {
                 member_ids.push(*member);
             }
         }
-        let members: Vec<String> = tx
-            .query(
-                "SELECT m.body FROM UNNEST($1::uuid[]) WITH ORDINALITY AS t(id, ord)
+        let members: Vec<String> = fetch_all(
+            &tx,
+            "SELECT m.body FROM UNNEST($1::uuid[]) WITH ORDINALITY AS t(id, ord)
                  JOIN members m ON m.id = t.id ORDER BY t.ord",
-                &[&member_ids],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+            &[&member_ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
         let (next, next_record) = match rows.last() {
             Some((seq, id, _, _)) => (*seq, Some(entry_record_name(*id))),
             None => {
-                let at = tx
-                    .query_opt(
-                        "SELECT id FROM entries WHERE terminal_id = $1 AND terminal_seq = $2",
-                        &[&terminal.0, &after],
-                    )
-                    .await
-                    .map_err(pg)?;
+                let at = fetch_opt(
+                    &tx,
+                    "SELECT id FROM entries WHERE terminal_id = $1 AND terminal_seq = $2",
+                    &[&terminal.0, &after],
+                )
+                .await?;
                 (after, at.map(|r| entry_record_name(r.get(0))))
             }
         };
@@ -423,7 +370,7 @@ impl PgDb {
         terminal: Option<&TerminalId>,
         query: ConfigQuery,
     ) -> Result<ConfigResponse, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.quick).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -431,35 +378,32 @@ impl PgDb {
             .start()
             .await
             .map_err(pg)?;
-        let row = tx
-            .query_one(
-                "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
+        let row = fetch_one(
+            &tx,
+            "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
+            &[],
+        )
+        .await?;
         let key: Vec<u8> = row.get(2);
-        let programs = tx
-            .query(
-                "SELECT version, installed_at, toml FROM program WHERE version > $1 ORDER BY version",
-                &[&query.known],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| ProgramVersionBody {
-                version: r.get(0),
-                installed_at: Timestamp::from_millis(r.get(1)),
-                toml: r.get(2),
-            })
-            .collect();
-        let meta = tx
-            .query_one(
-                "SELECT (SELECT epoch FROM server_meta), (SELECT last FROM server_seq)",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
+        let programs = fetch_all(
+            &tx,
+            "SELECT version, installed_at, toml FROM program WHERE version > $1 ORDER BY version",
+            &[&query.known],
+        )
+        .await?
+        .iter()
+        .map(|r| ProgramVersionBody {
+            version: r.get(0),
+            installed_at: Timestamp::from_millis(r.get(1)),
+            toml: r.get(2),
+        })
+        .collect();
+        let meta = fetch_one(
+            &tx,
+            "SELECT (SELECT epoch FROM server_meta), (SELECT last FROM server_seq)",
+            &[],
+        )
+        .await?;
         let terminal_seq = match terminal {
             Some(t) => last_terminal_seq(&tx, t).await?,
             None => 0,
@@ -484,7 +428,7 @@ impl PgDb {
     }
 
     pub async fn rotate_key(&self, now: Timestamp) -> Result<u32, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
             .await
@@ -506,7 +450,7 @@ impl PgDb {
     }
 
     pub async fn retire_key(&self, id: u32, now: Timestamp) -> Result<(), DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
             .await
@@ -530,26 +474,24 @@ impl PgDb {
         terminal: &TerminalId,
         refusal: &PushRefusal,
     ) -> Result<(), DbError> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO refusals (at, terminal_id, entry_id, rule, detail)
+        exec(
+            &get(&self.writer).await?,
+            "INSERT INTO refusals (at, terminal_id, entry_id, rule, detail)
                  VALUES ($1, $2, $3, $4, $5)",
-                &[
-                    &at.millis(),
-                    &terminal.0,
-                    &refusal.entry_id.map(|e| e.0),
-                    &refusal.rule,
-                    &refusal.message,
-                ],
-            )
-            .await
-            .map_err(pg)?;
+            &[
+                &at.millis(),
+                &terminal.0,
+                &refusal.entry_id.map(|e| e.0),
+                &refusal.rule,
+                &refusal.message,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.pages).await?;
         let tx = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -557,36 +499,34 @@ impl PgDb {
             .start()
             .await
             .map_err(pg)?;
-        let mut items: Vec<AuditItem> = tx
-            .query(
-                "SELECT at, terminal_id, entry_id, rule, detail FROM refusals WHERE at >= $1",
-                &[&since.millis()],
-            )
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| AuditItem::refusal(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
-            .collect();
+        let mut items: Vec<AuditItem> = fetch_all(
+            &tx,
+            "SELECT at, terminal_id, entry_id, rule, detail FROM refusals WHERE at >= $1",
+            &[&since.millis()],
+        )
+        .await?
+        .iter()
+        .map(|r| AuditItem::refusal(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
         items.extend(
-            tx.query(
+            fetch_all(
+                &tx,
                 "SELECT terminal_id, day, occurred_at, entry_id, flag, detail FROM flags
                  WHERE detected_at >= $1",
                 &[&since.millis()],
             )
-            .await
-            .map_err(pg)?
+            .await?
             .iter()
             .map(|r| AuditItem::flag(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))),
         );
-        let spends = tx
-            .query(
-                "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
+        let spends = fetch_all(
+            &tx,
+            "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
                  FROM double_spends d JOIN members m ON m.id = d.member_id
                  WHERE d.detected_at >= $1",
-                &[&since.millis()],
-            )
-            .await
-            .map_err(pg)?;
+            &[&since.millis()],
+        )
+        .await?;
         for r in &spends {
             items.push(AuditItem::double_spend(super::double_spend(
                 r.get(0),
@@ -602,16 +542,15 @@ impl PgDb {
     }
 
     pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT COALESCE((SELECT balance FROM balances WHERE member_id = m.id), 0),
+        let client = get(&self.quick).await?;
+        let row = fetch_opt(
+            &client,
+            "SELECT COALESCE((SELECT balance FROM balances WHERE member_id = m.id), 0),
                         (SELECT last FROM server_seq)
                  FROM members m WHERE m.id = $1",
-                &[&member.0],
-            )
-            .await
-            .map_err(pg)?;
+            &[&member.0],
+        )
+        .await?;
         Ok(row.map(|r| BalanceResponse {
             member_id: member,
             balance: r.get(0),
@@ -620,17 +559,14 @@ impl PgDb {
     }
 
     pub async fn double_spends(&self, limit: usize) -> Result<DoubleSpendList, DbError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
+        let rows = fetch_all(
+            &get(&self.pages).await?,
+            "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
                  FROM double_spends d JOIN members m ON m.id = d.member_id
                  ORDER BY d.id DESC LIMIT $1",
-                &[&i64::try_from(limit).unwrap_or(i64::MAX)],
-            )
-            .await
-            .map_err(pg)?;
+            &[&i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+        .await?;
         let double_spends = rows
             .iter()
             .map(|r| {
@@ -646,54 +582,42 @@ impl PgDb {
         token_hash: &str,
         now: Timestamp,
     ) -> Result<i64, DbError> {
-        Ok(self
-            .client()
-            .await?
-            .query_one(
-                "INSERT INTO terminals (name, token_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
-                &[&name, &token_hash, &now.millis()],
-            )
-            .await
-            .map_err(pg)?
-            .get(0))
+        Ok(fetch_one(
+            &get(&self.writer).await?,
+            "INSERT INTO terminals (name, token_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
+            &[&name, &token_hash, &now.millis()],
+        )
+        .await?
+        .get(0))
     }
 
     pub async fn rotate_terminal(&self, id: i64, token_hash: &str) -> Result<bool, DbError> {
-        Ok(self
-            .client()
-            .await?
-            .execute(
-                "UPDATE terminals SET token_hash = $2 WHERE id = $1 AND revoked_at IS NULL",
-                &[&id, &token_hash],
-            )
-            .await
-            .map_err(pg)?
+        Ok(exec(
+            &get(&self.writer).await?,
+            "UPDATE terminals SET token_hash = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[&id, &token_hash],
+        )
+        .await?
             == 1)
     }
 
     pub async fn revoke_terminal(&self, id: i64, now: Timestamp) -> Result<bool, DbError> {
-        Ok(self
-            .client()
-            .await?
-            .execute(
-                "UPDATE terminals SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                &[&id, &now.millis()],
-            )
-            .await
-            .map_err(pg)?
+        Ok(exec(
+            &get(&self.writer).await?,
+            "UPDATE terminals SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[&id, &now.millis()],
+        )
+        .await?
             == 1)
     }
 
     pub async fn terminals(&self) -> Result<Vec<TerminalRow>, DbError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT id, name, terminal_id, created_at, revoked_at FROM terminals ORDER BY id",
-                &[],
-            )
-            .await
-            .map_err(pg)?;
+        let rows = fetch_all(
+            &get(&self.quick).await?,
+            "SELECT id, name, terminal_id, created_at, revoked_at FROM terminals ORDER BY id",
+            &[],
+        )
+        .await?;
         Ok(rows
             .iter()
             .map(|r| TerminalRow {
@@ -707,27 +631,24 @@ impl PgDb {
     }
 
     pub async fn set_program(&self, toml: &str, now: Timestamp) -> Result<i64, DbError> {
-        let mut client = self.client().await?;
+        let mut client = get(&self.writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
-            .await
-            .map_err(pg)?;
-        let row = tx
-            .query_one(
-                "INSERT INTO program (version, toml, code_key, installed_at)
+        exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
+        let row = fetch_one(
+            &tx,
+            "INSERT INTO program (version, toml, code_key, installed_at)
                  SELECT version + 1, $1, code_key, $2 FROM program ORDER BY version DESC LIMIT 1
                  RETURNING version",
-                &[&toml, &now.millis()],
-            )
-            .await
-            .map_err(pg)?;
+            &[&toml, &now.millis()],
+        )
+        .await?;
         tx.commit().await.map_err(pg)?;
         Ok(row.get(0))
     }
 
     pub async fn renew_epoch(&self) -> Result<String, DbError> {
         let epoch = super::db::new_epoch();
-        self.client()
+        get(&self.writer)
             .await?
             .execute("UPDATE server_meta SET epoch = $1", &[&epoch])
             .await
@@ -736,7 +657,7 @@ impl PgDb {
     }
 
     pub async fn scrub_erased(&self) -> Result<(), DbError> {
-        self.client()
+        get(&self.writer)
             .await?
             .batch_execute("VACUUM (FULL) members, member_versions")
             .await
@@ -744,13 +665,11 @@ impl PgDb {
     }
 
     pub async fn health(&self) -> Result<i64, DbError> {
-        Ok(self
-            .client()
-            .await?
-            .query_one("SELECT last FROM server_seq", &[])
-            .await
-            .map_err(pg)?
-            .get(0))
+        Ok(
+            fetch_one(&get(&self.quick).await?, "SELECT last FROM server_seq", &[])
+                .await?
+                .get(0),
+        )
     }
 }
 
@@ -771,24 +690,332 @@ async fn key_rows(tx: &Transaction<'_>) -> Result<Vec<KeyRow>, DbError> {
     .collect()
 }
 
+/// Takes a push's writes back inside its group.
+const UNDO_PUSH: &str = "ROLLBACK TO SAVEPOINT push; RELEASE SAVEPOINT push";
+
+const INSERT_ENTRIES: &str =
+    "INSERT INTO entries (server_seq, id, member_id, terminal_id, terminal_seq, kind,
+                              points, reverses, body)
+     SELECT $1 + t.ord, t.id, t.member_id, t.terminal_id, t.terminal_seq, t.kind, t.points,
+            t.reverses, t.body
+     FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::text[], $6::bigint[], $7::text[],
+                 $8::bigint[], $9::uuid[], $10::text[])
+          AS t(ord, id, member_id, terminal_id, terminal_seq, kind, points, reverses, body)
+     ORDER BY t.ord";
+const INSERT_FLAGS: &str =
+    "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
+                        detected_at)
+     SELECT t.*, $8 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[],
+                                $6::text[], $7::text[])
+          AS t(entry_id, member_id, terminal_id, occurred_at, day, flag, detail)
+     ON CONFLICT DO NOTHING";
+const ADD_BALANCES: &str = "INSERT INTO balances (member_id, balance)
+     SELECT * FROM UNNEST($1::uuid[], $2::bigint[])
+     ON CONFLICT (member_id) DO UPDATE SET balance = balances.balance + EXCLUDED.balance
+     RETURNING member_id, balance";
+
+/// Why a push failed inside its savepoint.
+enum Failed {
+    /// A refusal or a database error, as it is.
+    Error(DbError),
+    /// The insert found one of these new entries' ids stored already; which one is asked once
+    /// the push's writes are taken back.
+    IdTaken(Vec<EntryId>),
+}
+
+impl From<DbError> for Failed {
+    fn from(e: DbError) -> Self {
+        Failed::Error(e)
+    }
+}
+
+/// Stores one push of a group, in the group's transaction, numbering its records after `seq`:
+/// all of it, or nothing and why. `Err` when the group's transaction can no longer go on.
+async fn push_one(
+    tx: &Transaction<'_>,
+    history: &ProgramHistory,
+    batch: &Batch,
+    now: Timestamp,
+    seq: &mut i64,
+) -> Result<Result<PushResponse, DbError>, DbError> {
+    let mut next = *seq;
+    let failed = match write_push(tx, history, batch, now, &mut next).await {
+        Ok(ack) => {
+            *seq = next;
+            return Ok(Ok(ack));
+        }
+        Err(failed) => failed,
+    };
+    tx.batch_execute(UNDO_PUSH).await.map_err(pg)?;
+    Ok(Err(match failed {
+        Failed::Error(e) => e,
+        Failed::IdTaken(ids) => taken_id(tx, &ids).await?,
+    }))
+}
+
+/// A push's checks and writes, inside a savepoint (`SAVEPOINT push`) it leaves to the caller to
+/// take back on failure. Two round trips for a push of sales, whatever its size: requests sent
+/// together are pipelined by tokio-postgres, in the order they are first polled (so statements
+/// that must run in order are prepared beforehand, and joined `biased`).
+async fn write_push(
+    tx: &Transaction<'_>,
+    history: &ProgramHistory,
+    batch: &Batch,
+    now: Timestamp,
+    seq: &mut i64,
+) -> Result<PushResponse, Failed> {
+    let all: Vec<Entry> = batch.entries.iter().map(|c| c.entry.clone()).collect();
+    // What every entry would need: the replayed ones are among what is fetched anyway.
+    let wanted = needs(&all);
+    let member_ids: Vec<Uuid> = all
+        .iter()
+        .map(|e| e.member_id.0)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let member_param: [&(dyn ToSql + Sync); 1] = [&member_ids];
+    let (savepoint, last, known_members, fetched) = tokio::join!(
+        biased;
+        tx.batch_execute("SAVEPOINT push"),
+        last_terminal_seq(tx, &batch.terminal),
+        fetch_all(tx, "SELECT id FROM members WHERE id = ANY($1)", &member_param),
+        known_entries(tx, &wanted),
+    );
+    savepoint.map_err(pg)?;
+    let (last, known_members, fetched) = (last?, known_members?, fetched?);
+    let stored = stored_by_seq(tx, &batch.terminal, &judge::replayed_seqs(batch, last)).await?;
+    let split = judge::sequence(batch, last, &stored).map_err(DbError::Refused)?;
+    let mut members = 0;
+    for m in &batch.members {
+        if upsert_member(tx, m.record.clone(), &batch.terminal, seq).await? {
+            members += 1;
+        }
+    }
+    let flags = judge::possible(history, fetched, &wanted, &split.new).map_err(DbError::Refused)?;
+    // Every member must be known: stored, or stored by this push.
+    let known: HashSet<Uuid> = known_members
+        .iter()
+        .map(|r| r.get(0))
+        .chain(batch.members.iter().map(|m| m.record.member.id.0))
+        .collect();
+    if let Some(c) = split
+        .new
+        .iter()
+        .find(|c| !known.contains(&c.entry.member_id.0))
+    {
+        let e = &c.entry;
+        return Err(Failed::Error(DbError::Refused(PushRefusal::entry(
+            e.id,
+            RULE_UNKNOWN_MEMBER,
+            format!(
+                "entry {}: member {} is unknown to the server (push the member first)",
+                e.id, e.member_id
+            ),
+        ))));
+    }
+
+    let entries: Vec<&Entry> = split.new.iter().map(|c| &c.entry).collect();
+    let mut tally = Tally::default();
+    for e in &entries {
+        tally.inserted(e);
+    }
+    let base = *seq;
+    let n = i64::try_from(entries.len()).unwrap_or(i64::MAX);
+    let ords: Vec<i64> = (1..=n).collect();
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.id.0).collect();
+    let members_of: Vec<Uuid> = entries.iter().map(|e| e.member_id.0).collect();
+    let terminals: Vec<&str> = entries.iter().map(|e| e.terminal_id.0.as_str()).collect();
+    let numbers: Vec<i64> = entries.iter().map(|e| e.terminal_seq).collect();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    let points: Vec<i64> = entries.iter().map(|e| e.points).collect();
+    let reverses: Vec<Option<Uuid>> = entries.iter().map(|e| e.reverses.map(|r| r.0)).collect();
+    let bodies: Vec<&str> = split.new.iter().map(|c| c.body.as_str()).collect();
+    let rows = judge::flag_rows(&split.new, flags);
+    let f_entries: Vec<Uuid> = rows.iter().map(|f| f.entry_id).collect();
+    let f_members: Vec<Uuid> = rows.iter().map(|f| f.member_id).collect();
+    let f_terminals: Vec<&str> = rows.iter().map(|f| f.terminal_id.as_str()).collect();
+    let f_at: Vec<i64> = rows.iter().map(|f| f.occurred_at).collect();
+    let f_days: Vec<&str> = rows.iter().map(|f| f.day.as_str()).collect();
+    let f_names: Vec<&str> = rows.iter().map(|f| f.flag).collect();
+    let f_details: Vec<&str> = rows.iter().map(|f| f.detail.as_str()).collect();
+    let (b_members, b_deltas): (Vec<Uuid>, Vec<i64>) =
+        tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
+    let insert = prepared(tx, INSERT_ENTRIES).await?;
+    let add_flags = prepared(tx, INSERT_FLAGS).await?;
+    let add_balances = prepared(tx, ADD_BALANCES).await?;
+    let (inserted, flagged, balances, released) = tokio::join!(
+        biased;
+        async {
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &insert,
+                &[
+                    &base, &ords, &ids, &members_of, &terminals, &numbers, &kinds, &points,
+                    &reverses, &bodies,
+                ],
+            )
+            .await
+        },
+        async {
+            if f_entries.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &add_flags,
+                &[
+                    &f_entries, &f_members, &f_terminals, &f_at, &f_days, &f_names, &f_details,
+                    &now.millis(),
+                ],
+            )
+            .await
+        },
+        async {
+            if b_members.is_empty() {
+                return Ok(Vec::new());
+            }
+            tx.query(&add_balances, &[&b_members, &b_deltas]).await
+        },
+        tx.batch_execute("RELEASE SAVEPOINT push"),
+    );
+    if let Err(e) = inserted {
+        return Err(if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            Failed::IdTaken(entries.iter().map(|e| e.id).collect())
+        } else {
+            Failed::Error(pg(e))
+        });
+    }
+    flagged.map_err(pg)?;
+    let balances = balances.map_err(pg)?;
+    released.map_err(pg)?;
+    *seq = base + n;
+    // After the release: a failure here fails the whole group.
+    for row in balances {
+        let (member, balance): (Uuid, i64) = (row.get(0), row.get(1));
+        if balance < 0
+            && let Some(e) = tally.redeemed.get(&MemberId(member))
+        {
+            exec(
+                tx,
+                "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at,
+                                            points, balance_after, detected_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_id) DO NOTHING",
+                &[
+                    &e.id.0,
+                    &member,
+                    &e.terminal_id.0,
+                    &e.occurred_at.millis(),
+                    &e.points,
+                    &balance,
+                    &now.millis(),
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(PushResponse {
+        inserted: tally.inserted,
+        duplicates: split.replays,
+        members,
+        server_seq: *seq,
+    })
+}
+
+/// The refusal of a push one of whose new entries (`new`, in order) has an id already stored.
+async fn taken_id(tx: &Transaction<'_>, new: &[EntryId]) -> Result<DbError, DbError> {
+    let ids: Vec<Uuid> = new.iter().map(|e| e.0).collect();
+    let taken: HashSet<Uuid> = fetch_all(tx, "SELECT id FROM entries WHERE id = ANY($1)", &[&ids])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(DbError::Refused(
+        match new.iter().find(|e| taken.contains(&e.0)) {
+            Some(id) => PushRefusal::entry(
+                *id,
+                RULE_ID_CONFLICT,
+                format!(
+                    "entry {id} already exists on the server with different content; nothing was stored"
+                ),
+            ),
+            None => PushRefusal::push(RULE_CONFLICT, "conflicts with stored data".to_owned()),
+        },
+    ))
+}
+
+/// Stores a group of pushes in one transaction under the push lock, each in a savepoint of its
+/// own so a refused push leaves the others standing.
+async fn write_group(
+    writer: &Pool,
+    programs: &ProgramCache,
+    pushes: &[(Batch, Timestamp)],
+) -> GroupAnswers {
+    let mut client = get(writer).await?;
+    let tx = client.transaction().await.map_err(pg)?;
+    // The reads are sent after the lock, so they run once it is held.
+    let lock = prepared(&tx, "SELECT pg_advisory_xact_lock($1)").await?;
+    let last = prepared(&tx, "SELECT last FROM server_seq").await?;
+    let (locked, last) = tokio::join!(
+        biased;
+        tx.execute(&lock, &[&PUSH_LOCK]),
+        tx.query_one(&last, &[]),
+    );
+    locked.map_err(pg)?;
+    let mut seq: i64 = last.map_err(pg)?.get(0);
+    let history = program_history(&tx, programs).await?;
+    let mut answers = Vec::with_capacity(pushes.len());
+    for (batch, now) in pushes {
+        answers.push(push_one(&tx, &history, batch, *now, &mut seq).await?);
+    }
+    exec(&tx, "UPDATE server_seq SET last = $1", &[&seq]).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(answers)
+}
+
+/// Every program version, parsed once per new highest version.
+async fn program_history(
+    tx: &Transaction<'_>,
+    cache: &ProgramCache,
+) -> Result<Arc<ProgramHistory>, DbError> {
+    let latest: i64 = fetch_one(
+        tx,
+        "SELECT COALESCE(MAX(version), 0)::bigint FROM program",
+        &[],
+    )
+    .await?
+    .get(0);
+    if let Some(history) = cache.current(latest) {
+        return Ok(history);
+    }
+    let rows = fetch_all(
+        tx,
+        "SELECT version, toml, installed_at FROM program ORDER BY version",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    cache.load(rows)
+}
+
 /// The name of the record at `seq`, if there is one.
 async fn record_at(tx: &Transaction<'_>, seq: i64) -> Result<Option<String>, DbError> {
     if seq <= 0 {
         return Ok(None);
     }
-    if let Some(row) = tx
-        .query_opt("SELECT id FROM entries WHERE server_seq = $1", &[&seq])
-        .await
-        .map_err(pg)?
+    if let Some(row) =
+        fetch_opt(tx, "SELECT id FROM entries WHERE server_seq = $1", &[&seq]).await?
     {
         return Ok(Some(entry_record_name(row.get(0))));
     }
-    tx.query_opt(
+    fetch_opt(
+        tx,
         "SELECT member_id, body FROM member_versions WHERE server_seq = $1",
         &[&seq],
     )
-    .await
-    .map_err(pg)?
+    .await?
     .map(|r| member_record_name(r.get(0), r.get(1)))
     .transpose()
 }
@@ -802,17 +1029,16 @@ async fn stored_by_seq(
     if seqs.is_empty() {
         return Ok(HashMap::new());
     }
-    Ok(tx
-        .query(
-            "SELECT terminal_seq, id, body FROM entries
+    Ok(fetch_all(
+        tx,
+        "SELECT terminal_seq, id, body FROM entries
              WHERE terminal_id = $1 AND terminal_seq = ANY($2)",
-            &[&terminal.0, &seqs],
-        )
-        .await
-        .map_err(pg)?
-        .iter()
-        .map(|r| (r.get(0), (EntryId(r.get(1)), r.get(2))))
-        .collect())
+        &[&terminal.0, &seqs],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), (EntryId(r.get(1)), r.get(2))))
+    .collect())
 }
 
 /// The stored entries the possibility check needs: reversal targets, stored reversals of
@@ -823,12 +1049,12 @@ async fn known_entries(tx: &Transaction<'_>, wanted: &Needs) -> Result<Vec<Entry
     if targets.is_empty() && histories.is_empty() {
         return Ok(Vec::new());
     }
-    tx.query(
+    fetch_all(
+        tx,
         "SELECT body FROM entries WHERE id = ANY($1) OR reverses = ANY($1) OR member_id = ANY($2)",
         &[&targets, &histories],
     )
-    .await
-    .map_err(pg)?
+    .await?
     .iter()
     .map(|r| stored_entry(r.get(0)))
     .collect()
@@ -843,10 +1069,12 @@ async fn upsert_member(
     seq: &mut i64,
 ) -> Result<bool, DbError> {
     let id = record.member.id;
-    let stored = tx
-        .query_opt("SELECT version, body FROM members WHERE id = $1", &[&id.0])
-        .await
-        .map_err(pg)?;
+    let stored = fetch_opt(
+        tx,
+        "SELECT version, body FROM members WHERE id = $1",
+        &[&id.0],
+    )
+    .await?;
     if let Some(row) = stored {
         if row.get::<_, i64>(0) >= record.version {
             return Ok(false);
@@ -855,20 +1083,19 @@ async fn upsert_member(
             .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))?;
         judge::member_change(&old, &record).map_err(DbError::Refused)?;
     }
-    let holders = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM members WHERE card = $2 AND id <> $1),
+    let holders = fetch_one(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM members WHERE card = $2 AND id <> $1),
                     EXISTS (SELECT 1 FROM members WHERE phone = $3 AND id <> $1),
                     EXISTS (SELECT 1 FROM members WHERE email = $4 AND id <> $1)",
-            &[
-                &id.0,
-                &record.member.card.as_str(),
-                &record.member.phone,
-                &record.member.email,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+        &[
+            &id.0,
+            &record.member.card.as_str(),
+            &record.member.phone,
+            &record.member.email,
+        ],
+    )
+    .await?;
     if holders.get::<_, bool>(0) {
         return Err(DbError::Refused(PushRefusal::push(
             RULE_CARD_TAKEN,
@@ -882,7 +1109,8 @@ async fn upsert_member(
     *seq += 1;
     let body = serde_json::to_string(&record)
         .map_err(|e| DbError::Internal(format!("member {id}: {e}")))?;
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO members (id, version, card, phone, email, body)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, card = EXCLUDED.card,
@@ -896,112 +1124,24 @@ async fn upsert_member(
             &body,
         ],
     )
-    .await
-    .map_err(pg)?;
+    .await?;
     // Every version is appended with its own seq and the till that made it: a member's first
     // version always comes before its entries in a pull, whatever later versions do.
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO member_versions (server_seq, member_id, body, terminal_id)
          VALUES ($1, $2, $3, $4)",
         &[&*seq, &id.0, &body, &terminal.0],
     )
-    .await
-    .map_err(pg)?;
+    .await?;
     if record.erased_at.is_some() {
         // Erased at the member's request: no older version keeps their data either.
-        tx.execute(
+        exec(
+            tx,
             "UPDATE member_versions SET body = $2 WHERE member_id = $1",
             &[&id.0, &body],
         )
-        .await
-        .map_err(pg)?;
+        .await?;
     }
     Ok(true)
-}
-
-/// Inserts a push's new entries (in sequence order) with one statement, each with the next
-/// server_seq.
-async fn insert_entries(
-    tx: &Transaction<'_>,
-    new: &[&CheckedEntry],
-    seq: &mut i64,
-) -> Result<Tally, DbError> {
-    if new.is_empty() {
-        return Ok(Tally::default());
-    }
-    let entries: Vec<&Entry> = new.iter().map(|c| &c.entry).collect();
-    // Every member must be known.
-    let member_ids: Vec<Uuid> = entries
-        .iter()
-        .map(|e| e.member_id.0)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let known: HashSet<Uuid> = tx
-        .query("SELECT id FROM members WHERE id = ANY($1)", &[&member_ids])
-        .await
-        .map_err(pg)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    if let Some(e) = entries.iter().find(|e| !known.contains(&e.member_id.0)) {
-        return Err(DbError::Refused(PushRefusal::entry(
-            e.id,
-            RULE_UNKNOWN_MEMBER,
-            format!(
-                "entry {}: member {} is unknown to the server (push the member first)",
-                e.id, e.member_id
-            ),
-        )));
-    }
-    let base = *seq;
-    let n = entries.len();
-    let ords: Vec<i64> = (1..=i64::try_from(n).unwrap_or(i64::MAX)).collect();
-    let ids: Vec<Uuid> = entries.iter().map(|e| e.id.0).collect();
-    let members: Vec<Uuid> = entries.iter().map(|e| e.member_id.0).collect();
-    let terminals: Vec<&str> = entries.iter().map(|e| e.terminal_id.0.as_str()).collect();
-    let numbers: Vec<i64> = entries.iter().map(|e| e.terminal_seq).collect();
-    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
-    let points: Vec<i64> = entries.iter().map(|e| e.points).collect();
-    let reverses: Vec<Option<Uuid>> = entries.iter().map(|e| e.reverses.map(|r| r.0)).collect();
-    let bodies: Vec<&str> = new.iter().map(|c| c.body.as_str()).collect();
-    let rows = tx
-        .query(
-            "INSERT INTO entries (server_seq, id, member_id, terminal_id, terminal_seq, kind, points,
-                                  reverses, body)
-             SELECT $1 + t.ord, t.id, t.member_id, t.terminal_id, t.terminal_seq, t.kind, t.points,
-                    t.reverses, t.body
-             FROM UNNEST($2::bigint[], $3::uuid[], $4::uuid[], $5::text[], $6::bigint[],
-                         $7::text[], $8::bigint[], $9::uuid[], $10::text[])
-                  AS t(ord, id, member_id, terminal_id, terminal_seq, kind, points, reverses, body)
-             ORDER BY t.ord
-             ON CONFLICT (id) DO NOTHING
-             RETURNING id",
-            &[
-                &base, &ords, &ids, &members, &terminals, &numbers, &kinds, &points, &reverses,
-                &bodies,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-    // Every entry here is new to this till's sequence, so a stored id means another entry.
-    if rows.len() < n {
-        let inserted: HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
-        if let Some(e) = entries.iter().find(|e| !inserted.contains(&e.id.0)) {
-            return Err(DbError::Refused(PushRefusal::entry(
-                e.id,
-                RULE_ID_CONFLICT,
-                format!(
-                    "entry {} already exists on the server with different content; nothing was stored",
-                    e.id
-                ),
-            )));
-        }
-    }
-    *seq = base + i64::try_from(n).unwrap_or(i64::MAX);
-    let mut tally = Tally::default();
-    for e in entries {
-        tally.inserted(e);
-    }
-    Ok(tally)
 }

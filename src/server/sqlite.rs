@@ -1,17 +1,21 @@
-//! The server on SQLite (rusqlite, bundled): one writer connection and one reader, WAL, each
-//! call on tokio's blocking pool. Pushes are serialised by the writer, so `server_seq` grows in
-//! commit order and a cursor never skips a record that commits later.
+//! The server on SQLite (rusqlite, bundled), WAL, each call on tokio's blocking pool: one writer
+//! connection, and readers in two sets, so the reads every request makes (authentication,
+//! `/health`, a till's config) never wait behind pull pages, which can take a reader for a
+//! tenth of a second each. Pushes are serialised by the writer, so `server_seq` grows in commit
+//! order and a cursor never skips a record that commits later.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
+use tokio::sync::Semaphore;
 
 use super::audit::AuditItem;
 use super::db::{
-    Auth, DbError, KeyRow, ProgramCache, Tally, TerminalRow, cut, entry_record_name, key_fields,
-    member_record_name, new_epoch, render, render_cut, retirable, stored_entry,
+    Auth, DbError, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
+    entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, retirable,
+    stored_entry,
 };
 use super::judge;
 use super::validate::{
@@ -32,11 +36,51 @@ const STEPS: &[M<'static>] = &[
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
+/// Readers for the short reads of every request: authentication, `/health`, config, balances.
+const QUICK_READERS: usize = 2;
+/// Readers for pages of records (pulls, own entries, audit listings).
+const PAGE_READERS: usize = 4;
+
 /// The SQLite backend.
 pub struct SqliteDb {
-    writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
-    programs: Arc<ProgramCache>,
+    writer: Arc<Connections>,
+    quick: Arc<Connections>,
+    pages: Arc<Connections>,
+    queue: PushQueue,
+}
+
+/// Connections to the database file, each used by one call at a time; a call waits for a free
+/// one without holding a thread.
+struct Connections {
+    idle: Mutex<Vec<Connection>>,
+    free: Arc<Semaphore>,
+}
+
+impl Connections {
+    fn new(connections: Vec<Connection>) -> Arc<Self> {
+        Arc::new(Connections {
+            free: Arc::new(Semaphore::new(connections.len())),
+            idle: Mutex::new(connections),
+        })
+    }
+}
+
+/// A connection taken from its set, put back when dropped (also when a call panics).
+struct Lease<'a> {
+    set: &'a Connections,
+    conn: Option<Connection>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.set
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(conn);
+        }
+    }
 }
 
 fn connect(path: &str) -> Result<Connection, DbError> {
@@ -51,19 +95,36 @@ fn connect(path: &str) -> Result<Connection, DbError> {
     Ok(conn)
 }
 
-fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Runs `f` with a connection on the blocking pool.
+/// Runs `f` on the blocking pool with a connection of `set`, once one is free. The permit goes
+/// with the call, so a request given up while its call runs does not let another call in
+/// before the connection is back.
 async fn with<T: Send + 'static>(
-    conn: &Arc<Mutex<Connection>>,
+    set: &Arc<Connections>,
     f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
 ) -> Result<T, DbError> {
-    let conn = Arc::clone(conn);
-    tokio::task::spawn_blocking(move || f(&mut lock(&conn)))
+    let permit = Arc::clone(&set.free)
+        .acquire_owned()
         .await
-        .map_err(|e| DbError::Internal(format!("a database task failed: {e}")))?
+        .map_err(|e| DbError::Internal(format!("database connections closed: {e}")))?;
+    let set = Arc::clone(set);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut lease = Lease {
+            conn: set
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop(),
+            set: &set,
+        };
+        let conn = lease
+            .conn
+            .as_mut()
+            .ok_or_else(|| DbError::Internal("no idle connection under a permit".to_owned()))?;
+        f(conn)
+    })
+    .await
+    .map_err(|e| DbError::Internal(format!("a database task failed: {e}")))?
 }
 
 /// A constraint violation as a refusal of `entry` (if one) by `rule`; other errors as they are.
@@ -108,21 +169,40 @@ impl SqliteDb {
     /// Opens (creating and migrating) the database file.
     pub async fn open(path: &str, now: Timestamp) -> Result<Self, DbError> {
         let path = path.to_owned();
-        let (writer, reader) = tokio::task::spawn_blocking(move || {
+        let (writer, quick, pages) = tokio::task::spawn_blocking(move || {
             let mut writer = connect(&path)?;
             MIGRATIONS
                 .to_latest(&mut writer)
                 .map_err(|e| DbError::Setup(format!("migrating {path}: {e}")))?;
             ensure_first_program(&writer, now)?;
-            let reader = connect(&path)?;
-            Ok::<_, DbError>((writer, reader))
+            let readers = |n| {
+                (0..n)
+                    .map(|_| connect(&path))
+                    .collect::<Result<Vec<_>, _>>()
+            };
+            Ok::<_, DbError>((writer, readers(QUICK_READERS)?, readers(PAGE_READERS)?))
         })
         .await
         .map_err(|e| DbError::Unavailable(e.to_string()))??;
+        let writer = Connections::new(vec![writer]);
+        let queue = {
+            let (writer, programs) = (Arc::clone(&writer), Arc::new(ProgramCache::default()));
+            PushQueue::start(move |pushes| {
+                let (writer, programs) = (Arc::clone(&writer), Arc::clone(&programs));
+                async move {
+                    with(&writer, move |conn| {
+                        Ok(write_group(conn, &programs, &pushes))
+                    })
+                    .await
+                    .and_then(|answers| answers)
+                }
+            })
+        };
         Ok(SqliteDb {
-            writer: Arc::new(Mutex::new(writer)),
-            reader: Arc::new(Mutex::new(reader)),
-            programs: Arc::default(),
+            writer,
+            quick: Connections::new(quick),
+            pages: Connections::new(pages),
+            queue,
         })
     }
 
@@ -131,10 +211,11 @@ impl SqliteDb {
         token_hash: &str,
         terminal: &TerminalId,
     ) -> Result<Auth, DbError> {
-        // Every request authenticates: read on the reader, so requests do not queue behind
-        // pushes on the writer; only a token's first use (binding it) needs the writer.
+        // Every request authenticates: read on a quick reader, so requests queue neither
+        // behind pushes on the writer nor behind pull pages; only a token's first use (binding
+        // it) needs the writer.
         let (hash, term) = (token_hash.to_owned(), terminal.clone());
-        let state = with(&self.reader, move |conn| token_state(conn, &hash, &term)).await?;
+        let state = with(&self.quick, move |conn| token_state(conn, &hash, &term)).await?;
         if let Ok(auth) = state {
             return Ok(auth);
         }
@@ -143,90 +224,7 @@ impl SqliteDb {
     }
 
     pub async fn push(&self, batch: Batch, now: Timestamp) -> Result<PushResponse, DbError> {
-        let programs = Arc::clone(&self.programs);
-        with(&self.writer, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut seq = last_seq(&tx)?;
-            let last = last_terminal_seq(&tx, &batch.terminal)?;
-            let stored = stored_by_seq(&tx, &batch.terminal, &judge::replayed_seqs(&batch, last))?;
-            let split = judge::sequence(&batch, last, &stored).map_err(DbError::Refused)?;
-            let mut members = 0;
-            for m in &batch.members {
-                if upsert_member(&tx, m.record.clone(), &batch.terminal, &mut seq)? {
-                    members += 1;
-                }
-            }
-            let wanted = needs(
-                &split
-                    .new
-                    .iter()
-                    .map(|c| c.entry.clone())
-                    .collect::<Vec<_>>(),
-            );
-            let history = program_history(&tx, &programs)?;
-            let flags = judge::possible(&history, known_entries(&tx, &wanted)?, &wanted, &split.new)
-                .map_err(DbError::Refused)?;
-            let first_new = seq;
-            let tally = insert_entries(&tx, &split.new, &mut seq)?;
-            let mut flag = tx.prepare_cached(
-                "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
-                                    detected_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-            )?;
-            for f in judge::flag_rows(&split.new, flags) {
-                flag.execute(params![
-                    f.entry_id,
-                    f.member_id,
-                    f.terminal_id,
-                    f.occurred_at,
-                    f.day,
-                    f.flag,
-                    f.detail,
-                    now.millis()
-                ])?;
-            }
-            drop(flag);
-            // One statement adds every new entry to its member's balance.
-            tx.prepare_cached(
-                "INSERT INTO balances (member_id, balance)
-                 SELECT member_id, SUM(points) FROM entries WHERE server_seq > ?1 GROUP BY member_id
-                 ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance",
-            )?
-            .execute(params![first_new])?;
-            let mut bal = tx.prepare_cached("SELECT balance FROM balances WHERE member_id = ?1")?;
-            let mut overdrawn = tx.prepare_cached(
-                "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at, points,
-                                            balance_after, detected_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entry_id) DO NOTHING",
-            )?;
-            for (member, e) in &tally.redeemed {
-                let balance: i64 = bal.query_row(params![member.0], |r| r.get(0))?;
-                if balance < 0 {
-                    overdrawn.execute(params![
-                        e.id.0,
-                        member.0,
-                        e.terminal_id.0,
-                        e.occurred_at.millis(),
-                        e.points,
-                        balance,
-                        now.millis()
-                    ])?;
-                }
-            }
-            drop((bal, overdrawn));
-            tx.execute(
-                "UPDATE server_seq SET last = ?1 WHERE singleton = 1",
-                params![seq],
-            )?;
-            tx.commit()?;
-            Ok(PushResponse {
-                inserted: tally.inserted,
-                duplicates: split.replays,
-                members,
-                server_seq: seq,
-            })
-        })
-        .await
+        self.queue.push(batch, now).await
     }
 
     pub async fn pull(
@@ -236,7 +234,7 @@ impl SqliteDb {
         limit: usize,
     ) -> Result<String, DbError> {
         let terminal = terminal.clone();
-        with(&self.reader, move |conn| {
+        with(&self.pages, move |conn| {
             let tx = conn.transaction()?;
             let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
             let members: Vec<(i64, String)> = tx
@@ -270,7 +268,7 @@ impl SqliteDb {
         limit: usize,
     ) -> Result<String, DbError> {
         let terminal = terminal.clone();
-        with(&self.reader, move |conn| {
+        with(&self.pages, move |conn| {
             let tx = conn.transaction()?;
             let one_more = i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1));
             let mut rows: Vec<(i64, uuid::Uuid, uuid::Uuid, String)> = tx
@@ -312,7 +310,7 @@ impl SqliteDb {
         query: ConfigQuery,
     ) -> Result<ConfigResponse, DbError> {
         let terminal = terminal.cloned();
-        with(&self.reader, move |conn| {
+        with(&self.quick, move |conn| {
             let tx = conn.transaction()?;
             let (version, toml, key): (i64, String, Vec<u8>) = tx.query_row(
                 "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
@@ -428,7 +426,7 @@ impl SqliteDb {
     }
 
     pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
-        with(&self.reader, move |conn| {
+        with(&self.pages, move |conn| {
             let tx = conn.transaction()?;
             let mut items: Vec<AuditItem> = tx
                 .prepare(
@@ -494,7 +492,7 @@ impl SqliteDb {
     }
 
     pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {
-        with(&self.reader, move |conn| {
+        with(&self.quick, move |conn| {
             let known: Option<i64> = conn
                 .query_row(
                     "SELECT 1 FROM members WHERE id = ?1",
@@ -526,7 +524,7 @@ impl SqliteDb {
     }
 
     pub async fn double_spends(&self, limit: usize) -> Result<DoubleSpendList, DbError> {
-        with(&self.reader, move |conn| {
+        with(&self.pages, move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT d.entry_id, d.terminal_id, d.occurred_at, d.points, d.balance_after, m.body
                  FROM double_spends d JOIN members m ON m.id = d.member_id
@@ -594,7 +592,7 @@ impl SqliteDb {
     }
 
     pub async fn terminals(&self) -> Result<Vec<TerminalRow>, DbError> {
-        with(&self.reader, |conn| {
+        with(&self.quick, |conn| {
             let mut stmt = conn.prepare(
                 "SELECT id, name, terminal_id, created_at, revoked_at FROM terminals ORDER BY id",
             )?;
@@ -635,7 +633,7 @@ impl SqliteDb {
 
     pub async fn backup(&self, path: &str) -> Result<(), DbError> {
         let path = path.to_owned();
-        with(&self.reader, move |conn| {
+        with(&self.pages, move |conn| {
             if std::path::Path::new(&path).exists() {
                 return Err(DbError::Setup(format!(
                     "{path} exists already; choose a new file for the backup"
@@ -674,7 +672,7 @@ impl SqliteDb {
     }
 
     pub async fn health(&self) -> Result<i64, DbError> {
-        with(&self.reader, |conn| {
+        with(&self.quick, |conn| {
             Ok(
                 conn.query_row("SELECT last FROM server_seq WHERE singleton = 1", [], |r| {
                     r.get(0)
@@ -683,6 +681,121 @@ impl SqliteDb {
         })
         .await
     }
+}
+
+/// Stores one push of a group, on the writer in the group's transaction, numbering its records
+/// after `seq`: all of it, or nothing and why.
+fn push_one(
+    tx: &Connection,
+    programs: &ProgramCache,
+    batch: &Batch,
+    now: Timestamp,
+    seq: &mut i64,
+) -> Result<PushResponse, DbError> {
+    let last = last_terminal_seq(tx, &batch.terminal)?;
+    let stored = stored_by_seq(tx, &batch.terminal, &judge::replayed_seqs(batch, last))?;
+    let split = judge::sequence(batch, last, &stored).map_err(DbError::Refused)?;
+    let mut members = 0;
+    for m in &batch.members {
+        if upsert_member(tx, m.record.clone(), &batch.terminal, seq)? {
+            members += 1;
+        }
+    }
+    let wanted = needs(
+        &split
+            .new
+            .iter()
+            .map(|c| c.entry.clone())
+            .collect::<Vec<_>>(),
+    );
+    let history = program_history(tx, programs)?;
+    let flags = judge::possible(&history, known_entries(tx, &wanted)?, &wanted, &split.new)
+        .map_err(DbError::Refused)?;
+    let first_new = *seq;
+    let tally = insert_entries(tx, &split.new, seq)?;
+    let mut flag = tx.prepare_cached(
+        "INSERT INTO flags (entry_id, member_id, terminal_id, occurred_at, day, flag, detail,
+                            detected_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+    )?;
+    for f in judge::flag_rows(&split.new, flags) {
+        flag.execute(params![
+            f.entry_id,
+            f.member_id,
+            f.terminal_id,
+            f.occurred_at,
+            f.day,
+            f.flag,
+            f.detail,
+            now.millis()
+        ])?;
+    }
+    drop(flag);
+    // One statement adds every new entry to its member's balance.
+    tx.prepare_cached(
+        "INSERT INTO balances (member_id, balance)
+         SELECT member_id, SUM(points) FROM entries WHERE server_seq > ?1 GROUP BY member_id
+         ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance",
+    )?
+    .execute(params![first_new])?;
+    let mut bal = tx.prepare_cached("SELECT balance FROM balances WHERE member_id = ?1")?;
+    let mut overdrawn = tx.prepare_cached(
+        "INSERT INTO double_spends (entry_id, member_id, terminal_id, occurred_at, points,
+                                    balance_after, detected_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (entry_id) DO NOTHING",
+    )?;
+    for (member, e) in &tally.redeemed {
+        let balance: i64 = bal.query_row(params![member.0], |r| r.get(0))?;
+        if balance < 0 {
+            overdrawn.execute(params![
+                e.id.0,
+                member.0,
+                e.terminal_id.0,
+                e.occurred_at.millis(),
+                e.points,
+                balance,
+                now.millis()
+            ])?;
+        }
+    }
+    drop((bal, overdrawn));
+    Ok(PushResponse {
+        inserted: tally.inserted,
+        duplicates: split.replays,
+        members,
+        server_seq: *seq,
+    })
+}
+
+/// Stores a group of pushes in one transaction, each in a savepoint of its own so a refused
+/// push leaves the others standing.
+fn write_group(
+    conn: &mut Connection,
+    programs: &ProgramCache,
+    pushes: &[(Batch, Timestamp)],
+) -> GroupAnswers {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut seq = last_seq(&tx)?;
+    let mut answers = Vec::with_capacity(pushes.len());
+    for (batch, now) in pushes {
+        let mut savepoint = tx.savepoint()?;
+        let mut next = seq;
+        let answer = push_one(&savepoint, programs, batch, *now, &mut next);
+        if answer.is_ok() {
+            savepoint.commit()?;
+            seq = next;
+        } else {
+            savepoint.rollback()?;
+            savepoint.finish()?;
+        }
+        answers.push(answer);
+    }
+    tx.execute(
+        "UPDATE server_seq SET last = ?1 WHERE singleton = 1",
+        params![seq],
+    )?;
+    tx.commit()?;
+    Ok(answers)
 }
 
 /// What a token says, or `Err(row id)` for a live token not yet bound to any terminal.
