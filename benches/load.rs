@@ -146,15 +146,21 @@ impl Http {
         .await
     }
 
-    async fn health(&self) -> Result<i64> {
+    async fn health(&self) -> Result<()> {
+        self.send(self.client.get(format!("{}/health", self.base)))
+            .await
+            .map(drop)
+    }
+
+    /// The server's highest seq, as a till's config round reads it (`/health` tells nothing of
+    /// volume).
+    async fn server_seq(&self, t: &Terminal) -> Result<i64> {
         #[derive(Deserialize)]
-        struct Health {
+        struct Config {
             server_seq: i64,
         }
-        let body = self
-            .send(self.client.get(format!("{}/health", self.base)))
-            .await?;
-        Ok(serde_json::from_slice::<Health>(&body)?.server_seq)
+        let body = self.get(t, "/v1/sync/config").await?;
+        Ok(serde_json::from_slice::<Config>(&body)?.server_seq)
     }
 
     /// One pull page: how many records it held, its cursor, and whether more wait.
@@ -486,7 +492,7 @@ async fn steady(
     s: &Settings,
     database: Option<&str>,
 ) -> Result<(Tally, Duration, Cpu)> {
-    let cursor = http.health().await?;
+    let cursor = http.server_seq(&tills[0]).await?;
     let start = Instant::now();
     let window = Window {
         start,
@@ -703,7 +709,7 @@ async fn probe(
     while !stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
         let answer = match kind {
-            "health" => http.health().await.map(drop),
+            "health" => http.health().await,
             "config" => http
                 .get(&who, "/v1/sync/config?known=1&cursor=0")
                 .await
@@ -786,7 +792,7 @@ async fn readers(
     catchers: &[Terminal],
     crowd: usize,
 ) -> Result<()> {
-    let near_end = http.health().await? - 10;
+    let near_end = http.server_seq(prober).await? - 10;
 
     let probes = Probes::start(http, prober, near_end);
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -911,14 +917,12 @@ fn run(backend: &str, url: &str, database: Option<&str>, s: &Settings) -> Result
 fn fresh_pg(base: &str) -> Result<(String, String)> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
+        let client = tillpass::server::pg_tls::connect(base).await?;
         let name = format!("tillpass_bench_{:016x}", rand::random::<u64>());
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await?;
-        let (prefix, _) = base.rsplit_once('/').ok_or("a URL with a database name")?;
-        Ok((format!("{prefix}/{name}"), name))
+        Ok((tillpass::server::pg_tls::with_database(base, &name)?, name))
     })
 }
 

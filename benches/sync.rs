@@ -214,21 +214,18 @@ fn bare_sqlite(path: &std::path::Path, data: &Data) -> Result<f64> {
 
 /// A fresh PostgreSQL database next to `base` (same server, new name).
 async fn fresh_pg(base: &str) -> Result<String> {
-    let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let client = tillpass::server::pg_tls::connect(base).await?;
     let name = format!("tillpass_bench_{:016x}", rand::random::<u64>());
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
-    let (prefix, _) = base.rsplit_once('/').ok_or("a URL with a database name")?;
-    Ok(format!("{prefix}/{name}"))
+    Ok(tillpass::server::pg_tls::with_database(base, &name)?)
 }
 
 /// COPY of the same rows into the server's PostgreSQL schema.
 async fn bare_pg(url: &str, data: &Data) -> Result<f64> {
     use futures_util::SinkExt as _;
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let client = tillpass::server::pg_tls::connect(url).await?;
     client
         .batch_execute(include_str!("../src/server/migrations/postgres_001.sql"))
         .await?;

@@ -26,6 +26,20 @@ pub enum SslMode {
     VerifyFull,
 }
 
+/// `url` naming database `name` instead of its own, its parameters kept (`postgres://u@h/db?q`
+/// -> `postgres://u@h/name?q`): a sibling database on the same server, reached the same way.
+pub fn with_database(url: &str, name: &str) -> Result<String, DbError> {
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let (prefix, _) = path
+        .rsplit_once('/')
+        .filter(|(prefix, _)| prefix.contains("//"))
+        .ok_or_else(|| DbError::Setup(format!("{url}: expected postgres://HOST/DATABASE")))?;
+    Ok(format!("{prefix}/{name}{query}"))
+}
+
 /// The URL without the TLS parameters tokio-postgres does not know, the mode, and the root
 /// certificate file named by `sslrootcert`.
 pub fn split_url(url: &str) -> Result<(String, SslMode, Option<String>), DbError> {
@@ -159,6 +173,20 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sibling_database_keeps_the_parameters() {
+        let url = "postgres://u:p@h:5432/postgres?sslmode=verify-full&sslrootcert=/ca.pem";
+        assert_eq!(
+            super::with_database(url, "other").unwrap(),
+            "postgres://u:p@h:5432/other?sslmode=verify-full&sslrootcert=/ca.pem"
+        );
+        assert_eq!(
+            super::with_database("postgres://h/db", "x").unwrap(),
+            "postgres://h/x"
+        );
+        assert!(super::with_database("postgres:", "x").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -53,14 +53,7 @@ pub fn database(backend: Backend, dir: &Path) -> Option<String> {
                     .await
                     .expect("create a test database");
             });
-            let (url, query) = base.split_once('?').unwrap_or((&base, ""));
-            let (prefix, _) = url.rsplit_once('/').expect("a URL with a database name");
-            let query = if query.is_empty() {
-                String::new()
-            } else {
-                format!("?{query}")
-            };
-            Some(format!("{prefix}/{name}{query}"))
+            Some(tillpass::server::pg_tls::with_database(&base, &name).expect("a database URL"))
         }
     }
 }
