@@ -177,11 +177,11 @@ mod tests {
     fn a_sibling_database_keeps_the_parameters() {
         let url = "postgres://u:p@h:5432/postgres?sslmode=verify-full&sslrootcert=/ca.pem";
         assert_eq!(
-            super::with_database(url, "other").unwrap(),
+            super::with_database(url, "other").expect("a URL"),
             "postgres://u:p@h:5432/other?sslmode=verify-full&sslrootcert=/ca.pem"
         );
         assert_eq!(
-            super::with_database("postgres://h/db", "x").unwrap(),
+            super::with_database("postgres://h/db", "x").expect("a URL"),
             "postgres://h/x"
         );
         assert!(super::with_database("postgres:", "x").is_err());
