@@ -3,6 +3,7 @@
 pub mod card;
 pub mod entry;
 pub mod import;
+pub mod insights;
 pub mod member;
 pub mod money;
 pub mod phone;

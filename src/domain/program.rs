@@ -119,6 +119,10 @@ pub struct Program {
     pub offline_redeem_limit: i64,
     /// Most points one manager's adjustment may move either way.
     pub adjust_limit: i64,
+    /// A member with no purchase for this many days is at risk of leaving (insights).
+    pub churn_days: i64,
+    /// What 1,000 outstanding points cost the business, in minor units (points liability).
+    pub cost_per_1000_points_minor: i64,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +144,33 @@ struct RawProgram {
     offline: RawOffline,
     #[serde(default)]
     adjustments: RawAdjustments,
+    #[serde(default)]
+    insights: RawInsights,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInsights {
+    #[serde(default = "default_churn_days")]
+    churn_days: i64,
+    #[serde(default)]
+    cost_per_1000_points: f64,
+}
+
+/// Days without a purchase after which a member counts as at risk, unless the program says.
+pub const DEFAULT_CHURN_DAYS: i64 = 60;
+
+fn default_churn_days() -> i64 {
+    DEFAULT_CHURN_DAYS
+}
+
+impl Default for RawInsights {
+    fn default() -> Self {
+        Self {
+            churn_days: DEFAULT_CHURN_DAYS,
+            cost_per_1000_points: 0.0,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -512,6 +543,21 @@ impl RawProgram {
             super::entry::MAX_ENTRY_POINTS,
         )?;
 
+        let churn_days = in_range("insights.churn_days", self.insights.churn_days, 1, 3660)?;
+        let cost = (self.insights.cost_per_1000_points * scale).round();
+        if !cost.is_finite() || !(0.0..=MAX_SALE_LIMIT_MINOR as f64).contains(&cost) {
+            return Err(ConfigError::field(
+                "insights.cost_per_1000_points",
+                format!(
+                    "must be an amount from 0 to {}, got {}",
+                    MAX_SALE_LIMIT_MINOR as f64 / scale,
+                    self.insights.cost_per_1000_points
+                ),
+            ));
+        }
+        // Range-checked just above, so the conversion is exact.
+        let cost_per_1000_points_minor = cost as i64;
+
         Ok(Program {
             name,
             organisation,
@@ -531,6 +577,8 @@ impl RawProgram {
             expiry_inactivity_days,
             offline_redeem_limit,
             adjust_limit,
+            churn_days,
+            cost_per_1000_points_minor,
         })
     }
 }

@@ -80,9 +80,9 @@ pub enum Refusal {
     AdjustmentNeedsNote,
 }
 
-/// Points a sale earns for a member in `tier`:
-/// `amount / 10^minor_units * points_per_unit * multiplier`, rounded by the program's rule.
-pub fn earn(program: &Program, tier: usize, amount_minor: i64) -> Result<Draft, Refusal> {
+/// A sale's amount as every sale must be, with a member or without: positive, and no larger
+/// than the program's largest sale (a typo guard).
+pub fn check_sale_amount(program: &Program, amount_minor: i64) -> Result<(), Refusal> {
     if amount_minor <= 0 {
         return Err(Refusal::AmountNotPositive);
     }
@@ -92,6 +92,13 @@ pub fn earn(program: &Program, tier: usize, amount_minor: i64) -> Result<Draft, 
             max: format_amount(program.max_sale_minor, program.minor_units),
         });
     }
+    Ok(())
+}
+
+/// Points a sale earns for a member in `tier`:
+/// `amount / 10^minor_units * points_per_unit * multiplier`, rounded by the program's rule.
+pub fn earn(program: &Program, tier: usize, amount_minor: i64) -> Result<Draft, Refusal> {
+    check_sale_amount(program, amount_minor)?;
     let multiplier = i128::from(program.tier(tier).multiplier_hundredths);
     let numerator = i128::from(amount_minor) * i128::from(program.points_per_unit) * multiplier;
     let denominator = 10_i128.pow(u32::from(program.minor_units)) * 100;

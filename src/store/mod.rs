@@ -7,6 +7,7 @@
 mod authority;
 mod bulk;
 mod identify;
+mod insights;
 mod ledger;
 mod manager;
 mod members;

@@ -54,6 +54,29 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         amount: String,
     },
+    /// Record a sale without a member (no personal data): `sale 4.50`. The report compares
+    /// members with these customers.
+    Sale {
+        /// Sale amount in the program's currency, e.g. 4.50.
+        #[arg(allow_hyphen_values = true)]
+        amount: String,
+    },
+    /// Is the program working? Its measures over a period, each with its formula.
+    Report {
+        /// First day, UTC (YYYY-MM-DD) [default: 90 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// The day after the last, UTC (YYYY-MM-DD) [default: tomorrow].
+        #[arg(long)]
+        to: Option<String>,
+        /// CSV (key, measure, value, unit, formula) instead of text.
+        #[arg(long)]
+        csv: bool,
+        /// Also write the members at risk who agreed to marketing to this CSV file, for a
+        /// re-engagement campaign.
+        #[arg(long)]
+        at_risk_csv: Option<PathBuf>,
+    },
     /// Spend points on a reward: `redeem CARD coffee`.
     Redeem {
         /// Card number, phone or email of the member.
@@ -550,6 +573,43 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let entry = store.earn(view.member.id, minor, &actor, now())?;
             out.entry_written(&store, &entry)
         }
+        Command::Sale { amount } => {
+            let mut store = open(&cli)?;
+            let minor = parse_amount(amount, store.program().minor_units)?;
+            store.record_guest_sale(minor, &actor, now())?;
+            out.guest_sale(store.program(), minor)
+        }
+        Command::Report {
+            from,
+            to,
+            csv,
+            at_risk_csv,
+        } => {
+            let store = open(&cli)?;
+            let (from, to) = period(from.as_deref(), to.as_deref())?;
+            let report = store.insights(from, to)?;
+            if let Some(path) = at_risk_csv {
+                let contacts = store.at_risk_contacts(&report)?;
+                let mut writer = csv::Writer::from_writer(Vec::new());
+                writer.write_record(["card", "name", "email", "phone"])?;
+                for c in &contacts {
+                    writer.write_record([
+                        c.card.as_str(),
+                        c.name.as_str(),
+                        c.email.as_deref().unwrap_or(""),
+                        c.phone.as_deref().unwrap_or(""),
+                    ])?;
+                }
+                tillpass::pass::write_atomically(path, &writer.into_inner()?)?;
+                eprintln!(
+                    "wrote {} of {} members at risk to {} (the others did not agree to marketing)",
+                    contacts.len(),
+                    report.at_risk.len(),
+                    path.display()
+                );
+            }
+            out.report(store.program(), &report, *csv)
+        }
         Command::Redeem { member, reward } => {
             let mut store = open(&cli)?;
             let view = resolve(&store, member)?;
@@ -843,4 +903,33 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             out.status(&store.stats()?)
         }
     }
+}
+
+/// `[from, to)` from the command line's days: `to` defaults to tomorrow (today included), `from`
+/// to 90 days before `to`.
+fn period(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp)> {
+    let day = |text: &str, flag: &str| -> Result<Timestamp> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let date = time::Date::parse(text.trim(), &format)
+            .map_err(|_| anyhow!("{flag} {text:?}: expected a day as YYYY-MM-DD"))?;
+        Ok(Timestamp::from_millis(
+            date.midnight().assume_utc().unix_timestamp() * 1000,
+        ))
+    };
+    let to = match to {
+        Some(text) => day(text, "--to")?,
+        None => {
+            let today = time::OffsetDateTime::from(SystemTime::now()).date();
+            let tomorrow = today.next_day().unwrap_or(today);
+            Timestamp::from_millis(tomorrow.midnight().assume_utc().unix_timestamp() * 1000)
+        }
+    };
+    let from = match from {
+        Some(text) => day(text, "--from")?,
+        None => to.plus_days(-90),
+    };
+    if from >= to {
+        bail!("--from must be before --to");
+    }
+    Ok((from, to))
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use tillpass::demo::DemoReport;
+use tillpass::domain::insights::{Measure, Report, Unit};
 use tillpass::domain::summary::next_tier;
 use tillpass::domain::{Entry, Program};
 use tillpass::store::{MemberView, SearchHit, Store, StoreStats, VerifyReport};
@@ -69,7 +70,76 @@ fn entry_line(program: &Program, e: &Entry) -> String {
     )
 }
 
+/// A measure's value as a manager reads it.
+fn measure_value(program: &Program, m: &Measure) -> String {
+    let Some(v) = m.value else {
+        return "-".to_owned();
+    };
+    match m.unit {
+        Unit::Count => format!("{v:.0}"),
+        Unit::Rate => format!("{:.1}%", v * 100.0),
+        Unit::MinorUnits => program.format_money(v.round() as i64),
+        Unit::Number => format!("{v:.2}"),
+    }
+}
+
 impl Out {
+    pub fn guest_sale(&self, program: &Program, amount_minor: i64) -> Result<()> {
+        if self.json {
+            return print_json(
+                &json!({ "guest_sale": amount_minor, "currency": program.currency }),
+            );
+        }
+        say!(
+            "Recorded a sale of {} without a member",
+            program.format_money(amount_minor)
+        );
+        Ok(())
+    }
+
+    pub fn report(&self, program: &Program, report: &Report, csv: bool) -> Result<()> {
+        if self.json {
+            return print_json(report);
+        }
+        if csv {
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            writer.write_record(["key", "measure", "value", "unit", "formula"])?;
+            for m in &report.measures {
+                let value = m.value.map(|v| v.to_string()).unwrap_or_default();
+                let unit = match m.unit {
+                    Unit::Count => "count",
+                    Unit::Rate => "rate",
+                    Unit::MinorUnits => "minor units",
+                    Unit::Number => "number",
+                };
+                writer.write_record([m.key, m.name, &value, unit, &m.formula])?;
+            }
+            say!("{}", String::from_utf8(writer.into_inner()?)?.trim_end());
+            return Ok(());
+        }
+        say!(
+            "{}: {} to {} (UTC, the last day not included)",
+            program.name,
+            report.from,
+            report.to
+        );
+        for m in &report.measures {
+            say!("  {:<34} {:>14}", m.name, measure_value(program, m));
+            say!("      {}", m.formula);
+        }
+        if !report.cohorts.is_empty() {
+            say!("Retention by enrolment month (share buying in each month since):");
+            for c in &report.cohorts {
+                let rates: Vec<String> = (0..c.active.len())
+                    .filter_map(|k| c.rate(k))
+                    .map(|r| format!("{:>4.0}%", r * 100.0))
+                    .collect();
+                say!("  {} {:>6} members {}", c.month, c.members, rates.join(" "));
+            }
+        }
+        Ok(())
+    }
+
     pub fn status(&self, stats: &StoreStats) -> Result<()> {
         if self.json {
             return print_json(stats);

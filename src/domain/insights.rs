@@ -1,0 +1,645 @@
+//! Is the program working? The measures loyalty programs are judged by, computed from what a
+//! store or the server knows: members, sales (with or without a member) and points. Pure: the
+//! same facts give the same report on a till, in the CLI and on the server.
+//!
+//! A period is `[from, to)` in UTC. A sale is an earn entry that was not reversed, or a guest
+//! sale (no member). Every measure carries the formula it was computed with, shown beside it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use time::{Date, Month};
+
+use super::{MemberId, Timestamp};
+
+/// Months a member is expected to stay at most, when measured retention is (almost) total.
+pub const MAX_LIFETIME_MONTHS: f64 = 120.0;
+
+/// One sale: by a member, or by a guest (`member: None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sale {
+    pub member: Option<MemberId>,
+    pub at: Timestamp,
+    pub amount_minor: i64,
+}
+
+/// A member as the measures see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberFacts {
+    pub id: MemberId,
+    pub enrolled_at: Timestamp,
+    pub marketing_consent: bool,
+}
+
+/// Everything a report is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Every member enrolled before the period's end.
+    pub members: Vec<MemberFacts>,
+    /// Every sale before the period's end (retention and churn look back before the period).
+    pub sales: Vec<Sale>,
+    /// Points earned in the period (positive entries of earning kinds, reversals netted).
+    pub points_earned: i64,
+    /// Points redeemed in the period (as a positive number, reversals netted).
+    pub points_redeemed: i64,
+    /// Sum of every member's positive balance now.
+    pub outstanding_points: i64,
+}
+
+/// The program's settings the measures need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// A member with no purchase for this many days is at risk of leaving.
+    pub churn_days: i64,
+    /// What 1,000 outstanding points would cost the business, in minor units.
+    pub cost_per_1000_points_minor: i64,
+}
+
+/// A number with how it was computed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measure {
+    /// Stable key for JSON and CSV, e.g. `repeat_purchase_rate`.
+    pub key: &'static str,
+    /// What a manager reads, e.g. "Repeat purchase rate".
+    pub name: &'static str,
+    /// `None` when there is nothing to measure (no sales in the period, say).
+    pub value: Option<f64>,
+    /// How the value reads: a count, a rate (0..1), money in minor units, or a plain number.
+    pub unit: Unit,
+    /// The formula, with the numbers that went into it.
+    pub formula: String,
+}
+
+/// How a measure's value is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    Count,
+    Rate,
+    MinorUnits,
+    Number,
+}
+
+/// One monthly cohort: members enrolled in a month, and the share of them buying in each month
+/// since (offset 0 = the enrolment month), up to the period's end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cohort {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub members: usize,
+    /// Members with a purchase in each month since enrolment.
+    pub active: Vec<usize>,
+}
+
+impl Cohort {
+    /// Retention in month `k` since enrolment: active / members.
+    pub fn rate(&self, k: usize) -> Option<f64> {
+        let active = *self.active.get(k)?;
+        (self.members > 0).then(|| active as f64 / self.members as f64)
+    }
+}
+
+/// The report for one period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub measures: Vec<Measure>,
+    pub cohorts: Vec<Cohort>,
+    /// Members with a purchase, none in the last `churn_days` before the period's end, oldest
+    /// last purchase first.
+    pub at_risk: Vec<AtRisk>,
+}
+
+/// A member slipping away.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AtRisk {
+    pub member: MemberId,
+    pub last_purchase: Timestamp,
+    pub marketing_consent: bool,
+}
+
+impl Report {
+    /// The measure under `key`.
+    pub fn get(&self, key: &str) -> Option<&Measure> {
+        self.measures.iter().find(|m| m.key == key)
+    }
+}
+
+/// Computes every measure for `[from, to)`.
+pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings) -> Report {
+    let in_period = |at: Timestamp| at >= from && at < to;
+    let period: Vec<&Sale> = facts.sales.iter().filter(|s| in_period(s.at)).collect();
+    let mut orders_by_member: HashMap<MemberId, usize> = HashMap::new();
+    let (mut member_revenue, mut guest_orders, mut guest_revenue) = (0i64, 0usize, 0i64);
+    for s in &period {
+        match s.member {
+            Some(m) => {
+                *orders_by_member.entry(m).or_default() += 1;
+                member_revenue += s.amount_minor;
+            }
+            None => {
+                guest_orders += 1;
+                guest_revenue += s.amount_minor;
+            }
+        }
+    }
+    let member_orders: usize = orders_by_member.values().sum();
+    let active = orders_by_member.len();
+    let repeaters = orders_by_member.values().filter(|&&n| n >= 2).count();
+    let enrolled = facts.members.iter().filter(|m| m.enrolled_at < to).count();
+    let new = facts
+        .members
+        .iter()
+        .filter(|m| in_period(m.enrolled_at))
+        .count();
+    let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
+    let months = months_between(from, to);
+    let cohorts = cohorts(facts, to);
+    let retention = month_one_retention(&cohorts, to);
+    let aov_members = ratio(member_revenue as f64, member_orders as f64);
+    let monthly_frequency = ratio(member_orders as f64, active as f64 * months);
+    let lifetime = retention.map(|r| {
+        if r >= 1.0 - 1.0 / MAX_LIFETIME_MONTHS {
+            MAX_LIFETIME_MONTHS
+        } else {
+            1.0 / (1.0 - r)
+        }
+    });
+    let clv = match (aov_members, monthly_frequency, lifetime) {
+        (Some(a), Some(f), Some(l)) => Some(a * f * l),
+        _ => None,
+    };
+    let liability =
+        facts.outstanding_points as f64 * settings.cost_per_1000_points_minor as f64 / 1000.0;
+    let at_risk = at_risk(facts, to, settings.churn_days);
+    let f2 = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+    let measures = vec![
+        Measure {
+            key: "active_members",
+            name: "Active members",
+            value: Some(active as f64),
+            unit: Unit::Count,
+            formula: "members with at least one purchase in the period".into(),
+        },
+        Measure {
+            key: "new_members",
+            name: "New members",
+            value: Some(new as f64),
+            unit: Unit::Count,
+            formula: "members enrolled in the period".into(),
+        },
+        Measure {
+            key: "member_orders",
+            name: "Member purchases",
+            value: Some(member_orders as f64),
+            unit: Unit::Count,
+            formula: "sales to members in the period, reversed sales left out".into(),
+        },
+        Measure {
+            key: "guest_orders",
+            name: "Non-member purchases",
+            value: Some(guest_orders as f64),
+            unit: Unit::Count,
+            formula: "sales recorded without a member in the period".into(),
+        },
+        Measure {
+            key: "repeat_purchase_rate",
+            name: "Repeat purchase rate",
+            value: ratio(repeaters as f64, active as f64),
+            unit: Unit::Rate,
+            formula: format!(
+                "members with 2+ purchases / members with a purchase = {repeaters} / {active}"
+            ),
+        },
+        Measure {
+            key: "purchase_frequency",
+            name: "Purchase frequency",
+            value: ratio(member_orders as f64, active as f64),
+            unit: Unit::Number,
+            formula: format!(
+                "member purchases / unique member customers = {member_orders} / {active}"
+            ),
+        },
+        Measure {
+            key: "aov_members",
+            name: "Average order value, members",
+            value: aov_members,
+            unit: Unit::MinorUnits,
+            formula: format!(
+                "member revenue / member purchases = {member_revenue} / {member_orders}"
+            ),
+        },
+        Measure {
+            key: "aov_guests",
+            name: "Average order value, non-members",
+            value: ratio(guest_revenue as f64, guest_orders as f64),
+            unit: Unit::MinorUnits,
+            formula: format!(
+                "non-member revenue / non-member purchases = {guest_revenue} / {guest_orders}"
+            ),
+        },
+        Measure {
+            key: "visits_per_member",
+            name: "Visits per member",
+            value: ratio(member_orders as f64, enrolled as f64),
+            unit: Unit::Number,
+            formula: format!(
+                "member purchases / members enrolled by the period's end = {member_orders} / {enrolled}"
+            ),
+        },
+        Measure {
+            key: "month_one_retention",
+            name: "Retention, month after enrolment",
+            value: retention,
+            unit: Unit::Rate,
+            formula: "members buying in the month after their enrolment month / members, over \
+                      every cohort with that month complete"
+                .into(),
+        },
+        Measure {
+            key: "churn_risk",
+            name: "Members at risk",
+            value: Some(at_risk.len() as f64),
+            unit: Unit::Count,
+            formula: format!(
+                "members with a purchase but none in the {} days before the period's end",
+                settings.churn_days
+            ),
+        },
+        Measure {
+            key: "clv",
+            name: "Customer lifetime value",
+            value: clv,
+            unit: Unit::MinorUnits,
+            formula: format!(
+                "AOV x purchases per active member per month x expected months = {} x {} x {}, \
+                 expected months = 1 / (1 - month-one retention), at most {MAX_LIFETIME_MONTHS}",
+                f2(aov_members),
+                f2(monthly_frequency),
+                f2(lifetime)
+            ),
+        },
+        Measure {
+            key: "points_liability",
+            name: "Points liability",
+            value: Some(liability),
+            unit: Unit::MinorUnits,
+            formula: format!(
+                "outstanding points x cost per point = {} x {} / 1000",
+                facts.outstanding_points, settings.cost_per_1000_points_minor
+            ),
+        },
+        Measure {
+            key: "redemption_rate",
+            name: "Redemption rate",
+            value: ratio(facts.points_redeemed as f64, facts.points_earned as f64),
+            unit: Unit::Rate,
+            formula: format!(
+                "points redeemed / points earned in the period = {} / {}",
+                facts.points_redeemed, facts.points_earned
+            ),
+        },
+    ];
+    Report {
+        from,
+        to,
+        measures,
+        cohorts,
+        at_risk,
+    }
+}
+
+/// Months in `[from, to)`, at least one day's worth (30.44 days a month).
+fn months_between(from: Timestamp, to: Timestamp) -> f64 {
+    let days = (to.millis() - from.millis()).max(86_400_000) as f64 / 86_400_000.0;
+    days / 30.436_875
+}
+
+/// Months since year 0 of the UTC date of `at`.
+fn month_index(at: Timestamp) -> i64 {
+    let date = date_of(at);
+    i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1
+}
+
+fn date_of(at: Timestamp) -> Date {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at.millis()) * 1_000_000)
+        .map_or(Date::MIN, |t| t.date())
+}
+
+fn month_label(index: i64) -> String {
+    let year = index.div_euclid(12);
+    let month = Month::try_from(u8::try_from(index.rem_euclid(12) + 1).unwrap_or(1))
+        .unwrap_or(Month::January);
+    format!("{year:04}-{:02}", u8::from(month))
+}
+
+/// Monthly cohorts by enrolment month, with activity per month up to the month of `to`
+/// (that month counted only as far as `to`).
+fn cohorts(facts: &Facts, to: Timestamp) -> Vec<Cohort> {
+    let last = month_index(Timestamp::from_millis(to.millis() - 1));
+    let mut cohort_of: HashMap<MemberId, i64> = HashMap::new();
+    let mut sizes: BTreeMap<i64, usize> = BTreeMap::new();
+    for m in facts.members.iter().filter(|m| m.enrolled_at < to) {
+        let month = month_index(m.enrolled_at);
+        cohort_of.insert(m.id, month);
+        *sizes.entry(month).or_default() += 1;
+    }
+    let mut buyers: HashSet<(i64, MemberId)> = HashSet::new();
+    for s in facts.sales.iter().filter(|s| s.at < to) {
+        if let Some(m) = s.member
+            && cohort_of.contains_key(&m)
+        {
+            buyers.insert((month_index(s.at), m));
+        }
+    }
+    let mut active: BTreeMap<i64, Vec<usize>> = sizes
+        .keys()
+        .map(|&c| (c, vec![0; usize::try_from(last - c + 1).unwrap_or(0)]))
+        .collect();
+    for (month, m) in buyers {
+        let c = cohort_of[&m];
+        if month >= c
+            && let Some(slot) = active
+                .get_mut(&c)
+                .and_then(|v| v.get_mut(usize::try_from(month - c).unwrap_or(usize::MAX)))
+        {
+            *slot += 1;
+        }
+    }
+    sizes
+        .into_iter()
+        .map(|(c, members)| Cohort {
+            month: month_label(c),
+            members,
+            active: active.remove(&c).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Of every member in a cohort whose month after enrolment ended by `to`, the share who bought
+/// in that month.
+fn month_one_retention(cohorts: &[Cohort], to: Timestamp) -> Option<f64> {
+    let (mut kept, mut members) = (0usize, 0usize);
+    for (c, index) in cohorts
+        .iter()
+        .filter_map(|c| Some((c, parse_month(&c.month)?)))
+    {
+        if month_start(index + 2) <= to
+            && let Some(&active) = c.active.get(1)
+        {
+            kept += active;
+            members += c.members;
+        }
+    }
+    (members > 0).then(|| kept as f64 / members as f64)
+}
+
+/// The first instant of month `index` (months since year 0), UTC.
+fn month_start(index: i64) -> Timestamp {
+    let year = i32::try_from(index.div_euclid(12)).unwrap_or(i32::MAX);
+    let month = Month::try_from(u8::try_from(index.rem_euclid(12) + 1).unwrap_or(1))
+        .unwrap_or(Month::January);
+    Date::from_calendar_date(year, month, 1).map_or(Timestamp::from_millis(i64::MAX), |d| {
+        Timestamp::from_millis(d.midnight().assume_utc().unix_timestamp() * 1000)
+    })
+}
+
+/// `YYYY-MM` back to its month index.
+fn parse_month(label: &str) -> Option<i64> {
+    let (y, m) = label.split_once('-')?;
+    Some(y.parse::<i64>().ok()? * 12 + m.parse::<i64>().ok()? - 1)
+}
+
+/// Members whose last purchase before `to` is more than `churn_days` before it.
+fn at_risk(facts: &Facts, to: Timestamp, churn_days: i64) -> Vec<AtRisk> {
+    let mut last: HashMap<MemberId, Timestamp> = HashMap::new();
+    for s in facts.sales.iter().filter(|s| s.at < to) {
+        if let Some(m) = s.member {
+            let e = last.entry(m).or_insert(s.at);
+            *e = (*e).max(s.at);
+        }
+    }
+    let cutoff = to.plus_days(-churn_days);
+    let mut risk: Vec<AtRisk> = facts
+        .members
+        .iter()
+        .filter_map(|m| {
+            let at = *last.get(&m.id)?;
+            (at < cutoff).then_some(AtRisk {
+                member: m.id,
+                last_purchase: at,
+                marketing_consent: m.marketing_consent,
+            })
+        })
+        .collect();
+    risk.sort_by_key(|r| (r.last_purchase, r.member.0));
+    risk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DAY: i64 = 86_400_000;
+
+    fn at(y: i32, m: u8, d: u8) -> Timestamp {
+        let date =
+            Date::from_calendar_date(y, Month::try_from(m).expect("a month"), d).expect("a day");
+        let t = date.midnight().assume_utc().unix_timestamp() * 1000;
+        Timestamp::from_millis(t + 10 * 3_600_000)
+    }
+
+    /// Midnight UTC: where periods start and end.
+    fn day(y: i32, m: u8, d: u8) -> Timestamp {
+        at(y, m, d).plus_millis(-10 * 3_600_000)
+    }
+
+    fn member(n: u128, enrolled: Timestamp, consent: bool) -> MemberFacts {
+        MemberFacts {
+            id: MemberId(uuid::Uuid::from_u128(n)),
+            enrolled_at: enrolled,
+            marketing_consent: consent,
+        }
+    }
+
+    fn sale(n: Option<u128>, at: Timestamp, amount: i64) -> Sale {
+        Sale {
+            member: n.map(|n| MemberId(uuid::Uuid::from_u128(n))),
+            at,
+            amount_minor: amount,
+        }
+    }
+
+    const SETTINGS: Settings = Settings {
+        churn_days: 60,
+        cost_per_1000_points_minor: 500,
+    };
+
+    /// A café's first quarter, every number worked out by hand below.
+    fn fixture() -> Facts {
+        Facts {
+            members: vec![
+                member(1, at(2026, 1, 5), true),
+                member(2, at(2026, 1, 20), false),
+                member(3, at(2026, 2, 3), true),
+                member(4, at(2026, 3, 10), true),
+            ],
+            sales: vec![
+                // Member 1: January twice, February once, then nothing (last purchase
+                // 59.6 days before April 1st: not yet at risk).
+                sale(Some(1), at(2026, 1, 5), 450),
+                sale(Some(1), at(2026, 1, 12), 350),
+                sale(Some(1), at(2026, 2, 1), 400),
+                // Member 2: once in January, never again: at risk (71 days).
+                sale(Some(2), at(2026, 1, 20), 300),
+                // Member 3: February and March.
+                sale(Some(3), at(2026, 2, 3), 500),
+                sale(Some(3), at(2026, 3, 3), 700),
+                // Member 4 enrolled, never bought. Two guests.
+                sale(None, at(2026, 2, 10), 200),
+                sale(None, at(2026, 3, 15), 400),
+            ],
+            points_earned: 2700,
+            points_redeemed: 800,
+            outstanding_points: 1900,
+        }
+    }
+
+    #[test]
+    fn a_quarter_worked_out_by_hand() {
+        let r = report(&fixture(), day(2026, 1, 1), day(2026, 4, 1), SETTINGS);
+        let v = |k: &str| r.get(k).expect("a measure").value;
+        assert_eq!(v("active_members"), Some(3.0));
+        assert_eq!(v("new_members"), Some(4.0));
+        assert_eq!(v("member_orders"), Some(6.0));
+        assert_eq!(v("guest_orders"), Some(2.0));
+        // Members 1 (3 purchases) and 3 (2) of 3 buyers.
+        assert_eq!(v("repeat_purchase_rate"), Some(2.0 / 3.0));
+        assert_eq!(v("purchase_frequency"), Some(2.0));
+        // 450 + 350 + 400 + 300 + 500 + 700 = 2700 over 6.
+        assert_eq!(v("aov_members"), Some(450.0));
+        assert_eq!(v("aov_guests"), Some(300.0));
+        assert_eq!(v("visits_per_member"), Some(6.0 / 4.0));
+        // Cohorts: Jan (members 1, 2): Jan both, Feb member 1, Mar nobody.
+        // Feb (member 3): Feb, Mar. Mar (member 4): nobody.
+        assert_eq!(
+            r.cohorts,
+            vec![
+                Cohort {
+                    month: "2026-01".into(),
+                    members: 2,
+                    active: vec![2, 1, 0]
+                },
+                Cohort {
+                    month: "2026-02".into(),
+                    members: 1,
+                    active: vec![1, 1]
+                },
+                Cohort {
+                    month: "2026-03".into(),
+                    members: 1,
+                    active: vec![0]
+                },
+            ]
+        );
+        // January's and February's months after enrolment are over: 1 of 2 and 1 of 1.
+        assert_eq!(v("month_one_retention"), Some(2.0 / 3.0));
+        // Member 2's last purchase (Jan 20) is 71 days before April 1st; member 1's (Feb 1)
+        // under 60.
+        assert_eq!(v("churn_risk"), Some(1.0));
+        assert_eq!(r.at_risk[0].member, MemberId(uuid::Uuid::from_u128(2)));
+        assert!(!r.at_risk[0].marketing_consent);
+        // 450 x (6 purchases / 3 members / (90 days / 30.436875)) x 1 / (1 - 2/3).
+        let months = 90.0 / 30.436_875;
+        let clv = v("clv").expect("a value");
+        assert!((clv - 450.0 * (2.0 / months) * 3.0).abs() < 1e-6, "{clv}");
+        // 1,900 points at 5.00 a thousand.
+        assert_eq!(v("points_liability"), Some(950.0));
+        assert_eq!(v("redemption_rate"), Some(800.0 / 2700.0));
+    }
+
+    #[test]
+    fn a_period_without_sales_has_no_rates() {
+        let r = report(&fixture(), day(2025, 1, 1), day(2025, 2, 1), SETTINGS);
+        assert_eq!(
+            r.get("repeat_purchase_rate").expect("a measure").value,
+            None
+        );
+        assert_eq!(r.get("aov_members").expect("a measure").value, None);
+        assert_eq!(r.get("clv").expect("a measure").value, None);
+        assert!(r.cohorts.is_empty());
+    }
+
+    fn facts() -> impl Strategy<Value = Facts> {
+        let members = prop::collection::vec((0i64..400, any::<bool>()), 0..30);
+        let sales = prop::collection::vec(
+            (prop::option::of(0usize..30), 0i64..400, 1i64..10_000),
+            0..120,
+        );
+        (
+            members,
+            sales,
+            0i64..100_000,
+            0i64..100_000,
+            0i64..1_000_000,
+        )
+            .prop_map(|(members, sales, earned, redeemed, outstanding)| {
+                let start = at(2025, 1, 1).millis();
+                let members: Vec<MemberFacts> = members
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (d, c))| {
+                        member(i as u128 + 1, Timestamp::from_millis(start + d * DAY), *c)
+                    })
+                    .collect();
+                let sales = sales
+                    .iter()
+                    .filter_map(|(m, d, amount)| {
+                        let who = match m {
+                            Some(i) => Some(members.get(*i)?),
+                            None => None,
+                        };
+                        // Nobody buys before enrolling.
+                        let day =
+                            who.map_or(*d, |w| (*d).max((w.enrolled_at.millis() - start) / DAY));
+                        Some(Sale {
+                            member: who.map(|w| w.id),
+                            at: Timestamp::from_millis(start + day * DAY),
+                            amount_minor: *amount,
+                        })
+                    })
+                    .collect();
+                Facts {
+                    members,
+                    sales,
+                    points_earned: earned,
+                    points_redeemed: redeemed.min(earned),
+                    outstanding_points: outstanding,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn rates_stay_within_zero_and_one_and_cohorts_add_up(f in facts(), from in 0i64..300, len in 1i64..200) {
+            let start = at(2025, 1, 1);
+            let (from, to) = (start.plus_days(from), start.plus_days(from + len));
+            let r = report(&f, from, to, SETTINGS);
+            for m in r.measures.iter().filter(|m| m.unit == Unit::Rate) {
+                if let Some(v) = m.value {
+                    prop_assert!((0.0..=1.0).contains(&v), "{} = {v}", m.key);
+                }
+            }
+            let enrolled = f.members.iter().filter(|m| m.enrolled_at < to).count();
+            prop_assert_eq!(r.cohorts.iter().map(|c| c.members).sum::<usize>(), enrolled);
+            for c in &r.cohorts {
+                prop_assert!(c.active.iter().all(|&a| a <= c.members));
+            }
+            let liability = r.get("points_liability").expect("a measure").value.expect("a value");
+            prop_assert_eq!(liability, f.outstanding_points as f64 * 0.5);
+            prop_assert!(r.at_risk.len() <= enrolled);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The manager's measures from a real store file, every number worked out by hand, and the
+//! same numbers from the `tillpass report` command.
+
+mod common;
+
+use std::process::Command;
+
+use common::TempDb;
+use tillpass::domain::{MemberId, MemberInput, Timestamp};
+use tillpass::store::Store;
+
+/// 10:00 UTC on a day of 2026.
+fn on(month: u8, day: u8) -> Timestamp {
+    let date =
+        time::Date::from_calendar_date(2026, time::Month::try_from(month).expect("a month"), day)
+            .expect("a day");
+    Timestamp::from_millis((date.midnight().assume_utc().unix_timestamp() + 36_000) * 1000)
+}
+
+/// Midnight UTC starting a day of 2026.
+fn midnight(month: u8, day: u8) -> Timestamp {
+    on(month, day).plus_millis(-36_000_000)
+}
+
+fn enrol(
+    store: &mut Store,
+    name: &str,
+    email: Option<&str>,
+    consent: bool,
+    at: Timestamp,
+) -> MemberId {
+    let input = MemberInput {
+        name: name.into(),
+        email: email.map(Into::into),
+        marketing_consent: consent,
+        ..Default::default()
+    };
+    store
+        .add_member(input, "test", at)
+        .expect("enrol")
+        .member
+        .id
+}
+
+/// Autumn at a café: four members (one never buys, one has a sale reversed), three guests.
+fn autumn(store: &mut Store) {
+    let ada = enrol(store, "Ada Byron", Some("ada@example.com"), true, on(9, 2));
+    let bob = enrol(
+        store,
+        "Bob Stone",
+        Some("bob@example.com"),
+        false,
+        on(9, 20),
+    );
+    let cy = enrol(store, "Cy Young", Some("cy@example.com"), true, on(10, 5));
+    enrol(store, "Di Lane", None, false, on(11, 2));
+    for (member, minor, at) in [
+        (ada, 1000, on(9, 2)),
+        (ada, 500, on(9, 10)),
+        (ada, 800, on(10, 1)),
+        (bob, 400, on(9, 25)),
+        (cy, 2000, on(10, 5)),
+        (cy, 1000, on(11, 10)),
+    ] {
+        store.earn(member, minor, "ann", at).expect("earn");
+    }
+    let wrong = store.earn(bob, 600, "ann", on(9, 20)).expect("earn");
+    store.reverse(wrong.id, "ann", on(9, 21)).expect("reverse");
+    store
+        .redeem(ada, "pastry", "ann", on(10, 2))
+        .expect("redeem");
+    for (minor, at) in [(300, on(9, 15)), (500, on(10, 15)), (400, on(11, 20))] {
+        store
+            .record_guest_sale(minor, "ann", at)
+            .expect("guest sale");
+    }
+}
+
+#[test]
+fn an_autumn_worked_out_by_hand() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    autumn(&mut store);
+    let r = store
+        .insights(midnight(9, 1), midnight(12, 1))
+        .expect("report");
+    let v = |k: &str| r.get(k).unwrap_or_else(|| panic!("{k}")).value;
+    assert_eq!(v("active_members"), Some(3.0));
+    assert_eq!(v("new_members"), Some(4.0));
+    // Ada 3, Bob 1 (the other reversed), Cy 2.
+    assert_eq!(v("member_orders"), Some(6.0));
+    assert_eq!(v("guest_orders"), Some(3.0));
+    assert_eq!(v("repeat_purchase_rate"), Some(2.0 / 3.0));
+    assert_eq!(v("purchase_frequency"), Some(2.0));
+    // (1000 + 500 + 800 + 400 + 2000 + 1000) / 6; (300 + 500 + 400) / 3.
+    assert_eq!(v("aov_members"), Some(950.0));
+    assert_eq!(v("aov_guests"), Some(400.0));
+    assert_eq!(v("visits_per_member"), Some(1.5));
+    // September (Ada, Bob): both in September, Ada in October, nobody in November; October
+    // (Cy): October, November; November (Di): nobody.
+    let grid: Vec<(&str, usize, Vec<usize>)> = r
+        .cohorts
+        .iter()
+        .map(|c| (c.month.as_str(), c.members, c.active.clone()))
+        .collect();
+    assert_eq!(
+        grid,
+        vec![
+            ("2026-09", 2, vec![2, 1, 0]),
+            ("2026-10", 1, vec![1, 1]),
+            ("2026-11", 1, vec![0]),
+        ]
+    );
+    assert_eq!(v("month_one_retention"), Some(2.0 / 3.0));
+    // Ada (last bought October 1st) and Bob (September 25th): more than 60 days before
+    // December 1st.
+    assert_eq!(v("churn_risk"), Some(2.0));
+    // Welcome 4 x 100, purchases 100 + 50 + 80 + 40 + 200 + 100 (Bob's 60 reversed).
+    assert_eq!(v("redemption_rate"), Some(300.0 / 970.0));
+    // Balances: Ada 330 - 300, Bob 140, Cy 400, Di 100 = 670 points at 5.00 a thousand.
+    assert_eq!(v("points_liability"), Some(335.0));
+    // Only Ada agreed to marketing.
+    let contacts = store.at_risk_contacts(&r).expect("contacts");
+    let names: Vec<&str> = contacts.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["Ada Byron"]);
+}
+
+#[test]
+fn the_command_line_reports_the_same_numbers() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    autumn(&mut store);
+    let expected = store
+        .insights(midnight(9, 1), midnight(12, 1))
+        .expect("report");
+    drop(store);
+    let tillpass = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tillpass"));
+        c.arg("--db").arg(&db.path);
+        c
+    };
+    let out = tillpass()
+        .args([
+            "report",
+            "--from",
+            "2026-09-01",
+            "--to",
+            "2026-12-01",
+            "--json",
+        ])
+        .output()
+        .expect("run tillpass report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    for m in &expected.measures {
+        let got = json["measures"]
+            .as_array()
+            .expect("measures")
+            .iter()
+            .find(|j| j["key"] == m.key)
+            .unwrap_or_else(|| panic!("{} missing", m.key));
+        assert_eq!(got["value"].as_f64(), m.value, "{}", m.key);
+    }
+    let csv_path = db.dir.path().join("at-risk.csv");
+    let out = tillpass()
+        .args([
+            "report",
+            "--from",
+            "2026-09-01",
+            "--to",
+            "2026-12-01",
+            "--at-risk-csv",
+        ])
+        .arg(&csv_path)
+        .output()
+        .expect("run tillpass report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.contains("Repeat purchase rate"), "{text}");
+    assert!(text.contains("66.7%"), "{text}");
+    let csv = std::fs::read_to_string(&csv_path).expect("at-risk file");
+    assert!(csv.contains("Ada Byron,ada@example.com"), "{csv}");
+    assert!(
+        !csv.contains("Bob"),
+        "Bob did not agree to marketing: {csv}"
+    );
+
+    // A guest sale with a bad amount writes nothing; a good one counts, today.
+    let guests_today = || {
+        let out = tillpass()
+            .args(["report", "--json"])
+            .output()
+            .expect("run tillpass report");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        json["measures"]
+            .as_array()
+            .expect("measures")
+            .iter()
+            .find(|j| j["key"] == "guest_orders")
+            .expect("guest orders")["value"]
+            .as_f64()
+            .expect("a count")
+    };
+    let before = guests_today();
+    let bad = tillpass().args(["sale", "0"]).output().expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("above zero"));
+    assert_eq!(guests_today(), before);
+    let good = tillpass().args(["sale", "2.40"]).output().expect("run");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert_eq!(guests_today(), before + 1.0);
+}
