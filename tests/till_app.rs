@@ -596,3 +596,96 @@ fn the_manager_imports_members_from_a_file() {
         .expect("imported");
     assert_eq!(ada.view.state.balance, 1250);
 }
+
+#[test]
+fn the_manager_sees_the_program_measures_with_their_formulas() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    tillpass::demo::seed(&mut store, 200, 5, NOW, |_| {}).expect("demo");
+    store.set_manager_pin("9999").expect("pin");
+    drop(store);
+    let mut h = harness(&db);
+    h.key_press(Key::F10);
+    h.run_steps(2);
+    wedge(&mut h, "9999");
+    h.get_by_label("Insights").click();
+    h.run_steps(2);
+    assert!(h.state().manager().insights.computing, "asked the store");
+    settle(&mut h);
+    let report = h
+        .state()
+        .manager()
+        .insights
+        .report
+        .clone()
+        .expect("a report arrived");
+    assert!(!h.state().manager().insights.computing);
+    // What the screen shows is what the store computes for the same 90 days.
+    let store = db.open();
+    let (from, to) = (report.from, report.to);
+    assert_eq!(to.millis() - from.millis(), 90 * 86_400_000);
+    assert_eq!(store.insights(from, to).expect("report"), report);
+    for m in &report.measures {
+        h.get_by_label(m.name);
+        h.get_by_label(&m.formula);
+        h.get_all_by_label(&m.value_text(store.program()))
+            .next()
+            .unwrap_or_else(|| panic!("{} shows {}", m.name, m.value_text(store.program())));
+    }
+    h.get_by_label("Retention by enrolment month");
+    // Another period asks again.
+    h.get_by_label("12 months").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let year = h.state().manager().insights.report.clone().expect("report");
+    assert_eq!(year.to.millis() - year.from.millis(), 365 * 86_400_000);
+}
+
+#[test]
+fn f7_records_a_sale_without_a_member() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    let guests = || {
+        let store = Store::open(&db.path).expect("open");
+        let (from, to) = tillpass::domain::insights::last_days(
+            tillpass::domain::Timestamp::from(std::time::SystemTime::now()),
+            1,
+        );
+        store
+            .insights(from, to)
+            .expect("report")
+            .get("guest_orders")
+            .expect("guests")
+            .value
+    };
+    assert_eq!(guests(), Some(0.0));
+    for c in "4.50".chars() {
+        h.event(Event::Text(c.to_string()));
+    }
+    h.key_press(Key::F7);
+    settle(&mut h);
+    assert_eq!(
+        status_line(&h),
+        "Sale of 4.50 GBP recorded without a member"
+    );
+    assert_eq!(guests(), Some(1.0));
+    assert_eq!(
+        entries(&db),
+        1,
+        "no ledger entry: only the welcome bonus is there"
+    );
+    // With a member on screen F7 refuses: that sale should earn.
+    wedge(&mut h, &code);
+    for c in "3.00".chars() {
+        h.event(Event::Text(c.to_string()));
+    }
+    h.key_press(Key::F7);
+    h.run_steps(2);
+    assert!(
+        status_line(&h).starts_with("A member is on screen"),
+        "{}",
+        status_line(&h)
+    );
+    assert_eq!(guests(), Some(1.0));
+}

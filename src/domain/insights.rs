@@ -44,6 +44,29 @@ pub struct Facts {
     pub points_redeemed: i64,
     /// Sum of every member's positive balance now.
     pub outstanding_points: i64,
+    /// Points earned and redeemed per month over the period, as the store sums them.
+    pub monthly_points: Vec<MonthPoints>,
+}
+
+/// Points earned and redeemed in one month (`YYYY-MM`), reversed entries left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MonthPoints {
+    pub month: String,
+    pub earned: i64,
+    pub redeemed: i64,
+}
+
+/// One month of the period, for the pictures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MonthRow {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub active_members: usize,
+    pub new_members: usize,
+    pub member_orders: usize,
+    pub guest_orders: usize,
+    pub points_earned: i64,
+    pub points_redeemed: i64,
 }
 
 /// The program's settings the measures need.
@@ -68,6 +91,22 @@ pub struct Measure {
     pub unit: Unit,
     /// The formula, with the numbers that went into it.
     pub formula: String,
+}
+
+impl Measure {
+    /// The value as a manager reads it: `73.6%`, `12.68 GBP`, `4.33`, `193`, or `-` when
+    /// there is nothing to measure.
+    pub fn value_text(&self, program: &super::Program) -> String {
+        let Some(v) = self.value else {
+            return "-".to_owned();
+        };
+        match self.unit {
+            Unit::Count => format!("{v:.0}"),
+            Unit::Rate => format!("{:.1}%", v * 100.0),
+            Unit::MinorUnits => program.format_money(v.round() as i64),
+            Unit::Number => format!("{v:.2}"),
+        }
+    }
 }
 
 /// How a measure's value is read.
@@ -105,6 +144,8 @@ pub struct Report {
     pub from: Timestamp,
     pub to: Timestamp,
     pub measures: Vec<Measure>,
+    /// Each month the period touches, oldest first.
+    pub months: Vec<MonthRow>,
     pub cohorts: Vec<Cohort>,
     /// Members with a purchase, none in the last `churn_days` before the period's end, oldest
     /// last purchase first.
@@ -305,9 +346,66 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
         from,
         to,
         measures,
+        months: month_rows(facts, from, to),
         cohorts,
         at_risk,
     }
+}
+
+/// Month by month over `[from, to)`: members buying, enrolling, purchases and points.
+fn month_rows(facts: &Facts, from: Timestamp, to: Timestamp) -> Vec<MonthRow> {
+    let (first, last) = (
+        month_index(from),
+        month_index(Timestamp::from_millis(to.millis() - 1)),
+    );
+    let in_period = |at: Timestamp| at >= from && at < to;
+    let mut rows: BTreeMap<i64, (HashSet<MemberId>, MonthRow)> = (first..=last)
+        .map(|i| {
+            let label = month_label(i);
+            let points = facts.monthly_points.iter().find(|p| p.month == label);
+            let row = MonthRow {
+                month: label.clone(),
+                active_members: 0,
+                new_members: 0,
+                member_orders: 0,
+                guest_orders: 0,
+                points_earned: points.map_or(0, |p| p.earned),
+                points_redeemed: points.map_or(0, |p| p.redeemed),
+            };
+            (i, (HashSet::new(), row))
+        })
+        .collect();
+    for s in facts.sales.iter().filter(|s| in_period(s.at)) {
+        if let Some((buyers, row)) = rows.get_mut(&month_index(s.at)) {
+            match s.member {
+                Some(m) => {
+                    buyers.insert(m);
+                    row.member_orders += 1;
+                }
+                None => row.guest_orders += 1,
+            }
+        }
+    }
+    for m in facts.members.iter().filter(|m| in_period(m.enrolled_at)) {
+        if let Some((_, row)) = rows.get_mut(&month_index(m.enrolled_at)) {
+            row.new_members += 1;
+        }
+    }
+    rows.into_values()
+        .map(|(buyers, mut row)| {
+            row.active_members = buyers.len();
+            row
+        })
+        .collect()
+}
+
+/// The `days` days ending with `now`'s day, UTC: from midnight `days` days before the next
+/// midnight, up to that midnight.
+pub fn last_days(now: Timestamp, days: i64) -> (Timestamp, Timestamp) {
+    let today = date_of(now);
+    let tomorrow = today.next_day().unwrap_or(today);
+    let to = Timestamp::from_millis(tomorrow.midnight().assume_utc().unix_timestamp() * 1000);
+    (to.plus_days(-days), to)
 }
 
 /// Months in `[from, to)`, at least one day's worth (30.44 days a month).
@@ -504,6 +602,11 @@ mod tests {
             points_earned: 2700,
             points_redeemed: 800,
             outstanding_points: 1900,
+            monthly_points: vec![MonthPoints {
+                month: "2026-02".into(),
+                earned: 900,
+                redeemed: 500,
+            }],
         }
     }
 
@@ -558,6 +661,35 @@ mod tests {
         // 1,900 points at 5.00 a thousand.
         assert_eq!(v("points_liability"), Some(950.0));
         assert_eq!(v("redemption_rate"), Some(800.0 / 2700.0));
+        let by_month: Vec<(&str, usize, usize, usize, usize, i64)> = r
+            .months
+            .iter()
+            .map(|m| {
+                let (a, n, o, g) = (
+                    m.active_members,
+                    m.new_members,
+                    m.member_orders,
+                    m.guest_orders,
+                );
+                (m.month.as_str(), a, n, o, g, m.points_earned)
+            })
+            .collect();
+        assert_eq!(
+            by_month,
+            vec![
+                ("2026-01", 2, 2, 3, 0, 0),
+                ("2026-02", 2, 1, 2, 1, 900),
+                ("2026-03", 1, 1, 1, 1, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_last_days_end_with_today() {
+        assert_eq!(
+            last_days(at(2026, 3, 10), 90),
+            (day(2026, 3, 11).plus_days(-90), day(2026, 3, 11))
+        );
     }
 
     #[test]
@@ -617,6 +749,7 @@ mod tests {
                     points_earned: earned,
                     points_redeemed: redeemed.min(earned),
                     outstanding_points: outstanding,
+                    monthly_points: Vec::new(),
                 }
             })
     }
@@ -640,6 +773,8 @@ mod tests {
             let liability = r.get("points_liability").expect("a measure").value.expect("a value");
             prop_assert_eq!(liability, f.outstanding_points as f64 * 0.5);
             prop_assert!(r.at_risk.len() <= enrolled);
+            let orders: usize = r.months.iter().map(|m| m.member_orders).sum();
+            prop_assert_eq!(Some(orders as f64), r.get("member_orders").and_then(|m| m.value));
         }
     }
 }

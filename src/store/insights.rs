@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::ledger::new_id;
 use super::{MarketingContact, Result, Store};
-use crate::domain::insights::{Facts, MemberFacts, Report, Sale, Settings, report};
+use crate::domain::insights::{Facts, MemberFacts, MonthPoints, Report, Sale, Settings, report};
 use crate::domain::{MemberId, Timestamp, rules};
 
 /// Entry kinds that give points (reversals of them are left out with what they reverse).
@@ -133,12 +133,32 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
+        let monthly_points = self
+            .conn
+            .prepare(&format!(
+                "SELECT strftime('%Y-%m', l.occurred_at / 1000, 'unixepoch') AS month,
+                        SUM(CASE WHEN l.kind IN ({EARNING_KINDS}) THEN l.points ELSE 0 END),
+                        -SUM(CASE WHEN l.kind = 'redeem' THEN l.points ELSE 0 END)
+                 FROM ledger l
+                 WHERE l.occurred_at >= ?1 AND l.occurred_at < ?2
+                   AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.reverses = l.id)
+                 GROUP BY month ORDER BY month"
+            ))?
+            .query_map(params![from.millis(), to.millis()], |r| {
+                Ok(MonthPoints {
+                    month: r.get(0)?,
+                    earned: r.get(1)?,
+                    redeemed: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Facts {
             members,
             sales,
             points_earned,
             points_redeemed,
             outstanding_points,
+            monthly_points,
         })
     }
 }

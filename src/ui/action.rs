@@ -61,6 +61,10 @@ pub enum Action {
     AskImport,
     /// Import members and balances from this CSV file.
     Import(PathBuf),
+    /// Record the amount typed in the scan line as a sale without a member.
+    GuestSale,
+    /// Compute the program's measures over the last this many days (manager's insights).
+    Insights(i64),
     /// Tier-list pages the manager's table needs.
     FetchPages(Vec<PageKey>),
 }

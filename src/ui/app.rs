@@ -232,6 +232,11 @@ impl TillApp {
                 });
                 self.worker.send(Request::Overview);
             }
+            Action::GuestSale => self.guest_sale(),
+            Action::Insights(days) => {
+                let (from, to) = crate::domain::insights::last_days(super::worker::now(), days);
+                self.worker.send(Request::Insights { from, to });
+            }
             Action::FetchPages(keys) => {
                 for key in keys {
                     self.worker.send(Request::TierPage(key));
@@ -314,6 +319,30 @@ impl TillApp {
             }
             (None, _) => self.say(Tone::Bad, "Scan a member first"),
             (Some(_), None) => self.say(Tone::Bad, "Type the sale amount first, e.g. 12.50"),
+        }
+    }
+
+    /// F7: the amount in the scan line as a sale without a member (no member on screen).
+    fn guest_sale(&mut self) {
+        if self.cashier.member.is_some() {
+            return self.say(
+                Tone::Bad,
+                "A member is on screen: F5 earns for them. Esc first for a sale without a member",
+            );
+        }
+        let Some(program) = &self.program else {
+            return;
+        };
+        let text = self.cashier.scan_text.trim().to_owned();
+        if text.is_empty() {
+            return self.say(Tone::Bad, "Type the sale amount first, e.g. 4.50, then F7");
+        }
+        match parse_amount(&text, program.minor_units) {
+            Ok(minor) => {
+                self.cashier.scan_text.clear();
+                self.worker.send(Request::GuestSale(minor));
+            }
+            Err(e) => self.say(Tone::Bad, e.to_string()),
         }
     }
 
@@ -518,6 +547,7 @@ impl TillApp {
             Reply::TierPage { key, count, rows } => self.manager.page(key, count, rows),
             Reply::PageSkipped(key) => self.manager.page_skipped(&key),
             Reply::Saved(text) => self.say(Tone::Good, text),
+            Reply::Insights(report) => self.manager.insights.arrived(*report),
             Reply::Joined(url) => {
                 self.nudge_sync();
                 self.say(

@@ -75,6 +75,13 @@ pub const SHORTCUTS: &[Shortcut] = &[
         Some(Screen::Cashier),
     ),
     key(
+        Key::F7,
+        "F7",
+        "Sale, no member",
+        Action::GuestSale,
+        Some(Screen::Cashier),
+    ),
+    key(
         Key::F8,
         "F8",
         "Reverse last",

@@ -7,6 +7,7 @@ use egui::RichText;
 use egui_extras::{Column, TableBuilder};
 
 use super::action::Action;
+use super::insights::InsightsView;
 use super::theme::{BAD, GOOD, MUTED, tier_badge};
 use super::worker::{PAGE_ROWS, PageKey};
 use crate::domain::Program;
@@ -15,11 +16,25 @@ use crate::store::{ActivityRow, MemberView, Quarantined, TierRow, TierSort};
 
 const ROW_HEIGHT: f32 = 30.0;
 
+/// What the manager screen shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ManagerView {
+    /// Tiers, the member table, recent activity.
+    #[default]
+    Members,
+    /// The program's measures and pictures.
+    Insights,
+}
+
 /// The manager screen's state.
 #[derive(Default)]
 pub struct ManagerScreen {
     /// The PIN was given since the screen was entered.
     pub unlocked: bool,
+    /// Members or insights.
+    pub view: ManagerView,
+    /// The measures, once computed.
+    pub insights: InsightsView,
     /// Members per tier.
     pub counts: Vec<i64>,
     activity: Vec<ActivityRow>,
@@ -105,6 +120,21 @@ impl ManagerScreen {
                 RichText::new("Enter the manager PIN to continue (F10 to try again).").color(MUTED),
             );
             return None;
+        }
+        ui.horizontal(|ui| {
+            for (view, label) in [
+                (ManagerView::Members, "Members"),
+                (ManagerView::Insights, "Insights"),
+            ] {
+                let button = egui::Button::selectable(self.view == view, label)
+                    .min_size(egui::vec2(140.0, super::theme::TARGET));
+                if ui.add(button).clicked() {
+                    self.view = view;
+                }
+            }
+        });
+        if self.view == ManagerView::Insights {
+            return self.insights.ui(ui, program);
         }
         let import = egui::Panel::left("manager-side")
             .resizable(false)

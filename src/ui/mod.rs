@@ -12,6 +12,7 @@ pub mod cashier;
 mod customer;
 pub mod dialog;
 mod enrol;
+pub mod insights;
 mod jobs;
 mod keys;
 pub mod manager;

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use image::GrayImage;
 
 use super::jobs::{self, Job};
+use crate::domain::insights::Report;
 use crate::domain::{Entry, MemberId, MemberInput, Program, Timestamp};
 use crate::store::{
     ActivityRow, MemberView, Quarantined, ScanError, ScanOutcome, SearchHit, Store, StoreError,
@@ -81,6 +82,13 @@ pub enum Request {
         path: PathBuf,
         actor: String,
     },
+    /// A sale without a member.
+    GuestSale(i64),
+    /// The program's measures over `[from, to)`.
+    Insights {
+        from: Timestamp,
+        to: Timestamp,
+    },
 }
 
 /// Results for the UI. Every request and job gets exactly one final reply; demo progress comes
@@ -139,6 +147,8 @@ pub enum Reply {
     WalletPass(Box<WalletPassReply>),
     /// This till joined the server at this address.
     Joined(String),
+    /// The manager's measures.
+    Insights(Box<Report>),
     /// The server's answer before a redemption: `live` is `None` when it could not be asked.
     LiveBalance {
         member: MemberId,
@@ -370,6 +380,19 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::SetPin(pin) => Ok(pin_reply(store.set_manager_pin(&pin))),
         Request::CheckPin(pin) => Ok(pin_reply(store.check_manager_pin(&pin, now()))),
         Request::Overview => overview(store),
+        Request::GuestSale(amount_minor) => store
+            .record_guest_sale(amount_minor, actor, now())
+            .map(|_| {
+                Reply::Saved(format!(
+                    "Sale of {} recorded without a member",
+                    store.program().format_money(amount_minor)
+                ))
+            })
+            .map_err(Failed::from),
+        Request::Insights { from, to } => store
+            .insights(from, to)
+            .map(|report| Reply::Insights(Box::new(report)))
+            .map_err(Failed::from),
         Request::TierPage(key) => tier_page(store, key),
         Request::Reload => reload(store),
         Request::Import { path, actor } => import(store, &path, &actor),

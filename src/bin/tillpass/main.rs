@@ -918,11 +918,7 @@ fn period(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp)
     };
     let to = match to {
         Some(text) => day(text, "--to")?,
-        None => {
-            let today = time::OffsetDateTime::from(SystemTime::now()).date();
-            let tomorrow = today.next_day().unwrap_or(today);
-            Timestamp::from_millis(tomorrow.midnight().assume_utc().unix_timestamp() * 1000)
-        }
+        None => tillpass::domain::insights::last_days(now(), 0).1,
     };
     let from = match from {
         Some(text) => day(text, "--from")?,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use tillpass::demo::DemoReport;
-use tillpass::domain::insights::{Measure, Report, Unit};
+use tillpass::domain::insights::{Report, Unit};
 use tillpass::domain::summary::next_tier;
 use tillpass::domain::{Entry, Program};
 use tillpass::store::{MemberView, SearchHit, Store, StoreStats, VerifyReport};
@@ -70,19 +70,6 @@ fn entry_line(program: &Program, e: &Entry) -> String {
     )
 }
 
-/// A measure's value as a manager reads it.
-fn measure_value(program: &Program, m: &Measure) -> String {
-    let Some(v) = m.value else {
-        return "-".to_owned();
-    };
-    match m.unit {
-        Unit::Count => format!("{v:.0}"),
-        Unit::Rate => format!("{:.1}%", v * 100.0),
-        Unit::MinorUnits => program.format_money(v.round() as i64),
-        Unit::Number => format!("{v:.2}"),
-    }
-}
-
 impl Out {
     pub fn guest_sale(&self, program: &Program, amount_minor: i64) -> Result<()> {
         if self.json {
@@ -124,7 +111,7 @@ impl Out {
             report.to
         );
         for m in &report.measures {
-            say!("  {:<34} {:>14}", m.name, measure_value(program, m));
+            say!("  {:<34} {:>14}", m.name, m.value_text(program));
             say!("      {}", m.formula);
         }
         if !report.cohorts.is_empty() {

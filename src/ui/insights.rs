@@ -1,0 +1,184 @@
+//! The manager's insights: is the program working? The measures with their formulas, members
+//! buying per month, points earned against redeemed, and retention by enrolment month as a
+//! grid coloured by rate. Computed on the store thread; this only draws the last report.
+
+use egui::{Color32, RichText};
+use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+
+use super::action::Action;
+use super::theme::{GOOD, INFO, MUTED};
+use crate::domain::Program;
+use crate::domain::insights::Report;
+
+/// Periods a manager picks from, in days back from tomorrow.
+pub const PERIODS: [(i64, &str); 3] = [(30, "30 days"), (90, "90 days"), (365, "12 months")];
+
+/// The insights view's state.
+#[derive(Default)]
+pub struct InsightsView {
+    /// Days back from tomorrow; `None` until first shown.
+    pub days: Option<i64>,
+    /// The last report, once computed.
+    pub report: Option<Report>,
+    /// A report is being computed.
+    pub computing: bool,
+}
+
+/// Red (0%) through amber to green (100% and above 60%: what good retention looks like).
+fn rate_colour(rate: f64) -> Color32 {
+    let t = (rate / 0.6).clamp(0.0, 1.0) as f32;
+    let lerp = |a: u8, b: u8| (f32::from(a) + (f32::from(b) - f32::from(a)) * t) as u8;
+    Color32::from_rgb(lerp(0x8E, 0x2E), lerp(0x2F, 0x9D), lerp(0x25, 0x4F))
+}
+
+impl InsightsView {
+    /// A new report arrived.
+    pub fn arrived(&mut self, report: Report) {
+        self.report = Some(report);
+        self.computing = false;
+    }
+
+    /// Draws the view; returns the period to compute when the manager picks one (or first
+    /// opens the view).
+    pub fn ui(&mut self, ui: &mut egui::Ui, program: &Program) -> Option<Action> {
+        let mut wanted = None;
+        if self.days.is_none() {
+            self.days = Some(PERIODS[1].0);
+            wanted = self.days;
+        }
+        ui.horizontal(|ui| {
+            ui.heading("Is the program working?");
+            for (days, label) in PERIODS {
+                if ui
+                    .add(egui::Button::selectable(self.days == Some(days), label))
+                    .clicked()
+                    && self.days != Some(days)
+                {
+                    self.days = Some(days);
+                    wanted = Some(days);
+                }
+            }
+            if self.computing {
+                ui.spinner();
+                ui.label(RichText::new("Computing…").color(MUTED));
+            }
+        });
+        if let Some(days) = wanted {
+            self.computing = true;
+            return Some(Action::Insights(days));
+        }
+        let Some(report) = &self.report else {
+            return None;
+        };
+        ui.label(
+            RichText::new(format!(
+                "{} to {} (UTC, the last day not included)",
+                report.from.date(),
+                report.to.date()
+            ))
+            .color(MUTED),
+        );
+        egui::ScrollArea::vertical()
+            .id_salt("insights")
+            .show(ui, |ui| {
+                ui.columns(2, |columns| {
+                    measures_ui(&mut columns[0], program, report);
+                    pictures_ui(&mut columns[1], report);
+                });
+            });
+        None
+    }
+}
+
+fn measures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
+    egui::Grid::new("measures")
+        .num_columns(2)
+        .striped(true)
+        .spacing([16.0, 6.0])
+        .show(ui, |ui| {
+            for m in &report.measures {
+                ui.vertical(|ui| {
+                    ui.label(RichText::new(m.name).strong());
+                    ui.label(RichText::new(&m.formula).small().color(MUTED));
+                });
+                ui.label(RichText::new(m.value_text(program)).size(20.0).strong());
+                ui.end_row();
+            }
+        });
+}
+
+fn pictures_ui(ui: &mut egui::Ui, report: &Report) {
+    let labels: Vec<String> = report.months.iter().map(|m| m.month.clone()).collect();
+    let month_axis = move |mark: egui_plot::GridMark, _: &std::ops::RangeInclusive<f64>| {
+        let i = mark.value.round();
+        if (mark.value - i).abs() > 1e-6 || i < 0.0 {
+            return String::new();
+        }
+        labels.get(i as usize).cloned().unwrap_or_default()
+    };
+    ui.strong("Members buying, per month");
+    let bars: Vec<Bar> = report
+        .months
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Bar::new(i as f64, m.active_members as f64).width(0.6))
+        .collect();
+    Plot::new("active-per-month")
+        .height(170.0)
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .include_y(0.0)
+        .x_axis_formatter(month_axis.clone())
+        .show(ui, |plot| {
+            plot.bar_chart(BarChart::new("Members buying", bars).color(GOOD));
+        });
+    ui.strong("Points earned and redeemed, per month");
+    let series = |f: fn(&crate::domain::insights::MonthRow) -> i64| -> PlotPoints<'static> {
+        report
+            .months
+            .iter()
+            .enumerate()
+            .map(|(i, m)| [i as f64, f(m) as f64])
+            .collect()
+    };
+    Plot::new("points-per-month")
+        .height(170.0)
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .include_y(0.0)
+        .legend(Legend::default())
+        .x_axis_formatter(month_axis)
+        .show(ui, |plot| {
+            plot.line(Line::new("Earned", series(|m| m.points_earned)).color(GOOD));
+            plot.line(Line::new("Redeemed", series(|m| m.points_redeemed)).color(INFO));
+        });
+    ui.strong("Retention by enrolment month");
+    ui.label(
+        RichText::new("Share of each month's new members buying in each month since")
+            .small()
+            .color(MUTED),
+    );
+    egui::Grid::new("cohorts")
+        .spacing([2.0, 2.0])
+        .show(ui, |ui| {
+            for c in &report.cohorts {
+                ui.label(RichText::new(format!("{} ({})", c.month, c.members)).small());
+                for k in 0..c.active.len() {
+                    let rate = c.rate(k).unwrap_or(0.0);
+                    let text = RichText::new(format!("{:.0}%", rate * 100.0))
+                        .small()
+                        .color(Color32::WHITE);
+                    egui::Frame::new()
+                        .fill(rate_colour(rate))
+                        .inner_margin(egui::Margin::symmetric(4, 2))
+                        .show(ui, |ui| {
+                            ui.set_min_width(34.0);
+                            ui.label(text);
+                        });
+                }
+                ui.end_row();
+            }
+        });
+}
