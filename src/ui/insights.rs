@@ -91,20 +91,30 @@ impl InsightsView {
 }
 
 fn measures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
-    egui::Grid::new("measures")
-        .num_columns(2)
-        .striped(true)
-        .spacing([16.0, 6.0])
-        .show(ui, |ui| {
-            for m in &report.measures {
-                ui.vertical(|ui| {
-                    ui.label(RichText::new(m.name).strong());
-                    ui.label(RichText::new(&m.formula).small().color(MUTED));
+    let width = ui.available_width();
+    for (i, m) in report.measures.iter().enumerate() {
+        let fill = if i % 2 == 0 {
+            ui.visuals().faint_bg_color
+        } else {
+            Color32::TRANSPARENT
+        };
+        egui::Frame::new()
+            .fill(fill)
+            .inner_margin(egui::Margin::symmetric(6, 4))
+            .show(ui, |ui| {
+                ui.set_width(width - 12.0);
+                ui.horizontal(|ui| {
+                    ui.vertical(|ui| {
+                        ui.set_width(width - 190.0);
+                        ui.label(RichText::new(m.name).strong());
+                        ui.label(RichText::new(&m.formula).small().color(MUTED));
+                    });
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        ui.label(RichText::new(m.value_text(program)).size(20.0).strong());
+                    });
                 });
-                ui.label(RichText::new(m.value_text(program)).size(20.0).strong());
-                ui.end_row();
-            }
-        });
+            });
+    }
 }
 
 fn pictures_ui(ui: &mut egui::Ui, report: &Report) {
@@ -129,6 +139,7 @@ fn pictures_ui(ui: &mut egui::Ui, report: &Report) {
         .allow_drag(false)
         .allow_scroll(false)
         .include_y(0.0)
+        .y_axis_min_width(48.0)
         .x_axis_formatter(month_axis.clone())
         .show(ui, |plot| {
             plot.bar_chart(BarChart::new("Members buying", bars).color(GOOD));
@@ -148,6 +159,14 @@ fn pictures_ui(ui: &mut egui::Ui, report: &Report) {
         .allow_drag(false)
         .allow_scroll(false)
         .include_y(0.0)
+        .y_axis_min_width(48.0)
+        .y_axis_formatter(|mark, _| {
+            if mark.value.abs() >= 1000.0 {
+                format!("{:.0}k", mark.value / 1000.0)
+            } else {
+                format!("{:.0}", mark.value)
+            }
+        })
         .legend(Legend::default())
         .x_axis_formatter(month_axis)
         .show(ui, |plot| {
