@@ -222,3 +222,118 @@ fn the_command_line_reports_the_same_numbers() {
     );
     assert_eq!(guests_today(), before + 1.0);
 }
+
+mod chain {
+    use super::common::TempDb;
+    use super::common::server::{
+        Backend, Server, Till, add_terminals, admin_output, database, now,
+    };
+    use tillpass::domain::MemberInput;
+    use tillpass::sync::protocol::TERMINAL_HEADER;
+
+    #[test]
+    fn sqlite() {
+        the_server_reports_what_every_till_reports(Backend::Sqlite);
+    }
+
+    #[test]
+    fn postgres() {
+        the_server_reports_what_every_till_reports(Backend::Postgres);
+    }
+
+    /// Two tills sell, reverse and redeem, and sync; the server's chain report (over HTTP and
+    /// from its command line) has every till's numbers for members. Sales without a member stay
+    /// on their till.
+    fn the_server_reports_what_every_till_reports(backend: Backend) {
+        let dir = TempDb::new();
+        let Some(db) = database(backend, dir.dir.path()) else {
+            return;
+        };
+        let tokens = add_terminals(&db, 2);
+        let server = Server::start(&db);
+        let mut a = Till::join(&server.url, &tokens[0]);
+        let mut b = Till::join(&server.url, &tokens[1]);
+        let at = now();
+        let enrol = |till: &mut Till, name: &str| {
+            let input = MemberInput {
+                name: name.into(),
+                email: Some(format!("{}@example.com", name.to_lowercase())),
+                marketing_consent: true,
+                ..Default::default()
+            };
+            till.store
+                .add_member(input, "test", at)
+                .expect("enrol")
+                .member
+                .id
+        };
+        let ada = enrol(&mut a, "Ada");
+        let bob = enrol(&mut b, "Bob");
+        a.store.earn(ada, 1250, "ann", at).expect("earn");
+        let wrong = a.store.earn(ada, 900, "ann", at).expect("earn");
+        a.store.reverse(wrong.id, "ann", at).expect("reverse");
+        b.store.earn(bob, 3000, "ben", at).expect("earn");
+        b.store.redeem(bob, "pastry", "ben", at).expect("redeem");
+        a.store
+            .record_guest_sale(450, "ann", at)
+            .expect("guest sale");
+        a.sync().expect("sync");
+        b.sync().expect("sync");
+        a.sync().expect("sync");
+
+        let (from, to) = tillpass::domain::insights::last_days(at, 90);
+        let till = a.store.insights(from, to).expect("till report");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let day = |t: tillpass::domain::Timestamp| t.date().to_string();
+        let over_http: serde_json::Value = {
+            let response = reqwest::blocking::Client::new()
+                .get(format!(
+                    "{}/v1/report?from={}&to={}",
+                    server.url,
+                    day(from),
+                    day(to)
+                ))
+                .bearer_auth(&tokens[1])
+                .header(TERMINAL_HEADER, &b.store.terminal_id().0)
+                .send()
+                .expect("report");
+            assert_eq!(response.status().as_u16(), 200);
+            response.json().expect("json")
+        };
+        let chain = |key: &str| {
+            over_http["measures"]
+                .as_array()
+                .expect("measures")
+                .iter()
+                .find(|m| m["key"] == key)
+                .unwrap_or_else(|| panic!("{key} missing"))["value"]
+                .as_f64()
+        };
+        for m in &till.measures {
+            if m.key.contains("guest") {
+                assert_eq!(
+                    chain(m.key).unwrap_or(0.0),
+                    0.0,
+                    "guest sales stay on the till"
+                );
+                continue;
+            }
+            assert_eq!(chain(m.key), m.value, "{}", m.key);
+        }
+        assert_eq!(chain("member_orders"), Some(2.0));
+        assert_eq!(
+            over_http["cohorts"],
+            serde_json::to_value(&till.cohorts).expect("json")
+        );
+        let cli: serde_json::Value = serde_json::from_str(&admin_output(
+            &db,
+            &["report", "--from", &day(from), "--to", &day(to), "--json"],
+        ))
+        .expect("json");
+        assert_eq!(cli, over_http);
+
+        // Without a till's token: refused.
+        let anonymous = reqwest::blocking::get(format!("{}/v1/report", server.url)).expect("send");
+        assert_eq!(anonymous.status().as_u16(), 401);
+    }
+}

@@ -77,6 +77,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The chain's measures over a period, each with its formula (what `tillpass report` gives
+    /// for one till, over every till's members and entries).
+    Report {
+        /// First day, UTC (YYYY-MM-DD) [default: 90 days before --to].
+        #[arg(long)]
+        from: Option<String>,
+        /// The day after the last, UTC (YYYY-MM-DD) [default: tomorrow].
+        #[arg(long)]
+        to: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the server's certificate comes from.
@@ -425,6 +438,24 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("checking {}", file.display()))?;
                 let version = db.set_program(&text, now()).await?;
                 println!("program version {version} installed; tills take it on their next sync");
+            }
+            Command::Report { from, to, json } => {
+                let (from, to) = tillpass::domain::insights::period(
+                    from.as_deref(),
+                    to.as_deref(),
+                    now(),
+                )
+                .map_err(|e| anyhow::anyhow!("--{e}"))?;
+                let report = db.report(from, to).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    println!("Chain: {} to {} (UTC, the last day not included)", report.from, report.to);
+                    for m in &report.measures {
+                        let value = m.value.map_or("-".to_owned(), |v| format!("{v:.4}"));
+                        println!("  {:<34} {value:>14}  {}", m.name, m.formula);
+                    }
+                }
             }
             Command::Audit { days, json } => {
                 let mut items = db.audit(now().plus_days(-i64::from(days))).await?;

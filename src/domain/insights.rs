@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 use time::{Date, Month};
 
-use super::{MemberId, Timestamp};
+use super::{Entry, EntryKind, MemberId, MemberRecord, Timestamp};
 
 /// Months a member is expected to stay at most, when measured retention is (almost) total.
 pub const MAX_LIFETIME_MONTHS: f64 = 120.0;
@@ -46,6 +46,103 @@ pub struct Facts {
     pub outstanding_points: i64,
     /// Points earned and redeemed per month over the period, as the store sums them.
     pub monthly_points: Vec<MonthPoints>,
+}
+
+impl Facts {
+    /// The facts in a chain's records (the server's view): every member's record, every entry
+    /// and the sum of positive balances. Sales without a member stay on their tills.
+    pub fn from_records(
+        members: &[MemberRecord],
+        entries: &[Entry],
+        outstanding_points: i64,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Facts {
+        let reversed: HashSet<_> = entries.iter().filter_map(|e| e.reverses).collect();
+        let standing = || entries.iter().filter(|e| !reversed.contains(&e.id));
+        let sales = standing()
+            .filter(|e| e.kind == EntryKind::Earn && e.occurred_at < to)
+            .filter_map(|e| {
+                Some(Sale {
+                    member: Some(e.member_id),
+                    at: e.occurred_at,
+                    amount_minor: e.amount_minor?,
+                })
+            })
+            .collect();
+        let earning = |k: EntryKind| {
+            matches!(
+                k,
+                EntryKind::Earn | EntryKind::WelcomeBonus | EntryKind::BirthdayBonus
+            )
+        };
+        let mut monthly: BTreeMap<String, MonthPoints> = BTreeMap::new();
+        let (mut points_earned, mut points_redeemed) = (0, 0);
+        for e in standing().filter(|e| e.occurred_at >= from && e.occurred_at < to) {
+            let (earned, redeemed) = match e.kind {
+                k if earning(k) => (e.points, 0),
+                EntryKind::Redeem => (0, -e.points),
+                _ => continue,
+            };
+            points_earned += earned;
+            points_redeemed += redeemed;
+            let month = month_label(month_index(e.occurred_at));
+            let row = monthly.entry(month.clone()).or_insert(MonthPoints {
+                month,
+                earned: 0,
+                redeemed: 0,
+            });
+            row.earned += earned;
+            row.redeemed += redeemed;
+        }
+        Facts {
+            members: members
+                .iter()
+                .filter(|r| r.member.created_at < to)
+                .map(|r| MemberFacts {
+                    id: r.member.id,
+                    enrolled_at: r.member.created_at,
+                    marketing_consent: r.member.marketing_consent,
+                })
+                .collect(),
+            sales,
+            points_earned,
+            points_redeemed,
+            outstanding_points,
+            monthly_points: monthly.into_values().collect(),
+        }
+    }
+}
+
+/// `[from, to)` from two optional days (`YYYY-MM-DD`, UTC): `to` defaults to tomorrow (today
+/// included), `from` to 90 days before `to`.
+pub fn period(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: Timestamp,
+) -> Result<(Timestamp, Timestamp), String> {
+    let to = match to {
+        Some(text) => parse_day(text).map_err(|e| format!("to {e}"))?,
+        None => last_days(now, 0).1,
+    };
+    let from = match from {
+        Some(text) => parse_day(text).map_err(|e| format!("from {e}"))?,
+        None => to.plus_days(-90),
+    };
+    if from >= to {
+        return Err("from must be before to".into());
+    }
+    Ok((from, to))
+}
+
+/// A day as `YYYY-MM-DD`, to its first instant (UTC).
+pub fn parse_day(text: &str) -> Result<Timestamp, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = Date::parse(text.trim(), &format)
+        .map_err(|_| format!("{text:?}: expected a day as YYYY-MM-DD"))?;
+    Ok(Timestamp::from_millis(
+        date.midnight().assume_utc().unix_timestamp() * 1000,
+    ))
 }
 
 /// Points earned and redeemed in one month (`YYYY-MM`), reversed entries left out.

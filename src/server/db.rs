@@ -285,6 +285,40 @@ impl Db {
         }
     }
 
+    /// The program's measures for `[from, to)` over the whole chain (`domain::insights`): every
+    /// member and entry the server holds, judged by the current program's settings.
+    pub async fn report(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<crate::domain::insights::Report, DbError> {
+        use crate::domain::insights::{Facts, Settings, report};
+        let records = match self {
+            Db::Sqlite(db) => db.report_records().await?,
+            Db::Postgres(db) => db.report_records().await?,
+        };
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+            DbError::Internal(format!("a stored {what} does not parse: {e}"))
+        };
+        let members = records
+            .members
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| corrupt("member record", &e)))
+            .collect::<Result<Vec<crate::domain::MemberRecord>, _>>()?;
+        let entries = records
+            .entries
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| corrupt("entry", &e)))
+            .collect::<Result<Vec<Entry>, _>>()?;
+        let program = Program::from_toml(&records.program).map_err(|e| corrupt("program", &e))?;
+        let facts = Facts::from_records(&members, &entries, records.outstanding, from, to);
+        let settings = Settings {
+            churn_days: program.churn_days,
+            cost_per_1000_points_minor: program.cost_per_1000_points_minor,
+        };
+        Ok(report(&facts, from, to, settings))
+    }
+
     /// Answers when the database does.
     pub async fn health(&self) -> Result<i64, DbError> {
         match self {
@@ -292,6 +326,15 @@ impl Db {
             Db::Postgres(db) => db.health().await,
         }
     }
+}
+
+/// What a chain report is computed from, as stored: member record and entry bodies (JSON),
+/// the sum of positive balances, and the current program's TOML.
+pub struct ReportRecords {
+    pub members: Vec<String>,
+    pub entries: Vec<String>,
+    pub outstanding: i64,
+    pub program: String,
 }
 
 /// Most pushes one write transaction takes.

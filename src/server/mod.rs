@@ -118,6 +118,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sync/own", get(own))
         .route("/v1/members/{id}/balance", get(balance))
         .route("/v1/double-spends", get(double_spends))
+        .route("/v1/report", get(report))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(middleware::from_fn(log_request))
@@ -308,6 +309,24 @@ async fn double_spends(
     TerminalAuth(_): TerminalAuth,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.db.double_spends(500).await?).into_response())
+}
+
+/// `GET /v1/report?from=YYYY-MM-DD&to=YYYY-MM-DD`: the chain's measures (`to` excluded;
+/// defaults: the 90 days up to today).
+#[derive(serde::Deserialize)]
+struct ReportQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn report(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(_): TerminalAuth,
+    axum::extract::Query(q): axum::extract::Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let (from, to) = crate::domain::insights::period(q.from.as_deref(), q.to.as_deref(), now())
+        .map_err(ApiError::BadRequest)?;
+    Ok(Json(state.db.report(from, to).await?).into_response())
 }
 
 /// Serves on `listener` (plain TCP, or [`tls::TlsListener`]) until Ctrl-C or SIGTERM.

@@ -646,6 +646,34 @@ impl PgDb {
         Ok(row.get(0))
     }
 
+    pub async fn report_records(&self) -> Result<super::db::ReportRecords, DbError> {
+        let client = get(&self.pages).await?;
+        let bodies = |rows: Vec<Row>| rows.iter().map(|r| r.get(0)).collect::<Vec<String>>();
+        let members = bodies(fetch_all(&client, "SELECT body FROM members", &[]).await?);
+        let entries =
+            bodies(fetch_all(&client, "SELECT body FROM entries ORDER BY server_seq", &[]).await?);
+        let outstanding: i64 = fetch_one(
+            &client,
+            "SELECT COALESCE(SUM(GREATEST(balance, 0)), 0)::bigint FROM balances",
+            &[],
+        )
+        .await?
+        .get(0);
+        let program: String = fetch_one(
+            &client,
+            "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
+            &[],
+        )
+        .await?
+        .get(0);
+        Ok(super::db::ReportRecords {
+            members,
+            entries,
+            outstanding,
+            program,
+        })
+    }
+
     pub async fn renew_epoch(&self) -> Result<String, DbError> {
         let epoch = super::db::new_epoch();
         get(&self.writer)

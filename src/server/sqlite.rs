@@ -523,6 +523,31 @@ impl SqliteDb {
         .await
     }
 
+    pub async fn report_records(&self) -> Result<super::db::ReportRecords, DbError> {
+        with(&self.pages, move |conn| {
+            let bodies = |sql: &str| -> rusqlite::Result<Vec<String>> {
+                conn.prepare(sql)?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            };
+            Ok(super::db::ReportRecords {
+                members: bodies("SELECT body FROM members")?,
+                entries: bodies("SELECT body FROM entries ORDER BY server_seq")?,
+                outstanding: conn.query_row(
+                    "SELECT COALESCE(SUM(MAX(balance, 0)), 0) FROM balances",
+                    [],
+                    |r| r.get(0),
+                )?,
+                program: conn.query_row(
+                    "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )?,
+            })
+        })
+        .await
+    }
+
     pub async fn double_spends(&self, limit: usize) -> Result<DoubleSpendList, DbError> {
         with(&self.pages, move |conn| {
             let mut stmt = conn.prepare_cached(

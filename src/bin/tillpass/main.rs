@@ -586,7 +586,9 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             at_risk_csv,
         } => {
             let store = open(&cli)?;
-            let (from, to) = period(from.as_deref(), to.as_deref())?;
+            let (from, to) =
+                tillpass::domain::insights::period(from.as_deref(), to.as_deref(), now())
+                    .map_err(|e| anyhow!("--{e}"))?;
             let report = store.insights(from, to)?;
             if let Some(path) = at_risk_csv {
                 let contacts = store.at_risk_contacts(&report)?;
@@ -903,29 +905,4 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             out.status(&store.stats()?)
         }
     }
-}
-
-/// `[from, to)` from the command line's days: `to` defaults to tomorrow (today included), `from`
-/// to 90 days before `to`.
-fn period(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp)> {
-    let day = |text: &str, flag: &str| -> Result<Timestamp> {
-        let format = time::macros::format_description!("[year]-[month]-[day]");
-        let date = time::Date::parse(text.trim(), &format)
-            .map_err(|_| anyhow!("{flag} {text:?}: expected a day as YYYY-MM-DD"))?;
-        Ok(Timestamp::from_millis(
-            date.midnight().assume_utc().unix_timestamp() * 1000,
-        ))
-    };
-    let to = match to {
-        Some(text) => day(text, "--to")?,
-        None => tillpass::domain::insights::last_days(now(), 0).1,
-    };
-    let from = match from {
-        Some(text) => day(text, "--from")?,
-        None => to.plus_days(-90),
-    };
-    if from >= to {
-        bail!("--from must be before --to");
-    }
-    Ok((from, to))
 }
