@@ -689,3 +689,46 @@ fn f7_records_a_sale_without_a_member() {
     );
     assert_eq!(guests(), Some(1.0));
 }
+
+#[test]
+fn after_a_sale_the_customer_is_asked_and_may_answer_or_skip() {
+    let db = TempDb::new();
+    let (mut h, _) = previewed_sale(&db);
+    h.key_press(Key::F5);
+    settle(&mut h);
+    assert!(h.state().cashier().ask.is_some(), "asked after the sale");
+    h.get_by_label("Ask the customer: How likely are you to recommend us to a friend?");
+    h.get_by_label("Score 9").click();
+    h.run_steps(2);
+    settle(&mut h);
+    assert_eq!(status_line(&h), "Thank you! Answer 9 of 10 recorded");
+    assert!(h.state().cashier().ask.is_none());
+    let store = db.open();
+    let (from, to) = tillpass::domain::insights::last_days(
+        tillpass::domain::Timestamp::from(std::time::SystemTime::now()),
+        1,
+    );
+    let report = store.insights(from, to).expect("report");
+    assert_eq!(report.get("nps").and_then(|m| m.value), Some(100.0));
+    drop(store);
+    // A guest sale asks too; skipping records nothing, and the next sale is never held up.
+    h.key_press(Key::Escape);
+    h.run_steps(1);
+    for c in "2.00".chars() {
+        h.event(Event::Text(c.to_string()));
+    }
+    h.key_press(Key::F7);
+    settle(&mut h);
+    assert!(h.state().cashier().ask.is_some());
+    h.get_by_label("Skip").click();
+    h.run_steps(2);
+    assert!(h.state().cashier().ask.is_none());
+    let report = db.open().insights(from, to).expect("report");
+    assert!(
+        report
+            .get("nps")
+            .expect("nps")
+            .formula
+            .contains("of 1 answers")
+    );
+}

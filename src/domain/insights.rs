@@ -46,6 +46,28 @@ pub struct Facts {
     pub outstanding_points: i64,
     /// Points earned and redeemed per month over the period, as the store sums them.
     pub monthly_points: Vec<MonthPoints>,
+    /// Answers to "how likely are you to recommend us?" (0 to 10) before the period's end.
+    pub nps: Vec<NpsAnswer>,
+}
+
+/// One customer's answer to "how likely are you to recommend us?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NpsAnswer {
+    pub at: Timestamp,
+    /// 0 to 10.
+    pub score: u8,
+}
+
+/// Net promoter score of `answers`: % promoters (9-10) minus % detractors (0-6), -100 to 100;
+/// `None` without answers.
+pub fn nps(answers: impl IntoIterator<Item = u8>) -> Option<f64> {
+    let (mut n, mut promoters, mut detractors) = (0usize, 0usize, 0usize);
+    for score in answers {
+        n += 1;
+        promoters += usize::from(score >= 9);
+        detractors += usize::from(score <= 6);
+    }
+    (n > 0).then(|| (promoters as f64 - detractors as f64) * 100.0 / n as f64)
 }
 
 impl Facts {
@@ -110,6 +132,7 @@ impl Facts {
             points_redeemed,
             outstanding_points,
             monthly_points: monthly.into_values().collect(),
+            nps: Vec::new(),
         }
     }
 }
@@ -164,6 +187,20 @@ pub struct MonthRow {
     pub guest_orders: usize,
     pub points_earned: i64,
     pub points_redeemed: i64,
+    /// Answers to the recommend question this month: promoters (9-10), detractors (0-6), all.
+    pub nps_promoters: usize,
+    pub nps_detractors: usize,
+    pub nps_answers: usize,
+}
+
+impl MonthRow {
+    /// This month's net promoter score, `None` without answers.
+    pub fn nps(&self) -> Option<f64> {
+        (self.nps_answers > 0).then(|| {
+            (self.nps_promoters as f64 - self.nps_detractors as f64) * 100.0
+                / self.nps_answers as f64
+        })
+    }
 }
 
 /// The program's settings the measures need.
@@ -311,6 +348,7 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
     let liability =
         facts.outstanding_points as f64 * settings.cost_per_1000_points_minor as f64 / 1000.0;
     let at_risk = at_risk(facts, to, settings.churn_days);
+    let answers: Vec<&NpsAnswer> = facts.nps.iter().filter(|a| in_period(a.at)).collect();
     let f2 = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     let measures = vec![
         Measure {
@@ -429,6 +467,17 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
             ),
         },
         Measure {
+            key: "nps",
+            name: "Net promoter score",
+            value: nps(answers.iter().map(|a| a.score)),
+            unit: Unit::Number,
+            formula: format!(
+                "% promoters (9-10) - % detractors (0-6) of {} answers to \"how likely are you \
+                 to recommend us?\", -100 to 100",
+                answers.len()
+            ),
+        },
+        Measure {
             key: "redemption_rate",
             name: "Redemption rate",
             value: ratio(facts.points_redeemed as f64, facts.points_earned as f64),
@@ -468,6 +517,9 @@ fn month_rows(facts: &Facts, from: Timestamp, to: Timestamp) -> Vec<MonthRow> {
                 guest_orders: 0,
                 points_earned: points.map_or(0, |p| p.earned),
                 points_redeemed: points.map_or(0, |p| p.redeemed),
+                nps_promoters: 0,
+                nps_detractors: 0,
+                nps_answers: 0,
             };
             (i, (HashSet::new(), row))
         })
@@ -486,6 +538,13 @@ fn month_rows(facts: &Facts, from: Timestamp, to: Timestamp) -> Vec<MonthRow> {
     for m in facts.members.iter().filter(|m| in_period(m.enrolled_at)) {
         if let Some((_, row)) = rows.get_mut(&month_index(m.enrolled_at)) {
             row.new_members += 1;
+        }
+    }
+    for a in facts.nps.iter().filter(|a| in_period(a.at)) {
+        if let Some((_, row)) = rows.get_mut(&month_index(a.at)) {
+            row.nps_answers += 1;
+            row.nps_promoters += usize::from(a.score >= 9);
+            row.nps_detractors += usize::from(a.score <= 6);
         }
     }
     rows.into_values()
@@ -704,6 +763,18 @@ mod tests {
                 earned: 900,
                 redeemed: 500,
             }],
+            // Two promoters, one passive, one detractor in the quarter; one before it.
+            nps: [(1, 10), (1, 9), (2, 7), (3, 3), (0, 0)]
+                .into_iter()
+                .map(|(month, score)| NpsAnswer {
+                    at: if month == 0 {
+                        at(2025, 12, 1)
+                    } else {
+                        at(2026, month, 15)
+                    },
+                    score,
+                })
+                .collect(),
         }
     }
 
@@ -758,6 +829,10 @@ mod tests {
         // 1,900 points at 5.00 a thousand.
         assert_eq!(v("points_liability"), Some(950.0));
         assert_eq!(v("redemption_rate"), Some(800.0 / 2700.0));
+        // (2 promoters - 1 detractor) / 4 answers.
+        assert_eq!(v("nps"), Some(25.0));
+        let trend: Vec<Option<f64>> = r.months.iter().map(MonthRow::nps).collect();
+        assert_eq!(trend, vec![Some(100.0), Some(0.0), Some(-100.0)]);
         let by_month: Vec<(&str, usize, usize, usize, usize, i64)> = r
             .months
             .iter()
@@ -847,11 +922,20 @@ mod tests {
                     points_redeemed: redeemed.min(earned),
                     outstanding_points: outstanding,
                     monthly_points: Vec::new(),
+                    nps: Vec::new(),
                 }
             })
     }
 
     proptest! {
+        #[test]
+        fn nps_stays_within_its_bounds(scores in prop::collection::vec(0u8..=10, 0..50)) {
+            match nps(scores.iter().copied()) {
+                None => prop_assert!(scores.is_empty()),
+                Some(v) => prop_assert!((-100.0..=100.0).contains(&v)),
+            }
+        }
+
         #[test]
         fn rates_stay_within_zero_and_one_and_cohorts_add_up(f in facts(), from in 0i64..300, len in 1i64..200) {
             let start = at(2025, 1, 1);

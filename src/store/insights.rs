@@ -5,8 +5,10 @@ use rusqlite::params;
 use uuid::Uuid;
 
 use super::ledger::new_id;
-use super::{MarketingContact, Result, Store};
-use crate::domain::insights::{Facts, MemberFacts, MonthPoints, Report, Sale, Settings, report};
+use super::{MarketingContact, Result, Store, StoreError};
+use crate::domain::insights::{
+    Facts, MemberFacts, MonthPoints, NpsAnswer, Report, Sale, Settings, report,
+};
 use crate::domain::{MemberId, Timestamp, rules};
 
 /// Entry kinds that give points (reversals of them are left out with what they reverse).
@@ -36,6 +38,31 @@ impl Store {
             ],
         )?;
         Ok(id)
+    }
+
+    /// Records a customer's answer (0 to 10) to "how likely are you to recommend us?", with the
+    /// member who answered or none (a guest).
+    pub fn record_nps(
+        &mut self,
+        score: i64,
+        member: Option<MemberId>,
+        at: Timestamp,
+    ) -> Result<()> {
+        if !(0..=10).contains(&score) {
+            return Err(StoreError::NpsScore(score));
+        }
+        self.conn.execute(
+            "INSERT INTO nps_answers (id, occurred_at, score, member_id, terminal_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                new_id(at),
+                at.millis(),
+                score,
+                member.map(|m| m.0),
+                self.terminal_id().0
+            ],
+        )?;
+        Ok(())
     }
 
     /// The program's measures for `[from, to)` from this store: its members, every sale (a
@@ -152,6 +179,16 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        let nps = self
+            .conn
+            .prepare("SELECT occurred_at, score FROM nps_answers WHERE occurred_at < ?1")?
+            .query_map(params![to.millis()], |r| {
+                Ok(NpsAnswer {
+                    at: Timestamp::from_millis(r.get(0)?),
+                    score: r.get(1)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Facts {
             members,
             sales,
@@ -159,6 +196,7 @@ impl Store {
             points_redeemed,
             outstanding_points,
             monthly_points,
+            nps,
         })
     }
 }

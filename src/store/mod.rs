@@ -93,6 +93,8 @@ pub enum StoreError {
     BadRecord(String),
     #[error(transparent)]
     Import(#[from] crate::domain::import::ImportError),
+    #[error("a recommend answer is 0 to 10, got {0}")]
+    NpsScore(i64),
     #[error("NFC tag {uid} is already linked to the member with card {card}")]
     TagTaken { uid: String, card: String },
     #[error(transparent)]

@@ -18,6 +18,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/010_code_keys.sql")),
     M::up(include_str!("migrations/011_ledger_kinds.sql")),
     M::up(include_str!("migrations/012_guest_sales.sql")),
+    M::up(include_str!("migrations/013_nps.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.

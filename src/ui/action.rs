@@ -63,6 +63,10 @@ pub enum Action {
     Import(PathBuf),
     /// Record the amount typed in the scan line as a sale without a member.
     GuestSale,
+    /// The customer's answer (0 to 10) to "how likely are you to recommend us?".
+    Recommend(u8),
+    /// The customer would rather not answer.
+    SkipRecommend,
     /// Compute the program's measures over the last this many days (manager's insights).
     Insights(i64),
     /// Tier-list pages the manager's table needs.

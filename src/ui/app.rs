@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::action::{Action, Screen};
 use super::bars::{Message, Tone, status_bar_ui, top_bar_ui};
-use super::cashier::CashierScreen;
+use super::cashier::{Ask, CashierScreen};
 use super::customer::customer_display;
 use super::dialog::{Dialog, PinPrompt, PinPurpose, WalletDialog};
 use super::enrol::EnrolScreen;
@@ -132,6 +132,11 @@ impl TillApp {
         self.enrol.enrolled.as_ref()
     }
 
+    /// The cashier screen's state.
+    pub fn cashier(&self) -> &CashierScreen {
+        &self.cashier
+    }
+
     /// The manager screen's state.
     pub fn manager(&self) -> &ManagerScreen {
         &self.manager
@@ -233,6 +238,15 @@ impl TillApp {
                 self.worker.send(Request::Overview);
             }
             Action::GuestSale => self.guest_sale(),
+            Action::Recommend(score) => {
+                if let Some(ask) = self.cashier.ask.take() {
+                    self.worker.send(Request::Recommend {
+                        score,
+                        member: ask.member,
+                    });
+                }
+            }
+            Action::SkipRecommend => self.cashier.ask = None,
             Action::Insights(days) => {
                 let (from, to) = crate::domain::insights::last_days(super::worker::now(), days);
                 self.worker.send(Request::Insights { from, to });
@@ -290,6 +304,8 @@ impl TillApp {
             }
             return;
         }
+        // The next customer: a question the last one left unanswered goes.
+        self.cashier.ask = None;
         self.worker.send(Request::Scan(text.to_owned()));
     }
 
@@ -481,10 +497,17 @@ impl TillApp {
                 self.cashier.member = None;
                 self.cashier.matches = hits;
             }
-            Reply::Written { message, panel } => {
+            Reply::Written {
+                message,
+                panel,
+                sale,
+            } => {
                 self.nudge_sync();
                 self.say(Tone::Good, message);
                 self.cashier.pending_amount = None;
+                self.cashier.ask = sale.then_some(Ask {
+                    member: Some(panel.view.member.id),
+                });
                 let shown = ShownMember::new(&self.ctx, "member-qr", *panel);
                 self.cashier.show_member(shown);
                 self.close_waiting_dialog();
@@ -548,6 +571,10 @@ impl TillApp {
             Reply::PageSkipped(key) => self.manager.page_skipped(&key),
             Reply::Saved(text) => self.say(Tone::Good, text),
             Reply::Insights(report) => self.manager.insights.arrived(*report),
+            Reply::GuestSold(message) => {
+                self.say(Tone::Good, message);
+                self.cashier.ask = Some(Ask { member: None });
+            }
             Reply::Joined(url) => {
                 self.nudge_sync();
                 self.say(
@@ -693,7 +720,12 @@ impl eframe::App for TillApp {
         let dialog = self.dialog.as_mut().and_then(|dialog| dialog.ui(&ctx));
         self.act_on(dialog);
         if let (true, Some(program)) = (self.customer_display, &self.program) {
-            let customer = customer_display(&ctx, program, self.cashier.member.as_ref());
+            let customer = customer_display(
+                &ctx,
+                program,
+                self.cashier.member.as_ref(),
+                self.cashier.ask,
+            );
             self.act_on(customer);
         }
     }

@@ -27,6 +27,42 @@ pub struct CashierScreen {
     pub(super) pending_amount: Option<i64>,
     /// Index into the program's rewards.
     pub(super) selected_reward: Option<usize>,
+    /// After a sale: the customer may say how likely they are to recommend us (the member who
+    /// bought, or `None` for a guest). Never blocks the next sale.
+    pub ask: Option<Ask>,
+}
+
+/// A recommend question waiting for the customer's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    pub member: Option<crate::domain::MemberId>,
+}
+
+/// The question, as the customer reads it.
+pub const RECOMMEND_QUESTION: &str = "How likely are you to recommend us to a friend?";
+
+/// Eleven buttons, 0 to 10, and a way out; the answer as an action. `size` is the buttons'
+/// side (bigger on the customer's touch screen).
+pub fn recommend_ui(ui: &mut egui::Ui, size: f32) -> Option<Action> {
+    let mut action = None;
+    ui.horizontal_wrapped(|ui| {
+        for score in 0..=10u8 {
+            let button = egui::Button::new(RichText::new(score.to_string()).size(size * 0.45))
+                .min_size(egui::vec2(size, size));
+            let response = ui.add(button);
+            response.widget_info(|| {
+                egui::WidgetInfo::labeled(egui::Role::Button, true, format!("Score {score}"))
+            });
+            if response.clicked() {
+                action = Some(Action::Recommend(score));
+            }
+        }
+        let skip = egui::Button::new("Skip").min_size(egui::vec2(size * 1.5, size));
+        if ui.add(skip).clicked() {
+            action = Some(Action::SkipRecommend);
+        }
+    });
+    action
 }
 
 impl CashierScreen {
@@ -62,6 +98,12 @@ impl CashierScreen {
         dialog_open: bool,
     ) -> Option<Action> {
         let mut action = self.scan_line_ui(ui, dialog_open);
+        if self.ask.is_some() {
+            ui.horizontal(|ui| {
+                ui.label(RichText::new(format!("Ask the customer: {RECOMMEND_QUESTION}")).strong());
+            });
+            action = action.or(recommend_ui(ui, super::theme::TARGET));
+        }
         ui.add_space(8.0);
         if let Some(member) = &self.member {
             let mut picked = None;

@@ -3,16 +3,19 @@
 use egui::RichText;
 
 use super::action::Action;
+use super::cashier::{Ask, RECOMMEND_QUESTION, recommend_ui};
 use super::member::ShownMember;
 use super::theme::tier_badge;
 use crate::domain::Program;
 
-/// Shows the customer's window with `member` (or a welcome); returns
-/// [`Action::ToggleCustomerDisplay`] when the window is closed.
+/// Shows the customer's window with `member` (or a welcome), and the recommend question after a
+/// sale (`ask`); returns their answer, or [`Action::ToggleCustomerDisplay`] when the window is
+/// closed.
 pub fn customer_display(
     ctx: &egui::Context,
     program: &Program,
     member: Option<&ShownMember>,
+    ask: Option<Ask>,
 ) -> Option<Action> {
     let builder = egui::ViewportBuilder::default()
         .with_title("Tillpass — for the customer")
@@ -20,6 +23,7 @@ pub fn customer_display(
         // The till keeps the keyboard: a scan must never land in the customer's window.
         .with_active(false);
     let mut close = false;
+    let mut answer = None;
     ctx.show_viewport_immediate(
         egui::ViewportId::from_hash_of("customer"),
         builder,
@@ -32,6 +36,15 @@ pub fn customer_display(
             if ui.input(|i| i.focused) {
                 ui.ctx()
                     .send_viewport_cmd_to(egui::ViewportId::ROOT, egui::ViewportCommand::Focus);
+            }
+            if ask.is_some() {
+                egui::Panel::bottom("recommend").show(ui, |ui| {
+                    ui.add_space(8.0);
+                    ui.label(RichText::new(RECOMMEND_QUESTION).size(24.0).strong());
+                    ui.label(RichText::new("0 = not at all, 10 = extremely likely").size(16.0));
+                    answer = recommend_ui(ui, 44.0);
+                    ui.add_space(8.0);
+                });
             }
             egui::CentralPanel::default().show(ui, |ui| {
                 ui.vertical_centered(|ui| {
@@ -69,5 +82,5 @@ pub fn customer_display(
             });
         },
     );
-    close.then_some(Action::ToggleCustomerDisplay)
+    answer.or(close.then_some(Action::ToggleCustomerDisplay))
 }

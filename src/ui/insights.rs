@@ -117,15 +117,22 @@ fn measures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
     }
 }
 
-fn pictures_ui(ui: &mut egui::Ui, report: &Report) {
+/// Month labels under the x axis (months are at 0, 1, 2, ...).
+fn month_axis_for(
+    report: &Report,
+) -> impl Fn(egui_plot::GridMark, &std::ops::RangeInclusive<f64>) -> String + Clone + use<> {
     let labels: Vec<String> = report.months.iter().map(|m| m.month.clone()).collect();
-    let month_axis = move |mark: egui_plot::GridMark, _: &std::ops::RangeInclusive<f64>| {
+    move |mark, _| {
         let i = mark.value.round();
         if (mark.value - i).abs() > 1e-6 || i < 0.0 {
             return String::new();
         }
         labels.get(i as usize).cloned().unwrap_or_default()
-    };
+    }
+}
+
+fn pictures_ui(ui: &mut egui::Ui, report: &Report) {
+    let month_axis = month_axis_for(report);
     ui.strong("Members buying, per month");
     let bars: Vec<Bar> = report
         .months
@@ -172,6 +179,25 @@ fn pictures_ui(ui: &mut egui::Ui, report: &Report) {
         .show(ui, |plot| {
             plot.line(Line::new("Earned", series(|m| m.points_earned)).color(GOOD));
             plot.line(Line::new("Redeemed", series(|m| m.points_redeemed)).color(INFO));
+        });
+    ui.strong("Net promoter score, per month");
+    let trend: PlotPoints<'static> = report
+        .months
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| Some([i as f64, m.nps()?]))
+        .collect();
+    Plot::new("nps-per-month")
+        .height(140.0)
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .include_y(-100.0)
+        .include_y(100.0)
+        .y_axis_min_width(48.0)
+        .x_axis_formatter(month_axis_for(report))
+        .show(ui, |plot| {
+            plot.line(Line::new("NPS", trend).color(GOOD));
         });
     ui.strong("Retention by enrolment month");
     ui.label(

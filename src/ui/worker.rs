@@ -84,6 +84,11 @@ pub enum Request {
     },
     /// A sale without a member.
     GuestSale(i64),
+    /// A customer's answer to the recommend question.
+    Recommend {
+        score: u8,
+        member: Option<MemberId>,
+    },
     /// The program's measures over `[from, to)`.
     Insights {
         from: Timestamp,
@@ -114,7 +119,11 @@ pub enum Reply {
     Written {
         message: String,
         panel: Box<MemberPanel>,
+        /// It was a sale (the customer may be asked how likely they are to recommend us).
+        sale: bool,
     },
+    /// A sale without a member was recorded.
+    GuestSold(String),
     Enrolled(Box<MemberPanel>),
     /// The request was refused or failed; the text is for the cashier.
     Refused(String),
@@ -383,11 +392,15 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::GuestSale(amount_minor) => store
             .record_guest_sale(amount_minor, actor, now())
             .map(|_| {
-                Reply::Saved(format!(
+                Reply::GuestSold(format!(
                     "Sale of {} recorded without a member",
                     store.program().format_money(amount_minor)
                 ))
             })
+            .map_err(Failed::from),
+        Request::Recommend { score, member } => store
+            .record_nps(i64::from(score), member, now())
+            .map(|()| Reply::Saved(format!("Thank you! Answer {score} of 10 recorded")))
             .map_err(Failed::from),
         Request::Insights { from, to } => store
             .insights(from, to)
@@ -422,6 +435,7 @@ fn written(store: &Store, entry: &Entry, message: String) -> Result<Reply, Faile
     Ok(Reply::Written {
         message,
         panel: Box::new(panel(store, entry.member_id)?),
+        sale: false,
     })
 }
 
@@ -447,7 +461,11 @@ fn earn(store: &mut Store, actor: &str, member: MemberId, amount: i64) -> Result
         entry.points,
         store.program().format_money(amount)
     );
-    written(store, &entry, text)
+    let mut reply = written(store, &entry, text)?;
+    if let Reply::Written { sale, .. } = &mut reply {
+        *sale = true;
+    }
+    Ok(reply)
 }
 
 fn redeem(
