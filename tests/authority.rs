@@ -243,3 +243,87 @@ fn a_till_restored_from_an_older_copy_takes_back_its_entries_and_renumbers_new_o
         assert!(err.to_string().contains("immutable"), "{sql}: {err}");
     }
 }
+
+#[test]
+fn a_second_reversal_made_after_a_restore_is_set_aside_when_the_first_comes_back() {
+    let db = TempDb::new();
+    let backup = db.dir.path().join("backup.sqlite3");
+    let (member, sale) = {
+        let mut store = db.open();
+        let member = enrol(&mut store, "Mary Jackson").member.id;
+        let sale = store.earn(member, 1000, "ann", NOW).expect("earn");
+        mark_all_pushed(&mut store);
+        (member, sale)
+    };
+    std::fs::copy(&db.path, &backup).expect("back up the file");
+    let first = {
+        let mut store = db.open();
+        let first = store.reverse(sale.id, "ann", NOW).expect("reverse");
+        mark_all_pushed(&mut store);
+        first
+    };
+    std::fs::copy(&backup, &db.path).expect("restore the older copy");
+    let mut store = db.open();
+    // The copy does not know the sale was reversed: the cashier reverses it again, then sells.
+    let second = store.reverse(sale.id, "ann", NOW).expect("reverse again");
+    store.earn(member, 700, "ann", NOW).expect("earn");
+    assert_eq!(own_sequence(&store), vec![1, 2, 3, 4]);
+
+    let adopted = store
+        .adopt_own(&[], std::slice::from_ref(&first), 3, NOW)
+        .expect("adopt");
+    assert_eq!(
+        (adopted.recovered, adopted.renumbered, adopted.set_aside),
+        (1, 0, 1),
+        "the server's reversal takes number 3 from the second, and the sale keeps 4"
+    );
+    let held: Vec<EntryId> = store
+        .history(member, 100)
+        .expect("history")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(
+        held.contains(&first.id) && !held.contains(&second.id),
+        "the server's reversal stands; the second left the ledger"
+    );
+    let aside = store.quarantined(10).expect("quarantine");
+    assert_eq!(aside.len(), 1);
+    assert_eq!(aside[0].record, format!("entry:{}", second.id));
+    assert!(
+        aside[0].reason.contains(&first.id.to_string()) && aside[0].reason.contains("never pushed"),
+        "{}",
+        aside[0].reason
+    );
+    assert_eq!(own_sequence(&store), vec![1, 2, 3, 4], "gapless");
+    let outbox = store.outbox(1000, 10_000).expect("outbox");
+    assert_eq!(
+        outbox.entries.iter().map(|e| e.points).collect::<Vec<_>>(),
+        vec![70],
+        "only the sale waits to be pushed"
+    );
+    assert_eq!(
+        store.member(member).expect("member").state.balance,
+        100 + 100 - 100 + 70
+    );
+    assert!(store.verify(false).expect("verify").is_clean());
+    let err = store
+        .reverse(sale.id, "ann", NOW)
+        .expect_err("reversed already");
+    assert!(err.to_string().contains("reversed"), "{err}");
+
+    // A program update retries pulled records; this till's own entry stays, reason and all.
+    store.retry_quarantine(NOW).expect("retry");
+    assert_eq!(store.quarantined(10).expect("quarantine"), aside);
+
+    // Nothing else may leave the ledger: not an unpushed entry outside the quarantine, not a
+    // pushed one.
+    let conn = store.connection();
+    for sql in [
+        "DELETE FROM ledger WHERE terminal_seq = 4",
+        "DELETE FROM ledger WHERE terminal_seq = 2",
+    ] {
+        let err = conn.execute(sql, []).expect_err(sql);
+        assert!(err.to_string().contains("immutable"), "{sql}: {err}");
+    }
+}

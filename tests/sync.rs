@@ -54,6 +54,7 @@ on_both_backends!(
     config_own_entries_and_record_names_tell_a_till_where_it_stands,
     a_database_from_before_the_sequence_column_is_backfilled,
     a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number,
+    a_restored_till_that_reverses_an_entry_again_keeps_syncing,
     a_member_erased_at_one_till_is_erased_everywhere,
     rotated_keys_keep_old_cards_working_until_retired,
     imported_balances_sync_everywhere_and_are_flagged,
@@ -1503,6 +1504,56 @@ fn a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number(backend
         a.balances()[&member.0],
         100 + 100 + 200 + 300 + 400 + 50 + 60 + 70
     );
+}
+
+/// A till put back to a copy from before it pushed a reversal reverses the same entry again:
+/// the server's reversal stands, the second is set aside, and the till syncs on.
+fn a_restored_till_that_reverses_an_entry_again_keeps_syncing(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let member = enrol(&mut a.store, "Dorothy Vaughan").member.id;
+    let sale = a.store.earn(member, 2000, "test", now()).expect("earn");
+    a.sync().expect("sync");
+    let backup = dir.dir.path().join("till-backup.sqlite3");
+    backup_sqlite(a.store.connection(), &backup);
+    let first = a.store.reverse(sale.id, "test", now()).expect("reverse");
+    a.sync().expect("the server has the reversal");
+
+    a.restore(&backup);
+    let second = a
+        .store
+        .reverse(sale.id, "test", now())
+        .expect("the copy does not know it was reversed");
+    a.store.earn(member, 500, "test", now()).expect("earn");
+    let report = a.sync().expect("sync after the restore");
+    assert_eq!(
+        (report.recovered, report.set_aside, report.pushed_entries),
+        (1, 1, 1),
+        "took back the first reversal, set the second aside, pushed the sale"
+    );
+    let aside = a.store.quarantined(10).expect("quarantine");
+    assert_eq!(aside.len(), 1);
+    assert_eq!(aside[0].record, format!("entry:{}", second.id));
+    assert!(
+        aside[0].reason.contains(&first.id.to_string()),
+        "{}",
+        aside[0].reason
+    );
+    a.store
+        .reverse(sale.id, "test", now())
+        .expect_err("reversed already");
+    assert!(a.store.verify(false).expect("verify").is_clean());
+    let again = a.sync().expect("and syncs on");
+    assert_eq!((again.set_aside, again.pushed_entries), (0, 0));
+
+    let observer = Till::join(&server.url, &tokens[1]);
+    assert_eq!(observer.entry_ids(), a.entry_ids(), "every entry, once");
+    assert!(!a.entry_ids().contains(&second.id.0));
+    assert_eq!(observer.balances(), a.balances());
+    assert_eq!(a.balances()[&member.0], 100 + 200 - 200 + 50);
 }
 
 #[test]

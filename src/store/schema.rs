@@ -17,6 +17,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/009_erasure.sql")),
     M::up(include_str!("migrations/010_code_keys.sql")),
     M::up(include_str!("migrations/011_ledger_kinds.sql")),
+    M::up(include_str!("migrations/012_set_aside.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.
