@@ -4,6 +4,7 @@ pub mod card;
 pub mod entry;
 pub mod import;
 pub mod member;
+pub mod merge;
 pub mod money;
 pub mod phone;
 pub mod possible;
