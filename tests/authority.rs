@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use common::{NOW, TempDb, enrol};
 use tillpass::domain::{
     CardNumber, Entry, EntryId, EntryKind, MemberId, MemberRecord, RetiredCard, TerminalId,
@@ -326,4 +328,51 @@ fn a_second_reversal_made_after_a_restore_is_set_aside_when_the_first_comes_back
         let err = conn.execute(sql, []).expect_err(sql);
         assert!(err.to_string().contains("immutable"), "{sql}: {err}");
     }
+}
+
+#[test]
+fn a_pulled_member_record_merges_with_a_card_replaced_here_and_not_yet_pushed() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    let enrolled = enrol(&mut store, "Hedy Lamarr").member;
+    let member = enrolled.id;
+    let pushed = store.export_member(member, NOW).expect("record").record;
+    mark_all_pushed(&mut store);
+    let here = store
+        .replace_card(member, NOW.plus_millis(20))
+        .expect("replace")
+        .member
+        .card;
+    // Another till replaced the card earlier, without having seen this replacement.
+    let there = pushed.with_new_card(CardNumber::from_payload(4_242), NOW.plus_millis(10));
+    let applied = store
+        .apply_pulled(std::slice::from_ref(&there), &[], 5, None, NOW)
+        .expect("apply");
+    assert_eq!(applied.quarantined, 0);
+    let merged = store.export_member(member, NOW).expect("record").record;
+    assert_eq!(merged.member.card, here, "the card given last stays in use");
+    let retired: BTreeSet<(&CardNumber, &CardNumber)> = merged
+        .retired_cards
+        .iter()
+        .map(|r| (&r.card, &r.replaced_by))
+        .collect();
+    assert_eq!(
+        retired,
+        BTreeSet::from([(&enrolled.card, &here), (&there.member.card, &here)]),
+        "every other card leads to it"
+    );
+    let outbox = store.outbox(10, 10).expect("outbox");
+    assert_eq!(outbox.members, vec![merged.clone()], "the server lacks it");
+
+    // The server's merge of the two comes back: nothing more to push once that is marked.
+    store.mark_pushed(&outbox).expect("pushed");
+    let applied = store
+        .apply_pulled(std::slice::from_ref(&merged), &[], 6, None, NOW)
+        .expect("apply");
+    assert_eq!(applied.quarantined, 0);
+    assert!(store.outbox(10, 10).expect("outbox").members.is_empty());
+    let err = store
+        .identify_code(&store.member_code(&there.member.card))
+        .expect_err("the other till's card was replaced");
+    assert!(err.to_string().contains("replaced"), "{err}");
 }

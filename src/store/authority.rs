@@ -82,7 +82,10 @@ fn about_the_record(e: &StoreError) -> bool {
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
             f.code == rusqlite::ErrorCode::ConstraintViolation
         }
-        StoreError::Member(_) | StoreError::Shape(_) | StoreError::Refused(_) => true,
+        StoreError::Member(_)
+        | StoreError::Merge(_)
+        | StoreError::Shape(_)
+        | StoreError::Refused(_) => true,
         _ => false,
     }
 }
