@@ -376,3 +376,57 @@ fn a_pulled_member_record_merges_with_a_card_replaced_here_and_not_yet_pushed() 
         .expect_err("the other till's card was replaced");
     assert!(err.to_string().contains("replaced"), "{err}");
 }
+
+#[test]
+fn a_copy_from_before_its_entries_were_renumbered_and_pushed_takes_the_servers_numbers() {
+    let db = TempDb::new();
+    let first_copy = db.dir.path().join("first.sqlite3");
+    let second_copy = db.dir.path().join("second.sqlite3");
+    let member;
+    {
+        let mut store = db.open();
+        member = enrol(&mut store, "Margaret Hamilton").member.id;
+        mark_all_pushed(&mut store);
+    }
+    std::fs::copy(&db.path, &first_copy).expect("back up");
+    let lost = {
+        let mut store = db.open();
+        store.earn(member, 1000, "ann", NOW).expect("earn");
+        mark_all_pushed(&mut store)
+    };
+    std::fs::copy(&first_copy, &db.path).expect("put the first copy back");
+    {
+        let mut store = db.open();
+        store.earn(member, 2000, "ann", NOW).expect("earn");
+    }
+    // A copy holding that sale unpushed, as number 2.
+    std::fs::copy(&db.path, &second_copy).expect("back up again");
+    let renumbered = {
+        let mut store = db.open();
+        store.adopt_own(&[], &lost, 2, NOW).expect("adopt");
+        mark_all_pushed(&mut store)
+    };
+    assert_eq!(
+        renumbered
+            .iter()
+            .map(|e| e.terminal_seq)
+            .collect::<Vec<_>>(),
+        vec![3],
+        "pushed as number 3"
+    );
+
+    std::fs::copy(&second_copy, &db.path).expect("put the second copy back");
+    let mut store = db.open();
+    let mut server = lost.clone();
+    server.extend(renumbered);
+    let adopted = store.adopt_own(&[], &server, 3, NOW).expect("adopt");
+    assert_eq!((adopted.recovered, adopted.renumbered), (1, 1));
+    assert_eq!(own_sequence(&store), vec![1, 2, 3], "gapless");
+    let counters = store.sync_counters().expect("counters");
+    assert_eq!((counters.pushed_seq, counters.waiting_entries), (3, 0));
+    assert_eq!(
+        store.member(member).expect("member").state.balance,
+        100 + 100 + 200
+    );
+    assert!(store.verify(false).expect("verify").is_clean());
+}

@@ -518,6 +518,9 @@ impl Store {
         )?;
         let on_server: HashSet<EntryId> = server.iter().map(|e| e.id).collect();
         let mut missing = Vec::new();
+        // Unpushed here, yet on the server under another number: this copy predates an earlier
+        // restore's renumbering, which was pushed. The server's number stands.
+        let mut moves: Vec<(EntryId, i64)> = Vec::new();
         for e in server {
             if e.terminal_id != terminal {
                 return Err(StoreError::BadEntry {
@@ -527,6 +530,15 @@ impl Store {
             }
             match entry_by_id(&tx, e.id)? {
                 Some(local) if local == *e => {}
+                Some(local)
+                    if local.terminal_seq > pushed
+                        && Entry {
+                            terminal_seq: e.terminal_seq,
+                            ..local.clone()
+                        } == *e =>
+                {
+                    moves.push((e.id, e.terminal_seq));
+                }
                 Some(_) => return Err(StoreError::IdConflict(e.id)),
                 None => missing.push(e),
             }
@@ -565,25 +577,27 @@ impl Store {
             .filter(|e| !gone.contains(&e.id))
             .collect();
         // Each unpushed entry's number after the server's; only those that change move.
-        let moves: Vec<(&Entry, i64)> = to_renumber
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (*e, server_last + 1 + i as i64))
-            .filter(|(e, seq)| e.terminal_seq != *seq)
-            .collect();
+        moves.extend(
+            to_renumber
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (*e, server_last + 1 + i as i64))
+                .filter(|(e, seq)| e.terminal_seq != *seq)
+                .map(|(e, seq)| (e.id, seq)),
+        );
         let mut renumber = tx.prepare("UPDATE ledger SET terminal_seq = ?2 WHERE id = ?1")?;
         // Out of the way first (above any number in use), then in place after the server's.
         let aside = server_last.max(unpushed.last().map_or(0, |e| e.terminal_seq));
-        for (i, (e, _)) in moves.iter().enumerate() {
-            renumber.execute(params![e.id.0, aside + 1 + i as i64])?;
+        for (i, (id, _)) in moves.iter().enumerate() {
+            renumber.execute(params![id.0, aside + 1 + i as i64])?;
         }
         for e in &missing {
             insert_entry(&tx, e)?;
             let t = touched.entry(e.member_id).or_insert(e.occurred_at);
             *t = (*t).max(e.occurred_at);
         }
-        for (e, seq) in &moves {
-            renumber.execute(params![e.id.0, seq])?;
+        for (id, seq) in &moves {
+            renumber.execute(params![id.0, seq])?;
         }
         drop(renumber);
         let renumbered = moves.len();
