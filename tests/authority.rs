@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use common::{NOW, TempDb, enrol};
 use tillpass::domain::{
     CardNumber, Entry, EntryId, EntryKind, MemberId, MemberRecord, RetiredCard, TerminalId,
@@ -242,4 +244,189 @@ fn a_till_restored_from_an_older_copy_takes_back_its_entries_and_renumbers_new_o
         let err = conn.execute(sql, []).expect_err(sql);
         assert!(err.to_string().contains("immutable"), "{sql}: {err}");
     }
+}
+
+#[test]
+fn a_second_reversal_made_after_a_restore_is_set_aside_when_the_first_comes_back() {
+    let db = TempDb::new();
+    let backup = db.dir.path().join("backup.sqlite3");
+    let (member, sale) = {
+        let mut store = db.open();
+        let member = enrol(&mut store, "Mary Jackson").member.id;
+        let sale = store.earn(member, 1000, "ann", NOW).expect("earn");
+        mark_all_pushed(&mut store);
+        (member, sale)
+    };
+    std::fs::copy(&db.path, &backup).expect("back up the file");
+    let first = {
+        let mut store = db.open();
+        let first = store.reverse(sale.id, "ann", NOW).expect("reverse");
+        mark_all_pushed(&mut store);
+        first
+    };
+    std::fs::copy(&backup, &db.path).expect("restore the older copy");
+    let mut store = db.open();
+    // The copy does not know the sale was reversed: the cashier reverses it again, then sells.
+    let second = store.reverse(sale.id, "ann", NOW).expect("reverse again");
+    store.earn(member, 700, "ann", NOW).expect("earn");
+    assert_eq!(own_sequence(&store), vec![1, 2, 3, 4]);
+
+    let adopted = store
+        .adopt_own(&[], std::slice::from_ref(&first), 3, NOW)
+        .expect("adopt");
+    assert_eq!(
+        (adopted.recovered, adopted.renumbered, adopted.set_aside),
+        (1, 0, 1),
+        "the server's reversal takes number 3 from the second, and the sale keeps 4"
+    );
+    let held: Vec<EntryId> = store
+        .history(member, 100)
+        .expect("history")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert!(
+        held.contains(&first.id) && !held.contains(&second.id),
+        "the server's reversal stands; the second left the ledger"
+    );
+    let aside = store.quarantined(10).expect("quarantine");
+    assert_eq!(aside.len(), 1);
+    assert_eq!(aside[0].record, format!("entry:{}", second.id));
+    assert!(
+        aside[0].reason.contains(&first.id.to_string()) && aside[0].reason.contains("never pushed"),
+        "{}",
+        aside[0].reason
+    );
+    assert_eq!(own_sequence(&store), vec![1, 2, 3, 4], "gapless");
+    let outbox = store.outbox(1000, 10_000).expect("outbox");
+    assert_eq!(
+        outbox.entries.iter().map(|e| e.points).collect::<Vec<_>>(),
+        vec![70],
+        "only the sale waits to be pushed"
+    );
+    assert_eq!(
+        store.member(member).expect("member").state.balance,
+        100 + 100 - 100 + 70
+    );
+    assert!(store.verify(false).expect("verify").is_clean());
+    let err = store
+        .reverse(sale.id, "ann", NOW)
+        .expect_err("reversed already");
+    assert!(err.to_string().contains("reversed"), "{err}");
+
+    // A program update retries pulled records; this till's own entry stays, reason and all.
+    store.retry_quarantine(NOW).expect("retry");
+    assert_eq!(store.quarantined(10).expect("quarantine"), aside);
+
+    // Nothing else may leave the ledger: not an unpushed entry outside the quarantine, not a
+    // pushed one.
+    let conn = store.connection();
+    for sql in [
+        "DELETE FROM ledger WHERE terminal_seq = 4",
+        "DELETE FROM ledger WHERE terminal_seq = 2",
+    ] {
+        let err = conn.execute(sql, []).expect_err(sql);
+        assert!(err.to_string().contains("immutable"), "{sql}: {err}");
+    }
+}
+
+#[test]
+fn a_pulled_member_record_merges_with_a_card_replaced_here_and_not_yet_pushed() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    let enrolled = enrol(&mut store, "Hedy Lamarr").member;
+    let member = enrolled.id;
+    let pushed = store.export_member(member, NOW).expect("record").record;
+    mark_all_pushed(&mut store);
+    let here = store
+        .replace_card(member, NOW.plus_millis(20))
+        .expect("replace")
+        .member
+        .card;
+    // Another till replaced the card earlier, without having seen this replacement.
+    let there = pushed.with_new_card(CardNumber::from_payload(4_242), NOW.plus_millis(10));
+    let applied = store
+        .apply_pulled(std::slice::from_ref(&there), &[], 5, None, NOW)
+        .expect("apply");
+    assert_eq!(applied.quarantined, 0);
+    let merged = store.export_member(member, NOW).expect("record").record;
+    assert_eq!(merged.member.card, here, "the card given last stays in use");
+    let retired: BTreeSet<(&CardNumber, &CardNumber)> = merged
+        .retired_cards
+        .iter()
+        .map(|r| (&r.card, &r.replaced_by))
+        .collect();
+    assert_eq!(
+        retired,
+        BTreeSet::from([(&enrolled.card, &here), (&there.member.card, &here)]),
+        "every other card leads to it"
+    );
+    let outbox = store.outbox(10, 10).expect("outbox");
+    assert_eq!(outbox.members, vec![merged.clone()], "the server lacks it");
+
+    // The server's merge of the two comes back: nothing more to push once that is marked.
+    store.mark_pushed(&outbox).expect("pushed");
+    let applied = store
+        .apply_pulled(std::slice::from_ref(&merged), &[], 6, None, NOW)
+        .expect("apply");
+    assert_eq!(applied.quarantined, 0);
+    assert!(store.outbox(10, 10).expect("outbox").members.is_empty());
+    let err = store
+        .identify_code(&store.member_code(&there.member.card))
+        .expect_err("the other till's card was replaced");
+    assert!(err.to_string().contains("replaced"), "{err}");
+}
+
+#[test]
+fn a_copy_from_before_its_entries_were_renumbered_and_pushed_takes_the_servers_numbers() {
+    let db = TempDb::new();
+    let first_copy = db.dir.path().join("first.sqlite3");
+    let second_copy = db.dir.path().join("second.sqlite3");
+    let member;
+    {
+        let mut store = db.open();
+        member = enrol(&mut store, "Margaret Hamilton").member.id;
+        mark_all_pushed(&mut store);
+    }
+    std::fs::copy(&db.path, &first_copy).expect("back up");
+    let lost = {
+        let mut store = db.open();
+        store.earn(member, 1000, "ann", NOW).expect("earn");
+        mark_all_pushed(&mut store)
+    };
+    std::fs::copy(&first_copy, &db.path).expect("put the first copy back");
+    {
+        let mut store = db.open();
+        store.earn(member, 2000, "ann", NOW).expect("earn");
+    }
+    // A copy holding that sale unpushed, as number 2.
+    std::fs::copy(&db.path, &second_copy).expect("back up again");
+    let renumbered = {
+        let mut store = db.open();
+        store.adopt_own(&[], &lost, 2, NOW).expect("adopt");
+        mark_all_pushed(&mut store)
+    };
+    assert_eq!(
+        renumbered
+            .iter()
+            .map(|e| e.terminal_seq)
+            .collect::<Vec<_>>(),
+        vec![3],
+        "pushed as number 3"
+    );
+
+    std::fs::copy(&second_copy, &db.path).expect("put the second copy back");
+    let mut store = db.open();
+    let mut server = lost.clone();
+    server.extend(renumbered);
+    let adopted = store.adopt_own(&[], &server, 3, NOW).expect("adopt");
+    assert_eq!((adopted.recovered, adopted.renumbered), (1, 1));
+    assert_eq!(own_sequence(&store), vec![1, 2, 3], "gapless");
+    let counters = store.sync_counters().expect("counters");
+    assert_eq!((counters.pushed_seq, counters.waiting_entries), (3, 0));
+    assert_eq!(
+        store.member(member).expect("member").state.balance,
+        100 + 100 + 200
+    );
+    assert!(store.verify(false).expect("verify").is_clean());
 }

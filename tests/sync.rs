@@ -57,6 +57,9 @@ on_both_backends!(
     config_own_entries_and_record_names_tell_a_till_where_it_stands,
     a_database_from_before_the_sequence_column_is_backfilled,
     a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number,
+    a_restored_till_that_reverses_an_entry_again_keeps_syncing,
+    cards_replaced_at_tills_apart_are_merged_everywhere,
+    a_till_put_back_to_before_a_card_replacement_replaces_again_and_syncs,
     a_member_erased_at_one_till_is_erased_everywhere,
     rotated_keys_keep_old_cards_working_until_retired,
     imported_balances_sync_everywhere_and_are_flagged,
@@ -1214,7 +1217,7 @@ fn impossible_member_records_are_refused(backend: Backend) {
         .push(vec![swapped.clone()], vec![])
         .expect_err("a card swapped without retiring the old one");
     assert_eq!(err.rule.as_deref(), Some("member_change"), "{}", err.error);
-    assert!(err.error.contains("without retiring"), "{}", err.error);
+    assert!(err.error.contains("not linked"), "{}", err.error);
     let mut reenrolled = record.clone();
     reenrolled.member.created_at = record.member.created_at.plus_millis(-1);
     reenrolled.version += 2;
@@ -1235,7 +1238,8 @@ fn impossible_member_records_are_refused(backend: Backend) {
     assert_eq!(err.rule.as_deref(), Some("member_change"), "{}", err.error);
     assert!(err.error.contains("retired yet in use"), "{}", err.error);
 
-    // A replacement with the retired-card chain, and a later contact edit that keeps it.
+    // A replacement with the retired-card chain; then a copy from before it, renamed (a till
+    // put back to an older copy of its file): merged, the replacement stays, the name is taken.
     swapped.retired_cards.push(RetiredCard {
         card: record.member.card.clone(),
         retired_at: now(),
@@ -1243,19 +1247,26 @@ fn impossible_member_records_are_refused(backend: Backend) {
     });
     let ack = rogue.push(vec![swapped.clone()], vec![]).expect("replaced");
     assert_eq!(ack.members, 1);
-    let mut renamed = swapped.clone();
+    let mut renamed = record.clone();
     renamed.member.name = "Grace Hopper".into();
-    renamed.version += 1;
-    renamed.retired_cards.clear();
-    let err = rogue
-        .push(vec![renamed.clone()], vec![])
-        .expect_err("a retired card dropped");
-    assert!(err.error.contains("never dropped"), "{}", err.error);
-    renamed.retired_cards = swapped.retired_cards.clone();
+    renamed.version = swapped.version + 1;
+    let ack = rogue.push(vec![renamed.clone()], vec![]).expect("merged");
+    assert_eq!(ack.members, 1);
+    let served: PullResponse = rogue.get("/v1/sync/pull?after=0&limit=100");
+    let latest = served
+        .members
+        .iter()
+        .filter(|m| m.member.id == record.member.id)
+        .max_by_key(|m| m.version)
+        .expect("served");
     assert_eq!(
-        rogue.push(vec![renamed], vec![]).expect("renamed").members,
-        1
+        (&latest.member.card, latest.member.name.as_str()),
+        (&swapped.member.card, "Grace Hopper")
     );
+    assert_eq!(latest.retired_cards, swapped.retired_cards);
+    assert!(latest.version > renamed.version, "newer than either copy");
+    let ack = rogue.push(vec![renamed], vec![]).expect("again");
+    assert_eq!(ack.members, 0, "a copy merged already changes nothing");
 }
 
 fn refusals_and_flags_show_in_the_audit(backend: Backend) {
@@ -1652,6 +1663,211 @@ fn a_till_restored_from_an_older_copy_loses_nothing_and_reuses_no_number(backend
     assert_eq!(
         a.balances()[&member.0],
         100 + 100 + 200 + 300 + 400 + 50 + 60 + 70
+    );
+}
+
+/// A till put back to a copy from before it pushed a reversal reverses the same entry again:
+/// the server's reversal stands, the second is set aside, and the till syncs on.
+fn a_restored_till_that_reverses_an_entry_again_keeps_syncing(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let member = enrol(&mut a.store, "Dorothy Vaughan").member.id;
+    let sale = a.store.earn(member, 2000, "test", now()).expect("earn");
+    a.sync().expect("sync");
+    let backup = dir.dir.path().join("till-backup.sqlite3");
+    backup_sqlite(a.store.connection(), &backup);
+    let first = a.store.reverse(sale.id, "test", now()).expect("reverse");
+    a.sync().expect("the server has the reversal");
+
+    a.restore(&backup);
+    let second = a
+        .store
+        .reverse(sale.id, "test", now())
+        .expect("the copy does not know it was reversed");
+    a.store.earn(member, 500, "test", now()).expect("earn");
+    let report = a.sync().expect("sync after the restore");
+    assert_eq!(
+        (report.recovered, report.set_aside, report.pushed_entries),
+        (1, 1, 1),
+        "took back the first reversal, set the second aside, pushed the sale"
+    );
+    let aside = a.store.quarantined(10).expect("quarantine");
+    assert_eq!(aside.len(), 1);
+    assert_eq!(aside[0].record, format!("entry:{}", second.id));
+    assert!(
+        aside[0].reason.contains(&first.id.to_string()),
+        "{}",
+        aside[0].reason
+    );
+    a.store
+        .reverse(sale.id, "test", now())
+        .expect_err("reversed already");
+    assert!(a.store.verify(false).expect("verify").is_clean());
+    let again = a.sync().expect("and syncs on");
+    assert_eq!((again.set_aside, again.pushed_entries), (0, 0));
+
+    let observer = Till::join(&server.url, &tokens[1]);
+    assert_eq!(observer.entry_ids(), a.entry_ids(), "every entry, once");
+    assert!(!a.entry_ids().contains(&second.id.0));
+    assert_eq!(observer.balances(), a.balances());
+    assert_eq!(a.balances()[&member.0], 100 + 200 - 200 + 50);
+}
+
+/// Every card `member` was given, as `till` knows it: in use, or retired and replaced by the
+/// card in use.
+fn card_state(till: &Till, member: MemberId, card: &CardNumber) -> String {
+    let conn = till.store.connection();
+    let in_use: String = conn
+        .query_row("SELECT card FROM members WHERE id = ?1", [member.0], |r| {
+            r.get(0)
+        })
+        .expect("member");
+    if in_use == card.as_str() {
+        return "in use".into();
+    }
+    conn.query_row(
+        "SELECT member_id, replaced_by FROM retired_cards WHERE card = ?1",
+        [card.as_str()],
+        |r| Ok((r.get::<_, uuid::Uuid>(0)?, r.get::<_, String>(1)?)),
+    )
+    .map(|(of, by)| {
+        if of == member.0 && by == in_use {
+            "retired for the card in use".to_owned()
+        } else {
+            format!("retired for {of}, replaced by {by}")
+        }
+    })
+    .unwrap_or_else(|e| format!("unknown: {e}"))
+}
+
+/// Three tills give one member a new card each while offline; the latest given is pushed
+/// second, the earliest last. Every push is taken, the newest card is the one in use
+/// everywhere, and the others are retired for it.
+fn cards_replaced_at_tills_apart_are_merged_everywhere(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 4) else {
+        return;
+    };
+    let mut tills: Vec<Till> = tokens[..3]
+        .iter()
+        .map(|t| Till::join(&server.url, t))
+        .collect();
+    let view = enrol(&mut tills[0].store, "Annie Easley");
+    let member = view.member.id;
+    tills[0].sync().expect("push the member");
+    for till in &mut tills[1..] {
+        till.sync().expect("pull the member");
+    }
+    let mut given = vec![view.member.card];
+    for (till, minutes) in [(0, 2), (1, 3), (2, 1)] {
+        let at = now().plus_millis(minutes * 60_000);
+        let card = tills[till]
+            .store
+            .replace_card(member, at)
+            .expect("replace")
+            .member
+            .card;
+        tills[till]
+            .store
+            .earn(member, 1000, "test", at)
+            .expect("earn");
+        given.push(card);
+    }
+    for till in &mut tills {
+        let report = till.sync().expect("nothing refused");
+        assert_eq!(report.pushed_entries, 1);
+    }
+    for till in &mut tills {
+        till.sync().expect("settle");
+    }
+    let observer = Till::join(&server.url, &tokens[3]);
+    for till in tills.iter().chain([&observer]) {
+        let record = till.store.member(member).expect("member");
+        assert_eq!(
+            record.member.card, given[2],
+            "the card given last is in use"
+        );
+        let states: Vec<String> = given[..2]
+            .iter()
+            .chain(&given[3..])
+            .map(|c| card_state(till, member, c))
+            .collect();
+        assert_eq!(states, vec!["retired for the card in use"; 3]);
+        assert_eq!(record.state.balance, 100 + 3 * 100);
+        assert!(till.store.quarantined(10).expect("quarantine").is_empty());
+        let counters = till.store.sync_counters().expect("counters");
+        assert_eq!(counters.waiting_members, 0, "nothing waits");
+    }
+    let versions: BTreeSet<i64> = tills
+        .iter()
+        .chain([&observer])
+        .map(|t| {
+            t.store
+                .connection()
+                .query_row("SELECT version FROM members", [], |r| r.get(0))
+                .expect("version")
+        })
+        .collect();
+    assert_eq!(versions.len(), 1, "one record everywhere: {versions:?}");
+}
+
+/// A till put back to a copy from before a card replacement it pushed gives the member another
+/// new card: it syncs on, and both cards it gave stay the member's.
+fn a_till_put_back_to_before_a_card_replacement_replaces_again_and_syncs(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let view = enrol(&mut a.store, "Evelyn Boyd Granville");
+    let member = view.member.id;
+    a.sync().expect("sync");
+    let backup = dir.dir.path().join("till-backup.sqlite3");
+    backup_sqlite(a.store.connection(), &backup);
+    let first = a
+        .store
+        .replace_card(member, now())
+        .expect("replace")
+        .member
+        .card;
+    a.sync().expect("the server has the new card");
+
+    a.restore(&backup);
+    let later = now().plus_millis(60_000);
+    let second = a
+        .store
+        .replace_card(member, later)
+        .expect("replace")
+        .member
+        .card;
+    a.store.earn(member, 1000, "test", later).expect("earn");
+    let report = a.sync().expect("sync after the restore");
+    assert_eq!(report.pushed_entries, 1, "the sale went too");
+    a.sync().expect("settle");
+    let observer = Till::join(&server.url, &tokens[1]);
+    for till in [&a, &observer] {
+        assert_eq!(
+            till.store.member(member).expect("member").member.card,
+            second
+        );
+        for card in [&view.member.card, &first] {
+            assert_eq!(
+                card_state(till, member, card),
+                "retired for the card in use"
+            );
+        }
+        let err = till
+            .store
+            .identify_code(&till.store.member_code(&first))
+            .expect_err("replaced");
+        assert!(err.to_string().contains("replaced"), "{err}");
+    }
+    assert_eq!(
+        a.store.sync_counters().expect("counters").waiting_members,
+        0
     );
 }
 

@@ -5,6 +5,7 @@ pub mod entry;
 pub mod import;
 pub mod insights;
 pub mod member;
+pub mod merge;
 pub mod money;
 pub mod phone;
 pub mod possible;

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use super::validate::{
     Batch, CheckedEntry, PushRefusal, RULE_ID_CONFLICT, RULE_MEMBER_CHANGE, RULE_REVERSAL_ORDER,
 };
+use crate::domain::merge::merge;
 use crate::domain::possible::{Flag, Known, Needs, ProgramHistory, check_batch};
-use crate::domain::{CardNumber, Entry, EntryId, MemberRecord, Timestamp};
+use crate::domain::{Entry, EntryId, MemberRecord, Timestamp};
 use crate::sync::protocol::{RULE_SEQUENCE_GAP, RULE_SEQUENCE_REUSED};
 
 /// A batch's entries split by the till's sequence.
@@ -171,74 +172,35 @@ pub(super) fn day(at: Timestamp) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
-/// A newer record of a stored member may change only what a till changes: contact details
-/// (name, phone, email, birthday, marketing consent), and the card along the retired-card
-/// chain (every card the member held stays retired, and the old card leads to the new one).
-pub(super) fn member_change(stored: &MemberRecord, new: &MemberRecord) -> Result<(), PushRefusal> {
+/// What a stored member becomes with a till's record of it: the two merged
+/// ([`crate::domain::merge`]: cards replaced at tills that had not seen each other's
+/// replacement, or at a till put back to an older copy, all stay the member's), unless the
+/// record is one no honest till writes: another enrolment time, a card not linked to the
+/// member's cards, an erased record that holds data.
+pub(super) fn member_change(
+    stored: &MemberRecord,
+    new: &MemberRecord,
+) -> Result<MemberRecord, PushRefusal> {
     let id = new.member.id;
-    let refuse = |reason: String| {
-        Err(PushRefusal::push(
-            RULE_MEMBER_CHANGE,
-            format!("member {id}: {reason}"),
-        ))
-    };
-    if new.member.created_at != stored.member.created_at {
-        return refuse(format!(
-            "the enrolment time changed from {} to {}; no till changes it",
-            stored.member.created_at, new.member.created_at
-        ));
-    }
-    if stored.erased_at.is_some() && new.erased_at.is_none() {
-        return refuse("the member's data was erased at their request; it cannot come back".into());
-    }
+    let refuse =
+        |reason: String| PushRefusal::push(RULE_MEMBER_CHANGE, format!("member {id}: {reason}"));
     if new.erased_at.is_some()
         && (new.member.name != crate::domain::member::ERASED_NAME
             || new.member.phone.is_some()
             || new.member.email.is_some()
             || new.member.birthday.is_some())
     {
-        return refuse("an erased record holds no name, phone, email or birthday".into());
-    }
-    if let Some(dropped) = stored
-        .retired_cards
-        .iter()
-        .find(|r| !new.retired_cards.contains(r))
-    {
-        return refuse(format!(
-            "retired card {} is missing; retired cards are never dropped",
-            dropped.card
+        return Err(refuse(
+            "an erased record holds no name, phone, email or birthday".into(),
         ));
     }
-    if new.member.card != stored.member.card
-        && !chain_leads(&new.retired_cards, &stored.member.card, &new.member.card)
-    {
-        return refuse(format!(
-            "the card changed from {} to {} without retiring the old card for the new one",
-            stored.member.card, new.member.card
-        ));
-    }
-    Ok(())
-}
-
-/// Whether retiring cards from `from` on, each replaced by the next, reaches `to`.
-fn chain_leads(retired: &[crate::domain::RetiredCard], from: &CardNumber, to: &CardNumber) -> bool {
-    let mut card = from;
-    for _ in 0..retired.len() {
-        let Some(step) = retired.iter().find(|r| r.card == *card) else {
-            return false;
-        };
-        if step.replaced_by == *to {
-            return true;
-        }
-        card = &step.replaced_by;
-    }
-    false
+    merge(stored, new).map_err(|e| refuse(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{EntryKind, Member, MemberId, RetiredCard, TerminalId};
+    use crate::domain::{CardNumber, EntryKind, Member, MemberId, RetiredCard, TerminalId};
 
     const T0: i64 = 1_795_435_200_000;
 
@@ -374,33 +336,49 @@ mod tests {
     }
 
     #[test]
-    fn member_records_change_only_as_a_till_changes_them() {
+    fn member_records_merge_unless_no_till_could_have_written_them() {
         let stored = record(1, &[]);
         let mut renamed = record(1, &[]);
         renamed.member.name = "Ada King".into();
         renamed.member.email = Some("ada@example.com".into());
-        assert_eq!(member_change(&stored, &renamed), Ok(()));
-        assert_eq!(member_change(&stored, &record(2, &[(1, 2)])), Ok(()));
+        renamed.version += 1;
+        assert_eq!(member_change(&stored, &renamed), Ok(renamed.clone()));
+        let replaced = record(2, &[(1, 2)]);
+        assert_eq!(member_change(&stored, &replaced), Ok(replaced.clone()));
         assert_eq!(
-            member_change(&stored, &record(3, &[(1, 2), (2, 3)])),
-            Ok(()),
+            member_change(&stored, &record(3, &[(1, 2), (2, 3)])).map(|m| m.member.card),
+            Ok(CardNumber::from_payload(3)),
             "two replacements offline"
         );
-        for (bad, why) in [
-            (record(2, &[]), "without retiring"),
-            (record(3, &[(1, 2)]), "without retiring"),
-            (record(2, &[(5, 2)]), "without retiring"),
-        ] {
+        let mut stale = record(1, &[]);
+        stale.member.name = "Ada King".into();
+        stale.version += 1;
+        let merged = member_change(&replaced, &stale).expect("a copy from before the replacement");
+        assert_eq!(
+            (
+                &merged.member.card,
+                &merged.member.name,
+                &merged.retired_cards
+            ),
+            (
+                &CardNumber::from_payload(2),
+                &"Ada King".to_owned(),
+                &replaced.retired_cards
+            ),
+            "the replacement stays, the new name is taken"
+        );
+        for bad in [record(2, &[]), record(3, &[(1, 2)]), record(2, &[(5, 2)])] {
             let r = member_change(&stored, &bad).expect_err("refused");
             assert_eq!((r.entry_id, r.rule), (None, RULE_MEMBER_CHANGE));
-            assert!(r.message.contains(why), "{r}");
+            assert!(r.message.contains("not linked"), "{r}");
         }
-        let replaced = record(2, &[(1, 2)]);
-        let r = member_change(&replaced, &record(2, &[])).expect_err("dropped");
-        assert!(r.message.contains("never dropped"), "{r}");
         let mut reenrolled = record(1, &[]);
         reenrolled.member.created_at = Timestamp::from_millis(T0 + 1);
         let r = member_change(&stored, &reenrolled).expect_err("created_at");
         assert!(r.message.contains("enrolment time"), "{r}");
+        let mut erased = record(1, &[]);
+        erased.erased_at = Some(Timestamp::from_millis(T0));
+        let r = member_change(&stored, &erased).expect_err("erased, with a name");
+        assert!(r.message.contains("holds no name"), "{r}");
     }
 }

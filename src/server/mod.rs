@@ -361,6 +361,16 @@ async fn shutdown() {
     tracing::info!("shutting down");
 }
 
+/// The refusal of a member record naming `card`, which another member holds.
+pub(crate) fn card_taken(member: MemberId, card: &crate::domain::CardNumber) -> db::DbError {
+    db::DbError::Refused(PushRefusal::push(
+        validate::RULE_CARD_TAKEN,
+        format!(
+            "member {member}: card {card} already belongs to another member; replace this member's card at the till"
+        ),
+    ))
+}
+
 /// A member record keeps a phone or email only if no other member has it on the server: the
 /// first to arrive keeps it (tills apply the same rule when they pull).
 pub(crate) fn strip_taken_contacts(

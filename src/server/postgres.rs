@@ -25,9 +25,7 @@ use super::db::{
     stored_entry,
 };
 use super::judge;
-use super::validate::{
-    Batch, PushRefusal, RULE_CARD_TAKEN, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER,
-};
+use super::validate::{Batch, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER};
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
@@ -1088,52 +1086,58 @@ async fn known_entries(tx: &Transaction<'_>, wanted: &Needs) -> Result<Vec<Entry
     .collect()
 }
 
-/// Stores a member record if newer than the stored one, refusing changes no till makes;
-/// returns whether it changed anything.
+/// Stores what a till's member record adds to the stored one (the two merged), refusing records
+/// no till writes and cards another member holds; returns whether it changed anything.
 async fn upsert_member(
     tx: &Transaction<'_>,
-    mut record: MemberRecord,
+    record: MemberRecord,
     terminal: &TerminalId,
     seq: &mut i64,
 ) -> Result<bool, DbError> {
     let id = record.member.id;
-    let stored = fetch_opt(
-        tx,
-        "SELECT version, body FROM members WHERE id = $1",
-        &[&id.0],
-    )
-    .await?;
-    if let Some(row) = stored {
-        if row.get::<_, i64>(0) >= record.version {
-            return Ok(false);
+    let stored = fetch_opt(tx, "SELECT body FROM members WHERE id = $1", &[&id.0])
+        .await?
+        .map(|row| serde_json::from_str::<MemberRecord>(row.get(0)).map(|r| r.canonical()))
+        .transpose()
+        .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))?;
+    let mut record = match &stored {
+        Some(old) => {
+            let merged = judge::member_change(old, &record).map_err(DbError::Refused)?;
+            if merged == *old {
+                return Ok(false);
+            }
+            merged
         }
-        let old: MemberRecord = serde_json::from_str(row.get(1))
-            .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))?;
-        judge::member_change(&old, &record).map_err(DbError::Refused)?;
+        None => record.canonical(),
+    };
+    let held = stored.as_ref().map(MemberRecord::cards).unwrap_or_default();
+    let new_cards: Vec<&str> = record
+        .cards()
+        .difference(&held)
+        .map(|c| c.as_str())
+        .collect();
+    if let Some(row) = tx
+        .query_opt(
+            "SELECT card FROM members WHERE card = ANY($2) AND id <> $1 ORDER BY card LIMIT 1",
+            &[&id.0, &new_cards],
+        )
+        .await
+        .map_err(pg)?
+    {
+        let card: String = row.get(0);
+        let card = card
+            .parse()
+            .map_err(|e| DbError::Internal(format!("corrupt stored card {card}: {e}")))?;
+        return Err(super::card_taken(id, &card));
     }
     let holders = fetch_one(
         tx,
-        "SELECT EXISTS (SELECT 1 FROM members WHERE card = $2 AND id <> $1),
-                    EXISTS (SELECT 1 FROM members WHERE phone = $3 AND id <> $1),
-                    EXISTS (SELECT 1 FROM members WHERE email = $4 AND id <> $1)",
-        &[
-            &id.0,
-            &record.member.card.as_str(),
-            &record.member.phone,
-            &record.member.email,
-        ],
+        "SELECT EXISTS (SELECT 1 FROM members WHERE phone = $2 AND id <> $1),
+                EXISTS (SELECT 1 FROM members WHERE email = $3 AND id <> $1)",
+        &[&id.0, &record.member.phone, &record.member.email],
     )
     .await?;
-    if holders.get::<_, bool>(0) {
-        return Err(DbError::Refused(PushRefusal::push(
-            RULE_CARD_TAKEN,
-            format!(
-                "member {id}: card {} already belongs to another member; replace this member's card at the till",
-                record.member.card
-            ),
-        )));
-    }
-    super::strip_taken_contacts(&mut record, holders.get(1), holders.get(2));
+    super::strip_taken_contacts(&mut record, holders.get(0), holders.get(1));
     *seq += 1;
     let body = serde_json::to_string(&record)
         .map_err(|e| DbError::Internal(format!("member {id}: {e}")))?;

@@ -19,8 +19,7 @@ use super::db::{
 };
 use super::judge;
 use super::validate::{
-    Batch, CheckedEntry, PushRefusal, RULE_CARD_TAKEN, RULE_CONFLICT, RULE_ID_CONFLICT,
-    RULE_UNKNOWN_MEMBER,
+    Batch, CheckedEntry, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER,
 };
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
@@ -981,43 +980,45 @@ fn known_entries(conn: &Connection, wanted: &Needs) -> Result<Vec<Entry>, DbErro
     bodies.iter().map(|b| stored_entry(b)).collect()
 }
 
-/// Stores a member record if newer than the stored one, refusing changes no till makes;
-/// returns whether it changed anything.
+/// Stores what a till's member record adds to the stored one (the two merged), refusing records
+/// no till writes and cards another member holds; returns whether it changed anything.
 fn upsert_member(
     conn: &Connection,
-    mut record: MemberRecord,
+    record: MemberRecord,
     terminal: &TerminalId,
     seq: &mut i64,
 ) -> Result<bool, DbError> {
     let id = record.member.id;
-    let stored: Option<(i64, String)> = conn
-        .prepare_cached("SELECT version, body FROM members WHERE id = ?1")?
-        .query_row(params![id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+    let stored: Option<String> = conn
+        .prepare_cached("SELECT body FROM members WHERE id = ?1")?
+        .query_row(params![id.0], |r| r.get(0))
         .optional()?;
-    if let Some((version, body)) = &stored {
-        if *version >= record.version {
-            return Ok(false);
+    let stored: Option<MemberRecord> = stored
+        .map(|body| serde_json::from_str::<MemberRecord>(&body).map(|r| r.canonical()))
+        .transpose()
+        .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))?;
+    let mut record = match &stored {
+        Some(old) => {
+            let merged = judge::member_change(old, &record).map_err(DbError::Refused)?;
+            if merged == *old {
+                return Ok(false);
+            }
+            merged
         }
-        let old: MemberRecord = serde_json::from_str(body)
-            .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))?;
-        judge::member_change(&old, &record).map_err(DbError::Refused)?;
+        None => record.canonical(),
+    };
+    let held = stored.as_ref().map(MemberRecord::cards).unwrap_or_default();
+    let mut holder = conn.prepare_cached("SELECT 1 FROM members WHERE card = ?1 AND id <> ?2")?;
+    for card in record.cards().difference(&held) {
+        if holder
+            .query_row(params![card.as_str(), id.0], |r| r.get::<_, i64>(0))
+            .optional()?
+            .is_some()
+        {
+            return Err(super::card_taken(id, card));
+        }
     }
-    let card_holder: Option<uuid::Uuid> = conn
-        .query_row(
-            "SELECT id FROM members WHERE card = ?1 AND id <> ?2",
-            params![record.member.card.as_str(), id.0],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if card_holder.is_some() {
-        return Err(DbError::Refused(PushRefusal::push(
-            RULE_CARD_TAKEN,
-            format!(
-                "member {id}: card {} already belongs to another member; replace this member's card at the till",
-                record.member.card
-            ),
-        )));
-    }
+    drop(holder);
     let taken = |column: &str, value: &Option<String>| -> Result<bool, DbError> {
         let Some(value) = value else {
             return Ok(false);

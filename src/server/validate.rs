@@ -34,8 +34,8 @@ pub const RULE_ID_CONFLICT: &str = "id_conflict";
 pub const RULE_MEMBER_FIELD: &str = "member_field";
 /// Rule: a member record's enrolment time or version is impossible.
 pub const RULE_MEMBER_TIME: &str = "member_time";
-/// Rule: a member record changes what no till changes (enrolment, cards outside the chain, a
-/// card retired yet in use).
+/// Rule: a member record no till writes (another enrolment time, a card not linked to the
+/// member's cards, a card retired yet in use, an erased record holding data).
 pub const RULE_MEMBER_CHANGE: &str = "member_change";
 /// Rule: a member record takes a card another member holds.
 pub const RULE_CARD_TAKEN: &str = "card_taken";

@@ -11,7 +11,9 @@ use super::ledger::refresh_state;
 use super::rows::{ENTRY_COLUMNS, entry_by_id, entry_from_row, insert_entry, member_entries};
 use super::sync::apply_member;
 use super::{Result, Store, StoreError};
-use crate::domain::possible::{Known, ProgramHistory, ProgramVersion, judge_batch, needs};
+use crate::domain::possible::{
+    Known, Needs, ProgramHistory, ProgramVersion, Rule, judge_batch, needs,
+};
 use crate::domain::{
     Entry, EntryId, EntryKind, MemberId, MemberRecord, Program, TerminalId, Timestamp,
 };
@@ -42,6 +44,8 @@ pub struct Adopted {
     pub recovered: usize,
     /// Unpushed entries numbered again after them.
     pub renumbered: usize,
+    /// Unpushed entries those rule out, moved from the ledger to the quarantine.
+    pub set_aside: usize,
 }
 
 fn quarantine(
@@ -78,7 +82,10 @@ fn about_the_record(e: &StoreError) -> bool {
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => {
             f.code == rusqlite::ErrorCode::ConstraintViolation
         }
-        StoreError::Member(_) | StoreError::Shape(_) | StoreError::Refused(_) => true,
+        StoreError::Member(_)
+        | StoreError::Merge(_)
+        | StoreError::Shape(_)
+        | StoreError::Refused(_) => true,
         _ => false,
     }
 }
@@ -116,6 +123,12 @@ fn apply_or_quarantine_member(
 fn known_for(conn: &Connection, entries: &[&Entry]) -> Result<Known> {
     let owned: Vec<Entry> = entries.iter().map(|e| (*e).clone()).collect();
     let wanted = needs(&owned);
+    Ok(Known::new(fetch_needed(conn, &wanted)?, &wanted.histories))
+}
+
+/// The stored entries `wanted` names: the reversal targets, stored reversals of them, and the
+/// whole history of each member listed.
+fn fetch_needed(conn: &Connection, wanted: &Needs) -> Result<Vec<Entry>> {
     let mut fetched = Vec::new();
     let mut reversals = conn.prepare_cached(&format!(
         "SELECT {ENTRY_COLUMNS} FROM ledger WHERE reverses = ?1"
@@ -131,7 +144,58 @@ fn known_for(conn: &Connection, entries: &[&Entry]) -> Result<Known> {
     for member in &wanted.histories {
         fetched.extend(member_entries(conn, *member)?);
     }
-    Ok(Known::new(fetched, &wanted.histories))
+    Ok(fetched)
+}
+
+/// This till's unpushed entries (in its order) that the entries the server gave back rule out,
+/// each with the reason. They are judged as the server will judge them, against this ledger
+/// with the server's entries in it; one goes when the check refuses it for an entry the server
+/// gave back (a second reversal of an entry, a second once-only bonus) or because it reverses
+/// one that goes. Any other refusal is the server's to make.
+fn ruled_out<'e>(
+    conn: &Connection,
+    programs: &ProgramHistory,
+    recovered: &[&Entry],
+    unpushed: &[&'e Entry],
+) -> Result<Vec<(&'e Entry, String)>> {
+    if recovered.is_empty() || unpushed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pending: HashMap<EntryId, &Entry> = unpushed.iter().map(|e| (e.id, *e)).collect();
+    let owned: Vec<Entry> = unpushed.iter().map(|e| (*e).clone()).collect();
+    let wanted = needs(&owned);
+    let stored = fetch_needed(conn, &wanted)?
+        .into_iter()
+        .filter(|e| !pending.contains_key(&e.id));
+    let back: HashSet<EntryId> = recovered.iter().map(|e| e.id).collect();
+    let mut known = Known::new(
+        stored.chain(recovered.iter().map(|e| (*e).clone())),
+        &wanted.histories,
+    );
+    let mut gone: HashSet<EntryId> = HashSet::new();
+    let mut out = Vec::new();
+    for impossible in judge_batch(programs, &mut known, &owned).impossible {
+        let rule = &impossible.rule;
+        let reason = match rule {
+            Rule::AlreadyReversed { by: held, .. }
+            | Rule::WelcomeTwice { first: held }
+            | Rule::OpeningTwice { first: held }
+            | Rule::BirthdayTwice { first: held, .. }
+                if back.contains(held) =>
+            {
+                format!(
+                    "{rule}: the server holds {held} from this till, pushed before this file was put back to an older copy; this entry was never pushed"
+                )
+            }
+            Rule::UnknownTarget { target } if gone.contains(target) => {
+                format!("reverses entry {target}, set aside before it; this entry was never pushed")
+            }
+            _ => continue,
+        };
+        gone.insert(impossible.id);
+        out.push((pending[&impossible.id], reason));
+    }
+    Ok(out)
 }
 
 /// Pulled entries this till can apply, and those it cannot with the reason.
@@ -374,9 +438,10 @@ impl Store {
             .query_row("SELECT COUNT(*) FROM quarantine", [], |r| r.get(0))?)
     }
 
-    /// Tries every quarantined record again (after a program update, say), in one
-    /// transaction: members first, then entries; what applies now leaves the quarantine.
-    /// Returns how many did.
+    /// Tries every quarantined pulled record again (after a program update, say), in one
+    /// transaction: members first, then entries; what applies now leaves the quarantine. This
+    /// till's own entries set aside by [`Store::adopt_own`] stay as they are. Returns how many
+    /// records applied.
     pub fn retry_quarantine(&mut self, at: Timestamp) -> Result<usize> {
         if self.quarantine_count()? == 0 {
             return Ok(0);
@@ -385,37 +450,49 @@ impl Store {
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let rows: Vec<(String, String)> = tx
-            .prepare("SELECT kind, body FROM quarantine")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let rows: Vec<(String, String, String)> = tx
+            .prepare("SELECT record, kind, body FROM quarantine")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        tx.execute("DELETE FROM quarantine", [])?;
         let mut members = Vec::new();
         let mut entries = Vec::new();
-        for (kind, body) in &rows {
+        let mut retried = Vec::new();
+        for (record, kind, body) in &rows {
             match kind.as_str() {
                 "member" => {
                     members.push(serde_json::from_str::<MemberRecord>(body).map_err(|e| {
                         StoreError::BadRecord(format!("quarantined member record: {e}"))
                     })?)
                 }
-                _ => entries.push(
-                    serde_json::from_str::<Entry>(body)
-                        .map_err(|e| StoreError::BadRecord(format!("quarantined entry: {e}")))?,
-                ),
+                _ => {
+                    let e = serde_json::from_str::<Entry>(body)
+                        .map_err(|e| StoreError::BadRecord(format!("quarantined entry: {e}")))?;
+                    if e.terminal_id == page.terminal {
+                        continue;
+                    }
+                    entries.push(e);
+                }
             }
+            retried.push(record);
         }
+        let mut forget = tx.prepare("DELETE FROM quarantine WHERE record = ?1")?;
+        for record in &retried {
+            forget.execute(params![record])?;
+        }
+        drop(forget);
         let applied = page.apply(&mut tx, &members, &entries, at)?;
         tx.commit()?;
-        Ok(rows.len().saturating_sub(applied.quarantined))
+        Ok(retried.len().saturating_sub(applied.quarantined))
     }
 
     /// Takes back this till's own entries from the server: `server` holds every entry the
     /// server has from this till after the last one this file knows was pushed, with the
     /// `members` they need, and `server_last` is the highest terminal_seq the server holds.
     /// Entries lost with a restore are inserted with their numbers; this till's unpushed
-    /// entries that the server does not have are numbered after `server_last`, in their order.
-    /// One transaction: nothing is lost and no number is used twice.
+    /// entries that the server does not have are numbered after `server_last`, in their order,
+    /// except those the server's entries rule out (a second reversal of an entry whose reversal
+    /// was pushed before the restore), which move to the quarantine with the reason. One
+    /// transaction: nothing is lost and no number is used twice.
     pub fn adopt_own(
         &mut self,
         members: &[MemberRecord],
@@ -423,8 +500,11 @@ impl Store {
         server_last: i64,
         at: Timestamp,
     ) -> Result<Adopted> {
-        let program = self.program.clone();
-        let terminal = self.terminal.clone();
+        let Page {
+            programs,
+            program,
+            terminal,
+        } = self.page()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -438,6 +518,9 @@ impl Store {
         )?;
         let on_server: HashSet<EntryId> = server.iter().map(|e| e.id).collect();
         let mut missing = Vec::new();
+        // Unpushed here, yet on the server under another number: this copy predates an earlier
+        // restore's renumbering, which was pushed. The server's number stands.
+        let mut moves: Vec<(EntryId, i64)> = Vec::new();
         for e in server {
             if e.terminal_id != terminal {
                 return Err(StoreError::BadEntry {
@@ -447,6 +530,15 @@ impl Store {
             }
             match entry_by_id(&tx, e.id)? {
                 Some(local) if local == *e => {}
+                Some(local)
+                    if local.terminal_seq > pushed
+                        && Entry {
+                            terminal_seq: e.terminal_seq,
+                            ..local.clone()
+                        } == *e =>
+                {
+                    moves.push((e.id, e.terminal_seq));
+                }
                 Some(_) => return Err(StoreError::IdConflict(e.id)),
                 None => missing.push(e),
             }
@@ -458,31 +550,54 @@ impl Store {
             ))?
             .query_map(params![terminal.0, pushed], entry_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let to_renumber: Vec<&Entry> = unpushed
+        let not_on_server: Vec<&Entry> = unpushed
             .iter()
             .filter(|e| !on_server.contains(&e.id))
             .collect();
-        // Each unpushed entry's number after the server's; only those that change move.
-        let moves: Vec<(&Entry, i64)> = to_renumber
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (*e, server_last + 1 + i as i64))
-            .filter(|(e, seq)| e.terminal_seq != *seq)
+        let mut touched: HashMap<MemberId, Timestamp> = HashMap::new();
+        // Kept in the quarantine first (the ledger lets only such an entry go), the latest
+        // first: a reversal leaves before what it reverses.
+        let set_aside = ruled_out(&tx, &programs, &missing, &not_on_server)?;
+        for (e, reason) in set_aside.iter().rev() {
+            let body = serde_json::to_string(e).unwrap_or_default();
+            quarantine(
+                &tx,
+                RecordKind::Entry,
+                &entry_record_name(e),
+                &body,
+                reason,
+                at,
+            )?;
+            tx.execute("DELETE FROM ledger WHERE id = ?1", params![e.id.0])?;
+            touched.entry(e.member_id).or_insert(e.occurred_at);
+        }
+        let gone: HashSet<EntryId> = set_aside.iter().map(|(e, _)| e.id).collect();
+        let to_renumber: Vec<&Entry> = not_on_server
+            .into_iter()
+            .filter(|e| !gone.contains(&e.id))
             .collect();
+        // Each unpushed entry's number after the server's; only those that change move.
+        moves.extend(
+            to_renumber
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (*e, server_last + 1 + i as i64))
+                .filter(|(e, seq)| e.terminal_seq != *seq)
+                .map(|(e, seq)| (e.id, seq)),
+        );
         let mut renumber = tx.prepare("UPDATE ledger SET terminal_seq = ?2 WHERE id = ?1")?;
         // Out of the way first (above any number in use), then in place after the server's.
         let aside = server_last.max(unpushed.last().map_or(0, |e| e.terminal_seq));
-        for (i, (e, _)) in moves.iter().enumerate() {
-            renumber.execute(params![e.id.0, aside + 1 + i as i64])?;
+        for (i, (id, _)) in moves.iter().enumerate() {
+            renumber.execute(params![id.0, aside + 1 + i as i64])?;
         }
-        let mut touched: HashMap<MemberId, Timestamp> = HashMap::new();
         for e in &missing {
             insert_entry(&tx, e)?;
             let t = touched.entry(e.member_id).or_insert(e.occurred_at);
             *t = (*t).max(e.occurred_at);
         }
-        for (e, seq) in &moves {
-            renumber.execute(params![e.id.0, seq])?;
+        for (id, seq) in &moves {
+            renumber.execute(params![id.0, seq])?;
         }
         drop(renumber);
         let renumbered = moves.len();
@@ -513,6 +628,7 @@ impl Store {
         Ok(Adopted {
             recovered: missing.len(),
             renumbered,
+            set_aside: set_aside.len(),
         })
     }
 }

@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension as _, TransactionBehavior, params};
 use thiserror::Error;
 
 use super::members::{MemberView, SearchHit, SearchKind};
+use super::sync::{member_record, write_member};
 use super::{Result, Store, StoreError};
 use crate::domain::card::PAYLOAD_LIMIT;
 use crate::domain::{CardNumber, MemberId, Timestamp};
@@ -168,29 +169,15 @@ impl Store {
         Ok(ScanOutcome::Matches(hits))
     }
 
-    /// Gives a member a new card number (lost or damaged card). The old number's codes are then
-    /// refused as "card replaced"; the member keeps their id, history, phone and email.
+    /// Gives a member a new card number (lost or damaged card). The old number's codes, and
+    /// those of every card the member held before, are then refused as "card replaced"; the
+    /// member keeps their id, history, phone and email.
     pub fn replace_card(&mut self, member: MemberId, at: Timestamp) -> Result<MemberView> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let old: String = tx
-            .query_row(
-                "SELECT card FROM members WHERE id = ?1",
-                params![member.0],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or(StoreError::UnknownMember(member))?;
-        let new = fresh_card(&tx)?;
-        tx.execute(
-            "INSERT INTO retired_cards (card, member_id, retired_at, replaced_by) VALUES (?1, ?2, ?3, ?4)",
-            params![old, member.0, at.millis(), new.as_str()],
-        )?;
-        tx.execute(
-            "UPDATE members SET card = ?1, version = MAX(version + 1, ?3) WHERE id = ?2",
-            params![new.as_str(), member.0, at.millis()],
-        )?;
+        let record = member_record(&tx, member)?.with_new_card(fresh_card(&tx)?, at);
+        write_member(&tx, &self.program, &record, true)?;
         tx.execute(
             "INSERT INTO member_outbox (member_id) VALUES (?1) ON CONFLICT DO NOTHING",
             params![member.0],

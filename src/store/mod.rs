@@ -61,6 +61,8 @@ pub enum StoreError {
     Member(#[from] MemberError),
     #[error(transparent)]
     Shape(#[from] ShapeError),
+    #[error(transparent)]
+    Merge(#[from] crate::domain::merge::MergeError),
     #[error("no member with card {0}")]
     UnknownCard(String),
     #[error("no member {0}")]

@@ -8,6 +8,7 @@ use super::members::{MEMBER_COLUMNS, insert_member_row, member_from_row};
 use super::rows::{ENTRY_COLUMNS, card_at, entry_from_row};
 use super::{MemberView, Result, Store, StoreError};
 use crate::domain::member::name_tokens;
+use crate::domain::merge::merge;
 use crate::domain::{Entry, MemberId, MemberRecord, RetiredCard, Timestamp};
 
 /// Where this till syncs to, and how it trusts that server.
@@ -80,7 +81,7 @@ pub(super) fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRec
         .ok_or(StoreError::UnknownMember(id))?;
     let mut stmt = conn.prepare_cached(
         "SELECT card, retired_at, replaced_by FROM retired_cards WHERE member_id = ?1
-         ORDER BY retired_at",
+         ORDER BY retired_at, card",
     )?;
     let retired_cards = stmt
         .query_map(params![id.0], |r| {
@@ -99,25 +100,47 @@ pub(super) fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRec
     })
 }
 
-/// Takes on a member record from the server: new members are added, older versions here are
-/// replaced, newer ones kept. A phone or email held here by another member goes to the record
-/// from the server (the server's order decides who keeps it; it strips it from the other too).
+/// Takes on a member record from the server: a new member is added; one known here becomes
+/// the two merged ([`merge`]), which is the server's record unless this till holds something
+/// the server lacks (a card replaced here and not yet pushed), and then waits to be pushed.
 pub(super) fn apply_member(
     conn: &Connection,
     program: &crate::domain::Program,
     rec: &MemberRecord,
 ) -> Result<()> {
-    let m = &rec.member;
-    let local: Option<i64> = conn
-        .query_row(
-            "SELECT version FROM members WHERE id = ?1",
-            params![m.id.0],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if local.is_some_and(|v| v >= rec.version) {
+    let local = match member_record(conn, rec.member.id) {
+        Ok(local) => Some(local),
+        Err(StoreError::UnknownMember(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let Some(local) = local else {
+        write_member(conn, program, rec, false)?;
+        return Ok(());
+    };
+    let merged = merge(&local, rec)?;
+    if merged == local {
         return Ok(());
     }
+    write_member(conn, program, &merged, true)?;
+    if merged != rec.canonical() {
+        conn.prepare_cached(
+            "INSERT INTO member_outbox (member_id) VALUES (?1) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![rec.member.id.0])?;
+    }
+    Ok(())
+}
+
+/// Writes `rec` over the member's row and retired cards (`known`), or adds it. A phone or
+/// email held here by another member goes to `rec` (the server's order decides who keeps it; it
+/// strips it from the other too).
+pub(super) fn write_member(
+    conn: &Connection,
+    program: &crate::domain::Program,
+    rec: &MemberRecord,
+    known: bool,
+) -> Result<()> {
+    let m = &rec.member;
     for (column, value) in [("phone", &m.phone), ("email", &m.email)] {
         if let Some(value) = value {
             conn.execute(
@@ -126,37 +149,33 @@ pub(super) fn apply_member(
             )?;
         }
     }
-    match local {
-        None => {
-            insert_member_row(conn, m)?;
-            refresh_state(conn, program, m.id, &[], m.created_at)?;
+    if known {
+        conn.execute(
+            "UPDATE members SET card = ?2, name = ?3, phone = ?4, email = ?5, birthday = ?6,
+                    marketing_consent = ?7
+             WHERE id = ?1",
+            params![
+                m.id.0,
+                m.card.as_str(),
+                m.name,
+                m.phone,
+                m.email,
+                m.birthday.map(|b| b.to_string()),
+                m.marketing_consent,
+            ],
+        )?;
+        conn.execute(
+            "DELETE FROM member_name_tokens WHERE member_id = ?1",
+            params![m.id.0],
+        )?;
+        let mut tokens = conn
+            .prepare_cached("INSERT INTO member_name_tokens (token, member_id) VALUES (?1, ?2)")?;
+        for token in name_tokens(&m.name) {
+            tokens.execute(params![token, m.id.0])?;
         }
-        Some(_) => {
-            conn.execute(
-                "UPDATE members SET card = ?2, name = ?3, phone = ?4, email = ?5, birthday = ?6,
-                        marketing_consent = ?7
-                 WHERE id = ?1",
-                params![
-                    m.id.0,
-                    m.card.as_str(),
-                    m.name,
-                    m.phone,
-                    m.email,
-                    m.birthday.map(|b| b.to_string()),
-                    m.marketing_consent,
-                ],
-            )?;
-            conn.execute(
-                "DELETE FROM member_name_tokens WHERE member_id = ?1",
-                params![m.id.0],
-            )?;
-            let mut tokens = conn.prepare_cached(
-                "INSERT INTO member_name_tokens (token, member_id) VALUES (?1, ?2)",
-            )?;
-            for token in name_tokens(&m.name) {
-                tokens.execute(params![token, m.id.0])?;
-            }
-        }
+    } else {
+        insert_member_row(conn, m)?;
+        refresh_state(conn, program, m.id, &[], m.created_at)?;
     }
     conn.execute(
         "UPDATE members SET version = ?2, erased_at = ?3 WHERE id = ?1",
@@ -165,9 +184,14 @@ pub(super) fn apply_member(
     if rec.erased_at.is_some() {
         super::privacy::forget_traces(conn, m.id)?;
     }
+    // A retired card's row follows the record (it now leads to the card in use); a card
+    // another member retired stays theirs.
     let mut retire = conn.prepare_cached(
         "INSERT INTO retired_cards (card, member_id, retired_at, replaced_by)
-         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (card) DO NOTHING",
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (card) DO UPDATE SET retired_at = excluded.retired_at,
+             replaced_by = excluded.replaced_by
+         WHERE retired_cards.member_id = excluded.member_id",
     )?;
     for r in &rec.retired_cards {
         retire.execute(params![

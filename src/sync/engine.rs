@@ -39,6 +39,8 @@ pub struct SyncReport {
     pub recovered: usize,
     /// Unpushed entries numbered again after those.
     pub renumbered: usize,
+    /// Unpushed entries those ruled out (a second reversal of an entry), set aside.
+    pub set_aside: usize,
     /// The server was restored from an older copy or replaced: everything was pulled again.
     pub server_restored: bool,
     /// The server's seq when the round began: what the pull catches up to.
@@ -177,6 +179,7 @@ pub fn reconcile_own(
     let adopted = store.adopt_own(&members, &entries, config.terminal_seq, at)?;
     report.recovered += adopted.recovered;
     report.renumbered += adopted.renumbered;
+    report.set_aside += adopted.set_aside;
     Ok(())
 }
 

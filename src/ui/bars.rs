@@ -123,8 +123,8 @@ pub fn sync_line(s: &SyncStatus) -> (String, Color32) {
     }
     let aside = match s.quarantined {
         0 => String::new(),
-        1 => " · 1 record from the server set aside (Manager, F10)".to_owned(),
-        n => format!(" · {n} records from the server set aside (Manager, F10)"),
+        1 => " · 1 record set aside by sync (Manager, F10)".to_owned(),
+        n => format!(" · {n} records set aside by sync (Manager, F10)"),
     };
     match (&s.last_error, s.online) {
         (None, _) if s.quarantined > 0 => (format!("Online · {waiting} · {last}{aside}"), BAD),
@@ -166,10 +166,7 @@ mod tests {
             quarantined: 2,
             ..status
         });
-        assert!(
-            text.contains("2 records from the server set aside"),
-            "{text}"
-        );
+        assert!(text.contains("2 records set aside by sync"), "{text}");
         assert_ne!(colour, colour_after);
     }
 }

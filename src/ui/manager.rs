@@ -217,7 +217,7 @@ impl ManagerScreen {
             ui.separator();
             ui.heading("Set aside by sync");
             ui.label(
-                RichText::new("Records from the server this till cannot apply; retried after each program update.")
+                RichText::new("Records from the server this till cannot apply, retried after each program update; and entries made here after an older copy of this till's file was put back that the server's copy rules out.")
                     .small()
                     .color(MUTED),
             );

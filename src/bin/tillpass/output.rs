@@ -315,6 +315,12 @@ impl Out {
                 report.renumbered
             );
         }
+        if report.set_aside > 0 {
+            say!(
+                "Set aside {} entries made here after that copy was put back, which the server's copy rules out (see `tillpass sync --quarantine`).",
+                report.set_aside
+            );
+        }
         if report.quarantined > 0 {
             say!(
                 "Set aside {} pulled records this till cannot apply (see `tillpass sync --quarantine`).",
@@ -367,7 +373,7 @@ impl Out {
         }
         if counters.quarantined > 0 {
             say!(
-                "Set aside: {} pulled records (tillpass sync --quarantine)",
+                "Set aside: {} records (tillpass sync --quarantine)",
                 counters.quarantined
             );
         }
@@ -408,7 +414,7 @@ impl Out {
             return print_json(&records);
         }
         if records.is_empty() {
-            say!("No pulled record is set aside.");
+            say!("No record is set aside.");
         }
         for q in records {
             say!("{}  {}\n    {}", q.at, q.record, q.reason);
