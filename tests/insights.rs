@@ -126,6 +126,40 @@ fn an_autumn_worked_out_by_hand() {
 }
 
 #[test]
+fn tiers_move_with_the_rolling_window() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    // Eve reaches Silver (1,000 points in 365 days) in October; Fay's Silver purchase of a year
+    // ago leaves her window on September 5th.
+    let eve = enrol(&mut store, "Eve Lark", None, false, on(8, 1));
+    store.earn(eve, 6000, "ann", on(8, 2)).expect("earn");
+    store.earn(eve, 5000, "ann", on(10, 10)).expect("earn");
+    let date = time::Date::from_calendar_date(2025, time::Month::September, 5).expect("a day");
+    let last_year = Timestamp::from_millis(date.midnight().assume_utc().unix_timestamp() * 1000);
+    let fay = enrol(&mut store, "Fay Moss", None, false, last_year);
+    store.earn(fay, 11_000, "ann", last_year).expect("earn");
+    let r = store
+        .insights(midnight(9, 1), midnight(12, 1))
+        .expect("report");
+    let v = |k: &str| r.get(k).unwrap_or_else(|| panic!("{k}")).value;
+    assert_eq!(v("tier_moves_up"), Some(1.0));
+    assert_eq!(v("tier_moves_down"), Some(1.0));
+    let tiers: Vec<(&str, Vec<usize>)> = r
+        .months
+        .iter()
+        .map(|m| (m.month.as_str(), m.tiers.clone()))
+        .collect();
+    assert_eq!(
+        tiers,
+        vec![
+            ("2026-09", vec![2, 0, 0]),
+            ("2026-10", vec![1, 1, 0]),
+            ("2026-11", vec![1, 1, 0]),
+        ]
+    );
+}
+
+#[test]
 fn the_command_line_reports_the_same_numbers() {
     let db = TempDb::new();
     let mut store = db.open();

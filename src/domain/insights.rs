@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 use time::{Date, Month};
 
-use super::{Entry, EntryKind, MemberId, MemberRecord, Timestamp};
+use super::{Entry, EntryKind, MemberId, MemberRecord, Program, Timestamp};
 
 /// Months a member is expected to stay at most, when measured retention is (almost) total.
 pub const MAX_LIFETIME_MONTHS: f64 = 120.0;
@@ -48,6 +48,69 @@ pub struct Facts {
     pub monthly_points: Vec<MonthPoints>,
     /// Answers to "how likely are you to recommend us?" (0 to 10) before the period's end.
     pub nps: Vec<NpsAnswer>,
+    /// Tiers at the period's start, at each month's end and at the period's end.
+    pub tiers: TierFacts,
+}
+
+/// Members' tiers over the period, from the fold (`summary::summarise`) at each instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TierFacts {
+    /// Members enrolled before the period whose tier at its end is above what it was at its
+    /// start, and below.
+    pub moved_up: usize,
+    pub moved_down: usize,
+    /// Members per tier at each month's end (the period's end for its last month), oldest first.
+    pub by_month: Vec<(String, Vec<usize>)>,
+}
+
+/// Every member's tier at `from`, at each month's end in `[from, to)` and at `to`, by the one
+/// fold that defines a tier; `entries` are the members' entries (any order, any time).
+pub fn tier_facts(
+    program: &Program,
+    members: &[MemberFacts],
+    entries: &[Entry],
+    from: Timestamp,
+    to: Timestamp,
+) -> TierFacts {
+    let mut by_member: HashMap<MemberId, Vec<Entry>> = HashMap::new();
+    for e in entries {
+        by_member.entry(e.member_id).or_default().push(e.clone());
+    }
+    let tier_at = |m: &MemberFacts, at: Timestamp| -> Option<usize> {
+        if m.enrolled_at > at {
+            return None;
+        }
+        let upto: Vec<Entry> = by_member
+            .get(&m.id)
+            .map(|es| es.iter().filter(|e| e.occurred_at <= at).cloned().collect())
+            .unwrap_or_default();
+        Some(super::summary::summarise(program, &upto, at).tier)
+    };
+    let end = Timestamp::from_millis(to.millis() - 1);
+    let (mut moved_up, mut moved_down) = (0, 0);
+    for m in members {
+        if let (Some(before), Some(after)) = (tier_at(m, from), tier_at(m, end)) {
+            moved_up += usize::from(after > before);
+            moved_down += usize::from(after < before);
+        }
+    }
+    let by_month = (month_index(from)..=month_index(end))
+        .map(|i| {
+            let at = Timestamp::from_millis(month_start(i + 1).millis() - 1).min(end);
+            let mut counts = vec![0; program.tiers.len()];
+            for tier in members.iter().filter_map(|m| tier_at(m, at)) {
+                if let Some(c) = counts.get_mut(tier) {
+                    *c += 1;
+                }
+            }
+            (month_label(i), counts)
+        })
+        .collect();
+    TierFacts {
+        moved_up,
+        moved_down,
+        by_month,
+    }
 }
 
 /// One customer's answer to "how likely are you to recommend us?".
@@ -74,6 +137,7 @@ impl Facts {
     /// The facts in a chain's records (the server's view): every member's record, every entry
     /// and the sum of positive balances. Sales without a member stay on their tills.
     pub fn from_records(
+        program: &Program,
         members: &[MemberRecord],
         entries: &[Entry],
         outstanding_points: i64,
@@ -117,16 +181,23 @@ impl Facts {
             row.earned += earned;
             row.redeemed += redeemed;
         }
+        let members: Vec<MemberFacts> = members
+            .iter()
+            .filter(|r| r.member.created_at < to)
+            .map(|r| MemberFacts {
+                id: r.member.id,
+                enrolled_at: r.member.created_at,
+                marketing_consent: r.member.marketing_consent,
+            })
+            .collect();
+        let before_end: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.occurred_at < to)
+            .cloned()
+            .collect();
         Facts {
-            members: members
-                .iter()
-                .filter(|r| r.member.created_at < to)
-                .map(|r| MemberFacts {
-                    id: r.member.id,
-                    enrolled_at: r.member.created_at,
-                    marketing_consent: r.member.marketing_consent,
-                })
-                .collect(),
+            tiers: tier_facts(program, &members, &before_end, from, to),
+            members,
             sales,
             points_earned,
             points_redeemed,
@@ -191,6 +262,8 @@ pub struct MonthRow {
     pub nps_promoters: usize,
     pub nps_detractors: usize,
     pub nps_answers: usize,
+    /// Members per tier at the month's end (the period's end for the last month).
+    pub tiers: Vec<usize>,
 }
 
 impl MonthRow {
@@ -467,6 +540,24 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
             ),
         },
         Measure {
+            key: "tier_moves_up",
+            name: "Tier moves up",
+            value: Some(facts.tiers.moved_up as f64),
+            unit: Unit::Count,
+            formula: "members enrolled before the period in a higher tier at its end than at \
+                      its start"
+                .into(),
+        },
+        Measure {
+            key: "tier_moves_down",
+            name: "Tier moves down",
+            value: Some(facts.tiers.moved_down as f64),
+            unit: Unit::Count,
+            formula: "members enrolled before the period in a lower tier at its end than at \
+                      its start (the rolling window let them slip)"
+                .into(),
+        },
+        Measure {
             key: "nps",
             name: "Net promoter score",
             value: nps(answers.iter().map(|a| a.score)),
@@ -520,6 +611,13 @@ fn month_rows(facts: &Facts, from: Timestamp, to: Timestamp) -> Vec<MonthRow> {
                 nps_promoters: 0,
                 nps_detractors: 0,
                 nps_answers: 0,
+                tiers: facts
+                    .tiers
+                    .by_month
+                    .iter()
+                    .find(|(month, _)| *month == label)
+                    .map(|(_, counts)| counts.clone())
+                    .unwrap_or_default(),
             };
             (i, (HashSet::new(), row))
         })
@@ -775,6 +873,7 @@ mod tests {
                     score,
                 })
                 .collect(),
+            tiers: TierFacts::default(),
         }
     }
 
@@ -923,6 +1022,7 @@ mod tests {
                     outstanding_points: outstanding,
                     monthly_points: Vec::new(),
                     nps: Vec::new(),
+                    tiers: TierFacts::default(),
                 }
             })
     }

@@ -311,7 +311,8 @@ impl Db {
             .map(|b| serde_json::from_str(b).map_err(|e| corrupt("entry", &e)))
             .collect::<Result<Vec<Entry>, _>>()?;
         let program = Program::from_toml(&records.program).map_err(|e| corrupt("program", &e))?;
-        let facts = Facts::from_records(&members, &entries, records.outstanding, from, to);
+        let facts =
+            Facts::from_records(&program, &members, &entries, records.outstanding, from, to);
         let settings = Settings {
             churn_days: program.churn_days,
             cost_per_1000_points_minor: program.cost_per_1000_points_minor,

@@ -5,9 +5,10 @@ use rusqlite::params;
 use uuid::Uuid;
 
 use super::ledger::new_id;
+use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    Facts, MemberFacts, MonthPoints, NpsAnswer, Report, Sale, Settings, report,
+    Facts, MemberFacts, MonthPoints, NpsAnswer, Report, Sale, Settings, report, tier_facts,
 };
 use crate::domain::{MemberId, Timestamp, rules};
 
@@ -189,7 +190,17 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        // The tier fold needs each member's entries up to the period's end.
+        let entries = self
+            .conn
+            .prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM ledger WHERE occurred_at < ?1"
+            ))?
+            .query_map(params![to.millis()], entry_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let tiers = tier_facts(self.program(), &members, &entries, from, to);
         Ok(Facts {
+            tiers,
             members,
             sales,
             points_earned,

@@ -83,7 +83,7 @@ impl InsightsView {
             .show(ui, |ui| {
                 ui.columns(2, |columns| {
                     measures_ui(&mut columns[0], program, report);
-                    pictures_ui(&mut columns[1], report);
+                    pictures_ui(&mut columns[1], program, report);
                 });
             });
         None
@@ -131,8 +131,30 @@ fn month_axis_for(
     }
 }
 
-fn pictures_ui(ui: &mut egui::Ui, report: &Report) {
+fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
     let month_axis = month_axis_for(report);
+    ui.strong("Members per tier, at each month's end");
+    Plot::new("tiers-per-month")
+        .height(150.0)
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .include_y(0.0)
+        .y_axis_min_width(48.0)
+        .legend(Legend::default())
+        .x_axis_formatter(month_axis.clone())
+        .show(ui, |plot| {
+            for (t, tier) in program.tiers.iter().enumerate() {
+                let [r, g, b] = tier.rgb();
+                let points: PlotPoints<'static> = report
+                    .months
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| [i as f64, m.tiers.get(t).copied().unwrap_or(0) as f64])
+                    .collect();
+                plot.line(Line::new(tier.name.clone(), points).color(Color32::from_rgb(r, g, b)));
+            }
+        });
     ui.strong("Members buying, per month");
     let bars: Vec<Bar> = report
         .months
