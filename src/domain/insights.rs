@@ -68,23 +68,25 @@ pub struct TierFacts {
 pub fn tier_facts(
     program: &Program,
     members: &[MemberFacts],
-    entries: &[Entry],
+    entries: Vec<Entry>,
     from: Timestamp,
     to: Timestamp,
 ) -> TierFacts {
     let mut by_member: HashMap<MemberId, Vec<Entry>> = HashMap::new();
     for e in entries {
-        by_member.entry(e.member_id).or_default().push(e.clone());
+        by_member.entry(e.member_id).or_default().push(e);
+    }
+    for es in by_member.values_mut() {
+        es.sort_by_key(|e| e.occurred_at);
     }
     let tier_at = |m: &MemberFacts, at: Timestamp| -> Option<usize> {
         if m.enrolled_at > at {
             return None;
         }
-        let upto: Vec<Entry> = by_member
-            .get(&m.id)
-            .map(|es| es.iter().filter(|e| e.occurred_at <= at).cloned().collect())
-            .unwrap_or_default();
-        Some(super::summary::summarise(program, &upto, at).tier)
+        let upto = by_member.get(&m.id).map_or(&[][..], |es| {
+            &es[..es.partition_point(|e| e.occurred_at <= at)]
+        });
+        Some(super::summary::summarise(program, upto, at).tier)
     };
     let end = Timestamp::from_millis(to.millis() - 1);
     let (mut moved_up, mut moved_down) = (0, 0);
@@ -196,7 +198,7 @@ impl Facts {
             .cloned()
             .collect();
         Facts {
-            tiers: tier_facts(program, &members, &before_end, from, to),
+            tiers: tier_facts(program, &members, before_end, from, to),
             members,
             sales,
             points_earned,

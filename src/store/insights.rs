@@ -198,7 +198,7 @@ impl Store {
             ))?
             .query_map(params![to.millis()], entry_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let tiers = tier_facts(self.program(), &members, &entries, from, to);
+        let tiers = tier_facts(self.program(), &members, entries, from, to);
         Ok(Facts {
             tiers,
             members,
