@@ -249,7 +249,7 @@ impl TillApp {
             Action::SkipRecommend => self.cashier.ask = None,
             Action::Insights(days) => {
                 let (from, to) = crate::domain::insights::last_days(super::worker::now(), days);
-                self.worker.send(Request::Insights { from, to });
+                self.worker.run(Job::Insights { from, to });
             }
             Action::FetchPages(keys) => {
                 for key in keys {
@@ -571,6 +571,10 @@ impl TillApp {
             Reply::PageSkipped(key) => self.manager.page_skipped(&key),
             Reply::Saved(text) => self.say(Tone::Good, text),
             Reply::Insights(report) => self.manager.insights.arrived(*report),
+            Reply::InsightsFailed(why) => {
+                self.manager.insights.failed();
+                self.say(Tone::Bad, why);
+            }
             Reply::GuestSold(message) => {
                 self.say(Tone::Good, message);
                 self.cashier.ask = Some(Ask { member: None });

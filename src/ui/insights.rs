@@ -1,6 +1,7 @@
 //! The manager's insights: is the program working? The measures with their formulas, members
 //! buying per month, points earned against redeemed, and retention by enrolment month as a
-//! grid coloured by rate. Computed on the store thread; this only draws the last report.
+//! grid coloured by rate. Computed on the jobs thread (seconds on a big store, and scans must
+//! not wait); this only draws the last report.
 
 use egui::{Color32, RichText};
 use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
@@ -32,6 +33,11 @@ fn rate_colour(rate: f64) -> Color32 {
 }
 
 impl InsightsView {
+    /// The report could not be computed.
+    pub fn failed(&mut self) {
+        self.computing = false;
+    }
+
     /// A new report arrived.
     pub fn arrived(&mut self, report: Report) {
         self.report = Some(report);

@@ -1,6 +1,7 @@
 //! The jobs thread: work that must never hold the store thread, so a scan never waits behind
-//! it. Asking the server for a live balance (with its own store connection, opened on first
-//! use), signing wallet passes, writing QR codes and sending them to the printer.
+//! it. Asking the server for a live balance and computing the manager's report (with its own
+//! store connection, opened on first use), signing wallet passes, writing QR codes and sending
+//! them to the printer.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
@@ -29,6 +30,12 @@ pub enum Job {
     PrintQr { card: CardNumber, code: String },
     /// Join the server a scanned join code names, and sync once.
     Join(JoinCode),
+    /// The program's measures over `[from, to)`: seconds on a big store, so never on the store
+    /// thread, where it would hold up scans.
+    Insights {
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+    },
 }
 
 pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &Replies) {
@@ -44,6 +51,7 @@ pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &
             Job::ExportQr { card, code } => export_qr(exports, &card, &code),
             Job::PrintQr { card, code } => print_qr(&card, &code),
             Job::Join(code) => join(&mut store, db, &code),
+            Job::Insights { from, to } => insights(&mut store, db, from, to),
         };
         if !replies.send(reply) {
             return;
@@ -65,6 +73,26 @@ fn join(store: &mut Option<Store>, db: &Path, code: &JoinCode) -> Reply {
     match crate::sync::join(store, code, false, now()) {
         Ok(_) => Reply::Joined(code.url.clone()),
         Err(e) => Reply::Refused(format!("Could not join {}: {e}", code.url)),
+    }
+}
+
+/// The manager's report, on this thread's own store connection.
+fn insights(
+    store: &mut Option<Store>,
+    db: &Path,
+    from: crate::domain::Timestamp,
+    to: crate::domain::Timestamp,
+) -> Reply {
+    if store.is_none() {
+        match Store::open(db) {
+            Ok(opened) => *store = Some(opened),
+            Err(e) => return Reply::InsightsFailed(e.to_string()),
+        }
+    }
+    match store.as_ref().map(|s| s.insights(from, to)) {
+        Some(Ok(report)) => Reply::Insights(Box::new(report)),
+        Some(Err(e)) => Reply::InsightsFailed(format!("Could not compute the report: {e}")),
+        None => Reply::InsightsFailed("the store is not open".into()),
     }
 }
 

@@ -89,11 +89,6 @@ pub enum Request {
         score: u8,
         member: Option<MemberId>,
     },
-    /// The program's measures over `[from, to)`.
-    Insights {
-        from: Timestamp,
-        to: Timestamp,
-    },
 }
 
 /// Results for the UI. Every request and job gets exactly one final reply; demo progress comes
@@ -158,6 +153,8 @@ pub enum Reply {
     Joined(String),
     /// The manager's measures.
     Insights(Box<Report>),
+    /// The measures could not be computed; the text says why.
+    InsightsFailed(String),
     /// The server's answer before a redemption: `live` is `None` when it could not be asked.
     LiveBalance {
         member: MemberId,
@@ -401,10 +398,6 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::Recommend { score, member } => store
             .record_nps(i64::from(score), member, now())
             .map(|()| Reply::Saved(format!("Thank you! Answer {score} of 10 recorded")))
-            .map_err(Failed::from),
-        Request::Insights { from, to } => store
-            .insights(from, to)
-            .map(|report| Reply::Insights(Box::new(report)))
             .map_err(Failed::from),
         Request::TierPage(key) => tier_page(store, key),
         Request::Reload => reload(store),
