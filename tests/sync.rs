@@ -1893,10 +1893,13 @@ fn a_server_restored_from_an_older_copy_is_noticed_and_healed() {
         &rusqlite::Connection::open(&path).expect("open server db"),
         &backup,
     );
-    // After the backup: more at a, which b pulls.
+    // After the backup: more at a, which b pulls, and a member enrolled at a whom the older copy
+    // will not know.
     for amount in [2000, 3000] {
         a.store.earn(member, amount, "test", now()).expect("earn");
     }
+    let grace = enrol(&mut a.store, "Grace Hopper").member.id;
+    a.store.earn(grace, 1500, "test", now()).expect("earn");
     a.sync().expect("sync a");
     b.sync().expect("sync b");
     let before = a.balances();
@@ -1935,6 +1938,11 @@ fn a_server_restored_from_an_older_copy_is_noticed_and_healed() {
     );
     assert_eq!(c.balances(), a.balances());
     assert_eq!(a.balances()[&member.0], before[&member.0]);
+    assert_eq!(
+        c.balances()[&grace.0],
+        before[&grace.0],
+        "the member the older copy lacked was pushed again, and her entries with her"
+    );
     for till in [&mut a, &mut b, &mut c] {
         assert!(till.store.verify(false).expect("verify").is_clean());
     }

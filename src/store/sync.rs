@@ -357,13 +357,24 @@ impl Store {
     }
 
     /// The server was restored from an older copy or replaced: pull everything again from the
-    /// start (applying is idempotent) and note its epoch.
+    /// start (applying is idempotent), push every member record again, and note its epoch.
     pub fn restart_pull(&mut self, epoch: &str) -> Result<()> {
-        self.conn.execute(
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
             "UPDATE sync_state SET pull_cursor = 0, cursor_record = NULL, epoch = ?1
              WHERE singleton = 1",
             params![epoch],
         )?;
+        // The older copy may lack member records pushed after it was made (a member enrolled
+        // here since, say): without them the server would refuse this till's entries for those
+        // members for good. Every record goes again; the server's merge ignores what it has.
+        tx.execute(
+            "INSERT OR IGNORE INTO member_outbox (member_id) SELECT id FROM members",
+            [],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
