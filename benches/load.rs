@@ -336,6 +336,7 @@ async fn run_till(
         let body = match serde_json::to_vec(&PushRequest {
             members: Vec::new(),
             entries: till.outbox.clone(),
+            ..PushRequest::default()
         }) {
             Ok(b) => b,
             Err(e) => {
@@ -469,6 +470,7 @@ async fn enrol(http: &Arc<Http>, tills: &[Terminal], per_till: usize) -> Result<
         let body = serde_json::to_vec(&PushRequest {
             members: records,
             entries: Vec::new(),
+            ..PushRequest::default()
         })?;
         let (http, till, gate) = (Arc::clone(http), till.clone(), Arc::clone(&gate));
         tasks.push(tokio::spawn(async move {
@@ -679,6 +681,7 @@ async fn load_catchup_data(
                     let body = serde_json::to_vec(&PushRequest {
                         members: Vec::new(),
                         entries,
+                        ..PushRequest::default()
                     })?;
                     http.post(&source, "/v1/sync/push", body).await?;
                 }

@@ -110,6 +110,7 @@ fn ingest(url: &str, tokens: &[String; 2], data: &Data) -> Result<f64> {
         client.push(&PushRequest {
             members: chunk.to_vec(),
             entries: Vec::new(),
+            ..PushRequest::default()
         })?;
     }
     let bodies: Vec<Vec<u8>> = data
@@ -119,6 +120,7 @@ fn ingest(url: &str, tokens: &[String; 2], data: &Data) -> Result<f64> {
             serde_json::to_vec(&PushRequest {
                 members: Vec::new(),
                 entries: c.to_vec(),
+                ..PushRequest::default()
             })
         })
         .collect::<std::result::Result<_, _>>()?;

@@ -275,9 +275,9 @@ mod chain {
         the_server_reports_what_every_till_reports(Backend::Postgres);
     }
 
-    /// Two tills sell, reverse and redeem, and sync; the server's chain report (over HTTP and
-    /// from its command line) has every till's numbers for members. Sales without a member stay
-    /// on their till.
+    /// Two tills sell, reverse, redeem, record a sale without a member and recommend answers,
+    /// and sync; the server's chain report (over HTTP and from its command line) has every
+    /// till's numbers.
     fn the_server_reports_what_every_till_reports(backend: Backend) {
         let dir = TempDb::new();
         let Some(db) = database(backend, dir.dir.path()) else {
@@ -311,6 +311,8 @@ mod chain {
         a.store
             .record_guest_sale(450, "ann", at)
             .expect("guest sale");
+        a.store.record_nps(3, None, at).expect("answer");
+        b.store.record_nps(10, Some(bob), at).expect("answer");
         a.sync().expect("sync");
         b.sync().expect("sync");
         a.sync().expect("sync");
@@ -343,17 +345,18 @@ mod chain {
                 .unwrap_or_else(|| panic!("{key} missing"))["value"]
                 .as_f64()
         };
-        for m in &till.measures {
-            if m.key.contains("guest") {
-                assert_eq!(
-                    chain(m.key).unwrap_or(0.0),
-                    0.0,
-                    "guest sales stay on the till"
-                );
-                continue;
-            }
+        // Every measure as the till has it, but the recommend score: each till holds only its
+        // own answers, the chain both.
+        for m in till.measures.iter().filter(|m| m.key != "nps") {
             assert_eq!(chain(m.key), m.value, "{}", m.key);
         }
+        assert_eq!(
+            chain("guest_orders"),
+            Some(1.0),
+            "the guest sale reached the server"
+        );
+        assert_eq!(till.get("nps").and_then(|m| m.value), Some(-100.0));
+        assert_eq!(chain("nps"), Some(0.0), "one promoter and one detractor");
         assert_eq!(chain("member_orders"), Some(2.0));
         assert_eq!(
             over_http["cohorts"],

@@ -1183,8 +1183,8 @@ impl<'t> World<'t> {
         let mut request = match &self.hostile.last_batch {
             Some(last) if self.rng.random_bool(0.15) => last.clone(),
             _ => PushRequest {
-                members: Vec::new(),
                 entries: self.copy(pulled, source),
+                ..PushRequest::default()
             },
         };
         let mut mutations = Vec::new();

@@ -151,6 +151,7 @@ fn three_offline_tills_converge(backend: Backend) {
             let request = PushRequest {
                 members: outbox.members.clone(),
                 entries: outbox.entries.clone(),
+                ..PushRequest::default()
             };
             let first = client.push(&request).expect("push");
             if round % 3 == 0 {
@@ -336,6 +337,7 @@ fn a_lost_answer_is_retried_without_doubling(backend: Backend) {
     let request = PushRequest {
         members: outbox.members.clone(),
         entries: outbox.entries.clone(),
+        ..PushRequest::default()
     };
     let proxy = answer_dropping_proxy(server.url.trim_start_matches("http://").to_owned());
     let token = till
@@ -796,7 +798,11 @@ impl Rogue {
             .post(format!("{}/v1/sync/push", self.url))
             .bearer_auth(&self.token)
             .header(TERMINAL_HEADER, &self.terminal.0)
-            .json(&PushRequest { members, entries })
+            .json(&PushRequest {
+                members,
+                entries,
+                ..PushRequest::default()
+            })
             .send()
             .expect("send");
         if response.status().is_success() {

@@ -15,6 +15,26 @@ use super::{Entry, EntryKind, MemberId, MemberRecord, Program, Timestamp};
 /// Months a member is expected to stay at most, when measured retention is (almost) total.
 pub const MAX_LIFETIME_MONTHS: f64 = 120.0;
 
+/// A sale without a member, as a till recorded it: no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSale {
+    pub id: uuid::Uuid,
+    pub occurred_at: Timestamp,
+    pub amount_minor: i64,
+}
+
+/// A customer's answer (0 to 10) to "how likely are you to recommend us?".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendAnswer {
+    pub id: uuid::Uuid,
+    pub occurred_at: Timestamp,
+    pub score: u8,
+    /// The member who answered; `None` for a guest.
+    pub member_id: Option<MemberId>,
+}
+
 /// One sale: by a member, or by a guest (`member: None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sale {
@@ -137,7 +157,8 @@ pub fn nps(answers: impl IntoIterator<Item = u8>) -> Option<f64> {
 
 impl Facts {
     /// The facts in a chain's records (the server's view): every member's record, every entry
-    /// and the sum of positive balances. Sales without a member stay on their tills.
+    /// and the sum of positive balances ([`Facts::add_chain_extras`] adds sales without a member
+    /// and recommend answers).
     pub fn from_records(
         program: &Program,
         members: &[MemberRecord],
@@ -207,6 +228,40 @@ impl Facts {
             monthly_points: monthly.into_values().collect(),
             nps: Vec::new(),
         }
+    }
+}
+
+impl Facts {
+    /// Adds what tills pushed besides the ledger: sales without a member `(time, amount)` and
+    /// recommend answers `(time, score)`, those before `to`.
+    pub fn add_chain_extras(
+        &mut self,
+        sales: &[(i64, i64)],
+        answers: &[(i64, i64)],
+        to: Timestamp,
+    ) {
+        self.sales
+            .extend(
+                sales
+                    .iter()
+                    .filter(|(at, _)| *at < to.millis())
+                    .map(|&(at, amount_minor)| Sale {
+                        member: None,
+                        at: Timestamp::from_millis(at),
+                        amount_minor,
+                    }),
+            );
+        self.nps.extend(
+            answers
+                .iter()
+                .filter(|(at, _)| *at < to.millis())
+                .filter_map(|&(at, score)| {
+                    Some(NpsAnswer {
+                        at: Timestamp::from_millis(at),
+                        score: u8::try_from(score).ok().filter(|s| *s <= 10)?,
+                    })
+                }),
+        );
     }
 }
 

@@ -311,8 +311,9 @@ impl Db {
             .map(|b| serde_json::from_str(b).map_err(|e| corrupt("entry", &e)))
             .collect::<Result<Vec<Entry>, _>>()?;
         let program = Program::from_toml(&records.program).map_err(|e| corrupt("program", &e))?;
-        let facts =
+        let mut facts =
             Facts::from_records(&program, &members, &entries, records.outstanding, from, to);
+        facts.add_chain_extras(&records.guest_sales, &records.answers, to);
         let settings = Settings {
             churn_days: program.churn_days,
             cost_per_1000_points_minor: program.cost_per_1000_points_minor,
@@ -336,6 +337,9 @@ pub struct ReportRecords {
     pub entries: Vec<String>,
     pub outstanding: i64,
     pub program: String,
+    /// Sales without a member: (time, amount), and recommend answers: (time, score).
+    pub guest_sales: Vec<(i64, i64)>,
+    pub answers: Vec<(i64, i64)>,
 }
 
 /// Most pushes one write transaction takes.

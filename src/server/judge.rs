@@ -229,6 +229,8 @@ mod tests {
             terminal: TerminalId("till-a".into()),
             members: vec![],
             entries,
+            guest_sales: vec![],
+            answers: vec![],
         }
     }
 

@@ -34,10 +34,11 @@ use crate::sync::protocol::{
 };
 
 /// The schema, in order; each script is idempotent and runs at every start.
-const SCHEMA: [&str; 3] = [
+const SCHEMA: [&str; 4] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
     include_str!("migrations/postgres_003.sql"),
+    include_str!("migrations/postgres_004.sql"),
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
@@ -664,11 +665,34 @@ impl PgDb {
         )
         .await?
         .get(0);
+        let pairs = |rows: Vec<Row>| {
+            rows.iter()
+                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+                .collect::<Vec<_>>()
+        };
+        let guest_sales = pairs(
+            fetch_all(
+                &client,
+                "SELECT occurred_at, amount_minor FROM guest_sales",
+                &[],
+            )
+            .await?,
+        );
+        let answers = pairs(
+            fetch_all(
+                &client,
+                "SELECT occurred_at, score::bigint FROM recommend_answers",
+                &[],
+            )
+            .await?,
+        );
         Ok(super::db::ReportRecords {
             members,
             entries,
             outstanding,
             program,
+            guest_sales,
+            answers,
         })
     }
 
@@ -915,6 +939,7 @@ async fn write_push(
     flagged.map_err(pg)?;
     let balances = balances.map_err(pg)?;
     released.map_err(pg)?;
+    store_extras(tx, batch).await?;
     *seq = base + n;
     // After the release: a failure here fails the whole group.
     for row in balances {
@@ -946,6 +971,54 @@ async fn write_push(
         members,
         server_seq: *seq,
     })
+}
+
+/// A push's sales without a member and recommend answers, each stored if absent.
+async fn store_extras(tx: &Transaction<'_>, batch: &Batch) -> Result<(), DbError> {
+    let terminal = batch.terminal.0.as_str();
+    if !batch.guest_sales.is_empty() {
+        let ids: Vec<Uuid> = batch.guest_sales.iter().map(|s| s.id).collect();
+        let at: Vec<i64> = batch
+            .guest_sales
+            .iter()
+            .map(|s| s.occurred_at.millis())
+            .collect();
+        let amounts: Vec<i64> = batch.guest_sales.iter().map(|s| s.amount_minor).collect();
+        exec(
+            tx,
+            "INSERT INTO guest_sales (id, terminal_id, occurred_at, amount_minor)
+             SELECT t.id, $1, t.at, t.amount FROM UNNEST($2::uuid[], $3::bigint[], $4::bigint[])
+                  AS t(id, at, amount)
+             ON CONFLICT (id) DO NOTHING",
+            &[&terminal, &ids, &at, &amounts],
+        )
+        .await?;
+    }
+    if !batch.answers.is_empty() {
+        let ids: Vec<Uuid> = batch.answers.iter().map(|a| a.id).collect();
+        let at: Vec<i64> = batch
+            .answers
+            .iter()
+            .map(|a| a.occurred_at.millis())
+            .collect();
+        let scores: Vec<i16> = batch.answers.iter().map(|a| i16::from(a.score)).collect();
+        let members: Vec<Option<Uuid>> = batch
+            .answers
+            .iter()
+            .map(|a| a.member_id.map(|m| m.0))
+            .collect();
+        exec(
+            tx,
+            "INSERT INTO recommend_answers (id, terminal_id, occurred_at, score, member_id)
+             SELECT t.id, $1, t.at, t.score, t.member
+             FROM UNNEST($2::uuid[], $3::bigint[], $4::smallint[], $5::uuid[])
+                  AS t(id, at, score, member)
+             ON CONFLICT (id) DO NOTHING",
+            &[&terminal, &ids, &at, &scores, &members],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The refusal of a push one of whose new entries (`new`, in order) has an id already stored.

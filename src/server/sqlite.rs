@@ -32,6 +32,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_001.sql")),
     M::up(include_str!("migrations/sqlite_002.sql")),
     M::up(include_str!("migrations/sqlite_003.sql")),
+    M::up(include_str!("migrations/sqlite_004.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
@@ -529,6 +530,11 @@ impl SqliteDb {
                     .query_map([], |r| r.get(0))?
                     .collect::<rusqlite::Result<_>>()
             };
+            let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
+                conn.prepare(sql)?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            };
             Ok(super::db::ReportRecords {
                 members: bodies("SELECT body FROM members")?,
                 entries: bodies("SELECT body FROM entries ORDER BY server_seq")?,
@@ -542,6 +548,8 @@ impl SqliteDb {
                     [],
                     |r| r.get(0),
                 )?,
+                guest_sales: pairs("SELECT occurred_at, amount_minor FROM guest_sales")?,
+                answers: pairs("SELECT occurred_at, score FROM recommend_answers")?,
             })
         })
         .await
@@ -783,6 +791,32 @@ fn push_one(
         }
     }
     drop((bal, overdrawn));
+    let mut sale = tx.prepare_cached(
+        "INSERT INTO guest_sales (id, terminal_id, occurred_at, amount_minor)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+    )?;
+    for s in &batch.guest_sales {
+        sale.execute(params![
+            s.id,
+            batch.terminal.0,
+            s.occurred_at.millis(),
+            s.amount_minor
+        ])?;
+    }
+    let mut answer = tx.prepare_cached(
+        "INSERT INTO recommend_answers (id, terminal_id, occurred_at, score, member_id)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+    )?;
+    for a in &batch.answers {
+        answer.execute(params![
+            a.id,
+            batch.terminal.0,
+            a.occurred_at.millis(),
+            a.score,
+            a.member_id.map(|m| m.0)
+        ])?;
+    }
+    drop((sale, answer));
     Ok(PushResponse {
         inserted: tally.inserted,
         duplicates: split.replays,

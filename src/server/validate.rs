@@ -8,7 +8,8 @@ use crate::domain::entry::MAX_TEXT_LEN;
 use crate::domain::possible::MAX_CLOCK_SKEW_MS;
 use crate::domain::{Entry, EntryId, MemberRecord, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    MAX_PUSH_ENTRIES, MAX_PUSH_MEMBERS, MAX_RETIRED_CARDS, MAX_REWARD_ID_LEN, PushRequest,
+    GuestSale, MAX_PUSH_ENTRIES, MAX_PUSH_MEMBERS, MAX_RETIRED_CARDS, MAX_REWARD_ID_LEN,
+    PushRequest, RecommendAnswer,
 };
 
 /// Entries may be stamped at most this far ahead of the server's clock (till clocks drift).
@@ -45,6 +46,8 @@ pub const RULE_UNKNOWN_MEMBER: &str = "unknown_member";
 pub const RULE_REVERSAL_ORDER: &str = "reversal_before_target";
 /// Rule: the database refused a write as conflicting with stored data.
 pub const RULE_CONFLICT: &str = "conflict";
+/// Rule: a sale without a member or a recommend answer is out of range.
+pub const RULE_EXTRA_FIELD: &str = "extra_field";
 
 /// Why a push was refused: which entry (if one), the rule's stable name, and the reason in
 /// one line. Nothing of the push was stored.
@@ -97,6 +100,9 @@ pub struct Batch {
     pub terminal: TerminalId,
     pub members: Vec<CheckedMember>,
     pub entries: Vec<CheckedEntry>,
+    /// Sales without a member, and recommend answers, checked; stored if absent.
+    pub guest_sales: Vec<GuestSale>,
+    pub answers: Vec<RecommendAnswer>,
 }
 
 /// Why a push is refused before touching the database.
@@ -157,11 +163,55 @@ pub fn check_push(
         seen.insert(entry.id, entries.len());
         entries.push(CheckedEntry { entry, body });
     }
+    check_extras(&request.guest_sales, &request.answers, now).map_err(BatchError::Refused)?;
     Ok(Batch {
         terminal: terminal.clone(),
         members,
         entries,
+        guest_sales: request.guest_sales,
+        answers: request.answers,
     })
+}
+
+/// Sales without a member and recommend answers: as many as entries at most, positive
+/// amounts no larger than any program's largest sale, scores 0 to 10, plausible times.
+fn check_extras(
+    sales: &[GuestSale],
+    answers: &[RecommendAnswer],
+    now: Timestamp,
+) -> Result<(), PushRefusal> {
+    let refuse = |reason: String| Err(PushRefusal::push(RULE_EXTRA_FIELD, reason));
+    if sales.len() > MAX_PUSH_ENTRIES || answers.len() > MAX_PUSH_ENTRIES {
+        return refuse(format!(
+            "a push holds at most {MAX_PUSH_ENTRIES} sales without a member and as many answers"
+        ));
+    }
+    for s in sales {
+        if !(1..=crate::domain::program::MAX_SALE_LIMIT_MINOR).contains(&s.amount_minor) {
+            return refuse(format!(
+                "sale {}: amount {} out of range",
+                s.id, s.amount_minor
+            ));
+        }
+        if !plausible(s.occurred_at, now) {
+            return Err(PushRefusal::push(
+                RULE_TIME,
+                format!("sale {}: time {} is implausible", s.id, s.occurred_at),
+            ));
+        }
+    }
+    for a in answers {
+        if a.score > 10 {
+            return refuse(format!("answer {}: score {} is not 0 to 10", a.id, a.score));
+        }
+        if !plausible(a.occurred_at, now) {
+            return Err(PushRefusal::push(
+                RULE_TIME,
+                format!("answer {}: time {} is implausible", a.id, a.occurred_at),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One member record's fields and times.
@@ -350,8 +400,8 @@ mod tests {
 
     fn entries(entries: Vec<Entry>) -> PushRequest {
         PushRequest {
-            members: vec![],
             entries,
+            ..PushRequest::default()
         }
     }
 
@@ -415,12 +465,14 @@ mod tests {
         let ok = PushRequest {
             members: vec![ahead.clone()],
             entries: vec![],
+            ..PushRequest::default()
         };
         assert!(check_push(ok, &TerminalId("till-a".into()), NOW).is_ok());
         ahead.version += 1;
         let r = refusal(PushRequest {
             members: vec![ahead],
             entries: vec![],
+            ..PushRequest::default()
         });
         assert_eq!((r.entry_id, r.rule), (None, RULE_MEMBER_TIME));
         assert!(r.message.contains("later than the server's clock"), "{r}");
@@ -436,6 +488,7 @@ mod tests {
         let r = refusal(PushRequest {
             members: vec![cards],
             entries: vec![],
+            ..PushRequest::default()
         });
         assert_eq!(r.rule, RULE_MEMBER_FIELD);
         assert!(r.message.contains("retired cards"), "{r}");
@@ -449,9 +502,44 @@ mod tests {
         let r = refusal(PushRequest {
             members: vec![retired_later],
             entries: vec![],
+            ..PushRequest::default()
         });
         assert_eq!(r.rule, RULE_MEMBER_TIME);
         assert!(r.message.contains("retired at"), "{r}");
+    }
+
+    #[test]
+    fn sales_without_a_member_and_answers_out_of_range_are_refused() {
+        let id = uuid::Uuid::from_u128(7);
+        let r = refusal(PushRequest {
+            answers: vec![RecommendAnswer {
+                id,
+                occurred_at: NOW,
+                score: 11,
+                member_id: None,
+            }],
+            ..PushRequest::default()
+        });
+        assert_eq!(r.rule, RULE_EXTRA_FIELD);
+        assert!(r.message.contains("not 0 to 10"), "{r}");
+        let r = refusal(PushRequest {
+            guest_sales: vec![GuestSale {
+                id,
+                occurred_at: NOW,
+                amount_minor: 0,
+            }],
+            ..PushRequest::default()
+        });
+        assert_eq!(r.rule, RULE_EXTRA_FIELD);
+        let r = refusal(PushRequest {
+            guest_sales: vec![GuestSale {
+                id,
+                occurred_at: NOW.plus_days(3),
+                amount_minor: 450,
+            }],
+            ..PushRequest::default()
+        });
+        assert_eq!(r.rule, RULE_TIME);
     }
 
     #[test]
@@ -465,6 +553,7 @@ mod tests {
         let r = refusal(PushRequest {
             members: vec![record],
             entries: vec![],
+            ..PushRequest::default()
         });
         assert_eq!((r.entry_id, r.rule), (None, RULE_MEMBER_CHANGE));
         assert!(r.message.contains("retired yet in use"), "{r}");

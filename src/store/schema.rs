@@ -20,6 +20,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/012_guest_sales.sql")),
     M::up(include_str!("migrations/013_nps.sql")),
     M::up(include_str!("migrations/014_set_aside.sql")),
+    M::up(include_str!("migrations/015_extras_outbox.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.

@@ -7,6 +7,7 @@ use super::ledger::refresh_state;
 use super::members::{MEMBER_COLUMNS, insert_member_row, member_from_row};
 use super::rows::{ENTRY_COLUMNS, card_at, entry_from_row};
 use super::{MemberView, Result, Store, StoreError};
+use crate::domain::insights::{GuestSale, RecommendAnswer};
 use crate::domain::member::name_tokens;
 use crate::domain::merge::merge;
 use crate::domain::{Entry, MemberId, MemberRecord, RetiredCard, Timestamp};
@@ -28,12 +29,21 @@ pub struct Outbox {
     pub members: Vec<MemberRecord>,
     /// This till's entries in terminal_seq order.
     pub entries: Vec<Entry>,
+    /// Sales without a member and recommend answers not pushed yet, oldest first, with the
+    /// rowid of the last of each (what marking them pushed moves past).
+    pub guest_sales: Vec<GuestSale>,
+    pub answers: Vec<RecommendAnswer>,
+    pub last_guest_sale: i64,
+    pub last_answer: i64,
 }
 
 impl Outbox {
     /// Nothing to push.
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.entries.is_empty()
+        self.members.is_empty()
+            && self.entries.is_empty()
+            && self.guest_sales.is_empty()
+            && self.answers.is_empty()
     }
 }
 
@@ -320,8 +330,67 @@ impl Store {
             )?
             .collect::<rusqlite::Result<_>>()?
         };
+        let (guests_pushed, answers_pushed): (i64, i64) = tx.query_row(
+            "SELECT guest_sales_pushed, answers_pushed FROM sync_state WHERE singleton = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut last_guest_sale = guests_pushed;
+        let guest_sales = tx
+            .prepare_cached(
+                "SELECT rowid, id, occurred_at, amount_minor FROM guest_sales WHERE rowid > ?1
+                 ORDER BY rowid LIMIT ?2",
+            )?
+            .query_map(params![guests_pushed, max_entries as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    GuestSale {
+                        id: r.get(1)?,
+                        occurred_at: Timestamp::from_millis(r.get(2)?),
+                        amount_minor: r.get(3)?,
+                    },
+                ))
+            })?
+            .map(|row| {
+                row.map(|(rowid, sale)| {
+                    last_guest_sale = rowid;
+                    sale
+                })
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut last_answer = answers_pushed;
+        let answers = tx
+            .prepare_cached(
+                "SELECT rowid, id, occurred_at, score, member_id FROM nps_answers WHERE rowid > ?1
+                 ORDER BY rowid LIMIT ?2",
+            )?
+            .query_map(params![answers_pushed, max_entries as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    RecommendAnswer {
+                        id: r.get(1)?,
+                        occurred_at: Timestamp::from_millis(r.get(2)?),
+                        score: r.get(3)?,
+                        member_id: r.get::<_, Option<uuid::Uuid>>(4)?.map(MemberId),
+                    },
+                ))
+            })?
+            .map(|row| {
+                row.map(|(rowid, answer)| {
+                    last_answer = rowid;
+                    answer
+                })
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         tx.commit()?;
-        Ok(Outbox { members, entries })
+        Ok(Outbox {
+            members,
+            entries,
+            guest_sales,
+            answers,
+            last_guest_sale,
+            last_answer,
+        })
     }
 
     /// Records that the server has `outbox`: its members leave the outbox unless changed since,
@@ -343,6 +412,12 @@ impl Store {
                 params![last.terminal_seq],
             )?;
         }
+        tx.execute(
+            "UPDATE sync_state SET guest_sales_pushed = MAX(guest_sales_pushed, ?1),
+                                   answers_pushed = MAX(answers_pushed, ?2)
+             WHERE singleton = 1",
+            params![outbox.last_guest_sale, outbox.last_answer],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -372,6 +447,11 @@ impl Store {
         // members for good. Every record goes again; the server's merge ignores what it has.
         tx.execute(
             "INSERT OR IGNORE INTO member_outbox (member_id) SELECT id FROM members",
+            [],
+        )?;
+        // Sales without a member and recommend answers likewise (stored if absent).
+        tx.execute(
+            "UPDATE sync_state SET guest_sales_pushed = 0, answers_pushed = 0 WHERE singleton = 1",
             [],
         )?;
         tx.commit()?;

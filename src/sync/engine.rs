@@ -195,14 +195,21 @@ pub fn push_all(
             return Ok(());
         }
         // The batch moves into the request and back: no copy of up to 5,000 entries.
+        let (last_guest_sale, last_answer) = (outbox.last_guest_sale, outbox.last_answer);
         let request = PushRequest {
             members: outbox.members,
             entries: outbox.entries,
+            guest_sales: outbox.guest_sales,
+            answers: outbox.answers,
         };
         let ack = client.push(&request)?;
         let pushed = Outbox {
             members: request.members,
             entries: request.entries,
+            guest_sales: request.guest_sales,
+            answers: request.answers,
+            last_guest_sale,
+            last_answer,
         };
         store.mark_pushed(&pushed)?;
         report.pushed_entries += ack.inserted;

@@ -17,6 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::domain::insights::{GuestSale, RecommendAnswer};
 use crate::domain::{CardNumber, Entry, EntryId, MemberId, TerminalId, Timestamp};
 pub use crate::domain::{MemberRecord, RetiredCard};
 
@@ -39,6 +40,12 @@ pub struct PushRequest {
     pub members: Vec<MemberRecord>,
     #[serde(default)]
     pub entries: Vec<Entry>,
+    /// Sales without a member since the last push (for the chain report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guest_sales: Vec<GuestSale>,
+    /// Answers to the recommend question since the last push.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<RecommendAnswer>,
 }
 
 /// What the server did with a push.
