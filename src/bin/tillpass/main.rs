@@ -604,17 +604,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let report = report?;
             if let Some(path) = at_risk_csv {
                 let contacts = store.at_risk_contacts(&report)?;
-                let mut writer = csv::Writer::from_writer(Vec::new());
-                writer.write_record(["card", "name", "email", "phone"])?;
-                for c in &contacts {
-                    writer.write_record([
-                        c.card.as_str(),
-                        c.name.as_str(),
-                        c.email.as_deref().unwrap_or(""),
-                        c.phone.as_deref().unwrap_or(""),
-                    ])?;
-                }
-                tillpass::pass::write_atomically(path, &writer.into_inner()?)?;
+                tillpass::pass::write_atomically(path, &contacts_csv(&contacts)?)?;
                 eprintln!(
                     "wrote {} of {} members at risk to {} (the others did not agree to marketing)",
                     contacts.len(),
@@ -804,17 +794,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
         }
         Command::Member(MemberCommand::MarketingList { out: file }) => {
             let contacts = open(&cli)?.marketing_contacts()?;
-            let mut writer = csv::Writer::from_writer(Vec::new());
-            writer.write_record(["card", "name", "email", "phone"])?;
-            for c in &contacts {
-                writer.write_record([
-                    c.card.as_str(),
-                    c.name.as_str(),
-                    c.email.as_deref().unwrap_or(""),
-                    c.phone.as_deref().unwrap_or(""),
-                ])?;
-            }
-            let text = String::from_utf8(writer.into_inner()?)?;
+            let text = String::from_utf8(contacts_csv(&contacts)?)?;
             match file {
                 Some(path) => {
                     tillpass::pass::write_atomically(path, text.as_bytes())?;
@@ -917,4 +897,19 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             out.status(&store.stats()?)
         }
     }
+}
+
+/// Members to contact as CSV: card, name, email, phone.
+fn contacts_csv(contacts: &[tillpass::store::MarketingContact]) -> Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(["card", "name", "email", "phone"])?;
+    for c in contacts {
+        writer.write_record([
+            c.card.as_str(),
+            c.name.as_str(),
+            c.email.as_deref().unwrap_or(""),
+            c.phone.as_deref().unwrap_or(""),
+        ])?;
+    }
+    Ok(writer.into_inner()?)
 }
