@@ -433,7 +433,7 @@ fn start_server(
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(serve(listener, db));
+        tokio::spawn(serve(listener, db, None));
         Ok::<_, Error>((addr, terminals))
     })?;
     Ok((

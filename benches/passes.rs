@@ -85,6 +85,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             summary,
             code: "TP1.1000000009.ABCDEFGHIJKLMNOP",
             auth_token: "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
+            voided: false,
             now,
         }
     };

@@ -96,7 +96,7 @@ fn start_server(url: &str) -> Result<(String, [String; 2], String, tokio::runtim
             .await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        tokio::spawn(serve(listener, db));
+        tokio::spawn(serve(listener, db, None));
         Ok::<_, Box<dyn std::error::Error>>((addr, sources, token2))
     })?;
     Ok((format!("http://{addr}"), sources, token2, runtime))

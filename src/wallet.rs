@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::domain::{Member, MemberId, MemberSummary, Program, Timestamp};
-use crate::pass::{PassError, PassMember, WalletSetup};
+use crate::domain::{MemberId, Program, Timestamp};
+use crate::pass::{PassContent, PassError, WalletSetup};
 use crate::store::{Store, StoreError};
 
 /// The wallet config file looked for beside the till's store.
@@ -39,43 +39,22 @@ pub fn load(
     )
 }
 
-/// What a member's passes show, read from the store at one instant and owned, so that signing
-/// (slow: RSA, zip, disk) happens away from the store.
-#[derive(Debug, Clone)]
-pub struct PassContent {
-    pub program: Program,
-    pub member: Member,
-    pub summary: MemberSummary,
-    pub code: String,
-    pub auth_token: String,
-    pub now: Timestamp,
-}
-
-impl PassContent {
-    /// Reads the member's pass content as of `now`.
-    pub fn read(store: &Store, member: MemberId, now: Timestamp) -> Result<Self, StoreError> {
-        let view = store.member(member)?;
-        Ok(PassContent {
-            program: store.program().clone(),
-            summary: store.summary_at(member, now)?,
-            code: store.member_code(&view.member.card),
-            auth_token: store.pass_auth_token(&member),
-            member: view.member,
-            now,
-        })
-    }
-
-    /// The borrowed form the pass makers take.
-    pub fn pass(&self) -> PassMember<'_> {
-        PassMember {
-            program: &self.program,
-            member: &self.member,
-            summary: &self.summary,
-            code: &self.code,
-            auth_token: &self.auth_token,
-            now: self.now,
-        }
-    }
+/// Reads the member's pass content from the till's store as of `now`.
+pub fn read_content(
+    store: &Store,
+    member: MemberId,
+    now: Timestamp,
+) -> Result<PassContent, StoreError> {
+    let view = store.member(member)?;
+    Ok(PassContent {
+        program: store.program().clone(),
+        summary: store.summary_at(member, now)?,
+        code: store.member_code(&view.member.card),
+        auth_token: store.pass_auth_token(view.member.card.as_str()),
+        member: view.member,
+        voided: false,
+        now,
+    })
 }
 
 /// Writes the member's signed .pkpass to `out` (whole or not at all).

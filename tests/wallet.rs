@@ -129,8 +129,8 @@ logo_uri = "https://example.com/logo.png"
         wallet::load(Some(&self.config), store.path(), store.program(), now())
     }
 
-    fn content(&self) -> wallet::PassContent {
-        wallet::PassContent::read(&self.store(), self.member, now()).expect("pass content")
+    fn content(&self) -> tillpass::pass::PassContent {
+        wallet::read_content(&self.store(), self.member, now()).expect("pass content")
     }
 
     fn pkpass(&self) -> PathBuf {
@@ -346,10 +346,17 @@ fn pass_json_has_the_documented_keys_and_types() {
         assert!(rgb(&pass[key]), "{key} = {}", pass[key]);
     }
     assert!(pass["authenticationToken"].as_str().expect("token").len() >= 16);
+    let serial = pass["serialNumber"].as_str().expect("a serial number");
     assert_eq!(
-        pass["authenticationToken"],
-        store.pass_auth_token(&fx.member)
+        serial,
+        store
+            .member(fx.member)
+            .expect("member")
+            .member
+            .card
+            .as_str()
     );
+    assert_eq!(pass["authenticationToken"], store.pass_auth_token(serial));
     let barcode = &pass["barcodes"][0];
     assert_eq!(barcode["format"], "PKBarcodeFormatQR");
     assert_eq!(barcode["message"], code.as_str());

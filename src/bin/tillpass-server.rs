@@ -8,9 +8,12 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use tillpass::domain::{Program, Timestamp};
+use tillpass::pass::{WalletConfig, WalletSetup};
 use tillpass::server::acme::{Acme, AcmeSettings};
 use tillpass::server::audit;
 use tillpass::server::config::{DEFAULT_DB, DEFAULT_LISTEN, FileConfig};
+use tillpass::server::passes::apns::{self, ApnsSettings};
+use tillpass::server::passes::{PassService, PassSettings};
 use tillpass::server::{Db, new_token, serve, token_hash};
 use tillpass::sync::protocol::ConfigQuery;
 
@@ -51,6 +54,8 @@ enum Command {
         /// Plain HTTP, on a loopback address only (behind a TLS-terminating reverse proxy).
         #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "acme"])]
         insecure_http: bool,
+        #[command(flatten)]
+        wallet: WalletArgs,
     },
     /// Register, revoke and list tills.
     #[command(subcommand)]
@@ -111,6 +116,19 @@ struct TlsArgs {
     /// SQLite database, else in the working directory].
     #[arg(long, env = "TILLPASS_SERVER_TLS_DIR")]
     tls_dir: Option<PathBuf>,
+}
+
+/// Wallet passes this server issues and keeps live.
+#[derive(clap::Args)]
+struct WalletArgs {
+    /// wallet.toml with the Apple and Google keys (see README, "Wallet passes"); without it,
+    /// passes are signed by a demo chain kept beside the database and no phone installs them.
+    #[arg(long, env = "TILLPASS_SERVER_WALLET")]
+    wallet: Option<PathBuf>,
+    /// The public HTTPS address phones reach this server at, for pass links and the PassKit
+    /// web service [default: https://DOMAIN with --acme, else https://LISTEN-ADDRESS].
+    #[arg(long, env = "TILLPASS_SERVER_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 /// The ACME authority, for `--acme`.
@@ -274,6 +292,40 @@ fn now() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
 }
 
+/// The pass service: `wallet` (wallet.toml) if given, else the demo chain beside the database.
+/// APNs is on with real Apple keys only.
+async fn pass_service(
+    wallet: Option<&std::path::Path>,
+    public_url: String,
+    db_url: &str,
+    db: &Db,
+) -> Result<Arc<PassService>> {
+    let config = db.config(None, ConfigQuery::default()).await?;
+    let program = Program::from_toml(&config.program_toml).context("the stored program")?;
+    let demo_dir = db_url
+        .strip_prefix("sqlite:")
+        .and_then(|path| std::path::Path::new(path).parent())
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
+        .join("tillpass-server-wallet-demo");
+    let setup =
+        WalletSetup::load(wallet, &demo_dir, &program, now()).context("loading the wallet keys")?;
+    let apns = match wallet {
+        Some(path) => WalletConfig::read(path)?.apple.map(|a| ApnsSettings {
+            endpoint: a.apns_url.unwrap_or_else(|| apns::PRODUCTION.to_owned()),
+            extra_roots: a.apns_ca,
+        }),
+        None => None,
+    };
+    if setup.demo {
+        tracing::warn!(
+            "wallet passes use the demo signing chain (no --wallet): phones will not install them"
+        );
+    }
+    tracing::info!(%public_url, apple = setup.apple.is_some(), google = setup.google.is_some(), apns = apns.is_some(), "wallet passes");
+    Ok(PassService::new(setup, PassSettings { public_url, apns })?)
+}
+
 fn run(cli: Cli) -> Result<()> {
     let file = match &cli.config {
         Some(path) => FileConfig::read(path).map_err(anyhow::Error::msg)?,
@@ -311,6 +363,7 @@ fn run(cli: Cli) -> Result<()> {
                 tls,
                 authority,
                 insecure_http,
+                wallet,
             } => {
                 let listen = listen
                     .or(file.listen)
@@ -319,6 +372,18 @@ fn run(cli: Cli) -> Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 let addr = listener.local_addr()?;
+                let public_url = wallet
+                    .public_url
+                    .or(file.public_url)
+                    .or_else(|| tls.acme.as_ref().map(|d| format!("https://{d}")))
+                    .unwrap_or_else(|| format!("https://{addr}"));
+                let passes = pass_service(
+                    wallet.wallet.or(file.wallet).as_deref(),
+                    public_url,
+                    &db_url,
+                    &db,
+                )
+                .await?;
                 if insecure_http {
                     if !addr.ip().is_loopback() {
                         bail!(
@@ -327,7 +392,7 @@ fn run(cli: Cli) -> Result<()> {
                     }
                     tracing::info!(%addr, database = db.kind(), "serving plain HTTP on loopback");
                     println!("listening on http://{addr}");
-                    serve(listener, db).await?;
+                    serve(listener, db, Some(Arc::clone(&passes))).await?;
                 } else if let Some(domain) = tls.acme.clone() {
                     let acme = Arc::new(Acme::open(AcmeSettings {
                         domain: domain.clone(),
@@ -350,14 +415,14 @@ fn run(cli: Cli) -> Result<()> {
                     tracing::info!(%addr, %domain, database = db.kind(), certificate = %identity.cert_path.display(), "serving");
                     println!("listening on https://{addr}");
                     println!("key pin {}", identity.pin);
-                    serve(listener, db).await?;
+                    serve(listener, db, Some(Arc::clone(&passes))).await?;
                 } else {
                     let identity = tls.identity(&db_url)?;
                     tracing::info!(%addr, database = db.kind(), certificate = %identity.cert_path.display(), "serving");
                     println!("listening on https://{addr}");
                     println!("key pin {}", identity.pin);
                     let listener = tillpass::server::tls::TlsListener::new(listener, &identity)?;
-                    serve(listener, db).await?;
+                    serve(listener, db, Some(Arc::clone(&passes))).await?;
                 }
             }
             Command::Terminal(TerminalCommand::Add {

@@ -53,6 +53,9 @@ pub struct PassJson {
     pub barcodes: Vec<Barcode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nfc: Option<Nfc>,
+    /// A pass that no longer stands (card replaced, member erased): Wallet greys it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub voided: bool,
     pub store_card: StoreCard,
 }
 
@@ -185,7 +188,7 @@ pub fn pass_json(settings: &AppleSettings, pass: &PassMember<'_>) -> Result<Pass
     Ok(PassJson {
         format_version: 1,
         pass_type_identifier: settings.pass_type_identifier.clone(),
-        serial_number: pass.member.id.0.to_string(),
+        serial_number: pass.serial().to_owned(),
         team_identifier: settings.team_identifier.clone(),
         organization_name: program.organisation.clone(),
         description: key::DESCRIPTION.to_owned(),
@@ -205,6 +208,7 @@ pub fn pass_json(settings: &AppleSettings, pass: &PassMember<'_>) -> Result<Pass
             alt_text: pass.member.card.grouped(),
         }],
         nfc,
+        voided: pass.voided,
         store_card: StoreCard {
             header_fields: vec![points],
             primary_fields: vec![field("member", Some(key::MEMBER), text(&pass.member.name))],
@@ -239,6 +243,11 @@ impl PassMaker {
             signer,
             images,
         })
+    }
+
+    /// The Pass Type ID identity passes are signed with (APNs takes it as its TLS client).
+    pub fn signer(&self) -> &PassSigner {
+        &self.signer
     }
 
     /// Every file of the pass except `manifest.json` and `signature`, in archive order.
@@ -333,6 +342,7 @@ mod tests {
             summary: &summary,
             code: "TP1.0123456789.ABCDEFGHIJKLMNOP",
             auth_token: "0123456789abcdef0123",
+            voided: false,
             now: Timestamp::from_millis(0),
         };
         let json = pass_json(&settings(), &pass).expect("pass.json");

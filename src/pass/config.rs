@@ -40,6 +40,10 @@ pub struct AppleConfig {
     pub images: Option<PathBuf>,
     pub web_service_url: Option<String>,
     pub nfc_encryption_public_key: Option<String>,
+    /// The server's APNs endpoint (default: Apple's production service).
+    pub apns_url: Option<String>,
+    /// Extra roots (PEM) the server trusts for APNs, e.g. a relay's CA.
+    pub apns_ca: Option<PathBuf>,
 }
 
 /// The `[google]` table.
@@ -99,6 +103,7 @@ impl WalletConfig {
             join(&mut a.wwdr);
             a.key.iter_mut().for_each(join);
             a.images.iter_mut().for_each(join);
+            a.apns_ca.iter_mut().for_each(join);
         }
         if let Some(g) = &mut self.google {
             join(&mut g.service_account_key);
@@ -266,6 +271,8 @@ impl WalletSetup {
                 images: None,
                 web_service_url: None,
                 nfc_encryption_public_key: None,
+                apns_url: None,
+                apns_ca: None,
             };
             let google = GoogleConfig {
                 issuer_id: DEMO_GOOGLE_ISSUER_ID.into(),

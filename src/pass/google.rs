@@ -256,6 +256,11 @@ impl GoogleSettings {
         Ok(())
     }
 
+    /// The object id of the pass with serial number `serial` (one object per card).
+    pub fn object_id(&self, serial: &str) -> String {
+        format!("{}.card-{serial}", self.issuer_id)
+    }
+
     fn class_id(&self, program: &Program, tier: usize) -> String {
         let tier = slug(&program.tier(tier).name);
         format!("{}.{}-{tier}", self.issuer_id, self.class_prefix)
@@ -315,9 +320,9 @@ impl GoogleSettings {
             );
         }
         LoyaltyObject {
-            id: format!("{}.member-{}", self.issuer_id, pass.member.id.0),
+            id: self.object_id(pass.serial()),
             class_id: self.class_id(program, pass.summary.tier),
-            state: "ACTIVE".into(),
+            state: if pass.voided { "INACTIVE" } else { "ACTIVE" }.into(),
             account_id: pass.member.card.grouped(),
             account_name: pass.member.name.clone(),
             loyalty_points: LoyaltyPoints {

@@ -245,6 +245,7 @@ mod tests {
             summary: &summary,
             code: "TP1.x",
             auth_token: "token",
+            voided: false,
             now: crate::domain::Timestamp::from_millis(0),
         };
         for locale in &LOCALES {

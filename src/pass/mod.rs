@@ -26,9 +26,47 @@ pub struct PassMember<'a> {
     pub summary: &'a MemberSummary,
     /// The signed member code the till scans (QR payload, NFC message, Smart Tap value).
     pub code: &'a str,
-    /// The pass's web-service secret; stable for the member's lifetime.
+    /// The pass's web-service secret ([`crate::token::code::pass_auth_token`] of its serial).
     pub auth_token: &'a str,
+    /// The card was replaced or the member erased: the pass shows it no longer stands.
+    pub voided: bool,
     pub now: Timestamp,
+}
+
+/// What a member's passes show, read from the store at one instant and owned, so that
+/// signing (slow: RSA, zip, disk) happens away from the store or database.
+#[derive(Debug, Clone)]
+pub struct PassContent {
+    pub program: Program,
+    pub member: Member,
+    pub summary: MemberSummary,
+    pub code: String,
+    pub auth_token: String,
+    pub voided: bool,
+    pub now: Timestamp,
+}
+
+impl PassContent {
+    /// The borrowed form the pass makers take.
+    pub fn pass(&self) -> PassMember<'_> {
+        PassMember {
+            program: &self.program,
+            member: &self.member,
+            summary: &self.summary,
+            code: &self.code,
+            auth_token: &self.auth_token,
+            voided: self.voided,
+            now: self.now,
+        }
+    }
+}
+
+impl PassMember<'_> {
+    /// The pass's serial number: the card number, so a replaced card voids its pass and the new
+    /// card gets a pass of its own.
+    pub fn serial(&self) -> &str {
+        self.member.card.as_str()
+    }
 }
 
 #[cfg(test)]

@@ -44,10 +44,18 @@ pub enum KeySource {
     P12 { bundle: PathBuf, password: String },
 }
 
+/// A private key as stored: PKCS#8, or PKCS#1 (`RSA PRIVATE KEY`).
+#[derive(Clone)]
+pub enum KeyDer {
+    Pkcs8(Vec<u8>),
+    Pkcs1(Vec<u8>),
+}
+
 /// A loaded, checked Pass Type ID identity: certificate, key and the WWDR intermediate.
 pub struct PassSigner {
     cert: Certificate,
     cert_der: Vec<u8>,
+    key_der: KeyDer,
     wwdr_der: Vec<u8>,
     key: RsaKeyPair,
     rng: SystemRandom,
@@ -69,7 +77,7 @@ impl PassSigner {
         team_identifier: &str,
         now: Timestamp,
     ) -> Result<Self, PassError> {
-        let (cert_der, key, cert_path, key_path) = match source {
+        let (cert_der, (key, key_der), cert_path, key_path) = match source {
             KeySource::Pem { certificate, key } => {
                 let cert_der = read_certificate(certificate)?;
                 let key_pair = read_key(key)?;
@@ -126,6 +134,7 @@ impl PassSigner {
         Ok(PassSigner {
             cert,
             cert_der,
+            key_der,
             wwdr_der,
             key,
             rng: SystemRandom::new(),
@@ -135,6 +144,16 @@ impl PassSigner {
     /// The DER bytes of the Pass Type ID certificate.
     pub fn certificate_der(&self) -> &[u8] {
         &self.cert_der
+    }
+
+    /// The DER bytes of the WWDR intermediate that issued the certificate.
+    pub fn wwdr_der(&self) -> &[u8] {
+        &self.wwdr_der
+    }
+
+    /// The certificate's private key, for APNs, which takes the same identity as a TLS client.
+    pub fn key_der(&self) -> &KeyDer {
+        &self.key_der
     }
 
     /// A detached CMS SignedData (DER) over `content`: SHA-256, signing time `at`, the pass
@@ -272,7 +291,7 @@ fn parse_certificate(der: &[u8], path: &Path) -> Result<Certificate, PassError> 
 }
 
 /// Reads an unencrypted RSA private key: PEM PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`).
-fn read_key(path: &Path) -> Result<RsaKeyPair, PassError> {
+fn read_key(path: &Path) -> Result<(RsaKeyPair, KeyDer), PassError> {
     let bad = |reason: String| PassError::Key {
         path: path.display().to_string(),
         reason,
@@ -281,8 +300,8 @@ fn read_key(path: &Path) -> Result<RsaKeyPair, PassError> {
     let (label, der) =
         der::pem::decode_vec(&bytes).map_err(|e| bad(format!("not a PEM private key: {e}")))?;
     match label {
-        "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
-        "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
+        "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der).map(|k| (k, KeyDer::Pkcs8(der))),
+        "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der).map(|k| (k, KeyDer::Pkcs1(der))),
         "ENCRYPTED PRIVATE KEY" => {
             return Err(bad(
                 "the key is encrypted; decrypt it with `openssl pkcs8 -topk8 -nocrypt`".into(),
@@ -294,7 +313,7 @@ fn read_key(path: &Path) -> Result<RsaKeyPair, PassError> {
 }
 
 /// Reads the first certificate-and-key entry of a PKCS#12 bundle.
-fn read_p12(path: &Path, password: &str) -> Result<(Vec<u8>, RsaKeyPair), PassError> {
+fn read_p12(path: &Path, password: &str) -> Result<(Vec<u8>, (RsaKeyPair, KeyDer)), PassError> {
     let bad = |reason: String| PassError::Key {
         path: path.display().to_string(),
         reason,
@@ -321,7 +340,10 @@ fn read_p12(path: &Path, password: &str) -> Result<(Vec<u8>, RsaKeyPair), PassEr
             "the key in the bundle is not a usable RSA key ({e})"
         ))
     })?;
-    Ok((cert.as_der().to_vec(), key))
+    Ok((
+        cert.as_der().to_vec(),
+        (key, KeyDer::Pkcs8(chain.key().as_der().to_vec())),
+    ))
 }
 
 /// Whether `issuer`'s key made `cert`'s signature.

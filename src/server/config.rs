@@ -11,6 +11,10 @@ pub struct FileConfig {
     pub db: Option<String>,
     pub listen: Option<String>,
     pub log: Option<String>,
+    /// The wallet config (`wallet.toml`): passes signed and kept live by this server.
+    pub wallet: Option<std::path::PathBuf>,
+    /// The server's public HTTPS address, for pass links and the PassKit web service.
+    pub public_url: Option<String>,
 }
 
 impl FileConfig {

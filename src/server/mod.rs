@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 mod error;
 mod judge;
+pub mod passes;
 pub mod pg_tls;
 mod postgres;
 mod sqlite;
@@ -39,6 +40,8 @@ use validate::{BatchError, PushRefusal, RULE_BAD_BODY, check_push};
 /// Shared by every request.
 pub struct AppState {
     pub db: Db,
+    /// Wallet passes, when the server holds wallet keys.
+    pub passes: Option<Arc<passes::PassService>>,
 }
 
 /// A new terminal token: `tpt_` and 52 base32 characters (256 random bits).
@@ -119,6 +122,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/members/{id}/balance", get(balance))
         .route("/v1/double-spends", get(double_spends))
         .route("/v1/report", get(report))
+        .merge(passes::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(refuse_declared_oversize))
         .layer(middleware::from_fn(log_request))
@@ -226,6 +230,11 @@ async fn store_push(
     let entries = batch.entries.len();
     let erased = batch.members.iter().any(|m| m.record.erased_at.is_some());
     let ack = state.db.push(batch, at).await?;
+    if let Some(passes) = &state.passes
+        && ack.inserted + ack.members > 0
+    {
+        passes.notify_changed();
+    }
     if erased && let Err(e) = state.db.scrub_erased().await {
         // Stored already; the files are scrubbed by the next erasure or a restart's checkpoint.
         tracing::error!(error = %e, "scrubbing after an erasure");
@@ -329,13 +338,22 @@ async fn report(
     Ok(Json(state.db.report(from, to).await?).into_response())
 }
 
-/// Serves on `listener` (plain TCP, or [`tls::TlsListener`]) until Ctrl-C or SIGTERM.
-pub async fn serve<L>(listener: L, db: Db) -> std::io::Result<()>
+/// Serves on `listener` (plain TCP, or [`tls::TlsListener`]) until Ctrl-C or SIGTERM; with
+/// `passes`, also issues wallet passes and keeps them live.
+pub async fn serve<L>(
+    listener: L,
+    db: Db,
+    passes: Option<Arc<passes::PassService>>,
+) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    let app = router(Arc::new(AppState { db }));
+    let state = Arc::new(AppState { db, passes });
+    if state.passes.is_some() {
+        passes::updates::spawn(Arc::clone(&state));
+    }
+    let app = router(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await

@@ -28,11 +28,14 @@ use crate::sync::protocol::{
     ProgramVersionBody, PushResponse,
 };
 
+mod passes;
+
 const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_001.sql")),
     M::up(include_str!("migrations/sqlite_002.sql")),
     M::up(include_str!("migrations/sqlite_003.sql")),
     M::up(include_str!("migrations/sqlite_004.sql")),
+    M::up(include_str!("migrations/sqlite_005.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 

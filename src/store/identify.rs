@@ -89,9 +89,9 @@ impl Store {
         member_code(&self.keys, card)
     }
 
-    /// The member's wallet-pass web-service secret.
-    pub fn pass_auth_token(&self, member: &crate::domain::MemberId) -> String {
-        crate::token::code::pass_auth_token(&self.code_key, member)
+    /// The web-service secret of the wallet pass with serial number `serial`.
+    pub fn pass_auth_token(&self, serial: &str) -> String {
+        crate::token::code::pass_auth_token(&self.code_key, serial)
     }
 
     /// Verifies a scanned member code and finds its member. Unverified text is never looked up.

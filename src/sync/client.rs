@@ -9,7 +9,8 @@ use thiserror::Error;
 
 use super::protocol::{
     BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, ErrorBody, MAX_RESPONSE_BYTES,
-    OwnQuery, PullQuery, PullResponse, PushRequest, PushResponse, TERMINAL_HEADER,
+    OwnQuery, PassLinkRequest, PassLinkResponse, PullQuery, PullResponse, PushRequest,
+    PushResponse, TERMINAL_HEADER,
 };
 use crate::domain::{MemberId, TerminalId};
 use crate::store::StoreError;
@@ -205,6 +206,15 @@ impl SyncClient {
                 &format!("/v1/members/{member}/balance"),
             )
             .send(),
+        )
+    }
+
+    /// A link to the member's wallet pass, issued by the server (which holds the wallet keys).
+    pub fn pass_link(&self, member: MemberId) -> Result<PassLinkResponse, SyncError> {
+        self.answer(
+            self.request(reqwest::Method::POST, "/v1/passes/link")
+                .json(&PassLinkRequest { member_id: member })
+                .send(),
         )
     }
 

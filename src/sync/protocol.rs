@@ -13,6 +13,7 @@
 //!   backup to take back what it had pushed; `next` is a terminal_seq.
 //! - `GET /v1/members/{id}/balance` -> [`BalanceResponse`]: the live balance.
 //! - `GET /v1/double-spends` -> [`DoubleSpendList`].
+//! - `POST /v1/passes/link` [`PassLinkRequest`] -> [`PassLinkResponse`]: a wallet pass link.
 //! - `GET /health`: no authentication.
 
 use serde::{Deserialize, Serialize};
@@ -184,6 +185,20 @@ pub struct BalanceResponse {
     pub member_id: MemberId,
     pub balance: i64,
     pub server_seq: i64,
+}
+
+/// `POST /v1/passes/link`: a wallet pass link for a member the server knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassLinkRequest {
+    pub member_id: MemberId,
+}
+
+/// The member's pass link (the till shows it as a QR code) and the pass's serial number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassLinkResponse {
+    pub url: String,
+    pub serial: String,
 }
 
 /// A redemption that took a member's balance below zero (offline tills spent the same points).

@@ -163,17 +163,29 @@ pub fn member_code(ring: &Keyring, card: &CardNumber) -> String {
     )
 }
 
-/// The wallet-pass web-service secret for a member (Apple's `authenticationToken`): 32 base32
-/// characters of HMAC-SHA256 under the program key, so it is stable for the member's lifetime and
-/// any holder of the program key (till or server) can check it without storing it.
-pub fn pass_auth_token(key: &CodeKey, member: &crate::domain::MemberId) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(&key.0) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC accepts keys of any length"),
-    };
+/// The wallet-pass web-service secret for the pass with serial number `serial` (Apple's
+/// `authenticationToken`): 32 base32 characters of HMAC-SHA256 under the program key, so it is
+/// stable for the pass's lifetime and any holder of the program key (till or server) can check it
+/// without storing it.
+pub fn pass_auth_token(key: &CodeKey, serial: &str) -> String {
+    let mut mac = key.hmac();
     mac.update(b"TP-PASS-AUTH.");
-    mac.update(member.0.as_bytes());
+    mac.update(serial.as_bytes());
     BASE32_NOPAD.encode(&mac.finalize().into_bytes()[..20])
+}
+
+/// Whether `token` is the web-service secret of the pass `serial`, compared in constant time.
+pub fn check_pass_auth_token(key: &CodeKey, serial: &str, token: &str) -> bool {
+    let Ok(tag) = BASE32_NOPAD.decode(token.as_bytes()) else {
+        return false;
+    };
+    if tag.len() != 20 {
+        return false;
+    }
+    let mut mac = key.hmac();
+    mac.update(b"TP-PASS-AUTH.");
+    mac.update(serial.as_bytes());
+    mac.verify_truncated_left(&tag).is_ok()
 }
 
 /// Parses and verifies scanned text. Only a code whose tag verifies (in constant time) under a
@@ -246,6 +258,26 @@ mod tests {
 
     fn card(n: u64) -> CardNumber {
         CardNumber::from_payload(n)
+    }
+
+    #[test]
+    fn a_pass_token_checks_only_for_its_own_serial_and_key() {
+        let k = CodeKey::from_bytes([7; 32]);
+        let token = pass_auth_token(&k, "1234567897");
+        assert_eq!(token.len(), 32);
+        assert!(check_pass_auth_token(&k, "1234567897", &token));
+        assert!(!check_pass_auth_token(&k, "1234567898", &token));
+        assert!(!check_pass_auth_token(
+            &CodeKey::from_bytes([8; 32]),
+            "1234567897",
+            &token
+        ));
+        assert!(!check_pass_auth_token(&k, "1234567897", &token[..31]));
+        assert!(!check_pass_auth_token(&k, "1234567897", "not base32!"));
+        let mut flipped = token.into_bytes();
+        flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        assert!(!check_pass_auth_token(&k, "1234567897", &flipped));
     }
 
     #[test]

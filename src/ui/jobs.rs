@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use super::worker::{Replies, Reply, WalletPassReply, now};
 use crate::domain::{CardNumber, MemberId};
+use crate::pass::PassContent;
 use crate::store::Store;
 use crate::sync::join::JoinCode;
 use crate::token::qr;
-use crate::wallet::{self, PassContent};
+use crate::wallet;
 
 /// How long a redemption waits for the server before offline rules apply.
 pub const LIVE_BALANCE_TIMEOUT: Duration = Duration::from_secs(3);

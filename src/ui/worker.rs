@@ -13,12 +13,12 @@ use image::GrayImage;
 use super::jobs::{self, Job};
 use crate::domain::insights::Report;
 use crate::domain::{Entry, MemberId, MemberInput, Program, Timestamp};
+use crate::pass::PassContent;
 use crate::store::{
     ActivityRow, MemberView, Quarantined, ScanError, ScanOutcome, SearchHit, Store, StoreError,
     StoreStats, TierRow, TierSort,
 };
 use crate::token::qr::{self, QrError};
-use crate::wallet::PassContent;
 
 /// Entries shown under the member.
 pub const HISTORY_LEN: usize = 8;
@@ -402,7 +402,7 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::TierPage(key) => tier_page(store, key),
         Request::Reload => reload(store),
         Request::Import { path, actor } => import(store, &path, &actor),
-        Request::PassContent(member) => PassContent::read(store, member, now())
+        Request::PassContent(member) => crate::wallet::read_content(store, member, now())
             .map(|content| Reply::PassContent(Box::new(content)))
             .map_err(Failed::from),
     };

@@ -184,6 +184,11 @@ impl Server {
     /// about sync; TLS, pins and join codes are tested in tests/security.rs), and waits for its
     /// "listening" line.
     pub fn start(db: &str) -> Self {
+        Self::start_with(db, &[])
+    }
+
+    /// [`Server::start`] with more `serve` arguments.
+    pub fn start_with(db: &str, serve_args: &[&str]) -> Self {
         let mut child = server_bin()
             .args([
                 "--db",
@@ -193,6 +198,7 @@ impl Server {
                 "127.0.0.1:0",
                 "--insecure-http",
             ])
+            .args(serve_args)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

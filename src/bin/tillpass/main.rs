@@ -216,6 +216,14 @@ enum PassCommand {
         #[arg(long, env = "TILLPASS_WALLET_CONFIG")]
         wallet_config: Option<PathBuf>,
     },
+    /// Print the link to the member's pass on the server this till is joined to (the server
+    /// holds the wallet keys and keeps the pass up to date); syncs first so the server knows
+    /// the member. The customer scans it with the phone's camera.
+    Link {
+        /// Card number (or phone, email, member code) of the member.
+        #[arg(long)]
+        card: String,
+    },
     /// Print the member's "Save to Google Wallet" link.
     Google {
         /// Card number (or phone, email, member code) of the member.
@@ -416,13 +424,13 @@ fn wallet_for(
     config: Option<&std::path::Path>,
 ) -> Result<(
     MemberView,
-    tillpass::wallet::PassContent,
+    tillpass::pass::PassContent,
     tillpass::pass::WalletSetup,
 )> {
     let store = open(cli)?;
     let view = resolve(&store, who)?;
     let at = now();
-    let content = tillpass::wallet::PassContent::read(&store, view.member.id, at)?;
+    let content = tillpass::wallet::read_content(&store, view.member.id, at)?;
     let setup = tillpass::wallet::load(config, store.path(), store.program(), at)?;
     if setup.demo {
         eprintln!(
@@ -873,6 +881,20 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let (view, content, setup) = wallet_for(&cli, card, wallet_config.as_deref())?;
             tillpass::wallet::write_apple_pass(&setup, &content, file)?;
             out.pass_written(&view, file, setup.demo)
+        }
+        Command::Pass(PassCommand::Link { card }) => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, card)?;
+            if store.sync_settings()?.server_url.is_none() {
+                bail!(
+                    "this till is not joined to a server, which issues the pass links; use `pass apple` or `pass google` for a standalone till"
+                );
+            }
+            let client = tillpass::sync::client_for(&store)?;
+            tillpass::sync::sync_once(&mut store, &client, now())
+                .context("syncing before asking for the link")?;
+            let link = client.pass_link(view.member.id)?;
+            out.save_url(&view, &link.url, false)
         }
         Command::Pass(PassCommand::Google {
             card,

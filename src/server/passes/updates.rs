@@ -1,0 +1,208 @@
+//! Keeping passes live, in two background tasks that never touch the push path:
+//!
+//! - the **updater** follows `server_seq` from a durable cursor: for each member with passes
+//!   whose entries or record changed, it recomputes what each pass shows; a pass whose
+//!   fingerprint changed gets a new tag and pushes queued to its devices (and Google), and the
+//!   cursor moves, all in one transaction. A crash replays from the cursor; nothing is lost.
+//! - the **sender** takes due pushes from the queue (`pass_pushes`), coalesced per device and
+//!   pass while pending, and sends them; failures back off, 410 forgets the device.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::PassService;
+use super::apns::Outcome;
+use super::content::content;
+use super::records::{Channel, PassChange, QueuedPush};
+use crate::domain::Timestamp;
+use crate::server::AppState;
+use crate::server::db::{Db, DbError};
+
+/// Sequence numbers the updater looks at per transaction.
+const BATCH: i64 = 20_000;
+/// Pushes the sender takes at a time (sent concurrently over one HTTP/2 connection).
+const SEND_BATCH: usize = 256;
+/// The longest wait between two retries of a push.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How often the tasks look even when nothing woke them (a missed wake-up costs this much).
+const IDLE_LOOK: Duration = Duration::from_secs(5);
+
+fn now() -> Timestamp {
+    Timestamp::from(std::time::SystemTime::now())
+}
+
+/// The wait before attempt `attempts + 1`: 1 s doubling to an hour, or longer if asked.
+pub fn backoff(attempts: i64, asked: Option<Duration>) -> Duration {
+    let shift = u32::try_from(attempts.clamp(0, 12)).unwrap_or(12);
+    let doubling = Duration::from_secs(1u64 << shift).min(MAX_BACKOFF);
+    asked.map_or(doubling, |a| a.max(doubling))
+}
+
+/// Starts the updater and the sender on the current runtime (for a state with passes).
+pub fn spawn(state: Arc<AppState>) {
+    tokio::spawn(updater(Arc::clone(&state)));
+    tokio::spawn(sender(state));
+}
+
+async fn updater(state: Arc<AppState>) {
+    let Some(service) = state.passes.clone() else {
+        return;
+    };
+    loop {
+        match catch_up(&service, &state.db).await {
+            Ok(0) => {}
+            Ok(_) => service.queued.notify_one(),
+            Err(e) => tracing::error!(error = %e, "pass updater"),
+        }
+        let _ = tokio::time::timeout(IDLE_LOOK, service.changed.notified()).await;
+    }
+}
+
+/// Looks at everything after the cursor; how many passes changed.
+pub async fn catch_up(service: &PassService, db: &Db) -> Result<usize, DbError> {
+    let google = service.setup.google.is_some();
+    let mut changed = 0;
+    loop {
+        let (after, touched) = db.pass_touched(BATCH).await?;
+        if touched.upto <= after {
+            return Ok(changed);
+        }
+        let at = now();
+        let mut changes = Vec::new();
+        for member in &touched.members {
+            let Some(source) = db.pass_source(*member).await? else {
+                continue;
+            };
+            let mut newly_voided = false;
+            for pass in db.passes_of(*member).await? {
+                let content = content(&source, &pass.serial, at)?;
+                let shown = super::shown(&content);
+                if shown != pass.shown || content.voided != pass.voided {
+                    newly_voided |= content.voided && !pass.voided;
+                    changes.push(PassChange {
+                        serial: pass.serial,
+                        shown,
+                        voided: content.voided,
+                    });
+                }
+            }
+            if newly_voided {
+                // A replaced card (a lost phone?) or an erasure: old links stop working; the
+                // member asks at the till for a new one.
+                let revoked = db.pass_links_revoke(*member, at).await?;
+                tracing::info!(member = %member, revoked, "pass voided; links revoked");
+            }
+        }
+        let count = changes.len();
+        if db
+            .pass_apply(changes, after, touched.upto, google, at)
+            .await?
+        {
+            changed += count;
+        }
+    }
+}
+
+async fn sender(state: Arc<AppState>) {
+    let Some(service) = state.passes.clone() else {
+        return;
+    };
+    loop {
+        let wait = match send_due(&service, &state.db).await {
+            Ok(Some(next)) => Duration::from_millis(
+                u64::try_from(next.saturating_sub(now().millis())).unwrap_or(0),
+            )
+            .min(IDLE_LOOK),
+            Ok(None) => IDLE_LOOK,
+            Err(e) => {
+                tracing::error!(error = %e, "pass push sender");
+                IDLE_LOOK
+            }
+        };
+        if !wait.is_zero() {
+            let _ = tokio::time::timeout(wait, service.queued.notified()).await;
+        }
+    }
+}
+
+/// Sends the pushes due now; when the next one is due (`None`: nothing queued later).
+pub async fn send_due(service: &Arc<PassService>, db: &Db) -> Result<Option<i64>, DbError> {
+    loop {
+        let (due, next) = db.pass_due(now(), SEND_BATCH).await?;
+        if due.is_empty() {
+            return Ok(next);
+        }
+        let mut sends = tokio::task::JoinSet::new();
+        for push in due {
+            let service = Arc::clone(service);
+            sends.spawn(async move {
+                let outcome = send(&service, &push).await;
+                (push, outcome)
+            });
+        }
+        while let Some(done) = sends.join_next().await {
+            let (push, outcome) =
+                done.map_err(|e| DbError::Internal(format!("a push task failed: {e}")))?;
+            record(db, push, outcome).await?;
+        }
+    }
+}
+
+async fn send(service: &PassService, push: &QueuedPush) -> Outcome {
+    match push.channel {
+        Channel::Apns => match &service.apns {
+            Some(apns) => apns.push(&push.target).await,
+            None => Outcome::Retry {
+                after: Some(MAX_BACKOFF),
+                reason: "APNs is not configured on this server".into(),
+            },
+        },
+        Channel::Google => Outcome::Retry {
+            after: Some(MAX_BACKOFF),
+            reason: "Google Wallet updates are not configured on this server".into(),
+        },
+    }
+}
+
+async fn record(db: &Db, push: QueuedPush, outcome: Outcome) -> Result<(), DbError> {
+    match outcome {
+        Outcome::Delivered => {
+            tracing::debug!(serial = %push.serial, channel = push.channel.as_str(), "pass push sent");
+            db.pass_push_done(push.id, push.generation).await
+        }
+        Outcome::Gone => {
+            tracing::info!(serial = %push.serial, "device gone; registration removed");
+            db.pass_push_gone(push.id, push.target).await
+        }
+        Outcome::Retry { after, reason } => {
+            let wait = backoff(push.attempts, after);
+            tracing::warn!(serial = %push.serial, channel = push.channel.as_str(), attempts = push.attempts + 1, retry_in_s = wait.as_secs(), %reason, "pass push failed");
+            let due = Timestamp::from_millis(
+                now()
+                    .millis()
+                    .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+            );
+            db.pass_push_retry(push.id, due, reason).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_an_hour_and_honours_a_longer_ask() {
+        assert_eq!(backoff(0, None), Duration::from_secs(1));
+        assert_eq!(backoff(3, None), Duration::from_secs(8));
+        assert_eq!(backoff(40, None), MAX_BACKOFF);
+        assert_eq!(
+            backoff(0, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            backoff(5, Some(Duration::from_secs(2))),
+            Duration::from_secs(32)
+        );
+    }
+}
