@@ -9,7 +9,7 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use tillpass::domain::MemberInput;
 use tillpass::store::Store;
-use tillpass::ui::{Action, Dialog, Screen, TillApp};
+use tillpass::ui::{Action, Dialog, Screen, TillApp, WalletDialog};
 
 fn harness(db: &TempDb) -> Harness<'static, TillApp> {
     let path = db.path.clone();
@@ -384,6 +384,61 @@ fn the_wallet_pass_action_exports_a_pass_and_shows_the_save_link() {
         h.state().member().map(|m| m.view.member.id),
         Some(view.member.id)
     );
+}
+
+#[test]
+fn on_a_joined_till_the_wallet_pass_is_a_link_to_the_server() {
+    use common::server::{Backend, Server, add_terminal, database};
+    let dir = TempDb::new();
+    let server_db = database(Backend::Sqlite, dir.dir.path()).expect("sqlite");
+    let token = add_terminal(&server_db, "till");
+    let server = Server::start(&server_db);
+    let db = TempDb::new();
+    {
+        let mut store = db.open();
+        store.set_sync_server(&server.url, &token).expect("save");
+        let client = tillpass::sync::client_for(&store).expect("client");
+        tillpass::sync::sync_once(&mut store, &client, common::server::now()).expect("join");
+    }
+    // Enrolled after the last sync: the server learns of the member when the link is asked.
+    let (code, view) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.get_by_label("Wallet pass").click();
+    settle(&mut h);
+    h.get_by_label("Wallet pass for Grace Hopper");
+    h.get_by_label("The customer scans this code with the phone's camera.");
+    let Some(Dialog::Wallet(WalletDialog::Link { url, .. })) = h.state().dialog() else {
+        panic!("the link dialog is open");
+    };
+    let url = url.replacen("https://", "http://", 1);
+    assert!(
+        !db.dir.path().join("exports").exists(),
+        "a joined till signs nothing itself"
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pass = reqwest::blocking::Client::new()
+        .get(&url)
+        .header(
+            "User-Agent",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)",
+        )
+        .send()
+        .expect("the phone opens the link");
+    assert_eq!(pass.status(), 200);
+    assert_eq!(
+        pass.headers()["content-type"],
+        "application/vnd.apple.pkpass"
+    );
+    let bytes = pass.bytes().expect("body");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("pass.json").expect("pass.json"), &mut json)
+        .expect("read");
+    assert!(json.contains(view.member.card.as_str()), "{json}");
+    h.key_press(Key::Escape);
+    h.run_steps(2);
+    assert!(h.state().dialog().is_none());
 }
 
 #[test]

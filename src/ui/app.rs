@@ -597,6 +597,16 @@ impl TillApp {
                     *wallet = WalletDialog::Ready { reply, qr };
                 }
             }
+            Reply::PassLink(reply) => {
+                if let Some(Dialog::Wallet(wallet)) = &mut self.dialog {
+                    let qr = texture(&self.ctx, "wallet-link-qr", &reply.qr);
+                    *wallet = WalletDialog::Link {
+                        name: reply.name,
+                        url: reply.url,
+                        qr,
+                    };
+                }
+            }
             Reply::LiveBalance {
                 member,
                 reward,

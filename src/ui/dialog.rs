@@ -62,6 +62,12 @@ pub enum WalletDialog {
         reply: Box<WalletPassReply>,
         qr: Option<TextureHandle>,
     },
+    /// A joined till: the link to the pass on the server, as a QR code.
+    Link {
+        name: String,
+        url: String,
+        qr: TextureHandle,
+    },
 }
 
 impl Dialog {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use super::worker::{Replies, Reply, WalletPassReply, now};
+use super::worker::{PassLinkReply, Replies, Reply, WalletPassReply, now};
 use crate::domain::{CardNumber, MemberId};
 use crate::pass::PassContent;
 use crate::store::Store;
@@ -48,7 +48,10 @@ pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &
                 member,
                 reward,
             },
-            Job::WalletPass(content) => wallet_pass(db, exports, &content),
+            Job::WalletPass(content) => match pass_link(&mut store, db, &content) {
+                Some(reply) => reply,
+                None => wallet_pass(db, exports, &content),
+            },
             Job::ExportQr { card, code } => export_qr(exports, &card, &code),
             Job::PrintQr { card, code } => print_qr(&card, &code),
             Job::Join(code) => join(&mut store, db, &code),
@@ -105,6 +108,42 @@ fn live_balance(store: &mut Option<Store>, db: &Path, member: MemberId) -> Optio
     crate::sync::live_balance(store.as_mut()?, member, LIVE_BALANCE_TIMEOUT)
         .ok()
         .flatten()
+}
+
+/// On a till joined to a server, the link to the member's pass on the server (which holds the
+/// wallet keys and keeps the pass live), pushing this till's waiting records first if the
+/// server does not know the member yet; `None` on a standalone till.
+fn pass_link(store: &mut Option<Store>, db: &Path, content: &PassContent) -> Option<Reply> {
+    if store.is_none() {
+        *store = Store::open(db).ok();
+    }
+    let store = store.as_mut()?;
+    let client = match crate::sync::client_for(store) {
+        Err(crate::sync::SyncError::NotConfigured) => return None,
+        Err(e) => return Some(Reply::Refused(format!("Wallet pass: {e}"))),
+        Ok(client) => client,
+    };
+    let member = content.member.id;
+    let link = client.pass_link(member).or_else(|first| {
+        let pushed = crate::sync::engine::push_all(store, &client, &mut Default::default());
+        match (first, pushed) {
+            (crate::sync::SyncError::Refused { .. }, Ok(())) => client.pass_link(member),
+            (first, _) => Err(first),
+        }
+    });
+    Some(match link {
+        Ok(link) => match qr::render_link(&link.url, 2) {
+            Ok(qr) => Reply::PassLink(Box::new(PassLinkReply {
+                name: content.member.name.clone(),
+                url: link.url,
+                qr,
+            })),
+            Err(e) => Reply::Refused(format!(
+                "Wallet pass: the link does not fit a QR code ({e})"
+            )),
+        },
+        Err(e) => Reply::Refused(format!("Wallet pass: {e}")),
+    })
 }
 
 fn wallet_pass(db: &Path, exports: &Path, content: &PassContent) -> Reply {

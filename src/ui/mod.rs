@@ -24,7 +24,7 @@ pub mod worker;
 pub use action::{Action, Screen};
 pub use app::TillApp;
 pub use bars::{Message, Tone};
-pub use dialog::{Dialog, PinPrompt, PinPurpose};
+pub use dialog::{Dialog, PinPrompt, PinPurpose, WalletDialog};
 
 /// Opens the till window on the store at `db`.
 /// `launched` is when the process started; the app reports its first usable frame against it.

@@ -17,6 +17,28 @@ pub fn wallet_ui(state: &WalletDialog, ctx: &egui::Context) -> Option<Action> {
                 ui.heading("Making wallet passes…");
                 ui.label(RichText::new("Signing the pass; this takes a moment the first time.").color(MUTED));
             }
+            WalletDialog::Link { name, url, qr } => {
+                ui.heading(format!("Wallet pass for {name}"));
+                ui.add_space(8.0);
+                ui.horizontal_top(|ui| {
+                    ui.vertical(|ui| {
+                        ui.set_width(440.0);
+                        ui.label(
+                            RichText::new("The customer scans this code with the phone's camera.")
+                                .size(22.0)
+                                .strong(),
+                        );
+                        ui.add_space(8.0);
+                        ui.label("An iPhone adds the card to Apple Wallet, an Android phone to Google Wallet. Its balance and tier stay up to date.");
+                        ui.add_space(8.0);
+                        ui.label(RichText::new(url.as_str()).color(MUTED));
+                        if ui.button("Copy link").clicked() {
+                            ui.ctx().copy_text(url.clone());
+                        }
+                    });
+                    ui.add(egui::Image::new(qr).fit_to_exact_size(egui::vec2(440.0, 440.0)));
+                });
+            }
             WalletDialog::Ready { reply, qr } => {
                 ui.heading(format!("Wallet pass for {}", reply.name));
                 if reply.demo {

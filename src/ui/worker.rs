@@ -149,6 +149,8 @@ pub enum Reply {
     Saved(String),
     PassContent(Box<PassContent>),
     WalletPass(Box<WalletPassReply>),
+    /// The member's pass link on the server, for a joined till.
+    PassLink(Box<PassLinkReply>),
     /// This till joined the server at this address.
     Joined(String),
     /// The manager's measures.
@@ -163,7 +165,16 @@ pub enum Reply {
     },
 }
 
-/// What making a member's wallet passes gave: each half can fail on its own.
+/// The link to a member's pass on the server, and its QR code.
+#[derive(Debug)]
+pub struct PassLinkReply {
+    pub name: String,
+    pub url: String,
+    pub qr: GrayImage,
+}
+
+/// What making a member's wallet passes on a standalone till gave: each half can fail on its
+/// own.
 #[derive(Debug)]
 pub struct WalletPassReply {
     pub name: String,
