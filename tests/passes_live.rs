@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, Version};
 use axum::response::IntoResponse;
-use common::server::{Backend, Server, Till, add_terminal, database, drop_database, now};
+use common::server::{
+    Backend, Server, Till, add_terminal, admin_output, database, drop_database, now,
+};
 use serde_json::Value;
 use tillpass::pass::demo::{ChainSpec, issue_chain};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,13 +35,17 @@ struct Push {
     topic: String,
     http2: bool,
     body: String,
+    /// What the stand-in answered.
+    status: u16,
 }
+
+/// Answers to give a push token, in order (status, Retry-After seconds); then 200.
+type Script = Arc<Mutex<HashMap<String, VecDeque<(u16, Option<u64>)>>>>;
 
 #[derive(Clone)]
 struct Apns {
     pushes: mpsc::UnboundedSender<Push>,
-    /// Push tokens answered 410 (the device is gone).
-    gone: Arc<Mutex<Vec<String>>>,
+    script: Script,
 }
 
 async fn apns_push(
@@ -54,18 +60,38 @@ async fn apns_push(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let gone = apns.gone.lock().expect("lock").contains(&token);
+    let (status, retry_after) = apns
+        .script
+        .lock()
+        .expect("lock")
+        .get_mut(&token)
+        .and_then(VecDeque::pop_front)
+        .unwrap_or((200, None));
     let _ = apns.pushes.send(Push {
         token,
         topic,
         http2: version == Version::HTTP_2,
         body,
+        status,
     });
-    if gone {
-        (StatusCode::GONE, r#"{"reason":"Unregistered"}"#).into_response()
-    } else {
-        StatusCode::OK.into_response()
+    let reason = match status {
+        200 => "",
+        410 => r#"{"reason":"Unregistered"}"#,
+        429 => r#"{"reason":"TooManyRequests"}"#,
+        _ => r#"{"reason":"ServiceUnavailable"}"#,
+    };
+    let mut response = (
+        StatusCode::from_u16(status).expect("a status"),
+        reason.to_owned(),
+    )
+        .into_response();
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(
+            "retry-after",
+            seconds.to_string().parse().expect("a header value"),
+        );
     }
+    response
 }
 
 /// TLS connections whose client presented a certificate chaining to the test's Apple root.
@@ -94,86 +120,113 @@ impl axum::serve::Listener for ClientAuthTls {
     }
 }
 
-/// The APNs stand-in, running on its own runtime.
-struct ApnsStandIn {
-    url: String,
+/// The APNs stand-in's certificate and the test Apple root its clients must chain to.
+struct ApnsIdentity {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
     /// The CA file that trusts its certificate.
     ca: PathBuf,
-    pushes: mpsc::UnboundedReceiver<Push>,
-    /// Push tokens it answers 410.
-    gone: Arc<Mutex<Vec<String>>>,
-    _runtime: tokio::runtime::Runtime,
+    apple_root_pem: String,
 }
 
-fn start_apns(dir: &Path, apple_root_pem: &str) -> ApnsStandIn {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let root_key = rcgen::KeyPair::generate().expect("key");
-    let mut root = rcgen::CertificateParams::new(Vec::new()).expect("params");
-    root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    root.distinguished_name
-        .push(rcgen::DnType::CommonName, "tillpass test: APNs root");
-    let root_cert = root.self_signed(&root_key).expect("root");
-    let issuer = rcgen::Issuer::new(root, root_key);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("certificate");
-    let ca = dir.join("apns-ca.pem");
-    std::fs::write(&ca, root_cert.pem()).expect("write");
+impl ApnsIdentity {
+    fn new(dir: &Path, apple_root_pem: &str) -> Self {
+        let root_key = rcgen::KeyPair::generate().expect("key");
+        let mut root = rcgen::CertificateParams::new(Vec::new()).expect("params");
+        root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        root.distinguished_name
+            .push(rcgen::DnType::CommonName, "tillpass test: APNs root");
+        let root_cert = root.self_signed(&root_key).expect("root");
+        let issuer = rcgen::Issuer::new(root, root_key);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("certificate");
+        let ca = dir.join("apns-ca.pem");
+        std::fs::write(&ca, root_cert.pem()).expect("write");
+        Self {
+            cert,
+            key,
+            ca,
+            apple_root_pem: apple_root_pem.to_owned(),
+        }
+    }
 
-    let mut apple_roots = rustls::RootCertStore::empty();
-    apple_roots
-        .add(CertificateDer::from_pem_slice(apple_root_pem.as_bytes()).expect("apple root"))
-        .expect("add root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(apple_roots),
-        Arc::clone(&provider),
-    )
-    .build()
-    .expect("client verifier");
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key"),
+    fn tls(&self) -> rustls::ServerConfig {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut apple_roots = rustls::RootCertStore::empty();
+        apple_roots
+            .add(CertificateDer::from_pem_slice(self.apple_root_pem.as_bytes()).expect("root"))
+            .expect("add root");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(apple_roots),
+            Arc::clone(&provider),
         )
-        .expect("server config");
-    config.alpn_protocols = vec![b"h2".to_vec()];
+        .build()
+        .expect("client verifier");
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                vec![self.cert.der().clone()],
+                PrivateKeyDer::from_pem_slice(self.key.serialize_pem().as_bytes()).expect("key"),
+            )
+            .expect("server config");
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        config
+    }
+}
 
+/// The APNs stand-in, running on its own runtime until dropped.
+struct ApnsStandIn {
+    url: String,
+    port: u16,
+    pushes: mpsc::UnboundedReceiver<Push>,
+    script: Script,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ApnsStandIn {
+    /// Takes the stand-in down: its port refuses connections until one starts on it again.
+    fn stop(&mut self) {
+        drop(self.runtime.take());
+    }
+}
+
+/// Starts the stand-in on `port` (0: any free one).
+fn start_apns(identity: &ApnsIdentity, port: u16, script: Script) -> ApnsStandIn {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     let (pushes, received) = mpsc::unbounded_channel();
-    let gone = Arc::new(Mutex::new(Vec::new()));
     let state = Apns {
         pushes,
-        gone: Arc::clone(&gone),
+        script: Arc::clone(&script),
     };
     let tcp = runtime
-        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .block_on(TcpListener::bind(("127.0.0.1", port)))
         .expect("bind");
-    let url = format!("https://{}", tcp.local_addr().expect("addr"));
+    let addr = tcp.local_addr().expect("addr");
     let listener = ClientAuthTls {
         tcp,
-        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(identity.tls())),
     };
     let app = axum::Router::new()
         .route("/3/device/{token}", axum::routing::post(apns_push))
         .with_state(state);
     runtime.spawn(async move { axum::serve(listener, app).await });
     ApnsStandIn {
-        url,
-        ca,
+        url: format!("https://{addr}"),
+        port: addr.port(),
         pushes: received,
-        gone,
-        _runtime: runtime,
+        script,
+        runtime: Some(runtime),
     }
 }
 
@@ -266,54 +319,118 @@ fn next_push(pushes: &mut mpsc::UnboundedReceiver<Push>) -> Push {
         .expect("the stand-in stays up while the test runs")
 }
 
-fn pass_lives(backend: Backend) {
-    let dir = tempfile::tempdir().expect("dir");
-    let Some(db) = database(backend, dir.path()) else {
-        return;
-    };
-    let chain = issue_chain(&ChainSpec {
-        pass_type_identifier: PASS_TYPE.into(),
-        team_identifier: TEAM.into(),
-        not_before: now().plus_days(-1),
-        not_after: now().plus_days(30),
-    })
-    .expect("chain");
-    let root = dir.path().join("root.pem");
-    for (name, pem) in [
-        ("root.pem", &chain.root_pem),
-        ("wwdr.pem", &chain.wwdr_pem),
-        ("pass.pem", &chain.pass_pem),
-        ("pass.key", &chain.pass_key_pem),
-    ] {
-        std::fs::write(dir.path().join(name), pem).expect("write");
-    }
-    let mut apns = start_apns(dir.path(), &chain.root_pem);
-    let (apns_url, apns_ca) = (apns.url.clone(), apns.ca.clone());
-    let wallet = dir.path().join("wallet.toml");
-    std::fs::write(
-        &wallet,
-        format!(
-            r#"[apple]
+/// A server with real (test) wallet keys and APNs pointed at the stand-in, and a joined till
+/// with one member who has earned.
+struct Live {
+    dir: tempfile::TempDir,
+    db: String,
+    root: PathBuf,
+    wallet: String,
+    identity: ApnsIdentity,
+    apns: ApnsStandIn,
+    server: Server,
+    till: Till,
+    member: tillpass::domain::Member,
+}
+
+impl Live {
+    fn start(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = database(backend, dir.path())?;
+        let chain = issue_chain(&ChainSpec {
+            pass_type_identifier: PASS_TYPE.into(),
+            team_identifier: TEAM.into(),
+            not_before: now().plus_days(-1),
+            not_after: now().plus_days(30),
+        })
+        .expect("chain");
+        for (name, pem) in [
+            ("root.pem", &chain.root_pem),
+            ("wwdr.pem", &chain.wwdr_pem),
+            ("pass.pem", &chain.pass_pem),
+            ("pass.key", &chain.pass_key_pem),
+        ] {
+            std::fs::write(dir.path().join(name), pem).expect("write");
+        }
+        let identity = ApnsIdentity::new(dir.path(), &chain.root_pem);
+        let apns = start_apns(&identity, 0, Script::default());
+        let wallet = dir.path().join("wallet.toml");
+        std::fs::write(
+            &wallet,
+            format!(
+                r#"[apple]
 pass_type_identifier = "{PASS_TYPE}"
 team_identifier = "{TEAM}"
 certificate = "pass.pem"
 key = "pass.key"
 wwdr = "wwdr.pem"
-apns_url = "{apns_url}"
+apns_url = "{}"
 apns_ca = "{}"
 "#,
-            apns_ca.display()
-        ),
-    )
-    .expect("write wallet.toml");
-    let wallet_arg = wallet.display().to_string();
-    let server = Server::start_with(&db, &["--wallet", &wallet_arg]);
-    let mut till = Till::join(&server.url, &add_terminal(&db, "till 1"));
-    let member = common::enrol(&mut till.store, "Ada Lovelace").member;
-    till.store
-        .earn(member.id, 5_000, "test", now())
-        .expect("earn");
-    till.sync().expect("sync");
+                apns.url,
+                identity.ca.display()
+            ),
+        )
+        .expect("write wallet.toml");
+        let wallet = wallet.display().to_string();
+        let server = Server::start_with(&db, &["--wallet", &wallet]);
+        let mut till = Till::join(&server.url, &add_terminal(&db, "till 1"));
+        let member = common::enrol(&mut till.store, "Ada Lovelace").member;
+        till.store
+            .earn(member.id, 5_000, "test", now())
+            .expect("earn");
+        till.sync().expect("sync");
+        Some(Live {
+            root: dir.path().join("root.pem"),
+            dir,
+            db,
+            wallet,
+            identity,
+            apns,
+            server,
+            till,
+            member,
+        })
+    }
+
+    fn balance(&self) -> i64 {
+        self.till
+            .store
+            .summary_at(self.member.id, now())
+            .expect("summary")
+            .balance
+    }
+
+    /// Earns at the till and syncs: the member's pass changes.
+    fn earn(&mut self) {
+        self.till
+            .store
+            .earn(self.member.id, 1_000, "test", now())
+            .expect("earn");
+        self.till.sync().expect("sync");
+    }
+
+    /// What `tillpass-server passes` says of the queue.
+    fn queue(&self) -> String {
+        admin_output(&self.db, &["passes"])
+    }
+}
+
+fn pass_lives(backend: Backend) {
+    let Some(live) = Live::start(backend) else {
+        return;
+    };
+    let Live {
+        dir: _dir,
+        db,
+        root,
+        identity: _identity,
+        mut apns,
+        server,
+        mut till,
+        member,
+        ..
+    } = live;
     let earned = till
         .store
         .summary_at(member.id, now())
@@ -342,6 +459,21 @@ apns_ca = "{}"
     assert!(verifies(&files, &root), "the served pass verifies");
     let pass = pass_json(&files);
     assert_eq!(balance(&pass), earned);
+    // The lock-screen message when the balance changes, in English and French.
+    let key = pass["storeCard"]["headerFields"][0]["changeMessage"]
+        .as_str()
+        .expect("a change message");
+    for (lproj, text) in [
+        ("en", "Your balance is now %@ points"),
+        ("fr", "Votre solde est maintenant de %@ points"),
+    ] {
+        let strings = String::from_utf8(files[&format!("{lproj}.lproj/pass.strings")].clone())
+            .expect("UTF-8");
+        assert!(
+            strings.contains(&format!("\"{key}\" = \"{text}\";")),
+            "{lproj}: {strings}"
+        );
+    }
     let serial = pass["serialNumber"].as_str().expect("serial").to_owned();
     let token = pass["authenticationToken"]
         .as_str()
@@ -384,7 +516,10 @@ apns_ca = "{}"
     );
     assert_eq!(registration("device-1", "1234567897", &token, "aa11"), 404);
     assert_eq!(registration("device-2", &serial, &token, "dead22"), 201);
-    apns.gone.lock().expect("lock").push("dead22".into());
+    apns.script
+        .lock()
+        .expect("lock")
+        .insert("dead22".into(), VecDeque::from([(410, None)]));
 
     let list = |device: &str, since: Option<&str>| {
         let mut request = phone.get(format!(
@@ -514,4 +649,120 @@ fn a_pass_reaches_the_phone_and_stays_live_on_sqlite() {
 #[test]
 fn a_pass_reaches_the_phone_and_stays_live_on_postgres() {
     pass_lives(Backend::Postgres);
+}
+
+/// Waits until the server's queue is empty; then nothing more can reach the stand-in.
+fn drained(live: &Live) {
+    assert!(
+        eventually(|| live.queue().starts_with("0 pass updates queued")),
+        "the queue drains: {}",
+        live.queue()
+    );
+}
+
+/// Registers device `device` with `push_token` for the member's pass, fetched through a link.
+fn register_device(live: &Live, device: &str, push_token: &str) {
+    let link = live.till.client().pass_link(live.member.id).expect("link");
+    let phone = phone();
+    let files = unzip(
+        &phone
+            .get(reachable(&link.url))
+            .header("User-Agent", IPHONE)
+            .send()
+            .expect("pass")
+            .bytes()
+            .expect("body"),
+    );
+    let pass = pass_json(&files);
+    let service = reachable(pass["webServiceURL"].as_str().expect("web service"));
+    let status = phone
+        .post(format!(
+            "{service}/v1/devices/{device}/registrations/{PASS_TYPE}/{}",
+            link.serial
+        ))
+        .header(
+            "Authorization",
+            format!(
+                "ApplePass {}",
+                pass["authenticationToken"].as_str().expect("token")
+            ),
+        )
+        .json(&serde_json::json!({ "pushToken": push_token }))
+        .send()
+        .expect("register")
+        .status();
+    assert_eq!(status, 201);
+}
+
+/// APNs answering 429 and 503, APNs down for a while, and the server killed with a push queued:
+/// every change reaches the device, once.
+fn pushes_survive_failures(backend: Backend) {
+    let Some(mut live) = Live::start(backend) else {
+        return;
+    };
+    register_device(&live, "device-1", "aa11");
+
+    // Busy, then failing, then well: three attempts, one delivery, nothing left.
+    live.apns
+        .script
+        .lock()
+        .expect("lock")
+        .insert("aa11".into(), VecDeque::from([(429, Some(1)), (503, None)]));
+    live.earn();
+    let attempts: Vec<u16> = (0..3)
+        .map(|_| next_push(&mut live.apns.pushes).status)
+        .collect();
+    assert_eq!(attempts, [429, 503, 200]);
+    drained(&live);
+    assert!(live.apns.pushes.try_recv().is_err(), "delivered once");
+
+    // APNs down: the push waits in the queue, failing.
+    let port = live.apns.port;
+    live.apns.stop();
+    live.earn();
+    assert!(
+        eventually(|| live
+            .queue()
+            .starts_with("1 pass updates queued, 1 of them failed")),
+        "{}",
+        live.queue()
+    );
+
+    // The server is killed with the push queued; APNs comes back; a new server process sends
+    // it, once.
+    live.server.kill();
+    live.apns = start_apns(&live.identity, port, Script::default());
+    live.server = Server::start_with(&live.db, &["--wallet", &live.wallet]);
+    live.till.repoint(&live.server.url);
+    let push = next_push(&mut live.apns.pushes);
+    assert_eq!((push.token.as_str(), push.status), ("aa11", 200));
+    drained(&live);
+    assert!(live.apns.pushes.try_recv().is_err(), "not sent twice");
+
+    // And the pass the device then fetches has every point.
+    let balance = live.balance();
+    assert_eq!(
+        tillpass_balance_on_server(&live),
+        balance,
+        "the server holds every entry"
+    );
+    drop_database(&live.db);
+}
+
+fn tillpass_balance_on_server(live: &Live) -> i64 {
+    live.till
+        .client()
+        .balance(live.member.id)
+        .expect("balance")
+        .balance
+}
+
+#[test]
+fn pushes_survive_failures_and_a_restart_on_sqlite() {
+    pushes_survive_failures(Backend::Sqlite);
+}
+
+#[test]
+fn pushes_survive_failures_and_a_restart_on_postgres() {
+    pushes_survive_failures(Backend::Postgres);
 }

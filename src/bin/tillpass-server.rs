@@ -82,6 +82,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Wallet pass updates waiting to go out (APNs and Google), and how many of them failed at
+    /// least once (the log says why; they are retried with backoff).
+    Passes,
     /// The chain's measures over a period, each with its formula (what `tillpass report` gives
     /// for one till, over every till's members and entries).
     Report {
@@ -521,6 +524,10 @@ fn run(cli: Cli) -> Result<()> {
                         println!("  {:<34} {value:>14}  {}", m.name, m.formula);
                     }
                 }
+            }
+            Command::Passes => {
+                let (queued, failing) = db.pass_queue_len().await?;
+                println!("{queued} pass updates queued, {failing} of them failed at least once");
             }
             Command::Audit { days, json } => {
                 let mut items = db.audit(now().plus_days(-i64::from(days))).await?;

@@ -43,7 +43,7 @@ pub(crate) const LOCALES: [Locale; 2] = [
         words: Words {
             description: "{program} loyalty card",
             points: "POINTS",
-            points_change: "You now have %@ points",
+            points_change: "Your balance is now %@ points",
             member: "MEMBER",
             tier: "TIER",
             card: "CARD",
@@ -69,7 +69,7 @@ pub(crate) const LOCALES: [Locale; 2] = [
         words: Words {
             description: "Carte de fidélité {program}",
             points: "POINTS",
-            points_change: "Vous avez maintenant %@ points",
+            points_change: "Votre solde est maintenant de %@ points",
             member: "MEMBRE",
             tier: "NIVEAU",
             card: "CARTE",
