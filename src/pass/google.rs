@@ -37,6 +37,17 @@ pub struct ServiceAccountKey {
     pub private_key_id: String,
     pub private_key: String,
     pub client_email: String,
+    /// Where OAuth 2.0 access tokens are requested; Google's token endpoint when the file
+    /// does not say.
+    #[serde(default = "default_token_uri")]
+    pub token_uri: String,
+}
+
+/// Google's OAuth 2.0 token endpoint, as key files name it in `token_uri`.
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
+fn default_token_uri() -> String {
+    DEFAULT_TOKEN_URI.to_owned()
 }
 
 impl ServiceAccountKey {
@@ -446,5 +457,19 @@ mod tests {
         assert_eq!(class.hex_background_color, "#c9a227");
         assert_eq!(class.rewards_tier, "Gold");
         assert_eq!(class.enable_smart_tap, None);
+    }
+
+    #[test]
+    fn key_files_without_a_token_uri_use_googles() {
+        let json = r#"{"type": "service_account", "private_key_id": "k1",
+            "private_key": "-", "client_email": "a@b.iam.gserviceaccount.com"}"#;
+        let key: ServiceAccountKey = serde_json::from_str(json).expect("key file");
+        assert_eq!(key.token_uri, DEFAULT_TOKEN_URI);
+        let json = json.replace(
+            "\"k1\",",
+            "\"k1\", \"token_uri\": \"http://127.0.0.1:9/t\",",
+        );
+        let key: ServiceAccountKey = serde_json::from_str(&json).expect("key file");
+        assert_eq!(key.token_uri, "http://127.0.0.1:9/t");
     }
 }
