@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 mod error;
 mod judge;
+pub mod passes;
 pub mod pg_tls;
 mod postgres;
 mod sqlite;
