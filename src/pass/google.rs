@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use super::{PassError, PassMember};
-use crate::domain::Program;
+use crate::domain::{Program, Timestamp};
 
 /// Where a signed JWT becomes a "Save to Google Wallet" link.
 pub const SAVE_URL_PREFIX: &str = "https://pay.google.com/gp/v/save/";
@@ -37,6 +37,17 @@ pub struct ServiceAccountKey {
     pub private_key_id: String,
     pub private_key: String,
     pub client_email: String,
+    /// Where OAuth 2.0 access tokens are requested; Google's token endpoint when the file
+    /// does not say.
+    #[serde(default = "default_token_uri")]
+    pub token_uri: String,
+}
+
+/// Google's OAuth 2.0 token endpoint, as key files name it in `token_uri`.
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+
+fn default_token_uri() -> String {
+    DEFAULT_TOKEN_URI.to_owned()
 }
 
 impl ServiceAccountKey {
@@ -176,15 +187,16 @@ pub struct TextModule {
     pub body: String,
 }
 
-/// The JWT claims of a save link.
+/// The JWT claims of a save link: by default the "fat" link that carries the class and object
+/// whole; with [`ReferencePayload`], the short link to an object already inserted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SaveClaims {
+pub struct SaveClaims<P = SavePayload> {
     pub iss: String,
     pub aud: String,
     pub typ: String,
     pub iat: i64,
     pub origins: Vec<String>,
-    pub payload: SavePayload,
+    pub payload: P,
 }
 
 /// What a save link creates.
@@ -193,6 +205,30 @@ pub struct SaveClaims {
 pub struct SavePayload {
     pub loyalty_classes: Vec<LoyaltyClass>,
     pub loyalty_objects: Vec<LoyaltyObject>,
+}
+
+/// An object already inserted through the REST API, as a short save link names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectReference {
+    pub id: String,
+    pub class_id: String,
+}
+
+impl From<&LoyaltyObject> for ObjectReference {
+    fn from(object: &LoyaltyObject) -> Self {
+        ObjectReference {
+            id: object.id.clone(),
+            class_id: object.class_id.clone(),
+        }
+    }
+}
+
+/// What a short save link saves: objects that already exist, by reference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferencePayload {
+    pub loyalty_objects: Vec<ObjectReference>,
 }
 
 /// Lower-case letters, digits and `-`, from any text (for id suffixes).
@@ -256,14 +292,16 @@ impl GoogleSettings {
         Ok(())
     }
 
-    /// The object id of the pass with serial number `serial` (one object per card).
-    pub fn object_id(&self, serial: &str) -> String {
-        format!("{}.card-{serial}", self.issuer_id)
-    }
-
-    fn class_id(&self, program: &Program, tier: usize) -> String {
+    /// The class id of one tier: `issuer.<class_prefix>-<tier name>`.
+    pub fn class_id(&self, program: &Program, tier: usize) -> String {
         let tier = slug(&program.tier(tier).name);
         format!("{}.{}-{tier}", self.issuer_id, self.class_prefix)
+    }
+
+    /// The object id of the pass with serial number `serial`: `issuer.card-<card number>`, one
+    /// object per card, so a replaced card's object is voided and the new card gets its own.
+    pub fn object_id(&self, serial: &str) -> String {
+        format!("{}.card-{serial}", self.issuer_id)
     }
 
     /// The class for one tier.
@@ -411,6 +449,49 @@ impl SaveLinkMaker {
     pub fn save_url(&self, pass: &PassMember<'_>) -> Result<String, PassError> {
         Ok(format!("{SAVE_URL_PREFIX}{}", self.jwt(pass)?))
     }
+
+    /// The reference to one member's object (its id and its tier's class id).
+    pub fn object_reference(&self, pass: &PassMember<'_>) -> ObjectReference {
+        ObjectReference {
+            id: self.settings.object_id(pass.serial()),
+            class_id: self.settings.class_id(pass.program, pass.summary.tier),
+        }
+    }
+
+    /// The claims of a short save link to `object`, which must already have been inserted.
+    pub fn reference_claims(
+        &self,
+        object: &ObjectReference,
+        now: Timestamp,
+    ) -> SaveClaims<ReferencePayload> {
+        SaveClaims {
+            iss: self.issuer_email.clone(),
+            aud: "google".into(),
+            typ: "savetowallet".into(),
+            iat: now.millis() / 1000,
+            origins: self.settings.origins.clone(),
+            payload: ReferencePayload {
+                loyalty_objects: vec![object.clone()],
+            },
+        }
+    }
+
+    /// The short "Save to Google Wallet" link to an object already inserted through the REST
+    /// API: the JWT names the object and its class and nothing more, so the link stays short
+    /// and later patches of the object reach the saved card.
+    pub fn reference_save_url(
+        &self,
+        object: &ObjectReference,
+        now: Timestamp,
+    ) -> Result<String, PassError> {
+        let jwt = jsonwebtoken::encode(
+            &self.header(),
+            &self.reference_claims(object, now),
+            &self.key,
+        )
+        .map_err(|e| PassError::Sign(e.to_string()))?;
+        Ok(format!("{SAVE_URL_PREFIX}{jwt}"))
+    }
 }
 
 #[cfg(test)]
@@ -451,5 +532,87 @@ mod tests {
         assert_eq!(class.hex_background_color, "#c9a227");
         assert_eq!(class.rewards_tier, "Gold");
         assert_eq!(class.enable_smart_tap, None);
+    }
+
+    #[test]
+    fn key_files_without_a_token_uri_use_googles() {
+        let json = r#"{"type": "service_account", "private_key_id": "k1",
+            "private_key": "-", "client_email": "a@b.iam.gserviceaccount.com"}"#;
+        let key: ServiceAccountKey = serde_json::from_str(json).expect("key file");
+        assert_eq!(key.token_uri, DEFAULT_TOKEN_URI);
+        let json = json.replace(
+            "\"k1\",",
+            "\"k1\", \"token_uri\": \"http://127.0.0.1:9/t\",",
+        );
+        let key: ServiceAccountKey = serde_json::from_str(&json).expect("key file");
+        assert_eq!(key.token_uri, "http://127.0.0.1:9/t");
+    }
+
+    /// The short link's JWT verifies with the service account's public key and references the
+    /// member's object and tier class, carrying no class or object body.
+    #[test]
+    fn short_save_links_reference_the_object_only() {
+        let (private, public) = crate::pass::demo::rsa_key().expect("RSA key");
+        let email = "wallet@example.iam.gserviceaccount.com";
+        let key: ServiceAccountKey =
+            serde_json::from_str(&crate::pass::demo::service_account_json(email, &private))
+                .expect("key file");
+        let maker =
+            SaveLinkMaker::new(settings(), &key, Path::new("key.json")).expect("save link maker");
+        let program = Program::demo();
+        let member = crate::pass::fixture::member();
+        let summary = crate::pass::fixture::summary(420);
+        let now = Timestamp::from_millis(1_795_435_200_000);
+        let pass = PassMember {
+            program: &program,
+            member: &member,
+            summary: &summary,
+            code: "TP1.0123456789.ABCDEFGHIJKLMNOP",
+            auth_token: "0123456789abcdef0123",
+            voided: false,
+            now,
+        };
+        let reference = maker.object_reference(&pass);
+        let object = maker.settings.loyalty_object(&pass);
+        assert_eq!(reference, ObjectReference::from(&object));
+        assert_eq!(
+            reference.id,
+            format!("3388000000012345678.card-{}", member.card.as_str())
+        );
+        assert_eq!(
+            reference.class_id,
+            "3388000000012345678.bean-leaf-rewards-green"
+        );
+
+        let url = maker.reference_save_url(&reference, now).expect("save url");
+        let jwt = url.strip_prefix(SAVE_URL_PREFIX).expect("save URL prefix");
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+        validation.set_audience(&["google"]);
+        validation.set_issuer(&[email]);
+        validation.set_required_spec_claims(&["iss", "aud"]);
+        validation.validate_exp = false;
+        let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).expect("public");
+        let token = jsonwebtoken::decode::<serde_json::Value>(jwt, &decoding, &validation)
+            .expect("verifies with the service account's public key");
+        assert_eq!(
+            token.header.kid.as_deref(),
+            Some(key.private_key_id.as_str())
+        );
+        let claims = token.claims;
+        assert_eq!(claims["typ"], "savetowallet");
+        assert_eq!(claims["iat"], 1_795_435_200);
+        assert_eq!(claims["origins"], serde_json::json!([]));
+        assert_eq!(
+            claims["payload"],
+            serde_json::json!({"loyaltyObjects": [{
+                "id": reference.id,
+                "classId": reference.class_id,
+            }]})
+        );
+        assert!(url.len() < maker.save_url(&pass).expect("fat link").len() / 2);
+
+        let (_, other_public) = crate::pass::demo::rsa_key().expect("other key");
+        let other = jsonwebtoken::DecodingKey::from_rsa_pem(other_public.as_bytes()).expect("pem");
+        assert!(jsonwebtoken::decode::<serde_json::Value>(jwt, &other, &validation).is_err());
     }
 }

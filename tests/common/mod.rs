@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod discovery;
 pub mod server;
 
 use std::path::PathBuf;

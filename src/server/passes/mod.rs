@@ -7,6 +7,7 @@
 pub mod apns;
 mod content;
 mod db;
+pub mod google;
 pub mod records;
 mod routes;
 pub mod updates;
