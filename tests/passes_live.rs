@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 
 const PASS_TYPE: &str = "pass.com.example.tillpass.live";
 const TEAM: &str = "TILLPASS01";
+const ANDROID: &str = "Mozilla/5.0 (Linux; Android 15; Pixel 9) AppleWebKit/537.36 Chrome/131.0";
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15";
 
 /// One push the stand-in received.
@@ -328,6 +329,8 @@ struct Live {
     wallet: String,
     identity: ApnsIdentity,
     apns: ApnsStandIn,
+    google: common::google::StandIn,
+    _google_runtime: tokio::runtime::Runtime,
     server: Server,
     till: Till,
     member: tillpass::domain::Member,
@@ -354,6 +357,18 @@ impl Live {
         }
         let identity = ApnsIdentity::new(dir.path(), &chain.root_pem);
         let apns = start_apns(&identity, 0, Script::default());
+        let google_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (google_key, google_public) = common::google::key_pair();
+        let google = google_runtime.block_on(common::google::StandIn::start(google_public));
+        std::fs::write(
+            dir.path().join("google.json"),
+            tillpass::pass::demo::service_account_json(common::google::EMAIL, google_key),
+        )
+        .expect("write the key file");
         let wallet = dir.path().join("wallet.toml");
         std::fs::write(
             &wallet,
@@ -366,9 +381,19 @@ key = "pass.key"
 wwdr = "wwdr.pem"
 apns_url = "{}"
 apns_ca = "{}"
+
+[google]
+issuer_id = "{}"
+service_account_key = "google.json"
+logo_uri = "https://example.com/logo.png"
+api_url = "{}"
+token_url = "{}"
 "#,
                 apns.url,
-                identity.ca.display()
+                identity.ca.display(),
+                common::google::ISSUER,
+                google.endpoints.api_base,
+                google.endpoints.token_url,
             ),
         )
         .expect("write wallet.toml");
@@ -387,6 +412,8 @@ apns_ca = "{}"
             wallet,
             identity,
             apns,
+            google,
+            _google_runtime: google_runtime,
             server,
             till,
             member,
@@ -426,11 +453,13 @@ fn pass_lives(backend: Backend) {
         root,
         identity: _identity,
         mut apns,
+        google,
         server,
         mut till,
         member,
         ..
     } = live;
+    let google_object = |id: &str| google.google().objects.get(id).cloned();
     let earned = till
         .store
         .summary_at(member.id, now())
@@ -489,10 +518,46 @@ fn pass_lives(backend: Backend) {
     );
     let service = reachable(&service);
 
-    // A computer gets the page with the button; a made-up link nothing.
+    // An Android phone goes to Google with a short link naming the object the server inserted.
+    let android = phone
+        .get(reachable(&link.url))
+        .header("User-Agent", ANDROID)
+        .send()
+        .expect("open the link");
+    assert!(android.status().is_redirection(), "{}", android.status());
+    let location = android.headers()["location"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    let jwt = location
+        .strip_prefix("https://pay.google.com/gp/v/save/")
+        .expect("a Google save link");
+    let claims: Value = serde_json::from_slice(
+        &data_encoding::BASE64URL_NOPAD
+            .decode(jwt.split('.').nth(1).expect("a JWT").as_bytes())
+            .expect("base64url"),
+    )
+    .expect("claims");
+    let object_id = format!("{}.card-{serial}", common::google::ISSUER);
+    assert_eq!(
+        claims["payload"]["loyaltyObjects"][0]["id"],
+        object_id.as_str()
+    );
+    assert!(
+        claims["payload"]["loyaltyObjects"][0]
+            .as_object()
+            .is_some_and(|o| o.len() == 2),
+        "the link only references the object: {claims}"
+    );
+    let points_at_google =
+        |id: &str| google_object(id).and_then(|o| o["loyaltyPoints"]["balance"]["int"].as_i64());
+    assert_eq!(points_at_google(&object_id), Some(earned));
+
+    // A computer gets the page with both buttons; a made-up link nothing.
     let page = phone.get(reachable(&link.url)).send().expect("page");
     assert_eq!(page.status(), 200);
-    assert!(page.text().expect("html").contains("Add to Apple Wallet"));
+    let html = page.text().expect("html");
+    assert!(html.contains("Add to Apple Wallet") && html.contains("Add to Google Wallet"));
     let made_up = format!("{}/p/{}", reachable(&server.url), "a".repeat(52));
     assert_eq!(phone.get(made_up).send().expect("get").status(), 404);
 
@@ -561,6 +626,11 @@ fn pass_lives(backend: Backend) {
     assert_eq!(
         tokens.iter().map(|p| p.token.as_str()).collect::<Vec<_>>(),
         ["aa11", "dead22"]
+    );
+
+    assert!(
+        eventually(|| points_at_google(&object_id) == Some(later)),
+        "Google's object follows the balance"
     );
 
     let listed = list("device-1", Some(&tag));
@@ -633,6 +703,10 @@ fn pass_lives(backend: Backend) {
             .expect("get")
             .status(),
         404
+    );
+    assert!(
+        eventually(|| google_object(&object_id).is_some_and(|o| o["state"] == "INACTIVE")),
+        "Google's object of the replaced card is voided"
     );
     let relinked = till.client().pass_link(member.id).expect("a new link");
     assert_ne!(relinked.serial, serial);

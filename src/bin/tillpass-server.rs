@@ -8,11 +8,13 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use tillpass::domain::{Program, Timestamp};
+use tillpass::pass::google::ServiceAccountKey;
 use tillpass::pass::{WalletConfig, WalletSetup};
 use tillpass::server::acme::{Acme, AcmeSettings};
 use tillpass::server::audit;
 use tillpass::server::config::{DEFAULT_DB, DEFAULT_LISTEN, FileConfig};
 use tillpass::server::passes::apns::{self, ApnsSettings};
+use tillpass::server::passes::google::{self, GoogleEndpoints};
 use tillpass::server::passes::{PassService, PassSettings};
 use tillpass::server::{Db, new_token, serve, token_hash};
 use tillpass::sync::protocol::ConfigQuery;
@@ -313,11 +315,25 @@ async fn pass_service(
         .join("tillpass-server-wallet-demo");
     let setup =
         WalletSetup::load(wallet, &demo_dir, &program, now()).context("loading the wallet keys")?;
-    let apns = match wallet {
-        Some(path) => WalletConfig::read(path)?.apple.map(|a| ApnsSettings {
-            endpoint: a.apns_url.unwrap_or_else(|| apns::PRODUCTION.to_owned()),
-            extra_roots: a.apns_ca,
-        }),
+    let config = match wallet {
+        Some(path) => WalletConfig::read(path)?,
+        None => WalletConfig::default(),
+    };
+    let apns = config.apple.map(|a| ApnsSettings {
+        endpoint: a.apns_url.unwrap_or_else(|| apns::PRODUCTION.to_owned()),
+        extra_roots: a.apns_ca,
+    });
+    let google = match config.google {
+        Some(g) => {
+            let key = ServiceAccountKey::read(&g.service_account_key)?;
+            let endpoints = GoogleEndpoints {
+                token_url: g.token_url.unwrap_or_else(|| key.token_uri.clone()),
+                api_base: g
+                    .api_url
+                    .unwrap_or_else(|| google::PRODUCTION_API_BASE.to_owned()),
+            };
+            Some((key, endpoints))
+        }
         None => None,
     };
     if setup.demo {
@@ -325,8 +341,15 @@ async fn pass_service(
             "wallet passes use the demo signing chain (no --wallet): phones will not install them"
         );
     }
-    tracing::info!(%public_url, apple = setup.apple.is_some(), google = setup.google.is_some(), apns = apns.is_some(), "wallet passes");
-    Ok(PassService::new(setup, PassSettings { public_url, apns })?)
+    tracing::info!(%public_url, apple = setup.apple.is_some(), google = setup.google.is_some(), apns = apns.is_some(), google_api = google.is_some(), "wallet passes");
+    Ok(PassService::new(
+        setup,
+        PassSettings {
+            public_url,
+            apns,
+            google,
+        },
+    )?)
 }
 
 fn run(cli: Cli) -> Result<()> {

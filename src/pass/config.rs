@@ -58,6 +58,10 @@ pub struct GoogleConfig {
     pub origins: Vec<String>,
     #[serde(default)]
     pub smart_tap_issuers: Vec<String>,
+    /// The server's Wallet Objects API base (default: Google's), for a relay or a test.
+    pub api_url: Option<String>,
+    /// The OAuth token endpoint (default: the key file's `token_uri`).
+    pub token_url: Option<String>,
 }
 
 /// Ready-to-use pass makers.
@@ -281,6 +285,8 @@ impl WalletSetup {
                 class_prefix: None,
                 origins: Vec::new(),
                 smart_tap_issuers: Vec::new(),
+                api_url: None,
+                token_url: None,
             };
             Ok(WalletSetup {
                 apple: Some(apple.maker(&config_path, true, now)?),

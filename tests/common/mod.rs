@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod discovery;
+pub mod google;
 pub mod server;
 
 use std::path::PathBuf;

@@ -56,6 +56,8 @@ pub enum Outcome {
         after: Option<Duration>,
         reason: String,
     },
+    /// Refused for good (a request no retry can mend): logged and dropped.
+    Dropped(String),
 }
 
 /// A client for one pass type.

@@ -27,6 +27,12 @@ pub struct PassSettings {
     pub public_url: String,
     /// APNs: where to send (production by default), and extra trusted roots (a relay, tests).
     pub apns: Option<apns::ApnsSettings>,
+    /// Google's Wallet Objects API with the service account's key: objects are inserted and
+    /// patched there (without it, save links carry the whole object and it never changes).
+    pub google: Option<(
+        crate::pass::google::ServiceAccountKey,
+        google::GoogleEndpoints,
+    )>,
 }
 
 /// The wallet makers and the update machinery, shared by every request.
@@ -34,10 +40,34 @@ pub struct PassService {
     pub setup: WalletSetup,
     pub settings: PassSettings,
     apns: Option<apns::Apns>,
+    google: Option<google::GoogleWalletApi>,
+    /// The tier classes (as JSON) already brought up to date at Google by this process.
+    classes: tokio::sync::Mutex<std::collections::HashSet<String>>,
     /// Woken after every stored push: the updater looks for changed passes.
     pub(crate) changed: Notify,
     /// Woken when the updater queued pushes: the sender looks for due ones.
     pub(crate) queued: Notify,
+}
+
+/// An HTTPS client trusting the system's roots, with ring as its crypto (set here, not as a
+/// process-wide default).
+fn https_client() -> Result<reqwest::Client, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// Why the pass service could not start.
@@ -47,6 +77,8 @@ pub enum PassServiceError {
     PublicUrl(String),
     #[error(transparent)]
     Apns(#[from] apns::ApnsError),
+    #[error(transparent)]
+    Google(#[from] google::GoogleApiError),
 }
 
 impl PassService {
@@ -67,6 +99,14 @@ impl PassService {
             )?),
             _ => None,
         };
+        let google = match (&setup.google, &settings.google) {
+            (Some(_), Some((key, endpoints))) => Some(google::GoogleWalletApi::new(
+                key.clone(),
+                endpoints.clone(),
+                https_client().map_err(google::GoogleApiError::Setup)?,
+            )?),
+            _ => None,
+        };
         if let Some(maker) = &mut setup.apple {
             maker.settings.web_service_url = Some(format!("{public}/passkit"));
         }
@@ -77,6 +117,8 @@ impl PassService {
                 ..settings
             },
             apns,
+            google,
+            classes: tokio::sync::Mutex::new(std::collections::HashSet::new()),
             changed: Notify::new(),
             queued: Notify::new(),
         }))
@@ -88,6 +130,32 @@ impl PassService {
             .apple
             .as_ref()
             .map(|m| m.settings.pass_type_identifier.as_str())
+    }
+
+    /// Brings the pass's Google object (and its tier classes, once per process) up to date at
+    /// Google; `Ok(false)` when this server does not talk to Google's API.
+    pub async fn update_google(
+        &self,
+        pass: &crate::pass::PassContent,
+    ) -> Result<bool, google::GoogleApiError> {
+        let (Some(api), Some(maker)) = (&self.google, &self.setup.google) else {
+            return Ok(false);
+        };
+        let program = &pass.program;
+        let mut classes = self.classes.lock().await;
+        for tier in 0..program.tiers.len() {
+            let class = maker.settings.loyalty_class(program, tier);
+            let seen = serde_json::to_string(&class)
+                .map_err(|e| google::GoogleApiError::Setup(e.to_string()))?;
+            if !classes.contains(&seen) {
+                api.upsert_class(&class).await?;
+                classes.insert(seen);
+            }
+        }
+        drop(classes);
+        api.upsert_object(&maker.settings.loyalty_object(&pass.pass()))
+            .await?;
+        Ok(true)
     }
 
     /// Tells the updater that the ledger or member records changed.

@@ -154,7 +154,7 @@ async fn landing(
         Phone::Apple if passes.setup.apple.is_some() => {
             pkpass(&state, passes, member, pass, &headers).await
         }
-        Phone::Android if passes.setup.google.is_some() => google(passes, &pass),
+        Phone::Android if passes.setup.google.is_some() => google(passes, &pass).await,
         _ => Ok(page(passes, &pass, &token)),
     }
 }
@@ -175,18 +175,26 @@ async fn link_google(
 ) -> Result<Response, ApiError> {
     let passes = service(&state)?;
     let (_, pass) = linked(&state, &token).await?;
-    google(passes, &pass)
+    google(passes, &pass).await
 }
 
-fn google(passes: &PassService, pass: &PassContent) -> Result<Response, ApiError> {
+/// The save link: a short one naming the object inserted at Google just now, or, when Google's
+/// API is not configured or not answering, one carrying the whole object.
+async fn google(passes: &PassService, pass: &PassContent) -> Result<Response, ApiError> {
     let maker = passes
         .setup
         .google
         .as_ref()
         .ok_or_else(|| ApiError::NotFound("Google Wallet passes are not set up here".into()))?;
-    let url = maker
-        .save_url(&pass.pass())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let url = match passes.update_google(pass).await {
+        Ok(true) => maker.reference_save_url(&maker.object_reference(&pass.pass()), now()),
+        Ok(false) => maker.save_url(&pass.pass()),
+        Err(e) => {
+            tracing::warn!(error = %e, "Google Wallet API; the save link carries the object");
+            maker.save_url(&pass.pass())
+        }
+    }
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Redirect::to(&url).into_response())
 }
 

@@ -108,7 +108,7 @@ async fn sender(state: Arc<AppState>) {
         return;
     };
     loop {
-        let wait = match send_due(&service, &state.db).await {
+        let wait = match send_due(&state).await {
             Ok(Some(next)) => Duration::from_millis(
                 u64::try_from(next.saturating_sub(now().millis())).unwrap_or(0),
             )
@@ -126,7 +126,8 @@ async fn sender(state: Arc<AppState>) {
 }
 
 /// Sends the pushes due now; when the next one is due (`None`: nothing queued later).
-pub async fn send_due(service: &Arc<PassService>, db: &Db) -> Result<Option<i64>, DbError> {
+pub async fn send_due(state: &Arc<AppState>) -> Result<Option<i64>, DbError> {
+    let db = &state.db;
     loop {
         let (due, next) = db.pass_due(now(), SEND_BATCH).await?;
         if due.is_empty() {
@@ -134,9 +135,9 @@ pub async fn send_due(service: &Arc<PassService>, db: &Db) -> Result<Option<i64>
         }
         let mut sends = tokio::task::JoinSet::new();
         for push in due {
-            let service = Arc::clone(service);
+            let state = Arc::clone(state);
             sends.spawn(async move {
-                let outcome = send(&service, &push).await;
+                let outcome = send(&state, &push).await;
                 (push, outcome)
             });
         }
@@ -148,20 +149,46 @@ pub async fn send_due(service: &Arc<PassService>, db: &Db) -> Result<Option<i64>
     }
 }
 
-async fn send(service: &PassService, push: &QueuedPush) -> Outcome {
+async fn send(state: &AppState, push: &QueuedPush) -> Outcome {
+    let Some(service) = &state.passes else {
+        return Outcome::Dropped("passes are off".into());
+    };
     match push.channel {
         Channel::Apns => match &service.apns {
             Some(apns) => apns.push(&push.target).await,
-            None => Outcome::Retry {
-                after: Some(MAX_BACKOFF),
-                reason: "APNs is not configured on this server".into(),
+            None => Outcome::Dropped("APNs is not configured on this server".into()),
+        },
+        Channel::Google => match pass_now(state, &push.serial).await {
+            Ok(Some(pass)) => match service.update_google(&pass).await {
+                Ok(true) => Outcome::Delivered,
+                Ok(false) => Outcome::Dropped("Google's API is not configured here".into()),
+                Err(e) if e.is_retryable() => Outcome::Retry {
+                    after: e.retry_after(),
+                    reason: e.to_string(),
+                },
+                Err(e) => Outcome::Dropped(e.to_string()),
+            },
+            Ok(None) => Outcome::Dropped(format!("no pass {}", push.serial)),
+            Err(e) => Outcome::Retry {
+                after: None,
+                reason: e.to_string(),
             },
         },
-        Channel::Google => Outcome::Retry {
-            after: Some(MAX_BACKOFF),
-            reason: "Google Wallet updates are not configured on this server".into(),
-        },
     }
+}
+
+/// What the pass `serial` shows now.
+async fn pass_now(
+    state: &AppState,
+    serial: &str,
+) -> Result<Option<crate::pass::PassContent>, DbError> {
+    let Some(row) = state.db.pass_row(serial.to_owned()).await? else {
+        return Ok(None);
+    };
+    let Some(source) = state.db.pass_source(row.member_id).await? else {
+        return Ok(None);
+    };
+    content(&source, serial, now()).map(Some)
 }
 
 async fn record(db: &Db, push: QueuedPush, outcome: Outcome) -> Result<(), DbError> {
@@ -173,6 +200,10 @@ async fn record(db: &Db, push: QueuedPush, outcome: Outcome) -> Result<(), DbErr
         Outcome::Gone => {
             tracing::info!(serial = %push.serial, "device gone; registration removed");
             db.pass_push_gone(push.id, push.target).await
+        }
+        Outcome::Dropped(reason) => {
+            tracing::error!(serial = %push.serial, channel = push.channel.as_str(), %reason, "pass update refused; dropped");
+            db.pass_push_done(push.id, push.generation).await
         }
         Outcome::Retry { after, reason } => {
             let wait = backoff(push.attempts, after);
