@@ -553,6 +553,33 @@ fn pass_lives(backend: Backend) {
         |id: &str| google_object(id).and_then(|o| o["loyaltyPoints"]["balance"]["int"].as_i64());
     assert_eq!(points_at_google(&object_id), Some(earned));
 
+    // The command line prints a link of its own to the same pass.
+    let out = Command::new(env!("CARGO_BIN_EXE_tillpass"))
+        .arg("--db")
+        .arg(&till.db.path)
+        .args(["pass", "link", "--card", member.card.as_str()])
+        .env_remove("TILLPASS_DB")
+        .output()
+        .expect("run tillpass");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned();
+    assert!(printed.contains("/p/") && printed != link.url, "{printed}");
+    let again = phone
+        .get(reachable(&printed))
+        .header("User-Agent", IPHONE)
+        .send()
+        .expect("open");
+    assert_eq!(again.status(), 200);
+    let files = unzip(&again.bytes().expect("body"));
+    assert_eq!(pass_json(&files)["serialNumber"], serial.as_str());
+
     // A computer gets the page with both buttons; a made-up link nothing.
     let page = phone.get(reachable(&link.url)).send().expect("page");
     assert_eq!(page.status(), 200);
