@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod apns;
 pub mod discovery;
 pub mod google;
 pub mod server;
