@@ -15,6 +15,27 @@ fn corrupt(what: &str, e: &dyn std::fmt::Display) -> DbError {
     DbError::Internal(format!("a stored {what} does not parse: {e}"))
 }
 
+/// The program in force, parsed once per version rather than once per pass.
+#[derive(Default)]
+pub struct Programs(std::sync::Mutex<Option<(String, Program)>>);
+
+impl Programs {
+    fn get(&self, toml: &str) -> Result<Program, DbError> {
+        let mut cached = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((text, program)) = cached.as_ref()
+            && text == toml
+        {
+            return Ok(program.clone());
+        }
+        let program = Program::from_toml(toml).map_err(|e| corrupt("program", &e))?;
+        *cached = Some((toml.to_owned(), program.clone()));
+        Ok(program)
+    }
+}
+
 /// The member-code keys as tills hold them after a sync.
 fn keyring(source: &PassSource) -> Result<(Keyring, CodeKey), DbError> {
     let key0: [u8; 32] =
@@ -42,6 +63,7 @@ fn keyring(source: &PassSource) -> Result<(Keyring, CodeKey), DbError> {
 /// The pass with serial number `serial` of the member in `source`, as of `now`. A serial that is
 /// not the member's card in use (replaced), or an erased member, gives the voided pass.
 pub(super) fn content(
+    programs: &Programs,
     source: &PassSource,
     serial: &str,
     now: Timestamp,
@@ -53,7 +75,7 @@ pub(super) fn content(
         .iter()
         .map(|b| serde_json::from_str(b).map_err(|e| corrupt("entry", &e)))
         .collect::<Result<Vec<Entry>, _>>()?;
-    let program = Program::from_toml(&source.program).map_err(|e| corrupt("program", &e))?;
+    let program = programs.get(&source.program)?;
     let (ring, key0) = keyring(source)?;
     let voided = record.erased_at.is_some() || record.member.card.as_str() != serial;
     let mut member = record.member;
@@ -137,20 +159,32 @@ mod tests {
     fn the_card_in_use_gives_a_live_pass_and_any_other_serial_a_voided_one() {
         let s = source(42, false, Vec::new());
         let card = current_card(&s).expect("card");
-        let live = content(&s, &card, Timestamp::from_millis(10)).expect("content");
+        let live =
+            content(&Programs::default(), &s, &card, Timestamp::from_millis(10)).expect("content");
         assert!(!live.voided);
         assert!(token_ok(&s, &card, &live.auth_token));
         let old = CardNumber::from_payload(41);
-        let void = content(&s, old.as_str(), Timestamp::from_millis(10)).expect("content");
+        let void = content(
+            &Programs::default(),
+            &s,
+            old.as_str(),
+            Timestamp::from_millis(10),
+        )
+        .expect("content");
         assert!(void.voided);
         assert_eq!(void.member.card, old);
         assert!(!token_ok(&s, &card, &void.auth_token));
         assert_ne!(shown(&live), shown(&void));
         let erased = source(42, true, Vec::new());
         assert!(
-            content(&erased, &card, Timestamp::from_millis(10))
-                .expect("content")
-                .voided
+            content(
+                &Programs::default(),
+                &erased,
+                &card,
+                Timestamp::from_millis(10)
+            )
+            .expect("content")
+            .voided
         );
     }
 }

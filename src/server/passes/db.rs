@@ -1,6 +1,6 @@
 //! The pass service's calls on either backend.
 
-use super::records::{PassChange, PassRow, PassSource, QueuedPush, Touched};
+use super::records::{PassChange, PassRow, PassSource, QueuedPush, Settled, Touched};
 use crate::domain::{MemberId, Timestamp};
 use crate::server::db::{Db, DbError};
 
@@ -127,24 +127,9 @@ impl Db {
         both!(self, pass_due(now, limit))
     }
 
-    /// A push was delivered.
-    pub async fn pass_push_done(&self, id: i64, generation: i64) -> Result<(), DbError> {
-        both!(self, pass_push_done(id, generation))
-    }
-
-    /// The device behind `push_token` is gone.
-    pub async fn pass_push_gone(&self, id: i64, push_token: String) -> Result<(), DbError> {
-        both!(self, pass_push_gone(id, push_token))
-    }
-
-    /// A push failed; it is tried again at `due_at`.
-    pub async fn pass_push_retry(
-        &self,
-        id: i64,
-        due_at: Timestamp,
-        error: String,
-    ) -> Result<(), DbError> {
-        both!(self, pass_push_retry(id, due_at, error))
+    /// Records what came of a batch of sends.
+    pub async fn pass_settle(&self, settled: Settled) -> Result<(), DbError> {
+        both!(self, pass_settle(settled))
     }
 
     /// Queued pushes, and how many failed at least once.

@@ -43,6 +43,10 @@ pub struct PassService {
     google: Option<google::GoogleWalletApi>,
     /// The tier classes (as JSON) already brought up to date at Google by this process.
     classes: tokio::sync::Mutex<std::collections::HashSet<String>>,
+    /// The program, parsed once per version.
+    pub(crate) programs: content::Programs,
+    /// When the last push was stored: while tills are pushing, pass work yields to them.
+    last_push: std::sync::Mutex<Option<std::time::Instant>>,
     /// Woken after every stored push: the updater looks for changed passes.
     pub(crate) changed: Notify,
     /// Woken when the updater queued pushes: the sender looks for due ones.
@@ -119,6 +123,8 @@ impl PassService {
             apns,
             google,
             classes: tokio::sync::Mutex::new(std::collections::HashSet::new()),
+            programs: content::Programs::default(),
+            last_push: std::sync::Mutex::new(None),
             changed: Notify::new(),
             queued: Notify::new(),
         }))
@@ -160,6 +166,19 @@ impl PassService {
 
     /// Tells the updater that the ledger or member records changed.
     pub fn notify_changed(&self) {
+        *self
+            .last_push
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
         self.changed.notify_one();
+    }
+
+    /// Whether tills pushed in the last second: pass work then takes at most a fifth of the
+    /// time, so ingest keeps its pace and passes catch up after the burst.
+    pub(crate) fn ingesting(&self) -> bool {
+        self.last_push
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1))
     }
 }

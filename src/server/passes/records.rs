@@ -1,6 +1,6 @@
 //! What the pass service reads from and writes to the database, the same on both backends.
 
-use crate::domain::MemberId;
+use crate::domain::{MemberId, Timestamp};
 use crate::server::db::KeyRow;
 
 /// What one member's passes are made from, as stored: the member record and entry bodies
@@ -81,4 +81,17 @@ pub struct QueuedPush {
 pub struct Touched {
     pub members: Vec<MemberId>,
     pub upto: i64,
+    /// The server's last sequence number when this was read.
+    pub last: i64,
+}
+
+/// What came of a batch of sends, recorded in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Settled {
+    /// Delivered or dropped: `(id, generation)`; the row goes unless a change came in since.
+    pub done: Vec<(i64, i64)>,
+    /// The device is gone: `(id, push token)`; the row and every registration under the token go.
+    pub gone: Vec<(i64, String)>,
+    /// To try again: `(id, when, why)`.
+    pub retry: Vec<(i64, Timestamp, String)>,
 }

@@ -70,7 +70,7 @@ async fn link(
         ))
     })?;
     let serial = current_card(&source)?;
-    let pass = content(&source, &serial, at)?;
+    let pass = content(&passes.programs, &source, &serial, at)?;
     if pass.voided {
         return Err(ApiError::NotFound(format!(
             "member {member} was erased; no pass can be issued"
@@ -113,7 +113,7 @@ async fn linked(state: &AppState, token: &str) -> Result<(MemberId, PassContent)
         .ok_or_else(gone)?;
     let source = state.db.pass_source(member).await?.ok_or_else(gone)?;
     let serial = current_card(&source)?;
-    let pass = content(&source, &serial, now())?;
+    let pass = content(&service(state)?.programs, &source, &serial, now())?;
     if pass.voided {
         return Err(gone());
     }
@@ -445,7 +445,7 @@ async fn latest(
         Checked::Status(status) => return Ok(status.into_response()),
     };
     let passes = service(&state)?;
-    let pass = content(&source, &serial, now())?;
+    let pass = content(&passes.programs, &source, &serial, now())?;
     signed(passes, pass, row.updated_at, &headers).await
 }
 

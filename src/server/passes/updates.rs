@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::PassService;
 use super::apns::Outcome;
 use super::content::content;
-use super::records::{Channel, PassChange, QueuedPush};
+use super::records::{Channel, PassChange, QueuedPush, Settled};
 use crate::domain::Timestamp;
 use crate::server::AppState;
 use crate::server::db::{Db, DbError};
@@ -24,6 +24,8 @@ const BATCH: i64 = 20_000;
 const SEND_BATCH: usize = 256;
 /// The longest wait between two retries of a push.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// How long the updater lets changes gather after being woken (part of a pass's update delay).
+const GATHER: Duration = Duration::from_millis(250);
 /// How often the tasks look even when nothing woke them (a missed wake-up costs this much).
 const IDLE_LOOK: Duration = Duration::from_secs(5);
 
@@ -49,22 +51,36 @@ async fn updater(state: Arc<AppState>) {
         return;
     };
     loop {
+        let started = std::time::Instant::now();
         match catch_up(&service, &state.db).await {
             Ok(0) => {}
             Ok(_) => service.queued.notify_one(),
             Err(e) => tracing::error!(error = %e, "pass updater"),
         }
+        let worked = started.elapsed();
         let _ = tokio::time::timeout(IDLE_LOOK, service.changed.notified()).await;
+        // Changes that come in a burst are looked at together: a member's pass is recomputed
+        // once per round however many of their entries arrived. While tills push, the rounds
+        // spread out so the updater takes at most a fifth of the time.
+        let gather = if service.ingesting() {
+            GATHER.max(worked * 4)
+        } else {
+            GATHER
+        };
+        tokio::time::sleep(gather).await;
     }
 }
 
-/// Looks at everything after the cursor; how many passes changed.
+/// Looks at everything after the cursor, up to where the ledger was when it started (so a
+/// round ends even while tills keep pushing); how many passes changed.
 pub async fn catch_up(service: &PassService, db: &Db) -> Result<usize, DbError> {
     let google = service.setup.google.is_some();
     let mut changed = 0;
+    let mut target = None;
     loop {
         let (after, touched) = db.pass_touched(BATCH).await?;
-        if touched.upto <= after {
+        let target = *target.get_or_insert(touched.last);
+        if touched.upto <= after || after >= target {
             return Ok(changed);
         }
         let at = now();
@@ -75,7 +91,7 @@ pub async fn catch_up(service: &PassService, db: &Db) -> Result<usize, DbError> 
             };
             let mut newly_voided = false;
             for pass in db.passes_of(*member).await? {
-                let content = content(&source, &pass.serial, at)?;
+                let content = content(&service.programs, &source, &pass.serial, at)?;
                 let shown = super::shown(&content);
                 if shown != pass.shown || content.voided != pass.voided {
                     newly_voided |= content.voided && !pass.voided;
@@ -133,6 +149,7 @@ pub async fn send_due(state: &Arc<AppState>) -> Result<Option<i64>, DbError> {
         if due.is_empty() {
             return Ok(next);
         }
+        let started = std::time::Instant::now();
         let mut sends = tokio::task::JoinSet::new();
         for push in due {
             let state = Arc::clone(state);
@@ -141,10 +158,16 @@ pub async fn send_due(state: &Arc<AppState>) -> Result<Option<i64>, DbError> {
                 (push, outcome)
             });
         }
+        let mut settled = Settled::default();
         while let Some(done) = sends.join_next().await {
             let (push, outcome) =
                 done.map_err(|e| DbError::Internal(format!("a push task failed: {e}")))?;
-            record(db, push, outcome).await?;
+            settle(&mut settled, push, outcome);
+        }
+        db.pass_settle(settled).await?;
+        if state.passes.as_ref().is_some_and(|p| p.ingesting()) {
+            // Tills are pushing: yield to them (a fifth of the time for sending).
+            tokio::time::sleep(started.elapsed() * 4).await;
         }
     }
 }
@@ -158,7 +181,7 @@ async fn send(state: &AppState, push: &QueuedPush) -> Outcome {
             Some(apns) => apns.push(&push.target).await,
             None => Outcome::Dropped("APNs is not configured on this server".into()),
         },
-        Channel::Google => match pass_now(state, &push.serial).await {
+        Channel::Google => match pass_now(state, service, &push.serial).await {
             Ok(Some(pass)) => match service.update_google(&pass).await {
                 Ok(true) => Outcome::Delivered,
                 Ok(false) => Outcome::Dropped("Google's API is not configured here".into()),
@@ -180,6 +203,7 @@ async fn send(state: &AppState, push: &QueuedPush) -> Outcome {
 /// What the pass `serial` shows now.
 async fn pass_now(
     state: &AppState,
+    service: &PassService,
     serial: &str,
 ) -> Result<Option<crate::pass::PassContent>, DbError> {
     let Some(row) = state.db.pass_row(serial.to_owned()).await? else {
@@ -188,22 +212,22 @@ async fn pass_now(
     let Some(source) = state.db.pass_source(row.member_id).await? else {
         return Ok(None);
     };
-    content(&source, serial, now()).map(Some)
+    content(&service.programs, &source, serial, now()).map(Some)
 }
 
-async fn record(db: &Db, push: QueuedPush, outcome: Outcome) -> Result<(), DbError> {
+fn settle(settled: &mut Settled, push: QueuedPush, outcome: Outcome) {
     match outcome {
         Outcome::Delivered => {
             tracing::debug!(serial = %push.serial, channel = push.channel.as_str(), "pass push sent");
-            db.pass_push_done(push.id, push.generation).await
+            settled.done.push((push.id, push.generation));
         }
         Outcome::Gone => {
             tracing::info!(serial = %push.serial, "device gone; registration removed");
-            db.pass_push_gone(push.id, push.target).await
+            settled.gone.push((push.id, push.target));
         }
         Outcome::Dropped(reason) => {
             tracing::error!(serial = %push.serial, channel = push.channel.as_str(), %reason, "pass update refused; dropped");
-            db.pass_push_done(push.id, push.generation).await
+            settled.done.push((push.id, push.generation));
         }
         Outcome::Retry { after, reason } => {
             let wait = backoff(push.attempts, after);
@@ -213,7 +237,7 @@ async fn record(db: &Db, push: QueuedPush, outcome: Outcome) -> Result<(), DbErr
                     .millis()
                     .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
             );
-            db.pass_push_retry(push.id, due, reason).await
+            settled.retry.push((push.id, due, reason));
         }
     }
 }

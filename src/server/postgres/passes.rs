@@ -8,7 +8,7 @@ use super::{PgDb, exec, fetch_all, fetch_one, fetch_opt, get, pg};
 use crate::domain::{MemberId, Timestamp};
 use crate::server::db::{DbError, KeyRow};
 use crate::server::passes::records::{
-    Channel, PassChange, PassRow, PassSource, QueuedPush, Touched,
+    Channel, PassChange, PassRow, PassSource, QueuedPush, Settled, Touched,
 };
 
 const PASS_COLUMNS: &str = "serial, member_id, updated_at, shown, voided";
@@ -262,12 +262,12 @@ impl PgDb {
         let upto = last.min(after.saturating_add(batch));
         let members = fetch_all(
             &tx,
-            "SELECT DISTINCT member_id FROM (
+            "SELECT t.member_id FROM (
                  SELECT member_id FROM entries WHERE server_seq > $1 AND server_seq <= $2
                  UNION
                  SELECT member_id FROM member_versions WHERE server_seq > $1 AND server_seq <= $2
-             ) touched
-             WHERE member_id IN (SELECT member_id FROM passes)",
+             ) t
+             WHERE EXISTS (SELECT 1 FROM passes p WHERE p.member_id = t.member_id)",
             &[&after, &upto],
         )
         .await?
@@ -275,7 +275,14 @@ impl PgDb {
         .map(|r| MemberId(r.get(0)))
         .collect();
         tx.commit().await.map_err(pg)?;
-        Ok((after, Touched { members, upto }))
+        Ok((
+            after,
+            Touched {
+                members,
+                upto,
+                last,
+            },
+        ))
     }
 
     /// Every pass of `member`.
@@ -380,46 +387,37 @@ impl PgDb {
         Ok((pushes, next))
     }
 
-    /// A push was delivered: its row goes, unless a change was folded in while it was sent.
-    pub async fn pass_push_done(&self, id: i64, generation: i64) -> Result<(), DbError> {
-        exec(
-            &get(&self.quick).await?,
-            "DELETE FROM pass_pushes WHERE id = $1 AND generation = $2",
-            &[&id, &generation],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// The device is gone (APNs 410): the push and every registration under its token go.
-    pub async fn pass_push_gone(&self, id: i64, push_token: String) -> Result<(), DbError> {
+    /// Records what came of a batch of sends, in one transaction.
+    pub async fn pass_settle(&self, settled: Settled) -> Result<(), DbError> {
         let mut client = get(&self.quick).await?;
         let tx = client.transaction().await.map_err(pg)?;
-        exec(&tx, "DELETE FROM pass_pushes WHERE id = $1", &[&id]).await?;
-        exec(
-            &tx,
-            "DELETE FROM pass_registrations WHERE push_token = $1",
-            &[&push_token],
-        )
-        .await?;
+        for (id, generation) in &settled.done {
+            exec(
+                &tx,
+                "DELETE FROM pass_pushes WHERE id = $1 AND generation = $2",
+                &[id, generation],
+            )
+            .await?;
+        }
+        for (id, token) in &settled.gone {
+            exec(&tx, "DELETE FROM pass_pushes WHERE id = $1", &[id]).await?;
+            exec(
+                &tx,
+                "DELETE FROM pass_registrations WHERE push_token = $1",
+                &[token],
+            )
+            .await?;
+        }
+        for (id, due, error) in &settled.retry {
+            exec(
+                &tx,
+                "UPDATE pass_pushes SET due_at = $2, attempts = attempts + 1, last_error = $3
+                 WHERE id = $1",
+                &[id, &due.millis(), error],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(pg)?;
-        Ok(())
-    }
-
-    /// A push failed: it is tried again at `due_at`.
-    pub async fn pass_push_retry(
-        &self,
-        id: i64,
-        due_at: Timestamp,
-        error: String,
-    ) -> Result<(), DbError> {
-        exec(
-            &get(&self.quick).await?,
-            "UPDATE pass_pushes SET due_at = $2, attempts = attempts + 1, last_error = $3
-             WHERE id = $1",
-            &[&id, &due_at.millis(), &error],
-        )
-        .await?;
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use super::{SqliteDb, with};
 use crate::domain::{MemberId, Timestamp};
 use crate::server::db::{DbError, KeyRow};
 use crate::server::passes::records::{
-    Channel, PassChange, PassRow, PassSource, QueuedPush, Touched,
+    Channel, PassChange, PassRow, PassSource, QueuedPush, Settled, Touched,
 };
 
 fn pass_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PassRow> {
@@ -252,16 +252,23 @@ impl SqliteDb {
             let upto = last.min(after.saturating_add(batch));
             let members = tx
                 .prepare_cached(
-                    "SELECT DISTINCT member_id FROM (
+                    "SELECT t.member_id FROM (
                          SELECT member_id FROM entries WHERE server_seq > ?1 AND server_seq <= ?2
                          UNION
                          SELECT member_id FROM member_versions
-                         WHERE server_seq > ?1 AND server_seq <= ?2)
-                     WHERE member_id IN (SELECT member_id FROM passes)",
+                         WHERE server_seq > ?1 AND server_seq <= ?2) t
+                     WHERE EXISTS (SELECT 1 FROM passes p WHERE p.member_id = t.member_id)",
                 )?
                 .query_map(params![after, upto], |r| Ok(MemberId(r.get(0)?)))?
                 .collect::<rusqlite::Result<_>>()?;
-            Ok((after, Touched { members, upto }))
+            Ok((
+                after,
+                Touched {
+                    members,
+                    upto,
+                    last,
+                },
+            ))
         })
         .await
     }
@@ -372,46 +379,28 @@ impl SqliteDb {
         .await
     }
 
-    /// A push was delivered: its row goes, unless a change was folded in while it was sent.
-    pub async fn pass_push_done(&self, id: i64, generation: i64) -> Result<(), DbError> {
-        with(&self.writer, move |conn| {
-            conn.execute(
-                "DELETE FROM pass_pushes WHERE id = ?1 AND generation = ?2",
-                params![id, generation],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// The device is gone (APNs 410): the push and every registration under its token go.
-    pub async fn pass_push_gone(&self, id: i64, push_token: String) -> Result<(), DbError> {
+    /// Records what came of a batch of sends, in one transaction.
+    pub async fn pass_settle(&self, settled: Settled) -> Result<(), DbError> {
         with(&self.writer, move |conn| {
             let tx = conn.transaction()?;
-            tx.execute("DELETE FROM pass_pushes WHERE id = ?1", params![id])?;
-            tx.execute(
-                "DELETE FROM pass_registrations WHERE push_token = ?1",
-                params![push_token],
-            )?;
+            for (id, generation) in &settled.done {
+                tx.prepare_cached("DELETE FROM pass_pushes WHERE id = ?1 AND generation = ?2")?
+                    .execute(params![id, generation])?;
+            }
+            for (id, token) in &settled.gone {
+                tx.prepare_cached("DELETE FROM pass_pushes WHERE id = ?1")?
+                    .execute(params![id])?;
+                tx.prepare_cached("DELETE FROM pass_registrations WHERE push_token = ?1")?
+                    .execute(params![token])?;
+            }
+            for (id, due, error) in &settled.retry {
+                tx.prepare_cached(
+                    "UPDATE pass_pushes SET due_at = ?2, attempts = attempts + 1, last_error = ?3
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, due.millis(), error])?;
+            }
             tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// A push failed: it is tried again at `due_at`.
-    pub async fn pass_push_retry(
-        &self,
-        id: i64,
-        due_at: Timestamp,
-        error: String,
-    ) -> Result<(), DbError> {
-        with(&self.writer, move |conn| {
-            conn.execute(
-                "UPDATE pass_pushes SET due_at = ?2, attempts = attempts + 1, last_error = ?3
-                 WHERE id = ?1",
-                params![id, due_at.millis(), error],
-            )?;
             Ok(())
         })
         .await
