@@ -531,6 +531,55 @@ fn pass_lives(backend: Backend) {
     let relinked = till.client().pass_link(member.id).expect("a new link");
     assert_ne!(relinked.serial, serial);
 
+    // The new card's pass on a phone; then the member asks to be erased: it is voided too.
+    let files = unzip(
+        &phone
+            .get(reachable(&relinked.url))
+            .header("User-Agent", IPHONE)
+            .send()
+            .expect("open the new link")
+            .bytes()
+            .expect("body"),
+    );
+    let new_token = pass_json(&files)["authenticationToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(
+        registration("device-4", &relinked.serial, &new_token, "dd44"),
+        201
+    );
+    till.store
+        .erase_member(member.id, now())
+        .expect("erase the member");
+    till.sync().expect("sync");
+    let erased_push = loop {
+        let push = next_push(&mut apns.pushes);
+        if push.token == "dd44" {
+            break push;
+        }
+    };
+    assert_eq!(erased_push.status, 200);
+    let voided = phone
+        .get(format!(
+            "{service}/v1/passes/{PASS_TYPE}/{}",
+            relinked.serial
+        ))
+        .header("Authorization", format!("ApplePass {new_token}"))
+        .send()
+        .expect("get the pass");
+    assert_eq!(voided.status(), 200);
+    let pass = pass_json(&unzip(&voided.bytes().expect("body")));
+    assert_eq!(pass["voided"], true);
+    assert!(
+        !pass.to_string().contains("Ada Lovelace"),
+        "an erased member's name is not on the pass"
+    );
+    assert!(
+        till.client().pass_link(member.id).is_err(),
+        "no pass for an erased member"
+    );
+
     drop(server);
     drop_database(&db);
 }
