@@ -262,6 +262,7 @@ fn pass_lives(backend: Backend) {
     // The till asks for the link; the phone opens it.
     let link = till.client().pass_link(member.id).expect("a pass link");
     assert_eq!(link.serial, member.card.as_str());
+    assert!(!link.demo, "real (test) keys");
     let phone = phone();
     let first = phone
         .get(reachable(&link.url))

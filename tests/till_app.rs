@@ -408,6 +408,11 @@ fn on_a_joined_till_the_wallet_pass_is_a_link_to_the_server() {
     settle(&mut h);
     h.get_by_label("Wallet pass for Grace Hopper");
     h.get_by_label("The customer scans this code with the phone's camera.");
+    assert!(
+        h.query_by_label_contains("DEMO: the server signs with a test certificate")
+            .is_some(),
+        "a server without wallet keys says its passes will not install"
+    );
     let Some(Dialog::Wallet(WalletDialog::Link { url, .. })) = h.state().dialog() else {
         panic!("the link dialog is open");
     };

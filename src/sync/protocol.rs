@@ -199,6 +199,9 @@ pub struct PassLinkRequest {
 pub struct PassLinkResponse {
     pub url: String,
     pub serial: String,
+    /// The server signs with its demo chain: phones will not install the pass.
+    #[serde(default)]
+    pub demo: bool,
 }
 
 /// A redemption that took a member's balance below zero (offline tills spent the same points).

@@ -604,6 +604,7 @@ impl TillApp {
                         name: reply.name,
                         url: reply.url,
                         qr,
+                        demo: reply.demo,
                     };
                 }
             }

@@ -67,6 +67,7 @@ pub enum WalletDialog {
         name: String,
         url: String,
         qr: TextureHandle,
+        demo: bool,
     },
 }
 

@@ -137,6 +137,7 @@ fn pass_link(store: &mut Option<Store>, db: &Path, content: &PassContent) -> Opt
                 name: content.member.name.clone(),
                 url: link.url,
                 qr,
+                demo: link.demo,
             })),
             Err(e) => Reply::Refused(format!(
                 "Wallet pass: the link does not fit a QR code ({e})"

@@ -17,8 +17,19 @@ pub fn wallet_ui(state: &WalletDialog, ctx: &egui::Context) -> Option<Action> {
                 ui.heading("Making wallet passes…");
                 ui.label(RichText::new("Signing the pass; this takes a moment the first time.").color(MUTED));
             }
-            WalletDialog::Link { name, url, qr } => {
+            WalletDialog::Link {
+                name,
+                url,
+                qr,
+                demo,
+            } => {
                 ui.heading(format!("Wallet pass for {name}"));
+                if *demo {
+                    ui.label(
+                        RichText::new("DEMO: the server signs with a test certificate. Phones will not install this pass until the server is started with --wallet and your Apple and Google credentials.")
+                            .color(BAD),
+                    );
+                }
                 ui.add_space(8.0);
                 ui.horizontal_top(|ui| {
                     ui.vertical(|ui| {

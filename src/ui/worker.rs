@@ -171,6 +171,8 @@ pub struct PassLinkReply {
     pub name: String,
     pub url: String,
     pub qr: GrayImage,
+    /// The server signs with its demo chain.
+    pub demo: bool,
 }
 
 /// What making a member's wallet passes on a standalone till gave: each half can fail on its

@@ -894,7 +894,12 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             tillpass::sync::sync_once(&mut store, &client, now())
                 .context("syncing before asking for the link")?;
             let link = client.pass_link(view.member.id)?;
-            out.save_url(&view, &link.url, false)
+            if link.demo {
+                eprintln!(
+                    "note: the server signs with its DEMO chain (no --wallet): phones will not install the pass"
+                );
+            }
+            out.save_url(&view, &link.url, link.demo)
         }
         Command::Pass(PassCommand::Google {
             card,

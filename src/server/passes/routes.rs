@@ -95,6 +95,7 @@ async fn link(
     Ok(axum::Json(PassLinkResponse {
         url: format!("{}/p/{token}", passes.settings.public_url),
         serial,
+        demo: passes.setup.demo,
     })
     .into_response())
 }
