@@ -173,7 +173,7 @@ impl PassService {
         self.changed.notify_one();
     }
 
-    /// Whether tills pushed in the last second: pass work then takes at most a fifth of the
+    /// Whether tills pushed in the last second: pass work then takes at most a tenth of the
     /// time, so ingest keeps its pace and passes catch up after the burst.
     pub(crate) fn ingesting(&self) -> bool {
         self.last_push

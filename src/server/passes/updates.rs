@@ -24,6 +24,8 @@ const BATCH: i64 = 20_000;
 const SEND_BATCH: usize = 256;
 /// The longest wait between two retries of a push.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// While tills push, pass work pauses this many times as long as it worked (a tenth of the time).
+const YIELD: u32 = 9;
 /// How long the updater lets changes gather after being woken (part of a pass's update delay).
 const GATHER: Duration = Duration::from_millis(250);
 /// How often the tasks look even when nothing woke them (a missed wake-up costs this much).
@@ -61,9 +63,9 @@ async fn updater(state: Arc<AppState>) {
         let _ = tokio::time::timeout(IDLE_LOOK, service.changed.notified()).await;
         // Changes that come in a burst are looked at together: a member's pass is recomputed
         // once per round however many of their entries arrived. While tills push, the rounds
-        // spread out so the updater takes at most a fifth of the time.
+        // spread out so the updater takes at most a tenth of the time.
         let gather = if service.ingesting() {
-            GATHER.max(worked * 4)
+            GATHER.max(worked * YIELD)
         } else {
             GATHER
         };
@@ -166,8 +168,8 @@ pub async fn send_due(state: &Arc<AppState>) -> Result<Option<i64>, DbError> {
         }
         db.pass_settle(settled).await?;
         if state.passes.as_ref().is_some_and(|p| p.ingesting()) {
-            // Tills are pushing: yield to them (a fifth of the time for sending).
-            tokio::time::sleep(started.elapsed() * 4).await;
+            // Tills are pushing: yield to them (a tenth of the time for sending).
+            tokio::time::sleep(started.elapsed() * YIELD).await;
         }
     }
 }
