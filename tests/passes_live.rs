@@ -232,7 +232,7 @@ token_url = "{}"
 
     /// What `tillpass-server passes` says of the queue.
     fn queue(&self) -> String {
-        admin_output(&self.db, &["passes"])
+        admin_output(&self.db, &["passes", "queue"])
     }
 }
 
@@ -374,6 +374,20 @@ fn pass_lives(backend: Backend) {
     let files = unzip(&again.bytes().expect("body"));
     assert_eq!(pass_json(&files)["serialNumber"], serial.as_str());
 
+    // A link revoked at the server stops working; the others stay.
+    let revoked = admin_output(&db, &["passes", "revoke", "--card", member.card.as_str()]);
+    assert!(revoked.starts_with("2 pass links"), "{revoked}");
+    for url in [&link.url, &printed] {
+        let status = phone
+            .get(reachable(url))
+            .header("User-Agent", IPHONE)
+            .send()
+            .expect("open")
+            .status();
+        assert_eq!(status, 404, "revoked");
+    }
+    let link = till.client().pass_link(member.id).expect("a new link");
+
     // A computer gets the page with both buttons; a made-up link nothing.
     let page = phone.get(reachable(&link.url)).send().expect("page");
     assert_eq!(page.status(), 200);
@@ -452,6 +466,13 @@ fn pass_lives(backend: Backend) {
     assert!(
         eventually(|| points_at_google(&object_id) == Some(later)),
         "Google's object follows the balance"
+    );
+    let calls = google.google().calls.clone();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("PATCH") && c.ends_with(&format!("loyaltyObject/{object_id}"))),
+        "a change is one PATCH of the object: {calls:?}"
     );
 
     let listed = list("device-1", Some(&tag));

@@ -84,9 +84,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Wallet pass updates waiting to go out (APNs and Google), and how many of them failed at
-    /// least once (the log says why; they are retried with backoff).
-    Passes,
+    /// Wallet passes this server issues.
+    #[command(subcommand)]
+    Passes(PassesCommand),
     /// The chain's measures over a period, each with its formula (what `tillpass report` gives
     /// for one till, over every till's members and entries).
     Report {
@@ -229,6 +229,19 @@ enum TerminalCommand {
     },
     /// Every registered till.
     List,
+}
+
+#[derive(Subcommand)]
+enum PassesCommand {
+    /// Pass updates waiting to go out (APNs and Google), and how many of them failed at least
+    /// once (the log says why; they are retried with backoff).
+    Queue,
+    /// Revoke every pass link of the member with card CARD (a link shared by mistake): the
+    /// links stop working at once; the till can show a new one. Passes already on phones stay.
+    Revoke {
+        #[arg(long)]
+        card: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -548,9 +561,20 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            Command::Passes => {
+            Command::Passes(PassesCommand::Queue) => {
                 let (queued, failing) = db.pass_queue_len().await?;
                 println!("{queued} pass updates queued, {failing} of them failed at least once");
+            }
+            Command::Passes(PassesCommand::Revoke { card }) => {
+                let card: tillpass::domain::CardNumber = card
+                    .replace([' ', '-'], "")
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("{card:?} is not a card number: {e}"))?;
+                let Some(member) = db.member_by_card(card.as_str().to_owned()).await? else {
+                    bail!("no member on this server has card {card}");
+                };
+                let revoked = db.pass_links_revoke(member, now()).await?;
+                println!("{revoked} pass links of card {card} revoked");
             }
             Command::Audit { days, json } => {
                 let mut items = db.audit(now().plus_days(-i64::from(days))).await?;

@@ -20,6 +20,11 @@ impl Db {
         both!(self, pass_source(member))
     }
 
+    /// The member whose card in use is `card`.
+    pub async fn member_by_card(&self, card: String) -> Result<Option<MemberId>, DbError> {
+        both!(self, member_by_card(card))
+    }
+
     /// Stores a new pass link for `member` under the hash of its token.
     pub async fn pass_link_add(
         &self,

@@ -159,8 +159,16 @@ impl PassService {
             }
         }
         drop(classes);
-        api.upsert_object(&maker.settings.loyalty_object(&pass.pass()))
-            .await?;
+        // An object inserted before is patched in one call; a new one is inserted.
+        let object = maker.settings.loyalty_object(&pass.pass());
+        let body = serde_json::to_value(&object)
+            .map_err(|e| google::GoogleApiError::Setup(e.to_string()))?;
+        match api.patch_object(&object.id, &body).await {
+            Err(e) if e.status() == Some(404) => {
+                api.upsert_object(&object).await?;
+            }
+            done => done?,
+        }
         Ok(true)
     }
 

@@ -94,6 +94,17 @@ impl PgDb {
         }))
     }
 
+    /// The member whose card in use is `card`.
+    pub async fn member_by_card(&self, card: String) -> Result<Option<MemberId>, DbError> {
+        Ok(fetch_opt(
+            &get(&self.quick).await?,
+            "SELECT id FROM members WHERE card = $1",
+            &[&card],
+        )
+        .await?
+        .map(|r| MemberId(r.get(0))))
+    }
+
     /// Stores a new pass link for `member` under the hash of its token.
     pub async fn pass_link_add(
         &self,

@@ -69,6 +69,21 @@ impl SqliteDb {
         .await
     }
 
+    /// The member whose card in use is `card`.
+    pub async fn member_by_card(&self, card: String) -> Result<Option<MemberId>, DbError> {
+        with(&self.quick, move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id FROM members WHERE card = ?1",
+                    params![card],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .map(MemberId))
+        })
+        .await
+    }
+
     /// Stores a new pass link for `member` under the hash of its token.
     pub async fn pass_link_add(
         &self,
