@@ -629,11 +629,16 @@ pub(super) fn render_cut(
 /// A `code_keys` row: id, master (none for key 0), retired.
 pub(super) type KeyRow = (u32, Option<Vec<u8>>, bool);
 
-/// What config tells tills of the member-code keys: the member-code derivations of the live
-/// keys added since key 0, the current key (the newest live one), and whether key 0 is retired.
-pub(super) fn key_fields(
-    rows: &[KeyRow],
-) -> Result<(Vec<crate::sync::protocol::CodeKeyBody>, u32, bool), DbError> {
+/// The live member-code keys: those added since key 0, derived for member codes, oldest first;
+/// the current key (the newest live one); and whether key 0 is retired.
+pub(super) struct LiveKeys {
+    pub keys: Vec<(u32, crate::token::code::CodeKey)>,
+    pub current: u32,
+    pub key0_retired: bool,
+}
+
+/// The [`LiveKeys`] of the stored key rows.
+pub(super) fn live_keys(rows: &[KeyRow]) -> Result<LiveKeys, DbError> {
     use crate::token::code::{CodeKey, MEMBER_CODE_PURPOSE};
     let mut keys = Vec::new();
     for (id, master, retired) in rows {
@@ -644,15 +649,34 @@ pub(super) fn key_fields(
             .clone()
             .and_then(|m| m.try_into().ok())
             .ok_or_else(|| DbError::Internal(format!("member-code key {id} has no master")))?;
-        let derived = CodeKey::from_bytes(master).derive(MEMBER_CODE_PURPOSE);
-        keys.push(crate::sync::protocol::CodeKeyBody {
-            id: *id,
-            key: data_encoding::BASE64.encode(derived.as_bytes()),
-        });
+        keys.push((*id, CodeKey::from_bytes(master).derive(MEMBER_CODE_PURPOSE)));
     }
-    keys.sort_by_key(|k| k.id);
+    keys.sort_by_key(|(id, _)| *id);
     let key0_retired = rows.iter().any(|(id, _, retired)| *id == 0 && *retired);
-    let current = keys.last().map_or(0, |k| k.id);
+    let current = keys.last().map_or(0, |(id, _)| *id);
+    Ok(LiveKeys {
+        keys,
+        current,
+        key0_retired,
+    })
+}
+
+/// What config tells tills of the member-code keys: [`live_keys`], each key in base64.
+pub(super) fn key_fields(
+    rows: &[KeyRow],
+) -> Result<(Vec<crate::sync::protocol::CodeKeyBody>, u32, bool), DbError> {
+    let LiveKeys {
+        keys,
+        current,
+        key0_retired,
+    } = live_keys(rows)?;
+    let keys = keys
+        .into_iter()
+        .map(|(id, key)| crate::sync::protocol::CodeKeyBody {
+            id,
+            key: data_encoding::BASE64.encode(key.as_bytes()),
+        })
+        .collect();
     Ok((keys, current, key0_retired))
 }
 

@@ -727,13 +727,13 @@ impl PgDb {
 }
 
 /// Every member-code key row.
-async fn key_rows(tx: &Transaction<'_>) -> Result<Vec<KeyRow>, DbError> {
-    tx.query(
+async fn key_rows<C: GenericClient>(c: &C) -> Result<Vec<KeyRow>, DbError> {
+    fetch_all(
+        c,
         "SELECT id, master, retired_at IS NOT NULL FROM code_keys",
         &[],
     )
-    .await
-    .map_err(pg)?
+    .await?
     .iter()
     .map(|r| {
         let id: i64 = r.get(0);

@@ -159,6 +159,14 @@ fn last_seq(conn: &Connection) -> Result<i64, DbError> {
     )
 }
 
+/// Every member-code key row.
+fn key_rows(conn: &Connection) -> Result<Vec<KeyRow>, DbError> {
+    Ok(conn
+        .prepare_cached("SELECT id, master, retired_at IS NOT NULL FROM code_keys")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<KeyRow>>>()?)
+}
+
 /// The highest terminal_seq stored for `terminal` (0: none).
 fn last_terminal_seq(conn: &Connection, terminal: &TerminalId) -> Result<i64, DbError> {
     Ok(conn
@@ -342,10 +350,7 @@ impl SqliteDb {
                 Some(t) => last_terminal_seq(&tx, t)?,
                 None => 0,
             };
-            let keys = tx
-                .prepare_cached("SELECT id, master, retired_at IS NOT NULL FROM code_keys")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<Vec<KeyRow>>>()?;
+            let keys = key_rows(&tx)?;
             let (code_keys, code_key_current, code_key0_retired) = key_fields(&keys)?;
             Ok(ConfigResponse {
                 program_version: version,
@@ -385,10 +390,7 @@ impl SqliteDb {
     pub async fn retire_key(&self, id: u32, now: Timestamp) -> Result<(), DbError> {
         with(&self.writer, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let keys = tx
-                .prepare_cached("SELECT id, master, retired_at IS NOT NULL FROM code_keys")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<Vec<KeyRow>>>()?;
+            let keys = key_rows(&tx)?;
             retirable(&keys, id)?;
             // Key 0 has no row until it is retired (it is the program's code_key).
             tx.execute(

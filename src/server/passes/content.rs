@@ -8,7 +8,7 @@ use super::records::PassSource;
 use crate::domain::summary::summarise;
 use crate::domain::{CardNumber, Entry, MemberRecord, Program, Timestamp};
 use crate::pass::PassContent;
-use crate::server::db::{DbError, key_fields};
+use crate::server::db::{DbError, live_keys};
 use crate::token::code::{CodeKey, Keyring, member_code, pass_auth_token};
 
 fn corrupt(what: &str, e: &dyn std::fmt::Display) -> DbError {
@@ -44,17 +44,12 @@ fn keyring(source: &PassSource) -> Result<(Keyring, CodeKey), DbError> {
         })?;
     let key0 = CodeKey::from_bytes(key0);
     let mut ring = Keyring::new(key0.clone());
-    let (keys, current, key0_retired) = key_fields(&source.keys)?;
-    for k in keys {
-        let bytes: [u8; 32] = data_encoding::BASE64
-            .decode(k.key.as_bytes())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| DbError::Internal(format!("member-code key {} is malformed", k.id)))?;
-        ring.insert(k.id, CodeKey::from_bytes(bytes));
+    let live = live_keys(&source.keys)?;
+    for (id, key) in live.keys {
+        ring.insert(id, key);
     }
-    ring.set_current(current);
-    if key0_retired {
+    ring.set_current(live.current);
+    if live.key0_retired && ring.current_id() != 0 {
         ring.retire(0);
     }
     Ok((ring, key0))

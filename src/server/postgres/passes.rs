@@ -4,9 +4,9 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{PgDb, exec, fetch_all, fetch_one, fetch_opt, get, pg};
+use super::{PgDb, exec, fetch_all, fetch_one, fetch_opt, get, key_rows, pg};
 use crate::domain::{MemberId, Timestamp};
-use crate::server::db::{DbError, KeyRow};
+use crate::server::db::DbError;
 use crate::server::passes::records::{
     Channel, PassChange, PassRow, PassSource, QueuedPush, Settled, Touched,
 };
@@ -72,19 +72,7 @@ impl PgDb {
             &[],
         )
         .await?;
-        let keys = fetch_all(
-            &client,
-            "SELECT id, master, retired_at IS NOT NULL FROM code_keys",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            let id = u32::try_from(id).map_err(|_| DbError::Internal(format!("key id {id}")))?;
-            Ok((id, r.get(1), r.get(2)))
-        })
-        .collect::<Result<Vec<KeyRow>, DbError>>()?;
+        let keys = key_rows(&client).await?;
         Ok(Some(PassSource {
             record: record.get(0),
             entries,

@@ -2,9 +2,9 @@
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{SqliteDb, with};
+use super::{SqliteDb, key_rows, with};
 use crate::domain::{MemberId, Timestamp};
-use crate::server::db::{DbError, KeyRow};
+use crate::server::db::DbError;
 use crate::server::passes::records::{
     Channel, PassChange, PassRow, PassSource, QueuedPush, Settled, Touched,
 };
@@ -54,10 +54,7 @@ impl SqliteDb {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            let keys = tx
-                .prepare_cached("SELECT id, master, retired_at IS NOT NULL FROM code_keys")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<Vec<KeyRow>>>()?;
+            let keys = key_rows(&tx)?;
             Ok(Some(PassSource {
                 record,
                 entries,
