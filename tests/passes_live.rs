@@ -7,11 +7,11 @@
 mod common;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use common::apns::{ApnsIdentity, ApnsStandIn, Push, Script, start_apns};
+use common::pkpass::{pass_verifies, unzip_bytes};
 use common::server::{
     Backend, Server, Till, add_terminal, admin_output, database, drop_database, now,
 };
@@ -35,53 +35,6 @@ fn phone() -> reqwest::blocking::Client {
 /// The server listens on plain HTTP behind its "reverse proxy"; links say https.
 fn reachable(url: &str) -> String {
     url.replacen("https://", "http://", 1)
-}
-
-fn unzip(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
-    (0..zip.len())
-        .map(|i| {
-            let mut file = zip.by_index(i).expect("entry");
-            let name = file.name().expect("entry name").into_owned();
-            let mut data = Vec::new();
-            file.read_to_end(&mut data).expect("read");
-            (name, data)
-        })
-        .collect()
-}
-
-/// The pass's manifest and `openssl cms -verify` of its signature against `root`.
-fn verifies(files: &BTreeMap<String, Vec<u8>>, root: &Path) -> bool {
-    use sha1::Digest as _;
-    let manifest: BTreeMap<String, String> =
-        serde_json::from_slice(&files["manifest.json"]).expect("manifest");
-    let hashes_ok = files
-        .iter()
-        .filter(|(name, _)| *name != "manifest.json" && *name != "signature")
-        .all(|(name, data)| {
-            let hash: String = sha1::Sha1::digest(data)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            manifest.get(name) == Some(&hash)
-        });
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(dir.path().join("signature"), &files["signature"]).expect("write");
-    std::fs::write(dir.path().join("manifest.json"), &files["manifest.json"]).expect("write");
-    let out = Command::new("openssl")
-        .args([
-            "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
-        ])
-        .arg("-in")
-        .arg(dir.path().join("signature"))
-        .arg("-content")
-        .arg(dir.path().join("manifest.json"))
-        .arg("-CAfile")
-        .arg(root)
-        .args(["-out", "/dev/null"])
-        .output()
-        .expect("run openssl");
-    hashes_ok && out.status.success()
 }
 
 fn pass_json(files: &BTreeMap<String, Vec<u8>>) -> Value {
@@ -278,8 +231,8 @@ fn pass_lives(backend: Backend) {
         .to_str()
         .expect("text")
         .to_owned();
-    let files = unzip(&first.bytes().expect("body"));
-    assert!(verifies(&files, &root), "the served pass verifies");
+    let files = unzip_bytes(&first.bytes().expect("body"));
+    assert!(pass_verifies(&files, &root), "the served pass verifies");
     let pass = pass_json(&files);
     assert_eq!(balance(&pass), earned);
     // The lock-screen message when the balance changes, in English and French.
@@ -371,7 +324,7 @@ fn pass_lives(backend: Backend) {
         .send()
         .expect("open");
     assert_eq!(again.status(), 200);
-    let files = unzip(&again.bytes().expect("body"));
+    let files = unzip_bytes(&again.bytes().expect("body"));
     assert_eq!(pass_json(&files)["serialNumber"], serial.as_str());
 
     // A link revoked at the server stops working; the others stay.
@@ -497,8 +450,8 @@ fn pass_lives(backend: Backend) {
         .to_str()
         .expect("text")
         .to_owned();
-    let files = unzip(&updated.bytes().expect("body"));
-    assert!(verifies(&files, &root), "the updated pass verifies");
+    let files = unzip_bytes(&updated.bytes().expect("body"));
+    assert!(pass_verifies(&files, &root), "the updated pass verifies");
     let pass = pass_json(&files);
     assert_eq!(balance(&pass), later);
     assert_eq!(pass["serialNumber"], serial.as_str());
@@ -535,7 +488,7 @@ fn pass_lives(backend: Backend) {
     assert_eq!(next_push(&mut apns.pushes).token, "cc33");
     let voided = latest(&new_modified, &token);
     assert_eq!(voided.status(), 200);
-    let pass = pass_json(&unzip(&voided.bytes().expect("body")));
+    let pass = pass_json(&unzip_bytes(&voided.bytes().expect("body")));
     assert_eq!(pass["voided"], true);
     assert_eq!(
         phone
@@ -554,7 +507,7 @@ fn pass_lives(backend: Backend) {
     assert_ne!(relinked.serial, serial);
 
     // The new card's pass on a phone; then the member asks to be erased: it is voided too.
-    let files = unzip(
+    let files = unzip_bytes(
         &phone
             .get(reachable(&relinked.url))
             .header("User-Agent", IPHONE)
@@ -591,7 +544,7 @@ fn pass_lives(backend: Backend) {
         .send()
         .expect("get the pass");
     assert_eq!(voided.status(), 200);
-    let pass = pass_json(&unzip(&voided.bytes().expect("body")));
+    let pass = pass_json(&unzip_bytes(&voided.bytes().expect("body")));
     assert_eq!(pass["voided"], true);
     assert!(
         !pass.to_string().contains("Ada Lovelace"),
@@ -629,7 +582,7 @@ fn drained(live: &Live) {
 fn register_device(live: &Live, device: &str, push_token: &str) {
     let link = live.till.client().pass_link(live.member.id).expect("link");
     let phone = phone();
-    let files = unzip(
+    let files = unzip_bytes(
         &phone
             .get(reachable(&link.url))
             .header("User-Agent", IPHONE)

@@ -4,16 +4,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
+use common::pkpass::{extract, manifest_matches, pass_verifies, unzip};
 use common::{TempDb, discovery, enrol};
 use rcgen::PublicKeyData as _;
 use serde_json::Value;
-use sha1::{Digest as _, Sha1};
 use tillpass::domain::Timestamp;
 use tillpass::pass::demo::{ChainSpec, issue_chain, rsa_key, service_account_json};
 use tillpass::pass::{PassError, WalletSetup};
@@ -139,76 +137,6 @@ logo_uri = "https://example.com/logo.png"
         wallet::write_apple_pass(&setup, &self.content(), &out).expect("write pass");
         out
     }
-}
-
-fn unzip(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let file = std::fs::File::open(path).expect("open pass");
-    let mut archive = zip::ZipArchive::new(file).expect("a zip archive");
-    (0..archive.len())
-        .map(|i| {
-            let mut entry = archive.by_index(i).expect("zip entry");
-            let name = entry.name().expect("entry name").into_owned();
-            assert_eq!(
-                entry.compression(),
-                zip::CompressionMethod::Stored,
-                "{name} is compressed"
-            );
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).expect("read entry");
-            (name, bytes)
-        })
-        .collect()
-}
-
-fn extract(files: &BTreeMap<String, Vec<u8>>, dir: &Path) {
-    for (name, bytes) in files {
-        let path = dir.join(name);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, bytes).expect("write entry");
-    }
-}
-
-/// Every file but manifest.json and signature is in the manifest with its SHA-1, and nothing
-/// else is listed.
-fn manifest_matches(files: &BTreeMap<String, Vec<u8>>) -> bool {
-    let Ok(manifest) = serde_json::from_slice::<BTreeMap<String, String>>(&files["manifest.json"])
-    else {
-        return false;
-    };
-    let hashed: BTreeMap<String, String> = files
-        .iter()
-        .filter(|(name, _)| *name != "manifest.json" && *name != "signature")
-        .map(|(name, bytes)| (name.clone(), hex(&Sha1::digest(bytes))))
-        .collect();
-    manifest == hashed
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `openssl cms -verify` of `signature` over `manifest.json` against `root`.
-fn openssl_verifies(dir: &Path, root: &Path) -> bool {
-    let out = Command::new("openssl")
-        .args([
-            "cms", "-verify", "-binary", "-inform", "DER", "-purpose", "any",
-        ])
-        .arg("-in")
-        .arg(dir.join("signature"))
-        .arg("-content")
-        .arg(dir.join("manifest.json"))
-        .arg("-CAfile")
-        .arg(root)
-        .args(["-out", "/dev/null"])
-        .output()
-        .expect("run openssl");
-    out.status.success()
-}
-
-fn pass_verifies(files: &BTreeMap<String, Vec<u8>>, root: &Path) -> bool {
-    let dir = tempfile::tempdir().expect("temp dir");
-    extract(files, dir.path());
-    manifest_matches(files) && openssl_verifies(dir.path(), root)
 }
 
 #[test]

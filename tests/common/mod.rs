@@ -4,6 +4,7 @@
 pub mod apns;
 pub mod discovery;
 pub mod google;
+pub mod pkpass;
 pub mod server;
 
 use std::path::PathBuf;
