@@ -468,10 +468,14 @@ impl TillApp {
             } => self.ready(*program, stats, has_pin, joined),
             Reply::OpenFailed(e) => self.fatal = Some(e),
             Reply::Reloaded { program, stats } => {
-                self.say(
-                    Tone::Info,
-                    format!("The server's program is now in force: {}", program.name),
-                );
+                // A new version with the same rules (a till joining a server that runs the
+                // program it already had) changes nothing the cashier sees.
+                if self.program.as_ref() != Some(&*program) {
+                    self.say(
+                        Tone::Info,
+                        format!("The server's program is now in force: {}", program.name),
+                    );
+                }
                 self.program = Some(*program);
                 self.stats = Some(stats);
             }
