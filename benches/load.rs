@@ -312,6 +312,7 @@ impl Till {
             occurred_at: now(),
             note: None,
             actor: "load".into(),
+            lines: Vec::new(),
         });
     }
 }
@@ -674,6 +675,7 @@ async fn load_catchup_data(
                                 occurred_at: start.plus_millis(i as i64 * 2),
                                 note: None,
                                 actor: "bench".into(),
+                                lines: Vec::new(),
                             }
                         })
                         .collect();

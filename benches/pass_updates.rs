@@ -81,6 +81,7 @@ fn earn(member: MemberId, seq: usize) -> Entry {
         occurred_at: now().plus_millis(-60_000),
         note: None,
         actor: "bench".into(),
+        lines: Vec::new(),
     }
 }
 

@@ -74,6 +74,7 @@ fn data(n: usize) -> Data {
                 occurred_at: start.plus_millis(60_000 + i as i64 * 2),
                 note: None,
                 actor: "bench".into(),
+                lines: Vec::new(),
             }
         })
         .collect();

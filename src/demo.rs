@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::domain::card::PAYLOAD_LIMIT;
 use crate::domain::entry::uuid_v7;
+use crate::domain::quote::Sale;
 use crate::domain::rules::{self, Draft};
 use crate::domain::summary::summarise;
 use crate::domain::timestamp::DAY_MS;
@@ -272,7 +273,7 @@ impl DemoGenerator {
                 _ => self.rng.random_range(2500..8000),
             };
             let tier = summarise(&self.program, &entries, at).tier;
-            let Ok(draft) = rules::earn(&self.program, tier, amount) else {
+            let Ok(draft) = rules::earn(&self.program, tier, Sale::Amount(amount), at) else {
                 continue;
             };
             let earned = self.push(&mut entries, member.id, draft, at);
@@ -359,6 +360,7 @@ impl DemoGenerator {
             occurred_at: at,
             note: d.note,
             actor: "demo".to_owned(),
+            lines: d.lines,
         });
         entries.len() - 1
     }

@@ -27,6 +27,7 @@ fn elsewhere(member: MemberId, seq: i64, kind: EntryKind, points: i64) -> Entry 
         occurred_at: NOW.plus_millis(seq),
         note: None,
         actor: "elsewhere".into(),
+        lines: Vec::new(),
     }
 }
 

@@ -75,6 +75,7 @@ fn foreign_entry(member: tillpass::domain::MemberId, seq: i64, points: i64) -> E
         occurred_at: NOW,
         note: Some("goodwill".into()),
         actor: "manager".into(),
+        lines: Vec::new(),
     }
 }
 

@@ -85,6 +85,7 @@ proptest! {
                         occurred_at: now,
                         note: None,
                         actor: "other".into(),
+                        lines: Vec::new(),
                     };
                     store.insert_entries(std::slice::from_ref(&e)).map(|_| Some(e))
                 }

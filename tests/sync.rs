@@ -843,6 +843,7 @@ impl Rogue {
             occurred_at: now(),
             note: None,
             actor: "rogue".into(),
+            lines: Vec::new(),
         }
     }
 
@@ -1441,6 +1442,7 @@ fn legacy_rows(terminal: &TerminalId) -> (MemberRecord, Vec<(i64, Entry)>) {
                 occurred_at: now(),
                 note: None,
                 actor: "legacy".into(),
+                lines: Vec::new(),
             };
             (seq + 1, e)
         })

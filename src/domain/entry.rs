@@ -8,6 +8,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::Timestamp;
+use super::basket::{SaleLine, check_lines, lines_total};
 
 /// Largest number of points a single entry may move either way.
 pub const MAX_ENTRY_POINTS: i64 = 1_000_000_000;
@@ -161,6 +162,9 @@ pub struct Entry {
     pub note: Option<String>,
     /// Who did it (cashier name or system job).
     pub actor: String,
+    /// A sale's basket lines; empty for a typed amount and every other kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<SaleLine>,
 }
 
 /// Why an entry has an impossible shape.
@@ -201,6 +205,17 @@ impl Entry {
         }
         if self.reverses.is_some() != (self.kind == EntryKind::Reverse) {
             return fail("only a reversal names an entry it reverses, and it must");
+        }
+        if !self.lines.is_empty() {
+            if self.kind != EntryKind::Earn {
+                return fail("only a sale carries basket lines");
+            }
+            if let Err(e) = check_lines(&self.lines) {
+                return fail(&format!("basket {e}"));
+            }
+            if lines_total(&self.lines) != self.amount_minor {
+                return fail("the basket's lines do not add up to the sale amount");
+            }
         }
         let amount = self.amount_minor;
         match self.kind {

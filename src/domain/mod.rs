@@ -1,5 +1,6 @@
 //! Pure loyalty domain: no IO, no clocks, no randomness. Callers pass time and ids in.
 
+pub mod basket;
 pub mod card;
 pub mod entry;
 pub mod import;
@@ -10,6 +11,8 @@ pub mod money;
 pub mod phone;
 pub mod possible;
 pub mod program;
+pub mod promotion;
+pub mod quote;
 pub mod rules;
 pub mod summary;
 pub mod timestamp;

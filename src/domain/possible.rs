@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use thiserror::Error;
 
+use super::quote::Sale;
 use super::rules;
 use super::{Entry, EntryId, EntryKind, MemberId, Program, Timestamp};
 
@@ -377,10 +378,16 @@ pub fn check_entry(
     Ok(None)
 }
 
-/// A sale earns exactly what some program then in force gives the amount at some tier: the till
-/// may not have known every entry that decides the member's tier.
+/// A sale earns exactly what some program then in force gives its basket (or amount) at its
+/// time at some tier: the till may not have known every entry that decides the member's tier.
+/// Promotions run by the entry's own time, so every judge sees the same ones.
 fn check_earn(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
     let amount = e.amount_minor.unwrap_or(0);
+    let sale = if e.lines.is_empty() {
+        Sale::Amount(amount)
+    } else {
+        Sale::Lines(&e.lines)
+    };
     let currency = e.currency.clone().unwrap_or_default();
     let in_currency: Vec<&&Program> = candidates
         .iter()
@@ -405,7 +412,9 @@ fn check_earn(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
     }
     let mut allowed: Vec<i64> = in_currency
         .iter()
-        .flat_map(|p| (0..p.tiers.len()).filter_map(move |t| rules::earn(p, t, amount).ok()))
+        .flat_map(|p| {
+            (0..p.tiers.len()).filter_map(move |t| rules::earn(p, t, sale, e.occurred_at).ok())
+        })
         .map(|d| d.points)
         .collect();
     allowed.sort_unstable();
@@ -666,6 +675,35 @@ mod tests {
     }
 
     #[test]
+    fn a_basket_earns_what_its_lines_earn_at_its_time() {
+        // Two 250 g bags of beans, 24.00: 240 base, beans x2, and 100 for 20.00 on beans.
+        let beans = vec![crate::domain::basket::SaleLine::item(
+            "House beans 250g",
+            "beans",
+            2,
+            2400,
+        )];
+        let basket = |points| Entry {
+            lines: beans.clone(),
+            ..at(EntryKind::Earn, points, Some(2400), 1)
+        };
+        for points in [580, 700, 820] {
+            assert_eq!(judge(&[basket(points)]), Ok(vec![]));
+        }
+        let forged = judge(&[basket(1000)]);
+        assert!(
+            matches!(&forged, Err(Rule::EarnPoints { allowed, .. }) if *allowed == vec![580, 700, 820]),
+            "{forged:?}"
+        );
+        // Without its lines the same sale is a typed amount: the category's points are not due.
+        let typed = judge(&[at(EntryKind::Earn, 580, Some(2400), 1)]);
+        assert!(matches!(typed, Err(Rule::EarnPoints { .. })), "{typed:?}");
+        let mut short = basket(580);
+        short.amount_minor = Some(2300);
+        assert!(short.check_shape().is_err());
+    }
+
+    #[test]
     fn redemptions_cost_what_the_program_says() {
         let mut coffee = at(EntryKind::Redeem, -500, None, 1);
         coffee.reward_id = Some("coffee".into());
@@ -870,6 +908,7 @@ mod contract {
                 occurred_at: Timestamp::from_millis(T0 + day * DAY_MS + i as i64),
                 note: None,
                 actor: "p".into(),
+                lines: Vec::new(),
             };
             match kind % 7 {
                 0 => {

@@ -7,6 +7,8 @@ use phonenumber::country::Id as CountryId;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::promotion::{self, CategoryRate, Promotion, RawCategoryRate, RawPromotion};
+
 /// Largest points value one reward may cost.
 pub const MAX_REWARD_COST: i64 = 10_000_000;
 /// Largest single sale a program may allow, in minor units.
@@ -23,7 +25,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(super) fn field(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {
             field: field.into(),
             reason: reason.into(),
@@ -123,6 +125,15 @@ pub struct Program {
     pub churn_days: i64,
     /// What 1,000 outstanding points cost the business, in minor units (points liability).
     pub cost_per_1000_points_minor: i64,
+    /// IANA time zone of the shop (`Europe/London`): promotions run by its local time.
+    pub timezone: String,
+    #[serde(skip)]
+    pub zone: jiff::tz::TimeZone,
+    /// Categories earning at a multiple of the base rate.
+    pub categories: Vec<CategoryRate>,
+    /// Categories that earn nothing (gift cards, tobacco), lower case.
+    pub excluded_categories: Vec<String>,
+    pub promotions: Vec<Promotion>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +157,9 @@ struct RawProgram {
     adjustments: RawAdjustments,
     #[serde(default)]
     insights: RawInsights,
+    timezone: Option<String>,
+    #[serde(default)]
+    promotions: Vec<RawPromotion>,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +193,10 @@ struct RawEarn {
     points_per_unit: i64,
     rounding: Rounding,
     max_sale: f64,
+    #[serde(default)]
+    categories: Vec<RawCategoryRate>,
+    #[serde(default)]
+    excluded_categories: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -334,7 +352,7 @@ fn parse_colour(text: &str) -> Option<[u8; 3]> {
     Some([byte(0)?, byte(2)?, byte(4)?])
 }
 
-fn hundredths(value: f64) -> Option<u32> {
+pub(super) fn hundredths(value: f64) -> Option<u32> {
     let scaled = value * 100.0;
     let rounded = scaled.round();
     if !value.is_finite() || (scaled - rounded).abs() > 1e-6 || rounded < 0.0 {
@@ -558,6 +576,19 @@ impl RawProgram {
         // Range-checked just above, so the conversion is exact.
         let cost_per_1000_points_minor = cost as i64;
 
+        let timezone = self
+            .timezone
+            .map_or_else(|| "UTC".to_owned(), |t| t.trim().to_owned());
+        let zone = jiff::tz::TimeZone::get(&timezone).map_err(|_| {
+            ConfigError::field(
+                "timezone",
+                format!("{timezone:?} is not a time zone such as \"Europe/London\""),
+            )
+        })?;
+        let categories = promotion::category_rates(self.earn.categories)?;
+        let excluded_categories = promotion::excluded(self.earn.excluded_categories)?;
+        let promotions = promotion::promotions(self.promotions, &tiers, scale)?;
+
         Ok(Program {
             name,
             organisation,
@@ -579,6 +610,11 @@ impl RawProgram {
             adjust_limit,
             churn_days,
             cost_per_1000_points_minor,
+            timezone,
+            zone,
+            categories,
+            excluded_categories,
+            promotions,
         })
     }
 }
@@ -646,6 +682,37 @@ mod tests {
             "country"
         );
         assert_eq!(field_of(with("[earn]", "surprise = 1\n[earn]")), "surprise");
+        assert_eq!(
+            field_of(with(
+                "timezone = \"Europe/London\"",
+                "timezone = \"Mars/Olympus\""
+            )),
+            "timezone"
+        );
+        assert_eq!(
+            field_of(with("multiplier = 2.0\n", "multiplier = 0\n")),
+            "earn.categories[0].multiplier"
+        );
+        assert_eq!(
+            field_of(with("days = [\"sat\", \"sun\"]", "days = [\"caturday\"]")),
+            "promotions[0].days"
+        );
+        assert_eq!(
+            field_of(with("hours = \"07:00-09:00\"", "hours = \"09:00-07:00\"")),
+            "promotions[2].hours"
+        );
+        assert_eq!(
+            field_of(with("tiers = [\"Gold\"]", "tiers = [\"Platinum\"]")),
+            "promotions[2].tiers"
+        );
+        assert_eq!(
+            field_of(with("bonus = 100\n", "bonus = 100\nmultiplier = 2.0\n")),
+            "promotions[1].multiplier"
+        );
+        assert_eq!(
+            field_of(with("min_spend = 20.00", "min_spend = -1")),
+            "promotions[1].min_spend"
+        );
     }
 
     #[test]

@@ -4,9 +4,10 @@
 
 use thiserror::Error;
 
-use super::entry::MAX_ENTRY_POINTS;
+use super::basket::{LineError, SaleLine};
 use super::money::format_amount;
-use super::program::{Reward, Rounding};
+use super::program::Reward;
+use super::quote::{Sale, quote};
 use super::summary::MemberSummary;
 use super::{Entry, EntryId, EntryKind, Program, Timestamp};
 
@@ -20,6 +21,8 @@ pub struct Draft {
     pub reward_id: Option<String>,
     pub reverses: Option<EntryId>,
     pub note: Option<String>,
+    /// The basket of a sale, when it came with lines.
+    pub lines: Vec<SaleLine>,
 }
 
 impl Draft {
@@ -32,6 +35,7 @@ impl Draft {
             reward_id: None,
             reverses: None,
             note: None,
+            lines: Vec::new(),
         }
     }
 }
@@ -39,6 +43,8 @@ impl Draft {
 /// Why the till refuses an action.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Refusal {
+    #[error("basket {0}")]
+    BadLine(LineError),
     #[error("enter a sale amount above zero")]
     AmountNotPositive,
     #[error(
@@ -95,25 +101,20 @@ pub fn check_sale_amount(program: &Program, amount_minor: i64) -> Result<(), Ref
     Ok(())
 }
 
-/// Points a sale earns for a member in `tier`:
-/// `amount / 10^minor_units * points_per_unit * multiplier`, rounded by the program's rule.
-pub fn earn(program: &Program, tier: usize, amount_minor: i64) -> Result<Draft, Refusal> {
-    check_sale_amount(program, amount_minor)?;
-    let multiplier = i128::from(program.tier(tier).multiplier_hundredths);
-    let numerator = i128::from(amount_minor) * i128::from(program.points_per_unit) * multiplier;
-    let denominator = 10_i128.pow(u32::from(program.minor_units)) * 100;
-    let points = match program.rounding {
-        Rounding::Down => numerator / denominator,
-        Rounding::Up => (numerator + denominator - 1) / denominator,
-        Rounding::Nearest => (2 * numerator + denominator) / (2 * denominator),
-    };
+/// The entry for a sale by a member in `tier` at `at`: the points [`quote`] gives, the amount
+/// and the basket's lines.
+pub fn earn(
+    program: &Program,
+    tier: usize,
+    sale: Sale<'_>,
+    at: Timestamp,
+) -> Result<Draft, Refusal> {
+    let q = quote(program, tier, sale, at)?;
     Ok(Draft {
-        amount_minor: Some(amount_minor),
+        amount_minor: Some(q.amount_minor),
         currency: Some(program.currency.clone()),
-        ..Draft::points(
-            EntryKind::Earn,
-            i64::try_from(points).unwrap_or(MAX_ENTRY_POINTS),
-        )
+        lines: sale.lines().to_vec(),
+        ..Draft::points(EntryKind::Earn, q.points)
     })
 }
 
@@ -188,6 +189,7 @@ pub fn reverse(original: &Entry, already_reversed: bool) -> Result<Draft, Refusa
         reward_id: original.reward_id.clone(),
         reverses: Some(original.id),
         note: None,
+        lines: Vec::new(),
     })
 }
 
@@ -255,6 +257,7 @@ pub fn birthday(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::program::Rounding;
     use crate::domain::summary::summarise;
     use crate::domain::summary::tests::entry;
     use proptest::prelude::*;
@@ -274,30 +277,62 @@ mod tests {
     fn earn_applies_rate_multiplier_and_rounding() {
         let p = Program::demo();
         // 10 points per pound; Silver x1.25; rounding down.
-        assert_eq!(earn(&p, 0, 450).map(|d| d.points), Ok(45));
-        assert_eq!(earn(&p, 1, 450).map(|d| d.points), Ok(56));
-        assert_eq!(earn(&p, 2, 399).map(|d| d.points), Ok(59));
-        assert_eq!(earn(&p, 0, 9).map(|d| d.points), Ok(0));
+        assert_eq!(
+            earn(&p, 0, Sale::Amount(450), Timestamp::from_millis(0)).map(|d| d.points),
+            Ok(45)
+        );
+        assert_eq!(
+            earn(&p, 1, Sale::Amount(450), Timestamp::from_millis(0)).map(|d| d.points),
+            Ok(56)
+        );
+        assert_eq!(
+            earn(&p, 2, Sale::Amount(399), Timestamp::from_millis(0)).map(|d| d.points),
+            Ok(59)
+        );
+        assert_eq!(
+            earn(&p, 0, Sale::Amount(9), Timestamp::from_millis(0)).map(|d| d.points),
+            Ok(0)
+        );
         let up = Program {
             rounding: Rounding::Up,
             ..p.clone()
         };
-        assert_eq!(earn(&up, 1, 450).map(|d| d.points), Ok(57));
+        assert_eq!(
+            earn(&up, 1, Sale::Amount(450), Timestamp::from_millis(0)).map(|d| d.points),
+            Ok(57)
+        );
         let nearest = Program {
             rounding: Rounding::Nearest,
             ..p.clone()
         };
-        assert_eq!(earn(&nearest, 1, 452).map(|d| d.points), Ok(57));
-        assert_eq!(earn(&nearest, 1, 450).map(|d| d.points), Ok(56));
+        assert_eq!(
+            earn(&nearest, 1, Sale::Amount(452), Timestamp::from_millis(0)).map(|d| d.points),
+            Ok(57)
+        );
+        assert_eq!(
+            earn(&nearest, 1, Sale::Amount(450), Timestamp::from_millis(0)).map(|d| d.points),
+            Ok(56)
+        );
     }
 
     #[test]
     fn earn_refuses_bad_amounts() {
         let p = Program::demo();
-        assert_eq!(earn(&p, 0, 0), Err(Refusal::AmountNotPositive));
-        assert_eq!(earn(&p, 0, -5), Err(Refusal::AmountNotPositive));
+        assert_eq!(
+            earn(&p, 0, Sale::Amount(0), Timestamp::from_millis(0)),
+            Err(Refusal::AmountNotPositive)
+        );
+        assert_eq!(
+            earn(&p, 0, Sale::Amount(-5), Timestamp::from_millis(0)),
+            Err(Refusal::AmountNotPositive)
+        );
         assert!(matches!(
-            earn(&p, 0, p.max_sale_minor + 1),
+            earn(
+                &p,
+                0,
+                Sale::Amount(p.max_sale_minor + 1),
+                Timestamp::from_millis(0)
+            ),
             Err(Refusal::AmountTooLarge { .. })
         ));
     }
@@ -373,7 +408,7 @@ mod tests {
         #[test]
         fn earning_never_yields_negative_points(amount in 1i64..=100_000, tier in 0usize..3) {
             let p = Program::demo();
-            let d = earn(&p, tier, amount);
+            let d = earn(&p, tier, Sale::Amount(amount), Timestamp::from_millis(0));
             prop_assert!(d.is_ok_and(|d| d.points >= 0));
         }
 

@@ -182,6 +182,7 @@ pub(crate) mod tests {
             occurred_at: Timestamp::from_millis(at),
             note: None,
             actor: "test".into(),
+            lines: Vec::new(),
         }
     }
 

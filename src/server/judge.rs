@@ -219,6 +219,7 @@ mod tests {
             occurred_at: Timestamp::from_millis(T0 + seq),
             note: None,
             actor: "test".into(),
+            lines: Vec::new(),
         };
         let body = serde_json::to_string(&entry).expect("json");
         CheckedEntry { entry, body }

@@ -368,6 +368,7 @@ mod tests {
             occurred_at: Timestamp::from_millis(1_795_435_200_000),
             note: Some("test".into()),
             actor: "test".into(),
+            lines: Vec::new(),
         }
     }
 

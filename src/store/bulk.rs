@@ -188,6 +188,7 @@ impl Store {
                         source.name(),
                         row.line
                     )),
+                    lines: Vec::new(),
                 };
                 appender.append(member.id, &mut entries, draft, actor, at)?;
                 report.balances += 1;

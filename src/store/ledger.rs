@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::rows::{entry_by_id, insert_entry, member_entries, upsert_state};
 use super::{Result, Store, StoreError};
+use crate::domain::quote::Sale;
 use crate::domain::rules::{self, Draft};
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, EntryId, MemberId, MemberSummary, Program, TerminalId, Timestamp};
@@ -74,6 +75,7 @@ impl Appender<'_> {
             occurred_at: at,
             note: draft.note,
             actor: actor.trim().to_owned(),
+            lines: draft.lines,
         };
         entry.check_shape()?;
         if let Some(target) = entry.reverses {
@@ -163,7 +165,7 @@ impl Store {
         Ok(entry)
     }
 
-    /// Records a sale: points at the member's current tier multiplier.
+    /// Records a sale of a typed amount: points at the member's current tier multiplier.
     pub fn earn(
         &mut self,
         member: MemberId,
@@ -171,8 +173,20 @@ impl Store {
         actor: &str,
         at: Timestamp,
     ) -> Result<Entry> {
+        self.earn_sale(member, Sale::Amount(amount_minor), actor, at)
+    }
+
+    /// Records a sale, a typed amount or a basket's lines, with the points the program gives
+    /// it for the member's current tier at `at` (categories, promotions).
+    pub fn earn_sale(
+        &mut self,
+        member: MemberId,
+        sale: Sale<'_>,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
         self.write(member, actor, at, |program, _, now| {
-            Ok(rules::earn(program, now.tier, amount_minor)?)
+            Ok(rules::earn(program, now.tier, sale, at)?)
         })
     }
 

@@ -284,8 +284,8 @@ impl Store {
         let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             Ok(ActivityRow {
                 entry: entry_from_row(r)?,
-                name: r.get(13)?,
-                card: card_at(r, 14)?,
+                name: r.get(14)?,
+                card: card_at(r, 15)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

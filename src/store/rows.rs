@@ -9,7 +9,7 @@ use crate::domain::{
 
 /// Columns of `ledger` in the order [`entry_from_row`] reads them.
 pub const ENTRY_COLUMNS: &str = "id, terminal_id, terminal_seq, member_id, kind, points, \
-     amount_minor, currency, reward_id, reverses, occurred_at, note, actor";
+     amount_minor, currency, reward_id, reverses, occurred_at, note, actor, lines";
 
 /// Reads an entry selected with [`ENTRY_COLUMNS`].
 pub fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
@@ -31,6 +31,12 @@ pub fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
         occurred_at: Timestamp::from_millis(r.get(10)?),
         note: r.get(11)?,
         actor: r.get(12)?,
+        lines: match r.get::<_, Option<String>>(13)? {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(13, rusqlite::types::Type::Text, e.into())
+            })?,
+        },
     })
 }
 
@@ -47,8 +53,8 @@ pub fn card_at(r: &Row<'_>, index: usize) -> rusqlite::Result<CardNumber> {
 pub fn insert_entry(conn: &rusqlite::Connection, e: &Entry) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO ledger (id, terminal_id, terminal_seq, member_id, kind, points, amount_minor,
-                             currency, reward_id, reverses, occurred_at, note, actor, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                             currency, reward_id, reverses, occurred_at, note, actor, lines, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,
                  (SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger))
          ON CONFLICT (id) DO NOTHING",
     )?;
@@ -66,8 +72,14 @@ pub fn insert_entry(conn: &rusqlite::Connection, e: &Entry) -> rusqlite::Result<
         e.occurred_at.millis(),
         e.note,
         e.actor,
+        lines_json(&e.lines),
     ])?;
     Ok(written == 1)
+}
+
+/// A basket's lines as stored: their JSON, or NULL when there are none.
+fn lines_json(lines: &[crate::domain::basket::SaleLine]) -> Option<String> {
+    (!lines.is_empty()).then(|| serde_json::to_string(lines).unwrap_or_default())
 }
 
 /// All entries of one member, oldest first.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::action::{Action, Screen};
 use super::bars::{Message, Tone, status_bar_ui, top_bar_ui};
-use super::cashier::{Ask, CashierScreen};
+use super::cashier::{Ask, CashierScreen, PendingSale};
 use super::customer::customer_display;
 use super::dialog::{Dialog, PinPrompt, PinPurpose, WalletDialog};
 use super::enrol::EnrolScreen;
@@ -284,7 +284,7 @@ impl TillApp {
             return self.join(text);
         }
         if text.is_empty() {
-            if self.cashier.pending_amount.is_some() {
+            if self.cashier.pending.is_some() {
                 self.earn();
             }
             return;
@@ -294,7 +294,7 @@ impl TillApp {
         {
             match parse_amount(text, program.minor_units) {
                 Ok(minor) => {
-                    self.cashier.pending_amount = Some(minor);
+                    self.cashier.pending = Some(PendingSale::Amount(minor));
                     self.say(
                         Tone::Info,
                         "Check the points, then press Enter or F5 to earn",
@@ -325,12 +325,12 @@ impl TillApp {
 
     /// Confirms the previewed sale.
     fn earn(&mut self) {
-        match (&self.cashier.member, self.cashier.pending_amount) {
-            (Some(shown), Some(amount_minor)) => {
+        match (&self.cashier.member, &self.cashier.pending) {
+            (Some(shown), Some(sale)) => {
                 let member = shown.view.member.id;
                 self.worker.send(Request::Earn {
                     member,
-                    amount_minor,
+                    sale: sale.clone(),
                 });
             }
             (None, _) => self.say(Tone::Bad, "Scan a member first"),
@@ -481,7 +481,7 @@ impl TillApp {
             }
             Reply::Member(panel) => {
                 self.say(Tone::Info, format!("{} found", panel.view.member.name));
-                self.cashier.pending_amount = None;
+                self.cashier.pending = None;
                 self.cashier.selected_reward = None;
                 let shown = ShownMember::new(&self.ctx, "member-qr", *panel);
                 self.cashier.show_member(shown);
@@ -508,7 +508,7 @@ impl TillApp {
             } => {
                 self.nudge_sync();
                 self.say(Tone::Good, message);
-                self.cashier.pending_amount = None;
+                self.cashier.pending = None;
                 self.cashier.ask = sale.then_some(Ask {
                     member: Some(panel.view.member.id),
                 });

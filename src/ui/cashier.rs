@@ -7,6 +7,8 @@ use super::keys::button_text;
 use super::member::ShownMember;
 use super::theme::{BAD, GOOD, MUTED, TARGET, big_button, tier_badge};
 use crate::domain::Program;
+use crate::domain::basket::SaleLine;
+use crate::domain::quote::{Sale, quote};
 use crate::domain::rules::{self, Refusal};
 use crate::domain::summary::{next_tier, tier_progress};
 use crate::store::SearchHit;
@@ -23,13 +25,32 @@ pub struct CashierScreen {
     pub(super) member: Option<ShownMember>,
     /// Search results to pick from (no member on screen).
     pub(super) matches: Vec<SearchHit>,
-    /// The sale amount being previewed, minor units.
-    pub(super) pending_amount: Option<i64>,
+    /// The sale being previewed: a typed amount, or a basket from the point-of-sale system.
+    pub(super) pending: Option<PendingSale>,
     /// Index into the program's rewards.
     pub(super) selected_reward: Option<usize>,
     /// After a sale: the customer may say how likely they are to recommend us (the member who
     /// bought, or `None` for a guest). Never blocks the next sale.
     pub ask: Option<Ask>,
+}
+
+/// A sale waiting for the cashier's Enter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PendingSale {
+    /// Typed into the scan line, minor units.
+    Amount(i64),
+    /// Sent by the point-of-sale system through the integration API.
+    Basket(Vec<SaleLine>),
+}
+
+impl PendingSale {
+    /// The sale the rules price.
+    pub fn sale(&self) -> Sale<'_> {
+        match self {
+            Self::Amount(amount) => Sale::Amount(*amount),
+            Self::Basket(lines) => Sale::Lines(lines),
+        }
+    }
 }
 
 /// A recommend question waiting for the customer's answer.
@@ -113,7 +134,7 @@ impl CashierScreen {
                     &mut cols[1],
                     program,
                     member,
-                    self.pending_amount,
+                    self.pending.as_ref(),
                     &mut self.scan_text,
                 ));
                 picked = rewards_ui(&mut cols[2], program, member, self.selected_reward);
@@ -240,28 +261,25 @@ fn sale_ui(
     ui: &mut egui::Ui,
     program: &Program,
     shown: &ShownMember,
-    pending_amount: Option<i64>,
+    pending: Option<&PendingSale>,
     scan_text: &mut String,
 ) -> Option<Action> {
     let state = &shown.view.state;
     ui.label(RichText::new("Sale").strong());
-    match pending_amount.map(|amount| (amount, rules::earn(program, state.tier, amount))) {
-        Some((amount, Ok(draft))) => {
-            let tier = program.tier(state.tier);
-            let mult = f64::from(tier.multiplier_hundredths) / 100.0;
+    let now = super::worker::now();
+    match pending.map(|p| (p, quote(program, state.tier, p.sale(), now))) {
+        Some((sale, Ok(q))) => {
             ui.label(
-                RichText::new(program.format_money(amount))
+                RichText::new(program.format_money(q.amount_minor))
                     .size(32.0)
                     .strong(),
             );
             ui.label(
-                RichText::new(format!(
-                    "Earns {} points ({} ×{mult})",
-                    draft.points, tier.name
-                ))
-                .size(22.0)
-                .color(GOOD),
+                RichText::new(format!("Earns {} points", q.points))
+                    .size(22.0)
+                    .color(GOOD),
             );
+            preview_ui(ui, program, sale, &q.steps);
         }
         Some((_, Err(e))) => {
             ui.label(RichText::new(e.to_string()).color(BAD));
@@ -280,7 +298,7 @@ fn sale_ui(
                 .strong(),
         )
         .min_size(egui::vec2(width * 0.55, TARGET + 8.0));
-        if ui.add_enabled(pending_amount.is_some(), earn).clicked() {
+        if ui.add_enabled(pending.is_some(), earn).clicked() {
             action = Some(Action::Earn);
         }
         let reverse = egui::Button::new(button_text(&Action::ReverseLast))
@@ -290,6 +308,33 @@ fn sale_ui(
         }
     });
     action
+}
+
+/// Why the sale earns what it does, a line per step, and the basket's lines when it has them.
+fn preview_ui(
+    ui: &mut egui::Ui,
+    program: &Program,
+    sale: &PendingSale,
+    steps: &[crate::domain::quote::Step],
+) {
+    for step in steps {
+        ui.label(RichText::new(&step.text).size(17.0));
+    }
+    if let PendingSale::Basket(lines) = sale {
+        egui::ScrollArea::vertical()
+            .id_salt("basket-lines")
+            .max_height(140.0)
+            .show(ui, |ui| {
+                for line in lines {
+                    ui.horizontal(|ui| {
+                        ui.label(RichText::new(format!("{} × {}", line.quantity, line.name)));
+                        ui.label(
+                            RichText::new(program.format_money(line.amount_minor)).color(MUTED),
+                        );
+                    });
+                }
+            });
+    }
 }
 
 /// A click in the rewards column.

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use image::GrayImage;
 
+use super::cashier::PendingSale;
 use super::jobs::{self, Job};
 use crate::domain::insights::Report;
 use crate::domain::{Entry, MemberId, MemberInput, Program, Timestamp};
@@ -55,7 +56,7 @@ pub enum Request {
     Open(MemberId),
     Earn {
         member: MemberId,
-        amount_minor: i64,
+        sale: PendingSale,
     },
     Redeem {
         member: MemberId,
@@ -384,10 +385,7 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::Scan(text) => scan(store, &text),
         Request::ScanImage(path) => scan_image(store, &path),
         Request::Open(member) => panel(store, member).map(|p| Reply::Member(Box::new(p))),
-        Request::Earn {
-            member,
-            amount_minor,
-        } => earn(store, actor, member, amount_minor),
+        Request::Earn { member, sale } => earn(store, actor, member, &sale),
         Request::Redeem {
             member,
             reward,
@@ -460,12 +458,19 @@ fn scan_image(store: &Store, path: &Path) -> Result<Reply, Failed> {
     }
 }
 
-fn earn(store: &mut Store, actor: &str, member: MemberId, amount: i64) -> Result<Reply, Failed> {
-    let entry = store.earn(member, amount, actor, now())?;
+fn earn(
+    store: &mut Store,
+    actor: &str,
+    member: MemberId,
+    sale: &PendingSale,
+) -> Result<Reply, Failed> {
+    let entry = store.earn_sale(member, sale.sale(), actor, now())?;
     let text = format!(
         "Earned {} points on {}",
         entry.points,
-        store.program().format_money(amount)
+        store
+            .program()
+            .format_money(entry.amount_minor.unwrap_or(0))
     );
     let mut reply = written(store, &entry, text)?;
     if let Reply::Written { sale, .. } = &mut reply {

@@ -1,0 +1,20 @@
+-- A sale's basket lines (JSON, as on the wire), NULL for a typed amount and every other kind.
+-- Immutable like the rest of the row: the update trigger gains the column.
+ALTER TABLE ledger ADD COLUMN lines TEXT;
+
+DROP TRIGGER ledger_no_update;
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+WHEN NOT (
+    NEW.id = OLD.id AND NEW.member_id = OLD.member_id AND NEW.occurred_at = OLD.occurred_at
+    AND NEW.seq = OLD.seq AND NEW.terminal_id = OLD.terminal_id AND NEW.kind = OLD.kind
+    AND NEW.points = OLD.points AND NEW.amount_minor IS OLD.amount_minor
+    AND NEW.currency IS OLD.currency AND NEW.reward_id IS OLD.reward_id
+    AND NEW.reverses IS OLD.reverses AND NEW.note IS OLD.note AND NEW.actor = OLD.actor
+    AND NEW.lines IS OLD.lines
+    AND OLD.terminal_id = (SELECT terminal_id FROM terminal)
+    AND OLD.terminal_seq > (SELECT pushed_seq FROM sync_state)
+    AND NEW.terminal_seq > (SELECT pushed_seq FROM sync_state)
+)
+BEGIN
+    SELECT RAISE(ABORT, 'ledger entries are immutable: write a reversal instead');
+END;
