@@ -10,11 +10,13 @@
 //! - [`wallet`]: issues passes for stored members (joins `store` and `pass`).
 //! - [`sync`]: the sync wire format, the till's HTTP client, one sync round, the app's worker.
 //! - [`server`]: the central server (axum) on SQLite or PostgreSQL, with its own SQL.
+//! - [`pos`]: the till's local integration API (HTTP on loopback) for point-of-sale systems.
 //! - [`demo`]: realistic demo members and history, made through the program's own rules.
 
 pub mod demo;
 pub mod domain;
 pub mod pass;
+pub mod pos;
 pub mod server;
 pub mod store;
 pub mod sync;

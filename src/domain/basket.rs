@@ -52,6 +52,14 @@ pub struct SaleLine {
     pub kind: LineKind,
 }
 
+/// A basket as a point-of-sale system sends it (a file for `tillpass earn --basket`, the body
+/// of the integration API's `POST /v1/basket`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Basket {
+    pub lines: Vec<SaleLine>,
+}
+
 fn one() -> i64 {
     1
 }

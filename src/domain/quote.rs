@@ -221,13 +221,8 @@ pub fn quote(
     let mut steps = vec![Step {
         points: p0,
         text: format!(
-            "{p0} base ({} × {} a {})",
-            program.format_money(earning_spend.iter().map(|(_, b)| b).sum()),
-            program.points_per_unit,
-            super::money::format_amount(
-                10_i64.pow(u32::from(program.minor_units)),
-                program.minor_units
-            )
+            "{p0} base on {}",
+            program.format_money(earning_spend.iter().map(|(_, b)| b).sum())
         ),
     }];
     if !excluded_used.is_empty() {
@@ -389,7 +384,7 @@ bonus = 25
         assert_eq!(
             texts,
             [
-                "160 base (16.00 GBP × 10 a 1.00)",
+                "160 base on 16.00 GBP",
                 "gift-card earn nothing",
                 "discounts and rewards (-4.00 GBP) earn nothing",
                 "+80 ×1.5 Gold",

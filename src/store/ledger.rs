@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::rows::{entry_by_id, insert_entry, member_entries, upsert_state};
 use super::{Result, Store, StoreError};
-use crate::domain::quote::Sale;
+use crate::domain::quote::{Quote, Sale, quote};
 use crate::domain::rules::{self, Draft};
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, EntryId, MemberId, MemberSummary, Program, TerminalId, Timestamp};
@@ -285,6 +285,12 @@ impl Store {
     }
 
     /// A member's balance and tier recomputed from their entries as of `at`.
+    /// The points `sale` would earn `member` at `at`, explained; nothing is written.
+    pub fn quote(&self, member: MemberId, sale: Sale<'_>, at: Timestamp) -> Result<Quote> {
+        let tier = self.summary_at(member, at)?.tier;
+        Ok(quote(&self.program, tier, sale, at)?)
+    }
+
     pub fn summary_at(&self, member: MemberId, at: Timestamp) -> Result<MemberSummary> {
         member_exists(&self.conn, member)?;
         let entries = member_entries(&self.conn, member)?;

@@ -261,6 +261,25 @@ impl Store {
         Ok(schema::current_program(&self.conn)?.1)
     }
 
+    /// The local integration API's bearer token, made (256 random bits) on first use.
+    pub fn pos_token(&mut self) -> Result<String> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let stored: Option<String> =
+            tx.query_row("SELECT pos_token FROM terminal", [], |r| r.get(0))?;
+        let token = match stored {
+            Some(token) => token,
+            None => {
+                let token = data_encoding::BASE32_NOPAD.encode(&rand::random::<[u8; 32]>());
+                tx.execute("UPDATE terminal SET pos_token = ?1", [&token])?;
+                token
+            }
+        };
+        tx.commit()?;
+        Ok(token)
+    }
+
     /// This till's terminal id.
     pub fn terminal_id(&self) -> &TerminalId {
         &self.terminal

@@ -16,8 +16,12 @@ use super::theme::BAD;
 use super::worker::{Reply, Request, Worker};
 use crate::domain::Program;
 use crate::domain::money::parse_amount;
+use crate::domain::quote::quote;
+use crate::pos::{Committed, OnScreen, PosAnswer, PosApi, PosCall, PosRequest};
 use crate::store::StoreStats;
 use crate::sync::worker::{SyncStatus, SyncWorker};
+use std::sync::mpsc::Receiver;
+use tokio::sync::oneshot;
 
 /// The whole till.
 pub struct TillApp {
@@ -45,6 +49,12 @@ pub struct TillApp {
     fatal: Option<String>,
     /// When the process started, until the first usable frame has been reported.
     launched_at: Option<std::time::Instant>,
+    /// Where the local integration API is to listen, once the store gives its token.
+    pos_listen: Option<std::net::SocketAddr>,
+    /// The local integration API, when it runs, and the calls it hands over.
+    pos: Option<(PosApi, Receiver<PosCall>)>,
+    /// The point-of-sale system's commit waiting for the store to write the sale.
+    pos_commit: Option<oneshot::Sender<PosAnswer>>,
 }
 
 impl TillApp {
@@ -73,6 +83,105 @@ impl TillApp {
             program_version: 0,
             fatal: None,
             launched_at: None,
+            pos_listen: None,
+            pos: None,
+            pos_commit: None,
+        }
+    }
+
+    /// Serves the local integration API on `listen` (loopback only) once the store is open.
+    pub fn serve_pos(mut self, listen: std::net::SocketAddr) -> Self {
+        self.pos_listen = Some(listen);
+        self
+    }
+
+    /// Starts the integration API with the store's token. When it cannot start, the cashier
+    /// is told why and the till works without it.
+    fn start_pos(&mut self, token: &str) {
+        let Some(listen) = self.pos_listen.take() else {
+            return;
+        };
+        let (calls, inbox) = std::sync::mpsc::channel();
+        let wake = self.ctx.clone();
+        match crate::pos::start(listen, token, calls, move || wake.request_repaint()) {
+            Ok(api) => self.pos = Some((api, inbox)),
+            Err(e) => self.say(Tone::Bad, e.to_string()),
+        }
+    }
+
+    /// Where the integration API listens, when it runs.
+    pub fn pos_addr(&self) -> Option<std::net::SocketAddr> {
+        self.pos.as_ref().map(|(api, _)| api.addr())
+    }
+
+    /// Answers what the point-of-sale system asked since the last frame.
+    fn answer_pos(&mut self) {
+        let calls: Vec<PosCall> = match &self.pos {
+            Some((_, inbox)) => inbox.try_iter().collect(),
+            None => return,
+        };
+        for call in calls {
+            match self.pos_answer(call.request) {
+                Ok(answer) => {
+                    let _ = call.answer.send(answer);
+                }
+                Err(sale) => {
+                    // A commit: answered once the store has written the sale (or refused it).
+                    self.worker.send(sale);
+                    self.pos_commit = Some(call.answer);
+                }
+            }
+        }
+    }
+
+    /// The answer to one call, or the sale to write for a commit.
+    fn pos_answer(&mut self, request: PosRequest) -> Result<PosAnswer, Request> {
+        if request == PosRequest::Clear {
+            if matches!(self.cashier.pending, Some(PendingSale::Basket(_))) {
+                self.cashier.pending = None;
+            }
+            return Ok(PosAnswer::Cleared);
+        }
+        let (Some(shown), Some(program)) = (&self.cashier.member, &self.program) else {
+            return Ok(PosAnswer::NoMember);
+        };
+        let view = &shown.view;
+        match request {
+            PosRequest::Member => Ok(PosAnswer::Member(OnScreen {
+                member_id: view.member.id.to_string(),
+                card: view.member.card.to_string(),
+                name: view.member.name.clone(),
+                tier: program.tier(view.state.tier).name.clone(),
+                balance: view.state.balance,
+            })),
+            PosRequest::Attach(lines) => {
+                let sale = PendingSale::Basket(lines);
+                match quote(program, view.state.tier, sale.sale(), super::worker::now()) {
+                    Ok(q) => {
+                        self.cashier.pending = Some(sale);
+                        self.say(
+                            Tone::Info,
+                            "Basket from the till system: check the points, then Enter or F5",
+                        );
+                        Ok(PosAnswer::Quote(q))
+                    }
+                    Err(refusal) => Ok(PosAnswer::Refused(refusal.to_string())),
+                }
+            }
+            PosRequest::Commit if self.pos_commit.is_some() => Ok(PosAnswer::Refused(
+                "the last sale is still being written".into(),
+            )),
+            PosRequest::Commit => match self.cashier.pending.take() {
+                Some(PendingSale::Basket(lines)) => Err(Request::Earn {
+                    member: view.member.id,
+                    sale: PendingSale::Basket(lines),
+                }),
+                other => {
+                    self.cashier.pending = other;
+                    Ok(PosAnswer::NoBasket)
+                }
+            },
+            PosRequest::Clear => Ok(PosAnswer::Cleared),
         }
     }
 
@@ -465,7 +574,11 @@ impl TillApp {
                 stats,
                 has_pin,
                 joined,
-            } => self.ready(*program, stats, has_pin, joined),
+                pos_token,
+            } => {
+                self.start_pos(&pos_token);
+                self.ready(*program, stats, has_pin, joined);
+            }
             Reply::OpenFailed(e) => self.fatal = Some(e),
             Reply::Reloaded { program, stats } => {
                 // A new version with the same rules (a till joining a server that runs the
@@ -503,9 +616,18 @@ impl TillApp {
             }
             Reply::Written {
                 message,
+                entry,
                 panel,
                 sale,
             } => {
+                if sale && let Some(waiting) = self.pos_commit.take() {
+                    let _ = waiting.send(PosAnswer::Committed(Committed {
+                        entry_id: entry.id.to_string(),
+                        points: entry.points,
+                        amount_minor: entry.amount_minor.unwrap_or(0),
+                        balance: panel.view.state.balance,
+                    }));
+                }
                 self.nudge_sync();
                 self.say(Tone::Good, message);
                 self.cashier.pending = None;
@@ -530,6 +652,12 @@ impl TillApp {
             Reply::Refused(text) => {
                 self.say(Tone::Bad, text);
                 self.close_waiting_dialog();
+            }
+            Reply::EarnRefused(text) => {
+                if let Some(waiting) = self.pos_commit.take() {
+                    let _ = waiting.send(PosAnswer::Refused(text.clone()));
+                }
+                self.say(Tone::Bad, text);
             }
             Reply::PinRefused(text) => match &mut self.dialog {
                 Some(Dialog::Pin(prompt)) => {
@@ -714,6 +842,7 @@ impl eframe::App for TillApp {
         for reply in self.worker.try_replies() {
             self.apply(reply);
         }
+        self.answer_pos();
         self.follow_sync();
         let ctx = ui.ctx().clone();
         self.input(&ctx);

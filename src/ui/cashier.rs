@@ -267,8 +267,8 @@ fn sale_ui(
     let state = &shown.view.state;
     ui.label(RichText::new("Sale").strong());
     let now = super::worker::now();
-    match pending.map(|p| (p, quote(program, state.tier, p.sale(), now))) {
-        Some((sale, Ok(q))) => {
+    match pending.map(|p| quote(program, state.tier, p.sale(), now)) {
+        Some(Ok(q)) => {
             ui.label(
                 RichText::new(program.format_money(q.amount_minor))
                     .size(32.0)
@@ -279,16 +279,25 @@ fn sale_ui(
                     .size(22.0)
                     .color(GOOD),
             );
-            preview_ui(ui, program, sale, &q.steps);
+            for step in &q.steps {
+                ui.label(RichText::new(&step.text).size(17.0));
+            }
         }
-        Some((_, Err(e))) => {
+        Some(Err(e)) => {
             ui.label(RichText::new(e.to_string()).color(BAD));
         }
         None => {
             ui.label(RichText::new("Type the amount and press Enter").color(MUTED));
         }
     }
-    let mut action = keypad_ui(ui, scan_text);
+    // A basket comes priced from the point-of-sale system: its lines instead of the keypad.
+    let mut action = match pending {
+        Some(PendingSale::Basket(lines)) => {
+            basket_lines_ui(ui, program, lines);
+            None
+        }
+        _ => keypad_ui(ui, scan_text),
+    };
     // Earn and Reverse side by side, so both stay on screen above the status bar.
     ui.horizontal(|ui| {
         let width = ui.available_width();
@@ -310,31 +319,26 @@ fn sale_ui(
     action
 }
 
-/// Why the sale earns what it does, a line per step, and the basket's lines when it has them.
-fn preview_ui(
-    ui: &mut egui::Ui,
-    program: &Program,
-    sale: &PendingSale,
-    steps: &[crate::domain::quote::Step],
-) {
-    for step in steps {
-        ui.label(RichText::new(&step.text).size(17.0));
-    }
-    if let PendingSale::Basket(lines) = sale {
-        egui::ScrollArea::vertical()
-            .id_salt("basket-lines")
-            .max_height(140.0)
-            .show(ui, |ui| {
-                for line in lines {
-                    ui.horizontal(|ui| {
-                        ui.label(RichText::new(format!("{} × {}", line.quantity, line.name)));
+/// A basket's lines, compact and scrollable, leaving room for the Earn button.
+fn basket_lines_ui(ui: &mut egui::Ui, program: &Program, lines: &[SaleLine]) {
+    ui.add_space(4.0);
+    egui::ScrollArea::vertical()
+        .id_salt("basket-lines")
+        .max_height((ui.available_height() - TARGET - 24.0).max(60.0))
+        .show(ui, |ui| {
+            egui::Grid::new("basket-grid")
+                .num_columns(2)
+                .spacing(egui::vec2(16.0, 2.0))
+                .show(ui, |ui| {
+                    for line in lines {
+                        ui.label(format!("{} × {}", line.quantity, line.name));
                         ui.label(
                             RichText::new(program.format_money(line.amount_minor)).color(MUTED),
                         );
-                    });
-                }
-            });
-    }
+                        ui.end_row();
+                    }
+                });
+        });
 }
 
 /// A click in the rewards column.

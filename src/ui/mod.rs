@@ -33,6 +33,7 @@ pub fn run(
     exports: std::path::PathBuf,
     actor: String,
     launched: std::time::Instant,
+    pos_listen: Option<std::net::SocketAddr>,
 ) -> eframe::Result {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -46,7 +47,10 @@ pub fn run(
         "Tillpass",
         options,
         Box::new(move |cc| {
-            let app = TillApp::new(&cc.egui_ctx, db, exports, actor).report_startup(launched);
+            let mut app = TillApp::new(&cc.egui_ctx, db, exports, actor).report_startup(launched);
+            if let Some(listen) = pos_listen {
+                app = app.serve_pos(listen);
+            }
             Ok(Box::new(app))
         }),
     )

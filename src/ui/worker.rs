@@ -102,6 +102,8 @@ pub enum Reply {
         has_pin: bool,
         /// The till is joined to a server (no demo data is offered then).
         joined: bool,
+        /// The local integration API's token.
+        pos_token: String,
     },
     OpenFailed(String),
     /// The program in force after a reload.
@@ -114,6 +116,7 @@ pub enum Reply {
     /// An entry was written; the message says what happened.
     Written {
         message: String,
+        entry: Box<Entry>,
         panel: Box<MemberPanel>,
         /// It was a sale (the customer may be asked how likely they are to recommend us).
         sale: bool,
@@ -123,6 +126,8 @@ pub enum Reply {
     Enrolled(Box<MemberPanel>),
     /// The request was refused or failed; the text is for the cashier.
     Refused(String),
+    /// A sale was refused (the cashier's or the point-of-sale system's), with the reason.
+    EarnRefused(String),
     PinRefused(String),
     DemoProgress(usize),
     DemoDone {
@@ -323,6 +328,7 @@ fn serve(db: &Path, actor: &str, inbox: &Receiver<Request>, replies: &Replies) {
             stats,
             has_pin: store.has_manager_pin()?,
             joined: store.sync_settings()?.server_url.is_some(),
+            pos_token: store.pos_token()?,
         })
     });
     if !replies.send(ready.unwrap_or_else(|e| Reply::OpenFailed(e.to_string()))) {
@@ -385,7 +391,10 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::Scan(text) => scan(store, &text),
         Request::ScanImage(path) => scan_image(store, &path),
         Request::Open(member) => panel(store, member).map(|p| Reply::Member(Box::new(p))),
-        Request::Earn { member, sale } => earn(store, actor, member, &sale),
+        Request::Earn { member, sale } => {
+            return earn(store, actor, member, &sale)
+                .unwrap_or_else(|e| Reply::EarnRefused(e.to_string()));
+        }
         Request::Redeem {
             member,
             reward,
@@ -438,6 +447,7 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
 fn written(store: &Store, entry: &Entry, message: String) -> Result<Reply, Failed> {
     Ok(Reply::Written {
         message,
+        entry: Box::new(entry.clone()),
         panel: Box::new(panel(store, entry.member_id)?),
         sale: false,
     })

@@ -9,7 +9,9 @@ use std::time::SystemTime;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+use tillpass::domain::basket::Basket;
 use tillpass::domain::money::parse_amount;
+use tillpass::domain::quote::Sale;
 use tillpass::domain::{EntryId, MemberInput, Timestamp};
 use tillpass::store::{MemberView, ScanOutcome, Store};
 
@@ -29,6 +31,10 @@ struct Cli {
     /// Who is acting (cashier or job name), recorded on every entry.
     #[arg(long, global = true, env = "TILLPASS_ACTOR", default_value = "till")]
     actor: String,
+    /// Where the till app serves the integration API for the point-of-sale system (a loopback
+    /// address; `off` for none).
+    #[arg(long, global = true, env = "TILLPASS_POS_LISTEN", default_value = tillpass::pos::DEFAULT_LISTEN)]
+    pos_listen: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -43,16 +49,31 @@ enum Command {
     },
     /// Show the store: file, terminal, program and counts.
     Status,
+    /// The bearer token of the integration API the till app serves to the point-of-sale system
+    /// (made on first use), and where it listens.
+    PosToken,
     /// Enrol, find and show members.
     #[command(subcommand)]
     Member(MemberCommand),
-    /// Record a sale and earn points: `earn CARD 12.50`.
+    /// Record a sale and earn points: `earn CARD 12.50`, or a point-of-sale basket:
+    /// `earn CARD --basket basket.json` (`{"lines": [{"name": "Latte", "category": "coffee",
+    /// "quantity": 2, "amount_minor": 640}]}`; `-` reads standard input).
     Earn {
         /// Card number, phone or email of the member.
         member: String,
         /// Sale amount in the program's currency, e.g. 12.50.
-        #[arg(allow_hyphen_values = true)]
-        amount: String,
+        #[arg(
+            allow_hyphen_values = true,
+            required_unless_present = "basket",
+            conflicts_with = "basket"
+        )]
+        amount: Option<String>,
+        /// A basket's lines as JSON (see docs/integration-api.md).
+        #[arg(long)]
+        basket: Option<PathBuf>,
+        /// Show the points and why, without recording the sale.
+        #[arg(long)]
+        preview: bool,
     },
     /// Record a sale without a member (no personal data): `sale 4.50`. The report compares
     /// members with these customers.
@@ -485,6 +506,17 @@ fn require_manager(store: &mut Store) -> Result<()> {
     Ok(())
 }
 
+/// Reads a basket's JSON from a file, or standard input for `-`.
+fn read_basket(file: &std::path::Path) -> Result<Basket> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .context("reading the basket from standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{} is not a basket", file.display()))
+}
+
 /// Reads a tag dump: raw bytes, or hex text (with any whitespace or colons).
 fn read_dump(file: &std::path::Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -511,7 +543,13 @@ fn till_app(cli: &Cli, actor: String, launched: std::time::Instant) -> Result<()
     let exports = path
         .parent()
         .map_or_else(|| PathBuf::from("exports"), |dir| dir.join("exports"));
-    tillpass::ui::run(path, exports, actor, launched)
+    let pos_listen = match cli.pos_listen.trim() {
+        "off" => None,
+        addr => Some(addr.parse().with_context(|| {
+            format!("--pos-listen {addr:?} is not an address such as 127.0.0.1:7411")
+        })?),
+    };
+    tillpass::ui::run(path, exports, actor, launched, pos_listen)
         .map_err(|e| anyhow!("the till window could not open ({e}); without a display, use the command line: tillpass --help"))
 }
 
@@ -544,6 +582,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             out.status(&store.stats()?)
         }
         Command::Status => out.status(&open(&cli)?.stats()?),
+        Command::PosToken => out.pos_token(&open(&cli)?.pos_token()?, &cli.pos_listen),
         Command::Member(MemberCommand::Add {
             name,
             phone,
@@ -574,11 +613,27 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let history = store.history(view.member.id, 5)?;
             out.member(store.program(), &view, &history)
         }
-        Command::Earn { member, amount } => {
+        Command::Earn {
+            member,
+            amount,
+            basket,
+            preview,
+        } => {
             let mut store = open(&cli)?;
             let view = resolve(&store, member)?;
-            let minor = parse_amount(amount, store.program().minor_units)?;
-            let entry = store.earn(view.member.id, minor, &actor, now())?;
+            let lines = match basket {
+                Some(path) => read_basket(path)?.lines,
+                None => Vec::new(),
+            };
+            let sale = match amount {
+                Some(amount) => Sale::Amount(parse_amount(amount, store.program().minor_units)?),
+                None => Sale::Lines(&lines),
+            };
+            if *preview {
+                let quote = store.quote(view.member.id, sale, now())?;
+                return out.quote(store.program(), &quote);
+            }
+            let entry = store.earn_sale(view.member.id, sale, &actor, now())?;
             out.entry_written(&store, &entry)
         }
         Command::Sale { amount } => {

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use tillpass::demo::DemoReport;
 use tillpass::domain::insights::{Report, Unit};
+use tillpass::domain::quote::Quote;
 use tillpass::domain::summary::next_tier;
 use tillpass::domain::{Entry, Program};
 use tillpass::store::{MemberView, SearchHit, Store, StoreStats, VerifyReport};
@@ -206,6 +207,30 @@ impl Out {
             view.state.balance,
             tier_line(program, &view)
         );
+        Ok(())
+    }
+
+    pub fn pos_token(&self, token: &str, listen: &str) -> Result<()> {
+        if self.json {
+            return print_json(&json!({ "token": token, "listen": listen }));
+        }
+        say!("{token}");
+        eprintln!("The till app serves the integration API on {listen} (docs/integration-api.md).");
+        Ok(())
+    }
+
+    pub fn quote(&self, program: &Program, quote: &Quote) -> Result<()> {
+        if self.json {
+            return print_json(quote);
+        }
+        say!(
+            "{} earns {} points:",
+            program.format_money(quote.amount_minor),
+            quote.points
+        );
+        for step in &quote.steps {
+            say!("  {}", step.text);
+        }
         Ok(())
     }
 

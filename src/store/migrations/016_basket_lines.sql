@@ -18,3 +18,6 @@ WHEN NOT (
 BEGIN
     SELECT RAISE(ABORT, 'ledger entries are immutable: write a reversal instead');
 END;
+
+-- The integration API's bearer token (made at first use; `tillpass pos-token` shows it).
+ALTER TABLE terminal ADD COLUMN pos_token TEXT;
