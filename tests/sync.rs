@@ -17,6 +17,8 @@ use common::server::{
 use common::{TempDb, enrol};
 use rand::{RngExt as _, SeedableRng as _};
 use serde::de::DeserializeOwned;
+use tillpass::domain::basket::SaleLine;
+use tillpass::domain::quote::Sale;
 use tillpass::domain::{
     CardNumber, Entry, EntryId, EntryKind, Member, MemberId, MemberInput, MemberRecord,
     RetiredCard, TerminalId,
@@ -51,6 +53,7 @@ on_both_backends!(
     pushes_at_once_are_stored_together_and_judged_one_by_one,
     a_new_entry_under_a_stored_id_is_refused_by_that_id,
     every_impossible_entry_is_refused_by_its_rule,
+    baskets_sync_everywhere_and_forged_baskets_are_refused,
     a_reused_or_skipped_sequence_number_is_refused,
     impossible_member_records_are_refused,
     refusals_and_flags_show_in_the_audit,
@@ -1141,6 +1144,57 @@ fn every_impossible_entry_is_refused_by_its_rule(backend: Backend) {
         "{}",
         err.error
     );
+}
+
+fn baskets_sync_everywhere_and_forged_baskets_are_refused(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let mut b = Till::join(&server.url, &tokens[1]);
+    let rogue = Rogue::new(&server.url, &tokens[2]);
+    let member = enrol(&mut a.store, "Grace Hopper").member.id;
+    // Two bags of beans, 24.00: 240 base, beans x2 and the 100 for 20.00 on beans.
+    let beans = vec![SaleLine::item("House beans 250g", "beans", 2, 2_400)];
+    let sale = a
+        .store
+        .earn_sale(member, Sale::Lines(&beans), "test", now())
+        .expect("basket sale");
+    assert_eq!((sale.points, sale.amount_minor), (580, Some(2_400)));
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    let at_b = b.store.history(member, 10).expect("history");
+    let pulled = at_b
+        .iter()
+        .find(|e| e.id == sale.id)
+        .expect("the sale reached b");
+    assert_eq!(pulled, &sale, "lines and all");
+    assert_eq!(a.balances(), b.balances());
+
+    let greedy = Entry {
+        lines: beans.clone(),
+        ..rogue.sale(1, member, 2_400, 900)
+    };
+    let err = rogue
+        .push(vec![], vec![greedy])
+        .expect_err("more than the basket earns");
+    assert_eq!(err.rule.as_deref(), Some("earn_points"), "{}", err.error);
+    let short = Entry {
+        lines: beans.clone(),
+        ..rogue.sale(1, member, 2_300, 580)
+    };
+    let err = rogue
+        .push(vec![], vec![short])
+        .expect_err("lines that do not add up");
+    assert!(err.error.contains("do not add up"), "{}", err.error);
+    let honest = Entry {
+        lines: beans,
+        ..rogue.sale(1, member, 2_400, 700)
+    };
+    rogue
+        .push(vec![], vec![honest])
+        .expect("what a Silver member's basket earns");
 }
 
 fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {

@@ -137,7 +137,8 @@ fn previewed_sale(db: &TempDb) -> (Harness<'static, TillApp>, i64) {
     let mut h = harness(db);
     wedge(&mut h, &code);
     wedge(&mut h, "12.50");
-    h.get_by_label("Earns 125 points (Green ×1)");
+    h.get_by_label("Earns 125 points");
+    h.get_by_label("125 base on 12.50 GBP");
     (h, before)
 }
 
@@ -791,4 +792,141 @@ fn after_a_sale_the_customer_is_asked_and_may_answer_or_skip() {
             .formula
             .contains("of 1 answers")
     );
+}
+
+/// One HTTP/1.1 request to the till's integration API over a real socket, on a thread of its
+/// own, while the test keeps drawing frames (the app answers from its frame): the status and
+/// the JSON body.
+fn pos_call(
+    h: &mut Harness<'static, TillApp>,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read as _, Write as _};
+    let addr = h.state().pos_addr().expect("the integration API runs");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let call = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read");
+        answer
+    });
+    while !call.is_finished() {
+        h.run_steps(1);
+        h.state_mut().settle();
+    }
+    let answer = call.join().expect("the call thread");
+    settle(h);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let json = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .filter(|b| !b.is_empty())
+        .map_or(serde_json::Value::Null, |b| {
+            serde_json::from_str(b).expect("a JSON body")
+        });
+    (status, json)
+}
+
+#[test]
+fn the_point_of_sale_attaches_a_basket_the_cashier_sees_explained_and_commits_it() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    let path = db.path.clone();
+    let exports = db.dir.path().join("exports");
+    let mut h = Harness::builder()
+        .with_size([1280.0, 760.0])
+        .build_eframe(move |cc| {
+            TillApp::new(&cc.egui_ctx, path, exports, "kittest".into())
+                .serve_pos("127.0.0.1:0".parse().expect("addr"))
+        });
+    settle(&mut h);
+    let token = db.open().pos_token().expect("token");
+
+    let (status, body) = pos_call(&mut h, &token, "GET", "/v1/member", "");
+    assert_eq!((status, body["error"].as_str().is_some()), (404, true));
+    wedge(&mut h, &code);
+    let (status, body) = pos_call(&mut h, &token, "GET", "/v1/member", "");
+    assert_eq!(status, 200);
+    assert_eq!(body["name"], "Grace Hopper");
+    assert_eq!(body["card"], view.member.card.to_string());
+    assert_eq!(
+        (body["tier"].as_str(), body["balance"].as_i64()),
+        (Some("Green"), Some(100))
+    );
+
+    // Two lattes, a bag of beans and a gift card: 30.40 GBP earns (gift cards excluded) 304
+    // base, beans x2 adds 240, and 24.00 on beans takes the 100-point bonus.
+    let basket = r#"{"lines": [
+        {"code": "LAT", "name": "Latte", "category": "coffee", "quantity": 2, "amount_minor": 640},
+        {"name": "House beans 250g", "category": "beans", "amount_minor": 2400},
+        {"name": "Gift card", "category": "gift-card", "amount_minor": 2000}]}"#;
+    let (status, quote) = pos_call(&mut h, &token, "POST", "/v1/basket", basket);
+    assert_eq!(status, 200, "{quote}");
+    assert_eq!(
+        (quote["amount_minor"].as_i64(), quote["points"].as_i64()),
+        (Some(5040), Some(644))
+    );
+    let steps: Vec<&str> = quote["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["text"].as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "304 base on 30.40 GBP",
+            "gift-card earn nothing",
+            "+240 beans ×2",
+            "+100 Spend 20 on beans, get 100 points"
+        ]
+    );
+    // The cashier sees the same explanation and the lines, with nothing written yet.
+    h.get_by_label("Earns 644 points");
+    h.get_by_label("+240 beans ×2");
+    h.get_by_label("2 × Latte");
+    let before = entries(&db);
+
+    let (status, body) = pos_call(&mut h, &token, "POST", "/v1/basket/commit", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["points"].as_i64(), body["balance"].as_i64()),
+        (Some(644), Some(744))
+    );
+    assert_eq!(entries(&db), before + 1);
+    h.get_by_label("744 points");
+    let store = db.open();
+    let sale = store
+        .last_local_entry(view.member.id)
+        .expect("read")
+        .expect("the sale");
+    assert_eq!(
+        (sale.points, sale.amount_minor, sale.lines.len()),
+        (644, Some(5040), 3)
+    );
+
+    let (status, _) = pos_call(&mut h, &token, "POST", "/v1/basket/commit", "");
+    assert_eq!(status, 409, "a basket is committed once");
+    let bad = r#"{"lines": [{"name": "Latte", "quantity": 0, "amount_minor": 320}]}"#;
+    let (status, body) = pos_call(&mut h, &token, "POST", "/v1/basket", bad);
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["error"],
+        "basket line 1: the quantity must be 1 to 9999"
+    );
+    let (status, _) = pos_call(&mut h, "not-the-token", "GET", "/v1/member", "");
+    assert_eq!(status, 401);
+    assert_eq!(entries(&db), before + 1, "refused calls write nothing");
 }
