@@ -1,7 +1,9 @@
 //! Store benchmarks, each beside the bare SQLite engine measured in the same run:
 //! - member lookup by card number on a large store (default 1,000,000 members) vs a bare
 //!   indexed `SELECT` on the same file;
-//! - a durable earn (synchronous=FULL) vs a bare single-row commit with the same settings;
+//! - a durable earn (synchronous=FULL) vs a bare single-row commit with the same settings, and
+//!   a durable earn of a 20-line basket under the demo program's mechanics (categories,
+//!   exclusions, promotions) interleaved with the typed earns of the same run;
 //! - a scan: member code parse + HMAC verify + lookup, on the same store;
 //! - `demo --members N` build time (when the store is (re)built).
 //!
@@ -12,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::Connection;
-use tillpass::domain::{CardNumber, Timestamp};
+use tillpass::domain::basket::{LineKind, SaleLine};
+use tillpass::domain::program::DEMO_PROGRAM_TOML;
+use tillpass::domain::quote::Sale;
+use tillpass::domain::{CardNumber, Program, Timestamp};
 use tillpass::store::Store;
 
 const LOOKUPS: usize = 20_000;
@@ -117,7 +122,39 @@ fn bench_scan(store: &Store) -> (Duration, Duration) {
     summary(samples)
 }
 
-fn bench_earn(store: &mut Store) -> ((Duration, Duration), (Duration, Duration)) {
+/// A 20-line basket touching every earning rule of the demo program: coffee, pastries, beans
+/// (category multiplier and bonus), an excluded gift card and a discount.
+fn basket(i: usize) -> Vec<SaleLine> {
+    let categories = ["coffee", "pastry", "beans", "tea", "gift-card"];
+    let mut lines: Vec<SaleLine> = (0..19)
+        .map(|j| {
+            let mut line = SaleLine::item(
+                &format!("Product {j}"),
+                categories[(i + j) % categories.len()],
+                1 + (j % 3) as i64,
+                150 + ((i * 7 + j * 31) % 900) as i64,
+            );
+            line.code = format!("SKU-{j:04}");
+            line
+        })
+        .collect();
+    lines.push(SaleLine {
+        kind: LineKind::Discount,
+        ..SaleLine::item("Staff discount", "", 1, -100)
+    });
+    lines
+}
+
+/// Typed earns, basket earns (interleaved, so both see the same file and cache), and bare
+/// single-row commits.
+#[allow(clippy::type_complexity)]
+fn bench_earn(
+    store: &mut Store,
+) -> (
+    (Duration, Duration),
+    (Duration, Duration),
+    (Duration, Duration),
+) {
     let cards = store.sample_cards(EARNS).expect("sample");
     let members: Vec<_> = cards
         .iter()
@@ -131,11 +168,18 @@ fn bench_earn(store: &mut Store) -> ((Duration, Duration), (Duration, Duration))
         })
         .collect();
     let mut ours = Vec::with_capacity(EARNS);
+    let mut baskets = Vec::with_capacity(EARNS);
     for (i, member) in members.iter().enumerate() {
         let amount = 250 + (i as i64 * 37) % 5000;
         let t = Instant::now();
         store.earn(*member, amount, "bench", now()).expect("earn");
         ours.push(t.elapsed());
+        let lines = basket(i);
+        let t = Instant::now();
+        store
+            .earn_sale(members[(i + 1) % members.len()], Sale::Lines(&lines), "bench", now())
+            .expect("basket earn");
+        baskets.push(t.elapsed());
     }
     let bare_path = bench_dir().join("bare-commit.sqlite3");
     let _ = std::fs::remove_file(&bare_path);
@@ -159,7 +203,7 @@ fn bench_earn(store: &mut Store) -> ((Duration, Duration), (Duration, Duration))
         insert.execute([&payload[..]]).expect("insert");
         raw.push(t.elapsed());
     }
-    (summary(ours), summary(raw))
+    (summary(ours), summary(baskets), summary(raw))
 }
 
 fn main() {
@@ -204,7 +248,12 @@ fn main() {
         us(b99),
         s99.as_secs_f64() / b99.as_secs_f64()
     );
-    let ((o50, o99), (b50, b99)) = bench_earn(&mut store);
+    if store.program() != &Program::demo() {
+        store
+            .set_program(DEMO_PROGRAM_TOML, now())
+            .expect("the demo program's mechanics");
+    }
+    let ((o50, o99), (k50, k99), (b50, b99)) = bench_earn(&mut store);
     println!(
         "| durable earn vs single-row commit ({EARNS}) | {} | {} | {} | {} | p50 {:.1}x |",
         us(o50),
@@ -212,5 +261,13 @@ fn main() {
         us(b50),
         us(b99),
         o50.as_secs_f64() / b50.as_secs_f64()
+    );
+    println!(
+        "| durable earn of a 20-line basket vs the typed earns above ({EARNS}) | {} | {} | {} | {} | p50 {:.2}x |",
+        us(k50),
+        us(k99),
+        us(o50),
+        us(o99),
+        k50.as_secs_f64() / o50.as_secs_f64()
     );
 }
