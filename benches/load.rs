@@ -313,6 +313,7 @@ impl Till {
             note: None,
             actor: "load".into(),
             lines: Vec::new(),
+            stamps: Default::default(),
         });
     }
 }
@@ -676,6 +677,7 @@ async fn load_catchup_data(
                                 note: None,
                                 actor: "bench".into(),
                                 lines: Vec::new(),
+                                stamps: Default::default(),
                             }
                         })
                         .collect();

@@ -82,6 +82,7 @@ fn earn(member: MemberId, seq: usize) -> Entry {
         note: None,
         actor: "bench".into(),
         lines: Vec::new(),
+        stamps: Default::default(),
     }
 }
 

@@ -177,7 +177,12 @@ fn bench_earn(
         let lines = basket(i);
         let t = Instant::now();
         store
-            .earn_sale(members[(i + 1) % members.len()], Sale::Lines(&lines), "bench", now())
+            .earn_sale(
+                members[(i + 1) % members.len()],
+                Sale::Lines(&lines),
+                "bench",
+                now(),
+            )
             .expect("basket earn");
         baskets.push(t.elapsed());
     }

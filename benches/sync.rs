@@ -75,6 +75,7 @@ fn data(n: usize) -> Data {
                 note: None,
                 actor: "bench".into(),
                 lines: Vec::new(),
+                stamps: Default::default(),
             }
         })
         .collect();

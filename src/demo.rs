@@ -361,6 +361,7 @@ impl DemoGenerator {
             note: d.note,
             actor: "demo".to_owned(),
             lines: d.lines,
+            stamps: d.stamps,
         });
         entries.len() - 1
     }

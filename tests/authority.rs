@@ -28,6 +28,7 @@ fn elsewhere(member: MemberId, seq: i64, kind: EntryKind, points: i64) -> Entry 
         note: None,
         actor: "elsewhere".into(),
         lines: Vec::new(),
+        stamps: Default::default(),
     }
 }
 

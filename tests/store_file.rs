@@ -76,6 +76,7 @@ fn foreign_entry(member: tillpass::domain::MemberId, seq: i64, points: i64) -> E
         note: Some("goodwill".into()),
         actor: "manager".into(),
         lines: Vec::new(),
+        stamps: Default::default(),
     }
 }
 

@@ -86,6 +86,7 @@ proptest! {
                         note: None,
                         actor: "other".into(),
                         lines: Vec::new(),
+                        stamps: Default::default(),
                     };
                     store.insert_entries(std::slice::from_ref(&e)).map(|_| Some(e))
                 }

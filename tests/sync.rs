@@ -847,6 +847,7 @@ impl Rogue {
             note: None,
             actor: "rogue".into(),
             lines: Vec::new(),
+            stamps: Default::default(),
         }
     }
 
@@ -1195,6 +1196,33 @@ fn baskets_sync_everywhere_and_forged_baskets_are_refused(backend: Backend) {
     rogue
         .push(vec![], vec![honest])
         .expect("what a Silver member's basket earns");
+
+    // Stamps: nine lattes at b fill the coffee card; a spends it; both tills agree.
+    let lattes = vec![SaleLine::item("Latte", "coffee", 9, 2_880)];
+    let full = b
+        .store
+        .earn_sale(member, Sale::Lines(&lattes), "test", now())
+        .expect("nine lattes");
+    assert_eq!(full.stamps.get("coffee"), Some(&9));
+    b.sync().expect("sync b");
+    a.sync().expect("sync a");
+    a.store
+        .redeem_stamps(member, "coffee", "test", now())
+        .expect("the free coffee");
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    for till in [&a, &b] {
+        assert!(till.store.stamps_held(member).expect("stamps").is_empty());
+    }
+    let forged = Entry {
+        lines: lattes,
+        stamps: [("coffee".to_owned(), 90)].into(),
+        ..rogue.sale(2, member, 2_880, 288)
+    };
+    let err = rogue
+        .push(vec![], vec![forged])
+        .expect_err("stamps the basket did not earn");
+    assert_eq!(err.rule.as_deref(), Some("earn_stamps"), "{}", err.error);
 }
 
 fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {
@@ -1497,6 +1525,7 @@ fn legacy_rows(terminal: &TerminalId) -> (MemberRecord, Vec<(i64, Entry)>) {
                 note: None,
                 actor: "legacy".into(),
                 lines: Vec::new(),
+                stamps: Default::default(),
             };
             (seq + 1, e)
         })

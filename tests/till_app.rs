@@ -8,6 +8,8 @@ use egui::{Event, Key};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
 use tillpass::domain::MemberInput;
+use tillpass::domain::basket::SaleLine;
+use tillpass::domain::quote::Sale;
 use tillpass::store::Store;
 use tillpass::ui::{Action, Dialog, Screen, TillApp, WalletDialog};
 
@@ -890,12 +892,14 @@ fn the_point_of_sale_attaches_a_basket_the_cashier_sees_explained_and_commits_it
             "304 base on 30.40 GBP",
             "gift-card earn nothing",
             "+240 beans ×2",
+            "+2 Coffee card stamps: 2 of 9",
             "+100 Spend 20 on beans, get 100 points"
         ]
     );
     // The cashier sees the same explanation and the lines, with nothing written yet.
     h.get_by_label("Earns 644 points");
     h.get_by_label("+240 beans ×2");
+    h.get_by_label("+2 Coffee card stamps: 2 of 9");
     h.get_by_label("2 × Latte");
     let before = entries(&db);
 
@@ -907,6 +911,7 @@ fn the_point_of_sale_attaches_a_basket_the_cashier_sees_explained_and_commits_it
     );
     assert_eq!(entries(&db), before + 1);
     h.get_by_label("744 points");
+    h.get_by_label("Coffee card: 2 of 9 stamps");
     let store = db.open();
     let sale = store
         .last_local_entry(view.member.id)
@@ -929,4 +934,32 @@ fn the_point_of_sale_attaches_a_basket_the_cashier_sees_explained_and_commits_it
     let (status, _) = pos_call(&mut h, "not-the-token", "GET", "/v1/member", "");
     assert_eq!(status, 401);
     assert_eq!(entries(&db), before + 1, "refused calls write nothing");
+}
+
+#[test]
+fn a_full_stamp_card_shows_as_stamps_and_buys_the_free_coffee() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    let nine = [SaleLine::item("Latte", "coffee", 9, 2_880)];
+    db.open()
+        .earn_sale(view.member.id, Sale::Lines(&nine), "test", NOW)
+        .expect("nine lattes");
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.get_by_label("Coffee card: 9 of 9 stamps");
+    h.get_by_label("9 of 9");
+    h.get_by_label("Free coffee  ·  Coffee card\ncard full: free")
+        .click();
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(
+        message.contains("Free coffee: a full stamp card spent"),
+        "{message}"
+    );
+    h.get_by_label("Coffee card: 0 of 9 stamps");
+    h.get_by_label("0 of 9");
+    let held = db.open().stamps_held(view.member.id).expect("stamps");
+    assert!(held.is_empty(), "{held:?}");
+    // An empty card buys nothing: the button is there, greyed, saying what is missing.
+    h.get_by_label("Free coffee  ·  Coffee card\n9 more stamps");
 }

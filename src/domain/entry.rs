@@ -1,5 +1,6 @@
 //! Ledger entries: immutable, globally unique facts about points.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -80,11 +81,13 @@ pub enum EntryKind {
     BirthdayBonus,
     /// A member's balance brought over from another loyalty system when they were imported.
     OpeningBalance,
+    /// A full stamp card spent on its free item; carries the card (`reward_id`) and the stamps.
+    StampReward,
 }
 
 impl EntryKind {
     /// Every kind, for iteration and schema checks.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Earn,
         Self::Redeem,
         Self::Reverse,
@@ -93,6 +96,7 @@ impl EntryKind {
         Self::WelcomeBonus,
         Self::BirthdayBonus,
         Self::OpeningBalance,
+        Self::StampReward,
     ];
 
     /// The stable text used in storage and on the wire.
@@ -106,6 +110,7 @@ impl EntryKind {
             Self::WelcomeBonus => "welcome_bonus",
             Self::BirthdayBonus => "birthday_bonus",
             Self::OpeningBalance => "opening_balance",
+            Self::StampReward => "stamp_reward",
         }
     }
 
@@ -120,6 +125,7 @@ impl EntryKind {
             Self::WelcomeBonus => "Welcome bonus",
             Self::BirthdayBonus => "Birthday bonus",
             Self::OpeningBalance => "Opening balance",
+            Self::StampReward => "Stamp card reward",
         }
     }
 }
@@ -165,6 +171,9 @@ pub struct Entry {
     /// A sale's basket lines; empty for a typed amount and every other kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<SaleLine>,
+    /// Stamps by card id: earned by a sale (positive), spent by a stamp reward (negative).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stamps: BTreeMap<String, i64>,
 }
 
 /// Why an entry has an impossible shape.
@@ -217,6 +226,11 @@ impl Entry {
                 return fail("the basket's lines do not add up to the sale amount");
             }
         }
+        if !super::stamps::shape_ok(self.kind, self.reward_id.as_deref(), &self.stamps) {
+            return fail(
+                "stamps are earned by sales and spent by stamp rewards, one card at a time",
+            );
+        }
         let amount = self.amount_minor;
         match self.kind {
             EntryKind::Earn if amount.is_none_or(|a| a <= 0) => {
@@ -236,7 +250,11 @@ impl Entry {
             EntryKind::OpeningBalance if self.points <= 0 || self.note.is_none() => {
                 fail("an opening balance adds points and says where they came from")
             }
+            EntryKind::StampReward if self.points != 0 || self.reward_id.is_none() => {
+                fail("a stamp reward spends stamps of a named card, not points")
+            }
             EntryKind::Redeem
+            | EntryKind::StampReward
             | EntryKind::Expire
             | EntryKind::WelcomeBonus
             | EntryKind::BirthdayBonus

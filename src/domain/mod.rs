@@ -14,6 +14,7 @@ pub mod program;
 pub mod promotion;
 pub mod quote;
 pub mod rules;
+pub mod stamps;
 pub mod summary;
 pub mod timestamp;
 

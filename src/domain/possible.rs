@@ -7,7 +7,7 @@
 //! [`MAX_CLOCK_SKEW_MS`]. Every rule here allows exactly that much and no more. What an honest
 //! offline till could write but a manager should see comes back as a [`Flag`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use thiserror::Error;
 
@@ -105,6 +105,17 @@ pub enum Rule {
         amount: i64,
         allowed: Vec<i64>,
     },
+    #[error("earns stamps {stamps:?}; the program gives the basket {allowed:?}")]
+    EarnStamps {
+        stamps: BTreeMap<String, i64>,
+        allowed: Vec<BTreeMap<String, i64>>,
+    },
+    #[error("spends {stamps:?} on stamp card {card:?}; the program's card takes {allowed:?}")]
+    StampReward {
+        card: String,
+        stamps: BTreeMap<String, i64>,
+        allowed: Vec<i64>,
+    },
     #[error("redeems reward {reward:?}, which the program does not have")]
     UnknownReward { reward: String },
     #[error("redeems {reward:?} for {points} points; the program says it costs {costs:?}")]
@@ -161,6 +172,8 @@ impl Rule {
             Rule::Currency { .. } => "currency",
             Rule::SaleTooLarge { .. } => "sale_too_large",
             Rule::EarnPoints { .. } => "earn_points",
+            Rule::EarnStamps { .. } => "earn_stamps",
+            Rule::StampReward { .. } => "stamp_reward",
             Rule::UnknownReward { .. } => "unknown_reward",
             Rule::RedeemCost { .. } => "redeem_cost",
             Rule::UnknownTarget { .. } => "unknown_target",
@@ -374,6 +387,7 @@ pub fn check_entry(
         EntryKind::Expire => check_expiry(known, e).map_err(fail)?,
         EntryKind::Adjust => return check_adjust(&candidates, e).map_err(fail),
         EntryKind::OpeningBalance => return check_opening(known, e).map_err(fail),
+        EntryKind::StampReward => check_stamp_reward(&candidates, e).map_err(fail)?,
     }
     Ok(None)
 }
@@ -410,21 +424,52 @@ fn check_earn(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
     if amount > max {
         return Err(Rule::SaleTooLarge { amount, max });
     }
-    let mut allowed: Vec<i64> = in_currency
+    let drafts: Vec<rules::Draft> = in_currency
         .iter()
         .flat_map(|p| {
             (0..p.tiers.len()).filter_map(move |t| rules::earn(p, t, sale, e.occurred_at).ok())
         })
-        .map(|d| d.points)
+        .collect();
+    let mut allowed: Vec<i64> = drafts.iter().map(|d| d.points).collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    if !allowed.contains(&e.points) {
+        return Err(Rule::EarnPoints {
+            points: e.points,
+            amount,
+            allowed,
+        });
+    }
+    let mut stamps: Vec<BTreeMap<String, i64>> = drafts.into_iter().map(|d| d.stamps).collect();
+    stamps.sort_unstable();
+    stamps.dedup();
+    if stamps.contains(&e.stamps) {
+        Ok(())
+    } else {
+        Err(Rule::EarnStamps {
+            stamps: e.stamps.clone(),
+            allowed: stamps,
+        })
+    }
+}
+
+/// A stamp reward spends exactly a full card of a program then in force.
+fn check_stamp_reward(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
+    let card = e.reward_id.clone().unwrap_or_default();
+    let mut allowed: Vec<i64> = candidates
+        .iter()
+        .filter_map(|p| p.stamp_card(&card))
+        .map(|c| c.stamps)
         .collect();
     allowed.sort_unstable();
     allowed.dedup();
-    if allowed.contains(&e.points) {
+    let spent = e.stamps.get(&card).map(|n| -n);
+    if spent.is_some_and(|n| allowed.contains(&n)) {
         Ok(())
     } else {
-        Err(Rule::EarnPoints {
-            points: e.points,
-            amount,
+        Err(Rule::StampReward {
+            card,
+            stamps: e.stamps.clone(),
             allowed,
         })
     }
@@ -496,7 +541,10 @@ fn check_reverse(known: &Known, e: &Entry) -> Result<(), Rule> {
         return Err(Rule::AlreadyReversed { target, by });
     }
     let exact = rules::reverse(original, false).is_ok_and(|d| {
-        d.points == e.points && d.amount_minor == e.amount_minor && d.currency == e.currency
+        d.points == e.points
+            && d.amount_minor == e.amount_minor
+            && d.currency == e.currency
+            && d.stamps == e.stamps
     });
     if !exact {
         return Err(Rule::NotExact {
@@ -701,6 +749,31 @@ mod tests {
         let mut short = basket(580);
         short.amount_minor = Some(2300);
         assert!(short.check_shape().is_err());
+    }
+
+    #[test]
+    fn stamps_are_what_the_basket_earns_and_a_reward_spends_a_full_card() {
+        // Three paid lattes earn three coffee stamps; 9.60 earns 96 points at Green.
+        let lattes = vec![crate::domain::basket::SaleLine::item(
+            "Latte", "coffee", 3, 960,
+        )];
+        let sale = |stamps: i64| Entry {
+            lines: lattes.clone(),
+            stamps: BTreeMap::from([("coffee".to_owned(), stamps)]),
+            ..at(EntryKind::Earn, 96, Some(960), 1)
+        };
+        assert_eq!(judge(&[sale(3)]), Ok(vec![]));
+        let greedy = judge(&[sale(9)]);
+        assert!(matches!(greedy, Err(Rule::EarnStamps { .. })), "{greedy:?}");
+        let free = |spent: i64| Entry {
+            reward_id: Some("coffee".into()),
+            stamps: BTreeMap::from([("coffee".to_owned(), spent)]),
+            ..at(EntryKind::StampReward, 0, None, 1)
+        };
+        assert_eq!(judge(&[free(-9)]), Ok(vec![]));
+        let cheap = judge(&[free(-3)]);
+        assert!(matches!(cheap, Err(Rule::StampReward { .. })), "{cheap:?}");
+        assert!(free(4).check_shape().is_err(), "a reward cannot add stamps");
     }
 
     #[test]
@@ -909,6 +982,7 @@ mod contract {
                 note: None,
                 actor: "p".into(),
                 lines: Vec::new(),
+                stamps: Default::default(),
             };
             match kind % 7 {
                 0 => {

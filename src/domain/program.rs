@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::promotion::{self, CategoryRate, Promotion, RawCategoryRate, RawPromotion};
+use super::stamps::{self, RawStampCard, StampCard};
 
 /// Largest points value one reward may cost.
 pub const MAX_REWARD_COST: i64 = 10_000_000;
@@ -134,6 +135,7 @@ pub struct Program {
     /// Categories that earn nothing (gift cards, tobacco), lower case.
     pub excluded_categories: Vec<String>,
     pub promotions: Vec<Promotion>,
+    pub stamp_cards: Vec<StampCard>,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +162,8 @@ struct RawProgram {
     timezone: Option<String>,
     #[serde(default)]
     promotions: Vec<RawPromotion>,
+    #[serde(default)]
+    stamp_cards: Vec<RawStampCard>,
 }
 
 #[derive(Deserialize)]
@@ -305,6 +309,11 @@ impl Program {
             super::money::format_amount(minor, self.minor_units),
             self.currency
         )
+    }
+
+    /// Finds a stamp card by id.
+    pub fn stamp_card(&self, id: &str) -> Option<&StampCard> {
+        self.stamp_cards.iter().find(|c| c.id == id)
     }
 
     /// Finds a reward by id.
@@ -588,6 +597,7 @@ impl RawProgram {
         let categories = promotion::category_rates(self.earn.categories)?;
         let excluded_categories = promotion::excluded(self.earn.excluded_categories)?;
         let promotions = promotion::promotions(self.promotions, &tiers, scale)?;
+        let stamp_cards = stamps::cards(self.stamp_cards)?;
 
         Ok(Program {
             name,
@@ -615,6 +625,7 @@ impl RawProgram {
             categories,
             excluded_categories,
             promotions,
+            stamp_cards,
         })
     }
 }

@@ -2,6 +2,8 @@
 //! points weekend". The one computation behind the till's preview, the integration API, the
 //! entry a till writes and the server's possibility check.
 
+use std::collections::BTreeMap;
+
 use jiff::civil::DateTime;
 
 use super::basket::{LineError, LineKind, SaleLine, check_lines, lines_total};
@@ -41,6 +43,8 @@ pub struct Quote {
     /// The sale's total in minor units.
     pub amount_minor: i64,
     pub points: i64,
+    /// Stamps earned, by card id.
+    pub stamps: BTreeMap<String, i64>,
     pub steps: Vec<Step>,
 }
 
@@ -120,9 +124,13 @@ fn earning_bases(lines: &[SaleLine]) -> Vec<i64> {
 /// program's rule, then each running bonus promotion whose minimum spend the covered lines reach
 /// adds its points. Excluded categories, discounts and rewards earn nothing. A typed amount is
 /// one uncategorised item, so it earns exactly `amount x rate x tier multiplier`, rounded.
+///
+/// Paid items of a stamp card's category collect its stamps; `held` (the member's stamps) only
+/// words the explanation ("7 of 9").
 pub fn quote(
     program: &Program,
     tier: usize,
+    held: &BTreeMap<String, i64>,
     sale: Sale<'_>,
     at: Timestamp,
 ) -> Result<Quote, Refusal> {
@@ -268,6 +276,24 @@ pub fn quote(
             text: format!("{:+} {}", p3 - p2, promotions_used.join(", ")),
         });
     }
+    let paid: Vec<bool> = (0..lines.len())
+        .map(|i| earning_spend.iter().any(|(j, _)| *j == i))
+        .collect();
+    let stamps = super::stamps::earned(&program.stamp_cards, lines, &paid);
+    for (card_id, count) in &stamps {
+        if let Some(card) = program.stamp_card(card_id) {
+            let now = held.get(card_id).copied().unwrap_or(0) + count;
+            steps.push(Step {
+                points: 0,
+                text: format!(
+                    "+{count} {} stamp{}: {now} of {}",
+                    card.name,
+                    if *count == 1 { "" } else { "s" },
+                    card.stamps
+                ),
+            });
+        }
+    }
     let mut points = p3;
     for promo in &running {
         let PromotionEffect::Bonus {
@@ -293,6 +319,7 @@ pub fn quote(
     Ok(Quote {
         amount_minor,
         points: points.min(MAX_ENTRY_POINTS),
+        stamps,
         steps,
     })
 }
@@ -354,7 +381,7 @@ bonus = 25
         let p = Program::demo();
         let monday = at("2026-11-23T10:00:00Z");
         for (tier, amount, points) in [(0, 450, 45), (1, 450, 56), (2, 399, 59), (0, 9, 0)] {
-            let q = quote(&p, tier, Sale::Amount(amount), monday).expect("quote");
+            let q = quote(&p, tier, &BTreeMap::new(), Sale::Amount(amount), monday).expect("quote");
             assert_eq!(q.points, points);
             assert_eq!(q.steps.iter().map(|s| s.points).sum::<i64>(), points);
         }
@@ -374,7 +401,7 @@ bonus = 25
                 ..SaleLine::item("Loyalty latte", "coffee", 1, -400)
             },
         ];
-        let q = quote(&p, 2, Sale::Lines(&lines), saturday).expect("quote");
+        let q = quote(&p, 2, &BTreeMap::new(), Sale::Lines(&lines), saturday).expect("quote");
         // Earning: coffee 4.00 (8.00 less 4.00 off), beans 12.00: 16.00 x 10 = 160 base.
         // Gold x1.5: 240 (+80). Beans x2: coffee 60 + beans 360 = 420 (+180).
         // Promotions: coffee x2 (weekend) = 120, beans x3 (treble beats double) = 1080: 1200 (+780).
@@ -390,6 +417,7 @@ bonus = 25
                 "+80 ×1.5 Gold",
                 "+180 beans ×2",
                 "+780 Double points weekend, Beans treble",
+                "+2 Coffee card stamps: 2 of 9",
                 "+25 Gold mornings",
             ]
         );
@@ -402,10 +430,24 @@ bonus = 25
         let p = shop();
         // Friday 23:30 UTC in July is Saturday 00:30 in London (BST): the weekend has begun.
         let lines = [SaleLine::item("Latte", "coffee", 1, 2000)];
-        let q = quote(&p, 0, Sale::Lines(&lines), at("2026-07-03T23:30:00Z")).expect("quote");
+        let q = quote(
+            &p,
+            0,
+            &BTreeMap::new(),
+            Sale::Lines(&lines),
+            at("2026-07-03T23:30:00Z"),
+        )
+        .expect("quote");
         assert_eq!(q.points, 200 * 2 + 100);
         // The same instant in December is Friday 23:30 in London: no weekend, but spend 20.
-        let q = quote(&p, 0, Sale::Lines(&lines), at("2026-12-04T23:30:00Z")).expect("quote");
+        let q = quote(
+            &p,
+            0,
+            &BTreeMap::new(),
+            Sale::Lines(&lines),
+            at("2026-12-04T23:30:00Z"),
+        )
+        .expect("quote");
         assert_eq!(q.points, 200 + 100);
     }
 
@@ -414,7 +456,7 @@ bonus = 25
         let p = shop();
         let now = at("2026-12-04T12:00:00Z");
         let lines = [SaleLine::item("Latte", "coffee", 0, 300)];
-        let err = quote(&p, 0, Sale::Lines(&lines), now).expect_err("quantity 0");
+        let err = quote(&p, 0, &BTreeMap::new(), Sale::Lines(&lines), now).expect_err("quantity 0");
         assert_eq!(
             err.to_string(),
             "basket line 1: the quantity must be 1 to 9999"
@@ -427,7 +469,7 @@ bonus = 25
             },
         ];
         assert_eq!(
-            quote(&p, 0, Sale::Lines(&lines), now),
+            quote(&p, 0, &BTreeMap::new(), Sale::Lines(&lines), now),
             Err(Refusal::AmountNotPositive)
         );
     }

@@ -2,6 +2,8 @@
 //! and expiry. Each rule either returns a [`Draft`] of the entry to write or a [`Refusal`] saying
 //! why not, in words a cashier can act on.
 
+use std::collections::BTreeMap;
+
 use thiserror::Error;
 
 use super::basket::{LineError, SaleLine};
@@ -23,6 +25,8 @@ pub struct Draft {
     pub note: Option<String>,
     /// The basket of a sale, when it came with lines.
     pub lines: Vec<SaleLine>,
+    /// Stamps earned (a sale) or spent (a stamp reward), by card id.
+    pub stamps: BTreeMap<String, i64>,
 }
 
 impl Draft {
@@ -36,6 +40,7 @@ impl Draft {
             reverses: None,
             note: None,
             lines: Vec::new(),
+            stamps: BTreeMap::new(),
         }
     }
 }
@@ -74,6 +79,10 @@ pub enum Refusal {
         used: i64,
         limit: i64,
     },
+    #[error("there is no stamp card {0:?} in this program")]
+    UnknownStampCard(String),
+    #[error("{card} needs {need} stamps for its free item; the member has {held}")]
+    NotEnoughStamps { card: String, need: i64, held: i64 },
     #[error("that entry was already reversed")]
     AlreadyReversed,
     #[error("a reversal cannot itself be reversed; make an adjustment instead")]
@@ -109,12 +118,37 @@ pub fn earn(
     sale: Sale<'_>,
     at: Timestamp,
 ) -> Result<Draft, Refusal> {
-    let q = quote(program, tier, sale, at)?;
+    let q = quote(program, tier, &BTreeMap::new(), sale, at)?;
     Ok(Draft {
         amount_minor: Some(q.amount_minor),
         currency: Some(program.currency.clone()),
         lines: sale.lines().to_vec(),
+        stamps: q.stamps,
         ..Draft::points(EntryKind::Earn, q.points)
+    })
+}
+
+/// Spends a full stamp card on its free item, when the member holds enough stamps (`held`).
+pub fn redeem_stamps(
+    program: &Program,
+    held: &BTreeMap<String, i64>,
+    card_id: &str,
+) -> Result<Draft, Refusal> {
+    let card = program
+        .stamp_card(card_id)
+        .ok_or_else(|| Refusal::UnknownStampCard(card_id.to_owned()))?;
+    let have = held.get(&card.id).copied().unwrap_or(0);
+    if have < card.stamps {
+        return Err(Refusal::NotEnoughStamps {
+            card: card.name.clone(),
+            need: card.stamps,
+            held: have,
+        });
+    }
+    Ok(Draft {
+        reward_id: Some(card.id.clone()),
+        stamps: BTreeMap::from([(card.id.clone(), -card.stamps)]),
+        ..Draft::points(EntryKind::StampReward, 0)
     })
 }
 
@@ -178,7 +212,7 @@ pub fn reverse(original: &Entry, already_reversed: bool) -> Result<Draft, Refusa
     if already_reversed {
         return Err(Refusal::AlreadyReversed);
     }
-    if original.points == 0 && original.amount_minor.is_none() {
+    if original.points == 0 && original.amount_minor.is_none() && original.stamps.is_empty() {
         return Err(Refusal::NothingToReverse);
     }
     Ok(Draft {
@@ -190,6 +224,11 @@ pub fn reverse(original: &Entry, already_reversed: bool) -> Result<Draft, Refusa
         reverses: Some(original.id),
         note: None,
         lines: Vec::new(),
+        stamps: original
+            .stamps
+            .iter()
+            .map(|(card, n)| (card.clone(), -n))
+            .collect(),
     })
 }
 

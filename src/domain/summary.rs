@@ -183,6 +183,7 @@ pub(crate) mod tests {
             note: None,
             actor: "test".into(),
             lines: Vec::new(),
+            stamps: Default::default(),
         }
     }
 

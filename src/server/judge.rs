@@ -220,6 +220,7 @@ mod tests {
             note: None,
             actor: "test".into(),
             lines: Vec::new(),
+            stamps: Default::default(),
         };
         let body = serde_json::to_string(&entry).expect("json");
         CheckedEntry { entry, body }

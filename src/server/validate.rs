@@ -369,6 +369,7 @@ mod tests {
             note: Some("test".into()),
             actor: "test".into(),
             lines: Vec::new(),
+            stamps: Default::default(),
         }
     }
 

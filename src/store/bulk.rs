@@ -189,6 +189,7 @@ impl Store {
                         row.line
                     )),
                     lines: Vec::new(),
+                    stamps: Default::default(),
                 };
                 appender.append(member.id, &mut entries, draft, actor, at)?;
                 report.balances += 1;

@@ -9,6 +9,7 @@ use super::rows::{entry_by_id, insert_entry, member_entries, upsert_state};
 use super::{Result, Store, StoreError};
 use crate::domain::quote::{Quote, Sale, quote};
 use crate::domain::rules::{self, Draft};
+use crate::domain::stamps;
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, EntryId, MemberId, MemberSummary, Program, TerminalId, Timestamp};
 
@@ -76,6 +77,7 @@ impl Appender<'_> {
             note: draft.note,
             actor: actor.trim().to_owned(),
             lines: draft.lines,
+            stamps: draft.stamps,
         };
         entry.check_shape()?;
         if let Some(target) = entry.reverses {
@@ -287,8 +289,39 @@ impl Store {
     /// A member's balance and tier recomputed from their entries as of `at`.
     /// The points `sale` would earn `member` at `at`, explained; nothing is written.
     pub fn quote(&self, member: MemberId, sale: Sale<'_>, at: Timestamp) -> Result<Quote> {
-        let tier = self.summary_at(member, at)?.tier;
-        Ok(quote(&self.program, tier, sale, at)?)
+        member_exists(&self.conn, member)?;
+        let entries = member_entries(&self.conn, member)?;
+        let tier = summarise(&self.program, &entries, at).tier;
+        Ok(quote(
+            &self.program,
+            tier,
+            &stamps::held(&entries),
+            sale,
+            at,
+        )?)
+    }
+
+    /// The stamps `member` holds on each stamp card.
+    pub fn stamps_held(&self, member: MemberId) -> Result<BTreeMap<String, i64>> {
+        member_exists(&self.conn, member)?;
+        Ok(stamps::held(&member_entries(&self.conn, member)?))
+    }
+
+    /// Spends a full stamp card of `member` on its free item.
+    pub fn redeem_stamps(
+        &mut self,
+        member: MemberId,
+        card_id: &str,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
+        self.write(member, actor, at, |program, entries, _| {
+            Ok(rules::redeem_stamps(
+                program,
+                &stamps::held(entries),
+                card_id,
+            )?)
+        })
     }
 
     pub fn summary_at(&self, member: MemberId, at: Timestamp) -> Result<MemberSummary> {

@@ -284,8 +284,8 @@ impl Store {
         let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             Ok(ActivityRow {
                 entry: entry_from_row(r)?,
-                name: r.get(14)?,
-                card: card_at(r, 15)?,
+                name: r.get(15)?,
+                card: card_at(r, 16)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -29,6 +29,8 @@ pub enum Action {
     Earn,
     /// Redeem the selected reward.
     Redeem,
+    /// Spend the member's full stamp card (its id) on its free item.
+    RedeemStamps(String),
     NextReward,
     PreviousReward,
     /// Reverse the member's last transaction here (asks for the manager PIN).

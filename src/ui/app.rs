@@ -156,7 +156,8 @@ impl TillApp {
             })),
             PosRequest::Attach(lines) => {
                 let sale = PendingSale::Basket(lines);
-                match quote(program, view.state.tier, sale.sale(), super::worker::now()) {
+                let now = super::worker::now();
+                match quote(program, view.state.tier, &shown.stamps, sale.sale(), now) {
                     Ok(q) => {
                         self.cashier.pending = Some(sale);
                         self.say(
@@ -302,6 +303,13 @@ impl TillApp {
             Action::Submit(text) => self.submit(text.trim()),
             Action::Earn => self.earn(),
             Action::Redeem => self.redeem(),
+            Action::RedeemStamps(card) => match &self.cashier.member {
+                Some(shown) => {
+                    let member = shown.view.member.id;
+                    self.worker.send(Request::RedeemStamps { member, card });
+                }
+                None => self.say(Tone::Bad, "Scan a member first"),
+            },
             Action::NextReward | Action::PreviousReward => {
                 let rewards = self.program.as_ref().map_or(0, |p| p.rewards.len());
                 let forward = action == Action::NextReward;

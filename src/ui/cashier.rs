@@ -7,6 +7,8 @@ use super::keys::button_text;
 use super::member::ShownMember;
 use super::theme::{BAD, GOOD, MUTED, TARGET, big_button, tier_badge};
 use crate::domain::Program;
+use std::collections::BTreeMap;
+
 use crate::domain::basket::SaleLine;
 use crate::domain::quote::{Sale, quote};
 use crate::domain::rules::{self, Refusal};
@@ -138,6 +140,9 @@ impl CashierScreen {
                     &mut self.scan_text,
                 ));
                 picked = rewards_ui(&mut cols[2], program, member, self.selected_reward);
+                action = action
+                    .take()
+                    .or(stamp_rewards_ui(&mut cols[2], program, member));
             });
             match picked {
                 Some(RewardClick::Pick(i)) => self.selected_reward = Some(i),
@@ -234,6 +239,7 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
             .text(caption)
             .desired_height(28.0),
     );
+    stamps_ui(ui, program, &shown.stamps);
     let wallet = big_button(ui, "Wallet pass").clicked();
     ui.add_space(6.0);
     ui.label(RichText::new("Last visits").strong());
@@ -267,7 +273,7 @@ fn sale_ui(
     let state = &shown.view.state;
     ui.label(RichText::new("Sale").strong());
     let now = super::worker::now();
-    match pending.map(|p| quote(program, state.tier, p.sale(), now)) {
+    match pending.map(|p| quote(program, state.tier, &shown.stamps, p.sale(), now)) {
         Some(Ok(q)) => {
             ui.label(
                 RichText::new(program.format_money(q.amount_minor))
@@ -379,6 +385,63 @@ fn rewards_ui(
         click = Some(RewardClick::Redeem);
     }
     click
+}
+
+/// Each stamp card as a row of stamps, filled for those held, then "7 of 9".
+pub fn stamps_ui(ui: &mut egui::Ui, program: &Program, held: &BTreeMap<String, i64>) {
+    for card in &program.stamp_cards {
+        let have = held.get(&card.id).copied().unwrap_or(0).max(0);
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(&card.name).strong());
+            stamp_row(ui, &card.name, have, card.stamps);
+            ui.label(RichText::new(format!("{have} of {}", card.stamps)).color(MUTED));
+        });
+    }
+}
+
+/// `total` circles, the first `have` filled, painted (no font needs the glyphs).
+fn stamp_row(ui: &mut egui::Ui, name: &str, have: i64, total: i64) {
+    const STEP: f32 = 20.0;
+    let count = usize::try_from(total).unwrap_or(0);
+    let (rect, response) =
+        ui.allocate_exact_size(egui::vec2(STEP * count as f32, STEP), egui::Sense::hover());
+    response.widget_info(|| {
+        egui::WidgetInfo::labeled(
+            egui::Role::Image,
+            true,
+            format!("{name}: {have} of {total} stamps"),
+        )
+    });
+    let painter = ui.painter_at(rect);
+    for i in 0..count {
+        let centre = rect.left_center() + egui::vec2(STEP * (i as f32 + 0.5), 0.0);
+        if (i as i64) < have {
+            painter.circle_filled(centre, STEP * 0.38, GOOD);
+        } else {
+            painter.circle_stroke(centre, STEP * 0.35, egui::Stroke::new(1.5, MUTED));
+        }
+    }
+}
+
+/// A button per stamp card: its free item, enabled when the card is full.
+fn stamp_rewards_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Option<Action> {
+    let mut action = None;
+    for card in &program.stamp_cards {
+        let have = shown.stamps.get(&card.id).copied().unwrap_or(0);
+        let full = have >= card.stamps;
+        let detail = if full {
+            "card full: free".to_owned()
+        } else {
+            format!("{} more stamps", card.stamps - have)
+        };
+        let text = RichText::new(format!("{}  ·  {}\n{detail}", card.reward, card.name))
+            .color(if full { GOOD } else { MUTED });
+        let button = egui::Button::new(text).min_size(egui::vec2(ui.available_width(), TARGET));
+        if ui.add_enabled(full, button).clicked() {
+            action = Some(Action::RedeemStamps(card.id.clone()));
+        }
+    }
+    action
 }
 
 /// An on-screen keypad that types into the scan line, for touch screens.

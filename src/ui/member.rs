@@ -14,6 +14,8 @@ pub struct ShownMember {
     /// The signed member code in their QR code.
     pub code: String,
     pub qr: TextureHandle,
+    /// Stamps held, by stamp card id.
+    pub stamps: std::collections::BTreeMap<String, i64>,
 }
 
 impl ShownMember {
@@ -24,6 +26,7 @@ impl ShownMember {
             view: panel.view,
             history: panel.history,
             code: panel.code,
+            stamps: panel.stamps,
         }
     }
 }

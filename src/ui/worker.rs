@@ -35,6 +35,8 @@ pub struct MemberPanel {
     /// The member code and its QR image.
     pub code: String,
     pub qr: GrayImage,
+    /// Stamps held, by stamp card id.
+    pub stamps: std::collections::BTreeMap<String, i64>,
 }
 
 /// What identifies one page of the manager's tier list.
@@ -57,6 +59,10 @@ pub enum Request {
     Earn {
         member: MemberId,
         sale: PendingSale,
+    },
+    RedeemStamps {
+        member: MemberId,
+        card: String,
     },
     Redeem {
         member: MemberId,
@@ -400,6 +406,16 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
             reward,
             live,
         } => redeem(store, actor, member, &reward, live),
+        Request::RedeemStamps { member, card } => store
+            .redeem_stamps(member, &card, actor, now())
+            .map_err(Failed::from)
+            .and_then(|entry| {
+                let name = store
+                    .program()
+                    .stamp_card(&card)
+                    .map_or(card.clone(), |c| c.reward.clone());
+                written(store, &entry, format!("{name}: a full stamp card spent"))
+            }),
         Request::ReverseLast { member, pin } => reverse_last(store, actor, member, &pin),
         Request::Enrol(input) => enrol(store, actor, input),
         Request::LoadDemo(members) => load_demo(store, members, replies),
@@ -441,6 +457,7 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
         history,
         code,
         qr,
+        stamps: store.stamps_held(member)?,
     })
 }
 

@@ -102,8 +102,11 @@ enum Command {
     Redeem {
         /// Card number, phone or email of the member.
         member: String,
-        /// Reward id from the program (see `program show`).
+        /// Reward id from the program (see `program show`), or with --stamps a stamp card id.
         reward: String,
+        /// Spend a full stamp card (its id) on its free item instead of points on a reward.
+        #[arg(long)]
+        stamps: bool,
     },
     /// Set the manager PIN (4 to 12 digits) when none is set yet; from TILLPASS_MANAGER_PIN,
     /// or asked for twice.
@@ -677,7 +680,17 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             }
             out.report(store.program(), &report, *csv)
         }
-        Command::Redeem { member, reward } => {
+        Command::Redeem {
+            member,
+            reward,
+            stamps: true,
+        } => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let entry = store.redeem_stamps(view.member.id, reward, &actor, now())?;
+            out.entry_written(&store, &entry)
+        }
+        Command::Redeem { member, reward, .. } => {
             let mut store = open(&cli)?;
             let view = resolve(&store, member)?;
             let live = live_balance_if_online(&mut store, view.member.id);

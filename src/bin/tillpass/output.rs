@@ -59,11 +59,22 @@ fn entry_line(program: &Program, e: &Entry) -> String {
     let reward = e
         .reward_id
         .as_ref()
+        .filter(|_| e.kind == tillpass::domain::EntryKind::Redeem)
         .and_then(|r| program.reward(r))
         .map(|r| format!("  {}", r.name))
         .unwrap_or_default();
+    let stamps: String = e
+        .stamps
+        .iter()
+        .map(|(card, n)| {
+            let name = program
+                .stamp_card(card)
+                .map_or(card.as_str(), |c| c.name.as_str());
+            format!("  {n:+} {name} stamps")
+        })
+        .collect();
     format!(
-        "{}  {:<14} {:>+7}{amount}{reward}  {}",
+        "{}  {:<14} {:>+7}{amount}{reward}{stamps}  {}",
         e.occurred_at,
         e.kind.label(),
         e.points,
