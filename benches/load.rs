@@ -314,6 +314,7 @@ impl Till {
             actor: "load".into(),
             lines: Vec::new(),
             stamps: Default::default(),
+            returns: None,
         });
     }
 }
@@ -678,6 +679,7 @@ async fn load_catchup_data(
                                 actor: "bench".into(),
                                 lines: Vec::new(),
                                 stamps: Default::default(),
+                                returns: None,
                             }
                         })
                         .collect();

@@ -83,6 +83,7 @@ fn earn(member: MemberId, seq: usize) -> Entry {
         actor: "bench".into(),
         lines: Vec::new(),
         stamps: Default::default(),
+        returns: None,
     }
 }
 

@@ -76,6 +76,7 @@ fn data(n: usize) -> Data {
                 actor: "bench".into(),
                 lines: Vec::new(),
                 stamps: Default::default(),
+                returns: None,
             }
         })
         .collect();

@@ -362,6 +362,7 @@ impl DemoGenerator {
             actor: "demo".to_owned(),
             lines: d.lines,
             stamps: d.stamps,
+            returns: d.returns,
         });
         entries.len() - 1
     }

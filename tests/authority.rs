@@ -29,6 +29,7 @@ fn elsewhere(member: MemberId, seq: i64, kind: EntryKind, points: i64) -> Entry 
         actor: "elsewhere".into(),
         lines: Vec::new(),
         stamps: Default::default(),
+        returns: None,
     }
 }
 

@@ -77,6 +77,7 @@ fn foreign_entry(member: tillpass::domain::MemberId, seq: i64, points: i64) -> E
         actor: "manager".into(),
         lines: Vec::new(),
         stamps: Default::default(),
+        returns: None,
     }
 }
 

@@ -87,6 +87,7 @@ proptest! {
                         actor: "other".into(),
                         lines: Vec::new(),
                         stamps: Default::default(),
+                        returns: None,
                     };
                     store.insert_entries(std::slice::from_ref(&e)).map(|_| Some(e))
                 }

@@ -19,6 +19,7 @@ use rand::{RngExt as _, SeedableRng as _};
 use serde::de::DeserializeOwned;
 use tillpass::domain::basket::SaleLine;
 use tillpass::domain::quote::Sale;
+use tillpass::domain::returns::Returned;
 use tillpass::domain::{
     CardNumber, Entry, EntryId, EntryKind, Member, MemberId, MemberInput, MemberRecord,
     RetiredCard, TerminalId,
@@ -848,6 +849,7 @@ impl Rogue {
             actor: "rogue".into(),
             lines: Vec::new(),
             stamps: Default::default(),
+            returns: None,
         }
     }
 
@@ -1223,6 +1225,32 @@ fn baskets_sync_everywhere_and_forged_baskets_are_refused(backend: Backend) {
         .push(vec![], vec![forged])
         .expect_err("stamps the basket did not earn");
     assert_eq!(err.rule.as_deref(), Some("earn_stamps"), "{}", err.error);
+
+    // Returns: one bag of the two comes back at a, where it was sold; b may not return a's sale.
+    let one_bag = a
+        .store
+        .refund(sale.id, Returned::Lines(&[(0, 1)]), "test", now())
+        .expect("a return");
+    assert_eq!((one_bag.points, one_bag.amount_minor), (-290, Some(-1_200)));
+    assert!(matches!(
+        b.store
+            .refund(sale.id, Returned::Lines(&[(0, 1)]), "test", now()),
+        Err(tillpass::store::StoreError::ForeignEntry(_))
+    ));
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    assert_eq!(a.balances(), b.balances());
+    let mut greedy_return = Entry {
+        kind: EntryKind::Return,
+        returns: Some(full.id),
+        ..rogue.sale(2, member, 2_880, 0)
+    };
+    greedy_return.amount_minor = Some(-320);
+    greedy_return.points = -32;
+    let err = rogue
+        .push(vec![], vec![greedy_return])
+        .expect_err("another till's sale");
+    assert_eq!(err.rule.as_deref(), Some("return_of"), "{}", err.error);
 }
 
 fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {
@@ -1526,6 +1554,7 @@ fn legacy_rows(terminal: &TerminalId) -> (MemberRecord, Vec<(i64, Entry)>) {
                 actor: "legacy".into(),
                 lines: Vec::new(),
                 stamps: Default::default(),
+                returns: None,
             };
             (seq + 1, e)
         })

@@ -50,6 +50,9 @@ pub struct SaleLine {
     pub amount_minor: i64,
     #[serde(default, skip_serializing_if = "LineKind::is_item")]
     pub kind: LineKind,
+    /// On a return's line: the index of the sale's line it brings back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of_line: Option<u32>,
 }
 
 /// A basket as a point-of-sale system sends it (a file for `tillpass earn --basket`, the body
@@ -74,6 +77,7 @@ impl SaleLine {
             quantity,
             amount_minor,
             kind: LineKind::Item,
+            of_line: None,
         }
     }
 
@@ -101,6 +105,12 @@ pub fn check_lines(lines: &[SaleLine]) -> Result<(), LineError> {
         });
     }
     for (i, l) in lines.iter().enumerate() {
+        if l.of_line.is_some() {
+            return Err(LineError {
+                line: i + 1,
+                reason: "a sale's line cannot name a line it returns".to_owned(),
+            });
+        }
         let fail = |reason: &str| {
             Err(LineError {
                 line: i + 1,

@@ -83,11 +83,14 @@ pub enum EntryKind {
     OpeningBalance,
     /// A full stamp card spent on its free item; carries the card (`reward_id`) and the stamps.
     StampReward,
+    /// Part (or all) of a sale brought back: the money, its lines, and the points and stamps
+    /// taken back in proportion; names the sale (`returns`).
+    Return,
 }
 
 impl EntryKind {
     /// Every kind, for iteration and schema checks.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Earn,
         Self::Redeem,
         Self::Reverse,
@@ -97,6 +100,7 @@ impl EntryKind {
         Self::BirthdayBonus,
         Self::OpeningBalance,
         Self::StampReward,
+        Self::Return,
     ];
 
     /// The stable text used in storage and on the wire.
@@ -111,6 +115,7 @@ impl EntryKind {
             Self::BirthdayBonus => "birthday_bonus",
             Self::OpeningBalance => "opening_balance",
             Self::StampReward => "stamp_reward",
+            Self::Return => "return",
         }
     }
 
@@ -126,6 +131,7 @@ impl EntryKind {
             Self::BirthdayBonus => "Birthday bonus",
             Self::OpeningBalance => "Opening balance",
             Self::StampReward => "Stamp card reward",
+            Self::Return => "Return",
         }
     }
 }
@@ -174,6 +180,9 @@ pub struct Entry {
     /// Stamps by card id: earned by a sale (positive), spent by a stamp reward (negative).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stamps: BTreeMap<String, i64>,
+    /// The sale a return brings back part of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returns: Option<EntryId>,
 }
 
 /// Why an entry has an impossible shape.
@@ -215,7 +224,24 @@ impl Entry {
         if self.reverses.is_some() != (self.kind == EntryKind::Reverse) {
             return fail("only a reversal names an entry it reverses, and it must");
         }
-        if !self.lines.is_empty() {
+        if self.returns.is_some() != (self.kind == EntryKind::Return) {
+            return fail("only a return names the sale it returns, and it must");
+        }
+        if self.kind == EntryKind::Return {
+            let total = lines_total(&self.lines).map(i64::checked_neg);
+            let shaped = self.points <= 0
+                && self.amount_minor.is_some_and(|a| a < 0)
+                && self
+                    .lines
+                    .iter()
+                    .all(|l| l.of_line.is_some() && l.amount_minor >= 0)
+                && (self.lines.is_empty() || total == Some(self.amount_minor));
+            if !shaped {
+                return fail(
+                    "a return gives money back (its lines add up to it) and takes points back",
+                );
+            }
+        } else if !self.lines.is_empty() {
             if self.kind != EntryKind::Earn {
                 return fail("only a sale carries basket lines");
             }
@@ -233,6 +259,7 @@ impl Entry {
         }
         let amount = self.amount_minor;
         match self.kind {
+            EntryKind::Return => Ok(()),
             EntryKind::Earn if amount.is_none_or(|a| a <= 0) => {
                 fail("an earn entry needs a positive sale amount")
             }

@@ -13,6 +13,7 @@ pub mod possible;
 pub mod program;
 pub mod promotion;
 pub mod quote;
+pub mod returns;
 pub mod rules;
 pub mod stamps;
 pub mod summary;

@@ -124,6 +124,10 @@ pub enum Rule {
         points: i64,
         costs: Vec<i64>,
     },
+    #[error("returns part of entry {target}: {reason}")]
+    ReturnOf { target: EntryId, reason: String },
+    #[error("reverses entry {target}, part of which was returned")]
+    ReversalAfterReturn { target: EntryId },
     #[error("reverses entry {target}, which is unknown")]
     UnknownTarget { target: EntryId },
     #[error("reverses entry {target} of another member")]
@@ -173,6 +177,8 @@ impl Rule {
             Rule::SaleTooLarge { .. } => "sale_too_large",
             Rule::EarnPoints { .. } => "earn_points",
             Rule::EarnStamps { .. } => "earn_stamps",
+            Rule::ReturnOf { .. } => "return_of",
+            Rule::ReversalAfterReturn { .. } => "reversal_after_return",
             Rule::StampReward { .. } => "stamp_reward",
             Rule::UnknownReward { .. } => "unknown_reward",
             Rule::RedeemCost { .. } => "redeem_cost",
@@ -248,6 +254,8 @@ fn needs_history(kind: EntryKind) -> bool {
             | EntryKind::Expire
             | EntryKind::Redeem
             | EntryKind::OpeningBalance
+            | EntryKind::Return
+            | EntryKind::Reverse
     )
 }
 
@@ -388,6 +396,7 @@ pub fn check_entry(
         EntryKind::Adjust => return check_adjust(&candidates, e).map_err(fail),
         EntryKind::OpeningBalance => return check_opening(known, e).map_err(fail),
         EntryKind::StampReward => check_stamp_reward(&candidates, e).map_err(fail)?,
+        EntryKind::Return => check_return(&candidates, known, e).map_err(fail)?,
     }
     Ok(None)
 }
@@ -450,6 +459,49 @@ fn check_earn(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
             stamps: e.stamps.clone(),
             allowed: stamps,
         })
+    }
+}
+
+/// A return brings back part of a sale of the same member made at the same till (only that till
+/// returns it, as only it reverses it), not reversed, with exactly the money, lines, points and
+/// at most the stamps the return rule gives under a program then in force, after the returns
+/// that till made of it before.
+fn check_return(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(), Rule> {
+    let target = e.returns.unwrap_or(EntryId(uuid::Uuid::nil()));
+    let fail = |reason: &str| Rule::ReturnOf {
+        target,
+        reason: reason.to_owned(),
+    };
+    let sale = known
+        .by_id
+        .get(&target)
+        .ok_or_else(|| fail("the sale is unknown"))?;
+    if sale.member_id != e.member_id || sale.kind != EntryKind::Earn {
+        return Err(fail("it is not a sale of this member"));
+    }
+    if sale.terminal_id != e.terminal_id {
+        return Err(fail("only the till that made the sale returns it"));
+    }
+    if known.reversed_by.contains_key(&target) {
+        return Err(fail("the sale was reversed"));
+    }
+    let earlier: Vec<&Entry> = known
+        .history(e.member_id)
+        .filter(|o| {
+            o.kind == EntryKind::Return
+                && o.returns == Some(target)
+                && o.terminal_seq < e.terminal_seq
+        })
+        .collect();
+    let possible = candidates.iter().any(|p| {
+        (0..p.tiers.len()).any(|tier| super::returns::matches(p, tier, sale, &earlier, e))
+    });
+    if possible {
+        Ok(())
+    } else {
+        Err(fail(
+            "the money, lines, points or stamps are not what the return rule gives",
+        ))
     }
 }
 
@@ -539,6 +591,12 @@ fn check_reverse(known: &Known, e: &Entry) -> Result<(), Rule> {
         && by != e.id
     {
         return Err(Rule::AlreadyReversed { target, by });
+    }
+    if known
+        .history(e.member_id)
+        .any(|o| o.kind == EntryKind::Return && o.returns == Some(target))
+    {
+        return Err(Rule::ReversalAfterReturn { target });
     }
     let exact = rules::reverse(original, false).is_ok_and(|d| {
         d.points == e.points
@@ -983,6 +1041,7 @@ mod contract {
                 actor: "p".into(),
                 lines: Vec::new(),
                 stamps: Default::default(),
+                returns: None,
             };
             match kind % 7 {
                 0 => {

@@ -9,7 +9,7 @@ use jiff::civil::DateTime;
 use super::basket::{LineError, LineKind, SaleLine, check_lines, lines_total};
 use super::entry::MAX_ENTRY_POINTS;
 use super::program::Rounding;
-use super::promotion::PromotionEffect;
+use super::promotion::{Promotion, PromotionEffect};
 use super::rules::{Refusal, check_sale_amount};
 use super::{Program, Timestamp};
 
@@ -151,12 +151,7 @@ pub fn quote(
             (total, lines)
         }
     };
-    let local = local_time(program, at);
-    let running: Vec<_> = program
-        .promotions
-        .iter()
-        .filter(|p| p.runs(local, tier))
-        .collect();
+    let running = running_promotions(program, tier, at);
     let tier_h = i128::from(program.tier(tier).multiplier_hundredths);
     let ppu = i128::from(program.points_per_unit);
     let bases = earning_bases(lines);
@@ -169,11 +164,7 @@ pub fn quote(
         if line.kind != LineKind::Item || bases[i] <= 0 {
             continue;
         }
-        if program
-            .excluded_categories
-            .iter()
-            .any(|c| line.in_category(c))
-        {
+        if is_excluded(program, line) {
             let name = line.category.to_ascii_lowercase();
             if !excluded_used.contains(&name) {
                 excluded_used.push(name);
@@ -199,15 +190,7 @@ pub fn quote(
             }
             None => 100,
         };
-        let best = running
-            .iter()
-            .filter(|p| p.covers(&line.category))
-            .filter_map(|p| match p.effect {
-                PromotionEffect::Multiplier(m) => Some((m, p.name.as_str())),
-                PromotionEffect::Bonus { .. } => None,
-            })
-            .max_by_key(|(m, _)| *m);
-        let promo_h = match best {
+        let promo_h = match best_multiplier(&running, line) {
             Some((m, name)) => {
                 if !promotions_used.contains(&name) {
                     promotions_used.push(name);
@@ -322,6 +305,73 @@ pub fn quote(
         stamps,
         steps,
     })
+}
+
+/// The promotions running at `at` for a member of `tier`.
+fn running_promotions(program: &Program, tier: usize, at: Timestamp) -> Vec<&Promotion> {
+    let local = local_time(program, at);
+    program
+        .promotions
+        .iter()
+        .filter(|p| p.runs(local, tier))
+        .collect()
+}
+
+fn is_excluded(program: &Program, line: &SaleLine) -> bool {
+    program
+        .excluded_categories
+        .iter()
+        .any(|c| line.in_category(c))
+}
+
+/// The largest running multiplier promotion covering `line`, with its name.
+fn best_multiplier<'p>(running: &[&'p Promotion], line: &SaleLine) -> Option<(u32, &'p str)> {
+    running
+        .iter()
+        .filter(|p| p.covers(&line.category))
+        .filter_map(|p| match p.effect {
+            PromotionEffect::Multiplier(m) => Some((m, p.name.as_str())),
+            PromotionEffect::Bonus { .. } => None,
+        })
+        .max_by_key(|(m, _)| *m)
+}
+
+/// What each line of a sale was paid and weighs in its points, for returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineWeights {
+    /// Each item line's amount less its share of discounts and rewards; 0 for other lines.
+    pub paid: Vec<i64>,
+    /// Each line's share of the points before tier and rounding: paid x category x best
+    /// promotion multiplier; 0 for excluded categories and non-items.
+    pub weight: Vec<i128>,
+}
+
+/// The lines' weights for a member of `tier` at `at` (the sale's time) under `program`.
+pub fn line_weights(
+    program: &Program,
+    tier: usize,
+    lines: &[SaleLine],
+    at: Timestamp,
+) -> LineWeights {
+    let running = running_promotions(program, tier, at);
+    let paid = earning_bases(lines);
+    let weight = lines
+        .iter()
+        .zip(&paid)
+        .map(|(line, &base)| {
+            if line.kind != LineKind::Item || base <= 0 || is_excluded(program, line) {
+                return 0;
+            }
+            let cat = program
+                .categories
+                .iter()
+                .find(|c| line.in_category(&c.category))
+                .map_or(100, |c| c.multiplier_hundredths);
+            let promo = best_multiplier(&running, line).map_or(100, |(m, _)| m);
+            i128::from(base) * i128::from(cat) * i128::from(promo)
+        })
+        .collect();
+    LineWeights { paid, weight }
 }
 
 /// 150 -> "1.5", 200 -> "2", 125 -> "1.25".

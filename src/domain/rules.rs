@@ -27,6 +27,8 @@ pub struct Draft {
     pub lines: Vec<SaleLine>,
     /// Stamps earned (a sale) or spent (a stamp reward), by card id.
     pub stamps: BTreeMap<String, i64>,
+    /// The sale a return brings back part of.
+    pub returns: Option<EntryId>,
 }
 
 impl Draft {
@@ -41,6 +43,7 @@ impl Draft {
             note: None,
             lines: Vec::new(),
             stamps: BTreeMap::new(),
+            returns: None,
         }
     }
 }
@@ -83,6 +86,18 @@ pub enum Refusal {
     UnknownStampCard(String),
     #[error("{card} needs {need} stamps for its free item; the member has {held}")]
     NotEnoughStamps { card: String, need: i64, held: i64 },
+    #[error("only a sale can be returned")]
+    NotASale,
+    #[error("this sale came with lines: return it by line")]
+    ReturnByLine,
+    #[error("this sale was one amount: return an amount of it")]
+    ReturnByAmount,
+    #[error("a return gives back more than nothing and at most what is left of the sale ({left})")]
+    ReturnAmount { left: String },
+    #[error("line {line}: {reason}")]
+    ReturnLine { line: usize, reason: String },
+    #[error("part of that sale was returned; return the rest instead of reversing it")]
+    HasReturns,
     #[error("that entry was already reversed")]
     AlreadyReversed,
     #[error("a reversal cannot itself be reversed; make an adjustment instead")]
@@ -229,6 +244,7 @@ pub fn reverse(original: &Entry, already_reversed: bool) -> Result<Draft, Refusa
             .iter()
             .map(|(card, n)| (card.clone(), -n))
             .collect(),
+        returns: None,
     })
 }
 

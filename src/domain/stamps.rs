@@ -148,6 +148,7 @@ pub fn shape_ok(kind: EntryKind, reward_id: Option<&str>, stamps: &BTreeMap<Stri
                 })
         }
         EntryKind::Reverse => true,
+        EntryKind::Return => stamps.values().all(|n| *n < 0),
         _ => stamps.is_empty(),
     }
 }

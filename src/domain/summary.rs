@@ -33,6 +33,8 @@ fn qualifying_contribution(measure: TierMeasure, entry: &Entry, reversed: Option
     match (entry.kind, measure) {
         (EntryKind::Earn, TierMeasure::Points) => entry.points,
         (EntryKind::Earn, TierMeasure::Spend) => entry.amount_minor.unwrap_or(0),
+        (EntryKind::Return, TierMeasure::Points) => entry.points,
+        (EntryKind::Return, TierMeasure::Spend) => entry.amount_minor.unwrap_or(0),
         (EntryKind::Reverse, _) => {
             reversed.map_or(0, |orig| -qualifying_contribution(measure, orig, None))
         }
@@ -184,6 +186,7 @@ pub(crate) mod tests {
             actor: "test".into(),
             lines: Vec::new(),
             stamps: Default::default(),
+            returns: None,
         }
     }
 

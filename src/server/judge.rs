@@ -221,6 +221,7 @@ mod tests {
             actor: "test".into(),
             lines: Vec::new(),
             stamps: Default::default(),
+            returns: None,
         };
         let body = serde_json::to_string(&entry).expect("json");
         CheckedEntry { entry, body }

@@ -370,6 +370,7 @@ mod tests {
             actor: "test".into(),
             lines: Vec::new(),
             stamps: Default::default(),
+            returns: None,
         }
     }
 

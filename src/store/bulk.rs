@@ -190,6 +190,7 @@ impl Store {
                     )),
                     lines: Vec::new(),
                     stamps: Default::default(),
+                    returns: None,
                 };
                 appender.append(member.id, &mut entries, draft, actor, at)?;
                 report.balances += 1;

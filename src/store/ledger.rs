@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use super::rows::{entry_by_id, insert_entry, member_entries, upsert_state};
 use super::{Result, Store, StoreError};
+use crate::domain::Refusal;
 use crate::domain::quote::{Quote, Sale, quote};
+use crate::domain::returns::{self, Returned};
 use crate::domain::rules::{self, Draft};
 use crate::domain::stamps;
 use crate::domain::summary::summarise;
@@ -78,6 +80,7 @@ impl Appender<'_> {
             actor: actor.trim().to_owned(),
             lines: draft.lines,
             stamps: draft.stamps,
+            returns: draft.returns,
         };
         entry.check_shape()?;
         if let Some(target) = entry.reverses {
@@ -255,8 +258,43 @@ impl Store {
             return Err(StoreError::ForeignEntry(id));
         }
         self.write(original.member_id, actor, at, |_, entries, _| {
+            if entries.iter().any(|e| e.returns == Some(id)) {
+                return Err(Refusal::HasReturns.into());
+            }
             let already = entries.iter().any(|e| e.reverses == Some(id));
             Ok(rules::reverse(&original, already)?)
+        })
+    }
+
+    /// Brings back part of sale `id` made at this till: the money, by line when the sale has
+    /// lines, with its points (and the stamps the returned items collected, while still held)
+    /// taken back in proportion. Only this till returns its sales, as only it reverses them.
+    pub fn refund(
+        &mut self,
+        id: EntryId,
+        what: Returned<'_>,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
+        let sale = entry_by_id(&self.conn, id)?.ok_or(StoreError::UnknownEntry(id))?;
+        if sale.terminal_id != self.terminal {
+            return Err(StoreError::ForeignEntry(id));
+        }
+        self.write(sale.member_id, actor, at, |program, entries, _| {
+            if entries.iter().any(|e| e.reverses == Some(id)) {
+                return Err(Refusal::AlreadyReversed.into());
+            }
+            let earlier: Vec<&Entry> = entries.iter().filter(|e| e.returns == Some(id)).collect();
+            let before: Vec<Entry> = entries
+                .iter()
+                .filter(|e| e.occurred_at < sale.occurred_at)
+                .cloned()
+                .collect();
+            let tier = summarise(program, &before, sale.occurred_at).tier;
+            let held = stamps::held(entries);
+            Ok(returns::refund(
+                program, tier, &sale, &earlier, what, &held,
+            )?)
         })
     }
 

@@ -284,8 +284,8 @@ impl Store {
         let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             Ok(ActivityRow {
                 entry: entry_from_row(r)?,
-                name: r.get(15)?,
-                card: card_at(r, 16)?,
+                name: r.get(16)?,
+                card: card_at(r, 17)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

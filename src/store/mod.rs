@@ -78,7 +78,7 @@ pub enum StoreError {
     #[error("entry {id}: {reason}")]
     BadEntry { id: EntryId, reason: String },
     #[error(
-        "entry {0} was recorded at another till; only that till can reverse it (make an adjustment here instead)"
+        "entry {0} was recorded at another till; only that till can reverse or return it (make an adjustment here instead)"
     )]
     ForeignEntry(EntryId),
     #[error(transparent)]

@@ -9,7 +9,7 @@ use crate::domain::{
 
 /// Columns of `ledger` in the order [`entry_from_row`] reads them.
 pub const ENTRY_COLUMNS: &str = "id, terminal_id, terminal_seq, member_id, kind, points, \
-     amount_minor, currency, reward_id, reverses, occurred_at, note, actor, lines, stamps";
+     amount_minor, currency, reward_id, reverses, occurred_at, note, actor, lines, stamps, returns";
 
 /// Reads an entry selected with [`ENTRY_COLUMNS`].
 pub fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
@@ -43,6 +43,7 @@ pub fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
                 rusqlite::Error::FromSqlConversionFailure(14, rusqlite::types::Type::Text, e.into())
             })?,
         },
+        returns: r.get::<_, Option<uuid::Uuid>>(15)?.map(EntryId),
     })
 }
 
@@ -59,8 +60,8 @@ pub fn card_at(r: &Row<'_>, index: usize) -> rusqlite::Result<CardNumber> {
 pub fn insert_entry(conn: &rusqlite::Connection, e: &Entry) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO ledger (id, terminal_id, terminal_seq, member_id, kind, points, amount_minor,
-                             currency, reward_id, reverses, occurred_at, note, actor, lines, stamps, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                             currency, reward_id, reverses, occurred_at, note, actor, lines, stamps, returns, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                  (SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger))
          ON CONFLICT (id) DO NOTHING",
     )?;
@@ -80,6 +81,7 @@ pub fn insert_entry(conn: &rusqlite::Connection, e: &Entry) -> rusqlite::Result<
         e.actor,
         lines_json(&e.lines),
         (!e.stamps.is_empty()).then(|| serde_json::to_string(&e.stamps).unwrap_or_default()),
+        e.returns.map(|r| r.0),
     ])?;
     Ok(written == 1)
 }

@@ -269,6 +269,7 @@ mod tests {
             actor: "a".into(),
             lines: Vec::new(),
             stamps: Default::default(),
+            returns: None,
         };
         let entry_json = r#"{"id":"00000000-0000-0000-0000-000000000001","terminal_id":"till-1","terminal_seq":7,"member_id":"00000000-0000-0000-0000-000000000002","kind":"reverse","points":-45,"amount_minor":-450,"currency":"GBP","reward_id":null,"reverses":"00000000-0000-0000-0000-000000000003","occurred_at":"2026-11-23T12:00:00.000Z","note":"n","actor":"a"}"#;
         assert_eq!(

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use tillpass::domain::basket::Basket;
 use tillpass::domain::money::parse_amount;
 use tillpass::domain::quote::Sale;
+use tillpass::domain::returns::Returned;
 use tillpass::domain::{EntryId, MemberInput, Timestamp};
 use tillpass::store::{MemberView, ScanOutcome, Store};
 
@@ -116,6 +117,19 @@ enum Command {
     Reverse {
         /// The id of the entry to reverse (see `history`).
         entry: String,
+    },
+    /// A customer brings back part of a sale made at this till: `return SALE 4.50`, or by line
+    /// for a basket: `return SALE --line 2:1` (line 2, one of it). Points (and stamps still
+    /// held) come back in proportion.
+    Return {
+        /// The sale's entry id (see `history`).
+        sale: String,
+        /// The money given back, for a sale of one amount.
+        #[arg(conflicts_with = "line", required_unless_present = "line")]
+        amount: Option<String>,
+        /// LINE:QUANTITY of a basket sale (lines counted from 1), as often as needed.
+        #[arg(long)]
+        line: Vec<String>,
     },
     /// A manager's correction: `adjust CARD -50 --note "double scan"` (manager PIN).
     Adjust {
@@ -797,6 +811,28 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
                 .map_err(|_| anyhow!("{entry:?} is not an entry id (see `tillpass history`)"))?;
             require_manager(&mut store)?;
             let written = store.reverse(id, &actor, now())?;
+            out.entry_written(&store, &written)
+        }
+        Command::Return { sale, amount, line } => {
+            let mut store = open(&cli)?;
+            let id: EntryId = sale
+                .parse()
+                .map_err(|_| anyhow!("{sale:?} is not an entry id (see `tillpass history`)"))?;
+            let picks = line
+                .iter()
+                .map(|l| {
+                    let (n, q) = l.split_once(':').unwrap_or((l, "1"));
+                    match (n.trim().parse::<usize>(), q.trim().parse::<i64>()) {
+                        (Ok(n), Ok(q)) if n >= 1 => Ok((n - 1, q)),
+                        _ => Err(anyhow!("--line {l:?}: write LINE:QUANTITY, e.g. 2:1")),
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let what = match amount {
+                Some(a) => Returned::Amount(parse_amount(a, store.program().minor_units)?),
+                None => Returned::Lines(&picks),
+            };
+            let written = store.refund(id, what, &actor, now())?;
             out.entry_written(&store, &written)
         }
         Command::Adjust {

@@ -54,7 +54,10 @@ fn unit(program: &Program) -> &'static str {
 fn entry_line(program: &Program, e: &Entry) -> String {
     let amount = e
         .amount_minor
-        .map(|a| format!("  sale {}", program.format_money(a)))
+        .map(|a| match e.kind {
+            tillpass::domain::EntryKind::Return => format!("  refund {}", program.format_money(-a)),
+            _ => format!("  sale {}", program.format_money(a)),
+        })
         .unwrap_or_default();
     let reward = e
         .reward_id

@@ -1,8 +1,11 @@
--- A sale's basket lines (JSON, as on the wire), NULL for a typed amount and every other kind;
--- stamps earned or spent by card (JSON), NULL when none. Immutable like the rest of the row:
+-- A sale's basket lines (JSON, as on the wire), NULL for a typed amount and every other kind
+-- (a return's: the lines it brings back); stamps earned or spent by card (JSON), NULL when none. Immutable like the rest of the row:
 -- the update trigger gains the columns.
 ALTER TABLE ledger ADD COLUMN lines TEXT;
 ALTER TABLE ledger ADD COLUMN stamps TEXT;
+-- The sale a return brings back part of.
+ALTER TABLE ledger ADD COLUMN returns BLOB;
+CREATE INDEX ledger_returns ON ledger (returns) WHERE returns IS NOT NULL;
 
 DROP TRIGGER ledger_no_update;
 CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
@@ -12,7 +15,7 @@ WHEN NOT (
     AND NEW.points = OLD.points AND NEW.amount_minor IS OLD.amount_minor
     AND NEW.currency IS OLD.currency AND NEW.reward_id IS OLD.reward_id
     AND NEW.reverses IS OLD.reverses AND NEW.note IS OLD.note AND NEW.actor = OLD.actor
-    AND NEW.lines IS OLD.lines AND NEW.stamps IS OLD.stamps
+    AND NEW.lines IS OLD.lines AND NEW.stamps IS OLD.stamps AND NEW.returns IS OLD.returns
     AND OLD.terminal_id = (SELECT terminal_id FROM terminal)
     AND OLD.terminal_seq > (SELECT pushed_seq FROM sync_state)
     AND NEW.terminal_seq > (SELECT pushed_seq FROM sync_state)
