@@ -963,3 +963,43 @@ fn a_full_stamp_card_shows_as_stamps_and_buys_the_free_coffee() {
     // An empty card buys nothing: the button is there, greyed, saying what is missing.
     h.get_by_label("Free coffee  ·  Coffee card\n9 more stamps");
 }
+
+#[test]
+fn a_member_gives_points_to_a_cause_and_the_manager_sees_the_total() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 800);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.get_by_label("Give points").click();
+    h.run_steps(2);
+    h.get_by_label("The member has 800 points.");
+    h.get_by_label("Hill Street School garden").click();
+    h.run_steps(1);
+    field(&h, "Points to give").type_text("900");
+    h.run_steps(1);
+    h.get_by_label("Give").click();
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(message.contains("not enough points"), "{message}");
+    assert_eq!(db.open().cause_totals().expect("totals"), vec![]);
+
+    h.get_by_label("Give points").click();
+    h.run_steps(2);
+    h.get_by_label("Hill Street School garden").click();
+    h.run_steps(1);
+    field(&h, "Points to give").type_text("300");
+    h.run_steps(1);
+    h.key_press(Key::Enter);
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(
+        message.contains("Gave 300 points to Hill Street School garden"),
+        "{message}"
+    );
+    h.get_by_label("500 points");
+    let totals = db.open().cause_totals().expect("totals");
+    assert_eq!(
+        (totals[0].cause.as_str(), totals[0].points, totals[0].gifts),
+        ("school-garden", 300, 1)
+    );
+}

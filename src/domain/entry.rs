@@ -83,6 +83,8 @@ pub enum EntryKind {
     OpeningBalance,
     /// A full stamp card spent on its free item; carries the card (`reward_id`) and the stamps.
     StampReward,
+    /// Points a member gave to one of the program's causes (`reward_id`).
+    Donation,
     /// Part (or all) of a sale brought back: the money, its lines, and the points and stamps
     /// taken back in proportion; names the sale (`returns`).
     Return,
@@ -90,7 +92,7 @@ pub enum EntryKind {
 
 impl EntryKind {
     /// Every kind, for iteration and schema checks.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Earn,
         Self::Redeem,
         Self::Reverse,
@@ -101,6 +103,7 @@ impl EntryKind {
         Self::OpeningBalance,
         Self::StampReward,
         Self::Return,
+        Self::Donation,
     ];
 
     /// The stable text used in storage and on the wire.
@@ -116,6 +119,7 @@ impl EntryKind {
             Self::OpeningBalance => "opening_balance",
             Self::StampReward => "stamp_reward",
             Self::Return => "return",
+            Self::Donation => "donation",
         }
     }
 
@@ -132,6 +136,7 @@ impl EntryKind {
             Self::OpeningBalance => "Opening balance",
             Self::StampReward => "Stamp card reward",
             Self::Return => "Return",
+            Self::Donation => "Donation",
         }
     }
 }
@@ -277,11 +282,15 @@ impl Entry {
             EntryKind::OpeningBalance if self.points <= 0 || self.note.is_none() => {
                 fail("an opening balance adds points and says where they came from")
             }
+            EntryKind::Donation if self.points >= 0 || self.reward_id.is_none() => {
+                fail("a donation gives points to a named cause")
+            }
             EntryKind::StampReward if self.points != 0 || self.reward_id.is_none() => {
                 fail("a stamp reward spends stamps of a named card, not points")
             }
             EntryKind::Redeem
             | EntryKind::StampReward
+            | EntryKind::Donation
             | EntryKind::Expire
             | EntryKind::WelcomeBonus
             | EntryKind::BirthdayBonus

@@ -2,6 +2,7 @@
 
 pub mod basket;
 pub mod card;
+pub mod causes;
 pub mod entry;
 pub mod import;
 pub mod insights;

@@ -124,6 +124,8 @@ pub enum Rule {
         points: i64,
         costs: Vec<i64>,
     },
+    #[error("gives points to cause {cause:?}, which the program does not have")]
+    UnknownCause { cause: String },
     #[error("returns part of entry {target}: {reason}")]
     ReturnOf { target: EntryId, reason: String },
     #[error("reverses entry {target}, part of which was returned")]
@@ -178,6 +180,7 @@ impl Rule {
             Rule::EarnPoints { .. } => "earn_points",
             Rule::EarnStamps { .. } => "earn_stamps",
             Rule::ReturnOf { .. } => "return_of",
+            Rule::UnknownCause { .. } => "unknown_cause",
             Rule::ReversalAfterReturn { .. } => "reversal_after_return",
             Rule::StampReward { .. } => "stamp_reward",
             Rule::UnknownReward { .. } => "unknown_reward",
@@ -397,6 +400,7 @@ pub fn check_entry(
         EntryKind::OpeningBalance => return check_opening(known, e).map_err(fail),
         EntryKind::StampReward => check_stamp_reward(&candidates, e).map_err(fail)?,
         EntryKind::Return => check_return(&candidates, known, e).map_err(fail)?,
+        EntryKind::Donation => check_donation(&candidates, e).map_err(fail)?,
     }
     Ok(None)
 }
@@ -502,6 +506,17 @@ fn check_return(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(),
         Err(fail(
             "the money, lines, points or stamps are not what the return rule gives",
         ))
+    }
+}
+
+/// A donation goes to a cause of a program then in force (its size is the member's choice; a
+/// gift that took a balance below zero offline is a double spend, like a redemption).
+fn check_donation(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
+    let cause = e.reward_id.clone().unwrap_or_default();
+    if candidates.iter().any(|p| p.cause(&cause).is_some()) {
+        Ok(())
+    } else {
+        Err(Rule::UnknownCause { cause })
     }
 }
 
@@ -832,6 +847,29 @@ mod tests {
         let cheap = judge(&[free(-3)]);
         assert!(matches!(cheap, Err(Rule::StampReward { .. })), "{cheap:?}");
         assert!(free(4).check_shape().is_err(), "a reward cannot add stamps");
+    }
+
+    #[test]
+    fn donations_go_to_the_programs_causes() {
+        let gift = |cause: &str| Entry {
+            reward_id: Some(cause.into()),
+            ..at(EntryKind::Donation, -500, None, 1)
+        };
+        assert_eq!(judge(&[gift("food-bank")]), Ok(vec![]));
+        assert_eq!(
+            judge(&[gift("my-yacht")]),
+            Err(Rule::UnknownCause {
+                cause: "my-yacht".into()
+            })
+        );
+        let free_points = Entry {
+            points: 500,
+            ..gift("food-bank")
+        };
+        assert!(
+            free_points.check_shape().is_err(),
+            "a donation cannot add points"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use phonenumber::country::Id as CountryId;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::causes::{self, Cause, RawCause};
 use super::promotion::{self, CategoryRate, Promotion, RawCategoryRate, RawPromotion};
 use super::stamps::{self, RawStampCard, StampCard};
 
@@ -136,6 +137,8 @@ pub struct Program {
     pub excluded_categories: Vec<String>,
     pub promotions: Vec<Promotion>,
     pub stamp_cards: Vec<StampCard>,
+    /// Causes members may give points to.
+    pub causes: Vec<Cause>,
 }
 
 #[derive(Deserialize)]
@@ -164,6 +167,8 @@ struct RawProgram {
     promotions: Vec<RawPromotion>,
     #[serde(default)]
     stamp_cards: Vec<RawStampCard>,
+    #[serde(default)]
+    causes: Vec<RawCause>,
 }
 
 #[derive(Deserialize)]
@@ -309,6 +314,11 @@ impl Program {
             super::money::format_amount(minor, self.minor_units),
             self.currency
         )
+    }
+
+    /// Finds a cause by id.
+    pub fn cause(&self, id: &str) -> Option<&Cause> {
+        self.causes.iter().find(|c| c.id == id)
     }
 
     /// Finds a stamp card by id.
@@ -598,6 +608,7 @@ impl RawProgram {
         let excluded_categories = promotion::excluded(self.earn.excluded_categories)?;
         let promotions = promotion::promotions(self.promotions, &tiers, scale)?;
         let stamp_cards = stamps::cards(self.stamp_cards)?;
+        let causes = causes::causes(self.causes)?;
 
         Ok(Program {
             name,
@@ -626,6 +637,7 @@ impl RawProgram {
             excluded_categories,
             promotions,
             stamp_cards,
+            causes,
         })
     }
 }

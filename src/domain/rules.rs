@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use super::basket::{LineError, SaleLine};
 use super::money::format_amount;
-use super::program::Reward;
+use super::program::{MAX_REWARD_COST, Reward};
 use super::quote::{Sale, quote};
 use super::summary::MemberSummary;
 use super::{Entry, EntryId, EntryKind, Program, Timestamp};
@@ -86,6 +86,10 @@ pub enum Refusal {
     UnknownStampCard(String),
     #[error("{card} needs {need} stamps for its free item; the member has {held}")]
     NotEnoughStamps { card: String, need: i64, held: i64 },
+    #[error("there is no cause {0:?} in this program")]
+    UnknownCause(String),
+    #[error("give at least one point")]
+    DonationOutOfRange,
     #[error("only a sale can be returned")]
     NotASale,
     #[error("this sale came with lines: return it by line")]
@@ -140,6 +144,32 @@ pub fn earn(
         lines: sale.lines().to_vec(),
         stamps: q.stamps,
         ..Draft::points(EntryKind::Earn, q.points)
+    })
+}
+
+/// A member gives `points` to one of the program's causes, from their balance.
+pub fn donate(
+    program: &Program,
+    summary: &MemberSummary,
+    cause_id: &str,
+    points: i64,
+) -> Result<Draft, Refusal> {
+    let cause = program
+        .cause(cause_id)
+        .ok_or_else(|| Refusal::UnknownCause(cause_id.to_owned()))?;
+    if points <= 0 || points > MAX_REWARD_COST {
+        return Err(Refusal::DonationOutOfRange);
+    }
+    if summary.balance < points {
+        return Err(Refusal::InsufficientPoints {
+            reward: format!("a gift to {}", cause.name),
+            cost: points,
+            balance: summary.balance,
+        });
+    }
+    Ok(Draft {
+        reward_id: Some(cause.id.clone()),
+        ..Draft::points(EntryKind::Donation, -points)
     })
 }
 

@@ -431,7 +431,7 @@ pub(super) struct Tally {
     pub inserted: usize,
     /// Points added per member by the entries inserted.
     pub balances: HashMap<MemberId, i64>,
-    /// Each member's last redemption inserted.
+    /// Each member's last redemption (or donation) inserted.
     pub redeemed: HashMap<MemberId, Entry>,
 }
 
@@ -440,7 +440,7 @@ impl Tally {
     pub fn inserted(&mut self, e: &Entry) {
         self.inserted += 1;
         *self.balances.entry(e.member_id).or_default() += e.points;
-        if e.kind == EntryKind::Redeem {
+        if matches!(e.kind, EntryKind::Redeem | EntryKind::Donation) {
             self.redeemed.insert(e.member_id, e.clone());
         }
     }

@@ -345,6 +345,20 @@ impl Store {
         Ok(stamps::held(&member_entries(&self.conn, member)?))
     }
 
+    /// `member` gives `points` of their balance to one of the program's causes.
+    pub fn donate(
+        &mut self,
+        member: MemberId,
+        cause: &str,
+        points: i64,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
+        self.write(member, actor, at, |program, _, now| {
+            Ok(rules::donate(program, now, cause, points)?)
+        })
+    }
+
     /// Spends a full stamp card of `member` on its free item.
     pub fn redeem_stamps(
         &mut self,

@@ -292,6 +292,37 @@ impl Store {
     }
 }
 
+/// Points given to one cause, net of reversed gifts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CauseTotal {
+    pub cause: String,
+    pub points: i64,
+    pub gifts: i64,
+}
+
+impl Store {
+    /// What members gave each cause (in this store: this till's and what it pulled), most first.
+    pub fn cause_totals(&self) -> Result<Vec<CauseTotal>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT g.reward_id,
+                    SUM(CASE WHEN r.id IS NULL THEN -g.points ELSE 0 END),
+                    SUM(CASE WHEN r.id IS NULL THEN 1 ELSE 0 END)
+             FROM ledger g LEFT JOIN ledger r ON r.reverses = g.id
+             WHERE g.kind = 'donation'
+             GROUP BY g.reward_id
+             ORDER BY 2 DESC, 1",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CauseTotal {
+                cause: r.get(0)?,
+                points: r.get(1)?,
+                gifts: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
 /// A PIN refusal or a store failure.
 #[derive(Debug, Error)]
 pub enum PinErrorOr {

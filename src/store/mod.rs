@@ -31,7 +31,7 @@ pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::{HistoricMember, ImportReport};
 pub use identify::{ScanError, ScanOutcome};
 pub use ledger::InsertOutcome;
-pub use manager::{ActivityRow, PinError, TierRow, TierSort};
+pub use manager::{ActivityRow, CauseTotal, PinError, TierRow, TierSort};
 pub use members::{MemberView, SearchHit, SearchKind};
 pub use privacy::{MarketingContact, MemberExport};
 pub use sync::{KeyMismatch, Outbox, SyncCounters, SyncSettings};

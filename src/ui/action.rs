@@ -31,6 +31,14 @@ pub enum Action {
     Redeem,
     /// Spend the member's full stamp card (its id) on its free item.
     RedeemStamps(String),
+    /// Open the "give points to a cause" prompt for the member on screen.
+    AskDonate,
+    /// The member gives points to a cause.
+    Donate {
+        member: MemberId,
+        cause: String,
+        points: i64,
+    },
     NextReward,
     PreviousReward,
     /// Reverse the member's last transaction here (asks for the manager PIN).

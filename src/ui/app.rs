@@ -7,7 +7,7 @@ use super::action::{Action, Screen};
 use super::bars::{Message, Tone, status_bar_ui, top_bar_ui};
 use super::cashier::{Ask, CashierScreen, PendingSale};
 use super::customer::customer_display;
-use super::dialog::{Dialog, PinPrompt, PinPurpose, WalletDialog};
+use super::dialog::{Dialog, DonatePrompt, PinPrompt, PinPurpose, WalletDialog};
 use super::enrol::EnrolScreen;
 use super::jobs::Job;
 use super::manager::ManagerScreen;
@@ -303,6 +303,32 @@ impl TillApp {
             Action::Submit(text) => self.submit(text.trim()),
             Action::Earn => self.earn(),
             Action::Redeem => self.redeem(),
+            Action::AskDonate => match &self.cashier.member {
+                Some(shown) => {
+                    self.dialog = Some(Dialog::Donate(DonatePrompt {
+                        member: shown.view.member.id,
+                        balance: shown.view.state.balance,
+                        cause: 0,
+                        points: String::new(),
+                        error: None,
+                    }));
+                }
+                None => self.say(Tone::Bad, "Scan a member first"),
+            },
+            Action::Donate {
+                member,
+                cause,
+                points,
+            } => {
+                if matches!(self.dialog, Some(Dialog::Donate(_))) {
+                    self.dialog = None;
+                }
+                self.worker.send(Request::Donate {
+                    member,
+                    cause,
+                    points,
+                });
+            }
             Action::RedeemStamps(card) => match &self.cashier.member {
                 Some(shown) => {
                     let member = shown.view.member.id;
@@ -701,10 +727,11 @@ impl TillApp {
                 activity,
                 overdrawn,
                 quarantined,
+                causes,
                 stats,
             } => {
                 self.manager
-                    .overview(counts, activity, overdrawn, quarantined);
+                    .overview(counts, activity, overdrawn, quarantined, causes);
                 self.stats = Some(stats);
             }
             Reply::TierPage { key, count, rows } => self.manager.page(key, count, rows),
@@ -873,7 +900,11 @@ impl eframe::App for TillApp {
             .show(ui, |ui| self.screen_ui(ui))
             .inner;
         self.act_on(screen);
-        let dialog = self.dialog.as_mut().and_then(|dialog| dialog.ui(&ctx));
+        let program = self.program.as_ref();
+        let dialog = self
+            .dialog
+            .as_mut()
+            .and_then(|dialog| dialog.ui(&ctx, program));
         self.act_on(dialog);
         if let (true, Some(program)) = (self.customer_display, &self.program) {
             let customer = customer_display(

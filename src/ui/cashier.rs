@@ -240,7 +240,15 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
             .desired_height(28.0),
     );
     stamps_ui(ui, program, &shown.stamps);
-    let wallet = big_button(ui, "Wallet pass").clicked();
+    let mut action = None;
+    ui.horizontal(|ui| {
+        if big_button(ui, "Wallet pass").clicked() {
+            action = Some(Action::WalletPass(m.id));
+        }
+        if !program.causes.is_empty() && big_button(ui, "Give points").clicked() {
+            action = Some(Action::AskDonate);
+        }
+    });
     ui.add_space(6.0);
     ui.label(RichText::new("Last visits").strong());
     for e in &shown.history {
@@ -260,7 +268,7 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
             ui.label(RichText::new(amount).color(MUTED));
         });
     }
-    wallet.then_some(Action::WalletPass(m.id))
+    action
 }
 
 fn sale_ui(

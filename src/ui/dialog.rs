@@ -5,8 +5,9 @@
 use egui::{RichText, TextureHandle};
 
 use super::action::Action;
-use super::theme::{BAD, big_button};
+use super::theme::{BAD, TARGET, big_button};
 use super::worker::WalletPassReply;
+use crate::domain::Program;
 
 /// The open dialog.
 pub enum Dialog {
@@ -23,6 +24,18 @@ pub enum Dialog {
     /// Demo members loaded so far.
     DemoLoading(usize),
     Wallet(WalletDialog),
+    Donate(DonatePrompt),
+}
+
+/// The "give points to a cause" prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DonatePrompt {
+    pub member: crate::domain::MemberId,
+    pub balance: i64,
+    /// Index into the program's causes.
+    pub cause: usize,
+    pub points: String,
+    pub error: Option<String>,
 }
 
 /// What a PIN prompt is for.
@@ -78,7 +91,7 @@ impl Dialog {
     }
 
     /// Draws the dialog; returns what the user asked for.
-    pub fn ui(&mut self, ctx: &egui::Context) -> Option<Action> {
+    pub fn ui(&mut self, ctx: &egui::Context, program: Option<&Program>) -> Option<Action> {
         match self {
             Dialog::Pin(prompt) => pin_ui(prompt, ctx),
             Dialog::ImagePath(path) => image_path_ui(path, ctx),
@@ -89,6 +102,7 @@ impl Dialog {
                 None
             }
             Dialog::Wallet(wallet) => super::wallet::wallet_ui(wallet, ctx),
+            Dialog::Donate(prompt) => donate_ui(prompt, program, ctx),
         }
     }
 }
@@ -157,6 +171,65 @@ fn image_path_ui(path: &mut String, ctx: &egui::Context) -> Option<Action> {
         ui.horizontal(|ui| {
             if big_button(ui, "Read code").clicked() || enter {
                 action = Some(Action::ScanImage(path.trim().into()));
+            }
+            if big_button(ui, "Cancel").clicked() {
+                action = Some(Action::Clear);
+            }
+        });
+    });
+    action
+}
+
+/// The "give points to a cause" prompt: a cause, the points, Give.
+fn donate_ui(
+    prompt: &mut DonatePrompt,
+    program: Option<&Program>,
+    ctx: &egui::Context,
+) -> Option<Action> {
+    let causes = program.map_or(&[][..], |p| &p.causes[..]);
+    let mut action = None;
+    egui::Modal::new(egui::Id::unique("donate")).show(ctx, |ui| {
+        ui.set_min_width(520.0);
+        ui.heading("Give points to a cause");
+        ui.label(format!("The member has {} points.", prompt.balance));
+        for (i, cause) in causes.iter().enumerate() {
+            let button =
+                egui::Button::selectable(prompt.cause == i, RichText::new(&cause.name).size(20.0))
+                    .min_size(egui::vec2(480.0, TARGET));
+            if ui.add(button).clicked() {
+                prompt.cause = i;
+            }
+        }
+        let field = ui.add(
+            egui::TextEdit::singleline(&mut prompt.points)
+                .hint_text("points, e.g. 500")
+                .desired_width(300.0),
+        );
+        field.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::Role::TextInput, true, "Points to give")
+        });
+        if !field.has_focus() {
+            field.request_focus();
+        }
+        if let Some(error) = &prompt.error {
+            ui.label(RichText::new(error).color(BAD));
+        }
+        let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
+        ui.horizontal(|ui| {
+            if big_button(ui, "Give").clicked() || enter {
+                match (
+                    prompt.points.trim().parse::<i64>(),
+                    causes.get(prompt.cause),
+                ) {
+                    (Ok(points), Some(cause)) if points > 0 => {
+                        action = Some(Action::Donate {
+                            member: prompt.member,
+                            cause: cause.id.clone(),
+                            points,
+                        });
+                    }
+                    _ => prompt.error = Some("Type a whole number of points above zero".into()),
+                }
             }
             if big_button(ui, "Cancel").clicked() {
                 action = Some(Action::Clear);

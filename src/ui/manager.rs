@@ -12,7 +12,7 @@ use super::theme::{BAD, GOOD, MUTED, tier_badge};
 use super::worker::{PAGE_ROWS, PageKey};
 use crate::domain::Program;
 use crate::domain::program::TierMeasure;
-use crate::store::{ActivityRow, MemberView, Quarantined, TierRow, TierSort};
+use crate::store::{ActivityRow, CauseTotal, MemberView, Quarantined, TierRow, TierSort};
 
 const ROW_HEIGHT: f32 = 30.0;
 
@@ -42,6 +42,8 @@ pub struct ManagerScreen {
     overdrawn: Vec<MemberView>,
     /// Pulled records set aside because this till cannot apply them.
     quarantined: Vec<Quarantined>,
+    /// Points given to each cause.
+    causes: Vec<CauseTotal>,
     /// The tier whose members the table lists.
     tier: usize,
     filter: String,
@@ -90,11 +92,13 @@ impl ManagerScreen {
         activity: Vec<ActivityRow>,
         overdrawn: Vec<MemberView>,
         quarantined: Vec<Quarantined>,
+        causes: Vec<CauseTotal>,
     ) {
         self.counts = counts;
         self.activity = activity;
         self.overdrawn = overdrawn;
         self.quarantined = quarantined;
+        self.causes = causes;
     }
 
     /// A page arrived; kept only if the view still shows it.
@@ -192,6 +196,19 @@ impl ManagerScreen {
                 String::new()
             };
             ui.label(format!("{} · {} pts{locked}", r.name, r.cost));
+        }
+        if !program.causes.is_empty() {
+            ui.separator();
+            ui.heading("Causes");
+            for cause in &program.causes {
+                let given = self.causes.iter().find(|t| t.cause == cause.id);
+                ui.label(format!(
+                    "{} · {} pts from {} gifts",
+                    cause.name,
+                    given.map_or(0, |t| t.points),
+                    given.map_or(0, |t| t.gifts)
+                ));
+            }
         }
         if !self.overdrawn.is_empty() {
             ui.separator();

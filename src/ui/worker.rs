@@ -64,6 +64,11 @@ pub enum Request {
         member: MemberId,
         card: String,
     },
+    Donate {
+        member: MemberId,
+        cause: String,
+        points: i64,
+    },
     Redeem {
         member: MemberId,
         reward: String,
@@ -148,6 +153,8 @@ pub enum Reply {
         overdrawn: Vec<MemberView>,
         /// Pulled records set aside because this till cannot apply them.
         quarantined: Vec<Quarantined>,
+        /// Points given to each cause.
+        causes: Vec<crate::store::CauseTotal>,
         stats: StoreStats,
     },
     /// One page of the tier list; `count` (members matching) comes with page 0.
@@ -416,6 +423,24 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
                     .map_or(card.clone(), |c| c.reward.clone());
                 written(store, &entry, format!("{name}: a full stamp card spent"))
             }),
+        Request::Donate {
+            member,
+            cause,
+            points,
+        } => store
+            .donate(member, &cause, points, actor, now())
+            .map_err(Failed::from)
+            .and_then(|entry| {
+                let name = store
+                    .program()
+                    .cause(&cause)
+                    .map_or(cause.clone(), |c| c.name.clone());
+                written(
+                    store,
+                    &entry,
+                    format!("Gave {points} points to {name}. Thank you!"),
+                )
+            }),
         Request::ReverseLast { member, pin } => reverse_last(store, actor, member, &pin),
         Request::Enrol(input) => enrol(store, actor, input),
         Request::LoadDemo(members) => load_demo(store, members, replies),
@@ -601,6 +626,7 @@ fn overview(store: &Store) -> Result<Reply, Failed> {
         activity: store.recent_activity(50)?,
         overdrawn: store.overdrawn_members(50)?,
         quarantined: store.quarantined(50)?,
+        causes: store.cause_totals()?,
         stats: store.stats()?,
     })
 }

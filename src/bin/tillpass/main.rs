@@ -109,6 +109,16 @@ enum Command {
         #[arg(long)]
         stamps: bool,
     },
+    /// The member gives points to one of the program's causes: `donate CARD food-bank 500`.
+    Donate {
+        /// Card number, phone or email of the member.
+        member: String,
+        /// Cause id from the program (see `program show`).
+        cause: String,
+        points: i64,
+    },
+    /// What members gave each cause.
+    Causes,
     /// Set the manager PIN (4 to 12 digits) when none is set yet; from TILLPASS_MANAGER_PIN,
     /// or asked for twice.
     #[command(subcommand)]
@@ -812,6 +822,20 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             require_manager(&mut store)?;
             let written = store.reverse(id, &actor, now())?;
             out.entry_written(&store, &written)
+        }
+        Command::Donate {
+            member,
+            cause,
+            points,
+        } => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let entry = store.donate(view.member.id, cause, *points, &actor, now())?;
+            out.entry_written(&store, &entry)
+        }
+        Command::Causes => {
+            let store = open(&cli)?;
+            out.causes(store.program(), &store.cause_totals()?)
         }
         Command::Return { sale, amount, line } => {
             let mut store = open(&cli)?;

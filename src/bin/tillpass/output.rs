@@ -62,9 +62,12 @@ fn entry_line(program: &Program, e: &Entry) -> String {
     let reward = e
         .reward_id
         .as_ref()
-        .filter(|_| e.kind == tillpass::domain::EntryKind::Redeem)
-        .and_then(|r| program.reward(r))
-        .map(|r| format!("  {}", r.name))
+        .and_then(|r| match e.kind {
+            tillpass::domain::EntryKind::Redeem => program.reward(r).map(|r| r.name.clone()),
+            tillpass::domain::EntryKind::Donation => program.cause(r).map(|c| c.name.clone()),
+            _ => None,
+        })
+        .map(|name| format!("  {name}"))
         .unwrap_or_default();
     let stamps: String = e
         .stamps
@@ -221,6 +224,22 @@ impl Out {
             view.state.balance,
             tier_line(program, &view)
         );
+        Ok(())
+    }
+
+    pub fn causes(&self, program: &Program, totals: &[tillpass::store::CauseTotal]) -> Result<()> {
+        if self.json {
+            return print_json(&totals);
+        }
+        for cause in &program.causes {
+            let given = totals.iter().find(|t| t.cause == cause.id);
+            say!(
+                "{:<32} {:>9} points  {:>5} gifts",
+                cause.name,
+                given.map_or(0, |t| t.points),
+                given.map_or(0, |t| t.gifts)
+            );
+        }
         Ok(())
     }
 

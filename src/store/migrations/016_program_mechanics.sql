@@ -26,3 +26,6 @@ END;
 
 -- The integration API's bearer token (made at first use; `tillpass pos-token` shows it).
 ALTER TABLE terminal ADD COLUMN pos_token TEXT;
+
+-- Donations by cause, for the manager's totals.
+CREATE INDEX ledger_donations ON ledger (reward_id) WHERE kind = 'donation';
