@@ -404,3 +404,42 @@ fn tier_pages_are_sorted_filtered_and_counted() {
             .all(|r| r.card.as_str().starts_with(card_prefix))
     );
 }
+
+#[test]
+fn points_are_pending_through_the_return_window() {
+    let db = TempDb::new();
+    let text = tillpass::domain::program::DEMO_PROGRAM_TOML.replacen(
+        "return_window_days = 0",
+        "return_window_days = 14",
+        1,
+    );
+    let mut store = tillpass::store::Store::open_with_program(&db.path, &text, NOW).expect("store");
+    let member = enrol(&mut store, "Grace Hopper").member.id;
+    let sale = store.earn(member, 5_000, "ann", NOW).expect("earn");
+    assert_eq!(sale.points, 500);
+    assert_eq!(store.pending_points(member, NOW).expect("pending"), 500);
+    // 600 on the balance, but only the welcome bonus's 100 may be spent for 14 days.
+    let err = store
+        .redeem(member, "coffee", "ann", NOW)
+        .expect_err("pending points are not spendable");
+    assert!(err.to_string().contains("the balance is 100"), "{err}");
+    let err = store
+        .donate(member, "food-bank", 200, "ann", NOW)
+        .expect_err("nor given away");
+    assert!(err.to_string().contains("the balance is 100"), "{err}");
+    // A return inside the window takes back pending points first.
+    store
+        .refund(
+            sale.id,
+            tillpass::domain::returns::Returned::Amount(1_000),
+            "ann",
+            NOW,
+        )
+        .expect("return");
+    assert_eq!(store.pending_points(member, NOW).expect("pending"), 400);
+    let later = NOW.plus_days(14).plus_millis(1);
+    assert_eq!(store.pending_points(member, later).expect("pending"), 0);
+    store
+        .redeem(member, "coffee", "ann", later)
+        .expect("spendable once the window has passed");
+}

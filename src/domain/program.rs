@@ -139,6 +139,9 @@ pub struct Program {
     pub stamp_cards: Vec<StampCard>,
     /// Causes members may give points to.
     pub causes: Vec<Cause>,
+    /// Points earned on a sale are pending (not spendable) for this many days, while the sale
+    /// may still be returned; `None`: spendable at once.
+    pub return_window_days: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +209,8 @@ struct RawEarn {
     categories: Vec<RawCategoryRate>,
     #[serde(default)]
     excluded_categories: Vec<String>,
+    #[serde(default)]
+    return_window_days: i64,
 }
 
 #[derive(Deserialize)]
@@ -609,6 +614,13 @@ impl RawProgram {
         let promotions = promotion::promotions(self.promotions, &tiers, scale)?;
         let stamp_cards = stamps::cards(self.stamp_cards)?;
         let causes = causes::causes(self.causes)?;
+        let return_window_days = Some(in_range(
+            "earn.return_window_days",
+            self.earn.return_window_days,
+            0,
+            365,
+        )?)
+        .filter(|d| *d > 0);
 
         Ok(Program {
             name,
@@ -638,6 +650,7 @@ impl RawProgram {
             promotions,
             stamp_cards,
             causes,
+            return_window_days,
         })
     }
 }

@@ -90,6 +90,37 @@ pub fn summarise(program: &Program, entries: &[Entry], as_of: Timestamp) -> Memb
     summary
 }
 
+/// Points earned on sales within the program's return window before `at`, net of what returns
+/// and reversals of those sales took back: held until the window passes, not yet spendable.
+pub fn pending(program: &Program, entries: &[Entry], at: Timestamp) -> i64 {
+    let Some(days) = program.return_window_days.filter(|d| *d > 0) else {
+        return 0;
+    };
+    let since = at.plus_days(-days);
+    let mut held: HashMap<EntryId, i64> = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Earn && e.occurred_at > since && e.occurred_at <= at)
+        .map(|e| (e.id, e.points))
+        .collect();
+    for e in entries {
+        if let Some(points) = e
+            .returns
+            .or(e.reverses)
+            .and_then(|sale| held.get_mut(&sale))
+        {
+            *points += e.points;
+        }
+    }
+    held.values().map(|p| (*p).max(0)).sum()
+}
+
+/// What a member may spend now: the balance less the points still pending, never below zero.
+pub fn available(summary: &MemberSummary, pending: i64) -> i64 {
+    (summary.balance - pending.max(0))
+        .max(0)
+        .min(summary.balance.max(0))
+}
+
 /// The identities [`summarise`] keeps for any entries, checked in debug builds by recomputing
 /// each number another way.
 fn assert_fold_identities(program: &Program, entries: &[Entry], s: &MemberSummary) {
@@ -218,6 +249,28 @@ pub(crate) mod tests {
         assert_eq!(before.tier, 1);
         let after = summarise(&p, &[earn, rev], Timestamp::from_millis(30));
         assert_eq!((after.balance, after.qualifying, after.tier), (0, 0, 0));
+    }
+
+    #[test]
+    fn sales_are_pending_for_the_return_window_less_what_came_back() {
+        let p = Program {
+            return_window_days: Some(14),
+            ..Program::demo()
+        };
+        let day = crate::domain::timestamp::DAY_MS;
+        let sale = entry(EntryKind::Earn, 300, Some(3000), 0);
+        let mut back = entry(EntryKind::Return, -100, Some(-1000), 1);
+        back.returns = Some(sale.id);
+        let bonus = entry(EntryKind::WelcomeBonus, 100, None, 0);
+        let entries = vec![sale, back, bonus];
+        assert_eq!(pending(&p, &entries, Timestamp::from_millis(day)), 200);
+        assert_eq!(pending(&p, &entries, Timestamp::from_millis(15 * day)), 0);
+        assert_eq!(
+            pending(&Program::demo(), &entries, Timestamp::from_millis(day)),
+            0
+        );
+        let s = summarise(&p, &entries, Timestamp::from_millis(day));
+        assert_eq!((s.balance, available(&s, 200)), (300, 100));
     }
 
     proptest! {

@@ -12,7 +12,7 @@ use crate::domain::quote::{Quote, Sale, quote};
 use crate::domain::returns::{self, Returned};
 use crate::domain::rules::{self, Draft};
 use crate::domain::stamps;
-use crate::domain::summary::summarise;
+use crate::domain::summary::{self, summarise};
 use crate::domain::{Entry, EntryId, MemberId, MemberSummary, Program, TerminalId, Timestamp};
 
 /// What happened to one entry offered to [`Store::insert_entries`].
@@ -218,21 +218,28 @@ impl Store {
         actor: &str,
         at: Timestamp,
     ) -> Result<Entry> {
-        self.write(
-            member,
-            actor,
-            at,
-            |program, entries, now| match live_balance {
+        self.write(member, actor, at, |program, entries, now| {
+            // Points still in their sale's return window are not spendable yet.
+            let pending = summary::pending(program, entries, at);
+            match live_balance {
                 Some(balance) => {
                     let live = MemberSummary { balance, ..*now };
-                    Ok(rules::redeem(program, &live, reward_id, None)?.1)
+                    let spendable = MemberSummary {
+                        balance: summary::available(&live, pending),
+                        ..*now
+                    };
+                    Ok(rules::redeem(program, &spendable, reward_id, None)?.1)
                 }
                 None => {
                     let used = rules::redeemed_in_last_day(entries, at);
-                    Ok(rules::redeem(program, now, reward_id, Some(used))?.1)
+                    let spendable = MemberSummary {
+                        balance: summary::available(now, pending),
+                        ..*now
+                    };
+                    Ok(rules::redeem(program, &spendable, reward_id, Some(used))?.1)
                 }
-            },
-        )
+            }
+        })
     }
 
     /// A manager's correction of `points` (either sign) with a reason.
@@ -339,6 +346,16 @@ impl Store {
         )?)
     }
 
+    /// The points `member` earned within the return window before `at`, not yet spendable.
+    pub fn pending_points(&self, member: MemberId, at: Timestamp) -> Result<i64> {
+        member_exists(&self.conn, member)?;
+        Ok(summary::pending(
+            &self.program,
+            &member_entries(&self.conn, member)?,
+            at,
+        ))
+    }
+
     /// The stamps `member` holds on each stamp card.
     pub fn stamps_held(&self, member: MemberId) -> Result<BTreeMap<String, i64>> {
         member_exists(&self.conn, member)?;
@@ -354,8 +371,12 @@ impl Store {
         actor: &str,
         at: Timestamp,
     ) -> Result<Entry> {
-        self.write(member, actor, at, |program, _, now| {
-            Ok(rules::donate(program, now, cause, points)?)
+        self.write(member, actor, at, |program, entries, now| {
+            let spendable = MemberSummary {
+                balance: summary::available(now, summary::pending(program, entries, at)),
+                ..*now
+            };
+            Ok(rules::donate(program, &spendable, cause, points)?)
         })
     }
 

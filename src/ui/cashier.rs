@@ -230,6 +230,17 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
                 .strong(),
         );
     });
+    if shown.pending > 0 {
+        let days = program.return_window_days.unwrap_or(0);
+        ui.label(
+            RichText::new(format!(
+                "{} available now, {} pending (spendable {days} days after each sale)",
+                shown.spendable().balance,
+                shown.pending
+            ))
+            .color(MUTED),
+        );
+    }
     let caption = match next_tier(program, s) {
         Some((next, gap)) => format!("{gap} points to {}", program.tier(next).name),
         None => "Top tier".to_owned(),
@@ -367,7 +378,7 @@ fn rewards_ui(
     shown: &ShownMember,
     selected: Option<usize>,
 ) -> Option<RewardClick> {
-    let state = &shown.view.state;
+    let state = &shown.spendable();
     ui.label(RichText::new("Rewards").strong());
     let mut click = None;
     for (i, reward) in program.rewards.iter().enumerate() {

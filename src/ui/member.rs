@@ -16,9 +16,19 @@ pub struct ShownMember {
     pub qr: TextureHandle,
     /// Stamps held, by stamp card id.
     pub stamps: std::collections::BTreeMap<String, i64>,
+    /// Points earned within the return window, not spendable yet.
+    pub pending: i64,
 }
 
 impl ShownMember {
+    /// The member's state with the balance they may spend now (pending points held back).
+    pub fn spendable(&self) -> crate::domain::MemberSummary {
+        crate::domain::MemberSummary {
+            balance: crate::domain::summary::available(&self.view.state, self.pending),
+            ..self.view.state
+        }
+    }
+
     /// Uploads the panel's QR code as the texture `name`.
     pub fn new(ctx: &egui::Context, name: &str, panel: MemberPanel) -> Self {
         Self {
@@ -27,6 +37,7 @@ impl ShownMember {
             history: panel.history,
             code: panel.code,
             stamps: panel.stamps,
+            pending: panel.pending,
         }
     }
 }

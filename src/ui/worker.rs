@@ -37,6 +37,8 @@ pub struct MemberPanel {
     pub qr: GrayImage,
     /// Stamps held, by stamp card id.
     pub stamps: std::collections::BTreeMap<String, i64>,
+    /// Points earned within the return window, not spendable yet.
+    pub pending: i64,
 }
 
 /// What identifies one page of the manager's tier list.
@@ -483,6 +485,7 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
         code,
         qr,
         stamps: store.stamps_held(member)?,
+        pending: store.pending_points(member, now())?,
     })
 }
 
