@@ -77,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (member, summary)
         })
         .collect();
+    let no_stamps = std::collections::BTreeMap::new();
     let pass = |i: usize| {
         let (member, summary) = &members[i % members.len()];
         PassMember {
@@ -87,6 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             auth_token: "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
             voided: false,
             now,
+            stamps: &no_stamps,
         }
     };
 

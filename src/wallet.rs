@@ -51,6 +51,7 @@ pub fn read_content(
         summary: store.summary_at(member, now)?,
         code: store.member_code(&view.member.card),
         auth_token: store.pass_auth_token(view.member.card.as_str()),
+        stamps: store.stamps_held(member)?,
         member: view.member,
         voided: false,
         now,

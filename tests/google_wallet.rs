@@ -78,6 +78,7 @@ impl Cards {
             auth_token: "0123456789abcdef0123",
             voided: false,
             now: Timestamp::from_millis(0),
+            stamps: &Default::default(),
         })
     }
 }

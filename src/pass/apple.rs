@@ -216,11 +216,18 @@ pub fn pass_json(settings: &AppleSettings, pass: &PassMember<'_>) -> Result<Pass
                 field("tier", Some(key::TIER), text(&tier.name)),
                 field("card", Some(key::CARD), text(&pass.member.card.grouped())),
             ],
-            auxiliary_fields: vec![field(
+            auxiliary_fields: std::iter::once(field(
                 "next_tier",
                 Some(key::NEXT_TIER),
                 text(key::NEXT_TIER_VALUE),
-            )],
+            ))
+            .chain(
+                pass.stamp_rows()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (name, row))| field(&format!("stamps_{i}"), Some(&name), text(&row))),
+            )
+            .collect(),
             back_fields,
         },
     })
@@ -332,6 +339,32 @@ mod tests {
     }
 
     #[test]
+    fn the_pass_shows_each_stamp_card_as_a_row_of_stamps() {
+        let program = Program::demo();
+        let member = fixture::member();
+        let summary = fixture::summary(420);
+        let stamps = std::collections::BTreeMap::from([("coffee".to_owned(), 5)]);
+        let pass = PassMember {
+            program: &program,
+            member: &member,
+            summary: &summary,
+            code: "TP1.0123456789.ABCDEFGHIJKLMNOP",
+            auth_token: "0123456789abcdef0123",
+            voided: false,
+            now: Timestamp::from_millis(0),
+            stamps: &stamps,
+        };
+        let json = pass_json(&settings(), &pass).expect("pass.json");
+        let row = json
+            .store_card
+            .auxiliary_fields
+            .iter()
+            .find(|f| f.label.as_deref() == Some("Coffee card"))
+            .expect("the stamp card");
+        assert_eq!(row.value, FieldValue::Text("●●●●●○○○○ 5/9".into()));
+    }
+
+    #[test]
     fn pass_json_carries_the_member_code_balance_and_tier_colour() {
         let program = Program::demo();
         let member = fixture::member();
@@ -344,6 +377,7 @@ mod tests {
             auth_token: "0123456789abcdef0123",
             voided: false,
             now: Timestamp::from_millis(0),
+            stamps: &Default::default(),
         };
         let json = pass_json(&settings(), &pass).expect("pass.json");
         assert_eq!(json.barcodes[0].message, pass.code);

@@ -146,6 +146,9 @@ pub struct LoyaltyObject {
     pub account_id: String,
     pub account_name: String,
     pub loyalty_points: LoyaltyPoints,
+    /// The first stamp card, when the program has one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secondary_loyalty_points: Option<LoyaltyPoints>,
     pub barcode: Barcode,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smart_tap_redemption_value: Option<String>,
@@ -367,6 +370,12 @@ impl GoogleSettings {
                 label: "Points".into(),
                 balance,
             },
+            secondary_loyalty_points: pass.stamp_rows().into_iter().next().map(|(name, row)| {
+                LoyaltyPoints {
+                    label: name,
+                    balance: LoyaltyPointsBalance::Text(row),
+                }
+            }),
             barcode: Barcode {
                 kind: "QR_CODE".into(),
                 value: pass.code.to_owned(),
@@ -571,6 +580,7 @@ mod tests {
             auth_token: "0123456789abcdef0123",
             voided: false,
             now,
+            stamps: &Default::default(),
         };
         let reference = maker.object_reference(&pass);
         let object = maker.settings.loyalty_object(&pass);

@@ -247,6 +247,7 @@ mod tests {
             auth_token: "token",
             voided: false,
             now: crate::domain::Timestamp::from_millis(0),
+            stamps: &Default::default(),
         };
         for locale in &LOCALES {
             let strings = locale.strings(&pass, true);

@@ -11,6 +11,8 @@ mod images;
 mod locale;
 pub mod signer;
 
+use std::collections::BTreeMap;
+
 use thiserror::Error;
 
 use crate::domain::{Member, MemberSummary, Program, Timestamp};
@@ -31,6 +33,8 @@ pub struct PassMember<'a> {
     /// The card was replaced or the member erased: the pass shows it no longer stands.
     pub voided: bool,
     pub now: Timestamp,
+    /// Stamps held, by stamp card id.
+    pub stamps: &'a BTreeMap<String, i64>,
 }
 
 /// What a member's passes show, read from the store at one instant and owned, so that
@@ -44,6 +48,7 @@ pub struct PassContent {
     pub auth_token: String,
     pub voided: bool,
     pub now: Timestamp,
+    pub stamps: BTreeMap<String, i64>,
 }
 
 impl PassContent {
@@ -57,6 +62,7 @@ impl PassContent {
             auth_token: &self.auth_token,
             voided: self.voided,
             now: self.now,
+            stamps: &self.stamps,
         }
     }
 }
@@ -66,6 +72,31 @@ impl PassMember<'_> {
     /// card gets a pass of its own.
     pub fn serial(&self) -> &str {
         self.member.card.as_str()
+    }
+
+    /// Each of the program's stamp cards with the stamps held, as the pass shows it:
+    /// (card name, "●●●●●○○○○ 5/9").
+    pub fn stamp_rows(&self) -> Vec<(String, String)> {
+        self.program
+            .stamp_cards
+            .iter()
+            .map(|card| {
+                let have = self.stamps.get(&card.id).copied().unwrap_or(0).max(0);
+                let filled = usize::try_from(have.min(card.stamps)).unwrap_or(0);
+                let empty = usize::try_from(card.stamps)
+                    .unwrap_or(0)
+                    .saturating_sub(filled);
+                (
+                    card.name.clone(),
+                    format!(
+                        "{}{} {have}/{}",
+                        "●".repeat(filled),
+                        "○".repeat(empty),
+                        card.stamps
+                    ),
+                )
+            })
+            .collect()
     }
 }
 

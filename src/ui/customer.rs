@@ -69,6 +69,7 @@ pub fn customer_display(
                             .size(48.0)
                             .strong(),
                     );
+                    super::cashier::stamps_ui(ui, program, &shown.stamps);
                     let side = ui
                         .available_width()
                         .min(ui.available_height() - 60.0)

@@ -81,6 +81,7 @@ pub(super) fn content(
     }
     Ok(PassContent {
         summary: summarise(&program, &entries, now),
+        stamps: crate::domain::stamps::held(&entries),
         code: member_code(&ring, &member.card),
         auth_token: pass_auth_token(&key0, serial),
         program,
@@ -108,7 +109,7 @@ pub(super) fn token_ok(source: &PassSource, serial: &str, token: &str) -> bool {
 /// A fingerprint of everything a pass shows that can change: a new one is an update.
 pub fn shown(content: &PassContent) -> String {
     let tier = content.program.tier(content.summary.tier);
-    let shown = serde_json::json!({
+    let mut shown = serde_json::json!({
         "program": [&content.program.name, &content.program.organisation],
         "balance": content.summary.balance,
         "tier": [&tier.name, &tier.benefits, tier.rgb()],
@@ -117,6 +118,10 @@ pub fn shown(content: &PassContent) -> String {
         "code": &content.code,
         "voided": content.voided,
     });
+    // Stamps join the fingerprint only when held, so passes from before stamp cards keep theirs.
+    if !content.stamps.is_empty() {
+        shown["stamps"] = serde_json::json!(&content.stamps);
+    }
     data_encoding::HEXLOWER.encode(&Sha256::digest(shown.to_string().as_bytes()))
 }
 
