@@ -222,10 +222,10 @@ pub fn pass_json(settings: &AppleSettings, pass: &PassMember<'_>) -> Result<Pass
                 text(key::NEXT_TIER_VALUE),
             ))
             .chain(
-                pass.stamp_rows()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (name, row))| field(&format!("stamps_{i}"), Some(&name), text(&row))),
+                key::STAMP_CARDS
+                    .iter()
+                    .zip(pass.stamp_rows())
+                    .map(|(label, (_, row))| field(label, Some(label), text(&row))),
             )
             .collect(),
             back_fields,
@@ -359,7 +359,7 @@ mod tests {
             .store_card
             .auxiliary_fields
             .iter()
-            .find(|f| f.label.as_deref() == Some("Coffee card"))
+            .find(|f| f.label.as_deref() == Some(key::STAMP_CARDS[0]))
             .expect("the stamp card");
         assert_eq!(row.value, FieldValue::Text("●●●●●○○○○ 5/9".into()));
     }

@@ -102,6 +102,8 @@ pub(crate) mod key {
     pub const CARD: &str = "card";
     pub const NEXT_TIER: &str = "next_tier";
     pub const NEXT_TIER_VALUE: &str = "next_tier_value";
+    /// Labels of the program's first stamp cards (their names, in every language).
+    pub const STAMP_CARDS: [&str; 3] = ["stamp_card_1", "stamp_card_2", "stamp_card_3"];
     pub const HOW_TO_EARN: &str = "how_to_earn";
     pub const HOW_TO_EARN_VALUE: &str = "how_to_earn_value";
     pub const BENEFITS: &str = "benefits";
@@ -198,6 +200,9 @@ impl Locale {
             (key::TERMS, w.terms.to_owned()),
             (key::TERMS_VALUE, terms),
         ]);
+        for (label, card) in key::STAMP_CARDS.iter().zip(&program.stamp_cards) {
+            out.insert(label, card.name.clone());
+        }
         if demo {
             out.insert(key::DEMO, w.demo.to_owned());
             out.insert(key::DEMO_VALUE, w.demo_text.to_owned());
@@ -251,7 +256,8 @@ mod tests {
         };
         for locale in &LOCALES {
             let strings = locale.strings(&pass, true);
-            assert_eq!(strings.len(), 17);
+            // 17 words of ours and the demo program's one stamp card.
+            assert_eq!(strings.len(), 18);
             for (k, v) in strings {
                 assert!(!v.contains('{'), "{} {k}: {v}", locale.lproj);
             }
