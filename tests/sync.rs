@@ -55,6 +55,7 @@ on_both_backends!(
     a_new_entry_under_a_stored_id_is_refused_by_that_id,
     every_impossible_entry_is_refused_by_its_rule,
     baskets_sync_everywhere_and_forged_baskets_are_refused,
+    an_offer_unlocked_at_two_offline_tills_is_one_offer,
     a_reused_or_skipped_sequence_number_is_refused,
     impossible_member_records_are_refused,
     refusals_and_flags_show_in_the_audit,
@@ -1251,6 +1252,85 @@ fn baskets_sync_everywhere_and_forged_baskets_are_refused(backend: Backend) {
         .push(vec![], vec![greedy_return])
         .expect_err("another till's sale");
     assert_eq!(err.rule.as_deref(), Some("return_of"), "{}", err.error);
+}
+
+fn an_offer_unlocked_at_two_offline_tills_is_one_offer(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let mut b = Till::join(&server.url, &tokens[1]);
+    let rogue = Rogue::new(&server.url, &tokens[2]);
+    let member = enrol(&mut a.store, "Grace Hopper").member.id;
+    let t0 = now().plus_days(-3);
+    for i in 0..4 {
+        a.store
+            .earn(member, 300, "test", t0.plus_millis(i * 60_000))
+            .expect("a purchase");
+    }
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    // Both tills, offline from each other, see the fifth purchase of the run at their counter.
+    let fifth_a = t0.plus_days(1);
+    let fifth_b = t0.plus_days(1).plus_millis(5_000);
+    a.store
+        .earn(member, 300, "test", fifth_a)
+        .expect("fifth at a");
+    b.store
+        .earn(member, 300, "test", fifth_b)
+        .expect("fifth at b");
+    for till in [&a, &b] {
+        let offers = till.store.offers(member, fifth_b).expect("offers");
+        assert_eq!(offers.open.len(), 1, "each till unlocked it");
+    }
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    a.sync().expect("sync a again");
+    // Both facts are in every ledger; the earlier stands everywhere, so one offer is open.
+    let later = fifth_b.plus_millis(1_000);
+    let stands: Vec<_> = [&a, &b]
+        .iter()
+        .map(|t| t.store.offers(member, later).expect("offers").open)
+        .collect();
+    assert_eq!(stands[0].len(), 1);
+    assert_eq!(stands[0], stands[1]);
+    assert_eq!(stands[0][0].unlocked_at, fifth_a);
+    // Used at b, it is closed at a too after sync.
+    b.store
+        .use_offer(member, "five-visits", "test", later)
+        .expect("use it");
+    b.sync().expect("sync b");
+    a.sync().expect("sync a");
+    assert!(
+        a.store
+            .offers(member, later)
+            .expect("offers")
+            .open
+            .is_empty()
+    );
+    assert!(matches!(
+        a.store.use_offer(member, "five-visits", "test", later),
+        Err(tillpass::store::StoreError::Refused(_))
+    ));
+
+    // No till unlocks an offer without the run, nor names one the program lacks.
+    let mut early = rogue.entry(1, member, EntryKind::OfferUnlocked, 0);
+    early.reward_id = Some("five-visits".into());
+    early.occurred_at = t0.plus_days(-30);
+    let err = rogue.push(vec![], vec![early]).expect_err("no run then");
+    assert_eq!(
+        err.rule.as_deref(),
+        Some("offer_not_earned"),
+        "{}",
+        err.error
+    );
+    let mut unknown = rogue.entry(1, member, EntryKind::OfferUsed, 0);
+    unknown.reward_id = Some("free-car".into());
+    let err = rogue
+        .push(vec![], vec![unknown])
+        .expect_err("no such offer");
+    assert_eq!(err.rule.as_deref(), Some("unknown_offer"), "{}", err.error);
 }
 
 fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {

@@ -1003,3 +1003,34 @@ fn a_member_gives_points_to_a_cause_and_the_manager_sees_the_total() {
         ("school-garden", 300, 1)
     );
 }
+
+#[test]
+fn the_fifth_visit_unlocks_the_offer_the_cashier_then_uses() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    {
+        let mut store = db.open();
+        let now = tillpass::domain::Timestamp::from(std::time::SystemTime::now());
+        for i in 0..4 {
+            store
+                .earn(
+                    view.member.id,
+                    300,
+                    "test",
+                    now.plus_days(-1).plus_millis(i),
+                )
+                .expect("a visit");
+        }
+    }
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.get_by_label("A free pastry: 4 of 5 visits");
+    wedge(&mut h, "3.00");
+    h.key_press(Key::F5);
+    settle(&mut h);
+    h.get_by_label_contains("Offer: A free pastry").click();
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(message.contains("A free pastry: used"), "{message}");
+    h.get_by_label("A free pastry: 0 of 5 visits");
+}

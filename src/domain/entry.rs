@@ -85,6 +85,10 @@ pub enum EntryKind {
     StampReward,
     /// Points a member gave to one of the program's causes (`reward_id`).
     Donation,
+    /// An offer (`reward_id`) unlocked by a run of purchases; moves no points.
+    OfferUnlocked,
+    /// An open offer (`reward_id`) used; moves no points.
+    OfferUsed,
     /// Part (or all) of a sale brought back: the money, its lines, and the points and stamps
     /// taken back in proportion; names the sale (`returns`).
     Return,
@@ -92,7 +96,7 @@ pub enum EntryKind {
 
 impl EntryKind {
     /// Every kind, for iteration and schema checks.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 13] = [
         Self::Earn,
         Self::Redeem,
         Self::Reverse,
@@ -104,6 +108,8 @@ impl EntryKind {
         Self::StampReward,
         Self::Return,
         Self::Donation,
+        Self::OfferUnlocked,
+        Self::OfferUsed,
     ];
 
     /// The stable text used in storage and on the wire.
@@ -120,6 +126,8 @@ impl EntryKind {
             Self::StampReward => "stamp_reward",
             Self::Return => "return",
             Self::Donation => "donation",
+            Self::OfferUnlocked => "offer_unlocked",
+            Self::OfferUsed => "offer_used",
         }
     }
 
@@ -137,6 +145,8 @@ impl EntryKind {
             Self::StampReward => "Stamp card reward",
             Self::Return => "Return",
             Self::Donation => "Donation",
+            Self::OfferUnlocked => "Offer unlocked",
+            Self::OfferUsed => "Offer used",
         }
     }
 }
@@ -285,12 +295,19 @@ impl Entry {
             EntryKind::Donation if self.points >= 0 || self.reward_id.is_none() => {
                 fail("a donation gives points to a named cause")
             }
+            EntryKind::OfferUnlocked | EntryKind::OfferUsed
+                if self.points != 0 || self.reward_id.is_none() =>
+            {
+                fail("an offer's facts name the offer and move no points")
+            }
             EntryKind::StampReward if self.points != 0 || self.reward_id.is_none() => {
                 fail("a stamp reward spends stamps of a named card, not points")
             }
             EntryKind::Redeem
             | EntryKind::StampReward
             | EntryKind::Donation
+            | EntryKind::OfferUnlocked
+            | EntryKind::OfferUsed
             | EntryKind::Expire
             | EntryKind::WelcomeBonus
             | EntryKind::BirthdayBonus

@@ -9,6 +9,7 @@ pub mod insights;
 pub mod member;
 pub mod merge;
 pub mod money;
+pub mod offers;
 pub mod phone;
 pub mod possible;
 pub mod program;

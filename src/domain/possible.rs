@@ -124,6 +124,10 @@ pub enum Rule {
         points: i64,
         costs: Vec<i64>,
     },
+    #[error("names offer {offer:?}, which the program does not have")]
+    UnknownOffer { offer: String },
+    #[error("unlocks offer {offer:?} without the run of purchases it needs")]
+    OfferNotEarned { offer: String },
     #[error("gives points to cause {cause:?}, which the program does not have")]
     UnknownCause { cause: String },
     #[error("returns part of entry {target}: {reason}")]
@@ -181,6 +185,8 @@ impl Rule {
             Rule::EarnStamps { .. } => "earn_stamps",
             Rule::ReturnOf { .. } => "return_of",
             Rule::UnknownCause { .. } => "unknown_cause",
+            Rule::UnknownOffer { .. } => "unknown_offer",
+            Rule::OfferNotEarned { .. } => "offer_not_earned",
             Rule::ReversalAfterReturn { .. } => "reversal_after_return",
             Rule::StampReward { .. } => "stamp_reward",
             Rule::UnknownReward { .. } => "unknown_reward",
@@ -259,6 +265,7 @@ fn needs_history(kind: EntryKind) -> bool {
             | EntryKind::OpeningBalance
             | EntryKind::Return
             | EntryKind::Reverse
+            | EntryKind::OfferUnlocked
     )
 }
 
@@ -401,6 +408,8 @@ pub fn check_entry(
         EntryKind::StampReward => check_stamp_reward(&candidates, e).map_err(fail)?,
         EntryKind::Return => check_return(&candidates, known, e).map_err(fail)?,
         EntryKind::Donation => check_donation(&candidates, e).map_err(fail)?,
+        EntryKind::OfferUnlocked => check_offer_unlock(&candidates, known, e).map_err(fail)?,
+        EntryKind::OfferUsed => check_offer_named(&candidates, e).map_err(fail)?,
     }
     Ok(None)
 }
@@ -517,6 +526,34 @@ fn check_donation(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
         Ok(())
     } else {
         Err(Rule::UnknownCause { cause })
+    }
+}
+
+/// An offer's fact names an offer of a program then in force.
+fn check_offer_named(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
+    let offer = e.reward_id.clone().unwrap_or_default();
+    if candidates.iter().any(|p| p.offer(&offer).is_some()) {
+        Ok(())
+    } else {
+        Err(Rule::UnknownOffer { offer })
+    }
+}
+
+/// An unlock follows the run of purchases its offer needs (every purchase the till could have
+/// known is here; one it might not have known about, an earlier unlock, is not insisted on:
+/// the fold voids a second open unlock).
+fn check_offer_unlock(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(), Rule> {
+    check_offer_named(candidates, e)?;
+    let offer = e.reward_id.clone().unwrap_or_default();
+    let history: Vec<Entry> = known.history(e.member_id).cloned().collect();
+    let at = e.occurred_at.plus_millis(MAX_CLOCK_SKEW_MS);
+    if candidates
+        .iter()
+        .any(|p| super::offers::unlock_possible(p, &offer, &history, at))
+    {
+        Ok(())
+    } else {
+        Err(Rule::OfferNotEarned { offer })
     }
 }
 

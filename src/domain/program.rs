@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::causes::{self, Cause, RawCause};
+use super::offers::{self, Offer, RawOffer};
 use super::promotion::{self, CategoryRate, Promotion, RawCategoryRate, RawPromotion};
 use super::stamps::{self, RawStampCard, StampCard};
 
@@ -139,6 +140,8 @@ pub struct Program {
     pub stamp_cards: Vec<StampCard>,
     /// Causes members may give points to.
     pub causes: Vec<Cause>,
+    /// Offers that unlock after repeat purchases.
+    pub offers: Vec<Offer>,
     /// Points earned on a sale are pending (not spendable) for this many days, while the sale
     /// may still be returned; `None`: spendable at once.
     pub return_window_days: Option<i64>,
@@ -172,6 +175,8 @@ struct RawProgram {
     stamp_cards: Vec<RawStampCard>,
     #[serde(default)]
     causes: Vec<RawCause>,
+    #[serde(default)]
+    offers: Vec<RawOffer>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +324,11 @@ impl Program {
             super::money::format_amount(minor, self.minor_units),
             self.currency
         )
+    }
+
+    /// Finds an offer by id.
+    pub fn offer(&self, id: &str) -> Option<&Offer> {
+        self.offers.iter().find(|o| o.id == id)
     }
 
     /// Finds a cause by id.
@@ -614,6 +624,7 @@ impl RawProgram {
         let promotions = promotion::promotions(self.promotions, &tiers, scale)?;
         let stamp_cards = stamps::cards(self.stamp_cards)?;
         let causes = causes::causes(self.causes)?;
+        let offers = offers::offers(self.offers)?;
         let return_window_days = Some(in_range(
             "earn.return_window_days",
             self.earn.return_window_days,
@@ -650,6 +661,7 @@ impl RawProgram {
             promotions,
             stamp_cards,
             causes,
+            offers,
             return_window_days,
         })
     }

@@ -86,6 +86,8 @@ pub enum Refusal {
     UnknownStampCard(String),
     #[error("{card} needs {need} stamps for its free item; the member has {held}")]
     NotEnoughStamps { card: String, need: i64, held: i64 },
+    #[error("{0} is not open for this member (used, expired, or not unlocked yet)")]
+    NoOpenOffer(String),
     #[error("there is no cause {0:?} in this program")]
     UnknownCause(String),
     #[error("give at least one point")]
@@ -145,6 +147,32 @@ pub fn earn(
         stamps: q.stamps,
         ..Draft::points(EntryKind::Earn, q.points)
     })
+}
+
+/// A member uses an offer open for them (`open`: their open offers now).
+pub fn use_offer(
+    program: &Program,
+    open: &[super::offers::OpenOffer],
+    offer_id: &str,
+) -> Result<Draft, Refusal> {
+    let offer = program
+        .offer(offer_id)
+        .ok_or_else(|| Refusal::NoOpenOffer(offer_id.to_owned()))?;
+    if !open.iter().any(|o| o.offer == offer.id) {
+        return Err(Refusal::NoOpenOffer(offer.name.clone()));
+    }
+    Ok(Draft {
+        reward_id: Some(offer.id.clone()),
+        ..Draft::points(EntryKind::OfferUsed, 0)
+    })
+}
+
+/// The fact of an offer unlocked by the purchase just made.
+pub fn unlock_offer(offer_id: &str) -> Draft {
+    Draft {
+        reward_id: Some(offer_id.to_owned()),
+        ..Draft::points(EntryKind::OfferUnlocked, 0)
+    }
 }
 
 /// A member gives `points` to one of the program's causes, from their balance.

@@ -8,12 +8,21 @@ use uuid::Uuid;
 use super::rows::{entry_by_id, insert_entry, member_entries, upsert_state};
 use super::{Result, Store, StoreError};
 use crate::domain::Refusal;
+use crate::domain::offers;
 use crate::domain::quote::{Quote, Sale, quote};
 use crate::domain::returns::{self, Returned};
 use crate::domain::rules::{self, Draft};
 use crate::domain::stamps;
 use crate::domain::summary::{self, summarise};
 use crate::domain::{Entry, EntryId, MemberId, MemberSummary, Program, TerminalId, Timestamp};
+
+/// A member's offers: those open now, and (name, purchases made, purchases needed) towards the
+/// others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberOffers {
+    pub open: Vec<offers::OpenOffer>,
+    pub progress: Vec<(String, i64, i64)>,
+}
 
 /// What happened to one entry offered to [`Store::insert_entries`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +191,8 @@ impl Store {
     }
 
     /// Records a sale, a typed amount or a basket's lines, with the points the program gives
-    /// it for the member's current tier at `at` (categories, promotions).
+    /// it for the member's current tier at `at` (categories, promotions), and in the same
+    /// transaction the offers its purchase unlocks.
     pub fn earn_sale(
         &mut self,
         member: MemberId,
@@ -190,8 +200,47 @@ impl Store {
         actor: &str,
         at: Timestamp,
     ) -> Result<Entry> {
-        self.write(member, actor, at, |program, _, now| {
-            Ok(rules::earn(program, now.tier, sale, at)?)
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        member_exists(&tx, member)?;
+        let mut entries = member_entries(&tx, member)?;
+        let now = summarise(&self.program, &entries, at);
+        let draft = rules::earn(&self.program, now.tier, sale, at)?;
+        let appender = Appender {
+            conn: &tx,
+            program: &self.program,
+            terminal: &self.terminal,
+        };
+        let (entry, _) = appender.append(member, &mut entries, draft, actor, at)?;
+        for offer in offers::unlocked_by_purchase(&self.program, &entries, at) {
+            appender.append(member, &mut entries, rules::unlock_offer(&offer), actor, at)?;
+        }
+        tx.commit()?;
+        Ok(entry)
+    }
+
+    /// Uses an offer open for `member`.
+    pub fn use_offer(
+        &mut self,
+        member: MemberId,
+        offer_id: &str,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
+        self.write(member, actor, at, |program, entries, _| {
+            let open = offers::book(program, entries, at).open;
+            Ok(rules::use_offer(program, &open, offer_id)?)
+        })
+    }
+
+    /// The offers open for `member` at `at`, and the purchases towards the others.
+    pub fn offers(&self, member: MemberId, at: Timestamp) -> Result<MemberOffers> {
+        member_exists(&self.conn, member)?;
+        let entries = member_entries(&self.conn, member)?;
+        Ok(MemberOffers {
+            open: offers::book(&self.program, &entries, at).open,
+            progress: offers::progress(&self.program, &entries, at),
         })
     }
 

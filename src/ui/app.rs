@@ -303,6 +303,13 @@ impl TillApp {
             Action::Submit(text) => self.submit(text.trim()),
             Action::Earn => self.earn(),
             Action::Redeem => self.redeem(),
+            Action::UseOffer(offer) => match &self.cashier.member {
+                Some(shown) => {
+                    let member = shown.view.member.id;
+                    self.worker.send(Request::UseOffer { member, offer });
+                }
+                None => self.say(Tone::Bad, "Scan a member first"),
+            },
             Action::AskDonate => match &self.cashier.member {
                 Some(shown) => {
                     self.dialog = Some(Dialog::Donate(DonatePrompt {

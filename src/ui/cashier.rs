@@ -251,7 +251,7 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
             .desired_height(28.0),
     );
     stamps_ui(ui, program, &shown.stamps);
-    let mut action = None;
+    let mut action = offers_ui(ui, program, shown);
     ui.horizontal(|ui| {
         if big_button(ui, "Wallet pass").clicked() {
             action = Some(Action::WalletPass(m.id));
@@ -440,6 +440,26 @@ fn stamp_row(ui: &mut egui::Ui, name: &str, have: i64, total: i64) {
             painter.circle_stroke(centre, STEP * 0.35, egui::Stroke::new(1.5, MUTED));
         }
     }
+}
+
+/// The member's open offers, each a button that uses it, and the runs towards the others.
+fn offers_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Option<Action> {
+    let mut action = None;
+    for open in &shown.offers.open {
+        let name = program
+            .offer(&open.offer)
+            .map_or(open.offer.as_str(), |o| o.name.as_str());
+        let text =
+            RichText::new(format!("Offer: {name}\nuse by {}", open.expires_at.date())).color(GOOD);
+        let button = egui::Button::new(text).min_size(egui::vec2(ui.available_width(), TARGET));
+        if ui.add(button).clicked() {
+            action = Some(Action::UseOffer(open.offer.clone()));
+        }
+    }
+    for (name, made, needed) in &shown.offers.progress {
+        ui.label(RichText::new(format!("{name}: {made} of {needed} visits")).color(MUTED));
+    }
+    action
 }
 
 /// A button per stamp card: its free item, enabled when the card is full.

@@ -70,6 +70,19 @@ pub fn customer_display(
                             .strong(),
                     );
                     super::cashier::stamps_ui(ui, program, &shown.stamps);
+                    for open in &shown.offers.open {
+                        if let Some(offer) = program.offer(&open.offer) {
+                            ui.label(
+                                RichText::new(format!(
+                                    "Yours until {}: {}",
+                                    open.expires_at.date(),
+                                    offer.name
+                                ))
+                                .size(24.0)
+                                .strong(),
+                            );
+                        }
+                    }
                     let side = ui
                         .available_width()
                         .min(ui.available_height() - 60.0)

@@ -18,6 +18,8 @@ pub struct ShownMember {
     pub stamps: std::collections::BTreeMap<String, i64>,
     /// Points earned within the return window, not spendable yet.
     pub pending: i64,
+    /// Offers open now, and progress towards the others.
+    pub offers: crate::store::MemberOffers,
 }
 
 impl ShownMember {
@@ -38,6 +40,7 @@ impl ShownMember {
             code: panel.code,
             stamps: panel.stamps,
             pending: panel.pending,
+            offers: panel.offers,
         }
     }
 }

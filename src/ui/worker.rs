@@ -39,6 +39,8 @@ pub struct MemberPanel {
     pub stamps: std::collections::BTreeMap<String, i64>,
     /// Points earned within the return window, not spendable yet.
     pub pending: i64,
+    /// Offers open now, and progress towards the others.
+    pub offers: crate::store::MemberOffers,
 }
 
 /// What identifies one page of the manager's tier list.
@@ -70,6 +72,10 @@ pub enum Request {
         member: MemberId,
         cause: String,
         points: i64,
+    },
+    UseOffer {
+        member: MemberId,
+        offer: String,
     },
     Redeem {
         member: MemberId,
@@ -425,6 +431,16 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
                     .map_or(card.clone(), |c| c.reward.clone());
                 written(store, &entry, format!("{name}: a full stamp card spent"))
             }),
+        Request::UseOffer { member, offer } => store
+            .use_offer(member, &offer, actor, now())
+            .map_err(Failed::from)
+            .and_then(|entry| {
+                let name = store
+                    .program()
+                    .offer(&offer)
+                    .map_or(offer.clone(), |o| o.name.clone());
+                written(store, &entry, format!("{name}: used"))
+            }),
         Request::Donate {
             member,
             cause,
@@ -486,6 +502,7 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
         qr,
         stamps: store.stamps_held(member)?,
         pending: store.pending_points(member, now())?,
+        offers: store.offers(member, now())?,
     })
 }
 

@@ -1,0 +1,278 @@
+//! Offers that unlock after repeat purchases: "after 5 purchases within 30 days, a free pastry
+//! is yours for 14 days". The unlock is a ledger fact (`offer_unlocked`, written with the
+//! purchase that completes the run), using it is another (`offer_used`); both move no points,
+//! so a fact two offline tills both wrote costs nothing.
+//!
+//! Which fact stands is one fold over a member's entries in (time, id) order, the same on every
+//! till and the server: an unlock while the same offer is already open is void; a use takes the
+//! open unlock, and a use with none open is void (two tills used it offline: a double use).
+
+use serde::{Deserialize, Serialize};
+
+use super::program::ConfigError;
+use super::timestamp::DAY_MS;
+use super::{Entry, EntryId, EntryKind, Program, Timestamp};
+
+/// An offer of the program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Offer {
+    /// Short stable id, recorded on the facts.
+    pub id: String,
+    /// What the member gets, e.g. "A free pastry".
+    pub name: String,
+    /// Purchases needed...
+    pub after_purchases: i64,
+    /// ...within this many days.
+    pub within_days: i64,
+    /// How long the offer stays open once unlocked.
+    pub valid_days: i64,
+}
+
+/// `[[offers]]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOffer {
+    id: String,
+    name: String,
+    after_purchases: i64,
+    within_days: i64,
+    valid_days: i64,
+}
+
+/// Validates `[[offers]]`.
+pub(super) fn offers(raw: Vec<RawOffer>) -> Result<Vec<Offer>, ConfigError> {
+    let mut out: Vec<Offer> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = |f: &str| format!("offers[{i}].{f}");
+        let id = r.id.trim().to_owned();
+        if id.is_empty()
+            || id.len() > 40
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(ConfigError::field(
+                at("id"),
+                format!("must be 1-40 characters of a-z, 0-9, - or _, got {id:?}"),
+            ));
+        }
+        if out.iter().any(|o| o.id == id) {
+            return Err(ConfigError::field(
+                at("id"),
+                format!("{id:?} is used twice"),
+            ));
+        }
+        let name = r.name.trim().to_owned();
+        if name.is_empty() || name.len() > 80 {
+            return Err(ConfigError::field(at("name"), "must be 1-80 characters"));
+        }
+        let range = |field: &str, value: i64, max: i64| {
+            if (1..=max).contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError::field(
+                    at(field),
+                    format!("must be between 1 and {max}, got {value}"),
+                ))
+            }
+        };
+        out.push(Offer {
+            id,
+            name,
+            after_purchases: range("after_purchases", r.after_purchases, 1_000)?,
+            within_days: range("within_days", r.within_days, 3_660)?,
+            valid_days: range("valid_days", r.valid_days, 3_660)?,
+        });
+    }
+    Ok(out)
+}
+
+/// An offer a member holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenOffer {
+    pub offer: String,
+    /// The unlock that stands.
+    pub unlocked_by: EntryId,
+    pub unlocked_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What the fold found for one member: the offers open at the instant asked, and every
+/// unlock with whether it was used (for the manager's measures).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfferBook {
+    pub open: Vec<OpenOffer>,
+    /// (offer id, unlocked at, used) for every unlock that stood.
+    pub history: Vec<(String, Timestamp, bool)>,
+}
+
+/// Folds a member's offer facts as of `at` (entries in any order).
+pub fn book(program: &Program, entries: &[Entry], at: Timestamp) -> OfferBook {
+    let mut facts: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| {
+            matches!(e.kind, EntryKind::OfferUnlocked | EntryKind::OfferUsed) && e.occurred_at <= at
+        })
+        .collect();
+    facts.sort_by_key(|e| (e.occurred_at, e.id));
+    let mut book = OfferBook::default();
+    let mut open: Vec<(OpenOffer, usize)> = Vec::new();
+    for e in facts {
+        let offer_id = e.reward_id.clone().unwrap_or_default();
+        open.retain(|(o, _)| o.expires_at > e.occurred_at);
+        let current = open.iter().position(|(o, _)| o.offer == offer_id);
+        match (e.kind, current) {
+            (EntryKind::OfferUnlocked, None) => {
+                let days = program.offer(&offer_id).map_or(0, |o| o.valid_days);
+                book.history.push((offer_id.clone(), e.occurred_at, false));
+                open.push((
+                    OpenOffer {
+                        offer: offer_id,
+                        unlocked_by: e.id,
+                        unlocked_at: e.occurred_at,
+                        expires_at: e.occurred_at.plus_millis(days * DAY_MS),
+                    },
+                    book.history.len() - 1,
+                ));
+            }
+            (EntryKind::OfferUsed, Some(i)) => {
+                let (_, index) = open.remove(i);
+                book.history[index].2 = true;
+            }
+            _ => {}
+        }
+    }
+    book.open = open
+        .into_iter()
+        .map(|(o, _)| o)
+        .filter(|o| o.expires_at > at)
+        .collect();
+    book
+}
+
+/// Purchases (sales not reversed) in the `days` up to `at`, after `since` when given.
+fn purchases(entries: &[Entry], at: Timestamp, days: i64, since: Option<Timestamp>) -> i64 {
+    let from = at.plus_days(-days);
+    let count = entries
+        .iter()
+        .filter(|e| {
+            e.kind == EntryKind::Earn
+                && e.occurred_at > from
+                && e.occurred_at <= at
+                && since.is_none_or(|s| e.occurred_at > s)
+                && !entries.iter().any(|r| r.reverses == Some(e.id))
+        })
+        .count();
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// The offers a purchase at `at` unlocks (its entry among `entries`): each offer not open now
+/// whose run is complete, counting the purchases within its window since its last unlock.
+pub fn unlocked_by_purchase(program: &Program, entries: &[Entry], at: Timestamp) -> Vec<String> {
+    let book = book(program, entries, at);
+    program
+        .offers
+        .iter()
+        .filter(|offer| !book.open.iter().any(|o| o.offer == offer.id))
+        .filter(|offer| {
+            let last = book
+                .history
+                .iter()
+                .filter(|(id, _, _)| *id == offer.id)
+                .map(|(_, t, _)| *t)
+                .max();
+            purchases(entries, at, offer.within_days, last) >= offer.after_purchases
+        })
+        .map(|offer| offer.id.clone())
+        .collect()
+}
+
+/// Could an honest till have unlocked `offer_id` at `at`, given all the member's `entries`?
+/// It needs the run within the window; a till may not have seen an earlier unlock, so the
+/// server does not insist on purchases since one (the fold voids a second open unlock).
+pub fn unlock_possible(
+    program: &Program,
+    offer_id: &str,
+    entries: &[Entry],
+    at: Timestamp,
+) -> bool {
+    program
+        .offer(offer_id)
+        .is_some_and(|o| purchases(entries, at, o.within_days, None) >= o.after_purchases)
+}
+
+/// Purchases towards each offer not open now, for the till's preview: (offer, made, needed).
+pub fn progress(program: &Program, entries: &[Entry], at: Timestamp) -> Vec<(String, i64, i64)> {
+    let book = book(program, entries, at);
+    program
+        .offers
+        .iter()
+        .filter(|offer| !book.open.iter().any(|o| o.offer == offer.id))
+        .map(|offer| {
+            let last = book
+                .history
+                .iter()
+                .filter(|(id, _, _)| *id == offer.id)
+                .map(|(_, t, _)| *t)
+                .max();
+            (
+                offer.name.clone(),
+                purchases(entries, at, offer.within_days, last),
+                offer.after_purchases,
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::summary::tests::entry;
+
+    fn fact(kind: EntryKind, offer: &str, at: i64) -> Entry {
+        Entry {
+            reward_id: Some(offer.into()),
+            ..entry(kind, 0, None, at)
+        }
+    }
+
+    fn sale(at: i64) -> Entry {
+        entry(EntryKind::Earn, 30, Some(300), at)
+    }
+
+    #[test]
+    fn five_purchases_in_thirty_days_unlock_a_pastry_for_fourteen() {
+        let p = Program::demo();
+        let d = DAY_MS;
+        let mut entries: Vec<Entry> = (0..4).map(|i| sale(i * d)).collect();
+        assert!(unlocked_by_purchase(&p, &entries, Timestamp::from_millis(3 * d)).is_empty());
+        entries.push(sale(10 * d));
+        let at = Timestamp::from_millis(10 * d);
+        assert_eq!(unlocked_by_purchase(&p, &entries, at), ["five-visits"]);
+        entries.push(fact(EntryKind::OfferUnlocked, "five-visits", 10 * d));
+        // Open for 14 days; a second unlock (another till, offline) is void.
+        entries.push(fact(EntryKind::OfferUnlocked, "five-visits", 11 * d));
+        let open = book(&p, &entries, Timestamp::from_millis(12 * d)).open;
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].expires_at, Timestamp::from_millis(24 * d));
+        assert!(
+            book(&p, &entries, Timestamp::from_millis(24 * d))
+                .open
+                .is_empty()
+        );
+        // Used once: closed, recorded as used; a second use is void.
+        entries.push(fact(EntryKind::OfferUsed, "five-visits", 13 * d));
+        entries.push(fact(EntryKind::OfferUsed, "five-visits", 13 * d + 1));
+        let b = book(&p, &entries, Timestamp::from_millis(14 * d));
+        assert!(b.open.is_empty());
+        assert_eq!(
+            b.history,
+            [("five-visits".into(), Timestamp::from_millis(10 * d), true)]
+        );
+        // The next run counts purchases after the last unlock.
+        assert_eq!(
+            progress(&p, &entries, Timestamp::from_millis(14 * d)),
+            [("A free pastry".to_owned(), 0, 5)]
+        );
+    }
+}
