@@ -148,18 +148,21 @@ fn a_year_in_a_coffee_shop(backend: Backend) {
     sync_both(&mut a, &mut b);
 
     // 1 March, till B: six lattes, 19.20: 192 points, six stamps (10 held). Qualifying points
-    // reach 1,044: Silver. The full card buys a free coffee: one stamp left.
+    // reach 1,044: Silver. Purchases in January, February and March: the "Three months
+    // running" badge and its 50 points. The full card buys a free coffee: one stamp left.
     let six = [item("Latte", "coffee", 6, 1_920)];
     let e = b
         .store
         .earn_sale(maya, Sale::Lines(&six), "bo", day("03-01"))
         .expect("six lattes");
     assert_eq!(e.points, 192);
-    assert_eq!(seen(&b, maya, day("03-01")), (1_144, "Silver".into(), 10));
+    assert_eq!(seen(&b, maya, day("03-01")), (1_194, "Silver".into(), 10));
+    let badges = b.store.badges(maya).expect("badges");
+    assert_eq!(badges, ["three-months"]);
     b.store
         .redeem_stamps(maya, "coffee", "bo", day("03-01").plus_millis(60_000))
         .expect("the free coffee");
-    assert_eq!(seen(&b, maya, day("03-01")), (1_144, "Silver".into(), 1));
+    assert_eq!(seen(&b, maya, day("03-01")), (1_194, "Silver".into(), 1));
     sync_both(&mut a, &mut b);
 
     // 6 April, till A, as Silver: a bag of beans, 12.00: 120 base, x1.25 Silver (+30), beans
@@ -185,7 +188,7 @@ fn a_year_in_a_coffee_shop(backend: Backend) {
         .refund(bag_sale.id, Returned::Lines(&[(0, 1)]), "ann", day("04-07"))
         .expect("return");
     assert_eq!((back.points, back.amount_minor), (-300, Some(-1_200)));
-    assert_eq!(seen(&a, maya, day("04-07")), (1_144, "Silver".into(), 1));
+    assert_eq!(seen(&a, maya, day("04-07")), (1_194, "Silver".into(), 1));
     sync_both(&mut a, &mut b);
 
     // 4 May, till B: Maya gives 144 points to the food bank. 5 May, till A: a coffee, 500.
@@ -196,7 +199,7 @@ fn a_year_in_a_coffee_shop(backend: Backend) {
     a.store
         .redeem(maya, "coffee", "ann", day("05-05"))
         .expect("coffee");
-    assert_eq!(seen(&a, maya, day("05-05")), (500, "Silver".into(), 1));
+    assert_eq!(seen(&a, maya, day("05-05")), (550, "Silver".into(), 1));
 
     // 1 June, till A: a typed 10.00 as Silver earns 125; 4.00 of it comes back: 50 points.
     let typed = a
@@ -216,12 +219,14 @@ fn a_year_in_a_coffee_shop(backend: Backend) {
     assert_eq!(part.points, -50);
     sync_both(&mut a, &mut b);
 
-    // The year's end, everywhere: 575 points (100 + 92 + 116 + 612 + 32 + 192 + 300 - 300 - 144
-    // - 500 + 125 - 50), one coffee stamp, Silver on 1,119 qualifying points (every sale and
-    // return: 92 + 116 + 612 + 32 + 192 + 300 - 300 + 125 - 50), 144 points for the food bank.
+    // The year's end, everywhere: 625 points (100 + 92 + 116 + 612 + 32 + 192 + 50 + 300 - 300
+    // - 144 - 500 + 125 - 50), one coffee stamp, Silver on 1,119 qualifying points (every sale
+    // and return: 92 + 116 + 612 + 32 + 192 + 300 - 300 + 125 - 50; a badge's points do not
+    // qualify), the one badge, 144 points for the food bank.
     let at = day("06-02");
     for till in [&a, &b] {
-        assert_eq!(seen(till, maya, at), (575, "Silver".into(), 1));
+        assert_eq!(seen(till, maya, at), (625, "Silver".into(), 1));
+        assert_eq!(till.store.badges(maya).expect("badges"), ["three-months"]);
         assert_eq!(
             till.store.summary_at(maya, at).expect("summary").qualifying,
             1_119
@@ -239,6 +244,6 @@ fn a_year_in_a_coffee_shop(backend: Backend) {
     let on_server =
         tillpass::sync::live_balance(&mut a.store, maya, std::time::Duration::from_secs(10))
             .expect("the server answers");
-    assert_eq!(on_server, Some(575));
+    assert_eq!(on_server, Some(625));
     drop(server);
 }

@@ -56,6 +56,7 @@ on_both_backends!(
     every_impossible_entry_is_refused_by_its_rule,
     baskets_sync_everywhere_and_forged_baskets_are_refused,
     an_offer_unlocked_at_two_offline_tills_is_one_offer,
+    a_badge_awarded_at_two_offline_tills_is_given_once,
     a_reused_or_skipped_sequence_number_is_refused,
     impossible_member_records_are_refused,
     refusals_and_flags_show_in_the_audit,
@@ -1331,6 +1332,74 @@ fn an_offer_unlocked_at_two_offline_tills_is_one_offer(backend: Backend) {
         .push(vec![], vec![unknown])
         .expect_err("no such offer");
     assert_eq!(err.rule.as_deref(), Some("unknown_offer"), "{}", err.error);
+}
+
+fn a_badge_awarded_at_two_offline_tills_is_given_once(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let mut b = Till::join(&server.url, &tokens[1]);
+    let rogue = Rogue::new(&server.url, &tokens[2]);
+    let member = enrol(&mut a.store, "Grace Hopper").member.id;
+    let t0 = now().plus_days(-2);
+    for i in 0..9 {
+        a.store
+            .earn(member, 300, "test", t0.plus_millis(i * 60_000))
+            .expect("a visit");
+    }
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    // The tenth visit at both tills apart: each awards "Regular" and its 100 points.
+    a.store
+        .earn(member, 300, "test", t0.plus_days(1))
+        .expect("tenth at a");
+    b.store
+        .earn(member, 300, "test", t0.plus_days(1).plus_millis(9_000))
+        .expect("tenth at b");
+    for till in [&a, &b] {
+        assert_eq!(till.store.badges(member).expect("badges"), ["regular"]);
+    }
+    a.sync().expect("sync a");
+    let report = b.sync().expect("sync b");
+    assert_eq!(
+        report.voided_awards, 1,
+        "b's award came second: b takes it back"
+    );
+    a.sync().expect("sync a again");
+    // 100 welcome + 11 visits of 30 + one "Regular" award of 100.
+    for till in [&a, &b] {
+        let balance = till
+            .store
+            .summary_at(member, now())
+            .expect("summary")
+            .balance;
+        assert_eq!(balance, 100 + 11 * 30 + 100);
+        assert_eq!(till.store.badges(member).expect("badges"), ["regular"]);
+    }
+    assert_eq!(a.balances(), b.balances());
+    let audit = admin_output(&server.db, &["audit"]);
+    assert!(audit.contains("duplicate_badge"), "{audit}");
+
+    // No till awards a badge its rule does not give, nor with other points.
+    let mut unearned = rogue.entry(1, member, EntryKind::BadgeAwarded, 25);
+    unearned.reward_id = Some("explorer".into());
+    let err = rogue
+        .push(vec![], vec![unearned])
+        .expect_err("one category only");
+    assert_eq!(
+        err.rule.as_deref(),
+        Some("badge_not_earned"),
+        "{}",
+        err.error
+    );
+    let mut greedy = rogue.entry(1, member, EntryKind::BadgeAwarded, 1_000);
+    greedy.reward_id = Some("regular".into());
+    let err = rogue
+        .push(vec![], vec![greedy])
+        .expect_err("the badge gives 100");
+    assert_eq!(err.rule.as_deref(), Some("badge_points"), "{}", err.error);
 }
 
 fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {

@@ -89,6 +89,8 @@ pub enum EntryKind {
     OfferUnlocked,
     /// An open offer (`reward_id`) used; moves no points.
     OfferUsed,
+    /// A badge (`reward_id`) awarded, with its points (possibly none).
+    BadgeAwarded,
     /// Part (or all) of a sale brought back: the money, its lines, and the points and stamps
     /// taken back in proportion; names the sale (`returns`).
     Return,
@@ -96,7 +98,7 @@ pub enum EntryKind {
 
 impl EntryKind {
     /// Every kind, for iteration and schema checks.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Earn,
         Self::Redeem,
         Self::Reverse,
@@ -110,6 +112,7 @@ impl EntryKind {
         Self::Donation,
         Self::OfferUnlocked,
         Self::OfferUsed,
+        Self::BadgeAwarded,
     ];
 
     /// The stable text used in storage and on the wire.
@@ -128,6 +131,7 @@ impl EntryKind {
             Self::Donation => "donation",
             Self::OfferUnlocked => "offer_unlocked",
             Self::OfferUsed => "offer_used",
+            Self::BadgeAwarded => "badge_awarded",
         }
     }
 
@@ -147,6 +151,7 @@ impl EntryKind {
             Self::Donation => "Donation",
             Self::OfferUnlocked => "Offer unlocked",
             Self::OfferUsed => "Offer used",
+            Self::BadgeAwarded => "Badge",
         }
     }
 }
@@ -300,6 +305,9 @@ impl Entry {
             {
                 fail("an offer's facts name the offer and move no points")
             }
+            EntryKind::BadgeAwarded if self.points < 0 || self.reward_id.is_none() => {
+                fail("a badge names the badge and gives its points, if any")
+            }
             EntryKind::StampReward if self.points != 0 || self.reward_id.is_none() => {
                 fail("a stamp reward spends stamps of a named card, not points")
             }
@@ -308,6 +316,7 @@ impl Entry {
             | EntryKind::Donation
             | EntryKind::OfferUnlocked
             | EntryKind::OfferUsed
+            | EntryKind::BadgeAwarded
             | EntryKind::Expire
             | EntryKind::WelcomeBonus
             | EntryKind::BirthdayBonus

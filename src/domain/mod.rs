@@ -1,5 +1,6 @@
 //! Pure loyalty domain: no IO, no clocks, no randomness. Callers pass time and ids in.
 
+pub mod badges;
 pub mod basket;
 pub mod card;
 pub mod causes;

@@ -124,6 +124,14 @@ pub enum Rule {
         points: i64,
         costs: Vec<i64>,
     },
+    #[error("awards badge {badge:?} with {points} points; the program gives {allowed:?}")]
+    BadgePoints {
+        badge: String,
+        points: i64,
+        allowed: Vec<i64>,
+    },
+    #[error("awards badge {badge:?}, whose rule the member's ledger does not meet")]
+    BadgeNotEarned { badge: String },
     #[error("names offer {offer:?}, which the program does not have")]
     UnknownOffer { offer: String },
     #[error("unlocks offer {offer:?} without the run of purchases it needs")]
@@ -186,6 +194,8 @@ impl Rule {
             Rule::ReturnOf { .. } => "return_of",
             Rule::UnknownCause { .. } => "unknown_cause",
             Rule::UnknownOffer { .. } => "unknown_offer",
+            Rule::BadgePoints { .. } => "badge_points",
+            Rule::BadgeNotEarned { .. } => "badge_not_earned",
             Rule::OfferNotEarned { .. } => "offer_not_earned",
             Rule::ReversalAfterReturn { .. } => "reversal_after_return",
             Rule::StampReward { .. } => "stamp_reward",
@@ -218,6 +228,8 @@ pub enum Flag {
     OverOfflineLimit { used: i64, limit: i64 },
     /// A balance brought over from another system at import.
     OpeningBalance { points: i64 },
+    /// A badge awarded again while offline (its till reverses it once it sees the first).
+    DuplicateBadge { badge: String },
 }
 
 impl Flag {
@@ -227,6 +239,7 @@ impl Flag {
             Flag::Adjustment { .. } => "adjustment",
             Flag::OverOfflineLimit { .. } => "over_offline_limit",
             Flag::OpeningBalance { .. } => "opening_balance",
+            Flag::DuplicateBadge { .. } => "duplicate_badge",
         }
     }
 
@@ -239,6 +252,9 @@ impl Flag {
             }
             Flag::OpeningBalance { points } => {
                 format!("opening balance of {points} points brought over at import")
+            }
+            Flag::DuplicateBadge { badge } => {
+                format!("badge {badge:?} awarded again offline; the later award is reversed")
             }
         }
     }
@@ -266,6 +282,7 @@ fn needs_history(kind: EntryKind) -> bool {
             | EntryKind::Return
             | EntryKind::Reverse
             | EntryKind::OfferUnlocked
+            | EntryKind::BadgeAwarded
     )
 }
 
@@ -410,6 +427,9 @@ pub fn check_entry(
         EntryKind::Donation => check_donation(&candidates, e).map_err(fail)?,
         EntryKind::OfferUnlocked => check_offer_unlock(&candidates, known, e).map_err(fail)?,
         EntryKind::OfferUsed => check_offer_named(&candidates, e).map_err(fail)?,
+        EntryKind::BadgeAwarded => {
+            return check_badge(&candidates, known, e).map_err(fail);
+        }
     }
     Ok(None)
 }
@@ -527,6 +547,43 @@ fn check_donation(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
     } else {
         Err(Rule::UnknownCause { cause })
     }
+}
+
+/// A badge is one of a program then in force, with its points, and its rule is met by the
+/// member's ledger (which holds everything the awarding till knew). A second award of a badge
+/// is possible offline; it is flagged, and its till reverses it once it sees the first.
+fn check_badge(candidates: &[&Program], known: &Known, e: &Entry) -> Result<Option<Flag>, Rule> {
+    let badge = e.reward_id.clone().unwrap_or_default();
+    let mut allowed: Vec<i64> = candidates
+        .iter()
+        .filter_map(|p| p.badge(&badge))
+        .map(|b| b.points)
+        .collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    if !allowed.contains(&e.points) {
+        return Err(Rule::BadgePoints {
+            badge,
+            points: e.points,
+            allowed,
+        });
+    }
+    let history: Vec<Entry> = known.history(e.member_id).cloned().collect();
+    let at = e.occurred_at.plus_millis(MAX_CLOCK_SKEW_MS);
+    let met = candidates.iter().any(|p| {
+        p.badge(&badge)
+            .is_some_and(|b| super::badges::meets(p, b.rule, &history, at))
+    });
+    if !met {
+        return Err(Rule::BadgeNotEarned { badge });
+    }
+    let earlier = history.iter().any(|o| {
+        o.kind == EntryKind::BadgeAwarded
+            && o.reward_id == e.reward_id
+            && o.id != e.id
+            && !history.iter().any(|r| r.reverses == Some(o.id))
+    });
+    Ok(earlier.then_some(Flag::DuplicateBadge { badge }))
 }
 
 /// An offer's fact names an offer of a program then in force.

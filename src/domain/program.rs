@@ -7,6 +7,7 @@ use phonenumber::country::Id as CountryId;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::badges::{self, Badge, RawBadge};
 use super::causes::{self, Cause, RawCause};
 use super::offers::{self, Offer, RawOffer};
 use super::promotion::{self, CategoryRate, Promotion, RawCategoryRate, RawPromotion};
@@ -142,6 +143,8 @@ pub struct Program {
     pub causes: Vec<Cause>,
     /// Offers that unlock after repeat purchases.
     pub offers: Vec<Offer>,
+    /// Badges awarded once by rules over the ledger.
+    pub badges: Vec<Badge>,
     /// Points earned on a sale are pending (not spendable) for this many days, while the sale
     /// may still be returned; `None`: spendable at once.
     pub return_window_days: Option<i64>,
@@ -177,6 +180,8 @@ struct RawProgram {
     causes: Vec<RawCause>,
     #[serde(default)]
     offers: Vec<RawOffer>,
+    #[serde(default)]
+    badges: Vec<RawBadge>,
 }
 
 #[derive(Deserialize)]
@@ -324,6 +329,11 @@ impl Program {
             super::money::format_amount(minor, self.minor_units),
             self.currency
         )
+    }
+
+    /// Finds a badge by id.
+    pub fn badge(&self, id: &str) -> Option<&Badge> {
+        self.badges.iter().find(|b| b.id == id)
     }
 
     /// Finds an offer by id.
@@ -625,6 +635,7 @@ impl RawProgram {
         let stamp_cards = stamps::cards(self.stamp_cards)?;
         let causes = causes::causes(self.causes)?;
         let offers = offers::offers(self.offers)?;
+        let badges = badges::badges(self.badges, &tiers)?;
         let return_window_days = Some(in_range(
             "earn.return_window_days",
             self.earn.return_window_days,
@@ -662,6 +673,7 @@ impl RawProgram {
             stamp_cards,
             causes,
             offers,
+            badges,
             return_window_days,
         })
     }

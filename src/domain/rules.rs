@@ -167,6 +167,14 @@ pub fn use_offer(
     })
 }
 
+/// The award of a badge whose rule the member now meets, with its points.
+pub fn award_badge(badge_id: &str, points: i64) -> Draft {
+    Draft {
+        reward_id: Some(badge_id.to_owned()),
+        ..Draft::points(EntryKind::BadgeAwarded, points)
+    }
+}
+
 /// The fact of an offer unlocked by the purchase just made.
 pub fn unlock_offer(offer_id: &str) -> Draft {
     Draft {

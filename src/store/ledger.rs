@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::rows::{entry_by_id, insert_entry, member_entries, upsert_state};
 use super::{Result, Store, StoreError};
 use crate::domain::Refusal;
+use crate::domain::badges;
 use crate::domain::offers;
 use crate::domain::quote::{Quote, Sale, quote};
 use crate::domain::returns::{self, Returned};
@@ -216,8 +217,39 @@ impl Store {
         for offer in offers::unlocked_by_purchase(&self.program, &entries, at) {
             appender.append(member, &mut entries, rules::unlock_offer(&offer), actor, at)?;
         }
+        for (badge, points) in badges::due(&self.program, &entries, at) {
+            let award = rules::award_badge(&badge, points);
+            appender.append(member, &mut entries, award, actor, at)?;
+        }
         tx.commit()?;
         Ok(entry)
+    }
+
+    /// Reverses this till's badge awards that do not stand: another till awarded the same badge
+    /// first while they were apart (seen now that its entries are here). Returns how many.
+    pub fn void_duplicate_awards(&mut self, at: Timestamp) -> Result<usize> {
+        let members: Vec<uuid::Uuid> = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT member_id FROM ledger WHERE kind = 'badge_awarded'
+                 GROUP BY member_id, reward_id HAVING COUNT(*) > 1",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut voided = 0;
+        for member in members {
+            let entries = member_entries(&self.conn, MemberId(member))?;
+            let ours: Vec<EntryId> = badges::duplicates(&entries)
+                .into_iter()
+                .filter(|e| e.terminal_id == self.terminal && e.points != 0)
+                .map(|e| e.id)
+                .collect();
+            for id in ours {
+                self.reverse(id, "tillpass", at)?;
+                voided += 1;
+            }
+        }
+        Ok(voided)
     }
 
     /// Uses an offer open for `member`.
@@ -403,6 +435,12 @@ impl Store {
             &member_entries(&self.conn, member)?,
             at,
         ))
+    }
+
+    /// The badges `member` holds (ids, in the order they were awarded).
+    pub fn badges(&self, member: MemberId) -> Result<Vec<String>> {
+        member_exists(&self.conn, member)?;
+        Ok(badges::held(&member_entries(&self.conn, member)?))
     }
 
     /// The stamps `member` holds on each stamp card.

@@ -45,6 +45,8 @@ pub struct SyncReport {
     pub server_restored: bool,
     /// The server's seq when the round began: what the pull catches up to.
     pub target_seq: i64,
+    /// This till's badge awards reversed because another till's award of the badge came first.
+    pub voided_awards: usize,
 }
 
 /// A client for the server saved in `store`.
@@ -370,6 +372,10 @@ fn round(
     pull_observed(store, client, report, at, progress)?;
     if report.program_updated {
         report.released = store.retry_quarantine(at)?;
+    }
+    report.voided_awards = store.void_duplicate_awards(at)?;
+    if report.voided_awards > 0 && pushed.is_ok() {
+        return push_all(store, client, report);
     }
     pushed
 }

@@ -251,6 +251,10 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
             .desired_height(28.0),
     );
     stamps_ui(ui, program, &shown.stamps);
+    let badges = shown.badge_names(program);
+    if !badges.is_empty() {
+        ui.label(RichText::new(format!("Badges: {}", badges.join(" · "))).color(GOOD));
+    }
     let mut action = offers_ui(ui, program, shown);
     ui.horizontal(|ui| {
         if big_button(ui, "Wallet pass").clicked() {

@@ -70,6 +70,10 @@ pub fn customer_display(
                             .strong(),
                     );
                     super::cashier::stamps_ui(ui, program, &shown.stamps);
+                    let badges = shown.badge_names(program);
+                    if !badges.is_empty() {
+                        ui.label(RichText::new(badges.join(" · ")).size(22.0));
+                    }
                     for open in &shown.offers.open {
                         if let Some(offer) = program.offer(&open.offer) {
                             ui.label(

@@ -20,9 +20,19 @@ pub struct ShownMember {
     pub pending: i64,
     /// Offers open now, and progress towards the others.
     pub offers: crate::store::MemberOffers,
+    /// Badges held (ids).
+    pub badges: Vec<String>,
 }
 
 impl ShownMember {
+    /// The names of the member's badges, in the order they were awarded.
+    pub fn badge_names(&self, program: &crate::domain::Program) -> Vec<String> {
+        self.badges
+            .iter()
+            .map(|id| program.badge(id).map_or(id.clone(), |b| b.name.clone()))
+            .collect()
+    }
+
     /// The member's state with the balance they may spend now (pending points held back).
     pub fn spendable(&self) -> crate::domain::MemberSummary {
         crate::domain::MemberSummary {
@@ -41,6 +51,7 @@ impl ShownMember {
             stamps: panel.stamps,
             pending: panel.pending,
             offers: panel.offers,
+            badges: panel.badges,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct MemberPanel {
     pub pending: i64,
     /// Offers open now, and progress towards the others.
     pub offers: crate::store::MemberOffers,
+    /// Badges held (ids).
+    pub badges: Vec<String>,
 }
 
 /// What identifies one page of the manager's tier list.
@@ -503,6 +505,7 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
         stamps: store.stamps_held(member)?,
         pending: store.pending_points(member, now())?,
         offers: store.offers(member, now())?,
+        badges: store.badges(member)?,
     })
 }
 

@@ -27,5 +27,8 @@ END;
 -- The integration API's bearer token (made at first use; `tillpass pos-token` shows it).
 ALTER TABLE terminal ADD COLUMN pos_token TEXT;
 
+-- Badge awards by member, to find a badge two tills awarded apart.
+CREATE INDEX ledger_badges ON ledger (member_id, reward_id) WHERE kind = 'badge_awarded';
+
 -- Donations by cause, for the manager's totals.
 CREATE INDEX ledger_donations ON ledger (reward_id) WHERE kind = 'donation';
