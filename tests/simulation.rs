@@ -773,6 +773,13 @@ impl<'t> World<'t> {
             Ok(entry) => {
                 self.oracle.honest.insert(entry.id.0);
                 self.tally.entries += 1;
+                // A sale writes the offers and badges it unlocks in its transaction, right after.
+                if entry.kind == tillpass::domain::EntryKind::Earn {
+                    let follow_ups =
+                        own_entries_after(&self.tills[t].till.store, entry.terminal_seq);
+                    self.tally.entries += follow_ups.len();
+                    self.oracle.honest.extend(follow_ups);
+                }
                 self.log(format!(
                     "till {t}: {what} -> {} {:+} (seq {})",
                     entry.kind, entry.points, entry.terminal_seq
@@ -940,6 +947,10 @@ impl<'t> World<'t> {
         let till = &mut self.tills[t];
         till.link.arm(fault);
         let result = sync_once(&mut till.till.store, &till.client, at);
+        // After its pull a till reverses its own badge awards another till's came before.
+        let voids = own_award_voids(&till.till.store);
+        self.oracle.honest.extend(voids);
+        let till = &mut self.tills[t];
         if result.is_ok() {
             till.restored = false;
             till.reversed_on_server.clear();
@@ -1786,4 +1797,34 @@ fn assert_same(
         missing.join("\n"),
         extra.join("\n")
     );
+}
+
+/// Ids of the till's own entries after its number `seq`.
+fn own_entries_after(store: &tillpass::store::Store, seq: i64) -> Vec<uuid::Uuid> {
+    let conn = store.connection();
+    let mut stmt = conn
+        .prepare(
+            "SELECT id FROM ledger WHERE terminal_id = (SELECT terminal_id FROM terminal)
+             AND terminal_seq > ?1",
+        )
+        .expect("prepare");
+    stmt.query_map([seq], |r| r.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("ids")
+}
+
+/// Ids of the till's reversals of its own badge awards that did not stand.
+fn own_award_voids(store: &tillpass::store::Store) -> Vec<uuid::Uuid> {
+    let conn = store.connection();
+    let mut stmt = conn
+        .prepare(
+            "SELECT r.id FROM ledger r JOIN ledger a ON a.id = r.reverses
+             WHERE a.kind = 'badge_awarded' AND r.terminal_id = (SELECT terminal_id FROM terminal)",
+        )
+        .expect("prepare");
+    stmt.query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("ids")
 }

@@ -1315,18 +1315,17 @@ fn an_offer_unlocked_at_two_offline_tills_is_one_offer(backend: Backend) {
         Err(tillpass::store::StoreError::Refused(_))
     ));
 
-    // No till unlocks an offer without the run, nor names one the program lacks.
+    // An unlock without the run here is flagged for the manager (the till may have counted
+    // purchases not received yet); one naming an offer the program lacks is refused.
     let mut early = rogue.entry(1, member, EntryKind::OfferUnlocked, 0);
     early.reward_id = Some("five-visits".into());
     early.occurred_at = t0.plus_days(-30);
-    let err = rogue.push(vec![], vec![early]).expect_err("no run then");
-    assert_eq!(
-        err.rule.as_deref(),
-        Some("offer_not_earned"),
-        "{}",
-        err.error
-    );
-    let mut unknown = rogue.entry(1, member, EntryKind::OfferUsed, 0);
+    rogue
+        .push(vec![], vec![early])
+        .expect("flagged, not refused");
+    let audit = admin_output(&server.db, &["audit"]);
+    assert!(audit.contains("unverified"), "{audit}");
+    let mut unknown = rogue.entry(2, member, EntryKind::OfferUsed, 0);
     unknown.reward_id = Some("free-car".into());
     let err = rogue
         .push(vec![], vec![unknown])
@@ -1382,18 +1381,7 @@ fn a_badge_awarded_at_two_offline_tills_is_given_once(backend: Backend) {
     let audit = admin_output(&server.db, &["audit"]);
     assert!(audit.contains("duplicate_badge"), "{audit}");
 
-    // No till awards a badge its rule does not give, nor with other points.
-    let mut unearned = rogue.entry(1, member, EntryKind::BadgeAwarded, 25);
-    unearned.reward_id = Some("explorer".into());
-    let err = rogue
-        .push(vec![], vec![unearned])
-        .expect_err("one category only");
-    assert_eq!(
-        err.rule.as_deref(),
-        Some("badge_not_earned"),
-        "{}",
-        err.error
-    );
+    // No till awards a badge with other points than the program's.
     let mut greedy = rogue.entry(1, member, EntryKind::BadgeAwarded, 1_000);
     greedy.reward_id = Some("regular".into());
     let err = rogue

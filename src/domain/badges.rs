@@ -176,6 +176,26 @@ pub fn meets(program: &Program, rule: BadgeRule, entries: &[Entry], at: Timestam
     }
 }
 
+/// Could a till have found `rule` met at `at`, knowing some of `view` (the member's entries
+/// as a judge sees them, less what the till could not have known)? Entries other tills stamped
+/// up to `skew` after `at` count, and the tier window starts where the till's did.
+pub fn possible(
+    program: &Program,
+    rule: BadgeRule,
+    view: &[Entry],
+    at: Timestamp,
+    skew: i64,
+) -> bool {
+    let by = at.plus_millis(skew);
+    match rule {
+        BadgeRule::Tier(tier) => {
+            let from = at.plus_days(-program.tier_window_days);
+            program.tier_for(super::summary::qualifying_between(program, view, from, by)) >= tier
+        }
+        other => meets(program, other, view, by),
+    }
+}
+
 /// The awards that stand: per badge, the earliest by (time, id) not reversed.
 pub fn standing(entries: &[Entry]) -> Vec<&Entry> {
     let reversed: BTreeSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();

@@ -187,18 +187,31 @@ pub fn unlocked_by_purchase(program: &Program, entries: &[Entry], at: Timestamp)
         .collect()
 }
 
-/// Could an honest till have unlocked `offer_id` at `at`, given all the member's `entries`?
-/// It needs the run within the window; a till may not have seen an earlier unlock, so the
-/// server does not insist on purchases since one (the fold voids a second open unlock).
+/// Could an honest till have unlocked `offer_id` at `at`, knowing some of `view` (the member's
+/// entries less what the till could not have known)? It needs the run within the window,
+/// counting purchases other tills stamped up to `skew` after `at`; a till may not have seen an
+/// earlier unlock, so a run since one is not insisted on (the fold voids a second open unlock).
 pub fn unlock_possible(
     program: &Program,
     offer_id: &str,
-    entries: &[Entry],
+    view: &[Entry],
     at: Timestamp,
+    skew: i64,
 ) -> bool {
-    program
-        .offer(offer_id)
-        .is_some_and(|o| purchases(entries, at, o.within_days, None) >= o.after_purchases)
+    program.offer(offer_id).is_some_and(|o| {
+        let from = at.plus_days(-o.within_days);
+        let reversed: Vec<EntryId> = view.iter().filter_map(|e| e.reverses).collect();
+        let count = view
+            .iter()
+            .filter(|e| {
+                e.kind == EntryKind::Earn
+                    && e.occurred_at > from
+                    && e.occurred_at <= at.plus_millis(skew)
+                    && !reversed.contains(&e.id)
+            })
+            .count();
+        i64::try_from(count).unwrap_or(i64::MAX) >= o.after_purchases
+    })
 }
 
 /// Purchases towards each offer not open now, for the till's preview: (offer, made, needed).

@@ -130,12 +130,8 @@ pub enum Rule {
         points: i64,
         allowed: Vec<i64>,
     },
-    #[error("awards badge {badge:?}, whose rule the member's ledger does not meet")]
-    BadgeNotEarned { badge: String },
     #[error("names offer {offer:?}, which the program does not have")]
     UnknownOffer { offer: String },
-    #[error("unlocks offer {offer:?} without the run of purchases it needs")]
-    OfferNotEarned { offer: String },
     #[error("gives points to cause {cause:?}, which the program does not have")]
     UnknownCause { cause: String },
     #[error("returns part of entry {target}: {reason}")]
@@ -195,8 +191,6 @@ impl Rule {
             Rule::UnknownCause { .. } => "unknown_cause",
             Rule::UnknownOffer { .. } => "unknown_offer",
             Rule::BadgePoints { .. } => "badge_points",
-            Rule::BadgeNotEarned { .. } => "badge_not_earned",
-            Rule::OfferNotEarned { .. } => "offer_not_earned",
             Rule::ReversalAfterReturn { .. } => "reversal_after_return",
             Rule::StampReward { .. } => "stamp_reward",
             Rule::UnknownReward { .. } => "unknown_reward",
@@ -230,6 +224,9 @@ pub enum Flag {
     OpeningBalance { points: i64 },
     /// A badge awarded again while offline (its till reverses it once it sees the first).
     DuplicateBadge { badge: String },
+    /// A badge or offer whose rule the entries here do not meet (yet): the till may have
+    /// counted entries this judge has not received; a manager checks it.
+    Unverified { fact: String },
 }
 
 impl Flag {
@@ -240,6 +237,7 @@ impl Flag {
             Flag::OverOfflineLimit { .. } => "over_offline_limit",
             Flag::OpeningBalance { .. } => "opening_balance",
             Flag::DuplicateBadge { .. } => "duplicate_badge",
+            Flag::Unverified { .. } => "unverified",
         }
     }
 
@@ -255,6 +253,9 @@ impl Flag {
             }
             Flag::DuplicateBadge { badge } => {
                 format!("badge {badge:?} awarded again offline; the later award is reversed")
+            }
+            Flag::Unverified { fact } => {
+                format!("{fact}: its rule is not met by the entries received so far")
             }
         }
     }
@@ -425,7 +426,7 @@ pub fn check_entry(
         EntryKind::StampReward => check_stamp_reward(&candidates, e).map_err(fail)?,
         EntryKind::Return => check_return(&candidates, known, e).map_err(fail)?,
         EntryKind::Donation => check_donation(&candidates, e).map_err(fail)?,
-        EntryKind::OfferUnlocked => check_offer_unlock(&candidates, known, e).map_err(fail)?,
+        EntryKind::OfferUnlocked => return check_offer_unlock(&candidates, known, e).map_err(fail),
         EntryKind::OfferUsed => check_offer_named(&candidates, e).map_err(fail)?,
         EntryKind::BadgeAwarded => {
             return check_badge(&candidates, known, e).map_err(fail);
@@ -549,9 +550,11 @@ fn check_donation(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
     }
 }
 
-/// A badge is one of a program then in force, with its points, and its rule is met by the
-/// member's ledger (which holds everything the awarding till knew). A second award of a badge
-/// is possible offline; it is flagged, and its till reverses it once it sees the first.
+/// A badge is one of a program then in force, with its points. Its rule is checked against what
+/// the awarding till could have known; other tills' entries it counted may not be here yet (a
+/// server put back to an older copy hears them again later), so a rule not met here is flagged
+/// for the manager, not refused. A second award of a badge is possible offline; it is flagged,
+/// and its till reverses it once it sees the first.
 fn check_badge(candidates: &[&Program], known: &Known, e: &Entry) -> Result<Option<Flag>, Rule> {
     let badge = e.reward_id.clone().unwrap_or_default();
     let mut allowed: Vec<i64> = candidates
@@ -568,14 +571,17 @@ fn check_badge(candidates: &[&Program], known: &Known, e: &Entry) -> Result<Opti
             allowed,
         });
     }
-    let history: Vec<Entry> = known.history(e.member_id).cloned().collect();
-    let at = e.occurred_at.plus_millis(MAX_CLOCK_SKEW_MS);
+    let view = could_have_known(known, e);
     let met = candidates.iter().any(|p| {
-        p.badge(&badge)
-            .is_some_and(|b| super::badges::meets(p, b.rule, &history, at))
+        p.badge(&badge).is_some_and(|b| {
+            super::badges::possible(p, b.rule, &view, e.occurred_at, MAX_CLOCK_SKEW_MS)
+        })
     });
+    let history: Vec<Entry> = known.history(e.member_id).cloned().collect();
     if !met {
-        return Err(Rule::BadgeNotEarned { badge });
+        return Ok(Some(Flag::Unverified {
+            fact: format!("badge {badge:?}"),
+        }));
     }
     let earlier = history.iter().any(|o| {
         o.kind == EntryKind::BadgeAwarded
@@ -584,6 +590,25 @@ fn check_badge(candidates: &[&Program], known: &Known, e: &Entry) -> Result<Opti
             && !history.iter().any(|r| r.reverses == Some(o.id))
     });
     Ok(earlier.then_some(Flag::DuplicateBadge { badge }))
+}
+
+/// The member's entries a till writing `e` could have known, as far as they can only help a
+/// rule over purchases: its own entries before `e`, and other tills' entries stamped no later
+/// than `e` allows for clock skew, less other tills' reversals and returns (taking back is what
+/// the till may not have seen).
+fn could_have_known(known: &Known, e: &Entry) -> Vec<Entry> {
+    let by = e.occurred_at.plus_millis(MAX_CLOCK_SKEW_MS);
+    known
+        .history(e.member_id)
+        .filter(|o| {
+            if o.terminal_id == e.terminal_id {
+                o.terminal_seq < e.terminal_seq
+            } else {
+                o.occurred_at <= by && !matches!(o.kind, EntryKind::Reverse | EntryKind::Return)
+            }
+        })
+        .cloned()
+        .collect()
 }
 
 /// An offer's fact names an offer of a program then in force.
@@ -596,22 +621,24 @@ fn check_offer_named(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
     }
 }
 
-/// An unlock follows the run of purchases its offer needs (every purchase the till could have
-/// known is here; one it might not have known about, an earlier unlock, is not insisted on:
-/// the fold voids a second open unlock).
-fn check_offer_unlock(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(), Rule> {
+/// An unlock names an offer of a program then in force. Whether the run of purchases it needs
+/// is here is flagged, not refused: other tills' purchases the till counted may not be here yet.
+/// An earlier unlock the till might not have known is not insisted on either (the fold voids
+/// a second open unlock).
+fn check_offer_unlock(
+    candidates: &[&Program],
+    known: &Known,
+    e: &Entry,
+) -> Result<Option<Flag>, Rule> {
     check_offer_named(candidates, e)?;
     let offer = e.reward_id.clone().unwrap_or_default();
-    let history: Vec<Entry> = known.history(e.member_id).cloned().collect();
-    let at = e.occurred_at.plus_millis(MAX_CLOCK_SKEW_MS);
-    if candidates
-        .iter()
-        .any(|p| super::offers::unlock_possible(p, &offer, &history, at))
-    {
-        Ok(())
-    } else {
-        Err(Rule::OfferNotEarned { offer })
-    }
+    let view = could_have_known(known, e);
+    let met = candidates.iter().any(|p| {
+        super::offers::unlock_possible(p, &offer, &view, e.occurred_at, MAX_CLOCK_SKEW_MS)
+    });
+    Ok((!met).then(|| Flag::Unverified {
+        fact: format!("offer {offer:?}"),
+    }))
 }
 
 /// A stamp reward spends exactly a full card of a program then in force.

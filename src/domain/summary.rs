@@ -90,6 +90,26 @@ pub fn summarise(program: &Program, entries: &[Entry], as_of: Timestamp) -> Memb
     summary
 }
 
+/// The tier measure over entries stamped in `(from, to]` (the rolling window, widened by the
+/// caller when judging what a till could have seen).
+pub fn qualifying_between(
+    program: &Program,
+    entries: &[Entry],
+    from: Timestamp,
+    to: Timestamp,
+) -> i64 {
+    let by_id: HashMap<EntryId, &Entry> = entries.iter().map(|e| (e.id, e)).collect();
+    entries
+        .iter()
+        .filter(|e| e.occurred_at > from && e.occurred_at <= to)
+        .map(|e| {
+            let reversed = e.reverses.and_then(|id| by_id.get(&id).copied());
+            qualifying_contribution(program.tier_measure, e, reversed)
+        })
+        .sum::<i64>()
+        .max(0)
+}
+
 /// Points earned on sales within the program's return window before `at`, net of what returns
 /// and reversals of those sales took back: held until the window passes, not yet spendable.
 pub fn pending(program: &Program, entries: &[Entry], at: Timestamp) -> i64 {
