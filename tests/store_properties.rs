@@ -39,6 +39,20 @@ fn entry_count(store: &tillpass::store::Store) -> i64 {
     store.stats().expect("stats").entries
 }
 
+/// Facts a sale wrote with it (the offers and badges it unlocked), after its number `seq`.
+fn facts_after(store: &tillpass::store::Store, seq: i64) -> i64 {
+    store
+        .connection()
+        .query_row(
+            "SELECT COUNT(*) FROM ledger WHERE terminal_seq > ?1
+             AND terminal_id = (SELECT terminal_id FROM terminal)
+             AND kind IN ('offer_unlocked', 'badge_awarded')",
+            [seq],
+            |r| r.get(0),
+        )
+        .expect("count")
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -112,7 +126,9 @@ proptest! {
             };
             match result {
                 Ok(Some(e)) => {
-                    prop_assert_eq!(entry_count(&store), before + 1, "one entry per action");
+                    let own_sale = e.kind == EntryKind::Earn && &e.terminal_id == store.terminal_id();
+                    let facts = if own_sale { facts_after(&store, e.terminal_seq) } else { 0 };
+                    prop_assert_eq!(entry_count(&store), before + 1 + facts, "one entry per action, and a sale's facts");
                     written.push(e);
                 }
                 Ok(None) => {}

@@ -1034,3 +1034,29 @@ fn the_fifth_visit_unlocks_the_offer_the_cashier_then_uses() {
     assert!(message.contains("A free pastry: used"), "{message}");
     h.get_by_label("A free pastry: 0 of 5 visits");
 }
+
+#[test]
+fn a_member_back_after_sixty_days_is_offered_a_welcome_back_coffee_on_scan() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    let now = tillpass::domain::Timestamp::from(std::time::SystemTime::now());
+    db.open()
+        .earn(view.member.id, 450, "test", now.plus_days(-61))
+        .expect("a sale two months ago");
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.get_by_label_contains("Offer: A coffee on us: welcome back")
+        .click();
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(
+        message.contains("A coffee on us: welcome back: used"),
+        "{message}"
+    );
+    let store = db.open();
+    assert_eq!(store.reengagement_results().expect("results"), (1, 0));
+    // Scanned again, nothing more is given: one offer per absence.
+    drop(store);
+    wedge(&mut h, &code);
+    assert!(h.query_by_label_contains("Offer: A coffee on us").is_none());
+}

@@ -20,7 +20,7 @@ pub struct Offer {
     pub id: String,
     /// What the member gets, e.g. "A free pastry".
     pub name: String,
-    /// Purchases needed...
+    /// Purchases needed (0: never unlocked by purchases, only by re-engagement)...
     pub after_purchases: i64,
     /// ...within this many days.
     pub within_days: i64,
@@ -34,9 +34,15 @@ pub struct Offer {
 pub(super) struct RawOffer {
     id: String,
     name: String,
+    #[serde(default)]
     after_purchases: i64,
+    #[serde(default = "one")]
     within_days: i64,
     valid_days: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 /// Validates `[[offers]]`.
@@ -67,12 +73,13 @@ pub(super) fn offers(raw: Vec<RawOffer>) -> Result<Vec<Offer>, ConfigError> {
             return Err(ConfigError::field(at("name"), "must be 1-80 characters"));
         }
         let range = |field: &str, value: i64, max: i64| {
-            if (1..=max).contains(&value) {
+            let min = i64::from(field != "after_purchases");
+            if (min..=max).contains(&value) {
                 Ok(value)
             } else {
                 Err(ConfigError::field(
                     at(field),
-                    format!("must be between 1 and {max}, got {value}"),
+                    format!("must be between {min} and {max}, got {value}"),
                 ))
             }
         };
@@ -173,6 +180,7 @@ pub fn unlocked_by_purchase(program: &Program, entries: &[Entry], at: Timestamp)
     program
         .offers
         .iter()
+        .filter(|offer| offer.after_purchases > 0)
         .filter(|offer| !book.open.iter().any(|o| o.offer == offer.id))
         .filter(|offer| {
             let last = book
@@ -198,6 +206,15 @@ pub fn unlock_possible(
     at: Timestamp,
     skew: i64,
 ) -> bool {
+    if program
+        .reengagement
+        .as_ref()
+        .is_some_and(|r| r.offer == offer_id)
+    {
+        // A re-engagement offer: written when no purchase came for the program's days, which
+        // purchases the till had not received could contradict; judged as possible.
+        return true;
+    }
     program.offer(offer_id).is_some_and(|o| {
         let from = at.plus_days(-o.within_days);
         let reversed: Vec<EntryId> = view.iter().filter_map(|e| e.reverses).collect();
@@ -220,6 +237,7 @@ pub fn progress(program: &Program, entries: &[Entry], at: Timestamp) -> Vec<(Str
     program
         .offers
         .iter()
+        .filter(|offer| offer.after_purchases > 0)
         .filter(|offer| !book.open.iter().any(|o| o.offer == offer.id))
         .map(|offer| {
             let last = book
@@ -233,6 +251,93 @@ pub fn progress(program: &Program, entries: &[Entry], at: Timestamp) -> Vec<(Str
                 purchases(entries, at, offer.within_days, last),
                 offer.after_purchases,
             )
+        })
+        .collect()
+}
+
+/// The program's re-engagement: members with no purchase for `after_days` are given `offer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reengagement {
+    pub after_days: i64,
+    pub offer: String,
+}
+
+/// `[reengagement]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReengagement {
+    after_days: i64,
+    offer: String,
+}
+
+/// Validates `[reengagement]` against the offers already read.
+pub(super) fn reengagement(
+    raw: Option<RawReengagement>,
+    offers: &[Offer],
+) -> Result<Option<Reengagement>, ConfigError> {
+    let Some(r) = raw else { return Ok(None) };
+    if !(1..=3_660).contains(&r.after_days) {
+        return Err(ConfigError::field(
+            "reengagement.after_days",
+            format!("must be between 1 and 3660, got {}", r.after_days),
+        ));
+    }
+    let offer = r.offer.trim().to_owned();
+    match offers.iter().find(|o| o.id == offer) {
+        None => Err(ConfigError::field(
+            "reengagement.offer",
+            format!("{offer:?} is not one of the offers"),
+        )),
+        Some(o) if o.after_purchases > 0 => Err(ConfigError::field(
+            "reengagement.offer",
+            format!(
+                "{offer:?} unlocks after purchases; give re-engagement an offer of its own (after_purchases = 0)"
+            ),
+        )),
+        Some(_) => Ok(Some(Reengagement {
+            after_days: r.after_days,
+            offer,
+        })),
+    }
+}
+
+/// The re-engagement offer due for a member at `at`: they bought before, not within the
+/// program's days, and were not given the offer since their last purchase.
+pub fn lapsed(program: &Program, entries: &[Entry], at: Timestamp) -> Option<String> {
+    let r = program.reengagement.as_ref()?;
+    let last = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Earn && e.occurred_at <= at)
+        .map(|e| e.occurred_at)
+        .max()?;
+    let given_since = entries.iter().any(|e| {
+        e.kind == EntryKind::OfferUnlocked
+            && e.reward_id.as_deref() == Some(r.offer.as_str())
+            && e.occurred_at >= last
+    });
+    (last.plus_days(r.after_days) <= at && !given_since).then(|| r.offer.clone())
+}
+
+/// Whether each re-engagement offer given brought the member back: a purchase while it was
+/// open. (unlocked at, came back) per offer given, from one member's entries.
+pub fn came_back(program: &Program, entries: &[Entry]) -> Vec<(Timestamp, bool)> {
+    let Some(r) = program.reengagement.as_ref() else {
+        return Vec::new();
+    };
+    let valid = program.offer(&r.offer).map_or(0, |o| o.valid_days);
+    entries
+        .iter()
+        .filter(|e| {
+            e.kind == EntryKind::OfferUnlocked && e.reward_id.as_deref() == Some(r.offer.as_str())
+        })
+        .map(|given| {
+            let until = given.occurred_at.plus_days(valid);
+            let back = entries.iter().any(|e| {
+                e.kind == EntryKind::Earn
+                    && e.occurred_at >= given.occurred_at
+                    && e.occurred_at < until
+            });
+            (given.occurred_at, back)
         })
         .collect()
 }
@@ -251,6 +356,27 @@ mod tests {
 
     fn sale(at: i64) -> Entry {
         entry(EntryKind::Earn, 30, Some(300), at)
+    }
+
+    #[test]
+    fn a_member_away_for_sixty_days_is_given_the_welcome_back_offer_once() {
+        let p = Program::demo();
+        let d = DAY_MS;
+        let mut entries = vec![sale(0)];
+        assert_eq!(lapsed(&p, &entries, Timestamp::from_millis(59 * d)), None);
+        let at = Timestamp::from_millis(60 * d);
+        assert_eq!(lapsed(&p, &entries, at), Some("welcome-back".into()));
+        entries.push(fact(EntryKind::OfferUnlocked, "welcome-back", 60 * d));
+        assert_eq!(lapsed(&p, &entries, Timestamp::from_millis(90 * d)), None);
+        assert_eq!(came_back(&p, &entries), [(at, false)]);
+        entries.push(sale(70 * d));
+        assert_eq!(came_back(&p, &entries), [(at, true)]);
+        assert_eq!(
+            lapsed(&p, &entries, Timestamp::from_millis(130 * d)),
+            Some("welcome-back".into())
+        );
+        // Never unlocked by purchases, and not counted as a run.
+        assert!(unlocked_by_purchase(&p, &entries, Timestamp::from_millis(70 * d)).is_empty());
     }
 
     #[test]

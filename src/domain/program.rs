@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use super::badges::{self, Badge, RawBadge};
 use super::causes::{self, Cause, RawCause};
-use super::offers::{self, Offer, RawOffer};
+use super::offers::{self, Offer, RawOffer, RawReengagement, Reengagement};
 use super::promotion::{self, CategoryRate, Promotion, RawCategoryRate, RawPromotion};
 use super::stamps::{self, RawStampCard, StampCard};
 
@@ -145,6 +145,8 @@ pub struct Program {
     pub offers: Vec<Offer>,
     /// Badges awarded once by rules over the ledger.
     pub badges: Vec<Badge>,
+    /// The offer given to members who stopped buying.
+    pub reengagement: Option<Reengagement>,
     /// Points earned on a sale are pending (not spendable) for this many days, while the sale
     /// may still be returned; `None`: spendable at once.
     pub return_window_days: Option<i64>,
@@ -182,6 +184,7 @@ struct RawProgram {
     offers: Vec<RawOffer>,
     #[serde(default)]
     badges: Vec<RawBadge>,
+    reengagement: Option<RawReengagement>,
 }
 
 #[derive(Deserialize)]
@@ -636,6 +639,7 @@ impl RawProgram {
         let causes = causes::causes(self.causes)?;
         let offers = offers::offers(self.offers)?;
         let badges = badges::badges(self.badges, &tiers)?;
+        let reengagement = offers::reengagement(self.reengagement, &offers)?;
         let return_window_days = Some(in_range(
             "earn.return_window_days",
             self.earn.return_window_days,
@@ -674,6 +678,7 @@ impl RawProgram {
             causes,
             offers,
             badges,
+            reengagement,
             return_window_days,
         })
     }

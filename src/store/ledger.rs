@@ -252,6 +252,79 @@ impl Store {
         Ok(voided)
     }
 
+    /// Gives `member` the program's re-engagement offer if they stopped buying for its days and
+    /// were not given it since their last purchase; the fact written, if any.
+    pub fn reengage_member(&mut self, member: MemberId, at: Timestamp) -> Result<Option<Entry>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        member_exists(&tx, member)?;
+        let mut entries = member_entries(&tx, member)?;
+        let Some(offer) = offers::lapsed(&self.program, &entries, at) else {
+            return Ok(None);
+        };
+        let appender = Appender {
+            conn: &tx,
+            program: &self.program,
+            terminal: &self.terminal,
+        };
+        let (entry, _) = appender.append(
+            member,
+            &mut entries,
+            rules::unlock_offer(&offer),
+            "tillpass",
+            at,
+        )?;
+        tx.commit()?;
+        Ok(Some(entry))
+    }
+
+    /// Gives every member who stopped buying the re-engagement offer (a daily job); how many.
+    pub fn reengage(&mut self, at: Timestamp) -> Result<usize> {
+        let Some(r) = self.program.reengagement.clone() else {
+            return Ok(0);
+        };
+        let cutoff = at.plus_days(-r.after_days);
+        let members: Vec<uuid::Uuid> = self
+            .conn
+            .prepare_cached(
+                "SELECT member_id FROM ledger WHERE kind = 'earn'
+                 GROUP BY member_id HAVING MAX(occurred_at) <= ?1",
+            )?
+            .query_map(params![cutoff.millis()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut given = 0;
+        for member in members {
+            given += usize::from(self.reengage_member(MemberId(member), at)?.is_some());
+        }
+        Ok(given)
+    }
+
+    /// Re-engagement offers given and whether each brought the member back: (given, came back).
+    pub fn reengagement_results(&self) -> Result<(usize, usize)> {
+        let Some(r) = self.program.reengagement.clone() else {
+            return Ok((0, 0));
+        };
+        let members: Vec<uuid::Uuid> = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT member_id FROM ledger WHERE kind = 'offer_unlocked' AND reward_id = ?1",
+            )?
+            .query_map(params![r.offer], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let (mut given, mut back) = (0, 0);
+        for member in members {
+            for (_, came) in offers::came_back(
+                &self.program,
+                &member_entries(&self.conn, MemberId(member))?,
+            ) {
+                given += 1;
+                back += usize::from(came);
+            }
+        }
+        Ok((given, back))
+    }
+
     /// Uses an offer open for `member`.
     pub fn use_offer(
         &mut self,

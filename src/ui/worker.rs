@@ -518,9 +518,14 @@ fn written(store: &Store, entry: &Entry, message: String) -> Result<Reply, Faile
     })
 }
 
-fn scan(store: &Store, text: &str) -> Result<Reply, Failed> {
+fn scan(store: &mut Store, text: &str) -> Result<Reply, Failed> {
     match store.scan(text, 20)? {
-        ScanOutcome::Member(view) => Ok(Reply::Member(Box::new(panel(store, view.member.id)?))),
+        ScanOutcome::Member(view) => {
+            // A member back after the program's days away is given the welcome-back offer now,
+            // so the cashier sees it on this scan.
+            store.reengage_member(view.member.id, now())?;
+            Ok(Reply::Member(Box::new(panel(store, view.member.id)?)))
+        }
         ScanOutcome::Matches(hits) => Ok(Reply::Matches(hits)),
     }
 }

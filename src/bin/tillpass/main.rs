@@ -119,6 +119,12 @@ enum Command {
     },
     /// What members gave each cause.
     Causes,
+    /// Gives members who stopped buying the program's re-engagement offer (run it daily);
+    /// with --report, how many offers were given and how many brought the member back.
+    Reengage {
+        #[arg(long)]
+        report: bool,
+    },
     /// Set the manager PIN (4 to 12 digits) when none is set yet; from TILLPASS_MANAGER_PIN,
     /// or asked for twice.
     #[command(subcommand)]
@@ -832,6 +838,16 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let view = resolve(&store, member)?;
             let entry = store.donate(view.member.id, cause, *points, &actor, now())?;
             out.entry_written(&store, &entry)
+        }
+        Command::Reengage { report: false } => {
+            let mut store = open(&cli)?;
+            let given = store.reengage(now())?;
+            out.reengaged(given)
+        }
+        Command::Reengage { report: true } => {
+            let store = open(&cli)?;
+            let (given, back) = store.reengagement_results()?;
+            out.reengagement(given, back)
         }
         Command::Causes => {
             let store = open(&cli)?;

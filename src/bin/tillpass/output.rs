@@ -227,6 +227,29 @@ impl Out {
         Ok(())
     }
 
+    pub fn reengaged(&self, given: usize) -> Result<()> {
+        if self.json {
+            return print_json(&json!({ "given": given }));
+        }
+        say!("Re-engagement offer given to {given} members who stopped buying");
+        Ok(())
+    }
+
+    pub fn reengagement(&self, given: usize, back: usize) -> Result<()> {
+        if self.json {
+            return print_json(&json!({ "given": given, "came_back": back }));
+        }
+        let rate = if given == 0 {
+            0.0
+        } else {
+            100.0 * back as f64 / given as f64
+        };
+        say!(
+            "Re-engagement offers given: {given}; brought back (a purchase while open): {back} ({rate:.0}%)"
+        );
+        Ok(())
+    }
+
     pub fn causes(&self, program: &Program, totals: &[tillpass::store::CauseTotal]) -> Result<()> {
         if self.json {
             return print_json(&totals);

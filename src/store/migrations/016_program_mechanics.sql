@@ -27,6 +27,9 @@ END;
 -- The integration API's bearer token (made at first use; `tillpass pos-token` shows it).
 ALTER TABLE terminal ADD COLUMN pos_token TEXT;
 
+-- Offers given, for re-engagement results.
+CREATE INDEX ledger_offers ON ledger (reward_id) WHERE kind = 'offer_unlocked';
+
 -- Badge awards by member, to find a badge two tills awarded apart.
 CREATE INDEX ledger_badges ON ledger (member_id, reward_id) WHERE kind = 'badge_awarded';
 
