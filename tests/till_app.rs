@@ -1060,3 +1060,29 @@ fn a_member_back_after_sixty_days_is_offered_a_welcome_back_coffee_on_scan() {
     wedge(&mut h, &code);
     assert!(h.query_by_label_contains("Offer: A coffee on us").is_none());
 }
+
+#[test]
+fn a_gold_membership_sold_at_the_till_makes_the_member_gold_for_a_year() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    h.get_by_label("Sell Gold membership  ·  25.00 GBP\n365 days of Gold benefits")
+        .click();
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(
+        message.contains("Gold membership sold for 25.00 GBP, until"),
+        "{message}"
+    );
+    h.get_by_label_contains("Gold membership until");
+    h.get_by_label("Renew Gold membership  ·  25.00 GBP\n365 days of Gold benefits");
+    let store = db.open();
+    let now = tillpass::domain::Timestamp::from(std::time::SystemTime::now());
+    let state = store.summary_at(view.member.id, now).expect("summary");
+    assert_eq!(
+        (state.tier, state.balance),
+        (2, 100),
+        "Gold, and the fee earned nothing"
+    );
+}

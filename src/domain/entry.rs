@@ -91,6 +91,8 @@ pub enum EntryKind {
     OfferUsed,
     /// A badge (`reward_id`) awarded, with its points (possibly none).
     BadgeAwarded,
+    /// The program's paid tier bought: the fee (`amount_minor`), earning no points.
+    Membership,
     /// Part (or all) of a sale brought back: the money, its lines, and the points and stamps
     /// taken back in proportion; names the sale (`returns`).
     Return,
@@ -98,7 +100,7 @@ pub enum EntryKind {
 
 impl EntryKind {
     /// Every kind, for iteration and schema checks.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Earn,
         Self::Redeem,
         Self::Reverse,
@@ -113,6 +115,7 @@ impl EntryKind {
         Self::OfferUnlocked,
         Self::OfferUsed,
         Self::BadgeAwarded,
+        Self::Membership,
     ];
 
     /// The stable text used in storage and on the wire.
@@ -132,6 +135,7 @@ impl EntryKind {
             Self::OfferUnlocked => "offer_unlocked",
             Self::OfferUsed => "offer_used",
             Self::BadgeAwarded => "badge_awarded",
+            Self::Membership => "membership",
         }
     }
 
@@ -152,6 +156,7 @@ impl EntryKind {
             Self::OfferUnlocked => "Offer unlocked",
             Self::OfferUsed => "Offer used",
             Self::BadgeAwarded => "Badge",
+            Self::Membership => "Membership",
         }
     }
 }
@@ -304,6 +309,9 @@ impl Entry {
                 if self.points != 0 || self.reward_id.is_none() =>
             {
                 fail("an offer's facts name the offer and move no points")
+            }
+            EntryKind::Membership if self.points != 0 || amount.is_none_or(|a| a <= 0) => {
+                fail("a membership is a fee paid, earning no points")
             }
             EntryKind::BadgeAwarded if self.points < 0 || self.reward_id.is_none() => {
                 fail("a badge names the badge and gives its points, if any")

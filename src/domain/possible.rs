@@ -132,6 +132,8 @@ pub enum Rule {
     },
     #[error("names offer {offer:?}, which the program does not have")]
     UnknownOffer { offer: String },
+    #[error("a membership for {amount:?} minor units; the program's paid tier costs {fees:?}")]
+    MembershipFee { amount: Option<i64>, fees: Vec<i64> },
     #[error("gives points to cause {cause:?}, which the program does not have")]
     UnknownCause { cause: String },
     #[error("returns part of entry {target}: {reason}")]
@@ -189,6 +191,7 @@ impl Rule {
             Rule::EarnStamps { .. } => "earn_stamps",
             Rule::ReturnOf { .. } => "return_of",
             Rule::UnknownCause { .. } => "unknown_cause",
+            Rule::MembershipFee { .. } => "membership_fee",
             Rule::UnknownOffer { .. } => "unknown_offer",
             Rule::BadgePoints { .. } => "badge_points",
             Rule::ReversalAfterReturn { .. } => "reversal_after_return",
@@ -426,6 +429,7 @@ pub fn check_entry(
         EntryKind::StampReward => check_stamp_reward(&candidates, e).map_err(fail)?,
         EntryKind::Return => check_return(&candidates, known, e).map_err(fail)?,
         EntryKind::Donation => check_donation(&candidates, e).map_err(fail)?,
+        EntryKind::Membership => check_membership(&candidates, e).map_err(fail)?,
         EntryKind::OfferUnlocked => return check_offer_unlock(&candidates, known, e).map_err(fail),
         EntryKind::OfferUsed => check_offer_named(&candidates, e).map_err(fail)?,
         EntryKind::BadgeAwarded => {
@@ -536,6 +540,23 @@ fn check_return(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(),
         Err(fail(
             "the money, lines, points or stamps are not what the return rule gives",
         ))
+    }
+}
+
+/// A membership costs exactly the paid tier's fee of a program then in force, in its currency.
+fn check_membership(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
+    let fees: Vec<i64> = candidates
+        .iter()
+        .filter(|p| Some(&p.currency) == e.currency.as_ref())
+        .filter_map(|p| p.paid_tier.as_ref().map(|t| t.fee_minor))
+        .collect();
+    if e.amount_minor.is_some_and(|a| fees.contains(&a)) {
+        Ok(())
+    } else {
+        Err(Rule::MembershipFee {
+            amount: e.amount_minor,
+            fees,
+        })
     }
 }
 
@@ -968,6 +989,21 @@ mod tests {
         let cheap = judge(&[free(-3)]);
         assert!(matches!(cheap, Err(Rule::StampReward { .. })), "{cheap:?}");
         assert!(free(4).check_shape().is_err(), "a reward cannot add stamps");
+    }
+
+    #[test]
+    fn a_membership_costs_the_paid_tiers_fee() {
+        let member = |amount: i64| at(EntryKind::Membership, 0, Some(amount), 1);
+        assert_eq!(judge(&[member(2_500)]), Ok(vec![]));
+        assert!(matches!(
+            judge(&[member(100)]),
+            Err(Rule::MembershipFee { .. })
+        ));
+        let earning = Entry {
+            points: 250,
+            ..member(2_500)
+        };
+        assert!(earning.check_shape().is_err(), "a membership earns nothing");
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub struct Program {
     pub badges: Vec<Badge>,
     /// The offer given to members who stopped buying.
     pub reengagement: Option<Reengagement>,
+    /// A tier members may buy for a period.
+    pub paid_tier: Option<PaidTier>,
     /// Points earned on a sale are pending (not spendable) for this many days, while the sale
     /// may still be returned; `None`: spendable at once.
     pub return_window_days: Option<i64>,
@@ -185,6 +187,25 @@ struct RawProgram {
     #[serde(default)]
     badges: Vec<RawBadge>,
     reengagement: Option<RawReengagement>,
+    paid_tier: Option<RawPaidTier>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPaidTier {
+    tier: String,
+    fee: f64,
+    days: i64,
+}
+
+/// A tier bought at the till: the fee (a sale that earns nothing) grants the tier and its
+/// benefits for `days`; buying again before it lapses extends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaidTier {
+    /// Index into the tiers.
+    pub tier: usize,
+    pub fee_minor: i64,
+    pub days: i64,
 }
 
 #[derive(Deserialize)]
@@ -640,6 +661,36 @@ impl RawProgram {
         let offers = offers::offers(self.offers)?;
         let badges = badges::badges(self.badges, &tiers)?;
         let reengagement = offers::reengagement(self.reengagement, &offers)?;
+        let paid_tier = match self.paid_tier {
+            None => None,
+            Some(raw) => {
+                let tier = tiers
+                    .iter()
+                    .position(|t| t.name.eq_ignore_ascii_case(raw.tier.trim()))
+                    .ok_or_else(|| {
+                        ConfigError::field(
+                            "paid_tier.tier",
+                            format!("{:?} is not one of the tiers", raw.tier),
+                        )
+                    })?;
+                let fee = (raw.fee * scale).round();
+                if !fee.is_finite() || fee < 1.0 || fee > max_sale_minor as f64 {
+                    return Err(ConfigError::field(
+                        "paid_tier.fee",
+                        format!(
+                            "must be a positive amount within the largest sale, got {}",
+                            raw.fee
+                        ),
+                    ));
+                }
+                Some(PaidTier {
+                    tier,
+                    // Range-checked just above, so the conversion is exact.
+                    fee_minor: fee as i64,
+                    days: in_range("paid_tier.days", raw.days, 1, 3_660)?,
+                })
+            }
+        };
         let return_window_days = Some(in_range(
             "earn.return_window_days",
             self.earn.return_window_days,
@@ -679,6 +730,7 @@ impl RawProgram {
             offers,
             badges,
             reengagement,
+            paid_tier,
             return_window_days,
         })
     }

@@ -88,6 +88,8 @@ pub enum Refusal {
     NotEnoughStamps { card: String, need: i64, held: i64 },
     #[error("{0} is not open for this member (used, expired, or not unlocked yet)")]
     NoOpenOffer(String),
+    #[error("this program has no paid tier to buy")]
+    NoPaidTier,
     #[error("there is no cause {0:?} in this program")]
     UnknownCause(String),
     #[error("give at least one point")]
@@ -164,6 +166,16 @@ pub fn use_offer(
     Ok(Draft {
         reward_id: Some(offer.id.clone()),
         ..Draft::points(EntryKind::OfferUsed, 0)
+    })
+}
+
+/// The program's paid tier bought at the till: its fee, earning no points.
+pub fn buy_membership(program: &Program) -> Result<Draft, Refusal> {
+    let paid = program.paid_tier.as_ref().ok_or(Refusal::NoPaidTier)?;
+    Ok(Draft {
+        amount_minor: Some(paid.fee_minor),
+        currency: Some(program.currency.clone()),
+        ..Draft::points(EntryKind::Membership, 0)
     })
 }
 

@@ -76,10 +76,13 @@ pub fn summarise(program: &Program, entries: &[Entry], as_of: Timestamp) -> Memb
         }
     }
     let qualifying = qualifying.max(0);
+    let paid = paid_tier_until(program, entries, as_of)
+        .and(program.paid_tier.as_ref())
+        .map_or(0, |p| p.tier);
     let summary = MemberSummary {
         balance,
         qualifying,
-        tier: program.tier_for(qualifying),
+        tier: program.tier_for(qualifying).max(paid),
         as_of,
         last_activity_at,
         entry_count: i64::try_from(entries.len()).unwrap_or(i64::MAX),
@@ -88,6 +91,29 @@ pub fn summarise(program: &Program, entries: &[Entry], as_of: Timestamp) -> Memb
         assert_fold_identities(program, entries, &summary);
     }
     summary
+}
+
+/// When the member's paid tier lapses, if it is in force at `at`: memberships bought (and not
+/// reversed) up to `at`, each extending the one in force (or starting anew after a lapse) by
+/// the program's days.
+pub fn paid_tier_until(program: &Program, entries: &[Entry], at: Timestamp) -> Option<Timestamp> {
+    let paid = program.paid_tier.as_ref()?;
+    let reversed: std::collections::HashSet<EntryId> =
+        entries.iter().filter_map(|e| e.reverses).collect();
+    let mut bought: Vec<Timestamp> = entries
+        .iter()
+        .filter(|e| {
+            e.kind == EntryKind::Membership && e.occurred_at <= at && !reversed.contains(&e.id)
+        })
+        .map(|e| e.occurred_at)
+        .collect();
+    bought.sort_unstable();
+    let mut until: Option<Timestamp> = None;
+    for t in bought {
+        let from = until.filter(|u| *u > t).unwrap_or(t);
+        until = Some(from.plus_days(paid.days));
+    }
+    until.filter(|u| *u > at)
 }
 
 /// The tier measure over entries stamped in `(from, to]` (the rolling window, widened by the
@@ -158,22 +184,13 @@ fn assert_fold_identities(program: &Program, entries: &[Entry], s: &MemberSummar
             "the balance is the sum of the points"
         );
     }
-    assert!(
-        program
-            .tiers
-            .get(s.tier)
-            .is_some_and(|t| t.threshold <= s.qualifying),
-        "tier {} is a tier the qualifying measure {} reaches",
+    let paid = paid_tier_until(program, entries, s.as_of)
+        .and(program.paid_tier.as_ref())
+        .map(|p| p.tier);
+    assert_eq!(
         s.tier,
-        s.qualifying
-    );
-    assert!(
-        program
-            .tiers
-            .get(s.tier + 1)
-            .is_none_or(|next| s.qualifying < next.threshold),
-        "tier {} is the highest the qualifying measure {} reaches",
-        s.tier,
+        program.tier_for(s.qualifying).max(paid.unwrap_or(0)),
+        "the tier is the highest the qualifying measure {} reaches, or the paid tier in force",
         s.qualifying
     );
     let latest_activity = entries
@@ -291,6 +308,29 @@ pub(crate) mod tests {
         );
         let s = summarise(&p, &entries, Timestamp::from_millis(day));
         assert_eq!((s.balance, available(&s, 200)), (300, 100));
+    }
+
+    #[test]
+    fn a_bought_tier_holds_for_its_days_extends_when_renewed_and_lapses() {
+        let p = Program::demo();
+        let day = crate::domain::timestamp::DAY_MS;
+        let at = |d: i64| Timestamp::from_millis(d * day);
+        let buy = |d: i64| entry(EntryKind::Membership, 0, Some(2_500), d * day);
+        let gold = p.tier_index("Gold").expect("gold");
+        let once = vec![buy(0)];
+        assert_eq!(summarise(&p, &once, at(1)).tier, gold);
+        assert_eq!(paid_tier_until(&p, &once, at(1)), Some(at(365)));
+        assert_eq!(summarise(&p, &once, at(365)).tier, 0, "lapsed");
+        let renewed = vec![buy(0), buy(300)];
+        assert_eq!(paid_tier_until(&p, &renewed, at(400)), Some(at(730)));
+        let mut undo = entry(EntryKind::Reverse, 0, Some(-2_500), 301 * day);
+        undo.reverses = Some(renewed[1].id);
+        let refunded = vec![renewed[0].clone(), renewed[1].clone(), undo];
+        assert_eq!(
+            paid_tier_until(&p, &refunded, at(400)),
+            None,
+            "a refunded renewal"
+        );
     }
 
     proptest! {

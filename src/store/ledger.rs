@@ -325,6 +325,28 @@ impl Store {
         Ok((given, back))
     }
 
+    /// `member` buys the program's paid tier (the fee, earning no points).
+    pub fn buy_membership(
+        &mut self,
+        member: MemberId,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<Entry> {
+        self.write(member, actor, at, |program, _, _| {
+            Ok(rules::buy_membership(program)?)
+        })
+    }
+
+    /// When `member`'s paid tier lapses, if it is in force at `at`.
+    pub fn paid_until(&self, member: MemberId, at: Timestamp) -> Result<Option<Timestamp>> {
+        member_exists(&self.conn, member)?;
+        Ok(summary::paid_tier_until(
+            &self.program,
+            &member_entries(&self.conn, member)?,
+            at,
+        ))
+    }
+
     /// Uses an offer open for `member`.
     pub fn use_offer(
         &mut self,

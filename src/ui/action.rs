@@ -31,6 +31,8 @@ pub enum Action {
     Redeem,
     /// Spend the member's full stamp card (its id) on its free item.
     RedeemStamps(String),
+    /// Sell the program's paid tier to the member on screen.
+    BuyMembership,
     /// Use an offer (its id) open for the member on screen.
     UseOffer(String),
     /// Open the "give points to a cause" prompt for the member on screen.

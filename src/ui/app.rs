@@ -303,6 +303,13 @@ impl TillApp {
             Action::Submit(text) => self.submit(text.trim()),
             Action::Earn => self.earn(),
             Action::Redeem => self.redeem(),
+            Action::BuyMembership => match &self.cashier.member {
+                Some(shown) => {
+                    let member = shown.view.member.id;
+                    self.worker.send(Request::BuyMembership(member));
+                }
+                None => self.say(Tone::Bad, "Scan a member first"),
+            },
             Action::UseOffer(offer) => match &self.cashier.member {
                 Some(shown) => {
                     let member = shown.view.member.id;

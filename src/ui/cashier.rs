@@ -143,6 +143,9 @@ impl CashierScreen {
                 action = action
                     .take()
                     .or(stamp_rewards_ui(&mut cols[2], program, member));
+                action = action
+                    .take()
+                    .or(membership_ui(&mut cols[2], program, member));
             });
             match picked {
                 Some(RewardClick::Pick(i)) => self.selected_reward = Some(i),
@@ -251,6 +254,16 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
             .desired_height(28.0),
     );
     stamps_ui(ui, program, &shown.stamps);
+    if let (Some(until), Some(paid)) = (shown.paid_until, &program.paid_tier) {
+        ui.label(
+            RichText::new(format!(
+                "{} membership until {}",
+                program.tier(paid.tier).name,
+                until.date()
+            ))
+            .color(GOOD),
+        );
+    }
     let badges = shown.badge_names(program);
     if !badges.is_empty() {
         ui.label(RichText::new(format!("Badges: {}", badges.join(" · "))).color(GOOD));
@@ -464,6 +477,25 @@ fn offers_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
         ui.label(RichText::new(format!("{name}: {made} of {needed} visits")).color(MUTED));
     }
     action
+}
+
+/// The paid tier for sale: its tier, fee and period; bought again, it extends.
+fn membership_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Option<Action> {
+    let paid = program.paid_tier.as_ref()?;
+    let verb = if shown.paid_until.is_some() {
+        "Renew"
+    } else {
+        "Sell"
+    };
+    let text = format!(
+        "{verb} {} membership  ·  {}\n{} days of {} benefits",
+        program.tier(paid.tier).name,
+        program.format_money(paid.fee_minor),
+        paid.days,
+        program.tier(paid.tier).name
+    );
+    let button = egui::Button::new(text).min_size(egui::vec2(ui.available_width(), TARGET));
+    ui.add(button).clicked().then_some(Action::BuyMembership)
 }
 
 /// A button per stamp card: its free item, enabled when the card is full.

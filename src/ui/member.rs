@@ -22,6 +22,8 @@ pub struct ShownMember {
     pub offers: crate::store::MemberOffers,
     /// Badges held (ids).
     pub badges: Vec<String>,
+    /// When the paid tier lapses, if it is in force.
+    pub paid_until: Option<crate::domain::Timestamp>,
 }
 
 impl ShownMember {
@@ -52,6 +54,7 @@ impl ShownMember {
             pending: panel.pending,
             offers: panel.offers,
             badges: panel.badges,
+            paid_until: panel.paid_until,
         }
     }
 }

@@ -43,6 +43,8 @@ pub struct MemberPanel {
     pub offers: crate::store::MemberOffers,
     /// Badges held (ids).
     pub badges: Vec<String>,
+    /// When the paid tier lapses, if it is in force.
+    pub paid_until: Option<Timestamp>,
 }
 
 /// What identifies one page of the manager's tier list.
@@ -79,6 +81,7 @@ pub enum Request {
         member: MemberId,
         offer: String,
     },
+    BuyMembership(MemberId),
     Redeem {
         member: MemberId,
         reward: String,
@@ -433,6 +436,23 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
                     .map_or(card.clone(), |c| c.reward.clone());
                 written(store, &entry, format!("{name}: a full stamp card spent"))
             }),
+        Request::BuyMembership(member) => store
+            .buy_membership(member, actor, now())
+            .map_err(Failed::from)
+            .and_then(|entry| {
+                let until = store.paid_until(member, now())?;
+                let program = store.program();
+                let tier = program
+                    .paid_tier
+                    .as_ref()
+                    .map_or(String::new(), |p| program.tier(p.tier).name.clone());
+                let text = format!(
+                    "{tier} membership sold for {}, until {}",
+                    program.format_money(entry.amount_minor.unwrap_or(0)),
+                    until.map_or_else(String::new, |u| u.date().to_string())
+                );
+                written(store, &entry, text)
+            }),
         Request::UseOffer { member, offer } => store
             .use_offer(member, &offer, actor, now())
             .map_err(Failed::from)
@@ -506,6 +526,7 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
         pending: store.pending_points(member, now())?,
         offers: store.offers(member, now())?,
         badges: store.badges(member)?,
+        paid_until: store.paid_until(member, now())?,
     })
 }
 

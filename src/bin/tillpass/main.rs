@@ -119,6 +119,11 @@ enum Command {
     },
     /// What members gave each cause.
     Causes,
+    /// Sell the program's paid tier to a member (the fee earns no points; buying again extends).
+    Membership {
+        /// Card number, phone or email of the member.
+        member: String,
+    },
     /// Gives members who stopped buying the program's re-engagement offer (run it daily);
     /// with --report, how many offers were given and how many brought the member back.
     Reengage {
@@ -848,6 +853,12 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let store = open(&cli)?;
             let (given, back) = store.reengagement_results()?;
             out.reengagement(given, back)
+        }
+        Command::Membership { member } => {
+            let mut store = open(&cli)?;
+            let view = resolve(&store, member)?;
+            let entry = store.buy_membership(view.member.id, &actor, now())?;
+            out.entry_written(&store, &entry)
         }
         Command::Causes => {
             let store = open(&cli)?;
