@@ -443,3 +443,51 @@ fn points_are_pending_through_the_return_window() {
         .redeem(member, "coffee", "ann", later)
         .expect("spendable once the window has passed");
 }
+
+#[test]
+fn a_partner_file_is_recorded_whole_or_not_at_all() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    let ada = enrol(&mut store, "Ada Lovelace").member;
+    let bad = format!(
+        "card,partner,points,reference\n{card},cinema,300,T-100\n{card},cinema,300,T-100\n{card},moon,5,T-2\n",
+        card = ada.card.as_str()
+    );
+    let lines = tillpass::domain::partners::read(store.program(), bad.as_bytes());
+    let report = store
+        .import_partner_points(&lines, "ann", NOW, false)
+        .expect("import");
+    let reasons: Vec<String> = report.refused.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        reasons,
+        [
+            "line 3: reference T-100 is in the file twice",
+            "line 4: \"moon\" is not one of the program's partners",
+        ]
+    );
+    assert!(!report.written);
+    assert_eq!(
+        store.member(ada.id).expect("member").state.balance,
+        100,
+        "nothing written"
+    );
+
+    let good = format!(
+        "card,partner,points,reference\n{card},cinema,300,T-100\n{card},cinema,150,T-101\n",
+        card = ada.card.as_str()
+    );
+    let lines = tillpass::domain::partners::read(store.program(), good.as_bytes());
+    let report = store
+        .import_partner_points(&lines, "ann", NOW, false)
+        .expect("import");
+    assert_eq!(
+        (report.lines, report.points, report.written),
+        (2, 450, true)
+    );
+    assert_eq!(store.member(ada.id).expect("member").state.balance, 550);
+    let again = store
+        .import_partner_points(&lines, "ann", NOW, false)
+        .expect("import");
+    assert_eq!(again.refused.len(), 2, "each line is recorded once");
+    assert_eq!(store.member(ada.id).expect("member").state.balance, 550);
+}

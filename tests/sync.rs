@@ -57,6 +57,7 @@ on_both_backends!(
     baskets_sync_everywhere_and_forged_baskets_are_refused,
     an_offer_unlocked_at_two_offline_tills_is_one_offer,
     a_badge_awarded_at_two_offline_tills_is_given_once,
+    a_partner_file_imported_at_two_tills_gives_its_points_once,
     a_reused_or_skipped_sequence_number_is_refused,
     impossible_member_records_are_refused,
     refusals_and_flags_show_in_the_audit,
@@ -1397,6 +1398,53 @@ fn a_badge_awarded_at_two_offline_tills_is_given_once(backend: Backend) {
         .push(vec![], vec![greedy])
         .expect_err("the badge gives 100");
     assert_eq!(err.rule.as_deref(), Some("badge_points"), "{}", err.error);
+}
+
+fn a_partner_file_imported_at_two_tills_gives_its_points_once(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let mut b = Till::join(&server.url, &tokens[1]);
+    let rogue = Rogue::new(&server.url, &tokens[2]);
+    let ada = enrol(&mut a.store, "Ada Lovelace").member;
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    let file = format!(
+        "card,partner,points,reference\n{},cinema,400,T-7\n",
+        ada.card.as_str()
+    );
+    for (till, at) in [(&mut a, now()), (&mut b, now().plus_millis(2_000))] {
+        let lines = tillpass::domain::partners::read(till.store.program(), file.as_bytes());
+        let report = till
+            .store
+            .import_partner_points(&lines, "test", at, false)
+            .expect("import");
+        assert!(report.written);
+    }
+    a.sync().expect("sync a");
+    let report = b.sync().expect("sync b");
+    assert_eq!(
+        report.voided_awards, 1,
+        "b's line came second: b takes it back"
+    );
+    a.sync().expect("sync a again");
+    for till in [&a, &b] {
+        let balance = till
+            .store
+            .summary_at(ada.id, now())
+            .expect("summary")
+            .balance;
+        assert_eq!(balance, 100 + 400, "the welcome bonus and the line, once");
+    }
+    let mut greedy = rogue.entry(1, ada.id, EntryKind::PartnerEarn, 5_000);
+    greedy.reward_id = Some("cinema".into());
+    greedy.note = Some("partner reference T-8".into());
+    let err = rogue
+        .push(vec![], vec![greedy])
+        .expect_err("over the line's most");
+    assert_eq!(err.rule.as_deref(), Some("partner_points"), "{}", err.error);
 }
 
 fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {

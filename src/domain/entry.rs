@@ -93,6 +93,8 @@ pub enum EntryKind {
     BadgeAwarded,
     /// The program's paid tier bought: the fee (`amount_minor`), earning no points.
     Membership,
+    /// Points earned with a partner (`reward_id`), its reference in the note.
+    PartnerEarn,
     /// Part (or all) of a sale brought back: the money, its lines, and the points and stamps
     /// taken back in proportion; names the sale (`returns`).
     Return,
@@ -100,7 +102,7 @@ pub enum EntryKind {
 
 impl EntryKind {
     /// Every kind, for iteration and schema checks.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Earn,
         Self::Redeem,
         Self::Reverse,
@@ -116,6 +118,7 @@ impl EntryKind {
         Self::OfferUsed,
         Self::BadgeAwarded,
         Self::Membership,
+        Self::PartnerEarn,
     ];
 
     /// The stable text used in storage and on the wire.
@@ -136,6 +139,7 @@ impl EntryKind {
             Self::OfferUsed => "offer_used",
             Self::BadgeAwarded => "badge_awarded",
             Self::Membership => "membership",
+            Self::PartnerEarn => "partner_earn",
         }
     }
 
@@ -157,6 +161,7 @@ impl EntryKind {
             Self::OfferUsed => "Offer used",
             Self::BadgeAwarded => "Badge",
             Self::Membership => "Membership",
+            Self::PartnerEarn => "Partner points",
         }
     }
 }
@@ -310,6 +315,11 @@ impl Entry {
             {
                 fail("an offer's facts name the offer and move no points")
             }
+            EntryKind::PartnerEarn
+                if self.points <= 0 || self.reward_id.is_none() || self.note.is_none() =>
+            {
+                fail("partner points name the partner and its reference, and add points")
+            }
             EntryKind::Membership if self.points != 0 || amount.is_none_or(|a| a <= 0) => {
                 fail("a membership is a fee paid, earning no points")
             }
@@ -325,6 +335,7 @@ impl Entry {
             | EntryKind::OfferUnlocked
             | EntryKind::OfferUsed
             | EntryKind::BadgeAwarded
+            | EntryKind::PartnerEarn
             | EntryKind::Expire
             | EntryKind::WelcomeBonus
             | EntryKind::BirthdayBonus

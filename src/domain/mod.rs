@@ -11,6 +11,7 @@ pub mod member;
 pub mod merge;
 pub mod money;
 pub mod offers;
+pub mod partners;
 pub mod phone;
 pub mod possible;
 pub mod program;

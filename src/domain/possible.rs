@@ -132,6 +132,12 @@ pub enum Rule {
     },
     #[error("names offer {offer:?}, which the program does not have")]
     UnknownOffer { offer: String },
+    #[error("{points} points from partner {partner:?}; the program allows at most {most:?} a line")]
+    PartnerPoints {
+        partner: String,
+        points: i64,
+        most: Option<i64>,
+    },
     #[error("a membership for {amount:?} minor units; the program's paid tier costs {fees:?}")]
     MembershipFee { amount: Option<i64>, fees: Vec<i64> },
     #[error("gives points to cause {cause:?}, which the program does not have")]
@@ -192,6 +198,7 @@ impl Rule {
             Rule::ReturnOf { .. } => "return_of",
             Rule::UnknownCause { .. } => "unknown_cause",
             Rule::MembershipFee { .. } => "membership_fee",
+            Rule::PartnerPoints { .. } => "partner_points",
             Rule::UnknownOffer { .. } => "unknown_offer",
             Rule::BadgePoints { .. } => "badge_points",
             Rule::ReversalAfterReturn { .. } => "reversal_after_return",
@@ -430,6 +437,7 @@ pub fn check_entry(
         EntryKind::Return => check_return(&candidates, known, e).map_err(fail)?,
         EntryKind::Donation => check_donation(&candidates, e).map_err(fail)?,
         EntryKind::Membership => check_membership(&candidates, e).map_err(fail)?,
+        EntryKind::PartnerEarn => check_partner(&candidates, e).map_err(fail)?,
         EntryKind::OfferUnlocked => return check_offer_unlock(&candidates, known, e).map_err(fail),
         EntryKind::OfferUsed => check_offer_named(&candidates, e).map_err(fail)?,
         EntryKind::BadgeAwarded => {
@@ -540,6 +548,25 @@ fn check_return(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(),
         Err(fail(
             "the money, lines, points or stamps are not what the return rule gives",
         ))
+    }
+}
+
+/// Partner points come from a partner of a program then in force, within its most per line.
+fn check_partner(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
+    let partner = e.reward_id.clone().unwrap_or_default();
+    let most = candidates
+        .iter()
+        .filter_map(|p| p.partner(&partner))
+        .map(|p| p.max_points)
+        .max();
+    if most.is_some_and(|m| e.points <= m) {
+        Ok(())
+    } else {
+        Err(Rule::PartnerPoints {
+            partner,
+            points: e.points,
+            most,
+        })
     }
 }
 

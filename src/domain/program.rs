@@ -10,6 +10,7 @@ use thiserror::Error;
 use super::badges::{self, Badge, RawBadge};
 use super::causes::{self, Cause, RawCause};
 use super::offers::{self, Offer, RawOffer, RawReengagement, Reengagement};
+use super::partners::{self, Partner, RawPartner};
 use super::promotion::{self, CategoryRate, Promotion, RawCategoryRate, RawPromotion};
 use super::stamps::{self, RawStampCard, StampCard};
 
@@ -149,6 +150,8 @@ pub struct Program {
     pub reengagement: Option<Reengagement>,
     /// A tier members may buy for a period.
     pub paid_tier: Option<PaidTier>,
+    /// Partners whose points members earn.
+    pub partners: Vec<Partner>,
     /// Points earned on a sale are pending (not spendable) for this many days, while the sale
     /// may still be returned; `None`: spendable at once.
     pub return_window_days: Option<i64>,
@@ -188,6 +191,8 @@ struct RawProgram {
     badges: Vec<RawBadge>,
     reengagement: Option<RawReengagement>,
     paid_tier: Option<RawPaidTier>,
+    #[serde(default)]
+    partners: Vec<RawPartner>,
 }
 
 #[derive(Deserialize)]
@@ -353,6 +358,11 @@ impl Program {
             super::money::format_amount(minor, self.minor_units),
             self.currency
         )
+    }
+
+    /// Finds a partner by id.
+    pub fn partner(&self, id: &str) -> Option<&Partner> {
+        self.partners.iter().find(|p| p.id == id)
     }
 
     /// Finds a badge by id.
@@ -661,6 +671,7 @@ impl RawProgram {
         let offers = offers::offers(self.offers)?;
         let badges = badges::badges(self.badges, &tiers)?;
         let reengagement = offers::reengagement(self.reengagement, &offers)?;
+        let partners = partners::partners(self.partners)?;
         let paid_tier = match self.paid_tier {
             None => None,
             Some(raw) => {
@@ -731,6 +742,7 @@ impl RawProgram {
             badges,
             reengagement,
             paid_tier,
+            partners,
             return_window_days,
         })
     }

@@ -169,6 +169,15 @@ pub fn use_offer(
     })
 }
 
+/// Points a member earned with a partner, for the partner's line `reference`.
+pub fn partner_earn(partner: &str, points: i64, reference: &str) -> Draft {
+    Draft {
+        reward_id: Some(partner.to_owned()),
+        note: Some(super::partners::note(reference)),
+        ..Draft::points(EntryKind::PartnerEarn, points)
+    }
+}
+
 /// The program's paid tier bought at the till: its fee, earning no points.
 pub fn buy_membership(program: &Program) -> Result<Draft, Refusal> {
     let paid = program.paid_tier.as_ref().ok_or(Refusal::NoPaidTier)?;

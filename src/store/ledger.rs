@@ -10,12 +10,25 @@ use super::{Result, Store, StoreError};
 use crate::domain::Refusal;
 use crate::domain::badges;
 use crate::domain::offers;
+use crate::domain::partners::{self, PartnerLine, PartnerLineError};
 use crate::domain::quote::{Quote, Sale, quote};
 use crate::domain::returns::{self, Returned};
 use crate::domain::rules::{self, Draft};
 use crate::domain::stamps;
 use crate::domain::summary::{self, summarise};
 use crate::domain::{Entry, EntryId, MemberId, MemberSummary, Program, TerminalId, Timestamp};
+
+/// What a partner file import found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PartnerImport {
+    /// Good lines, and their points.
+    pub lines: usize,
+    pub points: i64,
+    /// Refused lines with their reasons; any makes the import write nothing.
+    pub refused: Vec<PartnerLineError>,
+    /// Whether the lines were written.
+    pub written: bool,
+}
 
 /// A member's offers: those open now, and (name, purchases made, purchases needed) towards the
 /// others.
@@ -225,14 +238,18 @@ impl Store {
         Ok(entry)
     }
 
-    /// Reverses this till's badge awards that do not stand: another till awarded the same badge
-    /// first while they were apart (seen now that its entries are here). Returns how many.
+    /// Reverses this till's once-only entries that do not stand: another till awarded the same
+    /// badge, or recorded the same partner line, first while they were apart (seen now that its
+    /// entries are here). Returns how many.
     pub fn void_duplicate_awards(&mut self, at: Timestamp) -> Result<usize> {
         let members: Vec<uuid::Uuid> = self
             .conn
             .prepare_cached(
                 "SELECT DISTINCT member_id FROM ledger WHERE kind = 'badge_awarded'
-                 GROUP BY member_id, reward_id HAVING COUNT(*) > 1",
+                 GROUP BY member_id, reward_id HAVING COUNT(*) > 1
+                 UNION
+                 SELECT DISTINCT member_id FROM ledger WHERE kind = 'partner_earn'
+                 GROUP BY member_id, reward_id, note HAVING COUNT(*) > 1",
             )?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -241,6 +258,7 @@ impl Store {
             let entries = member_entries(&self.conn, MemberId(member))?;
             let ours: Vec<EntryId> = badges::duplicates(&entries)
                 .into_iter()
+                .chain(partners::duplicates(&entries))
                 .filter(|e| e.terminal_id == self.terminal && e.points != 0)
                 .map(|e| e.id)
                 .collect();
@@ -323,6 +341,91 @@ impl Store {
             }
         }
         Ok((given, back))
+    }
+
+    /// Records a partner file's points, all or nothing: every line must be good (a known card,
+    /// a partner line not recorded before, nor twice in the file), or nothing is written and
+    /// each refused line comes back with its reason. With `dry_run`, only checks.
+    pub fn import_partner_points(
+        &mut self,
+        lines: &[Result<PartnerLine, PartnerLineError>],
+        actor: &str,
+        at: Timestamp,
+        dry_run: bool,
+    ) -> Result<PartnerImport> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut refused: Vec<PartnerLineError> = Vec::new();
+        let mut good: Vec<(MemberId, &PartnerLine)> = Vec::new();
+        let mut seen = HashSet::new();
+        for line in lines {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    refused.push(e.clone());
+                    continue;
+                }
+            };
+            let fail = |reason: String| PartnerLineError {
+                line: line.line,
+                reason,
+            };
+            let member: Option<uuid::Uuid> = tx
+                .prepare_cached("SELECT id FROM members WHERE card = ?1")?
+                .query_row(params![line.card.as_str()], |r| r.get(0))
+                .optional()?;
+            let Some(member) = member.map(MemberId) else {
+                refused.push(fail(format!(
+                    "no member holds card {}",
+                    line.card.grouped()
+                )));
+                continue;
+            };
+            if !seen.insert((line.partner.clone(), line.reference.clone())) {
+                refused.push(fail(format!(
+                    "reference {} is in the file twice",
+                    line.reference
+                )));
+                continue;
+            }
+            if partners::earned(
+                &member_entries(&tx, member)?,
+                &line.partner,
+                &line.reference,
+            ) {
+                refused.push(fail(format!(
+                    "reference {} was recorded before",
+                    line.reference
+                )));
+                continue;
+            }
+            good.push((member, line));
+        }
+        let report = PartnerImport {
+            lines: good.len(),
+            points: good.iter().map(|(_, l)| l.points).sum(),
+            refused,
+            written: false,
+        };
+        if dry_run || !report.refused.is_empty() {
+            return Ok(report);
+        }
+        let appender = Appender {
+            conn: &tx,
+            program: &self.program,
+            terminal: &self.terminal,
+        };
+        for (member, line) in good {
+            let mut entries = member_entries(&tx, member)?;
+            let draft = rules::partner_earn(&line.partner, line.points, &line.reference);
+            appender.append(member, &mut entries, draft, actor, at)?;
+        }
+        tx.commit()?;
+        Ok(PartnerImport {
+            written: true,
+            ..report
+        })
     }
 
     /// `member` buys the program's paid tier (the fee, earning no points).

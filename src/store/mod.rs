@@ -30,7 +30,7 @@ use crate::token::{CodeKey, Keyring};
 pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::{HistoricMember, ImportReport};
 pub use identify::{ScanError, ScanOutcome};
-pub use ledger::{InsertOutcome, MemberOffers};
+pub use ledger::{InsertOutcome, MemberOffers, PartnerImport};
 pub use manager::{ActivityRow, CauseTotal, PinError, TierRow, TierSort};
 pub use members::{MemberView, SearchHit, SearchKind};
 pub use privacy::{MarketingContact, MemberExport};

@@ -119,6 +119,15 @@ enum Command {
     },
     /// What members gave each cause.
     Causes,
+    /// Points members earned with the program's partners, from the partner's file (CSV with
+    /// card, partner, points, reference; or a JSON array): all lines or none, each refused line
+    /// named with its reason (manager PIN).
+    PartnerPoints {
+        file: PathBuf,
+        /// Check every line and say what would be recorded; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Sell the program's paid tier to a member (the fee earns no points; buying again extends).
     Membership {
         /// Card number, phone or email of the member.
@@ -853,6 +862,25 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let store = open(&cli)?;
             let (given, back) = store.reengagement_results()?;
             out.reengagement(given, back)
+        }
+        Command::PartnerPoints { file, dry_run } => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let mut store = open(&cli)?;
+            let lines = tillpass::domain::partners::read(store.program(), &bytes);
+            if !*dry_run && lines.iter().all(Result::is_ok) {
+                require_manager(&mut store)?;
+            }
+            let report = store.import_partner_points(&lines, &actor, now(), *dry_run)?;
+            out.partner_import(&report)?;
+            if report.refused.is_empty() {
+                Ok(())
+            } else {
+                bail!(
+                    "{} lines refused; nothing was recorded",
+                    report.refused.len()
+                )
+            }
         }
         Command::Membership { member } => {
             let mut store = open(&cli)?;

@@ -227,6 +227,28 @@ impl Out {
         Ok(())
     }
 
+    pub fn partner_import(&self, report: &tillpass::store::PartnerImport) -> Result<()> {
+        if self.json {
+            return print_json(report);
+        }
+        for refused in &report.refused {
+            say!("{refused}");
+        }
+        let verb = if report.written {
+            "Recorded"
+        } else {
+            "Would record"
+        };
+        if report.refused.is_empty() {
+            say!(
+                "{verb} {} partner lines, {} points",
+                report.lines,
+                report.points
+            );
+        }
+        Ok(())
+    }
+
     pub fn reengaged(&self, given: usize) -> Result<()> {
         if self.json {
             return print_json(&json!({ "given": given }));
