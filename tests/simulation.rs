@@ -1462,6 +1462,8 @@ impl<'t> World<'t> {
         let reference = ledger(&observer);
         let roster = members(&observer);
         let balances = observer.balances();
+        let settled_at = self.at(0);
+        let derived = facts(&observer, settled_at);
         let given: Vec<(MemberId, &CardNumber, String)> = self
             .oracle
             .cards
@@ -1529,6 +1531,11 @@ impl<'t> World<'t> {
                 till.balances(),
                 balances,
                 "{name}'s balances, and a new till's"
+            );
+            assert_eq!(
+                facts(till, settled_at),
+                derived,
+                "{name}'s badges, open offers and stamps, and a new till's"
             );
             let report = till.store.verify(false).expect("verify");
             assert!(report.is_clean(), "{name}: {:?}", report.drift);
@@ -1827,4 +1834,38 @@ fn own_award_voids(store: &tillpass::store::Store) -> Vec<uuid::Uuid> {
         .expect("query")
         .collect::<rusqlite::Result<_>>()
         .expect("ids")
+}
+
+/// What the ledger's facts come to for every member at `at`: badges held, offers open, stamps.
+type Facts = BTreeMap<Uuid, (Vec<String>, Vec<(String, Timestamp)>, BTreeMap<String, i64>)>;
+
+fn facts(till: &Till, at: Timestamp) -> Facts {
+    let ids: Vec<Uuid> = till
+        .store
+        .connection()
+        .prepare("SELECT id FROM members")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("ids");
+    ids.into_iter()
+        .map(|id| {
+            let member = MemberId(id);
+            let offers = till
+                .store
+                .offers(member, at)
+                .expect("offers")
+                .open
+                .into_iter()
+                .map(|o| (o.offer, o.unlocked_at))
+                .collect();
+            let held = (
+                till.store.badges(member).expect("badges"),
+                offers,
+                till.store.stamps_held(member).expect("stamps"),
+            );
+            (id, held)
+        })
+        .collect()
 }
