@@ -89,6 +89,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             voided: false,
             now,
             stamps: &no_stamps,
+            offers: &[],
+            badges: &[],
         }
     };
 

@@ -46,7 +46,10 @@ pub fn read_content(
     now: Timestamp,
 ) -> Result<PassContent, StoreError> {
     let view = store.member(member)?;
+    let (offers, badges) = PassContent::facts(store.program(), &store.entries_of(member)?, now);
     Ok(PassContent {
+        offers,
+        badges,
         program: store.program().clone(),
         summary: store.summary_at(member, now)?,
         code: store.member_code(&view.member.card),

@@ -79,6 +79,8 @@ impl Cards {
             voided: false,
             now: Timestamp::from_millis(0),
             stamps: &Default::default(),
+            offers: &[],
+            badges: &[],
         })
     }
 }

@@ -175,6 +175,9 @@ pub fn pass_json(settings: &AppleSettings, pass: &PassMember<'_>) -> Result<Pass
     if settings.demo {
         back_fields.push(field("demo", Some(key::DEMO), text(key::DEMO_VALUE)));
     }
+    if !pass.badges.is_empty() {
+        back_fields.push(field("badges", Some(key::BADGES), text(key::BADGES_VALUE)));
+    }
     back_fields.extend([
         field(
             "how_to_earn",
@@ -226,6 +229,11 @@ pub fn pass_json(settings: &AppleSettings, pass: &PassMember<'_>) -> Result<Pass
                     .iter()
                     .zip(pass.stamp_rows())
                     .map(|(label, (_, row))| field(label, Some(label), text(&row))),
+            )
+            .chain(
+                pass.offers
+                    .first()
+                    .map(|_| field("offer", Some(key::OFFER), text(key::OFFER_VALUE))),
             )
             .collect(),
             back_fields,
@@ -339,6 +347,52 @@ mod tests {
     }
 
     #[test]
+    fn the_pass_shows_an_open_offer_in_front_and_the_badges_on_the_back() {
+        let program = Program::demo();
+        let member = fixture::member();
+        let summary = fixture::summary(420);
+        let offers = [(
+            "A free pastry".to_owned(),
+            Timestamp::from_millis(1_796_860_800_000),
+        )];
+        let badges = ["Regular".to_owned(), "Explorer".to_owned()];
+        let pass = PassMember {
+            program: &program,
+            member: &member,
+            summary: &summary,
+            code: "TP1.0123456789.ABCDEFGHIJKLMNOP",
+            auth_token: "0123456789abcdef0123",
+            voided: false,
+            now: Timestamp::from_millis(0),
+            stamps: &Default::default(),
+            offers: &offers,
+            badges: &badges,
+        };
+        let json = pass_json(&settings(), &pass).expect("pass.json");
+        let offer = json
+            .store_card
+            .auxiliary_fields
+            .iter()
+            .find(|f| f.key == "offer")
+            .expect("the offer in front");
+        assert_eq!(offer.value, FieldValue::Text(key::OFFER_VALUE.into()));
+        assert!(
+            json.store_card
+                .back_fields
+                .iter()
+                .any(|f| f.key == "badges")
+        );
+        let strings = &crate::pass::locale::LOCALES[0].strings(&pass, false);
+        assert_eq!(strings[key::OFFER_VALUE], "A free pastry until 2026-12-10");
+        assert_eq!(strings[key::BADGES_VALUE], "Regular, Explorer");
+        let french = &crate::pass::locale::LOCALES[1].strings(&pass, false);
+        assert_eq!(
+            french[key::OFFER_VALUE],
+            "A free pastry jusqu'au 2026-12-10"
+        );
+    }
+
+    #[test]
     fn the_pass_shows_each_stamp_card_as_a_row_of_stamps() {
         let program = Program::demo();
         let member = fixture::member();
@@ -353,6 +407,8 @@ mod tests {
             voided: false,
             now: Timestamp::from_millis(0),
             stamps: &stamps,
+            offers: &[],
+            badges: &[],
         };
         let json = pass_json(&settings(), &pass).expect("pass.json");
         let row = json
@@ -378,6 +434,8 @@ mod tests {
             voided: false,
             now: Timestamp::from_millis(0),
             stamps: &Default::default(),
+            offers: &[],
+            badges: &[],
         };
         let json = pass_json(&settings(), &pass).expect("pass.json");
         assert_eq!(json.barcodes[0].message, pass.code);

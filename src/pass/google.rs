@@ -350,6 +350,20 @@ impl GoogleSettings {
             header: format!("{} benefits", tier.name),
             body: tier.benefits.clone(),
         }];
+        if let Some((offer, until)) = pass.offers.first() {
+            text_modules.push(TextModule {
+                id: "offer".into(),
+                header: "Offer".into(),
+                body: format!("{offer} until {}", until.date()),
+            });
+        }
+        if !pass.badges.is_empty() {
+            text_modules.push(TextModule {
+                id: "badges".into(),
+                header: "Badges".into(),
+                body: pass.badges.join(", "),
+            });
+        }
         if self.demo {
             text_modules.insert(
                 0,
@@ -581,6 +595,8 @@ mod tests {
             voided: false,
             now,
             stamps: &Default::default(),
+            offers: &[],
+            badges: &[],
         };
         let reference = maker.object_reference(&pass);
         let object = maker.settings.loyalty_object(&pass);

@@ -34,6 +34,9 @@ struct Words {
     expiry_text: &'static str,
     demo: &'static str,
     demo_text: &'static str,
+    offer: &'static str,
+    offer_value: &'static str,
+    badges: &'static str,
 }
 
 /// English first (the default), then French.
@@ -62,6 +65,9 @@ pub(crate) const LOCALES: [Locale; 2] = [
             expiry_text: "Points expire after {days} days without a purchase or reward.",
             demo: "DEMO PASS",
             demo_text: "Signed with a self-signed demo certificate: it will not install on a phone.",
+            offer: "OFFER",
+            offer_value: "{offer} until {date}",
+            badges: "Badges",
         },
     },
     Locale {
@@ -88,6 +94,9 @@ pub(crate) const LOCALES: [Locale; 2] = [
             expiry_text: "Les points expirent après {days} jours sans achat ni récompense.",
             demo: "PASS DE DÉMONSTRATION",
             demo_text: "Signé avec un certificat de démonstration auto-signé : il ne s'installera pas sur un téléphone.",
+            offer: "OFFRE",
+            offer_value: "{offer} jusqu'au {date}",
+            badges: "Badges",
         },
     },
 ];
@@ -113,6 +122,10 @@ pub(crate) mod key {
     pub const TERMS_VALUE: &str = "terms_value";
     pub const DEMO: &str = "demo";
     pub const DEMO_VALUE: &str = "demo_value";
+    pub const OFFER: &str = "offer";
+    pub const OFFER_VALUE: &str = "offer_value";
+    pub const BADGES: &str = "badges";
+    pub const BADGES_VALUE: &str = "badges_value";
 }
 
 fn fill(template: &str, pairs: &[(&str, &str)]) -> String {
@@ -203,6 +216,18 @@ impl Locale {
         for (label, card) in key::STAMP_CARDS.iter().zip(&program.stamp_cards) {
             out.insert(label, card.name.clone());
         }
+        if let Some((offer, until)) = pass.offers.first() {
+            out.insert(key::OFFER, w.offer.to_owned());
+            let date = until.date().to_string();
+            out.insert(
+                key::OFFER_VALUE,
+                fill(w.offer_value, &[("offer", offer), ("date", &date)]),
+            );
+        }
+        if !pass.badges.is_empty() {
+            out.insert(key::BADGES, w.badges.to_owned());
+            out.insert(key::BADGES_VALUE, pass.badges.join(", "));
+        }
         if demo {
             out.insert(key::DEMO, w.demo.to_owned());
             out.insert(key::DEMO_VALUE, w.demo_text.to_owned());
@@ -253,6 +278,8 @@ mod tests {
             voided: false,
             now: crate::domain::Timestamp::from_millis(0),
             stamps: &Default::default(),
+            offers: &[],
+            badges: &[],
         };
         for locale in &LOCALES {
             let strings = locale.strings(&pass, true);

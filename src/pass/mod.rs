@@ -35,6 +35,10 @@ pub struct PassMember<'a> {
     pub now: Timestamp,
     /// Stamps held, by stamp card id.
     pub stamps: &'a BTreeMap<String, i64>,
+    /// Open offers: (name, when it closes).
+    pub offers: &'a [(String, Timestamp)],
+    /// Badges held, by name.
+    pub badges: &'a [String],
 }
 
 /// What a member's passes show, read from the store at one instant and owned, so that
@@ -49,6 +53,10 @@ pub struct PassContent {
     pub voided: bool,
     pub now: Timestamp,
     pub stamps: BTreeMap<String, i64>,
+    /// Open offers: (name, when it closes).
+    pub offers: Vec<(String, Timestamp)>,
+    /// Badges held, by name.
+    pub badges: Vec<String>,
 }
 
 impl PassContent {
@@ -63,7 +71,29 @@ impl PassContent {
             voided: self.voided,
             now: self.now,
             stamps: &self.stamps,
+            offers: &self.offers,
+            badges: &self.badges,
         }
+    }
+}
+
+impl PassContent {
+    /// The offers open and badges held, by name, from the member's `entries` at `now`.
+    pub fn facts(
+        program: &Program,
+        entries: &[crate::domain::Entry],
+        now: Timestamp,
+    ) -> (Vec<(String, Timestamp)>, Vec<String>) {
+        let offers = crate::domain::offers::book(program, entries, now)
+            .open
+            .into_iter()
+            .filter_map(|o| Some((program.offer(&o.offer)?.name.clone(), o.expires_at)))
+            .collect();
+        let badges = crate::domain::badges::held(entries)
+            .iter()
+            .filter_map(|id| Some(program.badge(id)?.name.clone()))
+            .collect();
+        (offers, badges)
     }
 }
 

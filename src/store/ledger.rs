@@ -635,6 +635,12 @@ impl Store {
         ))
     }
 
+    /// Every entry of `member`, oldest first.
+    pub fn entries_of(&self, member: MemberId) -> Result<Vec<Entry>> {
+        member_exists(&self.conn, member)?;
+        Ok(member_entries(&self.conn, member)?)
+    }
+
     /// The badges `member` holds (ids, in the order they were awarded).
     pub fn badges(&self, member: MemberId) -> Result<Vec<String>> {
         member_exists(&self.conn, member)?;

@@ -79,9 +79,12 @@ pub(super) fn content(
             .parse::<CardNumber>()
             .map_err(|e| DbError::Internal(format!("pass serial {serial:?}: {e}")))?;
     }
+    let (offers, badges) = PassContent::facts(&program, &entries, now);
     Ok(PassContent {
         summary: summarise(&program, &entries, now),
         stamps: crate::domain::stamps::held(&entries),
+        offers,
+        badges,
         code: member_code(&ring, &member.card),
         auth_token: pass_auth_token(&key0, serial),
         program,
@@ -121,6 +124,12 @@ pub fn shown(content: &PassContent) -> String {
     // Stamps join the fingerprint only when held, so passes from before stamp cards keep theirs.
     if !content.stamps.is_empty() {
         shown["stamps"] = serde_json::json!(&content.stamps);
+    }
+    if !content.offers.is_empty() {
+        shown["offers"] = serde_json::json!(&content.offers);
+    }
+    if !content.badges.is_empty() {
+        shown["badges"] = serde_json::json!(&content.badges);
     }
     data_encoding::HEXLOWER.encode(&Sha256::digest(shown.to_string().as_bytes()))
 }
