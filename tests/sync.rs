@@ -923,12 +923,9 @@ fn new_member(name: &str) -> MemberRecord {
 
 fn a_forged_batch_is_refused_whole_and_other_tills_keep_syncing(backend: Backend) {
     let dir = TempDb::new();
-    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+    let Some((server, mut a, mut b, rogue)) = two_tills_and_a_rogue(backend, &dir) else {
         return;
     };
-    let mut a = Till::join(&server.url, &tokens[0]);
-    let mut b = Till::join(&server.url, &tokens[1]);
-    let rogue = Rogue::new(&server.url, &tokens[2]);
     let member = enrol(&mut a.store, "Ada Lovelace").member.id;
     a.sync().expect("sync a");
     b.sync().expect("sync b");
@@ -1161,14 +1158,20 @@ fn every_impossible_entry_is_refused_by_its_rule(backend: Backend) {
     );
 }
 
+/// A server with two joined tills and a rogue terminal pushing by hand.
+fn two_tills_and_a_rogue(backend: Backend, dir: &TempDb) -> Option<(Server, Till, Till, Rogue)> {
+    let (server, tokens) = server(backend, dir.dir.path(), 3)?;
+    let a = Till::join(&server.url, &tokens[0]);
+    let b = Till::join(&server.url, &tokens[1]);
+    let rogue = Rogue::new(&server.url, &tokens[2]);
+    Some((server, a, b, rogue))
+}
+
 fn baskets_sync_everywhere_and_forged_baskets_are_refused(backend: Backend) {
     let dir = TempDb::new();
-    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+    let Some((_server, mut a, mut b, rogue)) = two_tills_and_a_rogue(backend, &dir) else {
         return;
     };
-    let mut a = Till::join(&server.url, &tokens[0]);
-    let mut b = Till::join(&server.url, &tokens[1]);
-    let rogue = Rogue::new(&server.url, &tokens[2]);
     let member = enrol(&mut a.store, "Grace Hopper").member.id;
     // Two bags of beans, 24.00: 240 base, beans x2 and the 100 for 20.00 on beans.
     let beans = vec![SaleLine::item("House beans 250g", "beans", 2, 2_400)];
@@ -1267,12 +1270,9 @@ fn baskets_sync_everywhere_and_forged_baskets_are_refused(backend: Backend) {
 
 fn an_offer_unlocked_at_two_offline_tills_is_one_offer(backend: Backend) {
     let dir = TempDb::new();
-    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+    let Some((server, mut a, mut b, rogue)) = two_tills_and_a_rogue(backend, &dir) else {
         return;
     };
-    let mut a = Till::join(&server.url, &tokens[0]);
-    let mut b = Till::join(&server.url, &tokens[1]);
-    let rogue = Rogue::new(&server.url, &tokens[2]);
     let member = enrol(&mut a.store, "Grace Hopper").member.id;
     let t0 = now().plus_days(-3);
     for i in 0..4 {
@@ -1345,12 +1345,9 @@ fn an_offer_unlocked_at_two_offline_tills_is_one_offer(backend: Backend) {
 
 fn a_badge_awarded_at_two_offline_tills_is_given_once(backend: Backend) {
     let dir = TempDb::new();
-    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+    let Some((server, mut a, mut b, rogue)) = two_tills_and_a_rogue(backend, &dir) else {
         return;
     };
-    let mut a = Till::join(&server.url, &tokens[0]);
-    let mut b = Till::join(&server.url, &tokens[1]);
-    let rogue = Rogue::new(&server.url, &tokens[2]);
     let member = enrol(&mut a.store, "Grace Hopper").member.id;
     let t0 = now().plus_days(-2);
     for i in 0..9 {
@@ -1402,12 +1399,9 @@ fn a_badge_awarded_at_two_offline_tills_is_given_once(backend: Backend) {
 
 fn a_partner_file_imported_at_two_tills_gives_its_points_once(backend: Backend) {
     let dir = TempDb::new();
-    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+    let Some((_server, mut a, mut b, rogue)) = two_tills_and_a_rogue(backend, &dir) else {
         return;
     };
-    let mut a = Till::join(&server.url, &tokens[0]);
-    let mut b = Till::join(&server.url, &tokens[1]);
-    let rogue = Rogue::new(&server.url, &tokens[2]);
     let ada = enrol(&mut a.store, "Ada Lovelace").member;
     a.sync().expect("sync a");
     b.sync().expect("sync b");

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::program::{ConfigError, MAX_REWARD_COST, Tier};
+use super::program::{ConfigError, MAX_REWARD_COST, Tier, short_name, stable_id};
 use super::summary::summarise;
 use super::{Entry, EntryId, EntryKind, Program, Timestamp};
 
@@ -57,28 +57,8 @@ pub(super) fn badges(raw: Vec<RawBadge>, tiers: &[Tier]) -> Result<Vec<Badge>, C
     let mut out: Vec<Badge> = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("badges[{i}].{f}");
-        let id = r.id.trim().to_owned();
-        if id.is_empty()
-            || id.len() > 40
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("must be 1-40 characters of a-z, 0-9, - or _, got {id:?}"),
-            ));
-        }
-        if out.iter().any(|b| b.id == id) {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("{id:?} is used twice"),
-            ));
-        }
-        let name = r.name.trim().to_owned();
-        if name.is_empty() || name.len() > 80 {
-            return Err(ConfigError::field(at("name"), "must be 1-80 characters"));
-        }
+        let id = stable_id(&at("id"), &r.id, out.iter().map(|x| x.id.as_str()))?;
+        let name = short_name(&at("name"), &r.name)?;
         let count = |max: i64| match r.count {
             Some(n) if (1..=max).contains(&n) => Ok(n),
             other => Err(ConfigError::field(

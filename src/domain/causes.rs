@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::program::ConfigError;
+use super::program::{ConfigError, short_name, stable_id};
 
 /// A cause of the program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,28 +26,8 @@ pub(super) fn causes(raw: Vec<RawCause>) -> Result<Vec<Cause>, ConfigError> {
     let mut out: Vec<Cause> = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("causes[{i}].{f}");
-        let id = r.id.trim().to_owned();
-        if id.is_empty()
-            || id.len() > 40
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("must be 1-40 characters of a-z, 0-9, - or _, got {id:?}"),
-            ));
-        }
-        if out.iter().any(|c| c.id == id) {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("{id:?} is used twice"),
-            ));
-        }
-        let name = r.name.trim().to_owned();
-        if name.is_empty() || name.len() > 80 {
-            return Err(ConfigError::field(at("name"), "must be 1-80 characters"));
-        }
+        let id = stable_id(&at("id"), &r.id, out.iter().map(|x| x.id.as_str()))?;
+        let name = short_name(&at("name"), &r.name)?;
         out.push(Cause { id, name });
     }
     Ok(out)

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::program::ConfigError;
+use super::program::{ConfigError, short_name, stable_id};
 use super::timestamp::DAY_MS;
 use super::{Entry, EntryId, EntryKind, Program, Timestamp};
 
@@ -50,28 +50,8 @@ pub(super) fn offers(raw: Vec<RawOffer>) -> Result<Vec<Offer>, ConfigError> {
     let mut out: Vec<Offer> = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("offers[{i}].{f}");
-        let id = r.id.trim().to_owned();
-        if id.is_empty()
-            || id.len() > 40
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("must be 1-40 characters of a-z, 0-9, - or _, got {id:?}"),
-            ));
-        }
-        if out.iter().any(|o| o.id == id) {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("{id:?} is used twice"),
-            ));
-        }
-        let name = r.name.trim().to_owned();
-        if name.is_empty() || name.len() > 80 {
-            return Err(ConfigError::field(at("name"), "must be 1-80 characters"));
-        }
+        let id = stable_id(&at("id"), &r.id, out.iter().map(|x| x.id.as_str()))?;
+        let name = short_name(&at("name"), &r.name)?;
         let range = |field: &str, value: i64, max: i64| {
             let min = i64::from(field != "after_purchases");
             if (min..=max).contains(&value) {
@@ -111,6 +91,17 @@ pub struct OfferBook {
     pub open: Vec<OpenOffer>,
     /// (offer id, unlocked at, used) for every unlock that stood.
     pub history: Vec<(String, Timestamp, bool)>,
+}
+
+impl OfferBook {
+    /// When `offer` was last unlocked (an unlock that stood), if ever.
+    pub fn last_unlock(&self, offer: &str) -> Option<Timestamp> {
+        self.history
+            .iter()
+            .filter(|(id, _, _)| id == offer)
+            .map(|(_, t, _)| *t)
+            .max()
+    }
 }
 
 /// Folds a member's offer facts as of `at` (entries in any order).
@@ -183,12 +174,7 @@ pub fn unlocked_by_purchase(program: &Program, entries: &[Entry], at: Timestamp)
         .filter(|offer| offer.after_purchases > 0)
         .filter(|offer| !book.open.iter().any(|o| o.offer == offer.id))
         .filter(|offer| {
-            let last = book
-                .history
-                .iter()
-                .filter(|(id, _, _)| *id == offer.id)
-                .map(|(_, t, _)| *t)
-                .max();
+            let last = book.last_unlock(&offer.id);
             purchases(entries, at, offer.within_days, last) >= offer.after_purchases
         })
         .map(|offer| offer.id.clone())
@@ -240,12 +226,7 @@ pub fn progress(program: &Program, entries: &[Entry], at: Timestamp) -> Vec<(Str
         .filter(|offer| offer.after_purchases > 0)
         .filter(|offer| !book.open.iter().any(|o| o.offer == offer.id))
         .map(|offer| {
-            let last = book
-                .history
-                .iter()
-                .filter(|(id, _, _)| *id == offer.id)
-                .map(|(_, t, _)| *t)
-                .max();
+            let last = book.last_unlock(&offer.id);
             (
                 offer.name.clone(),
                 purchases(entries, at, offer.within_days, last),

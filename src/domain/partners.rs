@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::program::{ConfigError, MAX_REWARD_COST};
+use super::program::{ConfigError, MAX_REWARD_COST, short_name, stable_id};
 use super::{CardNumber, Entry, EntryId, EntryKind, Program};
 
 /// A partner of the program.
@@ -36,28 +36,8 @@ pub(super) fn partners(raw: Vec<RawPartner>) -> Result<Vec<Partner>, ConfigError
     let mut out: Vec<Partner> = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("partners[{i}].{f}");
-        let id = r.id.trim().to_owned();
-        if id.is_empty()
-            || id.len() > 40
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("must be 1-40 characters of a-z, 0-9, - or _, got {id:?}"),
-            ));
-        }
-        if out.iter().any(|p| p.id == id) {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("{id:?} is used twice"),
-            ));
-        }
-        let name = r.name.trim().to_owned();
-        if name.is_empty() || name.len() > 80 {
-            return Err(ConfigError::field(at("name"), "must be 1-80 characters"));
-        }
+        let id = stable_id(&at("id"), &r.id, out.iter().map(|x| x.id.as_str()))?;
+        let name = short_name(&at("name"), &r.name)?;
         if !(1..=MAX_REWARD_COST).contains(&r.max_points) {
             return Err(ConfigError::field(
                 at("max_points"),

@@ -440,6 +440,40 @@ pub(super) fn hundredths(value: f64) -> Option<u32> {
     (rounded <= f64::from(u32::MAX)).then_some(rounded as u32)
 }
 
+/// A short stable id (recorded on entries): 1-40 characters of a-z, 0-9, - or _, not one of
+/// `taken`.
+pub(super) fn stable_id<'a>(
+    field: &str,
+    raw: &str,
+    mut taken: impl Iterator<Item = &'a str>,
+) -> Result<String, ConfigError> {
+    let id = raw.trim().to_owned();
+    if id.is_empty()
+        || id.len() > 40
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(ConfigError::field(
+            field,
+            format!("must be 1-40 characters of a-z, 0-9, - or _, got {id:?}"),
+        ));
+    }
+    if taken.any(|t| t == id) {
+        return Err(ConfigError::field(field, format!("{id:?} is used twice")));
+    }
+    Ok(id)
+}
+
+/// A name people read: 1-80 characters once trimmed.
+pub(super) fn short_name(field: &str, raw: &str) -> Result<String, ConfigError> {
+    let name = raw.trim().to_owned();
+    if name.is_empty() || name.len() > 80 {
+        return Err(ConfigError::field(field, "must be 1-80 characters"));
+    }
+    Ok(name)
+}
+
 fn non_empty(field: &str, text: String) -> Result<String, ConfigError> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -574,24 +608,7 @@ impl RawProgram {
         let mut rewards: Vec<Reward> = Vec::with_capacity(self.rewards.len());
         for (i, raw) in self.rewards.into_iter().enumerate() {
             let at = |f: &str| format!("rewards[{i}].{f}");
-            let id = raw.id.trim().to_owned();
-            if id.is_empty()
-                || id.len() > 40
-                || !id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-            {
-                return Err(ConfigError::field(
-                    at("id"),
-                    format!("must be 1-40 characters of a-z, 0-9, - or _, got {id:?}"),
-                ));
-            }
-            if rewards.iter().any(|r| r.id == id) {
-                return Err(ConfigError::field(
-                    at("id"),
-                    format!("{id:?} is used twice"),
-                ));
-            }
+            let id = stable_id(&at("id"), &raw.id, rewards.iter().map(|r| r.id.as_str()))?;
             let name = non_empty(&at("name"), raw.name)?;
             let cost = in_range(&at("cost"), raw.cost, 1, MAX_REWARD_COST)?;
             let min_tier = match raw.min_tier {

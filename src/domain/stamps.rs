@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::basket::{LineKind, SaleLine};
-use super::program::ConfigError;
+use super::program::{ConfigError, short_name, stable_id};
 use super::{Entry, EntryKind};
 
 /// Most stamps one card may need.
@@ -46,35 +46,10 @@ pub(super) fn cards(raw: Vec<RawStampCard>) -> Result<Vec<StampCard>, ConfigErro
     let mut cards: Vec<StampCard> = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let at = |f: &str| format!("stamp_cards[{i}].{f}");
-        let id = r.id.trim().to_owned();
-        if id.is_empty()
-            || id.len() > 40
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("must be 1-40 characters of a-z, 0-9, - or _, got {id:?}"),
-            ));
-        }
-        if cards.iter().any(|c| c.id == id) {
-            return Err(ConfigError::field(
-                at("id"),
-                format!("{id:?} is used twice"),
-            ));
-        }
-        let text = |field: &str, value: String| {
-            let value = value.trim().to_owned();
-            if value.is_empty() || value.len() > 80 {
-                Err(ConfigError::field(at(field), "must be 1-80 characters"))
-            } else {
-                Ok(value)
-            }
-        };
-        let name = text("name", r.name)?;
-        let reward = text("reward", r.reward)?;
-        let category = text("category", r.category)?.to_ascii_lowercase();
+        let id = stable_id(&at("id"), &r.id, cards.iter().map(|x| x.id.as_str()))?;
+        let name = short_name(&at("name"), &r.name)?;
+        let reward = short_name(&at("reward"), &r.reward)?;
+        let category = short_name(&at("category"), &r.category)?.to_ascii_lowercase();
         if cards.iter().any(|c| c.category == category) {
             return Err(ConfigError::field(
                 at("category"),
