@@ -148,36 +148,48 @@ pub fn book(program: &Program, entries: &[Entry], at: Timestamp) -> OfferBook {
     book
 }
 
-/// Purchases (sales not reversed) in the `days` up to `at`, after `since` when given.
-fn purchases(entries: &[Entry], at: Timestamp, days: i64, since: Option<Timestamp>) -> i64 {
-    let from = at.plus_days(-days);
+/// Purchases (sales not reversed) stamped in `(from, to]`, after `since` when given.
+fn purchases(entries: &[Entry], from: Timestamp, to: Timestamp, since: Option<Timestamp>) -> i64 {
+    let reversed: Vec<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
     let count = entries
         .iter()
         .filter(|e| {
             e.kind == EntryKind::Earn
                 && e.occurred_at > from
-                && e.occurred_at <= at
+                && e.occurred_at <= to
                 && since.is_none_or(|s| e.occurred_at > s)
-                && !entries.iter().any(|r| r.reverses == Some(e.id))
+                && !reversed.contains(&e.id)
         })
         .count();
     i64::try_from(count).unwrap_or(i64::MAX)
 }
 
-/// The offers a purchase at `at` unlocks (its entry among `entries`): each offer not open now
-/// whose run is complete, counting the purchases within its window since its last unlock.
-pub fn unlocked_by_purchase(program: &Program, entries: &[Entry], at: Timestamp) -> Vec<String> {
+/// Each offer unlocked by purchases and not open at `at`, with the purchases made towards it:
+/// those within its window since its last unlock.
+fn runs<'p>(program: &'p Program, entries: &[Entry], at: Timestamp) -> Vec<(&'p Offer, i64)> {
     let book = book(program, entries, at);
     program
         .offers
         .iter()
         .filter(|offer| offer.after_purchases > 0)
         .filter(|offer| !book.open.iter().any(|o| o.offer == offer.id))
-        .filter(|offer| {
-            let last = book.last_unlock(&offer.id);
-            purchases(entries, at, offer.within_days, last) >= offer.after_purchases
+        .map(|offer| {
+            let from = at.plus_days(-offer.within_days);
+            (
+                offer,
+                purchases(entries, from, at, book.last_unlock(&offer.id)),
+            )
         })
-        .map(|offer| offer.id.clone())
+        .collect()
+}
+
+/// The offers a purchase at `at` unlocks (its entry among `entries`): each offer not open now
+/// whose run is complete, counting the purchases within its window since its last unlock.
+pub fn unlocked_by_purchase(program: &Program, entries: &[Entry], at: Timestamp) -> Vec<String> {
+    runs(program, entries, at)
+        .into_iter()
+        .filter(|(offer, made)| *made >= offer.after_purchases)
+        .map(|(offer, _)| offer.id.clone())
         .collect()
 }
 
@@ -203,36 +215,15 @@ pub fn unlock_possible(
     }
     program.offer(offer_id).is_some_and(|o| {
         let from = at.plus_days(-o.within_days);
-        let reversed: Vec<EntryId> = view.iter().filter_map(|e| e.reverses).collect();
-        let count = view
-            .iter()
-            .filter(|e| {
-                e.kind == EntryKind::Earn
-                    && e.occurred_at > from
-                    && e.occurred_at <= at.plus_millis(skew)
-                    && !reversed.contains(&e.id)
-            })
-            .count();
-        i64::try_from(count).unwrap_or(i64::MAX) >= o.after_purchases
+        purchases(view, from, at.plus_millis(skew), None) >= o.after_purchases
     })
 }
 
 /// Purchases towards each offer not open now, for the till's preview: (offer, made, needed).
 pub fn progress(program: &Program, entries: &[Entry], at: Timestamp) -> Vec<(String, i64, i64)> {
-    let book = book(program, entries, at);
-    program
-        .offers
-        .iter()
-        .filter(|offer| offer.after_purchases > 0)
-        .filter(|offer| !book.open.iter().any(|o| o.offer == offer.id))
-        .map(|offer| {
-            let last = book.last_unlock(&offer.id);
-            (
-                offer.name.clone(),
-                purchases(entries, at, offer.within_days, last),
-                offer.after_purchases,
-            )
-        })
+    runs(program, entries, at)
+        .into_iter()
+        .map(|(offer, made)| (offer.name.clone(), made, offer.after_purchases))
         .collect()
 }
 

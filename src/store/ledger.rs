@@ -176,6 +176,23 @@ impl Store {
     where
         F: FnOnce(&Program, &[Entry], &MemberSummary) -> Result<Draft>,
     {
+        self.write_then(member, actor, at, rule, |_, _| Vec::new())
+    }
+
+    /// [`write`](Self::write), then in the same transaction the entries `then` drafts from the
+    /// member's entries with the first one appended (the facts a sale writes with it).
+    fn write_then<F, G>(
+        &mut self,
+        member: MemberId,
+        actor: &str,
+        at: Timestamp,
+        rule: F,
+        then: G,
+    ) -> Result<Entry>
+    where
+        F: FnOnce(&Program, &[Entry], &MemberSummary) -> Result<Draft>,
+        G: FnOnce(&Program, &[Entry]) -> Vec<Draft>,
+    {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -189,6 +206,9 @@ impl Store {
             terminal: &self.terminal,
         };
         let (entry, _) = appender.append(member, &mut entries, draft, actor, at)?;
+        for follow_up in then(&self.program, &entries) {
+            appender.append(member, &mut entries, follow_up, actor, at)?;
+        }
         tx.commit()?;
         Ok(entry)
     }
@@ -214,28 +234,21 @@ impl Store {
         actor: &str,
         at: Timestamp,
     ) -> Result<Entry> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        member_exists(&tx, member)?;
-        let mut entries = member_entries(&tx, member)?;
-        let now = summarise(&self.program, &entries, at);
-        let draft = rules::earn(&self.program, now.tier, sale, at)?;
-        let appender = Appender {
-            conn: &tx,
-            program: &self.program,
-            terminal: &self.terminal,
-        };
-        let (entry, _) = appender.append(member, &mut entries, draft, actor, at)?;
-        for offer in offers::unlocked_by_purchase(&self.program, &entries, at) {
-            appender.append(member, &mut entries, rules::unlock_offer(&offer), actor, at)?;
-        }
-        for (badge, points) in badges::due(&self.program, &entries, at) {
-            let award = rules::award_badge(&badge, points);
-            appender.append(member, &mut entries, award, actor, at)?;
-        }
-        tx.commit()?;
-        Ok(entry)
+        self.write_then(
+            member,
+            actor,
+            at,
+            |program, _, now| Ok(rules::earn(program, now.tier, sale, at)?),
+            |program, entries| {
+                let unlocks = offers::unlocked_by_purchase(program, entries, at)
+                    .into_iter()
+                    .map(|offer| rules::unlock_offer(&offer));
+                let awards = badges::due(program, entries, at)
+                    .into_iter()
+                    .map(|(badge, points)| rules::award_badge(&badge, points));
+                unlocks.chain(awards).collect()
+            },
+        )
     }
 
     /// Reverses this till's once-only entries that do not stand: another till awarded the same
