@@ -467,6 +467,7 @@ async fn enrol(http: &Arc<Http>, tills: &[Terminal], per_till: usize) -> Result<
                 version: at.millis(),
                 retired_cards: Vec::new(),
                 erased_at: None,
+                referred_by: None,
             })
             .collect();
         let ids: Vec<MemberId> = records.iter().map(|r| r.member.id).collect();

@@ -60,6 +60,7 @@ fn members(n: usize, offset: u64) -> Vec<MemberRecord> {
             version: created.millis(),
             retired_cards: Vec::new(),
             erased_at: None,
+            referred_by: None,
         })
         .collect()
 }

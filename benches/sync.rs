@@ -53,6 +53,7 @@ fn data(n: usize) -> Data {
                 version: created.millis(),
                 retired_cards: Vec::new(),
                 erased_at: None,
+                referred_by: None,
             }
         })
         .collect();

@@ -50,6 +50,21 @@ pub struct OnScreen {
     pub name: String,
     pub tier: String,
     pub balance: i64,
+    /// Offers the member may use now (the POS may add the reward line for one).
+    pub offers: Vec<OfferOnScreen>,
+    /// Stamps held by stamp card id.
+    pub stamps: std::collections::BTreeMap<String, i64>,
+    /// Badge ids held.
+    pub badges: Vec<String>,
+}
+
+/// An open offer of the member on screen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OfferOnScreen {
+    pub id: String,
+    pub name: String,
+    /// Usable until (UTC, RFC 3339).
+    pub expires_at: String,
 }
 
 /// A recorded sale.

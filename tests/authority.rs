@@ -114,6 +114,7 @@ fn a_member_record_this_till_cannot_take_is_set_aside() {
         version: NOW.millis(),
         retired_cards: vec![],
         erased_at: None,
+        referred_by: None,
     };
     let applied = store
         .apply_pulled(std::slice::from_ref(&other), &[], 3, None, NOW)
@@ -144,6 +145,7 @@ fn a_member_record_this_till_cannot_take_is_set_aside() {
             replaced_by: card,
         }],
         erased_at: None,
+        referred_by: None,
     };
     let applied = store
         .apply_pulled(std::slice::from_ref(&own_card_retired), &[], 4, None, NOW)

@@ -773,13 +773,11 @@ impl<'t> World<'t> {
             Ok(entry) => {
                 self.oracle.honest.insert(entry.id.0);
                 self.tally.entries += 1;
-                // A sale writes the offers and badges it unlocks in its transaction, right after.
-                if entry.kind == tillpass::domain::EntryKind::Earn {
-                    let follow_ups =
-                        own_entries_after(&self.tills[t].till.store, entry.terminal_seq);
-                    self.tally.entries += follow_ups.len();
-                    self.oracle.honest.extend(follow_ups);
-                }
+                // A sale writes the offers and badges it unlocks in its transaction, right
+                // after; a sale's reversal takes back the unused ones the same way.
+                let follow_ups = own_entries_after(&self.tills[t].till.store, entry.terminal_seq);
+                self.tally.entries += follow_ups.len();
+                self.oracle.honest.extend(follow_ups);
                 self.log(format!(
                     "till {t}: {what} -> {} {:+} (seq {})",
                     entry.kind, entry.points, entry.terminal_seq
@@ -859,6 +857,31 @@ impl<'t> World<'t> {
             .map(|(_, first)| *first);
         if let (Ok(second), Some(first)) = (&result, first) {
             self.oracle.set_aside.insert(second.id.0, (t, first));
+            // The sale's facts taken back with it: again a second reversal where the server
+            // holds the first.
+            let store = &self.tills[t].till.store;
+            for id in own_entries_after(store, second.terminal_seq) {
+                let target: Option<Uuid> = store
+                    .connection()
+                    .query_row("SELECT reverses FROM ledger WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })
+                    .expect("a follow-up");
+                let held = self.tills[t]
+                    .reversed_on_server
+                    .values()
+                    .find(|(e, _)| Some(*e) == target)
+                    .map(|(_, first)| *first);
+                match held {
+                    Some(first) => {
+                        self.oracle.set_aside.insert(id, (t, first));
+                    }
+                    None => {
+                        self.oracle.honest.insert(id);
+                        self.tally.entries += 1;
+                    }
+                }
+            }
             return self.log(format!(
                 "till {t}: {what} -> a second reversal (seq {}), to be set aside for {first}",
                 second.terminal_seq
@@ -868,8 +891,20 @@ impl<'t> World<'t> {
     }
 
     fn enrol(&mut self, t: usize) {
+        // Some are referred by a member this till knows, by card: the referral bonuses come
+        // with their first purchase of 5.00 or more, at whichever till.
+        let referrer = if self.rng.random_bool(0.3) {
+            self.pick_member(t)
+        } else {
+            None
+        };
+        let referred_by = referrer.map(|m| {
+            let store = &self.tills[t].till.store;
+            store.member(m).expect("known").member.card.to_string()
+        });
         let input = MemberInput {
             name: format!("Member {}", self.members.len()),
+            referred_by,
             ..Default::default()
         };
         let at = self.at(t);
@@ -949,7 +984,10 @@ impl<'t> World<'t> {
         let result = sync_once(&mut till.till.store, &till.client, at);
         // After its pull a till reverses its own badge awards another till's came before.
         let voids = own_award_voids(&till.till.store);
-        self.oracle.honest.extend(voids);
+        let aside = &self.oracle.set_aside;
+        self.oracle
+            .honest
+            .extend(voids.into_iter().filter(|id| !aside.contains_key(id)));
         let till = &mut self.tills[t];
         if result.is_ok() {
             till.restored = false;
@@ -1821,13 +1859,15 @@ fn own_entries_after(store: &tillpass::store::Store, seq: i64) -> Vec<uuid::Uuid
         .expect("ids")
 }
 
-/// Ids of the till's reversals of its own badge awards that did not stand.
+/// Ids of the till's reversals of its own badge awards and referral bonuses (that did not
+/// stand, or were taken back with their sale).
 fn own_award_voids(store: &tillpass::store::Store) -> Vec<uuid::Uuid> {
     let conn = store.connection();
     let mut stmt = conn
         .prepare(
             "SELECT r.id FROM ledger r JOIN ledger a ON a.id = r.reverses
-             WHERE a.kind = 'badge_awarded' AND r.terminal_id = (SELECT terminal_id FROM terminal)",
+             WHERE a.kind IN ('badge_awarded', 'referral_bonus')
+               AND r.terminal_id = (SELECT terminal_id FROM terminal)",
         )
         .expect("prepare");
     stmt.query_map([], |r| r.get(0))

@@ -491,3 +491,78 @@ fn a_partner_file_is_recorded_whole_or_not_at_all() {
     assert_eq!(again.refused.len(), 2, "each line is recorded once");
     assert_eq!(store.member(ada.id).expect("member").state.balance, 550);
 }
+
+#[test]
+fn a_cancelled_sale_takes_back_the_unused_offer_and_badge_it_unlocked() {
+    use tillpass::domain::returns::Returned;
+    let db = TempDb::new();
+    let mut store = db.open();
+    let id = enrol(&mut store, "Grace Hopper").member.id;
+    let t0 = NOW.plus_days(-3);
+    let visit = |store: &mut tillpass::store::Store, i: i64| {
+        store
+            .earn(id, 300, "test", t0.plus_millis(i * 60_000))
+            .expect("a visit")
+    };
+    for i in 0..4 {
+        visit(&mut store, i);
+    }
+    let fifth = visit(&mut store, 4);
+    let open = |store: &tillpass::store::Store| {
+        let offers = store.offers(id, NOW).expect("offers");
+        (offers.open.len(), offers.progress)
+    };
+    assert_eq!(open(&store).0, 1, "the fifth visit unlocks the free pastry");
+
+    // Returned in full: the visit no longer counts, and the unused offer is taken back.
+    store
+        .refund(
+            fifth.id,
+            Returned::Amount(300),
+            "test",
+            t0.plus_millis(5 * 60_000),
+        )
+        .expect("return");
+    assert_eq!(
+        open(&store),
+        (0, vec![("A free pastry".to_owned(), 4, 5)]),
+        "four visits count"
+    );
+    visit(&mut store, 6);
+    assert_eq!(open(&store).0, 1, "the next visit is the fifth");
+
+    // Visits 6 to 10 (the fourth to ninth still counting); the tenth awards "Regular" (+100).
+    for i in 7..11 {
+        visit(&mut store, i);
+    }
+    let before = store.summary_at(id, NOW).expect("summary").balance;
+    let tenth = visit(&mut store, 11);
+    assert_eq!(store.badges(id).expect("badges"), ["regular"]);
+    assert_eq!(
+        store.summary_at(id, NOW).expect("summary").balance,
+        before + 30 + 100
+    );
+    // Reversing the sale takes back its 30 points and the badge's 100.
+    store
+        .reverse(tenth.id, "test", t0.plus_millis(12 * 60_000))
+        .expect("reverse");
+    assert!(store.badges(id).expect("badges").is_empty());
+    assert_eq!(store.summary_at(id, NOW).expect("summary").balance, before);
+
+    // A badge whose points were spent stays: the tenth visit again, points spent, then returned.
+    let again = visit(&mut store, 13);
+    assert_eq!(store.badges(id).expect("badges"), ["regular"]);
+    let balance = store.summary_at(id, NOW).expect("summary").balance;
+    store
+        .adjust(id, -(balance - 50), "spent elsewhere", "test", NOW)
+        .expect("spend");
+    store
+        .refund(again.id, Returned::Amount(300), "test", NOW)
+        .expect("return");
+    assert_eq!(
+        store.badges(id).expect("badges"),
+        ["regular"],
+        "its points were spent"
+    );
+    assert_eq!(store.summary_at(id, NOW).expect("summary").balance, 50 - 30);
+}

@@ -57,6 +57,7 @@ on_both_backends!(
     baskets_sync_everywhere_and_forged_baskets_are_refused,
     an_offer_unlocked_at_two_offline_tills_is_one_offer,
     a_badge_awarded_at_two_offline_tills_is_given_once,
+    a_referral_rewarded_at_two_offline_tills_is_given_once,
     a_partner_file_imported_at_two_tills_gives_its_points_once,
     a_reused_or_skipped_sequence_number_is_refused,
     impossible_member_records_are_refused,
@@ -918,6 +919,7 @@ fn new_member(name: &str) -> MemberRecord {
         version: at.millis(),
         retired_cards: Vec::new(),
         erased_at: None,
+        referred_by: None,
     }
 }
 
@@ -1395,6 +1397,74 @@ fn a_badge_awarded_at_two_offline_tills_is_given_once(backend: Backend) {
         .push(vec![], vec![greedy])
         .expect_err("the badge gives 100");
     assert_eq!(err.rule.as_deref(), Some("badge_points"), "{}", err.error);
+}
+
+fn a_referral_rewarded_at_two_offline_tills_is_given_once(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, mut a, mut b, rogue)) = two_tills_and_a_rogue(backend, &dir) else {
+        return;
+    };
+    let ada = enrol(&mut a.store, "Ada Lovelace").member;
+    let referred = |name: &str, by: &str| MemberInput {
+        name: name.into(),
+        referred_by: Some(by.into()),
+        ..MemberInput::default()
+    };
+    let err = a
+        .store
+        .add_member(referred("Cy Nobody", "12345"), "test", now())
+        .expect_err("no such card");
+    assert!(err.to_string().starts_with("referred by:"), "{err}");
+    // Scanning Ada's code names her as well as typing her card number.
+    let code = a.store.member_code(&ada.card);
+    let bob = a
+        .store
+        .add_member(referred("Bob Byron", &code), "test", now())
+        .expect("enrol Bob")
+        .member;
+    a.sync().expect("sync a");
+    b.sync().expect("sync b");
+    let t0 = now();
+    b.store
+        .earn(bob.id, 400, "test", t0)
+        .expect("a purchase under the 5.00 minimum");
+    // Bob's first qualifying purchase at both tills apart: each gives both bonuses.
+    a.store
+        .earn(bob.id, 600, "test", t0.plus_millis(1_000))
+        .expect("first at a");
+    b.store
+        .earn(bob.id, 700, "test", t0.plus_millis(9_000))
+        .expect("first at b");
+    a.sync().expect("sync a");
+    let report = b.sync().expect("sync b");
+    assert_eq!(
+        report.voided_awards, 2,
+        "b's bonuses came second: b takes both back"
+    );
+    a.sync().expect("sync a again");
+    for till in [&a, &b] {
+        let balance = |m| till.store.summary_at(m, now()).expect("summary").balance;
+        // Welcome 100, purchases of 40, 60 and 70, and the new member's 100 once.
+        assert_eq!(balance(bob.id), 100 + 40 + 60 + 70 + 100);
+        // Welcome 100 and the referrer's 200 once.
+        assert_eq!(balance(ada.id), 100 + 200);
+    }
+    assert_eq!(a.balances(), b.balances());
+    let audit = admin_output(&server.db, &["audit"]);
+    assert!(audit.contains("repeated_referral"), "{audit}");
+
+    // No till gives a referral bonus other than the program's.
+    let mut greedy = rogue.entry(1, ada.id, EntryKind::ReferralBonus, 5_000);
+    greedy.reward_id = Some(bob.id.to_string());
+    let err = rogue
+        .push(vec![], vec![greedy])
+        .expect_err("the referrer gets 200");
+    assert_eq!(
+        err.rule.as_deref(),
+        Some("referral_points"),
+        "{}",
+        err.error
+    );
 }
 
 fn a_partner_file_imported_at_two_tills_gives_its_points_once(backend: Backend) {
@@ -2295,6 +2365,7 @@ fn a_member_erased_at_one_till_is_erased_everywhere(backend: Backend) {
                 email: Some("ada.lovelace@example.com".into()),
                 birthday: Some("1990-12-10".into()),
                 marketing_consent: true,
+                referred_by: None,
             },
             "test",
             now(),

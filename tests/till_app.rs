@@ -1086,3 +1086,45 @@ fn a_gold_membership_sold_at_the_till_makes_the_member_gold_for_a_year() {
         "Gold, and the fee earned nothing"
     );
 }
+
+#[test]
+fn a_friend_enrolled_as_referred_brings_both_their_bonus_with_the_first_purchase() {
+    let db = TempDb::new();
+    let (_, ada) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    h.key_press(Key::F2);
+    h.run_steps(2);
+    fill(&mut h, "Name", "Bob Byron");
+    fill(&mut h, "Referred by", "4242 4242 4242");
+    h.run_steps(1);
+    h.get_by_label("Enrol member").click();
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(message.starts_with("referred by:"), "{message}");
+    assert_eq!(
+        db.open().stats().expect("stats").members,
+        1,
+        "nobody enrolled"
+    );
+
+    field(&h, "Referred by").click();
+    h.run_steps(1);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, Key::A);
+    field(&h, "Referred by").type_text(ada.member.card.as_str());
+    h.run_steps(1);
+    h.get_by_label("Enrol member").click();
+    settle(&mut h);
+    h.get_by_label("Welcome, Bob Byron");
+    h.get_by_label("Serve this member  F1").click();
+    settle(&mut h);
+    wedge(&mut h, "6.00");
+    h.key_press(Key::F5);
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(
+        message.contains("referral bonus +100") && message.contains("Grace Hopper +200"),
+        "{message}"
+    );
+    let store = db.open();
+    assert_eq!(store.member(ada.member.id).expect("ada").state.balance, 300);
+}

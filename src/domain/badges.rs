@@ -107,11 +107,11 @@ pub(super) fn badges(raw: Vec<RawBadge>, tiers: &[Tier]) -> Result<Vec<Badge>, C
     Ok(out)
 }
 
-/// Sales up to `at` that were not reversed.
+/// Sales up to `at` that were not reversed or returned in full.
 fn purchases(entries: &[Entry], at: Timestamp) -> impl Iterator<Item = &Entry> {
-    let reversed: BTreeSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
+    let cancelled = super::returns::cancelled(entries);
     entries.iter().filter(move |e| {
-        e.kind == EntryKind::Earn && e.occurred_at <= at && !reversed.contains(&e.id)
+        e.kind == EntryKind::Earn && e.occurred_at <= at && !cancelled.contains(&e.id)
     })
 }
 

@@ -98,11 +98,14 @@ pub enum EntryKind {
     /// Part (or all) of a sale brought back: the money, its lines, and the points and stamps
     /// taken back in proportion; names the sale (`returns`).
     Return,
+    /// A referral's bonus, naming the new member (`reward_id`): to the new member on their first
+    /// qualifying purchase, and to the member who referred them.
+    ReferralBonus,
 }
 
 impl EntryKind {
     /// Every kind, for iteration and schema checks.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::Earn,
         Self::Redeem,
         Self::Reverse,
@@ -119,6 +122,7 @@ impl EntryKind {
         Self::BadgeAwarded,
         Self::Membership,
         Self::PartnerEarn,
+        Self::ReferralBonus,
     ];
 
     /// The stable text used in storage and on the wire.
@@ -140,6 +144,7 @@ impl EntryKind {
             Self::BadgeAwarded => "badge_awarded",
             Self::Membership => "membership",
             Self::PartnerEarn => "partner_earn",
+            Self::ReferralBonus => "referral_bonus",
         }
     }
 
@@ -162,6 +167,7 @@ impl EntryKind {
             Self::BadgeAwarded => "Badge",
             Self::Membership => "Membership",
             Self::PartnerEarn => "Partner points",
+            Self::ReferralBonus => "Referral bonus",
         }
     }
 }
@@ -320,6 +326,15 @@ impl Entry {
             {
                 fail("partner points name the partner and its reference, and add points")
             }
+            EntryKind::ReferralBonus
+                if self.points <= 0
+                    || self
+                        .reward_id
+                        .as_deref()
+                        .is_none_or(|r| r.parse::<Uuid>().is_err()) =>
+            {
+                fail("a referral bonus names the new member and adds points")
+            }
             EntryKind::Membership if self.points != 0 || amount.is_none_or(|a| a <= 0) => {
                 fail("a membership is a fee paid, earning no points")
             }
@@ -336,6 +351,7 @@ impl Entry {
             | EntryKind::OfferUsed
             | EntryKind::BadgeAwarded
             | EntryKind::PartnerEarn
+            | EntryKind::ReferralBonus
             | EntryKind::Expire
             | EntryKind::WelcomeBonus
             | EntryKind::BirthdayBonus

@@ -242,6 +242,7 @@ fn row(cols: &Columns, record: &csv::StringRecord, line: usize) -> Result<Import
             email: get(cols.email).map(str::to_owned),
             birthday,
             marketing_consent: marketing,
+            referred_by: None,
         },
         balance,
         joined,

@@ -21,6 +21,9 @@ pub struct MemberRecord {
     /// name (a placeholder), phone, email or birthday, and every copy everywhere follows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased_at: Option<Timestamp>,
+    /// The member who referred this one, named at enrolment and never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referred_by: Option<MemberId>,
 }
 
 /// The name an erased member's record carries.
@@ -58,6 +61,8 @@ pub struct MemberInput {
     /// `YYYY-MM-DD`.
     pub birthday: Option<String>,
     pub marketing_consent: bool,
+    /// The card number or scanned code of the member who referred them, if any.
+    pub referred_by: Option<String>,
 }
 
 /// A validated, normalised enrolment.
@@ -68,6 +73,8 @@ pub struct NewMember {
     pub email: Option<String>,
     pub birthday: Option<time::Date>,
     pub marketing_consent: bool,
+    /// The referrer's card or code as given, trimmed; the store finds the member.
+    pub referred_by: Option<String>,
 }
 
 /// Why an enrolment was refused.
@@ -136,6 +143,7 @@ impl MemberInput {
             email,
             birthday,
             marketing_consent: self.marketing_consent,
+            referred_by: present(self.referred_by),
         })
     }
 }
@@ -189,6 +197,7 @@ mod tests {
             email: Some(" Ada@Example.COM ".into()),
             birthday: Some("1990-12-10".into()),
             marketing_consent: true,
+            referred_by: None,
         };
         let m = input.validate(&Program::demo(), today());
         let m = m.expect("valid");

@@ -29,6 +29,8 @@ pub enum MergeError {
         "card {0} is not linked to the member's other cards: a till retires the card in use for the new one"
     )]
     Unlinked(CardNumber),
+    #[error("the referrer changed from {0} to {1}; no till changes it")]
+    Referrer(MemberId, MemberId),
     #[error("each copy's card in use is retired in the other")]
     NoCardInUse,
 }
@@ -132,6 +134,11 @@ pub fn merge(a: &MemberRecord, b: &MemberRecord) -> Result<MemberRecord, MergeEr
             b.member.created_at,
         ));
     }
+    if let (Some(x), Some(y)) = (a.referred_by, b.referred_by)
+        && x != y
+    {
+        return Err(MergeError::Referrer(x, y));
+    }
     if let Some(card) = unlinked(b, a).or_else(|| unlinked(a, b)) {
         return Err(MergeError::Unlinked(card.clone()));
     }
@@ -173,6 +180,7 @@ pub fn merge(a: &MemberRecord, b: &MemberRecord) -> Result<MemberRecord, MergeEr
         version: top,
         retired_cards,
         erased_at: [a.erased_at, b.erased_at].into_iter().flatten().min(),
+        referred_by: a.referred_by.or(b.referred_by),
     }
     .canonical();
     if ![&a, &b]
@@ -212,6 +220,7 @@ mod tests {
             version: T0,
             retired_cards: vec![],
             erased_at: None,
+            referred_by: None,
         }
     }
 

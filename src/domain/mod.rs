@@ -17,6 +17,7 @@ pub mod possible;
 pub mod program;
 pub mod promotion;
 pub mod quote;
+pub mod referrals;
 pub mod returns;
 pub mod rules;
 pub mod stamps;

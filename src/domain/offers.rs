@@ -104,12 +104,20 @@ impl OfferBook {
     }
 }
 
-/// Folds a member's offer facts as of `at` (entries in any order).
+/// Folds a member's offer facts as of `at` (entries in any order). An unlock taken back by
+/// then (its sale cancelled while the offer was unused) counts as never made.
 pub fn book(program: &Program, entries: &[Entry], at: Timestamp) -> OfferBook {
+    let taken_back: Vec<EntryId> = entries
+        .iter()
+        .filter(|e| e.occurred_at <= at)
+        .filter_map(|e| e.reverses)
+        .collect();
     let mut facts: Vec<&Entry> = entries
         .iter()
         .filter(|e| {
-            matches!(e.kind, EntryKind::OfferUnlocked | EntryKind::OfferUsed) && e.occurred_at <= at
+            matches!(e.kind, EntryKind::OfferUnlocked | EntryKind::OfferUsed)
+                && e.occurred_at <= at
+                && !taken_back.contains(&e.id)
         })
         .collect();
     facts.sort_by_key(|e| (e.occurred_at, e.id));
@@ -150,7 +158,7 @@ pub fn book(program: &Program, entries: &[Entry], at: Timestamp) -> OfferBook {
 
 /// Purchases (sales not reversed) stamped in `(from, to]`, after `since` when given.
 fn purchases(entries: &[Entry], from: Timestamp, to: Timestamp, since: Option<Timestamp>) -> i64 {
-    let reversed: Vec<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
+    let cancelled = super::returns::cancelled(entries);
     let count = entries
         .iter()
         .filter(|e| {
@@ -158,7 +166,7 @@ fn purchases(entries: &[Entry], from: Timestamp, to: Timestamp, since: Option<Ti
                 && e.occurred_at > from
                 && e.occurred_at <= to
                 && since.is_none_or(|s| e.occurred_at > s)
-                && !reversed.contains(&e.id)
+                && !cancelled.contains(&e.id)
         })
         .count();
     i64::try_from(count).unwrap_or(i64::MAX)

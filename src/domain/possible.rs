@@ -130,6 +130,8 @@ pub enum Rule {
         points: i64,
         allowed: Vec<i64>,
     },
+    #[error("a referral bonus of {points} points; the program gives {allowed:?}")]
+    ReferralPoints { points: i64, allowed: Vec<i64> },
     #[error("names offer {offer:?}, which the program does not have")]
     UnknownOffer { offer: String },
     #[error("{points} points from partner {partner:?}; the program allows at most {most:?} a line")]
@@ -201,6 +203,7 @@ impl Rule {
             Rule::PartnerPoints { .. } => "partner_points",
             Rule::UnknownOffer { .. } => "unknown_offer",
             Rule::BadgePoints { .. } => "badge_points",
+            Rule::ReferralPoints { .. } => "referral_points",
             Rule::ReversalAfterReturn { .. } => "reversal_after_return",
             Rule::StampReward { .. } => "stamp_reward",
             Rule::UnknownReward { .. } => "unknown_reward",
@@ -234,6 +237,9 @@ pub enum Flag {
     OpeningBalance { points: i64 },
     /// A badge awarded again while offline (its till reverses it once it sees the first).
     DuplicateBadge { badge: String },
+    /// A referral bonus naming a new member already rewarded, or over the referrer's yearly
+    /// cap, given offline (its till reverses it once it sees the others).
+    RepeatedReferral { new_member: String },
     /// A badge or offer whose rule the entries here do not meet (yet): the till may have
     /// counted entries this judge has not received; a manager checks it.
     Unverified { fact: String },
@@ -247,6 +253,7 @@ impl Flag {
             Flag::OverOfflineLimit { .. } => "over_offline_limit",
             Flag::OpeningBalance { .. } => "opening_balance",
             Flag::DuplicateBadge { .. } => "duplicate_badge",
+            Flag::RepeatedReferral { .. } => "repeated_referral",
             Flag::Unverified { .. } => "unverified",
         }
     }
@@ -264,6 +271,9 @@ impl Flag {
             Flag::DuplicateBadge { badge } => {
                 format!("badge {badge:?} awarded again offline; the later award is reversed")
             }
+            Flag::RepeatedReferral { new_member } => format!(
+                "referral bonus for new member {new_member} given again offline or over the yearly cap; the later one is reversed"
+            ),
             Flag::Unverified { fact } => {
                 format!("{fact}: its rule is not met by the entries received so far")
             }
@@ -294,6 +304,7 @@ fn needs_history(kind: EntryKind) -> bool {
             | EntryKind::Reverse
             | EntryKind::OfferUnlocked
             | EntryKind::BadgeAwarded
+            | EntryKind::ReferralBonus
     )
 }
 
@@ -443,6 +454,7 @@ pub fn check_entry(
         EntryKind::BadgeAwarded => {
             return check_badge(&candidates, known, e).map_err(fail);
         }
+        EntryKind::ReferralBonus => return check_referral(&candidates, known, e).map_err(fail),
     }
     Ok(None)
 }
@@ -638,6 +650,36 @@ fn check_badge(candidates: &[&Program], known: &Known, e: &Entry) -> Result<Opti
             && !history.iter().any(|r| r.reverses == Some(o.id))
     });
     Ok(earlier.then_some(Flag::DuplicateBadge { badge }))
+}
+
+/// A referral bonus gives the new member's or the referrer's points of a program then in force.
+/// Whether the member named was referred is in the member records, not the ledger; a bonus
+/// that does not stand (given twice offline, or over the referrer's cap) is flagged, and its
+/// till reverses it once it sees the others.
+fn check_referral(candidates: &[&Program], known: &Known, e: &Entry) -> Result<Option<Flag>, Rule> {
+    let mut allowed: Vec<i64> = candidates
+        .iter()
+        .filter_map(|p| p.referral.as_ref())
+        .map(|r| super::referrals::points_for(r, e))
+        .collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    if !allowed.contains(&e.points) {
+        return Err(Rule::ReferralPoints {
+            points: e.points,
+            allowed,
+        });
+    }
+    let mut history: Vec<Entry> = known.history(e.member_id).cloned().collect();
+    history.push(e.clone());
+    let repeated = candidates.iter().any(|p| {
+        super::referrals::duplicates(p, &history)
+            .iter()
+            .any(|d| d.id == e.id)
+    });
+    Ok(repeated.then(|| Flag::RepeatedReferral {
+        new_member: e.reward_id.clone().unwrap_or_default(),
+    }))
 }
 
 /// The member's entries a till writing `e` could have known, as far as they can only help a

@@ -12,6 +12,7 @@ use super::causes::{self, Cause, RawCause};
 use super::offers::{self, Offer, RawOffer, RawReengagement, Reengagement};
 use super::partners::{self, Partner, RawPartner};
 use super::promotion::{self, CategoryRate, Promotion, RawCategoryRate, RawPromotion};
+use super::referrals::{self, RawReferral, Referral};
 use super::stamps::{self, RawStampCard, StampCard};
 
 /// Largest points value one reward may cost.
@@ -152,6 +153,8 @@ pub struct Program {
     pub paid_tier: Option<PaidTier>,
     /// Partners whose points members earn.
     pub partners: Vec<Partner>,
+    /// The bonus for referring a new member.
+    pub referral: Option<Referral>,
     /// Points earned on a sale are pending (not spendable) for this many days, while the sale
     /// may still be returned; `None`: spendable at once.
     pub return_window_days: Option<i64>,
@@ -193,6 +196,7 @@ struct RawProgram {
     paid_tier: Option<RawPaidTier>,
     #[serde(default)]
     partners: Vec<RawPartner>,
+    referral: Option<RawReferral>,
 }
 
 #[derive(Deserialize)]
@@ -719,6 +723,7 @@ impl RawProgram {
                 })
             }
         };
+        let referral = referrals::referral(self.referral, scale, max_sale_minor)?;
         let return_window_days = Some(in_range(
             "earn.return_window_days",
             self.earn.return_window_days,
@@ -760,6 +765,7 @@ impl RawProgram {
             reengagement,
             paid_tier,
             partners,
+            referral,
             return_window_days,
         })
     }
@@ -794,6 +800,18 @@ mod tests {
         assert_eq!(
             field_of(with("currency = \"GBP\"", "currency = \"pounds\"")),
             "currency"
+        );
+        assert_eq!(
+            field_of(with("yearly_cap = 10", "yearly_cap = 0")),
+            "referral.yearly_cap"
+        );
+        assert_eq!(
+            field_of(with("referrer_points = 200", "referrer_points = -5")),
+            "referral.referrer_points"
+        );
+        assert_eq!(
+            field_of(with("min_purchase = 5.00", "min_purchase = -1")),
+            "referral.min_purchase"
         );
         assert_eq!(
             field_of(with("points_per_unit = 10", "points_per_unit = 0")),

@@ -266,13 +266,21 @@ pub fn quote(
     for (card_id, count) in &stamps {
         if let Some(card) = program.stamp_card(card_id) {
             let now = held.get(card_id).copied().unwrap_or(0) + count;
+            let (full, rest) = (now / card.stamps, now % card.stamps);
+            let standing = match (full, rest) {
+                (0, _) => format!("{now} of {}", card.stamps),
+                (_, 0) => format!("card full, {full} free ready"),
+                _ => format!(
+                    "card full, {full} free ready, {rest} of {} on the next",
+                    card.stamps
+                ),
+            };
             steps.push(Step {
                 points: 0,
                 text: format!(
-                    "+{count} {} stamp{}: {now} of {}",
+                    "+{count} {} stamp{}: {standing}",
                     card.name,
                     if *count == 1 { "" } else { "s" },
-                    card.stamps
                 ),
             });
         }

@@ -5,6 +5,11 @@
 //! Every figure is cumulative over the sale's returns, so returning a sale in parts takes back
 //! exactly what returning it whole would: after returns of items worth fraction `f` of the
 //! sale's earning weight, `floor(points x f)` has been taken in all.
+//!
+//! A sale returned in full, like a reversed one, is cancelled: it no longer counts as a purchase
+//! towards offers and badges, and the offers, badges and referral bonuses written with it are
+//! taken back while unused (the store does that in the return's transaction). A partial return
+//! leaves them: the visit happened.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +17,29 @@ use super::basket::{LineKind, SaleLine};
 use super::quote::line_weights;
 use super::rules::{Draft, Refusal};
 use super::{Entry, EntryKind, Program};
+
+/// Sales that no longer count as purchases (for offers and badges): reversed, or returned in
+/// full (every unit of money brought back).
+pub fn cancelled(entries: &[Entry]) -> std::collections::BTreeSet<super::EntryId> {
+    let mut back: BTreeMap<super::EntryId, i64> = BTreeMap::new();
+    let mut out = std::collections::BTreeSet::new();
+    for e in entries {
+        if let Some(sale) = e.returns {
+            *back.entry(sale).or_default() -= e.amount_minor.unwrap_or(0);
+        }
+        out.extend(e.reverses);
+    }
+    out.extend(
+        entries
+            .iter()
+            .filter(|e| {
+                e.kind == EntryKind::Earn
+                    && back.get(&e.id).is_some_and(|b| Some(*b) >= e.amount_minor)
+            })
+            .map(|e| e.id),
+    );
+    out
+}
 
 /// Scale of the per-line weight fractions (keeps the arithmetic in integers, exact when a line
 /// is returned whole).

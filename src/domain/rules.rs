@@ -188,6 +188,14 @@ pub fn buy_membership(program: &Program) -> Result<Draft, Refusal> {
     })
 }
 
+/// A referral's bonus of `points`, naming the new member.
+pub fn referral_bonus(new_member: &str, points: i64) -> Draft {
+    Draft {
+        reward_id: Some(new_member.to_owned()),
+        ..Draft::points(EntryKind::ReferralBonus, points)
+    }
+}
+
 /// The award of a badge whose rule the member now meets, with its points.
 pub fn award_badge(badge_id: &str, points: i64) -> Draft {
     Draft {
@@ -314,7 +322,12 @@ pub fn reverse(original: &Entry, already_reversed: bool) -> Result<Draft, Refusa
     if already_reversed {
         return Err(Refusal::AlreadyReversed);
     }
-    if original.points == 0 && original.amount_minor.is_none() && original.stamps.is_empty() {
+    // An offer's unlock moves nothing, yet taking it back (its sale cancelled) closes the offer.
+    if original.points == 0
+        && original.amount_minor.is_none()
+        && original.stamps.is_empty()
+        && original.kind != EntryKind::OfferUnlocked
+    {
         return Err(Refusal::NothingToReverse);
     }
     Ok(Draft {

@@ -337,6 +337,7 @@ mod tests {
                 })
                 .collect(),
             erased_at: None,
+            referred_by: None,
         }
     }
 

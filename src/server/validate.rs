@@ -229,6 +229,9 @@ fn check_member(record: &MemberRecord, now: Timestamp) -> Result<(), PushRefusal
             format!("name must be 1-{MAX_TEXT_LEN} characters"),
         );
     }
+    if record.referred_by == Some(m.id) {
+        return refuse(RULE_MEMBER_FIELD, "names itself as its referrer".to_owned());
+    }
     if m.phone.as_ref().is_some_and(|p| p.len() > MAX_PHONE_LEN) {
         return refuse(
             RULE_MEMBER_FIELD,
@@ -389,6 +392,7 @@ mod tests {
             version: NOW.millis(),
             retired_cards: Vec::new(),
             erased_at: None,
+            referred_by: None,
         }
     }
 

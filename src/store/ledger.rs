@@ -12,6 +12,7 @@ use crate::domain::badges;
 use crate::domain::offers;
 use crate::domain::partners::{self, PartnerLine, PartnerLineError};
 use crate::domain::quote::{Quote, Sale, quote};
+use crate::domain::referrals;
 use crate::domain::returns::{self, Returned};
 use crate::domain::rules::{self, Draft};
 use crate::domain::stamps;
@@ -161,6 +162,93 @@ pub(crate) fn refresh_state(
     Ok(summary)
 }
 
+/// The referral bonuses `sale` brings (see [`referrals::due`]); none while the referrer's record
+/// has not reached this till (a later purchase elsewhere brings them).
+fn referral_bonuses(
+    conn: &Connection,
+    program: &Program,
+    entries: &[Entry],
+    sale: &Entry,
+) -> Result<Vec<(MemberId, Draft)>> {
+    if program.referral.is_none() {
+        return Ok(Vec::new());
+    }
+    let referrer: Option<Uuid> = conn
+        .prepare_cached("SELECT referred_by FROM members WHERE id = ?1")?
+        .query_row(params![sale.member_id.0], |r| r.get(0))?;
+    let Some(referrer) = referrer.map(MemberId) else {
+        return Ok(Vec::new());
+    };
+    match member_exists(conn, referrer) {
+        Ok(()) => {}
+        Err(StoreError::UnknownMember(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    }
+    let theirs = member_entries(conn, referrer)?;
+    Ok(referrals::due(program, sale, entries, (referrer, &theirs)))
+}
+
+/// Reversals of the facts written with `sale` (offers unlocked, badges, referral bonuses) that
+/// are still unused now that it is cancelled (reversed, or returned in full): an offer while it
+/// is open, points while the member still holds them.
+fn take_back_facts(
+    conn: &Connection,
+    program: &Program,
+    sale: &Entry,
+    at: Timestamp,
+) -> Result<Vec<(MemberId, Draft)>> {
+    let most = i64::try_from(program.offers.len() + program.badges.len() + 2).unwrap_or(i64::MAX);
+    let facts: Vec<Entry> = conn
+        .prepare_cached(&format!(
+            "SELECT {} FROM ledger
+             WHERE terminal_id = ?1 AND terminal_seq > ?2 AND terminal_seq <= ?2 + ?3
+               AND occurred_at = ?4
+               AND kind IN ('offer_unlocked', 'badge_awarded', 'referral_bonus')
+             ORDER BY terminal_seq",
+            super::rows::ENTRY_COLUMNS
+        ))?
+        .query_map(
+            params![
+                sale.terminal_id.0,
+                sale.terminal_seq,
+                most,
+                sale.occurred_at.millis()
+            ],
+            super::rows::entry_from_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut drafts = Vec::new();
+    let mut taken: BTreeMap<MemberId, i64> = BTreeMap::new();
+    for fact in facts {
+        let of_sale =
+            fact.member_id == sale.member_id || referrals::referred(&fact) == Some(sale.member_id);
+        if !of_sale {
+            continue;
+        }
+        let entries = member_entries(conn, fact.member_id)?;
+        if entries.iter().any(|e| e.reverses == Some(fact.id)) {
+            continue;
+        }
+        let unused = if fact.kind == crate::domain::EntryKind::OfferUnlocked {
+            offers::book(program, &entries, at)
+                .open
+                .iter()
+                .any(|o| o.unlocked_by == fact.id)
+        } else {
+            let taken = taken.entry(fact.member_id).or_default();
+            let held = summarise(program, &entries, at).balance - *taken >= fact.points;
+            if held {
+                *taken += fact.points;
+            }
+            held
+        };
+        if unused {
+            drafts.push((fact.member_id, rules::reverse(&fact, false)?));
+        }
+    }
+    Ok(drafts)
+}
+
 fn member_exists(conn: &Connection, member: MemberId) -> Result<()> {
     let found: Option<i64> = conn
         .prepare_cached("SELECT 1 FROM members WHERE id = ?1")?
@@ -176,11 +264,13 @@ impl Store {
     where
         F: FnOnce(&Program, &[Entry], &MemberSummary) -> Result<Draft>,
     {
-        self.write_then(member, actor, at, rule, |_, _| Vec::new())
+        self.write_then(member, actor, at, rule, |_, _, _, _| Ok(Vec::new()))
+            .map(|(entry, _)| entry)
     }
 
-    /// [`write`](Self::write), then in the same transaction the entries `then` drafts from the
-    /// member's entries with the first one appended (the facts a sale writes with it).
+    /// [`write`](Self::write), then in the same transaction the entries `then` drafts, for this
+    /// member or another, from the member's entries with the first one (given too) appended: the
+    /// facts a sale writes with it.
     fn write_then<F, G>(
         &mut self,
         member: MemberId,
@@ -188,10 +278,10 @@ impl Store {
         at: Timestamp,
         rule: F,
         then: G,
-    ) -> Result<Entry>
+    ) -> Result<(Entry, Vec<Entry>)>
     where
         F: FnOnce(&Program, &[Entry], &MemberSummary) -> Result<Draft>,
-        G: FnOnce(&Program, &[Entry]) -> Vec<Draft>,
+        G: FnOnce(&Program, &Connection, &[Entry], &Entry) -> Result<Vec<(MemberId, Draft)>>,
     {
         let tx = self
             .conn
@@ -206,11 +296,23 @@ impl Store {
             terminal: &self.terminal,
         };
         let (entry, _) = appender.append(member, &mut entries, draft, actor, at)?;
-        for follow_up in then(&self.program, &entries) {
-            appender.append(member, &mut entries, follow_up, actor, at)?;
+        let mut others: BTreeMap<MemberId, Vec<Entry>> = BTreeMap::new();
+        let mut written = Vec::new();
+        for (to, follow_up) in then(&self.program, &tx, &entries, &entry)? {
+            let theirs = if to == member {
+                &mut entries
+            } else {
+                match others.entry(to) {
+                    std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(member_entries(&tx, to)?)
+                    }
+                }
+            };
+            written.push(appender.append(to, theirs, follow_up, actor, at)?.0);
         }
         tx.commit()?;
-        Ok(entry)
+        Ok((entry, written))
     }
 
     /// Records a sale of a typed amount: points at the member's current tier multiplier.
@@ -226,7 +328,8 @@ impl Store {
 
     /// Records a sale, a typed amount or a basket's lines, with the points the program gives
     /// it for the member's current tier at `at` (categories, promotions), and in the same
-    /// transaction the offers its purchase unlocks.
+    /// transaction the offers and badges its purchase unlocks and the referral bonuses of a
+    /// referred member's first qualifying purchase.
     pub fn earn_sale(
         &mut self,
         member: MemberId,
@@ -234,27 +337,76 @@ impl Store {
         actor: &str,
         at: Timestamp,
     ) -> Result<Entry> {
+        self.record_sale(member, sale, actor, at)
+            .map(|(entry, _)| entry)
+    }
+
+    /// [`earn_sale`](Self::earn_sale), with the facts written with it (offers unlocked, badges
+    /// awarded, referral bonuses), to tell the cashier.
+    pub fn record_sale(
+        &mut self,
+        member: MemberId,
+        sale: Sale<'_>,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<(Entry, Vec<Entry>)> {
         self.write_then(
             member,
             actor,
             at,
             |program, _, now| Ok(rules::earn(program, now.tier, sale, at)?),
-            |program, entries| {
+            |program, conn, entries, sale| {
                 let unlocks = offers::unlocked_by_purchase(program, entries, at)
                     .into_iter()
                     .map(|offer| rules::unlock_offer(&offer));
                 let awards = badges::due(program, entries, at)
                     .into_iter()
                     .map(|(badge, points)| rules::award_badge(&badge, points));
-                unlocks.chain(awards).collect()
+                let mut drafts: Vec<(MemberId, Draft)> =
+                    unlocks.chain(awards).map(|draft| (member, draft)).collect();
+                drafts.extend(referral_bonuses(conn, program, entries, sale)?);
+                Ok(drafts)
             },
         )
     }
 
+    /// What the facts a sale wrote mean, one phrase each, for the cashier: "Regular badge
+    /// +100", "A free pastry unlocked", "referral bonus +100", "Ada Lovelace +200 for the
+    /// referral".
+    pub fn facts_in_words(&self, facts: &[Entry]) -> Result<Vec<String>> {
+        let p = &self.program;
+        facts
+            .iter()
+            .map(|f| {
+                let id = f.reward_id.clone().unwrap_or_default();
+                Ok(match f.kind {
+                    crate::domain::EntryKind::OfferUnlocked => {
+                        let name = p.offer(&id).map_or(id, |o| o.name.clone());
+                        format!("{name} unlocked")
+                    }
+                    crate::domain::EntryKind::BadgeAwarded => {
+                        let name = p.badge(&id).map_or(id, |b| b.name.clone());
+                        format!("{name} badge {:+}", f.points)
+                    }
+                    crate::domain::EntryKind::ReferralBonus if referrals::is_own(f) => {
+                        format!("referral bonus {:+}", f.points)
+                    }
+                    crate::domain::EntryKind::ReferralBonus => {
+                        let name = self.member(f.member_id)?.member.name;
+                        format!("{name} {:+} for the referral", f.points)
+                    }
+                    other => format!("{} {:+}", other.label(), f.points),
+                })
+            })
+            .collect()
+    }
+
     /// Reverses this till's once-only entries that do not stand: another till awarded the same
-    /// badge, or recorded the same partner line, first while they were apart (seen now that its
-    /// entries are here). Returns how many.
+    /// badge, recorded the same partner line, or gave the same referral bonus (or one over the
+    /// referrer's cap) first while they were apart (seen now that its entries are here).
+    /// Returns how many.
     pub fn void_duplicate_awards(&mut self, at: Timestamp) -> Result<usize> {
+        let cap = self.program.referral.as_ref().map_or(0, |r| r.yearly_cap);
         let members: Vec<uuid::Uuid> = self
             .conn
             .prepare_cached(
@@ -262,9 +414,13 @@ impl Store {
                  GROUP BY member_id, reward_id HAVING COUNT(*) > 1
                  UNION
                  SELECT DISTINCT member_id FROM ledger WHERE kind = 'partner_earn'
-                 GROUP BY member_id, reward_id, note HAVING COUNT(*) > 1",
+                 GROUP BY member_id, reward_id, note HAVING COUNT(*) > 1
+                 UNION
+                 SELECT member_id FROM ledger WHERE kind = 'referral_bonus'
+                 GROUP BY member_id
+                 HAVING COUNT(*) > COUNT(DISTINCT reward_id) OR COUNT(*) > ?1",
             )?
-            .query_map([], |r| r.get(0))?
+            .query_map(params![cap], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let mut voided = 0;
         for member in members {
@@ -272,6 +428,7 @@ impl Store {
             let ours: Vec<EntryId> = badges::duplicates(&entries)
                 .into_iter()
                 .chain(partners::duplicates(&entries))
+                .chain(referrals::duplicates(&self.program, &entries))
                 .filter(|e| e.terminal_id == self.terminal && e.points != 0)
                 .map(|e| e.id)
                 .collect();
@@ -548,7 +705,8 @@ impl Store {
         })
     }
 
-    /// Writes the exact negation of entry `id`.
+    /// Writes the exact negation of entry `id`; a sale's unused offers, badges and referral
+    /// bonuses are taken back with it.
     pub fn reverse(&mut self, id: EntryId, actor: &str, at: Timestamp) -> Result<Entry> {
         let original = entry_by_id(&self.conn, id)?.ok_or(StoreError::UnknownEntry(id))?;
         // Only the till that made an entry reverses it, so two tills offline can never both
@@ -556,18 +714,34 @@ impl Store {
         if original.terminal_id != self.terminal {
             return Err(StoreError::ForeignEntry(id));
         }
-        self.write(original.member_id, actor, at, |_, entries, _| {
-            if entries.iter().any(|e| e.returns == Some(id)) {
-                return Err(Refusal::HasReturns.into());
-            }
-            let already = entries.iter().any(|e| e.reverses == Some(id));
-            Ok(rules::reverse(&original, already)?)
-        })
+        let sale = original.kind == crate::domain::EntryKind::Earn;
+        self.write_then(
+            original.member_id,
+            actor,
+            at,
+            |_, entries, _| {
+                if entries.iter().any(|e| e.returns == Some(id)) {
+                    return Err(Refusal::HasReturns.into());
+                }
+                let already = entries.iter().any(|e| e.reverses == Some(id));
+                Ok(rules::reverse(&original, already)?)
+            },
+            |program, conn, _, _| {
+                if sale {
+                    take_back_facts(conn, program, &original, at)
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+        )
+        .map(|(entry, _)| entry)
     }
 
     /// Brings back part of sale `id` made at this till: the money, by line when the sale has
     /// lines, with its points (and the stamps the returned items collected, while still held)
     /// taken back in proportion. Only this till returns its sales, as only it reverses them.
+    /// A sale returned in full no longer counts as a purchase, and its unused offers, badges
+    /// and referral bonuses are taken back with the return.
     pub fn refund(
         &mut self,
         id: EntryId,
@@ -579,28 +753,44 @@ impl Store {
         if sale.terminal_id != self.terminal {
             return Err(StoreError::ForeignEntry(id));
         }
-        self.write(sale.member_id, actor, at, |program, entries, _| {
-            if entries.iter().any(|e| e.reverses == Some(id)) {
-                return Err(Refusal::AlreadyReversed.into());
-            }
-            let earlier: Vec<&Entry> = entries.iter().filter(|e| e.returns == Some(id)).collect();
-            let before: Vec<Entry> = entries
-                .iter()
-                .filter(|e| e.occurred_at < sale.occurred_at)
-                .cloned()
-                .collect();
-            let tier = summarise(program, &before, sale.occurred_at).tier;
-            let held = stamps::held(entries);
-            Ok(returns::refund(
-                program, tier, &sale, &earlier, what, &held,
-            )?)
-        })
+        self.write_then(
+            sale.member_id,
+            actor,
+            at,
+            |program, entries, _| {
+                if entries.iter().any(|e| e.reverses == Some(id)) {
+                    return Err(Refusal::AlreadyReversed.into());
+                }
+                let earlier: Vec<&Entry> =
+                    entries.iter().filter(|e| e.returns == Some(id)).collect();
+                let before: Vec<Entry> = entries
+                    .iter()
+                    .filter(|e| e.occurred_at < sale.occurred_at)
+                    .cloned()
+                    .collect();
+                let tier = summarise(program, &before, sale.occurred_at).tier;
+                let held = stamps::held(entries);
+                Ok(returns::refund(
+                    program, tier, &sale, &earlier, what, &held,
+                )?)
+            },
+            |program, conn, entries, _| {
+                if returns::cancelled(entries).contains(&sale.id) {
+                    take_back_facts(conn, program, &sale, at)
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+        )
+        .map(|(entry, _)| entry)
     }
 
-    /// The newest entry this till wrote for `member`, for "reverse last transaction".
+    /// The newest entry this till wrote for `member`, for "reverse last transaction": not a fact
+    /// a sale wrote with it (reversing the sale takes those back).
     pub fn last_local_entry(&self, member: MemberId) -> Result<Option<Entry>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {} FROM ledger WHERE member_id = ?1 AND terminal_id = ?2
+               AND kind NOT IN ('offer_unlocked', 'badge_awarded', 'referral_bonus')
              ORDER BY terminal_seq DESC LIMIT 1",
             super::rows::ENTRY_COLUMNS
         ))?;

@@ -122,6 +122,11 @@ impl Store {
         at: Timestamp,
     ) -> Result<MemberView> {
         let new = input.validate(&self.program, at.date())?;
+        let referrer = new
+            .referred_by
+            .as_deref()
+            .map(|given| self.referrer(given))
+            .transpose()?;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -152,6 +157,12 @@ impl Store {
             created_at: at,
         };
         insert_member(&tx, &member)?;
+        if let Some(referrer) = referrer {
+            tx.execute(
+                "UPDATE members SET referred_by = ?2 WHERE id = ?1",
+                params![member.id.0, referrer.0],
+            )?;
+        }
         let mut entries = Vec::new();
         let state = match rules::welcome(&self.program) {
             Some(draft) => {
@@ -168,6 +179,23 @@ impl Store {
         };
         tx.commit()?;
         Ok(MemberView { member, state })
+    }
+
+    /// The member a new member names as their referrer: a scanned member code (verified) or a
+    /// card number in use.
+    fn referrer(&self, given: &str) -> Result<MemberId> {
+        if super::identify::looks_like_code(given) {
+            return self
+                .identify_code(given)
+                .map(|view| view.member.id)
+                .map_err(|e| StoreError::Referrer(e.to_string()));
+        }
+        let card: CardNumber = given
+            .parse()
+            .map_err(|e| StoreError::Referrer(format!("{given:?} is not a card number: {e}")))?;
+        self.member_by_card(&card)?
+            .map(|view| view.member.id)
+            .ok_or_else(|| StoreError::Referrer(format!("no member has card {card}")))
     }
 
     /// The member with this card number.

@@ -65,6 +65,8 @@ pub enum StoreError {
     Merge(#[from] crate::domain::merge::MergeError),
     #[error("no member with card {0}")]
     UnknownCard(String),
+    #[error("referred by: {0}")]
+    Referrer(String),
     #[error("no member {0}")]
     UnknownMember(MemberId),
     #[error("no ledger entry {0}")]

@@ -76,15 +76,17 @@ pub struct KeyMismatch {
 }
 
 pub(super) fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRecord> {
-    let (member, version, erased_at) = conn
+    let (member, version, erased_at, referred_by) = conn
         .prepare_cached(&format!(
-            "SELECT {MEMBER_COLUMNS}, m.version, m.erased_at FROM members m WHERE m.id = ?1"
+            "SELECT {MEMBER_COLUMNS}, m.version, m.erased_at, m.referred_by
+             FROM members m WHERE m.id = ?1"
         ))?
         .query_row(params![id.0], |r| {
             Ok((
                 member_from_row(r)?,
                 r.get::<_, i64>(8)?,
                 r.get::<_, Option<i64>>(9)?.map(Timestamp::from_millis),
+                r.get::<_, Option<uuid::Uuid>>(10)?.map(MemberId),
             ))
         })
         .optional()?
@@ -107,6 +109,7 @@ pub(super) fn member_record(conn: &Connection, id: MemberId) -> Result<MemberRec
         version,
         retired_cards,
         erased_at,
+        referred_by,
     })
 }
 
@@ -188,8 +191,13 @@ pub(super) fn write_member(
         refresh_state(conn, program, m.id, &[], m.created_at)?;
     }
     conn.execute(
-        "UPDATE members SET version = ?2, erased_at = ?3 WHERE id = ?1",
-        params![m.id.0, rec.version, rec.erased_at.map(|t| t.millis())],
+        "UPDATE members SET version = ?2, erased_at = ?3, referred_by = ?4 WHERE id = ?1",
+        params![
+            m.id.0,
+            rec.version,
+            rec.erased_at.map(|t| t.millis()),
+            rec.referred_by.map(|r| r.0)
+        ],
     )?;
     if rec.erased_at.is_some() {
         super::privacy::forget_traces(conn, m.id)?;

@@ -296,6 +296,7 @@ mod tests {
                 replaced_by: CardNumber::from_payload(123_456_789),
             }],
             erased_at: None,
+            referred_by: None,
         };
         let record_json = serde_json::to_string(&record).unwrap_or_default();
         let expected = format!(

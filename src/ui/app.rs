@@ -153,6 +153,20 @@ impl TillApp {
                 name: view.member.name.clone(),
                 tier: program.tier(view.state.tier).name.clone(),
                 balance: view.state.balance,
+                offers: shown
+                    .offers
+                    .open
+                    .iter()
+                    .map(|o| crate::pos::OfferOnScreen {
+                        id: o.offer.clone(),
+                        name: program
+                            .offer(&o.offer)
+                            .map_or_else(|| o.offer.clone(), |x| x.name.clone()),
+                        expires_at: o.expires_at.to_string(),
+                    })
+                    .collect(),
+                stamps: shown.stamps.clone(),
+                badges: shown.badges.clone(),
             })),
             PosRequest::Attach(lines) => {
                 let sale = PendingSale::Basket(lines);
@@ -367,7 +381,7 @@ impl TillApp {
             }
             Action::ExportQr { card, code } => self.worker.run(Job::ExportQr { card, code }),
             Action::PrintQr { card, code } => self.worker.run(Job::PrintQr { card, code }),
-            Action::Enrol(input) => self.worker.send(Request::Enrol(input)),
+            Action::Enrol(input) => self.worker.send(Request::Enrol(Box::new(input))),
             Action::AskImage => self.dialog = Some(Dialog::ImagePath(String::new())),
             Action::ScanImage(path) => {
                 if matches!(self.dialog, Some(Dialog::ImagePath(_))) {

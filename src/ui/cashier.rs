@@ -430,8 +430,17 @@ pub fn stamps_ui(ui: &mut egui::Ui, program: &Program, held: &BTreeMap<String, i
         ui.horizontal(|ui| {
             ui.label(RichText::new(&card.name).strong());
             stamp_row(ui, &card.name, have, card.stamps);
-            ui.label(RichText::new(format!("{have} of {}", card.stamps)).color(MUTED));
+            ui.label(RichText::new(stamp_count(have, card.stamps)).color(MUTED));
         });
+    }
+}
+
+/// "7 of 9"; a card held past full says how many count towards the next ("9 of 9 +3").
+fn stamp_count(have: i64, total: i64) -> String {
+    if have > total {
+        format!("{total} of {total} +{}", have - total)
+    } else {
+        format!("{have} of {total}")
     }
 }
 
@@ -445,7 +454,7 @@ fn stamp_row(ui: &mut egui::Ui, name: &str, have: i64, total: i64) {
         egui::WidgetInfo::labeled(
             egui::Role::Image,
             true,
-            format!("{name}: {have} of {total} stamps"),
+            format!("{name}: {} stamps", stamp_count(have, total)),
         )
     });
     let painter = ui.painter_at(rect);

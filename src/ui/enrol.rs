@@ -14,6 +14,7 @@ struct EnrolForm {
     phone: String,
     email: String,
     birthday: String,
+    referred_by: String,
     marketing: bool,
 }
 
@@ -26,6 +27,7 @@ impl EnrolForm {
             email: opt(&self.email),
             birthday: opt(&self.birthday),
             marketing_consent: self.marketing,
+            referred_by: opt(&self.referred_by),
         }
     }
 }
@@ -78,8 +80,15 @@ impl EnrolScreen {
                 }
                 field_ui(ui, "Phone", &mut f.phone, "07400 123456");
                 field_ui(ui, "Email", &mut f.email, "ada@example.com");
-                let last = field_ui(ui, "Birthday", &mut f.birthday, "YYYY-MM-DD (optional)");
-                submit |= last.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                let birthday = field_ui(ui, "Birthday", &mut f.birthday, "YYYY-MM-DD (optional)");
+                let referrer = field_ui(
+                    ui,
+                    "Referred by",
+                    &mut f.referred_by,
+                    "scan or type the friend's card (optional)",
+                );
+                submit |= (birthday.lost_focus() || referrer.lost_focus())
+                    && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.label("");
                 ui.checkbox(&mut f.marketing, "Agrees to marketing messages");
                 ui.end_row();

@@ -92,7 +92,7 @@ pub enum Request {
         member: MemberId,
         pin: String,
     },
-    Enrol(MemberInput),
+    Enrol(Box<MemberInput>),
     LoadDemo(usize),
     SetPin(String),
     CheckPin(String),
@@ -482,7 +482,7 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
                 )
             }),
         Request::ReverseLast { member, pin } => reverse_last(store, actor, member, &pin),
-        Request::Enrol(input) => enrol(store, actor, input),
+        Request::Enrol(input) => enrol(store, actor, *input),
         Request::LoadDemo(members) => load_demo(store, members, replies),
         Request::SetPin(pin) => Ok(pin_reply(store.set_manager_pin(&pin))),
         Request::CheckPin(pin) => Ok(pin_reply(store.check_manager_pin(&pin, now()))),
@@ -565,14 +565,18 @@ fn earn(
     member: MemberId,
     sale: &PendingSale,
 ) -> Result<Reply, Failed> {
-    let entry = store.earn_sale(member, sale.sale(), actor, now())?;
-    let text = format!(
+    let (entry, facts) = store.record_sale(member, sale.sale(), actor, now())?;
+    let mut text = format!(
         "Earned {} points on {}",
         entry.points,
         store
             .program()
             .format_money(entry.amount_minor.unwrap_or(0))
     );
+    for words in store.facts_in_words(&facts)? {
+        text.push_str(" · ");
+        text.push_str(&words);
+    }
     let mut reply = written(store, &entry, text)?;
     if let Reply::Written { sale, .. } = &mut reply {
         *sale = true;

@@ -334,6 +334,10 @@ enum MemberCommand {
         /// The member agreed to marketing messages.
         #[arg(long)]
         marketing: bool,
+        /// The card number (or member code) of the member who referred them: both get the
+        /// program's referral bonus with the new member's first qualifying purchase.
+        #[arg(long, value_name = "CARD")]
+        referred_by: Option<String>,
     },
     /// Search by card number, phone, email or name.
     Find {
@@ -636,6 +640,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             email,
             birthday,
             marketing,
+            referred_by,
         }) => {
             let mut store = open(&cli)?;
             let input = MemberInput {
@@ -644,6 +649,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
                 email: email.clone(),
                 birthday: birthday.clone(),
                 marketing_consent: *marketing,
+                referred_by: referred_by.clone(),
             };
             let view = store.add_member(input, &actor, now())?;
             out.member(store.program(), &view, &[])
@@ -680,8 +686,8 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
                 let quote = store.quote(view.member.id, sale, now())?;
                 return out.quote(store.program(), &quote);
             }
-            let entry = store.earn_sale(view.member.id, sale, &actor, now())?;
-            out.entry_written(&store, &entry)
+            let (entry, facts) = store.record_sale(view.member.id, sale, &actor, now())?;
+            out.sale_written(&store, &entry, &facts)
         }
         Command::Sale { amount } => {
             let mut store = open(&cli)?;

@@ -227,6 +227,19 @@ impl Out {
         Ok(())
     }
 
+    /// A sale written, with the facts written with it (offers, badges, referral bonuses).
+    pub fn sale_written(&self, store: &Store, sale: &Entry, facts: &[Entry]) -> Result<()> {
+        if self.json {
+            let view = store.member(sale.member_id)?;
+            return print_json(&json!({ "entry": sale, "facts": facts, "state": view.state }));
+        }
+        self.entry_written(store, sale)?;
+        for words in store.facts_in_words(facts)? {
+            say!("  {words}");
+        }
+        Ok(())
+    }
+
     pub fn partner_import(&self, report: &tillpass::store::PartnerImport) -> Result<()> {
         if self.json {
             return print_json(report);

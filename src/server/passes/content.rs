@@ -154,6 +154,7 @@ mod tests {
             version: 1,
             retired_cards: Vec::new(),
             erased_at: erased.then(|| Timestamp::from_millis(5)),
+            referred_by: None,
         };
         PassSource {
             record: serde_json::to_string(&record).expect("json"),
