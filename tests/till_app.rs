@@ -841,10 +841,8 @@ fn pos_call(
     (status, json)
 }
 
-#[test]
-fn the_point_of_sale_attaches_a_basket_the_cashier_sees_explained_and_commits_it() {
-    let db = TempDb::new();
-    let (code, view) = store_with_member(&db, 100);
+/// The app with its integration API on a free loopback port.
+fn pos_harness(db: &TempDb) -> Harness<'static, TillApp> {
     let path = db.path.clone();
     let exports = db.dir.path().join("exports");
     let mut h = Harness::builder()
@@ -854,6 +852,14 @@ fn the_point_of_sale_attaches_a_basket_the_cashier_sees_explained_and_commits_it
                 .serve_pos("127.0.0.1:0".parse().expect("addr"))
         });
     settle(&mut h);
+    h
+}
+
+#[test]
+fn the_point_of_sale_attaches_a_basket_the_cashier_sees_explained_and_commits_it() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    let mut h = pos_harness(&db);
     let token = db.open().pos_token().expect("token");
 
     let (status, body) = pos_call(&mut h, &token, "GET", "/v1/member", "");
@@ -866,6 +872,15 @@ fn the_point_of_sale_attaches_a_basket_the_cashier_sees_explained_and_commits_it
     assert_eq!(
         (body["tier"].as_str(), body["balance"].as_i64()),
         (Some("Green"), Some(100))
+    );
+    assert_eq!(
+        (&body["offers"], &body["stamps"], &body["badges"]),
+        (
+            &serde_json::json!([]),
+            &serde_json::json!({}),
+            &serde_json::json!([])
+        ),
+        "nothing open, held or awarded yet"
     );
 
     // Two lattes, a bag of beans and a gift card: 30.40 GBP earns (gift cards excluded) 304
@@ -1022,12 +1037,16 @@ fn the_fifth_visit_unlocks_the_offer_the_cashier_then_uses() {
                 .expect("a visit");
         }
     }
-    let mut h = harness(&db);
+    let mut h = pos_harness(&db);
     wedge(&mut h, &code);
     h.get_by_label("A free pastry: 4 of 5 visits");
     wedge(&mut h, "3.00");
     h.key_press(Key::F5);
     settle(&mut h);
+    // The point of sale sees the offer too, to add its reward line.
+    let token = db.open().pos_token().expect("token");
+    let (_, member) = pos_call(&mut h, &token, "GET", "/v1/member", "");
+    assert_eq!(member["offers"][0]["name"], "A free pastry", "{member}");
     h.get_by_label_contains("Offer: A free pastry").click();
     settle(&mut h);
     let message = status_line(&h);
