@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use common::server::{
     Backend, Server, Till, add_terminal, admin, admin_output, backup_sqlite, database, now,
-    put_back,
+    put_back, server_bin,
 };
 use common::{TempDb, enrol};
 use rand::{RngExt as _, SeedableRng as _};
@@ -1469,7 +1469,7 @@ fn a_referral_rewarded_at_two_offline_tills_is_given_once(backend: Backend) {
 
 fn a_partner_file_imported_at_two_tills_gives_its_points_once(backend: Backend) {
     let dir = TempDb::new();
-    let Some((_server, mut a, mut b, rogue)) = two_tills_and_a_rogue(backend, &dir) else {
+    let Some((server, mut a, mut b, rogue)) = two_tills_and_a_rogue(backend, &dir) else {
         return;
     };
     let ada = enrol(&mut a.store, "Ada Lovelace").member;
@@ -1502,6 +1502,63 @@ fn a_partner_file_imported_at_two_tills_gives_its_points_once(backend: Backend) 
             .balance;
         assert_eq!(balance, 100 + 400, "the welcome bonus and the line, once");
     }
+
+    let audit = admin_output(&server.db, &["audit"]);
+    assert!(audit.contains("repeated_partner_line"), "{audit}");
+
+    // For the whole chain, the server records a partner's file: all of it or none.
+    let path = dir.dir.path().join("cinema.csv");
+    let card = ada.card.as_str();
+    std::fs::write(
+        &path,
+        format!(
+            "card,partner,points,reference\n{card},cinema,400,T-7\n{card},cinema,250,T-9\n\
+             4242424242,cinema,100,T-10\n"
+        ),
+    )
+    .expect("write");
+    let file = path.to_str().expect("utf-8 path");
+    let refused = server_bin()
+        .args(["--db", &server.db, "partner-points", file])
+        .output()
+        .expect("run tillpass-server");
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("line 2: reference T-7 was recorded before")
+            && said.contains("line 4: no member holds card"),
+        "{said}"
+    );
+    std::fs::write(
+        &path,
+        format!("card,partner,points,reference\n{card},cinema,250,T-9\n"),
+    )
+    .expect("write");
+    let said = admin_output(&server.db, &["partner-points", file, "--dry-run"]);
+    assert!(
+        said.starts_with("Would record 1 partner lines, 250 points"),
+        "{said}"
+    );
+    let said = admin_output(&server.db, &["partner-points", file]);
+    assert!(
+        said.starts_with("Recorded 1 partner lines, 250 points"),
+        "{said}"
+    );
+    for till in [&mut a, &mut b] {
+        till.sync().expect("sync");
+        let balance = till
+            .store
+            .summary_at(ada.id, now())
+            .expect("summary")
+            .balance;
+        assert_eq!(
+            balance,
+            100 + 400 + 250,
+            "the server's line reached the till"
+        );
+    }
+    assert_eq!(a.balances(), b.balances());
+
     let mut greedy = rogue.entry(1, ada.id, EntryKind::PartnerEarn, 5_000);
     greedy.reward_id = Some("cinema".into());
     greedy.note = Some("partner reference T-8".into());

@@ -87,6 +87,15 @@ enum Command {
     /// Wallet passes this server issues.
     #[command(subcommand)]
     Passes(PassesCommand),
+    /// Points members earned with the program's partners, for the whole chain, from the
+    /// partner's file (CSV with card, partner, points, reference; or a JSON array): all lines or
+    /// none, each refused line named with its reason; every till has them after its next sync.
+    PartnerPoints {
+        file: PathBuf,
+        /// Check every line and say what would be recorded; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The chain's measures over a period, each with its formula (what `tillpass report` gives
     /// for one till, over every till's members and entries).
     Report {
@@ -542,6 +551,26 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("checking {}", file.display()))?;
                 let version = db.set_program(&text, now()).await?;
                 println!("program version {version} installed; tills take it on their next sync");
+            }
+            Command::PartnerPoints { file, dry_run } => {
+                let bytes = std::fs::read(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let report =
+                    tillpass::server::partners::import(&db, &bytes, dry_run, now()).await?;
+                for refused in &report.refused {
+                    println!("{refused}");
+                }
+                if !report.refused.is_empty() {
+                    anyhow::bail!(
+                        "{} lines refused; nothing was recorded",
+                        report.refused.len()
+                    );
+                }
+                let verb = if report.written { "Recorded" } else { "Would record" };
+                println!(
+                    "{verb} {} partner lines, {} points; tills have them after their next sync",
+                    report.lines, report.points
+                );
             }
             Command::Report { from, to, json } => {
                 let (from, to) = tillpass::domain::insights::period(

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::program::{ConfigError, MAX_REWARD_COST, short_name, stable_id};
-use super::{CardNumber, Entry, EntryId, EntryKind, Program};
+use super::{CardNumber, Entry, EntryId, EntryKind, MemberId, Program};
 
 /// A partner of the program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -148,6 +148,71 @@ pub fn read(program: &Program, bytes: &[u8]) -> Vec<Result<PartnerLine, PartnerL
 /// The note a partner entry carries: the partner's reference.
 pub fn note(reference: &str) -> String {
     format!("partner reference {reference}")
+}
+
+/// What a partner file import found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PartnerImport {
+    /// Good lines, and their points.
+    pub lines: usize,
+    pub points: i64,
+    /// Refused lines with their reasons; any makes the import write nothing.
+    pub refused: Vec<PartnerLineError>,
+    /// Whether the lines were written.
+    pub written: bool,
+}
+
+/// A file's good lines, each with its member, and the report so far.
+pub type SortedLines<'l> = (Vec<(MemberId, &'l PartnerLine)>, PartnerImport);
+
+/// Sorts a file's lines into the good ones, each with its member, and the refused ones with
+/// why: a line already refused, a card no member holds (`member_of` finds a card's member and
+/// their entries), a reference twice in the file or recorded before.
+pub fn sort_lines<E>(
+    lines: &[Result<PartnerLine, PartnerLineError>],
+    mut member_of: impl FnMut(&CardNumber) -> Result<Option<(MemberId, Vec<Entry>)>, E>,
+) -> Result<SortedLines<'_>, E> {
+    let mut report = PartnerImport::default();
+    let mut good = Vec::new();
+    let mut seen = BTreeSet::new();
+    for line in lines {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                report.refused.push(e.clone());
+                continue;
+            }
+        };
+        let fail = |reason: String| PartnerLineError {
+            line: line.line,
+            reason,
+        };
+        let Some((member, entries)) = member_of(&line.card)? else {
+            report.refused.push(fail(format!(
+                "no member holds card {}",
+                line.card.grouped()
+            )));
+            continue;
+        };
+        if !seen.insert((line.partner.clone(), line.reference.clone())) {
+            report.refused.push(fail(format!(
+                "reference {} is in the file twice",
+                line.reference
+            )));
+            continue;
+        }
+        if earned(&entries, &line.partner, &line.reference) {
+            report.refused.push(fail(format!(
+                "reference {} was recorded before",
+                line.reference
+            )));
+            continue;
+        }
+        report.lines += 1;
+        report.points += line.points;
+        good.push((member, line));
+    }
+    Ok((good, report))
 }
 
 /// Whether `entries` already hold a standing entry for this (partner, reference).

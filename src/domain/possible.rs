@@ -237,6 +237,9 @@ pub enum Flag {
     OpeningBalance { points: i64 },
     /// A badge awarded again while offline (its till reverses it once it sees the first).
     DuplicateBadge { badge: String },
+    /// A partner's line recorded again (two tills, or a till and the server, apart); a till
+    /// reverses its own copy once it sees an earlier one.
+    RepeatedPartnerLine { partner: String, note: String },
     /// A referral bonus naming a new member already rewarded, or over the referrer's yearly
     /// cap, given offline (its till reverses it once it sees the others).
     RepeatedReferral { new_member: String },
@@ -254,6 +257,7 @@ impl Flag {
             Flag::OpeningBalance { .. } => "opening_balance",
             Flag::DuplicateBadge { .. } => "duplicate_badge",
             Flag::RepeatedReferral { .. } => "repeated_referral",
+            Flag::RepeatedPartnerLine { .. } => "repeated_partner_line",
             Flag::Unverified { .. } => "unverified",
         }
     }
@@ -270,6 +274,9 @@ impl Flag {
             }
             Flag::DuplicateBadge { badge } => {
                 format!("badge {badge:?} awarded again offline; the later award is reversed")
+            }
+            Flag::RepeatedPartnerLine { partner, note } => {
+                format!("{partner} line ({note}) recorded again")
             }
             Flag::RepeatedReferral { new_member } => format!(
                 "referral bonus for new member {new_member} given again offline or over the yearly cap; the later one is reversed"
@@ -305,6 +312,7 @@ fn needs_history(kind: EntryKind) -> bool {
             | EntryKind::OfferUnlocked
             | EntryKind::BadgeAwarded
             | EntryKind::ReferralBonus
+            | EntryKind::PartnerEarn
     )
 }
 
@@ -448,7 +456,7 @@ pub fn check_entry(
         EntryKind::Return => check_return(&candidates, known, e).map_err(fail)?,
         EntryKind::Donation => check_donation(&candidates, e).map_err(fail)?,
         EntryKind::Membership => check_membership(&candidates, e).map_err(fail)?,
-        EntryKind::PartnerEarn => check_partner(&candidates, e).map_err(fail)?,
+        EntryKind::PartnerEarn => return check_partner(&candidates, known, e).map_err(fail),
         EntryKind::OfferUnlocked => return check_offer_unlock(&candidates, known, e).map_err(fail),
         EntryKind::OfferUsed => check_offer_named(&candidates, e).map_err(fail)?,
         EntryKind::BadgeAwarded => {
@@ -564,22 +572,32 @@ fn check_return(candidates: &[&Program], known: &Known, e: &Entry) -> Result<(),
 }
 
 /// Partner points come from a partner of a program then in force, within its most per line.
-fn check_partner(candidates: &[&Program], e: &Entry) -> Result<(), Rule> {
+/// A line recorded again is flagged (the later copy's till reverses it once it sees the first).
+fn check_partner(candidates: &[&Program], known: &Known, e: &Entry) -> Result<Option<Flag>, Rule> {
     let partner = e.reward_id.clone().unwrap_or_default();
     let most = candidates
         .iter()
         .filter_map(|p| p.partner(&partner))
         .map(|p| p.max_points)
         .max();
-    if most.is_some_and(|m| e.points <= m) {
-        Ok(())
-    } else {
-        Err(Rule::PartnerPoints {
+    if most.is_none_or(|m| e.points > m) {
+        return Err(Rule::PartnerPoints {
             partner,
             points: e.points,
             most,
-        })
+        });
     }
+    let history: Vec<&Entry> = known.history(e.member_id).collect();
+    let repeated = history.iter().any(|o| {
+        o.id != e.id
+            && o.kind == EntryKind::PartnerEarn
+            && (&o.reward_id, &o.note) == (&e.reward_id, &e.note)
+            && !history.iter().any(|r| r.reverses == Some(o.id))
+    });
+    Ok(repeated.then(|| Flag::RepeatedPartnerLine {
+        partner,
+        note: e.note.clone().unwrap_or_default(),
+    }))
 }
 
 /// A membership costs exactly the paid tier's fee of a program then in force, in its currency.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 mod error;
 mod judge;
+pub mod partners;
 pub mod passes;
 pub mod pg_tls;
 mod postgres;
@@ -90,6 +91,11 @@ impl FromRequestParts<Arc<AppState>> for TerminalAuth {
             .filter(|t| !t.is_empty() && t.len() <= 64)
             .ok_or_else(|| unauthorized(&format!("missing the {TERMINAL_HEADER} header")))?;
         let terminal = TerminalId(terminal.to_owned());
+        if partners::reserved(&terminal) {
+            return Err(ApiError::Forbidden(format!(
+                "terminal id {terminal} is kept for the server's own entries"
+            )));
+        }
         match state.db.authenticate(&token_hash(token), &terminal).await? {
             Auth::Terminal(t) => Ok(TerminalAuth(t)),
             Auth::Unknown => Err(unauthorized("unknown terminal token")),

@@ -717,6 +717,51 @@ impl PgDb {
             .map_err(pg)
     }
 
+    pub async fn partner_view(
+        &self,
+        cards: Vec<String>,
+        terminal: &TerminalId,
+    ) -> Result<(super::partners::PartnerView, i64), DbError> {
+        let client = get(&self.quick).await?;
+        let mut found = super::partners::PartnerView::new();
+        for card in cards {
+            let Some(row) =
+                fetch_opt(&client, "SELECT id FROM members WHERE card = $1", &[&card]).await?
+            else {
+                continue;
+            };
+            let id: Uuid = row.get(0);
+            let bodies: Vec<String> = fetch_all(
+                &client,
+                "SELECT body FROM entries
+                 WHERE member_id = $1 AND kind IN ('partner_earn', 'reverse')",
+                &[&id],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            found.insert(
+                card,
+                (
+                    MemberId(id),
+                    bodies
+                        .iter()
+                        .map(|b| stored_entry(b))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            );
+        }
+        let next: i64 = fetch_one(
+            &client,
+            "SELECT COALESCE(MAX(terminal_seq), 0) + 1 FROM entries WHERE terminal_id = $1",
+            &[&terminal.0],
+        )
+        .await?
+        .get(0);
+        Ok((found, next))
+    }
+
     pub async fn health(&self) -> Result<i64, DbError> {
         Ok(
             fetch_one(&get(&self.quick).await?, "SELECT last FROM server_seq", &[])

@@ -708,6 +708,47 @@ impl SqliteDb {
         .await
     }
 
+    pub async fn partner_view(
+        &self,
+        cards: Vec<String>,
+        terminal: TerminalId,
+    ) -> Result<(super::partners::PartnerView, i64), DbError> {
+        with(&self.quick, move |conn| {
+            let mut found = super::partners::PartnerView::new();
+            for card in cards {
+                let member: Option<uuid::Uuid> = conn
+                    .prepare_cached("SELECT id FROM members WHERE card = ?1")?
+                    .query_row(params![card], |r| r.get(0))
+                    .optional()?;
+                let Some(id) = member else { continue };
+                let bodies: Vec<String> = conn
+                    .prepare_cached(
+                        "SELECT body FROM entries
+                         WHERE member_id = ?1 AND kind IN ('partner_earn', 'reverse')",
+                    )?
+                    .query_map(params![id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                found.insert(
+                    card,
+                    (
+                        MemberId(id),
+                        bodies
+                            .iter()
+                            .map(|b| stored_entry(b))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
+                );
+            }
+            let next: i64 = conn.query_row(
+                "SELECT COALESCE(MAX(terminal_seq), 0) + 1 FROM entries WHERE terminal_id = ?1",
+                params![terminal.0],
+                |r| r.get(0),
+            )?;
+            Ok((found, next))
+        })
+        .await
+    }
+
     pub async fn health(&self) -> Result<i64, DbError> {
         with(&self.quick, |conn| {
             Ok(

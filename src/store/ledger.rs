@@ -10,7 +10,7 @@ use super::{Result, Store, StoreError};
 use crate::domain::Refusal;
 use crate::domain::badges;
 use crate::domain::offers;
-use crate::domain::partners::{self, PartnerLine, PartnerLineError};
+use crate::domain::partners::{self, PartnerImport, PartnerLine, PartnerLineError};
 use crate::domain::quote::{Quote, Sale, quote};
 use crate::domain::referrals;
 use crate::domain::returns::{self, Returned};
@@ -18,18 +18,6 @@ use crate::domain::rules::{self, Draft};
 use crate::domain::stamps;
 use crate::domain::summary::{self, summarise};
 use crate::domain::{Entry, EntryId, MemberId, MemberSummary, Program, TerminalId, Timestamp};
-
-/// What a partner file import found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PartnerImport {
-    /// Good lines, and their points.
-    pub lines: usize,
-    pub points: i64,
-    /// Refused lines with their reasons; any makes the import write nothing.
-    pub refused: Vec<PartnerLineError>,
-    /// Whether the lines were written.
-    pub written: bool,
-}
 
 /// A member's offers: those open now, and (name, purchases made, purchases needed) towards the
 /// others.
@@ -526,58 +514,16 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut refused: Vec<PartnerLineError> = Vec::new();
-        let mut good: Vec<(MemberId, &PartnerLine)> = Vec::new();
-        let mut seen = HashSet::new();
-        for line in lines {
-            let line = match line {
-                Ok(line) => line,
-                Err(e) => {
-                    refused.push(e.clone());
-                    continue;
-                }
-            };
-            let fail = |reason: String| PartnerLineError {
-                line: line.line,
-                reason,
-            };
+        let (good, report) = partners::sort_lines(lines, |card| -> Result<_> {
             let member: Option<uuid::Uuid> = tx
                 .prepare_cached("SELECT id FROM members WHERE card = ?1")?
-                .query_row(params![line.card.as_str()], |r| r.get(0))
+                .query_row(params![card.as_str()], |r| r.get(0))
                 .optional()?;
-            let Some(member) = member.map(MemberId) else {
-                refused.push(fail(format!(
-                    "no member holds card {}",
-                    line.card.grouped()
-                )));
-                continue;
-            };
-            if !seen.insert((line.partner.clone(), line.reference.clone())) {
-                refused.push(fail(format!(
-                    "reference {} is in the file twice",
-                    line.reference
-                )));
-                continue;
+            match member.map(MemberId) {
+                Some(id) => Ok(Some((id, member_entries(&tx, id)?))),
+                None => Ok(None),
             }
-            if partners::earned(
-                &member_entries(&tx, member)?,
-                &line.partner,
-                &line.reference,
-            ) {
-                refused.push(fail(format!(
-                    "reference {} was recorded before",
-                    line.reference
-                )));
-                continue;
-            }
-            good.push((member, line));
-        }
-        let report = PartnerImport {
-            lines: good.len(),
-            points: good.iter().map(|(_, l)| l.points).sum(),
-            refused,
-            written: false,
-        };
+        })?;
         if dry_run || !report.refused.is_empty() {
             return Ok(report);
         }

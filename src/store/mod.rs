@@ -27,10 +27,11 @@ use crate::domain::member::MemberError;
 use crate::domain::{ConfigError, EntryId, MemberId, Program, Refusal, TerminalId, Timestamp};
 use crate::token::{CodeKey, Keyring};
 
+pub use crate::domain::partners::PartnerImport;
 pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::{HistoricMember, ImportReport};
 pub use identify::{ScanError, ScanOutcome};
-pub use ledger::{InsertOutcome, MemberOffers, PartnerImport};
+pub use ledger::{InsertOutcome, MemberOffers};
 pub use manager::{ActivityRow, CauseTotal, PinError, TierRow, TierSort};
 pub use members::{MemberView, SearchHit, SearchKind};
 pub use privacy::{MarketingContact, MemberExport};

@@ -58,7 +58,8 @@ pub fn database(backend: Backend, dir: &Path) -> Option<String> {
     }
 }
 
-fn server_bin() -> Command {
+/// The server binary built with the tests.
+pub fn server_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tillpass-server"))
 }
 
