@@ -291,7 +291,13 @@ impl DemoGenerator {
     }
 
     fn maybe_redeem(&mut self, entries: &mut Vec<Entry>, member: MemberId, at: Timestamp) {
-        let summary = summarise(&self.program, entries, at);
+        // Only what is spendable: points still in their sale's return window are not.
+        let now = summarise(&self.program, entries, at);
+        let pending = crate::domain::summary::pending(&self.program, entries, at);
+        let summary = crate::domain::MemberSummary {
+            balance: crate::domain::summary::available(&now, pending),
+            ..now
+        };
         let used = rules::redeemed_in_last_day(entries, at);
         let affordable: Vec<String> = self
             .program

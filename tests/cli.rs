@@ -80,17 +80,28 @@ fn a_cashier_session_from_the_command_line() {
     let by_phone = json(&db, &["earn", "+44 7400 123456", "30"]);
     assert_eq!(by_phone["state"]["balance"], 525);
 
+    // Points from sales are pending through the demo's 14-day return window.
+    let waiting = refused(&db, &["redeem", &card, "coffee"]);
+    assert!(
+        waiting.contains("100 are available now and 425 more once"),
+        "{waiting}"
+    );
+    assert!(tillpass(&db, &["manager-pin", "set"]).status.success());
+    let gift = json(
+        &db,
+        &["adjust", &card, "500", "--note", "opening week gift"],
+    );
+    assert_eq!(gift["state"]["balance"], 1025);
     let redeemed = json(&db, &["redeem", &card, "coffee"]);
     assert_eq!(redeemed["entry"]["points"], -500);
-    assert!(tillpass(&db, &["manager-pin", "set"]).status.success());
     let reversed = json(
         &db,
         &["reverse", redeemed["entry"]["id"].as_str().expect("id")],
     );
-    assert_eq!(reversed["state"]["balance"], 525);
+    assert_eq!(reversed["state"]["balance"], 1025);
 
     let history = json(&db, &["history", &card]);
-    assert_eq!(history.as_array().map(Vec::len), Some(5));
+    assert_eq!(history.as_array().map(Vec::len), Some(6));
     let found = json(&db, &["member", "find", "love"]);
     assert_eq!(found[0]["member"]["card"], card.as_str());
     assert_eq!(

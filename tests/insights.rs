@@ -67,7 +67,7 @@ fn autumn(store: &mut Store) {
     let wrong = store.earn(bob, 600, "ann", on(9, 20)).expect("earn");
     store.reverse(wrong.id, "ann", on(9, 21)).expect("reverse");
     store
-        .redeem(ada, "pastry", "ann", on(10, 2))
+        .redeem(ada, "pastry", "ann", on(10, 16))
         .expect("redeem");
     for (minor, at) in [(300, on(9, 15)), (500, on(10, 15)), (400, on(11, 20))] {
         store
@@ -306,7 +306,10 @@ mod chain {
         a.store.earn(ada, 1250, "ann", at).expect("earn");
         let wrong = a.store.earn(ada, 900, "ann", at).expect("earn");
         a.store.reverse(wrong.id, "ann", at).expect("reverse");
-        b.store.earn(bob, 3000, "ben", at).expect("earn");
+        // Three weeks ago: past the 14-day return window, so spendable now.
+        b.store
+            .earn(bob, 3000, "ben", at.plus_days(-21))
+            .expect("earn");
         b.store.redeem(bob, "pastry", "ben", at).expect("redeem");
         a.store
             .record_guest_sale(450, "ann", at)

@@ -67,6 +67,15 @@ pub enum Refusal {
         cost: i64,
         balance: i64,
     },
+    #[error(
+        "not enough points for {reward} yet: it costs {cost}; {available} are available now and {pending} more once their sales' return window has passed"
+    )]
+    PointsPending {
+        reward: String,
+        cost: i64,
+        available: i64,
+        pending: i64,
+    },
     #[error("{reward} is for {required} members and above; this member is {current}")]
     TierLocked {
         reward: String,
@@ -346,6 +355,24 @@ pub fn reverse(original: &Entry, already_reversed: bool) -> Result<Draft, Refusa
             .collect(),
         returns: None,
     })
+}
+
+/// A refusal for too few points, saying how many are pending when some are (they become
+/// spendable once their sales' return window has passed).
+pub fn with_pending(refusal: Refusal, pending: i64) -> Refusal {
+    match refusal {
+        Refusal::InsufficientPoints {
+            reward,
+            cost,
+            balance,
+        } if pending > 0 => Refusal::PointsPending {
+            reward,
+            cost,
+            available: balance,
+            pending,
+        },
+        other => other,
+    }
 }
 
 /// A manager's correction, within the program's limit.

@@ -302,10 +302,11 @@ pub(crate) mod tests {
         let entries = vec![sale, back, bonus];
         assert_eq!(pending(&p, &entries, Timestamp::from_millis(day)), 200);
         assert_eq!(pending(&p, &entries, Timestamp::from_millis(15 * day)), 0);
-        assert_eq!(
-            pending(&Program::demo(), &entries, Timestamp::from_millis(day)),
-            0
-        );
+        let at_once = Program {
+            return_window_days: None,
+            ..Program::demo()
+        };
+        assert_eq!(pending(&at_once, &entries, Timestamp::from_millis(day)), 0);
         let s = summarise(&p, &entries, Timestamp::from_millis(day));
         assert_eq!((s.balance, available(&s, 200)), (300, 100));
     }

@@ -623,7 +623,9 @@ impl Store {
                         balance: summary::available(&live, pending),
                         ..*now
                     };
-                    Ok(rules::redeem(program, &spendable, reward_id, None)?.1)
+                    rules::redeem(program, &spendable, reward_id, None)
+                        .map(|(_, draft)| draft)
+                        .map_err(|r| rules::with_pending(r, pending).into())
                 }
                 None => {
                     let used = rules::redeemed_in_last_day(entries, at);
@@ -631,7 +633,9 @@ impl Store {
                         balance: summary::available(now, pending),
                         ..*now
                     };
-                    Ok(rules::redeem(program, &spendable, reward_id, Some(used))?.1)
+                    rules::redeem(program, &spendable, reward_id, Some(used))
+                        .map(|(_, draft)| draft)
+                        .map_err(|r| rules::with_pending(r, pending).into())
                 }
             }
         })
@@ -812,11 +816,13 @@ impl Store {
         at: Timestamp,
     ) -> Result<Entry> {
         self.write(member, actor, at, |program, entries, now| {
+            let pending = summary::pending(program, entries, at);
             let spendable = MemberSummary {
-                balance: summary::available(now, summary::pending(program, entries, at)),
+                balance: summary::available(now, pending),
                 ..*now
             };
-            Ok(rules::donate(program, &spendable, cause, points)?)
+            rules::donate(program, &spendable, cause, points)
+                .map_err(|r| rules::with_pending(r, pending).into())
         })
     }
 
