@@ -311,11 +311,16 @@ mod chain {
             .earn(bob, 3000, "ben", at.plus_days(-21))
             .expect("earn");
         b.store.redeem(bob, "pastry", "ben", at).expect("redeem");
-        a.store
+        let guest = a
+            .store
             .record_guest_sale(450, "ann", at)
             .expect("guest sale");
-        a.store.record_nps(3, None, at).expect("answer");
-        b.store.record_nps(10, Some(bob), at).expect("answer");
+        a.store
+            .record_nps(3, tillpass::store::Answerer::Guest(Some(guest)), at)
+            .expect("answer");
+        b.store
+            .record_nps(10, tillpass::store::Answerer::Member(bob), at)
+            .expect("answer");
         a.sync().expect("sync");
         b.sync().expect("sync");
         a.sync().expect("sync");

@@ -794,6 +794,26 @@ fn after_a_sale_the_customer_is_asked_and_may_answer_or_skip() {
             .formula
             .contains("of 1 answers")
     );
+    // A guest who answers: the answer is kept with their sale.
+    for c in "3.50".chars() {
+        h.event(Event::Text(c.to_string()));
+    }
+    h.key_press(Key::F7);
+    settle(&mut h);
+    h.get_by_label("Score 6").click();
+    h.run_steps(2);
+    settle(&mut h);
+    let store = db.open();
+    let linked: i64 = store
+        .connection()
+        .query_row(
+            "SELECT COUNT(*) FROM nps_answers a JOIN guest_sales s ON s.id = a.guest_sale
+             WHERE a.score = 6 AND a.member_id IS NULL AND s.amount_minor = 350",
+            [],
+            |r| r.get(0),
+        )
+        .expect("query");
+    assert_eq!(linked, 1, "the guest's answer names their sale");
 }
 
 /// One HTTP/1.1 request to the till's integration API over a real socket, on a thread of its

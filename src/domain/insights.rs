@@ -33,6 +33,9 @@ pub struct RecommendAnswer {
     pub score: u8,
     /// The member who answered; `None` for a guest.
     pub member_id: Option<MemberId>,
+    /// The sale without a member a guest answered after, if it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_sale: Option<uuid::Uuid>,
 }
 
 /// One sale: by a member, or by a guest (`member: None`).

@@ -36,12 +36,13 @@ use crate::sync::protocol::{
 mod passes;
 
 /// The schema, in order; each script is idempotent and runs at every start.
-const SCHEMA: [&str; 5] = [
+const SCHEMA: [&str; 6] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
     include_str!("migrations/postgres_003.sql"),
     include_str!("migrations/postgres_004.sql"),
     include_str!("migrations/postgres_005.sql"),
+    include_str!("migrations/postgres_006.sql"),
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
@@ -1055,14 +1056,15 @@ async fn store_extras(tx: &Transaction<'_>, batch: &Batch) -> Result<(), DbError
             .iter()
             .map(|a| a.member_id.map(|m| m.0))
             .collect();
+        let guest_sales: Vec<Option<Uuid>> = batch.answers.iter().map(|a| a.guest_sale).collect();
         exec(
             tx,
-            "INSERT INTO recommend_answers (id, terminal_id, occurred_at, score, member_id)
-             SELECT t.id, $1, t.at, t.score, t.member
-             FROM UNNEST($2::uuid[], $3::bigint[], $4::smallint[], $5::uuid[])
-                  AS t(id, at, score, member)
+            "INSERT INTO recommend_answers (id, terminal_id, occurred_at, score, member_id, guest_sale)
+             SELECT t.id, $1, t.at, t.score, t.member, t.sale
+             FROM UNNEST($2::uuid[], $3::bigint[], $4::smallint[], $5::uuid[], $6::uuid[])
+                  AS t(id, at, score, member, sale)
              ON CONFLICT (id) DO NOTHING",
-            &[&terminal, &ids, &at, &scores, &members],
+            &[&terminal, &ids, &at, &scores, &members, &guest_sales],
         )
         .await?;
     }

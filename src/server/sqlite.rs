@@ -36,6 +36,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_003.sql")),
     M::up(include_str!("migrations/sqlite_004.sql")),
     M::up(include_str!("migrations/sqlite_005.sql")),
+    M::up(include_str!("migrations/sqlite_006.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
@@ -850,8 +851,8 @@ fn push_one(
         ])?;
     }
     let mut answer = tx.prepare_cached(
-        "INSERT INTO recommend_answers (id, terminal_id, occurred_at, score, member_id)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO recommend_answers (id, terminal_id, occurred_at, score, member_id, guest_sale)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
     )?;
     for a in &batch.answers {
         answer.execute(params![
@@ -859,7 +860,8 @@ fn push_one(
             batch.terminal.0,
             a.occurred_at.millis(),
             a.score,
-            a.member_id.map(|m| m.0)
+            a.member_id.map(|m| m.0),
+            a.guest_sale
         ])?;
     }
     drop((sale, answer));

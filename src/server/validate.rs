@@ -204,6 +204,12 @@ fn check_extras(
         if a.score > 10 {
             return refuse(format!("answer {}: score {} is not 0 to 10", a.id, a.score));
         }
+        if a.member_id.is_some() && a.guest_sale.is_some() {
+            return refuse(format!(
+                "answer {}: a member's answer follows their own sale, not a guest's",
+                a.id
+            ));
+        }
         if !plausible(a.occurred_at, now) {
             return Err(PushRefusal::push(
                 RULE_TIME,
@@ -524,11 +530,23 @@ mod tests {
                 occurred_at: NOW,
                 score: 11,
                 member_id: None,
+                guest_sale: None,
             }],
             ..PushRequest::default()
         });
         assert_eq!(r.rule, RULE_EXTRA_FIELD);
         assert!(r.message.contains("not 0 to 10"), "{r}");
+        let r = refusal(PushRequest {
+            answers: vec![RecommendAnswer {
+                id,
+                occurred_at: NOW,
+                score: 8,
+                member_id: Some(MemberId(uuid::Uuid::from_u128(8))),
+                guest_sale: Some(uuid::Uuid::from_u128(9)),
+            }],
+            ..PushRequest::default()
+        });
+        assert!(r.message.contains("not a guest's"), "{r}");
         let r = refusal(PushRequest {
             guest_sales: vec![GuestSale {
                 id,

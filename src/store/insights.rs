@@ -12,6 +12,15 @@ use crate::domain::insights::{
 };
 use crate::domain::{MemberId, Timestamp, rules};
 
+/// Who answered the recommend question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answerer {
+    /// The member who just bought.
+    Member(MemberId),
+    /// A customer without a member, after the sale without a member they made, if known.
+    Guest(Option<Uuid>),
+}
+
 /// Entry kinds that give points (reversals of them are left out with what they reverse).
 const EARNING_KINDS: &str = "'earn', 'welcome_bonus', 'birthday_bonus'";
 
@@ -41,26 +50,26 @@ impl Store {
         Ok(id)
     }
 
-    /// Records a customer's answer (0 to 10) to "how likely are you to recommend us?", with the
-    /// member who answered or none (a guest).
-    pub fn record_nps(
-        &mut self,
-        score: i64,
-        member: Option<MemberId>,
-        at: Timestamp,
-    ) -> Result<()> {
+    /// Records a customer's answer (0 to 10) to "how likely are you to recommend us?", with
+    /// who answered: the member, or a guest after their sale without a member.
+    pub fn record_nps(&mut self, score: i64, by: Answerer, at: Timestamp) -> Result<()> {
         if !(0..=10).contains(&score) {
             return Err(StoreError::NpsScore(score));
         }
+        let (member, guest_sale) = match by {
+            Answerer::Member(m) => (Some(m.0), None),
+            Answerer::Guest(sale) => (None, sale),
+        };
         self.conn.execute(
-            "INSERT INTO nps_answers (id, occurred_at, score, member_id, terminal_id)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO nps_answers (id, occurred_at, score, member_id, terminal_id, guest_sale)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 new_id(at),
                 at.millis(),
                 score,
-                member.map(|m| m.0),
-                self.terminal_id().0
+                member,
+                self.terminal_id().0,
+                guest_sale
             ],
         )?;
         Ok(())

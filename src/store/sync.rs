@@ -369,8 +369,8 @@ impl Store {
         let mut last_answer = answers_pushed;
         let answers = tx
             .prepare_cached(
-                "SELECT rowid, id, occurred_at, score, member_id FROM nps_answers WHERE rowid > ?1
-                 ORDER BY rowid LIMIT ?2",
+                "SELECT rowid, id, occurred_at, score, member_id, guest_sale FROM nps_answers
+                 WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
             )?
             .query_map(params![answers_pushed, max_entries as i64], |r| {
                 Ok((
@@ -380,6 +380,7 @@ impl Store {
                         occurred_at: Timestamp::from_millis(r.get(2)?),
                         score: r.get(3)?,
                         member_id: r.get::<_, Option<uuid::Uuid>>(4)?.map(MemberId),
+                        guest_sale: r.get(5)?,
                     },
                 ))
             })?

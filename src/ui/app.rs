@@ -410,11 +410,8 @@ impl TillApp {
             }
             Action::GuestSale => self.guest_sale(),
             Action::Recommend(score) => {
-                if let Some(ask) = self.cashier.ask.take() {
-                    self.worker.send(Request::Recommend {
-                        score,
-                        member: ask.member,
-                    });
+                if let Some(by) = self.cashier.ask.take() {
+                    self.worker.send(Request::Recommend { score, by });
                 }
             }
             Action::SkipRecommend => self.cashier.ask = None,
@@ -693,9 +690,7 @@ impl TillApp {
                 self.nudge_sync();
                 self.say(Tone::Good, message);
                 self.cashier.pending = None;
-                self.cashier.ask = sale.then_some(Ask {
-                    member: Some(panel.view.member.id),
-                });
+                self.cashier.ask = sale.then_some(Ask::Member(panel.view.member.id));
                 let shown = ShownMember::new(&self.ctx, "member-qr", *panel);
                 self.cashier.show_member(shown);
                 self.close_waiting_dialog();
@@ -770,9 +765,9 @@ impl TillApp {
                 self.manager.insights.failed();
                 self.say(Tone::Bad, why);
             }
-            Reply::GuestSold(message) => {
+            Reply::GuestSold { message, sale } => {
                 self.say(Tone::Good, message);
-                self.cashier.ask = Some(Ask { member: None });
+                self.cashier.ask = Some(Ask::Guest(Some(sale)));
             }
             Reply::Joined(url) => {
                 self.nudge_sync();

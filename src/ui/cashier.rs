@@ -32,7 +32,7 @@ pub struct CashierScreen {
     /// Index into the program's rewards.
     pub(super) selected_reward: Option<usize>,
     /// After a sale: the customer may say how likely they are to recommend us (the member who
-    /// bought, or `None` for a guest). Never blocks the next sale.
+    /// bought, or a guest after their sale). Never blocks the next sale.
     pub ask: Option<Ask>,
 }
 
@@ -55,11 +55,8 @@ impl PendingSale {
     }
 }
 
-/// A recommend question waiting for the customer's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ask {
-    pub member: Option<crate::domain::MemberId>,
-}
+/// A recommend question waiting for the customer's answer: who will answer it.
+pub type Ask = crate::store::Answerer;
 
 /// The question, as the customer reads it.
 pub const RECOMMEND_QUESTION: &str = "How likely are you to recommend us to a friend?";

@@ -112,7 +112,7 @@ pub enum Request {
     /// A customer's answer to the recommend question.
     Recommend {
         score: u8,
-        member: Option<MemberId>,
+        by: crate::store::Answerer,
     },
 }
 
@@ -145,8 +145,11 @@ pub enum Reply {
         /// It was a sale (the customer may be asked how likely they are to recommend us).
         sale: bool,
     },
-    /// A sale without a member was recorded.
-    GuestSold(String),
+    /// A sale without a member was recorded (its id, for the recommend answer that may follow).
+    GuestSold {
+        message: String,
+        sale: uuid::Uuid,
+    },
     Enrolled(Box<MemberPanel>),
     /// The request was refused or failed; the text is for the cashier.
     Refused(String),
@@ -489,15 +492,16 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::Overview => overview(store),
         Request::GuestSale(amount_minor) => store
             .record_guest_sale(amount_minor, actor, now())
-            .map(|_| {
-                Reply::GuestSold(format!(
+            .map(|sale| Reply::GuestSold {
+                message: format!(
                     "Sale of {} recorded without a member",
                     store.program().format_money(amount_minor)
-                ))
+                ),
+                sale,
             })
             .map_err(Failed::from),
-        Request::Recommend { score, member } => store
-            .record_nps(i64::from(score), member, now())
+        Request::Recommend { score, by } => store
+            .record_nps(i64::from(score), by, now())
             .map(|()| Reply::Saved(format!("Thank you! Answer {score} of 10 recorded")))
             .map_err(Failed::from),
         Request::TierPage(key) => tier_page(store, key),
