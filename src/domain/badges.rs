@@ -178,15 +178,21 @@ pub fn possible(
 
 /// The awards that stand: per badge, the earliest by (time, id) not reversed.
 pub fn standing(entries: &[Entry]) -> Vec<&Entry> {
+    earliest_per_name(entries, EntryKind::BadgeAwarded)
+}
+
+/// Of the once-only facts of `kind` not reversed, the earliest by (time, id) per `reward_id`,
+/// in that order: the ones that stand when two tills wrote the same fact apart.
+pub(super) fn earliest_per_name(entries: &[Entry], kind: EntryKind) -> Vec<&Entry> {
     let reversed: BTreeSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
-    let mut awards: Vec<&Entry> = entries
+    let mut facts: Vec<&Entry> = entries
         .iter()
-        .filter(|e| e.kind == EntryKind::BadgeAwarded && !reversed.contains(&e.id))
+        .filter(|e| e.kind == kind && !reversed.contains(&e.id))
         .collect();
-    awards.sort_by_key(|e| (e.occurred_at, e.id));
+    facts.sort_by_key(|e| (e.occurred_at, e.id));
     let mut seen = BTreeSet::new();
-    awards.retain(|e| seen.insert(e.reward_id.clone()));
-    awards
+    facts.retain(|e| seen.insert(e.reward_id.clone()));
+    facts
 }
 
 /// Awards that do not stand and are not reversed yet: another award of the same badge came

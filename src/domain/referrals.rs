@@ -109,14 +109,7 @@ fn year(at: Timestamp) -> i32 {
 /// The bonuses of one member's entries that stand: per new member named, the earliest by
 /// (time, id) not reversed; a referrer's then limited to the earliest `yearly_cap` per year.
 pub fn standing<'e>(program: &Program, entries: &'e [Entry]) -> Vec<&'e Entry> {
-    let reversed: BTreeSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
-    let mut bonuses: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::ReferralBonus && !reversed.contains(&e.id))
-        .collect();
-    bonuses.sort_by_key(|e| (e.occurred_at, e.id));
-    let mut named = BTreeSet::new();
-    bonuses.retain(|e| named.insert(e.reward_id.clone()));
+    let mut bonuses = super::badges::earliest_per_name(entries, EntryKind::ReferralBonus);
     let cap = program.referral.as_ref().map_or(i64::MAX, |r| r.yearly_cap);
     let mut per_year: BTreeMap<i32, i64> = BTreeMap::new();
     bonuses.retain(|e| {
