@@ -1167,3 +1167,39 @@ fn a_friend_enrolled_as_referred_brings_both_their_bonus_with_the_first_purchase
     let store = db.open();
     assert_eq!(store.member(ada.member.id).expect("ada").state.balance, 300);
 }
+
+#[test]
+fn the_tenth_visit_awards_the_regular_badge_the_panel_shows() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    {
+        let mut store = db.open();
+        let now = tillpass::domain::Timestamp::from(std::time::SystemTime::now());
+        for i in 0..9 {
+            store
+                .earn(
+                    view.member.id,
+                    300,
+                    "test",
+                    now.plus_days(-3).plus_millis(i),
+                )
+                .expect("a visit");
+        }
+    }
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    assert!(
+        h.query_by_label_contains("Badges:").is_none(),
+        "no badge before the tenth visit"
+    );
+    wedge(&mut h, "3.00");
+    h.key_press(Key::F5);
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(message.contains("Regular badge +100"), "{message}");
+    h.get_by_label("Badges: Regular");
+    assert_eq!(
+        db.open().badges(view.member.id).expect("badges"),
+        ["regular"]
+    );
+}
