@@ -73,6 +73,73 @@ pub struct Facts {
     pub nps: Vec<NpsAnswer>,
     /// Tiers at the period's start, at each month's end and at the period's end.
     pub tiers: TierFacts,
+    /// How the offers, badges and welcome-back offers did.
+    pub mechanics: MechanicFacts,
+}
+
+/// How the program's mechanics did in a period, counted from members' entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MechanicFacts {
+    /// Offers unlocked by repeat purchases in the period (unlocks that stood), and how many
+    /// of those were used by the period's end.
+    pub offers_unlocked: usize,
+    pub offers_used: usize,
+    /// Badges awarded in the period (awards that stood).
+    pub badges_awarded: usize,
+    /// Welcome-back offers given in the period, and how many of those members bought while it
+    /// was open.
+    pub welcome_backs: usize,
+    pub came_back: usize,
+}
+
+impl MechanicFacts {
+    /// Counts every member's entries (all entries before `to`, any order) for `[from, to)`.
+    pub fn count(program: &Program, entries: &[Entry], from: Timestamp, to: Timestamp) -> Self {
+        // Only members with an offer or a badge count; their purchases and take-backs decide.
+        let mut by_member: HashMap<MemberId, Vec<Entry>> = entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::OfferUnlocked | EntryKind::BadgeAwarded))
+            .map(|e| (e.member_id, Vec::new()))
+            .collect();
+        for e in entries {
+            if let Some(theirs) = by_member.get_mut(&e.member_id) {
+                theirs.push(e.clone());
+            }
+        }
+        let mut facts = Self::default();
+        for member_entries in by_member.values() {
+            facts.add_member(program, member_entries, from, to);
+        }
+        facts
+    }
+
+    /// Counts one member's entries (any order) for `[from, to)`.
+    pub fn add_member(
+        &mut self,
+        program: &Program,
+        entries: &[Entry],
+        from: Timestamp,
+        to: Timestamp,
+    ) {
+        let in_period = |at: Timestamp| at >= from && at < to;
+        let welcome_back = program.reengagement.as_ref().map(|r| r.offer.as_str());
+        for (offer, at, used) in super::offers::book(program, entries, to).history {
+            if in_period(at) && Some(offer.as_str()) != welcome_back {
+                self.offers_unlocked += 1;
+                self.offers_used += usize::from(used);
+            }
+        }
+        self.badges_awarded += super::badges::standing(entries)
+            .into_iter()
+            .filter(|e| in_period(e.occurred_at))
+            .count();
+        for (at, back) in super::offers::came_back(program, entries) {
+            if in_period(at) {
+                self.welcome_backs += 1;
+                self.came_back += usize::from(back);
+            }
+        }
+    }
 }
 
 /// Members' tiers over the period, from the fold (`summary::summarise`) at each instant.
@@ -222,6 +289,7 @@ impl Facts {
             .cloned()
             .collect();
         Facts {
+            mechanics: MechanicFacts::count(program, &before_end, from, to),
             tiers: tier_facts(program, &members, before_end, from, to),
             members,
             sales,
@@ -482,6 +550,7 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
         facts.outstanding_points as f64 * settings.cost_per_1000_points_minor as f64 / 1000.0;
     let at_risk = at_risk(facts, to, settings.churn_days);
     let answers: Vec<&NpsAnswer> = facts.nps.iter().filter(|a| in_period(a.at)).collect();
+    let m = &facts.mechanics;
     let f2 = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     let measures = vec![
         Measure {
@@ -636,6 +705,33 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
             formula: format!(
                 "points redeemed / points earned in the period = {} / {}",
                 facts.points_redeemed, facts.points_earned
+            ),
+        },
+        Measure {
+            key: "offer_use_rate",
+            name: "Offers used",
+            value: ratio(m.offers_used as f64, m.offers_unlocked as f64),
+            unit: Unit::Rate,
+            formula: format!(
+                "offers unlocked by repeat purchases in the period and used / unlocked = {} / {}",
+                m.offers_used, m.offers_unlocked
+            ),
+        },
+        Measure {
+            key: "badges_awarded",
+            name: "Badges awarded",
+            value: Some(m.badges_awarded as f64),
+            unit: Unit::Count,
+            formula: "badges awarded in the period (each once per member)".into(),
+        },
+        Measure {
+            key: "welcome_back_rate",
+            name: "Welcome-back offers that worked",
+            value: ratio(m.came_back as f64, m.welcome_backs as f64),
+            unit: Unit::Rate,
+            formula: format!(
+                "members given the welcome-back offer in the period who bought while it was open / given = {} / {}",
+                m.came_back, m.welcome_backs
             ),
         },
     ];
@@ -934,6 +1030,7 @@ mod tests {
                 })
                 .collect(),
             tiers: TierFacts::default(),
+            mechanics: MechanicFacts::default(),
         }
     }
 
@@ -1016,6 +1113,80 @@ mod tests {
     }
 
     #[test]
+    fn offers_badges_and_welcome_backs_counted_by_hand() {
+        use crate::domain::summary::tests::entry;
+        let p = Program::demo();
+        let fact = |who: u128, kind: EntryKind, id: &str, points: i64, when: Timestamp| Entry {
+            member_id: MemberId(uuid::Uuid::from_u128(who)),
+            reward_id: Some(id.into()),
+            ..entry(kind, points, None, when.millis())
+        };
+        let buy = |who: u128, when: Timestamp| Entry {
+            member_id: MemberId(uuid::Uuid::from_u128(who)),
+            ..entry(EntryKind::Earn, 30, Some(300), when.millis())
+        };
+        let entries = vec![
+            // Member 1: a pastry unlocked on 3 October and used on the 5th.
+            fact(
+                1,
+                EntryKind::OfferUnlocked,
+                "five-visits",
+                0,
+                at(2026, 10, 3),
+            ),
+            fact(1, EntryKind::OfferUsed, "five-visits", 0, at(2026, 10, 5)),
+            // Member 2: a pastry unlocked in the period, not used; the Regular badge.
+            fact(
+                2,
+                EntryKind::OfferUnlocked,
+                "five-visits",
+                0,
+                at(2026, 11, 1),
+            ),
+            fact(2, EntryKind::BadgeAwarded, "regular", 100, at(2026, 11, 1)),
+            // Member 3: welcomed back on 1 October, bought on the 20th (within 30 days).
+            fact(
+                3,
+                EntryKind::OfferUnlocked,
+                "welcome-back",
+                0,
+                at(2026, 10, 1),
+            ),
+            buy(3, at(2026, 10, 20)),
+            // Member 4: welcomed back, never came; member 5: a badge before the period.
+            fact(
+                4,
+                EntryKind::OfferUnlocked,
+                "welcome-back",
+                0,
+                at(2026, 10, 2),
+            ),
+            fact(5, EntryKind::BadgeAwarded, "regular", 100, at(2026, 9, 1)),
+        ];
+        let (from, to) = (day(2026, 10, 1), day(2026, 12, 1));
+        let m = MechanicFacts::count(&p, &entries, from, to);
+        assert_eq!(
+            m,
+            MechanicFacts {
+                offers_unlocked: 2,
+                offers_used: 1,
+                badges_awarded: 1,
+                welcome_backs: 2,
+                came_back: 1,
+            }
+        );
+        let facts = Facts {
+            mechanics: m,
+            ..Facts::default()
+        };
+        let r = report(&facts, from, to, SETTINGS);
+        let v = |k: &str| r.get(k).and_then(|x| x.value);
+        assert_eq!(v("offer_use_rate"), Some(0.5));
+        assert_eq!(v("badges_awarded"), Some(1.0));
+        assert_eq!(v("welcome_back_rate"), Some(0.5));
+    }
+
+    #[test]
     fn the_last_days_end_with_today() {
         assert_eq!(
             last_days(at(2026, 3, 10), 90),
@@ -1083,6 +1254,7 @@ mod tests {
                     monthly_points: Vec::new(),
                     nps: Vec::new(),
                     tiers: TierFacts::default(),
+                    mechanics: MechanicFacts::default(),
                 }
             })
     }

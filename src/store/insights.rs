@@ -8,7 +8,8 @@ use super::ledger::new_id;
 use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    Facts, MemberFacts, MonthPoints, NpsAnswer, Report, Sale, Settings, report, tier_facts,
+    Facts, MechanicFacts, MemberFacts, MonthPoints, NpsAnswer, Report, Sale, Settings, report,
+    tier_facts,
 };
 use crate::domain::{MemberId, Timestamp, rules};
 
@@ -207,8 +208,10 @@ impl Store {
             ))?
             .query_map(params![to.millis()], entry_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mechanics = MechanicFacts::count(self.program(), &entries, from, to);
         let tiers = tier_facts(self.program(), &members, entries, from, to);
         Ok(Facts {
+            mechanics,
             tiers,
             members,
             sales,
