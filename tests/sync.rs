@@ -1559,6 +1559,37 @@ fn a_partner_file_imported_at_two_tills_gives_its_points_once(backend: Backend) 
     }
     assert_eq!(a.balances(), b.balances());
 
+    // Till a records T-11 while apart; the server records the same line later. The server's
+    // copy does not stand: the next file the server records reverses it.
+    let t11 = format!("card,partner,points,reference\n{card},cinema,300,T-11\n");
+    let lines = tillpass::domain::partners::read(a.store.program(), t11.as_bytes());
+    a.store
+        .import_partner_points(&lines, "test", now(), false)
+        .expect("import at a");
+    std::fs::write(&path, &t11).expect("write");
+    admin_output(&server.db, &["partner-points", file]);
+    a.sync().expect("sync a");
+    std::fs::write(
+        &path,
+        format!("card,partner,points,reference\n{card},cinema,50,T-12\n"),
+    )
+    .expect("write");
+    let said = admin_output(&server.db, &["partner-points", file]);
+    assert!(
+        said.contains("Reversed 1 earlier server lines a till had recorded first"),
+        "{said}"
+    );
+    for till in [&mut a, &mut b] {
+        till.sync().expect("sync");
+        let balance = till
+            .store
+            .summary_at(ada.id, now())
+            .expect("summary")
+            .balance;
+        assert_eq!(balance, 100 + 400 + 250 + 300 + 50, "T-11 once");
+    }
+    assert_eq!(a.balances(), b.balances());
+
     let mut greedy = rogue.entry(1, ada.id, EntryKind::PartnerEarn, 5_000);
     greedy.reward_id = Some("cinema".into());
     greedy.note = Some("partner reference T-8".into());

@@ -555,8 +555,8 @@ fn run(cli: Cli) -> Result<()> {
             Command::PartnerPoints { file, dry_run } => {
                 let bytes = std::fs::read(&file)
                     .with_context(|| format!("reading {}", file.display()))?;
-                let report =
-                    tillpass::server::partners::import(&db, &bytes, dry_run, now()).await?;
+                let done = tillpass::server::partners::import(&db, &bytes, dry_run, now()).await?;
+                let report = done.report;
                 for refused in &report.refused {
                     println!("{refused}");
                 }
@@ -571,6 +571,12 @@ fn run(cli: Cli) -> Result<()> {
                     "{verb} {} partner lines, {} points; tills have them after their next sync",
                     report.lines, report.points
                 );
+                if done.taken_back > 0 {
+                    println!(
+                        "Reversed {} earlier server lines a till had recorded first",
+                        done.taken_back
+                    );
+                }
             }
             Command::Report { from, to, json } => {
                 let (from, to) = tillpass::domain::insights::period(

@@ -321,13 +321,14 @@ impl Db {
         Ok(report(&facts, from, to, settings))
     }
 
-    /// For a partner file: the member holding each card in use, with their partner lines and
-    /// reversals; and the next sequence number of `terminal`'s entries.
+    /// For a partner file: the member holding each card in use, and each member with partner
+    /// lines of `terminal`'s own, with their partner lines and reversals; and the next sequence
+    /// number of `terminal`'s entries.
     pub async fn partner_view(
         &self,
         cards: Vec<String>,
         terminal: &TerminalId,
-    ) -> Result<(super::partners::PartnerView, i64), DbError> {
+    ) -> Result<super::partners::PartnerView, DbError> {
         match self {
             Db::Sqlite(db) => db.partner_view(cards, terminal.clone()).await,
             Db::Postgres(db) => db.partner_view(cards, terminal).await,

@@ -10,11 +10,14 @@ use super::db::{Db, DbError};
 use super::validate::{PushRefusal, check_push};
 use crate::domain::entry::uuid_v7;
 use crate::domain::partners::{self, PartnerImport};
-use crate::domain::{Entry, EntryId, EntryKind, Program, TerminalId, Timestamp};
+use crate::domain::{Entry, EntryId, Program, TerminalId, Timestamp};
 use crate::sync::protocol::{ConfigQuery, MAX_PUSH_ENTRIES, PushRequest};
 
 /// The terminal id the server writes partner entries under; no till may take it.
 pub const PARTNER_TERMINAL: &str = "server-partners";
+
+/// Most lines one file may hold: with the reversals of earlier lines, one push.
+pub const MOST_LINES: usize = MAX_PUSH_ENTRIES / 2;
 
 /// Whether a till's claimed id is one the server keeps for itself.
 pub fn reserved(terminal: &TerminalId) -> bool {
@@ -24,9 +27,7 @@ pub fn reserved(terminal: &TerminalId) -> bool {
 /// Why a partner file was not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum PartnerFileError {
-    #[error(
-        "the file has {0} lines; the server records at most {MAX_PUSH_ENTRIES} at once: split it"
-    )]
+    #[error("the file has {0} lines; the server records at most {MOST_LINES} at once: split it")]
     TooLarge(usize),
     #[error("the stored program is invalid: {0}")]
     Program(String),
@@ -36,18 +37,29 @@ pub enum PartnerFileError {
     Refused(#[from] PushRefusal),
 }
 
-/// Records the partner file `bytes` (or, with `dry_run`, only checks it).
+/// What a partner file did at the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerImport {
+    pub report: PartnerImport,
+    /// The server's own earlier lines that did not stand (a till had recorded the same line
+    /// first, while apart), reversed with this file.
+    pub taken_back: usize,
+}
+
+/// Records the partner file `bytes` (or, with `dry_run`, only checks it). With the file, the
+/// server reverses its own earlier lines that did not stand: a till recorded the same
+/// (partner, reference) first while it was apart.
 pub async fn import(
     db: &Db,
     bytes: &[u8],
     dry_run: bool,
     now: Timestamp,
-) -> Result<PartnerImport, PartnerFileError> {
+) -> Result<ServerImport, PartnerFileError> {
     let config = db.config(None, ConfigQuery::default()).await?;
     let program = Program::from_toml(&config.program_toml)
         .map_err(|e| PartnerFileError::Program(e.to_string()))?;
     let lines = partners::read(&program, bytes);
-    if lines.len() > MAX_PUSH_ENTRIES {
+    if lines.len() > MOST_LINES {
         return Err(PartnerFileError::TooLarge(lines.len()));
     }
     let terminal = TerminalId(PARTNER_TERMINAL.to_owned());
@@ -56,37 +68,53 @@ pub async fn import(
         .filter_map(|l| l.as_ref().ok())
         .map(|l| l.card.to_string())
         .collect();
-    let (found, next_seq) = db.partner_view(cards, &terminal).await?;
+    let view = db.partner_view(cards, &terminal).await?;
     let (good, report) = partners::sort_lines(&lines, |card| {
-        Ok::<_, DbError>(found.get(card.as_str()).cloned())
+        Ok::<_, DbError>(view.by_card.get(card.as_str()).cloned())
     })?;
-    if dry_run || !report.refused.is_empty() {
-        return Ok(report);
-    }
-    let entries: Vec<Entry> = good
+    let not_standing: Vec<&Entry> = view
+        .own
         .iter()
-        .zip(next_seq..)
-        .map(|((member, line), seq)| {
-            let draft =
-                crate::domain::rules::partner_earn(&line.partner, line.points, &line.reference);
-            Entry {
-                id: EntryId(uuid_v7(now, rand::random())),
-                terminal_id: terminal.clone(),
-                terminal_seq: seq,
-                member_id: *member,
-                kind: EntryKind::PartnerEarn,
-                points: draft.points,
-                amount_minor: None,
-                currency: None,
-                reward_id: draft.reward_id,
-                reverses: None,
-                occurred_at: now,
-                note: draft.note,
-                actor: "tillpass-server".to_owned(),
-                lines: Vec::new(),
-                stamps: Default::default(),
-                returns: None,
-            }
+        .flat_map(|entries| partners::duplicates(entries))
+        .filter(|e| e.terminal_id == terminal)
+        .collect();
+    if dry_run || !report.refused.is_empty() {
+        return Ok(ServerImport {
+            report,
+            taken_back: 0,
+        });
+    }
+    let drafts = not_standing
+        .iter()
+        .map(|line| crate::domain::rules::reverse(line, false).map(|d| (line.member_id, d)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PartnerFileError::Db(DbError::Internal(e.to_string())))?;
+    let taken_back = drafts.len();
+    let drafts = drafts.into_iter().chain(good.iter().map(|(member, line)| {
+        (
+            *member,
+            crate::domain::rules::partner_earn(&line.partner, line.points, &line.reference),
+        )
+    }));
+    let entries: Vec<Entry> = drafts
+        .zip(view.next_seq..)
+        .map(|((member, draft), seq)| Entry {
+            id: EntryId(uuid_v7(now, rand::random())),
+            terminal_id: terminal.clone(),
+            terminal_seq: seq,
+            member_id: member,
+            kind: draft.kind,
+            points: draft.points,
+            amount_minor: draft.amount_minor,
+            currency: draft.currency,
+            reward_id: draft.reward_id,
+            reverses: draft.reverses,
+            occurred_at: now,
+            note: draft.note,
+            actor: "tillpass-server".to_owned(),
+            lines: draft.lines,
+            stamps: draft.stamps,
+            returns: draft.returns,
         })
         .collect();
     let request = PushRequest {
@@ -98,11 +126,20 @@ pub async fn import(
         other => PartnerFileError::Db(DbError::Internal(other.to_string())),
     })?;
     db.push(batch, now).await?;
-    Ok(PartnerImport {
-        written: true,
-        ..report
+    Ok(ServerImport {
+        report: PartnerImport {
+            written: true,
+            ..report
+        },
+        taken_back,
     })
 }
 
-/// A card's member and their partner lines and reversals, by card.
-pub type PartnerView = HashMap<String, (crate::domain::MemberId, Vec<Entry>)>;
+/// For a partner file: by card in use, the member with their partner lines and reversals; the
+/// same for each member with partner lines of the server's own; the server's next sequence.
+#[derive(Debug, Clone, Default)]
+pub struct PartnerView {
+    pub by_card: HashMap<String, (crate::domain::MemberId, Vec<Entry>)>,
+    pub own: Vec<Vec<Entry>>,
+    pub next_seq: i64,
+}

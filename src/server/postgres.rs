@@ -722,9 +722,9 @@ impl PgDb {
         &self,
         cards: Vec<String>,
         terminal: &TerminalId,
-    ) -> Result<(super::partners::PartnerView, i64), DbError> {
+    ) -> Result<super::partners::PartnerView, DbError> {
         let client = get(&self.quick).await?;
-        let mut found = super::partners::PartnerView::new();
+        let mut view = super::partners::PartnerView::default();
         for card in cards {
             let Some(row) =
                 fetch_opt(&client, "SELECT id FROM members WHERE card = $1", &[&card]).await?
@@ -732,35 +732,29 @@ impl PgDb {
                 continue;
             };
             let id: Uuid = row.get(0);
-            let bodies: Vec<String> = fetch_all(
-                &client,
-                "SELECT body FROM entries
-                 WHERE member_id = $1 AND kind IN ('partner_earn', 'reverse')",
-                &[&id],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-            found.insert(
-                card,
-                (
-                    MemberId(id),
-                    bodies
-                        .iter()
-                        .map(|b| stored_entry(b))
-                        .collect::<Result<Vec<_>, _>>()?,
-                ),
-            );
+            view.by_card
+                .insert(card, (MemberId(id), partner_lines(&client, id).await?));
         }
-        let next: i64 = fetch_one(
+        let own: Vec<Uuid> = fetch_all(
+            &client,
+            "SELECT DISTINCT member_id FROM entries WHERE terminal_id = $1 AND kind = 'partner_earn'",
+            &[&terminal.0],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        for id in own {
+            view.own.push(partner_lines(&client, id).await?);
+        }
+        view.next_seq = fetch_one(
             &client,
             "SELECT COALESCE(MAX(terminal_seq), 0) + 1 FROM entries WHERE terminal_id = $1",
             &[&terminal.0],
         )
         .await?
         .get(0);
-        Ok((found, next))
+        Ok(view)
     }
 
     pub async fn health(&self) -> Result<i64, DbError> {
@@ -770,6 +764,19 @@ impl PgDb {
                 .get(0),
         )
     }
+}
+
+/// A member's partner lines and reversals.
+async fn partner_lines<C: GenericClient>(c: &C, member: Uuid) -> Result<Vec<Entry>, DbError> {
+    fetch_all(
+        c,
+        "SELECT body FROM entries WHERE member_id = $1 AND kind IN ('partner_earn', 'reverse')",
+        &[&member],
+    )
+    .await?
+    .iter()
+    .map(|r| stored_entry(r.get(0)))
+    .collect()
 }
 
 /// Every member-code key row.

@@ -713,15 +713,9 @@ impl SqliteDb {
         &self,
         cards: Vec<String>,
         terminal: TerminalId,
-    ) -> Result<(super::partners::PartnerView, i64), DbError> {
+    ) -> Result<super::partners::PartnerView, DbError> {
         with(&self.quick, move |conn| {
-            let mut found = super::partners::PartnerView::new();
-            for card in cards {
-                let member: Option<uuid::Uuid> = conn
-                    .prepare_cached("SELECT id FROM members WHERE card = ?1")?
-                    .query_row(params![card], |r| r.get(0))
-                    .optional()?;
-                let Some(id) = member else { continue };
+            let lines_of = |id: uuid::Uuid| -> Result<Vec<Entry>, DbError> {
                 let bodies: Vec<String> = conn
                     .prepare_cached(
                         "SELECT body FROM entries
@@ -729,23 +723,34 @@ impl SqliteDb {
                     )?
                     .query_map(params![id], |r| r.get(0))?
                     .collect::<rusqlite::Result<_>>()?;
-                found.insert(
-                    card,
-                    (
-                        MemberId(id),
-                        bodies
-                            .iter()
-                            .map(|b| stored_entry(b))
-                            .collect::<Result<Vec<_>, _>>()?,
-                    ),
-                );
+                bodies.iter().map(|b| stored_entry(b)).collect()
+            };
+            let mut view = super::partners::PartnerView::default();
+            for card in cards {
+                let member: Option<uuid::Uuid> = conn
+                    .prepare_cached("SELECT id FROM members WHERE card = ?1")?
+                    .query_row(params![card], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = member {
+                    view.by_card.insert(card, (MemberId(id), lines_of(id)?));
+                }
             }
-            let next: i64 = conn.query_row(
+            let own: Vec<uuid::Uuid> = conn
+                .prepare_cached(
+                    "SELECT DISTINCT member_id FROM entries
+                     WHERE terminal_id = ?1 AND kind = 'partner_earn'",
+                )?
+                .query_map(params![terminal.0], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for id in own {
+                view.own.push(lines_of(id)?);
+            }
+            view.next_seq = conn.query_row(
                 "SELECT COALESCE(MAX(terminal_seq), 0) + 1 FROM entries WHERE terminal_id = ?1",
                 params![terminal.0],
                 |r| r.get(0),
             )?;
-            Ok((found, next))
+            Ok(view)
         })
         .await
     }
