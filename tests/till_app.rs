@@ -1129,7 +1129,7 @@ fn a_gold_membership_sold_at_the_till_makes_the_member_gold_for_a_year() {
 #[test]
 fn a_friend_enrolled_as_referred_brings_both_their_bonus_with_the_first_purchase() {
     let db = TempDb::new();
-    let (_, ada) = store_with_member(&db, 100);
+    let (ada_code, ada) = store_with_member(&db, 100);
     let mut h = harness(&db);
     h.key_press(Key::F2);
     h.run_steps(2);
@@ -1164,6 +1164,9 @@ fn a_friend_enrolled_as_referred_brings_both_their_bonus_with_the_first_purchase
         message.contains("referral bonus +100") && message.contains("Grace Hopper +200"),
         "{message}"
     );
+    h.get_by_label("Referred by Grace Hopper");
+    wedge(&mut h, &ada_code);
+    h.get_by_label("Friends referred this year: 1 of 10");
     let store = db.open();
     assert_eq!(store.member(ada.member.id).expect("ada").state.balance, 300);
 }

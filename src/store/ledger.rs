@@ -27,6 +27,15 @@ pub struct MemberOffers {
     pub progress: Vec<(String, i64, i64)>,
 }
 
+/// A member's referrals, for the member panel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberReferrals {
+    /// The name of the member who referred them, if any (and known here).
+    pub referred_by: Option<String>,
+    /// Friends they referred who were rewarded this calendar year.
+    pub rewarded_this_year: i64,
+}
+
 /// What happened to one entry offered to [`Store::insert_entries`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertOutcome {
@@ -792,6 +801,27 @@ impl Store {
     pub fn entries_of(&self, member: MemberId) -> Result<Vec<Entry>> {
         member_exists(&self.conn, member)?;
         Ok(member_entries(&self.conn, member)?)
+    }
+
+    /// Who referred `member`, and how many referrals of theirs were rewarded this year.
+    pub fn referrals(&self, member: MemberId, at: Timestamp) -> Result<MemberReferrals> {
+        member_exists(&self.conn, member)?;
+        let referrer: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT r.name FROM members m JOIN members r ON r.id = m.referred_by
+                 WHERE m.id = ?1",
+            )?
+            .query_row(params![member.0], |r| r.get(0))
+            .optional()?;
+        Ok(MemberReferrals {
+            referred_by: referrer,
+            rewarded_this_year: referrals::rewarded_this_year(
+                &self.program,
+                &member_entries(&self.conn, member)?,
+                at,
+            ),
+        })
     }
 
     /// The badges `member` holds (ids, in the order they were awarded).

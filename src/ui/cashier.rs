@@ -265,6 +265,7 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
     if !badges.is_empty() {
         ui.label(RichText::new(format!("Badges: {}", badges.join(" · "))).color(GOOD));
     }
+    referrals_ui(ui, program, &shown.referrals);
     let mut action = offers_ui(ui, program, shown);
     ui.horizontal(|ui| {
         if big_button(ui, "Wallet pass").clicked() {
@@ -429,6 +430,24 @@ pub fn stamps_ui(ui: &mut egui::Ui, program: &Program, held: &BTreeMap<String, i
             stamp_row(ui, &card.name, have, card.stamps);
             ui.label(RichText::new(stamp_count(have, card.stamps)).color(MUTED));
         });
+    }
+}
+
+/// Who referred the member, and how many of the year's referral bonuses they have had.
+fn referrals_ui(ui: &mut egui::Ui, program: &Program, r: &crate::store::MemberReferrals) {
+    if let Some(name) = &r.referred_by {
+        ui.label(RichText::new(format!("Referred by {name}")).color(MUTED));
+    }
+    if let Some(referral) = &program.referral
+        && r.rewarded_this_year > 0
+    {
+        ui.label(
+            RichText::new(format!(
+                "Friends referred this year: {} of {}",
+                r.rewarded_this_year, referral.yearly_cap
+            ))
+            .color(MUTED),
+        );
     }
 }
 

@@ -24,6 +24,8 @@ pub struct ShownMember {
     pub badges: Vec<String>,
     /// When the paid tier lapses, if it is in force.
     pub paid_until: Option<crate::domain::Timestamp>,
+    /// Who referred them, and their referrals rewarded this year.
+    pub referrals: crate::store::MemberReferrals,
 }
 
 impl ShownMember {
@@ -55,6 +57,7 @@ impl ShownMember {
             offers: panel.offers,
             badges: panel.badges,
             paid_until: panel.paid_until,
+            referrals: panel.referrals,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct MemberPanel {
     pub badges: Vec<String>,
     /// When the paid tier lapses, if it is in force.
     pub paid_until: Option<Timestamp>,
+    /// Who referred them, and their referrals rewarded this year.
+    pub referrals: crate::store::MemberReferrals,
 }
 
 /// What identifies one page of the manager's tier list.
@@ -531,6 +533,7 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
         offers: store.offers(member, now())?,
         badges: store.badges(member)?,
         paid_until: store.paid_until(member, now())?,
+        referrals: store.referrals(member, now())?,
     })
 }
 
