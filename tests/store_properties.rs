@@ -39,14 +39,14 @@ fn entry_count(store: &tillpass::store::Store) -> i64 {
     store.stats().expect("stats").entries
 }
 
-/// Facts a sale wrote with it (the offers and badges it unlocked), after its number `seq`.
+/// Entries this till wrote after its number `seq`: the offers, badges and referral bonuses a
+/// sale brought, or those a cancelled sale took back.
 fn facts_after(store: &tillpass::store::Store, seq: i64) -> i64 {
     store
         .connection()
         .query_row(
             "SELECT COUNT(*) FROM ledger WHERE terminal_seq > ?1
-             AND terminal_id = (SELECT terminal_id FROM terminal)
-             AND kind IN ('offer_unlocked', 'badge_awarded')",
+             AND terminal_id = (SELECT terminal_id FROM terminal)",
             [seq],
             |r| r.get(0),
         )
@@ -126,9 +126,11 @@ proptest! {
             };
             match result {
                 Ok(Some(e)) => {
-                    let own_sale = e.kind == EntryKind::Earn && &e.terminal_id == store.terminal_id();
-                    let facts = if own_sale { facts_after(&store, e.terminal_seq) } else { 0 };
-                    prop_assert_eq!(entry_count(&store), before + 1 + facts, "one entry per action, and a sale's facts");
+                    // A sale writes the facts it unlocks with it, and a sale's reversal takes the
+                    // unused ones back with it: this till's entries after the one returned.
+                    let own = &e.terminal_id == store.terminal_id();
+                    let facts = if own { facts_after(&store, e.terminal_seq) } else { 0 };
+                    prop_assert_eq!(entry_count(&store), before + 1 + facts, "one entry per action, and what it brings");
                     written.push(e);
                 }
                 Ok(None) => {}
