@@ -352,24 +352,14 @@ impl DemoGenerator {
     ) -> usize {
         let till = self.rng.random_range(0..DEMO_TERMINALS.len());
         self.seqs[till] += 1;
-        entries.push(Entry {
-            id: EntryId(uuid_v7(at, self.rng.random())),
-            terminal_id: TerminalId(DEMO_TERMINALS[till].to_owned()),
-            terminal_seq: self.seqs[till],
-            member_id: member,
-            kind: d.kind,
-            points: d.points,
-            amount_minor: d.amount_minor,
-            currency: d.currency,
-            reward_id: d.reward_id,
-            reverses: d.reverses,
-            occurred_at: at,
-            note: d.note,
-            actor: "demo".to_owned(),
-            lines: d.lines,
-            stamps: d.stamps,
-            returns: d.returns,
-        });
+        entries.push(d.into_entry(
+            EntryId(uuid_v7(at, self.rng.random())),
+            TerminalId(DEMO_TERMINALS[till].to_owned()),
+            self.seqs[till],
+            member,
+            at,
+            "demo",
+        ));
         entries.len() - 1
     }
 }

@@ -1467,6 +1467,17 @@ fn a_referral_rewarded_at_two_offline_tills_is_given_once(backend: Backend) {
     );
 }
 
+/// Each till synced, then its balance for `member`.
+fn synced_balances(tills: [&mut Till; 2], member: MemberId) -> [i64; 2] {
+    tills.map(|till| {
+        till.sync().expect("sync");
+        till.store
+            .summary_at(member, now())
+            .expect("summary")
+            .balance
+    })
+}
+
 fn a_partner_file_imported_at_two_tills_gives_its_points_once(backend: Backend) {
     let dir = TempDb::new();
     let Some((server, mut a, mut b, rogue)) = two_tills_and_a_rogue(backend, &dir) else {
@@ -1544,19 +1555,11 @@ fn a_partner_file_imported_at_two_tills_gives_its_points_once(backend: Backend) 
         said.starts_with("Recorded 1 partner lines, 250 points"),
         "{said}"
     );
-    for till in [&mut a, &mut b] {
-        till.sync().expect("sync");
-        let balance = till
-            .store
-            .summary_at(ada.id, now())
-            .expect("summary")
-            .balance;
-        assert_eq!(
-            balance,
-            100 + 400 + 250,
-            "the server's line reached the till"
-        );
-    }
+    assert_eq!(
+        synced_balances([&mut a, &mut b], ada.id),
+        [100 + 400 + 250; 2],
+        "the server's line reached the tills"
+    );
     assert_eq!(a.balances(), b.balances());
 
     // Till a records T-11 while apart; the server records the same line later. The server's
@@ -1579,15 +1582,11 @@ fn a_partner_file_imported_at_two_tills_gives_its_points_once(backend: Backend) 
         said.contains("Reversed 1 earlier server lines a till had recorded first"),
         "{said}"
     );
-    for till in [&mut a, &mut b] {
-        till.sync().expect("sync");
-        let balance = till
-            .store
-            .summary_at(ada.id, now())
-            .expect("summary")
-            .balance;
-        assert_eq!(balance, 100 + 400 + 250 + 300 + 50, "T-11 once");
-    }
+    assert_eq!(
+        synced_balances([&mut a, &mut b], ada.id),
+        [100 + 400 + 250 + 300 + 50; 2],
+        "T-11 once"
+    );
     assert_eq!(a.balances(), b.balances());
 
     let mut greedy = rogue.entry(1, ada.id, EntryKind::PartnerEarn, 5_000);

@@ -198,15 +198,20 @@ pub(super) fn earliest_per_name(entries: &[Entry], kind: EntryKind) -> Vec<&Entr
 /// Awards that do not stand and are not reversed yet: another award of the same badge came
 /// first. The till that wrote each reverses it.
 pub fn duplicates(entries: &[Entry]) -> Vec<&Entry> {
+    not_standing(entries, EntryKind::BadgeAwarded, &standing(entries))
+}
+
+/// The facts of `kind` neither reversed nor among `stands`: those their tills reverse.
+pub(super) fn not_standing<'e>(
+    entries: &'e [Entry],
+    kind: EntryKind,
+    stands: &[&Entry],
+) -> Vec<&'e Entry> {
     let reversed: BTreeSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
-    let stands: BTreeSet<EntryId> = standing(entries).iter().map(|e| e.id).collect();
+    let stands: BTreeSet<EntryId> = stands.iter().map(|e| e.id).collect();
     entries
         .iter()
-        .filter(|e| {
-            e.kind == EntryKind::BadgeAwarded
-                && !reversed.contains(&e.id)
-                && !stands.contains(&e.id)
-        })
+        .filter(|e| e.kind == kind && !reversed.contains(&e.id) && !stands.contains(&e.id))
         .collect()
 }
 

@@ -9,13 +9,13 @@
 //! `yearly_cap` of those in each year; the till that wrote any other reverses it once it has
 //! seen the rest (`Store::void_duplicate_awards`, after each pull), so each bonus is given once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::program::{ConfigError, MAX_REWARD_COST};
 use super::rules::Draft;
-use super::{Entry, EntryId, EntryKind, MemberId, Program, Timestamp};
+use super::{Entry, EntryKind, MemberId, Program, Timestamp};
 
 /// The program's referral bonus.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -126,16 +126,8 @@ pub fn standing<'e>(program: &Program, entries: &'e [Entry]) -> Vec<&'e Entry> {
 /// Bonuses that do not stand and are not reversed yet: the same new member named earlier, or
 /// over the referrer's cap for the year. The till that wrote each reverses it.
 pub fn duplicates<'e>(program: &Program, entries: &'e [Entry]) -> Vec<&'e Entry> {
-    let reversed: BTreeSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
-    let stands: BTreeSet<EntryId> = standing(program, entries).iter().map(|e| e.id).collect();
-    entries
-        .iter()
-        .filter(|e| {
-            e.kind == EntryKind::ReferralBonus
-                && !reversed.contains(&e.id)
-                && !stands.contains(&e.id)
-        })
-        .collect()
+    let stands = standing(program, entries);
+    super::badges::not_standing(entries, EntryKind::ReferralBonus, &stands)
 }
 
 /// Whether the new member already has their bonus (their first qualifying purchase landed).

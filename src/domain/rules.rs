@@ -11,7 +11,7 @@ use super::money::format_amount;
 use super::program::{MAX_REWARD_COST, Reward};
 use super::quote::{Sale, quote};
 use super::summary::MemberSummary;
-use super::{Entry, EntryId, EntryKind, Program, Timestamp};
+use super::{Entry, EntryId, EntryKind, MemberId, Program, TerminalId, Timestamp};
 
 /// An entry's content before the store gives it an id, terminal sequence and time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,37 @@ pub struct Draft {
 }
 
 impl Draft {
+    /// The entry this draft becomes, written by `actor` at `terminal` as its number
+    /// `terminal_seq`, for `member_id`, at `occurred_at`.
+    pub fn into_entry(
+        self,
+        id: EntryId,
+        terminal: TerminalId,
+        terminal_seq: i64,
+        member_id: MemberId,
+        occurred_at: Timestamp,
+        actor: &str,
+    ) -> Entry {
+        Entry {
+            id,
+            terminal_id: terminal,
+            terminal_seq,
+            member_id,
+            kind: self.kind,
+            points: self.points,
+            amount_minor: self.amount_minor,
+            currency: self.currency,
+            reward_id: self.reward_id,
+            reverses: self.reverses,
+            occurred_at,
+            note: self.note,
+            actor: actor.trim().to_owned(),
+            lines: self.lines,
+            stamps: self.stamps,
+            returns: self.returns,
+        }
+    }
+
     fn points(kind: EntryKind, points: i64) -> Self {
         Self {
             kind,

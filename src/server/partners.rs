@@ -98,23 +98,15 @@ pub async fn import(
     }));
     let entries: Vec<Entry> = drafts
         .zip(view.next_seq..)
-        .map(|((member, draft), seq)| Entry {
-            id: EntryId(uuid_v7(now, rand::random())),
-            terminal_id: terminal.clone(),
-            terminal_seq: seq,
-            member_id: member,
-            kind: draft.kind,
-            points: draft.points,
-            amount_minor: draft.amount_minor,
-            currency: draft.currency,
-            reward_id: draft.reward_id,
-            reverses: draft.reverses,
-            occurred_at: now,
-            note: draft.note,
-            actor: "tillpass-server".to_owned(),
-            lines: draft.lines,
-            stamps: draft.stamps,
-            returns: draft.returns,
+        .map(|((member, draft), seq)| {
+            draft.into_entry(
+                EntryId(uuid_v7(now, rand::random())),
+                terminal.clone(),
+                seq,
+                member,
+                now,
+                "tillpass-server",
+            )
         })
         .collect();
     let request = PushRequest {

@@ -85,24 +85,14 @@ impl Appender<'_> {
             );
             debug_assert_eq!(seq, last_seq + 1, "this till's sequence must be gapless");
         }
-        let entry = Entry {
-            id: EntryId(new_id(at)),
-            terminal_id: self.terminal.clone(),
-            terminal_seq: seq,
-            member_id: member,
-            kind: draft.kind,
-            points: draft.points,
-            amount_minor: draft.amount_minor,
-            currency: draft.currency,
-            reward_id: draft.reward_id,
-            reverses: draft.reverses,
-            occurred_at: at,
-            note: draft.note,
-            actor: actor.trim().to_owned(),
-            lines: draft.lines,
-            stamps: draft.stamps,
-            returns: draft.returns,
-        };
+        let entry = draft.into_entry(
+            EntryId(new_id(at)),
+            self.terminal.clone(),
+            seq,
+            member,
+            at,
+            actor,
+        );
         entry.check_shape()?;
         if let Some(target) = entry.reverses {
             debug_assert!(
@@ -215,29 +205,35 @@ fn take_back_facts(
         )?
         .collect::<rusqlite::Result<_>>()?;
     let mut drafts = Vec::new();
-    let mut taken: BTreeMap<MemberId, i64> = BTreeMap::new();
+    // Each member's entries, and the balance left after what is taken back so far.
+    let mut members: BTreeMap<MemberId, (Vec<Entry>, i64)> = BTreeMap::new();
     for fact in facts {
         let of_sale =
             fact.member_id == sale.member_id || referrals::referred(&fact) == Some(sale.member_id);
         if !of_sale {
             continue;
         }
-        let entries = member_entries(conn, fact.member_id)?;
+        let (entries, balance) = match members.entry(fact.member_id) {
+            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let entries = member_entries(conn, fact.member_id)?;
+                let balance = summarise(program, &entries, at).balance;
+                slot.insert((entries, balance))
+            }
+        };
         if entries.iter().any(|e| e.reverses == Some(fact.id)) {
             continue;
         }
         let unused = if fact.kind == crate::domain::EntryKind::OfferUnlocked {
-            offers::book(program, &entries, at)
+            offers::book(program, entries, at)
                 .open
                 .iter()
                 .any(|o| o.unlocked_by == fact.id)
+        } else if *balance >= fact.points {
+            *balance -= fact.points;
+            true
         } else {
-            let taken = taken.entry(fact.member_id).or_default();
-            let held = summarise(program, &entries, at).balance - *taken >= fact.points;
-            if held {
-                *taken += fact.points;
-            }
-            held
+            false
         };
         if unused {
             drafts.push((fact.member_id, rules::reverse(&fact, false)?));
