@@ -7,6 +7,7 @@
 //! [`MAX_CLOCK_SKEW_MS`]. Every rule here allows exactly that much and no more. What an honest
 //! offline till could write but a manager should see comes back as a [`Flag`].
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use thiserror::Error;
@@ -317,15 +318,17 @@ fn needs_history(kind: EntryKind) -> bool {
 }
 
 /// What must be fetched from storage to judge `entries`.
-pub fn needs(entries: &[Entry]) -> Needs {
-    let mut targets: Vec<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
+pub fn needs<'e>(entries: impl IntoIterator<Item = &'e Entry>) -> Needs {
+    let mut targets: Vec<EntryId> = Vec::new();
+    let mut histories: Vec<MemberId> = Vec::new();
+    for e in entries {
+        targets.extend(e.reverses);
+        if needs_history(e.kind) {
+            histories.push(e.member_id);
+        }
+    }
     targets.sort_unstable();
     targets.dedup();
-    let mut histories: Vec<MemberId> = entries
-        .iter()
-        .filter(|e| needs_history(e.kind))
-        .map(|e| e.member_id)
-        .collect();
     histories.sort_unstable();
     histories.dedup();
     Needs { targets, histories }
@@ -339,9 +342,9 @@ pub struct Known {
     reversed_by: HashMap<EntryId, EntryId>,
     by_member: HashMap<MemberId, Vec<EntryId>>,
     complete: HashSet<MemberId>,
-    /// The batch being judged, in the order it arrived (a pulled page: server order). What
-    /// other tills wrote before an entry counts for its expiry bound whatever the order
-    /// entries are judged in.
+    /// The batch being judged, in the order it arrived (a pulled page: server order), as far
+    /// as it concerns `complete` members. What other tills wrote before an entry counts for its
+    /// expiry bound whatever the order entries are judged in.
     batch: Vec<Entry>,
     batch_ids: HashSet<EntryId>,
 }
@@ -397,10 +400,26 @@ pub struct Verdicts {
 /// before it, on the server and on every till alike, whatever the push and page boundaries.
 /// An entry already stored (same id) is not judged again; an impossible one is not known to
 /// those after it (a reversal of it is impossible too).
-pub fn judge_batch(programs: &ProgramHistory, known: &mut Known, batch: &[Entry]) -> Verdicts {
-    known.batch = batch.to_vec();
-    known.batch_ids = batch.iter().map(|e| e.id).collect();
-    let mut order: Vec<&Entry> = batch.iter().collect();
+///
+/// Only what a later judgement can read is kept: entries of members whose history is complete,
+/// and entries named by another of the batch (reversed or returned).
+pub fn judge_batch<E: Borrow<Entry>>(
+    programs: &ProgramHistory,
+    known: &mut Known,
+    batch: &[E],
+) -> Verdicts {
+    let batch: Vec<&Entry> = batch.iter().map(Borrow::borrow).collect();
+    known.batch = batch
+        .iter()
+        .filter(|e| known.complete.contains(&e.member_id))
+        .map(|e| (*e).clone())
+        .collect();
+    known.batch_ids = known.batch.iter().map(|e| e.id).collect();
+    let named: HashSet<EntryId> = batch
+        .iter()
+        .flat_map(|e| e.reverses.into_iter().chain(e.returns))
+        .collect();
+    let mut order = batch;
     order.sort_by(|a, b| (&a.terminal_id, a.terminal_seq).cmp(&(&b.terminal_id, b.terminal_seq)));
     let mut verdicts = Verdicts::default();
     for e in order {
@@ -410,7 +429,9 @@ pub fn judge_batch(programs: &ProgramHistory, known: &mut Known, batch: &[Entry]
         match check_entry(programs, known, e) {
             Ok(flag) => {
                 verdicts.flags.extend(flag.map(|f| (e.id, f)));
-                known.add(e.clone());
+                if known.complete.contains(&e.member_id) || named.contains(&e.id) {
+                    known.add(e.clone());
+                }
             }
             Err(impossible) => verdicts.impossible.push(impossible),
         }
@@ -419,10 +440,10 @@ pub fn judge_batch(programs: &ProgramHistory, known: &mut Known, batch: &[Entry]
 }
 
 /// [`judge_batch`] for a push, which is refused whole: the flags, or the first impossible entry.
-pub fn check_batch(
+pub fn check_batch<E: Borrow<Entry>>(
     programs: &ProgramHistory,
     known: &mut Known,
-    batch: &[Entry],
+    batch: &[E],
 ) -> Result<Vec<(EntryId, Flag)>, Impossible> {
     let verdicts = judge_batch(programs, known, batch);
     match verdicts.impossible.into_iter().next() {

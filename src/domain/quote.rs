@@ -9,7 +9,7 @@ use jiff::civil::DateTime;
 use super::basket::{LineError, LineKind, SaleLine, check_lines, lines_total};
 use super::entry::MAX_ENTRY_POINTS;
 use super::program::Rounding;
-use super::promotion::{Promotion, PromotionEffect};
+use super::promotion::{CategoryRate, Promotion, PromotionEffect};
 use super::rules::{Refusal, check_sale_amount};
 use super::{Program, Timestamp};
 
@@ -135,6 +135,69 @@ pub fn quote(
     at: Timestamp,
 ) -> Result<Quote, Refusal> {
     let owned;
+    let lines = match sale {
+        Sale::Amount(amount) => {
+            owned = [SaleLine::item("Sale", "", 1, amount)];
+            &owned[..]
+        }
+        Sale::Lines(lines) => lines,
+    };
+    let priced = price(program, tier, sale, at)?;
+    let steps = priced.explain(program, tier, held, lines);
+    Ok(Quote {
+        amount_minor: priced.amount_minor,
+        points: priced.points,
+        stamps: priced.stamps,
+        steps,
+    })
+}
+
+/// What a sale earns, without the explanation: what an entry records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earned {
+    /// The sale's total in minor units.
+    pub amount_minor: i64,
+    pub points: i64,
+    /// Stamps earned, by card id.
+    pub stamps: BTreeMap<String, i64>,
+}
+
+/// [`quote`]'s numbers alone: for writing and judging entries, where no one reads the steps.
+pub fn earned(
+    program: &Program,
+    tier: usize,
+    sale: Sale<'_>,
+    at: Timestamp,
+) -> Result<Earned, Refusal> {
+    let priced = price(program, tier, sale, at)?;
+    Ok(Earned {
+        amount_minor: priced.amount_minor,
+        points: priced.points,
+        stamps: priced.stamps,
+    })
+}
+
+/// A sale priced: the points after each multiplier, and what the explanation names.
+struct Priced<'p> {
+    amount_minor: i64,
+    points: i64,
+    stamps: BTreeMap<String, i64>,
+    /// Points after the base, tier, category and promotion multipliers, each rounded.
+    after: [i64; 4],
+    earning_spend: Vec<(usize, i64)>,
+    excluded_used: Vec<String>,
+    categories_used: Vec<&'p CategoryRate>,
+    promotions_used: Vec<&'p str>,
+    bonuses: Vec<(i64, &'p str)>,
+}
+
+fn price<'p>(
+    program: &'p Program,
+    tier: usize,
+    sale: Sale<'_>,
+    at: Timestamp,
+) -> Result<Priced<'p>, Refusal> {
+    let owned;
     let (amount_minor, lines) = match sale {
         Sale::Amount(amount) => {
             check_sale_amount(program, amount)?;
@@ -156,7 +219,7 @@ pub fn quote(
     let ppu = i128::from(program.points_per_unit);
     let bases = earning_bases(lines);
     let (mut s0, mut s1, mut s2, mut s3) = (0_i128, 0_i128, 0_i128, 0_i128);
-    let mut categories_used: Vec<String> = Vec::new();
+    let mut categories_used: Vec<&CategoryRate> = Vec::new();
     let mut promotions_used: Vec<&str> = Vec::new();
     let mut excluded_used: Vec<String> = Vec::new();
     let mut earning_spend: Vec<(usize, i64)> = Vec::new();
@@ -178,13 +241,8 @@ pub fn quote(
             .find(|c| line.in_category(&c.category))
         {
             Some(rate) => {
-                let label = format!(
-                    "{} ×{}",
-                    rate.category,
-                    hundredths_text(rate.multiplier_hundredths)
-                );
-                if !categories_used.contains(&label) {
-                    categories_used.push(label);
+                if !categories_used.iter().any(|used| std::ptr::eq(*used, rate)) {
+                    categories_used.push(rate);
                 }
                 i128::from(rate.multiplier_hundredths)
             }
@@ -206,86 +264,15 @@ pub fn quote(
         s3 += base * tier_h * cat_h * promo_h;
     }
     let denominator = 10_i128.pow(u32::from(program.minor_units)) * 1_000_000;
-    let [p0, p1, p2, p3] = [s0, s1, s2, s3].map(|s| {
+    let after = [s0, s1, s2, s3].map(|s| {
         i64::try_from(round(program.rounding, s, denominator)).unwrap_or(MAX_ENTRY_POINTS)
     });
-    let mut steps = vec![Step {
-        points: p0,
-        text: format!(
-            "{p0} base on {}",
-            program.format_money(earning_spend.iter().map(|(_, b)| b).sum())
-        ),
-    }];
-    if !excluded_used.is_empty() {
-        steps.push(Step {
-            points: 0,
-            text: format!("{} earn nothing", excluded_used.join(", ")),
-        });
-    }
-    let off: i64 = lines
-        .iter()
-        .filter(|l| l.kind != LineKind::Item)
-        .map(|l| l.amount_minor)
-        .sum();
-    if off < 0 {
-        steps.push(Step {
-            points: 0,
-            text: format!(
-                "discounts and rewards ({}) earn nothing",
-                program.format_money(off)
-            ),
-        });
-    }
-    if tier_h != 100 {
-        steps.push(Step {
-            points: p1 - p0,
-            text: format!(
-                "{:+} ×{} {}",
-                p1 - p0,
-                hundredths_text(program.tier(tier).multiplier_hundredths),
-                program.tier(tier).name
-            ),
-        });
-    }
-    if !categories_used.is_empty() {
-        steps.push(Step {
-            points: p2 - p1,
-            text: format!("{:+} {}", p2 - p1, categories_used.join(", ")),
-        });
-    }
-    if !promotions_used.is_empty() {
-        steps.push(Step {
-            points: p3 - p2,
-            text: format!("{:+} {}", p3 - p2, promotions_used.join(", ")),
-        });
-    }
     let paid: Vec<bool> = (0..lines.len())
         .map(|i| earning_spend.iter().any(|(j, _)| *j == i))
         .collect();
     let stamps = super::stamps::earned(&program.stamp_cards, lines, &paid);
-    for (card_id, count) in &stamps {
-        if let Some(card) = program.stamp_card(card_id) {
-            let now = held.get(card_id).copied().unwrap_or(0) + count;
-            let (full, rest) = (now / card.stamps, now % card.stamps);
-            let standing = match (full, rest) {
-                (0, _) => format!("{now} of {}", card.stamps),
-                (_, 0) => format!("card full, {full} free ready"),
-                _ => format!(
-                    "card full, {full} free ready, {rest} of {} on the next",
-                    card.stamps
-                ),
-            };
-            steps.push(Step {
-                points: 0,
-                text: format!(
-                    "+{count} {} stamp{}: {standing}",
-                    card.name,
-                    if *count == 1 { "" } else { "s" },
-                ),
-            });
-        }
-    }
-    let mut points = p3;
+    let mut points = after[3];
+    let mut bonuses = Vec::new();
     for promo in &running {
         let PromotionEffect::Bonus {
             points: bonus,
@@ -301,18 +288,123 @@ pub fn quote(
             .sum();
         if spend > 0 && spend >= min_spend_minor {
             points = points.saturating_add(bonus);
-            steps.push(Step {
-                points: bonus,
-                text: format!("{bonus:+} {}", promo.name),
-            });
+            bonuses.push((bonus, promo.name.as_str()));
         }
     }
-    Ok(Quote {
+    Ok(Priced {
         amount_minor,
         points: points.min(MAX_ENTRY_POINTS),
         stamps,
-        steps,
+        after,
+        earning_spend,
+        excluded_used,
+        categories_used,
+        promotions_used,
+        bonuses,
     })
+}
+
+impl Priced<'_> {
+    /// The steps that add up to the points, in words.
+    fn explain(
+        &self,
+        program: &Program,
+        tier: usize,
+        held: &BTreeMap<String, i64>,
+        lines: &[SaleLine],
+    ) -> Vec<Step> {
+        let [p0, p1, p2, p3] = self.after;
+        let mut steps = vec![Step {
+            points: p0,
+            text: format!(
+                "{p0} base on {}",
+                program.format_money(self.earning_spend.iter().map(|(_, b)| b).sum())
+            ),
+        }];
+        if !self.excluded_used.is_empty() {
+            steps.push(Step {
+                points: 0,
+                text: format!("{} earn nothing", self.excluded_used.join(", ")),
+            });
+        }
+        let off: i64 = lines
+            .iter()
+            .filter(|l| l.kind != LineKind::Item)
+            .map(|l| l.amount_minor)
+            .sum();
+        if off < 0 {
+            steps.push(Step {
+                points: 0,
+                text: format!(
+                    "discounts and rewards ({}) earn nothing",
+                    program.format_money(off)
+                ),
+            });
+        }
+        if program.tier(tier).multiplier_hundredths != 100 {
+            steps.push(Step {
+                points: p1 - p0,
+                text: format!(
+                    "{:+} ×{} {}",
+                    p1 - p0,
+                    hundredths_text(program.tier(tier).multiplier_hundredths),
+                    program.tier(tier).name
+                ),
+            });
+        }
+        if !self.categories_used.is_empty() {
+            let labels: Vec<String> = self
+                .categories_used
+                .iter()
+                .map(|rate| {
+                    format!(
+                        "{} ×{}",
+                        rate.category,
+                        hundredths_text(rate.multiplier_hundredths)
+                    )
+                })
+                .collect();
+            steps.push(Step {
+                points: p2 - p1,
+                text: format!("{:+} {}", p2 - p1, labels.join(", ")),
+            });
+        }
+        if !self.promotions_used.is_empty() {
+            steps.push(Step {
+                points: p3 - p2,
+                text: format!("{:+} {}", p3 - p2, self.promotions_used.join(", ")),
+            });
+        }
+        for (card_id, count) in &self.stamps {
+            if let Some(card) = program.stamp_card(card_id) {
+                let now = held.get(card_id).copied().unwrap_or(0) + count;
+                let (full, rest) = (now / card.stamps, now % card.stamps);
+                let standing = match (full, rest) {
+                    (0, _) => format!("{now} of {}", card.stamps),
+                    (_, 0) => format!("card full, {full} free ready"),
+                    _ => format!(
+                        "card full, {full} free ready, {rest} of {} on the next",
+                        card.stamps
+                    ),
+                };
+                steps.push(Step {
+                    points: 0,
+                    text: format!(
+                        "+{count} {} stamp{}: {standing}",
+                        card.name,
+                        if *count == 1 { "" } else { "s" },
+                    ),
+                });
+            }
+        }
+        for (bonus, name) in &self.bonuses {
+            steps.push(Step {
+                points: *bonus,
+                text: format!("{bonus:+} {name}"),
+            });
+        }
+        steps
+    }
 }
 
 /// The promotions running at `at` for a member of `tier`.

@@ -9,7 +9,7 @@ use thiserror::Error;
 use super::basket::{LineError, SaleLine};
 use super::money::format_amount;
 use super::program::{MAX_REWARD_COST, Reward};
-use super::quote::{Sale, quote};
+use super::quote::{Sale, earned};
 use super::summary::MemberSummary;
 use super::{Entry, EntryId, EntryKind, MemberId, Program, TerminalId, Timestamp};
 
@@ -181,7 +181,7 @@ pub fn earn(
     sale: Sale<'_>,
     at: Timestamp,
 ) -> Result<Draft, Refusal> {
-    let q = quote(program, tier, &BTreeMap::new(), sale, at)?;
+    let q = earned(program, tier, sale, at)?;
     Ok(Draft {
         amount_minor: Some(q.amount_minor),
         currency: Some(program.currency.clone()),

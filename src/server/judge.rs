@@ -129,7 +129,7 @@ pub(super) fn possible(
     new: &[&CheckedEntry],
 ) -> Result<Vec<(EntryId, Flag)>, PushRefusal> {
     let mut known = Known::new(fetched, &needs.histories);
-    let batch: Vec<Entry> = new.iter().map(|c| c.entry.clone()).collect();
+    let batch: Vec<&Entry> = new.iter().map(|c| &c.entry).collect();
     check_batch(programs, &mut known, &batch)
         .map_err(|i| PushRefusal::entry(i.id, i.rule_name(), i.to_string()))
 }

@@ -870,9 +870,9 @@ async fn write_push(
     now: Timestamp,
     seq: &mut i64,
 ) -> Result<PushResponse, Failed> {
-    let all: Vec<Entry> = batch.entries.iter().map(|c| c.entry.clone()).collect();
+    let all: Vec<&Entry> = batch.entries.iter().map(|c| &c.entry).collect();
     // What every entry would need: the replayed ones are among what is fetched anyway.
-    let wanted = needs(&all);
+    let wanted = needs(all.iter().copied());
     let member_ids: Vec<Uuid> = all
         .iter()
         .map(|e| e.member_id.0)

@@ -785,13 +785,7 @@ fn push_one(
             members += 1;
         }
     }
-    let wanted = needs(
-        &split
-            .new
-            .iter()
-            .map(|c| c.entry.clone())
-            .collect::<Vec<_>>(),
-    );
+    let wanted = needs(split.new.iter().map(|c| &c.entry));
     let history = program_history(tx, programs)?;
     let flags = judge::possible(&history, known_entries(tx, &wanted)?, &wanted, &split.new)
         .map_err(DbError::Refused)?;

@@ -121,8 +121,7 @@ fn apply_or_quarantine_member(
 
 /// The stored entries the possibility check needs for `entries`.
 fn known_for(conn: &Connection, entries: &[&Entry]) -> Result<Known> {
-    let owned: Vec<Entry> = entries.iter().map(|e| (*e).clone()).collect();
-    let wanted = needs(&owned);
+    let wanted = needs(entries.iter().copied());
     Ok(Known::new(fetch_needed(conn, &wanted)?, &wanted.histories))
 }
 
@@ -162,8 +161,7 @@ fn ruled_out<'e>(
         return Ok(Vec::new());
     }
     let pending: HashMap<EntryId, &Entry> = unpushed.iter().map(|e| (e.id, *e)).collect();
-    let owned: Vec<Entry> = unpushed.iter().map(|e| (*e).clone()).collect();
-    let wanted = needs(&owned);
+    let wanted = needs(unpushed.iter().copied());
     let stored = fetch_needed(conn, &wanted)?
         .into_iter()
         .filter(|e| !pending.contains_key(&e.id));
@@ -174,7 +172,7 @@ fn ruled_out<'e>(
     );
     let mut gone: HashSet<EntryId> = HashSet::new();
     let mut out = Vec::new();
-    for impossible in judge_batch(programs, &mut known, &owned).impossible {
+    for impossible in judge_batch(programs, &mut known, unpushed).impossible {
         let rule = &impossible.rule;
         let reason = match rule {
             Rule::AlreadyReversed { by: held, .. }
@@ -246,8 +244,7 @@ fn screen<'e>(
         candidates.push(e);
     }
     let mut known = known_for(conn, &candidates)?;
-    let owned: Vec<Entry> = candidates.iter().map(|e| (*e).clone()).collect();
-    let verdicts = judge_batch(programs, &mut known, &owned);
+    let verdicts = judge_batch(programs, &mut known, &candidates);
     let impossible: HashMap<EntryId, String> = verdicts
         .impossible
         .into_iter()

@@ -3,7 +3,7 @@
 use rusqlite::TransactionBehavior;
 
 use super::members::insert_member;
-use super::rows::{insert_entry, upsert_state};
+use super::rows::{insert_numbered, next_seq, upsert_state};
 use super::{Result, Store, StoreError};
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, Member, Timestamp};
@@ -50,12 +50,14 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut seq = next_seq(&tx)?;
         for h in members {
             insert_member(&tx, &h.member)?;
             for e in &h.entries {
-                if !insert_entry(&tx, e)? {
+                if !insert_numbered(&tx, e, seq)? {
                     return Err(StoreError::IdConflict(e.id));
                 }
+                seq += 1;
             }
             upsert_state(
                 &tx,

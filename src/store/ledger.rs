@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashSet};
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use uuid::Uuid;
 
-use super::rows::{entry_by_id, insert_entry, member_entries, upsert_state};
+use super::rows::{
+    entry_by_id, insert_entry, insert_numbered, member_entries, next_seq, upsert_state,
+};
 use super::{Result, Store, StoreError};
 use crate::domain::Refusal;
 use crate::domain::badges;
@@ -907,6 +909,7 @@ pub(crate) fn insert_foreign(
     // Each member given new entries, with the latest instant among them.
     let mut touched: BTreeMap<MemberId, Timestamp> = BTreeMap::new();
     let mut known = HashSet::new();
+    let mut seq = next_seq(tx)?;
     for e in entries {
         if e.terminal_id == *terminal {
             if let Some(existing) = entry_by_id(tx, e.id)? {
@@ -937,7 +940,8 @@ pub(crate) fn insert_foreign(
         if let Some(target) = e.reverses {
             check_external_reversal(tx, e, target)?;
         }
-        if insert_entry(tx, e)? {
+        if insert_numbered(tx, e, seq)? {
+            seq += 1;
             outcomes.push(InsertOutcome::Inserted);
             let latest = touched.entry(e.member_id).or_insert(e.occurred_at);
             *latest = (*latest).max(e.occurred_at);

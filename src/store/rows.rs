@@ -58,11 +58,22 @@ pub fn card_at(r: &Row<'_>, index: usize) -> rusqlite::Result<CardNumber> {
 
 /// Appends `entry` unless its id is present. Returns whether a row was written.
 pub fn insert_entry(conn: &rusqlite::Connection, e: &Entry) -> rusqlite::Result<bool> {
+    insert_numbered(conn, e, next_seq(conn)?)
+}
+
+/// The arrival number the next entry inserted here gets.
+pub fn next_seq(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger")?
+        .query_row([], |r| r.get(0))
+}
+
+/// [`insert_entry`] with its arrival number `seq` (from [`next_seq`], counted up by the caller
+/// for a run of inserts in one transaction).
+pub fn insert_numbered(conn: &rusqlite::Connection, e: &Entry, seq: i64) -> rusqlite::Result<bool> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO ledger (id, terminal_id, terminal_seq, member_id, kind, points, amount_minor,
                              currency, reward_id, reverses, occurred_at, note, actor, lines, stamps, returns, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM ledger))
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (id) DO NOTHING",
     )?;
     let written = stmt.execute(params![
@@ -82,6 +93,7 @@ pub fn insert_entry(conn: &rusqlite::Connection, e: &Entry) -> rusqlite::Result<
         lines_json(&e.lines),
         (!e.stamps.is_empty()).then(|| serde_json::to_string(&e.stamps).unwrap_or_default()),
         e.returns.map(|r| r.0),
+        seq,
     ])?;
     Ok(written == 1)
 }
