@@ -306,15 +306,25 @@ fn main() -> Result<()> {
     } else {
         f64::NAN
     };
-    let url = format!("sqlite:{}", dir.path().join("server.sqlite3").display());
+    if phases.contains("ingest") {
+        sqlite_ingest_and_pull(dir.path(), &data, bare, phases.contains("pull"))?;
+    }
+    if phases.contains("postgres") {
+        postgres_ingest(&data)?;
+    }
+    Ok(())
+}
+
+/// Ingest into a SQLite server, then (`pull`) a new till pulling everything.
+fn sqlite_ingest_and_pull(dir: &std::path::Path, data: &Data, bare: f64, pull: bool) -> Result<()> {
+    let n = data.entries.len();
+    let url = format!("sqlite:{}", dir.join("server.sqlite3").display());
     let (server, tokens, till_token, runtime) = start_server(&url)?;
-    let http = ingest(&server, &tokens, &data)?;
+    let http = ingest(&server, &tokens, data)?;
     println!(
         "SQLite   ingest over HTTP: {http:>9.0} entries/s   bare batched INSERT: {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
     );
-
-    // A new till pulls everything.
-    if !phases.contains("pull") {
+    if !pull {
         return Ok(());
     }
     let till_dir = tempfile::tempdir()?;
@@ -332,19 +342,21 @@ fn main() -> Result<()> {
         report.pulled_entries as f64 / took.as_secs_f64()
     );
     drop(runtime);
+    Ok(())
+}
 
-    if !phases.contains("postgres") {
-        return Ok(());
-    }
+/// Ingest into a PostgreSQL server beside a bare COPY of the same rows.
+fn postgres_ingest(data: &Data) -> Result<()> {
+    let n = data.entries.len();
     if let Ok(base) = std::env::var("TILLPASS_BENCH_POSTGRES") {
         let setup = tokio::runtime::Runtime::new()?;
         let (bare_url, server_url) = setup.block_on(async {
             Ok::<_, Box<dyn std::error::Error>>((fresh_pg(&base).await?, fresh_pg(&base).await?))
         })?;
-        let bare = setup.block_on(bare_pg(&bare_url, &data))?;
+        let bare = setup.block_on(bare_pg(&bare_url, data))?;
         drop(setup);
         let (server, tokens, _, runtime) = start_server(&server_url)?;
-        let http = ingest(&server, &tokens, &data)?;
+        let http = ingest(&server, &tokens, data)?;
         println!(
             "Postgres ingest over HTTP: {http:>9.0} entries/s   bare COPY:           {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
         );

@@ -36,13 +36,14 @@ use crate::sync::protocol::{
 mod passes;
 
 /// The schema, in order; each script is idempotent and runs at every start.
-const SCHEMA: [&str; 6] = [
+const SCHEMA: [&str; 7] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
     include_str!("migrations/postgres_003.sql"),
     include_str!("migrations/postgres_004.sql"),
     include_str!("migrations/postgres_005.sql"),
     include_str!("migrations/postgres_006.sql"),
+    include_str!("migrations/postgres_007.sql"),
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;

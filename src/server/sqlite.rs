@@ -37,6 +37,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_004.sql")),
     M::up(include_str!("migrations/sqlite_005.sql")),
     M::up(include_str!("migrations/sqlite_006.sql")),
+    M::up(include_str!("migrations/sqlite_007.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
@@ -97,6 +98,37 @@ fn connect(path: &str) -> Result<Connection, DbError> {
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "cache_size", -128 * 1024)?;
     Ok(conn)
+}
+
+/// Copies committed pages from the write-ahead log into the database file, on a thread and
+/// connection of its own, whenever the writer has committed since it last ran.
+#[derive(Clone)]
+struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+}
+
+impl Checkpointer {
+    /// Starts the thread; it ends when the last handle is dropped.
+    fn start(conn: Connection) -> Result<Self, DbError> {
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    // A passive checkpoint never waits for readers or the writer; pages it
+                    // cannot copy now are copied by a later one. A failure leaves the log
+                    // whole and readable, so it is only tried again.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .map_err(|e| DbError::Setup(format!("starting the checkpointer: {e}")))?;
+        Ok(Checkpointer { wake })
+    }
+
+    /// Asks for a checkpoint; one already asked for covers this one too.
+    fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
 }
 
 /// Runs `f` on the blocking pool with a connection of `set`, once one is free. The permit goes
@@ -181,18 +213,26 @@ impl SqliteDb {
     /// Opens (creating and migrating) the database file.
     pub async fn open(path: &str, now: Timestamp) -> Result<Self, DbError> {
         let path = path.to_owned();
-        let (writer, quick, pages) = tokio::task::spawn_blocking(move || {
+        let (writer, quick, pages, checkpoints) = tokio::task::spawn_blocking(move || {
             let mut writer = connect(&path)?;
             MIGRATIONS
                 .to_latest(&mut writer)
                 .map_err(|e| DbError::Setup(format!("migrating {path}: {e}")))?;
             ensure_first_program(&writer, now)?;
+            // Pushes commit without copying the log into the database file: the checkpointer
+            // does that on its own connection while the writer takes the next group.
+            writer.pragma_update(None, "wal_autocheckpoint", 0)?;
             let readers = |n| {
                 (0..n)
                     .map(|_| connect(&path))
                     .collect::<Result<Vec<_>, _>>()
             };
-            Ok::<_, DbError>((writer, readers(QUICK_READERS)?, readers(PAGE_READERS)?))
+            Ok::<_, DbError>((
+                writer,
+                readers(QUICK_READERS)?,
+                readers(PAGE_READERS)?,
+                Checkpointer::start(connect(&path)?)?,
+            ))
         })
         .await
         .map_err(|e| DbError::Unavailable(e.to_string()))??;
@@ -201,12 +241,14 @@ impl SqliteDb {
             let (writer, programs) = (Arc::clone(&writer), Arc::new(ProgramCache::default()));
             PushQueue::start(move |pushes| {
                 let (writer, programs) = (Arc::clone(&writer), Arc::clone(&programs));
+                let checkpoints = checkpoints.clone();
                 async move {
-                    with(&writer, move |conn| {
+                    let answers = with(&writer, move |conn| {
                         Ok(write_group(conn, &programs, &pushes))
                     })
-                    .await
-                    .and_then(|answers| answers)
+                    .await;
+                    checkpoints.wake();
+                    answers.and_then(|answers| answers)
                 }
             })
         };
@@ -809,10 +851,13 @@ fn push_one(
         ])?;
     }
     drop(flag);
-    // One statement adds every new entry to its member's balance.
+    // One statement adds every new entry to its member's balance. The new entries are read by
+    // their rowid range: left to itself, the planner walks the member index over the whole
+    // table to save a sort, which made every push cost as much as the ledger is long.
     tx.prepare_cached(
         "INSERT INTO balances (member_id, balance)
-         SELECT member_id, SUM(points) FROM entries WHERE server_seq > ?1 GROUP BY member_id
+         SELECT member_id, SUM(points) FROM entries NOT INDEXED WHERE server_seq > ?1
+         GROUP BY member_id
          ON CONFLICT (member_id) DO UPDATE SET balance = balance + excluded.balance",
     )?
     .execute(params![first_new])?;

@@ -743,10 +743,12 @@ impl Store {
     }
 
     /// The newest entry this till wrote for `member`, for "reverse last transaction": not a fact
-    /// a sale wrote with it (reversing the sale takes those back).
+    /// a sale wrote with it (reversing the sale takes those back). Found among the member's
+    /// entries (`+terminal_id` keeps the planner off the till's terminal index, which would
+    /// walk every entry this till ever wrote).
     pub fn last_local_entry(&self, member: MemberId) -> Result<Option<Entry>> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {} FROM ledger WHERE member_id = ?1 AND terminal_id = ?2
+            "SELECT {} FROM ledger WHERE member_id = ?1 AND +terminal_id = ?2
                AND kind NOT IN ('offer_unlocked', 'badge_awarded', 'referral_bonus')
              ORDER BY terminal_seq DESC LIMIT 1",
             super::rows::ENTRY_COLUMNS
