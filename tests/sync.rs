@@ -50,6 +50,7 @@ on_both_backends!(
     bad_input_is_refused_and_nothing_is_stored,
     offline_double_spends_are_accepted_and_listed,
     a_new_till_catches_up_in_small_pages_after_card_replacements,
+    a_catch_up_over_many_pages_keeps_its_place,
     a_forged_batch_is_refused_whole_and_other_tills_keep_syncing,
     pushes_at_once_are_stored_together_and_judged_one_by_one,
     a_new_entry_under_a_stored_id_is_refused_by_that_id,
@@ -781,6 +782,45 @@ fn a_new_till_catches_up_in_small_pages_after_card_replacements(backend: Backend
         b.summary_at(member, now()).expect("summary").balance,
         a.balances()[&member.0]
     );
+}
+
+/// A new till catching up applies pages fetched together in one transaction; its cursor then
+/// names the record the last of them ends at, so the next round pulls nothing and takes the
+/// server for the same one, not for one restored from an older copy (which would pull it all
+/// again).
+fn a_catch_up_over_many_pages_keeps_its_place(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let members: Vec<MemberId> = (0..40)
+        .map(|i| enrol(&mut a.store, &format!("Member {i}")).member.id)
+        .collect();
+    a.sync().expect("sync");
+    let rogue = Rogue::new(&server.url, &tokens[1]);
+    let sales = 2 * tillpass::sync::engine::PULL_PAGE + 1_000;
+    let mut seq = 0;
+    while seq < sales {
+        let batch: Vec<Entry> = (seq..(seq + 5_000).min(sales))
+            .map(|i| rogue.sale(i as i64 + 1, members[i % members.len()], 1_000, 100))
+            .collect();
+        seq += batch.len();
+        rogue.push(vec![], batch).expect("stored");
+    }
+
+    // Joining catches up in its first round.
+    let mut b = Till::join(&server.url, &tokens[2]);
+    let entries = |t: &Till| t.store.stats().expect("stats").entries;
+    assert_eq!(entries(&b), sales as i64 + entries(&a));
+    let next = b.sync().expect("next round");
+    assert!(
+        !next.server_restored,
+        "the cursor names the record it ends at"
+    );
+    assert_eq!(next.pulled_entries, 0);
+    a.sync().expect("a syncs");
+    assert_eq!(b.balances(), a.balances());
 }
 
 /// A till that pushes hand-made batches over raw HTTP, as a till with a bug, a restored copy or

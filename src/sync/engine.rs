@@ -307,7 +307,9 @@ fn pull_pages(
                 if let Some(Ok(more)) = received.next() {
                     batch.members.extend(more.members);
                     batch.entries.extend(more.entries);
+                    // The cursor moves to the last page's end, named as that page names it.
                     batch.next = more.next;
+                    batch.next_record = more.next_record;
                 }
             }
             let applied = store.apply_pulled(
