@@ -52,6 +52,7 @@ pub struct SqliteDb {
     quick: Arc<Connections>,
     pages: Arc<Connections>,
     queue: PushQueue,
+    checkpoints: Checkpointer,
 }
 
 /// Connections to the database file, each used by one call at a time; a call waits for a free
@@ -105,16 +106,21 @@ fn connect(path: &str) -> Result<Connection, DbError> {
 #[derive(Clone)]
 struct Checkpointer {
     wake: std::sync::mpsc::SyncSender<()>,
+    /// Held while a checkpoint runs, by this thread or by an erasure's scrub.
+    running: Arc<Mutex<()>>,
 }
 
 impl Checkpointer {
     /// Starts the thread; it ends when the last handle is dropped.
     fn start(conn: Connection) -> Result<Self, DbError> {
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let running = Arc::new(Mutex::new(()));
+        let held = Arc::clone(&running);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
                 while woken.recv().is_ok() {
+                    let _one = held.lock().unwrap_or_else(|e| e.into_inner());
                     // A passive checkpoint never waits for readers or the writer; pages it
                     // cannot copy now are copied by a later one. A failure leaves the log
                     // whole and readable, so it is only tried again.
@@ -122,7 +128,7 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| DbError::Setup(format!("starting the checkpointer: {e}")))?;
-        Ok(Checkpointer { wake })
+        Ok(Checkpointer { wake, running })
     }
 
     /// Asks for a checkpoint; one already asked for covers this one too.
@@ -239,6 +245,7 @@ impl SqliteDb {
         let writer = Connections::new(vec![writer]);
         let queue = {
             let (writer, programs) = (Arc::clone(&writer), Arc::new(ProgramCache::default()));
+            let checkpoints = checkpoints.clone();
             PushQueue::start(move |pushes| {
                 let (writer, programs) = (Arc::clone(&writer), Arc::clone(&programs));
                 let checkpoints = checkpoints.clone();
@@ -257,6 +264,7 @@ impl SqliteDb {
             quick: Connections::new(quick),
             pages: Connections::new(pages),
             queue,
+            checkpoints,
         })
     }
 
@@ -744,8 +752,18 @@ impl SqliteDb {
     }
 
     pub async fn scrub_erased(&self) -> Result<(), DbError> {
-        with(&self.writer, |conn| {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        let running = Arc::clone(&self.checkpoints.running);
+        with(&self.writer, move |conn| {
+            // One checkpoint at a time: SQLite refuses a second at once without waiting.
+            let _one = running.lock().unwrap_or_else(|e| e.into_inner());
+            let busy: i64 =
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+            if busy != 0 {
+                return Err(DbError::Unavailable(
+                    "the write-ahead log could not be emptied: a reader held it past the busy timeout"
+                        .into(),
+                ));
+            }
             Ok(())
         })
         .await
