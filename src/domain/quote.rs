@@ -134,16 +134,8 @@ pub fn quote(
     sale: Sale<'_>,
     at: Timestamp,
 ) -> Result<Quote, Refusal> {
-    let owned;
-    let lines = match sale {
-        Sale::Amount(amount) => {
-            owned = [SaleLine::item("Sale", "", 1, amount)];
-            &owned[..]
-        }
-        Sale::Lines(lines) => lines,
-    };
     let priced = price(program, tier, sale, at)?;
-    let steps = priced.explain(program, tier, held, lines);
+    let steps = priced.explain(program, tier, held, sale.lines());
     Ok(Quote {
         amount_minor: priced.amount_minor,
         points: priced.points,
@@ -305,7 +297,8 @@ fn price<'p>(
 }
 
 impl Priced<'_> {
-    /// The steps that add up to the points, in words.
+    /// The steps that add up to the points, in words; `lines` names the discounts (none for a
+    /// typed amount).
     fn explain(
         &self,
         program: &Program,

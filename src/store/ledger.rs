@@ -623,28 +623,17 @@ impl Store {
         self.write(member, actor, at, |program, entries, now| {
             // Points still in their sale's return window are not spendable yet.
             let pending = summary::pending(program, entries, at);
-            match live_balance {
-                Some(balance) => {
-                    let live = MemberSummary { balance, ..*now };
-                    let spendable = MemberSummary {
-                        balance: summary::available(&live, pending),
-                        ..*now
-                    };
-                    rules::redeem(program, &spendable, reward_id, None)
-                        .map(|(_, draft)| draft)
-                        .map_err(|r| rules::with_pending(r, pending).into())
-                }
-                None => {
-                    let used = rules::redeemed_in_last_day(entries, at);
-                    let spendable = MemberSummary {
-                        balance: summary::available(now, pending),
-                        ..*now
-                    };
-                    rules::redeem(program, &spendable, reward_id, Some(used))
-                        .map(|(_, draft)| draft)
-                        .map_err(|r| rules::with_pending(r, pending).into())
-                }
-            }
+            let (held, used) = match live_balance {
+                Some(balance) => (MemberSummary { balance, ..*now }, None),
+                None => (*now, Some(rules::redeemed_in_last_day(entries, at))),
+            };
+            let spendable = MemberSummary {
+                balance: summary::available(&held, pending),
+                ..*now
+            };
+            rules::redeem(program, &spendable, reward_id, used)
+                .map(|(_, draft)| draft)
+                .map_err(|r| rules::with_pending(r, pending).into())
         })
     }
 
