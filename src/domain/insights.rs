@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 use time::{Date, Month};
 
-use super::{Entry, EntryKind, MemberId, MemberRecord, Program, Timestamp};
+use super::{Entry, EntryId, EntryKind, MemberId, MemberRecord, Program, Timestamp};
 
 /// Months a member is expected to stay at most, when measured retention is (almost) total.
 pub const MAX_LIFETIME_MONTHS: f64 = 120.0;
@@ -93,26 +93,6 @@ pub struct MechanicFacts {
 }
 
 impl MechanicFacts {
-    /// Counts every member's entries (all entries before `to`, any order) for `[from, to)`.
-    pub fn count(program: &Program, entries: &[Entry], from: Timestamp, to: Timestamp) -> Self {
-        // Only members with an offer or a badge count; their purchases and take-backs decide.
-        let mut by_member: HashMap<MemberId, Vec<Entry>> = entries
-            .iter()
-            .filter(|e| matches!(e.kind, EntryKind::OfferUnlocked | EntryKind::BadgeAwarded))
-            .map(|e| (e.member_id, Vec::new()))
-            .collect();
-        for e in entries {
-            if let Some(theirs) = by_member.get_mut(&e.member_id) {
-                theirs.push(e.clone());
-            }
-        }
-        let mut facts = Self::default();
-        for member_entries in by_member.values() {
-            facts.add_member(program, member_entries, from, to);
-        }
-        facts
-    }
-
     /// Counts one member's entries (any order) for `[from, to)`.
     pub fn add_member(
         &mut self,
@@ -153,56 +133,149 @@ pub struct TierFacts {
     pub by_month: Vec<(String, Vec<usize>)>,
 }
 
-/// Every member's tier at `from`, at each month's end in `[from, to)` and at `to`, by the one
-/// fold that defines a tier; `entries` are the members' entries (any order, any time).
-pub fn tier_facts(
-    program: &Program,
-    members: &[MemberFacts],
-    entries: Vec<Entry>,
+/// Gathers [`Facts`] one member at a time, so that a store of any size is read once, member by
+/// member, and never held whole: each member's entries are counted and let go.
+pub struct FactsBuilder<'p> {
+    program: &'p Program,
     from: Timestamp,
     to: Timestamp,
-) -> TierFacts {
-    let mut by_member: HashMap<MemberId, Vec<Entry>> = HashMap::new();
-    for e in entries {
-        by_member.entry(e.member_id).or_default().push(e);
-    }
-    for es in by_member.values_mut() {
-        es.sort_by_key(|e| e.occurred_at);
-    }
-    let tier_at = |m: &MemberFacts, at: Timestamp| -> Option<usize> {
-        if m.enrolled_at > at {
-            return None;
+    /// The instants tiers are counted at: each month's end in the period, the last month's at
+    /// the period's end.
+    month_ends: Vec<Timestamp>,
+    /// Points earned and redeemed per month index.
+    monthly: BTreeMap<i64, (i64, i64)>,
+    facts: Facts,
+}
+
+impl<'p> FactsBuilder<'p> {
+    /// An empty count for `[from, to)` under `program`.
+    pub fn new(program: &'p Program, from: Timestamp, to: Timestamp) -> Self {
+        let end = Timestamp::from_millis(to.millis() - 1);
+        let months = month_index(from)..=month_index(end);
+        let month_ends = months
+            .clone()
+            .map(|i| Timestamp::from_millis(month_start(i + 1).millis() - 1).min(end))
+            .collect();
+        let by_month = months
+            .map(|i| (month_label(i), vec![0; program.tiers.len()]))
+            .collect();
+        Self {
+            program,
+            from,
+            to,
+            month_ends,
+            monthly: BTreeMap::new(),
+            facts: Facts {
+                tiers: TierFacts {
+                    by_month,
+                    ..TierFacts::default()
+                },
+                ..Facts::default()
+            },
         }
-        let upto = by_member.get(&m.id).map_or(&[][..], |es| {
-            &es[..es.partition_point(|e| e.occurred_at <= at)]
-        });
-        Some(super::summary::summarise(program, upto, at).tier)
-    };
-    let end = Timestamp::from_millis(to.millis() - 1);
-    let (mut moved_up, mut moved_down) = (0, 0);
-    for m in members {
-        if let (Some(before), Some(after)) = (tier_at(m, from), tier_at(m, end)) {
-            moved_up += usize::from(after > before);
-            moved_down += usize::from(after < before);
-        }
     }
-    let by_month = (month_index(from)..=month_index(end))
-        .map(|i| {
-            let at = Timestamp::from_millis(month_start(i + 1).millis() - 1).min(end);
-            let mut counts = vec![0; program.tiers.len()];
-            for tier in members.iter().filter_map(|m| tier_at(m, at)) {
-                if let Some(c) = counts.get_mut(tier) {
-                    *c += 1;
-                }
+
+    /// Counts one member with every entry of theirs, oldest first: `member` when enrolled
+    /// before the period's end (`None` counts the entries of one enrolled later, or unknown).
+    /// A sale or points entry counts while no entry of the member reverses it.
+    pub fn add(&mut self, member: Option<MemberFacts>, entries: &[Entry]) {
+        let reversed: HashSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
+        let before_end = &entries[..entries.partition_point(|e| e.occurred_at < self.to)];
+        for e in before_end.iter().filter(|e| !reversed.contains(&e.id)) {
+            if let (EntryKind::Earn, Some(amount_minor)) = (e.kind, e.amount_minor) {
+                self.facts.sales.push(Sale {
+                    member: Some(e.member_id),
+                    at: e.occurred_at,
+                    amount_minor,
+                });
             }
-            (month_label(i), counts)
-        })
-        .collect();
-    TierFacts {
-        moved_up,
-        moved_down,
-        by_month,
+            if e.occurred_at < self.from {
+                continue;
+            }
+            let (earned, redeemed) = match e.kind {
+                EntryKind::Earn | EntryKind::WelcomeBonus | EntryKind::BirthdayBonus => {
+                    (e.points, 0)
+                }
+                EntryKind::Redeem => (0, -e.points),
+                _ => continue,
+            };
+            self.facts.points_earned += earned;
+            self.facts.points_redeemed += redeemed;
+            let month = self.monthly.entry(month_index(e.occurred_at)).or_default();
+            month.0 += earned;
+            month.1 += redeemed;
+        }
+        // Only members with an offer or a badge count; their purchases and take-backs decide.
+        if before_end
+            .iter()
+            .any(|e| matches!(e.kind, EntryKind::OfferUnlocked | EntryKind::BadgeAwarded))
+        {
+            self.facts
+                .mechanics
+                .add_member(self.program, before_end, self.from, self.to);
+        }
+        if let Some(member) = member {
+            self.add_tiers(&member, before_end);
+            self.facts.members.push(member);
+        }
     }
+
+    /// The member's tier at the period's start and end, and at each month's end.
+    fn add_tiers(&mut self, member: &MemberFacts, entries: &[Entry]) {
+        let program = self.program;
+        let end = Timestamp::from_millis(self.to.millis() - 1);
+        let tiers = &mut self.facts.tiers;
+        if let (Some(before), Some(after)) = (
+            tier_at(program, member, entries, self.from),
+            tier_at(program, member, entries, end),
+        ) {
+            tiers.moved_up += usize::from(after > before);
+            tiers.moved_down += usize::from(after < before);
+        }
+        for (at, (_, counts)) in self.month_ends.iter().zip(tiers.by_month.iter_mut()) {
+            if let Some(c) = tier_at(program, member, entries, *at).and_then(|t| counts.get_mut(t))
+            {
+                *c += 1;
+            }
+        }
+    }
+
+    /// Counts a sale without a member.
+    pub fn add_sale(&mut self, sale: Sale) {
+        self.facts.sales.push(sale);
+    }
+
+    /// The facts counted, with what the ledger does not give: the sum of positive balances
+    /// now and the recommend answers.
+    pub fn finish(mut self, outstanding_points: i64, nps: Vec<NpsAnswer>) -> Facts {
+        self.facts.outstanding_points = outstanding_points;
+        self.facts.nps = nps;
+        self.facts.monthly_points = self
+            .monthly
+            .into_iter()
+            .map(|(i, (earned, redeemed))| MonthPoints {
+                month: month_label(i),
+                earned,
+                redeemed,
+            })
+            .collect();
+        self.facts
+    }
+}
+
+/// A member's tier at `at` by the one fold that defines a tier (`None` before enrolment);
+/// `entries` are theirs, oldest first.
+fn tier_at(
+    program: &Program,
+    member: &MemberFacts,
+    entries: &[Entry],
+    at: Timestamp,
+) -> Option<usize> {
+    if member.enrolled_at > at {
+        return None;
+    }
+    let upto = &entries[..entries.partition_point(|e| e.occurred_at <= at)];
+    Some(super::summary::summarise(program, upto, at).tier)
 }
 
 /// One customer's answer to "how likely are you to recommend us?".
@@ -237,68 +310,28 @@ impl Facts {
         from: Timestamp,
         to: Timestamp,
     ) -> Facts {
-        let reversed: HashSet<_> = entries.iter().filter_map(|e| e.reverses).collect();
-        let standing = || entries.iter().filter(|e| !reversed.contains(&e.id));
-        let sales = standing()
-            .filter(|e| e.kind == EntryKind::Earn && e.occurred_at < to)
-            .filter_map(|e| {
-                Some(Sale {
-                    member: Some(e.member_id),
-                    at: e.occurred_at,
-                    amount_minor: e.amount_minor?,
-                })
-            })
-            .collect();
-        let earning = |k: EntryKind| {
-            matches!(
-                k,
-                EntryKind::Earn | EntryKind::WelcomeBonus | EntryKind::BirthdayBonus
-            )
-        };
-        let mut monthly: BTreeMap<String, MonthPoints> = BTreeMap::new();
-        let (mut points_earned, mut points_redeemed) = (0, 0);
-        for e in standing().filter(|e| e.occurred_at >= from && e.occurred_at < to) {
-            let (earned, redeemed) = match e.kind {
-                k if earning(k) => (e.points, 0),
-                EntryKind::Redeem => (0, -e.points),
-                _ => continue,
-            };
-            points_earned += earned;
-            points_redeemed += redeemed;
-            let month = month_label(month_index(e.occurred_at));
-            let row = monthly.entry(month.clone()).or_insert(MonthPoints {
-                month,
-                earned: 0,
-                redeemed: 0,
-            });
-            row.earned += earned;
-            row.redeemed += redeemed;
+        let mut by_member: HashMap<MemberId, Vec<&Entry>> = HashMap::new();
+        for e in entries {
+            by_member.entry(e.member_id).or_default().push(e);
         }
-        let members: Vec<MemberFacts> = members
-            .iter()
-            .filter(|r| r.member.created_at < to)
-            .map(|r| MemberFacts {
+        let mut builder = FactsBuilder::new(program, from, to);
+        let mut add = |member: Option<MemberFacts>, theirs: Vec<&Entry>| {
+            let mut theirs: Vec<Entry> = theirs.into_iter().cloned().collect();
+            theirs.sort_by_key(|e| (e.occurred_at, e.id));
+            builder.add(member, &theirs);
+        };
+        for r in members {
+            let member = (r.member.created_at < to).then_some(MemberFacts {
                 id: r.member.id,
                 enrolled_at: r.member.created_at,
                 marketing_consent: r.member.marketing_consent,
-            })
-            .collect();
-        let before_end: Vec<Entry> = entries
-            .iter()
-            .filter(|e| e.occurred_at < to)
-            .cloned()
-            .collect();
-        Facts {
-            mechanics: MechanicFacts::count(program, &before_end, from, to),
-            tiers: tier_facts(program, &members, before_end, from, to),
-            members,
-            sales,
-            points_earned,
-            points_redeemed,
-            outstanding_points,
-            monthly_points: monthly.into_values().collect(),
-            nps: Vec::new(),
+            });
+            add(member, by_member.remove(&r.member.id).unwrap_or_default());
         }
+        for theirs in by_member.into_values() {
+            add(None, theirs);
+        }
+        builder.finish(outstanding_points, Vec::new())
     }
 }
 
@@ -1125,7 +1158,7 @@ mod tests {
             member_id: MemberId(uuid::Uuid::from_u128(who)),
             ..entry(EntryKind::Earn, 30, Some(300), when.millis())
         };
-        let entries = vec![
+        let entries = [
             // Member 1: a pastry unlocked on 3 October and used on the 5th.
             fact(
                 1,
@@ -1164,7 +1197,17 @@ mod tests {
             fact(5, EntryKind::BadgeAwarded, "regular", 100, at(2026, 9, 1)),
         ];
         let (from, to) = (day(2026, 10, 1), day(2026, 12, 1));
-        let m = MechanicFacts::count(&p, &entries, from, to);
+        let mut counted = FactsBuilder::new(&p, from, to);
+        for who in 1..=5 {
+            let mut theirs: Vec<Entry> = entries
+                .iter()
+                .filter(|e| e.member_id == MemberId(uuid::Uuid::from_u128(who)))
+                .cloned()
+                .collect();
+            theirs.sort_by_key(|e| e.occurred_at);
+            counted.add(None, &theirs);
+        }
+        let m = counted.finish(0, Vec::new()).mechanics;
         assert_eq!(
             m,
             MechanicFacts {

@@ -8,10 +8,9 @@ use super::ledger::new_id;
 use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    Facts, MechanicFacts, MemberFacts, MonthPoints, NpsAnswer, Report, Sale, Settings, report,
-    tier_facts,
+    Facts, FactsBuilder, MemberFacts, NpsAnswer, Report, Sale, Settings, report,
 };
-use crate::domain::{MemberId, Timestamp, rules};
+use crate::domain::{Entry, MemberId, Timestamp, rules};
 
 /// Who answered the recommend question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +20,6 @@ pub enum Answerer {
     /// A customer without a member, after the sale without a member they made, if known.
     Guest(Option<Uuid>),
 }
-
-/// Entry kinds that give points (reversals of them are left out with what they reverse).
-const EARNING_KINDS: &str = "'earn', 'welcome_bonus', 'birthday_bonus'";
 
 impl Store {
     /// Records a sale without a member: its amount only, no personal data. The same amount
@@ -114,11 +110,13 @@ impl Store {
         Ok(contacts)
     }
 
+    /// Reads the ledger once, member by member in its key order, beside the members sorted the
+    /// same way: only one member's entries are held at a time, whatever the store's size.
     fn insight_facts(&self, from: Timestamp, to: Timestamp) -> Result<Facts> {
-        let members = self
+        let mut members = self
             .conn
-            .prepare("SELECT id, created_at, marketing_consent FROM members WHERE created_at < ?1")?
-            .query_map(params![to.millis()], |r| {
+            .prepare("SELECT id, created_at, marketing_consent FROM members")?
+            .query_map([], |r| {
                 Ok(MemberFacts {
                     id: MemberId(r.get(0)?),
                     enrolled_at: Timestamp::from_millis(r.get(1)?),
@@ -126,70 +124,56 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut sales = self
+        // Byte order, as SQLite orders the ledger's BLOB member ids.
+        members.sort_unstable_by_key(|m| m.id);
+        let mut members = members.into_iter().peekable();
+        let mut builder = FactsBuilder::new(self.program(), from, to);
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM ledger ORDER BY member_id, occurred_at, id"
+        ))?;
+        let mut rows = stmt.query_map([], entry_from_row)?;
+        let mut next = rows.next().transpose()?;
+        let mut theirs: Vec<Entry> = Vec::new();
+        let mut last: Option<MemberId> = None;
+        while next.is_some() || members.peek().is_some() {
+            let id = match (&next, members.peek()) {
+                (Some(e), Some(m)) => e.member_id.min(m.id),
+                (Some(e), None) => e.member_id,
+                (None, Some(m)) => m.id,
+                (None, None) => break,
+            };
+            if last.is_some_and(|l| l >= id) {
+                return Err(StoreError::BadRecord(format!(
+                    "the ledger is not in member order at member {id}"
+                )));
+            }
+            last = Some(id);
+            let member = members.next_if(|m| m.id == id);
+            theirs.clear();
+            while let Some(e) = next.take_if(|e| e.member_id == id) {
+                theirs.push(e);
+                next = rows.next().transpose()?;
+            }
+            builder.add(member.filter(|m| m.enrolled_at < to), &theirs);
+        }
+        drop(rows);
+        let mut guests = self
             .conn
-            .prepare(
-                "SELECT l.member_id, l.occurred_at, l.amount_minor FROM ledger l
-                 WHERE l.kind = 'earn' AND l.amount_minor IS NOT NULL AND l.occurred_at < ?1
-                   AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.reverses = l.id)",
-            )?
-            .query_map(params![to.millis()], |r| {
-                Ok(Sale {
-                    member: Some(MemberId(r.get(0)?)),
-                    at: Timestamp::from_millis(r.get(1)?),
-                    amount_minor: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let guests = self
-            .conn
-            .prepare("SELECT occurred_at, amount_minor FROM guest_sales WHERE occurred_at < ?1")?
-            .query_map(params![to.millis()], |r| {
-                Ok(Sale {
-                    member: None,
-                    at: Timestamp::from_millis(r.get(0)?),
-                    amount_minor: r.get(1)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        sales.extend(guests);
-        let in_period = |kinds: &str, sign: i64| -> rusqlite::Result<i64> {
-            self.conn.query_row(
-                &format!(
-                    "SELECT COALESCE(SUM(l.points), 0) * ?3 FROM ledger l
-                     WHERE l.kind IN ({kinds}) AND l.occurred_at >= ?1 AND l.occurred_at < ?2
-                       AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.reverses = l.id)"
-                ),
-                params![from.millis(), to.millis(), sign],
-                |r| r.get(0),
-            )
-        };
-        let points_earned = in_period(EARNING_KINDS, 1)?;
-        let points_redeemed = in_period("'redeem'", -1)?;
+            .prepare("SELECT occurred_at, amount_minor FROM guest_sales WHERE occurred_at < ?1")?;
+        for sale in guests.query_map(params![to.millis()], |r| {
+            Ok(Sale {
+                member: None,
+                at: Timestamp::from_millis(r.get(0)?),
+                amount_minor: r.get(1)?,
+            })
+        })? {
+            builder.add_sale(sale?);
+        }
         let outstanding_points = self.conn.query_row(
             "SELECT COALESCE(SUM(MAX(balance, 0)), 0) FROM member_state",
             [],
             |r| r.get(0),
         )?;
-        let monthly_points = self
-            .conn
-            .prepare(&format!(
-                "SELECT strftime('%Y-%m', l.occurred_at / 1000, 'unixepoch') AS month,
-                        SUM(CASE WHEN l.kind IN ({EARNING_KINDS}) THEN l.points ELSE 0 END),
-                        -SUM(CASE WHEN l.kind = 'redeem' THEN l.points ELSE 0 END)
-                 FROM ledger l
-                 WHERE l.occurred_at >= ?1 AND l.occurred_at < ?2
-                   AND NOT EXISTS (SELECT 1 FROM ledger r WHERE r.reverses = l.id)
-                 GROUP BY month ORDER BY month"
-            ))?
-            .query_map(params![from.millis(), to.millis()], |r| {
-                Ok(MonthPoints {
-                    month: r.get(0)?,
-                    earned: r.get(1)?,
-                    redeemed: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
         let nps = self
             .conn
             .prepare("SELECT occurred_at, score FROM nps_answers WHERE occurred_at < ?1")?
@@ -200,26 +184,6 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        // The tier fold needs each member's entries up to the period's end.
-        let entries = self
-            .conn
-            .prepare(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM ledger WHERE occurred_at < ?1"
-            ))?
-            .query_map(params![to.millis()], entry_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mechanics = MechanicFacts::count(self.program(), &entries, from, to);
-        let tiers = tier_facts(self.program(), &members, entries, from, to);
-        Ok(Facts {
-            mechanics,
-            tiers,
-            members,
-            sales,
-            points_earned,
-            points_redeemed,
-            outstanding_points,
-            monthly_points,
-            nps,
-        })
+        Ok(builder.finish(outstanding_points, nps))
     }
 }
