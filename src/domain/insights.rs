@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 use time::{Date, Month};
 
-use super::{Entry, EntryId, EntryKind, MemberId, MemberRecord, Program, Timestamp};
+use super::{Entry, EntryId, EntryKind, MemberId, Program, Timestamp};
 
 /// Months a member is expected to stay at most, when measured retention is (almost) total.
 pub const MAX_LIFETIME_MONTHS: f64 = 120.0;
@@ -263,6 +263,68 @@ impl<'p> FactsBuilder<'p> {
     }
 }
 
+/// Feeds a [`FactsBuilder`] from two streams in member id order (byte order, as databases order
+/// them): the members, and every entry grouped by member. Each member's entries are held only
+/// until the next member's first entry arrives.
+pub struct ByMember<'p> {
+    builder: FactsBuilder<'p>,
+    /// Members not yet counted, the next one last.
+    members: Vec<MemberFacts>,
+    theirs: Vec<Entry>,
+}
+
+/// Entries that came out of member order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entries are not grouped by member: member {0} came after a later one")]
+pub struct OutOfOrder(pub MemberId);
+
+impl<'p> ByMember<'p> {
+    /// Counts into `builder` the `members` enrolled before its period's end (any order).
+    pub fn new(builder: FactsBuilder<'p>, mut members: Vec<MemberFacts>) -> Self {
+        members.retain(|m| m.enrolled_at < builder.to);
+        members.sort_unstable_by_key(|m| std::cmp::Reverse(m.id));
+        Self {
+            builder,
+            members,
+            theirs: Vec::new(),
+        }
+    }
+
+    /// The next entry, in member order (any order within a member).
+    pub fn push(&mut self, entry: Entry) -> Result<(), OutOfOrder> {
+        match self.theirs.first().map(|e| e.member_id) {
+            Some(current) if entry.member_id < current => return Err(OutOfOrder(entry.member_id)),
+            Some(current) if entry.member_id > current => self.flush(),
+            _ => {}
+        }
+        self.theirs.push(entry);
+        Ok(())
+    }
+
+    /// Counts the member whose entries are held, and every member before them without any.
+    fn flush(&mut self) {
+        let Some(id) = self.theirs.first().map(|e| e.member_id) else {
+            return;
+        };
+        while let Some(m) = self.members.pop_if(|m| m.id < id) {
+            self.builder.add(Some(m), &[]);
+        }
+        let member = self.members.pop_if(|m| m.id == id);
+        self.theirs.sort_by_key(|e| (e.occurred_at, e.id));
+        self.builder.add(member, &self.theirs);
+        self.theirs.clear();
+    }
+
+    /// Every member counted: the builder, for what the ledger does not give.
+    pub fn finish(mut self) -> FactsBuilder<'p> {
+        self.flush();
+        while let Some(m) = self.members.pop() {
+            self.builder.add(Some(m), &[]);
+        }
+        self.builder
+    }
+}
+
 /// A member's tier at `at` by the one fold that defines a tier (`None` before enrolment);
 /// `entries` are theirs, oldest first.
 fn tier_at(
@@ -296,43 +358,6 @@ pub fn nps(answers: impl IntoIterator<Item = u8>) -> Option<f64> {
         detractors += usize::from(score <= 6);
     }
     (n > 0).then(|| (promoters as f64 - detractors as f64) * 100.0 / n as f64)
-}
-
-impl Facts {
-    /// The facts in a chain's records (the server's view): every member's record, every entry
-    /// and the sum of positive balances ([`Facts::add_chain_extras`] adds sales without a member
-    /// and recommend answers).
-    pub fn from_records(
-        program: &Program,
-        members: &[MemberRecord],
-        entries: &[Entry],
-        outstanding_points: i64,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Facts {
-        let mut by_member: HashMap<MemberId, Vec<&Entry>> = HashMap::new();
-        for e in entries {
-            by_member.entry(e.member_id).or_default().push(e);
-        }
-        let mut builder = FactsBuilder::new(program, from, to);
-        let mut add = |member: Option<MemberFacts>, theirs: Vec<&Entry>| {
-            let mut theirs: Vec<Entry> = theirs.into_iter().cloned().collect();
-            theirs.sort_by_key(|e| (e.occurred_at, e.id));
-            builder.add(member, &theirs);
-        };
-        for r in members {
-            let member = (r.member.created_at < to).then_some(MemberFacts {
-                id: r.member.id,
-                enrolled_at: r.member.created_at,
-                marketing_consent: r.member.marketing_consent,
-            });
-            add(member, by_member.remove(&r.member.id).unwrap_or_default());
-        }
-        for theirs in by_member.into_values() {
-            add(None, theirs);
-        }
-        builder.finish(outstanding_points, Vec::new())
-    }
 }
 
 impl Facts {
@@ -1227,6 +1252,71 @@ mod tests {
         assert_eq!(v("offer_use_rate"), Some(0.5));
         assert_eq!(v("badges_awarded"), Some(1.0));
         assert_eq!(v("welcome_back_rate"), Some(0.5));
+    }
+
+    #[test]
+    fn members_are_counted_once_whether_or_not_they_bought_and_out_of_order_is_refused() {
+        use crate::domain::summary::tests::entry;
+        let p = Program::demo();
+        let buy = |who: u128, when: Timestamp| Entry {
+            member_id: MemberId(uuid::Uuid::from_u128(who)),
+            ..entry(EntryKind::Earn, 30, Some(300), when.millis())
+        };
+        let (from, to) = (day(2026, 10, 1), day(2026, 12, 1));
+        let members = vec![
+            member(3, at(2026, 9, 1), true),
+            member(1, at(2026, 9, 1), true),
+            member(2, at(2026, 10, 5), false),
+            // Enrolled after the period: not a member of it, but the sale before it counts.
+            member(5, at(2026, 12, 5), true),
+        ];
+        let mut by_member = ByMember::new(FactsBuilder::new(&p, from, to), members);
+        // Member 1's entries in any order; member 4 is not known at all.
+        let taken_back = buy(1, at(2026, 10, 3));
+        let reversal = Entry {
+            reverses: Some(taken_back.id),
+            member_id: taken_back.member_id,
+            ..entry(
+                EntryKind::Reverse,
+                -30,
+                Some(-300),
+                at(2026, 10, 4).millis(),
+            )
+        };
+        for e in [
+            buy(1, at(2026, 10, 20)),
+            reversal,
+            taken_back,
+            buy(3, at(2026, 11, 2)),
+            buy(4, at(2026, 11, 3)),
+            buy(5, at(2026, 11, 4)),
+        ] {
+            by_member.push(e).expect("in member order");
+        }
+        assert_eq!(
+            by_member.push(buy(2, at(2026, 11, 5))),
+            Err(OutOfOrder(MemberId(uuid::Uuid::from_u128(2))))
+        );
+        let facts = by_member.finish().finish(0, Vec::new());
+        let ids: Vec<u128> = facts.members.iter().map(|m| m.id.0.as_u128()).collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+        // The reversed sale is left out; members 4 and 5 bought all the same.
+        let mut buyers: Vec<u128> = facts
+            .sales
+            .iter()
+            .filter_map(|s| s.member.map(|m| m.0.as_u128()))
+            .collect();
+        buyers.sort_unstable();
+        assert_eq!(buyers, vec![1, 3, 4, 5]);
+        assert_eq!(facts.points_earned, 4 * 30);
+        // Each month end counts the tier of every member enrolled by then: all three.
+        let counted: Vec<usize> = facts
+            .tiers
+            .by_month
+            .iter()
+            .map(|(_, counts)| counts.iter().sum())
+            .collect();
+        assert_eq!(counted, vec![3, 3]);
     }
 
     #[test]

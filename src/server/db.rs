@@ -10,8 +10,9 @@ use super::audit::AuditItem;
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
 use super::validate::{Batch, PushRefusal};
+use crate::domain::insights::{ByMember, MemberFacts};
 use crate::domain::possible::{ProgramHistory, ProgramVersion};
-use crate::domain::{Entry, EntryKind, MemberId, Program, TerminalId, Timestamp};
+use crate::domain::{Entry, EntryKind, MemberId, MemberRecord, Program, TerminalId, Timestamp};
 use crate::sync::protocol::{
     BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PUSH_ENTRIES, PushResponse,
     RecordKind, record_name,
@@ -286,34 +287,18 @@ impl Db {
     }
 
     /// The program's measures for `[from, to)` over the whole chain (`domain::insights`): every
-    /// member and entry the server holds, judged by the current program's settings.
+    /// member and entry the server holds, read member by member, judged by the current
+    /// program's settings.
     pub async fn report(
         &self,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<crate::domain::insights::Report, DbError> {
-        use crate::domain::insights::{Facts, Settings, report};
-        let records = match self {
-            Db::Sqlite(db) => db.report_records().await?,
-            Db::Postgres(db) => db.report_records().await?,
+        use crate::domain::insights::{Settings, report};
+        let (program, facts) = match self {
+            Db::Sqlite(db) => db.report_facts(from, to).await?,
+            Db::Postgres(db) => db.report_facts(from, to).await?,
         };
-        let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-            DbError::Internal(format!("a stored {what} does not parse: {e}"))
-        };
-        let members = records
-            .members
-            .iter()
-            .map(|b| serde_json::from_str(b).map_err(|e| corrupt("member record", &e)))
-            .collect::<Result<Vec<crate::domain::MemberRecord>, _>>()?;
-        let entries = records
-            .entries
-            .iter()
-            .map(|b| serde_json::from_str(b).map_err(|e| corrupt("entry", &e)))
-            .collect::<Result<Vec<Entry>, _>>()?;
-        let program = Program::from_toml(&records.program).map_err(|e| corrupt("program", &e))?;
-        let mut facts =
-            Facts::from_records(&program, &members, &entries, records.outstanding, from, to);
-        facts.add_chain_extras(&records.guest_sales, &records.answers, to);
         let settings = Settings {
             churn_days: program.churn_days,
             cost_per_1000_points_minor: program.cost_per_1000_points_minor,
@@ -344,16 +329,28 @@ impl Db {
     }
 }
 
-/// What a chain report is computed from, as stored: member record and entry bodies (JSON),
-/// the sum of positive balances, and the current program's TOML.
-pub struct ReportRecords {
-    pub members: Vec<String>,
-    pub entries: Vec<String>,
-    pub outstanding: i64,
-    pub program: String,
-    /// Sales without a member: (time, amount), and recommend answers: (time, score).
-    pub guest_sales: Vec<(i64, i64)>,
-    pub answers: Vec<(i64, i64)>,
+/// A stored member record as the chain report sees it.
+pub(super) fn report_member(body: &str) -> Result<MemberFacts, DbError> {
+    let record: MemberRecord = serde_json::from_str(body)
+        .map_err(|e| DbError::Internal(format!("a stored member record does not parse: {e}")))?;
+    Ok(MemberFacts {
+        id: record.member.id,
+        enrolled_at: record.member.created_at,
+        marketing_consent: record.member.marketing_consent,
+    })
+}
+
+/// The program in force, for the chain report.
+pub(super) fn report_program(toml: &str) -> Result<Program, DbError> {
+    Program::from_toml(toml)
+        .map_err(|e| DbError::Internal(format!("the stored program does not parse: {e}")))
+}
+
+/// Counts a stored entry (in member order) into the chain report.
+pub(super) fn report_entry(by_member: &mut ByMember<'_>, body: &str) -> Result<(), DbError> {
+    by_member
+        .push(stored_entry(body)?)
+        .map_err(|e| DbError::Internal(e.to_string()))
 }
 
 /// Most pushes one write transaction takes.

@@ -21,11 +21,13 @@ use uuid::Uuid;
 use super::audit::AuditItem;
 use super::db::{
     Auth, DbError, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
-    entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, retirable,
-    stored_entry,
+    entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, report_entry,
+    report_member, report_program, retirable, stored_entry,
 };
 use super::judge;
 use super::validate::{Batch, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER};
+use crate::domain::Program;
+use crate::domain::insights::{ByMember, Facts, FactsBuilder};
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
@@ -650,22 +652,68 @@ impl PgDb {
         Ok(row.get(0))
     }
 
-    pub async fn report_records(&self) -> Result<super::db::ReportRecords, DbError> {
-        let client = get(&self.pages).await?;
-        let bodies = |rows: Vec<Row>| rows.iter().map(|r| r.get(0)).collect::<Vec<String>>();
-        let members = bodies(fetch_all(&client, "SELECT body FROM members", &[]).await?);
-        let entries =
-            bodies(fetch_all(&client, "SELECT body FROM entries ORDER BY server_seq", &[]).await?);
-        let outstanding: i64 = fetch_one(
-            &client,
-            "SELECT COALESCE(SUM(GREATEST(balance, 0)), 0)::bigint FROM balances",
+    /// The chain report's facts and the program in force, from one read-only snapshot: the
+    /// entries in member order, fetched a page at a time, one member's held at a time.
+    pub async fn report_facts(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(Program, Facts), DbError> {
+        const PAGE_ROWS: i32 = 10_000;
+        let mut client = get(&self.pages).await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg)?;
+        let program: String = fetch_one(
+            &tx,
+            "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
             &[],
         )
         .await?
         .get(0);
-        let program: String = fetch_one(
-            &client,
-            "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
+        let program = report_program(&program)?;
+        let pages = |sql: &'static str| {
+            let tx = &tx;
+            async move {
+                let stmt = tx.prepare(sql).await.map_err(pg)?;
+                tx.bind(&stmt, &[]).await.map_err(pg)
+            }
+        };
+        let members_portal = pages("SELECT body FROM members").await?;
+        let mut members = Vec::new();
+        loop {
+            let rows = tx
+                .query_portal(&members_portal, PAGE_ROWS)
+                .await
+                .map_err(pg)?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                members.push(report_member(r.get(0))?);
+            }
+        }
+        let mut by_member = ByMember::new(FactsBuilder::new(&program, from, to), members);
+        let entries_portal = pages("SELECT body FROM entries ORDER BY member_id").await?;
+        loop {
+            let rows = tx
+                .query_portal(&entries_portal, PAGE_ROWS)
+                .await
+                .map_err(pg)?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                report_entry(&mut by_member, r.get(0))?;
+            }
+        }
+        let outstanding: i64 = fetch_one(
+            &tx,
+            "SELECT COALESCE(SUM(GREATEST(balance, 0)), 0)::bigint FROM balances",
             &[],
         )
         .await?
@@ -677,7 +725,7 @@ impl PgDb {
         };
         let guest_sales = pairs(
             fetch_all(
-                &client,
+                &tx,
                 "SELECT occurred_at, amount_minor FROM guest_sales",
                 &[],
             )
@@ -685,20 +733,16 @@ impl PgDb {
         );
         let answers = pairs(
             fetch_all(
-                &client,
+                &tx,
                 "SELECT occurred_at, score::bigint FROM recommend_answers",
                 &[],
             )
             .await?,
         );
-        Ok(super::db::ReportRecords {
-            members,
-            entries,
-            outstanding,
-            program,
-            guest_sales,
-            answers,
-        })
+        tx.commit().await.map_err(pg)?;
+        let mut facts = by_member.finish().finish(outstanding, Vec::new());
+        facts.add_chain_extras(&guest_sales, &answers, to);
+        Ok((program, facts))
     }
 
     pub async fn renew_epoch(&self) -> Result<String, DbError> {

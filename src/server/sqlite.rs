@@ -14,13 +14,15 @@ use tokio::sync::Semaphore;
 use super::audit::AuditItem;
 use super::db::{
     Auth, DbError, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
-    entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, retirable,
-    stored_entry,
+    entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, report_entry,
+    report_member, report_program, retirable, stored_entry,
 };
 use super::judge;
 use super::validate::{
     Batch, CheckedEntry, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER,
 };
+use crate::domain::Program;
+use crate::domain::insights::{ByMember, Facts, FactsBuilder};
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
@@ -579,34 +581,49 @@ impl SqliteDb {
         .await
     }
 
-    pub async fn report_records(&self) -> Result<super::db::ReportRecords, DbError> {
+    /// The chain report's facts and the program in force, from one read transaction: the
+    /// entries in member order (the member index), one member's held at a time.
+    pub async fn report_facts(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(Program, Facts), DbError> {
         with(&self.pages, move |conn| {
-            let bodies = |sql: &str| -> rusqlite::Result<Vec<String>> {
-                conn.prepare(sql)?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()
-            };
+            let tx = conn.transaction()?;
+            let program = report_program(&tx.query_row(
+                "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
+                [],
+                |r| r.get::<_, String>(0),
+            )?)?;
+            let mut members = Vec::new();
+            let mut stmt = tx.prepare("SELECT body FROM members")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                members.push(report_member(&row.get::<_, String>(0)?)?);
+            }
+            let mut by_member = ByMember::new(FactsBuilder::new(&program, from, to), members);
+            let mut stmt = tx.prepare("SELECT body FROM entries ORDER BY member_id")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                report_entry(&mut by_member, &row.get::<_, String>(0)?)?;
+            }
+            let outstanding = tx.query_row(
+                "SELECT COALESCE(SUM(MAX(balance, 0)), 0) FROM balances",
+                [],
+                |r| r.get(0),
+            )?;
             let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
-                conn.prepare(sql)?
+                tx.prepare(sql)?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<_>>()
+                    .collect()
             };
-            Ok(super::db::ReportRecords {
-                members: bodies("SELECT body FROM members")?,
-                entries: bodies("SELECT body FROM entries ORDER BY server_seq")?,
-                outstanding: conn.query_row(
-                    "SELECT COALESCE(SUM(MAX(balance, 0)), 0) FROM balances",
-                    [],
-                    |r| r.get(0),
-                )?,
-                program: conn.query_row(
-                    "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
-                    [],
-                    |r| r.get(0),
-                )?,
-                guest_sales: pairs("SELECT occurred_at, amount_minor FROM guest_sales")?,
-                answers: pairs("SELECT occurred_at, score FROM recommend_answers")?,
-            })
+            let mut facts = by_member.finish().finish(outstanding, Vec::new());
+            facts.add_chain_extras(
+                &pairs("SELECT occurred_at, amount_minor FROM guest_sales")?,
+                &pairs("SELECT occurred_at, score FROM recommend_answers")?,
+                to,
+            );
+            Ok((program, facts))
         })
         .await
     }

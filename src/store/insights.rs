@@ -8,9 +8,9 @@ use super::ledger::new_id;
 use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    Facts, FactsBuilder, MemberFacts, NpsAnswer, Report, Sale, Settings, report,
+    ByMember, Facts, FactsBuilder, MemberFacts, NpsAnswer, Report, Sale, Settings, report,
 };
-use crate::domain::{Entry, MemberId, Timestamp, rules};
+use crate::domain::{MemberId, Timestamp, rules};
 
 /// Who answered the recommend question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,10 +110,10 @@ impl Store {
         Ok(contacts)
     }
 
-    /// Reads the ledger once, member by member in its key order, beside the members sorted the
-    /// same way: only one member's entries are held at a time, whatever the store's size.
+    /// Reads the ledger once, member by member in its key order: only one member's entries are
+    /// held at a time, whatever the store's size.
     fn insight_facts(&self, from: Timestamp, to: Timestamp) -> Result<Facts> {
-        let mut members = self
+        let members = self
             .conn
             .prepare("SELECT id, created_at, marketing_consent FROM members")?
             .query_map([], |r| {
@@ -124,39 +124,16 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        // Byte order, as SQLite orders the ledger's BLOB member ids.
-        members.sort_unstable_by_key(|m| m.id);
-        let mut members = members.into_iter().peekable();
-        let mut builder = FactsBuilder::new(self.program(), from, to);
+        let mut by_member = ByMember::new(FactsBuilder::new(self.program(), from, to), members);
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {ENTRY_COLUMNS} FROM ledger ORDER BY member_id, occurred_at, id"
         ))?;
-        let mut rows = stmt.query_map([], entry_from_row)?;
-        let mut next = rows.next().transpose()?;
-        let mut theirs: Vec<Entry> = Vec::new();
-        let mut last: Option<MemberId> = None;
-        while next.is_some() || members.peek().is_some() {
-            let id = match (&next, members.peek()) {
-                (Some(e), Some(m)) => e.member_id.min(m.id),
-                (Some(e), None) => e.member_id,
-                (None, Some(m)) => m.id,
-                (None, None) => break,
-            };
-            if last.is_some_and(|l| l >= id) {
-                return Err(StoreError::BadRecord(format!(
-                    "the ledger is not in member order at member {id}"
-                )));
-            }
-            last = Some(id);
-            let member = members.next_if(|m| m.id == id);
-            theirs.clear();
-            while let Some(e) = next.take_if(|e| e.member_id == id) {
-                theirs.push(e);
-                next = rows.next().transpose()?;
-            }
-            builder.add(member.filter(|m| m.enrolled_at < to), &theirs);
+        for e in stmt.query_map([], entry_from_row)? {
+            by_member
+                .push(e?)
+                .map_err(|e| StoreError::BadRecord(e.to_string()))?;
         }
-        drop(rows);
+        let mut builder = by_member.finish();
         let mut guests = self
             .conn
             .prepare("SELECT occurred_at, amount_minor FROM guest_sales WHERE occurred_at < ?1")?;
