@@ -282,44 +282,55 @@ pub(super) fn reengagement(
 }
 
 /// The re-engagement offer due for a member at `at`: they bought before, not within the
-/// program's days, and were not given the offer since their last purchase.
+/// program's days, and were not given the offer since their last purchase. A sale cancelled
+/// (reversed or returned in full) is no purchase, and an offer taken back was not given.
 pub fn lapsed(program: &Program, entries: &[Entry], at: Timestamp) -> Option<String> {
     let r = program.reengagement.as_ref()?;
+    let cancelled = super::returns::cancelled(entries);
     let last = entries
         .iter()
         .filter(|e| e.kind == EntryKind::Earn && e.occurred_at <= at)
+        .filter(|e| !cancelled.contains(&e.id))
         .map(|e| e.occurred_at)
         .max()?;
-    let given_since = entries.iter().any(|e| {
-        e.kind == EntryKind::OfferUnlocked
-            && e.reward_id.as_deref() == Some(r.offer.as_str())
-            && e.occurred_at >= last
-    });
+    let given_since = welcome_backs(r, entries, &cancelled).any(|e| e.occurred_at >= last);
     (last.plus_days(r.after_days) <= at && !given_since).then(|| r.offer.clone())
 }
 
-/// Whether each re-engagement offer given brought the member back: a purchase while it was
-/// open. (unlocked at, came back) per offer given, from one member's entries.
+/// Whether each re-engagement offer given (and not taken back) brought the member back: a
+/// purchase, not cancelled since, while it was open. (unlocked at, came back) per offer given,
+/// from one member's entries.
 pub fn came_back(program: &Program, entries: &[Entry]) -> Vec<(Timestamp, bool)> {
     let Some(r) = program.reengagement.as_ref() else {
         return Vec::new();
     };
     let valid = program.offer(&r.offer).map_or(0, |o| o.valid_days);
-    entries
-        .iter()
-        .filter(|e| {
-            e.kind == EntryKind::OfferUnlocked && e.reward_id.as_deref() == Some(r.offer.as_str())
-        })
+    let cancelled = super::returns::cancelled(entries);
+    welcome_backs(r, entries, &cancelled)
         .map(|given| {
             let until = given.occurred_at.plus_days(valid);
             let back = entries.iter().any(|e| {
                 e.kind == EntryKind::Earn
                     && e.occurred_at >= given.occurred_at
                     && e.occurred_at < until
+                    && !cancelled.contains(&e.id)
             });
             (given.occurred_at, back)
         })
         .collect()
+}
+
+/// The re-engagement offers given to a member and not taken back.
+fn welcome_backs<'e>(
+    r: &'e Reengagement,
+    entries: &'e [Entry],
+    cancelled: &'e std::collections::BTreeSet<EntryId>,
+) -> impl Iterator<Item = &'e Entry> {
+    entries.iter().filter(move |e| {
+        e.kind == EntryKind::OfferUnlocked
+            && e.reward_id.as_deref() == Some(r.offer.as_str())
+            && !cancelled.contains(&e.id)
+    })
 }
 
 #[cfg(test)]
@@ -357,6 +368,40 @@ mod tests {
         );
         // Never unlocked by purchases, and not counted as a run.
         assert!(unlocked_by_purchase(&p, &entries, Timestamp::from_millis(70 * d)).is_empty());
+    }
+
+    #[test]
+    fn a_welcome_back_taken_back_was_not_given_and_a_cancelled_sale_is_no_return() {
+        let p = Program::demo();
+        let d = DAY_MS;
+        let first = sale(0);
+        let given = fact(EntryKind::OfferUnlocked, "welcome-back", 60 * d);
+        let came = sale(65 * d);
+        let undo = |e: &Entry, days: i64| Entry {
+            reverses: Some(e.id),
+            ..entry(
+                EntryKind::Reverse,
+                -e.points,
+                e.amount_minor.map(|a| -a),
+                days * d,
+            )
+        };
+        let mut entries = vec![first.clone(), given.clone(), came.clone()];
+        let given_at = Timestamp::from_millis(60 * d);
+        assert_eq!(came_back(&p, &entries), [(given_at, true)]);
+        // The sale that brought them back is reversed: they did not come back.
+        entries.push(undo(&came, 66 * d));
+        assert_eq!(came_back(&p, &entries), [(given_at, false)]);
+        // Still away 60 days after their last purchase that stands, but the offer stands too.
+        let later = Timestamp::from_millis(130 * d);
+        assert_eq!(lapsed(&p, &entries, later), None);
+        // The offer taken back: never given, so it is due again and counts nowhere.
+        entries.push(undo(&given, 67 * d));
+        assert!(came_back(&p, &entries).is_empty());
+        assert_eq!(lapsed(&p, &entries, later), Some("welcome-back".into()));
+        // Their only purchase cancelled too: never a customer, nothing to win back.
+        entries.push(undo(&first, 68 * d));
+        assert_eq!(lapsed(&p, &entries, later), None);
     }
 
     #[test]
