@@ -2,7 +2,8 @@
 //! store or the server knows: members, sales (with or without a member) and points. Pure: the
 //! same facts give the same report on a till, in the CLI and on the server.
 //!
-//! A period is `[from, to)` in UTC. A sale is an earn entry that was not reversed, or a guest
+//! A period is `[from, to)` in UTC. A sale is an earn entry not cancelled (reversed, or returned
+//! in full; a partial return leaves the visit and takes its money off the sale), or a guest
 //! sale (no member). Every measure carries the formula it was computed with, shown beside it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -61,7 +62,8 @@ pub struct Facts {
     pub members: Vec<MemberFacts>,
     /// Every sale before the period's end (retention and churn look back before the period).
     pub sales: Vec<Sale>,
-    /// Points earned in the period (positive entries of earning kinds, reversals netted).
+    /// Points earned in the period (entries of earning kinds, less what returns took back,
+    /// reversals netted).
     pub points_earned: i64,
     /// Points redeemed in the period (as a positive number, reversals netted).
     pub points_redeemed: i64,
@@ -177,25 +179,36 @@ impl<'p> FactsBuilder<'p> {
 
     /// Counts one member with every entry of theirs, oldest first: `member` when enrolled
     /// before the period's end (`None` counts the entries of one enrolled later, or unknown).
-    /// A sale or points entry counts while no entry of the member reverses it.
+    /// A points entry counts while no entry of the member reverses it; a sale while it is not
+    /// cancelled (`returns::cancelled`), for its amount less what returns brought back.
     pub fn add(&mut self, member: Option<MemberFacts>, entries: &[Entry]) {
         let reversed: HashSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
+        let cancelled = super::returns::cancelled(entries);
+        let mut refunded: HashMap<EntryId, i64> = HashMap::new();
+        for e in entries {
+            if let Some(sale) = e.returns {
+                *refunded.entry(sale).or_default() -= e.amount_minor.unwrap_or(0);
+            }
+        }
         let before_end = &entries[..entries.partition_point(|e| e.occurred_at < self.to)];
         for e in before_end.iter().filter(|e| !reversed.contains(&e.id)) {
-            if let (EntryKind::Earn, Some(amount_minor)) = (e.kind, e.amount_minor) {
+            if let (EntryKind::Earn, Some(amount_minor), false) =
+                (e.kind, e.amount_minor, cancelled.contains(&e.id))
+            {
                 self.facts.sales.push(Sale {
                     member: Some(e.member_id),
                     at: e.occurred_at,
-                    amount_minor,
+                    amount_minor: amount_minor - refunded.get(&e.id).copied().unwrap_or(0),
                 });
             }
             if e.occurred_at < self.from {
                 continue;
             }
             let (earned, redeemed) = match e.kind {
-                EntryKind::Earn | EntryKind::WelcomeBonus | EntryKind::BirthdayBonus => {
-                    (e.points, 0)
-                }
+                EntryKind::Earn
+                | EntryKind::WelcomeBonus
+                | EntryKind::BirthdayBonus
+                | EntryKind::Return => (e.points, 0),
                 EntryKind::Redeem => (0, -e.points),
                 _ => continue,
             };
@@ -630,7 +643,8 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
             name: "Member purchases",
             value: Some(member_orders as f64),
             unit: Unit::Count,
-            formula: "sales to members in the period, reversed sales left out".into(),
+            formula: "sales to members in the period, sales reversed or returned in full left out"
+                .into(),
         },
         Measure {
             key: "guest_orders",
@@ -1317,6 +1331,45 @@ mod tests {
             .map(|(_, counts)| counts.iter().sum())
             .collect();
         assert_eq!(counted, vec![3, 3]);
+    }
+
+    #[test]
+    fn a_sale_returned_in_full_is_no_purchase_and_a_partial_return_takes_its_money_off() {
+        use crate::domain::summary::tests::entry;
+        let p = Program::demo();
+        let (from, to) = (day(2026, 10, 1), day(2026, 11, 1));
+        let sale = |points, amount, d| {
+            entry(
+                EntryKind::Earn,
+                points,
+                Some(amount),
+                at(2026, 10, d).millis(),
+            )
+        };
+        let back = |of: &Entry, points, amount, d| Entry {
+            returns: Some(of.id),
+            ..entry(
+                EntryKind::Return,
+                points,
+                Some(amount),
+                at(2026, 10, d).millis(),
+            )
+        };
+        let (part, whole, kept) = (sale(100, 1000, 3), sale(50, 500, 6), sale(30, 300, 8));
+        let entries = vec![
+            part.clone(),
+            back(&part, -40, -400, 5),
+            whole.clone(),
+            back(&whole, -50, -500, 7),
+            kept.clone(),
+        ];
+        let mut builder = FactsBuilder::new(&p, from, to);
+        builder.add(Some(member(0, at(2026, 9, 1), true)), &entries);
+        let facts = builder.finish(0, Vec::new());
+        let sales: Vec<i64> = facts.sales.iter().map(|s| s.amount_minor).collect();
+        assert_eq!(sales, vec![600, 300]);
+        // 100 - 40 for the first sale, 50 - 50 for the second, 30 for the third.
+        assert_eq!(facts.points_earned, 90);
     }
 
     #[test]
