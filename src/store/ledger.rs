@@ -29,6 +29,33 @@ pub struct MemberOffers {
     pub progress: Vec<(String, i64, i64)>,
 }
 
+impl MemberOffers {
+    /// `entries`' offers (one member's) at `at`.
+    fn of(program: &Program, entries: &[Entry], at: Timestamp) -> Self {
+        Self {
+            open: offers::book(program, entries, at).open,
+            progress: offers::progress(program, entries, at),
+        }
+    }
+}
+
+/// What the member panel shows beside the member's record, as of one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStanding {
+    /// Balance, tier and the rest of the fold.
+    pub state: MemberSummary,
+    /// Points still in their sale's return window, not yet spendable.
+    pub pending: i64,
+    /// Stamps held on each stamp card.
+    pub stamps: BTreeMap<String, i64>,
+    pub offers: MemberOffers,
+    /// Badges held, in the order they were awarded.
+    pub badges: Vec<String>,
+    /// When the paid tier lapses, if in force.
+    pub paid_until: Option<Timestamp>,
+    pub referrals: MemberReferrals,
+}
+
 /// A member's referrals, for the member panel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberReferrals {
@@ -591,9 +618,26 @@ impl Store {
     pub fn offers(&self, member: MemberId, at: Timestamp) -> Result<MemberOffers> {
         member_exists(&self.conn, member)?;
         let entries = member_entries(&self.conn, member)?;
-        Ok(MemberOffers {
-            open: offers::book(&self.program, &entries, at).open,
-            progress: offers::progress(&self.program, &entries, at),
+        Ok(MemberOffers::of(&self.program, &entries, at))
+    }
+
+    /// Everything the till shows of `member` at `at` beside their record, from one read of
+    /// their entries (a scan shows it at once, whatever their history's length).
+    pub fn standing(&self, member: MemberId, at: Timestamp) -> Result<MemberStanding> {
+        member_exists(&self.conn, member)?;
+        let entries = member_entries(&self.conn, member)?;
+        let program = &self.program;
+        Ok(MemberStanding {
+            state: summarise(program, &entries, at),
+            pending: summary::pending(program, &entries, at),
+            stamps: stamps::held(&entries),
+            offers: MemberOffers::of(program, &entries, at),
+            badges: badges::held(&entries),
+            paid_until: summary::paid_tier_until(program, &entries, at),
+            referrals: MemberReferrals {
+                referred_by: self.referrer_name(member)?,
+                rewarded_this_year: referrals::rewarded_this_year(program, &entries, at),
+            },
         })
     }
 
@@ -795,22 +839,26 @@ impl Store {
     /// Who referred `member`, and how many referrals of theirs were rewarded this year.
     pub fn referrals(&self, member: MemberId, at: Timestamp) -> Result<MemberReferrals> {
         member_exists(&self.conn, member)?;
-        let referrer: Option<String> = self
-            .conn
-            .prepare_cached(
-                "SELECT r.name FROM members m JOIN members r ON r.id = m.referred_by
-                 WHERE m.id = ?1",
-            )?
-            .query_row(params![member.0], |r| r.get(0))
-            .optional()?;
         Ok(MemberReferrals {
-            referred_by: referrer,
+            referred_by: self.referrer_name(member)?,
             rewarded_this_year: referrals::rewarded_this_year(
                 &self.program,
                 &member_entries(&self.conn, member)?,
                 at,
             ),
         })
+    }
+
+    /// The name of the member who referred `member`, if any (and known here).
+    fn referrer_name(&self, member: MemberId) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT r.name FROM members m JOIN members r ON r.id = m.referred_by
+                 WHERE m.id = ?1",
+            )?
+            .query_row(params![member.0], |r| r.get(0))
+            .optional()?)
     }
 
     /// The badges `member` holds (ids, in the order they were awarded).
@@ -1030,6 +1078,42 @@ fn check_external_reversal(conn: &Connection, e: &Entry, target: EntryId) -> Res
 mod tests {
     use super::*;
     use crate::store::rows::tests::{NOW, store_with_member};
+
+    #[test]
+    fn a_members_standing_is_what_each_part_says_alone() {
+        let (_dir, mut store, member) = store_with_member();
+        for i in 0..6 {
+            store
+                .earn(member, 450 + i * 100, "test", NOW.plus_millis(i))
+                .expect("earn");
+        }
+        let at = NOW.plus_millis(10);
+        let standing = store.standing(member, at).expect("standing");
+        assert!(standing.state.balance > 0);
+        assert_eq!(
+            standing.state,
+            store.summary_at(member, at).expect("summary")
+        );
+        assert_eq!(
+            standing.pending,
+            store.pending_points(member, at).expect("pending")
+        );
+        assert_eq!(standing.stamps, store.stamps_held(member).expect("stamps"));
+        assert_eq!(standing.offers, store.offers(member, at).expect("offers"));
+        assert!(
+            !standing.offers.open.is_empty(),
+            "five visits unlock the pastry"
+        );
+        assert_eq!(standing.badges, store.badges(member).expect("badges"));
+        assert_eq!(
+            standing.paid_until,
+            store.paid_until(member, at).expect("paid")
+        );
+        assert_eq!(
+            standing.referrals,
+            store.referrals(member, at).expect("referrals")
+        );
+    }
 
     #[test]
     fn an_entry_for_an_unknown_member_is_a_bad_entry_naming_the_member() {

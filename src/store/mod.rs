@@ -32,7 +32,7 @@ pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::{HistoricMember, ImportReport};
 pub use identify::{ScanError, ScanOutcome};
 pub use insights::Answerer;
-pub use ledger::{InsertOutcome, MemberOffers, MemberReferrals};
+pub use ledger::{InsertOutcome, MemberOffers, MemberReferrals, MemberStanding};
 pub use manager::{ActivityRow, CauseTotal, PinError, TierRow, TierSort};
 pub use members::{MemberView, SearchHit, SearchKind};
 pub use privacy::{MarketingContact, MemberExport};

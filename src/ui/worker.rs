@@ -519,7 +519,8 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
 /// The member panel: the member with balance and tier as of now, recent history, QR code.
 fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
     let mut view = store.member(member)?;
-    view.state = store.summary_at(member, now())?;
+    let standing = store.standing(member, now())?;
+    view.state = standing.state;
     let history = store.history(member, HISTORY_LEN)?;
     let code = store.member_code(&view.member.card);
     let qr = qr::render(&code, 6)?;
@@ -528,12 +529,12 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
         history,
         code,
         qr,
-        stamps: store.stamps_held(member)?,
-        pending: store.pending_points(member, now())?,
-        offers: store.offers(member, now())?,
-        badges: store.badges(member)?,
-        paid_until: store.paid_until(member, now())?,
-        referrals: store.referrals(member, now())?,
+        stamps: standing.stamps,
+        pending: standing.pending,
+        offers: standing.offers,
+        badges: standing.badges,
+        paid_until: standing.paid_until,
+        referrals: standing.referrals,
     })
 }
 
