@@ -71,6 +71,7 @@ on_both_backends!(
     a_till_put_back_to_before_a_card_replacement_replaces_again_and_syncs,
     a_member_erased_at_one_till_is_erased_everywhere,
     rotated_keys_keep_old_cards_working_until_retired,
+    a_shop_that_began_with_one_till_starts_its_chain_with_it,
     imported_balances_sync_everywhere_and_are_flagged,
 );
 
@@ -2680,4 +2681,57 @@ fn health_tells_nothing_of_volume_or_the_database() {
         .text()
         .expect("body");
     assert_eq!(body, r#"{"status":"ok"}"#);
+}
+
+/// A shop that began with one till, on its own, and gave out cards: that till joins a new
+/// server, which takes its member-code key, so the cards work on every till it adds. A second
+/// till with members of its own cannot join the chain then: refused with the reason, nothing
+/// kept.
+fn a_shop_that_began_with_one_till_starts_its_chain_with_it(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+        return;
+    };
+    let code_for = |token: &str| tillpass::sync::join::JoinCode {
+        url: server.url.clone(),
+        token: token.to_owned(),
+        pin: None,
+    };
+    let first_db = TempDb::new();
+    let mut first = first_db.open();
+    let ada = enrol(&mut first, "Ada Lovelace").member;
+    first.earn(ada.id, 1250, "till", now()).expect("earn");
+    let card = first.member_code(&ada.card);
+    let joined = tillpass::sync::join(&mut first, &code_for(&tokens[0]), false, now())
+        .expect("the shop's first till starts the chain");
+    assert_eq!((joined.pushed_members, joined.pushed_entries), (1, 2));
+    assert_eq!(
+        first.member_code(&ada.card),
+        card,
+        "its cards keep their codes"
+    );
+
+    let second = Till::join(&server.url, &tokens[1]);
+    let found = second
+        .store
+        .identify_code(&card)
+        .expect("the card works at the new till");
+    assert_eq!(found.member.id, ada.id);
+    let held = first.summary_at(ada.id, now()).expect("summary").balance;
+    assert_eq!(
+        found.state.balance, held,
+        "the welcome bonus and the sale's 125 points"
+    );
+    assert_eq!(held, 225);
+
+    let other_db = TempDb::new();
+    let mut other = other_db.open();
+    enrol(&mut other, "Grace Hopper");
+    let refused = tillpass::sync::join(&mut other, &code_for(&tokens[2]), false, now())
+        .expect_err("a chain already under way keeps its key");
+    let reason = refused.to_string();
+    assert!(reason.contains("new chain"), "{reason}");
+    assert_eq!(other.sync_settings().expect("settings").server_url, None);
+    let again = tillpass::sync::join(&mut first, &code_for(&tokens[0]), false, now());
+    assert!(again.is_ok(), "the first till joins again: {again:?}");
 }

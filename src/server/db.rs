@@ -15,7 +15,7 @@ use crate::domain::possible::{ProgramHistory, ProgramVersion};
 use crate::domain::{Entry, EntryKind, MemberId, MemberRecord, Program, TerminalId, Timestamp};
 use crate::sync::protocol::{
     BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PUSH_ENTRIES, PushResponse,
-    RecordKind, record_name,
+    RecordKind, SeedResponse, record_name,
 };
 
 /// Why a storage call failed; the HTTP layer maps each to a status.
@@ -271,6 +271,15 @@ impl Db {
 
     /// Adds a member-code key (a fresh master); tills adopt it at their next sync and sign new
     /// codes with it. Returns its id.
+    /// Takes `key` as the member-code key 0 while the server holds no members, entries or
+    /// rotated keys (`None` when it does, and nothing changes).
+    pub async fn seed_key(&self, key: [u8; 32]) -> Result<Option<SeedResponse>, DbError> {
+        match self {
+            Db::Sqlite(db) => db.seed_key(key).await,
+            Db::Postgres(db) => db.seed_key(key).await,
+        }
+    }
+
     pub async fn rotate_key(&self, now: Timestamp) -> Result<u32, DbError> {
         match self {
             Db::Sqlite(db) => db.rotate_key(now).await,

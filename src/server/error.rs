@@ -25,6 +25,9 @@ pub enum ApiError {
     /// Something the server does not have.
     #[error("{0}")]
     NotFound(String),
+    /// A request the server's state rules out now (a key offered to a server holding members).
+    #[error("{0}")]
+    Conflict(String),
     /// A push whose content is refused (which entry, by which rule); nothing was stored.
     #[error(transparent)]
     Refused(PushRefusal),
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge | ApiError::TooManyRecords(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -110,6 +114,7 @@ mod tests {
             (ApiError::Forbidden("f".into()), StatusCode::FORBIDDEN),
             (ApiError::BadRequest("b".into()), StatusCode::BAD_REQUEST),
             (ApiError::NotFound("n".into()), StatusCode::NOT_FOUND),
+            (ApiError::Conflict("c".into()), StatusCode::CONFLICT),
             (
                 ApiError::Refused(PushRefusal::push("rule", "p".into())),
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -32,7 +32,7 @@ use sha2::{Digest as _, Sha256};
 use crate::domain::{MemberId, MemberRecord, TerminalId, Timestamp};
 use crate::sync::protocol::{
     ConfigQuery, DoubleSpend, MAX_BODY_BYTES, MAX_OWN_LIMIT, MAX_PULL_LIMIT, OwnQuery, PullQuery,
-    PushRequest, TERMINAL_HEADER,
+    PushRequest, SeedRequest, SeedResponse, TERMINAL_HEADER,
 };
 pub use db::{Auth, Db, DbError, TerminalRow};
 pub use error::ApiError;
@@ -125,6 +125,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sync/pull", get(pull))
         .route("/v1/sync/config", get(config))
         .route("/v1/sync/own", get(own))
+        .route("/v1/sync/seed", post(seed))
         .route("/v1/members/{id}/balance", get(balance))
         .route("/v1/double-spends", get(double_spends))
         .route("/v1/report", get(report))
@@ -301,6 +302,34 @@ async fn config(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     Ok(Json(state.db.config(Some(&terminal), q).await?).into_response())
+}
+
+/// `POST /v1/sync/seed`: a till with members of its own offers its member-code key; a server
+/// that holds no members, entries or rotated keys yet takes it, so the cards and codes the
+/// till gave out work across the chain. Any other server answers 409 and keeps its key.
+async fn seed(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(terminal): TerminalAuth,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let request: SeedRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("bad seed request: {e}")))?;
+    let key: [u8; 32] = data_encoding::BASE64
+        .decode(request.code_key.as_bytes())
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| ApiError::BadRequest("the key is not 32 bytes of base64".into()))?;
+    let answer = state.db.seed_key(key).await?.ok_or_else(|| {
+        ApiError::Conflict(
+            "the server already holds members, entries or keys of its own, so it keeps its \
+             member-code key; a till with members of its own can only start a new chain"
+                .into(),
+        )
+    })?;
+    if answer == SeedResponse::Taken {
+        tracing::info!(%terminal, "took the member-code key of the first till");
+    }
+    Ok(Json(answer).into_response())
 }
 
 async fn balance(

@@ -32,7 +32,7 @@ use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
     BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PAGE_BYTES, MemberRecord,
-    ProgramVersionBody, PushResponse,
+    ProgramVersionBody, PushResponse, SeedResponse,
 };
 
 mod passes;
@@ -431,6 +431,38 @@ impl PgDb {
             code_key_current,
             code_key0_retired,
         })
+    }
+
+    pub async fn seed_key(&self, key: [u8; 32]) -> Result<Option<SeedResponse>, DbError> {
+        let mut client = get(&self.writer).await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK])
+            .await
+            .map_err(pg)?;
+        let held: Vec<u8> = fetch_one(
+            &tx,
+            "SELECT code_key FROM program ORDER BY version DESC LIMIT 1",
+            &[],
+        )
+        .await?
+        .get(0);
+        if held == key {
+            return Ok(Some(SeedResponse::AlreadyHeld));
+        }
+        let used: bool = fetch_one(
+            &tx,
+            "SELECT EXISTS (SELECT 1 FROM members) OR EXISTS (SELECT 1 FROM entries)
+                 OR EXISTS (SELECT 1 FROM code_keys)",
+            &[],
+        )
+        .await?
+        .get(0);
+        if used {
+            return Ok(None);
+        }
+        exec(&tx, "UPDATE program SET code_key = $1", &[&&key[..]]).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(Some(SeedResponse::Taken))
     }
 
     pub async fn rotate_key(&self, now: Timestamp) -> Result<u32, DbError> {

@@ -27,7 +27,7 @@ use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
     BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PAGE_BYTES, MemberRecord,
-    ProgramVersionBody, PushResponse,
+    ProgramVersionBody, PushResponse, SeedResponse,
 };
 
 mod passes;
@@ -418,6 +418,33 @@ impl SqliteDb {
                 code_key_current,
                 code_key0_retired,
             })
+        })
+        .await
+    }
+
+    pub async fn seed_key(&self, key: [u8; 32]) -> Result<Option<SeedResponse>, DbError> {
+        with(&self.writer, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let held: Vec<u8> = tx.query_row(
+                "SELECT code_key FROM program ORDER BY version DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )?;
+            if held == key {
+                return Ok(Some(SeedResponse::AlreadyHeld));
+            }
+            let used: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM members) OR EXISTS (SELECT 1 FROM entries)
+                     OR EXISTS (SELECT 1 FROM code_keys)",
+                [],
+                |r| r.get(0),
+            )?;
+            if used {
+                return Ok(None);
+            }
+            tx.execute("UPDATE program SET code_key = ?1", params![&key[..]])?;
+            tx.commit()?;
+            Ok(Some(SeedResponse::Taken))
         })
         .await
     }

@@ -69,7 +69,7 @@ pub struct SyncCounters {
 /// Why the server's program key cannot be taken on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "this till already has {members} members whose codes use its own key, and the server has a different one; join a server from a new till, or seed an empty server from this till"
+    "this till already has {members} members whose codes use its own key, and the server has members and a key of its own; a till with members can start a new chain (join a server that holds no members yet, which takes this till's key), or join this one as a new till"
 )]
 pub struct KeyMismatch {
     pub members: i64,

@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::protocol::{
     BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, ErrorBody, MAX_RESPONSE_BYTES,
     OwnQuery, PassLinkRequest, PassLinkResponse, PullQuery, PullResponse, PushRequest,
-    PushResponse, TERMINAL_HEADER,
+    PushResponse, SeedRequest, SeedResponse, TERMINAL_HEADER,
 };
 use crate::domain::{MemberId, TerminalId};
 use crate::store::StoreError;
@@ -185,6 +185,17 @@ impl SyncClient {
         self.answer(
             self.request(reqwest::Method::GET, "/v1/sync/config")
                 .query(&query)
+                .send(),
+        )
+    }
+
+    /// Offers this till's member-code key to a server that holds no members yet.
+    pub fn seed(&self, key: &[u8; 32]) -> Result<SeedResponse, SyncError> {
+        self.answer(
+            self.request(reqwest::Method::POST, "/v1/sync/seed")
+                .json(&SeedRequest {
+                    code_key: data_encoding::BASE64.encode(key),
+                })
                 .send(),
         )
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::client::{REQUEST_TIMEOUT, SyncClient, SyncError};
 use super::protocol::{ConfigQuery, ConfigResponse, MAX_OWN_LIMIT, MAX_PUSH_MEMBERS, PushRequest};
 use crate::domain::{MemberId, TerminalId, Timestamp};
-use crate::store::{Outbox, Store, SyncSettings};
+use crate::store::{Outbox, Store, StoreError, SyncSettings};
 
 /// Entries per push (under the server's limit, a few hundred KB of JSON).
 pub const PUSH_BATCH: usize = 5_000;
@@ -383,8 +383,10 @@ fn round(
 }
 
 /// Joins the server a join code names: saves its address, the till's token and the server
-/// key's pin, then syncs once. If that first round fails, the till's previous settings are put
-/// back, so a wrong code or pin leaves nothing half-joined.
+/// key's pin, then syncs once. A till that already has members of its own (a shop that began
+/// with one till) offers its member-code key, which a server holding no members yet takes, so
+/// the cards and codes it gave out keep working. If that first round fails, the till's previous
+/// settings are put back, so a wrong code or pin leaves nothing half-joined.
 pub fn join(
     store: &mut Store,
     code: &super::join::JoinCode,
@@ -393,7 +395,20 @@ pub fn join(
 ) -> Result<SyncReport, SyncError> {
     let previous = store.sync_settings()?;
     store.join_server(&code.url, &code.token, code.pin.as_deref(), insecure_http)?;
-    let result = client_for(store).and_then(|client| sync_once(store, &client, at));
+    let result = client_for(store).and_then(|client| match sync_once(store, &client, at) {
+        Err(SyncError::Store(StoreError::KeyMismatch(mismatch))) => {
+            client
+                .seed(store.code_key().as_bytes())
+                .map_err(|e| match e {
+                    SyncError::Refused { .. } => {
+                        SyncError::Store(StoreError::KeyMismatch(mismatch))
+                    }
+                    other => other,
+                })?;
+            sync_once(store, &client, at)
+        }
+        done => done,
+    });
     if result.is_err() {
         match (&previous.server_url, &previous.token) {
             (Some(url), Some(token)) => {

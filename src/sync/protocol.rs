@@ -187,6 +187,25 @@ pub struct BalanceResponse {
     pub server_seq: i64,
 }
 
+/// `POST /v1/sync/seed`: a till with members of its own, joining a server that holds none yet,
+/// offers its member-code key (base64), so the codes and cards it gave out keep working across
+/// the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedRequest {
+    pub code_key: String,
+}
+
+/// What the server did with an offered key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedResponse {
+    /// The server now signs member codes with the till's key.
+    Taken,
+    /// The server already had that key.
+    AlreadyHeld,
+}
+
 /// `POST /v1/passes/link`: a wallet pass link for a member the server knows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
