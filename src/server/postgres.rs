@@ -133,6 +133,40 @@ async fn exec<C: GenericClient>(
 }
 
 /// A connection from `pool`, once one is free.
+/// A read-only transaction that sees one moment of the database (repeatable read).
+pub(super) async fn snapshot(
+    client: &mut deadpool_postgres::Object,
+) -> Result<Transaction<'_>, DbError> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg)
+}
+
+/// Runs `sql` in `tx` a page of rows at a time, handing each row to `each`: what is held stays
+/// one page, whatever the table's size.
+async fn for_each_row(
+    tx: &Transaction<'_>,
+    sql: &str,
+    mut each: impl FnMut(&Row) -> Result<(), DbError>,
+) -> Result<(), DbError> {
+    const PAGE_ROWS: i32 = 10_000;
+    let stmt = tx.prepare(sql).await.map_err(pg)?;
+    let portal = tx.bind(&stmt, &[]).await.map_err(pg)?;
+    loop {
+        let rows = tx.query_portal(&portal, PAGE_ROWS).await.map_err(pg)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for r in &rows {
+            each(r)?;
+        }
+    }
+}
+
 async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
     pool.get()
         .await
@@ -272,13 +306,7 @@ impl PgDb {
         limit: usize,
     ) -> Result<String, DbError> {
         let mut client = get(&self.pages).await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
         let members: Vec<(i64, String)> = fetch_all(&tx, "SELECT server_seq, body FROM member_versions WHERE server_seq > $1 ORDER BY server_seq LIMIT $2",
                 &[&after, &limit_sql]).await?
@@ -317,13 +345,7 @@ impl PgDb {
         limit: usize,
     ) -> Result<String, DbError> {
         let mut client = get(&self.pages).await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let one_more = i64::try_from(limit).map_or(i64::MAX, |l| l.saturating_add(1));
         let mut rows: Vec<(i64, Uuid, Uuid, String)> = fetch_all(
             &tx,
@@ -377,13 +399,7 @@ impl PgDb {
         query: ConfigQuery,
     ) -> Result<ConfigResponse, DbError> {
         let mut client = get(&self.quick).await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let row = fetch_one(
             &tx,
             "SELECT version, toml, code_key FROM program ORDER BY version DESC LIMIT 1",
@@ -530,13 +546,7 @@ impl PgDb {
 
     pub async fn audit(&self, since: Timestamp) -> Result<Vec<AuditItem>, DbError> {
         let mut client = get(&self.pages).await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let mut items: Vec<AuditItem> = fetch_all(
             &tx,
             "SELECT at, terminal_id, entry_id, rule, detail FROM refusals WHERE at >= $1",
@@ -691,15 +701,8 @@ impl PgDb {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<(Program, Facts), DbError> {
-        const PAGE_ROWS: i32 = 10_000;
         let mut client = get(&self.pages).await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let program: String = fetch_one(
             &tx,
             "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
@@ -708,41 +711,17 @@ impl PgDb {
         .await?
         .get(0);
         let program = report_program(&program)?;
-        let pages = |sql: &'static str| {
-            let tx = &tx;
-            async move {
-                let stmt = tx.prepare(sql).await.map_err(pg)?;
-                tx.bind(&stmt, &[]).await.map_err(pg)
-            }
-        };
-        let members_portal = pages("SELECT body FROM members").await?;
         let mut members = Vec::new();
-        loop {
-            let rows = tx
-                .query_portal(&members_portal, PAGE_ROWS)
-                .await
-                .map_err(pg)?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in &rows {
-                members.push(report_member(r.get(0))?);
-            }
-        }
+        for_each_row(&tx, "SELECT body FROM members", |r| {
+            members.push(report_member(r.get(0))?);
+            Ok(())
+        })
+        .await?;
         let mut by_member = ByMember::new(FactsBuilder::new(&program, from, to), members);
-        let entries_portal = pages("SELECT body FROM entries ORDER BY member_id").await?;
-        loop {
-            let rows = tx
-                .query_portal(&entries_portal, PAGE_ROWS)
-                .await
-                .map_err(pg)?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in &rows {
-                report_entry(&mut by_member, r.get(0))?;
-            }
-        }
+        for_each_row(&tx, "SELECT body FROM entries ORDER BY member_id", |r| {
+            report_entry(&mut by_member, r.get(0))
+        })
+        .await?;
         let outstanding: i64 = fetch_one(
             &tx,
             "SELECT COALESCE(SUM(GREATEST(balance, 0)), 0)::bigint FROM balances",

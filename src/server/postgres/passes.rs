@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{PgDb, exec, fetch_all, fetch_one, fetch_opt, get, key_rows, pg};
+use super::{PgDb, exec, fetch_all, fetch_one, fetch_opt, get, key_rows, pg, snapshot};
 use crate::domain::{MemberId, Timestamp};
 use crate::server::db::DbError;
 use crate::server::passes::records::{
@@ -244,13 +244,7 @@ impl PgDb {
     /// to `batch` sequence numbers further.
     pub async fn pass_touched(&self, batch: i64) -> Result<(i64, Touched), DbError> {
         let mut client = get(&self.quick).await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let row = fetch_one(
             &tx,
             "SELECT (SELECT last_seq FROM pass_cursor), (SELECT last FROM server_seq)",
