@@ -77,6 +77,27 @@ fn autumn(store: &mut Store) {
 }
 
 #[test]
+fn the_report_says_how_far_it_has_read_the_ledger() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    autumn(&mut store);
+    let entries: u64 = store
+        .connection()
+        .query_row("SELECT COUNT(*) FROM ledger", [], |r| r.get::<_, i64>(0))
+        .expect("count")
+        .try_into()
+        .expect("a count");
+    let mut told = Vec::new();
+    let (from, to) = (midnight(9, 1), midnight(12, 1));
+    let report = store
+        .insights_with_progress(from, to, &mut |read, total| told.push((read, total)))
+        .expect("report");
+    assert_eq!(report, store.insights(from, to).expect("report"));
+    assert!(entries > 0);
+    assert_eq!(told.last(), Some(&(entries, entries)), "{told:?}");
+}
+
+#[test]
 fn an_autumn_worked_out_by_hand() {
     let db = TempDb::new();
     let mut store = db.open();

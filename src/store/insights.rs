@@ -21,6 +21,9 @@ pub enum Answerer {
     Guest(Option<Uuid>),
 }
 
+/// Entries read between two progress reports.
+const PROGRESS_EVERY: u64 = 10_000;
+
 impl Store {
     /// Records a sale without a member: its amount only, no personal data. The same amount
     /// checks as a member's sale.
@@ -76,7 +79,18 @@ impl Store {
     /// purchase not reversed, or a guest sale) before `to`, points in the period and the
     /// outstanding balances.
     pub fn insights(&self, from: Timestamp, to: Timestamp) -> Result<Report> {
-        let facts = self.insight_facts(from, to)?;
+        self.insights_with_progress(from, to, &mut |_, _| {})
+    }
+
+    /// [`Store::insights`], telling `progress` (entries read, entries in all) as it reads the
+    /// ledger.
+    pub fn insights_with_progress(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Report> {
+        let facts = self.insight_facts(from, to, progress)?;
         let program = self.program();
         let settings = Settings {
             churn_days: program.churn_days,
@@ -112,7 +126,12 @@ impl Store {
 
     /// Reads the ledger once, member by member in its key order: only one member's entries are
     /// held at a time, whatever the store's size.
-    fn insight_facts(&self, from: Timestamp, to: Timestamp) -> Result<Facts> {
+    fn insight_facts(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Facts> {
         let members = self
             .conn
             .prepare("SELECT id, created_at, marketing_consent FROM members")?
@@ -125,14 +144,26 @@ impl Store {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut by_member = ByMember::new(FactsBuilder::new(self.program(), from, to), members);
+        // Arrival numbers run from 1 with no gaps but the rare entry set aside: the highest is
+        // the count, read from its index at once.
+        let total: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM ledger", [], |r| r.get(0))?;
+        let total = u64::try_from(total).unwrap_or(0);
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {ENTRY_COLUMNS} FROM ledger ORDER BY member_id, occurred_at, id"
         ))?;
+        let mut read: u64 = 0;
         for e in stmt.query_map([], entry_from_row)? {
             by_member
                 .push(e?)
                 .map_err(|e| StoreError::BadRecord(e.to_string()))?;
+            read += 1;
+            if read.is_multiple_of(PROGRESS_EVERY) {
+                progress(read, total.max(read));
+            }
         }
+        progress(read, read);
         let mut builder = by_member.finish();
         let mut guests = self
             .conn

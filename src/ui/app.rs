@@ -761,6 +761,7 @@ impl TillApp {
             Reply::PageSkipped(key) => self.manager.page_skipped(&key),
             Reply::Saved(text) => self.say(Tone::Good, text),
             Reply::Insights(report) => self.manager.insights.arrived(*report),
+            Reply::InsightsProgress(read, total) => self.manager.insights.progress(read, total),
             Reply::InsightsFailed(why) => {
                 self.manager.insights.failed();
                 self.say(Tone::Bad, why);

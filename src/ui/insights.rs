@@ -23,6 +23,8 @@ pub struct InsightsView {
     pub report: Option<Report>,
     /// A report is being computed.
     pub computing: bool,
+    /// How far it has read the ledger: entries read, entries in all.
+    pub read: Option<(u64, u64)>,
 }
 
 /// Red (0%) through amber to green (100% and above 60%: what good retention looks like).
@@ -36,12 +38,21 @@ impl InsightsView {
     /// The report could not be computed.
     pub fn failed(&mut self) {
         self.computing = false;
+        self.read = None;
     }
 
     /// A new report arrived.
     pub fn arrived(&mut self, report: Report) {
         self.report = Some(report);
         self.computing = false;
+        self.read = None;
+    }
+
+    /// The report being computed has read `read` of `total` ledger entries.
+    pub fn progress(&mut self, read: u64, total: u64) {
+        if self.computing {
+            self.read = Some((read, total));
+        }
     }
 
     /// Draws the view; returns the period to compute when the manager picks one (or first
@@ -66,11 +77,24 @@ impl InsightsView {
             }
             if self.computing {
                 ui.spinner();
-                ui.label(RichText::new("Computing…").color(MUTED));
+                match self.read {
+                    Some((read, total)) => {
+                        let done = read as f32 / total.max(1) as f32;
+                        ui.add(
+                            egui::ProgressBar::new(done)
+                                .desired_width(220.0)
+                                .text(format!("Reading the ledger: {:.0}%", done * 100.0)),
+                        );
+                    }
+                    None => {
+                        ui.label(RichText::new("Computing…").color(MUTED));
+                    }
+                }
             }
         });
         if let Some(days) = wanted {
             self.computing = true;
+            self.read = None;
             return Some(Action::Insights(days));
         }
         let Some(report) = &self.report else {
@@ -254,4 +278,37 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
                 ui.end_row();
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable as _;
+
+    use super::*;
+
+    #[test]
+    fn a_report_being_computed_shows_how_far_it_has_read() {
+        let program = Program::demo();
+        let mut view = InsightsView {
+            days: Some(90),
+            computing: true,
+            ..InsightsView::default()
+        };
+        view.progress(450_000, 1_000_000);
+        {
+            let mut harness = Harness::new_ui(|ui| {
+                view.ui(ui, &program);
+            });
+            // The spinner keeps asking for frames: draw a few, then look.
+            harness.run_steps(3);
+            harness.get_by_label_contains("Reading the ledger: 45%");
+        }
+        view.failed();
+        view.progress(10, 20);
+        assert_eq!(
+            view.read, None,
+            "a late progress reply after the end is dropped"
+        );
+    }
 }

@@ -55,7 +55,7 @@ pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &
             Job::ExportQr { card, code } => export_qr(exports, &card, &code),
             Job::PrintQr { card, code } => print_qr(&card, &code),
             Job::Join(code) => join(&mut store, db, &code),
-            Job::Insights { from, to } => insights(&mut store, db, from, to),
+            Job::Insights { from, to } => insights(&mut store, db, from, to, replies),
         };
         if !replies.send(reply) {
             return;
@@ -86,6 +86,7 @@ fn insights(
     db: &Path,
     from: crate::domain::Timestamp,
     to: crate::domain::Timestamp,
+    replies: &Replies,
 ) -> Reply {
     if store.is_none() {
         match Store::open(db) {
@@ -93,7 +94,19 @@ fn insights(
             Err(e) => return Reply::InsightsFailed(e.to_string()),
         }
     }
-    match store.as_ref().map(|s| s.insights(from, to)) {
+    // A reply per percent read, not per page: each one wakes the UI.
+    let mut shown = None;
+    let mut progress = |read: u64, total: u64| {
+        let percent = read * 100 / total.max(1);
+        if shown != Some(percent) {
+            shown = Some(percent);
+            replies.send(Reply::InsightsProgress(read, total));
+        }
+    };
+    match store
+        .as_ref()
+        .map(|s| s.insights_with_progress(from, to, &mut progress))
+    {
         Some(Ok(report)) => Reply::Insights(Box::new(report)),
         Some(Err(e)) => Reply::InsightsFailed(format!("Could not compute the report: {e}")),
         None => Reply::InsightsFailed("the store is not open".into()),

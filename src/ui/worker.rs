@@ -192,6 +192,8 @@ pub enum Reply {
     Joined(String),
     /// The manager's measures.
     Insights(Box<Report>),
+    /// How far the report has read the ledger: entries read, entries in all.
+    InsightsProgress(u64, u64),
     /// The measures could not be computed; the text says why.
     InsightsFailed(String),
     /// The server's answer before a redemption: `live` is `None` when it could not be asked.

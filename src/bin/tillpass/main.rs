@@ -705,18 +705,12 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             let (from, to) =
                 tillpass::domain::insights::period(from.as_deref(), to.as_deref(), now())
                     .map_err(|e| anyhow!("--{e}"))?;
-            let spinner = indicatif::ProgressBar::with_draw_target(
-                None,
-                indicatif::ProgressDrawTarget::stderr_with_hz(4),
-            );
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            {
-                spinner.set_style(style);
-            }
-            spinner.set_message("computing the report from the ledger");
-            spinner.enable_steady_tick(std::time::Duration::from_millis(250));
-            let report = store.insights(from, to);
-            spinner.finish_and_clear();
+            let bar = progress_bar(0, "reading the ledger");
+            let report = store.insights_with_progress(from, to, &mut |read, total| {
+                bar.set_length(total);
+                bar.set_position(read);
+            });
+            bar.finish_and_clear();
             let report = report?;
             if let Some(path) = at_risk_csv {
                 let contacts = store.at_risk_contacts(&report)?;
