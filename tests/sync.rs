@@ -2685,11 +2685,11 @@ fn health_tells_nothing_of_volume_or_the_database() {
 
 /// A shop that began with one till, on its own, and gave out cards: that till joins a new
 /// server, which takes its member-code key, so the cards work on every till it adds. A second
-/// till with members of its own cannot join the chain then: refused with the reason, nothing
-/// kept.
+/// till with members of its own cannot join the chain then, nor can a till holding demo data
+/// start one: refused with the reason, nothing kept.
 fn a_shop_that_began_with_one_till_starts_its_chain_with_it(backend: Backend) {
     let dir = TempDb::new();
-    let Some((server, tokens)) = server(backend, dir.dir.path(), 3) else {
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 4) else {
         return;
     };
     let code_for = |token: &str| tillpass::sync::join::JoinCode {
@@ -2702,6 +2702,16 @@ fn a_shop_that_began_with_one_till_starts_its_chain_with_it(backend: Backend) {
     let ada = enrol(&mut first, "Ada Lovelace").member;
     first.earn(ada.id, 1250, "till", now()).expect("earn");
     let card = first.member_code(&ada.card);
+    // A till holding demo data cannot start the chain: its made-up history would stay on it
+    // alone. Refused, nothing kept, and the server stays empty for the shop's real till.
+    let demo_db = TempDb::new();
+    let mut demo = demo_db.open();
+    tillpass::demo::seed(&mut demo, 5, 7, now(), |_| {}).expect("demo data");
+    let refused = tillpass::sync::join(&mut demo, &code_for(&tokens[3]), false, now())
+        .expect_err("demo data cannot start a chain");
+    assert!(refused.to_string().contains("demo data"), "{refused}");
+    assert_eq!(demo.sync_settings().expect("settings").server_url, None);
+
     let joined = tillpass::sync::join(&mut first, &code_for(&tokens[0]), false, now())
         .expect("the shop's first till starts the chain");
     assert_eq!((joined.pushed_members, joined.pushed_entries), (1, 2));

@@ -93,6 +93,10 @@ pub enum StoreError {
         "this till is joined to a server: demo members would exist on this till alone; load demo data on a till of its own"
     )]
     DemoOnJoinedTill,
+    #[error(
+        "this till holds demo data (history made up for demo tills, which no server can take), so it cannot start a chain; join from a new store, or enrol the shop's members on a till of its own"
+    )]
+    DemoCannotJoin,
     #[error("could not find an unused card number; the card number space is nearly full")]
     CardsExhausted,
     #[error("corrupt record: {0}")]

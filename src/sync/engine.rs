@@ -397,6 +397,9 @@ pub fn join(
     store.join_server(&code.url, &code.token, code.pin.as_deref(), insecure_http)?;
     let result = client_for(store).and_then(|client| match sync_once(store, &client, at) {
         Err(SyncError::Store(StoreError::KeyMismatch(mismatch))) => {
+            if store.holds_demo_history()? {
+                return Err(StoreError::DemoCannotJoin.into());
+            }
             client
                 .seed(store.code_key().as_bytes())
                 .map_err(|e| match e {
