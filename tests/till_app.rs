@@ -1075,6 +1075,37 @@ fn the_fifth_visit_unlocks_the_offer_the_cashier_then_uses() {
 }
 
 #[test]
+fn visits_made_at_tills_apart_unlock_the_offer_at_the_next_sale() {
+    let db = TempDb::new();
+    let (code, view) = store_with_member(&db, 100);
+    {
+        let mut store = db.open();
+        let now = tillpass::domain::Timestamp::from(std::time::SystemTime::now());
+        let here = store
+            .earn(view.member.id, 300, "test", now.plus_days(-2))
+            .expect("a visit here");
+        // Five more at another till, offline: neither till saw five in a row.
+        let elsewhere: Vec<_> = (0..5)
+            .map(|i| tillpass::domain::Entry {
+                id: tillpass::domain::EntryId(uuid::Uuid::now_v7()),
+                terminal_id: tillpass::domain::TerminalId("till-elsewhere".into()),
+                terminal_seq: i + 1,
+                occurred_at: now.plus_days(-1).plus_millis(i),
+                ..here.clone()
+            })
+            .collect();
+        store.insert_entries(&elsewhere).expect("their visits");
+    }
+    let mut h = pos_harness(&db);
+    wedge(&mut h, &code);
+    h.get_by_label("A free pastry: unlocks with the next purchase");
+    wedge(&mut h, "3.00");
+    h.key_press(Key::F5);
+    settle(&mut h);
+    h.get_by_label_contains("Offer: A free pastry");
+}
+
+#[test]
 fn a_member_back_after_sixty_days_is_offered_a_welcome_back_coffee_on_scan() {
     let db = TempDb::new();
     let (code, view) = store_with_member(&db, 100);

@@ -499,7 +499,14 @@ fn offers_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
         }
     }
     for (name, made, needed) in &shown.offers.progress {
-        ui.label(RichText::new(format!("{name}: {made} of {needed} visits")).color(MUTED));
+        // Visits made at tills apart can complete a run no till saw whole: the next sale
+        // unlocks it.
+        let text = if made >= needed {
+            format!("{name}: unlocks with the next purchase")
+        } else {
+            format!("{name}: {made} of {needed} visits")
+        };
+        ui.label(RichText::new(text).color(MUTED));
     }
     action
 }

@@ -80,10 +80,10 @@ impl InsightsView {
                 match self.read {
                     Some((read, total)) => {
                         let done = read as f32 / total.max(1) as f32;
-                        ui.add(
-                            egui::ProgressBar::new(done)
-                                .desired_width(220.0)
-                                .text(format!("Reading the ledger: {:.0}%", done * 100.0)),
+                        ui.add(egui::ProgressBar::new(done).desired_width(200.0));
+                        ui.label(
+                            RichText::new(format!("Reading the ledger: {:.0}%", done * 100.0))
+                                .color(MUTED),
                         );
                     }
                     None => {
