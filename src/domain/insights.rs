@@ -677,7 +677,7 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
             value: aov_members,
             unit: Unit::MinorUnits,
             formula: format!(
-                "member revenue / member purchases = {member_revenue} / {member_orders}"
+                "member revenue in minor units / member purchases = {member_revenue} / {member_orders}"
             ),
         },
         Measure {
@@ -686,7 +686,7 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
             value: ratio(guest_revenue as f64, guest_orders as f64),
             unit: Unit::MinorUnits,
             formula: format!(
-                "non-member revenue / non-member purchases = {guest_revenue} / {guest_orders}"
+                "non-member revenue in minor units / non-member purchases = {guest_revenue} / {guest_orders}"
             ),
         },
         Measure {
@@ -723,7 +723,8 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
             value: clv,
             unit: Unit::MinorUnits,
             formula: format!(
-                "AOV x purchases per active member per month x expected months = {} x {} x {}, \
+                "AOV in minor units x purchases per active member per month x expected months = \
+                 {} x {} x {}, \
                  expected months = 1 / (1 - month-one retention), at most {MAX_LIFETIME_MONTHS}",
                 f2(aov_members),
                 f2(monthly_frequency),
@@ -736,7 +737,7 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
             value: Some(liability),
             unit: Unit::MinorUnits,
             formula: format!(
-                "outstanding points x cost per point = {} x {} / 1000",
+                "outstanding points x cost per 1000 points in minor units / 1000 = {} x {} / 1000",
                 facts.outstanding_points, settings.cost_per_1000_points_minor
             ),
         },
