@@ -253,16 +253,10 @@ impl<'p> FactsBuilder<'p> {
         }
     }
 
-    /// Counts a sale without a member.
-    pub fn add_sale(&mut self, sale: Sale) {
-        self.facts.sales.push(sale);
-    }
-
-    /// The facts counted, with what the ledger does not give: the sum of positive balances
-    /// now and the recommend answers.
-    pub fn finish(mut self, outstanding_points: i64, nps: Vec<NpsAnswer>) -> Facts {
+    /// The facts counted, with the sum of positive balances now ([`Facts::add_extras`] adds
+    /// sales without a member and recommend answers).
+    pub fn finish(mut self, outstanding_points: i64) -> Facts {
         self.facts.outstanding_points = outstanding_points;
-        self.facts.nps = nps;
         self.facts.monthly_points = self
             .monthly
             .into_iter()
@@ -374,14 +368,9 @@ pub fn nps(answers: impl IntoIterator<Item = u8>) -> Option<f64> {
 }
 
 impl Facts {
-    /// Adds what tills pushed besides the ledger: sales without a member `(time, amount)` and
-    /// recommend answers `(time, score)`, those before `to`.
-    pub fn add_chain_extras(
-        &mut self,
-        sales: &[(i64, i64)],
-        answers: &[(i64, i64)],
-        to: Timestamp,
-    ) {
+    /// Adds what a till records besides the ledger: sales without a member `(time, amount)`
+    /// and recommend answers `(time, score)`, those before `to`.
+    pub fn add_extras(&mut self, sales: &[(i64, i64)], answers: &[(i64, i64)], to: Timestamp) {
         self.sales
             .extend(
                 sales
@@ -1247,7 +1236,7 @@ mod tests {
             theirs.sort_by_key(|e| e.occurred_at);
             counted.add(None, &theirs);
         }
-        let m = counted.finish(0, Vec::new()).mechanics;
+        let m = counted.finish(0).mechanics;
         assert_eq!(
             m,
             MechanicFacts {
@@ -1312,7 +1301,7 @@ mod tests {
             by_member.push(buy(2, at(2026, 11, 5))),
             Err(OutOfOrder(MemberId(uuid::Uuid::from_u128(2))))
         );
-        let facts = by_member.finish().finish(0, Vec::new());
+        let facts = by_member.finish().finish(0);
         let ids: Vec<u128> = facts.members.iter().map(|m| m.id.0.as_u128()).collect();
         assert_eq!(ids, vec![1, 2, 3]);
         // The reversed sale is left out; members 4 and 5 bought all the same.
@@ -1366,7 +1355,7 @@ mod tests {
         ];
         let mut builder = FactsBuilder::new(&p, from, to);
         builder.add(Some(member(0, at(2026, 9, 1), true)), &entries);
-        let facts = builder.finish(0, Vec::new());
+        let facts = builder.finish(0);
         let sales: Vec<i64> = facts.sales.iter().map(|s| s.amount_minor).collect();
         assert_eq!(sales, vec![600, 300]);
         // 100 - 40 for the first sale, 50 - 50 for the second, 30 for the third.

@@ -751,8 +751,8 @@ impl PgDb {
             .await?,
         );
         tx.commit().await.map_err(pg)?;
-        let mut facts = by_member.finish().finish(outstanding, Vec::new());
-        facts.add_chain_extras(&guest_sales, &answers, to);
+        let mut facts = by_member.finish().finish(outstanding);
+        facts.add_extras(&guest_sales, &answers, to);
         Ok((program, facts))
     }
 

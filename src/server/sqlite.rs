@@ -644,8 +644,8 @@ impl SqliteDb {
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect()
             };
-            let mut facts = by_member.finish().finish(outstanding, Vec::new());
-            facts.add_chain_extras(
+            let mut facts = by_member.finish().finish(outstanding);
+            facts.add_extras(
                 &pairs("SELECT occurred_at, amount_minor FROM guest_sales")?,
                 &pairs("SELECT occurred_at, score FROM recommend_answers")?,
                 to,

@@ -8,7 +8,7 @@ use super::ledger::new_id;
 use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    ByMember, Facts, FactsBuilder, MemberFacts, NpsAnswer, Report, Sale, Settings, report,
+    ByMember, Facts, FactsBuilder, MemberFacts, Report, Settings, report,
 };
 use crate::domain::{MemberId, Timestamp, rules};
 
@@ -76,7 +76,7 @@ impl Store {
     }
 
     /// The program's measures for `[from, to)` from this store: its members, every sale (a
-    /// purchase not reversed, or a guest sale) before `to`, points in the period and the
+    /// purchase not cancelled, or a guest sale) before `to`, points in the period and the
     /// outstanding balances.
     pub fn insights(&self, from: Timestamp, to: Timestamp) -> Result<Report> {
         self.insights_with_progress(from, to, &mut |_, _| {})
@@ -164,34 +164,23 @@ impl Store {
             }
         }
         progress(read, read);
-        let mut builder = by_member.finish();
-        let mut guests = self
-            .conn
-            .prepare("SELECT occurred_at, amount_minor FROM guest_sales WHERE occurred_at < ?1")?;
-        for sale in guests.query_map(params![to.millis()], |r| {
-            Ok(Sale {
-                member: None,
-                at: Timestamp::from_millis(r.get(0)?),
-                amount_minor: r.get(1)?,
-            })
-        })? {
-            builder.add_sale(sale?);
-        }
         let outstanding_points = self.conn.query_row(
             "SELECT COALESCE(SUM(MAX(balance, 0)), 0) FROM member_state",
             [],
             |r| r.get(0),
         )?;
-        let nps = self
-            .conn
-            .prepare("SELECT occurred_at, score FROM nps_answers WHERE occurred_at < ?1")?
-            .query_map(params![to.millis()], |r| {
-                Ok(NpsAnswer {
-                    at: Timestamp::from_millis(r.get(0)?),
-                    score: r.get(1)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(builder.finish(outstanding_points, nps))
+        let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
+            self.conn
+                .prepare(sql)?
+                .query_map(params![to.millis()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        };
+        let mut facts = by_member.finish().finish(outstanding_points);
+        facts.add_extras(
+            &pairs("SELECT occurred_at, amount_minor FROM guest_sales WHERE occurred_at < ?1")?,
+            &pairs("SELECT occurred_at, score FROM nps_answers WHERE occurred_at < ?1")?,
+            to,
+        );
+        Ok(facts)
     }
 }
