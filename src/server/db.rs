@@ -269,8 +269,6 @@ impl Db {
         }
     }
 
-    /// Adds a member-code key (a fresh master); tills adopt it at their next sync and sign new
-    /// codes with it. Returns its id.
     /// Takes `key` as the member-code key 0 while the server holds no members, entries or
     /// rotated keys (`None` when it does, and nothing changes).
     pub async fn seed_key(&self, key: [u8; 32]) -> Result<Option<SeedResponse>, DbError> {
@@ -280,6 +278,8 @@ impl Db {
         }
     }
 
+    /// Adds a member-code key (a fresh master); tills adopt it at their next sync and sign new
+    /// codes with it. Returns its id.
     pub async fn rotate_key(&self, now: Timestamp) -> Result<u32, DbError> {
         match self {
             Db::Sqlite(db) => db.rotate_key(now).await,

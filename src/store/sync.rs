@@ -226,12 +226,11 @@ impl Store {
     /// Whether the ledger holds entries of other tills although this till never pulled any:
     /// the history `demo` makes up for demo tills. Two index lookups, whatever the size.
     pub fn holds_demo_history(&self) -> Result<bool> {
-        let own = self.terminal_id().0.clone();
         Ok(self.conn.query_row(
             "SELECT (SELECT pull_cursor FROM sync_state) = 0
                 AND (EXISTS (SELECT 1 FROM ledger WHERE terminal_id < ?1)
                      OR EXISTS (SELECT 1 FROM ledger WHERE terminal_id > ?1))",
-            params![own],
+            params![self.terminal_id().0],
             |r| r.get(0),
         )?)
     }
