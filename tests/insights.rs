@@ -403,3 +403,80 @@ mod chain {
         assert_eq!(anonymous.status().as_u16(), 401);
     }
 }
+
+#[test]
+fn the_digests_count_what_the_ledger_does_and_verify_checks_them() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    autumn(&mut store);
+    let autumn_ = (midnight(9, 1), midnight(12, 1));
+    let same = |store: &mut Store, (from, to): (Timestamp, Timestamp)| {
+        let counted = store.insights(from, to).expect("report");
+        assert_eq!(
+            counted,
+            store.insights_from_ledger(from, to).expect("recomputed")
+        );
+        counted
+    };
+    let first = same(&mut store, autumn_);
+    // More sales, a partial return and a new member: only their digests are made again.
+    let eve = enrol(&mut store, "Eve Lark", None, true, on(11, 21));
+    let sale = store.earn(eve, 3000, "ann", on(11, 21)).expect("earn");
+    store
+        .refund(
+            sale.id,
+            tillpass::domain::returns::Returned::Amount(1000),
+            "ann",
+            on(11, 22),
+        )
+        .expect("return");
+    let later = same(&mut store, autumn_);
+    assert_ne!(first, later);
+    assert_eq!(later.get("member_orders").and_then(|m| m.value), Some(7.0));
+    // A period ending before entries the store holds is counted from the ledger.
+    same(&mut store, (midnight(9, 1), midnight(10, 3)));
+    // A new program (a shorter tier window) makes them all again.
+    let toml = store
+        .program_toml()
+        .expect("program")
+        .replace("window_days = 365", "window_days = 30");
+    store.set_program(&toml, on(11, 23)).expect("program");
+    same(&mut store, autumn_);
+    assert!(store.verify(false).expect("verify").is_clean());
+
+    // A digest that is not its member's, and one that does not decode: drift, repaired.
+    let ids: Vec<uuid::Uuid> = store
+        .connection()
+        .prepare("SELECT member_id FROM report_digests ORDER BY member_id")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("ids");
+    assert!(ids.len() >= 3, "{ids:?}");
+    let c = store.connection();
+    c.execute(
+        "UPDATE report_digests SET digest = (SELECT digest FROM report_digests WHERE member_id = ?2)
+         WHERE member_id = ?1",
+        rusqlite::params![ids[0], ids[1]],
+    )
+    .expect("tamper");
+    c.execute(
+        "UPDATE report_digests SET digest = X'FFFFFFFF' WHERE member_id = ?1",
+        rusqlite::params![ids[2]],
+    )
+    .expect("tamper");
+    let found = store.verify(false).expect("verify");
+    let drifted: Vec<uuid::Uuid> = found
+        .drift
+        .iter()
+        .filter_map(|d| match d {
+            tillpass::store::Drift::Digest { member, .. } => Some(member.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(drifted, vec![ids[0], ids[2]]);
+    assert_eq!(store.verify(true).expect("repair").repaired, 2);
+    assert!(store.verify(false).expect("verify").is_clean());
+    same(&mut store, autumn_);
+}

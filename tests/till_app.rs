@@ -684,7 +684,7 @@ fn the_manager_sees_the_program_measures_with_their_formulas() {
         .expect("a report arrived");
     assert!(!h.state().manager().insights.computing);
     // What the screen shows is what the store computes for the same 90 days.
-    let store = db.open();
+    let mut store = db.open();
     let (from, to) = (report.from, report.to);
     assert_eq!(to.millis() - from.millis(), 90 * 86_400_000);
     assert_eq!(store.insights(from, to).expect("report"), report);
@@ -710,7 +710,7 @@ fn f7_records_a_sale_without_a_member() {
     let (code, _) = store_with_member(&db, 100);
     let mut h = harness(&db);
     let guests = || {
-        let store = Store::open(&db.path).expect("open");
+        let mut store = Store::open(&db.path).expect("open");
         let (from, to) = tillpass::domain::insights::last_days(
             tillpass::domain::Timestamp::from(std::time::SystemTime::now()),
             1,
@@ -766,7 +766,7 @@ fn after_a_sale_the_customer_is_asked_and_may_answer_or_skip() {
     settle(&mut h);
     assert_eq!(status_line(&h), "Thank you! Answer 9 of 10 recorded");
     assert!(h.state().cashier().ask.is_none());
-    let store = db.open();
+    let mut store = db.open();
     let (from, to) = tillpass::domain::insights::last_days(
         tillpass::domain::Timestamp::from(std::time::SystemTime::now()),
         1,

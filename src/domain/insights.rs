@@ -5,13 +5,21 @@
 //! A period is `[from, to)` in UTC. A sale is an earn entry not cancelled (reversed, or returned
 //! in full; a partial return leaves the visit and takes its money off the sale), or a guest
 //! sale (no member). Every measure carries the formula it was computed with, shown beside it.
+//!
+//! [`Facts`] are counted one member at a time, so a store of any size is read once and never
+//! held whole: from each member's entries ([`FactsBuilder::add`]) or from a digest of them kept
+//! beside the ledger ([`Digest`], [`FactsBuilder::add_digest`]), which count the same.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use time::{Date, Month};
 
-use super::{Entry, EntryId, EntryKind, MemberId, Program, Timestamp};
+use super::{Entry, EntryKind, MemberId, Program, Timestamp};
+
+mod digest;
+
+pub use digest::{Digest, DigestError};
 
 /// Months a member is expected to stay at most, when measured retention is (almost) total.
 pub const MAX_LIFETIME_MONTHS: f64 = 120.0;
@@ -39,14 +47,6 @@ pub struct RecommendAnswer {
     pub guest_sale: Option<uuid::Uuid>,
 }
 
-/// One sale: by a member, or by a guest (`member: None`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sale {
-    pub member: Option<MemberId>,
-    pub at: Timestamp,
-    pub amount_minor: i64,
-}
-
 /// A member as the measures see them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberFacts {
@@ -55,13 +55,23 @@ pub struct MemberFacts {
     pub marketing_consent: bool,
 }
 
-/// Everything a report is computed from.
-#[derive(Debug, Clone, Default)]
+/// Everything a report is computed from, counted for one period `[from, to)`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Facts {
-    /// Every member enrolled before the period's end.
-    pub members: Vec<MemberFacts>,
-    /// Every sale before the period's end (retention and churn look back before the period).
-    pub sales: Vec<Sale>,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Members enrolled before the period's end, and of those, in the period.
+    pub enrolled: usize,
+    pub new_members: usize,
+    /// Buyers (members known or not) with a purchase in the period, and with two or more.
+    pub active: usize,
+    pub repeaters: usize,
+    /// Sales to members in the period, and their money in minor units, returns netted.
+    pub member_orders: usize,
+    pub member_revenue: i64,
+    /// Sales without a member in the period, and their money.
+    pub guest_orders: usize,
+    pub guest_revenue: i64,
     /// Points earned in the period (entries of earning kinds, less what returns took back,
     /// reversals netted).
     pub points_earned: i64,
@@ -69,14 +79,237 @@ pub struct Facts {
     pub points_redeemed: i64,
     /// Sum of every member's positive balance now.
     pub outstanding_points: i64,
-    /// Points earned and redeemed per month over the period, as the store sums them.
-    pub monthly_points: Vec<MonthPoints>,
-    /// Answers to "how likely are you to recommend us?" (0 to 10) before the period's end.
-    pub nps: Vec<NpsAnswer>,
-    /// Tiers at the period's start, at each month's end and at the period's end.
-    pub tiers: TierFacts,
+    /// Answers to "how likely are you to recommend us?" in the period, by score (0 to 10).
+    pub scores: [usize; 11],
+    /// Each month the period touches, oldest first, counted within the period.
+    pub months: Vec<MonthRow>,
+    /// Per enrolment month (months since year 0): its members enrolled before the period's
+    /// end, and how many of them bought in each month since, up to the period's end.
+    pub cohorts: BTreeMap<i64, (usize, Vec<usize>)>,
+    /// Each member enrolled before the period's end who bought before it: their last purchase.
+    pub last_purchases: Vec<AtRisk>,
+    /// Members enrolled before the period in a higher tier at its end than at its start, and
+    /// in a lower one.
+    pub moved_up: usize,
+    pub moved_down: usize,
     /// How the offers, badges and welcome-back offers did.
     pub mechanics: MechanicFacts,
+}
+
+impl Facts {
+    /// Nothing counted yet for `[from, to)`, under a program of `tiers` tiers.
+    pub fn new(from: Timestamp, to: Timestamp, tiers: usize) -> Self {
+        let end = Timestamp::from_millis(to.millis() - 1);
+        let months = (month_index(from)..=month_index(end))
+            .map(|i| MonthRow {
+                month: month_label(i),
+                active_members: 0,
+                new_members: 0,
+                member_orders: 0,
+                guest_orders: 0,
+                points_earned: 0,
+                points_redeemed: 0,
+                nps_promoters: 0,
+                nps_detractors: 0,
+                nps_answers: 0,
+                tiers: vec![0; tiers],
+            })
+            .collect();
+        Self {
+            from,
+            to,
+            enrolled: 0,
+            new_members: 0,
+            active: 0,
+            repeaters: 0,
+            member_orders: 0,
+            member_revenue: 0,
+            guest_orders: 0,
+            guest_revenue: 0,
+            points_earned: 0,
+            points_redeemed: 0,
+            outstanding_points: 0,
+            scores: [0; 11],
+            months,
+            cohorts: BTreeMap::new(),
+            last_purchases: Vec::new(),
+            moved_up: 0,
+            moved_down: 0,
+            mechanics: MechanicFacts::default(),
+        }
+    }
+
+    fn in_period(&self, at: Timestamp) -> bool {
+        at >= self.from && at < self.to
+    }
+
+    /// The month row `at` (in the period) falls in.
+    fn month_mut(&mut self, at: Timestamp) -> Option<&mut MonthRow> {
+        let first = month_index(self.from);
+        let slot = usize::try_from(month_index(at) - first).ok()?;
+        self.months.get_mut(slot)
+    }
+
+    /// Counts one buyer's sales `(instant, money in minor units)`, oldest first, and the
+    /// member: `Some` when enrolled before the period's end (with or without sales), `None`
+    /// for sales of a member not (yet) enrolled by then, which count as sales only.
+    pub fn add_sales(&mut self, member: Option<&MemberFacts>, sales: &[(Timestamp, i64)]) {
+        let before_end = &sales[..sales.partition_point(|(at, _)| *at < self.to)];
+        let first = month_index(self.from);
+        let last = month_index(Timestamp::from_millis(self.to.millis() - 1));
+        // The member's cohort (enrolment month) and its row of months bought in.
+        let mut cohort = member.map(|m| {
+            let c = month_index(m.enrolled_at);
+            let (members, active) = self
+                .cohorts
+                .entry(c)
+                .or_insert_with(|| (0, vec![0; usize::try_from(last - c + 1).unwrap_or(0)]));
+            *members += 1;
+            (c, active)
+        });
+        let (mut orders, mut revenue) = (0usize, 0i64);
+        // The month of the sale before, and of the sale in the period before.
+        let (mut last_month, mut last_in_period) = (None, None);
+        for &(at, amount) in before_end {
+            let month = month_index(at);
+            let first_in_month = last_month != Some(month);
+            last_month = Some(month);
+            if first_in_month
+                && let Some((c, active)) = cohort.as_mut()
+                && let Some(slot) = usize::try_from(month - *c)
+                    .ok()
+                    .and_then(|k| active.get_mut(k))
+            {
+                *slot += 1;
+            }
+            if at >= self.from {
+                orders += 1;
+                revenue += amount;
+                if let Some(row) = usize::try_from(month - first)
+                    .ok()
+                    .and_then(|i| self.months.get_mut(i))
+                {
+                    row.member_orders += 1;
+                    row.active_members += usize::from(last_in_period != Some(month));
+                }
+                last_in_period = Some(month);
+            }
+        }
+        self.member_orders += orders;
+        self.member_revenue += revenue;
+        self.active += usize::from(orders >= 1);
+        self.repeaters += usize::from(orders >= 2);
+        let Some(member) = member else {
+            return;
+        };
+        self.enrolled += 1;
+        if self.in_period(member.enrolled_at) {
+            self.new_members += 1;
+            if let Some(row) = self.month_mut(member.enrolled_at) {
+                row.new_members += 1;
+            }
+        }
+        if let Some(&(at, _)) = before_end.last() {
+            self.last_purchases.push(AtRisk {
+                member: member.id,
+                last_purchase: at,
+                marketing_consent: member.marketing_consent,
+            });
+        }
+    }
+
+    /// Adds the counts of other members (none counted here too) for the same period.
+    pub fn merge(&mut self, other: Facts) {
+        self.enrolled += other.enrolled;
+        self.new_members += other.new_members;
+        self.active += other.active;
+        self.repeaters += other.repeaters;
+        self.member_orders += other.member_orders;
+        self.member_revenue += other.member_revenue;
+        self.guest_orders += other.guest_orders;
+        self.guest_revenue += other.guest_revenue;
+        self.points_earned += other.points_earned;
+        self.points_redeemed += other.points_redeemed;
+        self.outstanding_points += other.outstanding_points;
+        for (mine, theirs) in self.scores.iter_mut().zip(other.scores) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.months.iter_mut().zip(other.months) {
+            mine.active_members += theirs.active_members;
+            mine.new_members += theirs.new_members;
+            mine.member_orders += theirs.member_orders;
+            mine.guest_orders += theirs.guest_orders;
+            mine.points_earned += theirs.points_earned;
+            mine.points_redeemed += theirs.points_redeemed;
+            mine.nps_promoters += theirs.nps_promoters;
+            mine.nps_detractors += theirs.nps_detractors;
+            mine.nps_answers += theirs.nps_answers;
+            for (a, b) in mine.tiers.iter_mut().zip(theirs.tiers) {
+                *a += b;
+            }
+        }
+        for (cohort, (members, active)) in other.cohorts {
+            let (m, a) = self
+                .cohorts
+                .entry(cohort)
+                .or_insert_with(|| (0, vec![0; active.len()]));
+            *m += members;
+            for (a, b) in a.iter_mut().zip(active) {
+                *a += b;
+            }
+        }
+        self.last_purchases.extend(other.last_purchases);
+        self.moved_up += other.moved_up;
+        self.moved_down += other.moved_down;
+        let (mine, theirs) = (&mut self.mechanics, other.mechanics);
+        mine.offers_unlocked += theirs.offers_unlocked;
+        mine.offers_used += theirs.offers_used;
+        mine.badges_awarded += theirs.badges_awarded;
+        mine.welcome_backs += theirs.welcome_backs;
+        mine.came_back += theirs.came_back;
+    }
+
+    /// Counts points earned and redeemed at `at`, in the period.
+    fn add_points(&mut self, at: Timestamp, earned: i64, redeemed: i64) {
+        if !self.in_period(at) {
+            return;
+        }
+        self.points_earned += earned;
+        self.points_redeemed += redeemed;
+        if let Some(row) = self.month_mut(at) {
+            row.points_earned += earned;
+            row.points_redeemed += redeemed;
+        }
+    }
+
+    /// Adds what a till records besides the ledger: sales without a member `(time, amount)`
+    /// and recommend answers `(time, score)`, those in the period.
+    pub fn add_extras(&mut self, sales: &[(i64, i64)], answers: &[(i64, i64)]) {
+        for &(at, amount_minor) in sales {
+            let at = Timestamp::from_millis(at);
+            if self.in_period(at) {
+                self.guest_orders += 1;
+                self.guest_revenue += amount_minor;
+                if let Some(row) = self.month_mut(at) {
+                    row.guest_orders += 1;
+                }
+            }
+        }
+        for &(at, score) in answers {
+            let at = Timestamp::from_millis(at);
+            let Some(score) = usize::try_from(score).ok().filter(|s| *s <= 10) else {
+                continue;
+            };
+            if self.in_period(at) {
+                self.scores[score] += 1;
+                if let Some(row) = self.month_mut(at) {
+                    row.nps_answers += 1;
+                    row.nps_promoters += usize::from(score >= 9);
+                    row.nps_detractors += usize::from(score <= 6);
+                }
+            }
+        }
+    }
 }
 
 /// How the program's mechanics did in a period, counted from members' entries.
@@ -95,57 +328,66 @@ pub struct MechanicFacts {
 }
 
 impl MechanicFacts {
-    /// Counts one member's entries (any order) for `[from, to)`.
-    pub fn add_member(
-        &mut self,
-        program: &Program,
-        entries: &[Entry],
-        from: Timestamp,
-        to: Timestamp,
-    ) {
+    /// Counts one member's mechanics for `[from, to)`, as their entries before `to` give them.
+    pub fn add(&mut self, events: &MechanicEvents, from: Timestamp, to: Timestamp) {
         let in_period = |at: Timestamp| at >= from && at < to;
-        let welcome_back = program.reengagement.as_ref().map(|r| r.offer.as_str());
-        for (offer, at, used) in super::offers::book(program, entries, to).history {
-            if in_period(at) && Some(offer.as_str()) != welcome_back {
-                self.offers_unlocked += 1;
-                self.offers_used += usize::from(used);
-            }
+        for &(_, used) in events.offers.iter().filter(|(at, _)| in_period(*at)) {
+            self.offers_unlocked += 1;
+            self.offers_used += usize::from(used);
         }
-        self.badges_awarded += super::badges::standing(entries)
-            .into_iter()
-            .filter(|e| in_period(e.occurred_at))
-            .count();
-        for (at, back) in super::offers::came_back(program, entries) {
-            if in_period(at) {
-                self.welcome_backs += 1;
-                self.came_back += usize::from(back);
-            }
+        self.badges_awarded += events.badges.iter().filter(|at| in_period(**at)).count();
+        for &(_, back) in events.welcome_backs.iter().filter(|(at, _)| in_period(*at)) {
+            self.welcome_backs += 1;
+            self.came_back += usize::from(back);
         }
     }
 }
 
-/// Members' tiers over the period, from the fold (`summary::summarise`) at each instant.
+/// One member's mechanics as their entries before an instant give them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TierFacts {
-    /// Members enrolled before the period whose tier at its end is above what it was at its
-    /// start, and below.
-    pub moved_up: usize,
-    pub moved_down: usize,
-    /// Members per tier at each month's end (the period's end for its last month), oldest first.
-    pub by_month: Vec<(String, Vec<usize>)>,
+pub struct MechanicEvents {
+    /// Offers unlocked by repeat purchases (unlocks that stood), and whether each was used.
+    pub offers: Vec<(Timestamp, bool)>,
+    /// Badges awarded (awards that stood).
+    pub badges: Vec<Timestamp>,
+    /// Welcome-back offers given, and whether the member bought while each was open.
+    pub welcome_backs: Vec<(Timestamp, bool)>,
+}
+
+impl MechanicEvents {
+    /// From one member's entries before `to` (any order).
+    pub fn of(program: &Program, entries: &[Entry], to: Timestamp) -> Self {
+        // Only members with an offer or a badge have any; their purchases and take-backs decide.
+        if !entries
+            .iter()
+            .any(|e| matches!(e.kind, EntryKind::OfferUnlocked | EntryKind::BadgeAwarded))
+        {
+            return Self::default();
+        }
+        let welcome_back = program.reengagement.as_ref().map(|r| r.offer.as_str());
+        Self {
+            offers: super::offers::book(program, entries, to)
+                .history
+                .into_iter()
+                .filter(|(offer, _, _)| Some(offer.as_str()) != welcome_back)
+                .map(|(_, at, used)| (at, used))
+                .collect(),
+            badges: super::badges::standing(entries)
+                .into_iter()
+                .map(|e| e.occurred_at)
+                .collect(),
+            welcome_backs: super::offers::came_back(program, entries),
+        }
+    }
 }
 
 /// Gathers [`Facts`] one member at a time, so that a store of any size is read once, member by
-/// member, and never held whole: each member's entries are counted and let go.
+/// member, and never held whole: each member's entries (or digest) are counted and let go.
 pub struct FactsBuilder<'p> {
     program: &'p Program,
-    from: Timestamp,
-    to: Timestamp,
     /// The instants tiers are counted at: each month's end in the period, the last month's at
     /// the period's end.
     month_ends: Vec<Timestamp>,
-    /// Points earned and redeemed per month index.
-    monthly: BTreeMap<i64, (i64, i64)>,
     facts: Facts,
 }
 
@@ -153,27 +395,13 @@ impl<'p> FactsBuilder<'p> {
     /// An empty count for `[from, to)` under `program`.
     pub fn new(program: &'p Program, from: Timestamp, to: Timestamp) -> Self {
         let end = Timestamp::from_millis(to.millis() - 1);
-        let months = month_index(from)..=month_index(end);
-        let month_ends = months
-            .clone()
+        let month_ends = (month_index(from)..=month_index(end))
             .map(|i| Timestamp::from_millis(month_start(i + 1).millis() - 1).min(end))
-            .collect();
-        let by_month = months
-            .map(|i| (month_label(i), vec![0; program.tiers.len()]))
             .collect();
         Self {
             program,
-            from,
-            to,
             month_ends,
-            monthly: BTreeMap::new(),
-            facts: Facts {
-                tiers: TierFacts {
-                    by_month,
-                    ..TierFacts::default()
-                },
-                ..Facts::default()
-            },
+            facts: Facts::new(from, to, program.tiers.len()),
         }
     }
 
@@ -182,72 +410,35 @@ impl<'p> FactsBuilder<'p> {
     /// A points entry counts while no entry of the member reverses it; a sale while it is not
     /// cancelled (`returns::cancelled`), for its amount less what returns brought back.
     pub fn add(&mut self, member: Option<MemberFacts>, entries: &[Entry]) {
-        let reversed: HashSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
-        let cancelled = super::returns::cancelled(entries);
-        let mut refunded: HashMap<EntryId, i64> = HashMap::new();
-        for e in entries {
-            if let Some(sale) = e.returns {
-                *refunded.entry(sale).or_default() -= e.amount_minor.unwrap_or(0);
-            }
+        let digest = Digest::of(self.program, entries, self.facts.to);
+        self.add_digest(member, &digest);
+    }
+
+    /// Counts one member from their [`Digest`], which must have been made from every entry of
+    /// theirs before the period's end (and none after it): it counts as [`FactsBuilder::add`].
+    pub fn add_digest(&mut self, member: Option<MemberFacts>, digest: &Digest) {
+        self.facts.add_sales(member.as_ref(), &digest.sales);
+        for &(at, earned, redeemed) in &digest.points {
+            self.facts.add_points(at, earned, redeemed);
         }
-        let before_end = &entries[..entries.partition_point(|e| e.occurred_at < self.to)];
-        for e in before_end.iter().filter(|e| !reversed.contains(&e.id)) {
-            if let (EntryKind::Earn, Some(amount_minor), false) =
-                (e.kind, e.amount_minor, cancelled.contains(&e.id))
-            {
-                self.facts.sales.push(Sale {
-                    member: Some(e.member_id),
-                    at: e.occurred_at,
-                    amount_minor: amount_minor - refunded.get(&e.id).copied().unwrap_or(0),
-                });
-            }
-            if e.occurred_at < self.from {
-                continue;
-            }
-            let (earned, redeemed) = match e.kind {
-                EntryKind::Earn
-                | EntryKind::WelcomeBonus
-                | EntryKind::BirthdayBonus
-                | EntryKind::Return => (e.points, 0),
-                EntryKind::Redeem => (0, -e.points),
-                _ => continue,
-            };
-            self.facts.points_earned += earned;
-            self.facts.points_redeemed += redeemed;
-            let month = self.monthly.entry(month_index(e.occurred_at)).or_default();
-            month.0 += earned;
-            month.1 += redeemed;
-        }
-        // Only members with an offer or a badge count; their purchases and take-backs decide.
-        if before_end
-            .iter()
-            .any(|e| matches!(e.kind, EntryKind::OfferUnlocked | EntryKind::BadgeAwarded))
-        {
-            self.facts
-                .mechanics
-                .add_member(self.program, before_end, self.from, self.to);
-        }
+        let (from, to) = (self.facts.from, self.facts.to);
+        self.facts.mechanics.add(&digest.mechanics, from, to);
         if let Some(member) = member {
-            self.add_tiers(&member, before_end);
-            self.facts.members.push(member);
+            self.add_tiers(&member, digest);
         }
     }
 
     /// The member's tier at the period's start and end, and at each month's end.
-    fn add_tiers(&mut self, member: &MemberFacts, entries: &[Entry]) {
-        let program = self.program;
-        let end = Timestamp::from_millis(self.to.millis() - 1);
-        let tiers = &mut self.facts.tiers;
-        if let (Some(before), Some(after)) = (
-            tier_at(program, member, entries, self.from),
-            tier_at(program, member, entries, end),
-        ) {
-            tiers.moved_up += usize::from(after > before);
-            tiers.moved_down += usize::from(after < before);
+    fn add_tiers(&mut self, member: &MemberFacts, digest: &Digest) {
+        let tier_at = |at: Timestamp| (member.enrolled_at <= at).then(|| digest.tier_at(at));
+        let facts = &mut self.facts;
+        let end = Timestamp::from_millis(facts.to.millis() - 1);
+        if let (Some(before), Some(after)) = (tier_at(facts.from), tier_at(end)) {
+            facts.moved_up += usize::from(after > before);
+            facts.moved_down += usize::from(after < before);
         }
-        for (at, (_, counts)) in self.month_ends.iter().zip(tiers.by_month.iter_mut()) {
-            if let Some(c) = tier_at(program, member, entries, *at).and_then(|t| counts.get_mut(t))
-            {
+        for (at, row) in self.month_ends.iter().zip(facts.months.iter_mut()) {
+            if let Some(c) = tier_at(*at).and_then(|t| row.tiers.get_mut(t)) {
                 *c += 1;
             }
         }
@@ -257,16 +448,17 @@ impl<'p> FactsBuilder<'p> {
     /// sales without a member and recommend answers).
     pub fn finish(mut self, outstanding_points: i64) -> Facts {
         self.facts.outstanding_points = outstanding_points;
-        self.facts.monthly_points = self
-            .monthly
-            .into_iter()
-            .map(|(i, (earned, redeemed))| MonthPoints {
-                month: month_label(i),
-                earned,
-                redeemed,
-            })
-            .collect();
         self.facts
+    }
+
+    /// Adds what `other` counted of other members for the same period.
+    pub fn merge(&mut self, other: FactsBuilder<'_>) {
+        self.facts.merge(other.facts);
+    }
+
+    /// The end of the period counted.
+    pub fn to(&self) -> Timestamp {
+        self.facts.to
     }
 }
 
@@ -278,6 +470,8 @@ pub struct ByMember<'p> {
     /// Members not yet counted, the next one last.
     members: Vec<MemberFacts>,
     theirs: Vec<Entry>,
+    /// The last member counted.
+    last: Option<MemberId>,
 }
 
 /// Entries that came out of member order.
@@ -288,12 +482,13 @@ pub struct OutOfOrder(pub MemberId);
 impl<'p> ByMember<'p> {
     /// Counts into `builder` the `members` enrolled before its period's end (any order).
     pub fn new(builder: FactsBuilder<'p>, mut members: Vec<MemberFacts>) -> Self {
-        members.retain(|m| m.enrolled_at < builder.to);
+        members.retain(|m| m.enrolled_at < builder.to());
         members.sort_unstable_by_key(|m| std::cmp::Reverse(m.id));
         Self {
             builder,
             members,
             theirs: Vec::new(),
+            last: None,
         }
     }
 
@@ -302,6 +497,9 @@ impl<'p> ByMember<'p> {
         match self.theirs.first().map(|e| e.member_id) {
             Some(current) if entry.member_id < current => return Err(OutOfOrder(entry.member_id)),
             Some(current) if entry.member_id > current => self.flush(),
+            None if self.last.is_some_and(|last| entry.member_id <= last) => {
+                return Err(OutOfOrder(entry.member_id));
+            }
             _ => {}
         }
         self.theirs.push(entry);
@@ -313,46 +511,41 @@ impl<'p> ByMember<'p> {
         let Some(id) = self.theirs.first().map(|e| e.member_id) else {
             return;
         };
-        while let Some(m) = self.members.pop_if(|m| m.id < id) {
-            self.builder.add(Some(m), &[]);
-        }
-        let member = self.members.pop_if(|m| m.id == id);
+        self.last = Some(id);
+        let member = self.next_member(id);
         self.theirs.sort_by_key(|e| (e.occurred_at, e.id));
         self.builder.add(member, &self.theirs);
         self.theirs.clear();
+    }
+
+    /// Counts every member before `id` (who have no entries) and takes `id` if enrolled.
+    fn next_member(&mut self, id: MemberId) -> Option<MemberFacts> {
+        while let Some(m) = self.members.pop_if(|m| m.id < id) {
+            self.builder.add_digest(Some(m), &Digest::default());
+        }
+        self.members.pop_if(|m| m.id == id)
+    }
+
+    /// The next member's digest, in member order: like [`ByMember::push`] with their entries.
+    pub fn push_digest(&mut self, id: MemberId, digest: &Digest) -> Result<(), OutOfOrder> {
+        self.flush();
+        if self.last.is_some_and(|last| id <= last) {
+            return Err(OutOfOrder(id));
+        }
+        self.last = Some(id);
+        let member = self.next_member(id);
+        self.builder.add_digest(member, digest);
+        Ok(())
     }
 
     /// Every member counted: the builder, for what the ledger does not give.
     pub fn finish(mut self) -> FactsBuilder<'p> {
         self.flush();
         while let Some(m) = self.members.pop() {
-            self.builder.add(Some(m), &[]);
+            self.builder.add_digest(Some(m), &Digest::default());
         }
         self.builder
     }
-}
-
-/// A member's tier at `at` by the one fold that defines a tier (`None` before enrolment);
-/// `entries` are theirs, oldest first.
-fn tier_at(
-    program: &Program,
-    member: &MemberFacts,
-    entries: &[Entry],
-    at: Timestamp,
-) -> Option<usize> {
-    if member.enrolled_at > at {
-        return None;
-    }
-    let upto = &entries[..entries.partition_point(|e| e.occurred_at <= at)];
-    Some(super::summary::summarise(program, upto, at).tier)
-}
-
-/// One customer's answer to "how likely are you to recommend us?".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NpsAnswer {
-    pub at: Timestamp,
-    /// 0 to 10.
-    pub score: u8,
 }
 
 /// Net promoter score of `answers`: % promoters (9-10) minus % detractors (0-6), -100 to 100;
@@ -365,35 +558,6 @@ pub fn nps(answers: impl IntoIterator<Item = u8>) -> Option<f64> {
         detractors += usize::from(score <= 6);
     }
     (n > 0).then(|| (promoters as f64 - detractors as f64) * 100.0 / n as f64)
-}
-
-impl Facts {
-    /// Adds what a till records besides the ledger: sales without a member `(time, amount)`
-    /// and recommend answers `(time, score)`, those before `to`.
-    pub fn add_extras(&mut self, sales: &[(i64, i64)], answers: &[(i64, i64)], to: Timestamp) {
-        self.sales
-            .extend(
-                sales
-                    .iter()
-                    .filter(|(at, _)| *at < to.millis())
-                    .map(|&(at, amount_minor)| Sale {
-                        member: None,
-                        at: Timestamp::from_millis(at),
-                        amount_minor,
-                    }),
-            );
-        self.nps.extend(
-            answers
-                .iter()
-                .filter(|(at, _)| *at < to.millis())
-                .filter_map(|&(at, score)| {
-                    Some(NpsAnswer {
-                        at: Timestamp::from_millis(at),
-                        score: u8::try_from(score).ok().filter(|s| *s <= 10)?,
-                    })
-                }),
-        );
-    }
 }
 
 /// `[from, to)` from two optional days (`YYYY-MM-DD`, UTC): `to` defaults to tomorrow (today
@@ -425,14 +589,6 @@ pub fn parse_day(text: &str) -> Result<Timestamp, String> {
     Ok(Timestamp::from_millis(
         date.midnight().assume_utc().unix_timestamp() * 1000,
     ))
-}
-
-/// Points earned and redeemed in one month (`YYYY-MM`), reversed entries left out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MonthPoints {
-    pub month: String,
-    pub earned: i64,
-    pub redeemed: i64,
 }
 
 /// One month of the period, for the pictures.
@@ -562,36 +718,16 @@ impl Report {
     }
 }
 
-/// Computes every measure for `[from, to)`.
-pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings) -> Report {
-    let in_period = |at: Timestamp| at >= from && at < to;
-    let period: Vec<&Sale> = facts.sales.iter().filter(|s| in_period(s.at)).collect();
-    let mut orders_by_member: HashMap<MemberId, usize> = HashMap::new();
-    let (mut member_revenue, mut guest_orders, mut guest_revenue) = (0i64, 0usize, 0i64);
-    for s in &period {
-        match s.member {
-            Some(m) => {
-                *orders_by_member.entry(m).or_default() += 1;
-                member_revenue += s.amount_minor;
-            }
-            None => {
-                guest_orders += 1;
-                guest_revenue += s.amount_minor;
-            }
-        }
-    }
-    let member_orders: usize = orders_by_member.values().sum();
-    let active = orders_by_member.len();
-    let repeaters = orders_by_member.values().filter(|&&n| n >= 2).count();
-    let enrolled = facts.members.iter().filter(|m| m.enrolled_at < to).count();
-    let new = facts
-        .members
-        .iter()
-        .filter(|m| in_period(m.enrolled_at))
-        .count();
+/// Computes every measure for the period the facts were counted for.
+pub fn report(facts: &Facts, settings: Settings) -> Report {
+    let (from, to) = (facts.from, facts.to);
+    let (member_orders, member_revenue) = (facts.member_orders, facts.member_revenue);
+    let (guest_orders, guest_revenue) = (facts.guest_orders, facts.guest_revenue);
+    let (active, repeaters) = (facts.active, facts.repeaters);
+    let (enrolled, new) = (facts.enrolled, facts.new_members);
     let ratio = |a: f64, b: f64| (b > 0.0).then(|| a / b);
     let months = months_between(from, to);
-    let cohorts = cohorts(facts, to);
+    let cohorts = cohorts(facts);
     let retention = month_one_retention(&cohorts, to);
     let aov_members = ratio(member_revenue as f64, member_orders as f64);
     let monthly_frequency = ratio(member_orders as f64, active as f64 * months);
@@ -608,8 +744,8 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
     };
     let liability =
         facts.outstanding_points as f64 * settings.cost_per_1000_points_minor as f64 / 1000.0;
-    let at_risk = at_risk(facts, to, settings.churn_days);
-    let answers: Vec<&NpsAnswer> = facts.nps.iter().filter(|a| in_period(a.at)).collect();
+    let at_risk = at_risk(facts, settings.churn_days);
+    let answers: usize = facts.scores.iter().sum();
     let m = &facts.mechanics;
     let f2 = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
     let measures = vec![
@@ -733,7 +869,7 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
         Measure {
             key: "tier_moves_up",
             name: "Tier moves up",
-            value: Some(facts.tiers.moved_up as f64),
+            value: Some(facts.moved_up as f64),
             unit: Unit::Count,
             formula: "members enrolled before the period in a higher tier at its end than at \
                       its start"
@@ -742,7 +878,7 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
         Measure {
             key: "tier_moves_down",
             name: "Tier moves down",
-            value: Some(facts.tiers.moved_down as f64),
+            value: Some(facts.moved_down as f64),
             unit: Unit::Count,
             formula: "members enrolled before the period in a lower tier at its end than at \
                       its start (the rolling window let them slip)"
@@ -751,12 +887,16 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
         Measure {
             key: "nps",
             name: "Net promoter score",
-            value: nps(answers.iter().map(|a| a.score)),
+            value: nps(facts
+                .scores
+                .iter()
+                .zip(0u8..)
+                .flat_map(|(&n, score)| std::iter::repeat_n(score, n))),
             unit: Unit::Number,
             formula: format!(
                 "% promoters (9-10) - % detractors (0-6) of {} answers to \"how likely are you \
                  to recommend us?\", -100 to 100",
-                answers.len()
+                answers
             ),
         },
         Measure {
@@ -801,74 +941,10 @@ pub fn report(facts: &Facts, from: Timestamp, to: Timestamp, settings: Settings)
         from,
         to,
         measures,
-        months: month_rows(facts, from, to),
+        months: facts.months.clone(),
         cohorts,
         at_risk,
     }
-}
-
-/// Month by month over `[from, to)`: members buying, enrolling, purchases and points.
-fn month_rows(facts: &Facts, from: Timestamp, to: Timestamp) -> Vec<MonthRow> {
-    let (first, last) = (
-        month_index(from),
-        month_index(Timestamp::from_millis(to.millis() - 1)),
-    );
-    let in_period = |at: Timestamp| at >= from && at < to;
-    let mut rows: BTreeMap<i64, (HashSet<MemberId>, MonthRow)> = (first..=last)
-        .map(|i| {
-            let label = month_label(i);
-            let points = facts.monthly_points.iter().find(|p| p.month == label);
-            let row = MonthRow {
-                month: label.clone(),
-                active_members: 0,
-                new_members: 0,
-                member_orders: 0,
-                guest_orders: 0,
-                points_earned: points.map_or(0, |p| p.earned),
-                points_redeemed: points.map_or(0, |p| p.redeemed),
-                nps_promoters: 0,
-                nps_detractors: 0,
-                nps_answers: 0,
-                tiers: facts
-                    .tiers
-                    .by_month
-                    .iter()
-                    .find(|(month, _)| *month == label)
-                    .map(|(_, counts)| counts.clone())
-                    .unwrap_or_default(),
-            };
-            (i, (HashSet::new(), row))
-        })
-        .collect();
-    for s in facts.sales.iter().filter(|s| in_period(s.at)) {
-        if let Some((buyers, row)) = rows.get_mut(&month_index(s.at)) {
-            match s.member {
-                Some(m) => {
-                    buyers.insert(m);
-                    row.member_orders += 1;
-                }
-                None => row.guest_orders += 1,
-            }
-        }
-    }
-    for m in facts.members.iter().filter(|m| in_period(m.enrolled_at)) {
-        if let Some((_, row)) = rows.get_mut(&month_index(m.enrolled_at)) {
-            row.new_members += 1;
-        }
-    }
-    for a in facts.nps.iter().filter(|a| in_period(a.at)) {
-        if let Some((_, row)) = rows.get_mut(&month_index(a.at)) {
-            row.nps_answers += 1;
-            row.nps_promoters += usize::from(a.score >= 9);
-            row.nps_detractors += usize::from(a.score <= 6);
-        }
-    }
-    rows.into_values()
-        .map(|(buyers, mut row)| {
-            row.active_members = buyers.len();
-            row
-        })
-        .collect()
 }
 
 /// The `days` days ending with `now`'s day, UTC: from midnight `days` days before the next
@@ -886,10 +962,19 @@ fn months_between(from: Timestamp, to: Timestamp) -> f64 {
     days / 30.436_875
 }
 
-/// Months since year 0 of the UTC date of `at`.
+/// Months since year 0 of the UTC date of `at`: the proleptic Gregorian calendar in integer
+/// arithmetic (Howard Hinnant's `civil_from_days`), as the report asks it for every sale.
 fn month_index(at: Timestamp) -> i64 {
-    let date = date_of(at);
-    i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1
+    let z = at.millis().div_euclid(86_400_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months from March: 0 is March, 11 February.
+    let m = (5 * day_of_year + 2) / 153;
+    let year = year_of_era + era * 400 + i64::from(m >= 10);
+    year * 12 + (m + 2) % 12
 }
 
 fn date_of(at: Timestamp) -> Date {
@@ -904,45 +989,15 @@ fn month_label(index: i64) -> String {
     format!("{year:04}-{:02}", u8::from(month))
 }
 
-/// Monthly cohorts by enrolment month, with activity per month up to the month of `to`
-/// (that month counted only as far as `to`).
-fn cohorts(facts: &Facts, to: Timestamp) -> Vec<Cohort> {
-    let last = month_index(Timestamp::from_millis(to.millis() - 1));
-    let mut cohort_of: HashMap<MemberId, i64> = HashMap::new();
-    let mut sizes: BTreeMap<i64, usize> = BTreeMap::new();
-    for m in facts.members.iter().filter(|m| m.enrolled_at < to) {
-        let month = month_index(m.enrolled_at);
-        cohort_of.insert(m.id, month);
-        *sizes.entry(month).or_default() += 1;
-    }
-    let mut buyers: HashSet<(i64, MemberId)> = HashSet::new();
-    for s in facts.sales.iter().filter(|s| s.at < to) {
-        if let Some(m) = s.member
-            && cohort_of.contains_key(&m)
-        {
-            buyers.insert((month_index(s.at), m));
-        }
-    }
-    let mut active: BTreeMap<i64, Vec<usize>> = sizes
-        .keys()
-        .map(|&c| (c, vec![0; usize::try_from(last - c + 1).unwrap_or(0)]))
-        .collect();
-    for (month, m) in buyers {
-        let c = cohort_of[&m];
-        if month >= c
-            && let Some(slot) = active
-                .get_mut(&c)
-                .and_then(|v| v.get_mut(usize::try_from(month - c).unwrap_or(usize::MAX)))
-        {
-            *slot += 1;
-        }
-    }
-    sizes
-        .into_iter()
-        .map(|(c, members)| Cohort {
+/// Monthly cohorts by enrolment month, with activity per month up to the period's end.
+fn cohorts(facts: &Facts) -> Vec<Cohort> {
+    facts
+        .cohorts
+        .iter()
+        .map(|(&c, (members, active))| Cohort {
             month: month_label(c),
-            members,
-            active: active.remove(&c).unwrap_or_default(),
+            members: *members,
+            active: active.clone(),
         })
         .collect()
 }
@@ -981,27 +1036,14 @@ fn parse_month(label: &str) -> Option<i64> {
     Some(y.parse::<i64>().ok()? * 12 + m.parse::<i64>().ok()? - 1)
 }
 
-/// Members whose last purchase before `to` is more than `churn_days` before it.
-fn at_risk(facts: &Facts, to: Timestamp, churn_days: i64) -> Vec<AtRisk> {
-    let mut last: HashMap<MemberId, Timestamp> = HashMap::new();
-    for s in facts.sales.iter().filter(|s| s.at < to) {
-        if let Some(m) = s.member {
-            let e = last.entry(m).or_insert(s.at);
-            *e = (*e).max(s.at);
-        }
-    }
-    let cutoff = to.plus_days(-churn_days);
+/// Members whose last purchase before the period's end is more than `churn_days` before it.
+fn at_risk(facts: &Facts, churn_days: i64) -> Vec<AtRisk> {
+    let cutoff = facts.to.plus_days(-churn_days);
     let mut risk: Vec<AtRisk> = facts
-        .members
+        .last_purchases
         .iter()
-        .filter_map(|m| {
-            let at = *last.get(&m.id)?;
-            (at < cutoff).then_some(AtRisk {
-                member: m.id,
-                last_purchase: at,
-                marketing_consent: m.marketing_consent,
-            })
-        })
+        .filter(|r| r.last_purchase < cutoff)
+        .cloned()
         .collect();
     risk.sort_by_key(|r| (r.last_purchase, r.member.0));
     risk
@@ -1034,12 +1076,11 @@ mod tests {
         }
     }
 
+    /// A sale by member `n`, or by a guest.
+    type Sale = (Option<u128>, Timestamp, i64);
+
     fn sale(n: Option<u128>, at: Timestamp, amount: i64) -> Sale {
-        Sale {
-            member: n.map(|n| MemberId(uuid::Uuid::from_u128(n))),
-            at,
-            amount_minor: amount,
-        }
+        (n, at, amount)
     }
 
     const SETTINGS: Settings = Settings {
@@ -1047,58 +1088,92 @@ mod tests {
         cost_per_1000_points_minor: 500,
     };
 
-    /// A café's first quarter, every number worked out by hand below.
-    fn fixture() -> Facts {
-        Facts {
-            members: vec![
-                member(1, at(2026, 1, 5), true),
-                member(2, at(2026, 1, 20), false),
-                member(3, at(2026, 2, 3), true),
-                member(4, at(2026, 3, 10), true),
-            ],
-            sales: vec![
-                // Member 1: January twice, February once, then nothing (last purchase
-                // 59.6 days before April 1st: not yet at risk).
-                sale(Some(1), at(2026, 1, 5), 450),
-                sale(Some(1), at(2026, 1, 12), 350),
-                sale(Some(1), at(2026, 2, 1), 400),
-                // Member 2: once in January, never again: at risk (71 days).
-                sale(Some(2), at(2026, 1, 20), 300),
-                // Member 3: February and March.
-                sale(Some(3), at(2026, 2, 3), 500),
-                sale(Some(3), at(2026, 3, 3), 700),
-                // Member 4 enrolled, never bought. Two guests.
-                sale(None, at(2026, 2, 10), 200),
-                sale(None, at(2026, 3, 15), 400),
-            ],
-            points_earned: 2700,
-            points_redeemed: 800,
-            outstanding_points: 1900,
-            monthly_points: vec![MonthPoints {
-                month: "2026-02".into(),
-                earned: 900,
-                redeemed: 500,
-            }],
-            // Two promoters, one passive, one detractor in the quarter; one before it.
-            nps: [(1, 10), (1, 9), (2, 7), (3, 3), (0, 0)]
-                .into_iter()
-                .map(|(month, score)| NpsAnswer {
-                    at: if month == 0 {
-                        at(2025, 12, 1)
-                    } else {
-                        at(2026, month, 15)
-                    },
-                    score,
-                })
-                .collect(),
-            tiers: TierFacts::default(),
-            mechanics: MechanicFacts::default(),
+    /// `members` and `sales` counted for `[from, to)` as a store counts them: member by member,
+    /// each member's sales oldest first; sales of members not enrolled by `to` as sales only.
+    fn counted(members: &[MemberFacts], sales: &[Sale], from: Timestamp, to: Timestamp) -> Facts {
+        let mut facts = Facts::new(from, to, 0);
+        let theirs = |who: Option<MemberId>| {
+            let mut v: Vec<(Timestamp, i64)> = sales
+                .iter()
+                .filter(|(n, _, _)| n.map(|n| MemberId(uuid::Uuid::from_u128(n))) == who)
+                .map(|&(_, at, amount)| (at, amount))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        let enrolled: Vec<&MemberFacts> = members.iter().filter(|m| m.enrolled_at < to).collect();
+        for m in &enrolled {
+            facts.add_sales(Some(m), &theirs(Some(m.id)));
         }
+        let mut others: Vec<u128> = sales
+            .iter()
+            .filter_map(|(n, _, _)| *n)
+            .filter(|n| !enrolled.iter().any(|m| m.id.0.as_u128() == *n))
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        for n in others {
+            facts.add_sales(None, &theirs(Some(MemberId(uuid::Uuid::from_u128(n)))));
+        }
+        let guests: Vec<(i64, i64)> = theirs(None)
+            .into_iter()
+            .map(|(at, amount)| (at.millis(), amount))
+            .collect();
+        facts.add_extras(&guests, &[]);
+        facts
+    }
+
+    /// A café's first quarter, every number worked out by hand below, counted for
+    /// `[from, to)`.
+    fn fixture(from: Timestamp, to: Timestamp) -> Facts {
+        let members = [
+            member(1, at(2026, 1, 5), true),
+            member(2, at(2026, 1, 20), false),
+            member(3, at(2026, 2, 3), true),
+            member(4, at(2026, 3, 10), true),
+        ];
+        let sales = [
+            // Member 1: January twice, February once, then nothing (last purchase
+            // 59.6 days before April 1st: not yet at risk).
+            sale(Some(1), at(2026, 1, 5), 450),
+            sale(Some(1), at(2026, 1, 12), 350),
+            sale(Some(1), at(2026, 2, 1), 400),
+            // Member 2: once in January, never again: at risk (71 days).
+            sale(Some(2), at(2026, 1, 20), 300),
+            // Member 3: February and March.
+            sale(Some(3), at(2026, 2, 3), 500),
+            sale(Some(3), at(2026, 3, 3), 700),
+            // Member 4 enrolled, never bought. Two guests.
+            sale(None, at(2026, 2, 10), 200),
+            sale(None, at(2026, 3, 15), 400),
+        ];
+        let mut facts = counted(&members, &sales, from, to);
+        facts.points_earned = 2700;
+        facts.points_redeemed = 800;
+        facts.outstanding_points = 1900;
+        if let Some(feb) = facts.months.iter_mut().find(|m| m.month == "2026-02") {
+            feb.points_earned = 900;
+            feb.points_redeemed = 500;
+        }
+        // Two promoters, one passive, one detractor in the quarter; one before it.
+        let answers: Vec<(i64, i64)> = [(1, 10), (1, 9), (2, 7), (3, 3), (0, 0)]
+            .into_iter()
+            .map(|(month, score)| {
+                let when = if month == 0 {
+                    at(2025, 12, 1)
+                } else {
+                    at(2026, month, 15)
+                };
+                (when.millis(), score)
+            })
+            .collect();
+        facts.add_extras(&[], &answers);
+        facts
     }
 
     #[test]
     fn a_quarter_worked_out_by_hand() {
-        let r = report(&fixture(), day(2026, 1, 1), day(2026, 4, 1), SETTINGS);
+        let r = report(&fixture(day(2026, 1, 1), day(2026, 4, 1)), SETTINGS);
         let v = |k: &str| r.get(k).expect("a measure").value;
         assert_eq!(v("active_members"), Some(3.0));
         assert_eq!(v("new_members"), Some(4.0));
@@ -1247,11 +1322,9 @@ mod tests {
                 came_back: 1,
             }
         );
-        let facts = Facts {
-            mechanics: m,
-            ..Facts::default()
-        };
-        let r = report(&facts, from, to, SETTINGS);
+        let mut facts = Facts::new(from, to, 0);
+        facts.mechanics = m;
+        let r = report(&facts, SETTINGS);
         let v = |k: &str| r.get(k).and_then(|x| x.value);
         assert_eq!(v("offer_use_rate"), Some(0.5));
         assert_eq!(v("badges_awarded"), Some(1.0));
@@ -1302,24 +1375,18 @@ mod tests {
             Err(OutOfOrder(MemberId(uuid::Uuid::from_u128(2))))
         );
         let facts = by_member.finish().finish(0);
-        let ids: Vec<u128> = facts.members.iter().map(|m| m.id.0.as_u128()).collect();
-        assert_eq!(ids, vec![1, 2, 3]);
-        // The reversed sale is left out; members 4 and 5 bought all the same.
-        let mut buyers: Vec<u128> = facts
-            .sales
+        assert_eq!(facts.enrolled, 3);
+        let bought: Vec<u128> = facts
+            .last_purchases
             .iter()
-            .filter_map(|s| s.member.map(|m| m.0.as_u128()))
+            .map(|r| r.member.0.as_u128())
             .collect();
-        buyers.sort_unstable();
-        assert_eq!(buyers, vec![1, 3, 4, 5]);
+        assert_eq!(bought, vec![1, 3]);
+        // The reversed sale is left out; members 4 and 5 bought all the same.
+        assert_eq!((facts.active, facts.member_orders), (4, 4));
         assert_eq!(facts.points_earned, 4 * 30);
         // Each month end counts the tier of every member enrolled by then: all three.
-        let counted: Vec<usize> = facts
-            .tiers
-            .by_month
-            .iter()
-            .map(|(_, counts)| counts.iter().sum())
-            .collect();
+        let counted: Vec<usize> = facts.months.iter().map(|m| m.tiers.iter().sum()).collect();
         assert_eq!(counted, vec![3, 3]);
     }
 
@@ -1356,8 +1423,7 @@ mod tests {
         let mut builder = FactsBuilder::new(&p, from, to);
         builder.add(Some(member(0, at(2026, 9, 1), true)), &entries);
         let facts = builder.finish(0);
-        let sales: Vec<i64> = facts.sales.iter().map(|s| s.amount_minor).collect();
-        assert_eq!(sales, vec![600, 300]);
+        assert_eq!((facts.member_orders, facts.member_revenue), (2, 600 + 300));
         // 100 - 40 for the first sale, 50 - 50 for the second, 30 for the third.
         assert_eq!(facts.points_earned, 90);
     }
@@ -1372,7 +1438,7 @@ mod tests {
 
     #[test]
     fn a_period_without_sales_has_no_rates() {
-        let r = report(&fixture(), day(2025, 1, 1), day(2025, 2, 1), SETTINGS);
+        let r = report(&fixture(day(2025, 1, 1), day(2025, 2, 1)), SETTINGS);
         assert_eq!(
             r.get("repeat_purchase_rate").expect("a measure").value,
             None
@@ -1382,7 +1448,9 @@ mod tests {
         assert!(r.cohorts.is_empty());
     }
 
-    fn facts() -> impl Strategy<Value = Facts> {
+    /// Members, their sales (and guests'), and points: any, as long as nobody buys before
+    /// enrolling.
+    fn ledger() -> impl Strategy<Value = (Vec<MemberFacts>, Vec<Sale>, i64, i64, i64)> {
         let members = prop::collection::vec((0i64..400, any::<bool>()), 0..30);
         let sales = prop::collection::vec(
             (prop::option::of(0usize..30), 0i64..400, 1i64..10_000),
@@ -1411,31 +1479,46 @@ mod tests {
                             Some(i) => Some(members.get(*i)?),
                             None => None,
                         };
-                        // Nobody buys before enrolling.
                         let day =
                             who.map_or(*d, |w| (*d).max((w.enrolled_at.millis() - start) / DAY));
-                        Some(Sale {
-                            member: who.map(|w| w.id),
-                            at: Timestamp::from_millis(start + day * DAY),
-                            amount_minor: *amount,
-                        })
+                        Some(sale(
+                            who.map(|w| w.id.0.as_u128()),
+                            Timestamp::from_millis(start + day * DAY),
+                            *amount,
+                        ))
                     })
                     .collect();
-                Facts {
-                    members,
-                    sales,
-                    points_earned: earned,
-                    points_redeemed: redeemed.min(earned),
-                    outstanding_points: outstanding,
-                    monthly_points: Vec::new(),
-                    nps: Vec::new(),
-                    tiers: TierFacts::default(),
-                    mechanics: MechanicFacts::default(),
-                }
+                (members, sales, earned, redeemed.min(earned), outstanding)
             })
     }
 
     proptest! {
+        #[test]
+        fn the_month_of_an_instant_is_its_calendar_month(ms in -100_000_000_000_000i64..100_000_000_000_000) {
+            let date = date_of(Timestamp::from_millis(ms));
+            let by_calendar = i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1;
+            prop_assert_eq!(month_index(Timestamp::from_millis(ms)), by_calendar);
+        }
+
+        /// Members counted in two parts and merged come to what counting them at once does.
+        #[test]
+        fn counts_of_two_parts_merge_into_the_whole(l in ledger(), from in 0i64..300, len in 1i64..200, split in 0usize..30) {
+            let (members, sales, ..) = l;
+            let start = at(2025, 1, 1);
+            let (from, to) = (start.plus_days(from), start.plus_days(from + len));
+            let part = |mine: &dyn Fn(u128) -> bool| {
+                let members: Vec<MemberFacts> =
+                    members.iter().filter(|m| mine(m.id.0.as_u128())).cloned().collect();
+                let sales: Vec<Sale> =
+                    sales.iter().filter(|s| s.0.is_some_and(mine)).copied().collect();
+                counted(&members, &sales, from, to)
+            };
+            let mut merged = part(&|n| n <= split as u128);
+            merged.merge(part(&|n| n > split as u128));
+            let members_only: Vec<Sale> = sales.iter().filter(|s| s.0.is_some()).copied().collect();
+            prop_assert_eq!(merged, counted(&members, &members_only, from, to));
+        }
+
         #[test]
         fn nps_stays_within_its_bounds(scores in prop::collection::vec(0u8..=10, 0..50)) {
             match nps(scores.iter().copied()) {
@@ -1445,16 +1528,19 @@ mod tests {
         }
 
         #[test]
-        fn rates_stay_within_zero_and_one_and_cohorts_add_up(f in facts(), from in 0i64..300, len in 1i64..200) {
+        fn rates_stay_within_zero_and_one_and_cohorts_add_up(l in ledger(), from in 0i64..300, len in 1i64..200) {
+            let (members, sales, earned, redeemed, outstanding) = l;
             let start = at(2025, 1, 1);
             let (from, to) = (start.plus_days(from), start.plus_days(from + len));
-            let r = report(&f, from, to, SETTINGS);
+            let mut f = counted(&members, &sales, from, to);
+            (f.points_earned, f.points_redeemed, f.outstanding_points) = (earned, redeemed, outstanding);
+            let r = report(&f, SETTINGS);
             for m in r.measures.iter().filter(|m| m.unit == Unit::Rate) {
                 if let Some(v) = m.value {
                     prop_assert!((0.0..=1.0).contains(&v), "{} = {v}", m.key);
                 }
             }
-            let enrolled = f.members.iter().filter(|m| m.enrolled_at < to).count();
+            let enrolled = members.iter().filter(|m| m.enrolled_at < to).count();
             prop_assert_eq!(r.cohorts.iter().map(|c| c.members).sum::<usize>(), enrolled);
             for c in &r.cohorts {
                 prop_assert!(c.active.iter().all(|&a| a <= c.members));
@@ -1462,6 +1548,18 @@ mod tests {
             let liability = r.get("points_liability").expect("a measure").value.expect("a value");
             prop_assert_eq!(liability, f.outstanding_points as f64 * 0.5);
             prop_assert!(r.at_risk.len() <= enrolled);
+            // Buyers per month, counted the plain way: distinct members buying in it.
+            for row in &r.months {
+                let mut buyers: Vec<u128> = sales
+                    .iter()
+                    .filter(|(_, at, _)| *at >= from && *at < to)
+                    .filter(|(_, at, _)| month_label(month_index(*at)) == row.month)
+                    .filter_map(|(who, _, _)| *who)
+                    .collect();
+                buyers.sort_unstable();
+                buyers.dedup();
+                prop_assert_eq!(row.active_members, buyers.len(), "{}", row.month);
+            }
             let orders: usize = r.months.iter().map(|m| m.member_orders).sum();
             prop_assert_eq!(Some(orders as f64), r.get("member_orders").and_then(|m| m.value));
         }

@@ -29,7 +29,11 @@ pub struct MemberSummary {
 
 /// What an entry adds to the tier measure. Reversals take back what the reversed entry added,
 /// so `reversed` must be the member's entry that `entry.reverses` names, when there is one.
-fn qualifying_contribution(measure: TierMeasure, entry: &Entry, reversed: Option<&Entry>) -> i64 {
+pub(crate) fn qualifying_contribution(
+    measure: TierMeasure,
+    entry: &Entry,
+    reversed: Option<&Entry>,
+) -> i64 {
     match (entry.kind, measure) {
         (EntryKind::Earn, TierMeasure::Points) => entry.points,
         (EntryKind::Earn, TierMeasure::Spend) => entry.amount_minor.unwrap_or(0),

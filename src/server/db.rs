@@ -312,7 +312,7 @@ impl Db {
             churn_days: program.churn_days,
             cost_per_1000_points_minor: program.cost_per_1000_points_minor,
         };
-        Ok(report(&facts, from, to, settings))
+        Ok(report(&facts, settings))
     }
 
     /// For a partner file: the member holding each card in use, and each member with partner

@@ -752,7 +752,7 @@ impl PgDb {
         );
         tx.commit().await.map_err(pg)?;
         let mut facts = by_member.finish().finish(outstanding);
-        facts.add_extras(&guest_sales, &answers, to);
+        facts.add_extras(&guest_sales, &answers);
         Ok((program, facts))
     }
 

@@ -648,7 +648,6 @@ impl SqliteDb {
             facts.add_extras(
                 &pairs("SELECT occurred_at, amount_minor FROM guest_sales")?,
                 &pairs("SELECT occurred_at, score FROM recommend_answers")?,
-                to,
             );
             Ok((program, facts))
         })

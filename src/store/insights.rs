@@ -1,16 +1,16 @@
 //! Sales without a member, and the facts the manager's measures are computed from
 //! (`domain::insights`).
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::ledger::new_id;
 use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    ByMember, Facts, FactsBuilder, MemberFacts, Report, Settings, report,
+    ByMember, Digest, Facts, FactsBuilder, MemberFacts, Report, Settings, report,
 };
-use crate::domain::{MemberId, Timestamp, rules};
+use crate::domain::{MemberId, Program, Timestamp, rules};
 
 /// Who answered the recommend question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,26 +77,48 @@ impl Store {
 
     /// The program's measures for `[from, to)` from this store: its members, every sale (a
     /// purchase not cancelled, or a guest sale) before `to`, points in the period and the
-    /// outstanding balances.
-    pub fn insights(&self, from: Timestamp, to: Timestamp) -> Result<Report> {
+    /// outstanding balances. Counted from the members' digests once they are brought up to
+    /// date, or from every entry when the ledger holds entries stamped at or after `to`.
+    pub fn insights(&mut self, from: Timestamp, to: Timestamp) -> Result<Report> {
         self.insights_with_progress(from, to, &mut |_, _| {})
     }
 
-    /// [`Store::insights`], telling `progress` (entries read, entries in all) as it reads the
-    /// ledger.
+    /// [`Store::insights`], telling `progress` (entries read, entries in all) when it has to
+    /// read the ledger.
     pub fn insights_with_progress(
-        &self,
+        &mut self,
         from: Timestamp,
         to: Timestamp,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Report> {
-        let facts = self.insight_facts(from, to, progress)?;
+        self.refresh_digests(progress)?;
+        let builder = if self.digests_answer(to)? {
+            self.count_digests(from, to)?
+        } else {
+            self.count_entries(from, to, progress)?
+        };
+        Ok(report(
+            &self.finish_facts(builder, from, to)?,
+            self.settings(),
+        ))
+    }
+
+    /// The measures for `[from, to)` counted from every entry of the ledger, the digests left
+    /// aside: what the digests must agree with.
+    pub fn insights_from_ledger(&self, from: Timestamp, to: Timestamp) -> Result<Report> {
+        let builder = self.count_entries(from, to, &mut |_, _| {})?;
+        Ok(report(
+            &self.finish_facts(builder, from, to)?,
+            self.settings(),
+        ))
+    }
+
+    fn settings(&self) -> Settings {
         let program = self.program();
-        let settings = Settings {
+        Settings {
             churn_days: program.churn_days,
             cost_per_1000_points_minor: program.cost_per_1000_points_minor,
-        };
-        Ok(report(&facts, from, to, settings))
+        }
     }
 
     /// The members `report` finds at risk who agreed to marketing and can be reached, for a
@@ -124,17 +146,11 @@ impl Store {
         Ok(contacts)
     }
 
-    /// Reads the ledger once, member by member in its key order: only one member's entries are
-    /// held at a time, whatever the store's size.
-    fn insight_facts(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<Facts> {
-        let members = self
+    /// Every member, in id order, as the measures see them.
+    fn report_members(&self) -> Result<Vec<MemberFacts>> {
+        Ok(self
             .conn
-            .prepare("SELECT id, created_at, marketing_consent FROM members")?
+            .prepare("SELECT id, created_at, marketing_consent FROM members ORDER BY id")?
             .query_map([], |r| {
                 Ok(MemberFacts {
                     id: MemberId(r.get(0)?),
@@ -142,8 +158,47 @@ impl Store {
                     marketing_consent: r.get(2)?,
                 })
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut by_member = ByMember::new(FactsBuilder::new(self.program(), from, to), members);
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Counts every member from their digest, one small row each, in member order: the lower
+    /// half of the members on this connection, the upper half on a second one beside it.
+    fn count_digests(&self, from: Timestamp, to: Timestamp) -> Result<FactsBuilder<'_>> {
+        let mut lower = self.report_members()?;
+        let upper = lower.split_off(lower.len() / 2);
+        let program = self.program();
+        let Some(split) = upper.first().map(|m| m.id) else {
+            return count_digests_from(&self.conn, program, from, to, lower, None, None);
+        };
+        let other = Connection::open(&self.path)?;
+        other.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (lower, upper) = std::thread::scope(|scope| {
+            let upper = scope.spawn(move || {
+                count_digests_from(&other, program, from, to, upper, Some(split), None)
+            });
+            let lower = count_digests_from(&self.conn, program, from, to, lower, None, Some(split));
+            let upper = upper
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (lower, upper)
+        });
+        let mut counted = lower?;
+        counted.merge(upper?);
+        Ok(counted)
+    }
+
+    /// Reads the ledger once, member by member in its key order: only one member's entries are
+    /// held at a time, whatever the store's size.
+    fn count_entries(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<FactsBuilder<'_>> {
+        let mut by_member = ByMember::new(
+            FactsBuilder::new(self.program(), from, to),
+            self.report_members()?,
+        );
         // Arrival numbers run from 1 with no gaps but the rare entry set aside: the highest is
         // the count, read from its index at once.
         let total: i64 =
@@ -164,6 +219,17 @@ impl Store {
             }
         }
         progress(read, read);
+        Ok(by_member.finish())
+    }
+
+    /// The counted members with what the ledger does not give: the outstanding balances, and
+    /// the sales without a member and recommend answers in the period.
+    fn finish_facts(
+        &self,
+        builder: FactsBuilder<'_>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Facts> {
         let outstanding_points = self.conn.query_row(
             "SELECT COALESCE(SUM(MAX(balance, 0)), 0) FROM member_state",
             [],
@@ -172,15 +238,51 @@ impl Store {
         let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
             self.conn
                 .prepare(sql)?
-                .query_map(params![to.millis()], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params![from.millis(), to.millis()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
                 .collect()
         };
-        let mut facts = by_member.finish().finish(outstanding_points);
+        let mut facts = builder.finish(outstanding_points);
         facts.add_extras(
-            &pairs("SELECT occurred_at, amount_minor FROM guest_sales WHERE occurred_at < ?1")?,
-            &pairs("SELECT occurred_at, score FROM nps_answers WHERE occurred_at < ?1")?,
-            to,
+            &pairs(
+                "SELECT occurred_at, amount_minor FROM guest_sales
+                 WHERE occurred_at >= ?1 AND occurred_at < ?2",
+            )?,
+            &pairs(
+                "SELECT occurred_at, score FROM nps_answers
+                 WHERE occurred_at >= ?1 AND occurred_at < ?2",
+            )?,
         );
         Ok(facts)
     }
+}
+
+/// Counts the `members` (in id order) and the digests of members with ids in `[from_id, to_id)`
+/// (unbounded where `None`) on `conn`.
+fn count_digests_from<'p>(
+    conn: &Connection,
+    program: &'p Program,
+    from: Timestamp,
+    to: Timestamp,
+    members: Vec<MemberFacts>,
+    from_id: Option<MemberId>,
+    to_id: Option<MemberId>,
+) -> Result<FactsBuilder<'p>> {
+    let mut by_member = ByMember::new(FactsBuilder::new(program, from, to), members);
+    let mut stmt = conn.prepare(
+        "SELECT member_id, digest FROM report_digests
+         WHERE (?1 IS NULL OR member_id >= ?1) AND (?2 IS NULL OR member_id < ?2)
+         ORDER BY member_id",
+    )?;
+    let mut rows = stmt.query(params![from_id.map(|m| m.0), to_id.map(|m| m.0)])?;
+    while let Some(row) = rows.next()? {
+        let bytes: Vec<u8> = row.get(1)?;
+        let digest =
+            Digest::from_bytes(&bytes).map_err(|e| StoreError::BadRecord(e.to_string()))?;
+        by_member
+            .push_digest(MemberId(row.get(0)?), &digest)
+            .map_err(|e| StoreError::BadRecord(e.to_string()))?;
+    }
+    Ok(by_member.finish())
 }

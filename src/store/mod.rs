@@ -6,6 +6,7 @@
 
 mod authority;
 mod bulk;
+mod digests;
 mod identify;
 mod insights;
 mod ledger;

@@ -104,7 +104,7 @@ fn insights(
         }
     };
     match store
-        .as_ref()
+        .as_mut()
         .map(|s| s.insights_with_progress(from, to, &mut progress))
     {
         Some(Ok(report)) => Reply::Insights(Box::new(report)),

@@ -701,7 +701,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
             csv,
             at_risk_csv,
         } => {
-            let store = open(&cli)?;
+            let mut store = open(&cli)?;
             let (from, to) =
                 tillpass::domain::insights::period(from.as_deref(), to.as_deref(), now())
                     .map_err(|e| anyhow!("--{e}"))?;
