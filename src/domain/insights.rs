@@ -621,12 +621,36 @@ impl MonthRow {
 }
 
 /// The program's settings the measures need.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// A member with no purchase for this many days is at risk of leaving.
     pub churn_days: i64,
     /// What 1,000 outstanding points would cost the business, in minor units.
     pub cost_per_1000_points_minor: i64,
+    /// The program's currency and its decimal places, for money in the formulas.
+    pub currency: String,
+    pub minor_units: u8,
+}
+
+impl Settings {
+    /// What the measures need of `program`.
+    pub fn of(program: &Program) -> Self {
+        Self {
+            churn_days: program.churn_days,
+            cost_per_1000_points_minor: program.cost_per_1000_points_minor,
+            currency: program.currency.clone(),
+            minor_units: program.minor_units,
+        }
+    }
+
+    /// Money in minor units as a manager reads it, e.g. `13.53 GBP`.
+    fn money(&self, minor: i64) -> String {
+        format!(
+            "{} {}",
+            super::money::format_amount(minor, self.minor_units),
+            self.currency
+        )
+    }
 }
 
 /// A number with how it was computed.
@@ -719,7 +743,7 @@ impl Report {
 }
 
 /// Computes every measure for the period the facts were counted for.
-pub fn report(facts: &Facts, settings: Settings) -> Report {
+pub fn report(facts: &Facts, settings: &Settings) -> Report {
     let (from, to) = (facts.from, facts.to);
     let (member_orders, member_revenue) = (facts.member_orders, facts.member_revenue);
     let (guest_orders, guest_revenue) = (facts.guest_orders, facts.guest_revenue);
@@ -802,7 +826,8 @@ pub fn report(facts: &Facts, settings: Settings) -> Report {
             value: aov_members,
             unit: Unit::MinorUnits,
             formula: format!(
-                "member revenue in minor units / member purchases = {member_revenue} / {member_orders}"
+                "member revenue / member purchases = {} / {member_orders}",
+                settings.money(member_revenue)
             ),
         },
         Measure {
@@ -811,7 +836,8 @@ pub fn report(facts: &Facts, settings: Settings) -> Report {
             value: ratio(guest_revenue as f64, guest_orders as f64),
             unit: Unit::MinorUnits,
             formula: format!(
-                "non-member revenue in minor units / non-member purchases = {guest_revenue} / {guest_orders}"
+                "non-member revenue / non-member purchases = {} / {guest_orders}",
+                settings.money(guest_revenue)
             ),
         },
         Measure {
@@ -848,10 +874,10 @@ pub fn report(facts: &Facts, settings: Settings) -> Report {
             value: clv,
             unit: Unit::MinorUnits,
             formula: format!(
-                "AOV in minor units x purchases per active member per month x expected months = \
+                "AOV x purchases per active member per month x expected months = \
                  {} x {} x {}, \
                  expected months = 1 / (1 - month-one retention), at most {MAX_LIFETIME_MONTHS}",
-                f2(aov_members),
+                aov_members.map_or("-".to_owned(), |a| settings.money(a.round() as i64)),
                 f2(monthly_frequency),
                 f2(lifetime)
             ),
@@ -862,8 +888,9 @@ pub fn report(facts: &Facts, settings: Settings) -> Report {
             value: Some(liability),
             unit: Unit::MinorUnits,
             formula: format!(
-                "outstanding points x cost per 1000 points in minor units / 1000 = {} x {} / 1000",
-                facts.outstanding_points, settings.cost_per_1000_points_minor
+                "outstanding points x cost per 1000 points / 1000 = {} x {} / 1000",
+                facts.outstanding_points,
+                settings.money(settings.cost_per_1000_points_minor)
             ),
         },
         Measure {
@@ -1083,10 +1110,14 @@ mod tests {
         (n, at, amount)
     }
 
-    const SETTINGS: Settings = Settings {
-        churn_days: 60,
-        cost_per_1000_points_minor: 500,
-    };
+    fn settings() -> Settings {
+        Settings {
+            churn_days: 60,
+            cost_per_1000_points_minor: 500,
+            currency: "GBP".into(),
+            minor_units: 2,
+        }
+    }
 
     /// `members` and `sales` counted for `[from, to)` as a store counts them: member by member,
     /// each member's sales oldest first; sales of members not enrolled by `to` as sales only.
@@ -1173,7 +1204,7 @@ mod tests {
 
     #[test]
     fn a_quarter_worked_out_by_hand() {
-        let r = report(&fixture(day(2026, 1, 1), day(2026, 4, 1)), SETTINGS);
+        let r = report(&fixture(day(2026, 1, 1), day(2026, 4, 1)), &settings());
         let v = |k: &str| r.get(k).expect("a measure").value;
         assert_eq!(v("active_members"), Some(3.0));
         assert_eq!(v("new_members"), Some(4.0));
@@ -1219,6 +1250,19 @@ mod tests {
         let months = 90.0 / 30.436_875;
         let clv = v("clv").expect("a value");
         assert!((clv - 450.0 * (2.0 / months) * 3.0).abs() < 1e-6, "{clv}");
+        // Money in the formulas reads as the program's currency, as the values do.
+        let formula = |k: &str| r.get(k).expect("a measure").formula.clone();
+        assert!(
+            formula("aov_members").ends_with("= 27.00 GBP / 6"),
+            "{}",
+            formula("aov_members")
+        );
+        assert!(
+            formula("clv").contains("= 4.50 GBP x 0.68 x 3.00"),
+            "{}",
+            formula("clv")
+        );
+        assert!(formula("points_liability").ends_with("= 1900 x 5.00 GBP / 1000"));
         // 1,900 points at 5.00 a thousand.
         assert_eq!(v("points_liability"), Some(950.0));
         assert_eq!(v("redemption_rate"), Some(800.0 / 2700.0));
@@ -1324,7 +1368,7 @@ mod tests {
         );
         let mut facts = Facts::new(from, to, 0);
         facts.mechanics = m;
-        let r = report(&facts, SETTINGS);
+        let r = report(&facts, &settings());
         let v = |k: &str| r.get(k).and_then(|x| x.value);
         assert_eq!(v("offer_use_rate"), Some(0.5));
         assert_eq!(v("badges_awarded"), Some(1.0));
@@ -1438,7 +1482,7 @@ mod tests {
 
     #[test]
     fn a_period_without_sales_has_no_rates() {
-        let r = report(&fixture(day(2025, 1, 1), day(2025, 2, 1)), SETTINGS);
+        let r = report(&fixture(day(2025, 1, 1), day(2025, 2, 1)), &settings());
         assert_eq!(
             r.get("repeat_purchase_rate").expect("a measure").value,
             None
@@ -1534,7 +1578,7 @@ mod tests {
             let (from, to) = (start.plus_days(from), start.plus_days(from + len));
             let mut f = counted(&members, &sales, from, to);
             (f.points_earned, f.points_redeemed, f.outstanding_points) = (earned, redeemed, outstanding);
-            let r = report(&f, SETTINGS);
+            let r = report(&f, &settings());
             for m in r.measures.iter().filter(|m| m.unit == Unit::Rate) {
                 if let Some(v) = m.value {
                     prop_assert!((0.0..=1.0).contains(&v), "{} = {v}", m.key);

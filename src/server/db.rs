@@ -308,11 +308,7 @@ impl Db {
             Db::Sqlite(db) => db.report_facts(from, to).await?,
             Db::Postgres(db) => db.report_facts(from, to).await?,
         };
-        let settings = Settings {
-            churn_days: program.churn_days,
-            cost_per_1000_points_minor: program.cost_per_1000_points_minor,
-        };
-        Ok(report(&facts, settings))
+        Ok(report(&facts, &Settings::of(&program)))
     }
 
     /// For a partner file: the member holding each card in use, and each member with partner

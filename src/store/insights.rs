@@ -99,7 +99,7 @@ impl Store {
         };
         Ok(report(
             &self.finish_facts(builder, from, to)?,
-            self.settings(),
+            &Settings::of(self.program()),
         ))
     }
 
@@ -109,16 +109,8 @@ impl Store {
         let builder = self.count_entries(from, to, &mut |_, _| {})?;
         Ok(report(
             &self.finish_facts(builder, from, to)?,
-            self.settings(),
+            &Settings::of(self.program()),
         ))
-    }
-
-    fn settings(&self) -> Settings {
-        let program = self.program();
-        Settings {
-            churn_days: program.churn_days,
-            cost_per_1000_points_minor: program.cost_per_1000_points_minor,
-        }
     }
 
     /// The members `report` finds at risk who agreed to marketing and can be reached, for a
