@@ -681,7 +681,7 @@ fn the_manager_sees_the_program_measures_with_their_formulas() {
         .insights
         .report
         .clone()
-        .expect("a report arrived");
+        .unwrap_or_else(|| panic!("no report: {}", status_line(&h)));
     assert!(!h.state().manager().insights.computing);
     // What the screen shows is what the store computes for the same 90 days.
     let mut store = db.open();

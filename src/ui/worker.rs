@@ -230,7 +230,7 @@ pub struct WalletPassReply {
 impl Reply {
     /// False for progress notes that precede a request's final reply.
     pub fn is_final(&self) -> bool {
-        !matches!(self, Self::DemoProgress(_))
+        !matches!(self, Self::DemoProgress(_) | Self::InsightsProgress(..))
     }
 }
 
