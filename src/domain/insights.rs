@@ -55,6 +55,16 @@ pub struct MemberFacts {
     pub marketing_consent: bool,
 }
 
+/// What one of a member's entries that stood counts for: when, its money when it is a
+/// purchase (less what returns brought back), and the points it earned and redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub at: Timestamp,
+    pub sale: Option<i64>,
+    pub earned: i64,
+    pub redeemed: i64,
+}
+
 /// Everything a report is computed from, counted for one period `[from, to)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Facts {
@@ -150,11 +160,11 @@ impl Facts {
         self.months.get_mut(slot)
     }
 
-    /// Counts one buyer's sales `(instant, money in minor units)`, oldest first, and the
-    /// member: `Some` when enrolled before the period's end (with or without sales), `None`
-    /// for sales of a member not (yet) enrolled by then, which count as sales only.
-    pub fn add_sales(&mut self, member: Option<&MemberFacts>, sales: &[(Timestamp, i64)]) {
-        let before_end = &sales[..sales.partition_point(|(at, _)| *at < self.to)];
+    /// Counts one member's entries that stood, oldest first ([`Counted`]), and the member:
+    /// `Some` when enrolled before the period's end (with or without entries), `None` for the
+    /// entries of a member not (yet) enrolled by then, whose sales count as sales only.
+    pub fn add_member(&mut self, member: Option<&MemberFacts>, entries: &[Counted]) {
+        let before_end = &entries[..entries.partition_point(|e| e.at < self.to)];
         let first = month_index(self.from);
         let last = month_index(Timestamp::from_millis(self.to.millis() - 1));
         // The member's cohort (enrolment month) and its row of months bought in.
@@ -167,14 +177,29 @@ impl Facts {
             *members += 1;
             (c, active)
         });
-        let (mut orders, mut revenue) = (0usize, 0i64);
+        let (mut orders, mut revenue, mut last_sale) = (0usize, 0i64, None);
         // The month of the sale before, and of the sale in the period before.
         let (mut last_month, mut last_in_period) = (None, None);
-        for &(at, amount) in before_end {
-            let month = month_index(at);
-            let first_in_month = last_month != Some(month);
-            last_month = Some(month);
-            if first_in_month
+        for e in before_end {
+            let month = month_index(e.at);
+            let in_period = e.at >= self.from;
+            let mut row = usize::try_from(month - first)
+                .ok()
+                .filter(|_| in_period)
+                .and_then(|i| self.months.get_mut(i));
+            if in_period {
+                self.points_earned += e.earned;
+                self.points_redeemed += e.redeemed;
+                if let Some(row) = row.as_mut() {
+                    row.points_earned += e.earned;
+                    row.points_redeemed += e.redeemed;
+                }
+            }
+            let Some(amount) = e.sale else {
+                continue;
+            };
+            last_sale = Some(e.at);
+            if last_month != Some(month)
                 && let Some((c, active)) = cohort.as_mut()
                 && let Some(slot) = usize::try_from(month - *c)
                     .ok()
@@ -182,13 +207,11 @@ impl Facts {
             {
                 *slot += 1;
             }
-            if at >= self.from {
+            last_month = Some(month);
+            if in_period {
                 orders += 1;
                 revenue += amount;
-                if let Some(row) = usize::try_from(month - first)
-                    .ok()
-                    .and_then(|i| self.months.get_mut(i))
-                {
+                if let Some(row) = row {
                     row.member_orders += 1;
                     row.active_members += usize::from(last_in_period != Some(month));
                 }
@@ -209,7 +232,7 @@ impl Facts {
                 row.new_members += 1;
             }
         }
-        if let Some(&(at, _)) = before_end.last() {
+        if let Some(at) = last_sale {
             self.last_purchases.push(AtRisk {
                 member: member.id,
                 last_purchase: at,
@@ -267,19 +290,6 @@ impl Facts {
         mine.badges_awarded += theirs.badges_awarded;
         mine.welcome_backs += theirs.welcome_backs;
         mine.came_back += theirs.came_back;
-    }
-
-    /// Counts points earned and redeemed at `at`, in the period.
-    fn add_points(&mut self, at: Timestamp, earned: i64, redeemed: i64) {
-        if !self.in_period(at) {
-            return;
-        }
-        self.points_earned += earned;
-        self.points_redeemed += redeemed;
-        if let Some(row) = self.month_mut(at) {
-            row.points_earned += earned;
-            row.points_redeemed += redeemed;
-        }
     }
 
     /// Adds what a till records besides the ledger: sales without a member `(time, amount)`
@@ -417,10 +427,7 @@ impl<'p> FactsBuilder<'p> {
     /// Counts one member from their [`Digest`], which must have been made from every entry of
     /// theirs before the period's end (and none after it): it counts as [`FactsBuilder::add`].
     pub fn add_digest(&mut self, member: Option<MemberFacts>, digest: &Digest) {
-        self.facts.add_sales(member.as_ref(), &digest.sales);
-        for &(at, earned, redeemed) in &digest.points {
-            self.facts.add_points(at, earned, redeemed);
-        }
+        self.facts.add_member(member.as_ref(), &digest.entries);
         let (from, to) = (self.facts.from, self.facts.to);
         self.facts.mechanics.add(&digest.mechanics, from, to);
         if let Some(member) = member {
@@ -1132,9 +1139,20 @@ mod tests {
             v.sort_unstable();
             v
         };
+        let bought = |sales: Vec<(Timestamp, i64)>| -> Vec<Counted> {
+            sales
+                .into_iter()
+                .map(|(at, amount)| Counted {
+                    at,
+                    sale: Some(amount),
+                    earned: 0,
+                    redeemed: 0,
+                })
+                .collect()
+        };
         let enrolled: Vec<&MemberFacts> = members.iter().filter(|m| m.enrolled_at < to).collect();
         for m in &enrolled {
-            facts.add_sales(Some(m), &theirs(Some(m.id)));
+            facts.add_member(Some(m), &bought(theirs(Some(m.id))));
         }
         let mut others: Vec<u128> = sales
             .iter()
@@ -1144,7 +1162,10 @@ mod tests {
         others.sort_unstable();
         others.dedup();
         for n in others {
-            facts.add_sales(None, &theirs(Some(MemberId(uuid::Uuid::from_u128(n)))));
+            facts.add_member(
+                None,
+                &bought(theirs(Some(MemberId(uuid::Uuid::from_u128(n))))),
+            );
         }
         let guests: Vec<(i64, i64)> = theirs(None)
             .into_iter()

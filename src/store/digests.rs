@@ -196,7 +196,14 @@ fn write_digest(
     Ok(())
 }
 
-/// The SHA-256 of a program's TOML, in hex: which program the digests were made under.
+/// The stored digests' form: a new one remakes them all, as a new program does.
+const FORM: &str = "report digest 2\n";
+
+/// The SHA-256 of the digests' form and a program's TOML, in hex: what the digests were made
+/// under.
 fn program_hash(toml: &str) -> String {
-    data_encoding::HEXLOWER.encode(&Sha256::digest(toml.as_bytes()))
+    let mut hash = Sha256::new();
+    hash.update(FORM.as_bytes());
+    hash.update(toml.as_bytes());
+    data_encoding::HEXLOWER.encode(&hash.finalize())
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::MechanicEvents;
+use super::{Counted, MechanicEvents};
 use crate::domain::summary::{paid_tier_until, qualifying_contribution};
 use crate::domain::{Entry, EntryId, EntryKind, Program, Timestamp};
 
@@ -14,10 +14,9 @@ use crate::domain::{Entry, EntryId, EntryKind, Program, Timestamp};
 /// that instant ([`super::FactsBuilder::add_digest`]) gives what counting the entries gives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Digest {
-    /// Sales not cancelled, oldest first: when, and their money less what returns brought back.
-    pub(super) sales: Vec<(Timestamp, i64)>,
-    /// Points entries that stood, oldest first: when, points earned and points redeemed.
-    pub(super) points: Vec<(Timestamp, i64, i64)>,
+    /// The entries that stood and earned, redeemed or sold, oldest first: a sale counts while
+    /// not cancelled, for its money less what returns brought back.
+    pub(super) entries: Vec<Counted>,
     pub(super) mechanics: MechanicEvents,
     /// Where the tier changes, oldest first: from when, the tier (0 before the first change,
     /// as a program's lowest tier starts at 0 points and no membership is bought yet).
@@ -33,8 +32,7 @@ pub struct DigestError(#[from] postcard::Error);
 /// that most numbers take a byte or two.
 #[derive(Serialize, Deserialize)]
 struct Stored {
-    sales: Vec<(i64, i64)>,
-    points: Vec<(i64, i64, i64)>,
+    entries: Vec<(i64, Option<i64>, i64, i64)>,
     offers: Vec<(i64, bool)>,
     badges: Vec<i64>,
     welcome_backs: Vec<(i64, bool)>,
@@ -56,14 +54,8 @@ impl Digest {
             }
         }
         let before_end = &entries[..entries.partition_point(|e| e.occurred_at < to)];
-        let (mut sales, mut points) = (Vec::new(), Vec::new());
+        let mut counted = Vec::new();
         for e in before_end.iter().filter(|e| !reversed.contains(&e.id)) {
-            if let (EntryKind::Earn, Some(amount_minor), false) =
-                (e.kind, e.amount_minor, cancelled.contains(&e.id))
-            {
-                let back = refunded.get(&e.id).copied().unwrap_or(0);
-                sales.push((e.occurred_at, amount_minor - back));
-            }
             let (earned, redeemed) = match e.kind {
                 EntryKind::Earn
                 | EntryKind::WelcomeBonus
@@ -72,11 +64,21 @@ impl Digest {
                 EntryKind::Redeem => (0, -e.points),
                 _ => continue,
             };
-            points.push((e.occurred_at, earned, redeemed));
+            let sale = match (e.kind, e.amount_minor) {
+                (EntryKind::Earn, Some(amount_minor)) if !cancelled.contains(&e.id) => {
+                    Some(amount_minor - refunded.get(&e.id).copied().unwrap_or(0))
+                }
+                _ => None,
+            };
+            counted.push(Counted {
+                at: e.occurred_at,
+                sale,
+                earned,
+                redeemed,
+            });
         }
         Self {
-            sales,
-            points,
+            entries: counted,
             mechanics: MechanicEvents::of(program, before_end, to),
             tiers: tier_changes(program, before_end),
         }
@@ -92,8 +94,11 @@ impl Digest {
     pub fn to_bytes(&self) -> Vec<u8> {
         let m = &self.mechanics;
         let stored = Stored {
-            sales: steps(&self.sales, |s| s.0, |t, s| (t, s.1)),
-            points: steps(&self.points, |p| p.0, |t, p| (t, p.1, p.2)),
+            entries: steps(
+                &self.entries,
+                |e| e.at,
+                |t, e| (t, e.sale, e.earned, e.redeemed),
+            ),
             offers: steps(&m.offers, |o| o.0, |t, o| (t, o.1)),
             badges: steps(&m.badges, |b| *b, |t, _| t),
             welcome_backs: steps(&m.welcome_backs, |w| w.0, |t, w| (t, w.1)),
@@ -106,8 +111,16 @@ impl Digest {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DigestError> {
         let s: Stored = postcard::from_bytes(bytes)?;
         Ok(Self {
-            sales: unsteps(s.sales, |x| x.0, |t, x| (t, x.1)),
-            points: unsteps(s.points, |x| x.0, |t, x| (t, x.1, x.2)),
+            entries: unsteps(
+                s.entries,
+                |x| x.0,
+                |at, x| Counted {
+                    at,
+                    sale: x.1,
+                    earned: x.2,
+                    redeemed: x.3,
+                },
+            ),
             mechanics: MechanicEvents {
                 offers: unsteps(s.offers, |x| x.0, |t, x| (t, x.1)),
                 badges: unsteps(s.badges, |x| *x, |t, _| t),
@@ -359,9 +372,9 @@ mod tests {
             })
             .collect();
         let bytes = Digest::of(&p, &entries, ANY_PERIOD_FOR_TESTS).to_bytes();
-        // Ten sales and their points: 13 bytes a sale, times as steps from the one before
-        // (a day's step takes 5), not the 8 of a whole time.
-        assert!(bytes.len() <= 10 * 13 + 4, "{} bytes", bytes.len());
+        // Ten sales with their points: 10 bytes each, times as steps from the one before (a
+        // day's step takes 5 bytes, not the 8 of a whole time).
+        assert!(bytes.len() <= 10 * 10 + 6, "{} bytes", bytes.len());
         assert!(Digest::from_bytes(&[0xff; 5]).is_err());
     }
 }
