@@ -652,11 +652,7 @@ impl Settings {
 
     /// Money in minor units as a manager reads it, e.g. `13.53 GBP`.
     fn money(&self, minor: i64) -> String {
-        format!(
-            "{} {}",
-            super::money::format_amount(minor, self.minor_units),
-            self.currency
-        )
+        super::money::format_money(minor, self.minor_units, &self.currency)
     }
 }
 

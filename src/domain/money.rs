@@ -59,6 +59,11 @@ pub fn parse_amount(text: &str, exponent: u8) -> Result<i64, AmountError> {
         .ok_or_else(too_large)
 }
 
+/// Formats minor units with their currency, e.g. `1250` with exponent 2 as `12.50 GBP`.
+pub fn format_money(minor: i64, exponent: u8, currency: &str) -> String {
+    format!("{} {currency}", format_amount(minor, exponent))
+}
+
 /// Formats minor units as a plain decimal, e.g. `1250` with exponent 2 as `12.50`.
 pub fn format_amount(minor: i64, exponent: u8) -> String {
     let sign = if minor < 0 { "-" } else { "" };

@@ -357,11 +357,7 @@ impl Program {
 
     /// An amount in minor units as people read it, e.g. `12.50 GBP`.
     pub fn format_money(&self, minor: i64) -> String {
-        format!(
-            "{} {}",
-            super::money::format_amount(minor, self.minor_units),
-            self.currency
-        )
+        super::money::format_money(minor, self.minor_units, &self.currency)
     }
 
     /// Finds a partner by id.
