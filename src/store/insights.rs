@@ -8,7 +8,7 @@ use super::ledger::new_id;
 use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    ByMember, Digest, Facts, FactsBuilder, MemberFacts, Report, Settings, report,
+    ByMember, Digest, FactsBuilder, MemberFacts, Report, Settings, report,
 };
 use crate::domain::{MemberId, Program, Timestamp, rules};
 
@@ -97,20 +97,14 @@ impl Store {
         } else {
             self.count_entries(from, to, progress)?
         };
-        Ok(report(
-            &self.finish_facts(builder, from, to)?,
-            &Settings::of(self.program()),
-        ))
+        self.report_of(builder, from, to)
     }
 
     /// The measures for `[from, to)` counted from every entry of the ledger, the digests left
     /// aside: what the digests must agree with.
     pub fn insights_from_ledger(&self, from: Timestamp, to: Timestamp) -> Result<Report> {
         let builder = self.count_entries(from, to, &mut |_, _| {})?;
-        Ok(report(
-            &self.finish_facts(builder, from, to)?,
-            &Settings::of(self.program()),
-        ))
+        self.report_of(builder, from, to)
     }
 
     /// The members `report` finds at risk who agreed to marketing and can be reached, for a
@@ -214,14 +208,14 @@ impl Store {
         Ok(by_member.finish())
     }
 
-    /// The counted members with what the ledger does not give: the outstanding balances, and
-    /// the sales without a member and recommend answers in the period.
-    fn finish_facts(
+    /// The report of the counted members with what the ledger does not give: the outstanding
+    /// balances, and the sales without a member and recommend answers in the period.
+    fn report_of(
         &self,
         builder: FactsBuilder<'_>,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Facts> {
+    ) -> Result<Report> {
         let outstanding_points = self.conn.query_row(
             "SELECT COALESCE(SUM(MAX(balance, 0)), 0) FROM member_state",
             [],
@@ -246,7 +240,7 @@ impl Store {
                  WHERE occurred_at >= ?1 AND occurred_at < ?2",
             )?,
         );
-        Ok(facts)
+        Ok(report(&facts, &Settings::of(self.program())))
     }
 }
 
