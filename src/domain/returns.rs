@@ -21,14 +21,9 @@ use super::{Entry, EntryKind, Program};
 /// Sales that no longer count as purchases (for offers and badges): reversed, or returned in
 /// full (every unit of money brought back).
 pub fn cancelled(entries: &[Entry]) -> std::collections::BTreeSet<super::EntryId> {
-    let mut back: BTreeMap<super::EntryId, i64> = BTreeMap::new();
-    let mut out = std::collections::BTreeSet::new();
-    for e in entries {
-        if let Some(sale) = e.returns {
-            *back.entry(sale).or_default() -= e.amount_minor.unwrap_or(0);
-        }
-        out.extend(e.reverses);
-    }
+    let back = brought_back(entries);
+    let mut out: std::collections::BTreeSet<super::EntryId> =
+        entries.iter().filter_map(|e| e.reverses).collect();
     out.extend(
         entries
             .iter()
@@ -39,6 +34,17 @@ pub fn cancelled(entries: &[Entry]) -> std::collections::BTreeSet<super::EntryId
             .map(|e| e.id),
     );
     out
+}
+
+/// The money returns brought back, per sale they name (a positive number).
+pub fn brought_back(entries: &[Entry]) -> BTreeMap<super::EntryId, i64> {
+    let mut back: BTreeMap<super::EntryId, i64> = BTreeMap::new();
+    for e in entries {
+        if let Some(sale) = e.returns {
+            *back.entry(sale).or_default() -= e.amount_minor.unwrap_or(0);
+        }
+    }
+    back
 }
 
 /// Scale of the per-line weight fractions (keeps the arithmetic in integers, exact when a line

@@ -47,12 +47,7 @@ impl Digest {
     pub fn of(program: &Program, entries: &[Entry], to: Timestamp) -> Self {
         let reversed: HashSet<EntryId> = entries.iter().filter_map(|e| e.reverses).collect();
         let cancelled = crate::domain::returns::cancelled(entries);
-        let mut refunded: HashMap<EntryId, i64> = HashMap::new();
-        for e in entries {
-            if let Some(sale) = e.returns {
-                *refunded.entry(sale).or_default() -= e.amount_minor.unwrap_or(0);
-            }
-        }
+        let refunded = crate::domain::returns::brought_back(entries);
         let before_end = &entries[..entries.partition_point(|e| e.occurred_at < to)];
         let mut counted = Vec::new();
         for e in before_end.iter().filter(|e| !reversed.contains(&e.id)) {
