@@ -18,8 +18,10 @@ use time::{Date, Month};
 use super::{Entry, EntryKind, MemberId, Program, Timestamp};
 
 mod digest;
+mod totals;
 
 pub use digest::{Digest, DigestError};
+pub use totals::{Key, Sum, TierChange, Totals, day_of, moved};
 
 /// Months a member is expected to stay at most, when measured retention is (almost) total.
 pub const MAX_LIFETIME_MONTHS: f64 = 120.0;

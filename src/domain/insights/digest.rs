@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Counted, MechanicEvents};
+use super::{Counted, MechanicEvents, TierChange};
 use crate::domain::summary::{paid_tier_until, qualifying_contribution};
 use crate::domain::{Entry, EntryId, EntryKind, Program, Timestamp};
 
@@ -83,6 +83,24 @@ impl Digest {
     pub fn tier_at(&self, at: Timestamp) -> usize {
         let i = self.tiers.partition_point(|(since, _)| *since <= at);
         i.checked_sub(1).map_or(0, |i| self.tiers[i].1)
+    }
+
+    /// Each change of the member's tier, oldest first, with the tier before it.
+    pub fn tier_changes(&self) -> impl Iterator<Item = TierChange> + '_ {
+        let before = std::iter::once(0).chain(self.tiers.iter().map(|(_, tier)| *tier));
+        self.tiers
+            .iter()
+            .zip(before)
+            .map(|(&(at, after), before)| TierChange { at, before, after })
+    }
+
+    /// The member's last purchase that stood.
+    pub fn last_sale(&self) -> Option<Timestamp> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.sale.is_some())
+            .map(|e| e.at)
     }
 
     /// The stored form.
@@ -230,7 +248,7 @@ fn reversed_kind(by_id: &HashMap<EntryId, &Entry>, e: &Entry) -> Option<EntryKin
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::domain::insights::{FactsBuilder, MemberFacts};
     use crate::domain::program::TierMeasure;
@@ -239,11 +257,11 @@ mod tests {
     use crate::domain::{EntryKind, MemberId};
     use proptest::prelude::*;
 
-    type Raw = (usize, i64, Option<i64>, i64, usize);
+    pub(in crate::domain::insights) type Raw = (usize, i64, Option<i64>, i64, usize);
 
     /// One member's entries, oldest first, of any kind: reversals and returns name earlier
     /// entries, offers and badges the demo program's.
-    fn entries(raw: Vec<Raw>) -> Vec<Entry> {
+    pub(in crate::domain::insights) fn entries(raw: Vec<Raw>) -> Vec<Entry> {
         let mut out: Vec<Entry> = Vec::new();
         for (kind, points, amount, at_hour, target) in raw {
             let mut e = entry(EntryKind::ALL[kind], points, amount, at_hour * 3_600_000);
@@ -273,7 +291,7 @@ mod tests {
         out
     }
 
-    fn raw() -> impl Strategy<Value = Vec<Raw>> {
+    pub(in crate::domain::insights) fn raw() -> impl Strategy<Value = Vec<Raw>> {
         prop::collection::vec(
             (
                 0..EntryKind::ALL.len(),
@@ -286,7 +304,7 @@ mod tests {
         )
     }
 
-    fn program(by_spend: bool) -> Program {
+    pub(in crate::domain::insights) fn program(by_spend: bool) -> Program {
         let mut p = Program::demo();
         if by_spend {
             p.tier_measure = TierMeasure::Spend;
@@ -351,7 +369,8 @@ mod tests {
         }
     }
 
-    const ANY_PERIOD_FOR_TESTS: Timestamp = Timestamp::from_millis(i64::MAX);
+    pub(in crate::domain::insights) const ANY_PERIOD_FOR_TESTS: Timestamp =
+        Timestamp::from_millis(i64::MAX);
 
     #[test]
     fn a_stored_digest_is_small_and_garbage_is_refused() {
