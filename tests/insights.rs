@@ -479,6 +479,52 @@ fn the_digests_count_what_the_ledger_does_and_verify_checks_them() {
     assert_eq!(store.verify(true).expect("repair").repaired, 2);
     assert!(store.verify(false).expect("verify").is_clean());
     same(&mut store, autumn_);
+
+    // A member who bought once in September, at risk by December: erased, their consent goes
+    // with them, and the report counts them again without it.
+    let fay = enrol(&mut store, "Fay Moss", None, true, on(9, 2));
+    store.earn(fay, 900, "ann", on(9, 3)).expect("earn");
+    let consent = |r: &tillpass::domain::insights::Report| {
+        r.at_risk
+            .iter()
+            .find(|a| a.member == fay)
+            .map(|a| a.marketing_consent)
+    };
+    assert_eq!(consent(&same(&mut store, autumn_)), Some(true));
+    store.erase_member(fay, on(11, 24)).expect("erase");
+    assert_eq!(consent(&same(&mut store, autumn_)), Some(false));
+
+    // Totals that are not what the members add up to, and a member's record with the wrong
+    // consent: drift, repaired.
+    let c = store.connection();
+    c.execute("UPDATE report_totals SET n = n + 1 WHERE sum = 1", [])
+        .expect("tamper");
+    c.execute(
+        "UPDATE report_members SET consent = 1 - consent WHERE member_id = ?1",
+        rusqlite::params![ids[1]],
+    )
+    .expect("tamper");
+    let found = store.verify(false).expect("verify");
+    assert!(
+        found
+            .drift
+            .iter()
+            .any(|d| matches!(d, tillpass::store::Drift::Totals { sums } if *sums > 0)),
+        "{found:?}"
+    );
+    assert!(
+        found.drift.iter().any(
+            |d| matches!(d, tillpass::store::Drift::Digest { member, .. } if member.0 == ids[1])
+        ),
+        "{found:?}"
+    );
+    assert_eq!(store.verify(true).expect("repair").repaired, 2);
+    assert!(store.verify(false).expect("verify").is_clean());
+    same(&mut store, autumn_);
+
+    // A member enrolled after the period: it is counted from the ledger, and agrees.
+    enrol(&mut store, "Gus Reed", None, true, on(12, 5));
+    same(&mut store, autumn_);
 }
 
 #[test]

@@ -535,18 +535,6 @@ impl<'p> ByMember<'p> {
         self.members.pop_if(|m| m.id == id)
     }
 
-    /// The next member's digest, in member order: like [`ByMember::push`] with their entries.
-    pub fn push_digest(&mut self, id: MemberId, digest: &Digest) -> Result<(), OutOfOrder> {
-        self.flush();
-        if self.last.is_some_and(|last| id <= last) {
-            return Err(OutOfOrder(id));
-        }
-        self.last = Some(id);
-        let member = self.next_member(id);
-        self.builder.add_digest(member, digest);
-        Ok(())
-    }
-
     /// Every member counted: the builder, for what the ledger does not give.
     pub fn finish(mut self) -> FactsBuilder<'p> {
         self.flush();

@@ -1,27 +1,68 @@
-//! The report's per-member digests (`domain::insights::Digest`, migration 020): brought up to
-//! date from the entries that arrived since they were last, remade whole when the program
-//! changes, in short transactions so that a sale never waits long behind them.
+//! The report's record of each member (`domain::insights::Digest`, migration 020) and the
+//! totals by day the records add up to (`domain::insights::Totals`, migration 021): brought up
+//! to date from the entries and members that arrived since they were last, remade whole when
+//! the program changes, in short transactions so that a sale never waits long behind them.
+//! A record made again takes what the old one added off the totals and adds what it adds, in
+//! the same transaction.
 
 use std::collections::BTreeSet;
 
-use rusqlite::{OptionalExtension as _, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, TransactionBehavior, params};
 use sha2::{Digest as _, Sha256};
 
 use super::rows::{ENTRY_COLUMNS, entry_from_row, member_entries};
 use super::{Result, Store, StoreError, schema};
-use crate::domain::insights::Digest;
+use crate::domain::insights::{Digest, Key, MemberFacts, Sum, TierChange, Totals};
 use crate::domain::{Entry, MemberId, Program, Timestamp};
 
-/// Members whose digests are made in one transaction when making them all.
+/// Members whose records are made in one transaction when making them all.
 const MEMBERS_PER_TRANSACTION: usize = 2_000;
-/// Arrival numbers whose members' digests are brought up to date in one transaction.
+/// Arrival numbers (and new members) whose records are brought up to date in one transaction.
 const ENTRIES_PER_TRANSACTION: i64 = 20_000;
 /// The end of every period: a digest made for it counts every entry.
 const ANY_PERIOD: Timestamp = Timestamp::from_millis(i64::MAX);
 
+/// What the report counts of one member: their enrolment and consent, and the digest of their
+/// entries (none without entries).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Record {
+    pub(super) member: MemberFacts,
+    pub(super) digest: Option<Digest>,
+}
+
+impl Record {
+    /// The record of `member` with these entries of theirs (oldest first).
+    pub(super) fn of(program: &Program, member: MemberFacts, entries: &[Entry]) -> Self {
+        let digest = (!entries.is_empty()).then(|| Digest::of(program, entries, ANY_PERIOD));
+        Self { member, digest }
+    }
+
+    /// Adds (`sign` 1) or takes off (`sign` -1) what the record counts for in the totals.
+    pub(super) fn count(&self, totals: &mut Totals, sign: i64) {
+        let none = Digest::default();
+        let digest = self.digest.as_ref().unwrap_or(&none);
+        totals.count(self.member.enrolled_at, digest, sign);
+    }
+
+    fn last_sale(&self) -> Option<i64> {
+        self.digest
+            .as_ref()
+            .and_then(Digest::last_sale)
+            .map(|t| t.millis())
+    }
+
+    fn tier_changes(&self) -> Vec<TierChange> {
+        self.digest
+            .as_ref()
+            .map(|d| d.tier_changes().collect())
+            .unwrap_or_default()
+    }
+}
+
 impl Store {
-    /// Brings every member's digest up to date with the ledger under the program in force,
-    /// telling `progress` (entries read, entries in all) when it has to remake them all.
+    /// Brings every member's record and the totals up to date with the ledger and the members
+    /// under the program in force, telling `progress` (entries read, entries in all) when it
+    /// has to remake them all.
     pub(super) fn refresh_digests(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
         self.reload()?;
         let program = program_hash(&schema::current_program(&self.conn)?.1);
@@ -31,20 +72,32 @@ impl Store {
         if made.as_deref() != Some(program.as_str()) {
             self.make_digests(&program, progress)?;
         }
-        self.catch_up_digests()
+        match self.catch_up_digests() {
+            // A stored record that does not decode cannot be taken off the totals: remake all.
+            Err(StoreError::BadRecord(_)) => {
+                self.make_digests(&program, progress)?;
+                self.catch_up_digests()
+            }
+            done => done,
+        }
     }
 
-    /// Whether the digests answer a period ending at `to`: no entry is stamped at or after it.
-    pub(super) fn digests_answer(&self, to: Timestamp) -> Result<bool> {
-        let latest: Option<i64> =
-            self.conn
-                .query_row("SELECT latest_at FROM report_digest_state", [], |r| {
-                    r.get(0)
-                })?;
-        Ok(latest.is_none_or(|at| at < to.millis()))
+    /// Whether the totals answer `[from, to)`: whole days, ending after every entry and every
+    /// enrolment counted.
+    pub(super) fn totals_answer(&self, from: Timestamp, to: Timestamp) -> Result<bool> {
+        let whole_days = [from, to]
+            .iter()
+            .all(|t| t.millis().rem_euclid(crate::domain::timestamp::DAY_MS) == 0);
+        let (latest_at, latest_enrolled): (Option<i64>, Option<i64>) = self.conn.query_row(
+            "SELECT latest_at, latest_enrolled FROM report_digest_state",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let before_end = |at: Option<i64>| at.is_none_or(|at| at < to.millis());
+        Ok(whole_days && before_end(latest_at) && before_end(latest_enrolled))
     }
 
-    /// Whether the digests are made (under whichever program): `verify` checks them when so.
+    /// Whether the records are made (under whichever program): `verify` checks them when so.
     pub(super) fn digests_made(&self) -> Result<bool> {
         Ok(self.conn.query_row(
             "SELECT program IS NOT NULL FROM report_digest_state",
@@ -53,29 +106,39 @@ impl Store {
         )?)
     }
 
-    /// Remakes every digest, member range by member range. Entries arriving meanwhile are
-    /// above the watermark set first, and counted by the catch-up that follows.
+    /// Remakes every record and the totals, member range by member range. Entries and members
+    /// arriving meanwhile are above the watermarks set first, and counted again (their record
+    /// taken off, the new one added) by the catch-up that follows.
     fn make_digests(&mut self, program: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM report_digests", [])?;
-        tx.execute("DELETE FROM report_digest_stale", [])?;
+        for table in [
+            "report_digests",
+            "report_members",
+            "report_tier_changes",
+            "report_totals",
+            "report_digest_stale",
+        ] {
+            tx.execute(&format!("DELETE FROM {table}"), [])?;
+        }
         tx.execute(
             "UPDATE report_digest_state SET program = NULL, latest_at = NULL,
-                    seq = (SELECT COALESCE(MAX(seq), 0) FROM ledger)",
+                    latest_enrolled = NULL, seq = (SELECT COALESCE(MAX(seq), 0) FROM ledger),
+                    members_rowid = (SELECT COALESCE(MAX(rowid), 0) FROM members)",
             [],
         )?;
         let total: i64 = tx.query_row("SELECT seq FROM report_digest_state", [], |r| r.get(0))?;
         tx.commit()?;
         let total = u64::try_from(total).unwrap_or(0);
-        let ids: Vec<MemberId> = self
+        let members: Vec<MemberFacts> = self
             .conn
-            .prepare("SELECT id FROM members ORDER BY id")?
-            .query_map([], |r| Ok(MemberId(r.get(0)?)))?
+            .prepare("SELECT id, created_at, marketing_consent FROM members ORDER BY id")?
+            .query_map([], member_from_row)?
             .collect::<rusqlite::Result<_>>()?;
-        let (mut read, mut latest) = (0u64, None);
-        for chunk in ids.chunks(MEMBERS_PER_TRANSACTION) {
+        let (mut read, mut latest, mut latest_enrolled) = (0u64, None, None);
+        let mut totals = Totals::default();
+        for chunk in members.chunks(MEMBERS_PER_TRANSACTION) {
             let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
                 continue;
             };
@@ -87,38 +150,54 @@ impl Store {
                     "SELECT {ENTRY_COLUMNS} FROM ledger WHERE member_id BETWEEN ?1 AND ?2
                      ORDER BY member_id, occurred_at, id"
                 ))?
-                .query_map(params![first.0, last.0], entry_from_row)?
+                .query_map(params![first.id.0, last.id.0], entry_from_row)?
                 .collect::<rusqlite::Result<_>>()?;
             read += entries.len() as u64;
-            for theirs in entries.chunk_by(|a, b| a.member_id == b.member_id) {
-                latest = latest.max(theirs.iter().map(|e| e.occurred_at.millis()).max());
-                write_digest(&tx, &self.program, theirs[0].member_id, theirs)?;
+            latest = latest.max(entries.iter().map(|e| e.occurred_at.millis()).max());
+            let mut rest = entries.as_slice();
+            for member in chunk {
+                // Entries of members not in the list (enrolled since) are counted by the catch-up.
+                let skip = rest.partition_point(|e| e.member_id < member.id);
+                let theirs = rest[skip..].partition_point(|e| e.member_id == member.id);
+                let (mine, after) = rest[skip..].split_at(theirs);
+                rest = after;
+                latest_enrolled = latest_enrolled.max(Some(member.enrolled_at.millis()));
+                let record = Record::of(&self.program, member.clone(), mine);
+                write_record(&tx, &record)?;
+                record.count(&mut totals, 1);
             }
             tx.commit()?;
             progress(read, total.max(read));
         }
-        self.conn.execute(
-            "UPDATE report_digest_state SET program = ?1, latest_at = ?2",
-            params![program, latest],
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        add_totals(&tx, &totals)?;
+        tx.execute(
+            "UPDATE report_digest_state SET program = ?1, latest_at = ?2, latest_enrolled = ?3",
+            params![program, latest, latest_enrolled],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
-    /// Remakes the digest of every member with an entry numbered above the watermark, or one
-    /// whose entry left, a slice of arrival numbers at a time.
+    /// Makes again the record of every member with an entry numbered above the watermark, one
+    /// whose entry left or whose consent changed, and every member added since, a slice at a
+    /// time, moving the totals by the difference.
     fn catch_up_digests(&mut self) -> Result<()> {
         loop {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (from, last): (i64, i64) = tx.query_row(
-                "SELECT seq, (SELECT COALESCE(MAX(seq), 0) FROM ledger) FROM report_digest_state",
+            let (from, last, members_from): (i64, i64, i64) = tx.query_row(
+                "SELECT seq, (SELECT COALESCE(MAX(seq), 0) FROM ledger), members_rowid
+                 FROM report_digest_state",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             let upto = last.min(from.saturating_add(ENTRIES_PER_TRANSACTION));
             let mut touched: BTreeSet<MemberId> = BTreeSet::new();
-            let mut latest: Option<i64> = None;
+            let (mut latest, mut members_upto, mut added) = (None::<i64>, members_from, 0i64);
             {
                 let mut stmt = tx.prepare_cached(
                     "SELECT member_id, occurred_at FROM ledger WHERE seq > ?1 AND seq <= ?2",
@@ -132,74 +211,218 @@ impl Store {
                 for id in stale.query_map([], |r| Ok(MemberId(r.get(0)?)))? {
                     touched.insert(id?);
                 }
+                let mut new = tx.prepare_cached(
+                    "SELECT rowid, id FROM members WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                )?;
+                let mut rows = new.query(params![members_from, ENTRIES_PER_TRANSACTION])?;
+                while let Some(row) = rows.next()? {
+                    members_upto = row.get(0)?;
+                    touched.insert(MemberId(row.get(1)?));
+                    added += 1;
+                }
             }
-            for &member in &touched {
-                let theirs = member_entries(&tx, member)?;
-                write_digest(&tx, &self.program, member, &theirs)?;
+            let mut moved = Totals::default();
+            let mut latest_enrolled = None;
+            for &id in &touched {
+                let member = tx
+                    .prepare_cached(
+                        "SELECT id, created_at, marketing_consent FROM members WHERE id = ?1",
+                    )?
+                    .query_row(params![id.0], member_from_row)?;
+                latest_enrolled = latest_enrolled.max(Some(member.enrolled_at.millis()));
+                if let Some(old) = read_record(&tx, id)? {
+                    old.count(&mut moved, -1);
+                }
+                let record = Record::of(&self.program, member, &member_entries(&tx, id)?);
+                write_record(&tx, &record)?;
+                record.count(&mut moved, 1);
             }
+            add_totals(&tx, &moved)?;
             tx.execute("DELETE FROM report_digest_stale", [])?;
             tx.execute(
                 "UPDATE report_digest_state
-                 SET seq = ?1, latest_at = MAX(COALESCE(latest_at, ?2), COALESCE(?2, latest_at))",
-                params![upto, latest],
+                 SET seq = ?1, members_rowid = ?2,
+                     latest_at = MAX(COALESCE(latest_at, ?3), COALESCE(?3, latest_at)),
+                     latest_enrolled = MAX(COALESCE(latest_enrolled, ?4), COALESCE(?4, latest_enrolled))",
+                params![upto, members_upto, latest, latest_enrolled],
             )?;
             tx.commit()?;
-            if upto >= last {
+            if upto >= last && added < ENTRIES_PER_TRANSACTION {
                 return Ok(());
             }
         }
     }
 
-    /// The stored digest of `member`, if the store holds one.
-    pub(super) fn stored_digest(&self, member: MemberId) -> Result<Option<Digest>> {
-        let bytes: Option<Vec<u8>> = self
+    /// Whether the stored record of `derived.member` is `derived`, with the last purchase and
+    /// tier changes it gives (a record that does not decode is not).
+    pub(super) fn record_agrees(&self, derived: &Record) -> Result<bool> {
+        let stored = match read_record(&self.conn, derived.member.id) {
+            Ok(stored) => stored,
+            Err(StoreError::BadRecord(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if stored.as_ref() != Some(derived) {
+            return Ok(false);
+        }
+        let id = derived.member.id.0;
+        let last_sale: Option<i64> = self.conn.query_row(
+            "SELECT last_sale FROM report_members WHERE member_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
+        let changes = self
             .conn
-            .prepare_cached("SELECT digest FROM report_digests WHERE member_id = ?1")?
-            .query_row(params![member.0], |r| r.get(0))
-            .optional()?;
-        bytes
-            .map(|b| Digest::from_bytes(&b))
-            .transpose()
-            .map_err(|e| StoreError::BadRecord(e.to_string()))
+            .prepare_cached(
+                "SELECT at, tier_before, tier_after FROM report_tier_changes
+                 WHERE member_id = ?1 ORDER BY at",
+            )?
+            .query_map(params![id], tier_change_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(last_sale == derived.last_sale() && changes == derived.tier_changes())
     }
 
-    /// Rewrites `member`'s digest from their entries (oldest first).
-    pub(super) fn rewrite_digest(&mut self, member: MemberId, entries: &[Entry]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        write_digest(&tx, &self.program, member, entries)?;
+    /// The totals as stored (`BadRecord` for a sum the store does not know).
+    pub(super) fn stored_totals(&self) -> Result<Totals> {
+        let mut totals = Totals::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sum, at, of, n FROM report_totals")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let code: i64 = row.get(0)?;
+            let sum = Sum::from_code(code)
+                .ok_or_else(|| StoreError::BadRecord(format!("unknown report total {code}")))?;
+            let key = Key {
+                sum,
+                at: row.get(1)?,
+                of: row.get(2)?,
+            };
+            totals.add(key, row.get(3)?);
+        }
+        Ok(totals)
+    }
+
+    /// Writes `records` over the stored ones and `totals` over the stored totals, as `verify`
+    /// derived them from the ledger.
+    pub(super) fn rewrite_records(&mut self, records: &[Record], totals: &Totals) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for record in records {
+            write_record(&tx, record)?;
+        }
+        tx.execute("DELETE FROM report_totals", [])?;
+        add_totals(&tx, totals)?;
         tx.commit()?;
         Ok(())
     }
 }
 
-/// What every period's report counts of a member's entries (oldest first).
-pub(super) fn digest_of(program: &Program, entries: &[Entry]) -> Digest {
-    Digest::of(program, entries, ANY_PERIOD)
+/// A member's id, enrolment and consent from `id, created_at, marketing_consent`.
+fn member_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberFacts> {
+    Ok(MemberFacts {
+        id: MemberId(r.get(0)?),
+        enrolled_at: Timestamp::from_millis(r.get(1)?),
+        marketing_consent: r.get(2)?,
+    })
 }
 
-/// Stores `member`'s digest of `entries` (oldest first); none for a member without entries.
-fn write_digest(
-    tx: &Transaction<'_>,
-    program: &Program,
-    member: MemberId,
-    entries: &[Entry],
-) -> Result<()> {
-    if entries.is_empty() {
-        tx.prepare_cached("DELETE FROM report_digests WHERE member_id = ?1")?
-            .execute(params![member.0])?;
-    } else {
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO report_digests (member_id, digest) VALUES (?1, ?2)",
+/// A tier change from `at, tier_before, tier_after` (the row's first three columns).
+pub(super) fn tier_change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TierChange> {
+    let tier = |i: usize| -> rusqlite::Result<usize> {
+        usize::try_from(r.get::<_, i64>(i)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Integer, e.into())
+        })
+    };
+    Ok(TierChange {
+        at: Timestamp::from_millis(r.get(0)?),
+        before: tier(1)?,
+        after: tier(2)?,
+    })
+}
+
+/// The stored record of `member`, if counted (`BadRecord` when its digest does not decode).
+fn read_record(conn: &Connection, member: MemberId) -> Result<Option<Record>> {
+    let counted = conn
+        .prepare_cached(
+            "SELECT member_id, enrolled_at, consent FROM report_members WHERE member_id = ?1",
         )?
-        .execute(params![member.0, digest_of(program, entries).to_bytes()])?;
+        .query_row(params![member.0], member_from_row)
+        .optional()?;
+    let Some(counted) = counted else {
+        return Ok(None);
+    };
+    let bytes: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT digest FROM report_digests WHERE member_id = ?1")?
+        .query_row(params![member.0], |r| r.get(0))
+        .optional()?;
+    let digest = bytes
+        .map(|b| Digest::from_bytes(&b))
+        .transpose()
+        .map_err(|e| StoreError::BadRecord(e.to_string()))?;
+    Ok(Some(Record {
+        member: counted,
+        digest,
+    }))
+}
+
+/// Stores `record` over the member's: their digest, their row and their tier changes.
+fn write_record(tx: &Transaction<'_>, record: &Record) -> Result<()> {
+    let id = record.member.id.0;
+    match &record.digest {
+        Some(digest) => tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO report_digests (member_id, digest) VALUES (?1, ?2)",
+            )?
+            .execute(params![id, digest.to_bytes()])?,
+        None => tx
+            .prepare_cached("DELETE FROM report_digests WHERE member_id = ?1")?
+            .execute(params![id])?,
+    };
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO report_members (member_id, enrolled_at, consent, last_sale)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        id,
+        record.member.enrolled_at.millis(),
+        record.member.marketing_consent,
+        record.last_sale()
+    ])?;
+    tx.prepare_cached("DELETE FROM report_tier_changes WHERE member_id = ?1")?
+        .execute(params![id])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO report_tier_changes (member_id, at, tier_before, tier_after)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for change in record.tier_changes() {
+        insert.execute(params![
+            id,
+            change.at.millis(),
+            i64::try_from(change.before).unwrap_or(i64::MAX),
+            i64::try_from(change.after).unwrap_or(i64::MAX)
+        ])?;
     }
     Ok(())
 }
 
-/// The stored digests' form: a new one remakes them all, as a new program does.
-const FORM: &str = "report digest 2\n";
+/// Adds `totals` to the stored ones, leaving out sums that come to zero.
+fn add_totals(tx: &Transaction<'_>, totals: &Totals) -> Result<()> {
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO report_totals (sum, at, of, n) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (sum, at, of) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for (key, n) in totals.iter() {
+        upsert.execute(params![key.sum.code(), key.at, key.of, n])?;
+    }
+    tx.execute("DELETE FROM report_totals WHERE n = 0", [])?;
+    Ok(())
+}
 
-/// The SHA-256 of the digests' form and a program's TOML, in hex: what the digests were made
+/// The stored records' form: a new one remakes them all, as a new program does.
+const FORM: &str = "report digest 3\n";
+
+/// The SHA-256 of the records' form and a program's TOML, in hex: what the records were made
 /// under.
 fn program_hash(toml: &str) -> String {
     let mut hash = Sha256::new();

@@ -1,16 +1,17 @@
 //! Sales without a member, and the facts the manager's measures are computed from
 //! (`domain::insights`).
 
-use rusqlite::{Connection, params};
+use rusqlite::params;
 use uuid::Uuid;
 
+use super::digests::tier_change_from_row;
 use super::ledger::new_id;
 use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    ByMember, Digest, FactsBuilder, MemberFacts, Report, Settings, report,
+    AtRisk, ByMember, Facts, FactsBuilder, MemberFacts, Report, Settings, moved, report,
 };
-use crate::domain::{MemberId, Program, Timestamp, rules};
+use crate::domain::{MemberId, Timestamp, rules};
 
 /// Who answered the recommend question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,8 +78,9 @@ impl Store {
 
     /// The program's measures for `[from, to)` from this store: its members, every sale (a
     /// purchase not cancelled, or a guest sale) before `to`, points in the period and the
-    /// outstanding balances. Counted from the members' digests once they are brought up to
-    /// date, or from every entry when the ledger holds entries stamped at or after `to`.
+    /// outstanding balances. Counted from the totals by day once they are brought up to date,
+    /// or from every entry when the period is not whole days or the store holds entries
+    /// stamped (or members enrolled) at or after `to`.
     pub fn insights(&mut self, from: Timestamp, to: Timestamp) -> Result<Report> {
         self.insights_with_progress(from, to, &mut |_, _| {})
     }
@@ -92,19 +94,22 @@ impl Store {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Report> {
         self.refresh_digests(progress)?;
-        let builder = if self.digests_answer(to)? {
-            self.count_digests(from, to)?
+        let facts = if self.totals_answer(from, to)? {
+            self.count_totals(from, to)?
         } else {
             self.count_entries(from, to, progress)?
+                .finish(self.outstanding_points()?)
         };
-        self.report_of(builder, from, to)
+        self.report_of(facts)
     }
 
     /// The measures for `[from, to)` counted from every entry of the ledger, the digests left
     /// aside: what the digests must agree with.
     pub fn insights_from_ledger(&self, from: Timestamp, to: Timestamp) -> Result<Report> {
-        let builder = self.count_entries(from, to, &mut |_, _| {})?;
-        self.report_of(builder, from, to)
+        let facts = self
+            .count_entries(from, to, &mut |_, _| {})?
+            .finish(self.outstanding_points()?);
+        self.report_of(facts)
     }
 
     /// The members `report` finds at risk who agreed to marketing and can be reached, for a
@@ -147,30 +152,46 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Counts every member from their digest, one small row each, in member order: the lower
-    /// half of the members on this connection, the upper half on a second one beside it.
-    fn count_digests(&self, from: Timestamp, to: Timestamp) -> Result<FactsBuilder<'_>> {
-        let mut lower = self.report_members()?;
-        let upper = lower.split_off(lower.len() / 2);
-        let program = self.program();
-        let Some(split) = upper.first().map(|m| m.id) else {
-            return count_digests_from(&self.conn, program, from, to, lower, None, None);
-        };
-        let other = Connection::open(&self.path)?;
-        other.busy_timeout(std::time::Duration::from_secs(5))?;
-        let (lower, upper) = std::thread::scope(|scope| {
-            let upper = scope.spawn(move || {
-                count_digests_from(&other, program, from, to, upper, Some(split), None)
-            });
-            let lower = count_digests_from(&self.conn, program, from, to, lower, None, Some(split));
-            let upper = upper
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (lower, upper)
-        });
-        let mut counted = lower?;
-        counted.merge(upper?);
-        Ok(counted)
+    /// The facts of `[from, to)` from the totals by day, the last purchases of the members at
+    /// risk and the tier changes in the period: a few thousand rows, whatever the members.
+    fn count_totals(&self, from: Timestamp, to: Timestamp) -> Result<Facts> {
+        let mut facts = self
+            .stored_totals()?
+            .facts(from, to, self.program().tiers.len());
+        // Only the members at risk are read: their last purchase is before the cutoff.
+        let cutoff = to.plus_days(-self.program().churn_days);
+        facts.last_purchases = self
+            .conn
+            .prepare_cached(
+                "SELECT member_id, last_sale, consent FROM report_members
+                 WHERE last_sale < ?1 ORDER BY last_sale, member_id",
+            )?
+            .query_map(params![cutoff.millis()], |r| {
+                Ok(AtRisk {
+                    member: MemberId(r.get(0)?),
+                    last_purchase: Timestamp::from_millis(r.get(1)?),
+                    marketing_consent: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let changes = self
+            .conn
+            .prepare_cached(
+                "SELECT c.at, c.tier_before, c.tier_after, c.member_id, m.enrolled_at
+                 FROM report_tier_changes c JOIN report_members m USING (member_id)
+                 WHERE c.at > ?1 AND c.at < ?2 ORDER BY c.member_id, c.at",
+            )?
+            .query_map(params![from.millis(), to.millis()], |r| {
+                Ok((
+                    MemberId(r.get(3)?),
+                    Timestamp::from_millis(r.get(4)?),
+                    tier_change_from_row(r)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        (facts.moved_up, facts.moved_down) = moved(changes, from);
+        facts.outstanding_points = self.outstanding_points()?;
+        Ok(facts)
     }
 
     /// Reads the ledger once, member by member in its key order: only one member's entries are
@@ -208,19 +229,19 @@ impl Store {
         Ok(by_member.finish())
     }
 
-    /// The report of the counted members with what the ledger does not give: the outstanding
-    /// balances, and the sales without a member and recommend answers in the period.
-    fn report_of(
-        &self,
-        builder: FactsBuilder<'_>,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Report> {
-        let outstanding_points = self.conn.query_row(
-            "SELECT COALESCE(SUM(MAX(balance, 0)), 0) FROM member_state",
+    /// The sum of every member's positive balance now.
+    fn outstanding_points(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(SUM(balance), 0) FROM member_state WHERE balance > 0",
             [],
             |r| r.get(0),
-        )?;
+        )?)
+    }
+
+    /// The report of the counted members with what the ledger does not give: the sales
+    /// without a member and recommend answers in the period.
+    fn report_of(&self, mut facts: Facts) -> Result<Report> {
+        let (from, to) = (facts.from, facts.to);
         let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
             self.conn
                 .prepare(sql)?
@@ -229,7 +250,6 @@ impl Store {
                 })?
                 .collect()
         };
-        let mut facts = builder.finish(outstanding_points);
         facts.add_extras(
             &pairs(
                 "SELECT occurred_at, amount_minor FROM guest_sales
@@ -242,33 +262,4 @@ impl Store {
         );
         Ok(report(&facts, &Settings::of(self.program())))
     }
-}
-
-/// Counts the `members` (in id order) and the digests of members with ids in `[from_id, to_id)`
-/// (unbounded where `None`) on `conn`.
-fn count_digests_from<'p>(
-    conn: &Connection,
-    program: &'p Program,
-    from: Timestamp,
-    to: Timestamp,
-    members: Vec<MemberFacts>,
-    from_id: Option<MemberId>,
-    to_id: Option<MemberId>,
-) -> Result<FactsBuilder<'p>> {
-    let mut by_member = ByMember::new(FactsBuilder::new(program, from, to), members);
-    let mut stmt = conn.prepare(
-        "SELECT member_id, digest FROM report_digests
-         WHERE (?1 IS NULL OR member_id >= ?1) AND (?2 IS NULL OR member_id < ?2)
-         ORDER BY member_id",
-    )?;
-    let mut rows = stmt.query(params![from_id.map(|m| m.0), to_id.map(|m| m.0)])?;
-    while let Some(row) = rows.next()? {
-        let bytes: Vec<u8> = row.get(1)?;
-        let digest =
-            Digest::from_bytes(&bytes).map_err(|e| StoreError::BadRecord(e.to_string()))?;
-        by_member
-            .push_digest(MemberId(row.get(0)?), &digest)
-            .map_err(|e| StoreError::BadRecord(e.to_string()))?;
-    }
-    Ok(by_member.finish())
 }

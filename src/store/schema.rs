@@ -26,6 +26,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/018_nps_guest_sale.sql")),
     M::up(include_str!("migrations/019_lookup_indexes.sql")),
     M::up(include_str!("migrations/020_report_digests.sql")),
+    M::up(include_str!("migrations/021_report_totals.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.

@@ -4,9 +4,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::digests::digest_of;
+use super::digests::Record;
 use super::rows::{ENTRY_COLUMNS, STATE_COLUMNS, entry_from_row, state_from_row, upsert_state};
 use super::{Corruption, Result, Store, StoreError};
+use crate::domain::insights::{MemberFacts, Totals};
 use crate::domain::rules;
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, EntryId, EntryKind, MemberId, MemberSummary, TerminalId, Timestamp};
@@ -33,8 +34,12 @@ pub enum Drift {
         reason: String,
         derived: MemberSummary,
     },
-    /// The report's digest of the member differs from what their entries come to.
+    /// The report's record of the member (digest, last purchase, tier changes, enrolment and
+    /// consent) differs from what their entries and their row come to.
     Digest { member: MemberId, card: String },
+    /// The report's totals by day differ from what every member's entries add up to, at
+    /// `sums` places.
+    Totals { sums: usize },
     /// This till's own sequence numbers are not exactly 1..=last.
     LocalSequence {
         terminal: TerminalId,
@@ -114,10 +119,12 @@ impl Store {
         let total = u64::try_from(total).unwrap_or(0);
         let mut report = VerifyReport::default();
         let mut fixes: Vec<(MemberId, MemberSummary)> = Vec::new();
-        let mut digest_fixes: Vec<(MemberId, Vec<Entry>)> = Vec::new();
+        let mut record_fixes: Vec<Record> = Vec::new();
+        let mut totals = Totals::default();
         {
             let mut members = self.conn.prepare(&format!(
-                "SELECT m.id, m.card, s.member_id IS NOT NULL, {STATE_COLUMNS} FROM members m
+                "SELECT m.id, m.card, m.created_at, m.marketing_consent, s.member_id IS NOT NULL,
+                        {STATE_COLUMNS} FROM members m
                  LEFT JOIN member_state s ON s.member_id = m.id ORDER BY m.id"
             ))?;
             let mut entries = self.conn.prepare(&format!(
@@ -131,8 +138,8 @@ impl Store {
                 let card: String = row.get(1)?;
                 // A corrupt cached state is drift to report and repair, not a reason to stop.
                 let cached: std::result::Result<Option<MemberSummary>, Corruption> =
-                    if row.get::<_, bool>(2)? {
-                        match state_from_row(row, 3, member).map_err(StoreError::from) {
+                    if row.get::<_, bool>(4)? {
+                        match state_from_row(row, 5, member).map_err(StoreError::from) {
                             Ok(state) => Ok(Some(state)),
                             Err(StoreError::Corrupt(corruption)) => Err(corruption),
                             Err(e) => return Err(e),
@@ -169,19 +176,19 @@ impl Store {
                 }
                 check_reversals(&batch, &mut report.drift);
                 if digests {
-                    let derived = (!batch.is_empty()).then(|| digest_of(&self.program, &batch));
-                    let agrees = match self.stored_digest(member) {
-                        Ok(stored) => stored == derived,
-                        // A digest that does not decode is drift like one that differs.
-                        Err(StoreError::BadRecord(_)) => false,
-                        Err(e) => return Err(e),
+                    let facts = MemberFacts {
+                        id: member,
+                        enrolled_at: Timestamp::from_millis(row.get(2)?),
+                        marketing_consent: row.get(3)?,
                     };
-                    if !agrees {
+                    let derived = Record::of(&self.program, facts, &batch);
+                    derived.count(&mut totals, 1);
+                    if !self.record_agrees(&derived)? {
                         report.drift.push(Drift::Digest {
                             member,
                             card: card.clone(),
                         });
-                        digest_fixes.push((member, batch.clone()));
+                        record_fixes.push(derived);
                     }
                 }
                 let as_of = cached.as_ref().ok().copied().flatten().map_or_else(
@@ -227,11 +234,24 @@ impl Store {
             tx.commit()?;
             report.repaired = i64::try_from(fixes.len()).unwrap_or(i64::MAX);
         }
-        if repair {
-            for (member, entries) in &digest_fixes {
-                self.rewrite_digest(*member, entries)?;
+        if digests {
+            let stored = match self.stored_totals() {
+                Ok(stored) => Some(stored),
+                Err(StoreError::BadRecord(_)) => None,
+                Err(e) => return Err(e),
+            };
+            // Totals that do not read back differ everywhere.
+            let sums = stored.map_or(totals.iter().count().max(1), |stored| {
+                totals.differences(&stored)
+            });
+            if sums > 0 {
+                report.drift.push(Drift::Totals { sums });
             }
-            report.repaired += i64::try_from(digest_fixes.len()).unwrap_or(i64::MAX);
+            if repair && (sums > 0 || !record_fixes.is_empty()) {
+                self.rewrite_records(&record_fixes, &totals)?;
+                report.repaired +=
+                    i64::try_from(record_fixes.len()).unwrap_or(i64::MAX) + i64::from(sums > 0);
+            }
         }
         Ok(report)
     }

@@ -185,6 +185,13 @@ impl Totals {
         }
     }
 
+    /// The places where `other` holds a different sum.
+    pub fn differences(&self, other: &Totals) -> usize {
+        let mine = self.0.iter().filter(|(k, n)| other.0.get(k) != Some(n));
+        let theirs = other.0.keys().filter(|k| !self.0.contains_key(k));
+        mine.count() + theirs.count()
+    }
+
     /// Every sum that is not zero.
     pub fn iter(&self) -> impl Iterator<Item = (Key, i64)> + '_ {
         self.0.iter().map(|(k, n)| (*k, *n))
