@@ -1,11 +1,11 @@
 //! The manager's report on a large store: `Store::insights` (what the Insights screen and
-//! `tillpass report` call) for the last 30, 90 and 365 days, counted from the members' digests,
+//! `tillpass report` call) for the last 30, 90 and 365 days, counted from the totals by day,
 //! beside the full recompute from every ledger entry on the same store in the same run (which
 //! must give the same report).
 //!
 //! Run: `cargo bench --bench insights`. The store is `target/bench/store-1000000.sqlite3`, which
 //! `cargo bench --bench store` builds, or `TILLPASS_BENCH_STORE=PATH`. The first report on a
-//! store makes every digest (timed apart); the store keeps them.
+//! store makes every member record and the totals (timed apart); the store keeps them.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -42,7 +42,7 @@ fn main() {
         .insights(last_days(now, 1).0, last_days(now, 1).1)
         .expect("first report");
     println!(
-        "first report (makes or brings up to date every digest): {}",
+        "first report (makes or brings up to date every record and the totals): {}",
         ms(started.elapsed())
     );
     println!("| period | median of {RUNS} | max | active members | at risk |");
@@ -75,7 +75,7 @@ fn main() {
                 "| last 90 days, full recompute from the ledger | {} | | | |",
                 ms(started.elapsed())
             );
-            assert_eq!(recomputed, report, "the digests and the ledger disagree");
+            assert_eq!(recomputed, report, "the totals and the ledger disagree");
         }
     }
 }

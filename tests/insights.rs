@@ -522,6 +522,22 @@ fn the_digests_count_what_the_ledger_does_and_verify_checks_them() {
     assert!(store.verify(false).expect("verify").is_clean());
     same(&mut store, autumn_);
 
+    // A member enrolled without an entry (a program without a welcome bonus): counted as
+    // enrolled, no entry having brought them.
+    let toml = store
+        .program_toml()
+        .expect("program")
+        .replace("welcome = 100", "welcome = 0");
+    store.set_program(&toml, on(11, 25)).expect("program");
+    let before = same(&mut store, autumn_);
+    let hal = enrol(&mut store, "Hal Yew", None, false, on(11, 25));
+    assert!(store.history(hal, 10).expect("history").is_empty());
+    let after = same(&mut store, autumn_);
+    let new_members = |r: &tillpass::domain::insights::Report| {
+        r.get("new_members").and_then(|m| m.value).unwrap_or(0.0)
+    };
+    assert_eq!(new_members(&after), new_members(&before) + 1.0);
+
     // A member enrolled after the period: it is counted from the ledger, and agrees.
     enrol(&mut store, "Gus Reed", None, true, on(12, 5));
     same(&mut store, autumn_);

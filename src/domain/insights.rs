@@ -89,7 +89,8 @@ pub struct Facts {
     pub points_earned: i64,
     /// Points redeemed in the period (as a positive number, reversals netted).
     pub points_redeemed: i64,
-    /// Sum of every member's positive balance now.
+    /// Sum of every member's positive balance now (every entry of theirs, before the period's
+    /// end or not).
     pub outstanding_points: i64,
     /// Answers to "how likely are you to recommend us?" in the period, by score (0 to 10).
     pub scores: [usize; 11],
@@ -430,6 +431,7 @@ impl<'p> FactsBuilder<'p> {
     /// theirs before the period's end (and none after it): it counts as [`FactsBuilder::add`].
     pub fn add_digest(&mut self, member: Option<MemberFacts>, digest: &Digest) {
         self.facts.add_member(member.as_ref(), &digest.entries);
+        self.facts.outstanding_points += digest.balance.max(0);
         let (from, to) = (self.facts.from, self.facts.to);
         self.facts.mechanics.add(&digest.mechanics, from, to);
         if let Some(member) = member {
@@ -455,8 +457,7 @@ impl<'p> FactsBuilder<'p> {
 
     /// The facts counted, with the sum of positive balances now ([`Facts::add_extras`] adds
     /// sales without a member and recommend answers).
-    pub fn finish(mut self, outstanding_points: i64) -> Facts {
-        self.facts.outstanding_points = outstanding_points;
+    pub fn finish(self) -> Facts {
         self.facts
     }
 
@@ -1362,7 +1363,7 @@ mod tests {
             theirs.sort_by_key(|e| e.occurred_at);
             counted.add(None, &theirs);
         }
-        let m = counted.finish(0).mechanics;
+        let m = counted.finish().mechanics;
         assert_eq!(
             m,
             MechanicFacts {
@@ -1425,7 +1426,7 @@ mod tests {
             by_member.push(buy(2, at(2026, 11, 5))),
             Err(OutOfOrder(MemberId(uuid::Uuid::from_u128(2))))
         );
-        let facts = by_member.finish().finish(0);
+        let facts = by_member.finish().finish();
         assert_eq!(facts.enrolled, 3);
         let bought: Vec<u128> = facts
             .last_purchases
@@ -1473,7 +1474,7 @@ mod tests {
         ];
         let mut builder = FactsBuilder::new(&p, from, to);
         builder.add(Some(member(0, at(2026, 9, 1), true)), &entries);
-        let facts = builder.finish(0);
+        let facts = builder.finish();
         assert_eq!((facts.member_orders, facts.member_revenue), (2, 600 + 300));
         // 100 - 40 for the first sale, 50 - 50 for the second, 30 for the third.
         assert_eq!(facts.points_earned, 90);

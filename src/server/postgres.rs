@@ -722,13 +722,6 @@ impl PgDb {
             report_entry(&mut by_member, r.get(0))
         })
         .await?;
-        let outstanding: i64 = fetch_one(
-            &tx,
-            "SELECT COALESCE(SUM(GREATEST(balance, 0)), 0)::bigint FROM balances",
-            &[],
-        )
-        .await?
-        .get(0);
         let pairs = |rows: Vec<Row>| {
             rows.iter()
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
@@ -751,7 +744,7 @@ impl PgDb {
             .await?,
         );
         tx.commit().await.map_err(pg)?;
-        let mut facts = by_member.finish().finish(outstanding);
+        let mut facts = by_member.finish().finish();
         facts.add_extras(&guest_sales, &answers);
         Ok((program, facts))
     }

@@ -634,17 +634,12 @@ impl SqliteDb {
             while let Some(row) = rows.next()? {
                 report_entry(&mut by_member, &row.get::<_, String>(0)?)?;
             }
-            let outstanding = tx.query_row(
-                "SELECT COALESCE(SUM(MAX(balance, 0)), 0) FROM balances",
-                [],
-                |r| r.get(0),
-            )?;
             let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
                 tx.prepare(sql)?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect()
             };
-            let mut facts = by_member.finish().finish(outstanding);
+            let mut facts = by_member.finish().finish();
             facts.add_extras(
                 &pairs("SELECT occurred_at, amount_minor FROM guest_sales")?,
                 &pairs("SELECT occurred_at, score FROM recommend_answers")?,

@@ -19,6 +19,24 @@ use crate::domain::{Entry, MemberId, Program, Timestamp};
 const MEMBERS_PER_TRANSACTION: usize = 2_000;
 /// Arrival numbers (and new members) whose records are brought up to date in one transaction.
 const ENTRIES_PER_TRANSACTION: i64 = 20_000;
+/// Arrivals (entries and members) not yet counted above which remaking every record is
+/// quicker than making each touched one again (a till that just joined a chain, say).
+const REMAKE_BACKLOG: i64 = 200_000;
+/// The indexes the report reads the records through. Made whole after making every record
+/// (one sorted build, where a million inserts in random key order rewrote index pages at
+/// every commit), and so not in the migration: the totals answer only once every record is made.
+const RECORD_INDEXES: [(&str, &str); 2] = [
+    (
+        "report_members_last_sale",
+        "CREATE INDEX IF NOT EXISTS report_members_last_sale
+         ON report_members (last_sale, member_id, consent) WHERE last_sale IS NOT NULL",
+    ),
+    (
+        "report_tier_changes_at",
+        "CREATE INDEX IF NOT EXISTS report_tier_changes_at
+         ON report_tier_changes (at, member_id, tier_before, tier_after, enrolled_at)",
+    ),
+];
 /// The end of every period: a digest made for it counts every entry.
 const ANY_PERIOD: Timestamp = Timestamp::from_millis(i64::MAX);
 
@@ -66,10 +84,14 @@ impl Store {
     pub(super) fn refresh_digests(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
         self.reload()?;
         let program = program_hash(&schema::current_program(&self.conn)?.1);
-        let made: Option<String> =
-            self.conn
-                .query_row("SELECT program FROM report_digest_state", [], |r| r.get(0))?;
-        if made.as_deref() != Some(program.as_str()) {
+        let (made, backlog): (Option<String>, i64) = self.conn.query_row(
+            "SELECT program, (SELECT COALESCE(MAX(seq), 0) FROM ledger) - seq
+                    + (SELECT COALESCE(MAX(rowid), 0) FROM members) - members_rowid
+             FROM report_digest_state",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if made.as_deref() != Some(program.as_str()) || backlog > REMAKE_BACKLOG {
             self.make_digests(&program, progress)?;
         }
         match self.catch_up_digests() {
@@ -122,6 +144,9 @@ impl Store {
         ] {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
         }
+        for (name, _) in RECORD_INDEXES {
+            tx.execute(&format!("DROP INDEX IF EXISTS {name}"), [])?;
+        }
         tx.execute(
             "UPDATE report_digest_state SET program = NULL, latest_at = NULL,
                     latest_enrolled = NULL, seq = (SELECT COALESCE(MAX(seq), 0) FROM ledger),
@@ -163,7 +188,7 @@ impl Store {
                 rest = after;
                 latest_enrolled = latest_enrolled.max(Some(member.enrolled_at.millis()));
                 let record = Record::of(&self.program, member.clone(), mine);
-                write_record(&tx, &record)?;
+                write_fresh_record(&tx, &record)?;
                 record.count(&mut totals, 1);
             }
             tx.commit()?;
@@ -173,6 +198,9 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         add_totals(&tx, &totals)?;
+        for (_, create) in RECORD_INDEXES {
+            tx.execute(create, [])?;
+        }
         tx.execute(
             "UPDATE report_digest_state SET program = ?1, latest_at = ?2, latest_enrolled = ?3",
             params![program, latest, latest_enrolled],
@@ -273,12 +301,20 @@ impl Store {
         let changes = self
             .conn
             .prepare_cached(
-                "SELECT at, tier_before, tier_after FROM report_tier_changes
+                "SELECT at, tier_before, tier_after, enrolled_at FROM report_tier_changes
                  WHERE member_id = ?1 ORDER BY at",
             )?
-            .query_map(params![id], tier_change_from_row)?
+            .query_map(params![id], |r| {
+                Ok((tier_change_from_row(r)?, Timestamp::from_millis(r.get(3)?)))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(last_sale == derived.last_sale() && changes == derived.tier_changes())
+        let enrolled_at = derived.member.enrolled_at;
+        let derived_changes: Vec<_> = derived
+            .tier_changes()
+            .into_iter()
+            .map(|c| (c, enrolled_at))
+            .collect();
+        Ok(last_sale == derived.last_sale() && changes == derived_changes)
     }
 
     /// The totals as stored (`BadRecord` for a sum the store does not know).
@@ -369,16 +405,20 @@ fn read_record(conn: &Connection, member: MemberId) -> Result<Option<Record>> {
 /// Stores `record` over the member's: their digest, their row and their tier changes.
 fn write_record(tx: &Transaction<'_>, record: &Record) -> Result<()> {
     let id = record.member.id.0;
-    match &record.digest {
-        Some(digest) => tx
-            .prepare_cached(
-                "INSERT OR REPLACE INTO report_digests (member_id, digest) VALUES (?1, ?2)",
-            )?
-            .execute(params![id, digest.to_bytes()])?,
-        None => tx
-            .prepare_cached("DELETE FROM report_digests WHERE member_id = ?1")?
-            .execute(params![id])?,
-    };
+    tx.prepare_cached("DELETE FROM report_digests WHERE member_id = ?1")?
+        .execute(params![id])?;
+    tx.prepare_cached("DELETE FROM report_tier_changes WHERE member_id = ?1")?
+        .execute(params![id])?;
+    write_fresh_record(tx, record)
+}
+
+/// Stores `record` of a member without one.
+fn write_fresh_record(tx: &Transaction<'_>, record: &Record) -> Result<()> {
+    let id = record.member.id.0;
+    if let Some(digest) = &record.digest {
+        tx.prepare_cached("INSERT INTO report_digests (member_id, digest) VALUES (?1, ?2)")?
+            .execute(params![id, digest.to_bytes()])?;
+    }
     tx.prepare_cached(
         "INSERT OR REPLACE INTO report_members (member_id, enrolled_at, consent, last_sale)
          VALUES (?1, ?2, ?3, ?4)",
@@ -389,18 +429,17 @@ fn write_record(tx: &Transaction<'_>, record: &Record) -> Result<()> {
         record.member.marketing_consent,
         record.last_sale()
     ])?;
-    tx.prepare_cached("DELETE FROM report_tier_changes WHERE member_id = ?1")?
-        .execute(params![id])?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO report_tier_changes (member_id, at, tier_before, tier_after)
-         VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO report_tier_changes (member_id, at, tier_before, tier_after, enrolled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for change in record.tier_changes() {
         insert.execute(params![
             id,
             change.at.millis(),
             i64::try_from(change.before).unwrap_or(i64::MAX),
-            i64::try_from(change.after).unwrap_or(i64::MAX)
+            i64::try_from(change.after).unwrap_or(i64::MAX),
+            record.member.enrolled_at.millis()
         ])?;
     }
     Ok(())

@@ -97,8 +97,7 @@ impl Store {
         let facts = if self.totals_answer(from, to)? {
             self.count_totals(from, to)?
         } else {
-            self.count_entries(from, to, progress)?
-                .finish(self.outstanding_points()?)
+            self.count_entries(from, to, progress)?.finish()
         };
         self.report_of(facts)
     }
@@ -106,9 +105,7 @@ impl Store {
     /// The measures for `[from, to)` counted from every entry of the ledger, the digests left
     /// aside: what the digests must agree with.
     pub fn insights_from_ledger(&self, from: Timestamp, to: Timestamp) -> Result<Report> {
-        let facts = self
-            .count_entries(from, to, &mut |_, _| {})?
-            .finish(self.outstanding_points()?);
+        let facts = self.count_entries(from, to, &mut |_, _| {})?.finish();
         self.report_of(facts)
     }
 
@@ -177,9 +174,8 @@ impl Store {
         let changes = self
             .conn
             .prepare_cached(
-                "SELECT c.at, c.tier_before, c.tier_after, c.member_id, m.enrolled_at
-                 FROM report_tier_changes c JOIN report_members m USING (member_id)
-                 WHERE c.at > ?1 AND c.at < ?2 ORDER BY c.member_id, c.at",
+                "SELECT at, tier_before, tier_after, member_id, enrolled_at
+                 FROM report_tier_changes WHERE at > ?1 AND at < ?2 AND enrolled_at <= ?1",
             )?
             .query_map(params![from.millis(), to.millis()], |r| {
                 Ok((
@@ -190,7 +186,6 @@ impl Store {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         (facts.moved_up, facts.moved_down) = moved(changes, from);
-        facts.outstanding_points = self.outstanding_points()?;
         Ok(facts)
     }
 
@@ -227,15 +222,6 @@ impl Store {
         }
         progress(read, read);
         Ok(by_member.finish())
-    }
-
-    /// The sum of every member's positive balance now.
-    fn outstanding_points(&self) -> Result<i64> {
-        Ok(self.conn.query_row(
-            "SELECT COALESCE(SUM(balance), 0) FROM member_state WHERE balance > 0",
-            [],
-            |r| r.get(0),
-        )?)
     }
 
     /// The report of the counted members with what the ledger does not give: the sales

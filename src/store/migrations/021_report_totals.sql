@@ -12,25 +12,26 @@ CREATE TABLE report_totals (
 ) STRICT, WITHOUT ROWID;
 
 -- Each member as the totals count them: their enrolment and consent then, and their last
--- purchase that stood, read for who is at risk of leaving.
+-- purchase that stood, read for who is at risk of leaving. (Its index on the last purchase, and
+-- report_tier_changes' on time, are built by the store after it makes every record: see
+-- RECORD_INDEXES in src/store/digests.rs.)
 CREATE TABLE report_members (
     member_id   BLOB PRIMARY KEY REFERENCES members (id),
     enrolled_at INTEGER NOT NULL,
     consent     INTEGER NOT NULL CHECK (consent IN (0, 1)),
     last_sale   INTEGER
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX report_members_last_sale ON report_members (last_sale, member_id, consent)
-    WHERE last_sale IS NOT NULL;
 
--- Each change of a member's tier, read for the members who moved up or down in a period.
+-- Each change of a member's tier, with their enrolment as counted, read in time order for the
+-- members who moved up or down in a period.
 CREATE TABLE report_tier_changes (
     member_id   BLOB    NOT NULL REFERENCES members (id),
     at          INTEGER NOT NULL,
     tier_before INTEGER NOT NULL,
     tier_after  INTEGER NOT NULL,
+    enrolled_at INTEGER NOT NULL,
     PRIMARY KEY (member_id, at)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX report_tier_changes_at ON report_tier_changes (at);
 
 -- Members up to this rowid are counted (members are never deleted, so a new one has a higher
 -- rowid); no member counted enrolled after `latest_enrolled`.
