@@ -3,7 +3,8 @@
 //!   `TILLPASS_BENCH_POSTGRES` names a server (a URL whose role may create databases);
 //! - the bare engine: batched prepared INSERTs into the same SQLite schema; COPY into the same
 //!   PostgreSQL schema;
-//! - a new till pulling 1,000,000 entries from the SQLite server.
+//! - a new till pulling 1,000,000 entries from the SQLite server;
+//! - the chain report (`GET /v1/report`, last 90 days) on the SQLite server holding them.
 //!
 //! Run: `cargo bench --bench sync` (`BENCH_ENTRIES=N` to change the 1,000,000).
 
@@ -323,6 +324,19 @@ fn sqlite_ingest_and_pull(dir: &std::path::Path, data: &Data, bare: f64, pull: b
     let http = ingest(&server, &tokens, data)?;
     println!(
         "SQLite   ingest over HTTP: {http:>9.0} entries/s   bare batched INSERT: {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
+    );
+    let started = Instant::now();
+    let answer = reqwest::blocking::Client::new()
+        .get(format!("{server}/v1/report"))
+        .bearer_auth(&till_token)
+        .send()?
+        .error_for_status()?;
+    let body = answer.bytes()?;
+    println!(
+        "chain report (GET /v1/report, 90 days, {} members, {n} entries): {:.2} s ({} bytes)",
+        data.members.len(),
+        started.elapsed().as_secs_f64(),
+        body.len()
     );
     if !pull {
         return Ok(());

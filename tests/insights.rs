@@ -609,3 +609,41 @@ fn an_entry_leaving_the_ledger_leaves_its_members_digest_and_its_number_is_count
         .count();
     assert_eq!(digests_drift, 0);
 }
+
+#[test]
+fn a_record_that_does_not_decode_is_made_again_with_every_other_when_its_member_buys() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    autumn(&mut store);
+    let autumn_ = (midnight(9, 1), midnight(12, 1));
+    store
+        .insights(autumn_.0, autumn_.1)
+        .expect("the records are made");
+    let id: uuid::Uuid = store
+        .connection()
+        .query_row(
+            "SELECT member_id FROM report_digests ORDER BY member_id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a digest");
+    store
+        .connection()
+        .execute(
+            "UPDATE report_digests SET digest = X'FFFFFFFF' WHERE member_id = ?1",
+            rusqlite::params![id],
+        )
+        .expect("tamper");
+    // Its old sums cannot be taken off the totals: every record is made again instead.
+    store
+        .earn(MemberId(id), 500, "ann", on(11, 26))
+        .expect("earn");
+    let counted = store.insights(autumn_.0, autumn_.1).expect("report");
+    assert_eq!(
+        counted,
+        store
+            .insights_from_ledger(autumn_.0, autumn_.1)
+            .expect("recomputed")
+    );
+    assert!(store.verify(false).expect("verify").is_clean());
+}

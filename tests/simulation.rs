@@ -481,6 +481,14 @@ impl Drop for Link {
     }
 }
 
+/// Whole days from two days before the run to three after `now`: every entry a till stamps
+/// (clocks off by at most `MAX_CLOCK_SKEW_MS`) falls inside, so a report comes from the totals.
+fn report_period(now: Timestamp) -> (Timestamp, Timestamp) {
+    const DAY: i64 = 86_400_000;
+    let day = |t: Timestamp| Timestamp::from_millis(t.millis().div_euclid(DAY) * DAY);
+    (day(NOW).plus_days(-2), day(now).plus_days(3))
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -730,6 +738,11 @@ impl<'t> World<'t> {
         if self.server.is_none() && self.rng.random_bool(0.2) {
             self.restart();
         }
+        // Now and then a till's report, so that its records and totals are made early and kept
+        // up to date through whatever follows (no draw from the seed's stream).
+        if step % 10 == 5 {
+            self.report((step / 10) % TILLS);
+        }
         let t = self.rng.random_range(0..TILLS);
         match self.rng.random_range(0..100) {
             0..30 => self.sale(t),
@@ -745,6 +758,19 @@ impl<'t> World<'t> {
             88..90 => self.refund_then_restore(t),
             _ => self.hostile_push(),
         }
+    }
+
+    /// Till `t`'s report, from its totals, which must be what its ledger gives.
+    fn report(&mut self, t: usize) {
+        let (from, to) = report_period(self.clock);
+        let store = &mut self.tills[t].till.store;
+        let counted = store.insights(from, to).expect("report");
+        let recomputed = store.insights_from_ledger(from, to).expect("recomputed");
+        assert_eq!(
+            counted, recomputed,
+            "till {t}'s report from its totals, and from its ledger"
+        );
+        self.log(format!("till {t}: report"));
     }
 
     /// The simulation's name for a member: its place in the enrolment order.
@@ -1577,6 +1603,14 @@ impl<'t> World<'t> {
             );
             let report = till.store.verify(false).expect("verify");
             assert!(report.is_clean(), "{name}: {:?}", report.drift);
+            let (from, to) = report_period(settled_at);
+            assert_eq!(
+                till.store.insights(from, to).expect("report"),
+                till.store
+                    .insights_from_ledger(from, to)
+                    .expect("recomputed"),
+                "{name}'s report from its totals, and from its ledger"
+            );
             let counters = till.store.sync_counters().expect("counters");
             assert_eq!(
                 (counters.waiting_entries, counters.waiting_members),

@@ -8,7 +8,9 @@
 //!
 //! [`Facts`] are counted one member at a time, so a store of any size is read once and never
 //! held whole: from each member's entries ([`FactsBuilder::add`]) or from a digest of them kept
-//! beside the ledger ([`Digest`], [`FactsBuilder::add_digest`]), which count the same.
+//! beside the ledger ([`Digest`], [`FactsBuilder::add_digest`]), which count the same. A store
+//! keeps what the digests add up to by day ([`Totals`]), which gives the facts of a period of
+//! whole days without counting any member.
 
 use std::collections::BTreeMap;
 
@@ -99,7 +101,8 @@ pub struct Facts {
     /// Per enrolment month (months since year 0): its members enrolled before the period's
     /// end, and how many of them bought in each month since, up to the period's end.
     pub cohorts: BTreeMap<i64, (usize, Vec<usize>)>,
-    /// Each member enrolled before the period's end who bought before it: their last purchase.
+    /// Each member enrolled before the period's end who bought before it: their last purchase
+    /// (from the totals, only those before the churn cutoff, the ones the report lists).
     pub last_purchases: Vec<AtRisk>,
     /// Members enrolled before the period in a higher tier at its end than at its start, and
     /// in a lower one.
