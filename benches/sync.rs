@@ -328,7 +328,8 @@ fn sqlite_ingest_and_pull(dir: &std::path::Path, data: &Data, bare: f64, pull: b
     let started = Instant::now();
     let answer = reqwest::blocking::Client::new()
         .get(format!("{server}/v1/report"))
-        .bearer_auth(&till_token)
+        .bearer_auth(&tokens[0])
+        .header(TERMINAL_HEADER, TERMINALS[0])
         .send()?
         .error_for_status()?;
     let body = answer.bytes()?;
