@@ -489,6 +489,22 @@ fn report_period(now: Timestamp) -> (Timestamp, Timestamp) {
     (day(NOW).plus_days(-2), day(now).plus_days(3))
 }
 
+/// The server's chain report over `[from, to)` (whole days).
+fn report_url(server: &str, from: Timestamp, to: Timestamp) -> String {
+    let day = |t: Timestamp| {
+        let date = time::OffsetDateTime::from_unix_timestamp(t.millis() / 1000)
+            .expect("a date")
+            .date();
+        format!(
+            "{:04}-{:02}-{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        )
+    };
+    format!("{server}/v1/report?from={}&to={}", day(from), day(to))
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -771,6 +787,15 @@ impl<'t> World<'t> {
             "till {t}'s report from its totals, and from its ledger"
         );
         self.log(format!("till {t}: report"));
+        // The server's too, so that its records are made early and then kept up to date.
+        if let Some(server) = &self.server {
+            let till = &self.tills[t];
+            let _: serde_json::Value = get(
+                &report_url(&server.url, from, to),
+                &till.token,
+                till.till.store.terminal_id(),
+            );
+        }
     }
 
     /// The simulation's name for a member: its place in the enrolment order.
@@ -1630,6 +1655,20 @@ impl<'t> World<'t> {
                 "{name} set aside {quarantined:?}; expected its second reversals {aside:?}"
             );
         }
+        let (from, to) = report_period(settled_at);
+        let chain: serde_json::Value = get(
+            &report_url(&url, from, to),
+            &self.observer_token,
+            observer.store.terminal_id(),
+        );
+        let till = observer.store.insights(from, to).expect("report");
+        // Both through JSON text and back, as serde_json reads floats to the nearest but one.
+        let till: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&till).expect("json")).expect("json");
+        assert_eq!(
+            chain, till,
+            "the server's chain report, from its totals, and a new till's"
+        );
         for (member, balance) in &balances {
             let live = client.balance(MemberId(*member)).expect("balance");
             assert_eq!(live.balance, *balance, "the server's balance of {member}");

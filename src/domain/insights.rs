@@ -20,9 +20,11 @@ use time::{Date, Month};
 use super::{Entry, EntryKind, MemberId, Program, Timestamp};
 
 mod digest;
+mod record;
 mod totals;
 
 pub use digest::{Digest, DigestError};
+pub use record::Record;
 pub use totals::{Key, Sum, TierChange, Totals, day_of, moved};
 
 /// Months a member is expected to stay at most, when measured retention is (almost) total.

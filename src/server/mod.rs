@@ -12,6 +12,7 @@ pub mod partners;
 pub mod passes;
 pub mod pg_tls;
 mod postgres;
+mod report_records;
 mod sqlite;
 pub mod tls;
 pub mod validate;

@@ -36,9 +36,10 @@ use crate::sync::protocol::{
 };
 
 mod passes;
+mod report;
 
 /// The schema, in order; each script is idempotent and runs at every start.
-const SCHEMA: [&str; 7] = [
+const SCHEMA: [&str; 8] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
     include_str!("migrations/postgres_003.sql"),
@@ -46,6 +47,7 @@ const SCHEMA: [&str; 7] = [
     include_str!("migrations/postgres_005.sql"),
     include_str!("migrations/postgres_006.sql"),
     include_str!("migrations/postgres_007.sql"),
+    include_str!("migrations/postgres_008.sql"),
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
@@ -694,34 +696,43 @@ impl PgDb {
         Ok(row.get(0))
     }
 
-    /// The chain report's facts and the program in force, from one read-only snapshot: the
-    /// entries in member order, fetched a page at a time, one member's held at a time.
+    /// The chain report's facts and the program in force: from the totals by day once they
+    /// are brought up to date, when they answer the period; else from one read-only snapshot
+    /// of the entries in member order, fetched a page at a time, one member's held at a time.
     pub async fn report_facts(
         &self,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<(Program, Facts), DbError> {
-        let mut client = get(&self.pages).await?;
-        let tx = snapshot(&mut client).await?;
-        let program: String = fetch_one(
-            &tx,
+        let toml: String = fetch_one(
+            &get(&self.quick).await?,
             "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
             &[],
         )
         .await?
         .get(0);
-        let program = report_program(&program)?;
-        let mut members = Vec::new();
-        for_each_row(&tx, "SELECT body FROM members", |r| {
-            members.push(report_member(r.get(0))?);
-            Ok(())
-        })
-        .await?;
-        let mut by_member = ByMember::new(FactsBuilder::new(&program, from, to), members);
-        for_each_row(&tx, "SELECT body FROM entries ORDER BY member_id", |r| {
-            report_entry(&mut by_member, r.get(0))
-        })
-        .await?;
+        let program = Arc::new(report_program(&toml)?);
+        self.report_refresh(Arc::clone(&program), &toml).await?;
+        let counted = self.report_from_totals(&program, from, to).await?;
+        let mut client = get(&self.pages).await?;
+        let tx = snapshot(&mut client).await?;
+        let mut facts = match counted {
+            Some(facts) => facts,
+            None => {
+                let mut members = Vec::new();
+                for_each_row(&tx, "SELECT body FROM members", |r| {
+                    members.push(report_member(r.get(0))?);
+                    Ok(())
+                })
+                .await?;
+                let mut by_member = ByMember::new(FactsBuilder::new(&program, from, to), members);
+                for_each_row(&tx, "SELECT body FROM entries ORDER BY member_id", |r| {
+                    report_entry(&mut by_member, r.get(0))
+                })
+                .await?;
+                by_member.finish().finish()
+            }
+        };
         let pairs = |rows: Vec<Row>| {
             rows.iter()
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
@@ -744,9 +755,8 @@ impl PgDb {
             .await?,
         );
         tx.commit().await.map_err(pg)?;
-        let mut facts = by_member.finish().finish();
         facts.add_extras(&guest_sales, &answers);
-        Ok((program, facts))
+        Ok((Arc::unwrap_or_clone(program), facts))
     }
 
     pub async fn renew_epoch(&self) -> Result<String, DbError> {

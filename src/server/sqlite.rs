@@ -31,6 +31,7 @@ use crate::sync::protocol::{
 };
 
 mod passes;
+mod report;
 
 const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_001.sql")),
@@ -40,6 +41,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_005.sql")),
     M::up(include_str!("migrations/sqlite_006.sql")),
     M::up(include_str!("migrations/sqlite_007.sql")),
+    M::up(include_str!("migrations/sqlite_008.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
@@ -608,45 +610,64 @@ impl SqliteDb {
         .await
     }
 
-    /// The chain report's facts and the program in force, from one read transaction: the
-    /// entries in member order (the member index), one member's held at a time.
+    /// The chain report's facts and the program in force: from the totals by day once they
+    /// are brought up to date, when they answer the period; else from one read transaction
+    /// over the entries in member order (the member index), one member's held at a time.
     pub async fn report_facts(
         &self,
         from: Timestamp,
         to: Timestamp,
     ) -> Result<(Program, Facts), DbError> {
-        with(&self.pages, move |conn| {
-            let tx = conn.transaction()?;
-            let program = report_program(&tx.query_row(
+        let toml: String = with(&self.quick, |conn| {
+            Ok(conn.query_row(
                 "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
                 [],
-                |r| r.get::<_, String>(0),
-            )?)?;
-            let mut members = Vec::new();
-            let mut stmt = tx.prepare("SELECT body FROM members")?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                members.push(report_member(&row.get::<_, String>(0)?)?);
-            }
-            let mut by_member = ByMember::new(FactsBuilder::new(&program, from, to), members);
-            let mut stmt = tx.prepare("SELECT body FROM entries ORDER BY member_id")?;
-            let mut rows = stmt.query([])?;
-            while let Some(row) = rows.next()? {
-                report_entry(&mut by_member, &row.get::<_, String>(0)?)?;
-            }
-            let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
-                tx.prepare(sql)?
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-            };
-            let mut facts = by_member.finish().finish();
-            facts.add_extras(
-                &pairs("SELECT occurred_at, amount_minor FROM guest_sales")?,
-                &pairs("SELECT occurred_at, score FROM recommend_answers")?,
-            );
-            Ok((program, facts))
+                |r| r.get(0),
+            )?)
         })
-        .await
+        .await?;
+        let program = Arc::new(report_program(&toml)?);
+        self.report_refresh(Arc::clone(&program), &toml).await?;
+        let counted = self
+            .report_from_totals(Arc::clone(&program), from, to)
+            .await?;
+        let facts = with(&self.pages, {
+            let program = Arc::clone(&program);
+            move |conn| {
+                let tx = conn.transaction()?;
+                let mut facts = match counted {
+                    Some(facts) => facts,
+                    None => {
+                        let mut members = Vec::new();
+                        let mut stmt = tx.prepare("SELECT body FROM members")?;
+                        let mut rows = stmt.query([])?;
+                        while let Some(row) = rows.next()? {
+                            members.push(report_member(&row.get::<_, String>(0)?)?);
+                        }
+                        let mut by_member =
+                            ByMember::new(FactsBuilder::new(&program, from, to), members);
+                        let mut stmt = tx.prepare("SELECT body FROM entries ORDER BY member_id")?;
+                        let mut rows = stmt.query([])?;
+                        while let Some(row) = rows.next()? {
+                            report_entry(&mut by_member, &row.get::<_, String>(0)?)?;
+                        }
+                        by_member.finish().finish()
+                    }
+                };
+                let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
+                    tx.prepare(sql)?
+                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect()
+                };
+                facts.add_extras(
+                    &pairs("SELECT occurred_at, amount_minor FROM guest_sales")?,
+                    &pairs("SELECT occurred_at, score FROM recommend_answers")?,
+                );
+                Ok(facts)
+            }
+        })
+        .await?;
+        Ok((Arc::unwrap_or_clone(program), facts))
     }
 
     pub async fn double_spends(&self, limit: usize) -> Result<DoubleSpendList, DbError> {

@@ -7,13 +7,16 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, OptionalExtension as _, Transaction, TransactionBehavior, params};
-use sha2::{Digest as _, Sha256};
+use rusqlite::{TransactionBehavior, params};
 
+use super::records::{
+    RECORD_INDEXES, add_totals, member_from_row, program_hash, read_record, tier_change_from_row,
+    write_fresh_record, write_record,
+};
 use super::rows::{ENTRY_COLUMNS, entry_from_row, member_entries};
 use super::{Result, Store, StoreError, schema};
-use crate::domain::insights::{Digest, Key, MemberFacts, Sum, TierChange, Totals};
-use crate::domain::{Entry, MemberId, Program, Timestamp};
+use crate::domain::insights::{MemberFacts, Record, Totals};
+use crate::domain::{Entry, MemberId, Timestamp};
 
 /// Members whose records are made in one transaction when making them all.
 const MEMBERS_PER_TRANSACTION: usize = 2_000;
@@ -22,61 +25,6 @@ const ENTRIES_PER_TRANSACTION: i64 = 20_000;
 /// Arrivals (entries and members) not yet counted above which remaking every record is
 /// quicker than making each touched one again (a till that just joined a chain, say).
 const REMAKE_BACKLOG: i64 = 200_000;
-/// The indexes the report reads the records through. Made whole after making every record
-/// (one sorted build, where a million inserts in random key order rewrote index pages at
-/// every commit), and so not in the migration: the totals answer only once every record is made.
-const RECORD_INDEXES: [(&str, &str); 2] = [
-    (
-        "report_members_last_sale",
-        "CREATE INDEX IF NOT EXISTS report_members_last_sale
-         ON report_members (last_sale, member_id, consent) WHERE last_sale IS NOT NULL",
-    ),
-    (
-        "report_tier_changes_at",
-        "CREATE INDEX IF NOT EXISTS report_tier_changes_at
-         ON report_tier_changes (at, member_id, tier_before, tier_after, enrolled_at)",
-    ),
-];
-/// The end of every period: a digest made for it counts every entry.
-const ANY_PERIOD: Timestamp = Timestamp::from_millis(i64::MAX);
-
-/// What the report counts of one member: their enrolment and consent, and the digest of their
-/// entries (none without entries).
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Record {
-    pub(super) member: MemberFacts,
-    pub(super) digest: Option<Digest>,
-}
-
-impl Record {
-    /// The record of `member` with these entries of theirs (oldest first).
-    pub(super) fn of(program: &Program, member: MemberFacts, entries: &[Entry]) -> Self {
-        let digest = (!entries.is_empty()).then(|| Digest::of(program, entries, ANY_PERIOD));
-        Self { member, digest }
-    }
-
-    /// Adds (`sign` 1) or takes off (`sign` -1) what the record counts for in the totals.
-    pub(super) fn count(&self, totals: &mut Totals, sign: i64) {
-        let none = Digest::default();
-        let digest = self.digest.as_ref().unwrap_or(&none);
-        totals.count(self.member.enrolled_at, digest, sign);
-    }
-
-    fn last_sale(&self) -> Option<i64> {
-        self.digest
-            .as_ref()
-            .and_then(Digest::last_sale)
-            .map(|t| t.millis())
-    }
-
-    fn tier_changes(&self) -> Vec<TierChange> {
-        self.digest
-            .as_ref()
-            .map(|d| d.tier_changes().collect())
-            .unwrap_or_default()
-    }
-}
-
 impl Store {
     /// Brings every member's record and the totals up to date with the ledger and the members
     /// under the program in force, telling `progress` (entries read, entries in all) when it
@@ -317,27 +265,6 @@ impl Store {
         Ok(last_sale == derived.last_sale() && changes == derived_changes)
     }
 
-    /// The totals as stored (`BadRecord` for a sum the store does not know).
-    pub(super) fn stored_totals(&self) -> Result<Totals> {
-        let mut totals = Totals::default();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT sum, at, of, n FROM report_totals")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let code: i64 = row.get(0)?;
-            let sum = Sum::from_code(code)
-                .ok_or_else(|| StoreError::BadRecord(format!("unknown report total {code}")))?;
-            let key = Key {
-                sum,
-                at: row.get(1)?,
-                of: row.get(2)?,
-            };
-            totals.add(key, row.get(3)?);
-        }
-        Ok(totals)
-    }
-
     /// Writes `records` over the stored ones and `totals` over the stored totals, as `verify`
     /// derived them from the ledger.
     pub(super) fn rewrite_records(&mut self, records: &[Record], totals: &Totals) -> Result<()> {
@@ -352,120 +279,4 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
-}
-
-/// A member's id, enrolment and consent from `id, created_at, marketing_consent`.
-fn member_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberFacts> {
-    Ok(MemberFacts {
-        id: MemberId(r.get(0)?),
-        enrolled_at: Timestamp::from_millis(r.get(1)?),
-        marketing_consent: r.get(2)?,
-    })
-}
-
-/// A tier change from `at, tier_before, tier_after` (the row's first three columns).
-pub(super) fn tier_change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TierChange> {
-    let tier = |i: usize| -> rusqlite::Result<usize> {
-        usize::try_from(r.get::<_, i64>(i)?).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Integer, e.into())
-        })
-    };
-    Ok(TierChange {
-        at: Timestamp::from_millis(r.get(0)?),
-        before: tier(1)?,
-        after: tier(2)?,
-    })
-}
-
-/// The stored record of `member`, if counted (`BadRecord` when its digest does not decode).
-fn read_record(conn: &Connection, member: MemberId) -> Result<Option<Record>> {
-    let counted = conn
-        .prepare_cached(
-            "SELECT member_id, enrolled_at, consent FROM report_members WHERE member_id = ?1",
-        )?
-        .query_row(params![member.0], member_from_row)
-        .optional()?;
-    let Some(counted) = counted else {
-        return Ok(None);
-    };
-    let bytes: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT digest FROM report_digests WHERE member_id = ?1")?
-        .query_row(params![member.0], |r| r.get(0))
-        .optional()?;
-    let digest = bytes
-        .map(|b| Digest::from_bytes(&b))
-        .transpose()
-        .map_err(|e| StoreError::BadRecord(e.to_string()))?;
-    Ok(Some(Record {
-        member: counted,
-        digest,
-    }))
-}
-
-/// Stores `record` over the member's: their digest, their row and their tier changes.
-fn write_record(tx: &Transaction<'_>, record: &Record) -> Result<()> {
-    let id = record.member.id.0;
-    tx.prepare_cached("DELETE FROM report_digests WHERE member_id = ?1")?
-        .execute(params![id])?;
-    tx.prepare_cached("DELETE FROM report_tier_changes WHERE member_id = ?1")?
-        .execute(params![id])?;
-    write_fresh_record(tx, record)
-}
-
-/// Stores `record` of a member without one.
-fn write_fresh_record(tx: &Transaction<'_>, record: &Record) -> Result<()> {
-    let id = record.member.id.0;
-    if let Some(digest) = &record.digest {
-        tx.prepare_cached("INSERT INTO report_digests (member_id, digest) VALUES (?1, ?2)")?
-            .execute(params![id, digest.to_bytes()])?;
-    }
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO report_members (member_id, enrolled_at, consent, last_sale)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        id,
-        record.member.enrolled_at.millis(),
-        record.member.marketing_consent,
-        record.last_sale()
-    ])?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO report_tier_changes (member_id, at, tier_before, tier_after, enrolled_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for change in record.tier_changes() {
-        insert.execute(params![
-            id,
-            change.at.millis(),
-            i64::try_from(change.before).unwrap_or(i64::MAX),
-            i64::try_from(change.after).unwrap_or(i64::MAX),
-            record.member.enrolled_at.millis()
-        ])?;
-    }
-    Ok(())
-}
-
-/// Adds `totals` to the stored ones, leaving out sums that come to zero.
-fn add_totals(tx: &Transaction<'_>, totals: &Totals) -> Result<()> {
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO report_totals (sum, at, of, n) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (sum, at, of) DO UPDATE SET n = n + excluded.n",
-    )?;
-    for (key, n) in totals.iter() {
-        upsert.execute(params![key.sum.code(), key.at, key.of, n])?;
-    }
-    tx.execute("DELETE FROM report_totals WHERE n = 0", [])?;
-    Ok(())
-}
-
-/// The stored records' form: a new one remakes them all, as a new program does.
-const FORM: &str = "report digest 3\n";
-
-/// The SHA-256 of the records' form and a program's TOML, in hex: what the records were made
-/// under.
-fn program_hash(toml: &str) -> String {
-    let mut hash = Sha256::new();
-    hash.update(FORM.as_bytes());
-    hash.update(toml.as_bytes());
-    data_encoding::HEXLOWER.encode(&hash.finalize())
 }

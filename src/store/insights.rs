@@ -4,12 +4,12 @@
 use rusqlite::params;
 use uuid::Uuid;
 
-use super::digests::tier_change_from_row;
 use super::ledger::new_id;
+use super::records::totals_facts;
 use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    AtRisk, ByMember, Facts, FactsBuilder, MemberFacts, Report, Settings, moved, report,
+    ByMember, Facts, FactsBuilder, MemberFacts, Report, Settings, report,
 };
 use crate::domain::{MemberId, Timestamp, rules};
 
@@ -95,7 +95,7 @@ impl Store {
     ) -> Result<Report> {
         self.refresh_digests(progress)?;
         let facts = if self.totals_answer(from, to)? {
-            self.count_totals(from, to)?
+            totals_facts(&self.conn, self.program(), from, to)?
         } else {
             self.count_entries(from, to, progress)?.finish()
         };
@@ -147,46 +147,6 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?)
-    }
-
-    /// The facts of `[from, to)` from the totals by day, the last purchases of the members at
-    /// risk and the tier changes in the period: a few thousand rows, whatever the members.
-    fn count_totals(&self, from: Timestamp, to: Timestamp) -> Result<Facts> {
-        let mut facts = self
-            .stored_totals()?
-            .facts(from, to, self.program().tiers.len());
-        // Only the members at risk are read: their last purchase is before the cutoff.
-        let cutoff = to.plus_days(-self.program().churn_days);
-        facts.last_purchases = self
-            .conn
-            .prepare_cached(
-                "SELECT member_id, last_sale, consent FROM report_members
-                 WHERE last_sale < ?1 ORDER BY last_sale, member_id",
-            )?
-            .query_map(params![cutoff.millis()], |r| {
-                Ok(AtRisk {
-                    member: MemberId(r.get(0)?),
-                    last_purchase: Timestamp::from_millis(r.get(1)?),
-                    marketing_consent: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let changes = self
-            .conn
-            .prepare_cached(
-                "SELECT at, tier_before, tier_after, member_id, enrolled_at
-                 FROM report_tier_changes WHERE at > ?1 AND at < ?2 AND enrolled_at <= ?1",
-            )?
-            .query_map(params![from.millis(), to.millis()], |r| {
-                Ok((
-                    MemberId(r.get(3)?),
-                    Timestamp::from_millis(r.get(4)?),
-                    tier_change_from_row(r)?,
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        (facts.moved_up, facts.moved_down) = moved(changes, from);
-        Ok(facts)
     }
 
     /// Reads the ledger once, member by member in its key order: only one member's entries are

@@ -13,6 +13,7 @@ mod ledger;
 mod manager;
 mod members;
 mod privacy;
+pub(crate) mod records;
 mod rows;
 mod schema;
 mod sync;

@@ -4,10 +4,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::digests::Record;
 use super::rows::{ENTRY_COLUMNS, STATE_COLUMNS, entry_from_row, state_from_row, upsert_state};
 use super::{Corruption, Result, Store, StoreError};
-use crate::domain::insights::{MemberFacts, Totals};
+use crate::domain::insights::{MemberFacts, Record, Totals};
 use crate::domain::rules;
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, EntryId, EntryKind, MemberId, MemberSummary, TerminalId, Timestamp};
@@ -235,7 +234,7 @@ impl Store {
             report.repaired = i64::try_from(fixes.len()).unwrap_or(i64::MAX);
         }
         if digests {
-            let stored = match self.stored_totals() {
+            let stored = match super::records::stored_totals(&self.conn) {
                 Ok(stored) => Some(stored),
                 Err(StoreError::BadRecord(_)) => None,
                 Err(e) => return Err(e),

@@ -1,0 +1,389 @@
+//! The chain report on PostgreSQL: each member's record and the totals by day (as a till keeps
+//! them), brought up to date from the entries and member versions after
+//! `report_state.last_seq`, one transaction a slice under an advisory lock of its own.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use deadpool_postgres::Transaction;
+use uuid::Uuid;
+
+use super::{PgDb, exec, fetch_all, fetch_one, fetch_opt, get, pg, snapshot};
+use crate::domain::insights::{
+    AtRisk, Digest, Facts, Key, MemberFacts, Record, Sum, TierChange, Totals, moved,
+};
+use crate::domain::{MemberId, Program, Timestamp};
+use crate::server::db::{DbError, report_member};
+use crate::server::report_records::{
+    BATCH_SEQS, MEMBERS_PER_STEP, REMAKE_BACKLOG, entries_oldest_first, totals_answer,
+};
+use crate::store::records::program_hash;
+
+/// Serialises the servers that bring the report's records up to date (any constant works; it
+/// names this lock).
+const REPORT_LOCK: i64 = 0x7469_6c6c_7265_706f;
+
+/// How a catch-up step ended.
+enum Step {
+    Done,
+    More,
+    /// A stored record does not decode: its sums cannot be taken off, so all are made again.
+    Undecodable,
+}
+
+impl PgDb {
+    /// Brings the report's records and totals up to date under `program` (whose TOML is
+    /// `toml`): all made again for a new program or a large backlog, else the members of the
+    /// entries and member versions that arrived since, a slice of sequence numbers a
+    /// transaction.
+    pub(super) async fn report_refresh(
+        &self,
+        program: Arc<Program>,
+        toml: &str,
+    ) -> Result<(), DbError> {
+        let hash = program_hash(toml);
+        let row = fetch_one(
+            &get(&self.quick).await?,
+            "SELECT program, (SELECT last FROM server_seq) - last_seq FROM report_state",
+            &[],
+        )
+        .await?;
+        let (made, backlog): (Option<String>, i64) = (row.get(0), row.get(1));
+        if made.as_deref() != Some(hash.as_str()) || backlog > REMAKE_BACKLOG {
+            self.report_remake(&program, &hash).await?;
+        }
+        loop {
+            match self.report_catch_up(&program).await? {
+                Step::Done => return Ok(()),
+                Step::More => {}
+                Step::Undecodable => self.report_remake(&program, &hash).await?,
+            }
+        }
+    }
+
+    /// Makes every record again, members in id order, then the totals in one write.
+    async fn report_remake(&self, program: &Program, hash: &str) -> Result<(), DbError> {
+        let mut client = get(&self.writer).await?;
+        let tx = locked(&mut client).await?;
+        for table in [
+            "report_digests",
+            "report_members",
+            "report_tier_changes",
+            "report_totals",
+        ] {
+            exec(&tx, &format!("DELETE FROM {table}"), &[]).await?;
+        }
+        exec(
+            &tx,
+            "UPDATE report_state SET program = NULL, latest_at = NULL, latest_enrolled = NULL,
+                    last_seq = (SELECT last FROM server_seq)",
+            &[],
+        )
+        .await?;
+        tx.commit().await.map_err(pg)?;
+        let (mut after, mut totals) = (None::<Uuid>, Totals::default());
+        let (mut latest_at, mut latest_enrolled) = (None, None);
+        loop {
+            let tx = locked(&mut client).await?;
+            let limit = MEMBERS_PER_STEP as i64;
+            let rows = fetch_all(
+                &tx,
+                "SELECT body FROM members WHERE $1::uuid IS NULL OR id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await?;
+            for row in &rows {
+                let member = report_member(row.get(0))?;
+                after = Some(member.id.0);
+                latest_enrolled = latest_enrolled.max(Some(member.enrolled_at.millis()));
+                let record = record_of(&tx, program, member, &mut latest_at).await?;
+                write_record(&tx, &record).await?;
+                record.count(&mut totals, 1);
+            }
+            tx.commit().await.map_err(pg)?;
+            if rows.len() < MEMBERS_PER_STEP {
+                break;
+            }
+        }
+        let tx = locked(&mut client).await?;
+        add_totals(&tx, &totals).await?;
+        exec(
+            &tx,
+            "UPDATE report_state SET program = $1, latest_at = $2, latest_enrolled = $3",
+            &[&hash, &latest_at, &latest_enrolled],
+        )
+        .await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    /// Makes again the record of every member with an entry or a member version after the
+    /// cursor, a slice of sequence numbers, moving the totals by the difference.
+    async fn report_catch_up(&self, program: &Program) -> Result<Step, DbError> {
+        let mut client = get(&self.writer).await?;
+        let tx = locked(&mut client).await?;
+        let row = fetch_one(
+            &tx,
+            "SELECT last_seq, (SELECT last FROM server_seq) FROM report_state",
+            &[],
+        )
+        .await?;
+        let (after, last): (i64, i64) = (row.get(0), row.get(1));
+        if after >= last {
+            return Ok(Step::Done);
+        }
+        let upto = last.min(after.saturating_add(BATCH_SEQS));
+        let touched: BTreeSet<Uuid> = fetch_all(
+            &tx,
+            "SELECT member_id FROM entries WHERE server_seq > $1 AND server_seq <= $2
+             UNION
+             SELECT member_id FROM member_versions WHERE server_seq > $1 AND server_seq <= $2",
+            &[&after, &upto],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let (mut moved, mut latest_at, mut latest_enrolled) = (Totals::default(), None, None);
+        for id in touched {
+            let Some(body) =
+                fetch_opt(&tx, "SELECT body FROM members WHERE id = $1", &[&id]).await?
+            else {
+                continue;
+            };
+            match read_record(&tx, id).await? {
+                Some(Ok(old)) => old.count(&mut moved, -1),
+                Some(Err(())) => return Ok(Step::Undecodable),
+                None => {}
+            }
+            let member = report_member(body.get(0))?;
+            latest_enrolled = latest_enrolled.max(Some(member.enrolled_at.millis()));
+            let record = record_of(&tx, program, member, &mut latest_at).await?;
+            write_record(&tx, &record).await?;
+            record.count(&mut moved, 1);
+        }
+        add_totals(&tx, &moved).await?;
+        exec(
+            &tx,
+            "UPDATE report_state
+             SET last_seq = $1,
+                 latest_at = GREATEST(latest_at, $2),
+                 latest_enrolled = GREATEST(latest_enrolled, $3)",
+            &[&upto, &latest_at, &latest_enrolled],
+        )
+        .await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(if upto >= last { Step::Done } else { Step::More })
+    }
+
+    /// The facts of `[from, to)` from the totals when they answer it (whole days, ending after
+    /// every entry and enrolment counted), else `None`.
+    pub(super) async fn report_from_totals(
+        &self,
+        program: &Program,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Option<Facts>, DbError> {
+        let mut client = get(&self.pages).await?;
+        let tx = snapshot(&mut client).await?;
+        let row = fetch_one(
+            &tx,
+            "SELECT latest_at, latest_enrolled FROM report_state",
+            &[],
+        )
+        .await?;
+        if !totals_answer(from, to, row.get(0), row.get(1)) {
+            return Ok(None);
+        }
+        let mut totals = Totals::default();
+        for r in fetch_all(&tx, "SELECT sum, at, of, n FROM report_totals", &[]).await? {
+            let code: i64 = r.get(0);
+            let sum = Sum::from_code(code).ok_or_else(|| {
+                DbError::Internal(format!("the chain report's records: unknown total {code}"))
+            })?;
+            totals.add(
+                Key {
+                    sum,
+                    at: r.get(1),
+                    of: r.get(2),
+                },
+                r.get(3),
+            );
+        }
+        let mut facts = totals.facts(from, to, program.tiers.len());
+        let cutoff = to.plus_days(-program.churn_days).millis();
+        facts.last_purchases = fetch_all(
+            &tx,
+            "SELECT member_id, last_sale, consent FROM report_members
+             WHERE last_sale < $1 ORDER BY last_sale, member_id",
+            &[&cutoff],
+        )
+        .await?
+        .iter()
+        .map(|r| AtRisk {
+            member: MemberId(r.get(0)),
+            last_purchase: Timestamp::from_millis(r.get(1)),
+            marketing_consent: r.get(2),
+        })
+        .collect();
+        let changes = fetch_all(
+            &tx,
+            "SELECT at, tier_before, tier_after, member_id, enrolled_at FROM report_tier_changes
+             WHERE at > $1 AND at < $2 AND enrolled_at <= $1",
+            &[&from.millis(), &to.millis()],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                MemberId(r.get(3)),
+                Timestamp::from_millis(r.get(4)),
+                tier_change(r.get(0), r.get(1), r.get(2))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, DbError>>()?;
+        (facts.moved_up, facts.moved_down) = moved(changes, from);
+        tx.commit().await.map_err(pg)?;
+        Ok(Some(facts))
+    }
+}
+
+/// A write transaction holding the report's advisory lock.
+async fn locked(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>, DbError> {
+    let tx = client.transaction().await.map_err(pg)?;
+    exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&REPORT_LOCK]).await?;
+    Ok(tx)
+}
+
+fn tier_change(at: i64, before: i64, after: i64) -> Result<TierChange, DbError> {
+    let tier = |t: i64| {
+        usize::try_from(t)
+            .map_err(|_| DbError::Internal(format!("the chain report's records: tier {t}")))
+    };
+    Ok(TierChange {
+        at: Timestamp::from_millis(at),
+        before: tier(before)?,
+        after: tier(after)?,
+    })
+}
+
+/// The record of `member` from their stored entries, noting the latest entry's time.
+async fn record_of(
+    tx: &Transaction<'_>,
+    program: &Program,
+    member: MemberFacts,
+    latest_at: &mut Option<i64>,
+) -> Result<Record, DbError> {
+    let rows = fetch_all(
+        tx,
+        "SELECT body FROM entries WHERE member_id = $1",
+        &[&member.id.0],
+    )
+    .await?;
+    let entries = entries_oldest_first(rows.iter().map(|r| r.get::<_, &str>(0)))?;
+    *latest_at = (*latest_at).max(entries.iter().map(|e| e.occurred_at.millis()).max());
+    Ok(Record::of(program, member, &entries))
+}
+
+/// The stored record of `member`, if counted (`Err` when its digest does not decode).
+async fn read_record(
+    tx: &Transaction<'_>,
+    member: Uuid,
+) -> Result<Option<Result<Record, ()>>, DbError> {
+    let Some(row) = fetch_opt(
+        tx,
+        "SELECT m.enrolled_at, m.consent, d.digest FROM report_members m
+         LEFT JOIN report_digests d ON d.member_id = m.member_id WHERE m.member_id = $1",
+        &[&member],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let facts = MemberFacts {
+        id: MemberId(member),
+        enrolled_at: Timestamp::from_millis(row.get(0)),
+        marketing_consent: row.get(1),
+    };
+    let digest = match row.get::<_, Option<&[u8]>>(2).map(Digest::from_bytes) {
+        None => None,
+        Some(Ok(digest)) => Some(digest),
+        Some(Err(_)) => return Ok(Some(Err(()))),
+    };
+    Ok(Some(Ok(Record {
+        member: facts,
+        digest,
+    })))
+}
+
+/// Stores `record` over the member's: their digest, their row and their tier changes.
+async fn write_record(tx: &Transaction<'_>, record: &Record) -> Result<(), DbError> {
+    let id = record.member.id.0;
+    exec(
+        tx,
+        "DELETE FROM report_digests WHERE member_id = $1",
+        &[&id],
+    )
+    .await?;
+    exec(
+        tx,
+        "DELETE FROM report_tier_changes WHERE member_id = $1",
+        &[&id],
+    )
+    .await?;
+    if let Some(digest) = &record.digest {
+        exec(
+            tx,
+            "INSERT INTO report_digests (member_id, digest) VALUES ($1, $2)",
+            &[&id, &digest.to_bytes()],
+        )
+        .await?;
+    }
+    let enrolled_at = record.member.enrolled_at.millis();
+    exec(
+        tx,
+        "INSERT INTO report_members (member_id, enrolled_at, consent, last_sale)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (member_id) DO UPDATE SET enrolled_at = excluded.enrolled_at,
+             consent = excluded.consent, last_sale = excluded.last_sale",
+        &[
+            &id,
+            &enrolled_at,
+            &record.member.marketing_consent,
+            &record.last_sale(),
+        ],
+    )
+    .await?;
+    for change in record.tier_changes() {
+        let before = i64::try_from(change.before).unwrap_or(i64::MAX);
+        let after = i64::try_from(change.after).unwrap_or(i64::MAX);
+        exec(
+            tx,
+            "INSERT INTO report_tier_changes (member_id, at, tier_before, tier_after, enrolled_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&id, &change.at.millis(), &before, &after, &enrolled_at],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Adds `totals` to the stored ones, leaving out sums that come to zero.
+async fn add_totals(tx: &Transaction<'_>, totals: &Totals) -> Result<(), DbError> {
+    let (mut sums, mut ats, mut ofs, mut ns) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (key, n) in totals.iter() {
+        sums.push(key.sum.code());
+        ats.push(key.at);
+        ofs.push(key.of);
+        ns.push(n);
+    }
+    exec(
+        tx,
+        "INSERT INTO report_totals (sum, at, of, n)
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])
+         ON CONFLICT (sum, at, of) DO UPDATE SET n = report_totals.n + excluded.n",
+        &[&sums, &ats, &ofs, &ns],
+    )
+    .await?;
+    exec(tx, "DELETE FROM report_totals WHERE n = 0", &[]).await?;
+    Ok(())
+}
