@@ -2,13 +2,13 @@
 //! them), brought up to date from the entries and member versions after
 //! `report_state.last_seq`, one transaction a slice under an advisory lock of its own.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
-use super::{PgDb, exec, fetch_all, fetch_one, fetch_opt, get, pg, snapshot};
+use super::{PgDb, exec, fetch_all, fetch_one, get, pg, snapshot};
 use crate::domain::insights::{
     AtRisk, Digest, Facts, Key, MemberFacts, Record, Sum, TierChange, Totals, moved,
 };
@@ -92,14 +92,14 @@ impl PgDb {
                 &[&after, &limit],
             )
             .await?;
-            for row in &rows {
-                let member = report_member(row.get(0))?;
-                after = Some(member.id.0);
-                latest_enrolled = latest_enrolled.max(Some(member.enrolled_at.millis()));
-                let record = record_of(&tx, program, member, &mut latest_at).await?;
-                write_record(&tx, &record).await?;
-                record.count(&mut totals, 1);
-            }
+            let members = rows
+                .iter()
+                .map(|row| report_member(row.get(0)))
+                .collect::<Result<Vec<_>, _>>()?;
+            after = members.last().map(|m| m.id.0).or(after);
+            latest_enrolled =
+                latest_enrolled.max(members.iter().map(|m| m.enrolled_at.millis()).max());
+            recount(&tx, program, members, &mut totals, &mut latest_at).await?;
             tx.commit().await.map_err(pg)?;
             if rows.len() < MEMBERS_PER_STEP {
                 break;
@@ -143,23 +143,19 @@ impl PgDb {
         .iter()
         .map(|r| r.get(0))
         .collect();
-        let (mut moved, mut latest_at, mut latest_enrolled) = (Totals::default(), None, None);
-        for id in touched {
-            let Some(body) =
-                fetch_opt(&tx, "SELECT body FROM members WHERE id = $1", &[&id]).await?
-            else {
-                continue;
-            };
-            match read_record(&tx, id).await? {
-                Some(Ok(old)) => old.count(&mut moved, -1),
-                Some(Err(())) => return Ok(Step::Undecodable),
-                None => {}
-            }
-            let member = report_member(body.get(0))?;
-            latest_enrolled = latest_enrolled.max(Some(member.enrolled_at.millis()));
-            let record = record_of(&tx, program, member, &mut latest_at).await?;
-            write_record(&tx, &record).await?;
-            record.count(&mut moved, 1);
+        let members = fetch_all(
+            &tx,
+            "SELECT body FROM members WHERE id = ANY($1)",
+            &[&touched.into_iter().collect::<Vec<Uuid>>()],
+        )
+        .await?
+        .iter()
+        .map(|row| report_member(row.get(0)))
+        .collect::<Result<Vec<_>, _>>()?;
+        let latest_enrolled = members.iter().map(|m| m.enrolled_at.millis()).max();
+        let (mut moved, mut latest_at) = (Totals::default(), None);
+        if !recount(&tx, program, members, &mut moved, &mut latest_at).await? {
+            return Ok(Step::Undecodable);
         }
         add_totals(&tx, &moved).await?;
         exec(
@@ -266,104 +262,126 @@ fn tier_change(at: i64, before: i64, after: i64) -> Result<TierChange, DbError> 
     })
 }
 
-/// The record of `member` from their stored entries, noting the latest entry's time.
-async fn record_of(
+/// Makes again the records of `members` in a few statements: what their stored records added
+/// is taken off `moved` (false, with nothing written, when one does not decode), their
+/// entries are read, and the new records written and added, noting the latest entry's time.
+async fn recount(
     tx: &Transaction<'_>,
     program: &Program,
-    member: MemberFacts,
+    members: Vec<MemberFacts>,
+    moved: &mut Totals,
     latest_at: &mut Option<i64>,
-) -> Result<Record, DbError> {
-    let rows = fetch_all(
+) -> Result<bool, DbError> {
+    let ids: Vec<Uuid> = members.iter().map(|m| m.id.0).collect();
+    for row in fetch_all(
         tx,
-        "SELECT body FROM entries WHERE member_id = $1",
-        &[&member.id.0],
-    )
-    .await?;
-    let entries = entries_oldest_first(rows.iter().map(|r| r.get::<_, &str>(0)))?;
-    *latest_at = (*latest_at).max(entries.iter().map(|e| e.occurred_at.millis()).max());
-    Ok(Record::of(program, member, &entries))
-}
-
-/// The stored record of `member`, if counted (`Err` when its digest does not decode).
-async fn read_record(
-    tx: &Transaction<'_>,
-    member: Uuid,
-) -> Result<Option<Result<Record, ()>>, DbError> {
-    let Some(row) = fetch_opt(
-        tx,
-        "SELECT m.enrolled_at, m.consent, d.digest FROM report_members m
-         LEFT JOIN report_digests d ON d.member_id = m.member_id WHERE m.member_id = $1",
-        &[&member],
+        "SELECT m.member_id, m.enrolled_at, m.consent, d.digest FROM report_members m
+         LEFT JOIN report_digests d ON d.member_id = m.member_id WHERE m.member_id = ANY($1)",
+        &[&ids],
     )
     .await?
-    else {
-        return Ok(None);
-    };
-    let facts = MemberFacts {
-        id: MemberId(member),
-        enrolled_at: Timestamp::from_millis(row.get(0)),
-        marketing_consent: row.get(1),
-    };
-    let digest = match row.get::<_, Option<&[u8]>>(2).map(Digest::from_bytes) {
-        None => None,
-        Some(Ok(digest)) => Some(digest),
-        Some(Err(_)) => return Ok(Some(Err(()))),
-    };
-    Ok(Some(Ok(Record {
-        member: facts,
-        digest,
-    })))
+    {
+        let digest = match row.get::<_, Option<&[u8]>>(3).map(Digest::from_bytes) {
+            None => None,
+            Some(Ok(digest)) => Some(digest),
+            Some(Err(_)) => return Ok(false),
+        };
+        let old = Record {
+            member: MemberFacts {
+                id: MemberId(row.get(0)),
+                enrolled_at: Timestamp::from_millis(row.get(1)),
+                marketing_consent: row.get(2),
+            },
+            digest,
+        };
+        old.count(moved, -1);
+    }
+    let rows = fetch_all(
+        tx,
+        "SELECT member_id, body FROM entries WHERE member_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    let mut bodies: HashMap<Uuid, Vec<&str>> = HashMap::new();
+    for row in &rows {
+        bodies.entry(row.get(0)).or_default().push(row.get(1));
+    }
+    let mut records = Vec::with_capacity(members.len());
+    for member in members {
+        let entries = entries_oldest_first(bodies.remove(&member.id.0).unwrap_or_default())?;
+        *latest_at = (*latest_at).max(entries.iter().map(|e| e.occurred_at.millis()).max());
+        records.push(Record::of(program, member, &entries));
+    }
+    write_records(tx, &ids, &records).await?;
+    for record in &records {
+        record.count(moved, 1);
+    }
+    Ok(true)
 }
 
-/// Stores `record` over the member's: their digest, their row and their tier changes.
-async fn write_record(tx: &Transaction<'_>, record: &Record) -> Result<(), DbError> {
-    let id = record.member.id.0;
+/// Stores `records` (of the members `ids`) over theirs: digests, rows and tier changes, each
+/// table in one statement.
+async fn write_records(
+    tx: &Transaction<'_>,
+    ids: &[Uuid],
+    records: &[Record],
+) -> Result<(), DbError> {
     exec(
         tx,
-        "DELETE FROM report_digests WHERE member_id = $1",
-        &[&id],
+        "DELETE FROM report_digests WHERE member_id = ANY($1)",
+        &[&ids],
     )
     .await?;
     exec(
         tx,
-        "DELETE FROM report_tier_changes WHERE member_id = $1",
-        &[&id],
+        "DELETE FROM report_tier_changes WHERE member_id = ANY($1)",
+        &[&ids],
     )
     .await?;
-    if let Some(digest) = &record.digest {
-        exec(
-            tx,
-            "INSERT INTO report_digests (member_id, digest) VALUES ($1, $2)",
-            &[&id, &digest.to_bytes()],
-        )
-        .await?;
+    let (mut with_digest, mut digests) = (Vec::new(), Vec::new());
+    let (mut enrolled, mut consent, mut last_sale) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut changed, mut at, mut before, mut after, mut changed_enrolled) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for record in records {
+        let id = record.member.id.0;
+        if let Some(digest) = &record.digest {
+            with_digest.push(id);
+            digests.push(digest.to_bytes());
+        }
+        enrolled.push(record.member.enrolled_at.millis());
+        consent.push(record.member.marketing_consent);
+        last_sale.push(record.last_sale());
+        for change in record.tier_changes() {
+            changed.push(id);
+            at.push(change.at.millis());
+            before.push(i64::try_from(change.before).unwrap_or(i64::MAX));
+            after.push(i64::try_from(change.after).unwrap_or(i64::MAX));
+            changed_enrolled.push(record.member.enrolled_at.millis());
+        }
     }
-    let enrolled_at = record.member.enrolled_at.millis();
+    exec(
+        tx,
+        "INSERT INTO report_digests (member_id, digest)
+         SELECT * FROM UNNEST($1::uuid[], $2::bytea[])",
+        &[&with_digest, &digests],
+    )
+    .await?;
     exec(
         tx,
         "INSERT INTO report_members (member_id, enrolled_at, consent, last_sale)
-         VALUES ($1, $2, $3, $4)
+         SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::boolean[], $4::bigint[])
          ON CONFLICT (member_id) DO UPDATE SET enrolled_at = excluded.enrolled_at,
              consent = excluded.consent, last_sale = excluded.last_sale",
-        &[
-            &id,
-            &enrolled_at,
-            &record.member.marketing_consent,
-            &record.last_sale(),
-        ],
+        &[&ids, &enrolled, &consent, &last_sale],
     )
     .await?;
-    for change in record.tier_changes() {
-        let before = i64::try_from(change.before).unwrap_or(i64::MAX);
-        let after = i64::try_from(change.after).unwrap_or(i64::MAX);
-        exec(
-            tx,
-            "INSERT INTO report_tier_changes (member_id, at, tier_before, tier_after, enrolled_at)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[&id, &change.at.millis(), &before, &after, &enrolled_at],
-        )
-        .await?;
-    }
+    exec(
+        tx,
+        "INSERT INTO report_tier_changes (member_id, at, tier_before, tier_after, enrolled_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])",
+        &[&changed, &at, &before, &after, &changed_enrolled],
+    )
+    .await?;
     Ok(())
 }
 
