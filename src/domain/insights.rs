@@ -25,7 +25,7 @@ mod totals;
 
 pub use digest::{Digest, DigestError};
 pub use record::Record;
-pub use totals::{Key, Sum, TierChange, Totals, day_of, moved};
+pub use totals::{Key, Sum, TierChange, Totals, day_of, moved, totals_answer};
 
 /// Months a member is expected to stay at most, when measured retention is (almost) total.
 pub const MAX_LIFETIME_MONTHS: f64 = 120.0;

@@ -1,8 +1,7 @@
 //! The chain report's records and totals, kept on the server as a till keeps its own
 //! (`domain::insights::{Record, Totals}`): what both backends share.
 
-use crate::domain::timestamp::DAY_MS;
-use crate::domain::{Entry, Timestamp};
+use crate::domain::Entry;
 
 use super::db::{DbError, stored_entry};
 
@@ -13,21 +12,6 @@ pub(super) const MEMBERS_PER_STEP: usize = 2_000;
 /// Records not yet counted above which remaking every record, member by member in id order,
 /// is quicker than making each touched one again.
 pub(super) const REMAKE_BACKLOG: i64 = 200_000;
-
-/// Whether the totals answer `[from, to)`: whole days, ending after every entry (`latest_at`)
-/// and every enrolment (`latest_enrolled`) counted.
-pub(super) fn totals_answer(
-    from: Timestamp,
-    to: Timestamp,
-    latest_at: Option<i64>,
-    latest_enrolled: Option<i64>,
-) -> bool {
-    let whole_days = [from, to]
-        .iter()
-        .all(|t| t.millis().rem_euclid(DAY_MS) == 0);
-    let before_end = |at: Option<i64>| at.is_none_or(|at| at < to.millis());
-    whole_days && before_end(latest_at) && before_end(latest_enrolled)
-}
 
 /// A member's stored entries (canonical JSON), oldest first, as a digest takes them.
 pub(super) fn entries_oldest_first<'a>(

@@ -15,7 +15,7 @@ use super::records::{
 };
 use super::rows::{ENTRY_COLUMNS, entry_from_row, member_entries};
 use super::{Result, Store, StoreError, schema};
-use crate::domain::insights::{MemberFacts, Record, Totals};
+use crate::domain::insights::{MemberFacts, Record, Totals, totals_answer};
 use crate::domain::{Entry, MemberId, Timestamp};
 
 /// Members whose records are made in one transaction when making them all.
@@ -55,16 +55,12 @@ impl Store {
     /// Whether the totals answer `[from, to)`: whole days, ending after every entry and every
     /// enrolment counted.
     pub(super) fn totals_answer(&self, from: Timestamp, to: Timestamp) -> Result<bool> {
-        let whole_days = [from, to]
-            .iter()
-            .all(|t| t.millis().rem_euclid(crate::domain::timestamp::DAY_MS) == 0);
-        let (latest_at, latest_enrolled): (Option<i64>, Option<i64>) = self.conn.query_row(
+        let (latest_at, latest_enrolled) = self.conn.query_row(
             "SELECT latest_at, latest_enrolled FROM report_digest_state",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let before_end = |at: Option<i64>| at.is_none_or(|at| at < to.millis());
-        Ok(whole_days && before_end(latest_at) && before_end(latest_enrolled))
+        Ok(totals_answer(from, to, latest_at, latest_enrolled))
     }
 
     /// Whether the records are made (under whichever program): `verify` checks them when so.

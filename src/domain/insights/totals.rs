@@ -336,6 +336,21 @@ pub fn moved(
     (up, down)
 }
 
+/// Whether totals answer `[from, to)`: whole days, ending after every entry (`latest_at`) and
+/// every enrolment (`latest_enrolled`) counted, in milliseconds.
+pub fn totals_answer(
+    from: Timestamp,
+    to: Timestamp,
+    latest_at: Option<i64>,
+    latest_enrolled: Option<i64>,
+) -> bool {
+    let whole_days = [from, to]
+        .iter()
+        .all(|t| t.millis().rem_euclid(DAY_MS) == 0);
+    let before_end = |at: Option<i64>| at.is_none_or(|at| at < to.millis());
+    whole_days && before_end(latest_at) && before_end(latest_enrolled)
+}
+
 /// Adds a sum to a count (sums of counts never go below zero).
 fn add_to(count: &mut usize, n: i64) {
     *count = count.saturating_add_signed(isize::try_from(n).unwrap_or(0));

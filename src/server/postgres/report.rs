@@ -10,12 +10,12 @@ use uuid::Uuid;
 
 use super::{PgDb, exec, fetch_all, fetch_one, get, pg, snapshot};
 use crate::domain::insights::{
-    AtRisk, Digest, Facts, Key, MemberFacts, Record, Sum, TierChange, Totals, moved,
+    AtRisk, Digest, Facts, Key, MemberFacts, Record, Sum, TierChange, Totals, moved, totals_answer,
 };
 use crate::domain::{MemberId, Program, Timestamp};
 use crate::server::db::{DbError, report_member};
 use crate::server::report_records::{
-    BATCH_SEQS, MEMBERS_PER_STEP, REMAKE_BACKLOG, entries_oldest_first, totals_answer,
+    BATCH_SEQS, MEMBERS_PER_STEP, REMAKE_BACKLOG, entries_oldest_first,
 };
 use crate::store::records::program_hash;
 

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
 use super::{SqliteDb, with};
-use crate::domain::insights::{Facts, MemberFacts, Record, Totals};
+use crate::domain::insights::{Facts, MemberFacts, Record, Totals, totals_answer};
 use crate::domain::{MemberId, Program, Timestamp};
 use crate::server::db::{DbError, report_member};
 use crate::server::report_records::{
     BATCH_SEQS, MEMBERS_PER_STEP, REMAKE_BACKLOG, entries_oldest_first, records_error,
-    totals_answer,
 };
 use crate::store::StoreError;
 use crate::store::records::{
