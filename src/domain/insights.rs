@@ -249,57 +249,6 @@ impl Facts {
         }
     }
 
-    /// Adds the counts of other members (none counted here too) for the same period.
-    pub fn merge(&mut self, other: Facts) {
-        self.enrolled += other.enrolled;
-        self.new_members += other.new_members;
-        self.active += other.active;
-        self.repeaters += other.repeaters;
-        self.member_orders += other.member_orders;
-        self.member_revenue += other.member_revenue;
-        self.guest_orders += other.guest_orders;
-        self.guest_revenue += other.guest_revenue;
-        self.points_earned += other.points_earned;
-        self.points_redeemed += other.points_redeemed;
-        self.outstanding_points += other.outstanding_points;
-        for (mine, theirs) in self.scores.iter_mut().zip(other.scores) {
-            *mine += theirs;
-        }
-        for (mine, theirs) in self.months.iter_mut().zip(other.months) {
-            mine.active_members += theirs.active_members;
-            mine.new_members += theirs.new_members;
-            mine.member_orders += theirs.member_orders;
-            mine.guest_orders += theirs.guest_orders;
-            mine.points_earned += theirs.points_earned;
-            mine.points_redeemed += theirs.points_redeemed;
-            mine.nps_promoters += theirs.nps_promoters;
-            mine.nps_detractors += theirs.nps_detractors;
-            mine.nps_answers += theirs.nps_answers;
-            for (a, b) in mine.tiers.iter_mut().zip(theirs.tiers) {
-                *a += b;
-            }
-        }
-        for (cohort, (members, active)) in other.cohorts {
-            let (m, a) = self
-                .cohorts
-                .entry(cohort)
-                .or_insert_with(|| (0, vec![0; active.len()]));
-            *m += members;
-            for (a, b) in a.iter_mut().zip(active) {
-                *a += b;
-            }
-        }
-        self.last_purchases.extend(other.last_purchases);
-        self.moved_up += other.moved_up;
-        self.moved_down += other.moved_down;
-        let (mine, theirs) = (&mut self.mechanics, other.mechanics);
-        mine.offers_unlocked += theirs.offers_unlocked;
-        mine.offers_used += theirs.offers_used;
-        mine.badges_awarded += theirs.badges_awarded;
-        mine.welcome_backs += theirs.welcome_backs;
-        mine.came_back += theirs.came_back;
-    }
-
     /// Adds what a till records besides the ledger: sales without a member `(time, amount)`
     /// and recommend answers `(time, score)`, those in the period.
     pub fn add_extras(&mut self, sales: &[(i64, i64)], answers: &[(i64, i64)]) {
@@ -464,11 +413,6 @@ impl<'p> FactsBuilder<'p> {
     /// sales without a member and recommend answers).
     pub fn finish(self) -> Facts {
         self.facts
-    }
-
-    /// Adds what `other` counted of other members for the same period.
-    pub fn merge(&mut self, other: FactsBuilder<'_>) {
-        self.facts.merge(other.facts);
     }
 
     /// The end of the period counted.
@@ -1557,24 +1501,6 @@ mod tests {
             prop_assert_eq!(month_index(Timestamp::from_millis(ms)), by_calendar);
         }
 
-        /// Members counted in two parts and merged come to what counting them at once does.
-        #[test]
-        fn counts_of_two_parts_merge_into_the_whole(l in ledger(), from in 0i64..300, len in 1i64..200, split in 0usize..30) {
-            let (members, sales, ..) = l;
-            let start = at(2025, 1, 1);
-            let (from, to) = (start.plus_days(from), start.plus_days(from + len));
-            let part = |mine: &dyn Fn(u128) -> bool| {
-                let members: Vec<MemberFacts> =
-                    members.iter().filter(|m| mine(m.id.0.as_u128())).cloned().collect();
-                let sales: Vec<Sale> =
-                    sales.iter().filter(|s| s.0.is_some_and(mine)).copied().collect();
-                counted(&members, &sales, from, to)
-            };
-            let mut merged = part(&|n| n <= split as u128);
-            merged.merge(part(&|n| n > split as u128));
-            let members_only: Vec<Sale> = sales.iter().filter(|s| s.0.is_some()).copied().collect();
-            prop_assert_eq!(merged, counted(&members, &members_only, from, to));
-        }
 
         #[test]
         fn nps_stays_within_its_bounds(scores in prop::collection::vec(0u8..=10, 0..50)) {
