@@ -281,7 +281,8 @@ fn the_command_line_reports_the_same_numbers() {
 mod chain {
     use super::common::TempDb;
     use super::common::server::{
-        Backend, Server, Till, add_terminals, admin_output, database, now,
+        Backend, Server, Till, add_terminals, admin_output, database, eventually, now,
+        report_records_current,
     };
     use tillpass::domain::MemberInput;
     use tillpass::sync::protocol::TERMINAL_HEADER;
@@ -345,6 +346,10 @@ mod chain {
         a.sync().expect("sync");
         b.sync().expect("sync");
         a.sync().expect("sync");
+        assert!(
+            eventually(|| report_records_current(&db)),
+            "the server made the report's records after the pushes, before any report asked"
+        );
 
         let (from, to) = tillpass::domain::insights::last_days(at, 90);
         let till = a.store.insights(from, to).expect("till report");

@@ -13,7 +13,7 @@ use std::process::Command;
 use common::apns::{ApnsIdentity, ApnsStandIn, Push, Script, start_apns};
 use common::pkpass::{pass_verifies, unzip_bytes};
 use common::server::{
-    Backend, Server, Till, add_terminal, admin_output, database, drop_database, now,
+    Backend, Server, Till, add_terminal, admin_output, database, drop_database, eventually, now,
 };
 use serde_json::Value;
 use tillpass::pass::demo::{ChainSpec, issue_chain};
@@ -45,19 +45,6 @@ fn balance(pass: &Value) -> i64 {
     pass["storeCard"]["headerFields"][0]["value"]
         .as_i64()
         .expect("a points field")
-}
-
-/// Waits (up to 20 s) for something the server does after answering, such as acting on an
-/// APNs answer it read in the background.
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    done()
 }
 
 fn next_push(pushes: &mut mpsc::UnboundedReceiver<Push>) -> Push {

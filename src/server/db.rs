@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use super::activity::Activity;
 use super::audit::AuditItem;
 use super::postgres::PgDb;
 use super::sqlite::SqliteDb;
@@ -309,6 +310,15 @@ impl Db {
             Db::Postgres(db) => db.report_facts(from, to).await?,
         };
         Ok(report(&facts, &Settings::of(&program)))
+    }
+
+    /// Brings the chain report's records and totals up to date with every entry and member
+    /// record stored; with `pace`, pausing between steps while tills push.
+    pub async fn report_current(&self, pace: Option<&Activity>) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite(db) => db.report_current(pace).await.map(drop),
+            Db::Postgres(db) => db.report_current(pace).await.map(drop),
+        }
     }
 
     /// For a partner file: the member holding each card in use, and each member with partner

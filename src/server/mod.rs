@@ -3,6 +3,7 @@
 //! See [`crate::sync::protocol`] for the wire format.
 
 pub mod acme;
+pub mod activity;
 pub mod audit;
 pub mod config;
 pub mod db;
@@ -12,6 +13,7 @@ pub mod partners;
 pub mod passes;
 pub mod pg_tls;
 mod postgres;
+mod report_keeper;
 mod report_records;
 mod sqlite;
 pub mod tls;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub db: Db,
     /// Wallet passes, when the server holds wallet keys.
     pub passes: Option<Arc<passes::PassService>>,
+    /// Stored pushes, as the background tasks watch them.
+    pub activity: activity::Activity,
 }
 
 /// A new terminal token: `tpt_` and 52 base32 characters (256 random bits).
@@ -238,10 +242,8 @@ async fn store_push(
     let entries = batch.entries.len();
     let erased = batch.members.iter().any(|m| m.record.erased_at.is_some());
     let ack = state.db.push(batch, at).await?;
-    if let Some(passes) = &state.passes
-        && ack.inserted + ack.members > 0
-    {
-        passes.notify_changed();
+    if ack.inserted + ack.members > 0 {
+        state.activity.stored();
     }
     if erased && let Err(e) = state.db.scrub_erased().await {
         // Stored already; the files are scrubbed by the next erasure or a restart's checkpoint.
@@ -385,7 +387,12 @@ where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    let state = Arc::new(AppState { db, passes });
+    let state = Arc::new(AppState {
+        db,
+        passes,
+        activity: activity::Activity::default(),
+    });
+    report_keeper::spawn(Arc::clone(&state));
     if state.passes.is_some() {
         passes::updates::spawn(Arc::clone(&state));
     }

@@ -22,7 +22,7 @@ use super::audit::AuditItem;
 use super::db::{
     Auth, DbError, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
     entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, report_entry,
-    report_member, report_program, retirable, stored_entry,
+    report_member, retirable, stored_entry,
 };
 use super::judge;
 use super::validate::{Batch, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER};
@@ -58,12 +58,16 @@ const WRITERS: usize = 1;
 const QUICK_READERS: usize = 3;
 /// Connections for pages of records (pulls, own entries, audit listings).
 const PAGE_READERS: usize = 4;
+/// The connection that brings the chain report's records up to date: apart from the writer,
+/// as pushes never touch those tables, so neither waits for the other.
+const REPORT_WRITERS: usize = 1;
 
 /// The PostgreSQL backend.
 pub struct PgDb {
     writer: Pool,
     quick: Pool,
     pages: Pool,
+    report: Pool,
     queue: PushQueue,
 }
 
@@ -204,6 +208,7 @@ impl PgDb {
                 .map_err(|e| DbError::Setup(e.to_string()))
         };
         let (writer, quick, pages) = (pool(WRITERS)?, pool(QUICK_READERS)?, pool(PAGE_READERS)?);
+        let report = pool(REPORT_WRITERS)?;
         let mut client = get(&writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
         exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
@@ -241,6 +246,7 @@ impl PgDb {
             writer,
             quick,
             pages,
+            report,
             queue,
         })
     }
@@ -704,15 +710,7 @@ impl PgDb {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<(Program, Facts), DbError> {
-        let toml: String = fetch_one(
-            &get(&self.quick).await?,
-            "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
-            &[],
-        )
-        .await?
-        .get(0);
-        let program = Arc::new(report_program(&toml)?);
-        self.report_refresh(Arc::clone(&program), &toml).await?;
+        let program = self.report_current(None).await?;
         let counted = self.report_from_totals(&program, from, to).await?;
         let mut client = get(&self.pages).await?;
         let tx = snapshot(&mut client).await?;

@@ -15,7 +15,7 @@ use super::audit::AuditItem;
 use super::db::{
     Auth, DbError, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
     entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, report_entry,
-    report_member, report_program, retirable, stored_entry,
+    report_member, retirable, stored_entry,
 };
 use super::judge;
 use super::validate::{
@@ -57,6 +57,8 @@ pub struct SqliteDb {
     pages: Arc<Connections>,
     queue: PushQueue,
     checkpoints: Checkpointer,
+    /// Held while the chain report's records are brought up to date, by one caller at a time.
+    report: tokio::sync::Mutex<()>,
 }
 
 /// Connections to the database file, each used by one call at a time; a call waits for a free
@@ -269,6 +271,7 @@ impl SqliteDb {
             pages: Connections::new(pages),
             queue,
             checkpoints,
+            report: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -618,16 +621,7 @@ impl SqliteDb {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<(Program, Facts), DbError> {
-        let toml: String = with(&self.quick, |conn| {
-            Ok(conn.query_row(
-                "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )?)
-        })
-        .await?;
-        let program = Arc::new(report_program(&toml)?);
-        self.report_refresh(Arc::clone(&program), &toml).await?;
+        let program = self.report_current(None).await?;
         let counted = self
             .report_from_totals(Arc::clone(&program), from, to)
             .await?;

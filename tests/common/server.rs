@@ -140,6 +140,40 @@ pub fn empty_database(db: &str) {
     });
 }
 
+/// Whether the server's chain report records count every entry and member record it holds
+/// (made under some program), read straight from its database.
+pub fn report_records_current(db: &str) -> bool {
+    const CURRENT: &str = "SELECT program IS NOT NULL AND last_seq = (SELECT last FROM server_seq)
+                           FROM report_state";
+    match db.strip_prefix("sqlite:") {
+        Some(path) => rusqlite::Connection::open(path)
+            .and_then(|conn| conn.query_row(CURRENT, [], |r| r.get(0)))
+            .expect("read the server's report state"),
+        None => runtime().block_on(async {
+            tillpass::server::pg_tls::connect(db)
+                .await
+                .expect("connect to the test database")
+                .query_one(CURRENT, &[])
+                .await
+                .expect("read the server's report state")
+                .get(0)
+        }),
+    }
+}
+
+/// Waits (up to 20 s) for something the server does after answering, such as acting on an
+/// APNs answer it read in the background.
+pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    done()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -45,10 +45,6 @@ pub struct PassService {
     classes: tokio::sync::Mutex<std::collections::HashSet<String>>,
     /// The program, parsed once per version.
     pub(crate) programs: content::Programs,
-    /// When the last push was stored: while tills are pushing, pass work yields to them.
-    last_push: std::sync::Mutex<Option<std::time::Instant>>,
-    /// Woken after every stored push: the updater looks for changed passes.
-    pub(crate) changed: Notify,
     /// Woken when the updater queued pushes: the sender looks for due ones.
     pub(crate) queued: Notify,
 }
@@ -124,8 +120,6 @@ impl PassService {
             google,
             classes: tokio::sync::Mutex::new(std::collections::HashSet::new()),
             programs: content::Programs::default(),
-            last_push: std::sync::Mutex::new(None),
-            changed: Notify::new(),
             queued: Notify::new(),
         }))
     }
@@ -170,23 +164,5 @@ impl PassService {
             done => done?,
         }
         Ok(true)
-    }
-
-    /// Tells the updater that the ledger or member records changed.
-    pub fn notify_changed(&self) {
-        *self
-            .last_push
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
-        self.changed.notify_one();
-    }
-
-    /// Whether tills pushed in the last second: pass work then takes at most a tenth of the
-    /// time, so ingest keeps its pace and passes catch up after the burst.
-    pub(crate) fn ingesting(&self) -> bool {
-        self.last_push
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1))
     }
 }

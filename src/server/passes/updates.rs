@@ -16,6 +16,7 @@ use super::content::content;
 use super::records::{Channel, PassChange, QueuedPush, Settled};
 use crate::domain::Timestamp;
 use crate::server::AppState;
+use crate::server::activity::YIELD;
 use crate::server::db::{Db, DbError};
 
 /// Sequence numbers the updater looks at per transaction.
@@ -24,8 +25,6 @@ const BATCH: i64 = 20_000;
 const SEND_BATCH: usize = 256;
 /// The longest wait between two retries of a push.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
-/// While tills push, pass work pauses this many times as long as it worked (a tenth of the time).
-const YIELD: u32 = 9;
 /// How long the updater lets changes gather after being woken (part of a pass's update delay).
 const GATHER: Duration = Duration::from_millis(250);
 /// How often the tasks look even when nothing woke them (a missed wake-up costs this much).
@@ -52,6 +51,7 @@ async fn updater(state: Arc<AppState>) {
     let Some(service) = state.passes.clone() else {
         return;
     };
+    let mut stored = state.activity.watch();
     loop {
         let started = std::time::Instant::now();
         match catch_up(&service, &state.db).await {
@@ -60,11 +60,11 @@ async fn updater(state: Arc<AppState>) {
             Err(e) => tracing::error!(error = %e, "pass updater"),
         }
         let worked = started.elapsed();
-        let _ = tokio::time::timeout(IDLE_LOOK, service.changed.notified()).await;
+        let _ = tokio::time::timeout(IDLE_LOOK, stored.changed()).await;
         // Changes that come in a burst are looked at together: a member's pass is recomputed
         // once per round however many of their entries arrived. While tills push, the rounds
         // spread out so the updater takes at most a tenth of the time.
-        let gather = if service.ingesting() {
+        let gather = if state.activity.ingesting() {
             GATHER.max(worked * YIELD)
         } else {
             GATHER
@@ -167,10 +167,8 @@ pub async fn send_due(state: &Arc<AppState>) -> Result<Option<i64>, DbError> {
             settle(&mut settled, push, outcome);
         }
         db.pass_settle(settled).await?;
-        if state.passes.as_ref().is_some_and(|p| p.ingesting()) {
-            // Tills are pushing: yield to them (a tenth of the time for sending).
-            tokio::time::sleep(started.elapsed() * YIELD).await;
-        }
+        // While tills push, a tenth of the time goes to sending.
+        state.activity.yield_to_ingest(started.elapsed()).await;
     }
 }
 

@@ -1,9 +1,11 @@
 //! The chain report on PostgreSQL: each member's record and the totals by day (as a till keeps
 //! them), brought up to date from the entries and member versions after
-//! `report_state.last_seq`, one transaction a slice under an advisory lock of its own.
+//! `report_state.last_seq`, one transaction a slice (a remake in one) under an advisory lock
+//! of its own.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
@@ -13,9 +15,10 @@ use crate::domain::insights::{
     AtRisk, Digest, Facts, Key, MemberFacts, Record, Sum, TierChange, Totals, moved, totals_answer,
 };
 use crate::domain::{MemberId, Program, Timestamp};
-use crate::server::db::{DbError, report_member};
+use crate::server::activity::Activity;
+use crate::server::db::{DbError, report_member, report_program};
 use crate::server::report_records::{
-    BATCH_SEQS, MEMBERS_PER_STEP, REMAKE_BACKLOG, entries_oldest_first,
+    BATCH_SEQS, MEMBERS_PER_STEP, entries_oldest_first, members_if_needed, remake_is_quicker,
 };
 use crate::store::records::program_hash;
 
@@ -32,39 +35,63 @@ enum Step {
 }
 
 impl PgDb {
-    /// Brings the report's records and totals up to date under `program` (whose TOML is
-    /// `toml`): all made again for a new program or a large backlog, else the members of the
-    /// entries and member versions that arrived since, a slice of sequence numbers a
-    /// transaction.
-    pub(super) async fn report_refresh(
+    /// Brings the report's records and totals up to date under the program in force, which
+    /// it returns: all made again for a new program or a large backlog, else the members of
+    /// the entries and member versions that arrived since, a slice of sequence numbers a
+    /// transaction (with `pace`, pausing between slices while tills push).
+    pub(crate) async fn report_current(
         &self,
-        program: Arc<Program>,
-        toml: &str,
-    ) -> Result<(), DbError> {
-        let hash = program_hash(toml);
-        let row = fetch_one(
+        pace: Option<&Activity>,
+    ) -> Result<Arc<Program>, DbError> {
+        let toml: String = fetch_one(
             &get(&self.quick).await?,
-            "SELECT program, (SELECT last FROM server_seq) - last_seq FROM report_state",
+            "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
             &[],
         )
-        .await?;
-        let (made, backlog): (Option<String>, i64) = (row.get(0), row.get(1));
-        if made.as_deref() != Some(hash.as_str()) || backlog > REMAKE_BACKLOG {
-            self.report_remake(&program, &hash).await?;
-        }
+        .await?
+        .get(0);
+        let program = Arc::new(report_program(&toml)?);
+        let hash = program_hash(&toml);
+        self.report_remake(&program, &hash, false, pace).await?;
         loop {
+            let started = Instant::now();
             match self.report_catch_up(&program).await? {
-                Step::Done => return Ok(()),
+                Step::Done => return Ok(program),
                 Step::More => {}
-                Step::Undecodable => self.report_remake(&program, &hash).await?,
+                Step::Undecodable => self.report_remake(&program, &hash, true, pace).await?,
+            }
+            if let Some(activity) = pace {
+                activity.yield_to_ingest(started.elapsed()).await;
             }
         }
     }
 
-    /// Makes every record again, members in id order, then the totals in one write.
-    async fn report_remake(&self, program: &Program, hash: &str) -> Result<(), DbError> {
-        let mut client = get(&self.writer).await?;
+    /// Makes every record again, members in id order, then the totals, in one transaction
+    /// holding the report's lock (pushes write none of these tables, so they go on): when
+    /// `always`, or when the records were made under another program or lag by a large
+    /// backlog (looked at under the lock, so of servers racing to remake, one does).
+    async fn report_remake(
+        &self,
+        program: &Program,
+        hash: &str,
+        always: bool,
+        pace: Option<&Activity>,
+    ) -> Result<(), DbError> {
+        let mut client = get(&self.report).await?;
         let tx = locked(&mut client).await?;
+        let row = fetch_one(
+            &tx,
+            &format!(
+                "SELECT program, (SELECT last FROM server_seq) - last_seq, {} FROM report_state",
+                members_if_needed()
+            ),
+            &[],
+        )
+        .await?;
+        let (made, backlog): (Option<String>, i64) = (row.get(0), row.get(1));
+        if !always && made.as_deref() == Some(hash) && !remake_is_quicker(backlog, row.get(2)) {
+            return Ok(());
+        }
         for table in [
             "report_digests",
             "report_members",
@@ -75,16 +102,14 @@ impl PgDb {
         }
         exec(
             &tx,
-            "UPDATE report_state SET program = NULL, latest_at = NULL, latest_enrolled = NULL,
-                    last_seq = (SELECT last FROM server_seq)",
+            "UPDATE report_state SET last_seq = (SELECT last FROM server_seq)",
             &[],
         )
         .await?;
-        tx.commit().await.map_err(pg)?;
         let (mut after, mut totals) = (None::<Uuid>, Totals::default());
         let (mut latest_at, mut latest_enrolled) = (None, None);
         loop {
-            let tx = locked(&mut client).await?;
+            let started = Instant::now();
             let limit = MEMBERS_PER_STEP as i64;
             let rows = fetch_all(
                 &tx,
@@ -100,12 +125,13 @@ impl PgDb {
             latest_enrolled =
                 latest_enrolled.max(members.iter().map(|m| m.enrolled_at.millis()).max());
             recount(&tx, program, members, &mut totals, &mut latest_at).await?;
-            tx.commit().await.map_err(pg)?;
             if rows.len() < MEMBERS_PER_STEP {
                 break;
             }
+            if let Some(activity) = pace {
+                activity.yield_to_ingest(started.elapsed()).await;
+            }
         }
-        let tx = locked(&mut client).await?;
         add_totals(&tx, &totals).await?;
         exec(
             &tx,
@@ -119,7 +145,7 @@ impl PgDb {
     /// Makes again the record of every member with an entry or a member version after the
     /// cursor, a slice of sequence numbers, moving the totals by the difference.
     async fn report_catch_up(&self, program: &Program) -> Result<Step, DbError> {
-        let mut client = get(&self.writer).await?;
+        let mut client = get(&self.report).await?;
         let tx = locked(&mut client).await?;
         let row = fetch_one(
             &tx,

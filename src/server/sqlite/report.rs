@@ -4,15 +4,18 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
 use super::{SqliteDb, with};
 use crate::domain::insights::{Facts, MemberFacts, Record, Totals, totals_answer};
 use crate::domain::{MemberId, Program, Timestamp};
-use crate::server::db::{DbError, report_member};
+use crate::server::activity::Activity;
+use crate::server::db::{DbError, report_member, report_program};
 use crate::server::report_records::{
-    BATCH_SEQS, MEMBERS_PER_STEP, REMAKE_BACKLOG, entries_oldest_first, records_error,
+    BATCH_SEQS, MEMBERS_PER_STEP, entries_oldest_first, members_if_needed, records_error,
+    remake_is_quicker,
 };
 use crate::store::StoreError;
 use crate::store::records::{
@@ -20,55 +23,82 @@ use crate::store::records::{
     write_record,
 };
 
-/// How a catch-up step ended.
+/// What reading a catch-up step found.
 enum Step {
+    /// Nothing after the cursor.
     Done,
-    More,
+    /// The records of a slice, made again.
+    Caught(Caught),
     /// A stored record does not decode: its sums cannot be taken off, so all are made again.
     Undecodable,
 }
 
 impl SqliteDb {
-    /// Brings the report's records and totals up to date under `program` (whose TOML is
-    /// `toml`): all made again for a new program or a large backlog, else the members of the
-    /// entries and member versions that arrived since, a slice of sequence numbers a
-    /// transaction on the writer, so pushes go on between them.
-    pub(super) async fn report_refresh(
+    /// Brings the report's records and totals up to date under the program in force, which
+    /// it returns: all made again for a new program or a large backlog, else the members of
+    /// the entries and member versions that arrived since, a slice of sequence numbers at a
+    /// time, each made on a reader and written in one short transaction on the writer, so
+    /// pushes go on (with `pace`, pausing between slices while tills push). One caller at a
+    /// time.
+    pub(crate) async fn report_current(
         &self,
-        program: Arc<Program>,
-        toml: &str,
-    ) -> Result<(), DbError> {
-        let hash = program_hash(toml);
-        let (made, backlog): (Option<String>, i64) = with(&self.quick, |conn| {
+        pace: Option<&Activity>,
+    ) -> Result<Arc<Program>, DbError> {
+        let _one = self.report.lock().await;
+        type State = (String, Option<String>, i64, Option<i64>);
+        let (toml, made, backlog, members): State = with(&self.quick, |conn| {
             Ok(conn.query_row(
-                "SELECT program, (SELECT last FROM server_seq) - last_seq FROM report_state",
+                &format!(
+                    "SELECT (SELECT toml FROM program ORDER BY version DESC LIMIT 1),
+                            program, (SELECT last FROM server_seq) - last_seq, {}
+                     FROM report_state",
+                    members_if_needed()
+                ),
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?)
         })
         .await?;
-        if made.as_deref() != Some(hash.as_str()) || backlog > REMAKE_BACKLOG {
-            self.report_remake(Arc::clone(&program), hash.clone())
+        let program = Arc::new(report_program(&toml)?);
+        let hash = program_hash(&toml);
+        if made.as_deref() != Some(hash.as_str()) || remake_is_quicker(backlog, members) {
+            self.report_remake(Arc::clone(&program), hash.clone(), pace)
                 .await?;
         }
         loop {
-            let step = {
+            let started = Instant::now();
+            let read = {
                 let program = Arc::clone(&program);
-                with(&self.writer, move |conn| catch_up(conn, &program)).await?
+                with(&self.pages, move |conn| catch_up_read(conn, &program)).await?
             };
-            match step {
-                Step::Done => return Ok(()),
-                Step::More => {}
+            match read {
+                Step::Done => return Ok(program),
+                Step::Caught(caught) => {
+                    let last = caught.last;
+                    with(&self.writer, move |conn| catch_up_write(conn, &caught)).await?;
+                    if last {
+                        return Ok(program);
+                    }
+                }
                 Step::Undecodable => {
-                    self.report_remake(Arc::clone(&program), hash.clone())
+                    self.report_remake(Arc::clone(&program), hash.clone(), pace)
                         .await?
                 }
+            }
+            if let Some(activity) = pace {
+                activity.yield_to_ingest(started.elapsed()).await;
             }
         }
     }
 
-    /// Makes every record again, members in id order, then the totals in one write.
-    async fn report_remake(&self, program: Arc<Program>, hash: String) -> Result<(), DbError> {
+    /// Makes every record again, members in id order (a step's worth made on a reader, then
+    /// written on the writer), then the totals in one write.
+    async fn report_remake(
+        &self,
+        program: Arc<Program>,
+        hash: String,
+        pace: Option<&Activity>,
+    ) -> Result<(), DbError> {
         with(&self.writer, |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for table in [
@@ -93,16 +123,26 @@ impl SqliteDb {
         .await?;
         let mut made = Made::default();
         loop {
+            let started = Instant::now();
             let program = Arc::clone(&program);
-            let (next, done) = with(&self.writer, move |conn| {
-                let done = remake_step(conn, &program, &mut made.after)
-                    .map(|counted| made.add(counted))?;
-                Ok((made, done))
+            let after = made.after;
+            let counted = with(&self.pages, move |conn| remake_read(conn, &program, after)).await?;
+            let records = made.add(counted);
+            let done = records.len() < MEMBERS_PER_STEP;
+            with(&self.writer, move |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                for record in &records {
+                    write_fresh_record(&tx, record).map_err(records_error)?;
+                }
+                tx.commit()?;
+                Ok(())
             })
             .await?;
-            made = next;
             if done {
                 break;
+            }
+            if let Some(activity) = pace {
+                activity.yield_to_ingest(started.elapsed()).await;
             }
         }
         with(&self.writer, move |conn| {
@@ -156,31 +196,33 @@ struct Made {
     latest_enrolled: Option<i64>,
 }
 
-/// What one step of making every record counted, and whether it was the last.
+/// What one step of making every record made and counted.
 struct Counted {
+    records: Vec<Record>,
     totals: Totals,
     latest_at: Option<i64>,
     latest_enrolled: Option<i64>,
-    last: bool,
 }
 
 impl Made {
-    /// Adds a step's counts; true when it was the last.
-    fn add(&mut self, step: Counted) -> bool {
+    /// Adds a step's counts; returns its records.
+    fn add(&mut self, step: Counted) -> Vec<Record> {
+        self.after = step.records.last().map(|r| r.member.id).or(self.after);
         self.totals.merge(&step.totals);
         self.latest_at = self.latest_at.max(step.latest_at);
         self.latest_enrolled = self.latest_enrolled.max(step.latest_enrolled);
-        step.last
+        step.records
     }
 }
 
-/// Makes the records of the next members after `after` (in id order), in one transaction.
-fn remake_step(
+/// Makes, in a read transaction (so pushes go on), the records of the next members after
+/// `after` in id order; fewer than a step's worth when they are the last.
+fn remake_read(
     conn: &mut Connection,
     program: &Program,
-    after: &mut Option<MemberId>,
+    after: Option<MemberId>,
 ) -> Result<Counted, DbError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     let members: Vec<MemberFacts> = tx
         .prepare_cached(
             "SELECT body FROM members WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2",
@@ -193,21 +235,19 @@ fn remake_step(
         .map(|body| report_member(body))
         .collect::<Result<_, _>>()?;
     let mut counted = Counted {
+        records: Vec::with_capacity(members.len()),
         totals: Totals::default(),
         latest_at: None,
         latest_enrolled: None,
-        last: members.len() < MEMBERS_PER_STEP,
     };
     for member in members {
-        *after = Some(member.id);
         let record = record_of(&tx, program, member, &mut counted.latest_at)?;
         counted.latest_enrolled = counted
             .latest_enrolled
             .max(Some(record.member.enrolled_at.millis()));
-        write_fresh_record(&tx, &record).map_err(records_error)?;
         record.count(&mut counted.totals, 1);
+        counted.records.push(record);
     }
-    tx.commit()?;
     Ok(counted)
 }
 
@@ -227,10 +267,24 @@ fn record_of(
     Ok(Record::of(program, member, &entries))
 }
 
-/// Makes again the record of every member with an entry or a member version after the
-/// cursor, a slice of sequence numbers, moving the totals by the difference.
-fn catch_up(conn: &mut Connection, program: &Program) -> Result<Step, DbError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+/// What a catch-up step made from a slice of sequence numbers, to be written.
+struct Caught {
+    /// The slice: `(after, upto]`.
+    after: i64,
+    upto: i64,
+    /// Whether the slice reached the last sequence number.
+    last: bool,
+    records: Vec<Record>,
+    /// The totals' difference: every new record counted in, every old one out.
+    moved: Totals,
+    latest_at: Option<i64>,
+    latest_enrolled: Option<i64>,
+}
+
+/// Makes again, in a read transaction (so pushes go on), the record of every member with an
+/// entry or a member version in the next slice of sequence numbers after the cursor.
+fn catch_up_read(conn: &mut Connection, program: &Program) -> Result<Step, DbError> {
+    let tx = conn.transaction()?;
     let (after, last): (i64, i64) = tx.query_row(
         "SELECT last_seq, (SELECT last FROM server_seq) FROM report_state",
         [],
@@ -248,7 +302,15 @@ fn catch_up(conn: &mut Connection, program: &Program) -> Result<Step, DbError> {
         )?
         .query_map(params![after, upto], |r| Ok(MemberId(r.get(0)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let (mut moved, mut latest_at, mut latest_enrolled) = (Totals::default(), None, None);
+    let mut caught = Caught {
+        after,
+        upto,
+        last: upto >= last,
+        records: Vec::with_capacity(touched.len()),
+        moved: Totals::default(),
+        latest_at: None,
+        latest_enrolled: None,
+    };
     for id in touched {
         let body: Option<String> = tx
             .prepare_cached("SELECT body FROM members WHERE id = ?1")?
@@ -256,24 +318,47 @@ fn catch_up(conn: &mut Connection, program: &Program) -> Result<Step, DbError> {
             .optional()?;
         let Some(body) = body else { continue };
         match read_record(&tx, id) {
-            Ok(Some(old)) => old.count(&mut moved, -1),
+            Ok(Some(old)) => old.count(&mut caught.moved, -1),
             Ok(None) => {}
             Err(StoreError::BadRecord(_)) => return Ok(Step::Undecodable),
             Err(e) => return Err(records_error(e)),
         }
-        let record = record_of(&tx, program, report_member(&body)?, &mut latest_at)?;
-        latest_enrolled = latest_enrolled.max(Some(record.member.enrolled_at.millis()));
-        write_record(&tx, &record).map_err(records_error)?;
-        record.count(&mut moved, 1);
+        let record = record_of(&tx, program, report_member(&body)?, &mut caught.latest_at)?;
+        caught.latest_enrolled = caught
+            .latest_enrolled
+            .max(Some(record.member.enrolled_at.millis()));
+        record.count(&mut caught.moved, 1);
+        caught.records.push(record);
     }
-    add_totals(&tx, &moved).map_err(records_error)?;
-    tx.execute(
+    Ok(Step::Caught(caught))
+}
+
+/// Writes what a catch-up step made and moves the cursor past its slice, in one short write
+/// transaction (the records are read by the same one caller, so none changed meanwhile).
+fn catch_up_write(conn: &mut Connection, caught: &Caught) -> Result<(), DbError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for record in &caught.records {
+        write_record(&tx, record).map_err(records_error)?;
+    }
+    add_totals(&tx, &caught.moved).map_err(records_error)?;
+    let moved = tx.execute(
         "UPDATE report_state
          SET last_seq = ?1,
              latest_at = MAX(COALESCE(latest_at, ?2), COALESCE(?2, latest_at)),
-             latest_enrolled = MAX(COALESCE(latest_enrolled, ?3), COALESCE(?3, latest_enrolled))",
-        params![upto, latest_at, latest_enrolled],
+             latest_enrolled = MAX(COALESCE(latest_enrolled, ?3), COALESCE(?3, latest_enrolled))
+         WHERE last_seq = ?4",
+        params![
+            caught.upto,
+            caught.latest_at,
+            caught.latest_enrolled,
+            caught.after
+        ],
     )?;
+    if moved != 1 {
+        return Err(DbError::Internal(
+            "the chain report's records moved while a catch-up step made them".into(),
+        ));
+    }
     tx.commit()?;
-    Ok(if upto >= last { Step::Done } else { Step::More })
+    Ok(())
 }
