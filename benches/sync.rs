@@ -5,9 +5,11 @@
 //!   PostgreSQL schema;
 //! - a new till pulling 1,000,000 entries from the SQLite server;
 //! - the chain report (`GET /v1/report`, last 90 days) on each server holding them: the first
-//!   (which makes every member's record and the totals) and the next.
+//!   right after ingest (finishing what the server's report keeper has not yet made), the
+//!   next, and one right after a further push of a batch.
 //!
-//! Run: `cargo bench --bench sync` (`BENCH_ENTRIES=N` to change the 1,000,000).
+//! Run: `cargo bench --bench sync` (`BENCH_ENTRIES=N` to change the 1,000,000,
+//! `BENCH_MEMBERS=N` the 10,000 members).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,9 +38,9 @@ struct Data {
     entries: Vec<Entry>,
 }
 
-fn data(n: usize) -> Data {
+fn data(n: usize, m: usize) -> Data {
     let start = now().plus_days(-30);
-    let members: Vec<MemberRecord> = (0..MEMBERS)
+    let members: Vec<MemberRecord> = (0..m)
         .map(|i| {
             let created = start.plus_millis(i as i64);
             MemberRecord {
@@ -67,7 +69,7 @@ fn data(n: usize) -> Data {
                 id: EntryId(uuid::Uuid::now_v7()),
                 terminal_id: TerminalId(TERMINALS[batch % 2].into()),
                 terminal_seq: ((batch / 2) * BATCH + i % BATCH) as i64 + 1,
-                member_id: members[(i * 7_907) % MEMBERS].member.id,
+                member_id: members[(i * 7_907) % m].member.id,
                 kind: EntryKind::Earn,
                 points: amount / 10,
                 amount_minor: Some(amount),
@@ -108,9 +110,10 @@ fn start_server(url: &str) -> Result<(String, [String; 2], String, tokio::runtim
     Ok((format!("http://{addr}"), sources, token2, runtime))
 }
 
-/// Pushes members, then every entry (pre-serialised batches, a client thread per source till),
-/// and returns entries per second over the entry pushes.
+/// Pushes members, then every entry but the last batch (pre-serialised batches, a client
+/// thread per source till), and returns entries per second over the entry pushes.
 fn ingest(url: &str, tokens: &[String; 2], data: &Data) -> Result<f64> {
+    let entries = held_back(data).0;
     let client = SyncClient::new(url, &tokens[0], TerminalId(TERMINALS[0].into()))?;
     for chunk in data.members.chunks(2_000) {
         client.push(&PushRequest {
@@ -119,8 +122,7 @@ fn ingest(url: &str, tokens: &[String; 2], data: &Data) -> Result<f64> {
             ..PushRequest::default()
         })?;
     }
-    let bodies: Vec<Vec<u8>> = data
-        .entries
+    let bodies: Vec<Vec<u8>> = entries
         .chunks(BATCH)
         .map(|c| {
             serde_json::to_vec(&PushRequest {
@@ -162,7 +164,15 @@ fn ingest(url: &str, tokens: &[String; 2], data: &Data) -> Result<f64> {
         }
         Ok(())
     })?;
-    Ok(data.entries.len() as f64 / started.elapsed().as_secs_f64())
+    Ok(entries.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The entries ingest pushes, and the last batch, held back for the report after a push with
+/// the source till whose turn it is.
+fn held_back(data: &Data) -> (&[Entry], &[Entry], usize) {
+    let last = (data.entries.len() - 1) / BATCH;
+    let (before, after) = data.entries.split_at(last * BATCH);
+    (before, after, last % 2)
 }
 
 /// Batched prepared INSERTs of the same rows into the server's SQLite schema.
@@ -191,7 +201,7 @@ fn bare_sqlite(path: &std::path::Path, data: &Data) -> Result<f64> {
         .map(serde_json::to_string)
         .collect::<std::result::Result<_, _>>()?;
     let started = Instant::now();
-    let mut seq = MEMBERS as i64;
+    let mut seq = data.members.len() as i64;
     for (chunk, body) in data.entries.chunks(BATCH).zip(bodies.chunks(BATCH)) {
         let tx = conn.transaction()?;
         {
@@ -262,7 +272,7 @@ async fn bare_pg(url: &str, data: &Data) -> Result<f64> {
     sink.send(bytes::Bytes::from(members)).await?;
     sink.finish().await?;
     let mut rows = Vec::with_capacity(data.entries.len() / BATCH + 1);
-    let mut seq = MEMBERS;
+    let mut seq = data.members.len();
     for chunk in data.entries.chunks(BATCH) {
         let mut text = String::new();
         for e in chunk {
@@ -297,9 +307,13 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let m: usize = std::env::var("BENCH_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MEMBERS);
     let dir = tempfile::tempdir()?;
-    eprintln!("generating {n} entries for {MEMBERS} members…");
-    let data = data(n);
+    eprintln!("generating {n} entries for {m} members…");
+    let data = data(n, m);
 
     let phases =
         std::env::var("BENCH_PHASES").unwrap_or_else(|_| "bare,ingest,pull,postgres".into());
@@ -326,7 +340,7 @@ fn sqlite_ingest_and_pull(dir: &std::path::Path, data: &Data, bare: f64, pull: b
     println!(
         "SQLite   ingest over HTTP: {http:>9.0} entries/s   bare batched INSERT: {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
     );
-    chain_report("SQLite", &server, &tokens[0], data)?;
+    chain_report("SQLite", &server, &tokens, data)?;
     if !pull {
         return Ok(());
     }
@@ -348,13 +362,30 @@ fn sqlite_ingest_and_pull(dir: &std::path::Path, data: &Data, bare: f64, pull: b
     Ok(())
 }
 
-/// Times the chain report (90 days) twice: the first makes the records and totals.
-fn chain_report(backend: &str, server: &str, token: &str, data: &Data) -> Result<()> {
-    for run in ["first", "next"] {
+/// Times the chain report (90 days): right after ingest, again, and after pushing the held
+/// back batch.
+fn chain_report(backend: &str, server: &str, tokens: &[String; 2], data: &Data) -> Result<()> {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3_600))
+        .build()?;
+    for run in ["right after ingest", "next", "after a push"] {
+        if run == "after a push" {
+            let (_, batch, part) = held_back(data);
+            http.post(format!("{server}/v1/sync/push"))
+                .bearer_auth(&tokens[part])
+                .header(TERMINAL_HEADER, TERMINALS[part])
+                .json(&PushRequest {
+                    members: Vec::new(),
+                    entries: batch.to_vec(),
+                    ..PushRequest::default()
+                })
+                .send()?
+                .error_for_status()?;
+        }
         let started = Instant::now();
-        let body = reqwest::blocking::Client::new()
+        let body = http
             .get(format!("{server}/v1/report"))
-            .bearer_auth(token)
+            .bearer_auth(&tokens[0])
             .header(TERMINAL_HEADER, TERMINALS[0])
             .send()?
             .error_for_status()?
@@ -382,7 +413,7 @@ fn postgres_ingest(data: &Data) -> Result<()> {
         drop(setup);
         let (server, tokens, _, runtime) = start_server(&server_url)?;
         let http = ingest(&server, &tokens, data)?;
-        chain_report("Postgres", &server, &tokens[0], data)?;
+        chain_report("Postgres", &server, &tokens, data)?;
         println!(
             "Postgres ingest over HTTP: {http:>9.0} entries/s   bare COPY:           {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
         );
