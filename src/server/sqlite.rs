@@ -32,6 +32,7 @@ use crate::sync::protocol::{
 
 mod passes;
 mod report;
+mod verify;
 
 const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_001.sql")),
@@ -125,12 +126,11 @@ impl Checkpointer {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
+                let mut restart_at = RESTART_FRAMES;
                 while woken.recv().is_ok() {
                     let _one = held.lock().unwrap_or_else(|e| e.into_inner());
-                    // A passive checkpoint never waits for readers or the writer; pages it
-                    // cannot copy now are copied by a later one. A failure leaves the log
-                    // whole and readable, so it is only tried again.
-                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    // A failure leaves the log whole and readable, so it is only tried again.
+                    let _ = checkpoint(&conn, &mut restart_at);
                 }
             })
             .map_err(|e| DbError::Setup(format!("starting the checkpointer: {e}")))?;
@@ -141,6 +141,37 @@ impl Checkpointer {
     fn wake(&self) {
         let _ = self.wake.try_send(());
     }
+}
+
+/// Log frames (4 KiB pages) past which a checkpoint also starts the log again from its
+/// beginning: about 1 GiB.
+const RESTART_FRAMES: i64 = 262_144;
+/// How long starting the log again may hold pushes back, waiting for the writer's transaction
+/// and for readers, before it gives up until the log has grown by another quarter.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Copies what it can of the log into the database file without waiting (passive): pages it
+/// cannot copy now are copied by a later one. But while pushes follow each other, the writer
+/// always finds the log not wholly copied and so never starts it again from its beginning: it
+/// grew by every page ever written (40 GB into a 10M-entry ingest). From `restart_at` frames,
+/// the checkpoint also waits (its connection's busy timeout, `RESTART_WAIT`, pushes held back
+/// meanwhile) for the writer and readers, copies the rest and has the next write start the log
+/// again, reusing the file; when a long read keeps it waiting, it tries again a quarter on.
+fn checkpoint(conn: &Connection, restart_at: &mut i64) -> rusqlite::Result<()> {
+    let log: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+    if log < *restart_at {
+        if log < RESTART_FRAMES {
+            *restart_at = RESTART_FRAMES;
+        }
+        return Ok(());
+    }
+    let busy: rusqlite::Result<i64> =
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0));
+    *restart_at = match busy {
+        Ok(0) => RESTART_FRAMES,
+        _ => log + RESTART_FRAMES / 4,
+    };
+    busy.map(drop)
 }
 
 /// Runs `f` on the blocking pool with a connection of `set`, once one is free. The permit goes
@@ -243,7 +274,11 @@ impl SqliteDb {
                 writer,
                 readers(QUICK_READERS)?,
                 readers(PAGE_READERS)?,
-                Checkpointer::start(connect(&path)?)?,
+                Checkpointer::start({
+                    let conn = connect(&path)?;
+                    conn.busy_timeout(RESTART_WAIT)?;
+                    conn
+                })?,
             ))
         })
         .await
@@ -1334,4 +1369,66 @@ fn insert_entries(
         tally.inserted(e);
     }
     Ok(tally)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// Frames in the log: what a passive checkpoint reports.
+    fn log_frames(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .expect("checkpoint")
+    }
+
+    #[test]
+    fn a_long_log_is_started_again_so_it_stops_growing() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("log.sqlite3");
+        let path = path.to_str().expect("utf-8");
+        let writer = connect(path).expect("open");
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .expect("pragma");
+        writer
+            .execute_batch("CREATE TABLE t (x BLOB)")
+            .expect("table");
+        let insert = "INSERT INTO t VALUES (zeroblob(8000))";
+        let checkpointer = connect(path).expect("open");
+        // As under ingest: the checkpointer runs while the writer's next transaction is open,
+        // so the writer never finds the log wholly copied when it begins, and the log grows
+        // (about 150 frames here).
+        for _ in 0..50 {
+            writer
+                .execute_batch(&format!("BEGIN IMMEDIATE; {insert};"))
+                .expect("write");
+            checkpoint(&checkpointer, &mut 1_000_000).expect("checkpoint");
+            writer.execute_batch("COMMIT").expect("commit");
+        }
+        // Past the limit, the checkpoint waits for the writer's open transaction (its busy
+        // handler says when it waits), and the writer's next one starts the log again.
+        static WAITING: AtomicBool = AtomicBool::new(false);
+        fn waiting(_: i32) -> bool {
+            WAITING.store(true, Ordering::SeqCst);
+            std::thread::yield_now();
+            true
+        }
+        checkpointer.busy_handler(Some(waiting)).expect("handler");
+        writer
+            .execute_batch(&format!("BEGIN IMMEDIATE; {insert};"))
+            .expect("write");
+        let restart = std::thread::spawn(move || checkpoint(&checkpointer, &mut 100));
+        while !WAITING.load(Ordering::SeqCst) && !restart.is_finished() {
+            std::thread::yield_now();
+        }
+        writer.execute_batch("COMMIT").expect("commit");
+        restart.join().expect("thread").expect("checkpoint");
+        for _ in 0..5 {
+            writer.execute(insert, []).expect("insert");
+        }
+        let restarted = log_frames(&writer);
+        assert!(restarted < 30, "the log started again: {restarted} frames");
+    }
 }
