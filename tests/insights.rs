@@ -282,7 +282,7 @@ mod chain {
     use super::common::TempDb;
     use super::common::server::{
         Backend, Server, Till, add_terminals, admin_output, database, eventually, now,
-        report_records_current,
+        report_records_current, server_bin, tamper,
     };
     use tillpass::domain::MemberInput;
     use tillpass::sync::protocol::TERMINAL_HEADER;
@@ -406,6 +406,42 @@ mod chain {
         // Without a till's token: refused.
         let anonymous = reqwest::blocking::get(format!("{}/v1/report", server.url)).expect("send");
         assert_eq!(anonymous.status().as_u16(), 401);
+
+        // `verify`, while the server runs: every balance, record and total agrees.
+        let verified: serde_json::Value =
+            serde_json::from_str(&admin_output(&db, &["verify", "--json"])).expect("json");
+        assert_eq!(verified["members"], 2);
+        assert_eq!(
+            verified["entries"], 7,
+            "five above and each member's welcome bonus"
+        );
+        assert_eq!(verified["records_checked"], 2, "{verified}");
+        assert_eq!(verified["balances_wrong"], 0, "{verified}");
+        assert_eq!(verified["records_wrong"], 0, "{verified}");
+        assert_eq!(verified["totals_wrong"], 0, "{verified}");
+
+        // A balance and a day's sum changed behind the server's back: found, and the command
+        // fails.
+        tamper(
+            &db,
+            "UPDATE balances SET balance = balance + 7;
+             UPDATE report_totals SET n = n + 1;",
+        );
+        let out = server_bin()
+            .args(["--db", &db, "verify", "--json"])
+            .output()
+            .expect("run verify");
+        assert!(!out.status.success(), "verify fails on drift");
+        let verified: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(verified["balances_wrong"], 2, "{verified}");
+        assert_eq!(verified["records_wrong"], 0, "{verified}");
+        assert!(verified["totals_wrong"].as_u64() > Some(0), "{verified}");
+        assert!(
+            verified["problems"][0]
+                .as_str()
+                .is_some_and(|p| p.contains("balance")),
+            "{verified}"
+        );
     }
 }
 

@@ -109,6 +109,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Checks what the server derives from its ledger against the entries, in one snapshot
+    /// (safe while it serves): every member's balance, and the chain report's records and
+    /// totals. Exits non-zero on any difference; the next report after a program change
+    /// makes the records again.
+    Verify {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the server's certificate comes from.
@@ -596,6 +605,17 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+            Command::Verify { json } => {
+                let verified = db.verify().await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&verified)?);
+                } else {
+                    print_verified(&verified);
+                }
+                if !verified.clean() {
+                    anyhow::bail!("the server's derived numbers differ from its entries");
+                }
+            }
             Command::Passes(PassesCommand::Queue) => {
                 let (queued, failing) = db.pass_queue_len().await?;
                 println!("{queued} pass updates queued, {failing} of them failed at least once");
@@ -623,4 +643,30 @@ fn run(cli: Cli) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// `verify`'s findings as text.
+fn print_verified(v: &tillpass::server::verify::Verified) {
+    println!("Checked {} members and {} entries", v.members, v.entries);
+    println!("  balances: {} wrong", v.balances_wrong);
+    if v.records_made {
+        println!(
+            "  report records: {} checked, {} wrong, {} changed since the last catch-up (made again by the next report)",
+            v.records_checked, v.records_wrong, v.records_pending
+        );
+        match v.totals_wrong {
+            Some(n) => println!("  report totals: {n} day sums differ from the records'"),
+            None => println!("  report totals: not checked (a record does not decode)"),
+        }
+    } else {
+        println!(
+            "  report records: not made under the program in force (the next report makes them)"
+        );
+    }
+    for problem in &v.problems {
+        println!("  - {problem}");
+    }
+    if v.clean() {
+        println!("All agree.");
+    }
 }

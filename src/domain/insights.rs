@@ -24,7 +24,7 @@ mod record;
 mod totals;
 
 pub use digest::{Digest, DigestError};
-pub use record::Record;
+pub use record::{Record, StoredRecord};
 pub use totals::{Key, Sum, TierChange, Totals, day_of, moved, totals_answer};
 
 /// Months a member is expected to stay at most, when measured retention is (almost) total.

@@ -321,6 +321,15 @@ impl Db {
         }
     }
 
+    /// Checks every member's balance and the chain report's records and totals against the
+    /// entries, in one snapshot (`tillpass-server verify`).
+    pub async fn verify(&self) -> Result<super::verify::Verified, DbError> {
+        match self {
+            Db::Sqlite(db) => db.verify().await,
+            Db::Postgres(db) => db.verify().await,
+        }
+    }
+
     /// For a partner file: the member holding each card in use, and each member with partner
     /// lines of `terminal`'s own, with their partner lines and reversals; and the next sequence
     /// number of `terminal`'s entries.

@@ -18,6 +18,7 @@ mod report_records;
 mod sqlite;
 pub mod tls;
 pub mod validate;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -37,6 +37,7 @@ use crate::sync::protocol::{
 
 mod passes;
 mod report;
+mod verify;
 
 /// The schema, in order; each script is idempotent and runs at every start.
 const SCHEMA: [&str; 8] = [

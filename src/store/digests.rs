@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use rusqlite::{TransactionBehavior, params};
 
 use super::records::{
-    RECORD_INDEXES, add_totals, member_from_row, program_hash, read_record, tier_change_from_row,
+    RECORD_INDEXES, add_totals, member_from_row, program_hash, read_record, read_stored,
     write_fresh_record, write_record,
 };
 use super::rows::{ENTRY_COLUMNS, entry_from_row, member_entries};
@@ -228,37 +228,7 @@ impl Store {
     /// Whether the stored record of `derived.member` is `derived`, with the last purchase and
     /// tier changes it gives (a record that does not decode is not).
     pub(super) fn record_agrees(&self, derived: &Record) -> Result<bool> {
-        let stored = match read_record(&self.conn, derived.member.id) {
-            Ok(stored) => stored,
-            Err(StoreError::BadRecord(_)) => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        if stored.as_ref() != Some(derived) {
-            return Ok(false);
-        }
-        let id = derived.member.id.0;
-        let last_sale: Option<i64> = self.conn.query_row(
-            "SELECT last_sale FROM report_members WHERE member_id = ?1",
-            params![id],
-            |r| r.get(0),
-        )?;
-        let changes = self
-            .conn
-            .prepare_cached(
-                "SELECT at, tier_before, tier_after, enrolled_at FROM report_tier_changes
-                 WHERE member_id = ?1 ORDER BY at",
-            )?
-            .query_map(params![id], |r| {
-                Ok((tier_change_from_row(r)?, Timestamp::from_millis(r.get(3)?)))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let enrolled_at = derived.member.enrolled_at;
-        let derived_changes: Vec<_> = derived
-            .tier_changes()
-            .into_iter()
-            .map(|c| (c, enrolled_at))
-            .collect();
-        Ok(last_sale == derived.last_sale() && changes == derived_changes)
+        Ok(read_stored(&self.conn, derived.member.id)?.is_some_and(|stored| stored.is(derived)))
     }
 
     /// Writes `records` over the stored ones and `totals` over the stored totals, as `verify`

@@ -7,7 +7,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{Result, StoreError};
 use crate::domain::insights::{
-    AtRisk, Digest, Facts, Key, MemberFacts, Record, Sum, TierChange, Totals, moved,
+    AtRisk, Digest, Facts, Key, MemberFacts, Record, StoredRecord, Sum, TierChange, Totals, moved,
 };
 use crate::domain::{MemberId, Program, Timestamp};
 
@@ -72,6 +72,33 @@ pub(crate) fn read_record(conn: &Connection, member: MemberId) -> Result<Option<
     Ok(Some(Record {
         member: counted,
         digest,
+    }))
+}
+
+/// The stored record of `member` with its last purchase and tier change rows, if counted.
+pub(crate) fn read_stored(conn: &Connection, member: MemberId) -> Result<Option<StoredRecord>> {
+    let record = match read_record(conn, member) {
+        Ok(None) => return Ok(None),
+        Ok(Some(record)) => Some(record),
+        Err(StoreError::BadRecord(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let last_sale = conn
+        .prepare_cached("SELECT last_sale FROM report_members WHERE member_id = ?1")?
+        .query_row(params![member.0], |r| r.get(0))?;
+    let tier_changes = conn
+        .prepare_cached(
+            "SELECT at, tier_before, tier_after, enrolled_at FROM report_tier_changes
+             WHERE member_id = ?1 ORDER BY at",
+        )?
+        .query_map(params![member.0], |r| {
+            Ok((tier_change_from_row(r)?, Timestamp::from_millis(r.get(3)?)))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(StoredRecord {
+        record,
+        last_sale,
+        tier_changes,
     }))
 }
 

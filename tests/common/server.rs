@@ -161,6 +161,24 @@ pub fn report_records_current(db: &str) -> bool {
     }
 }
 
+/// Runs `sql` (statements both backends take) straight on the server's database, as an
+/// operator's mistake or a bad disk would change it.
+pub fn tamper(db: &str, sql: &str) {
+    match db.strip_prefix("sqlite:") {
+        Some(path) => rusqlite::Connection::open(path)
+            .and_then(|conn| conn.execute_batch(sql))
+            .expect("change the server's database"),
+        None => runtime().block_on(async {
+            tillpass::server::pg_tls::connect(db)
+                .await
+                .expect("connect to the test database")
+                .batch_execute(sql)
+                .await
+                .expect("change the server's database")
+        }),
+    }
+}
+
 /// Waits (up to 20 s) for something the server does after answering, such as acting on an
 /// APNs answer it read in the background.
 pub fn eventually(mut done: impl FnMut() -> bool) -> bool {

@@ -44,3 +44,28 @@ impl Record {
             .unwrap_or_default()
     }
 }
+
+/// A record as stored, with the columns kept beside it for the report's reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// The record; `None` when its digest does not decode.
+    pub record: Option<Record>,
+    /// The last purchase column, in milliseconds.
+    pub last_sale: Option<i64>,
+    /// The tier change rows, each with the enrolment stored beside it.
+    pub tier_changes: Vec<(TierChange, Timestamp)>,
+}
+
+impl StoredRecord {
+    /// Whether this is `derived` as written: the record and every column it gives.
+    pub fn is(&self, derived: &Record) -> bool {
+        let enrolled_at = derived.member.enrolled_at;
+        self.record.as_ref() == Some(derived)
+            && self.last_sale == derived.last_sale()
+            && self
+                .tier_changes
+                .iter()
+                .copied()
+                .eq(derived.tier_changes().into_iter().map(|c| (c, enrolled_at)))
+    }
+}

@@ -216,22 +216,9 @@ impl PgDb {
         if !totals_answer(from, to, row.get(0), row.get(1)) {
             return Ok(None);
         }
-        let mut totals = Totals::default();
-        for r in fetch_all(&tx, "SELECT sum, at, of, n FROM report_totals", &[]).await? {
-            let code: i64 = r.get(0);
-            let sum = Sum::from_code(code).ok_or_else(|| {
-                DbError::Internal(format!("the chain report's records: unknown total {code}"))
-            })?;
-            totals.add(
-                Key {
-                    sum,
-                    at: r.get(1),
-                    of: r.get(2),
-                },
-                r.get(3),
-            );
-        }
-        let mut facts = totals.facts(from, to, program.tiers.len());
+        let mut facts = stored_totals(&tx)
+            .await?
+            .facts(from, to, program.tiers.len());
         let cutoff = to.plus_days(-program.churn_days).millis();
         facts.last_purchases = fetch_all(
             &tx,
@@ -269,6 +256,26 @@ impl PgDb {
     }
 }
 
+/// The totals as stored.
+pub(super) async fn stored_totals(tx: &Transaction<'_>) -> Result<Totals, DbError> {
+    let mut totals = Totals::default();
+    for r in fetch_all(tx, "SELECT sum, at, of, n FROM report_totals", &[]).await? {
+        let code: i64 = r.get(0);
+        let sum = Sum::from_code(code).ok_or_else(|| {
+            DbError::Internal(format!("the chain report's records: unknown total {code}"))
+        })?;
+        totals.add(
+            Key {
+                sum,
+                at: r.get(1),
+                of: r.get(2),
+            },
+            r.get(3),
+        );
+    }
+    Ok(totals)
+}
+
 /// A write transaction holding the report's advisory lock.
 async fn locked(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>, DbError> {
     let tx = client.transaction().await.map_err(pg)?;
@@ -276,7 +283,7 @@ async fn locked(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_
     Ok(tx)
 }
 
-fn tier_change(at: i64, before: i64, after: i64) -> Result<TierChange, DbError> {
+pub(super) fn tier_change(at: i64, before: i64, after: i64) -> Result<TierChange, DbError> {
     let tier = |t: i64| {
         usize::try_from(t)
             .map_err(|_| DbError::Internal(format!("the chain report's records: tier {t}")))
