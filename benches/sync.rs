@@ -6,7 +6,7 @@
 //! - a new till pulling 1,000,000 entries from the SQLite server;
 //! - the chain report (`GET /v1/report`, last 90 days) on each server holding them: the first
 //!   right after ingest (finishing what the server's report keeper has not yet made), the
-//!   next, and one right after a further push of a batch.
+//!   next, and one right after a further push of a batch; then `verify` on its database.
 //!
 //! Run: `cargo bench --bench sync` (`BENCH_ENTRIES=N` to change the 1,000,000,
 //! `BENCH_MEMBERS=N` the 10,000 members).
@@ -341,6 +341,7 @@ fn sqlite_ingest_and_pull(dir: &std::path::Path, data: &Data, bare: f64, pull: b
         "SQLite   ingest over HTTP: {http:>9.0} entries/s   bare batched INSERT: {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
     );
     chain_report("SQLite", &server, &tokens, data)?;
+    verify("SQLite", &url, &runtime)?;
     if !pull {
         return Ok(());
     }
@@ -401,6 +402,25 @@ fn chain_report(backend: &str, server: &str, tokens: &[String; 2], data: &Data) 
     Ok(())
 }
 
+/// Times `tillpass-server verify` (every balance, record and total against the entries) on the
+/// server's database, while the server runs.
+fn verify(backend: &str, url: &str, runtime: &tokio::runtime::Runtime) -> Result<()> {
+    let started = Instant::now();
+    let verified = runtime.block_on(async { Db::open(url, now()).await?.verify().await })?;
+    println!(
+        "{backend} verify: {:.1} s over {} members and {} entries, {}",
+        started.elapsed().as_secs_f64(),
+        verified.members,
+        verified.entries,
+        if verified.clean() {
+            "all agree".to_owned()
+        } else {
+            format!("DRIFT: {:?}", verified.problems)
+        }
+    );
+    Ok(())
+}
+
 /// Ingest into a PostgreSQL server beside a bare COPY of the same rows.
 fn postgres_ingest(data: &Data) -> Result<()> {
     let n = data.entries.len();
@@ -414,6 +434,7 @@ fn postgres_ingest(data: &Data) -> Result<()> {
         let (server, tokens, _, runtime) = start_server(&server_url)?;
         let http = ingest(&server, &tokens, data)?;
         chain_report("Postgres", &server, &tokens, data)?;
+        verify("Postgres", &server_url, &runtime)?;
         println!(
             "Postgres ingest over HTTP: {http:>9.0} entries/s   bare COPY:           {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
         );
