@@ -150,7 +150,7 @@ fn ingest(url: &str, tokens: &[String; 2], data: &Data) -> Result<f64> {
                             .header("content-type", "application/json")
                             .body(body.clone())
                             .send()
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| format!("{e:?}"))?;
                         if !response.status().is_success() {
                             return Err(response.text().unwrap_or_default());
                         }

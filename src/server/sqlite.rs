@@ -5,6 +5,7 @@
 //! order and a cursor never skips a record that commits later.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
@@ -98,7 +99,7 @@ impl Drop for Lease<'_> {
 
 fn connect(path: &str) -> Result<Connection, DbError> {
     let conn = Connection::open(path).map_err(|e| DbError::Setup(format!("{path}: {e}")))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -113,8 +114,10 @@ fn connect(path: &str) -> Result<Connection, DbError> {
 #[derive(Clone)]
 struct Checkpointer {
     wake: std::sync::mpsc::SyncSender<()>,
-    /// Held while a checkpoint runs, by this thread or by an erasure's scrub.
+    /// Held while a checkpoint runs, by this thread, by the writer restarting the log, or by an
+    /// erasure's scrub.
     running: Arc<Mutex<()>>,
+    log: Arc<LogLength>,
 }
 
 impl Checkpointer {
@@ -122,19 +125,21 @@ impl Checkpointer {
     fn start(conn: Connection) -> Result<Self, DbError> {
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         let running = Arc::new(Mutex::new(()));
-        let held = Arc::clone(&running);
+        let log = Arc::new(LogLength::default());
+        let (held, seen) = (Arc::clone(&running), Arc::clone(&log));
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                let mut restart_at = RESTART_FRAMES;
                 while woken.recv().is_ok() {
                     let _one = held.lock().unwrap_or_else(|e| e.into_inner());
                     // A failure leaves the log whole and readable, so it is only tried again.
-                    let _ = checkpoint(&conn, &mut restart_at);
+                    if let Ok(frames) = checkpoint(&conn) {
+                        seen.frames.store(frames, Ordering::Relaxed);
+                    }
                 }
             })
             .map_err(|e| DbError::Setup(format!("starting the checkpointer: {e}")))?;
-        Ok(Checkpointer { wake, running })
+        Ok(Checkpointer { wake, running, log })
     }
 
     /// Asks for a checkpoint; one already asked for covers this one too.
@@ -143,35 +148,70 @@ impl Checkpointer {
     }
 }
 
-/// Log frames (4 KiB pages) past which a checkpoint also starts the log again from its
-/// beginning: about 1 GiB.
-const RESTART_FRAMES: i64 = 262_144;
-/// How long starting the log again may hold pushes back, waiting for the writer's transaction
-/// and for readers, before it gives up until the log has grown by another quarter.
-const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// Copies what it can of the log into the database file without waiting (passive): pages it
-/// cannot copy now are copied by a later one. But while pushes follow each other, the writer
-/// always finds the log not wholly copied and so never starts it again from its beginning: it
-/// grew by every page ever written (40 GB into a 10M-entry ingest). From `restart_at` frames,
-/// the checkpoint also waits (its connection's busy timeout, `RESTART_WAIT`, pushes held back
-/// meanwhile) for the writer and readers, copies the rest and has the next write start the log
-/// again, reusing the file; when a long read keeps it waiting, it tries again a quarter on.
-fn checkpoint(conn: &Connection, restart_at: &mut i64) -> rusqlite::Result<()> {
-    let log: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
-    if log < *restart_at {
-        if log < RESTART_FRAMES {
-            *restart_at = RESTART_FRAMES;
+/// cannot copy now are copied by a later one. Returns the frames in the log.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+}
+
+/// Log frames (4 KiB pages) past which the writer starts the log again: about 1 GiB.
+const RESTART_FRAMES: i64 = 262_144;
+/// How long starting the log again may wait for readers (pushes wait meanwhile) before it
+/// gives up until the log has grown by another quarter.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+/// The connections' usual wait for a lock.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The write-ahead log's length as the checkpointer last saw it, and the length from which
+/// the writer starts it again.
+///
+/// While pushes follow each other, the checkpointer copies the log while the writer's next
+/// group is already open, so the writer never finds it wholly copied when it begins and never
+/// starts it again from its beginning: the file grew by every page ever written (24 GB three
+/// minutes into a 10M-entry ingest). Only the writer, between groups, can have it started
+/// again without racing itself for the write lock.
+struct LogLength {
+    frames: AtomicI64,
+    restart_at: AtomicI64,
+}
+
+impl Default for LogLength {
+    fn default() -> Self {
+        LogLength {
+            frames: AtomicI64::new(0),
+            restart_at: AtomicI64::new(RESTART_FRAMES),
         }
-        return Ok(());
     }
-    let busy: rusqlite::Result<i64> =
-        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get(0));
-    *restart_at = match busy {
-        Ok(0) => RESTART_FRAMES,
-        _ => log + RESTART_FRAMES / 4,
-    };
-    busy.map(drop)
+}
+
+impl LogLength {
+    /// On the writer between groups, when the log has passed its limit: copies the rest of it,
+    /// waits up to `RESTART_WAIT` for readers of older pages, and so has the next write start
+    /// the log from its beginning, reusing the file. When a long read keeps it waiting, it
+    /// tries again a quarter further on.
+    fn restart_if_long(&self, writer: &Connection, running: &Mutex<()>) -> rusqlite::Result<()> {
+        let frames = self.frames.load(Ordering::Relaxed);
+        if frames < self.restart_at.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let _one = running.lock().unwrap_or_else(|e| e.into_inner());
+        writer.busy_timeout(RESTART_WAIT)?;
+        let busy = writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        writer.busy_timeout(BUSY_TIMEOUT)?;
+        let restarted = busy? == 0;
+        self.restart_at.store(
+            if restarted {
+                RESTART_FRAMES
+            } else {
+                frames + RESTART_FRAMES / 4
+            },
+            Ordering::Relaxed,
+        );
+        if restarted {
+            self.frames.store(0, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 /// Runs `f` on the blocking pool with a connection of `set`, once one is free. The permit goes
@@ -274,11 +314,7 @@ impl SqliteDb {
                 writer,
                 readers(QUICK_READERS)?,
                 readers(PAGE_READERS)?,
-                Checkpointer::start({
-                    let conn = connect(&path)?;
-                    conn.busy_timeout(RESTART_WAIT)?;
-                    conn
-                })?,
+                Checkpointer::start(connect(&path)?)?,
             ))
         })
         .await
@@ -291,8 +327,12 @@ impl SqliteDb {
                 let (writer, programs) = (Arc::clone(&writer), Arc::clone(&programs));
                 let checkpoints = checkpoints.clone();
                 async move {
+                    let log = checkpoints.clone();
                     let answers = with(&writer, move |conn| {
-                        Ok(write_group(conn, &programs, &pushes))
+                        let answers = write_group(conn, &programs, &pushes);
+                        // A failure leaves the log as it was, to be started again later.
+                        let _ = log.log.restart_if_long(conn, &log.running);
+                        Ok(answers)
                     })
                     .await;
                     checkpoints.wake();
@@ -1373,15 +1413,7 @@ fn insert_entries(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     use super::*;
-
-    /// Frames in the log: what a passive checkpoint reports.
-    fn log_frames(conn: &Connection) -> i64 {
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
-            .expect("checkpoint")
-    }
 
     #[test]
     fn a_long_log_is_started_again_so_it_stops_growing() {
@@ -1400,35 +1432,25 @@ mod tests {
         // As under ingest: the checkpointer runs while the writer's next transaction is open,
         // so the writer never finds the log wholly copied when it begins, and the log grows
         // (about 150 frames here).
+        let log = LogLength::default();
         for _ in 0..50 {
             writer
                 .execute_batch(&format!("BEGIN IMMEDIATE; {insert};"))
                 .expect("write");
-            checkpoint(&checkpointer, &mut 1_000_000).expect("checkpoint");
+            let frames = checkpoint(&checkpointer).expect("checkpoint");
+            log.frames.store(frames, Ordering::Relaxed);
             writer.execute_batch("COMMIT").expect("commit");
         }
-        // Past the limit, the checkpoint waits for the writer's open transaction (its busy
-        // handler says when it waits), and the writer's next one starts the log again.
-        static WAITING: AtomicBool = AtomicBool::new(false);
-        fn waiting(_: i32) -> bool {
-            WAITING.store(true, Ordering::SeqCst);
-            std::thread::yield_now();
-            true
-        }
-        checkpointer.busy_handler(Some(waiting)).expect("handler");
-        writer
-            .execute_batch(&format!("BEGIN IMMEDIATE; {insert};"))
-            .expect("write");
-        let restart = std::thread::spawn(move || checkpoint(&checkpointer, &mut 100));
-        while !WAITING.load(Ordering::SeqCst) && !restart.is_finished() {
-            std::thread::yield_now();
-        }
-        writer.execute_batch("COMMIT").expect("commit");
-        restart.join().expect("thread").expect("checkpoint");
+        let running = Mutex::new(());
+        log.restart_if_long(&writer, &running)
+            .expect("under the limit");
+        log.restart_at.store(100, Ordering::Relaxed);
+        log.restart_if_long(&writer, &running).expect("restart");
+        assert_eq!(log.restart_at.load(Ordering::Relaxed), RESTART_FRAMES);
         for _ in 0..5 {
             writer.execute(insert, []).expect("insert");
         }
-        let restarted = log_frames(&writer);
+        let restarted = checkpoint(&writer).expect("checkpoint");
         assert!(restarted < 30, "the log started again: {restarted} frames");
     }
 }
