@@ -52,9 +52,11 @@ impl PgDb {
         .get(0);
         let program = Arc::new(report_program(&toml)?);
         let hash = program_hash(&toml);
-        self.report_remake(&program, &hash, false, pace).await?;
         loop {
             let started = Instant::now();
+            // Looked at before every slice: tills that pushed faster than a catch-up while it
+            // ran can leave a backlog a remake reads less of.
+            self.report_remake(&program, &hash, false, pace).await?;
             match self.report_catch_up(&program).await? {
                 Step::Done => return Ok(program),
                 Step::More => {}

@@ -45,28 +45,37 @@ impl SqliteDb {
         pace: Option<&Activity>,
     ) -> Result<Arc<Program>, DbError> {
         let _one = self.report.lock().await;
-        type State = (String, Option<String>, i64, Option<i64>);
-        let (toml, made, backlog, members): State = with(&self.quick, |conn| {
+        let toml: String = with(&self.quick, |conn| {
             Ok(conn.query_row(
-                &format!(
-                    "SELECT (SELECT toml FROM program ORDER BY version DESC LIMIT 1),
-                            program, (SELECT last FROM server_seq) - last_seq, {}
-                     FROM report_state",
-                    members_if_needed()
-                ),
+                "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| r.get(0),
             )?)
         })
         .await?;
         let program = Arc::new(report_program(&toml)?);
         let hash = program_hash(&toml);
-        if made.as_deref() != Some(hash.as_str()) || remake_is_quicker(backlog, members) {
-            self.report_remake(Arc::clone(&program), hash.clone(), pace)
-                .await?;
-        }
         loop {
             let started = Instant::now();
+            // Looked at before every slice: tills that pushed faster than a catch-up while it
+            // ran can leave a backlog a remake reads less of.
+            let (made, backlog, members): (Option<String>, i64, Option<i64>) =
+                with(&self.quick, |conn| {
+                    Ok(conn.query_row(
+                        &format!(
+                            "SELECT program, (SELECT last FROM server_seq) - last_seq, {}
+                             FROM report_state",
+                            members_if_needed()
+                        ),
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )?)
+                })
+                .await?;
+            if made.as_deref() != Some(hash.as_str()) || remake_is_quicker(backlog, members) {
+                self.report_remake(Arc::clone(&program), hash.clone(), pace)
+                    .await?;
+            }
             let read = {
                 let program = Arc::clone(&program);
                 with(&self.pages, move |conn| catch_up_read(conn, &program)).await?
