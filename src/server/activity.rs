@@ -53,6 +53,20 @@ impl Activity {
             .is_some_and(|at| at.elapsed() < PUSHING)
     }
 
+    /// Waits until tills have not pushed for a second.
+    pub async fn quiet(&self) {
+        loop {
+            let since = *self
+                .last_push
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match since.map(|at| PUSHING.saturating_sub(at.elapsed())) {
+                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
+                _ => return,
+            }
+        }
+    }
+
     /// After `worked` of background work: while tills push, waits nine times as long, so the
     /// work takes at most a tenth of the time and ingest keeps its pace.
     pub async fn yield_to_ingest(&self, worked: Duration) {

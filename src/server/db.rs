@@ -313,11 +313,12 @@ impl Db {
     }
 
     /// Brings the chain report's records and totals up to date with every entry and member
-    /// record stored; with `pace`, pausing between steps while tills push.
-    pub async fn report_current(&self, pace: Option<&Activity>) -> Result<(), DbError> {
+    /// record stored; with `give_way`, stopping between steps once tills push (the rest is
+    /// left for later).
+    pub async fn report_current(&self, give_way: Option<&Activity>) -> Result<(), DbError> {
         match self {
-            Db::Sqlite(db) => db.report_current(pace).await.map(drop),
-            Db::Postgres(db) => db.report_current(pace).await.map(drop),
+            Db::Sqlite(db) => db.report_current(give_way).await.map(drop),
+            Db::Postgres(db) => db.report_current(give_way).await.map(drop),
         }
     }
 

@@ -1,10 +1,13 @@
 //! Keeps the chain report's records and totals current in the background, so a report finds
 //! them made: after stored pushes (gathered for a moment, as the pass updater does) and every
-//! few seconds otherwise, yielding to ingest while tills push. A report still brings them up
-//! to date itself before it reads them; this task leaves it little to do.
+//! few seconds otherwise, once tills have not pushed for a second, and stopping when they push
+//! again. Making a record reads all its member's entries, so during a bulk ingest (a new
+//! chain, a catch-up) this work would take the cores ingest needs, and a chain with few
+//! members would have most of its records made again after every push. A report still brings
+//! them up to date itself before it reads them; this task leaves it little to do.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::AppState;
 
@@ -21,13 +24,11 @@ pub fn spawn(state: Arc<AppState>) {
 async fn keeper(state: Arc<AppState>) {
     let mut stored = state.activity.watch();
     loop {
-        let started = Instant::now();
+        state.activity.quiet().await;
         if let Err(e) = state.db.report_current(Some(&state.activity)).await {
             tracing::error!(error = %e, "keeping the chain report's records");
         }
-        let worked = started.elapsed();
         let _ = tokio::time::timeout(IDLE_LOOK, stored.changed()).await;
         tokio::time::sleep(GATHER).await;
-        state.activity.yield_to_ingest(worked).await;
     }
 }

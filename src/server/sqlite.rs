@@ -59,8 +59,11 @@ pub struct SqliteDb {
     pages: Arc<Connections>,
     queue: PushQueue,
     checkpoints: Checkpointer,
-    /// Held while the chain report's records are brought up to date, by one caller at a time.
+    /// Held while the chain report's records are brought up to date, by one caller at a time
+    /// in this process; with it, a lock on `report_lock` for other processes on the same file
+    /// (`tillpass-server report` beside a running server).
     report: tokio::sync::Mutex<()>,
+    report_lock: std::path::PathBuf,
 }
 
 /// Connections to the database file, each used by one call at a time; a call waits for a free
@@ -295,6 +298,7 @@ fn last_terminal_seq(conn: &Connection, terminal: &TerminalId) -> Result<i64, Db
 impl SqliteDb {
     /// Opens (creating and migrating) the database file.
     pub async fn open(path: &str, now: Timestamp) -> Result<Self, DbError> {
+        let report_lock = std::path::PathBuf::from(format!("{path}.report-lock"));
         let path = path.to_owned();
         let (writer, quick, pages, checkpoints) = tokio::task::spawn_blocking(move || {
             let mut writer = connect(&path)?;
@@ -347,6 +351,7 @@ impl SqliteDb {
             queue,
             checkpoints,
             report: tokio::sync::Mutex::new(()),
+            report_lock,
         })
     }
 

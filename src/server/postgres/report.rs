@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
 
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
@@ -38,10 +37,11 @@ impl PgDb {
     /// Brings the report's records and totals up to date under the program in force, which
     /// it returns: all made again for a new program or a large backlog, else the members of
     /// the entries and member versions that arrived since, a slice of sequence numbers a
-    /// transaction (with `pace`, pausing between slices while tills push).
+    /// transaction (with `give_way`, stopping between slices once tills push, the rest left
+    /// for later).
     pub(crate) async fn report_current(
         &self,
-        pace: Option<&Activity>,
+        give_way: Option<&Activity>,
     ) -> Result<Arc<Program>, DbError> {
         let toml: String = fetch_one(
             &get(&self.quick).await?,
@@ -53,17 +53,22 @@ impl PgDb {
         let program = Arc::new(report_program(&toml)?);
         let hash = program_hash(&toml);
         loop {
-            let started = Instant::now();
             // Looked at before every slice: tills that pushed faster than a catch-up while it
             // ran can leave a backlog a remake reads less of.
-            self.report_remake(&program, &hash, false, pace).await?;
+            if !self.report_remake(&program, &hash, false, give_way).await? {
+                return Ok(program);
+            }
             match self.report_catch_up(&program).await? {
                 Step::Done => return Ok(program),
                 Step::More => {}
-                Step::Undecodable => self.report_remake(&program, &hash, true, pace).await?,
+                Step::Undecodable => {
+                    if !self.report_remake(&program, &hash, true, give_way).await? {
+                        return Ok(program);
+                    }
+                }
             }
-            if let Some(activity) = pace {
-                activity.yield_to_ingest(started.elapsed()).await;
+            if give_way.is_some_and(Activity::ingesting) {
+                return Ok(program);
             }
         }
     }
@@ -71,14 +76,15 @@ impl PgDb {
     /// Makes every record again, members in id order, then the totals, in one transaction
     /// holding the report's lock (pushes write none of these tables, so they go on): when
     /// `always`, or when the records were made under another program or lag by a large
-    /// backlog (looked at under the lock, so of servers racing to remake, one does).
+    /// backlog (looked at under the lock, so of servers racing to remake, one does). False
+    /// when it gave way to pushing tills part way.
     async fn report_remake(
         &self,
         program: &Program,
         hash: &str,
         always: bool,
-        pace: Option<&Activity>,
-    ) -> Result<(), DbError> {
+        give_way: Option<&Activity>,
+    ) -> Result<bool, DbError> {
         let mut client = get(&self.report).await?;
         let tx = locked(&mut client).await?;
         let row = fetch_one(
@@ -92,7 +98,7 @@ impl PgDb {
         .await?;
         let (made, backlog): (Option<String>, i64) = (row.get(0), row.get(1));
         if !always && made.as_deref() == Some(hash) && !remake_is_quicker(backlog, row.get(2)) {
-            return Ok(());
+            return Ok(true);
         }
         for table in [
             "report_digests",
@@ -111,7 +117,6 @@ impl PgDb {
         let (mut after, mut totals) = (None::<Uuid>, Totals::default());
         let (mut latest_at, mut latest_enrolled) = (None, None);
         loop {
-            let started = Instant::now();
             let limit = MEMBERS_PER_STEP as i64;
             let rows = fetch_all(
                 &tx,
@@ -130,8 +135,9 @@ impl PgDb {
             if rows.len() < MEMBERS_PER_STEP {
                 break;
             }
-            if let Some(activity) = pace {
-                activity.yield_to_ingest(started.elapsed()).await;
+            if give_way.is_some_and(Activity::ingesting) {
+                // Rolled back: the next caller makes them all again.
+                return Ok(false);
             }
         }
         add_totals(&tx, &totals).await?;
@@ -141,7 +147,8 @@ impl PgDb {
             &[&hash, &latest_at, &latest_enrolled],
         )
         .await?;
-        tx.commit().await.map_err(pg)
+        tx.commit().await.map_err(pg)?;
+        Ok(true)
     }
 
     /// Makes again the record of every member with an entry or a member version after the

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
@@ -38,13 +37,27 @@ impl SqliteDb {
     /// it returns: all made again for a new program or a large backlog, else the members of
     /// the entries and member versions that arrived since, a slice of sequence numbers at a
     /// time, each made on a reader and written in one short transaction on the writer, so
-    /// pushes go on (with `pace`, pausing between slices while tills push). One caller at a
-    /// time.
+    /// pushes go on (with `give_way`, stopping between slices once tills push, the rest left
+    /// for later). One caller at a
+    /// time, in this process and across processes (a lock file beside the database).
     pub(crate) async fn report_current(
         &self,
-        pace: Option<&Activity>,
+        give_way: Option<&Activity>,
     ) -> Result<Arc<Program>, DbError> {
         let _one = self.report.lock().await;
+        let lock = self.report_lock.clone();
+        let _other_processes = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(|e| DbError::Internal(format!("the report's lock: {e}")))?
+        .map_err(|e| DbError::Unavailable(format!("the report's lock file: {e}")))?;
         let toml: String = with(&self.quick, |conn| {
             Ok(conn.query_row(
                 "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
@@ -56,7 +69,6 @@ impl SqliteDb {
         let program = Arc::new(report_program(&toml)?);
         let hash = program_hash(&toml);
         loop {
-            let started = Instant::now();
             // Looked at before every slice: tills that pushed faster than a catch-up while it
             // ran can leave a backlog a remake reads less of.
             let (made, backlog, members): (Option<String>, i64, Option<i64>) =
@@ -72,9 +84,12 @@ impl SqliteDb {
                     )?)
                 })
                 .await?;
-            if made.as_deref() != Some(hash.as_str()) || remake_is_quicker(backlog, members) {
-                self.report_remake(Arc::clone(&program), hash.clone(), pace)
-                    .await?;
+            if (made.as_deref() != Some(hash.as_str()) || remake_is_quicker(backlog, members))
+                && !self
+                    .report_remake(Arc::clone(&program), hash.clone(), give_way)
+                    .await?
+            {
+                return Ok(program);
             }
             let read = {
                 let program = Arc::clone(&program);
@@ -90,24 +105,29 @@ impl SqliteDb {
                     }
                 }
                 Step::Undecodable => {
-                    self.report_remake(Arc::clone(&program), hash.clone(), pace)
+                    if !self
+                        .report_remake(Arc::clone(&program), hash.clone(), give_way)
                         .await?
+                    {
+                        return Ok(program);
+                    }
                 }
             }
-            if let Some(activity) = pace {
-                activity.yield_to_ingest(started.elapsed()).await;
+            if give_way.is_some_and(Activity::ingesting) {
+                return Ok(program);
             }
         }
     }
 
     /// Makes every record again, members in id order (a step's worth made on a reader, then
-    /// written on the writer), then the totals in one write.
+    /// written on the writer), then the totals in one write; false when it gave way to
+    /// pushing tills part way (the next caller starts it again).
     async fn report_remake(
         &self,
         program: Arc<Program>,
         hash: String,
-        pace: Option<&Activity>,
-    ) -> Result<(), DbError> {
+        give_way: Option<&Activity>,
+    ) -> Result<bool, DbError> {
         with(&self.writer, |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for table in [
@@ -132,7 +152,6 @@ impl SqliteDb {
         .await?;
         let mut made = Made::default();
         loop {
-            let started = Instant::now();
             let program = Arc::clone(&program);
             let after = made.after;
             let counted = with(&self.pages, move |conn| remake_read(conn, &program, after)).await?;
@@ -150,8 +169,8 @@ impl SqliteDb {
             if done {
                 break;
             }
-            if let Some(activity) = pace {
-                activity.yield_to_ingest(started.elapsed()).await;
+            if give_way.is_some_and(Activity::ingesting) {
+                return Ok(false);
             }
         }
         with(&self.writer, move |conn| {
@@ -165,7 +184,7 @@ impl SqliteDb {
                 params![hash, made.latest_at, made.latest_enrolled],
             )?;
             tx.commit()?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
