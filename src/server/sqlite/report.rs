@@ -38,8 +38,8 @@ impl SqliteDb {
     /// the entries and member versions that arrived since, a slice of sequence numbers at a
     /// time, each made on a reader and written in one short transaction on the writer, so
     /// pushes go on (with `give_way`, stopping between slices once tills push, the rest left
-    /// for later). One caller at a
-    /// time, in this process and across processes (a lock file beside the database).
+    /// for later). One caller at a time, in this process and across processes (a lock file
+    /// beside the database).
     pub(crate) async fn report_current(
         &self,
         give_way: Option<&Activity>,
@@ -189,8 +189,8 @@ impl SqliteDb {
         .await
     }
 
-    /// The facts of `[from, to)` from the totals when they answer it (whole days, ending after
-    /// every entry and enrolment counted), else `None`.
+    /// The facts of `[from, to)` from the totals when they are whole and answer it (whole
+    /// days, ending after every entry and enrolment counted), else `None`.
     pub(super) async fn report_from_totals(
         &self,
         program: Arc<Program>,
@@ -199,12 +199,14 @@ impl SqliteDb {
     ) -> Result<Option<Facts>, DbError> {
         with(&self.pages, move |conn| {
             let tx = conn.transaction()?;
-            let (latest_at, latest_enrolled) = tx.query_row(
-                "SELECT latest_at, latest_enrolled FROM report_state",
+            // A remake in progress (another caller's, once this one's refresh let go of the
+            // lock) has emptied the records and not yet set the program: not whole.
+            let (whole, latest_at, latest_enrolled): (bool, _, _) = tx.query_row(
+                "SELECT program IS NOT NULL, latest_at, latest_enrolled FROM report_state",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
-            if !totals_answer(from, to, latest_at, latest_enrolled) {
+            if !whole || !totals_answer(from, to, latest_at, latest_enrolled) {
                 return Ok(None);
             }
             let facts = totals_facts(&tx, &program, from, to).map_err(records_error)?;
@@ -389,4 +391,39 @@ fn catch_up_write(conn: &mut Connection, caught: &Caught) -> Result<(), DbError>
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn totals_emptied_by_a_remake_in_progress_do_not_answer() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("server.sqlite3");
+        let path = path.to_str().expect("utf-8");
+        let now = Timestamp::from_millis(1_780_000_000_000);
+        let db = SqliteDb::open(path, now).await.expect("open");
+        let program = db.report_current(None).await.expect("records made");
+        let (from, to) = crate::domain::insights::last_days(now, 90);
+        let answered = db
+            .report_from_totals(Arc::clone(&program), from, to)
+            .await
+            .expect("read");
+        assert!(answered.is_some(), "whole records answer");
+
+        // What a remake's first step leaves while it makes the records again.
+        let other = rusqlite::Connection::open(path).expect("open");
+        other
+            .execute_batch(
+                "DELETE FROM report_totals;
+                 UPDATE report_state SET program = NULL, latest_at = NULL, latest_enrolled = NULL;",
+            )
+            .expect("remake begun");
+        let answered = db
+            .report_from_totals(program, from, to)
+            .await
+            .expect("read");
+        assert!(answered.is_none(), "counted from the ledger instead");
+    }
 }
