@@ -45,25 +45,24 @@ impl Activity {
         self.stored.subscribe()
     }
 
-    /// Whether tills pushed in the last second.
-    pub fn ingesting(&self) -> bool {
+    /// How long until tills count as no longer pushing (none when they do not now).
+    fn pushing_for(&self) -> Option<Duration> {
         self.last_push
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|at| at.elapsed() < PUSHING)
+            .map(|at| PUSHING.saturating_sub(at.elapsed()))
+            .filter(|left| !left.is_zero())
+    }
+
+    /// Whether tills pushed in the last second.
+    pub fn ingesting(&self) -> bool {
+        self.pushing_for().is_some()
     }
 
     /// Waits until tills have not pushed for a second.
     pub async fn quiet(&self) {
-        loop {
-            let since = *self
-                .last_push
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match since.map(|at| PUSHING.saturating_sub(at.elapsed())) {
-                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
-                _ => return,
-            }
+        while let Some(left) = self.pushing_for() {
+            tokio::time::sleep(left).await;
         }
     }
 

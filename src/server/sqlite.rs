@@ -149,6 +149,12 @@ impl Checkpointer {
     fn wake(&self) {
         let _ = self.wake.try_send(());
     }
+
+    /// On the writer between groups: starts the log again once it is long
+    /// ([`LogLength::restart_if_long`]).
+    fn restart_if_long(&self, writer: &Connection) -> rusqlite::Result<()> {
+        self.log.restart_if_long(writer, &self.running)
+    }
 }
 
 /// Copies what it can of the log into the database file without waiting (passive): pages it
@@ -335,7 +341,7 @@ impl SqliteDb {
                     let answers = with(&writer, move |conn| {
                         let answers = write_group(conn, &programs, &pushes);
                         // A failure leaves the log as it was, to be started again later.
-                        let _ = log.log.restart_if_long(conn, &log.running);
+                        let _ = log.restart_if_long(conn);
                         Ok(answers)
                     })
                     .await;
