@@ -282,7 +282,7 @@ mod chain {
     use super::common::TempDb;
     use super::common::server::{
         Backend, Server, Till, add_terminals, admin_output, database, eventually, now,
-        report_records_current, server_bin, tamper,
+        report_records_current, report_state, server_bin, tamper,
     };
     use tillpass::domain::MemberInput;
     use tillpass::sync::protocol::TERMINAL_HEADER;
@@ -295,6 +295,57 @@ mod chain {
     #[test]
     fn postgres() {
         the_server_reports_what_every_till_reports(Backend::Postgres);
+    }
+
+    #[test]
+    fn sqlite_records_keep_up_with_busy_tills() {
+        records_keep_up_while_tills_push(Backend::Sqlite);
+    }
+
+    #[test]
+    fn postgres_records_keep_up_with_busy_tills() {
+        records_keep_up_while_tills_push(Backend::Postgres);
+    }
+
+    /// A till that never pauses a second between pushes still finds the report's records
+    /// close behind it: the server's keeper catches up a slice at a time while tills push,
+    /// rather than waiting for a quiet that a busy chain never has.
+    fn records_keep_up_while_tills_push(backend: Backend) {
+        let dir = TempDb::new();
+        let Some(db) = database(backend, dir.dir.path()) else {
+            return;
+        };
+        let tokens = add_terminals(&db, 1);
+        let server = Server::start(&db);
+        let mut till = Till::join(&server.url, &tokens[0]);
+        assert!(
+            eventually(|| report_records_current(&db)),
+            "the records of the new chain, made while it is quiet"
+        );
+        let ada = till
+            .store
+            .add_member(
+                MemberInput {
+                    name: "Ada".into(),
+                    ..Default::default()
+                },
+                "test",
+                now(),
+            )
+            .expect("enrol")
+            .member
+            .id;
+        till.store.earn(ada, 500, "ann", now()).expect("earn");
+        let first = till.sync().expect("sync").server_seq;
+        let caught_up = eventually(|| {
+            till.store.earn(ada, 100, "ann", now()).expect("earn");
+            till.sync().expect("sync");
+            report_state(&db).1 >= first
+        });
+        assert!(
+            caught_up,
+            "the records counted the first push while the till went on pushing"
+        );
     }
 
     /// Two tills sell, reverse, redeem, record a sale without a member and recommend answers,

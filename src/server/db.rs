@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::activity::Activity;
 use super::audit::AuditItem;
 use super::postgres::PgDb;
+use super::report_records::{Pace, Refreshed};
 use super::sqlite::SqliteDb;
 use super::validate::{Batch, PushRefusal};
 use crate::domain::insights::{ByMember, MemberFacts};
@@ -313,13 +313,13 @@ impl Db {
     }
 
     /// Brings the chain report's records and totals up to date with every entry and member
-    /// record stored; with `give_way`, stopping between steps once tills push (the rest is
-    /// left for later).
-    pub async fn report_current(&self, give_way: Option<&Activity>) -> Result<(), DbError> {
-        match self {
-            Db::Sqlite(db) => db.report_current(give_way).await.map(drop),
-            Db::Postgres(db) => db.report_current(give_way).await.map(drop),
-        }
+    /// record stored, at `pace`; says where it left them.
+    pub(super) async fn report_current(&self, pace: Pace<'_>) -> Result<Refreshed, DbError> {
+        let (_, refreshed) = match self {
+            Db::Sqlite(db) => db.report_current(pace).await?,
+            Db::Postgres(db) => db.report_current(pace).await?,
+        };
+        Ok(refreshed)
     }
 
     /// Checks every member's balance and the chain report's records and totals against the

@@ -25,6 +25,7 @@ use super::db::{
     report_member, retirable, stored_entry,
 };
 use super::judge;
+use super::report_records::Pace;
 use super::validate::{Batch, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER};
 use crate::domain::Program;
 use crate::domain::insights::{ByMember, Facts, FactsBuilder};
@@ -711,7 +712,7 @@ impl PgDb {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<(Program, Facts), DbError> {
-        let program = self.report_current(None).await?;
+        let (program, _) = self.report_current(Pace::All).await?;
         let counted = self.report_from_totals(&program, from, to).await?;
         let mut client = get(&self.pages).await?;
         let tx = snapshot(&mut client).await?;

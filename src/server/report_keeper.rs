@@ -1,15 +1,18 @@
 //! Keeps the chain report's records and totals current in the background, so a report finds
 //! them made: after stored pushes (gathered for a moment, as the pass updater does) and every
-//! few seconds otherwise, once tills have not pushed for a second, and stopping when they push
-//! again. Making a record reads all its member's entries, so during a bulk ingest (a new
-//! chain, a catch-up) this work would take the cores ingest needs, and a chain with few
-//! members would have most of its records made again after every push. A report still brings
-//! them up to date itself before it reads them; this task leaves it little to do.
+//! few seconds otherwise. While tills push, it catches up a slice at a time and pauses nine
+//! times as long after each, so a busy chain's records stay close behind its pushes and
+//! ingest keeps its pace. Making them all again (a new program, a backlog touching about
+//! every member) reads every entry, so it waits until tills have not pushed for a second,
+//! and stops when they push again. A report still brings the records up to date itself
+//! before it reads them; this task leaves it little to do.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::AppState;
+use super::db::DbError;
+use super::report_records::{Pace, Refreshed};
 
 /// How long the keeper lets pushes gather after being woken.
 const GATHER: Duration = Duration::from_millis(250);
@@ -24,11 +27,30 @@ pub fn spawn(state: Arc<AppState>) {
 async fn keeper(state: Arc<AppState>) {
     let mut stored = state.activity.watch();
     loop {
-        state.activity.quiet().await;
-        if let Err(e) = state.db.report_current(Some(&state.activity)).await {
+        if let Err(e) = keep(&state).await {
             tracing::error!(error = %e, "keeping the chain report's records");
         }
         let _ = tokio::time::timeout(IDLE_LOOK, stored.changed()).await;
         tokio::time::sleep(GATHER).await;
     }
+}
+
+/// One turn: slices paced behind pushing tills until the records are current; what only
+/// quiet tills allow (a remake, or the rest once they stop) after they stop.
+async fn keep(state: &AppState) -> Result<(), DbError> {
+    let activity = &state.activity;
+    while activity.ingesting() {
+        let started = Instant::now();
+        match state.db.report_current(Pace::Slice).await? {
+            Refreshed::Current => return Ok(()),
+            Refreshed::Partly => activity.yield_to_ingest(started.elapsed()).await,
+            Refreshed::RemakeLeft => break,
+        }
+    }
+    activity.quiet().await;
+    state
+        .db
+        .report_current(Pace::UntilPushes(activity))
+        .await
+        .map(drop)
 }

@@ -3,7 +3,42 @@
 
 use crate::domain::Entry;
 
+use super::activity::Activity;
 use super::db::{DbError, stored_entry};
+
+/// How a refresh of the chain report's records shares the database with pushing tills.
+#[derive(Clone, Copy)]
+pub enum Pace<'a> {
+    /// A report waits on it: everything, now.
+    All,
+    /// The keeper once tills are quiet: everything, stopping between steps when they push.
+    UntilPushes(&'a Activity),
+    /// The keeper while tills push: one catch-up slice, never a remake.
+    Slice,
+}
+
+impl Pace<'_> {
+    /// Whether the refresh stops here, between two steps.
+    pub(super) fn stops(self) -> bool {
+        match self {
+            Pace::All => false,
+            Pace::UntilPushes(activity) => activity.ingesting(),
+            Pace::Slice => true,
+        }
+    }
+}
+
+/// Where a refresh left the chain report's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refreshed {
+    /// Up to date with every push stored when it last looked.
+    Current,
+    /// Part way: slices, or a remake begun again, are left for later.
+    Partly,
+    /// They must all be made again (a new program, a large backlog): not begun at the pace of
+    /// one slice.
+    RemakeLeft,
+}
 
 /// Server sequence numbers whose members' records are made again in one transaction.
 pub(super) const BATCH_SEQS: i64 = 20_000;

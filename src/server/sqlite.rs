@@ -19,6 +19,7 @@ use super::db::{
     report_member, retirable, stored_entry,
 };
 use super::judge;
+use super::report_records::Pace;
 use super::validate::{
     Batch, CheckedEntry, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER,
 };
@@ -707,7 +708,7 @@ impl SqliteDb {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<(Program, Facts), DbError> {
-        let program = self.report_current(None).await?;
+        let (program, _) = self.report_current(Pace::All).await?;
         let counted = self
             .report_from_totals(Arc::clone(&program), from, to)
             .await?;

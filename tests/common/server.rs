@@ -140,25 +140,32 @@ pub fn empty_database(db: &str) {
     });
 }
 
-/// Whether the server's chain report records count every entry and member record it holds
-/// (made under some program), read straight from its database.
-pub fn report_records_current(db: &str) -> bool {
-    const CURRENT: &str = "SELECT program IS NOT NULL AND last_seq = (SELECT last FROM server_seq)
-                           FROM report_state";
+/// The server's chain report state, read straight from its database: whether its records
+/// were made under some program, the last arrival number they count, and the last stored.
+pub fn report_state(db: &str) -> (bool, i64, i64) {
+    const STATE: &str = "SELECT program IS NOT NULL, last_seq, (SELECT last FROM server_seq)
+                         FROM report_state";
     match db.strip_prefix("sqlite:") {
         Some(path) => rusqlite::Connection::open(path)
-            .and_then(|conn| conn.query_row(CURRENT, [], |r| r.get(0)))
+            .and_then(|conn| conn.query_row(STATE, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
             .expect("read the server's report state"),
         None => runtime().block_on(async {
-            tillpass::server::pg_tls::connect(db)
+            let row = tillpass::server::pg_tls::connect(db)
                 .await
                 .expect("connect to the test database")
-                .query_one(CURRENT, &[])
+                .query_one(STATE, &[])
                 .await
-                .expect("read the server's report state")
-                .get(0)
+                .expect("read the server's report state");
+            (row.get(0), row.get(1), row.get(2))
         }),
     }
+}
+
+/// Whether the server's chain report records count every entry and member record it holds
+/// (made under some program).
+pub fn report_records_current(db: &str) -> bool {
+    let (made, counted, last) = report_state(db);
+    made && counted == last
 }
 
 /// Runs `sql` (statements both backends take) straight on the server's database, as an

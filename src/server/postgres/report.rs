@@ -14,10 +14,10 @@ use crate::domain::insights::{
     AtRisk, Digest, Facts, Key, MemberFacts, Record, Sum, TierChange, Totals, moved, totals_answer,
 };
 use crate::domain::{MemberId, Program, Timestamp};
-use crate::server::activity::Activity;
 use crate::server::db::{DbError, report_member, report_program};
 use crate::server::report_records::{
-    BATCH_SEQS, MEMBERS_PER_STEP, entries_oldest_first, members_if_needed, remake_is_quicker,
+    BATCH_SEQS, MEMBERS_PER_STEP, Pace, Refreshed, entries_oldest_first, members_if_needed,
+    remake_is_quicker,
 };
 use crate::store::records::program_hash;
 
@@ -35,14 +35,13 @@ enum Step {
 
 impl PgDb {
     /// Brings the report's records and totals up to date under the program in force, which
-    /// it returns: all made again for a new program or a large backlog, else the members of
-    /// the entries and member versions that arrived since, a slice of sequence numbers a
-    /// transaction (with `give_way`, stopping between slices once tills push, the rest left
-    /// for later).
+    /// it returns with where it left them: all made again for a new program or a large
+    /// backlog, else the members of the entries and member versions that arrived since, a
+    /// slice of sequence numbers a transaction (`pace` says when to stop between steps).
     pub(crate) async fn report_current(
         &self,
-        give_way: Option<&Activity>,
-    ) -> Result<Arc<Program>, DbError> {
+        pace: Pace<'_>,
+    ) -> Result<(Arc<Program>, Refreshed), DbError> {
         let toml: String = fetch_one(
             &get(&self.quick).await?,
             "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
@@ -52,23 +51,24 @@ impl PgDb {
         .get(0);
         let program = Arc::new(report_program(&toml)?);
         let hash = program_hash(&toml);
+        let left = |refreshed| Ok((Arc::clone(&program), refreshed));
         loop {
             // Looked at before every slice: tills that pushed faster than a catch-up while it
             // ran can leave a backlog a remake reads less of.
-            if !self.report_remake(&program, &hash, false, give_way).await? {
-                return Ok(program);
+            if let Some(stopped) = self.report_remake(&program, &hash, false, pace).await? {
+                return left(stopped);
             }
             match self.report_catch_up(&program).await? {
-                Step::Done => return Ok(program),
+                Step::Done => return left(Refreshed::Current),
                 Step::More => {}
                 Step::Undecodable => {
-                    if !self.report_remake(&program, &hash, true, give_way).await? {
-                        return Ok(program);
+                    if let Some(stopped) = self.report_remake(&program, &hash, true, pace).await? {
+                        return left(stopped);
                     }
                 }
             }
-            if give_way.is_some_and(Activity::ingesting) {
-                return Ok(program);
+            if pace.stops() {
+                return left(Refreshed::Partly);
             }
         }
     }
@@ -76,15 +76,16 @@ impl PgDb {
     /// Makes every record again, members in id order, then the totals, in one transaction
     /// holding the report's lock (pushes write none of these tables, so they go on): when
     /// `always`, or when the records were made under another program or lag by a large
-    /// backlog (looked at under the lock, so of servers racing to remake, one does). False
-    /// when it gave way to pushing tills part way.
+    /// backlog (looked at under the lock, so of servers racing to remake, one does). Where it
+    /// stopped instead when the pace is one slice (not begun) or it gave way part way (rolled
+    /// back).
     async fn report_remake(
         &self,
         program: &Program,
         hash: &str,
         always: bool,
-        give_way: Option<&Activity>,
-    ) -> Result<bool, DbError> {
+        pace: Pace<'_>,
+    ) -> Result<Option<Refreshed>, DbError> {
         let mut client = get(&self.report).await?;
         let tx = locked(&mut client).await?;
         let row = fetch_one(
@@ -98,7 +99,10 @@ impl PgDb {
         .await?;
         let (made, backlog): (Option<String>, i64) = (row.get(0), row.get(1));
         if !always && made.as_deref() == Some(hash) && !remake_is_quicker(backlog, row.get(2)) {
-            return Ok(true);
+            return Ok(None);
+        }
+        if matches!(pace, Pace::Slice) {
+            return Ok(Some(Refreshed::RemakeLeft));
         }
         for table in [
             "report_digests",
@@ -135,9 +139,9 @@ impl PgDb {
             if rows.len() < MEMBERS_PER_STEP {
                 break;
             }
-            if give_way.is_some_and(Activity::ingesting) {
+            if pace.stops() {
                 // Rolled back: the next caller makes them all again.
-                return Ok(false);
+                return Ok(Some(Refreshed::Partly));
             }
         }
         add_totals(&tx, &totals).await?;
@@ -148,7 +152,7 @@ impl PgDb {
         )
         .await?;
         tx.commit().await.map_err(pg)?;
-        Ok(true)
+        Ok(None)
     }
 
     /// Makes again the record of every member with an entry or a member version after the

@@ -10,11 +10,10 @@ use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use super::{SqliteDb, with};
 use crate::domain::insights::{Facts, MemberFacts, Record, Totals, totals_answer};
 use crate::domain::{MemberId, Program, Timestamp};
-use crate::server::activity::Activity;
 use crate::server::db::{DbError, report_member, report_program};
 use crate::server::report_records::{
-    BATCH_SEQS, MEMBERS_PER_STEP, entries_oldest_first, members_if_needed, records_error,
-    remake_is_quicker,
+    BATCH_SEQS, MEMBERS_PER_STEP, Pace, Refreshed, entries_oldest_first, members_if_needed,
+    records_error, remake_is_quicker,
 };
 use crate::store::StoreError;
 use crate::store::records::{
@@ -34,16 +33,16 @@ enum Step {
 
 impl SqliteDb {
     /// Brings the report's records and totals up to date under the program in force, which
-    /// it returns: all made again for a new program or a large backlog, else the members of
-    /// the entries and member versions that arrived since, a slice of sequence numbers at a
-    /// time, each made on a reader and written in one short transaction on the writer, so
-    /// pushes go on (with `give_way`, stopping between slices once tills push, the rest left
-    /// for later). One caller at a time, in this process and across processes (a lock file
-    /// beside the database).
+    /// it returns with where it left them: all made again for a new program or a large
+    /// backlog, else the members of the entries and member versions that arrived since, a
+    /// slice of sequence numbers at a time, each made on a reader and written in one short
+    /// transaction on the writer, so pushes go on (`pace` says when to stop between steps).
+    /// One caller at a time, in this process and across processes (a lock file beside the
+    /// database).
     pub(crate) async fn report_current(
         &self,
-        give_way: Option<&Activity>,
-    ) -> Result<Arc<Program>, DbError> {
+        pace: Pace<'_>,
+    ) -> Result<(Arc<Program>, Refreshed), DbError> {
         let _one = self.report.lock().await;
         let lock = self.report_lock.clone();
         let _other_processes = tokio::task::spawn_blocking(move || {
@@ -68,6 +67,7 @@ impl SqliteDb {
         .await?;
         let program = Arc::new(report_program(&toml)?);
         let hash = program_hash(&toml);
+        let left = |refreshed| Ok((Arc::clone(&program), refreshed));
         loop {
             // Looked at before every slice: tills that pushed faster than a catch-up while it
             // ran can leave a backlog a remake reads less of.
@@ -85,49 +85,47 @@ impl SqliteDb {
                 })
                 .await?;
             if (made.as_deref() != Some(hash.as_str()) || remake_is_quicker(backlog, members))
-                && !self
-                    .report_remake(Arc::clone(&program), hash.clone(), give_way)
-                    .await?
+                && let Some(stopped) = self.report_remake(&program, &hash, pace).await?
             {
-                return Ok(program);
+                return left(stopped);
             }
             let read = {
                 let program = Arc::clone(&program);
                 with(&self.pages, move |conn| catch_up_read(conn, &program)).await?
             };
             match read {
-                Step::Done => return Ok(program),
+                Step::Done => return left(Refreshed::Current),
                 Step::Caught(caught) => {
                     let last = caught.last;
                     with(&self.writer, move |conn| catch_up_write(conn, &caught)).await?;
                     if last {
-                        return Ok(program);
+                        return left(Refreshed::Current);
                     }
                 }
                 Step::Undecodable => {
-                    if !self
-                        .report_remake(Arc::clone(&program), hash.clone(), give_way)
-                        .await?
-                    {
-                        return Ok(program);
+                    if let Some(stopped) = self.report_remake(&program, &hash, pace).await? {
+                        return left(stopped);
                     }
                 }
             }
-            if give_way.is_some_and(Activity::ingesting) {
-                return Ok(program);
+            if pace.stops() {
+                return left(Refreshed::Partly);
             }
         }
     }
 
     /// Makes every record again, members in id order (a step's worth made on a reader, then
-    /// written on the writer), then the totals in one write; false when it gave way to
-    /// pushing tills part way (the next caller starts it again).
+    /// written on the writer), then the totals in one write; where it stopped instead when the
+    /// pace is one slice (not begun) or it gave way part way (the next caller starts again).
     async fn report_remake(
         &self,
-        program: Arc<Program>,
-        hash: String,
-        give_way: Option<&Activity>,
-    ) -> Result<bool, DbError> {
+        program: &Arc<Program>,
+        hash: &str,
+        pace: Pace<'_>,
+    ) -> Result<Option<Refreshed>, DbError> {
+        if matches!(pace, Pace::Slice) {
+            return Ok(Some(Refreshed::RemakeLeft));
+        }
         with(&self.writer, |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for table in [
@@ -152,7 +150,7 @@ impl SqliteDb {
         .await?;
         let mut made = Made::default();
         loop {
-            let program = Arc::clone(&program);
+            let program = Arc::clone(program);
             let after = made.after;
             let counted = with(&self.pages, move |conn| remake_read(conn, &program, after)).await?;
             let records = made.add(counted);
@@ -169,10 +167,11 @@ impl SqliteDb {
             if done {
                 break;
             }
-            if give_way.is_some_and(Activity::ingesting) {
-                return Ok(false);
+            if pace.stops() {
+                return Ok(Some(Refreshed::Partly));
             }
         }
+        let hash = hash.to_owned();
         with(&self.writer, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             add_totals(&tx, &made.totals).map_err(records_error)?;
@@ -184,7 +183,7 @@ impl SqliteDb {
                 params![hash, made.latest_at, made.latest_enrolled],
             )?;
             tx.commit()?;
-            Ok(true)
+            Ok(None)
         })
         .await
     }
@@ -404,7 +403,7 @@ mod tests {
         let path = path.to_str().expect("utf-8");
         let now = Timestamp::from_millis(1_780_000_000_000);
         let db = SqliteDb::open(path, now).await.expect("open");
-        let program = db.report_current(None).await.expect("records made");
+        let (program, _) = db.report_current(Pace::All).await.expect("records made");
         let (from, to) = crate::domain::insights::last_days(now, 90);
         let answered = db
             .report_from_totals(Arc::clone(&program), from, to)
