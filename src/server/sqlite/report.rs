@@ -21,16 +21,6 @@ use crate::store::records::{
     write_record,
 };
 
-/// What reading a catch-up step found.
-enum Step {
-    /// Nothing after the cursor.
-    Done,
-    /// The records of a slice, made again.
-    Caught(Caught),
-    /// A stored record does not decode: its sums cannot be taken off, so all are made again.
-    Undecodable,
-}
-
 impl SqliteDb {
     /// Brings the report's records and totals up to date under the program in force, which
     /// it returns with where it left them: all made again for a new program or a large
@@ -89,20 +79,23 @@ impl SqliteDb {
             {
                 return left(stopped);
             }
-            let read = {
-                let program = Arc::clone(&program);
-                with(&self.pages, move |conn| catch_up_read(conn, &program)).await?
+            let Some(slice) = with(&self.pages, next_slice).await? else {
+                return left(Refreshed::Current);
             };
-            match read {
-                Step::Done => return left(Refreshed::Current),
-                Step::Caught(caught) => {
-                    let last = caught.last;
-                    with(&self.writer, move |conn| catch_up_write(conn, &caught)).await?;
+            let touched = slice.touched.clone();
+            match self.on_two_readers(&program, touched, remade).await? {
+                Some(counted) => {
+                    let last = slice.last;
+                    with(&self.writer, move |conn| {
+                        catch_up_write(conn, &slice, &counted)
+                    })
+                    .await?;
                     if last {
                         return left(Refreshed::Current);
                     }
                 }
-                Step::Undecodable => {
+                None => {
+                    // A stored record does not decode: its sums cannot be taken off.
                     if let Some(stopped) = self.report_remake(&program, &hash, pace).await? {
                         return left(stopped);
                     }
@@ -150,11 +143,17 @@ impl SqliteDb {
         .await?;
         let mut made = Made::default();
         loop {
-            let program = Arc::clone(program);
             let after = made.after;
-            let counted = with(&self.pages, move |conn| remake_read(conn, &program, after)).await?;
+            let members = with(&self.pages, move |conn| next_members(conn, after)).await?;
+            let done = members.len() < MEMBERS_PER_STEP;
+            made.after = members.last().map(|m| m.id).or(made.after);
+            let counted = self
+                .on_two_readers(program, members, |conn, program, members| {
+                    made_anew(conn, program, members).map(Some)
+                })
+                .await?
+                .unwrap_or_default();
             let records = made.add(counted);
-            let done = records.len() < MEMBERS_PER_STEP;
             with(&self.writer, move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 for record in &records {
@@ -186,6 +185,28 @@ impl SqliteDb {
             Ok(None)
         })
         .await
+    }
+
+    /// `make` over `members` split in two, on two readers at once (each half in its own read
+    /// transaction: a record is made from whatever entries its reader sees, which is at least
+    /// every entry up to the cursor), the halves' counts added together; none when either
+    /// half finds a stored record that does not decode.
+    async fn on_two_readers<M: Send + 'static>(
+        &self,
+        program: &Arc<Program>,
+        mut members: Vec<M>,
+        make: MakeRecords<M>,
+    ) -> Result<Option<Counted>, DbError> {
+        let second = members.split_off(members.len() / 2);
+        let (one, two) = (Arc::clone(program), Arc::clone(program));
+        let (first, second) = tokio::try_join!(
+            with(&self.pages, move |conn| make(conn, &one, members)),
+            with(&self.pages, move |conn| make(conn, &two, second)),
+        )?;
+        Ok(first.zip(second).map(|(mut first, second)| {
+            first.merge(second);
+            first
+        }))
     }
 
     /// The facts of `[from, to)` from the totals when they are whole and answer it (whole
@@ -225,18 +246,44 @@ struct Made {
     latest_enrolled: Option<i64>,
 }
 
-/// What one step of making every record made and counted.
+/// Makes the records of some members in a read transaction; none when a stored record they
+/// replace does not decode.
+type MakeRecords<M> = fn(&mut Connection, &Program, Vec<M>) -> Result<Option<Counted>, DbError>;
+
+/// Records made on readers and what they count.
+#[derive(Default)]
 struct Counted {
     records: Vec<Record>,
+    /// What the records add to the totals; in a catch-up, less what the records they replace
+    /// took off.
     totals: Totals,
     latest_at: Option<i64>,
     latest_enrolled: Option<i64>,
 }
 
+impl Counted {
+    /// Counts a record made from entries whose latest is at `latest_at`.
+    fn add(&mut self, record: Record, latest_at: Option<i64>) {
+        self.latest_at = self.latest_at.max(latest_at);
+        self.latest_enrolled = self
+            .latest_enrolled
+            .max(Some(record.member.enrolled_at.millis()));
+        record.count(&mut self.totals, 1);
+        self.records.push(record);
+    }
+
+    /// Adds what another reader counted.
+    fn merge(&mut self, other: Counted) {
+        self.records.extend(other.records);
+        self.totals.merge(&other.totals);
+        self.latest_at = self.latest_at.max(other.latest_at);
+        self.latest_enrolled = self.latest_enrolled.max(other.latest_enrolled);
+    }
+}
+
 impl Made {
     /// Adds a step's counts; returns its records.
     fn add(&mut self, step: Counted) -> Vec<Record> {
-        self.after = step.records.last().map(|r| r.member.id).or(self.after);
         self.totals.merge(&step.totals);
         self.latest_at = self.latest_at.max(step.latest_at);
         self.latest_enrolled = self.latest_enrolled.max(step.latest_enrolled);
@@ -244,75 +291,66 @@ impl Made {
     }
 }
 
-/// Makes, in a read transaction (so pushes go on), the records of the next members after
-/// `after` in id order; fewer than a step's worth when they are the last.
-fn remake_read(
+/// The next step of members after `after` in id order; fewer when they are the last.
+fn next_members(
+    conn: &mut Connection,
+    after: Option<MemberId>,
+) -> Result<Vec<MemberFacts>, DbError> {
+    conn.prepare_cached(
+        "SELECT body FROM members WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2",
+    )?
+    .query_map(params![after.map(|m| m.0), MEMBERS_PER_STEP as i64], |r| {
+        r.get::<_, String>(0)
+    })?
+    .collect::<rusqlite::Result<Vec<_>>>()?
+    .iter()
+    .map(|body| report_member(body))
+    .collect()
+}
+
+/// Makes, in a read transaction (so pushes go on), the records of `members`, with none
+/// stored yet.
+fn made_anew(
     conn: &mut Connection,
     program: &Program,
-    after: Option<MemberId>,
+    members: Vec<MemberFacts>,
 ) -> Result<Counted, DbError> {
     let tx = conn.transaction()?;
-    let members: Vec<MemberFacts> = tx
-        .prepare_cached(
-            "SELECT body FROM members WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2",
-        )?
-        .query_map(params![after.map(|m| m.0), MEMBERS_PER_STEP as i64], |r| {
-            r.get::<_, String>(0)
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        .iter()
-        .map(|body| report_member(body))
-        .collect::<Result<_, _>>()?;
-    let mut counted = Counted {
-        records: Vec::with_capacity(members.len()),
-        totals: Totals::default(),
-        latest_at: None,
-        latest_enrolled: None,
-    };
+    let mut counted = Counted::default();
     for member in members {
-        let record = record_of(&tx, program, member, &mut counted.latest_at)?;
-        counted.latest_enrolled = counted
-            .latest_enrolled
-            .max(Some(record.member.enrolled_at.millis()));
-        record.count(&mut counted.totals, 1);
-        counted.records.push(record);
+        let (record, latest_at) = record_of(&tx, program, member)?;
+        counted.add(record, latest_at);
     }
     Ok(counted)
 }
 
-/// The record of `member` from their stored entries, noting the latest entry's time.
+/// The record of `member` from their stored entries, and the latest entry's time.
 fn record_of(
     conn: &Connection,
     program: &Program,
     member: MemberFacts,
-    latest_at: &mut Option<i64>,
-) -> Result<Record, DbError> {
+) -> Result<(Record, Option<i64>), DbError> {
     let bodies = conn
         .prepare_cached("SELECT body FROM entries WHERE member_id = ?1")?
         .query_map(params![member.id.0], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let entries = entries_oldest_first(bodies.iter().map(String::as_str))?;
-    *latest_at = (*latest_at).max(entries.iter().map(|e| e.occurred_at.millis()).max());
-    Ok(Record::of(program, member, &entries))
+    let latest_at = entries.iter().map(|e| e.occurred_at.millis()).max();
+    Ok((Record::of(program, member, &entries), latest_at))
 }
 
-/// What a catch-up step made from a slice of sequence numbers, to be written.
-struct Caught {
-    /// The slice: `(after, upto]`.
+/// A slice of sequence numbers after the cursor, `(after, upto]`, and the members with an
+/// entry or a member version in it.
+struct Slice {
     after: i64,
     upto: i64,
-    /// Whether the slice reached the last sequence number.
+    /// Whether the slice reaches the last sequence number.
     last: bool,
-    records: Vec<Record>,
-    /// The totals' difference: every new record counted in, every old one out.
-    moved: Totals,
-    latest_at: Option<i64>,
-    latest_enrolled: Option<i64>,
+    touched: Vec<MemberId>,
 }
 
-/// Makes again, in a read transaction (so pushes go on), the record of every member with an
-/// entry or a member version in the next slice of sequence numbers after the cursor.
-fn catch_up_read(conn: &mut Connection, program: &Program) -> Result<Step, DbError> {
+/// The next slice after the cursor; none when the records count every sequence number.
+fn next_slice(conn: &mut Connection) -> Result<Option<Slice>, DbError> {
     let tx = conn.transaction()?;
     let (after, last): (i64, i64) = tx.query_row(
         "SELECT last_seq, (SELECT last FROM server_seq) FROM report_state",
@@ -320,7 +358,7 @@ fn catch_up_read(conn: &mut Connection, program: &Program) -> Result<Step, DbErr
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     if after >= last {
-        return Ok(Step::Done);
+        return Ok(None);
     }
     let upto = last.min(after.saturating_add(BATCH_SEQS));
     let touched: BTreeSet<MemberId> = tx
@@ -331,45 +369,50 @@ fn catch_up_read(conn: &mut Connection, program: &Program) -> Result<Step, DbErr
         )?
         .query_map(params![after, upto], |r| Ok(MemberId(r.get(0)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut caught = Caught {
+    Ok(Some(Slice {
         after,
         upto,
         last: upto >= last,
-        records: Vec::with_capacity(touched.len()),
-        moved: Totals::default(),
-        latest_at: None,
-        latest_enrolled: None,
-    };
-    for id in touched {
+        touched: touched.into_iter().collect(),
+    }))
+}
+
+/// Makes again, in a read transaction (so pushes go on), the records of `members`, each
+/// stored record counted out of the totals and the new one in; none when a stored record
+/// does not decode.
+fn remade(
+    conn: &mut Connection,
+    program: &Program,
+    members: Vec<MemberId>,
+) -> Result<Option<Counted>, DbError> {
+    let tx = conn.transaction()?;
+    let mut counted = Counted::default();
+    for id in members {
         let body: Option<String> = tx
             .prepare_cached("SELECT body FROM members WHERE id = ?1")?
             .query_row(params![id.0], |r| r.get(0))
             .optional()?;
         let Some(body) = body else { continue };
         match read_record(&tx, id) {
-            Ok(Some(old)) => old.count(&mut caught.moved, -1),
+            Ok(Some(old)) => old.count(&mut counted.totals, -1),
             Ok(None) => {}
-            Err(StoreError::BadRecord(_)) => return Ok(Step::Undecodable),
+            Err(StoreError::BadRecord(_)) => return Ok(None),
             Err(e) => return Err(records_error(e)),
         }
-        let record = record_of(&tx, program, report_member(&body)?, &mut caught.latest_at)?;
-        caught.latest_enrolled = caught
-            .latest_enrolled
-            .max(Some(record.member.enrolled_at.millis()));
-        record.count(&mut caught.moved, 1);
-        caught.records.push(record);
+        let (record, latest_at) = record_of(&tx, program, report_member(&body)?)?;
+        counted.add(record, latest_at);
     }
-    Ok(Step::Caught(caught))
+    Ok(Some(counted))
 }
 
 /// Writes what a catch-up step made and moves the cursor past its slice, in one short write
 /// transaction (the records are read by the same one caller, so none changed meanwhile).
-fn catch_up_write(conn: &mut Connection, caught: &Caught) -> Result<(), DbError> {
+fn catch_up_write(conn: &mut Connection, slice: &Slice, counted: &Counted) -> Result<(), DbError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    for record in &caught.records {
+    for record in &counted.records {
         write_record(&tx, record).map_err(records_error)?;
     }
-    add_totals(&tx, &caught.moved).map_err(records_error)?;
+    add_totals(&tx, &counted.totals).map_err(records_error)?;
     let moved = tx.execute(
         "UPDATE report_state
          SET last_seq = ?1,
@@ -377,10 +420,10 @@ fn catch_up_write(conn: &mut Connection, caught: &Caught) -> Result<(), DbError>
              latest_enrolled = MAX(COALESCE(latest_enrolled, ?3), COALESCE(?3, latest_enrolled))
          WHERE last_seq = ?4",
         params![
-            caught.upto,
-            caught.latest_at,
-            caught.latest_enrolled,
-            caught.after
+            slice.upto,
+            counted.latest_at,
+            counted.latest_enrolled,
+            slice.after
         ],
     )?;
     if moved != 1 {
