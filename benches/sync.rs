@@ -303,6 +303,13 @@ async fn bare_pg(url: &str, data: &Data) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
+    // `RUST_LOG=tillpass=debug` shows what the server does meanwhile (each report refresh).
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let n: usize = std::env::var("BENCH_ENTRIES")
         .ok()
         .and_then(|v| v.parse().ok())

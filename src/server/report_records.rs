@@ -42,6 +42,8 @@ pub enum Refreshed {
 
 /// Server sequence numbers whose members' records are made again in one transaction.
 pub(super) const BATCH_SEQS: i64 = 20_000;
+/// Members whose records a catch-up writes in one transaction, while the next are made.
+pub(super) const CATCH_UP_CHUNK: usize = 1_000;
 /// Members whose records are made in one transaction when making them all.
 pub(super) const MEMBERS_PER_STEP: usize = 2_000;
 

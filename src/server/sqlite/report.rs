@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
@@ -12,8 +13,8 @@ use crate::domain::insights::{Facts, MemberFacts, Record, Totals, totals_answer}
 use crate::domain::{MemberId, Program, Timestamp};
 use crate::server::db::{DbError, report_member, report_program};
 use crate::server::report_records::{
-    BATCH_SEQS, MEMBERS_PER_STEP, Pace, Refreshed, entries_oldest_first, members_if_needed,
-    records_error, remake_is_quicker,
+    BATCH_SEQS, CATCH_UP_CHUNK, MEMBERS_PER_STEP, Pace, Refreshed, entries_oldest_first,
+    members_if_needed, records_error, remake_is_quicker,
 };
 use crate::store::StoreError;
 use crate::store::records::{
@@ -33,6 +34,7 @@ impl SqliteDb {
         &self,
         pace: Pace<'_>,
     ) -> Result<(Arc<Program>, Refreshed), DbError> {
+        let asked = Instant::now();
         let _one = self.report.lock().await;
         let lock = self.report_lock.clone();
         let _other_processes = tokio::task::spawn_blocking(move || {
@@ -57,6 +59,10 @@ impl SqliteDb {
         .await?;
         let program = Arc::new(report_program(&toml)?);
         let hash = program_hash(&toml);
+        tracing::debug!(
+            waited_ms = asked.elapsed().as_millis(),
+            "chain report: refreshing the records"
+        );
         let left = |refreshed| Ok((Arc::clone(&program), refreshed));
         loop {
             // Looked at before every slice: tills that pushed faster than a catch-up while it
@@ -79,27 +85,26 @@ impl SqliteDb {
             {
                 return left(stopped);
             }
+            let started = Instant::now();
             let Some(slice) = with(&self.pages, next_slice).await? else {
                 return left(Refreshed::Current);
             };
-            let touched = slice.touched.clone();
-            match self.on_two_readers(&program, touched, remade).await? {
-                Some(counted) => {
-                    let last = slice.last;
-                    with(&self.writer, move |conn| {
-                        catch_up_write(conn, &slice, &counted)
-                    })
-                    .await?;
-                    if last {
-                        return left(Refreshed::Current);
-                    }
+            let (sliced, last, members) = (started.elapsed(), slice.last, slice.touched.len());
+            if !self.catch_up(&program, slice).await? {
+                // A stored record does not decode: its sums cannot be taken off.
+                if let Some(stopped) = self.report_remake(&program, &hash, pace).await? {
+                    return left(stopped);
                 }
-                None => {
-                    // A stored record does not decode: its sums cannot be taken off.
-                    if let Some(stopped) = self.report_remake(&program, &hash, pace).await? {
-                        return left(stopped);
-                    }
-                }
+                continue;
+            }
+            tracing::debug!(
+                members,
+                sliced_ms = sliced.as_millis(),
+                made_and_written_ms = (started.elapsed() - sliced).as_millis(),
+                "chain report: a catch-up slice"
+            );
+            if last {
+                return left(Refreshed::Current);
             }
             if pace.stops() {
                 return left(Refreshed::Partly);
@@ -185,6 +190,47 @@ impl SqliteDb {
             Ok(None)
         })
         .await
+    }
+
+    /// Makes again the records of the members a slice touches, a chunk of them at a time:
+    /// while the writer writes one chunk (its records and what they move in the totals, in
+    /// one transaction) the readers make the next, and the last chunk's transaction moves the
+    /// cursor past the slice. A chunk written before a crash is made again from the same
+    /// cursor, its own old record counted out. False when a stored record does not decode.
+    async fn catch_up(&self, program: &Arc<Program>, slice: Slice) -> Result<bool, DbError> {
+        let mut chunks: Vec<Vec<MemberId>> = slice
+            .touched
+            .chunks(CATCH_UP_CHUNK)
+            .map(<[MemberId]>::to_vec)
+            .collect();
+        if chunks.is_empty() {
+            // Arrivals that touch no member's record still move the cursor.
+            chunks.push(Vec::new());
+        }
+        let count = chunks.len();
+        let mut writing = None;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let making = self.on_two_readers(program, chunk, remade);
+            let made = match writing.take() {
+                Some(written) => {
+                    let (made, written) = tokio::join!(making, written);
+                    written?;
+                    made?
+                }
+                None => making.await?,
+            };
+            let Some(counted) = made else {
+                return Ok(false);
+            };
+            let cursor = (i + 1 == count).then_some((slice.after, slice.upto));
+            writing = Some(with(&self.writer, move |conn| {
+                catch_up_write(conn, &counted, cursor)
+            }));
+        }
+        if let Some(written) = writing {
+            written.await?;
+        }
+        Ok(true)
     }
 
     /// `make` over `members` split in two, on two readers at once (each half in its own read
@@ -405,31 +451,35 @@ fn remade(
     Ok(Some(counted))
 }
 
-/// Writes what a catch-up step made and moves the cursor past its slice, in one short write
-/// transaction (the records are read by the same one caller, so none changed meanwhile).
-fn catch_up_write(conn: &mut Connection, slice: &Slice, counted: &Counted) -> Result<(), DbError> {
+/// Writes a chunk of records a catch-up made and what they move in the totals, in one short
+/// write transaction (the records are read by the same one caller, so none changed
+/// meanwhile); with `cursor` (the slice's `(after, upto]`), moves the cursor past the slice.
+fn catch_up_write(
+    conn: &mut Connection,
+    counted: &Counted,
+    cursor: Option<(i64, i64)>,
+) -> Result<(), DbError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for record in &counted.records {
         write_record(&tx, record).map_err(records_error)?;
     }
     add_totals(&tx, &counted.totals).map_err(records_error)?;
-    let moved = tx.execute(
+    tx.execute(
         "UPDATE report_state
-         SET last_seq = ?1,
-             latest_at = MAX(COALESCE(latest_at, ?2), COALESCE(?2, latest_at)),
-             latest_enrolled = MAX(COALESCE(latest_enrolled, ?3), COALESCE(?3, latest_enrolled))
-         WHERE last_seq = ?4",
-        params![
-            slice.upto,
-            counted.latest_at,
-            counted.latest_enrolled,
-            slice.after
-        ],
+         SET latest_at = MAX(COALESCE(latest_at, ?1), COALESCE(?1, latest_at)),
+             latest_enrolled = MAX(COALESCE(latest_enrolled, ?2), COALESCE(?2, latest_enrolled))",
+        params![counted.latest_at, counted.latest_enrolled],
     )?;
-    if moved != 1 {
-        return Err(DbError::Internal(
-            "the chain report's records moved while a catch-up step made them".into(),
-        ));
+    if let Some((after, upto)) = cursor {
+        let moved = tx.execute(
+            "UPDATE report_state SET last_seq = ?1 WHERE last_seq = ?2",
+            params![upto, after],
+        )?;
+        if moved != 1 {
+            return Err(DbError::Internal(
+                "the chain report's records moved while a catch-up step made them".into(),
+            ));
+        }
     }
     tx.commit()?;
     Ok(())
