@@ -26,8 +26,9 @@ impl SqliteDb {
     /// Brings the report's records and totals up to date under the program in force, which
     /// it returns with where it left them: all made again for a new program or a large
     /// backlog, else the members of the entries and member versions that arrived since, a
-    /// slice of sequence numbers at a time, each made on a reader and written in one short
-    /// transaction on the writer, so pushes go on (`pace` says when to stop between steps).
+    /// slice of sequence numbers at a time, each made on two readers and written a chunk at a
+    /// time in short transactions on the writer, so pushes go on (`pace` says when to stop
+    /// between steps).
     /// One caller at a time, in this process and across processes (a lock file beside the
     /// database).
     pub(crate) async fn report_current(
@@ -112,8 +113,8 @@ impl SqliteDb {
         }
     }
 
-    /// Makes every record again, members in id order (a step's worth made on a reader, then
-    /// written on the writer), then the totals in one write; where it stopped instead when the
+    /// Makes every record again, members in id order (a step's worth made on two readers,
+    /// then written on the writer), then the totals in one write; where it stopped instead when the
     /// pace is one slice (not begun) or it gave way part way (the next caller starts again).
     async fn report_remake(
         &self,
