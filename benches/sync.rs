@@ -230,14 +230,25 @@ fn bare_sqlite(path: &std::path::Path, data: &Data) -> Result<f64> {
     Ok(data.entries.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-/// A fresh PostgreSQL database next to `base` (same server, new name).
-async fn fresh_pg(base: &str) -> Result<String> {
+/// A fresh PostgreSQL database next to `base` (same server, new name): its URL and name.
+async fn fresh_pg(base: &str) -> Result<(String, String)> {
     let client = tillpass::server::pg_tls::connect(base).await?;
     let name = format!("tillpass_bench_{:016x}", rand::random::<u64>());
     client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
-    Ok(tillpass::server::pg_tls::with_database(base, &name)?)
+    Ok((tillpass::server::pg_tls::with_database(base, &name)?, name))
+}
+
+/// Drops the bench's databases from the server `base` names.
+async fn drop_pg(base: &str, names: &[&str]) -> Result<()> {
+    let client = tillpass::server::pg_tls::connect(base).await?;
+    for name in names {
+        client
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await?;
+    }
+    Ok(())
 }
 
 /// COPY of the same rows into the server's PostgreSQL schema.
@@ -433,11 +444,10 @@ fn postgres_ingest(data: &Data) -> Result<()> {
     let n = data.entries.len();
     if let Ok(base) = std::env::var("TILLPASS_BENCH_POSTGRES") {
         let setup = tokio::runtime::Runtime::new()?;
-        let (bare_url, server_url) = setup.block_on(async {
+        let ((bare_url, bare_name), (server_url, server_name)) = setup.block_on(async {
             Ok::<_, Box<dyn std::error::Error>>((fresh_pg(&base).await?, fresh_pg(&base).await?))
         })?;
         let bare = setup.block_on(bare_pg(&bare_url, data))?;
-        drop(setup);
         let (server, tokens, _, runtime) = start_server(&server_url)?;
         let http = ingest(&server, &tokens, data)?;
         chain_report("Postgres", &server, &tokens, data)?;
@@ -446,6 +456,7 @@ fn postgres_ingest(data: &Data) -> Result<()> {
             "Postgres ingest over HTTP: {http:>9.0} entries/s   bare COPY:           {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
         );
         drop(runtime);
+        setup.block_on(drop_pg(&base, &[&bare_name, &server_name]))?;
     } else {
         println!("(PostgreSQL skipped: set TILLPASS_BENCH_POSTGRES=postgres://USER:PASS@HOST/DB)");
     }
