@@ -147,19 +147,21 @@ impl SqliteDb {
             Ok(())
         })
         .await?;
-        let mut made = Made::default();
+        // What every step has counted so far (its records written step by step), and the
+        // last member made.
+        let (mut made, mut after) = (Counted::default(), None);
         loop {
-            let after = made.after;
             let members = with(&self.pages, move |conn| next_members(conn, after)).await?;
             let done = members.len() < MEMBERS_PER_STEP;
-            made.after = members.last().map(|m| m.id).or(made.after);
-            let counted = self
+            after = members.last().map(|m| m.id).or(after);
+            let mut step = self
                 .on_two_readers(program, members, |conn, program, members| {
                     made_anew(conn, program, members).map(Some)
                 })
                 .await?
                 .unwrap_or_default();
-            let records = made.add(counted);
+            let records = std::mem::take(&mut step.records);
+            made.merge(step);
             with(&self.writer, move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 for record in &records {
@@ -283,16 +285,6 @@ impl SqliteDb {
     }
 }
 
-/// What making every record has counted so far.
-#[derive(Default)]
-struct Made {
-    /// The last member made.
-    after: Option<MemberId>,
-    totals: Totals,
-    latest_at: Option<i64>,
-    latest_enrolled: Option<i64>,
-}
-
 /// Makes the records of some members in a read transaction; none when a stored record they
 /// replace does not decode.
 type MakeRecords<M> = fn(&mut Connection, &Program, Vec<M>) -> Result<Option<Counted>, DbError>;
@@ -325,16 +317,6 @@ impl Counted {
         self.totals.merge(&other.totals);
         self.latest_at = self.latest_at.max(other.latest_at);
         self.latest_enrolled = self.latest_enrolled.max(other.latest_enrolled);
-    }
-}
-
-impl Made {
-    /// Adds a step's counts; returns its records.
-    fn add(&mut self, step: Counted) -> Vec<Record> {
-        self.totals.merge(&step.totals);
-        self.latest_at = self.latest_at.max(step.latest_at);
-        self.latest_enrolled = self.latest_enrolled.max(step.latest_enrolled);
-        step.records
     }
 }
 
