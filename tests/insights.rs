@@ -284,7 +284,7 @@ mod chain {
         Backend, Server, Till, add_terminals, admin_output, database, eventually, now,
         report_records_current, report_state, server_bin, tamper,
     };
-    use tillpass::domain::MemberInput;
+    use tillpass::domain::{MemberId, MemberInput};
     use tillpass::sync::protocol::TERMINAL_HEADER;
 
     #[test]
@@ -295,6 +295,56 @@ mod chain {
     #[test]
     fn postgres() {
         the_server_reports_what_every_till_reports(Backend::Postgres);
+    }
+
+    /// A chain of one till on `backend`, with the report's records of the new chain made
+    /// (while it is quiet). Bind every field: the directory and server live as long as they.
+    struct OneTill {
+        _dir: TempDb,
+        db: String,
+        _server: Server,
+        till: Till,
+    }
+
+    fn one_till(backend: Backend) -> Option<OneTill> {
+        let dir = TempDb::new();
+        let db = database(backend, dir.dir.path())?;
+        let tokens = add_terminals(&db, 1);
+        let server = Server::start(&db);
+        let till = Till::join(&server.url, &tokens[0]);
+        assert!(
+            eventually(|| report_records_current(&db)),
+            "the records of the new chain, made while it is quiet"
+        );
+        Some(OneTill {
+            _dir: dir,
+            db,
+            _server: server,
+            till,
+        })
+    }
+
+    /// Enrols a member by name alone.
+    fn enrol(till: &mut Till, name: &str) -> MemberId {
+        let input = MemberInput {
+            name: name.into(),
+            ..Default::default()
+        };
+        till.store
+            .add_member(input, "test", now())
+            .expect("enrol")
+            .member
+            .id
+    }
+
+    /// `verify` on the server's database: every one of `records` and the totals agree with
+    /// the entries.
+    fn records_agree(db: &str, records: u64) {
+        let verified: serde_json::Value =
+            serde_json::from_str(&admin_output(db, &["verify", "--json"])).expect("json");
+        assert_eq!(verified["records_checked"], records, "{verified}");
+        assert_eq!(verified["records_wrong"], 0, "{verified}");
+        assert_eq!(verified["totals_wrong"], 0, "{verified}");
     }
 
     #[test]
@@ -311,30 +361,16 @@ mod chain {
     /// close behind it: the server's keeper catches up a slice at a time while tills push,
     /// rather than waiting for a quiet that a busy chain never has.
     fn records_keep_up_while_tills_push(backend: Backend) {
-        let dir = TempDb::new();
-        let Some(db) = database(backend, dir.dir.path()) else {
+        let Some(OneTill {
+            db,
+            mut till,
+            _dir,
+            _server,
+        }) = one_till(backend)
+        else {
             return;
         };
-        let tokens = add_terminals(&db, 1);
-        let server = Server::start(&db);
-        let mut till = Till::join(&server.url, &tokens[0]);
-        assert!(
-            eventually(|| report_records_current(&db)),
-            "the records of the new chain, made while it is quiet"
-        );
-        let ada = till
-            .store
-            .add_member(
-                MemberInput {
-                    name: "Ada".into(),
-                    ..Default::default()
-                },
-                "test",
-                now(),
-            )
-            .expect("enrol")
-            .member
-            .id;
+        let ada = enrol(&mut till, "Ada");
         till.store.earn(ada, 500, "ann", now()).expect("earn");
         let first = till.sync().expect("sync").server_seq;
         let caught_up = eventually(|| {
@@ -361,23 +397,14 @@ mod chain {
     /// A stored record whose digest a bad disk damaged cannot have its sums taken off the
     /// totals when its member buys again: every record is made again, and `verify` agrees.
     fn a_record_that_does_not_decode_is_made_again(backend: Backend) {
-        let dir = TempDb::new();
-        let Some(db) = database(backend, dir.dir.path()) else {
+        let Some(OneTill {
+            db,
+            mut till,
+            _dir,
+            _server,
+        }) = one_till(backend)
+        else {
             return;
-        };
-        let tokens = add_terminals(&db, 1);
-        let server = Server::start(&db);
-        let mut till = Till::join(&server.url, &tokens[0]);
-        let enrol = |till: &mut Till, name: &str| {
-            let input = MemberInput {
-                name: name.into(),
-                ..Default::default()
-            };
-            till.store
-                .add_member(input, "test", now())
-                .expect("enrol")
-                .member
-                .id
         };
         let (ada, bob) = (enrol(&mut till, "Ada"), enrol(&mut till, "Bob"));
         till.store.earn(ada, 1200, "ann", now()).expect("earn");
@@ -396,11 +423,7 @@ mod chain {
         till.store.earn(ada, 300, "ann", now()).expect("earn");
         till.sync().expect("sync");
         admin_output(&db, &["report", "--json"]);
-        let verified: serde_json::Value =
-            serde_json::from_str(&admin_output(&db, &["verify", "--json"])).expect("json");
-        assert_eq!(verified["records_checked"], 2, "{verified}");
-        assert_eq!(verified["records_wrong"], 0, "Bob's record too: {verified}");
-        assert_eq!(verified["totals_wrong"], 0, "{verified}");
+        records_agree(&db, 2);
     }
 
     #[test]
@@ -417,14 +440,15 @@ mod chain {
     /// than one chunk (written while the next is made). The records and totals agree with the
     /// ledger, and the chain report with the till's.
     fn a_catch_up_in_chunks_agrees(backend: Backend) {
-        let dir = TempDb::new();
-        let Some(db) = database(backend, dir.dir.path()) else {
+        let Some(OneTill {
+            db,
+            mut till,
+            _dir,
+            _server,
+        }) = one_till(backend)
+        else {
             return;
         };
-        let tokens = add_terminals(&db, 1);
-        let server = Server::start(&db);
-        let mut till = Till::join(&server.url, &tokens[0]);
-        assert!(eventually(|| report_records_current(&db)));
         let csv: String = std::iter::once("name,balance,joined\n".to_owned())
             .chain(
                 (0..2_500)
@@ -452,11 +476,7 @@ mod chain {
                 .unwrap_or_else(|| panic!("{} missing", m.key));
             assert_eq!(theirs["value"].as_f64(), m.value, "{}", m.key);
         }
-        let verified: serde_json::Value =
-            serde_json::from_str(&admin_output(&db, &["verify", "--json"])).expect("json");
-        assert_eq!(verified["records_checked"], 2_500, "{verified}");
-        assert_eq!(verified["records_wrong"], 0, "{verified}");
-        assert_eq!(verified["totals_wrong"], 0, "{verified}");
+        records_agree(&db, 2_500);
     }
 
     /// Two tills sell, reverse, redeem, record a sale without a member and recommend answers,
