@@ -648,7 +648,14 @@ fn run(cli: Cli) -> Result<()> {
 /// `verify`'s findings as text.
 fn print_verified(v: &tillpass::server::verify::Verified) {
     println!("Checked {} members and {} entries", v.members, v.entries);
-    println!("  balances: {} wrong", v.balances_wrong);
+    if v.balances_checked > 0 {
+        println!(
+            "  balances: {} checked, {} wrong",
+            v.balances_checked, v.balances_wrong
+        );
+    } else {
+        println!("  balances: none stored (each is summed from the entries when asked for)");
+    }
     if v.records_made {
         println!(
             "  report records: {} checked, {} wrong, {} changed since the last catch-up (made again by the next report)",

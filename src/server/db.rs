@@ -461,12 +461,10 @@ impl PushQueue {
     }
 }
 
-/// What inserting a batch's new entries did, for balances and double-spend detection.
+/// What inserting a batch's new entries did, for double-spend detection.
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     pub inserted: usize,
-    /// Points added per member by the entries inserted.
-    pub balances: HashMap<MemberId, i64>,
     /// Each member's last redemption (or donation) inserted.
     pub redeemed: HashMap<MemberId, Entry>,
 }
@@ -475,7 +473,6 @@ impl Tally {
     /// Counts an entry stored now.
     pub fn inserted(&mut self, e: &Entry) {
         self.inserted += 1;
-        *self.balances.entry(e.member_id).or_default() += e.points;
         if matches!(e.kind, EntryKind::Redeem | EntryKind::Donation) {
             self.redeemed.insert(e.member_id, e.clone());
         }

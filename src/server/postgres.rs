@@ -41,7 +41,7 @@ mod report;
 mod verify;
 
 /// The schema, in order; each script is idempotent and runs at every start.
-const SCHEMA: [&str; 8] = [
+const SCHEMA: [&str; 9] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
     include_str!("migrations/postgres_003.sql"),
@@ -50,6 +50,7 @@ const SCHEMA: [&str; 8] = [
     include_str!("migrations/postgres_006.sql"),
     include_str!("migrations/postgres_007.sql"),
     include_str!("migrations/postgres_008.sql"),
+    include_str!("migrations/postgres_009.sql"),
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
@@ -603,7 +604,7 @@ impl PgDb {
         let client = get(&self.quick).await?;
         let row = fetch_opt(
             &client,
-            "SELECT COALESCE((SELECT balance FROM balances WHERE member_id = m.id), 0),
+            "SELECT COALESCE((SELECT SUM(points) FROM entries WHERE member_id = m.id), 0)::bigint,
                         (SELECT last FROM server_seq)
                  FROM members m WHERE m.id = $1",
             &[&member.0],
@@ -874,10 +875,9 @@ const INSERT_FLAGS: &str =
                                 $6::text[], $7::text[])
           AS t(entry_id, member_id, terminal_id, occurred_at, day, flag, detail)
      ON CONFLICT DO NOTHING";
-const ADD_BALANCES: &str = "INSERT INTO balances (member_id, balance)
-     SELECT * FROM UNNEST($1::uuid[], $2::bigint[])
-     ON CONFLICT (member_id) DO UPDATE SET balance = balances.balance + EXCLUDED.balance
-     RETURNING member_id, balance";
+/// The balances of the members a push redeemed for, its own entries counted.
+const BALANCES_OF: &str = "SELECT member_id, SUM(points)::bigint FROM entries
+     WHERE member_id = ANY($1) GROUP BY member_id";
 
 /// Why a push failed inside its savepoint.
 enum Failed {
@@ -1003,11 +1003,10 @@ async fn write_push(
     let f_days: Vec<&str> = rows.iter().map(|f| f.day.as_str()).collect();
     let f_names: Vec<&str> = rows.iter().map(|f| f.flag).collect();
     let f_details: Vec<&str> = rows.iter().map(|f| f.detail.as_str()).collect();
-    let (b_members, b_deltas): (Vec<Uuid>, Vec<i64>) =
-        tally.balances.iter().map(|(m, d)| (m.0, *d)).unzip();
+    let redeemers: Vec<Uuid> = tally.redeemed.keys().map(|m| m.0).collect();
     let insert = prepared(tx, INSERT_ENTRIES).await?;
     let add_flags = prepared(tx, INSERT_FLAGS).await?;
-    let add_balances = prepared(tx, ADD_BALANCES).await?;
+    let balances_of = prepared(tx, BALANCES_OF).await?;
     let (inserted, flagged, balances, released) = tokio::join!(
         biased;
         async {
@@ -1037,10 +1036,10 @@ async fn write_push(
             .await
         },
         async {
-            if b_members.is_empty() {
+            if redeemers.is_empty() {
                 return Ok(Vec::new());
             }
-            tx.query(&add_balances, &[&b_members, &b_deltas]).await
+            tx.query(&balances_of, &[&redeemers]).await
         },
         tx.batch_execute("RELEASE SAVEPOINT push"),
     );

@@ -1,5 +1,5 @@
-//! `tillpass-server verify`: what the server derives from its ledger (each member's balance,
-//! the chain report's records and totals) checked against the entries, all read in one
+//! `tillpass-server verify`: what the server derives from its ledger (each member's stored
+//! balance on SQLite, the chain report's records and totals) checked against the entries, all read in one
 //! snapshot so a running server's pushes cannot show as drift.
 
 use serde::Serialize;
@@ -15,6 +15,9 @@ const DESCRIBED: usize = 50;
 pub struct Verified {
     pub members: u64,
     pub entries: u64,
+    /// Members whose stored balance was checked: all of them on SQLite, none on PostgreSQL,
+    /// which stores no balances (it sums the entries when one is asked for).
+    pub balances_checked: u64,
     /// Members whose stored balance is not the sum of their entries' points.
     pub balances_wrong: u64,
     /// Whether the report's records were made under the program in force; when not, the
@@ -69,9 +72,9 @@ impl<'a> Check<'a> {
         }
     }
 
-    /// Checks one member: their stored `balance` against their `entries`; and, when the
-    /// records are made, their `stored` record against what the entries make unless it is
-    /// `pending`, counting it towards the totals either way.
+    /// Checks one member: their stored `balance` (`None` where balances are not stored)
+    /// against their `entries`; and, when the records are made, their `stored` record against
+    /// what the entries make unless it is `pending`, counting it towards the totals either way.
     pub fn member(
         &mut self,
         member: MemberFacts,
@@ -84,8 +87,10 @@ impl<'a> Check<'a> {
         v.members += 1;
         v.entries += entries.len() as u64;
         let sum: i64 = entries.iter().map(|e| e.points).sum();
-        let balance = balance.unwrap_or(0);
-        if balance != sum {
+        v.balances_checked += u64::from(balance.is_some());
+        if let Some(balance) = balance
+            && balance != sum
+        {
             v.balances_wrong += 1;
             v.problem(|| {
                 format!(
@@ -235,6 +240,7 @@ mod tests {
             (clean.members, clean.entries, clean.records_checked),
             (2, 3, 2)
         );
+        assert_eq!(clean.balances_checked, 2);
         assert_eq!(clean.totals_wrong, Some(0));
 
         // A wrong balance, a record missing an entry (pending: not judged; else wrong), and
@@ -269,10 +275,11 @@ mod tests {
         assert_eq!((wrong.records_wrong, wrong.totals_wrong), (1, None));
         assert!(!wrong.clean());
 
-        // Records made under another program are not judged.
+        // Records made under another program are not judged, nor balances not stored.
         let mut check = Check::new(None);
-        check.member(ada, ada_entries, Some(42), false, None);
+        check.member(ada, ada_entries, None, false, None);
         let unmade = check.finish(Some(Totals::default()));
         assert!(unmade.clean() && !unmade.records_made && unmade.records_checked == 0);
+        assert_eq!(unmade.balances_checked, 0);
     }
 }

@@ -47,13 +47,20 @@ impl SqliteDb {
                 let balance = tx
                     .prepare_cached("SELECT balance FROM balances WHERE member_id = ?1")?
                     .query_row(params![id.0], |r| r.get(0))
-                    .optional()?;
+                    .optional()?
+                    .unwrap_or(0);
                 let stored = if made {
                     read_stored(&tx, id).map_err(records_error)?
                 } else {
                     None
                 };
-                check.member(member, entries, balance, pending.contains(&id), stored);
+                check.member(
+                    member,
+                    entries,
+                    Some(balance),
+                    pending.contains(&id),
+                    stored,
+                );
             }
             let totals = if made {
                 Some(stored_totals(&tx).map_err(records_error)?)
