@@ -18,7 +18,7 @@ use tillpass::domain::{
 };
 use tillpass::server::{Db, new_token, serve, token_hash};
 use tillpass::store::Store;
-use tillpass::sync::protocol::{PushRequest, TERMINAL_HEADER};
+use tillpass::sync::protocol::{MAX_PUSH_MEMBERS, PushRequest, TERMINAL_HEADER};
 use tillpass::sync::{SyncClient, sync_once};
 
 const MEMBERS: usize = 10_000;
@@ -110,18 +110,26 @@ fn start_server(url: &str) -> Result<(String, [String; 2], String, tokio::runtim
     Ok((format!("http://{addr}"), sources, token2, runtime))
 }
 
-/// Pushes members, then every entry but the last batch (pre-serialised batches, a client
-/// thread per source till), and returns entries per second over the entry pushes.
-fn ingest(url: &str, tokens: &[String; 2], data: &Data) -> Result<f64> {
+/// Pushes members (timed, and said), then every entry but the last batch (pre-serialised
+/// batches, a client thread per source till), and returns entries per second over the entry
+/// pushes.
+fn ingest(backend: &str, url: &str, tokens: &[String; 2], data: &Data) -> Result<f64> {
     let entries = held_back(data).0;
     let client = SyncClient::new(url, &tokens[0], TerminalId(TERMINALS[0].into()))?;
-    for chunk in data.members.chunks(2_000) {
+    let started = Instant::now();
+    for chunk in data.members.chunks(MAX_PUSH_MEMBERS) {
         client.push(&PushRequest {
             members: chunk.to_vec(),
             entries: Vec::new(),
             ..PushRequest::default()
         })?;
     }
+    let took = started.elapsed().as_secs_f64();
+    println!(
+        "{backend} members over HTTP: {:>9.0} members/s   ({} members in {took:.1} s, {MAX_PUSH_MEMBERS} a push, 1 client)",
+        data.members.len() as f64 / took,
+        data.members.len()
+    );
     let bodies: Vec<Vec<u8>> = entries
         .chunks(BATCH)
         .map(|c| {
@@ -365,7 +373,7 @@ fn sqlite_ingest_and_pull(dir: &std::path::Path, data: &Data, bare: f64, pull: b
     let n = data.entries.len();
     let url = format!("sqlite:{}", dir.join("server.sqlite3").display());
     let (server, tokens, till_token, runtime) = start_server(&url)?;
-    let http = ingest(&server, &tokens, data)?;
+    let http = ingest("SQLite  ", &server, &tokens, data)?;
     println!(
         "SQLite   ingest over HTTP: {http:>9.0} entries/s   bare batched INSERT: {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
     );
@@ -462,7 +470,7 @@ fn postgres_ingest(data: &Data) -> Result<()> {
         let bare = setup.block_on(bare_pg(&bare_url, data))?;
         let (server, tokens, _, runtime) = start_server(&server_url)?;
         setup.block_on(checkpoint(&base))?;
-        let http = ingest(&server, &tokens, data)?;
+        let http = ingest("Postgres", &server, &tokens, data)?;
         chain_report("Postgres", &server, &tokens, data)?;
         verify("Postgres", &server_url, &runtime)?;
         println!(

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 
@@ -21,6 +21,9 @@ use crate::store::records::{
     RECORD_INDEXES, add_totals, program_hash, read_record, totals_facts, write_fresh_record,
     write_record,
 };
+
+/// A wait for the records' locks (and the program) at least this long is logged.
+const LOCK_WAIT_WORTH_SAYING: Duration = Duration::from_millis(10);
 
 impl SqliteDb {
     /// Brings the report's records and totals up to date under the program in force, which
@@ -60,10 +63,15 @@ impl SqliteDb {
         .await?;
         let program = Arc::new(report_program(&toml)?);
         let hash = program_hash(&toml);
-        tracing::debug!(
-            waited_ms = asked.elapsed().as_millis(),
-            "chain report: refreshing the records"
-        );
+        // Said only when another refresh held the records (a report behind the keeper, or
+        // another process): the keeper's uncontended look every few seconds says nothing.
+        let waited = asked.elapsed();
+        if waited >= LOCK_WAIT_WORTH_SAYING {
+            tracing::debug!(
+                waited_ms = waited.as_millis(),
+                "chain report: waited for another refresh"
+            );
+        }
         let left = |refreshed| Ok((Arc::clone(&program), refreshed));
         loop {
             // Looked at before every slice: tills that pushed faster than a catch-up while it
