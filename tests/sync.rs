@@ -62,6 +62,7 @@ on_both_backends!(
     a_partner_file_imported_at_two_tills_gives_its_points_once,
     a_reused_or_skipped_sequence_number_is_refused,
     impossible_member_records_are_refused,
+    a_card_phone_or_email_is_held_by_one_member,
     refusals_and_flags_show_in_the_audit,
     config_own_entries_and_record_names_tell_a_till_where_it_stands,
     a_database_from_before_the_sequence_column_is_backfilled,
@@ -1689,6 +1690,79 @@ fn a_reused_or_skipped_sequence_number_is_refused(backend: Backend) {
     let ack = rogue.push(vec![], batch).expect("replay and new");
     assert_eq!((ack.inserted, ack.duplicates), (1, 2));
     assert_eq!(rogue.config("").terminal_seq, 3);
+}
+
+/// A card another member holds is refused; a phone or email another member has is dropped
+/// (the first to arrive keeps it), within one push as across pushes, and one given up earlier
+/// in the same push is free to take.
+fn a_card_phone_or_email_is_held_by_one_member(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 1) else {
+        return;
+    };
+    let rogue = Rogue::new(&server.url, &tokens[0]);
+    let with_contacts = |name: &str, phone: &str, email: &str| {
+        let mut record = new_member(name);
+        record.member.phone = Some(phone.into());
+        record.member.email = Some(email.into());
+        record
+    };
+    let ada = with_contacts("Ada", "+447400000001", "ada@example.com");
+    rogue.push(vec![ada.clone()], vec![]).expect("enrolled");
+    let before = server_seq(&server);
+
+    let mut card_thief = new_member("Mallory");
+    card_thief.member.card = ada.member.card.clone();
+    let err = rogue
+        .push(vec![card_thief], vec![])
+        .expect_err("a card another member holds");
+    assert_eq!(err.rule.as_deref(), Some("card_taken"), "{}", err.error);
+    assert_eq!(server_seq(&server), before, "nothing stored");
+
+    // Bob asks for Ada's phone (kept by Ada) and a new email; Cy, later in the same push,
+    // asks for Bob's new email (kept by Bob).
+    let bob = with_contacts("Bob", "+447400000001", "bob@example.com");
+    let cy = with_contacts("Cy", "+447400000003", "bob@example.com");
+    // Ada gives up her phone, and Di, after her in the same push, takes it.
+    let mut ada_moves = ada.clone();
+    ada_moves.member.phone = Some("+447400000009".into());
+    ada_moves.version += 1;
+    let di = with_contacts("Di", "+447400000001", "di@example.com");
+    let ack = rogue
+        .push(vec![bob.clone(), cy.clone(), ada_moves, di.clone()], vec![])
+        .expect("stored");
+    assert_eq!(ack.members, 4);
+
+    let served: PullResponse = rogue.get("/v1/sync/pull?after=0&limit=100");
+    let latest = |id: MemberId| {
+        served
+            .members
+            .iter()
+            .filter(|m| m.member.id == id)
+            .max_by_key(|m| m.version)
+            .map(|m| (m.member.phone.clone(), m.member.email.clone()))
+            .expect("served")
+    };
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        latest(bob.member.id),
+        (None, some("bob@example.com")),
+        "Ada had the phone first"
+    );
+    assert_eq!(
+        latest(cy.member.id),
+        (some("+447400000003"), None),
+        "Bob had the email first"
+    );
+    assert_eq!(
+        latest(ada.member.id),
+        (some("+447400000009"), some("ada@example.com"))
+    );
+    assert_eq!(
+        latest(di.member.id),
+        (some("+447400000001"), some("di@example.com")),
+        "Ada gave the phone up before Di asked"
+    );
 }
 
 fn impossible_member_records_are_refused(backend: Backend) {

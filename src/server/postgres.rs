@@ -32,10 +32,11 @@ use crate::domain::insights::{ByMember, Facts, FactsBuilder};
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PAGE_BYTES, MemberRecord,
+    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PAGE_BYTES,
     ProgramVersionBody, PushResponse, SeedResponse,
 };
 
+mod members;
 mod passes;
 mod report;
 mod verify;
@@ -950,21 +951,7 @@ async fn write_push(
     let (last, known_members, fetched) = (last?, known_members?, fetched?);
     let stored = stored_by_seq(tx, &batch.terminal, &judge::replayed_seqs(batch, last)).await?;
     let split = judge::sequence(batch, last, &stored).map_err(DbError::Refused)?;
-    let mut members = 0;
-    let mut stored_records = stored_members(tx, batch).await?;
-    for m in &batch.members {
-        if upsert_member(
-            tx,
-            m.record.clone(),
-            &batch.terminal,
-            seq,
-            &mut stored_records,
-        )
-        .await?
-        {
-            members += 1;
-        }
-    }
+    let members = members::store_members(tx, batch, seq).await?;
     let flags = judge::possible(history, fetched, &wanted, &split.new).map_err(DbError::Refused)?;
     // Every member must be known: stored, or stored by this push.
     let known: HashSet<Uuid> = known_members
@@ -1281,129 +1268,4 @@ async fn known_entries(tx: &Transaction<'_>, wanted: &Needs) -> Result<Vec<Entry
     .iter()
     .map(|r| stored_entry(r.get(0)))
     .collect()
-}
-
-/// The stored records of the members a push names, by id, as `upsert_member` reads them.
-async fn stored_members(
-    tx: &Transaction<'_>,
-    batch: &Batch,
-) -> Result<HashMap<MemberId, MemberRecord>, DbError> {
-    if batch.members.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let ids: Vec<Uuid> = batch.members.iter().map(|m| m.record.member.id.0).collect();
-    fetch_all(
-        tx,
-        "SELECT id, body FROM members WHERE id = ANY($1)",
-        &[&ids],
-    )
-    .await?
-    .iter()
-    .map(|row| {
-        let id = MemberId(row.get(0));
-        serde_json::from_str::<MemberRecord>(row.get(1))
-            .map(|r| (id, r.canonical()))
-            .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))
-    })
-    .collect()
-}
-
-const CARD_HELD: &str =
-    "SELECT card FROM members WHERE card = ANY($2) AND id <> $1 ORDER BY card LIMIT 1";
-const CONTACTS_HELD: &str = "SELECT EXISTS (SELECT 1 FROM members WHERE phone = $2 AND id <> $1),
-            EXISTS (SELECT 1 FROM members WHERE email = $3 AND id <> $1)";
-const UPSERT_MEMBER: &str = "INSERT INTO members (id, version, card, phone, email, body)
-     VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, card = EXCLUDED.card,
-         phone = EXCLUDED.phone, email = EXCLUDED.email, body = EXCLUDED.body";
-const ADD_MEMBER_VERSION: &str = "INSERT INTO member_versions (server_seq, member_id, body, terminal_id) VALUES ($1, $2, $3, $4)";
-
-/// Stores what a till's member record adds to the stored one (the two merged), refusing records
-/// no till writes and cards another member holds; returns whether it changed anything.
-/// `stored` holds the push's members as stored (read once for the push, as only the push's
-/// own transaction writes members while it holds the push lock) and is kept up to date here.
-/// Two round trips a member: the checks of who holds its cards and contacts, then its writes.
-async fn upsert_member(
-    tx: &Transaction<'_>,
-    record: MemberRecord,
-    terminal: &TerminalId,
-    seq: &mut i64,
-    stored: &mut HashMap<MemberId, MemberRecord>,
-) -> Result<bool, DbError> {
-    let id = record.member.id;
-    let old = stored.get(&id);
-    let mut record = match old {
-        Some(old) => {
-            let merged = judge::member_change(old, &record).map_err(DbError::Refused)?;
-            if merged == *old {
-                return Ok(false);
-            }
-            merged
-        }
-        None => record.canonical(),
-    };
-    let held = old.map(MemberRecord::cards).unwrap_or_default();
-    let new_cards: Vec<&str> = record
-        .cards()
-        .difference(&held)
-        .map(|c| c.as_str())
-        .collect();
-    let (card_held, contacts_held) = (
-        prepared(tx, CARD_HELD).await?,
-        prepared(tx, CONTACTS_HELD).await?,
-    );
-    let card_params: [&(dyn ToSql + Sync); 2] = [&id.0, &new_cards];
-    let contact_params: [&(dyn ToSql + Sync); 3] =
-        [&id.0, &record.member.phone, &record.member.email];
-    let (card, holders) = tokio::join!(
-        biased;
-        tx.query_opt(&card_held, &card_params),
-        tx.query_one(&contacts_held, &contact_params),
-    );
-    if let Some(row) = card.map_err(pg)? {
-        let card: String = row.get(0);
-        let card = card
-            .parse()
-            .map_err(|e| DbError::Internal(format!("corrupt stored card {card}: {e}")))?;
-        return Err(super::card_taken(id, &card));
-    }
-    let holders = holders.map_err(pg)?;
-    super::strip_taken_contacts(&mut record, holders.get(0), holders.get(1));
-    *seq += 1;
-    let body = serde_json::to_string(&record)
-        .map_err(|e| DbError::Internal(format!("member {id}: {e}")))?;
-    let (upsert, add_version) = (
-        prepared(tx, UPSERT_MEMBER).await?,
-        prepared(tx, ADD_MEMBER_VERSION).await?,
-    );
-    // Every version is appended with its own seq and the till that made it: a member's first
-    // version always comes before its entries in a pull, whatever later versions do.
-    let (card, version_seq) = (record.member.card.as_str(), *seq);
-    let member_params: [&(dyn ToSql + Sync); 6] = [
-        &id.0,
-        &record.version,
-        &card,
-        &record.member.phone,
-        &record.member.email,
-        &body,
-    ];
-    let version_params: [&(dyn ToSql + Sync); 4] = [&version_seq, &id.0, &body, &terminal.0];
-    let (upserted, added) = tokio::join!(
-        biased;
-        tx.execute(&upsert, &member_params),
-        tx.execute(&add_version, &version_params),
-    );
-    upserted.map_err(pg)?;
-    added.map_err(pg)?;
-    if record.erased_at.is_some() {
-        // Erased at the member's request: no older version keeps their data either.
-        exec(
-            tx,
-            "UPDATE member_versions SET body = $2 WHERE member_id = $1",
-            &[&id.0, &body],
-        )
-        .await?;
-    }
-    stored.insert(id, record);
-    Ok(true)
 }
