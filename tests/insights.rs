@@ -298,7 +298,7 @@ mod chain {
     }
 
     /// A chain of one till on `backend`, with the report's records of the new chain made
-    /// (while it is quiet). Bind every field: the directory and server live as long as they.
+    /// (while it is quiet). The directory and server live as long as the value.
     struct OneTill {
         _dir: TempDb,
         db: String,
@@ -361,22 +361,16 @@ mod chain {
     /// close behind it: the server's keeper catches up a slice at a time while tills push,
     /// rather than waiting for a quiet that a busy chain never has.
     fn records_keep_up_while_tills_push(backend: Backend) {
-        let Some(OneTill {
-            db,
-            mut till,
-            _dir,
-            _server,
-        }) = one_till(backend)
-        else {
+        let Some(mut one) = one_till(backend) else {
             return;
         };
-        let ada = enrol(&mut till, "Ada");
-        till.store.earn(ada, 500, "ann", now()).expect("earn");
-        let first = till.sync().expect("sync").server_seq;
+        let ada = enrol(&mut one.till, "Ada");
+        one.till.store.earn(ada, 500, "ann", now()).expect("earn");
+        let first = one.till.sync().expect("sync").server_seq;
         let caught_up = eventually(|| {
-            till.store.earn(ada, 100, "ann", now()).expect("earn");
-            till.sync().expect("sync");
-            report_state(&db).1 >= first
+            one.till.store.earn(ada, 100, "ann", now()).expect("earn");
+            one.till.sync().expect("sync");
+            report_state(&one.db).1 >= first
         });
         assert!(
             caught_up,
@@ -397,33 +391,27 @@ mod chain {
     /// A stored record whose digest a bad disk damaged cannot have its sums taken off the
     /// totals when its member buys again: every record is made again, and `verify` agrees.
     fn a_record_that_does_not_decode_is_made_again(backend: Backend) {
-        let Some(OneTill {
-            db,
-            mut till,
-            _dir,
-            _server,
-        }) = one_till(backend)
-        else {
+        let Some(mut one) = one_till(backend) else {
             return;
         };
-        let (ada, bob) = (enrol(&mut till, "Ada"), enrol(&mut till, "Bob"));
-        till.store.earn(ada, 1200, "ann", now()).expect("earn");
-        till.store.earn(bob, 800, "ann", now()).expect("earn");
-        till.sync().expect("sync");
-        assert!(eventually(|| report_records_current(&db)));
+        let (ada, bob) = (enrol(&mut one.till, "Ada"), enrol(&mut one.till, "Bob"));
+        one.till.store.earn(ada, 1200, "ann", now()).expect("earn");
+        one.till.store.earn(bob, 800, "ann", now()).expect("earn");
+        one.till.sync().expect("sync");
+        assert!(eventually(|| report_records_current(&one.db)));
 
         let garbage = match backend {
             Backend::Sqlite => "x'ff'",
             Backend::Postgres => "'\\xff'::bytea",
         };
         tamper(
-            &db,
+            &one.db,
             &format!("UPDATE report_digests SET digest = {garbage}"),
         );
-        till.store.earn(ada, 300, "ann", now()).expect("earn");
-        till.sync().expect("sync");
-        admin_output(&db, &["report", "--json"]);
-        records_agree(&db, 2);
+        one.till.store.earn(ada, 300, "ann", now()).expect("earn");
+        one.till.sync().expect("sync");
+        admin_output(&one.db, &["report", "--json"]);
+        records_agree(&one.db, 2);
     }
 
     #[test]
@@ -440,13 +428,7 @@ mod chain {
     /// than one chunk (written while the next is made). The records and totals agree with the
     /// ledger, and the chain report with the till's.
     fn a_catch_up_in_chunks_agrees(backend: Backend) {
-        let Some(OneTill {
-            db,
-            mut till,
-            _dir,
-            _server,
-        }) = one_till(backend)
-        else {
+        let Some(mut one) = one_till(backend) else {
             return;
         };
         let csv: String = std::iter::once("name,balance,joined\n".to_owned())
@@ -456,17 +438,18 @@ mod chain {
             )
             .collect();
         let parsed = tillpass::domain::import::read(csv.as_bytes()).expect("read");
-        let imported = till
+        let imported = one
+            .till
             .store
             .import_members(&parsed, "import", now(), false, &mut |_| {})
             .expect("import");
         assert_eq!(imported.members, 2_500);
-        till.sync().expect("sync");
+        one.till.sync().expect("sync");
 
         let chain: serde_json::Value =
-            serde_json::from_str(&admin_output(&db, &["report", "--json"])).expect("json");
+            serde_json::from_str(&admin_output(&one.db, &["report", "--json"])).expect("json");
         let (from, to) = tillpass::domain::insights::last_days(now(), 90);
-        let mine = till.store.insights(from, to).expect("till report");
+        let mine = one.till.store.insights(from, to).expect("till report");
         for m in &mine.measures {
             let theirs = chain["measures"]
                 .as_array()
@@ -476,7 +459,7 @@ mod chain {
                 .unwrap_or_else(|| panic!("{} missing", m.key));
             assert_eq!(theirs["value"].as_f64(), m.value, "{}", m.key);
         }
-        records_agree(&db, 2_500);
+        records_agree(&one.db, 2_500);
     }
 
     /// Two tills sell, reverse, redeem, record a sale without a member and recommend answers,

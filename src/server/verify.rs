@@ -1,6 +1,6 @@
 //! `tillpass-server verify`: what the server derives from its ledger (each member's stored
-//! balance on SQLite, the chain report's records and totals) checked against the entries, all read in one
-//! snapshot so a running server's pushes cannot show as drift.
+//! balance on SQLite, the chain report's records and totals) checked against the entries, all
+//! read in one snapshot so a running server's pushes cannot show as drift.
 
 use serde::Serialize;
 

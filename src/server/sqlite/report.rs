@@ -122,8 +122,9 @@ impl SqliteDb {
     }
 
     /// Makes every record again, members in id order (a step's worth made on two readers,
-    /// then written on the writer), then the totals in one write; where it stopped instead when the
-    /// pace is one slice (not begun) or it gave way part way (the next caller starts again).
+    /// then written on the writer), then the totals in one write; where it stopped instead
+    /// when the pace is one slice (not begun) or it gave way part way (the next caller starts
+    /// again).
     async fn report_remake(
         &self,
         program: &Arc<Program>,
