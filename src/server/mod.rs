@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 mod error;
 mod judge;
+mod member_push;
 pub mod partners;
 pub mod passes;
 pub mod pg_tls;
@@ -421,33 +422,6 @@ async fn shutdown() {
         () = term => {},
     }
     tracing::info!("shutting down");
-}
-
-/// The refusal of a member record naming `card`, which another member holds.
-pub(crate) fn card_taken(member: MemberId, card: &crate::domain::CardNumber) -> db::DbError {
-    db::DbError::Refused(PushRefusal::push(
-        validate::RULE_CARD_TAKEN,
-        format!(
-            "member {member}: card {card} already belongs to another member; replace this member's card at the till"
-        ),
-    ))
-}
-
-/// A member record keeps a phone or email only if no other member has it on the server: the
-/// first to arrive keeps it (tills apply the same rule when they pull).
-pub(crate) fn strip_taken_contacts(
-    record: &mut MemberRecord,
-    phone_taken: bool,
-    email_taken: bool,
-) {
-    if phone_taken {
-        tracing::warn!(member = %record.member.id, "phone already held by another member; dropped");
-        record.member.phone = None;
-    }
-    if email_taken {
-        tracing::warn!(member = %record.member.id, "email already held by another member; dropped");
-        record.member.email = None;
-    }
 }
 
 /// A double-spend row with its member's card and name.

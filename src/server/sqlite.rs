@@ -28,10 +28,11 @@ use crate::domain::insights::{ByMember, Facts, FactsBuilder};
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PAGE_BYTES, MemberRecord,
+    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PAGE_BYTES,
     ProgramVersionBody, PushResponse, SeedResponse,
 };
 
+mod members;
 mod passes;
 mod report;
 mod verify;
@@ -979,12 +980,7 @@ fn push_one(
     let last = last_terminal_seq(tx, &batch.terminal)?;
     let stored = stored_by_seq(tx, &batch.terminal, &judge::replayed_seqs(batch, last))?;
     let split = judge::sequence(batch, last, &stored).map_err(DbError::Refused)?;
-    let mut members = 0;
-    for m in &batch.members {
-        if upsert_member(tx, m.record.clone(), &batch.terminal, seq)? {
-            members += 1;
-        }
-    }
+    let members = members::store_members(tx, batch, seq)?;
     let wanted = needs(split.new.iter().map(|c| &c.entry));
     let history = program_history(tx, programs)?;
     let flags = judge::possible(&history, known_entries(tx, &wanted)?, &wanted, &split.new)
@@ -1262,101 +1258,6 @@ fn known_entries(conn: &Connection, wanted: &Needs) -> Result<Vec<Entry>, DbErro
         }
     }
     bodies.iter().map(|b| stored_entry(b)).collect()
-}
-
-/// Stores what a till's member record adds to the stored one (the two merged), refusing records
-/// no till writes and cards another member holds; returns whether it changed anything.
-fn upsert_member(
-    conn: &Connection,
-    record: MemberRecord,
-    terminal: &TerminalId,
-    seq: &mut i64,
-) -> Result<bool, DbError> {
-    let id = record.member.id;
-    let stored: Option<String> = conn
-        .prepare_cached("SELECT body FROM members WHERE id = ?1")?
-        .query_row(params![id.0], |r| r.get(0))
-        .optional()?;
-    let stored: Option<MemberRecord> = stored
-        .map(|body| serde_json::from_str::<MemberRecord>(&body).map(|r| r.canonical()))
-        .transpose()
-        .map_err(|e| DbError::Internal(format!("corrupt stored member record {id}: {e}")))?;
-    let mut record = match &stored {
-        Some(old) => {
-            let merged = judge::member_change(old, &record).map_err(DbError::Refused)?;
-            if merged == *old {
-                return Ok(false);
-            }
-            merged
-        }
-        None => record.canonical(),
-    };
-    let held = stored.as_ref().map(MemberRecord::cards).unwrap_or_default();
-    let mut holder = conn.prepare_cached("SELECT 1 FROM members WHERE card = ?1 AND id <> ?2")?;
-    for card in record.cards().difference(&held) {
-        if holder
-            .query_row(params![card.as_str(), id.0], |r| r.get::<_, i64>(0))
-            .optional()?
-            .is_some()
-        {
-            return Err(super::card_taken(id, card));
-        }
-    }
-    drop(holder);
-    let taken = |column: &str, value: &Option<String>| -> Result<bool, DbError> {
-        let Some(value) = value else {
-            return Ok(false);
-        };
-        Ok(conn
-            .query_row(
-                &format!("SELECT 1 FROM members WHERE {column} = ?1 AND id <> ?2"),
-                params![value, id.0],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
-            .is_some())
-    };
-    let phone_taken = taken("phone", &record.member.phone)?;
-    let email_taken = taken("email", &record.member.email)?;
-    super::strip_taken_contacts(&mut record, phone_taken, email_taken);
-    *seq += 1;
-    let body = serde_json::to_string(&record)
-        .map_err(|e| DbError::Internal(format!("member {id}: {e}")))?;
-    conn.prepare_cached(
-        "INSERT INTO members (id, version, card, phone, email, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (id) DO UPDATE SET version = excluded.version, card = excluded.card,
-             phone = excluded.phone, email = excluded.email, body = excluded.body",
-    )?
-    .execute(params![
-        id.0,
-        record.version,
-        record.member.card.as_str(),
-        record.member.phone,
-        record.member.email,
-        body
-    ])
-    .map_err(|e| {
-        refused(
-            e,
-            None,
-            RULE_CONFLICT,
-            format!("member {id}: conflicts with another member"),
-        )
-    })?;
-    // Every version is appended with its own seq and the till that made it: a member's first
-    // version always comes before its entries in a pull, whatever later versions do.
-    conn.prepare_cached(
-        "INSERT INTO member_versions (server_seq, member_id, body, terminal_id)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![*seq, id.0, body, terminal.0])?;
-    if record.erased_at.is_some() {
-        // Erased at the member's request: no older version keeps their data either.
-        conn.prepare_cached("UPDATE member_versions SET body = ?2 WHERE member_id = ?1")?
-            .execute(params![id.0, body])?;
-    }
-    Ok(true)
 }
 
 /// Inserts a push's new entries (in sequence order), each with the next server_seq.
