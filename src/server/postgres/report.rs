@@ -135,7 +135,15 @@ impl PgDb {
             after = members.last().map(|m| m.id.0).or(after);
             latest_enrolled =
                 latest_enrolled.max(members.iter().map(|m| m.enrolled_at.millis()).max());
-            recount(&tx, program, members, &mut totals, &mut latest_at).await?;
+            recount(
+                &tx,
+                program,
+                members,
+                Over::Nothing,
+                &mut totals,
+                &mut latest_at,
+            )
+            .await?;
             if rows.len() < MEMBERS_PER_STEP {
                 break;
             }
@@ -193,7 +201,16 @@ impl PgDb {
         .collect::<Result<Vec<_>, _>>()?;
         let latest_enrolled = members.iter().map(|m| m.enrolled_at.millis()).max();
         let (mut moved, mut latest_at) = (Totals::default(), None);
-        if !recount(&tx, program, members, &mut moved, &mut latest_at).await? {
+        if !recount(
+            &tx,
+            program,
+            members,
+            Over::Stored,
+            &mut moved,
+            &mut latest_at,
+        )
+        .await?
+        {
             return Ok(Step::Undecodable);
         }
         add_totals(&tx, &moved).await?;
@@ -308,25 +325,41 @@ pub(super) fn tier_change(at: i64, before: i64, after: i64) -> Result<TierChange
     })
 }
 
+/// Whether the records being made replace stored ones, or go into tables a remake emptied.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Over {
+    Stored,
+    Nothing,
+}
+
 /// Makes again the records of `members` in a few statements: what their stored records added
-/// is taken off `moved` (false, with nothing written, when one does not decode), their
-/// entries are read, and the new records written and added, noting the latest entry's time.
+/// (`over` stored ones) is taken off `moved` (false, with nothing written, when one does not
+/// decode), their entries are read, and the new records written and added, noting the latest
+/// entry's time. A remake reads and deletes no old records: its own transaction emptied the
+/// tables, and a lookup by member there could be planned as a scan of what it has written so
+/// far (a remake of a million members then slows with every step).
 async fn recount(
     tx: &Transaction<'_>,
     program: &Program,
     members: Vec<MemberFacts>,
+    over: Over,
     moved: &mut Totals,
     latest_at: &mut Option<i64>,
 ) -> Result<bool, DbError> {
     let ids: Vec<Uuid> = members.iter().map(|m| m.id.0).collect();
-    for row in fetch_all(
-        tx,
-        "SELECT m.member_id, m.enrolled_at, m.consent, d.digest FROM report_members m
-         LEFT JOIN report_digests d ON d.member_id = m.member_id WHERE m.member_id = ANY($1)",
-        &[&ids],
-    )
-    .await?
-    {
+    let old = match over {
+        Over::Stored => {
+            fetch_all(
+                tx,
+                "SELECT m.member_id, m.enrolled_at, m.consent, d.digest FROM report_members m
+             LEFT JOIN report_digests d ON d.member_id = m.member_id WHERE m.member_id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+        }
+        Over::Nothing => Vec::new(),
+    };
+    for row in old {
         let digest = match row.get::<_, Option<&[u8]>>(3).map(Digest::from_bytes) {
             None => None,
             Some(Ok(digest)) => Some(digest),
@@ -358,32 +391,31 @@ async fn recount(
         *latest_at = (*latest_at).max(entries.iter().map(|e| e.occurred_at.millis()).max());
         records.push(Record::of(program, member, &entries));
     }
-    write_records(tx, &ids, &records).await?;
+    write_records(tx, &ids, &records, over).await?;
     for record in &records {
         record.count(moved, 1);
     }
     Ok(true)
 }
 
-/// Stores `records` (of the members `ids`) over theirs: digests, rows and tier changes, each
-/// table in one statement.
+/// Stores `records` (of the members `ids`), `over` theirs: digests, rows and tier changes,
+/// each table in one statement.
 async fn write_records(
     tx: &Transaction<'_>,
     ids: &[Uuid],
     records: &[Record],
+    over: Over,
 ) -> Result<(), DbError> {
-    exec(
-        tx,
-        "DELETE FROM report_digests WHERE member_id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
-    exec(
-        tx,
-        "DELETE FROM report_tier_changes WHERE member_id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
+    if over == Over::Stored {
+        for table in ["report_digests", "report_tier_changes"] {
+            exec(
+                tx,
+                &format!("DELETE FROM {table} WHERE member_id = ANY($1)"),
+                &[&ids],
+            )
+            .await?;
+        }
+    }
     let (mut with_digest, mut digests) = (Vec::new(), Vec::new());
     let (mut enrolled, mut consent, mut last_sale) = (Vec::new(), Vec::new(), Vec::new());
     let (mut changed, mut at, mut before, mut after, mut changed_enrolled) =
