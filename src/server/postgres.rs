@@ -142,7 +142,6 @@ async fn exec<C: GenericClient>(
         .map_err(pg)
 }
 
-/// A connection from `pool`, once one is free.
 /// A read-only transaction that sees one moment of the database (repeatable read).
 pub(super) async fn snapshot(
     client: &mut deadpool_postgres::Object,
@@ -177,6 +176,7 @@ async fn for_each_row(
     }
 }
 
+/// A connection from `pool`, once one is free.
 async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
     pool.get()
         .await

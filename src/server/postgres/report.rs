@@ -135,7 +135,7 @@ impl PgDb {
             after = members.last().map(|m| m.id.0).or(after);
             latest_enrolled =
                 latest_enrolled.max(members.iter().map(|m| m.enrolled_at.millis()).max());
-            recount(
+            self.recount(
                 &tx,
                 program,
                 members,
@@ -201,15 +201,16 @@ impl PgDb {
         .collect::<Result<Vec<_>, _>>()?;
         let latest_enrolled = members.iter().map(|m| m.enrolled_at.millis()).max();
         let (mut moved, mut latest_at) = (Totals::default(), None);
-        if !recount(
-            &tx,
-            program,
-            members,
-            Over::Stored,
-            &mut moved,
-            &mut latest_at,
-        )
-        .await?
+        if !self
+            .recount(
+                &tx,
+                program,
+                members,
+                Over::Stored,
+                &mut moved,
+                &mut latest_at,
+            )
+            .await?
         {
             return Ok(Step::Undecodable);
         }
@@ -332,80 +333,132 @@ enum Over {
     Nothing,
 }
 
-/// Makes again the records of `members` in a few statements: what their stored records added
-/// (`over` stored ones) is taken off `moved` (false, with nothing written, when one does not
-/// decode), their entries are read, and the new records written and added, noting the latest
-/// entry's time. A remake reads and deletes no old records: its own transaction emptied the
-/// tables, and a lookup by member there could be planned as a scan of what it has written so
-/// far (a remake of a million members then slows with every step).
-async fn recount(
-    tx: &Transaction<'_>,
-    program: &Program,
-    members: Vec<MemberFacts>,
-    over: Over,
-    moved: &mut Totals,
-    latest_at: &mut Option<i64>,
-) -> Result<bool, DbError> {
-    let ids: Vec<Uuid> = members.iter().map(|m| m.id.0).collect();
-    let old = match over {
-        Over::Stored => {
-            fetch_all(
-                tx,
-                "SELECT m.member_id, m.enrolled_at, m.consent, d.digest FROM report_members m
-             LEFT JOIN report_digests d ON d.member_id = m.member_id WHERE m.member_id = ANY($1)",
-                &[&ids],
-            )
-            .await?
-        }
-        Over::Nothing => Vec::new(),
-    };
-    for row in old {
-        let digest = match row.get::<_, Option<&[u8]>>(3).map(Digest::from_bytes) {
-            None => None,
-            Some(Ok(digest)) => Some(digest),
-            Some(Err(_)) => return Ok(false),
-        };
-        let old = Record {
-            member: MemberFacts {
-                id: MemberId(row.get(0)),
-                enrolled_at: Timestamp::from_millis(row.get(1)),
-                marketing_consent: row.get(2),
-            },
-            digest,
-        };
-        old.count(moved, -1);
-    }
-    let rows = fetch_all(
-        tx,
-        "SELECT member_id, body FROM entries WHERE member_id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
-    let mut bodies: HashMap<Uuid, Vec<&str>> = HashMap::new();
-    for row in &rows {
-        bodies.entry(row.get(0)).or_default().push(row.get(1));
-    }
-    let mut records = Vec::with_capacity(members.len());
-    for member in members {
-        let entries = entries_oldest_first(bodies.remove(&member.id.0).unwrap_or_default())?;
-        *latest_at = (*latest_at).max(entries.iter().map(|e| e.occurred_at.millis()).max());
-        records.push(Record::of(program, member, &entries));
-    }
-    write_records(tx, &ids, &records, over).await?;
-    for record in &records {
-        record.count(moved, 1);
-    }
-    Ok(true)
+/// Records made again for some members, with what they move in the totals.
+#[derive(Default)]
+struct Made {
+    records: Vec<Record>,
+    moved: Totals,
+    latest_at: Option<i64>,
 }
 
-/// Stores `records` (of the members `ids`), `over` theirs: digests, rows and tier changes,
-/// each table in one statement.
+impl Made {
+    /// Adds what another reader made.
+    fn merge(&mut self, other: Made) {
+        self.records.extend(other.records);
+        self.moved.merge(&other.moved);
+        self.latest_at = self.latest_at.max(other.latest_at);
+    }
+}
+
+impl PgDb {
+    /// Makes again the records of `members` and writes them in `tx`, adding what they move in
+    /// the totals (what stored records added taken off, `over` stored ones) to `moved` and
+    /// noting the latest entry's time; false, with nothing written, when a stored record does
+    /// not decode. The records are made on two readers at once, each half of the members on
+    /// its own connection: entries never change, and the stored records only under the
+    /// report's lock, which `tx` holds. A remake reads and deletes no old records: its own
+    /// transaction emptied the tables, and a lookup by member there could be planned as a
+    /// scan of what it has written so far (a remake of a million members then slows with
+    /// every step).
+    async fn recount(
+        &self,
+        tx: &Transaction<'_>,
+        program: &Program,
+        mut members: Vec<MemberFacts>,
+        over: Over,
+        moved: &mut Totals,
+        latest_at: &mut Option<i64>,
+    ) -> Result<bool, DbError> {
+        let second = members.split_off(members.len() / 2);
+        let (first, second) = tokio::try_join!(
+            self.make_records(program, members, over),
+            self.make_records(program, second, over),
+        )?;
+        let Some((mut made, second)) = first.zip(second) else {
+            return Ok(false);
+        };
+        made.merge(second);
+        write_records(tx, &made.records, over).await?;
+        moved.merge(&made.moved);
+        *latest_at = (*latest_at).max(made.latest_at);
+        Ok(true)
+    }
+
+    /// The records of `members` made again on a reader, in two statements: what their stored
+    /// records added (`over` stored ones) is taken off, and their entries are read; none
+    /// when a stored record does not decode.
+    async fn make_records(
+        &self,
+        program: &Program,
+        members: Vec<MemberFacts>,
+        over: Over,
+    ) -> Result<Option<Made>, DbError> {
+        let mut made = Made::default();
+        if members.is_empty() {
+            return Ok(Some(made));
+        }
+        let client = get(&self.pages).await?;
+        let ids: Vec<Uuid> = members.iter().map(|m| m.id.0).collect();
+        let old =
+            match over {
+                Over::Stored => fetch_all(
+                    &client,
+                    "SELECT m.member_id, m.enrolled_at, m.consent, d.digest FROM report_members m
+                     LEFT JOIN report_digests d ON d.member_id = m.member_id
+                     WHERE m.member_id = ANY($1)",
+                    &[&ids],
+                )
+                .await?,
+                Over::Nothing => Vec::new(),
+            };
+        for row in old {
+            let digest = match row.get::<_, Option<&[u8]>>(3).map(Digest::from_bytes) {
+                None => None,
+                Some(Ok(digest)) => Some(digest),
+                Some(Err(_)) => return Ok(None),
+            };
+            let old = Record {
+                member: MemberFacts {
+                    id: MemberId(row.get(0)),
+                    enrolled_at: Timestamp::from_millis(row.get(1)),
+                    marketing_consent: row.get(2),
+                },
+                digest,
+            };
+            old.count(&mut made.moved, -1);
+        }
+        let rows = fetch_all(
+            &client,
+            "SELECT member_id, body FROM entries WHERE member_id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+        drop(client);
+        let mut bodies: HashMap<Uuid, Vec<&str>> = HashMap::new();
+        for row in &rows {
+            bodies.entry(row.get(0)).or_default().push(row.get(1));
+        }
+        for member in members {
+            let entries = entries_oldest_first(bodies.remove(&member.id.0).unwrap_or_default())?;
+            made.latest_at = made
+                .latest_at
+                .max(entries.iter().map(|e| e.occurred_at.millis()).max());
+            let record = Record::of(program, member, &entries);
+            record.count(&mut made.moved, 1);
+            made.records.push(record);
+        }
+        Ok(Some(made))
+    }
+}
+
+/// Stores `records`, `over` their members' stored ones: digests, rows and tier changes, each
+/// table in one statement.
 async fn write_records(
     tx: &Transaction<'_>,
-    ids: &[Uuid],
     records: &[Record],
     over: Over,
 ) -> Result<(), DbError> {
+    let ids: Vec<Uuid> = records.iter().map(|r| r.member.id.0).collect();
     if over == Over::Stored {
         for table in ["report_digests", "report_tier_changes"] {
             exec(
