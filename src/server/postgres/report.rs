@@ -333,10 +333,32 @@ enum Over {
     Nothing,
 }
 
+/// A record made again, and which of its stored parts it changes beside the digest (always
+/// written): the member's row (enrolment, consent, last purchase), and their tier changes.
+struct Remade {
+    record: Record,
+    row: bool,
+    tiers: bool,
+}
+
+impl Remade {
+    /// `record`, over `old` when one is stored.
+    fn over(record: Record, old: Option<&Record>) -> Self {
+        let (row, tiers) = old.map_or((true, true), |old| {
+            let enrolment = old.member != record.member;
+            (
+                enrolment || old.last_sale() != record.last_sale(),
+                enrolment || old.tier_changes() != record.tier_changes(),
+            )
+        });
+        Self { record, row, tiers }
+    }
+}
+
 /// Records made again for some members, with what they move in the totals.
 #[derive(Default)]
 struct Made {
-    records: Vec<Record>,
+    records: Vec<Remade>,
     moved: Totals,
     latest_at: Option<i64>,
 }
@@ -411,6 +433,7 @@ impl PgDb {
                 .await?,
                 Over::Nothing => Vec::new(),
             };
+        let mut stored = HashMap::new();
         for row in old {
             let digest = match row.get::<_, Option<&[u8]>>(3).map(Digest::from_bytes) {
                 None => None,
@@ -426,6 +449,7 @@ impl PgDb {
                 digest,
             };
             old.count(&mut made.moved, -1);
+            stored.insert(old.member.id, old);
         }
         let rows = fetch_all(
             &client,
@@ -445,43 +469,62 @@ impl PgDb {
                 .max(entries.iter().map(|e| e.occurred_at.millis()).max());
             let record = Record::of(program, member, &entries);
             record.count(&mut made.moved, 1);
-            made.records.push(record);
+            let old = stored.get(&record.member.id);
+            made.records.push(Remade::over(record, old));
         }
         Ok(Some(made))
     }
 }
 
-/// Stores `records`, `over` their members' stored ones: digests, rows and tier changes, each
-/// table in one statement.
+/// Stores `records`, `over` their members' stored ones: digests, then the rows and tier
+/// changes that changed (most sales move no tier), each table in one statement.
 async fn write_records(
     tx: &Transaction<'_>,
-    records: &[Record],
+    records: &[Remade],
     over: Over,
 ) -> Result<(), DbError> {
-    let ids: Vec<Uuid> = records.iter().map(|r| r.member.id.0).collect();
+    let ids = |part: fn(&Remade) -> bool| -> Vec<Uuid> {
+        records
+            .iter()
+            .filter(|r| part(r))
+            .map(|r| r.record.member.id.0)
+            .collect()
+    };
     if over == Over::Stored {
-        for table in ["report_digests", "report_tier_changes"] {
-            exec(
-                tx,
-                &format!("DELETE FROM {table} WHERE member_id = ANY($1)"),
-                &[&ids],
-            )
-            .await?;
-        }
+        exec(
+            tx,
+            "DELETE FROM report_digests WHERE member_id = ANY($1)",
+            &[&ids(|_| true)],
+        )
+        .await?;
+        exec(
+            tx,
+            "DELETE FROM report_tier_changes WHERE member_id = ANY($1)",
+            &[&ids(|r| r.tiers)],
+        )
+        .await?;
     }
     let (mut with_digest, mut digests) = (Vec::new(), Vec::new());
-    let (mut enrolled, mut consent, mut last_sale) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rows, mut enrolled, mut consent, mut last_sale) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut changed, mut at, mut before, mut after, mut changed_enrolled) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for record in records {
+    for remade in records {
+        let record = &remade.record;
         let id = record.member.id.0;
         if let Some(digest) = &record.digest {
             with_digest.push(id);
             digests.push(digest.to_bytes());
         }
-        enrolled.push(record.member.enrolled_at.millis());
-        consent.push(record.member.marketing_consent);
-        last_sale.push(record.last_sale());
+        if remade.row {
+            rows.push(id);
+            enrolled.push(record.member.enrolled_at.millis());
+            consent.push(record.member.marketing_consent);
+            last_sale.push(record.last_sale());
+        }
+        if !remade.tiers {
+            continue;
+        }
         for change in record.tier_changes() {
             changed.push(id);
             at.push(change.at.millis());
@@ -503,7 +546,7 @@ async fn write_records(
          SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::boolean[], $4::bigint[])
          ON CONFLICT (member_id) DO UPDATE SET enrolled_at = excluded.enrolled_at,
              consent = excluded.consent, last_sale = excluded.last_sale",
-        &[&ids, &enrolled, &consent, &last_sale],
+        &[&rows, &enrolled, &consent, &last_sale],
     )
     .await?;
     exec(
