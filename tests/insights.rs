@@ -434,7 +434,10 @@ mod chain {
         };
         let ada = enrol(&mut one.till, "Ada");
         for amount in [500, 700, 20_000] {
-            one.till.store.earn(ada, amount, "ann", now()).expect("earn");
+            one.till
+                .store
+                .earn(ada, amount, "ann", now())
+                .expect("earn");
             one.till.sync().expect("sync");
             admin_output(&one.db, &["report", "--json"]);
             records_agree(&one.db, 1);
