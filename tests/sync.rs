@@ -74,6 +74,7 @@ on_both_backends!(
     rotated_keys_keep_old_cards_working_until_retired,
     a_shop_that_began_with_one_till_starts_its_chain_with_it,
     imported_balances_sync_everywhere_and_are_flagged,
+    a_joining_till_finds_a_card_on_the_server_before_its_pull,
 );
 
 /// A server on a fresh database with `n` registered terminals' tokens.
@@ -2700,6 +2701,75 @@ fn imported_balances_sync_everywhere_and_are_flagged(backend: Backend) {
     assert_eq!(b.balances(), a.balances());
     let audit = admin_output(&server.db, &["audit", "--json"]);
     assert!(audit.contains("opening_balance"), "{audit}");
+}
+
+/// A till that has joined but not pulled yet (a big chain's history still on its way) finds
+/// a card it does not know on the server: the member is taken on with the server's balance
+/// and sells at once; the pull that follows brings the same member again and changes nothing
+/// of theirs. A card no member holds is unknown on the server too.
+fn a_joining_till_finds_a_card_on_the_server_before_its_pull(backend: Backend) {
+    let dir = TempDb::new();
+    let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
+        return;
+    };
+    let mut a = Till::join(&server.url, &tokens[0]);
+    let member = enrol(&mut a.store, "Grace Hopper").member.id;
+    for amount in [1_000, 2_500] {
+        a.store.earn(member, amount, "test", now()).expect("earn");
+    }
+    a.sync().expect("sync");
+    let record = a.store.member(member).expect("member").member;
+    let code = a.store.member_code(&record.card);
+    let on_server = a.balances()[&member.0];
+
+    let b_db = TempDb::new();
+    let store = b_db.open();
+    let mut b = Till { db: b_db, store };
+    let join = tillpass::sync::join::JoinCode {
+        url: server.url.clone(),
+        token: tokens[1].clone(),
+        pin: None,
+    };
+    let report =
+        tillpass::sync::join_then_catch_up(&mut b.store, &join, false, now()).expect("join");
+    assert_eq!(
+        report.pulled_members + report.pulled_entries,
+        0,
+        "{report:?}"
+    );
+    let unknown = b.store.identify_code(&code).expect_err("not pulled yet");
+    assert!(unknown.to_string().contains("not known here"), "{unknown}");
+
+    let wait = std::time::Duration::from_secs(10);
+    let found = tillpass::sync::look_up_card(&mut b.store, &record.card, wait, now())
+        .expect("look up")
+        .expect("the server knows the card");
+    assert_eq!(found, (member, on_server));
+    let view = b.store.identify_code(&code).expect("now known here");
+    assert_eq!(view.member, record);
+    assert_eq!(b.store.sync_counters().expect("counters").pull_cursor, 0);
+    let sold = b
+        .store
+        .earn(member, 700, "test", now())
+        .expect("a sale at once")
+        .points;
+    let nobody = CardNumber::from_payload(1);
+    assert_ne!(nobody, record.card);
+    assert_eq!(
+        tillpass::sync::look_up_card(&mut b.store, &nobody, wait, now()).expect("look up"),
+        None
+    );
+
+    b.sync().expect("the pull behind");
+    a.sync().expect("sync");
+    assert_eq!(b.balances(), a.balances());
+    assert_eq!(b.balances()[&member.0], on_server + sold);
+    assert_eq!(b.store.member(member).expect("member").member, record);
+    assert_eq!(
+        b.store.sync_counters().expect("counters").waiting_members,
+        0
+    );
+    assert!(b.store.verify(false).expect("verify").is_clean());
 }
 
 #[test]

@@ -15,8 +15,8 @@ use crate::domain::insights::{ByMember, MemberFacts};
 use crate::domain::possible::{ProgramHistory, ProgramVersion};
 use crate::domain::{Entry, EntryKind, MemberId, MemberRecord, Program, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PUSH_ENTRIES, PushResponse,
-    RecordKind, SeedResponse, record_name,
+    BalanceResponse, CardLookup, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PUSH_ENTRIES,
+    PushResponse, RecordKind, SeedResponse, record_name,
 };
 
 /// Why a storage call failed; the HTTP layer maps each to a status.
@@ -183,6 +183,25 @@ impl Db {
             Db::Sqlite(db) => db.balance(member).await,
             Db::Postgres(db) => db.balance(member).await,
         }
+    }
+
+    /// The member whose card in use `card` is, with their live balance.
+    pub async fn card_lookup(&self, card: &str) -> Result<CardLookup, DbError> {
+        let (found, server_seq) = match self {
+            Db::Sqlite(db) => db.card_lookup(card).await?,
+            Db::Postgres(db) => db.card_lookup(card).await?,
+        };
+        let (member, balance) = match found {
+            Some((id, body, balance)) => {
+                (Some(super::member_push::stored_record(id, &body)?), balance)
+            }
+            None => (None, 0),
+        };
+        Ok(CardLookup {
+            member,
+            balance,
+            server_seq,
+        })
     }
 
     /// Redemptions that overdrew a balance, newest first.
@@ -658,6 +677,9 @@ pub(super) fn render_cut(
         .collect();
     render(&m, &e, cut.next, cut.more, next_record)
 }
+
+/// The member holding a card: their id, stored record and live balance.
+pub(super) type Found = Option<(MemberId, String, i64)>;
 
 /// A `code_keys` row: id, master (none for key 0), retired.
 pub(super) type KeyRow = (u32, Option<Vec<u8>>, bool);

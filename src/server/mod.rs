@@ -34,7 +34,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use sha2::{Digest as _, Sha256};
 
-use crate::domain::{MemberId, MemberRecord, TerminalId, Timestamp};
+use crate::domain::{CardNumber, MemberId, MemberRecord, TerminalId, Timestamp};
 use crate::sync::protocol::{
     ConfigQuery, DoubleSpend, MAX_BODY_BYTES, MAX_OWN_LIMIT, MAX_PULL_LIMIT, OwnQuery, PullQuery,
     PushRequest, SeedRequest, SeedResponse, TERMINAL_HEADER,
@@ -134,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sync/own", get(own))
         .route("/v1/sync/seed", post(seed))
         .route("/v1/members/{id}/balance", get(balance))
+        .route("/v1/members/by-card/{card}", get(card_lookup))
         .route("/v1/double-spends", get(double_spends))
         .route("/v1/report", get(report))
         .merge(passes::routes())
@@ -351,6 +352,19 @@ async fn balance(
             "member {member} is not known to the server"
         ))),
     }
+}
+
+/// `GET /v1/members/by-card/{card}`: the member holding the card, for a till that has not
+/// pulled them yet.
+async fn card_lookup(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(_): TerminalAuth,
+    Path(card): Path<String>,
+) -> Result<Response, ApiError> {
+    let card: CardNumber = card
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("{card:?} is not a card number: {e}")))?;
+    Ok(Json(state.db.card_lookup(card.as_str()).await?).into_response())
 }
 
 async fn double_spends(

@@ -411,6 +411,22 @@ impl Store {
         Ok(applied)
     }
 
+    /// Takes on one member record the server gave for a scan, ahead of the pull, which takes
+    /// it on again later and changes nothing then: the cursor stays where it is. A record this
+    /// till cannot apply goes to the quarantine, as when pulled.
+    pub fn take_looked_up(&mut self, member: &MemberRecord, at: Timestamp) -> Result<Applied> {
+        let page = self.page()?;
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let applied = page.apply(&mut tx, std::slice::from_ref(member), &[], at)?;
+        tx.commit()?;
+        if member.erased_at.is_some() {
+            self.scrub_log()?;
+        }
+        Ok(applied)
+    }
+
     /// Records set aside, newest first.
     pub fn quarantined(&self, limit: usize) -> Result<Vec<Quarantined>> {
         let mut stmt = self.conn.prepare_cached(

@@ -8,11 +8,11 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use super::protocol::{
-    BalanceResponse, ConfigQuery, ConfigResponse, DoubleSpendList, ErrorBody, MAX_RESPONSE_BYTES,
-    OwnQuery, PassLinkRequest, PassLinkResponse, PullQuery, PullResponse, PushRequest,
-    PushResponse, SeedRequest, SeedResponse, TERMINAL_HEADER,
+    BalanceResponse, CardLookup, ConfigQuery, ConfigResponse, DoubleSpendList, ErrorBody,
+    MAX_RESPONSE_BYTES, OwnQuery, PassLinkRequest, PassLinkResponse, PullQuery, PullResponse,
+    PushRequest, PushResponse, SeedRequest, SeedResponse, TERMINAL_HEADER,
 };
-use crate::domain::{MemberId, TerminalId};
+use crate::domain::{CardNumber, MemberId, TerminalId};
 use crate::store::StoreError;
 
 /// The longest a sync request may take (a push of a full batch over a slow line).
@@ -215,6 +215,17 @@ impl SyncClient {
             self.request(
                 reqwest::Method::GET,
                 &format!("/v1/members/{member}/balance"),
+            )
+            .send(),
+        )
+    }
+
+    /// The member holding `card` as the server knows them, with their live balance.
+    pub fn member_by_card(&self, card: &CardNumber) -> Result<CardLookup, SyncError> {
+        self.answer(
+            self.request(
+                reqwest::Method::GET,
+                &format!("/v1/members/by-card/{}", card.as_str()),
             )
             .send(),
         )

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::client::{REQUEST_TIMEOUT, SyncClient, SyncError};
 use super::protocol::{ConfigQuery, ConfigResponse, MAX_OWN_LIMIT, MAX_PUSH_MEMBERS, PushRequest};
-use crate::domain::{MemberId, TerminalId, Timestamp};
+use crate::domain::{CardNumber, MemberId, TerminalId, Timestamp};
 use crate::store::{Outbox, Store, StoreError, SyncSettings};
 
 /// Entries per push (under the server's limit, a few hundred KB of JSON).
@@ -393,9 +393,33 @@ pub fn join(
     insecure_http: bool,
     at: Timestamp,
 ) -> Result<SyncReport, SyncError> {
+    join_with(store, code, insecure_http, at, sync_once)
+}
+
+/// [`join`] without the pull: the program, the member-code key and this till's own records
+/// are settled with the server, and the chain's members and history are left to the sync
+/// worker, so the till scans (looking unknown cards up on the server) while they arrive.
+pub fn join_then_catch_up(
+    store: &mut Store,
+    code: &super::join::JoinCode,
+    insecure_http: bool,
+    at: Timestamp,
+) -> Result<SyncReport, SyncError> {
+    join_with(store, code, insecure_http, at, settle)
+}
+
+type FirstRound = fn(&mut Store, &SyncClient, Timestamp) -> Result<SyncReport, SyncError>;
+
+fn join_with(
+    store: &mut Store,
+    code: &super::join::JoinCode,
+    insecure_http: bool,
+    at: Timestamp,
+    first_round: FirstRound,
+) -> Result<SyncReport, SyncError> {
     let previous = store.sync_settings()?;
     store.join_server(&code.url, &code.token, code.pin.as_deref(), insecure_http)?;
-    let result = client_for(store).and_then(|client| match sync_once(store, &client, at) {
+    let result = client_for(store).and_then(|client| match first_round(store, &client, at) {
         Err(SyncError::Store(StoreError::KeyMismatch(mismatch))) => {
             if store.holds_demo_history()? {
                 return Err(StoreError::DemoCannotJoin.into());
@@ -408,7 +432,7 @@ pub fn join(
                     }
                     other => other,
                 })?;
-            sync_once(store, &client, at)
+            first_round(store, &client, at)
         }
         done => done,
     });
@@ -421,6 +445,45 @@ pub fn join(
         }
     }
     result
+}
+
+/// A round without the pull: the server's program and key, this till's sequence lined up with
+/// the server's, and everything waiting pushed.
+fn settle(store: &mut Store, client: &SyncClient, at: Timestamp) -> Result<SyncReport, SyncError> {
+    let mut report = SyncReport::default();
+    let config = take_config(store, client, at, &mut report)?;
+    reconcile_own(store, client, &config, at, &mut report)?;
+    push_all(store, client, &mut report)?;
+    Ok(report)
+}
+
+/// A card this till does not know, asked of the server: the member holding it is taken on
+/// here (as the pull would take them on, ahead of it) and returned with their live balance;
+/// `Ok(None)` when no member holds the card on the server either. Every request gives up
+/// after `timeout`.
+pub fn look_up_card(
+    store: &mut Store,
+    card: &CardNumber,
+    timeout: Duration,
+    at: Timestamp,
+) -> Result<Option<(MemberId, i64)>, SyncError> {
+    let client = client_within(store, timeout)?;
+    let found = client.member_by_card(card)?;
+    let Some(record) = found.member else {
+        return Ok(None);
+    };
+    if record.member.card != *card {
+        return Err(SyncError::Protocol(format!(
+            "asked for card {card}, the server answered with card {}",
+            record.member.card
+        )));
+    }
+    if store.take_looked_up(&record, at)?.quarantined > 0 {
+        return Err(SyncError::Protocol(format!(
+            "the server's record of the member with card {card} cannot be taken on here (see the quarantine)"
+        )));
+    }
+    Ok(Some((record.member.id, found.balance)))
 }
 
 /// The member's live balance when this till is connected to a server (`Ok(None)` when it is

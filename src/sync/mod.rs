@@ -9,4 +9,6 @@ pub mod tls;
 pub mod worker;
 
 pub use client::{SyncClient, SyncError};
-pub use engine::{SyncReport, client_for, join, live_balance, sync_once};
+pub use engine::{
+    SyncReport, client_for, join, join_then_catch_up, live_balance, look_up_card, sync_once,
+};

@@ -12,6 +12,8 @@
 //!   entries with `terminal_seq > S` (and the members they need), for a till restored from a
 //!   backup to take back what it had pushed; `next` is a terminal_seq.
 //! - `GET /v1/members/{id}/balance` -> [`BalanceResponse`]: the live balance.
+//! - `GET /v1/members/by-card/{card}` -> [`CardLookup`]: the member holding a card, with their
+//!   live balance, for a till that has not pulled them yet.
 //! - `GET /v1/double-spends` -> [`DoubleSpendList`].
 //! - `POST /v1/passes/link` [`PassLinkRequest`] -> [`PassLinkResponse`]: a wallet pass link.
 //! - `GET /health`: no authentication.
@@ -183,6 +185,16 @@ pub struct CodeKeyBody {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceResponse {
     pub member_id: MemberId,
+    pub balance: i64,
+    pub server_seq: i64,
+}
+
+/// The member whose card in use `card` is, as the server holds them, with their live balance:
+/// what a till still catching up (or not yet synced since the member enrolled elsewhere) shows
+/// for a scan. `member` is `None` when no member holds the card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardLookup {
+    pub member: Option<MemberRecord>,
     pub balance: i64,
     pub server_seq: i64,
 }
