@@ -11,14 +11,14 @@ use super::dialog::{Dialog, DonatePrompt, PinPrompt, PinPurpose, WalletDialog};
 use super::enrol::EnrolScreen;
 use super::jobs::Job;
 use super::manager::ManagerScreen;
-use super::member::{ShownMember, texture};
+use super::member::{ServerBalance, ShownMember, texture};
 use super::theme::BAD;
-use super::worker::{Reply, Request, Worker};
-use crate::domain::Program;
+use super::worker::{MemberPanel, Reply, Request, Worker};
 use crate::domain::money::parse_amount;
 use crate::domain::quote::quote;
+use crate::domain::{MemberId, Program};
 use crate::pos::{Committed, OnScreen, PosAnswer, PosApi, PosCall, PosRequest};
-use crate::store::StoreStats;
+use crate::store::{ScanError, StoreStats};
 use crate::sync::worker::{SyncStatus, SyncWorker};
 use std::sync::mpsc::Receiver;
 use tokio::sync::oneshot;
@@ -55,6 +55,8 @@ pub struct TillApp {
     pos: Option<(PosApi, Receiver<PosCall>)>,
     /// The point-of-sale system's commit waiting for the store to write the sale.
     pos_commit: Option<oneshot::Sender<PosAnswer>>,
+    /// The server's balance for the member a card lookup just took on, shown with them.
+    looked_up: Option<(MemberId, i64)>,
 }
 
 impl TillApp {
@@ -86,6 +88,7 @@ impl TillApp {
             pos_listen: None,
             pos: None,
             pos_commit: None,
+            looked_up: None,
         }
     }
 
@@ -655,8 +658,30 @@ impl TillApp {
                 self.say(Tone::Info, format!("{} found", panel.view.member.name));
                 self.cashier.pending = None;
                 self.cashier.selected_reward = None;
-                let shown = ShownMember::new(&self.ctx, "member-qr", *panel);
-                self.cashier.show_member(shown);
+                self.show_panel(*panel);
+            }
+            Reply::UnknownCard(card) => {
+                if self.sync_status().configured {
+                    self.say(
+                        Tone::Info,
+                        format!("Card {card} is not on this till yet: asking the server…"),
+                    );
+                    self.worker.run(Job::LookUpCard(card));
+                } else {
+                    self.say(Tone::Bad, ScanError::UnknownMember(card).to_string());
+                }
+            }
+            Reply::LookedUp { member, balance } => {
+                self.looked_up = Some((member, balance));
+                self.worker.send(Request::Open(member));
+            }
+            Reply::ServerBalance { member, balance } => {
+                if let Some(shown) = &mut self.cashier.member
+                    && shown.view.member.id == member
+                {
+                    shown.server =
+                        Some(balance.map_or(ServerBalance::Unanswered, ServerBalance::Known));
+                }
             }
             Reply::Matches(hits) => {
                 let text = match hits.len() {
@@ -691,8 +716,7 @@ impl TillApp {
                 self.say(Tone::Good, message);
                 self.cashier.pending = None;
                 self.cashier.ask = sale.then_some(Ask::Member(panel.view.member.id));
-                let shown = ShownMember::new(&self.ctx, "member-qr", *panel);
-                self.cashier.show_member(shown);
+                self.show_panel(*panel);
                 self.close_waiting_dialog();
             }
             Reply::Enrolled(panel) => {
@@ -774,7 +798,9 @@ impl TillApp {
                 self.nudge_sync();
                 self.say(
                     Tone::Good,
-                    format!("Joined {url}: this till now syncs with it"),
+                    format!(
+                        "Joined {url}: the chain's members and history follow in the background; scans ask the server meanwhile"
+                    ),
                 );
             }
             Reply::PassContent(content) => self.worker.run(Job::WalletPass(content)),
@@ -817,6 +843,28 @@ impl TillApp {
                 });
             }
         }
+    }
+
+    /// Puts `panel` on screen. While this till is still receiving the chain's history its own
+    /// balance may lack the member's entries, so the server's is asked for and shown with it;
+    /// so it is after each write for a member whose balance came from the server.
+    fn show_panel(&mut self, panel: MemberPanel) {
+        let mut shown = ShownMember::new(&self.ctx, "member-qr", panel);
+        let id = shown.view.member.id;
+        let from_server = self
+            .cashier
+            .member
+            .as_ref()
+            .is_some_and(|m| m.view.member.id == id && m.server.is_some());
+        shown.server = match self.looked_up.take() {
+            Some((member, balance)) if member == id => Some(ServerBalance::Known(balance)),
+            _ if from_server || self.sync_status().catching_up.is_some() => {
+                self.worker.run(Job::ServerBalance(id));
+                Some(ServerBalance::Asking)
+            }
+            _ => None,
+        };
+        self.cashier.show_member(shown);
     }
 
     /// The store is open: remember the program and start syncing.

@@ -4,8 +4,8 @@ use egui::{FontId, Key, Modifiers, RichText};
 
 use super::action::Action;
 use super::keys::button_text;
-use super::member::ShownMember;
-use super::theme::{BAD, GOOD, MUTED, TARGET, big_button, tier_badge};
+use super::member::{ServerBalance, ShownMember};
+use super::theme::{BAD, GOOD, INFO, MUTED, TARGET, big_button, tier_badge};
 use crate::domain::Program;
 use std::collections::BTreeMap;
 
@@ -217,19 +217,51 @@ fn matches_ui(ui: &mut egui::Ui, matches: &[SearchHit]) -> Option<Action> {
     open
 }
 
+/// Under the balance, while this till is still receiving the chain's history: where the
+/// number shown comes from.
+fn server_note_ui(ui: &mut egui::Ui, shown: &ShownMember) {
+    let local = shown.view.state.balance;
+    let (text, colour) = match shown.server {
+        None => return,
+        Some(ServerBalance::Known(server)) if server == local => return,
+        Some(ServerBalance::Known(_)) => (
+            format!(
+                "Balance from the server: this till has not received all of this member's history yet ({local} points here so far)"
+            ),
+            INFO,
+        ),
+        Some(ServerBalance::Asking) => (
+            "Checking the balance with the server: this till is still receiving the chain's history…"
+                .to_owned(),
+            MUTED,
+        ),
+        Some(ServerBalance::Unanswered) => (
+            "The server did not answer and this till is still receiving the chain's history: the balance may be short"
+                .to_owned(),
+            BAD,
+        ),
+    };
+    ui.label(RichText::new(text).color(colour));
+}
+
 fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Option<Action> {
     let m = &shown.view.member;
     let s = &shown.view.state;
     ui.label(RichText::new(&m.name).size(36.0).strong());
     ui.label(RichText::new(format!("Card {}", m.card.grouped())).color(MUTED));
+    let balance = match shown.server {
+        Some(ServerBalance::Known(server)) => server,
+        _ => s.balance,
+    };
     ui.horizontal(|ui| {
         tier_badge(ui, program.tier(s.tier));
         ui.label(
-            RichText::new(format!("{} points", s.balance))
+            RichText::new(format!("{balance} points"))
                 .size(40.0)
                 .strong(),
         );
     });
+    server_note_ui(ui, shown);
     if shown.pending > 0 {
         let days = program.return_window_days.unwrap_or(0);
         ui.label(

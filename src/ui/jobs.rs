@@ -23,6 +23,10 @@ pub const LIVE_BALANCE_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum Job {
     /// Ask the server for the member's live balance before redeeming `reward`.
     LiveBalance { member: MemberId, reward: String },
+    /// Ask the server for the member's live balance to show, while this till catches up.
+    ServerBalance(MemberId),
+    /// Ask the server who holds a card this till does not know, and take them on.
+    LookUpCard(String),
     /// Sign the member's Apple pass into the exports folder and make the Google save link.
     WalletPass(Box<PassContent>),
     /// Write the member's QR code as a PNG into the exports folder.
@@ -48,6 +52,11 @@ pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &
                 member,
                 reward,
             },
+            Job::ServerBalance(member) => Reply::ServerBalance {
+                balance: live_balance(&mut store, db, member),
+                member,
+            },
+            Job::LookUpCard(card) => look_up_card(&mut store, db, &card),
             Job::WalletPass(content) => match pass_link(&mut store, db, &content) {
                 Some(reply) => reply,
                 None => wallet_pass(db, exports, &content),
@@ -63,21 +72,27 @@ pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &
     }
 }
 
-/// Joins the server `code` names (on this thread's own store connection) and syncs once.
+/// Joins the server `code` names (on this thread's own store connection) and settles with it;
+/// the sync worker then pulls the chain's members and history behind.
 fn join(store: &mut Option<Store>, db: &Path, code: &JoinCode) -> Reply {
-    if store.is_none() {
-        match Store::open(db) {
-            Ok(opened) => *store = Some(opened),
-            Err(e) => return Reply::Refused(e.to_string()),
-        }
-    }
-    let Some(store) = store.as_mut() else {
-        return Reply::Refused("the store is not open".into());
+    let store = match opened(store, db) {
+        Ok(store) => store,
+        Err(e) => return Reply::Refused(e),
     };
-    match crate::sync::join(store, code, false, now()) {
+    match crate::sync::join_then_catch_up(store, code, false, now()) {
         Ok(_) => Reply::Joined(code.url.clone()),
         Err(e) => Reply::Refused(format!("Could not join {}: {e}", code.url)),
     }
+}
+
+/// This thread's own store connection, opened on first use.
+fn opened<'s>(store: &'s mut Option<Store>, db: &Path) -> Result<&'s mut Store, String> {
+    if store.is_none() {
+        *store = Some(Store::open(db).map_err(|e| e.to_string())?);
+    }
+    store
+        .as_mut()
+        .ok_or_else(|| "the store is not open".to_owned())
 }
 
 /// The manager's report, on this thread's own store connection.
@@ -88,12 +103,10 @@ fn insights(
     to: crate::domain::Timestamp,
     replies: &Replies,
 ) -> Reply {
-    if store.is_none() {
-        match Store::open(db) {
-            Ok(opened) => *store = Some(opened),
-            Err(e) => return Reply::InsightsFailed(e.to_string()),
-        }
-    }
+    let store = match opened(store, db) {
+        Ok(store) => store,
+        Err(e) => return Reply::InsightsFailed(e),
+    };
     // A reply per percent read, not per page: each one wakes the UI.
     let mut shown = None;
     let mut progress = |read: u64, total: u64| {
@@ -103,13 +116,9 @@ fn insights(
             replies.send(Reply::InsightsProgress(read, total));
         }
     };
-    match store
-        .as_mut()
-        .map(|s| s.insights_with_progress(from, to, &mut progress))
-    {
-        Some(Ok(report)) => Reply::Insights(Box::new(report)),
-        Some(Err(e)) => Reply::InsightsFailed(format!("Could not compute the report: {e}")),
-        None => Reply::InsightsFailed("the store is not open".into()),
+    match store.insights_with_progress(from, to, &mut progress) {
+        Ok(report) => Reply::Insights(Box::new(report)),
+        Err(e) => Reply::InsightsFailed(format!("Could not compute the report: {e}")),
     }
 }
 
@@ -121,6 +130,25 @@ fn live_balance(store: &mut Option<Store>, db: &Path, member: MemberId) -> Optio
     crate::sync::live_balance(store.as_mut()?, member, LIVE_BALANCE_TIMEOUT)
         .ok()
         .flatten()
+}
+
+/// The member holding `card`, asked of the server and taken on here.
+fn look_up_card(store: &mut Option<Store>, db: &Path, card: &str) -> Reply {
+    let unknown = || format!("No member has card {card}, here or on the server");
+    let Ok(number) = card.parse::<CardNumber>() else {
+        return Reply::Refused(unknown());
+    };
+    let store = match opened(store, db) {
+        Ok(store) => store,
+        Err(e) => return Reply::Refused(e),
+    };
+    match crate::sync::look_up_card(store, &number, LIVE_BALANCE_TIMEOUT, now()) {
+        Ok(Some((member, balance))) => Reply::LookedUp { member, balance },
+        Ok(None) => Reply::Refused(unknown()),
+        Err(e) => Reply::Refused(format!(
+            "Card {card} is not on this till yet, and the server could not be asked: {e}"
+        )),
+    }
 }
 
 /// On a till joined to a server, the link to the member's pass on the server (which holds the

@@ -26,6 +26,18 @@ pub struct ShownMember {
     pub paid_until: Option<crate::domain::Timestamp>,
     /// Who referred them, and their referrals rewarded this year.
     pub referrals: crate::store::MemberReferrals,
+    /// The server's balance, asked for while this till is still receiving the chain's
+    /// history (its own count lacks the entries it has not pulled yet).
+    pub server: Option<ServerBalance>,
+}
+
+/// The server's word on a member's balance while this till catches up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerBalance {
+    Asking,
+    Known(i64),
+    /// The server could not be asked in time.
+    Unanswered,
 }
 
 impl ShownMember {
@@ -58,6 +70,7 @@ impl ShownMember {
             badges: panel.badges,
             paid_until: panel.paid_until,
             referrals: panel.referrals,
+            server: None,
         }
     }
 }

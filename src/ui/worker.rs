@@ -138,6 +138,19 @@ pub enum Reply {
         stats: StoreStats,
     },
     Member(Box<MemberPanel>),
+    /// A genuine member code whose card this till does not know (yet): the card.
+    UnknownCard(String),
+    /// The server knew the card: its member is taken on here, with the live balance.
+    LookedUp {
+        member: MemberId,
+        balance: i64,
+    },
+    /// The server's balance for the member on screen while this till catches up: `None` when
+    /// it could not be asked.
+    ServerBalance {
+        member: MemberId,
+        balance: Option<i64>,
+    },
     Matches(Vec<SearchHit>),
     /// An entry was written; the message says what happened.
     Written {
@@ -550,7 +563,11 @@ fn written(store: &Store, entry: &Entry, message: String) -> Result<Reply, Faile
 }
 
 fn scan(store: &mut Store, text: &str) -> Result<Reply, Failed> {
-    match store.scan(text, 20)? {
+    let outcome = match store.scan(text, 20) {
+        Err(ScanError::UnknownMember(card)) => return Ok(Reply::UnknownCard(card)),
+        found => found?,
+    };
+    match outcome {
         ScanOutcome::Member(view) => {
             // A member back after the program's days away is given the welcome-back offer now,
             // so the cashier sees it on this scan.
