@@ -4,6 +4,8 @@
 //! - the bare engine: batched prepared INSERTs into the same SQLite schema; COPY into the same
 //!   PostgreSQL schema;
 //! - a new till pulling 1,000,000 entries from the SQLite server;
+//! - a new till joining the SQLite server (`join` phase): how soon it scans cards, each looked
+//!   up on the server while the pull runs behind, and how long the whole pull takes then;
 //! - the chain report (`GET /v1/report`, last 90 days) on each server holding them: the first
 //!   right after ingest (finishing what the server's report keeper has not yet made), the
 //!   next, and one right after a further push of a batch; then `verify` on its database.
@@ -89,25 +91,27 @@ fn data(n: usize, m: usize) -> Data {
 }
 
 /// A server on `url` in a background runtime; returns its address, the source tills' tokens
-/// and a token for a new till.
-fn start_server(url: &str) -> Result<(String, [String; 2], String, tokio::runtime::Runtime)> {
+/// and tokens for two new tills.
+fn start_server(url: &str) -> Result<(String, [String; 2], [String; 2], tokio::runtime::Runtime)> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let (addr, sources, token2) = runtime.block_on(async {
+    let (addr, sources, tills) = runtime.block_on(async {
         let db = Db::open(url, now()).await?;
         let sources = [new_token(), new_token()];
+        let tills = [new_token(), new_token()];
         for (i, token) in sources.iter().enumerate() {
             db.add_terminal(&format!("bench source {i}"), &token_hash(token), now())
                 .await?;
         }
-        let token2 = new_token();
-        db.add_terminal("bench till", &token_hash(&token2), now())
-            .await?;
+        for (i, token) in tills.iter().enumerate() {
+            db.add_terminal(&format!("bench till {i}"), &token_hash(token), now())
+                .await?;
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         tokio::spawn(serve(listener, db, None));
-        Ok::<_, Box<dyn std::error::Error>>((addr, sources, token2))
+        Ok::<_, Box<dyn std::error::Error>>((addr, sources, tills))
     })?;
-    Ok((format!("http://{addr}"), sources, token2, runtime))
+    Ok((format!("http://{addr}"), sources, tills, runtime))
 }
 
 /// Pushes members (timed, and said), then every entry but the last batch (pre-serialised
@@ -353,14 +357,14 @@ fn main() -> Result<()> {
     let data = data(n, m);
 
     let phases =
-        std::env::var("BENCH_PHASES").unwrap_or_else(|_| "bare,ingest,pull,postgres".into());
+        std::env::var("BENCH_PHASES").unwrap_or_else(|_| "bare,ingest,report,pull,postgres".into());
     let bare = if phases.contains("bare") {
         bare_sqlite(&dir.path().join("bare.sqlite3"), &data)?
     } else {
         f64::NAN
     };
     if phases.contains("ingest") {
-        sqlite_ingest_and_pull(dir.path(), &data, bare, phases.contains("pull"))?;
+        sqlite_ingest_and_pull(dir.path(), &data, bare, &phases)?;
     }
     if phases.contains("postgres") {
         postgres_ingest(&data)?;
@@ -368,35 +372,115 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Ingest into a SQLite server, then (`pull`) a new till pulling everything.
-fn sqlite_ingest_and_pull(dir: &std::path::Path, data: &Data, bare: f64, pull: bool) -> Result<()> {
+/// Ingest into a SQLite server, then (as `phases` name them) the chain report and `verify`, a
+/// new till pulling everything, and a new till joining and scanning while it pulls.
+fn sqlite_ingest_and_pull(
+    dir: &std::path::Path,
+    data: &Data,
+    bare: f64,
+    phases: &str,
+) -> Result<()> {
     let n = data.entries.len();
     let url = format!("sqlite:{}", dir.join("server.sqlite3").display());
-    let (server, tokens, till_token, runtime) = start_server(&url)?;
+    let (server, tokens, tills, runtime) = start_server(&url)?;
     let http = ingest("SQLite  ", &server, &tokens, data)?;
     println!(
         "SQLite   ingest over HTTP: {http:>9.0} entries/s   bare batched INSERT: {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
     );
-    chain_report("SQLite", &server, &tokens, data)?;
-    verify("SQLite", &url, &runtime)?;
-    if !pull {
-        return Ok(());
+    if phases.contains("report") {
+        chain_report("SQLite", &server, &tokens, data)?;
+        verify("SQLite", &url, &runtime)?;
     }
-    let till_dir = tempfile::tempdir()?;
-    let mut till = Store::open(&till_dir.path().join("till.sqlite3"))?;
-    till.set_sync_server(&server, &till_token)?;
-    let client = SyncClient::new(&server, &till_token, till.terminal_id().clone())?;
+    if phases.contains("pull") {
+        let till_dir = tempfile::tempdir()?;
+        let mut till = Store::open(&till_dir.path().join("till.sqlite3"))?;
+        till.set_sync_server(&server, &tills[0])?;
+        let client = SyncClient::new(&server, &tills[0], till.terminal_id().clone())?;
+        let started = Instant::now();
+        let report = sync_once(&mut till, &client, now())?;
+        let took = started.elapsed();
+        println!(
+            "new till pulled {} entries and {} members in {:.2} s ({:.0} entries/s)",
+            report.pulled_entries,
+            report.pulled_members,
+            took.as_secs_f64(),
+            report.pulled_entries as f64 / took.as_secs_f64()
+        );
+    }
+    if phases.contains("join") {
+        join_and_scan(&server, &tills[1], data)?;
+    }
+    drop(runtime);
+    Ok(())
+}
+
+/// Cards scanned at a till that has just joined, while its pull runs, one every `SCAN_EVERY`
+/// (a cashier's pace).
+const SCANS: usize = 20;
+const SCAN_EVERY: Duration = Duration::from_millis(500);
+
+/// A new till joins (program, key, its own records; no pull), then, as the app does, pulls on
+/// a second connection while cards are scanned on the first: a card not pulled yet is looked
+/// up on the server and its member taken on. Says when the first scan showed a member, how
+/// long each scan took (the lookup's write waits while the pull commits a batch), and how long
+/// the pull took.
+fn join_and_scan(server: &str, token: &str, data: &Data) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("till.sqlite3");
+    let mut till = Store::open(&path)?;
+    let code = tillpass::sync::join::JoinCode {
+        url: server.to_owned(),
+        token: token.to_owned(),
+        pin: None,
+    };
     let started = Instant::now();
-    let report = sync_once(&mut till, &client, now())?;
-    let took = started.elapsed();
+    tillpass::sync::join_then_catch_up(&mut till, &code, false, now())?;
+    let joined = started.elapsed();
+    let puller_path = path.clone();
+    let puller = std::thread::spawn(move || -> std::result::Result<_, String> {
+        let mut store = Store::open(&puller_path).map_err(|e| e.to_string())?;
+        let client = tillpass::sync::client_for(&store).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let report = sync_once(&mut store, &client, now()).map_err(|e| e.to_string())?;
+        Ok((report, started.elapsed()))
+    });
+    let mut scans = Vec::with_capacity(SCANS);
+    let (mut looked_up, mut first_shown) = (0, None);
+    for i in 0..SCANS {
+        let card = &data.members[(i * 7_919) % data.members.len()].member.card;
+        if i > 0 {
+            std::thread::sleep(SCAN_EVERY);
+        }
+        let scanned = Instant::now();
+        let shown = match till.identify_code(&till.member_code(card)) {
+            Ok(view) => Some(view.member.id),
+            Err(_) => {
+                looked_up += 1;
+                tillpass::sync::look_up_card(&mut till, card, Duration::from_secs(30), now())?
+                    .map(|(member, _)| member)
+            }
+        };
+        let took = scanned.elapsed();
+        if shown.is_none() {
+            return Err(format!("card {card} was not found, here or on the server").into());
+        }
+        first_shown.get_or_insert(started.elapsed());
+        scans.push(took);
+    }
+    let (report, pulled) = puller.join().map_err(|_| "the pull thread panicked")??;
+    scans.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
     println!(
-        "new till pulled {} entries and {} members in {:.2} s ({:.0} entries/s)",
+        "new till joined in {:.3} s; first card shown {:.3} s after the join began; {SCANS} scans while it pulled, one every {} ms ({looked_up} looked up on the server): median {:.1} ms, max {:.1} ms; pull of {} entries and {} members behind them: {:.2} s",
+        joined.as_secs_f64(),
+        first_shown.unwrap_or_default().as_secs_f64(),
+        SCAN_EVERY.as_millis(),
+        ms(scans[SCANS / 2]),
+        ms(scans[SCANS - 1]),
         report.pulled_entries,
         report.pulled_members,
-        took.as_secs_f64(),
-        report.pulled_entries as f64 / took.as_secs_f64()
+        pulled.as_secs_f64()
     );
-    drop(runtime);
     Ok(())
 }
 

@@ -100,6 +100,37 @@ fn impossible_pulled_entries_are_set_aside_and_the_rest_applies() {
     assert_eq!(store.quarantine_count().expect("count"), 3);
 }
 
+/// A catch-up steps aside for a sale between chunks of a page, committing the entries so
+/// far without the cursor; after a crash there the page comes again, and what is already
+/// here is taken as present: nothing doubles, nothing is lost, the same entries are refused.
+#[test]
+fn a_page_partly_committed_before_a_crash_applies_again_without_doubling() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    let member = enrol(&mut store, "Grace Hopper").member.id;
+    let first = sale(member, 1, 125, 1250);
+    let second = sale(member, 2, 50, 500);
+    let undo_first = reversal_of(&first, 3, -125);
+    let greedy = sale(member, 4, 900_000_000, 1);
+    let page = [first.clone(), second, undo_first, greedy];
+    let committed = store
+        .apply_pulled(&[], std::slice::from_ref(&first), 0, None, NOW)
+        .expect("the part committed before the crash");
+    assert_eq!(committed.inserted, 1);
+    assert_eq!(store.sync_counters().expect("counters").pull_cursor, 0);
+    let again = store
+        .apply_pulled(&[], &page, 40, Some("entry:x"), NOW)
+        .expect("the page again");
+    assert_eq!((again.inserted, again.quarantined), (2, 1));
+    store.refresh_stale().expect("refresh");
+    assert_eq!(
+        store.member(member).expect("member").state.balance,
+        100 + 50
+    );
+    assert_eq!(store.history(member, 10).expect("history").len(), 4);
+    assert!(store.verify(false).expect("verify").is_clean());
+}
+
 #[test]
 fn a_member_record_this_till_cannot_take_is_set_aside() {
     let db = TempDb::new();

@@ -257,6 +257,19 @@ fn screen<'e>(
     Ok((ok, bad))
 }
 
+/// Entries, and member records, applied between looks for a writer waiting for the lock (a
+/// few tens of milliseconds of work each).
+const STEP_ASIDE_EVERY: usize = 5_000;
+const STEP_ASIDE_MEMBERS: usize = 500;
+
+/// Steps aside ([`super::write_lock::step_aside`]) if a writer waits for the lock.
+fn let_waiting_writer_in(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    if super::write_lock::someone_waits() {
+        super::write_lock::step_aside(tx)?;
+    }
+    Ok(())
+}
+
 /// What judging and applying a page of pulled records needs.
 struct Page {
     programs: ProgramHistory,
@@ -274,11 +287,15 @@ impl Page {
         at: Timestamp,
     ) -> Result<Applied> {
         let mut applied = Applied::default();
-        for rec in members {
+        for (i, rec) in members.iter().enumerate() {
             if !apply_or_quarantine_member(tx, &self.program, rec, at)? {
                 applied.quarantined += 1;
             }
+            if i % STEP_ASIDE_MEMBERS == STEP_ASIDE_MEMBERS - 1 {
+                let_waiting_writer_in(tx)?;
+            }
         }
+        let_waiting_writer_in(tx)?;
         let (ok, bad) = screen(tx, &self.programs, &self.terminal, entries)?;
         for (e, reason) in &bad {
             let body = serde_json::to_string(e).unwrap_or_default();
@@ -296,12 +313,17 @@ impl Page {
         // then takes each page in key order.
         let mut ordered = ok;
         ordered.sort_by_key(|e| (e.member_id, e.kind == EntryKind::Reverse));
-        let outcomes =
-            super::ledger::insert_foreign(tx, &self.program, &self.terminal, &ordered, true)?;
-        applied.inserted = outcomes
-            .iter()
-            .filter(|o| **o == super::InsertOutcome::Inserted)
-            .count();
+        // A sale waiting for the lock gets in between chunks: what is committed then is
+        // taken as already present if the page comes again.
+        for chunk in ordered.chunks(STEP_ASIDE_EVERY) {
+            let outcomes =
+                super::ledger::insert_foreign(tx, &self.program, &self.terminal, chunk, true)?;
+            applied.inserted += outcomes
+                .iter()
+                .filter(|o| **o == super::InsertOutcome::Inserted)
+                .count();
+            let_waiting_writer_in(tx)?;
+        }
         Ok(applied)
     }
 }
@@ -380,8 +402,10 @@ impl Store {
         Ok(added)
     }
 
-    /// Applies one pulled page and moves the cursor to `next` (naming `next_record`), all in one
-    /// transaction: a crash leaves either the whole page and its cursor, or neither. Records
+    /// Applies one pulled page and moves the cursor to `next` (naming `next_record`), in one
+    /// transaction but where a sale waiting for the lock is let in between chunks of entries: a
+    /// crash leaves the page's cursor only with the whole page, and the page's entries
+    /// committed before it are taken as already present when it comes again. Records
     /// this till cannot apply go to the quarantine with the reason, and the cursor moves on.
     /// Touched members' cached states are refreshed by [`Store::refresh_stale`] once the pull
     /// has caught up.

@@ -18,6 +18,7 @@ mod rows;
 mod schema;
 mod sync;
 mod verify;
+mod write_lock;
 
 use std::path::{Path, PathBuf};
 

@@ -34,7 +34,7 @@ pub const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
 /// Durable, concurrent-reader-friendly settings for every connection.
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_handler(Some(super::write_lock::wait_for_lock))?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
