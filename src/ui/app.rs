@@ -679,8 +679,10 @@ impl TillApp {
                 if let Some(shown) = &mut self.cashier.member
                     && shown.view.member.id == member
                 {
-                    shown.server =
-                        Some(balance.map_or(ServerBalance::Unanswered, ServerBalance::Known));
+                    match balance {
+                        Some(balance) => shown.take_server_balance(balance),
+                        None => shown.server = Some(ServerBalance::Unanswered),
+                    }
                 }
             }
             Reply::Matches(hits) => {
@@ -856,14 +858,14 @@ impl TillApp {
             .member
             .as_ref()
             .is_some_and(|m| m.view.member.id == id && m.server.is_some());
-        shown.server = match self.looked_up.take() {
-            Some((member, balance)) if member == id => Some(ServerBalance::Known(balance)),
+        match self.looked_up.take() {
+            Some((member, balance)) if member == id => shown.take_server_balance(balance),
             _ if from_server || self.sync_status().catching_up.is_some() => {
                 self.worker.run(Job::ServerBalance(id));
-                Some(ServerBalance::Asking)
+                shown.server = Some(ServerBalance::Asking);
             }
-            _ => None,
-        };
+            _ => {}
+        }
         self.cashier.show_member(shown);
     }
 

@@ -220,26 +220,24 @@ fn matches_ui(ui: &mut egui::Ui, matches: &[SearchHit]) -> Option<Action> {
 /// Under the balance, while this till is still receiving the chain's history: where the
 /// number shown comes from.
 fn server_note_ui(ui: &mut egui::Ui, shown: &ShownMember) {
-    let local = shown.view.state.balance;
-    let (text, colour) = match shown.server {
-        None => return,
-        Some(ServerBalance::Known(server)) if server == local => return,
-        Some(ServerBalance::Known(_)) => (
-            format!(
-                "Balance from the server: this till has not received all of this member's history yet ({local} points here so far)"
-            ),
-            INFO,
-        ),
-        Some(ServerBalance::Asking) => (
+    let (text, colour) = match (shown.server, shown.history_behind()) {
+        (Some(ServerBalance::Asking), _) => (
             "Checking the balance with the server: this till is still receiving the chain's history…"
                 .to_owned(),
             MUTED,
         ),
-        Some(ServerBalance::Unanswered) => (
+        (Some(ServerBalance::Unanswered), _) => (
             "The server did not answer and this till is still receiving the chain's history: the balance may be short"
                 .to_owned(),
             BAD,
         ),
+        (_, Some(here)) => (
+            format!(
+                "Balance from the server: this till has not received all of this member's history yet ({here} points here so far; tier and progress follow once it has)"
+            ),
+            INFO,
+        ),
+        _ => return,
     };
     ui.label(RichText::new(text).color(colour));
 }
@@ -249,14 +247,10 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
     let s = &shown.view.state;
     ui.label(RichText::new(&m.name).size(36.0).strong());
     ui.label(RichText::new(format!("Card {}", m.card.grouped())).color(MUTED));
-    let balance = match shown.server {
-        Some(ServerBalance::Known(server)) => server,
-        _ => s.balance,
-    };
     ui.horizontal(|ui| {
         tier_badge(ui, program.tier(s.tier));
         ui.label(
-            RichText::new(format!("{balance} points"))
+            RichText::new(format!("{} points", s.balance))
                 .size(40.0)
                 .strong(),
         );
@@ -273,15 +267,17 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
             .color(MUTED),
         );
     }
-    let caption = match next_tier(program, s) {
-        Some((next, gap)) => format!("{gap} points to {}", program.tier(next).name),
-        None => "Top tier".to_owned(),
-    };
-    ui.add(
-        egui::ProgressBar::new(tier_progress(program, s))
-            .text(caption)
-            .desired_height(28.0),
-    );
+    if shown.history_behind().is_none() {
+        let caption = match next_tier(program, s) {
+            Some((next, gap)) => format!("{gap} points to {}", program.tier(next).name),
+            None => "Top tier".to_owned(),
+        };
+        ui.add(
+            egui::ProgressBar::new(tier_progress(program, s))
+                .text(caption)
+                .desired_height(28.0),
+        );
+    }
     stamps_ui(ui, program, &shown.stamps);
     if let (Some(until), Some(paid)) = (shown.paid_until, &program.paid_tier) {
         ui.label(

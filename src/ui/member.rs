@@ -35,7 +35,10 @@ pub struct ShownMember {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerBalance {
     Asking,
-    Known(i64),
+    /// The server's balance is the one shown (and spent from); `here` is this till's count.
+    Shown {
+        here: i64,
+    },
     /// The server could not be asked in time.
     Unanswered,
 }
@@ -54,6 +57,25 @@ impl ShownMember {
         crate::domain::MemberSummary {
             balance: crate::domain::summary::available(&self.view.state, self.pending),
             ..self.view.state
+        }
+    }
+
+    /// Shows (and prices rewards against) the server's balance in place of this till's count.
+    pub fn take_server_balance(&mut self, balance: i64) {
+        let here = match self.server {
+            Some(ServerBalance::Shown { here }) => here,
+            _ => self.view.state.balance,
+        };
+        self.server = Some(ServerBalance::Shown { here });
+        self.view.state.balance = balance;
+    }
+
+    /// The server's balance is shown and this till's own count differs: its history of the
+    /// member is not all here yet, so its tier and progress may be behind too.
+    pub fn history_behind(&self) -> Option<i64> {
+        match self.server {
+            Some(ServerBalance::Shown { here }) if here != self.view.state.balance => Some(here),
+            _ => None,
         }
     }
 
