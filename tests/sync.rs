@@ -2759,6 +2759,15 @@ fn a_joining_till_finds_a_card_on_the_server_before_its_pull(backend: Backend) {
         tillpass::sync::look_up_card(&mut b.store, &nobody, wait, now()).expect("look up"),
         None
     );
+    let malformed = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/members/by-card/12345", server.url))
+        .bearer_auth(&tokens[1])
+        .header(TERMINAL_HEADER, &b.store.terminal_id().0)
+        .send()
+        .expect("send");
+    assert_eq!(malformed.status().as_u16(), 400);
+    let error = malformed.json::<ErrorBody>().expect("an error body").error;
+    assert!(error.contains("is not a card number"), "{error}");
 
     b.sync().expect("the pull behind");
     a.sync().expect("sync");
