@@ -551,6 +551,18 @@ fn a_card_this_till_has_not_pulled_yet_is_found_on_the_server() {
     settle(&mut h);
     h.get_by_label(&format!("{} points", on_server + 125));
 
+    // The next round brings the member's history: the panel is read again and the note goes.
+    h.state().settle_sync();
+    h.run_steps(2);
+    settle(&mut h);
+    settle(&mut h);
+    h.get_by_label(&format!("{} points", on_server + 125));
+    assert!(
+        h.query_by_label_contains("Balance from the server")
+            .is_none(),
+        "the history is here now"
+    );
+
     // A card no member holds is unknown on the server too.
     let nobody = Store::open(&db.path)
         .expect("open")

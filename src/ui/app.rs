@@ -57,6 +57,8 @@ pub struct TillApp {
     pos_commit: Option<oneshot::Sender<PosAnswer>>,
     /// The server's balance for the member a card lookup just took on, shown with them.
     looked_up: Option<(MemberId, i64)>,
+    /// The sync worker's last successful round seen by the screens.
+    last_round: Option<crate::domain::Timestamp>,
 }
 
 impl TillApp {
@@ -89,6 +91,7 @@ impl TillApp {
             pos: None,
             pos_commit: None,
             looked_up: None,
+            last_round: None,
         }
     }
 
@@ -660,6 +663,16 @@ impl TillApp {
                 self.cashier.selected_reward = None;
                 self.show_panel(*panel);
             }
+            Reply::Refreshed(panel) => {
+                if self
+                    .cashier
+                    .member
+                    .as_ref()
+                    .is_some_and(|m| m.view.member.id == panel.view.member.id)
+                {
+                    self.show_panel(*panel);
+                }
+            }
             Reply::UnknownCard(card) => {
                 if self.sync_status().configured {
                     self.say(
@@ -849,15 +862,18 @@ impl TillApp {
 
     /// Puts `panel` on screen. While this till is still receiving the chain's history its own
     /// balance may lack the member's entries, so the server's is asked for and shown with it;
-    /// so it is after each write for a member whose balance came from the server.
+    /// so it is again for a member whose count here was still behind the server's.
     fn show_panel(&mut self, panel: MemberPanel) {
         let mut shown = ShownMember::new(&self.ctx, "member-qr", panel);
         let id = shown.view.member.id;
-        let from_server = self
-            .cashier
-            .member
-            .as_ref()
-            .is_some_and(|m| m.view.member.id == id && m.server.is_some());
+        let from_server = self.cashier.member.as_ref().is_some_and(|m| {
+            m.view.member.id == id
+                && (m.history_behind().is_some()
+                    || matches!(
+                        m.server,
+                        Some(ServerBalance::Asking | ServerBalance::Unanswered)
+                    ))
+        });
         match self.looked_up.take() {
             Some((member, balance)) if member == id => shown.take_server_balance(balance),
             _ if from_server || self.sync_status().catching_up.is_some() => {
@@ -887,12 +903,22 @@ impl TillApp {
         }
     }
 
-    /// A program or key the sync worker installed reaches the screens without a restart.
+    /// A program or key the sync worker installed reaches the screens without a restart; a
+    /// member shown with the server's balance is read again after each round, so the note goes
+    /// once this till has their history.
     fn follow_sync(&mut self) {
-        let version = self.sync_status().program_version;
-        if version != self.program_version && self.program.is_some() {
-            self.program_version = version;
+        let status = self.sync_status();
+        if status.program_version != self.program_version && self.program.is_some() {
+            self.program_version = status.program_version;
             self.worker.send(Request::Reload);
+        }
+        if status.last_success != self.last_round {
+            self.last_round = status.last_success;
+            if let Some(shown) = &self.cashier.member
+                && shown.server.is_some()
+            {
+                self.worker.send(Request::Refresh(shown.view.member.id));
+            }
         }
     }
 

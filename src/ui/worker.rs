@@ -66,6 +66,8 @@ pub enum Request {
     /// Read QR codes from a picture file and identify the member.
     ScanImage(PathBuf),
     Open(MemberId),
+    /// Read the member on screen again (the sync worker brought more of their history).
+    Refresh(MemberId),
     Earn {
         member: MemberId,
         sale: PendingSale,
@@ -138,6 +140,8 @@ pub enum Reply {
         stats: StoreStats,
     },
     Member(Box<MemberPanel>),
+    /// The member on screen, read again: nothing the cashier typed or picked changes.
+    Refreshed(Box<MemberPanel>),
     /// A genuine member code whose card this till does not know (yet): the card.
     UnknownCard(String),
     /// The server knew the card: its member is taken on here, with the live balance.
@@ -437,6 +441,7 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
         Request::Scan(text) => scan(store, &text),
         Request::ScanImage(path) => scan_image(store, &path),
         Request::Open(member) => panel(store, member).map(|p| Reply::Member(Box::new(p))),
+        Request::Refresh(member) => panel(store, member).map(|p| Reply::Refreshed(Box::new(p))),
         Request::Earn { member, sale } => {
             return earn(store, actor, member, &sale)
                 .unwrap_or_else(|e| Reply::EarnRefused(e.to_string()));
