@@ -185,22 +185,25 @@ impl Db {
         }
     }
 
-    /// The member whose card in use `card` is, with their live balance.
+    /// The member whose card in use `card` is, with their live balance ([`Db::balance`]).
     pub async fn card_lookup(&self, card: &str) -> Result<CardLookup, DbError> {
-        let (found, server_seq) = match self {
-            Db::Sqlite(db) => db.card_lookup(card).await?,
-            Db::Postgres(db) => db.card_lookup(card).await?,
+        let not_found = CardLookup {
+            member: None,
+            balance: 0,
         };
-        let (member, balance) = match found {
-            Some((id, body, balance)) => {
-                (Some(super::member_push::stored_record(id, &body)?), balance)
-            }
-            None => (None, 0),
+        let Some(id) = self.member_by_card(card.to_owned()).await? else {
+            return Ok(not_found);
+        };
+        let body = match self {
+            Db::Sqlite(db) => db.member_body(id).await?,
+            Db::Postgres(db) => db.member_body(id).await?,
+        };
+        let (Some(body), Some(balance)) = (body, self.balance(id).await?) else {
+            return Ok(not_found);
         };
         Ok(CardLookup {
-            member,
-            balance,
-            server_seq,
+            member: Some(super::member_push::stored_record(id, &body)?),
+            balance: balance.balance,
         })
     }
 
@@ -677,9 +680,6 @@ pub(super) fn render_cut(
         .collect();
     render(&m, &e, cut.next, cut.more, next_record)
 }
-
-/// The member holding a card: their id, stored record and live balance.
-pub(super) type Found = Option<(MemberId, String, i64)>;
 
 /// A `code_keys` row: id, master (none for key 0), retired.
 pub(super) type KeyRow = (u32, Option<Vec<u8>>, bool);

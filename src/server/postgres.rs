@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::audit::AuditItem;
 use super::db::{
-    Auth, DbError, Found, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
+    Auth, DbError, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
     entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, report_entry,
     report_member, retirable, stored_entry,
 };
@@ -618,21 +618,15 @@ impl PgDb {
         }))
     }
 
-    /// The member holding `card` (id, stored body, live balance), and the last server_seq.
-    pub async fn card_lookup(&self, card: &str) -> Result<(Found, i64), DbError> {
-        let client = get(&self.quick).await?;
-        let row = fetch_one(
-            &client,
-            "SELECT (SELECT last FROM server_seq), m.id, m.body,
-                    COALESCE((SELECT SUM(points) FROM entries WHERE member_id = m.id), 0)::bigint
-             FROM (SELECT 1) AS one LEFT JOIN members m ON m.card = $1",
-            &[&card],
+    /// The member's stored record (JSON), `None` for an unknown member.
+    pub async fn member_body(&self, member: MemberId) -> Result<Option<String>, DbError> {
+        Ok(fetch_opt(
+            &get(&self.quick).await?,
+            "SELECT body FROM members WHERE id = $1",
+            &[&member.0],
         )
-        .await?;
-        let found = row
-            .get::<_, Option<uuid::Uuid>>(1)
-            .map(|id| (MemberId(id), row.get(2), row.get(3)));
-        Ok((found, row.get(0)))
+        .await?
+        .map(|r| r.get(0)))
     }
 
     pub async fn double_spends(&self, limit: usize) -> Result<DoubleSpendList, DbError> {

@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 use super::audit::AuditItem;
 use super::db::{
-    Auth, DbError, Found, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
+    Auth, DbError, GroupAnswers, KeyRow, ProgramCache, PushQueue, Tally, TerminalRow, cut,
     entry_record_name, key_fields, member_record_name, new_epoch, render, render_cut, report_entry,
     report_member, retirable, stored_entry,
 };
@@ -669,25 +669,16 @@ impl SqliteDb {
         .await
     }
 
-    /// The member holding `card` (id, stored body, live balance), and the last server_seq.
-    pub async fn card_lookup(&self, card: &str) -> Result<(Found, i64), DbError> {
-        let card = card.to_owned();
+    /// The member's stored record (JSON), `None` for an unknown member.
+    pub async fn member_body(&self, member: MemberId) -> Result<Option<String>, DbError> {
         with(&self.quick, move |conn| {
-            let row = conn.query_row(
-                "SELECT (SELECT last FROM server_seq WHERE singleton = 1), m.id, m.body,
-                        COALESCE((SELECT balance FROM balances WHERE member_id = m.id), 0)
-                 FROM (SELECT 1) AS one LEFT JOIN members m ON m.card = ?1",
-                params![card],
-                |r| {
-                    let id: Option<uuid::Uuid> = r.get(1)?;
-                    let found = match id {
-                        Some(id) => Some((MemberId(id), r.get(2)?, r.get(3)?)),
-                        None => None,
-                    };
-                    Ok((found, r.get(0)?))
-                },
-            )?;
-            Ok(row)
+            Ok(conn
+                .query_row(
+                    "SELECT body FROM members WHERE id = ?1",
+                    params![member.0],
+                    |r| r.get(0),
+                )
+                .optional()?)
         })
         .await
     }

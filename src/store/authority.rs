@@ -417,35 +417,40 @@ impl Store {
         next_record: Option<&str>,
         at: Timestamp,
     ) -> Result<Applied> {
-        let page = self.page()?;
-        let mut tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let applied = page.apply(&mut tx, members, entries, at)?;
-        tx.execute(
-            "UPDATE sync_state SET pull_cursor = MAX(pull_cursor, ?1),
-                    cursor_record = CASE WHEN ?1 >= pull_cursor THEN ?2 ELSE cursor_record END
-             WHERE singleton = 1",
-            params![next, next_record],
-        )?;
-        tx.commit()?;
-        if members.iter().any(|m| m.erased_at.is_some()) {
-            self.scrub_log()?;
-        }
-        Ok(applied)
+        self.apply_records(members, entries, Some((next, next_record)), at)
     }
 
     /// Takes on one member record the server gave for a scan, ahead of the pull, which takes
     /// it on again later and changes nothing then: the cursor stays where it is. A record this
     /// till cannot apply goes to the quarantine, as when pulled.
     pub fn take_looked_up(&mut self, member: &MemberRecord, at: Timestamp) -> Result<Applied> {
+        self.apply_records(std::slice::from_ref(member), &[], None, at)
+    }
+
+    /// Judges and applies records from the server and, with `cursor`, moves the pull cursor
+    /// to it (a seq and the name of the record there), in one transaction.
+    fn apply_records(
+        &mut self,
+        members: &[MemberRecord],
+        entries: &[Entry],
+        cursor: Option<(i64, Option<&str>)>,
+        at: Timestamp,
+    ) -> Result<Applied> {
         let page = self.page()?;
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let applied = page.apply(&mut tx, std::slice::from_ref(member), &[], at)?;
+        let applied = page.apply(&mut tx, members, entries, at)?;
+        if let Some((next, next_record)) = cursor {
+            tx.execute(
+                "UPDATE sync_state SET pull_cursor = MAX(pull_cursor, ?1),
+                        cursor_record = CASE WHEN ?1 >= pull_cursor THEN ?2 ELSE cursor_record END
+                 WHERE singleton = 1",
+                params![next, next_record],
+            )?;
+        }
         tx.commit()?;
-        if member.erased_at.is_some() {
+        if members.iter().any(|m| m.erased_at.is_some()) {
             self.scrub_log()?;
         }
         Ok(applied)

@@ -196,7 +196,6 @@ pub struct BalanceResponse {
 pub struct CardLookup {
     pub member: Option<MemberRecord>,
     pub balance: i64,
-    pub server_seq: i64,
 }
 
 /// `POST /v1/sync/seed`: a till with members of its own, joining a server that holds none yet,
