@@ -124,10 +124,7 @@ fn insights(
 
 /// The server's live balance, or `None` (offline rules apply) when it cannot be had in time.
 fn live_balance(store: &mut Option<Store>, db: &Path, member: MemberId) -> Option<i64> {
-    if store.is_none() {
-        *store = Store::open(db).ok();
-    }
-    crate::sync::live_balance(store.as_mut()?, member, LIVE_BALANCE_TIMEOUT)
+    crate::sync::live_balance(opened(store, db).ok()?, member, LIVE_BALANCE_TIMEOUT)
         .ok()
         .flatten()
 }
@@ -155,10 +152,7 @@ fn look_up_card(store: &mut Option<Store>, db: &Path, card: &str) -> Reply {
 /// wallet keys and keeps the pass live), pushing this till's waiting records first if the
 /// server does not know the member yet; `None` on a standalone till.
 fn pass_link(store: &mut Option<Store>, db: &Path, content: &PassContent) -> Option<Reply> {
-    if store.is_none() {
-        *store = Store::open(db).ok();
-    }
-    let store = store.as_mut()?;
+    let store = opened(store, db).ok()?;
     let client = match crate::sync::client_for(store) {
         Err(crate::sync::SyncError::NotConfigured) => return None,
         Err(e) => return Some(Reply::Refused(format!("Wallet pass: {e}"))),
