@@ -11,8 +11,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use common::server::{
-    Backend, Server, Till, add_terminal, admin, admin_output, backup_sqlite, database, now,
-    put_back, server_bin,
+    Backend, Server, Till, add_terminal, admin, admin_output, backup_sqlite, database,
+    drop_database, now, put_back, server_bin,
 };
 use common::{TempDb, enrol};
 use rand::{RngExt as _, SeedableRng as _};
@@ -2897,4 +2897,38 @@ fn a_shop_that_began_with_one_till_starts_its_chain_with_it(backend: Backend) {
     assert_eq!(other.sync_settings().expect("settings").server_url, None);
     let again = tillpass::sync::join(&mut first, &code_for(&tokens[0]), false, now());
     assert!(again.is_ok(), "the first till joins again: {again:?}");
+}
+
+/// An admin command beside a serving PostgreSQL server takes none of the schema's locks again:
+/// with a long read holding the entries table, `audit` answers at once. Before, it queued an
+/// `ALTER TABLE` behind the read and the server's next reads queued behind that, which hung a
+/// test run for good when the read was the server's own. The command gives up on any lock after
+/// 10 s, so a regression fails instead of hanging.
+#[test]
+fn an_admin_command_does_not_wait_for_a_long_read_on_postgres() {
+    let dir = TempDb::new();
+    let Some((server, _tokens)) = server(Backend::Postgres, dir.dir.path(), 1) else {
+        return;
+    };
+    let impatient = format!("{}&options=-c%20lock_timeout%3D10000", server.db);
+    let audit = postgres(&server.db, |mut client| {
+        Box::pin(async move {
+            let read = client.transaction().await.expect("begin");
+            read.query("SELECT count(*) FROM entries", &[])
+                .await
+                .expect("a long read");
+            let out = server_bin()
+                .args(["--db", &impatient, "audit", "--days", "1"])
+                .output()
+                .expect("run tillpass-server audit");
+            read.rollback().await.expect("end the read");
+            out
+        })
+    });
+    assert!(
+        audit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    drop_database(&server.db);
 }

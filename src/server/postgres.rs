@@ -41,7 +41,8 @@ mod passes;
 mod report;
 mod verify;
 
-/// The schema, in order; each script is idempotent and runs at every start.
+/// The schema, in order; each script is idempotent, and runs where `schema_version` says it has
+/// not run yet.
 const SCHEMA: [&str; 9] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
@@ -183,6 +184,47 @@ async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
         .map_err(|e| DbError::Unavailable(e.to_string()))
 }
 
+/// Runs the schema scripts this database has not had, and notes how far it is. A database from
+/// before the note gets every script again, which changes nothing there. Scripts take heavy
+/// locks even when they change nothing (`ALTER TABLE ... IF NOT EXISTS`): run by an admin
+/// command beside a serving server, they queued behind its long reads, and its next reads queued
+/// behind them.
+async fn upgrade_schema(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), DbError> {
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+             scripts   INTEGER NOT NULL CHECK (scripts >= 0)
+         )",
+    )
+    .await
+    .map_err(pg)?;
+    let done: i32 = tx
+        .query_opt("SELECT scripts FROM schema_version", &[])
+        .await
+        .map_err(pg)?
+        .map_or(0, |row| row.get(0));
+    let done = usize::try_from(done).unwrap_or(0);
+    if done > SCHEMA.len() {
+        return Err(DbError::Setup(format!(
+            "the database has {done} schema scripts and this server knows {}: run the newer server",
+            SCHEMA.len()
+        )));
+    }
+    for script in &SCHEMA[done..] {
+        tx.batch_execute(script).await.map_err(pg)?;
+    }
+    if done < SCHEMA.len() {
+        exec(
+            tx,
+            "INSERT INTO schema_version (singleton, scripts) VALUES (TRUE, $1)
+             ON CONFLICT (singleton) DO UPDATE SET scripts = excluded.scripts",
+            &[&(SCHEMA.len() as i32)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 impl PgDb {
     /// Connects, creates the schema if missing and the first program version.
     pub async fn open(url: &str, now: Timestamp) -> Result<Self, DbError> {
@@ -216,9 +258,7 @@ impl PgDb {
         let mut client = get(&writer).await?;
         let tx = client.transaction().await.map_err(pg)?;
         exec(&tx, "SELECT pg_advisory_xact_lock($1)", &[&PUSH_LOCK]).await?;
-        for script in SCHEMA {
-            tx.batch_execute(script).await.map_err(pg)?;
-        }
+        upgrade_schema(&tx).await?;
         let key: [u8; 32] = rand::random();
         exec(
             &tx,
