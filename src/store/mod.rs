@@ -2,10 +2,13 @@
 //!
 //! Durability: WAL with `synchronous=FULL`, so a returned write is on disk. Every write runs in
 //! one `BEGIN IMMEDIATE` transaction that appends the entry, advances the terminal's gapless
-//! sequence and refreshes the member's cached state together, or does none of it.
+//! sequence and refreshes the member's cached state together, or does none of it. A bulk pull
+//! alone commits without waiting for the disk ([`Store::begin_bulk_pull`]): what it wrote is on
+//! the server, and a page a power cut undoes is pulled again with its cursor.
 
 mod authority;
 mod bulk;
+mod checkpoints;
 mod digests;
 mod identify;
 mod insights;
@@ -33,6 +36,7 @@ use crate::token::{CodeKey, Keyring};
 pub use crate::domain::partners::PartnerImport;
 pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::{HistoricMember, ImportReport};
+pub use checkpoints::Checkpointer;
 pub use identify::{ScanError, ScanOutcome};
 pub use insights::Answerer;
 pub use ledger::{InsertOutcome, MemberOffers, MemberReferrals, MemberStanding};
@@ -112,6 +116,11 @@ pub enum StoreError {
     TagTaken { uid: String, card: String },
     #[error(transparent)]
     Corrupt(Corruption),
+    #[error("starting the store's {name} thread: {cause}")]
+    Thread {
+        name: &'static str,
+        cause: std::io::Error,
+    },
 }
 
 /// A stored value the store never writes: damage, a hand edit, or a cache left behind by a

@@ -156,31 +156,29 @@ pub(super) fn write_member(
     let m = &rec.member;
     for (column, value) in [("phone", &m.phone), ("email", &m.email)] {
         if let Some(value) = value {
-            conn.execute(
-                &format!("UPDATE members SET {column} = NULL WHERE {column} = ?1 AND id <> ?2"),
-                params![value, m.id.0],
-            )?;
+            conn.prepare_cached(&format!(
+                "UPDATE members SET {column} = NULL WHERE {column} = ?1 AND id <> ?2"
+            ))?
+            .execute(params![value, m.id.0])?;
         }
     }
     if known {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE members SET card = ?2, name = ?3, phone = ?4, email = ?5, birthday = ?6,
                     marketing_consent = ?7
              WHERE id = ?1",
-            params![
-                m.id.0,
-                m.card.as_str(),
-                m.name,
-                m.phone,
-                m.email,
-                m.birthday.map(|b| b.to_string()),
-                m.marketing_consent,
-            ],
-        )?;
-        conn.execute(
-            "DELETE FROM member_name_tokens WHERE member_id = ?1",
-            params![m.id.0],
-        )?;
+        )?
+        .execute(params![
+            m.id.0,
+            m.card.as_str(),
+            m.name,
+            m.phone,
+            m.email,
+            m.birthday.map(|b| b.to_string()),
+            m.marketing_consent,
+        ])?;
+        conn.prepare_cached("DELETE FROM member_name_tokens WHERE member_id = ?1")?
+            .execute(params![m.id.0])?;
         let mut tokens = conn
             .prepare_cached("INSERT INTO member_name_tokens (token, member_id) VALUES (?1, ?2)")?;
         for token in name_tokens(&m.name) {
@@ -190,15 +188,15 @@ pub(super) fn write_member(
         insert_member_row(conn, m)?;
         refresh_state(conn, program, m.id, &[], m.created_at)?;
     }
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE members SET version = ?2, erased_at = ?3, referred_by = ?4 WHERE id = ?1",
-        params![
-            m.id.0,
-            rec.version,
-            rec.erased_at.map(|t| t.millis()),
-            rec.referred_by.map(|r| r.0)
-        ],
-    )?;
+    )?
+    .execute(params![
+        m.id.0,
+        rec.version,
+        rec.erased_at.map(|t| t.millis()),
+        rec.referred_by.map(|r| r.0)
+    ])?;
     if rec.erased_at.is_some() {
         super::privacy::forget_traces(conn, m.id)?;
     }
@@ -486,14 +484,6 @@ impl Store {
             "UPDATE sync_state SET pushed_seq = MIN(pushed_seq, ?1) WHERE singleton = 1",
             params![seq.max(0)],
         )?;
-        Ok(())
-    }
-
-    /// Sets the page cache for a bulk pull (`bulk`: 256 MB) or back to normal (64 MB): a
-    /// member-clustered ledger takes a big catch-up in random key order.
-    pub fn bulk_cache(&self, bulk: bool) -> Result<()> {
-        let kib: i64 = if bulk { 256 * 1024 } else { 64 * 1024 };
-        self.conn.pragma_update(None, "cache_size", -kib)?;
         Ok(())
     }
 

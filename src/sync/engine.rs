@@ -257,9 +257,10 @@ pub fn pull_observed(
     progress: &mut dyn FnMut(PullProgress),
 ) -> Result<(), SyncError> {
     let cursor = store.sync_counters()?.pull_cursor;
-    store.bulk_cache(true)?;
+    let checkpoints = store.begin_bulk_pull()?;
     let result = pull_pages(store, client, report, cursor, at, progress);
-    store.bulk_cache(false)?;
+    drop(checkpoints);
+    store.end_bulk_pull()?;
     result
 }
 
