@@ -8,7 +8,7 @@
 
 mod authority;
 mod bulk;
-mod checkpoints;
+mod bulk_pull;
 mod digests;
 mod identify;
 mod insights;
@@ -36,7 +36,6 @@ use crate::token::{CodeKey, Keyring};
 pub use crate::domain::partners::PartnerImport;
 pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::{HistoricMember, ImportReport};
-pub use checkpoints::Checkpointer;
 pub use identify::{ScanError, ScanOutcome};
 pub use insights::Answerer;
 pub use ledger::{InsertOutcome, MemberOffers, MemberReferrals, MemberStanding};
@@ -116,11 +115,6 @@ pub enum StoreError {
     TagTaken { uid: String, card: String },
     #[error(transparent)]
     Corrupt(Corruption),
-    #[error("starting the store's {name} thread: {cause}")]
-    Thread {
-        name: &'static str,
-        cause: std::io::Error,
-    },
 }
 
 /// A stored value the store never writes: damage, a hand edit, or a cache left behind by a

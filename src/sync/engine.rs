@@ -257,9 +257,8 @@ pub fn pull_observed(
     progress: &mut dyn FnMut(PullProgress),
 ) -> Result<(), SyncError> {
     let cursor = store.sync_counters()?.pull_cursor;
-    let checkpoints = store.begin_bulk_pull()?;
+    store.begin_bulk_pull()?;
     let result = pull_pages(store, client, report, cursor, at, progress);
-    drop(checkpoints);
     store.end_bulk_pull()?;
     result
 }
