@@ -263,3 +263,44 @@ fn a_rotated_token_keeps_the_till_and_what_it_has_not_pushed() {
         "the sale made before the rotation is pushed"
     );
 }
+
+/// Wrong PostgreSQL credentials: the admin command says what the database said, and never
+/// shows the password it was given.
+#[test]
+fn a_wrong_database_password_is_named_and_never_shown() {
+    let Ok(url) = std::env::var("TILLPASS_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI sets TILLPASS_TEST_POSTGRES"
+        );
+        eprintln!("skipping: set TILLPASS_TEST_POSTGRES to run it");
+        return;
+    };
+    let wrong = "not-the-password-1f3a";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        panic!("TILLPASS_TEST_POSTGRES is a URL: {url}");
+    };
+    let Some((user_info, host)) = rest.split_once('@') else {
+        eprintln!("skipping: TILLPASS_TEST_POSTGRES names no user");
+        return;
+    };
+    let user = user_info
+        .split_once(':')
+        .map_or(user_info, |(user, _)| user);
+    let out = server_bin()
+        .args([
+            "--db",
+            &format!("{scheme}://{user}:{wrong}@{host}"),
+            "audit",
+        ])
+        .output()
+        .expect("run tillpass-server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(wrong), "{stderr}");
+    assert!(stderr.contains(":***@"), "{stderr}");
+}

@@ -16,6 +16,7 @@ use tillpass::server::config::{DEFAULT_DB, DEFAULT_LISTEN, FileConfig};
 use tillpass::server::passes::apns::{self, ApnsSettings};
 use tillpass::server::passes::google::{self, GoogleEndpoints};
 use tillpass::server::passes::{PassService, PassSettings};
+use tillpass::server::pg_tls;
 use tillpass::server::{Db, new_token, serve, token_hash};
 use tillpass::sync::protocol::ConfigQuery;
 
@@ -413,7 +414,7 @@ fn run(cli: Cli) -> Result<()> {
     runtime.block_on(async move {
         let db = Db::open(&db_url, now())
             .await
-            .with_context(|| format!("opening {db_url}"))?;
+            .with_context(|| format!("opening {}", pg_tls::without_password(&db_url)))?;
         match cli.command {
             Command::Serve {
                 listen,

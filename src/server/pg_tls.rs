@@ -164,15 +164,56 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
+        let said = c.to_string();
+        // A wrapper often ends with its cause's words ("...: db error", then "db error").
+        if !text.ends_with(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
         cause = c.source();
     }
     text
 }
 
+/// `url` with its password, if it has one, shown as `***`: for messages and logs.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_password_is_never_shown() {
+        for (url, shown) in [
+            (
+                "postgres://tillpass:s3cr:et@db.example:5432/tillpass?sslmode=require",
+                "postgres://tillpass:***@db.example:5432/tillpass?sslmode=require",
+            ),
+            (
+                "postgres://tillpass@db/tillpass",
+                "postgres://tillpass@db/tillpass",
+            ),
+            ("postgres://db/x?user=a", "postgres://db/x?user=a"),
+            (
+                "sqlite:/var/lib/tillpass/server.sqlite3",
+                "sqlite:/var/lib/tillpass/server.sqlite3",
+            ),
+        ] {
+            assert_eq!(super::without_password(url), shown);
+        }
+    }
+
     #[test]
     fn a_sibling_database_keeps_the_parameters() {
         let url = "postgres://u:p@h:5432/postgres?sslmode=verify-full&sslrootcert=/ca.pem";

@@ -85,7 +85,7 @@ fn pg(e: tokio_postgres::Error) -> DbError {
             format!("conflicts with stored data: {e}"),
         ));
     }
-    DbError::Unavailable(e.to_string())
+    DbError::Unavailable(super::pg_tls::with_causes(&e))
 }
 
 /// The highest terminal_seq stored for `terminal` (0: none).
@@ -181,7 +181,7 @@ async fn for_each_row(
 async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
     pool.get()
         .await
-        .map_err(|e| DbError::Unavailable(e.to_string()))
+        .map_err(|e| DbError::Unavailable(super::pg_tls::with_causes(&e)))
 }
 
 /// Runs the schema scripts this database has not had, and notes how far it is. A database from
@@ -190,14 +190,22 @@ async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
 /// command beside a serving server, they queued behind its long reads, and its next reads queued
 /// behind them.
 async fn upgrade_schema(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), DbError> {
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (
-             singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
-             scripts   INTEGER NOT NULL CHECK (scripts >= 0)
-         )",
-    )
-    .await
-    .map_err(pg)?;
+    // Looked for first: `IF NOT EXISTS` would log a notice at every start.
+    let noted: bool = tx
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .await
+        .map_err(pg)?
+        .get(0);
+    if !noted {
+        tx.batch_execute(
+            "CREATE TABLE schema_version (
+                 singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+                 scripts   INTEGER NOT NULL CHECK (scripts >= 0)
+             )",
+        )
+        .await
+        .map_err(pg)?;
+    }
     let done: i32 = tx
         .query_opt("SELECT scripts FROM schema_version", &[])
         .await
