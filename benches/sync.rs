@@ -8,10 +8,11 @@
 //!   up on the server while the pull runs behind, and how long the whole pull takes then;
 //! - the chain report (`GET /v1/report`, last 90 days) on each server holding them: the first
 //!   right after ingest (finishing what the server's report keeper has not yet made), the
-//!   next, and one right after a further push of a batch; then `verify` on its database.
+//!   next, and one right after each further push of a batch; then `verify` on its database.
 //!
 //! Run: `cargo bench --bench sync` (`BENCH_ENTRIES=N` to change the 1,000,000,
-//! `BENCH_MEMBERS=N` the 10,000 members).
+//! `BENCH_MEMBERS=N` the 10,000 members, `BENCH_AFTER_PUSHES=N` the one report after a push;
+//! `BENCH_KEEP_PG=1` leaves the PostgreSQL server's database behind).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -179,12 +180,28 @@ fn ingest(backend: &str, url: &str, tokens: &[String; 2], data: &Data) -> Result
     Ok(entries.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The entries ingest pushes, and the last batch, held back for the report after a push with
-/// the source till whose turn it is.
-fn held_back(data: &Data) -> (&[Entry], &[Entry], usize) {
-    let last = (data.entries.len() - 1) / BATCH;
-    let (before, after) = data.entries.split_at(last * BATCH);
-    (before, after, last % 2)
+/// Reports timed right after a push (`BENCH_AFTER_PUSHES`, 1 unless set): each after its own
+/// batch, the last ones of the data, held back from ingest.
+fn after_pushes() -> usize {
+    std::env::var("BENCH_AFTER_PUSHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The entries ingest pushes, and the last batches, held back for the reports after a push,
+/// each with the source till whose turn it is.
+fn held_back(data: &Data) -> (&[Entry], Vec<(&[Entry], usize)>) {
+    let batches = data.entries.len().div_ceil(BATCH);
+    let first = batches.saturating_sub(after_pushes()).max(1);
+    let (before, after) = data.entries.split_at(first * BATCH);
+    let held = after
+        .chunks(BATCH)
+        .enumerate()
+        .map(|(i, batch)| (batch, (first + i) % 2))
+        .collect();
+    (before, held)
 }
 
 /// Batched prepared INSERTs of the same rows into the server's SQLite schema.
@@ -490,9 +507,21 @@ fn chain_report(backend: &str, server: &str, tokens: &[String; 2], data: &Data) 
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(3_600))
         .build()?;
-    for run in ["right after ingest", "next", "after a push"] {
-        if run == "after a push" {
-            let (_, batch, part) = held_back(data);
+    let (_, held) = held_back(data);
+    let pushes = held.len();
+    let runs = ["right after ingest".to_owned(), "next".to_owned()]
+        .into_iter()
+        .map(|run| (run, None))
+        .chain(held.into_iter().enumerate().map(|(i, batch)| {
+            let run = if pushes == 1 {
+                "after a push".to_owned()
+            } else {
+                format!("after push {} of {pushes}", i + 1)
+            };
+            (run, Some(batch))
+        }));
+    for (run, push) in runs {
+        if let Some((batch, part)) = push {
             http.post(format!("{server}/v1/sync/push"))
                 .bearer_auth(&tokens[part])
                 .header(TERMINAL_HEADER, TERMINALS[part])
@@ -561,7 +590,12 @@ fn postgres_ingest(data: &Data) -> Result<()> {
             "Postgres ingest over HTTP: {http:>9.0} entries/s   bare COPY:           {bare:>9.0} rows/s   ({n} entries, batches of {BATCH}, 2 clients)"
         );
         drop(runtime);
-        setup.block_on(drop_pg(&base, &[&bare_name, &server_name]))?;
+        if std::env::var_os("BENCH_KEEP_PG").is_some() {
+            println!("(kept the server's database {server_name} for a look; drop it by hand)");
+            setup.block_on(drop_pg(&base, &[&bare_name]))?;
+        } else {
+            setup.block_on(drop_pg(&base, &[&bare_name, &server_name]))?;
+        }
     } else {
         println!("(PostgreSQL skipped: set TILLPASS_BENCH_POSTGRES=postgres://USER:PASS@HOST/DB)");
     }
