@@ -43,17 +43,57 @@ pub fn database(backend: Backend, dir: &Path) -> Option<String> {
                 eprintln!("skipping the PostgreSQL half: set {POSTGRES_ENV} to run it");
                 return None;
             };
-            let name = format!("tillpass_test_{:016x}", rand::random::<u64>());
+            let name = format!(
+                "{TEST_DB_PREFIX}{}_{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            );
             runtime().block_on(async {
                 let client = tillpass::server::pg_tls::connect(&base)
                     .await
                     .expect("connect to the test PostgreSQL");
+                static SWEPT: std::sync::Once = std::sync::Once::new();
+                let mut sweep = false;
+                SWEPT.call_once(|| sweep = true);
+                if sweep {
+                    drop_left_behind(&client).await;
+                }
                 client
                     .batch_execute(&format!("CREATE DATABASE {name}"))
                     .await
                     .expect("create a test database");
             });
             Some(tillpass::server::pg_tls::with_database(&base, &name).expect("a database URL"))
+        }
+    }
+}
+
+/// Test databases are named `tillpass_test_<pid>_<random>`.
+const TEST_DB_PREFIX: &str = "tillpass_test_";
+
+/// Drops the test databases of test processes no longer running, at a process's first test
+/// database: most tests restart servers on theirs and leave it behind, and a test that fails
+/// (or a run that is killed) never reaches its own [`drop_database`].
+async fn drop_left_behind(client: &tokio_postgres::Client) {
+    let names = client
+        .query(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            &[&TEST_DB_PREFIX],
+        )
+        .await
+        .expect("list the test databases");
+    for row in names {
+        let name: String = row.get(0);
+        let pid = name
+            .strip_prefix(TEST_DB_PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        let running = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if pid.is_some() && !running {
+            // Another process may be sweeping too: a database already gone is fine.
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
         }
     }
 }
