@@ -501,7 +501,7 @@ fn join_and_scan(server: &str, token: &str, data: &Data) -> Result<()> {
     Ok(())
 }
 
-/// Times the chain report (90 days): right after ingest, again, and after pushing the held
+/// Times the chain report (90 days): right after ingest, again, and after pushing each held
 /// back batch.
 fn chain_report(backend: &str, server: &str, tokens: &[String; 2], data: &Data) -> Result<()> {
     let http = reqwest::blocking::Client::builder()

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use tillpass::domain::Timestamp;
@@ -52,10 +53,8 @@ pub fn database(backend: Backend, dir: &Path) -> Option<String> {
                 let client = tillpass::server::pg_tls::connect(&base)
                     .await
                     .expect("connect to the test PostgreSQL");
-                static SWEPT: std::sync::Once = std::sync::Once::new();
-                let mut sweep = false;
-                SWEPT.call_once(|| sweep = true);
-                if sweep {
+                static SWEPT: AtomicBool = AtomicBool::new(false);
+                if !SWEPT.swap(true, Ordering::Relaxed) {
                     drop_left_behind(&client).await;
                 }
                 client
@@ -88,8 +87,9 @@ async fn drop_left_behind(client: &tokio_postgres::Client) {
             .strip_prefix(TEST_DB_PREFIX)
             .and_then(|rest| rest.split_once('_'))
             .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        let running = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if pid.is_some() && !running {
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
             // Another process may be sweeping too: a database already gone is fine.
             let _ = client
                 .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
