@@ -262,14 +262,6 @@ fn screen<'e>(
 const STEP_ASIDE_EVERY: usize = 5_000;
 const STEP_ASIDE_MEMBERS: usize = 500;
 
-/// Steps aside ([`super::write_lock::step_aside`]) if a writer waits for the lock.
-fn let_waiting_writer_in(tx: &rusqlite::Transaction<'_>) -> Result<()> {
-    if super::write_lock::someone_waits() {
-        super::write_lock::step_aside(tx)?;
-    }
-    Ok(())
-}
-
 /// What judging and applying a page of pulled records needs.
 struct Page {
     programs: ProgramHistory,
@@ -292,10 +284,10 @@ impl Page {
                 applied.quarantined += 1;
             }
             if i % STEP_ASIDE_MEMBERS == STEP_ASIDE_MEMBERS - 1 {
-                let_waiting_writer_in(tx)?;
+                super::write_lock::let_waiting_writer_in(tx)?;
             }
         }
-        let_waiting_writer_in(tx)?;
+        super::write_lock::let_waiting_writer_in(tx)?;
         let (ok, bad) = screen(tx, &self.programs, &self.terminal, entries)?;
         for (e, reason) in &bad {
             let body = serde_json::to_string(e).unwrap_or_default();
@@ -322,7 +314,7 @@ impl Page {
                 .iter()
                 .filter(|o| **o == super::InsertOutcome::Inserted)
                 .count();
-            let_waiting_writer_in(tx)?;
+            super::write_lock::let_waiting_writer_in(tx)?;
         }
         Ok(applied)
     }

@@ -42,6 +42,14 @@ pub(super) fn step_aside(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()>
     tx.execute_batch("BEGIN IMMEDIATE")
 }
 
+/// Steps aside ([`step_aside`]) if a writer waits for the lock.
+pub(super) fn let_waiting_writer_in(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    if someone_waits() {
+        step_aside(tx)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
