@@ -196,6 +196,58 @@ fn a_member_record_this_till_cannot_take_is_set_aside() {
     );
 }
 
+/// Member records go in runs, each in one savepoint: a record this till cannot take in the
+/// middle of a run sets aside that record alone; those before and after it are applied.
+#[test]
+fn a_bad_member_record_amid_good_ones_sets_aside_that_one_alone() {
+    let db = TempDb::new();
+    let mut store = db.open();
+    let here = enrol(&mut store, "Ada Lovelace");
+    let record = |name: &str, card: CardNumber| MemberRecord {
+        member: tillpass::domain::Member {
+            id: MemberId(uuid::Uuid::now_v7()),
+            card,
+            name: name.into(),
+            phone: None,
+            email: None,
+            ..here.member.clone()
+        },
+        version: NOW.millis(),
+        retired_cards: vec![],
+        erased_at: None,
+        referred_by: None,
+    };
+    let before = record("Before", CardNumber::from_payload(5_001));
+    let clash = record("Clash", here.member.card.clone());
+    let after = record("After", CardNumber::from_payload(5_002));
+    let applied = store
+        .apply_pulled(
+            &[before.clone(), clash.clone(), after.clone()],
+            &[],
+            3,
+            None,
+            NOW,
+        )
+        .expect("apply");
+    assert_eq!(applied.quarantined, 1, "the card belongs to a member here");
+    for good in [&before, &after] {
+        assert_eq!(
+            store.member(good.member.id).expect("applied").member.name,
+            good.member.name
+        );
+    }
+    assert!(store.member(clash.member.id).is_err(), "not applied");
+    let listed = store.quarantined(5).expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0]
+            .record
+            .starts_with(&format!("member:{}", clash.member.id)),
+        "{listed:?}"
+    );
+    assert!(store.verify(false).expect("verify").is_clean());
+}
+
 /// Pretends the server acknowledged everything this till has written so far.
 fn mark_all_pushed(store: &mut Store) -> Vec<Entry> {
     let outbox = store.outbox(1000, 10_000).expect("outbox");
