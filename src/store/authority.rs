@@ -90,33 +90,38 @@ fn about_the_record(e: &StoreError) -> bool {
     }
 }
 
-/// Applies `rec` in a savepoint; a record this till cannot take, or no till could have written
-/// (its card retired yet in use), goes to the quarantine.
+/// Applies `rec` on `conn`, or says why this till cannot take it: a record no till could have
+/// written (its card retired yet in use), or one the store refuses. On a reason, what was
+/// written of it must be rolled back by the caller.
+fn take_member(conn: &Connection, program: &Program, rec: &MemberRecord) -> Result<Option<String>> {
+    if let Err(reason) = rec.check_cards() {
+        return Ok(Some(reason));
+    }
+    match apply_member(conn, program, rec) {
+        Ok(()) => Ok(None),
+        Err(e) if about_the_record(&e) => Ok(Some(e.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies `rec` in a savepoint; a record this till cannot take ([`take_member`]) goes to the
+/// quarantine.
 fn apply_or_quarantine_member(
     conn: &mut rusqlite::Transaction<'_>,
     program: &Program,
     rec: &MemberRecord,
     at: Timestamp,
 ) -> Result<bool> {
-    let body = || serde_json::to_string(rec).unwrap_or_default();
-    let name = member_record_name(rec);
-    if let Err(reason) = rec.check_cards() {
-        quarantine(conn, RecordKind::Member, &name, &body(), &reason, at)?;
-        return Ok(false);
-    }
     let sp = conn.savepoint()?;
-    match apply_member(&sp, program, rec) {
-        Ok(()) => {
-            sp.commit()?;
-            Ok(true)
-        }
-        Err(e) if about_the_record(&e) => {
-            drop(sp);
-            quarantine(conn, RecordKind::Member, &name, &body(), &e.to_string(), at)?;
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
+    let Some(reason) = take_member(&sp, program, rec)? else {
+        sp.commit()?;
+        return Ok(true);
+    };
+    drop(sp);
+    let body = serde_json::to_string(rec).unwrap_or_default();
+    let name = member_record_name(rec);
+    quarantine(conn, RecordKind::Member, &name, &body, &reason, at)?;
+    Ok(false)
 }
 
 /// Applies a run of member records in one savepoint; when one of them cannot be taken, the run
@@ -132,17 +137,9 @@ fn apply_members(
     let sp = tx.savepoint()?;
     let mut whole = true;
     for rec in run {
-        if rec.check_cards().is_err() {
+        if take_member(&sp, program, rec)?.is_some() {
             whole = false;
             break;
-        }
-        match apply_member(&sp, program, rec) {
-            Ok(()) => {}
-            Err(e) if about_the_record(&e) => {
-                whole = false;
-                break;
-            }
-            Err(e) => return Err(e),
         }
     }
     if whole {

@@ -1216,7 +1216,7 @@ mod tests {
             );
             assert_eq!(refolded, 1 + OTHERS as usize);
         });
-        assert!(store.refresh_stale().expect("again") == 0);
+        assert_eq!(store.refresh_stale().expect("again"), 0);
         assert!(store.member(member).expect("member").state.balance > 0);
         assert!(store.verify(false).expect("verify").is_clean());
     }
