@@ -43,7 +43,7 @@ mod verify;
 
 /// The schema, in order; each script is idempotent, and runs where `schema_version` says it has
 /// not run yet.
-const SCHEMA: [&str; 9] = [
+const SCHEMA: [&str; 10] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
     include_str!("migrations/postgres_003.sql"),
@@ -53,6 +53,7 @@ const SCHEMA: [&str; 9] = [
     include_str!("migrations/postgres_007.sql"),
     include_str!("migrations/postgres_008.sql"),
     include_str!("migrations/postgres_009.sql"),
+    include_str!("migrations/postgres_010.sql"),
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;

@@ -23,8 +23,9 @@ impl PgDb {
         let tx = snapshot(&mut client).await?;
         let row = fetch_one(
             &tx,
-            "SELECT (SELECT toml FROM program ORDER BY version DESC LIMIT 1), program, last_seq
-             FROM report_state",
+            "SELECT (SELECT toml FROM program ORDER BY version DESC LIMIT 1), program,
+                    COALESCE(last_seq, 0)
+             FROM (SELECT) AS one LEFT JOIN report_state ON TRUE",
             &[],
         )
         .await?;
