@@ -420,6 +420,9 @@ mod chain {
     /// says what it said before, and `verify` agrees.
     #[test]
     fn postgres_records_lost_in_a_crash_are_made_again() {
+        // What crash recovery does to the unlogged tables.
+        const CRASH_RECOVERY: &str = "TRUNCATE report_digests, report_members,
+                                      report_tier_changes, report_totals, report_state";
         let Some(mut one) = one_till(Backend::Postgres) else {
             return;
         };
@@ -447,19 +450,11 @@ mod chain {
         };
         let before = measures(&one.db);
 
-        tamper(
-            &one.db,
-            "TRUNCATE report_digests, report_members, report_tier_changes, report_totals,
-                      report_state",
-        );
+        tamper(&one.db, CRASH_RECOVERY);
         assert_eq!(measures(&one.db), before);
         records_agree(&one.db, 2);
 
-        tamper(
-            &one.db,
-            "TRUNCATE report_digests, report_members, report_tier_changes, report_totals,
-                      report_state",
-        );
+        tamper(&one.db, CRASH_RECOVERY);
         one.till
             .store
             .earn(bob, 20_000, "ann", now())
