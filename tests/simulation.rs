@@ -610,6 +610,44 @@ fn join(url: &str, token: &str, at: Timestamp) -> (Till, SyncClient) {
     (till, client)
 }
 
+/// A new till that joins without its pull, takes every member's history from the server ahead
+/// of it (as it does for a member scanned while it catches up, here in member order instead of
+/// the chain's), then syncs: what it holds must be what a plain pull gives.
+fn join_taking_histories_first(url: &str, token: &str, at: Timestamp) -> (Till, SyncClient) {
+    let db = TempDb::new();
+    let store = db.open();
+    let mut till = Till { db, store };
+    till.unsafe_fast_writes();
+    let code = tillpass::sync::join::JoinCode {
+        url: url.to_owned(),
+        token: token.to_owned(),
+        pin: None,
+    };
+    tillpass::sync::join_then_catch_up(&mut till.store, &code, false, at).expect("join");
+    let served = pull_all(url, token, till.store.terminal_id());
+    let members: BTreeSet<Uuid> = served.members.iter().map(|m| m.member.id.0).collect();
+    let mut taken = 0;
+    for member in members {
+        taken += tillpass::sync::catch_up_member(
+            &mut till.store,
+            MemberId(member),
+            std::time::Duration::from_secs(30),
+            at,
+        )
+        .expect("a member's history ahead of the pull")
+        .expect("joined")
+        .0;
+    }
+    let client = client_for(&till.store).expect("client");
+    let pulled = sync_once(&mut till.store, &client, at).expect("first sync");
+    assert_eq!(
+        taken + pulled.pulled_entries,
+        served.entries.len(),
+        "each entry taken once, ahead of the pull ({taken}) or by it"
+    );
+    (till, client)
+}
+
 /// One HTTP client for the hostile till and the oracle's questions to the server, for the
 /// whole process; it keeps no idle connections, which a killed server would leave dead.
 fn http() -> &'static reqwest::blocking::Client {
@@ -1533,7 +1571,8 @@ impl<'t> World<'t> {
 
     fn check(&mut self) {
         let url = self.server.as_ref().expect("up after healing").url.clone();
-        let (mut observer, client) = join(&url, &self.observer_token, self.clock);
+        let (mut observer, client) =
+            join_taking_histories_first(&url, &self.observer_token, self.clock);
         let expected: BTreeSet<Uuid> = self
             .oracle
             .honest

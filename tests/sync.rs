@@ -2704,9 +2704,11 @@ fn imported_balances_sync_everywhere_and_are_flagged(backend: Backend) {
 }
 
 /// A till that has joined but not pulled yet (a big chain's history still on its way) finds
-/// a card it does not know on the server: the member is taken on with the server's balance
-/// and sells at once; the pull that follows brings the same member again and changes nothing
-/// of theirs. A card no member holds is unknown on the server too.
+/// a card it does not know on the server: the member is taken on with their history ahead of
+/// the pull, so the till shows the server's balance and tier and sells at that tier at once;
+/// the pull that follows brings the same member and entries again and changes nothing of
+/// theirs. A member whose history here fell behind is caught up the same way. A card no member
+/// holds is unknown on the server too.
 fn a_joining_till_finds_a_card_on_the_server_before_its_pull(backend: Backend) {
     let dir = TempDb::new();
     let Some((server, tokens)) = server(backend, dir.dir.path(), 2) else {
@@ -2714,13 +2716,16 @@ fn a_joining_till_finds_a_card_on_the_server_before_its_pull(backend: Backend) {
     };
     let mut a = Till::join(&server.url, &tokens[0]);
     let member = enrol(&mut a.store, "Grace Hopper").member.id;
-    for amount in [1_000, 2_500] {
+    // 1,000 points and then some: Silver, which earns a quarter more.
+    for amount in [10_000, 2_500] {
         a.store.earn(member, amount, "test", now()).expect("earn");
     }
     a.sync().expect("sync");
     let record = a.store.member(member).expect("member").member;
     let code = a.store.member_code(&record.card);
     let on_server = a.balances()[&member.0];
+    let silver = a.store.member(member).expect("member").state.tier;
+    assert_eq!(silver, 1, "the history makes them Silver");
 
     let b_db = TempDb::new();
     let store = b_db.open();
@@ -2747,12 +2752,18 @@ fn a_joining_till_finds_a_card_on_the_server_before_its_pull(backend: Backend) {
     assert_eq!(found, (member, on_server));
     let view = b.store.identify_code(&code).expect("now known here");
     assert_eq!(view.member, record);
+    assert_eq!(
+        (view.state.balance, view.state.tier),
+        (on_server, silver),
+        "their history came with them"
+    );
     assert_eq!(b.store.sync_counters().expect("counters").pull_cursor, 0);
     let sold = b
         .store
         .earn(member, 700, "test", now())
         .expect("a sale at once")
         .points;
+    assert_eq!(sold, 70 * 5 / 4, "priced at Silver");
     let nobody = CardNumber::from_payload(1);
     assert_ne!(nobody, record.card);
     assert_eq!(
@@ -2768,8 +2779,23 @@ fn a_joining_till_finds_a_card_on_the_server_before_its_pull(backend: Backend) {
     assert_eq!(malformed.status().as_u16(), 400);
     let error = malformed.json::<ErrorBody>().expect("an error body").error;
     assert!(error.contains("is not a card number"), "{error}");
+    for (id, status, says) in [
+        ("12345".to_owned(), 400, "is not a member id"),
+        (uuid::Uuid::now_v7().to_string(), 404, "is not known"),
+    ] {
+        let asked = reqwest::blocking::Client::new()
+            .get(format!("{}/v1/members/{id}/history", server.url))
+            .bearer_auth(&tokens[1])
+            .header(TERMINAL_HEADER, &b.store.terminal_id().0)
+            .send()
+            .expect("send");
+        assert_eq!(asked.status().as_u16(), status, "{id}");
+        let error = asked.json::<ErrorBody>().expect("an error body").error;
+        assert!(error.contains(says), "{error}");
+    }
 
-    b.sync().expect("the pull behind");
+    let report = b.sync().expect("the pull behind");
+    assert_eq!(report.pulled_entries, 0, "all here already: {report:?}");
     a.sync().expect("sync");
     assert_eq!(b.balances(), a.balances());
     assert_eq!(b.balances()[&member.0], on_server + sold);
@@ -2778,6 +2804,27 @@ fn a_joining_till_finds_a_card_on_the_server_before_its_pull(backend: Backend) {
         b.store.sync_counters().expect("counters").waiting_members,
         0
     );
+
+    // Till a sells on; till b, not synced since, is behind on the member until it asks.
+    a.store.earn(member, 40_000, "test", now()).expect("earn");
+    a.sync().expect("sync");
+    let behind = b.store.member(member).expect("member").state;
+    let (taken, live) = tillpass::sync::catch_up_member(&mut b.store, member, wait, now())
+        .expect("catch up")
+        .expect("joined");
+    let caught_up = b.store.member(member).expect("member").state;
+    assert!(taken >= 1, "the sale, and what it unlocked");
+    assert_eq!(live, a.balances()[&member.0]);
+    assert_eq!((caught_up.balance, caught_up.tier), (live, 2), "Gold now");
+    assert!(behind.balance < live && behind.tier == silver);
+    assert_eq!(
+        tillpass::sync::catch_up_member(&mut b.store, member, wait, now()).expect("again"),
+        Some((0, live)),
+        "nothing new the second time"
+    );
+    b.sync().expect("sync");
+    assert_eq!(b.balances(), a.balances());
+    assert_eq!(b.store.quarantined(10).expect("quarantine"), Vec::new());
     assert!(b.store.verify(false).expect("verify").is_clean());
 }
 

@@ -509,7 +509,7 @@ fn the_status_bar_shows_sync_and_sales_reach_the_server() {
 
 /// A card enrolled at another till since this one last pulled (or, on a till that just
 /// joined a big chain, one whose history has not arrived yet) is looked up on the server: the
-/// member shows with the server's balance and sells at once.
+/// member comes with their history, shows with the server's balance and sells at once.
 #[test]
 fn a_card_this_till_has_not_pulled_yet_is_found_on_the_server() {
     use common::server::{Backend, Server, Till, add_terminal, database};
@@ -542,7 +542,11 @@ fn a_card_this_till_has_not_pulled_yet_is_found_on_the_server() {
     settle(&mut h);
     assert_eq!(h.state().member().map(|m| m.view.member.id), Some(member));
     h.get_by_label(&format!("{on_server} points"));
-    h.get_by_label_contains("Balance from the server");
+    assert!(
+        h.query_by_label_contains("Balance from the server")
+            .is_none(),
+        "their history came with them: this till's count is the server's"
+    );
     assert_eq!(status_line(&h), "Ada Lovelace found");
 
     wedge(&mut h, "12.50");
@@ -551,17 +555,12 @@ fn a_card_this_till_has_not_pulled_yet_is_found_on_the_server() {
     settle(&mut h);
     h.get_by_label(&format!("{} points", on_server + 125));
 
-    // The next round brings the member's history: the panel is read again and the note goes.
+    // The next round's pull finds their history here already.
     h.state().settle_sync();
     h.run_steps(2);
     settle(&mut h);
     settle(&mut h);
     h.get_by_label(&format!("{} points", on_server + 125));
-    assert!(
-        h.query_by_label_contains("Balance from the server")
-            .is_none(),
-        "the history is here now"
-    );
 
     // A card no member holds is unknown on the server too.
     let nobody = Store::open(&db.path)

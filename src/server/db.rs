@@ -15,8 +15,8 @@ use crate::domain::insights::{ByMember, MemberFacts};
 use crate::domain::possible::{ProgramHistory, ProgramVersion};
 use crate::domain::{Entry, EntryKind, MemberId, MemberRecord, Program, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    BalanceResponse, CardLookup, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_PUSH_ENTRIES,
-    PushResponse, RecordKind, SeedResponse, record_name,
+    BalanceResponse, CardLookup, ConfigQuery, ConfigResponse, DoubleSpendList, MAX_HISTORY,
+    MAX_PUSH_ENTRIES, PushResponse, RecordKind, SeedResponse, record_name,
 };
 
 /// Why a storage call failed; the HTTP layer maps each to a status.
@@ -205,6 +205,26 @@ impl Db {
             member: Some(super::member_push::stored_record(id, &body)?),
             balance: balance.balance,
         })
+    }
+
+    /// The JSON of the member's `MemberHistory` for the till `terminal` (its own entries left
+    /// out, as a pull leaves them), `None` for an unknown member.
+    pub async fn member_history(
+        &self,
+        member: MemberId,
+        terminal: &TerminalId,
+    ) -> Result<Option<String>, DbError> {
+        let one_more = MAX_HISTORY + 1;
+        let found = match self {
+            Db::Sqlite(db) => db.member_history(member, terminal, one_more).await?,
+            Db::Postgres(db) => db.member_history(member, terminal, one_more).await?,
+        };
+        let Some((body, entries)) = found else {
+            return Ok(None);
+        };
+        let record = serde_json::to_string(&super::member_push::stored_record(member, &body)?)
+            .map_err(|e| DbError::Internal(format!("member record {member}: {e}")))?;
+        Ok(Some(render_history(&record, &entries)))
     }
 
     /// Redemptions that overdrew a balance, newest first.
@@ -681,6 +701,22 @@ pub(super) fn render_cut(
     render(&m, &e, cut.next, cut.more, next_record)
 }
 
+/// The JSON of a `MemberHistory` from the record's JSON and stored entry bodies (spliced as
+/// they are): none of the entries, and `complete` false, when there are more than
+/// [`MAX_HISTORY`].
+fn render_history(record: &str, entries: &[String]) -> String {
+    let complete = entries.len() <= MAX_HISTORY;
+    let served = if complete { entries } else { &[] };
+    let size: usize = served.iter().map(|b| b.len() + 1).sum();
+    let mut out = String::with_capacity(record.len() + size + PAGE_OVERHEAD);
+    out.push_str("{\"member\":");
+    out.push_str(record);
+    out.push_str(",\"entries\":");
+    json_array(&mut out, served.iter().map(String::as_str));
+    out.push_str(&format!(",\"complete\":{complete}}}"));
+    out
+}
+
 /// A `code_keys` row: id, master (none for key 0), retired.
 pub(super) type KeyRow = (u32, Option<Vec<u8>>, bool);
 
@@ -809,5 +845,56 @@ mod tests {
         assert_eq!((one.entries, one.next, one.more), (1, 1, true));
         let _: PullResponse = serde_json::from_str(&render(&[], &[], 0, false, None))
             .expect("an empty page is a PullResponse");
+    }
+
+    #[test]
+    fn a_history_is_served_whole_or_not_at_all() {
+        use crate::domain::summary::tests::entry;
+        use crate::domain::{CardNumber, Member};
+        use crate::sync::protocol::MemberHistory;
+        let record = MemberRecord {
+            member: Member {
+                id: MemberId(uuid::Uuid::from_u128(7)),
+                card: CardNumber::from_payload(42),
+                name: "Ada".into(),
+                phone: None,
+                email: None,
+                birthday: None,
+                marketing_consent: false,
+                created_at: Timestamp::from_millis(1),
+            },
+            version: 1,
+            retired_cards: Vec::new(),
+            erased_at: None,
+            referred_by: None,
+        };
+        let json = serde_json::to_string(&record).expect("json");
+        let entries: Vec<Entry> = (0..3)
+            .map(|i| entry(EntryKind::Earn, 10 + i, Some(100), i))
+            .collect();
+        let bodies = |entries: &[Entry]| -> Vec<String> {
+            entries
+                .iter()
+                .map(|e| serde_json::to_string(e).expect("json"))
+                .collect()
+        };
+        let served: MemberHistory =
+            serde_json::from_str(&render_history(&json, &bodies(&entries))).expect("a history");
+        assert_eq!(
+            served,
+            MemberHistory {
+                member: record.clone(),
+                entries: entries.clone(),
+                complete: true,
+            }
+        );
+        let long = vec![entries[0].clone(); MAX_HISTORY + 1];
+        let served: MemberHistory =
+            serde_json::from_str(&render_history(&json, &bodies(&long))).expect("a history");
+        assert_eq!((served.entries.len(), served.complete), (0, false));
+        let at_most = &long[..MAX_HISTORY];
+        let served: MemberHistory =
+            serde_json::from_str(&render_history(&json, &bodies(at_most))).expect("a history");
+        assert_eq!((served.entries.len(), served.complete), (MAX_HISTORY, true));
     }
 }

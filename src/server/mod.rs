@@ -135,6 +135,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sync/seed", post(seed))
         .route("/v1/members/{id}/balance", get(balance))
         .route("/v1/members/by-card/{card}", get(card_lookup))
+        .route("/v1/members/{id}/history", get(member_history))
         .route("/v1/double-spends", get(double_spends))
         .route("/v1/report", get(report))
         .merge(passes::routes())
@@ -343,14 +344,34 @@ async fn balance(
     TerminalAuth(_): TerminalAuth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let member: MemberId = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a member id")))?;
+    let member = member_id(&id)?;
     match state.db.balance(member).await? {
         Some(b) => Ok(Json(b).into_response()),
-        None => Err(ApiError::NotFound(format!(
-            "member {member} is not known to the server"
-        ))),
+        None => Err(unknown_member(member)),
+    }
+}
+
+/// A member id from a path, or why it is not one.
+fn member_id(id: &str) -> Result<MemberId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{id:?} is not a member id")))
+}
+
+fn unknown_member(member: MemberId) -> ApiError {
+    ApiError::NotFound(format!("member {member} is not known to the server"))
+}
+
+/// `GET /v1/members/{id}/history`: the member's record and their entries from other tills,
+/// for a till that has not pulled them all yet.
+async fn member_history(
+    State(state): State<Arc<AppState>>,
+    TerminalAuth(terminal): TerminalAuth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let member = member_id(&id)?;
+    match state.db.member_history(member, &terminal).await? {
+        Some(body) => Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response()),
+        None => Err(unknown_member(member)),
     }
 }
 

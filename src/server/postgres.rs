@@ -667,6 +667,27 @@ impl PgDb {
         }))
     }
 
+    /// The member's stored record and up to `limit` of their entries from tills other than
+    /// `terminal`, in arrival order, read by one statement; `None` for an unknown member.
+    pub async fn member_history(
+        &self,
+        member: MemberId,
+        terminal: &TerminalId,
+        limit: usize,
+    ) -> Result<Option<(String, Vec<String>)>, DbError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(fetch_opt(
+            &get(&self.quick).await?,
+            "SELECT m.body, ARRAY(SELECT e.body FROM entries e
+                                  WHERE e.member_id = m.id AND e.terminal_id <> $2
+                                  ORDER BY e.server_seq LIMIT $3)
+             FROM members m WHERE m.id = $1",
+            &[&member.0, &terminal.0, &limit],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1))))
+    }
+
     /// The member's stored record (JSON), `None` for an unknown member.
     pub async fn member_body(&self, member: MemberId) -> Result<Option<String>, DbError> {
         Ok(fetch_opt(

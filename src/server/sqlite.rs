@@ -683,6 +683,46 @@ impl SqliteDb {
         .await
     }
 
+    /// The member's stored record and up to `limit` of their entries from tills other than
+    /// `terminal`, in arrival order, read in one snapshot; `None` for an unknown member.
+    pub async fn member_history(
+        &self,
+        member: MemberId,
+        terminal: &TerminalId,
+        limit: usize,
+    ) -> Result<Option<(String, Vec<String>)>, DbError> {
+        let terminal = terminal.clone();
+        with(&self.quick, move |conn| {
+            let tx = conn.transaction()?;
+            let Some(body) = tx
+                .query_row(
+                    "SELECT body FROM members WHERE id = ?1",
+                    params![member.0],
+                    |r| r.get(0),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let entries = tx
+                .prepare_cached(
+                    "SELECT body FROM entries WHERE member_id = ?1 AND terminal_id <> ?2
+                     ORDER BY server_seq LIMIT ?3",
+                )?
+                .query_map(
+                    params![
+                        member.0,
+                        terminal.0,
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    |r| r.get(0),
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Some((body, entries)))
+        })
+        .await
+    }
+
     pub async fn balance(&self, member: MemberId) -> Result<Option<BalanceResponse>, DbError> {
         with(&self.quick, move |conn| {
             let known: Option<i64> = conn

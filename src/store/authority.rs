@@ -451,6 +451,53 @@ impl Store {
         self.apply_records(std::slice::from_ref(member), &[], None, at)
     }
 
+    /// Takes on a member's record and their entries from the server ahead of the pull, for a
+    /// till still catching up: the entries this till can apply go in, and the member's state is
+    /// folded again at once, so they are shown and their sales priced with their whole
+    /// history. An entry of another member, or one this till cannot apply yet (its check
+    /// needing more of the chain than is here, say), is left for the pull, which judges it
+    /// again and finds the others already here. The cursor stays where it is; a record this
+    /// till cannot take goes to the quarantine, and none of the entries are taken then.
+    pub fn take_history(
+        &mut self,
+        member: &MemberRecord,
+        entries: &[Entry],
+        at: Timestamp,
+    ) -> Result<Applied> {
+        let page = self.page()?;
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let quarantined = apply_members(&mut tx, &page.program, std::slice::from_ref(member), at)?;
+        if quarantined > 0 {
+            tx.commit()?;
+            return Ok(Applied {
+                inserted: 0,
+                quarantined,
+            });
+        }
+        let theirs: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.member_id == member.member.id)
+            .cloned()
+            .collect();
+        let (mut ok, _left_for_the_pull) = screen(&tx, &page.programs, &page.terminal, &theirs)?;
+        ok.sort_by_key(|e| e.kind == EntryKind::Reverse);
+        let outcomes =
+            super::ledger::insert_foreign(&tx, &page.program, &page.terminal, &ok, false)?;
+        tx.commit()?;
+        if member.erased_at.is_some() {
+            self.scrub_log()?;
+        }
+        Ok(Applied {
+            inserted: outcomes
+                .iter()
+                .filter(|o| **o == super::InsertOutcome::Inserted)
+                .count(),
+            quarantined: 0,
+        })
+    }
+
     /// Judges and applies records from the server and, with `cursor`, moves the pull cursor
     /// to it (a seq and the name of the record there), in one transaction.
     fn apply_records(

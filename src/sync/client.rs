@@ -9,8 +9,8 @@ use thiserror::Error;
 
 use super::protocol::{
     BalanceResponse, CardLookup, ConfigQuery, ConfigResponse, DoubleSpendList, ErrorBody,
-    MAX_RESPONSE_BYTES, OwnQuery, PassLinkRequest, PassLinkResponse, PullQuery, PullResponse,
-    PushRequest, PushResponse, SeedRequest, SeedResponse, TERMINAL_HEADER,
+    MAX_RESPONSE_BYTES, MemberHistory, OwnQuery, PassLinkRequest, PassLinkResponse, PullQuery,
+    PullResponse, PushRequest, PushResponse, SeedRequest, SeedResponse, TERMINAL_HEADER,
 };
 use crate::domain::{CardNumber, MemberId, TerminalId};
 use crate::store::StoreError;
@@ -215,6 +215,17 @@ impl SyncClient {
             self.request(
                 reqwest::Method::GET,
                 &format!("/v1/members/{member}/balance"),
+            )
+            .send(),
+        )
+    }
+
+    /// The member's record and their entries from other tills, as the server holds them.
+    pub fn member_history(&self, member: MemberId) -> Result<MemberHistory, SyncError> {
+        self.answer(
+            self.request(
+                reqwest::Method::GET,
+                &format!("/v1/members/{member}/history"),
             )
             .send(),
         )

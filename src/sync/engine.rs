@@ -483,7 +483,54 @@ pub fn look_up_card(
             "the server's record of the member with card {card} cannot be taken on here (see the quarantine)"
         )));
     }
+    take_history_if_served(store, &client, record.member.id, at)?;
     Ok(Some((record.member.id, found.balance)))
+}
+
+/// The member's entries from other tills, asked of the server and taken on here ahead of the
+/// pull ([`Store::take_history`]): the member is then shown, and their sales priced, with
+/// their whole history while the pull is still on its way. Returns how many entries were new
+/// here: none when the server holds more of them than it sends at once (the pull brings them).
+fn take_history(
+    store: &mut Store,
+    client: &SyncClient,
+    member: MemberId,
+    at: Timestamp,
+) -> Result<usize, SyncError> {
+    let history = client.member_history(member)?;
+    if history.member.member.id != member {
+        return Err(SyncError::Protocol(format!(
+            "asked for the history of member {member}, the server answered with member {}",
+            history.member.member.id
+        )));
+    }
+    if !history.complete {
+        return Ok(0);
+    }
+    let applied = store.take_history(&history.member, &history.entries, at)?;
+    if applied.quarantined > 0 {
+        return Err(SyncError::Protocol(format!(
+            "the server's record of member {member} cannot be taken on here (see the quarantine)"
+        )));
+    }
+    Ok(applied.inserted)
+}
+
+/// [`take_history`] where the server can give it: without it (a server from before it served
+/// histories, or one that could not answer in time) the member is shown with the server's
+/// balance and the note that this till's count of them is behind, as before. A failure of
+/// this till's store still stops the caller.
+fn take_history_if_served(
+    store: &mut Store,
+    client: &SyncClient,
+    member: MemberId,
+    at: Timestamp,
+) -> Result<usize, SyncError> {
+    match take_history(store, client, member, at) {
+        Err(SyncError::Store(e)) => Err(e.into()),
+        Err(_) => Ok(0),
+        Ok(taken) => Ok(taken),
+    }
 }
 
 /// The member's live balance when this till is connected to a server (`Ok(None)` when it is
@@ -500,4 +547,22 @@ pub fn live_balance(
     };
     push_all(store, &client, &mut SyncReport::default())?;
     Ok(Some(client.balance(member)?.balance))
+}
+
+/// For a member shown while this till catches up: their history taken ahead of the pull where
+/// the server gives it ([`take_history`]; how many entries were new here), then their live
+/// balance ([`live_balance`]); `Ok(None)` when this till is not connected to a server.
+pub fn catch_up_member(
+    store: &mut Store,
+    member: MemberId,
+    timeout: Duration,
+    at: Timestamp,
+) -> Result<Option<(usize, i64)>, SyncError> {
+    let client = match client_within(store, timeout) {
+        Err(SyncError::NotConfigured) => return Ok(None),
+        client => client?,
+    };
+    let taken = take_history_if_served(store, &client, member, at)?;
+    push_all(store, &client, &mut SyncReport::default())?;
+    Ok(Some((taken, client.balance(member)?.balance)))
 }

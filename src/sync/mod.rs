@@ -10,5 +10,6 @@ pub mod worker;
 
 pub use client::{SyncClient, SyncError};
 pub use engine::{
-    SyncReport, client_for, join, join_then_catch_up, live_balance, look_up_card, sync_once,
+    SyncReport, catch_up_member, client_for, join, join_then_catch_up, live_balance, look_up_card,
+    sync_once,
 };

@@ -189,6 +189,22 @@ pub struct BalanceResponse {
     pub server_seq: i64,
 }
 
+/// The most entries `GET /v1/members/{id}/history` serves; a member with more is left to the
+/// pull.
+pub const MAX_HISTORY: usize = 5_000;
+
+/// `GET /v1/members/{id}/history`: a member's record and every entry of theirs the server
+/// holds from other tills, in arrival order, for a till still catching up: with them it shows
+/// the member, and prices their sales, as their whole history has them (tier, offers, stamps)
+/// before its pull gets there. `complete` is false, and `entries` empty, for a member with
+/// more than [`MAX_HISTORY`] entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberHistory {
+    pub member: MemberRecord,
+    pub entries: Vec<Entry>,
+    pub complete: bool,
+}
+
 /// The member whose card in use `card` is, as the server holds them, with their live balance:
 /// what a till still catching up (or not yet synced since the member enrolled elsewhere) shows
 /// for a scan. `member` is `None` when no member holds the card.

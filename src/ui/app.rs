@@ -688,13 +688,21 @@ impl TillApp {
                 self.looked_up = Some((member, balance));
                 self.worker.send(Request::Open(member));
             }
-            Reply::ServerBalance { member, balance } => {
+            Reply::ServerBalance {
+                member,
+                balance,
+                taken,
+            } => {
                 if let Some(shown) = &mut self.cashier.member
                     && shown.view.member.id == member
                 {
                     match balance {
                         Some(balance) => shown.take_server_balance(balance),
                         None => shown.server = Some(ServerBalance::Unanswered),
+                    }
+                    // Their history came ahead of the pull: read them again with it.
+                    if taken > 0 {
+                        self.worker.send(Request::Refresh(member));
                     }
                 }
             }

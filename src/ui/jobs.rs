@@ -23,7 +23,8 @@ pub const LIVE_BALANCE_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum Job {
     /// Ask the server for the member's live balance before redeeming `reward`.
     LiveBalance { member: MemberId, reward: String },
-    /// Ask the server for the member's live balance to show, while this till catches up.
+    /// Take the member's history from the server ahead of the pull, and ask for their live
+    /// balance to show, while this till catches up.
     ServerBalance(MemberId),
     /// Ask the server who holds a card this till does not know, and take them on.
     LookUpCard(String),
@@ -52,10 +53,14 @@ pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &
                 member,
                 reward,
             },
-            Job::ServerBalance(member) => Reply::ServerBalance {
-                balance: live_balance(&mut store, db, member),
-                member,
-            },
+            Job::ServerBalance(member) => {
+                let caught_up = catch_up_member(&mut store, db, member);
+                Reply::ServerBalance {
+                    balance: caught_up.map(|(_, balance)| balance),
+                    taken: caught_up.map_or(0, |(taken, _)| taken),
+                    member,
+                }
+            }
             Job::LookUpCard(card) => look_up_card(&mut store, db, &card),
             Job::WalletPass(content) => match pass_link(&mut store, db, &content) {
                 Some(reply) => reply,
@@ -125,6 +130,14 @@ fn insights(
 /// The server's live balance, or `None` (offline rules apply) when it cannot be had in time.
 fn live_balance(store: &mut Option<Store>, db: &Path, member: MemberId) -> Option<i64> {
     crate::sync::live_balance(opened(store, db).ok()?, member, LIVE_BALANCE_TIMEOUT)
+        .ok()
+        .flatten()
+}
+
+/// The member's history taken from the server ahead of the pull (how many entries were new
+/// here) and their live balance, or `None` when the server cannot be asked in time.
+fn catch_up_member(store: &mut Option<Store>, db: &Path, member: MemberId) -> Option<(usize, i64)> {
+    crate::sync::catch_up_member(opened(store, db).ok()?, member, LIVE_BALANCE_TIMEOUT, now())
         .ok()
         .flatten()
 }

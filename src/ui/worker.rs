@@ -150,10 +150,12 @@ pub enum Reply {
         balance: i64,
     },
     /// The server's balance for the member on screen while this till catches up: `None` when
-    /// it could not be asked.
+    /// it could not be asked. `taken`: entries of theirs the server gave that were new here
+    /// (their history taken ahead of the pull), so the member is read again.
     ServerBalance {
         member: MemberId,
         balance: Option<i64>,
+        taken: usize,
     },
     Matches(Vec<SearchHit>),
     /// An entry was written; the message says what happened.
