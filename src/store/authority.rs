@@ -299,6 +299,17 @@ fn screen<'e>(
 const STEP_ASIDE_EVERY: usize = 5_000;
 const STEP_ASIDE_MEMBERS: usize = 500;
 
+/// Whether applying records may commit its work so far and let a waiting writer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Steps {
+    /// Between runs of members and chunks of entries, when a writer waits: for a pulled page,
+    /// whose entries committed before a crash are found again when it comes again.
+    LetWritersIn,
+    /// All or nothing: the caller's transaction holds other changes that must not commit
+    /// without the records (a retry of the quarantine takes its rows out first).
+    Whole,
+}
+
 /// What judging and applying a page of pulled records needs.
 struct Page {
     programs: ProgramHistory,
@@ -314,11 +325,16 @@ impl Page {
         members: &[MemberRecord],
         entries: &[Entry],
         at: Timestamp,
+        steps: Steps,
     ) -> Result<Applied> {
+        let step = |tx: &rusqlite::Transaction<'_>| match steps {
+            Steps::LetWritersIn => super::write_lock::let_waiting_writer_in(tx),
+            Steps::Whole => Ok(()),
+        };
         let mut applied = Applied::default();
         for run in members.chunks(STEP_ASIDE_MEMBERS) {
             applied.quarantined += apply_members(tx, &self.program, run, at)?;
-            super::write_lock::let_waiting_writer_in(tx)?;
+            step(tx)?;
         }
         let (ok, bad) = screen(tx, &self.programs, &self.terminal, entries)?;
         for (e, reason) in &bad {
@@ -346,7 +362,7 @@ impl Page {
                 .iter()
                 .filter(|o| **o == super::InsertOutcome::Inserted)
                 .count();
-            super::write_lock::let_waiting_writer_in(tx)?;
+            step(tx)?;
         }
         Ok(applied)
     }
@@ -511,7 +527,7 @@ impl Store {
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let applied = page.apply(&mut tx, members, entries, at)?;
+        let applied = page.apply(&mut tx, members, entries, at, Steps::LetWritersIn)?;
         if let Some((next, next_record)) = cursor {
             tx.execute(
                 "UPDATE sync_state SET pull_cursor = MAX(pull_cursor, ?1),
@@ -552,7 +568,9 @@ impl Store {
     }
 
     /// Tries every quarantined pulled record again (after a program update, say), in one
-    /// transaction: members first, then entries; what applies now leaves the quarantine. This
+    /// transaction that never commits in steps (its rows leave the quarantine first, so a crash
+    /// between steps would lose them): members first, then entries; what applies now leaves
+    /// the quarantine. This
     /// till's own entries set aside by [`Store::adopt_own`] stay as they are. Returns how many
     /// records applied.
     pub fn retry_quarantine(&mut self, at: Timestamp) -> Result<usize> {
@@ -593,7 +611,7 @@ impl Store {
             forget.execute(params![record])?;
         }
         drop(forget);
-        let applied = page.apply(&mut tx, &members, &entries, at)?;
+        let applied = page.apply(&mut tx, &members, &entries, at, Steps::Whole)?;
         tx.commit()?;
         Ok(retried.len().saturating_sub(applied.quarantined))
     }
@@ -743,5 +761,84 @@ impl Store {
             renumbered,
             set_aside: set_aside.len(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rows::tests::{NOW, store_with_member};
+    use super::*;
+
+    /// A writer waiting while the quarantine is retried (what every sale during a sync round
+    /// may be) must not make the retry commit in steps: its rows leave the quarantine first,
+    /// so a failure or a crash after such a step would lose the records not applied yet.
+    #[test]
+    fn a_retry_of_the_quarantine_is_whole_even_when_a_writer_waits() {
+        let (_dir, mut store, member) = store_with_member();
+        let record = super::super::sync::member_record(&store.conn, member).expect("record");
+        let entry = Entry {
+            id: EntryId(uuid::Uuid::now_v7()),
+            terminal_id: TerminalId("till-elsewhere".into()),
+            terminal_seq: 1,
+            member_id: member,
+            kind: EntryKind::Adjust,
+            points: 20,
+            amount_minor: None,
+            currency: None,
+            reward_id: None,
+            reverses: None,
+            occurred_at: NOW,
+            note: Some("goodwill".into()),
+            actor: "manager".into(),
+            lines: Vec::new(),
+            stamps: Default::default(),
+            returns: None,
+        };
+        let set_aside = |conn: &Connection| {
+            quarantine(
+                conn,
+                RecordKind::Member,
+                &member_record_name(&record),
+                &serde_json::to_string(&record).expect("json"),
+                "set aside for the test",
+                NOW,
+            )
+            .expect("member aside");
+            quarantine(
+                conn,
+                RecordKind::Entry,
+                &entry_record_name(&entry),
+                &serde_json::to_string(&entry).expect("json"),
+                "set aside for the test",
+                NOW,
+            )
+            .expect("entry aside");
+        };
+        set_aside(&store.conn);
+        store
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER failing_disk BEFORE INSERT ON ledger
+                 BEGIN SELECT RAISE(ABORT, 'the disk failed'); END",
+            )
+            .expect("a failing insert");
+        // A writer waited for the lock: the next look for one finds it.
+        super::super::write_lock::wait_for_lock(1);
+        let failed = store
+            .retry_quarantine(NOW)
+            .expect_err("the entry cannot go in");
+        assert!(failed.to_string().contains("the disk failed"), "{failed}");
+        assert_eq!(
+            store.quarantine_count().expect("count"),
+            2,
+            "nothing left the quarantine"
+        );
+        store
+            .conn
+            .execute_batch("DROP TRIGGER failing_disk")
+            .expect("the disk mended");
+        assert_eq!(store.retry_quarantine(NOW).expect("retry"), 2);
+        assert_eq!(store.quarantine_count().expect("count"), 0);
+        assert!(store.entries_of(member).expect("entries").contains(&entry));
     }
 }
