@@ -555,12 +555,15 @@ fn a_card_this_till_has_not_pulled_yet_is_found_on_the_server() {
     settle(&mut h);
     h.get_by_label(&format!("{} points", on_server + 125));
 
-    // The next round's pull finds their history here already.
+    // The next round's pull finds their history here already, and the status bar counts
+    // the member it brought.
+    let terminal = Store::open(&db.path).expect("open").terminal_id().0.clone();
     h.state().settle_sync();
     h.run_steps(2);
     settle(&mut h);
     settle(&mut h);
     h.get_by_label(&format!("{} points", on_server + 125));
+    h.get_by_label(&format!("{terminal} · 1 member"));
 
     // A card no member holds is unknown on the server too.
     let nobody = Store::open(&db.path)

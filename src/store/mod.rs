@@ -306,15 +306,23 @@ impl Store {
 
     /// Member and entry counts.
     pub fn stats(&self) -> Result<StoreStats> {
-        let count = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, i64>(0));
         Ok(StoreStats {
             path: self.path.clone(),
             terminal_id: self.terminal.clone(),
             program: self.program.name.clone(),
             program_version: self.program_version,
-            members: count("SELECT COUNT(*) FROM members")?,
-            entries: count("SELECT COALESCE(MAX(seq), 0) FROM ledger")?,
+            members: self.member_count()?,
+            entries: self
+                .conn
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM ledger", [], |r| r.get(0))?,
         })
+    }
+
+    /// How many members the store holds.
+    pub fn member_count(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM members", [], |r| r.get(0))?)
     }
 
     /// Members per tier index, from the cached state. A cached tier outside the program's tiers

@@ -36,6 +36,9 @@ pub struct SyncStatus {
     pub quarantined: i64,
     /// A long pull under way: how far it has come.
     pub catching_up: Option<PullProgress>,
+    /// Members in the store, counted after a round that pulled member records (`None` before
+    /// the first).
+    pub members: Option<i64>,
 }
 
 /// Pulls of at least this many records show their progress.
@@ -134,6 +137,11 @@ fn run(db: &std::path::Path, shared: &Mutex<SyncStatus>, nudged: &Receiver<()>, 
                     }
                 });
                 let counters = store.sync_counters().unwrap_or_default();
+                // Counted here, on this thread's connection: a million members take a while.
+                let members = match &result {
+                    Ok(report) if report.pulled_members > 0 => store.member_count().ok(),
+                    _ => None,
+                };
                 let wait = match &result {
                     Ok(_) => {
                         failures = 0;
@@ -153,6 +161,7 @@ fn run(db: &std::path::Path, shared: &Mutex<SyncStatus>, nudged: &Receiver<()>, 
                     s.last_error = result.err().map(|e| e.to_string());
                     s.program_version = counters.program_version;
                     s.quarantined = counters.quarantined;
+                    s.members = members.or(s.members);
                 });
                 wait
             }

@@ -59,6 +59,8 @@ pub struct TillApp {
     looked_up: Option<(MemberId, i64)>,
     /// The sync worker's last successful round seen by the screens.
     last_round: Option<crate::domain::Timestamp>,
+    /// The sync worker's last count of the store's members, once taken into `stats`.
+    members_counted: Option<i64>,
 }
 
 impl TillApp {
@@ -92,6 +94,7 @@ impl TillApp {
             pos_commit: None,
             looked_up: None,
             last_round: None,
+            members_counted: None,
         }
     }
 
@@ -919,6 +922,13 @@ impl TillApp {
         if status.program_version != self.program_version && self.program.is_some() {
             self.program_version = status.program_version;
             self.worker.send(Request::Reload);
+        }
+        // The sync worker counts the members after a round that pulled some.
+        if status.members != self.members_counted {
+            self.members_counted = status.members;
+            if let (Some(members), Some(stats)) = (status.members, &mut self.stats) {
+                stats.members = members;
+            }
         }
         if status.last_success != self.last_round {
             self.last_round = status.last_success;

@@ -82,7 +82,11 @@ pub fn status_bar_ui(
             ui.label(RichText::new(legend(screen)).small().color(MUTED));
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 if let Some(stats) = stats {
-                    let status = format!("{} · {} members", stats.terminal_id, stats.members);
+                    let members = match stats.members {
+                        1 => "1 member".to_owned(),
+                        n => format!("{n} members"),
+                    };
+                    let status = format!("{} · {members}", stats.terminal_id);
                     ui.label(RichText::new(status).small().color(MUTED));
                 }
             });
