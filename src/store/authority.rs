@@ -777,44 +777,30 @@ mod tests {
         let (_dir, mut store, member) = store_with_member();
         let record = super::super::sync::member_record(&store.conn, member).expect("record");
         let entry = Entry {
-            id: EntryId(uuid::Uuid::now_v7()),
             terminal_id: TerminalId("till-elsewhere".into()),
-            terminal_seq: 1,
             member_id: member,
-            kind: EntryKind::Adjust,
-            points: 20,
-            amount_minor: None,
-            currency: None,
-            reward_id: None,
-            reverses: None,
-            occurred_at: NOW,
             note: Some("goodwill".into()),
             actor: "manager".into(),
-            lines: Vec::new(),
-            stamps: Default::default(),
-            returns: None,
+            ..crate::domain::summary::tests::entry(EntryKind::Adjust, 20, None, NOW.millis())
         };
-        let set_aside = |conn: &Connection| {
-            quarantine(
-                conn,
-                RecordKind::Member,
-                &member_record_name(&record),
-                &serde_json::to_string(&record).expect("json"),
-                "set aside for the test",
-                NOW,
-            )
-            .expect("member aside");
-            quarantine(
-                conn,
-                RecordKind::Entry,
-                &entry_record_name(&entry),
-                &serde_json::to_string(&entry).expect("json"),
-                "set aside for the test",
-                NOW,
-            )
-            .expect("entry aside");
-        };
-        set_aside(&store.conn);
+        quarantine(
+            &store.conn,
+            RecordKind::Member,
+            &member_record_name(&record),
+            &serde_json::to_string(&record).expect("json"),
+            "set aside for the test",
+            NOW,
+        )
+        .expect("member aside");
+        quarantine(
+            &store.conn,
+            RecordKind::Entry,
+            &entry_record_name(&entry),
+            &serde_json::to_string(&entry).expect("json"),
+            "set aside for the test",
+            NOW,
+        )
+        .expect("entry aside");
         store
             .conn
             .execute_batch(
