@@ -687,7 +687,15 @@ impl TillApp {
                     self.say(Tone::Bad, ScanError::UnknownMember(card).to_string());
                 }
             }
-            Reply::LookedUp { member, balance } => {
+            Reply::LookedUp {
+                member,
+                balance,
+                members,
+            } => {
+                // The status bar counts the member taken on now, not after the next round.
+                if let (Some(members), Some(stats)) = (members, &mut self.stats) {
+                    stats.members = members;
+                }
                 self.looked_up = Some((member, balance));
                 self.worker.send(Request::Open(member));
             }

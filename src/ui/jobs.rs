@@ -153,7 +153,12 @@ fn look_up_card(store: &mut Option<Store>, db: &Path, card: &str) -> Reply {
         Err(e) => return Reply::Refused(e),
     };
     match crate::sync::look_up_card(store, &number, LIVE_BALANCE_TIMEOUT, now()) {
-        Ok(Some((member, balance))) => Reply::LookedUp { member, balance },
+        Ok(Some((member, balance))) => Reply::LookedUp {
+            member,
+            balance,
+            // Counted here, off the frame: a million members take a while.
+            members: store.member_count().ok(),
+        },
         Ok(None) => Reply::Refused(unknown()),
         Err(e) => Reply::Refused(format!(
             "Card {card} is not on this till yet, and the server could not be asked: {e}"

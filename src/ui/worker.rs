@@ -144,10 +144,12 @@ pub enum Reply {
     Refreshed(Box<MemberPanel>),
     /// A genuine member code whose card this till does not know (yet): the card.
     UnknownCard(String),
-    /// The server knew the card: its member is taken on here, with the live balance.
+    /// The server knew the card: its member is taken on here, with the live balance, and the
+    /// members this till now holds (`None` if they could not be counted).
     LookedUp {
         member: MemberId,
         balance: i64,
+        members: Option<i64>,
     },
     /// The server's balance for the member on screen while this till catches up: `None` when
     /// it could not be asked. `taken`: entries of theirs the server gave that were new here
