@@ -693,9 +693,7 @@ impl TillApp {
                 members,
             } => {
                 // The status bar counts the member taken on now, not after the next round.
-                if let (Some(members), Some(stats)) = (members, &mut self.stats) {
-                    stats.members = members;
-                }
+                self.take_member_count(members);
                 self.looked_up = Some((member, balance));
                 self.worker.send(Request::Open(member));
             }
@@ -879,6 +877,13 @@ impl TillApp {
         }
     }
 
+    /// A count of the store's members made off the frame, for the status bar.
+    fn take_member_count(&mut self, members: Option<i64>) {
+        if let (Some(members), Some(stats)) = (members, &mut self.stats) {
+            stats.members = members;
+        }
+    }
+
     /// Puts `panel` on screen. While this till is still receiving the chain's history its own
     /// balance may lack the member's entries, so the server's is asked for and shown with it;
     /// so it is again for a member whose count here was still behind the server's.
@@ -934,9 +939,7 @@ impl TillApp {
         // The sync worker counts the members after a round that pulled some.
         if status.members != self.members_counted {
             self.members_counted = status.members;
-            if let (Some(members), Some(stats)) = (status.members, &mut self.stats) {
-                stats.members = members;
-            }
+            self.take_member_count(status.members);
         }
         if status.last_success != self.last_round {
             self.last_round = status.last_success;
