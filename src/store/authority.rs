@@ -243,14 +243,14 @@ fn screen<'e>(
     conn: &Connection,
     programs: &ProgramHistory,
     terminal: &TerminalId,
-    entries: &'e [Entry],
+    entries: &[&'e Entry],
 ) -> Result<Screened<'e>> {
     let mut bad: Vec<(&Entry, String)> = Vec::new();
     let mut candidates: Vec<&Entry> = Vec::with_capacity(entries.len());
     let mut members_known: HashSet<MemberId> = HashSet::new();
     let mut member_exists =
         conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM members WHERE id = ?1)")?;
-    for e in entries {
+    for &e in entries {
         if let Err(shape) = e.check_shape() {
             bad.push((e, shape.reason));
             continue;
@@ -294,8 +294,8 @@ fn screen<'e>(
     Ok((ok, bad))
 }
 
-/// Entries, and member records, applied between looks for a writer waiting for the lock (a
-/// few tens of milliseconds of work each).
+/// Entries judged and applied, and member records applied, between looks for a writer waiting
+/// for the lock (a few tens of milliseconds of work each).
 const STEP_ASIDE_EVERY: usize = 5_000;
 const STEP_ASIDE_MEMBERS: usize = 500;
 
@@ -308,6 +308,22 @@ enum Steps {
     /// All or nothing: the caller's transaction holds other changes that must not commit
     /// without the records (a retry of the quarantine takes its rows out first).
     Whole,
+}
+
+/// `sorted` (grouped by member) cut into runs of about `size` entries, never parting a
+/// member's entries.
+fn whole_members<'s, 'e>(sorted: &'s [&'e Entry], size: usize) -> Vec<&'s [&'e Entry]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < sorted.len() {
+        let mut end = (start + size).min(sorted.len());
+        while end < sorted.len() && sorted[end].member_id == sorted[end - 1].member_id {
+            end += 1;
+        }
+        runs.push(&sorted[start..end]);
+        start = end;
+    }
+    runs
 }
 
 /// What judging and applying a page of pulled records needs.
@@ -336,28 +352,33 @@ impl Page {
             applied.quarantined += apply_members(tx, &self.program, run, at)?;
             step(tx)?;
         }
-        let (ok, bad) = screen(tx, &self.programs, &self.terminal, entries)?;
-        for (e, reason) in &bad {
-            let body = serde_json::to_string(e).unwrap_or_default();
-            quarantine(
-                tx,
-                RecordKind::Entry,
-                &entry_record_name(e),
-                &body,
-                reason,
-                at,
-            )?;
-        }
-        applied.quarantined += bad.len();
-        // Grouped by member, reversals after what they reverse: the member-clustered ledger
-        // then takes each page in key order.
-        let mut ordered = ok;
-        ordered.sort_by_key(|e| (e.member_id, e.kind == EntryKind::Reverse));
-        // A sale waiting for the lock gets in between chunks: what is committed then is
-        // taken as already present if the page comes again.
-        for chunk in ordered.chunks(STEP_ASIDE_EVERY) {
+        // Grouped by member, each member's entries in the order they arrived (what arrived
+        // before an entry bounds its expiry), and judged and applied a few thousand at a time:
+        // a sale waiting for the lock gets in between chunks, not only after the whole page is
+        // judged. Every check reads one member's entries, so no chunk needs another's. What
+        // is committed at a step is taken as already present if the page comes again.
+        let mut by_member: Vec<&Entry> = entries.iter().collect();
+        by_member.sort_by_key(|e| e.member_id);
+        for chunk in whole_members(&by_member, STEP_ASIDE_EVERY) {
+            let (ok, bad) = screen(tx, &self.programs, &self.terminal, chunk)?;
+            for (e, reason) in &bad {
+                let body = serde_json::to_string(e).unwrap_or_default();
+                quarantine(
+                    tx,
+                    RecordKind::Entry,
+                    &entry_record_name(e),
+                    &body,
+                    reason,
+                    at,
+                )?;
+            }
+            applied.quarantined += bad.len();
+            // Each member's reversals after what they reverse: the member-clustered ledger then
+            // takes the chunk in key order.
+            let mut ordered = ok;
+            ordered.sort_by_key(|e| (e.member_id, e.kind == EntryKind::Reverse));
             let outcomes =
-                super::ledger::insert_foreign(tx, &self.program, &self.terminal, chunk, true)?;
+                super::ledger::insert_foreign(tx, &self.program, &self.terminal, &ordered, true)?;
             applied.inserted += outcomes
                 .iter()
                 .filter(|o| **o == super::InsertOutcome::Inserted)
@@ -492,10 +513,9 @@ impl Store {
                 quarantined,
             });
         }
-        let theirs: Vec<Entry> = entries
+        let theirs: Vec<&Entry> = entries
             .iter()
             .filter(|e| e.member_id == member.member.id)
-            .cloned()
             .collect();
         let (mut ok, _left_for_the_pull) = screen(&tx, &page.programs, &page.terminal, &theirs)?;
         ok.sort_by_key(|e| e.kind == EntryKind::Reverse);
@@ -768,6 +788,110 @@ impl Store {
 mod tests {
     use super::super::rows::tests::{NOW, store_with_member};
     use super::*;
+
+    /// A sale waiting for the lock while a large pulled page is applied gets in after the
+    /// first chunk is judged and applied, before the rest of the page is judged (the check of
+    /// a quarter of a million entries at one go held sales for over a second), and the page
+    /// still ends applied whole, its cursor moved.
+    #[test]
+    fn a_sale_gets_in_before_the_rest_of_a_pulled_page_is_judged() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        const MEMBERS: usize = 40;
+        const EACH: usize = 500;
+        let (dir, mut store, member) = store_with_member();
+        let members: Vec<MemberId> = (0..MEMBERS)
+            .map(|i| {
+                let input = crate::domain::MemberInput {
+                    name: format!("Member {i}"),
+                    ..Default::default()
+                };
+                store
+                    .add_member(input, "test", NOW)
+                    .expect("enrol")
+                    .member
+                    .id
+            })
+            .collect();
+        // Each member: one entry that claims to be this till's (set aside), then adjustments
+        // from another till.
+        let mine = store.terminal_id().clone();
+        let mut entries = Vec::new();
+        for (m, member_id) in members.iter().enumerate() {
+            for i in 0..EACH {
+                entries.push(Entry {
+                    terminal_id: if i == 0 {
+                        mine.clone()
+                    } else {
+                        TerminalId("till-elsewhere".into())
+                    },
+                    terminal_seq: (m * EACH + i + 1) as i64,
+                    member_id: *member_id,
+                    note: Some("goodwill".into()),
+                    actor: "manager".into(),
+                    ..crate::domain::summary::tests::entry(
+                        EntryKind::Adjust,
+                        20,
+                        None,
+                        NOW.millis(),
+                    )
+                });
+            }
+        }
+        let path = dir.path().join("till.sqlite3");
+        let mut till = Store::open(&path).expect("the selling connection");
+        // What the quarantine held at the moment the sale went in, in the sale's transaction.
+        till.connection()
+            .execute_batch(
+                "CREATE TEMP TABLE set_aside_at_sale (n INTEGER);
+                 CREATE TEMP TRIGGER look_at_sale AFTER INSERT ON ledger
+                 BEGIN INSERT INTO set_aside_at_sale SELECT COUNT(*) FROM quarantine; END",
+            )
+            .expect("a look at the sale");
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let seller = s.spawn(|| {
+                let probe = Connection::open(&path).expect("probe");
+                probe
+                    .busy_timeout(std::time::Duration::ZERO)
+                    .expect("no wait");
+                // Waits until the pull holds the lock: a write then finds it busy.
+                while probe.execute_batch("BEGIN IMMEDIATE").is_ok() {
+                    probe.execute_batch("ROLLBACK").expect("rollback");
+                    if done.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                }
+                till.earn(member, 1_000, "test", NOW)
+                    .expect("the sale gets in");
+                let seen: i64 = till
+                    .connection()
+                    .query_row("SELECT MIN(n) FROM set_aside_at_sale", [], |r| r.get(0))
+                    .expect("seen");
+                Some(seen)
+            });
+            let applied = store
+                .apply_pulled(&[], &entries, 7, None, NOW)
+                .expect("the page applies");
+            done.store(true, Ordering::Relaxed);
+            let seen = seller.join().expect("seller");
+            let seen = seen.expect("the seller found the lock held by the pull");
+            assert!(
+                seen < MEMBERS as i64,
+                "the sale waited for the whole page to be judged: {seen} of {MEMBERS} set aside when it went in"
+            );
+            assert_eq!(applied.quarantined, MEMBERS);
+            assert_eq!(applied.inserted, MEMBERS * (EACH - 1));
+        });
+        assert_eq!(store.quarantine_count().expect("count"), MEMBERS as i64);
+        assert_eq!(store.sync_counters().expect("counters").pull_cursor, 7);
+        for m in &members {
+            let theirs = store.entries_of(*m).expect("entries");
+            let pulled = theirs
+                .iter()
+                .filter(|e| e.terminal_id.0 == "till-elsewhere");
+            assert_eq!(pulled.count(), EACH - 1);
+        }
+    }
 
     /// A writer waiting while the quarantine is retried (what every sale during a sync round
     /// may be) must not make the retry commit in steps: its rows leave the quarantine first,
