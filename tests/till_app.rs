@@ -33,11 +33,25 @@ fn settle(h: &mut Harness<'static, TillApp>) {
 /// Types text the way a keyboard-wedge scanner does: every character in one burst, then Enter,
 /// all delivered within a single frame.
 fn wedge(h: &mut Harness<'static, TillApp>, text: &str) {
-    for c in text.chars() {
-        h.event(Event::Text(c.to_string()));
-    }
-    h.key_press(Key::Enter);
+    burst(h, text, Key::Enter);
     settle(h);
+}
+
+/// Delivers `text`, then a press of `key`, all within one frame (the harness's own `event`
+/// gives each event a frame of its own).
+fn burst(h: &mut Harness<'static, TillApp>, text: &str, key: Key) {
+    let events = &mut h.input_mut().events;
+    events.extend(text.chars().map(|c| Event::Text(c.to_string())));
+    for pressed in [true, false] {
+        events.push(Event::Key {
+            key,
+            physical_key: None,
+            pressed,
+            repeat: false,
+            modifiers: egui::Modifiers::NONE,
+        });
+    }
+    h.run_steps(1);
 }
 
 /// A text field by its label (the label text itself is a separate node).
@@ -163,6 +177,32 @@ fn earn_updates_the_balance_and_writes_one_entry() {
     assert_eq!(entries(&db), before + 1);
     let message = status_line(&h);
     assert!(message.contains("Earned 125 points"), "{message}");
+}
+
+/// F5 earns the amount in the scan line: typed and pressed within one frame (a quick cashier),
+/// or typed over a preview to correct it, the amount typed is the one earned.
+#[test]
+fn f5_earns_the_amount_typed_even_in_the_frame_it_was_typed() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let before = entries(&db);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    burst(&mut h, "12.50", Key::F5);
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(message.contains("Earned 125 points"), "{message}");
+    h.get_by_label("225 points");
+    assert!(h.state().scan_text().is_empty(), "the amount was taken");
+    // A preview of 3.00, corrected to 20.00 before F5: the 20.00 is earned.
+    wedge(&mut h, "3.00");
+    h.get_by_label("Earns 30 points");
+    burst(&mut h, "20.00", Key::F5);
+    settle(&mut h);
+    let message = status_line(&h);
+    assert!(message.contains("Earned 200 points"), "{message}");
+    h.get_by_label("425 points");
+    assert_eq!(entries(&db), before + 2);
 }
 
 #[test]

@@ -500,8 +500,21 @@ impl TillApp {
         }
     }
 
-    /// Confirms the previewed sale.
+    /// Earns the sale: an amount typed in the scan line (and not yet previewed with Enter), which
+    /// replaces a preview (the cashier corrected the amount), or else the previewed sale.
     fn earn(&mut self) {
+        let typed = self.cashier.scan_text.trim();
+        if let (Some(_), Some(program)) = (&self.cashier.member, &self.program)
+            && is_amount_shaped(typed)
+        {
+            match parse_amount(typed, program.minor_units) {
+                Ok(minor) => {
+                    self.cashier.scan_text.clear();
+                    self.cashier.pending = Some(PendingSale::Amount(minor));
+                }
+                Err(e) => return self.say(Tone::Bad, e.to_string()),
+            }
+        }
         match (&self.cashier.member, &self.cashier.pending) {
             (Some(shown), Some(sale)) => {
                 let member = shown.view.member.id;
@@ -951,15 +964,22 @@ impl TillApp {
         }
     }
 
-    /// Keys and dropped files, read once per frame before any widget.
-    fn input(&mut self, ctx: &egui::Context) {
-        for action in super::keys::pressed(ctx, self.screen, self.dialog_open()) {
+    /// Keys and dropped files, read once per frame before any widget. Returns the keys' actions
+    /// that read the scan line (F5, F7): they wait until the line has taken this frame's
+    /// typing, so a key pressed right after the last digit still sees it.
+    fn input(&mut self, ctx: &egui::Context) -> Vec<Action> {
+        let (after_typing, now): (Vec<Action>, Vec<Action>) =
+            super::keys::pressed(ctx, self.screen, self.dialog_open())
+                .into_iter()
+                .partition(|a| matches!(a, Action::Earn | Action::GuestSale));
+        for action in now {
             self.act(action);
         }
         let dropped = ctx.input(|i| i.raw.dropped_files.first().map(|f| f.path().to_path_buf()));
         if let Some(path) = dropped {
             self.act(Action::ScanImage(path));
         }
+        after_typing
     }
 
     /// The central panel: the screen on show, once the store is open.
@@ -990,7 +1010,7 @@ impl TillApp {
 }
 
 /// Amounts are short (at most six whole digits); card numbers and phones are longer.
-fn is_amount_shaped(text: &str) -> bool {
+pub(super) fn is_amount_shaped(text: &str) -> bool {
     let (whole, frac) = text.split_once(['.', ',']).unwrap_or((text, ""));
     (!whole.is_empty() || !frac.is_empty())
         && whole.len() <= 6
@@ -1009,7 +1029,7 @@ impl eframe::App for TillApp {
         self.answer_pos();
         self.follow_sync();
         let ctx = ui.ctx().clone();
-        self.input(&ctx);
+        let after_typing = self.input(&ctx);
         // Each action is applied as soon as what returned it is drawn, so a dialog a click
         // opens is drawn in the same frame.
         let title = self
@@ -1029,6 +1049,9 @@ impl eframe::App for TillApp {
             .show(ui, |ui| self.screen_ui(ui))
             .inner;
         self.act_on(screen);
+        for action in after_typing {
+            self.act(action);
+        }
         let program = self.program.as_ref();
         let dialog = self
             .dialog

@@ -355,7 +355,9 @@ fn sale_ui(
             ui.label(RichText::new(e.to_string()).color(BAD));
         }
         None => {
-            ui.label(RichText::new("Type the amount and press Enter").color(MUTED));
+            ui.label(
+                RichText::new("Type the amount: Enter shows the points, F5 earns").color(MUTED),
+            );
         }
     }
     // A basket comes priced from the point-of-sale system: its lines instead of the keypad.
@@ -375,7 +377,8 @@ fn sale_ui(
                 .strong(),
         )
         .min_size(egui::vec2(width * 0.55, TARGET + 8.0));
-        if ui.add_enabled(pending.is_some(), earn).clicked() {
+        let typed = super::app::is_amount_shaped(scan_text.trim());
+        if ui.add_enabled(pending.is_some() || typed, earn).clicked() {
             action = Some(Action::Earn);
         }
         let reverse = egui::Button::new(button_text(&Action::ReverseLast))
