@@ -14,10 +14,15 @@ use tillpass::store::Store;
 use tillpass::ui::{Action, Dialog, Screen, TillApp, WalletDialog};
 
 fn harness(db: &TempDb) -> Harness<'static, TillApp> {
+    harness_sized(db, [1280.0, 760.0])
+}
+
+/// The till on a screen of `size` points.
+fn harness_sized(db: &TempDb, size: [f32; 2]) -> Harness<'static, TillApp> {
     let path = db.path.clone();
     let exports = db.dir.path().join("exports");
     let mut h = Harness::builder()
-        .with_size([1280.0, 760.0])
+        .with_size(size)
         .build_eframe(move |cc| TillApp::new(&cc.egui_ctx, path, exports, "kittest".into()));
     settle(&mut h);
     h
@@ -855,6 +860,35 @@ fn f7_records_a_sale_without_a_member() {
     assert_eq!(guests(), Some(1.0));
 }
 
+/// On a 1024 x 768 till screen, with the customer's question up after a sale, the sale keys
+/// and the member's buttons stay whole inside their own column and above the status bar.
+#[test]
+fn on_a_small_screen_after_a_sale_the_sale_keys_and_member_buttons_stay_in_view() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let mut h = harness_sized(&db, [1024.0, 768.0]);
+    wedge(&mut h, &code);
+    burst(&mut h, "12.50", Key::F5);
+    settle(&mut h);
+    assert!(h.state().cashier().ask.is_some(), "asked after the sale");
+    let status_top = h.get_by_label(&status_line(&h)).rect().top();
+    let sale_left = h.get_by_label("Sale").rect().left();
+    let rewards_left = h.get_by_label("Rewards").rect().left();
+    for (button, left, right) in [
+        ("Earn  F5", sale_left, rewards_left),
+        ("Reverse last  F8", sale_left, rewards_left),
+        ("Enter", sale_left, rewards_left),
+        ("Wallet pass", 0.0, sale_left),
+        ("Give points", 0.0, sale_left),
+    ] {
+        let rect = h.get_by_label(button).rect();
+        assert!(
+            rect.bottom() <= status_top && rect.left() >= left && rect.right() <= right,
+            "{button} at {rect:?}: its column is {left}..{right}, the status bar starts at {status_top}"
+        );
+    }
+}
+
 #[test]
 fn after_a_sale_the_customer_is_asked_and_may_answer_or_skip() {
     let db = TempDb::new();
@@ -862,7 +896,7 @@ fn after_a_sale_the_customer_is_asked_and_may_answer_or_skip() {
     h.key_press(Key::F5);
     settle(&mut h);
     assert!(h.state().cashier().ask.is_some(), "asked after the sale");
-    h.get_by_label("Ask the customer: How likely are you to recommend us to a friend?");
+    h.get_by_label("Ask: would they recommend us?");
     h.get_by_label("Score 9").click();
     h.run_steps(2);
     settle(&mut h);

@@ -78,17 +78,19 @@ pub fn status_bar_ui(
             };
             ui.label(RichText::new(&m.text).size(22.0).color(colour).strong());
         }
-        ui.horizontal(|ui| {
-            ui.label(RichText::new(legend(screen)).small().color(MUTED));
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if let Some(stats) = stats {
-                    let members = match stats.members {
-                        1 => "1 member".to_owned(),
-                        n => format!("{n} members"),
-                    };
-                    let status = format!("{} · {members}", stats.terminal_id);
-                    ui.label(RichText::new(status).small().color(MUTED));
-                }
+        // The till and its count at the right first; the legend wraps in the room left of it,
+        // never under it.
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Min), |ui| {
+            if let Some(stats) = stats {
+                let members = match stats.members {
+                    1 => "1 member".to_owned(),
+                    n => format!("{n} members"),
+                };
+                let status = format!("{} · {members}", stats.terminal_id);
+                ui.label(RichText::new(status).small().color(MUTED));
+            }
+            ui.with_layout(egui::Layout::left_to_right(egui::Align::Min), |ui| {
+                ui.add(egui::Label::new(RichText::new(legend(screen)).small().color(MUTED)).wrap());
             });
         });
         // Its own row: an error can be long, and must never be drawn over anything.

@@ -60,6 +60,8 @@ pub type Ask = crate::store::Answerer;
 
 /// The question, as the customer reads it.
 pub const RECOMMEND_QUESTION: &str = "How likely are you to recommend us to a friend?";
+/// The question on the cashier's screen, short enough to share a row with the scores.
+pub const ASK_CUSTOMER: &str = "Ask: would they recommend us?";
 
 /// Eleven buttons, 0 to 10, and a way out; the answer as an action. `size` is the buttons'
 /// side (bigger on the customer's touch screen).
@@ -119,30 +121,38 @@ impl CashierScreen {
     ) -> Option<Action> {
         let mut action = self.scan_line_ui(ui, dialog_open);
         if self.ask.is_some() {
+            // One row, so the member and the sale below keep their room.
             ui.horizontal(|ui| {
-                ui.label(RichText::new(format!("Ask the customer: {RECOMMEND_QUESTION}")).strong());
+                ui.label(RichText::new(ASK_CUSTOMER).strong())
+                    .on_hover_text(RECOMMEND_QUESTION);
+                action = action.take().or(recommend_ui(ui, super::theme::TARGET));
             });
-            action = action.or(recommend_ui(ui, super::theme::TARGET));
         }
         ui.add_space(8.0);
         if let Some(member) = &self.member {
             let mut picked = None;
+            // Each column scrolls on its own when it outgrows the window (a small till screen,
+            // the question above, a member with offers and badges): nothing is cut off.
             ui.columns(3, |cols| {
-                action = action.take().or(member_ui(&mut cols[0], program, member));
-                action = action.take().or(sale_ui(
-                    &mut cols[1],
-                    program,
-                    member,
-                    self.pending.as_ref(),
-                    &mut self.scan_text,
-                ));
-                picked = rewards_ui(&mut cols[2], program, member, self.selected_reward);
-                action = action
-                    .take()
-                    .or(stamp_rewards_ui(&mut cols[2], program, member));
-                action = action
-                    .take()
-                    .or(membership_ui(&mut cols[2], program, member));
+                let [left, middle, right] = cols else {
+                    return;
+                };
+                action = action.take().or(scrolled(left, "member", |ui| {
+                    member_ui(ui, program, member)
+                }));
+                action = action.take().or(scrolled(middle, "sale", |ui| {
+                    sale_ui(
+                        ui,
+                        program,
+                        member,
+                        self.pending.as_ref(),
+                        &mut self.scan_text,
+                    )
+                }));
+                action = action.take().or(scrolled(right, "rewards", |ui| {
+                    picked = rewards_ui(ui, program, member, self.selected_reward);
+                    stamp_rewards_ui(ui, program, member).or(membership_ui(ui, program, member))
+                }));
             });
             match picked {
                 Some(RewardClick::Pick(i)) => self.selected_reward = Some(i),
@@ -178,6 +188,16 @@ impl CashierScreen {
         }
         enter.then(|| Action::Submit(std::mem::take(&mut self.scan_text)))
     }
+}
+
+/// `add` in a column of its own that scrolls when it is taller than the room left.
+fn scrolled<R>(ui: &mut egui::Ui, column: &str, add: impl FnOnce(&mut egui::Ui) -> R) -> R {
+    egui::ScrollArea::vertical()
+        .id_salt(column)
+        .auto_shrink([false, true])
+        .scroll_bar_visibility(egui::scroll_area::ScrollBarVisibility::VisibleWhenNeeded)
+        .show(ui, add)
+        .inner
 }
 
 fn empty_ui(ui: &mut egui::Ui) -> Option<Action> {
@@ -355,9 +375,7 @@ fn sale_ui(
             ui.label(RichText::new(e.to_string()).color(BAD));
         }
         None => {
-            ui.label(
-                RichText::new("Type the amount: Enter shows the points, F5 earns").color(MUTED),
-            );
+            ui.label(RichText::new("Type the amount, then Enter or F5").color(MUTED));
         }
     }
     // A basket comes priced from the point-of-sale system: its lines instead of the keypad.
@@ -368,8 +386,9 @@ fn sale_ui(
         }
         _ => keypad_ui(ui, scan_text),
     };
-    // Earn and Reverse side by side, so both stay on screen above the status bar.
-    ui.horizontal(|ui| {
+    // Earn and Reverse side by side, so both stay on screen above the status bar (one above
+    // the other on a narrow screen).
+    ui.horizontal_wrapped(|ui| {
         let width = ui.available_width();
         let earn = egui::Button::new(
             RichText::new(button_text(&Action::Earn))
@@ -456,10 +475,15 @@ fn rewards_ui(
 pub fn stamps_ui(ui: &mut egui::Ui, program: &Program, held: &BTreeMap<String, i64>) {
     for card in &program.stamp_cards {
         let have = held.get(&card.id).copied().unwrap_or(0).max(0);
-        ui.horizontal(|ui| {
+        // Wrapped: a long card on a narrow screen goes on over two lines, not into the column
+        // beside it.
+        ui.horizontal_wrapped(|ui| {
             ui.label(RichText::new(&card.name).strong());
             stamp_row(ui, &card.name, have, card.stamps);
-            ui.label(RichText::new(stamp_count(have, card.stamps)).color(MUTED));
+            ui.add(
+                egui::Label::new(RichText::new(stamp_count(have, card.stamps)).color(MUTED))
+                    .wrap_mode(egui::TextWrapMode::Extend),
+            );
         });
     }
 }
