@@ -78,16 +78,21 @@ impl EnrolScreen {
                 if std::mem::take(focus) {
                     name.request_focus();
                 }
-                field_ui(ui, "Phone", &mut f.phone, "07400 123456");
-                field_ui(ui, "Email", &mut f.email, "ada@example.com");
-                let birthday = field_ui(ui, "Birthday", &mut f.birthday, "YYYY-MM-DD (optional)");
-                let referrer = field_ui(
-                    ui,
-                    "Referred by",
-                    &mut f.referred_by,
-                    "scan or type the friend's card (optional)",
-                );
-                submit |= (birthday.lost_focus() || referrer.lost_focus())
+                let fields = [
+                    name,
+                    field_ui(ui, "Phone", &mut f.phone, "07400 123456"),
+                    field_ui(ui, "Email", &mut f.email, "ada@example.com"),
+                    field_ui(ui, "Birthday", &mut f.birthday, "YYYY-MM-DD (optional)"),
+                    field_ui(
+                        ui,
+                        "Referred by",
+                        &mut f.referred_by,
+                        "scan or type the friend's card (optional)",
+                    ),
+                ];
+                // Enter in any field enrols, as the legend says (it used to leave the name or
+                // phone field with nothing done and the cursor nowhere).
+                submit |= fields.iter().any(egui::Response::lost_focus)
                     && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.label("");
                 ui.checkbox(&mut f.marketing, "Agrees to marketing messages");
