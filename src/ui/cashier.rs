@@ -123,8 +123,7 @@ impl CashierScreen {
         if self.ask.is_some() {
             // One row, so the member and the sale below keep their room.
             ui.horizontal(|ui| {
-                ui.label(RichText::new(ASK_CUSTOMER).strong())
-                    .on_hover_text(RECOMMEND_QUESTION);
+                ui.label(RichText::new(ASK_CUSTOMER).strong());
                 action = action.take().or(recommend_ui(ui, super::theme::TARGET));
             });
         }
@@ -178,7 +177,9 @@ impl CashierScreen {
             .font(FontId::proportional(30.0))
             .desired_width(f32::INFINITY)
             .margin(egui::vec2(12.0, 10.0));
-        let response = ui.add(field).on_hover_text(SCAN_FIELD);
+        // No hover text: on a touch screen the pointer stays where the last touch was, and a
+        // tip over the scan line covered the member's name below it.
+        let response = ui.add(field);
         response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::TextInput, true, SCAN_FIELD));
         // Only while the window has the keyboard: asking for focus in an unfocused window
         // repaints every frame, spinning a core and starving the input it waits for.
@@ -400,8 +401,9 @@ fn sale_ui(
         if ui.add_enabled(pending.is_some() || typed, earn).clicked() {
             action = Some(Action::Earn);
         }
+        // The rest of the row (a wrapping row's `available_width` is the whole row).
         let reverse = egui::Button::new(button_text(&Action::ReverseLast))
-            .min_size(egui::vec2(ui.available_width(), TARGET + 8.0));
+            .min_size(egui::vec2(ui.available_size_before_wrap().x, TARGET + 8.0));
         if ui.add(reverse).clicked() {
             action = Some(Action::ReverseLast);
         }
