@@ -11,7 +11,7 @@ use tillpass::domain::MemberInput;
 use tillpass::domain::basket::SaleLine;
 use tillpass::domain::quote::Sale;
 use tillpass::store::Store;
-use tillpass::ui::{Action, Dialog, Screen, TillApp, WalletDialog};
+use tillpass::ui::{Action, Dialog, PinPrompt, PinPurpose, Screen, TillApp, WalletDialog};
 
 fn harness(db: &TempDb) -> Harness<'static, TillApp> {
     harness_sized(db, [1280.0, 760.0])
@@ -271,10 +271,19 @@ fn reverse_needs_the_manager_pin() {
     wedge(&mut h, &code);
     h.key_press(Key::F8);
     h.run_steps(2);
+    // The dialog says what the PIN will undo.
+    let what = match h.state().dialog() {
+        Some(Dialog::Pin(PinPrompt {
+            purpose: PinPurpose::Reverse { what, .. },
+            ..
+        })) => what.clone(),
+        _ => panic!("no reversal PIN dialog"),
+    };
     assert!(
-        matches!(h.state().dialog(), Some(Dialog::Pin(_))),
-        "PIN dialog open"
+        what.starts_with("Grace Hopper's purchase of 30.00 GBP, +300 points, "),
+        "{what}"
     );
+    h.get_by_label(&what);
     wedge(&mut h, "1111");
     let error = match h.state().dialog() {
         Some(Dialog::Pin(prompt)) => prompt.error.clone().unwrap_or_default(),
@@ -293,6 +302,15 @@ fn reverse_needs_the_manager_pin() {
         .expect("history");
     assert_eq!(last[0].kind, tillpass::domain::EntryKind::Reverse);
     assert_eq!(last[0].points, -300);
+    // The last transaction here is now the reversal: F8 says so and asks for no PIN.
+    h.key_press(Key::F8);
+    h.run_steps(2);
+    assert!(h.state().dialog().is_none());
+    assert_eq!(
+        status_line(&h),
+        "Grace Hopper's last transaction at this till is already a reversal"
+    );
+    assert_eq!(entries(&db), after_earn + 1);
 }
 
 #[test]

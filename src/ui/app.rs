@@ -16,7 +16,7 @@ use super::theme::BAD;
 use super::worker::{MemberPanel, Reply, Request, Worker};
 use crate::domain::money::parse_amount;
 use crate::domain::quote::quote;
-use crate::domain::{MemberId, Program};
+use crate::domain::{Entry, EntryKind, MemberId, Program};
 use crate::pos::{Committed, OnScreen, PosAnswer, PosApi, PosCall, PosRequest};
 use crate::store::{ScanError, StoreStats};
 use crate::sync::worker::{SyncStatus, SyncWorker};
@@ -579,18 +579,39 @@ impl TillApp {
         }
     }
 
-    /// Opens the manager PIN prompt for reversing the member's last transaction here.
+    /// Opens the manager PIN prompt for reversing the member's last transaction here, saying
+    /// what it is.
     fn ask_reverse_last(&mut self) {
-        if self.cashier.member.is_none() {
+        let Some(shown) = &self.cashier.member else {
             return self.say(Tone::Bad, "Scan a member first");
-        }
+        };
+        let name = shown.view.member.name.clone();
+        let last = match &shown.last_here {
+            None => {
+                return self.say(
+                    Tone::Bad,
+                    format!("This till has no transaction for {name} to reverse"),
+                );
+            }
+            Some(e) if e.kind == EntryKind::Reverse => {
+                return self.say(
+                    Tone::Bad,
+                    format!("{name}'s last transaction at this till is already a reversal"),
+                );
+            }
+            Some(e) => e.clone(),
+        };
         if !self.has_pin {
             return self.say(
                 Tone::Bad,
                 "Reversals need a manager PIN: set one in the Manager screen (F10)",
             );
         }
-        self.dialog = Some(Dialog::Pin(PinPrompt::new(PinPurpose::ReverseLast)));
+        let what = describe_for_reversal(&last, &name, self.program.as_ref());
+        self.dialog = Some(Dialog::Pin(PinPrompt::new(PinPurpose::Reverse {
+            entry: Box::new(last),
+            what,
+        })));
     }
 
     /// Submits the open PIN prompt.
@@ -599,12 +620,10 @@ impl TillApp {
             return;
         };
         let pin = prompt.pin.trim().to_owned();
-        match prompt.purpose {
-            PinPurpose::ReverseLast => {
-                if let Some(shown) = &self.cashier.member {
-                    let member = shown.view.member.id;
-                    self.worker.send(Request::ReverseLast { member, pin });
-                }
+        match &prompt.purpose {
+            PinPurpose::Reverse { entry, .. } => {
+                let entry = entry.clone();
+                self.worker.send(Request::Reverse { entry, pin });
             }
             PinPurpose::UnlockManager => self.worker.send(Request::CheckPin(pin)),
             PinPurpose::SetManagerPin => {
@@ -795,7 +814,7 @@ impl TillApp {
             },
             Reply::PinAccepted => {
                 if let Some(Dialog::Pin(prompt)) = self.dialog.take()
-                    && prompt.purpose != PinPurpose::ReverseLast
+                    && !matches!(prompt.purpose, PinPurpose::Reverse { .. })
                 {
                     self.has_pin = true;
                     self.manager.unlocked = true;
@@ -1007,6 +1026,23 @@ impl TillApp {
         }
         action
     }
+}
+
+/// "Grace Hopper's purchase of 30.00 GBP, +300 points, 2026-11-28 14:02 UTC": the entry a
+/// reversal would undo, as the manager confirms it.
+fn describe_for_reversal(e: &Entry, name: &str, program: Option<&Program>) -> String {
+    let amount = match (e.amount_minor, program) {
+        (Some(minor), Some(program)) => format!(" of {}", program.format_money(minor)),
+        _ => String::new(),
+    };
+    let at = e.occurred_at.to_string();
+    format!(
+        "{name}'s {}{amount}, {:+} points, {} {} UTC",
+        e.kind.label().to_lowercase(),
+        e.points,
+        &at[..10],
+        &at[11..16]
+    )
 }
 
 /// Amounts are short (at most six whole digits); card numbers and phones are longer.

@@ -39,9 +39,13 @@ pub struct DonatePrompt {
 }
 
 /// What a PIN prompt is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PinPurpose {
-    ReverseLast,
+    /// Reversing the member's last transaction at this till: `entry`, described in `what`.
+    Reverse {
+        entry: Box<crate::domain::Entry>,
+        what: String,
+    },
     UnlockManager,
     SetManagerPin,
 }
@@ -110,7 +114,7 @@ impl Dialog {
 /// The manager PIN dialog (reversal, manager screen, first PIN).
 fn pin_ui(prompt: &mut PinPrompt, ctx: &egui::Context) -> Option<Action> {
     let (title, setting) = match prompt.purpose {
-        PinPurpose::ReverseLast => ("Manager PIN to reverse the last transaction", false),
+        PinPurpose::Reverse { .. } => ("Manager PIN to reverse", false),
         PinPurpose::UnlockManager => ("Manager PIN", false),
         PinPurpose::SetManagerPin => ("Set the manager PIN (4 to 12 digits)", true),
     };
@@ -118,6 +122,10 @@ fn pin_ui(prompt: &mut PinPrompt, ctx: &egui::Context) -> Option<Action> {
     egui::Modal::new(egui::Id::unique("pin")).show(ctx, |ui| {
         ui.set_min_width(420.0);
         ui.heading(title);
+        // What the PIN will undo, so the manager never reverses the wrong thing.
+        if let PinPurpose::Reverse { what, .. } = &prompt.purpose {
+            ui.label(RichText::new(what).size(20.0));
+        }
         let pin = ui.add(
             egui::TextEdit::singleline(&mut prompt.pin)
                 .password(true)

@@ -26,6 +26,8 @@ pub struct ShownMember {
     pub paid_until: Option<crate::domain::Timestamp>,
     /// Who referred them, and their referrals rewarded this year.
     pub referrals: crate::store::MemberReferrals,
+    /// Their last transaction at this till: what "Reverse last" undoes.
+    pub last_here: Option<Entry>,
     /// The server's balance, asked for while this till is still receiving the chain's
     /// history (its own count lacks the entries it has not pulled yet).
     pub server: Option<ServerBalance>,
@@ -92,6 +94,7 @@ impl ShownMember {
             badges: panel.badges,
             paid_until: panel.paid_until,
             referrals: panel.referrals,
+            last_here: panel.last_here,
             server: None,
         }
     }

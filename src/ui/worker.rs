@@ -47,6 +47,8 @@ pub struct MemberPanel {
     pub paid_until: Option<Timestamp>,
     /// Who referred them, and their referrals rewarded this year.
     pub referrals: crate::store::MemberReferrals,
+    /// Their last transaction at this till: what "Reverse last" undoes.
+    pub last_here: Option<Entry>,
 }
 
 /// What identifies one page of the manager's tier list.
@@ -92,8 +94,9 @@ pub enum Request {
         /// The server's live balance, when the till is online and the server answered.
         live: Option<i64>,
     },
-    ReverseLast {
-        member: MemberId,
+    /// Reverse `entry` (the one the manager was shown), once the PIN is right.
+    Reverse {
+        entry: Box<Entry>,
         pin: String,
     },
     Enrol(Box<MemberInput>),
@@ -510,7 +513,7 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
                     format!("Gave {points} points to {name}. Thank you!"),
                 )
             }),
-        Request::ReverseLast { member, pin } => reverse_last(store, actor, member, &pin),
+        Request::Reverse { entry, pin } => reverse(store, actor, &entry, &pin),
         Request::Enrol(input) => enrol(store, actor, *input),
         Request::LoadDemo(members) => load_demo(store, members, replies),
         Request::SetPin(pin) => Ok(pin_reply(store.set_manager_pin(&pin))),
@@ -559,6 +562,7 @@ fn panel(store: &Store, member: MemberId) -> Result<MemberPanel, Failed> {
         badges: standing.badges,
         paid_until: standing.paid_until,
         referrals: standing.referrals,
+        last_here: store.last_local_entry(member)?,
     })
 }
 
@@ -639,24 +643,14 @@ fn redeem(
     )
 }
 
-fn reverse_last(
-    store: &mut Store,
-    actor: &str,
-    member: MemberId,
-    pin: &str,
-) -> Result<Reply, Failed> {
+fn reverse(store: &mut Store, actor: &str, target: &Entry, pin: &str) -> Result<Reply, Failed> {
     if let Err(e) = store.check_manager_pin(pin, now()) {
         return Ok(Reply::PinRefused(e.to_string()));
     }
-    let Some(last) = store.last_local_entry(member)? else {
-        return Ok(Reply::Refused(
-            "this till has no transaction for this member to reverse".into(),
-        ));
-    };
-    let entry = store.reverse(last.id, actor, now())?;
+    let entry = store.reverse(target.id, actor, now())?;
     let text = format!(
         "Reversed the last {} ({:+} points)",
-        last.kind.label().to_lowercase(),
+        target.kind.label().to_lowercase(),
         entry.points
     );
     written(store, &entry, text)
