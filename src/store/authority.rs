@@ -68,6 +68,19 @@ fn quarantine(
     Ok(())
 }
 
+/// Sets `e` aside in the quarantine with `reason`.
+fn quarantine_entry(conn: &Connection, e: &Entry, reason: &str, at: Timestamp) -> Result<()> {
+    let body = serde_json::to_string(e).unwrap_or_default();
+    quarantine(
+        conn,
+        RecordKind::Entry,
+        &entry_record_name(e),
+        &body,
+        reason,
+        at,
+    )
+}
+
 fn member_record_name(rec: &MemberRecord) -> String {
     record_name(RecordKind::Member, rec.member.id.0, rec.version)
 }
@@ -362,15 +375,7 @@ impl Page {
         for chunk in whole_members(&by_member, STEP_ASIDE_EVERY) {
             let (ok, bad) = screen(tx, &self.programs, &self.terminal, chunk)?;
             for (e, reason) in &bad {
-                let body = serde_json::to_string(e).unwrap_or_default();
-                quarantine(
-                    tx,
-                    RecordKind::Entry,
-                    &entry_record_name(e),
-                    &body,
-                    reason,
-                    at,
-                )?;
+                quarantine_entry(tx, e, reason, at)?;
             }
             applied.quarantined += bad.len();
             // Each member's reversals after what they reverse: the member-clustered ledger then
@@ -710,15 +715,7 @@ impl Store {
         // first: a reversal leaves before what it reverses.
         let set_aside = ruled_out(&tx, &programs, &missing, &not_on_server)?;
         for (e, reason) in set_aside.iter().rev() {
-            let body = serde_json::to_string(e).unwrap_or_default();
-            quarantine(
-                &tx,
-                RecordKind::Entry,
-                &entry_record_name(e),
-                &body,
-                reason,
-                at,
-            )?;
+            quarantine_entry(&tx, e, reason, at)?;
             tx.execute("DELETE FROM ledger WHERE id = ?1", params![e.id.0])?;
             touched.entry(e.member_id).or_insert(e.occurred_at);
         }
@@ -786,7 +783,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rows::tests::{NOW, store_with_member};
+    use super::super::rows::tests::{NOW, sale_once_locked, store_with_member};
     use super::*;
 
     /// A sale waiting for the lock while a large pulled page is applied gets in after the
@@ -850,24 +847,13 @@ mod tests {
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
             let seller = s.spawn(|| {
-                let probe = Connection::open(&path).expect("probe");
-                probe
-                    .busy_timeout(std::time::Duration::ZERO)
-                    .expect("no wait");
-                // Waits until the pull holds the lock: a write then finds it busy.
-                while probe.execute_batch("BEGIN IMMEDIATE").is_ok() {
-                    probe.execute_batch("ROLLBACK").expect("rollback");
-                    if done.load(Ordering::Relaxed) {
-                        return None;
-                    }
-                }
-                till.earn(member, 1_000, "test", NOW)
-                    .expect("the sale gets in");
-                let seen: i64 = till
-                    .connection()
-                    .query_row("SELECT MIN(n) FROM set_aside_at_sale", [], |r| r.get(0))
-                    .expect("seen");
-                Some(seen)
+                sale_once_locked(&path, &mut till, member, &done, |till| {
+                    till.connection()
+                        .query_row("SELECT MIN(n) FROM set_aside_at_sale", [], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                        .expect("seen")
+                })
             });
             let applied = store
                 .apply_pulled(&[], &entries, 7, None, NOW)

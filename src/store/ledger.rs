@@ -1086,7 +1086,7 @@ fn check_external_reversal(conn: &Connection, e: &Entry, target: EntryId) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::rows::tests::{NOW, store_with_member};
+    use crate::store::rows::tests::{NOW, sale_once_locked, store_with_member};
 
     #[test]
     fn a_members_standing_is_what_each_part_says_alone() {
@@ -1187,24 +1187,13 @@ mod tests {
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
             let seller = s.spawn(|| {
-                let probe = Connection::open(&path).expect("probe");
-                probe
-                    .busy_timeout(std::time::Duration::ZERO)
-                    .expect("no wait");
-                // Waits until the re-fold holds the lock: a write then finds it busy.
-                while probe.execute_batch("BEGIN IMMEDIATE").is_ok() {
-                    probe.execute_batch("ROLLBACK").expect("rollback");
-                    if done.load(Ordering::Relaxed) {
-                        return None;
-                    }
-                }
-                till.earn(member, 1_000, "test", NOW)
-                    .expect("the sale gets in");
-                let listed: i64 = till
-                    .connection()
-                    .query_row("SELECT COUNT(*) FROM member_state_stale", [], |r| r.get(0))
-                    .expect("listed");
-                Some(listed)
+                sale_once_locked(&path, &mut till, member, &done, |till| {
+                    till.connection()
+                        .query_row("SELECT COUNT(*) FROM member_state_stale", [], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                        .expect("listed")
+                })
             });
             let refolded = store.refresh_stale().expect("re-fold");
             done.store(true, Ordering::Relaxed);

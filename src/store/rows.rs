@@ -214,6 +214,32 @@ pub(crate) mod tests {
         (dir, store, member)
     }
 
+    /// A sale at `till` (another connection to `path`) once some other connection holds the
+    /// write lock, as a cashier's sale during a long write; then `look` at the store. `None`
+    /// when `done` is set before the lock was ever seen held.
+    pub(crate) fn sale_once_locked<T>(
+        path: &std::path::Path,
+        till: &mut Store,
+        member: MemberId,
+        done: &std::sync::atomic::AtomicBool,
+        look: impl FnOnce(&Store) -> T,
+    ) -> Option<T> {
+        let probe = rusqlite::Connection::open(path).expect("probe");
+        probe
+            .busy_timeout(std::time::Duration::ZERO)
+            .expect("no wait");
+        // A write finds the lock busy once the long writer holds it.
+        while probe.execute_batch("BEGIN IMMEDIATE").is_ok() {
+            probe.execute_batch("ROLLBACK").expect("rollback");
+            if done.load(std::sync::atomic::Ordering::Relaxed) {
+                return None;
+            }
+        }
+        till.earn(member, 1_000, "test", NOW)
+            .expect("the sale gets in");
+        Some(look(till))
+    }
+
     /// Writes `tier` into the member's cached state behind the store's back.
     pub(crate) fn set_cached_tier(store: &Store, member: MemberId, tier: i64) {
         store
