@@ -1217,6 +1217,9 @@ fn the_fifth_visit_unlocks_the_offer_the_cashier_then_uses() {
     wedge(&mut h, "3.00");
     h.key_press(Key::F5);
     settle(&mut h);
+    // The offer shows on the panel; "Last visits" keeps to what the customer did.
+    assert!(h.query_all_by_label("Purchase").count() >= 5);
+    assert!(h.query_by_label("Offer unlocked").is_none());
     // The point of sale sees the offer too, to add its reward line.
     let token = db.open().pos_token().expect("token");
     let (_, member) = pos_call(&mut h, &token, "GET", "/v1/member", "");

@@ -408,7 +408,11 @@ impl Store {
                     }
                     crate::domain::EntryKind::BadgeAwarded => {
                         let name = p.badge(&id).map_or(id, |b| b.name.clone());
-                        format!("{name} badge {:+}", f.points)
+                        // A badge that brings no points ("Gold member") is named alone.
+                        match f.points {
+                            0 => format!("{name} badge"),
+                            points => format!("{name} badge {points:+}"),
+                        }
                     }
                     crate::domain::EntryKind::ReferralBonus if referrals::is_own(f) => {
                         format!("referral bonus {:+}", f.points)
@@ -1087,6 +1091,27 @@ fn check_external_reversal(conn: &Connection, e: &Entry, target: EntryId) -> Res
 mod tests {
     use super::*;
     use crate::store::rows::tests::{NOW, sale_once_locked, store_with_member};
+
+    /// The cashier reads what a sale's facts mean; a badge without points is named alone, not
+    /// "+0".
+    #[test]
+    fn facts_are_put_in_words_for_the_cashier() {
+        let (_dir, store, member) = store_with_member();
+        let badge = |id: &str, points| Entry {
+            member_id: member,
+            reward_id: Some(id.into()),
+            ..crate::domain::summary::tests::entry(
+                crate::domain::EntryKind::BadgeAwarded,
+                points,
+                None,
+                NOW.millis(),
+            )
+        };
+        let words = store
+            .facts_in_words(&[badge("regular", 100), badge("gold", 0)])
+            .expect("words");
+        assert_eq!(words, ["Regular badge +100", "Gold member badge"]);
+    }
 
     #[test]
     fn a_members_standing_is_what_each_part_says_alone() {

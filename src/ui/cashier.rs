@@ -6,7 +6,7 @@ use super::action::Action;
 use super::keys::button_text;
 use super::member::{ServerBalance, ShownMember};
 use super::theme::{BAD, GOOD, INFO, MUTED, TARGET, big_button, tier_badge};
-use crate::domain::Program;
+use crate::domain::{EntryKind, Program};
 use std::collections::BTreeMap;
 
 use crate::domain::basket::SaleLine;
@@ -326,7 +326,12 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
     });
     ui.add_space(6.0);
     ui.label(RichText::new("Last visits").strong());
-    for e in &shown.history {
+    // Bookkeeping that moved no points (an offer unlocked, a badge without points) is on the
+    // member panel already; the list keeps to what the customer did.
+    let visits = shown.history.iter().filter(|e| {
+        e.points != 0 || !matches!(e.kind, EntryKind::OfferUnlocked | EntryKind::BadgeAwarded)
+    });
+    for e in visits {
         let amount = e
             .amount_minor
             .map(|a| format!("  {}", program.format_money(a)))
