@@ -909,10 +909,12 @@ impl TillApp {
         }
     }
 
-    /// A count of the store's members made off the frame, for the status bar.
+    /// A count of the store's members made off the frame, for the status bar. Counts made on
+    /// two threads (the sync worker's, a card lookup's) can arrive out of order; the store
+    /// never loses a member, so the larger is the later.
     fn take_member_count(&mut self, members: Option<i64>) {
         if let (Some(members), Some(stats)) = (members, &mut self.stats) {
-            stats.members = members;
+            stats.members = stats.members.max(members);
         }
     }
 
