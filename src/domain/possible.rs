@@ -342,11 +342,13 @@ pub struct Known {
     reversed_by: HashMap<EntryId, EntryId>,
     by_member: HashMap<MemberId, Vec<EntryId>>,
     complete: HashSet<MemberId>,
-    /// The batch being judged, in the order it arrived (a pulled page: server order), as far
-    /// as it concerns `complete` members. What other tills wrote before an entry counts for its
-    /// expiry bound whatever the order entries are judged in.
-    batch: Vec<Entry>,
-    batch_ids: HashSet<EntryId>,
+    /// The batch being judged, member by member, each member's in the order it arrived (a
+    /// pulled page: server order), as far as it concerns `complete` members. What other tills
+    /// wrote before an entry counts for its expiry bound whatever the order entries are judged
+    /// in.
+    batch: HashMap<MemberId, Vec<Entry>>,
+    /// Where each entry of `batch` stands in its member's list.
+    batch_at: HashMap<EntryId, usize>,
 }
 
 impl Known {
@@ -409,12 +411,19 @@ pub fn judge_batch<E: Borrow<Entry>>(
     batch: &[E],
 ) -> Verdicts {
     let batch: Vec<&Entry> = batch.iter().map(Borrow::borrow).collect();
-    known.batch = batch
+    // By member, so an expiry reads what arrived before it of its own member alone (a scan of
+    // the whole batch for each one made a pulled batch of expiries quadratic).
+    let (mut by_member, mut at) = (HashMap::<MemberId, Vec<Entry>>::new(), HashMap::new());
+    for e in batch
         .iter()
         .filter(|e| known.complete.contains(&e.member_id))
-        .map(|e| (*e).clone())
-        .collect();
-    known.batch_ids = known.batch.iter().map(|e| e.id).collect();
+    {
+        let theirs = by_member.entry(e.member_id).or_default();
+        at.entry(e.id).or_insert(theirs.len());
+        theirs.push((*e).clone());
+    }
+    known.batch = by_member;
+    known.batch_at = at;
     let named: HashSet<EntryId> = batch
         .iter()
         .flat_map(|e| e.reverses.into_iter().chain(e.returns))
@@ -948,14 +957,14 @@ fn check_expiry(known: &Known, e: &Entry) -> Result<(), Rule> {
         .filter(|o| o.terminal_id == e.terminal_id && o.terminal_seq < e.terminal_seq)
         .map(|o| o.points)
         .sum();
+    let theirs = known.batch.get(&e.member_id).map_or(&[][..], Vec::as_slice);
     let arrived_before = known
-        .batch
-        .iter()
-        .position(|o| o.id == e.id)
-        .map_or(&known.batch[..0], |i| &known.batch[..i]);
+        .batch_at
+        .get(&e.id)
+        .map_or(&[][..], |&i| &theirs[..i.min(theirs.len())]);
     let stored = known
         .history(e.member_id)
-        .filter(|o| !known.batch_ids.contains(&o.id));
+        .filter(|o| !known.batch_at.contains_key(&o.id));
     let mut others: HashMap<EntryId, i64> = HashMap::new();
     for o in stored.chain(arrived_before) {
         if o.member_id == e.member_id
@@ -1253,6 +1262,41 @@ mod tests {
             judge(&[earned, expire(-126)]),
             Err(Rule::ExpiryOverBalance { most: 125, .. })
         ));
+    }
+
+    /// Another till's points count towards an expiry's bound when they arrived before it in
+    /// the batch, and only the same member's.
+    #[test]
+    fn expiry_counts_what_other_tills_gave_the_member_before_it_arrived() {
+        let member = MemberId(uuid::Uuid::from_u128(1));
+        let other = MemberId(uuid::Uuid::from_u128(2));
+        let elsewhere = |member, seq| Entry {
+            member_id: member,
+            terminal_id: TerminalId("elsewhere".into()),
+            ..at(EntryKind::Earn, 125, Some(1250), seq)
+        };
+        let expire = Entry {
+            member_id: member,
+            occurred_at: Timestamp::from_millis(T0 + 400 * DAY_MS),
+            ..at(EntryKind::Expire, -125, None, 1)
+        };
+        let judge = |batch: &[Entry]| {
+            check_batch(&history(), &mut Known::new([], &[member, other]), batch)
+                .map_err(|e| e.rule)
+        };
+        assert!(judge(&[elsewhere(member, 1), expire.clone()]).is_ok());
+        for late_or_not_theirs in [
+            vec![expire.clone(), elsewhere(member, 1)],
+            vec![elsewhere(other, 1), expire.clone()],
+        ] {
+            assert!(
+                matches!(
+                    judge(&late_or_not_theirs),
+                    Err(Rule::ExpiryOverBalance { most: 0, .. })
+                ),
+                "{late_or_not_theirs:?}"
+            );
+        }
     }
 
     #[test]
