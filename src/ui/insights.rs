@@ -164,14 +164,22 @@ fn month_axis_for(
 fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
     let month_axis = month_axis_for(report);
     ui.strong("Members per tier, at each month's end");
+    // Room above the highest line for the legend, which otherwise covers the lines' ends.
+    let highest = report
+        .months
+        .iter()
+        .flat_map(|m| m.tiers.iter().copied())
+        .max()
+        .unwrap_or(0);
     Plot::new("tiers-per-month")
-        .height(150.0)
+        .height(170.0)
         .allow_zoom(false)
         .allow_drag(false)
         .allow_scroll(false)
         .include_y(0.0)
+        .include_y(highest as f64 * 1.6)
         .y_axis_min_width(48.0)
-        .legend(Legend::default())
+        .legend(Legend::default().text_style(egui::TextStyle::Small))
         .x_axis_formatter(month_axis.clone())
         .show(ui, |plot| {
             for (t, tier) in program.tiers.iter().enumerate() {
@@ -226,7 +234,7 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
                 format!("{:.0}", mark.value)
             }
         })
-        .legend(Legend::default())
+        .legend(Legend::default().text_style(egui::TextStyle::Small))
         .x_axis_formatter(month_axis)
         .show(ui, |plot| {
             plot.line(Line::new("Earned", series(|m| m.points_earned)).color(GOOD));

@@ -317,6 +317,8 @@ impl ManagerScreen {
         ui.style_mut().wrap_mode = Some(egui::TextWrapMode::Truncate);
         TableBuilder::new(ui)
             .striped(true)
+            // Sort buttons and plain labels on one line in the header.
+            .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
             .column(Column::initial(200.0).clip(true))
             .column(Column::initial(140.0))
             .column(Column::initial(200.0))
