@@ -14,7 +14,7 @@ use super::manager::ManagerScreen;
 use super::member::{ServerBalance, ShownMember, texture};
 use super::theme::BAD;
 use super::worker::{MemberPanel, Reply, Request, Worker};
-use crate::domain::money::parse_amount;
+use crate::domain::money::{AmountError, parse_amount};
 use crate::domain::quote::quote;
 use crate::domain::{Entry, EntryKind, MemberId, Program};
 use crate::pos::{Committed, OnScreen, PosAnswer, PosApi, PosCall, PosRequest};
@@ -466,10 +466,8 @@ impl TillApp {
             }
             return;
         }
-        if let (Some(_), Some(program)) = (&self.cashier.member, &self.program)
-            && is_amount_shaped(text)
-        {
-            match parse_amount(text, program.minor_units) {
+        if let Some(amount) = self.sale_amount(text) {
+            match amount {
                 Ok(minor) => {
                     self.cashier.pending = Some(PendingSale::Amount(minor));
                     self.say(
@@ -484,6 +482,14 @@ impl TillApp {
         // The next customer: a question the last one left unanswered goes.
         self.cashier.ask = None;
         self.worker.send(Request::Scan(text.to_owned()));
+    }
+
+    /// `text` read as the sale amount for the member on screen; `None` when no member is shown
+    /// or it is not shaped like an amount (a scan or search, then).
+    fn sale_amount(&self, text: &str) -> Option<Result<i64, AmountError>> {
+        let program = self.program.as_ref()?;
+        (self.cashier.member.is_some() && is_amount_shaped(text))
+            .then(|| parse_amount(text, program.minor_units))
     }
 
     /// A join code scanned or pasted into the scan line: join that server (on the jobs thread).
@@ -503,11 +509,8 @@ impl TillApp {
     /// Earns the sale: an amount typed in the scan line (and not yet previewed with Enter), which
     /// replaces a preview (the cashier corrected the amount), or else the previewed sale.
     fn earn(&mut self) {
-        let typed = self.cashier.scan_text.trim();
-        if let (Some(_), Some(program)) = (&self.cashier.member, &self.program)
-            && is_amount_shaped(typed)
-        {
-            match parse_amount(typed, program.minor_units) {
+        if let Some(amount) = self.sale_amount(self.cashier.scan_text.trim()) {
+            match amount {
                 Ok(minor) => {
                     self.cashier.scan_text.clear();
                     self.cashier.pending = Some(PendingSale::Amount(minor));

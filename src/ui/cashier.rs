@@ -150,7 +150,9 @@ impl CashierScreen {
                 }));
                 action = action.take().or(scrolled(right, "rewards", |ui| {
                     picked = rewards_ui(ui, program, member, self.selected_reward);
-                    stamp_rewards_ui(ui, program, member).or(membership_ui(ui, program, member))
+                    let stamps = stamp_rewards_ui(ui, program, member);
+                    let membership = membership_ui(ui, program, member);
+                    stamps.or(membership)
                 }));
             });
             match picked {
