@@ -8,7 +8,7 @@ use egui_extras::{Column, TableBuilder};
 
 use super::action::Action;
 use super::insights::InsightsView;
-use super::theme::{BAD, GOOD, MUTED, tier_badge};
+use super::theme::{BAD, GOOD, MUTED, TARGET, tier_badge};
 use super::worker::{PAGE_ROWS, PageKey};
 use crate::domain::Program;
 use crate::domain::program::TierMeasure;
@@ -321,19 +321,15 @@ impl ManagerScreen {
             .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
             .column(Column::initial(200.0).clip(true))
             .column(Column::initial(140.0))
-            .column(Column::initial(200.0))
-            .column(Column::initial(95.0))
+            .column(Column::initial(180.0))
+            .column(Column::initial(120.0))
             .column(Column::initial(110.0))
             .column(Column::remainder().at_least(130.0))
-            .header(36.0, |mut header| {
+            .header(TARGET, |mut header| {
                 header.col(|ui| self.sort_header_ui(ui, "Name", TierSort::Name));
-                header.col(|ui| {
-                    ui.strong("Card");
-                });
+                header.col(|ui| plain_header_ui(ui, "Card"));
                 header.col(|ui| self.sort_header_ui(ui, "Qualifying", TierSort::Qualifying));
-                header.col(|ui| {
-                    ui.strong(&distance_label);
-                });
+                header.col(|ui| plain_header_ui(ui, &distance_label));
                 header.col(|ui| self.sort_header_ui(ui, "Balance", TierSort::Balance));
                 header.col(|ui| self.sort_header_ui(ui, "Last visit", TierSort::LastVisit));
             })
@@ -387,4 +383,17 @@ impl ManagerScreen {
         self.requested.extend(fetch.iter().cloned());
         (!fetch.is_empty()).then_some(Action::FetchPages(fetch))
     }
+}
+
+/// A column title that does not sort, set like the sort buttons beside it (same inset, same
+/// colour) so the header reads as one line.
+fn plain_header_ui(ui: &mut egui::Ui, label: &str) {
+    let inset = ui.spacing().button_padding.x;
+    let colour = ui.visuals().widgets.inactive.text_color();
+    egui::Frame::NONE
+        .inner_margin(egui::Margin {
+            left: inset as i8,
+            ..egui::Margin::ZERO
+        })
+        .show(ui, |ui| ui.label(RichText::new(label).color(colour)));
 }
