@@ -4,7 +4,7 @@
 //! not wait); this only draws the last report.
 
 use egui::{Color32, RichText};
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints};
+use egui_plot::{Bar, BarChart, Line, Plot, PlotPoints};
 
 use super::action::Action;
 use super::theme::{GOOD, INFO, MUTED};
@@ -161,36 +161,47 @@ fn month_axis_for(
     }
 }
 
+/// A chart's title with the key to its lines beside it (a legend inside the plot covers the
+/// lines' ends, where the latest months are).
+fn chart_title_ui(ui: &mut egui::Ui, title: &str, key: &[(&str, Color32)]) {
+    ui.horizontal_wrapped(|ui| {
+        ui.strong(title);
+        for (name, colour) in key {
+            let (dot, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+            ui.painter().circle_filled(dot.center(), 6.0, *colour);
+            ui.label(RichText::new(*name).color(*colour));
+        }
+    });
+}
+
 fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
     let month_axis = month_axis_for(report);
-    ui.strong("Members per tier, at each month's end");
-    // Room above the highest line for the legend, which otherwise covers the lines' ends.
-    let highest = report
-        .months
+    let tier_colours: Vec<(&str, Color32)> = program
+        .tiers
         .iter()
-        .flat_map(|m| m.tiers.iter().copied())
-        .max()
-        .unwrap_or(0);
+        .map(|tier| {
+            let [r, g, b] = tier.rgb();
+            (tier.name.as_str(), Color32::from_rgb(r, g, b))
+        })
+        .collect();
+    chart_title_ui(ui, "Members per tier, at each month's end", &tier_colours);
     Plot::new("tiers-per-month")
         .height(170.0)
         .allow_zoom(false)
         .allow_drag(false)
         .allow_scroll(false)
         .include_y(0.0)
-        .include_y(highest as f64 * 1.6)
         .y_axis_min_width(48.0)
-        .legend(Legend::default().text_style(egui::TextStyle::Small))
         .x_axis_formatter(month_axis.clone())
         .show(ui, |plot| {
-            for (t, tier) in program.tiers.iter().enumerate() {
-                let [r, g, b] = tier.rgb();
+            for (t, (name, colour)) in tier_colours.iter().enumerate() {
                 let points: PlotPoints<'static> = report
                     .months
                     .iter()
                     .enumerate()
                     .map(|(i, m)| [i as f64, m.tiers.get(t).copied().unwrap_or(0) as f64])
                     .collect();
-                plot.line(Line::new(tier.name.clone(), points).color(Color32::from_rgb(r, g, b)));
+                plot.line(Line::new(*name, points).color(*colour));
             }
         });
     ui.strong("Members buying, per month");
@@ -211,7 +222,11 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
         .show(ui, |plot| {
             plot.bar_chart(BarChart::new("Members buying", bars).color(GOOD));
         });
-    ui.strong("Points earned and redeemed, per month");
+    chart_title_ui(
+        ui,
+        "Points earned and redeemed, per month",
+        &[("Earned", GOOD), ("Redeemed", INFO)],
+    );
     let series = |f: fn(&crate::domain::insights::MonthRow) -> i64| -> PlotPoints<'static> {
         report
             .months
@@ -234,7 +249,6 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
                 format!("{:.0}", mark.value)
             }
         })
-        .legend(Legend::default().text_style(egui::TextStyle::Small))
         .x_axis_formatter(month_axis)
         .show(ui, |plot| {
             plot.line(Line::new("Earned", series(|m| m.points_earned)).color(GOOD));
@@ -265,27 +279,68 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
             .small()
             .color(MUTED),
     );
-    egui::Grid::new("cohorts")
-        .spacing([2.0, 2.0])
-        .show(ui, |ui| {
-            for c in &report.cohorts {
-                ui.label(RichText::new(format!("{} ({})", c.month, c.members)).small());
-                for k in 0..c.active.len() {
-                    let rate = c.rate(k).unwrap_or(0.0);
-                    let text = RichText::new(format!("{:.0}%", rate * 100.0))
-                        .small()
-                        .color(Color32::WHITE);
-                    egui::Frame::new()
-                        .fill(rate_colour(rate))
-                        .inner_margin(egui::Margin::symmetric(4, 2))
-                        .show(ui, |ui| {
-                            ui.set_min_width(34.0);
-                            ui.label(text);
-                        });
-                }
-                ui.end_row();
+    cohort_grid_ui(ui, report);
+}
+
+/// One row per enrolment month, one cell per month since, each coloured by its rate; the cells
+/// share the width there is, so a year of months fits beside the measures.
+fn cohort_grid_ui(ui: &mut egui::Ui, report: &Report) {
+    const LABEL: f32 = 96.0;
+    const GAP: f32 = 2.0;
+    const HEIGHT: f32 = 26.0;
+    let longest = report
+        .cohorts
+        .iter()
+        .map(|c| c.active.len())
+        .max()
+        .unwrap_or(0);
+    if longest == 0 {
+        return;
+    }
+    let width = ui.available_width();
+    let cell = ((width - LABEL) / longest as f32 - GAP).clamp(20.0, 48.0);
+    let font = egui::TextStyle::Small.resolve(ui.style());
+    let text_colour = ui.visuals().text_color();
+    ui.scope(|ui| {
+        ui.spacing_mut().item_spacing.y = GAP;
+        for c in &report.cohorts {
+            let (row, response) =
+                ui.allocate_exact_size(egui::vec2(width, HEIGHT), egui::Sense::hover());
+            let painter = ui.painter_at(row);
+            painter.text(
+                row.left_center(),
+                egui::Align2::LEFT_CENTER,
+                format!("{} ({})", c.month, c.members),
+                font.clone(),
+                text_colour,
+            );
+            let mut said = Vec::with_capacity(c.active.len());
+            for k in 0..c.active.len() {
+                let rate = c.rate(k).unwrap_or(0.0);
+                let x = row.left() + LABEL + k as f32 * (cell + GAP);
+                let rect =
+                    egui::Rect::from_min_size(egui::pos2(x, row.top()), egui::vec2(cell, HEIGHT));
+                painter.rect_filled(rect, 2.0, rate_colour(rate));
+                let percent = (rate * 100.0).round();
+                // A narrow cell drops the sign rather than spilling into the next.
+                let text = if cell >= 38.0 {
+                    format!("{percent:.0}%")
+                } else {
+                    format!("{percent:.0}")
+                };
+                painter.text(
+                    rect.center(),
+                    egui::Align2::CENTER_CENTER,
+                    text,
+                    font.clone(),
+                    Color32::WHITE,
+                );
+                said.push(format!("{percent:.0}%"));
             }
-        });
+            let label = format!("{} ({} members): {}", c.month, c.members, said.join(", "));
+            response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, &label));
+        }
+    });
 }
 
 #[cfg(test)]
