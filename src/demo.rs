@@ -14,7 +14,7 @@ use crate::domain::rules::{self, Draft};
 use crate::domain::summary::summarise;
 use crate::domain::timestamp::DAY_MS;
 use crate::domain::{CardNumber, Entry, EntryId, Member, MemberId, Program, TerminalId, Timestamp};
-use crate::store::{HistoricMember, Store, StoreError};
+use crate::store::{HistoricMember, PastAnswer, PastGuestSale, Store, StoreError};
 
 const FIRST_NAMES: &[&str] = &[
     "Olivia",
@@ -173,6 +173,8 @@ const DEMO_TERMINALS: [&str; 3] = ["demo-till-1", "demo-till-2", "demo-till-3"];
 const CARD_STRIDE: u64 = 387_420_489;
 /// First demo phone number: +44 7400 000000 upwards are valid UK mobile numbers.
 const FIRST_PHONE: u64 = 7_400_000_000;
+/// Mixed into the seed for the feedback's own random stream.
+const FEEDBACK_STREAM: u64 = 0x6665_6564_6261_636b;
 /// Members generated and committed together.
 const CHUNK: usize = 20_000;
 
@@ -181,7 +183,18 @@ const CHUNK: usize = 20_000;
 pub struct DemoReport {
     pub members: usize,
     pub entries: usize,
+    /// Sales without a member, so members and other customers can be compared.
+    pub guest_sales: usize,
+    /// Answers to the recommend question, from members and guests.
+    pub answers: usize,
     pub seconds: f64,
+}
+
+/// Walk-in sales and recommend answers, drawn from their own random stream so that members'
+/// histories are the same with or without them.
+struct Feedback {
+    rng: StdRng,
+    answers: Vec<PastAnswer>,
 }
 
 /// Makes members and their histories deterministically from a seed.
@@ -191,6 +204,7 @@ pub struct DemoGenerator {
     now: Timestamp,
     next_index: u64,
     seqs: [i64; 3],
+    feedback: Option<Feedback>,
 }
 
 impl DemoGenerator {
@@ -202,7 +216,70 @@ impl DemoGenerator {
             now,
             next_index: 0,
             seqs: [0; 3],
+            feedback: None,
         }
+    }
+
+    /// Also makes sales without a member and answers to the recommend question (see
+    /// [`DemoGenerator::take_feedback`]).
+    pub fn with_feedback(mut self, seed: u64) -> Self {
+        self.feedback = Some(Feedback {
+            rng: StdRng::seed_from_u64(seed ^ FEEDBACK_STREAM),
+            answers: Vec::new(),
+        });
+        self
+    }
+
+    /// The walk-in sales of a shop with `members` more members over the last year (one to
+    /// four each, smaller baskets than members'; a tenth of the guests answer the recommend
+    /// question, less kindly than members), and the members' answers made since the last
+    /// call: about one visit in eight, promoters growing over the year.
+    pub fn take_feedback(&mut self, members: usize) -> (Vec<PastGuestSale>, Vec<PastAnswer>) {
+        let now = self.now;
+        let Some(feedback) = self.feedback.as_mut() else {
+            return (Vec::new(), Vec::new());
+        };
+        let rng = &mut feedback.rng;
+        let mut sales = Vec::new();
+        for _ in 0..members {
+            for _ in 0..rng.random_range(1..=4) {
+                let at = now.plus_millis(-rng.random_range(0..365 * DAY_MS));
+                let amount_minor = match rng.random_range(0..10) {
+                    0..7 => rng.random_range(250..700),
+                    _ => rng.random_range(700..2000),
+                };
+                let answer = rng.random_bool(0.1).then(|| score(rng, 0.3, 0.3));
+                sales.push(PastGuestSale {
+                    id: uuid_v7(at, rng.random()),
+                    at,
+                    amount_minor,
+                    terminal: demo_terminal(rng),
+                    answer,
+                });
+            }
+        }
+        (sales, std::mem::take(&mut feedback.answers))
+    }
+
+    /// With feedback on, the member may answer the recommend question after the sale at `at`.
+    fn maybe_answer(&mut self, member: MemberId, at: Timestamp) {
+        let year_ago = self.now.millis() - 365 * DAY_MS;
+        let Some(feedback) = self.feedback.as_mut() else {
+            return;
+        };
+        let rng = &mut feedback.rng;
+        if !rng.random_bool(0.125) {
+            return;
+        }
+        let into_year = ((at.millis() - year_ago) as f64 / (365 * DAY_MS) as f64).clamp(0.0, 1.0);
+        let score = score(rng, 0.45 + 0.2 * into_year, 0.2 - 0.08 * into_year);
+        let terminal = demo_terminal(rng);
+        feedback.answers.push(PastAnswer {
+            member,
+            at: at.plus_millis(30_000),
+            score,
+            terminal,
+        });
     }
 
     /// The next `n` members with their entries.
@@ -277,6 +354,7 @@ impl DemoGenerator {
                 continue;
             };
             let earned = self.push(&mut entries, member.id, draft, at);
+            self.maybe_answer(member.id, at);
             if self.rng.random_bool(0.02) {
                 let original = entries[earned].clone();
                 if let Ok(draft) = rules::reverse(&original, false) {
@@ -364,6 +442,27 @@ impl DemoGenerator {
     }
 }
 
+/// A score of 0 to 10: a promoter (9-10) with chance `promoters`, a detractor (0-6, mostly 5
+/// or 6) with chance `detractors`, a passive (7-8) otherwise.
+fn score(rng: &mut StdRng, promoters: f64, detractors: f64) -> i64 {
+    let draw: f64 = rng.random();
+    if draw < promoters {
+        rng.random_range(9..=10)
+    } else if draw < promoters + detractors {
+        if rng.random_bool(0.7) {
+            rng.random_range(5..=6)
+        } else {
+            rng.random_range(0..=4)
+        }
+    } else {
+        rng.random_range(7..=8)
+    }
+}
+
+fn demo_terminal(rng: &mut StdRng) -> TerminalId {
+    TerminalId(DEMO_TERMINALS[rng.random_range(0..DEMO_TERMINALS.len())].to_owned())
+}
+
 /// Fills an empty store with `members` demo members. Generation runs on a second thread while
 /// this one writes, in chunks; `progress` hears the running member count after each chunk.
 pub fn seed(
@@ -380,13 +479,16 @@ pub fn seed(
         return Err(StoreError::DemoOnJoinedTill);
     }
     let started = std::time::Instant::now();
-    let (tx, rx) = mpsc::sync_channel::<Vec<HistoricMember>>(2);
-    let mut generator = DemoGenerator::new(store.program().clone(), seed, now);
+    type Chunk = (Vec<HistoricMember>, Vec<PastGuestSale>, Vec<PastAnswer>);
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(2);
+    let mut generator = DemoGenerator::new(store.program().clone(), seed, now).with_feedback(seed);
     let producer = std::thread::spawn(move || {
         let mut left = members;
         while left > 0 {
             let n = left.min(CHUNK);
-            if tx.send(generator.next_chunk(n)).is_err() {
+            let chunk = generator.next_chunk(n);
+            let (sales, answers) = generator.take_feedback(n);
+            if tx.send((chunk, sales, answers)).is_err() {
                 break;
             }
             left -= n;
@@ -394,10 +496,15 @@ pub fn seed(
     });
     let mut done = 0;
     let mut entries = 0;
-    for chunk in rx {
+    let mut guest_sales = 0;
+    let mut answers = 0;
+    for (chunk, sales, said) in rx {
         store.load_history(&chunk, now)?;
+        store.load_feedback(&sales, &said)?;
         done += chunk.len();
         entries += chunk.iter().map(|h| h.entries.len()).sum::<usize>();
+        guest_sales += sales.len();
+        answers += said.len() + sales.iter().filter(|s| s.answer.is_some()).count();
         progress(done);
     }
     producer.join().map_err(|_| StoreError::BadEntry {
@@ -407,6 +514,8 @@ pub fn seed(
     Ok(DemoReport {
         members: done,
         entries,
+        guest_sales,
+        answers,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

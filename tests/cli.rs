@@ -151,6 +151,34 @@ fn demo_then_tiers_counts_every_member() {
     let db = TempDb::new();
     let report = json(&db, &["demo", "--members", "300", "--seed", "7"]);
     assert_eq!(report["members"], 300);
+    // The demo shop also sells to customers without a membership, and some answer the
+    // recommend question: the report over all of it counts every one.
+    let today = time::OffsetDateTime::now_utc().date();
+    let (from, to) = (
+        (today - time::Duration::days(800)).to_string(),
+        (today + time::Duration::days(1)).to_string(),
+    );
+    let measures = json(&db, &["report", "--from", &from, "--to", &to])["measures"].clone();
+    let measure = |key: &str| {
+        measures
+            .as_array()
+            .expect("measures")
+            .iter()
+            .find(|m| m["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no measure {key}"))
+    };
+    let guest_sales = report["guest_sales"].as_f64().expect("guest sales");
+    assert!(guest_sales >= 300.0, "one to four a member: {guest_sales}");
+    assert_eq!(measure("guest_orders")["value"].as_f64(), Some(guest_sales));
+    let answers = report["answers"].as_u64().expect("answers");
+    assert!(answers > 0);
+    let nps = measure("nps");
+    let formula = nps["formula"].as_str().expect("formula");
+    assert!(
+        formula.contains(&format!("of {answers} answers")),
+        "{formula}"
+    );
     let tiers = json(&db, &["tiers", "--refresh"]);
     let total: i64 = tiers
         .as_array()

@@ -11,7 +11,7 @@ use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
     ByMember, Facts, FactsBuilder, MemberFacts, Report, Settings, report,
 };
-use crate::domain::{MemberId, Timestamp, rules};
+use crate::domain::{MemberId, TerminalId, Timestamp, rules};
 
 /// Who answered the recommend question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,26 @@ pub enum Answerer {
     Member(MemberId),
     /// A customer without a member, after the sale without a member they made, if known.
     Guest(Option<Uuid>),
+}
+
+/// A sale without a member made at another till (demo data), with the guest's answer to the
+/// recommend question when they gave one.
+#[derive(Debug, Clone)]
+pub struct PastGuestSale {
+    pub id: Uuid,
+    pub at: Timestamp,
+    pub amount_minor: i64,
+    pub terminal: TerminalId,
+    pub answer: Option<i64>,
+}
+
+/// A member's answer to the recommend question given at another till (demo data).
+#[derive(Debug, Clone)]
+pub struct PastAnswer {
+    pub member: MemberId,
+    pub at: Timestamp,
+    pub score: i64,
+    pub terminal: TerminalId,
 }
 
 /// Entries read between two progress reports.
@@ -54,9 +74,7 @@ impl Store {
     /// Records a customer's answer (0 to 10) to "how likely are you to recommend us?", with
     /// who answered: the member, or a guest after their sale without a member.
     pub fn record_nps(&mut self, score: i64, by: Answerer, at: Timestamp) -> Result<()> {
-        if !(0..=10).contains(&score) {
-            return Err(StoreError::NpsScore(score));
-        }
+        check_score(score)?;
         let (member, guest_sale) = match by {
             Answerer::Member(m) => (Some(m.0), None),
             Answerer::Guest(sale) => (None, sale),
@@ -73,6 +91,82 @@ impl Store {
                 guest_sale
             ],
         )?;
+        Ok(())
+    }
+
+    /// Loads sales without a member and recommend answers made at other tills, all in one
+    /// transaction: each checked as the till checks its own (a positive amount, a score from 0
+    /// to 10, a known member), none written when one is refused.
+    pub fn load_feedback(&mut self, sales: &[PastGuestSale], answers: &[PastAnswer]) -> Result<()> {
+        let own = self.terminal_id().0.clone();
+        let currency = self.program().currency.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        {
+            let mut sale = tx.prepare(
+                "INSERT INTO guest_sales (id, occurred_at, amount_minor, currency, terminal_id,
+                                          actor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'demo')",
+            )?;
+            let mut answer = tx.prepare(
+                "INSERT INTO nps_answers (id, occurred_at, score, member_id, terminal_id,
+                                          guest_sale)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let known = |member: &MemberId| -> Result<bool> {
+                Ok(tx
+                    .prepare_cached("SELECT 1 FROM members WHERE id = ?1")?
+                    .exists([member.0])?)
+            };
+            for s in sales {
+                if s.amount_minor <= 0 || s.terminal.0 == own {
+                    return Err(StoreError::BadRecord(format!(
+                        "sale without a member {}: a positive amount made at another till",
+                        s.id
+                    )));
+                }
+                sale.execute(params![
+                    s.id,
+                    s.at.millis(),
+                    s.amount_minor,
+                    currency,
+                    s.terminal.0
+                ])?;
+                if let Some(score) = s.answer {
+                    check_score(score)?;
+                    answer.execute(params![
+                        new_id(s.at),
+                        s.at.millis(),
+                        score,
+                        None::<Uuid>,
+                        s.terminal.0,
+                        Some(s.id)
+                    ])?;
+                }
+            }
+            for a in answers {
+                check_score(a.score)?;
+                if a.terminal.0 == own {
+                    return Err(StoreError::BadRecord(format!(
+                        "an answer of member {} made at this till",
+                        a.member
+                    )));
+                }
+                if !known(&a.member)? {
+                    return Err(StoreError::UnknownMember(a.member));
+                }
+                answer.execute(params![
+                    new_id(a.at),
+                    a.at.millis(),
+                    a.score,
+                    Some(a.member.0),
+                    a.terminal.0,
+                    None::<Uuid>
+                ])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -207,5 +301,70 @@ impl Store {
             )?,
         );
         Ok(report(&facts, &Settings::of(self.program())))
+    }
+}
+
+/// A recommend score is 0 to 10.
+fn check_score(score: i64) -> Result<()> {
+    if (0..=10).contains(&score) {
+        Ok(())
+    } else {
+        Err(StoreError::NpsScore(score))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::rows::tests::{NOW, store_with_member};
+
+    fn guests(store: &Store) -> (i64, i64) {
+        store
+            .conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM guest_sales), (SELECT COUNT(*) FROM nps_answers)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("counts")
+    }
+
+    #[test]
+    fn past_feedback_is_loaded_whole_or_not_at_all() {
+        let (_dir, mut store, member) = store_with_member();
+        let elsewhere = TerminalId("demo-till-1".to_owned());
+        let sale = PastGuestSale {
+            id: new_id(NOW),
+            at: NOW,
+            amount_minor: 450,
+            terminal: elsewhere.clone(),
+            answer: Some(9),
+        };
+        let answer = |member, score| PastAnswer {
+            member,
+            at: NOW,
+            score,
+            terminal: elsewhere.clone(),
+        };
+        for (bad, why) in [
+            (answer(member, 11), "a score above 10"),
+            (answer(MemberId(Uuid::nil()), 8), "an unknown member"),
+        ] {
+            let err = store
+                .load_feedback(std::slice::from_ref(&sale), &[answer(member, 7), bad])
+                .expect_err(why);
+            assert!(
+                matches!(
+                    err,
+                    StoreError::NpsScore(11) | StoreError::UnknownMember(MemberId(_))
+                ),
+                "{why}: {err:?}"
+            );
+            assert_eq!(guests(&store), (0, 0), "nothing kept after {why}");
+        }
+        store
+            .load_feedback(&[sale], &[answer(member, 7)])
+            .expect("load");
+        assert_eq!(guests(&store), (1, 2));
     }
 }

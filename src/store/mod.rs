@@ -37,7 +37,7 @@ pub use crate::domain::partners::PartnerImport;
 pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::{HistoricMember, ImportReport};
 pub use identify::{ScanError, ScanOutcome};
-pub use insights::Answerer;
+pub use insights::{Answerer, PastAnswer, PastGuestSale};
 pub use ledger::{InsertOutcome, MemberOffers, MemberReferrals, MemberStanding};
 pub use manager::{ActivityRow, CauseTotal, PinError, TierRow, TierSort};
 pub use members::{MemberView, SearchHit, SearchKind};

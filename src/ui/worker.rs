@@ -667,8 +667,8 @@ fn load_demo(store: &mut Store, members: usize, replies: &Replies) -> Result<Rep
     })?;
     Ok(Reply::DemoDone {
         message: format!(
-            "Loaded {} demo members with {} entries",
-            report.members, report.entries
+            "Loaded {} demo members with {} entries and {} sales without a member",
+            report.members, report.entries, report.guest_sales
         ),
         stats: store.stats()?,
     })

@@ -586,9 +586,12 @@ impl Out {
             return print_json(report);
         }
         say!(
-            "Loaded {} demo members with {} entries in {:.1} s.",
+            "Loaded {} demo members with {} entries, {} sales without a member and {} answers \
+             to the recommend question in {:.1} s.",
             report.members,
             report.entries,
+            report.guest_sales,
+            report.answers,
             report.seconds
         );
         Ok(())
