@@ -8,6 +8,17 @@ use super::member::ShownMember;
 use super::theme::tier_badge;
 use crate::domain::Program;
 
+/// The customer window's size where the screen has room.
+const CUSTOMER_SIZE: egui::Vec2 = egui::vec2(560.0, 760.0);
+
+/// The customer window's size on a `screen`: as designed where it fits, else shrunk to the
+/// screen's height less room for the title bar and a panel, keeping its shape.
+fn fitted(screen: egui::Vec2) -> egui::Vec2 {
+    let height = CUSTOMER_SIZE.y.min(screen.y - 80.0).max(400.0);
+    let width = (CUSTOMER_SIZE.x * height / CUSTOMER_SIZE.y).min(screen.x);
+    egui::vec2(width, height)
+}
+
 /// Shows the customer's window with `member` (or a welcome), and the recommend question after a
 /// sale (`ask`); returns their answer, or [`Action::ToggleCustomerDisplay`] when the window is
 /// closed.
@@ -17,11 +28,22 @@ pub fn customer_display(
     member: Option<&ShownMember>,
     ask: Option<Ask>,
 ) -> Option<Action> {
-    let builder = egui::ViewportBuilder::default()
+    let mut builder = egui::ViewportBuilder::default()
         .with_title("Tillpass — for the customer")
-        .with_inner_size([560.0, 760.0])
+        .with_inner_size(CUSTOMER_SIZE)
         // The till keeps the keyboard: a scan must never land in the customer's window.
-        .with_active(false);
+        .with_active(false)
+        // Without the focus it would open, and stay, behind the till's window.
+        .with_window_level(egui::WindowLevel::AlwaysOnTop);
+    // On the till's own screen (a customer-facing second screen is where the shop drags it),
+    // it opens whole, in the top right corner, over the rewards column rather than the scan
+    // line; a window taller than the screen opened with its bottom, the score buttons, cut off.
+    if let Some(screen) = ctx.input(|i| i.viewport().monitor_size) {
+        let size = fitted(screen);
+        builder = builder
+            .with_inner_size(size)
+            .with_position([(screen.x - size.x).max(0.0), 0.0]);
+    }
     let mut close = false;
     let mut answer = None;
     ctx.show_viewport_immediate(
@@ -101,4 +123,19 @@ pub fn customer_display(
         },
     );
     answer.or(close.then_some(Action::ToggleCustomerDisplay))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_customer_window_fits_the_screen_it_opens_on() {
+        assert_eq!(fitted(egui::vec2(1920.0, 1080.0)), CUSTOMER_SIZE);
+        let small = fitted(egui::vec2(1280.0, 800.0));
+        assert_eq!(small.y, 720.0, "room for a title bar and a panel");
+        assert!((small.x / small.y - CUSTOMER_SIZE.x / CUSTOMER_SIZE.y).abs() < 1e-3);
+        let tiny = fitted(egui::vec2(320.0, 300.0));
+        assert!(tiny.x <= 320.0, "never wider than the screen: {tiny:?}");
+    }
 }
