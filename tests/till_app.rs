@@ -125,6 +125,40 @@ fn a_scan_shows_the_member() {
 }
 
 #[test]
+fn a_name_search_is_picked_from_with_the_keyboard() {
+    let db = TempDb::new();
+    let (ada, bea) = {
+        let mut store = db.open();
+        (
+            enrol(&mut store, "Ada Hopper").member.id,
+            enrol(&mut store, "Bea Hopper").member.id,
+        )
+    };
+    let mut h = harness(&db);
+    wedge(&mut h, "Hopper");
+    assert!(
+        status_line(&h).starts_with("2 members found"),
+        "{}",
+        status_line(&h)
+    );
+    assert_eq!(h.state().member().map(|m| m.view.member.id), None);
+    // Down moves to the second, Up wraps back past the first to it again, Enter opens it.
+    for key in [Key::ArrowDown, Key::ArrowUp, Key::ArrowUp] {
+        h.key_press(key);
+        h.run_steps(1);
+    }
+    wedge(&mut h, "");
+    assert_eq!(h.state().member().map(|m| m.view.member.id), Some(bea));
+    // One found: Enter opens them.
+    h.key_press(Key::Escape);
+    h.run_steps(1);
+    wedge(&mut h, "Ada");
+    assert_eq!(status_line(&h), "1 member found: Enter to open them");
+    wedge(&mut h, "");
+    assert_eq!(h.state().member().map(|m| m.view.member.id), Some(ada));
+}
+
+#[test]
 fn a_wedge_burst_is_read_whole_and_forged_codes_are_refused() {
     let db = TempDb::new();
     let (code, _) = store_with_member(&db, 100);

@@ -463,6 +463,8 @@ impl TillApp {
         if text.is_empty() {
             if self.cashier.pending.is_some() {
                 self.earn();
+            } else if let Some(member) = self.cashier.picked_match() {
+                self.worker.send(Request::Open(member));
             }
             return;
         }
@@ -753,8 +755,8 @@ impl TillApp {
             Reply::Matches(hits) => {
                 let text = match hits.len() {
                     0 => "No member found: check the spelling, or enrol them (F2)".to_owned(),
-                    1 => "1 member found: pick them".to_owned(),
-                    n => format!("{n} members found: pick one"),
+                    1 => "1 member found: Enter to open them".to_owned(),
+                    n => format!("{n} members found: Up/Down to pick one, Enter to open"),
                 };
                 let tone = if hits.is_empty() {
                     Tone::Bad
@@ -762,8 +764,7 @@ impl TillApp {
                     Tone::Info
                 };
                 self.say(tone, text);
-                self.cashier.member = None;
-                self.cashier.matches = hits;
+                self.cashier.show_matches(hits);
             }
             Reply::Written {
                 message,

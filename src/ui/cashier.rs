@@ -6,7 +6,7 @@ use super::action::Action;
 use super::keys::button_text;
 use super::member::{ServerBalance, ShownMember};
 use super::theme::{BAD, GOOD, INFO, MUTED, TARGET, big_button, tier_badge};
-use crate::domain::{EntryKind, Program};
+use crate::domain::{EntryKind, MemberId, Program};
 use std::collections::BTreeMap;
 
 use crate::domain::basket::SaleLine;
@@ -27,6 +27,8 @@ pub struct CashierScreen {
     pub(super) member: Option<ShownMember>,
     /// Search results to pick from (no member on screen).
     pub(super) matches: Vec<SearchHit>,
+    /// The search result Enter opens (Up/Down move it).
+    pub(super) picked: usize,
     /// The sale being previewed: a typed amount, or a basket from the point-of-sale system.
     pub(super) pending: Option<PendingSale>,
     /// Index into the program's rewards.
@@ -99,8 +101,30 @@ impl CashierScreen {
         *self = Self::default();
     }
 
-    /// Up/Down: the next or previous of `rewards` rewards, wrapping around.
+    /// Search results to pick from, the first picked.
+    pub(super) fn show_matches(&mut self, matches: Vec<SearchHit>) {
+        self.member = None;
+        self.matches = matches;
+        self.picked = 0;
+    }
+
+    /// The search result Enter on an empty scan line opens.
+    pub(super) fn picked_match(&self) -> Option<MemberId> {
+        self.matches.get(self.picked).map(|hit| hit.view.member.id)
+    }
+
+    /// Up/Down: the next or previous search result while results are listed, else the next or
+    /// previous of `rewards` rewards; wrapping around.
     pub(super) fn move_reward(&mut self, forward: bool, rewards: usize) {
+        if self.member.is_none() && !self.matches.is_empty() {
+            let n = self.matches.len();
+            self.picked = if forward {
+                (self.picked + 1) % n
+            } else {
+                (self.picked + n - 1) % n
+            };
+            return;
+        }
         if self.member.is_none() || rewards == 0 {
             return;
         }
@@ -161,7 +185,7 @@ impl CashierScreen {
                 None => {}
             }
         } else if !self.matches.is_empty() {
-            action = action.or(matches_ui(ui, &self.matches));
+            action = action.or(matches_ui(ui, &self.matches, self.picked));
         } else {
             action = action.or(empty_ui(ui));
         }
@@ -218,11 +242,11 @@ fn empty_ui(ui: &mut egui::Ui) -> Option<Action> {
     ask.then_some(Action::AskImage)
 }
 
-fn matches_ui(ui: &mut egui::Ui, matches: &[SearchHit]) -> Option<Action> {
-    ui.label(RichText::new("Pick the member").strong());
+fn matches_ui(ui: &mut egui::Ui, matches: &[SearchHit], picked: usize) -> Option<Action> {
+    ui.label(RichText::new("Pick the member: tap them, or Up/Down and Enter").strong());
     let mut open = None;
     egui::ScrollArea::vertical().show(ui, |ui| {
-        for hit in matches {
+        for (i, hit) in matches.iter().enumerate() {
             let m = &hit.view.member;
             let text = format!(
                 "{}   {}   {}   {} pts",
@@ -231,8 +255,16 @@ fn matches_ui(ui: &mut egui::Ui, matches: &[SearchHit]) -> Option<Action> {
                 m.phone.as_deref().unwrap_or(""),
                 hit.view.state.balance
             );
-            let button = egui::Button::new(text).min_size(egui::vec2(ui.available_width(), TARGET));
-            if ui.add(button).clicked() {
+            let button = egui::Button::new(text)
+                .selected(i == picked)
+                .min_size(egui::vec2(ui.available_width(), TARGET));
+            let response = ui.add(button);
+            // Keep the one Down moved to in view (the first is at the top already, and left
+            // alone a touch can scroll the list freely).
+            if i == picked && picked > 0 {
+                response.scroll_to_me(None);
+            }
+            if response.clicked() {
                 open = Some(Action::Open(m.id));
             }
         }
