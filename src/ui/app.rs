@@ -1,6 +1,7 @@
 //! The till: its screens, its one dialog, and the one place where anything changes
 //! ([`TillApp::act`] for what the user asked, [`TillApp::apply`] for what the workers answered).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use super::action::{Action, Screen};
@@ -57,6 +58,9 @@ pub struct TillApp {
     pos_commit: Option<oneshot::Sender<PosAnswer>>,
     /// The server's balance for the member a card lookup just took on, shown with them.
     looked_up: Option<(MemberId, i64)>,
+    /// Members whose history this till took from the server ahead of the pull: while it
+    /// catches up, showing them again asks for their live balance alone.
+    histories_taken: HashSet<MemberId>,
     /// The sync worker's last successful round seen by the screens.
     last_round: Option<crate::domain::Timestamp>,
     /// The sync worker's last count of the store's members, once taken into `stats`.
@@ -93,6 +97,7 @@ impl TillApp {
             pos: None,
             pos_commit: None,
             looked_up: None,
+            histories_taken: HashSet::new(),
             last_round: None,
             members_counted: None,
         }
@@ -732,6 +737,7 @@ impl TillApp {
                 // The status bar counts the member taken on now, not after the next round.
                 self.take_member_count(members);
                 self.looked_up = Some((member, balance));
+                self.histories_taken.insert(member);
                 self.worker.send(Request::Open(member));
             }
             Reply::ServerBalance {
@@ -743,7 +749,10 @@ impl TillApp {
                     && shown.view.member.id == member
                 {
                     match balance {
-                        Some(balance) => shown.take_server_balance(balance),
+                        Some(balance) => {
+                            shown.take_server_balance(balance);
+                            self.histories_taken.insert(member);
+                        }
                         None => shown.server = Some(ServerBalance::Unanswered),
                     }
                     // Their history came ahead of the pull: read them again with it.
@@ -939,7 +948,10 @@ impl TillApp {
         match self.looked_up.take() {
             Some((member, balance)) if member == id => shown.take_server_balance(balance),
             _ if from_server || self.sync_status().catching_up.is_some() => {
-                self.worker.run(Job::ServerBalance(id));
+                self.worker.run(Job::ServerBalance {
+                    member: id,
+                    history: !self.histories_taken.contains(&id),
+                });
                 shown.server = Some(ServerBalance::Asking);
             }
             _ => {}

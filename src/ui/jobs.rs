@@ -23,9 +23,9 @@ pub const LIVE_BALANCE_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum Job {
     /// Ask the server for the member's live balance before redeeming `reward`.
     LiveBalance { member: MemberId, reward: String },
-    /// Take the member's history from the server ahead of the pull, and ask for their live
-    /// balance to show, while this till catches up.
-    ServerBalance(MemberId),
+    /// Ask for the member's live balance to show while this till catches up, first taking
+    /// their history from the server ahead of the pull unless it was taken already.
+    ServerBalance { member: MemberId, history: bool },
     /// Ask the server who holds a card this till does not know, and take them on.
     LookUpCard(String),
     /// Sign the member's Apple pass into the exports folder and make the Google save link.
@@ -53,8 +53,12 @@ pub(super) fn serve(db: &Path, exports: &Path, inbox: &Receiver<Job>, replies: &
                 member,
                 reward,
             },
-            Job::ServerBalance(member) => {
-                let caught_up = catch_up_member(&mut store, db, member);
+            Job::ServerBalance { member, history } => {
+                let caught_up = if history {
+                    catch_up_member(&mut store, db, member)
+                } else {
+                    live_balance(&mut store, db, member).map(|balance| (0, balance))
+                };
                 Reply::ServerBalance {
                     balance: caught_up.map(|(_, balance)| balance),
                     taken: caught_up.map_or(0, |(taken, _)| taken),
