@@ -4,7 +4,7 @@
 //! not wait); this only draws the last report.
 
 use egui::{Color32, RichText};
-use egui_plot::{Bar, BarChart, Line, Plot, PlotPoints};
+use egui_plot::{Bar, BarChart, Line, Plot, PlotPoints, Points};
 
 use super::action::Action;
 use super::theme::{GOOD, INFO, MUTED};
@@ -255,22 +255,28 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
             plot.line(Line::new("Redeemed", series(|m| m.points_redeemed)).color(INFO));
         });
     ui.strong("Net promoter score, per month");
-    let trend: PlotPoints<'static> = report
+    let trend: Vec<[f64; 2]> = report
         .months
         .iter()
         .enumerate()
         .filter_map(|(i, m)| Some([i as f64, m.nps()?]))
         .collect();
+    // Every month of the period on the axis, answered or not: with answers in one month only,
+    // the plot had centred on that point and the axis named another month under it.
     Plot::new("nps-per-month")
         .height(140.0)
         .allow_zoom(false)
         .allow_drag(false)
         .allow_scroll(false)
+        .include_x(0.0)
+        .include_x(report.months.len().saturating_sub(1) as f64)
         .include_y(-100.0)
         .include_y(100.0)
         .y_axis_min_width(48.0)
         .x_axis_formatter(month_axis_for(report))
         .show(ui, |plot| {
+            // Dots as well as the line: a month alone has no line to draw.
+            plot.points(Points::new("NPS", trend.clone()).radius(3.0).color(GOOD));
             plot.line(Line::new("NPS", trend).color(GOOD));
         });
     ui.strong("Retention by enrolment month");
@@ -303,6 +309,26 @@ fn cohort_grid_ui(ui: &mut egui::Ui, report: &Report) {
     let text_colour = ui.visuals().text_color();
     ui.scope(|ui| {
         ui.spacing_mut().item_spacing.y = GAP;
+        // Column heads: months since enrolment (0 is the month they joined).
+        let (head, _) = ui.allocate_exact_size(egui::vec2(width, 18.0), egui::Sense::hover());
+        let painter = ui.painter_at(head);
+        painter.text(
+            head.left_center(),
+            egui::Align2::LEFT_CENTER,
+            "months since",
+            font.clone(),
+            MUTED,
+        );
+        for k in 0..longest {
+            let x = head.left() + LABEL + k as f32 * (cell + GAP) + cell / 2.0;
+            painter.text(
+                egui::pos2(x, head.center().y),
+                egui::Align2::CENTER_CENTER,
+                k.to_string(),
+                font.clone(),
+                MUTED,
+            );
+        }
         for c in &report.cohorts {
             let (row, response) =
                 ui.allocate_exact_size(egui::vec2(width, HEIGHT), egui::Sense::hover());
