@@ -193,6 +193,53 @@ fn a_wedge_burst_is_read_whole_and_forged_codes_are_refused() {
     assert!(message.contains("signature is wrong"), "{message}");
 }
 
+#[test]
+fn a_refused_scan_takes_the_last_customer_off_the_screen_and_a_mistyped_amount_does_not() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    wedge(&mut h, "-5");
+    assert!(
+        status_line(&h).contains("is not a sale amount"),
+        "{}",
+        status_line(&h)
+    );
+    h.get_by_label("Grace Hopper");
+    let before = entries(&db);
+    let forged = format!(
+        "{}{}",
+        &code[..code.len() - 1],
+        if code.ends_with('A') { 'B' } else { 'A' }
+    );
+    wedge(&mut h, &forged);
+    assert!(
+        h.state().member().is_none(),
+        "Grace is not the next customer"
+    );
+    burst(&mut h, "3.00", Key::F5);
+    settle(&mut h);
+    assert_eq!(entries(&db), before, "no sale went to the last customer");
+}
+
+#[test]
+fn the_keypad_stays_put_through_a_preview_a_sale_and_the_question() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    wedge(&mut h, &code);
+    let at_first = h.get_by_label("Del").rect();
+    wedge(&mut h, "3.20");
+    h.get_by_label("earns 32 points");
+    assert_eq!(h.get_by_label("Del").rect(), at_first, "with the preview");
+    wedge(&mut h, "");
+    assert!(
+        h.state().cashier().ask.is_some(),
+        "the sale was made and the question is up"
+    );
+    assert_eq!(h.get_by_label("Del").rect(), at_first, "after the sale");
+}
+
 /// A till showing a member with 100 points and a previewed £12.50 sale; the entries before it.
 fn previewed_sale(db: &TempDb) -> (Harness<'static, TillApp>, i64) {
     let (code, _) = store_with_member(db, 100);
@@ -200,7 +247,7 @@ fn previewed_sale(db: &TempDb) -> (Harness<'static, TillApp>, i64) {
     let mut h = harness(db);
     wedge(&mut h, &code);
     wedge(&mut h, "12.50");
-    h.get_by_label("Earns 125 points");
+    h.get_by_label("earns 125 points");
     h.get_by_label("125 base on 12.50 GBP");
     (h, before)
 }
@@ -235,7 +282,7 @@ fn f5_earns_the_amount_typed_even_in_the_frame_it_was_typed() {
     assert!(h.state().scan_text().is_empty(), "the amount was taken");
     // A preview of 3.00, corrected to 20.00 before F5: the 20.00 is earned.
     wedge(&mut h, "3.00");
-    h.get_by_label("Earns 30 points");
+    h.get_by_label("earns 30 points");
     burst(&mut h, "20.00", Key::F5);
     settle(&mut h);
     let message = status_line(&h);
@@ -401,6 +448,43 @@ fn enrol_creates_a_member_and_shows_the_qr() {
     let message = status_line(&h);
     assert!(message.starts_with("email:"), "{message}");
     assert_eq!(db.open().stats().expect("stats").members, 2);
+}
+
+#[test]
+fn a_card_scanned_into_the_enrol_form_serves_its_member_and_f1_serves_the_one_enrolled() {
+    let db = TempDb::new();
+    let (code, grace) = store_with_member(&db, 100);
+    let mut h = harness(&db);
+    h.key_press(Key::F2);
+    h.run_steps(2);
+    // A wedge scanner's burst into the name field ends with Enter: no member named after a
+    // code, but the card's member on the cashier screen.
+    field(&h, "Name").click();
+    h.run_steps(1);
+    burst(&mut h, &code, Key::Enter);
+    settle(&mut h);
+    assert_eq!(h.state().screen(), Screen::Cashier);
+    assert_eq!(
+        h.state().member().map(|m| m.view.member.id),
+        Some(grace.member.id)
+    );
+    assert_eq!(db.open().stats().expect("stats").members, 1);
+
+    // Grace is on the cashier screen; a new member enrolled: F1 serves the new one.
+    h.key_press(Key::F2);
+    h.run_steps(2);
+    fill(&mut h, "Name", "Ada Lovelace");
+    h.get_by_label("Enrol member").click();
+    settle(&mut h);
+    let ada = h
+        .state()
+        .enrolled()
+        .map(|m| m.view.member.id)
+        .expect("enrolled");
+    h.key_press(Key::F1);
+    h.run_steps(2);
+    assert_eq!(h.state().screen(), Screen::Cashier);
+    assert_eq!(h.state().member().map(|m| m.view.member.id), Some(ada));
 }
 
 #[test]
@@ -1120,7 +1204,7 @@ fn the_point_of_sale_attaches_a_basket_the_cashier_sees_explained_and_commits_it
         ]
     );
     // The cashier sees the same explanation and the lines, with nothing written yet.
-    h.get_by_label("Earns 644 points");
+    h.get_by_label("earns 644 points");
     h.get_by_label("+240 beans ×2");
     h.get_by_label("+2 Coffee card stamps: 2 of 9");
     h.get_by_label("2 × Latte");
@@ -1337,7 +1421,9 @@ fn a_gold_membership_sold_at_the_till_makes_the_member_gold_for_a_year() {
         "{message}"
     );
     h.get_by_label_contains("Gold membership until");
-    h.get_by_label("Renew Gold membership  ·  25.00 GBP\n365 days of Gold benefits");
+    // A year ahead there is nothing to renew: a second tap must not sell a second year.
+    assert!(h.query_by_label_contains("Renew Gold membership").is_none());
+    assert!(h.query_by_label_contains("Sell Gold membership").is_none());
     let store = db.open();
     let now = tillpass::domain::Timestamp::from(std::time::SystemTime::now());
     let state = store.summary_at(view.member.id, now).expect("summary");

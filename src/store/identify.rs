@@ -58,7 +58,7 @@ pub enum ScanOutcome {
 
 /// True for text shaped like a member code of any version (`TP<n>.`), which must verify or be
 /// refused, never fall back to a search.
-pub(super) fn looks_like_code(text: &str) -> bool {
+pub(crate) fn looks_like_code(text: &str) -> bool {
     let t = text.trim().as_bytes();
     t.len() > 3 && t[..2].eq_ignore_ascii_case(b"TP") && t[2].is_ascii_digit() && t.contains(&b'.')
 }

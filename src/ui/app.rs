@@ -395,7 +395,27 @@ impl TillApp {
             }
             Action::ExportQr { card, code } => self.worker.run(Job::ExportQr { card, code }),
             Action::PrintQr { card, code } => self.worker.run(Job::PrintQr { card, code }),
-            Action::Enrol(input) => self.worker.send(Request::Enrol(Box::new(input))),
+            Action::Enrol(input) => {
+                let scanned = [
+                    Some(&input.name),
+                    input.phone.as_ref(),
+                    input.email.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .find(|text| crate::store::looks_like_code(text))
+                .cloned();
+                match scanned {
+                    // A member's card scanned into the form: serve that member, never enrol
+                    // someone named after their code.
+                    Some(code) => {
+                        self.enrol.forget_scanned(&code);
+                        self.go(Screen::Cashier);
+                        self.submit(code.trim());
+                    }
+                    None => self.worker.send(Request::Enrol(Box::new(input))),
+                }
+            }
             Action::AskImage => self.dialog = Some(Dialog::ImagePath(String::new())),
             Action::ScanImage(path) => {
                 if matches!(self.dialog, Some(Dialog::ImagePath(_))) {
@@ -486,8 +506,17 @@ impl TillApp {
             }
             return;
         }
-        // The next customer: a question the last one left unanswered goes.
-        self.cashier.ask = None;
+        if self.cashier.member.is_some() && looks_like_a_mistyped_amount(text) {
+            self.say(
+                Tone::Bad,
+                format!("\"{text}\" is not a sale amount: type it like 12.50"),
+            );
+            return;
+        }
+        // The next customer: a question the last one left unanswered goes, and so does the
+        // member on screen, whatever the scan finds (a refused or unknown code must not leave
+        // the last customer there for the next sale).
+        self.cashier.clear();
         self.worker.send(Request::Scan(text.to_owned()));
     }
 
@@ -792,6 +821,8 @@ impl TillApp {
                 self.nudge_sync();
                 self.say(Tone::Good, message);
                 self.cashier.pending = None;
+                // A second F6 must not redeem the same reward again unasked.
+                self.cashier.selected_reward = None;
                 self.cashier.ask = sale.then_some(Ask::Member(panel.view.member.id));
                 self.show_panel(*panel);
                 self.close_waiting_dialog();
@@ -801,6 +832,14 @@ impl TillApp {
                 let member = &panel.view.member;
                 let text = format!("Welcome, {}! Card {}", member.name, member.card.grouped());
                 self.say(Tone::Good, text);
+                // The new member is the customer at the till: F1 serves them, not whoever was
+                // on the cashier screen before.
+                self.cashier.clear();
+                self.cashier.show_member(ShownMember::new(
+                    &self.ctx,
+                    "member-qr",
+                    (*panel).clone(),
+                ));
                 self.enrol
                     .enrolled(ShownMember::new(&self.ctx, "enrolled-qr", *panel));
                 if let Some(stats) = &mut self.stats {
@@ -1064,6 +1103,17 @@ fn describe_for_reversal(e: &Entry, name: &str, program: Option<&Program>) -> St
 }
 
 /// Amounts are short (at most six whole digits); card numbers and phones are longer.
+/// Text a cashier meant as a sale amount but mistyped ("-5", "12.5.0", "1,000.00", "1e3"):
+/// digits with signs, points, commas or an exponent. Digits alone are a search (a phone or card
+/// number), and so is a leading `+` (an international phone number).
+fn looks_like_a_mistyped_amount(text: &str) -> bool {
+    let amountish = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b',' | b'-' | b'+' | b'e' | b'E'));
+    let punctuated = text.bytes().any(|b| !b.is_ascii_digit());
+    amountish && punctuated && text.bytes().any(|b| b.is_ascii_digit()) && !text.starts_with('+')
+}
+
 pub(super) fn is_amount_shaped(text: &str) -> bool {
     let (whole, frac) = text.split_once(['.', ',']).unwrap_or((text, ""));
     (!whole.is_empty() || !frac.is_empty())
@@ -1126,7 +1176,24 @@ impl eframe::App for TillApp {
 
 #[cfg(test)]
 mod tests {
-    use super::is_amount_shaped;
+    use super::{is_amount_shaped, looks_like_a_mistyped_amount};
+
+    #[test]
+    fn mistyped_amounts_are_told_from_searches() {
+        for typo in ["-5", "12.5.0", "1,000.00", "1e3", "1.2345"] {
+            assert!(looks_like_a_mistyped_amount(typo), "{typo}");
+        }
+        for search in [
+            "99999999",
+            "3995738030",
+            "+447400000001",
+            "Ada",
+            "ada@x.com",
+            "0740 0",
+        ] {
+            assert!(!looks_like_a_mistyped_amount(search), "{search}");
+        }
+    }
 
     #[test]
     fn amounts_are_short_and_numeric() {

@@ -144,14 +144,32 @@ impl CashierScreen {
         dialog_open: bool,
     ) -> Option<Action> {
         let mut action = self.scan_line_ui(ui, dialog_open);
+        ui.add_space(8.0);
+        // The customer's question goes in a row at the bottom: it appears as a sale is
+        // committed, and above the columns it pushed the keypad and buttons down under the
+        // cashier's finger. The columns keep their top and give up their bottom to it.
+        let ask_row = if self.ask.is_some() {
+            TARGET + 12.0
+        } else {
+            0.0
+        };
+        let columns = egui::vec2(ui.available_width(), ui.available_height() - ask_row);
+        ui.allocate_ui_with_layout(columns, egui::Layout::top_down(egui::Align::Min), |ui| {
+            ui.set_min_size(columns);
+            action = action.take().or(self.body_ui(ui, program));
+        });
         if self.ask.is_some() {
-            // One row, so the member and the sale below keep their room.
             ui.horizontal(|ui| {
                 ui.label(RichText::new(ASK_CUSTOMER).strong());
-                action = action.take().or(recommend_ui(ui, super::theme::TARGET));
+                action = action.take().or(recommend_ui(ui, TARGET));
             });
         }
-        ui.add_space(8.0);
+        action
+    }
+
+    /// Below the scan line: the member's columns, search results to pick from, or the hint.
+    fn body_ui(&mut self, ui: &mut egui::Ui, program: &Program) -> Option<Action> {
+        let mut action = None;
         if let Some(member) = &self.member {
             let mut picked = None;
             // Each column scrolls on its own when it outgrows the window (a small till screen,
@@ -198,7 +216,7 @@ impl CashierScreen {
     fn scan_line_ui(&mut self, ui: &mut egui::Ui, dialog_open: bool) -> Option<Action> {
         let enter = !dialog_open && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter));
         let field = egui::TextEdit::singleline(&mut self.scan_text)
-            .id(egui::Id::unique(SCAN_FIELD))
+            .id(scan_field_id())
             .hint_text("Scan a card · type card number, phone or name · or a sale amount")
             .font(FontId::proportional(30.0))
             .desired_width(f32::INFINITY)
@@ -395,21 +413,33 @@ fn sale_ui(
     let state = &shown.view.state;
     ui.label(RichText::new("Sale").strong());
     let now = super::worker::now();
-    match pending.map(|p| quote(program, state.tier, &shown.stamps, p.sale(), now)) {
+    let quoted = pending.map(|p| quote(program, state.tier, &shown.stamps, p.sale(), now));
+    let basket = matches!(pending, Some(PendingSale::Basket(_)));
+    // Above the keypad, the same room with a preview or without, so the keypad and Enter never
+    // move between two taps (a second tap on Enter landed on the keypad's 3 once the preview
+    // had pushed it down). A basket has no keypad below it, and all its steps show.
+    let preview = |ui: &mut egui::Ui| match quoted {
         Some(Ok(q)) => {
-            ui.label(
-                RichText::new(program.format_money(q.amount_minor))
-                    .size(32.0)
-                    .strong(),
-            );
-            ui.label(
-                RichText::new(format!("Earns {} points", q.points))
-                    .size(22.0)
-                    .color(GOOD),
-            );
-            for step in &q.steps {
-                ui.label(RichText::new(&step.text).size(17.0));
-            }
+            ui.horizontal_wrapped(|ui| {
+                ui.label(
+                    RichText::new(program.format_money(q.amount_minor))
+                        .size(32.0)
+                        .strong(),
+                );
+                ui.label(
+                    RichText::new(format!("earns {} points", q.points))
+                        .size(22.0)
+                        .color(GOOD),
+                );
+            });
+            egui::ScrollArea::vertical()
+                .id_salt("sale-steps")
+                .max_height(ui.available_height())
+                .show(ui, |ui| {
+                    for step in &q.steps {
+                        ui.label(RichText::new(&step.text).size(17.0));
+                    }
+                });
         }
         Some(Err(e)) => {
             ui.label(RichText::new(e.to_string()).color(BAD));
@@ -417,6 +447,22 @@ fn sale_ui(
         None => {
             ui.label(RichText::new("Type the amount, then Enter or F5").color(MUTED));
         }
+    };
+    if basket {
+        preview(ui);
+    } else {
+        // Exactly this much room, whatever the preview holds (its steps scroll inside).
+        let (room, _) = ui.allocate_exact_size(
+            egui::vec2(ui.available_width(), PREVIEW_HEIGHT),
+            egui::Sense::hover(),
+        );
+        let mut inside = ui.new_child(
+            egui::UiBuilder::new()
+                .max_rect(room)
+                .layout(egui::Layout::top_down(egui::Align::Min)),
+        );
+        inside.set_clip_rect(room.intersect(ui.clip_rect()));
+        preview(&mut inside);
     }
     // A basket comes priced from the point-of-sale system: its lines instead of the keypad.
     let mut action = match pending {
@@ -610,10 +656,13 @@ fn offers_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
 /// The paid tier for sale: its tier, fee and period; bought again, it extends.
 fn membership_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Option<Action> {
     let paid = program.paid_tier.as_ref()?;
-    let verb = if shown.paid_until.is_some() {
-        "Renew"
-    } else {
-        "Sell"
+    // Renewal opens in the membership's last month: one tap too many right after a sale would
+    // otherwise sell a second year (the panel says until when it runs).
+    let renew_from = super::worker::now().plus_days(RENEW_WITHIN_DAYS);
+    let verb = match shown.paid_until {
+        Some(until) if until > renew_from => return None,
+        Some(_) => "Renew",
+        None => "Sell",
     };
     let text = format!(
         "{verb} {} membership  ·  {}\n{} days of {} benefits",
@@ -625,6 +674,9 @@ fn membership_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> O
     let button = egui::Button::new(text).min_size(egui::vec2(ui.available_width(), TARGET));
     ui.add(button).clicked().then_some(Action::BuyMembership)
 }
+
+/// How close to its end a paid membership can be renewed, in days.
+const RENEW_WITHIN_DAYS: i64 = 30;
 
 /// A button per stamp card: its free item, enabled when the card is full.
 fn stamp_rewards_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Option<Action> {
@@ -647,6 +699,25 @@ fn stamp_rewards_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -
     action
 }
 
+/// Puts the scan line's cursor after `text`, where the keypad just typed: keys typed next on
+/// the keyboard follow the keypad's, not go in front of them.
+fn cursor_to_end(ctx: &egui::Context, text: &str) {
+    let id = scan_field_id();
+    let mut state = egui::text_edit::TextEditState::load(ctx, id).unwrap_or_default();
+    let end = egui::text::CCursor::new(text.chars().count());
+    state
+        .cursor
+        .set_char_range(Some(egui::text::CCursorRange::one(end)));
+    state.store(ctx, id);
+}
+
+fn scan_field_id() -> egui::Id {
+    egui::Id::unique(SCAN_FIELD)
+}
+
+/// Height of the sale's preview (amount, points and the first of the quote's steps).
+const PREVIEW_HEIGHT: f32 = 96.0;
+
 /// An on-screen keypad that types into the scan line, for touch screens.
 fn keypad_ui(ui: &mut egui::Ui, scan_text: &mut String) -> Option<Action> {
     const KEYS: [[&str; 3]; 4] = [
@@ -668,6 +739,7 @@ fn keypad_ui(ui: &mut egui::Ui, scan_text: &mut String) -> Option<Action> {
                         } else {
                             scan_text.push_str(key);
                         }
+                        cursor_to_end(ui.ctx(), scan_text);
                     }
                 }
                 ui.end_row();

@@ -55,6 +55,20 @@ impl EnrolScreen {
         self.enrolled = Some(member);
     }
 
+    /// Empties the name, phone or email field that holds `code` (a member's card scanned into
+    /// the form), keeping what else was typed.
+    pub(super) fn forget_scanned(&mut self, code: &str) {
+        for field in [
+            &mut self.form.name,
+            &mut self.form.phone,
+            &mut self.form.email,
+        ] {
+            if field.trim() == code.trim() {
+                field.clear();
+            }
+        }
+    }
+
     /// Draws the form, or the member just enrolled.
     pub fn ui(&mut self, ui: &mut egui::Ui) -> Option<Action> {
         if self.enrolled.is_some() {
