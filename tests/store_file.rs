@@ -393,6 +393,24 @@ fn tier_pages_are_sorted_filtered_and_counted() {
         store.tier_member_count(0, "smi").expect("count"),
         i64::try_from(smiths.len()).unwrap_or(-1)
     );
+    // Every word counts: "i smi" is the Smiths with a name starting with i, not every Smith.
+    let two_words = store
+        .tier_members(0, "i smi", TierSort::Balance, true, 0, 1000)
+        .expect("two words");
+    let expected: Vec<_> = smiths
+        .iter()
+        .filter(|r| r.name.to_lowercase().split(' ').any(|w| w.starts_with('i')))
+        .map(|r| r.member_id)
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < smiths.len());
+    assert_eq!(
+        two_words.iter().map(|r| r.member_id).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(
+        store.tier_member_count(0, "i smi").expect("count"),
+        i64::try_from(expected.len()).unwrap_or(-1)
+    );
     let card_prefix = &seen[0].card.as_str()[..4];
     let by_card = store
         .tier_members(0, card_prefix, TierSort::Qualifying, true, 0, 1000)

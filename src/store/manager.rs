@@ -92,7 +92,7 @@ fn pin_shape(pin: &str) -> std::result::Result<(), PinError> {
 
 /// The member ids a filter selects, as a subquery over an index, with its two bound values
 /// (`?3`, `?4`): a card number prefix when the filter is digits, else a name-word prefix.
-fn filter_source(filter: &str) -> Option<(&'static str, [String; 2])> {
+fn filter_source(filter: &str) -> Option<(String, Vec<String>)> {
     let filter = filter.trim();
     if filter.is_empty() {
         return None;
@@ -101,21 +101,40 @@ fn filter_source(filter: &str) -> Option<(&'static str, [String; 2])> {
         let digits: String = filter.chars().filter(char::is_ascii_digit).collect();
         let upper = format!("{digits}\u{7f}");
         return Some((
-            "SELECT id FROM members WHERE card >= ?3 AND card < ?4",
-            [digits, upper],
+            "SELECT id FROM members WHERE card >= ?3 AND card < ?4".to_owned(),
+            vec![digits, upper],
         ));
     }
-    let words = name_tokens(filter);
-    let longest = words
-        .iter()
-        .max_by_key(|w| w.len())
-        .cloned()
-        .unwrap_or_default();
-    let upper = format!("{longest}\u{10FFFF}");
-    Some((
-        "SELECT DISTINCT member_id AS id FROM member_name_tokens WHERE token >= ?3 AND token < ?4",
-        [longest, upper],
-    ))
+    // The longest word finds the candidates through the token index; each other word must
+    // start a word of the same member's name too ("isla h" is Isla Hall, not every Isla).
+    let mut words = name_tokens(filter);
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    let mut sql = "SELECT DISTINCT t.member_id AS id FROM member_name_tokens t
+                   WHERE t.token >= ?3 AND t.token < ?4"
+        .to_owned();
+    let mut bounds = Vec::with_capacity(words.len() * 2);
+    for (i, word) in words.into_iter().enumerate() {
+        if i > 0 {
+            let (low, high) = (2 * i + 3, 2 * i + 4);
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM member_name_tokens o WHERE o.member_id = t.member_id
+                   AND o.token >= ?{low} AND o.token < ?{high})"
+            ));
+        }
+        let upper = format!("{word}\u{10FFFF}");
+        bounds.push(word);
+        bounds.push(upper);
+    }
+    Some((sql, bounds))
+}
+
+/// `tier` and `limit` (?1 and ?2), then a filter's own values (?3 on).
+fn filter_params(tier: i64, limit: Option<i64>, filter: &[String]) -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    [Value::Integer(tier), limit.map_or(Value::Null, Value::Integer)]
+        .into_iter()
+        .chain(filter.iter().cloned().map(Value::Text))
+        .collect()
 }
 
 impl Store {
@@ -242,7 +261,12 @@ impl Store {
             })
         };
         let rows: rusqlite::Result<Vec<TierRow>> = match &source {
-            Some((_, [a, b])) => stmt.query_map(params![tier, limit, a, b], map)?.collect(),
+            Some((_, values)) => stmt
+                .query_map(
+                    rusqlite::params_from_iter(filter_params(tier, Some(limit), values)),
+                    map,
+                )?
+                .collect(),
             None => stmt.query_map(params![tier, limit], map)?.collect(),
         };
         Ok(rows?)
@@ -253,15 +277,16 @@ impl Store {
         // No tier has an index past i64::MAX: such a request matches nobody.
         let tier = i64::try_from(tier).unwrap_or(i64::MAX);
         Ok(match filter_source(filter) {
-            Some((ids, [a, b])) => {
-                // The same numbering as `tier_members`: ?1 tier, ?3/?4 the filter (?2 unused).
+            Some((ids, values)) => {
+                // The same numbering as `tier_members`: ?1 tier, ?3 on the filter (?2 unused).
                 let sql = format!(
                     "SELECT COUNT(*) FROM ({ids}) f CROSS JOIN member_state s
                      ON s.member_id = f.id WHERE s.tier = ?1 AND ?2 IS NULL"
                 );
-                self.conn
-                    .prepare_cached(&sql)?
-                    .query_row(params![tier, Option::<i64>::None, a, b], |r| r.get(0))?
+                self.conn.prepare_cached(&sql)?.query_row(
+                    rusqlite::params_from_iter(filter_params(tier, None, &values)),
+                    |r| r.get(0),
+                )?
             }
             None => self
                 .conn
