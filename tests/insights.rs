@@ -664,6 +664,7 @@ mod chain {
         assert_eq!(verified["balances_wrong"], 0, "{verified}");
         assert_eq!(verified["records_wrong"], 0, "{verified}");
         assert_eq!(verified["totals_wrong"], 0, "{verified}");
+        assert_eq!(verified["extras_wrong"], 0, "{verified}");
 
         // A day's sum, and on SQLite a stored balance, changed behind the server's back: found,
         // and the command fails. PostgreSQL stores no balances: it sums the entries.
@@ -675,6 +676,7 @@ mod chain {
             Backend::Postgres => 0,
         };
         tamper(&db, "UPDATE report_totals SET n = n + 1");
+        tamper(&db, "UPDATE guest_sales_by_day SET revenue = revenue + 1");
         let out = server_bin()
             .args(["--db", &db, "verify", "--json"])
             .output()
@@ -684,16 +686,18 @@ mod chain {
         assert_eq!(verified["balances_wrong"], balances_changed, "{verified}");
         assert_eq!(verified["records_wrong"], 0, "{verified}");
         assert!(verified["totals_wrong"].as_u64() > Some(0), "{verified}");
-        assert!(
-            verified["problems"][0]
-                .as_str()
-                .is_some_and(|p| p.contains(if balances_changed > 0 {
-                    "balance"
-                } else {
-                    "total"
-                })),
-            "{verified}"
+        assert_eq!(
+            verified["extras_wrong"], 2,
+            "the day with the guest sale, kept and made: {verified}"
         );
+        let said = |word: &str| {
+            verified["problems"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p.as_str().is_some_and(|p| p.contains(word)))
+            })
+        };
+        assert!(said("total") && said("guest_sales_by_day"), "{verified}");
+        assert_eq!(said("balance"), balances_changed > 0, "{verified}");
     }
 }
 

@@ -671,6 +671,10 @@ fn print_verified(v: &tillpass::server::verify::Verified) {
             "  report records: not made under the program in force (the next report makes them)"
         );
     }
+    println!(
+        "  sales without a member and recommend answers by day: {} days differ from their rows",
+        v.extras_wrong
+    );
     for problem in &v.problems {
         println!("  - {problem}");
     }

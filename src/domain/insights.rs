@@ -249,32 +249,72 @@ impl Facts {
         }
     }
 
-    /// Adds what a till records besides the ledger: sales without a member `(time, amount)`
-    /// and recommend answers `(time, score)`, those in the period.
-    pub fn add_extras(&mut self, sales: &[(i64, i64)], answers: &[(i64, i64)]) {
-        for &(at, amount_minor) in sales {
-            let at = Timestamp::from_millis(at);
-            if self.in_period(at) {
-                self.guest_orders += 1;
-                self.guest_revenue += amount_minor;
-                if let Some(row) = self.month_mut(at) {
-                    row.guest_orders += 1;
+    /// Adds what a till records besides the ledger, summed by UTC day: sales without a member
+    /// and recommend answers, those of days in the period (periods run from midnight to
+    /// midnight, UTC).
+    pub fn add_extras(&mut self, sales: &[GuestDay], answers: &[ScoreDay]) {
+        for s in sales {
+            let day = Timestamp::from_millis(s.day);
+            if self.in_period(day) {
+                self.guest_orders += s.orders;
+                self.guest_revenue += s.revenue;
+                if let Some(row) = self.month_mut(day) {
+                    row.guest_orders += s.orders;
                 }
             }
         }
-        for &(at, score) in answers {
-            let at = Timestamp::from_millis(at);
-            let Some(score) = usize::try_from(score).ok().filter(|s| *s <= 10) else {
+        for a in answers {
+            let day = Timestamp::from_millis(a.day);
+            let Some(score) = usize::try_from(a.score).ok().filter(|s| *s <= 10) else {
                 continue;
             };
-            if self.in_period(at) {
-                self.scores[score] += 1;
-                if let Some(row) = self.month_mut(at) {
-                    row.nps_answers += 1;
-                    row.nps_promoters += usize::from(score >= 9);
-                    row.nps_detractors += usize::from(score <= 6);
+            if self.in_period(day) {
+                self.scores[score] += a.answers;
+                if let Some(row) = self.month_mut(day) {
+                    row.nps_answers += a.answers;
+                    row.nps_promoters += if score >= 9 { a.answers } else { 0 };
+                    row.nps_detractors += if score <= 6 { a.answers } else { 0 };
                 }
             }
+        }
+    }
+}
+
+/// Sales without a member on one UTC day (`day`, its midnight in milliseconds): how many, and
+/// what they came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestDay {
+    pub day: i64,
+    pub orders: usize,
+    pub revenue: i64,
+}
+
+impl GuestDay {
+    /// A day as stored (a count is never negative).
+    pub fn stored(day: i64, orders: i64, revenue: i64) -> Self {
+        Self {
+            day,
+            orders: usize::try_from(orders).unwrap_or(0),
+            revenue,
+        }
+    }
+}
+
+/// How many answered the recommend question with `score` on one UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreDay {
+    pub day: i64,
+    pub score: i64,
+    pub answers: usize,
+}
+
+impl ScoreDay {
+    /// A day's count of a score as stored (a count is never negative).
+    pub fn stored(day: i64, score: i64, answers: i64) -> Self {
+        Self {
+            day,
+            score,
+            answers: usize::try_from(answers).unwrap_or(0),
         }
     }
 }
@@ -1103,9 +1143,13 @@ mod tests {
                 &bought(theirs(Some(MemberId(uuid::Uuid::from_u128(n))))),
             );
         }
-        let guests: Vec<(i64, i64)> = theirs(None)
+        let guests: Vec<GuestDay> = theirs(None)
             .into_iter()
-            .map(|(at, amount)| (at.millis(), amount))
+            .map(|(at, amount)| GuestDay {
+                day: at.millis(),
+                orders: 1,
+                revenue: amount,
+            })
             .collect();
         facts.add_extras(&guests, &[]);
         facts
@@ -1144,7 +1188,7 @@ mod tests {
             feb.points_redeemed = 500;
         }
         // Two promoters, one passive, one detractor in the quarter; one before it.
-        let answers: Vec<(i64, i64)> = [(1, 10), (1, 9), (2, 7), (3, 3), (0, 0)]
+        let answers: Vec<ScoreDay> = [(1, 10), (1, 9), (2, 7), (3, 3), (0, 0)]
             .into_iter()
             .map(|(month, score)| {
                 let when = if month == 0 {
@@ -1152,7 +1196,11 @@ mod tests {
                 } else {
                     at(2026, month, 15)
                 };
-                (when.millis(), score)
+                ScoreDay {
+                    day: when.millis(),
+                    score,
+                    answers: 1,
+                }
             })
             .collect();
         facts.add_extras(&[], &answers);

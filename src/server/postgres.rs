@@ -28,7 +28,7 @@ use super::judge;
 use super::report_records::Pace;
 use super::validate::{Batch, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER};
 use crate::domain::Program;
-use crate::domain::insights::{ByMember, Facts, FactsBuilder};
+use crate::domain::insights::{ByMember, Facts, FactsBuilder, GuestDay, ScoreDay};
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
@@ -43,7 +43,7 @@ mod verify;
 
 /// The schema, in order; each script is idempotent, and runs where `schema_version` says it has
 /// not run yet.
-const SCHEMA: [&str; 10] = [
+const SCHEMA: [&str; 11] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
     include_str!("migrations/postgres_003.sql"),
@@ -54,6 +54,7 @@ const SCHEMA: [&str; 10] = [
     include_str!("migrations/postgres_008.sql"),
     include_str!("migrations/postgres_009.sql"),
     include_str!("migrations/postgres_010.sql"),
+    include_str!("migrations/postgres_011.sql"),
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
@@ -816,29 +817,27 @@ impl PgDb {
                 by_member.finish().finish()
             }
         };
-        let pairs = |rows: Vec<Row>| {
-            rows.iter()
-                .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
-                .collect::<Vec<_>>()
-        };
-        let guest_sales = pairs(
-            fetch_all(
-                &tx,
-                "SELECT occurred_at, amount_minor FROM guest_sales",
-                &[],
-            )
-            .await?,
-        );
-        let answers = pairs(
-            fetch_all(
-                &tx,
-                "SELECT occurred_at, score::bigint FROM recommend_answers",
-                &[],
-            )
-            .await?,
-        );
+        // Summed by day as they were pushed: a few rows a day, not one per sale.
+        let guests: Vec<GuestDay> = fetch_all(
+            &tx,
+            "SELECT day, orders, revenue FROM guest_sales_by_day",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| GuestDay::stored(r.get(0), r.get(1), r.get(2)))
+        .collect();
+        let scores: Vec<ScoreDay> = fetch_all(
+            &tx,
+            "SELECT day, score::bigint, answers FROM recommend_answers_by_day",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| ScoreDay::stored(r.get(0), r.get(1), r.get(2)))
+        .collect();
         tx.commit().await.map_err(pg)?;
-        facts.add_extras(&guest_sales, &answers);
+        facts.add_extras(&guests, &scores);
         Ok((Arc::unwrap_or_clone(program), facts))
     }
 

@@ -24,7 +24,7 @@ use super::validate::{
     Batch, CheckedEntry, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER,
 };
 use crate::domain::Program;
-use crate::domain::insights::{ByMember, Facts, FactsBuilder};
+use crate::domain::insights::{ByMember, Facts, FactsBuilder, GuestDay, ScoreDay};
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
@@ -46,6 +46,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_006.sql")),
     M::up(include_str!("migrations/sqlite_007.sql")),
     M::up(include_str!("migrations/sqlite_008.sql")),
+    M::up(include_str!("migrations/sqlite_009.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
@@ -790,15 +791,20 @@ impl SqliteDb {
                         by_member.finish().finish()
                     }
                 };
-                let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
-                    tx.prepare(sql)?
-                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                        .collect()
-                };
-                facts.add_extras(
-                    &pairs("SELECT occurred_at, amount_minor FROM guest_sales")?,
-                    &pairs("SELECT occurred_at, score FROM recommend_answers")?,
-                );
+                // Summed by day as they were pushed: a few rows a day, not one per sale.
+                let guests = tx
+                    .prepare("SELECT day, orders, revenue FROM guest_sales_by_day")?
+                    .query_map([], |r| {
+                        Ok(GuestDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let scores = tx
+                    .prepare("SELECT day, score, answers FROM recommend_answers_by_day")?
+                    .query_map([], |r| {
+                        Ok(ScoreDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                facts.add_extras(&guests, &scores);
                 Ok(facts)
             }
         })

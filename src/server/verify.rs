@@ -32,6 +32,9 @@ pub struct Verified {
     pub records_wrong: u64,
     /// Day sums in the totals that are not the sum of the stored records, when checked.
     pub totals_wrong: Option<u64>,
+    /// Days whose sums of sales without a member or of recommend answers are not what their
+    /// rows add up to.
+    pub extras_wrong: u64,
     /// The first problems, each in a sentence.
     pub problems: Vec<String>,
 }
@@ -39,7 +42,10 @@ pub struct Verified {
 impl Verified {
     /// Whether nothing disagrees.
     pub fn clean(&self) -> bool {
-        self.balances_wrong == 0 && self.records_wrong == 0 && self.totals_wrong.unwrap_or(0) == 0
+        self.balances_wrong == 0
+            && self.records_wrong == 0
+            && self.totals_wrong.unwrap_or(0) == 0
+            && self.extras_wrong == 0
     }
 
     fn problem(&mut self, sentence: impl FnOnce() -> String) {
@@ -59,7 +65,31 @@ pub struct Check<'a> {
     sums: Option<Totals>,
 }
 
+/// The sums kept by day beside sales without a member and recommend answers, and how each is
+/// made from its rows (the same SQL on both backends), in the table's column order.
+pub const EXTRAS_BY_DAY: [(&str, &str); 2] = [
+    (
+        "guest_sales_by_day",
+        "SELECT occurred_at - occurred_at % 86400000, COUNT(*), SUM(amount_minor)
+         FROM guest_sales GROUP BY 1",
+    ),
+    (
+        "recommend_answers_by_day",
+        "SELECT occurred_at - occurred_at % 86400000, score, COUNT(*) FROM recommend_answers
+         GROUP BY 1, 2",
+    ),
+];
+
 impl<'a> Check<'a> {
+    /// Notes `days` days on which `table` disagrees with its rows.
+    pub fn extras(&mut self, table: &str, days: u64) {
+        self.verified.extras_wrong += days;
+        if days > 0 {
+            self.verified
+                .problem(|| format!("{table}: {days} days differ from the rows they sum"));
+        }
+    }
+
     /// A check of records made under `program` (`None`: not made under the one in force).
     pub fn new(program: Option<&'a Program>) -> Self {
         Check {

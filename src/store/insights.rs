@@ -9,7 +9,7 @@ use super::records::totals_facts;
 use super::rows::{ENTRY_COLUMNS, entry_from_row};
 use super::{MarketingContact, Result, Store, StoreError};
 use crate::domain::insights::{
-    ByMember, Facts, FactsBuilder, MemberFacts, Report, Settings, report,
+    ByMember, Facts, FactsBuilder, GuestDay, MemberFacts, Report, ScoreDay, Settings, report,
 };
 use crate::domain::{MemberId, TerminalId, Timestamp, rules};
 
@@ -282,25 +282,34 @@ impl Store {
     /// without a member and recommend answers in the period.
     fn report_of(&self, mut facts: Facts) -> Result<Report> {
         let (from, to) = (facts.from, facts.to);
-        let pairs = |sql: &str| -> rusqlite::Result<Vec<(i64, i64)>> {
-            self.conn
-                .prepare(sql)?
-                .query_map(params![from.millis(), to.millis()], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect()
-        };
-        facts.add_extras(
-            &pairs(
-                "SELECT occurred_at, amount_minor FROM guest_sales
-                 WHERE occurred_at >= ?1 AND occurred_at < ?2",
-            )?,
-            &pairs(
-                "SELECT occurred_at, score FROM nps_answers
-                 WHERE occurred_at >= ?1 AND occurred_at < ?2",
-            )?,
-        );
+        facts.add_extras(&self.guest_days(from, to)?, &self.score_days(from, to)?);
         Ok(report(&facts, &Settings::of(self.program())))
+    }
+
+    /// Sales without a member by day, for the days in `[from, to)`.
+    pub(crate) fn guest_days(&self, from: Timestamp, to: Timestamp) -> Result<Vec<GuestDay>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT day, orders, revenue FROM guest_sales_by_day WHERE day >= ?1 AND day < ?2",
+        )?;
+        let days = stmt
+            .query_map(params![from.millis(), to.millis()], |r| {
+                Ok(GuestDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(days)
+    }
+
+    /// Recommend answers by day and score, for the days in `[from, to)`.
+    pub(crate) fn score_days(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ScoreDay>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT day, score, answers FROM nps_answers_by_day WHERE day >= ?1 AND day < ?2",
+        )?;
+        let days = stmt
+            .query_map(params![from.millis(), to.millis()], |r| {
+                Ok(ScoreDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(days)
     }
 }
 
@@ -366,5 +375,48 @@ mod tests {
             .load_feedback(&[sale], &[answer(member, 7)])
             .expect("load");
         assert_eq!(guests(&store), (1, 2));
+    }
+
+    #[test]
+    fn sums_by_day_follow_the_rows_and_verify_remakes_them() {
+        let (_dir, mut store, member) = store_with_member();
+        let day = NOW.millis() - NOW.millis() % 86_400_000;
+        for (minutes, amount) in [(0, 450), (5, 300)] {
+            let at = NOW.plus_millis(minutes * 60_000);
+            let sale = store.record_guest_sale(amount, "t", at).expect("sale");
+            store
+                .record_nps(minutes, Answerer::Guest(Some(sale)), at)
+                .expect("answer");
+        }
+        store
+            .record_nps(9, Answerer::Member(member), NOW)
+            .expect("answer");
+        let (from, to) = (Timestamp::from_millis(day), NOW.plus_days(1));
+        assert_eq!(
+            store.guest_days(from, to).expect("days"),
+            vec![GuestDay::stored(day, 2, 750)]
+        );
+        assert_eq!(
+            store.score_days(from, to).expect("days"),
+            [0, 5, 9].map(|score| ScoreDay::stored(day, score, 1))
+        );
+        assert!(store.verify(false).expect("verify").is_clean());
+        store
+            .conn
+            .execute(
+                "UPDATE nps_answers_by_day SET answers = 4 WHERE score = 9",
+                [],
+            )
+            .expect("tamper");
+        let drift = store.verify(true).expect("verify").drift;
+        assert_eq!(
+            drift,
+            vec![crate::store::Drift::ExtrasByDay {
+                table: "nps_answers_by_day".to_owned(),
+                days: 2
+            }]
+        );
+        assert!(store.verify(false).expect("verify").is_clean(), "repaired");
+        assert_eq!(store.score_days(from, to).expect("days")[2].answers, 1);
     }
 }

@@ -131,10 +131,13 @@ fn filter_source(filter: &str) -> Option<(String, Vec<String>)> {
 /// `tier` and `limit` (?1 and ?2), then a filter's own values (?3 on).
 fn filter_params(tier: i64, limit: Option<i64>, filter: &[String]) -> Vec<rusqlite::types::Value> {
     use rusqlite::types::Value;
-    [Value::Integer(tier), limit.map_or(Value::Null, Value::Integer)]
-        .into_iter()
-        .chain(filter.iter().cloned().map(Value::Text))
-        .collect()
+    [
+        Value::Integer(tier),
+        limit.map_or(Value::Null, Value::Integer),
+    ]
+    .into_iter()
+    .chain(filter.iter().cloned().map(Value::Text))
+    .collect()
 }
 
 impl Store {

@@ -36,6 +36,7 @@ use crate::token::{CodeKey, Keyring};
 pub use crate::domain::partners::PartnerImport;
 pub use authority::{Adopted, Applied, Quarantined};
 pub use bulk::{HistoricMember, ImportReport};
+#[cfg(feature = "app")]
 pub(crate) use identify::looks_like_code;
 pub use identify::{ScanError, ScanOutcome};
 pub use insights::{Answerer, PastAnswer, PastGuestSale};

@@ -231,3 +231,12 @@ pub(crate) fn totals_facts(
     (facts.moved_up, facts.moved_down) = moved(changes, from);
     Ok(facts)
 }
+
+/// The statement counting the days where a by-day `table` and its rows summed again
+/// (`summed`) disagree, both ways (the till's and the server's, SQLite and PostgreSQL alike).
+pub(crate) fn extras_drift_sql(table: &str, summed: &str) -> String {
+    format!(
+        "SELECT (SELECT COUNT(*) FROM (SELECT * FROM {table} EXCEPT {summed}) AS kept)
+              + (SELECT COUNT(*) FROM ({summed} EXCEPT SELECT * FROM {table}) AS made)"
+    )
+}

@@ -13,7 +13,8 @@ use crate::domain::insights::{Digest, MemberFacts, Record, StoredRecord};
 use crate::domain::{MemberId, Timestamp};
 use crate::server::db::{DbError, report_member, report_program, stored_entry};
 use crate::server::report_records::MEMBERS_PER_STEP;
-use crate::server::verify::{Check, Verified};
+use crate::server::verify::{Check, EXTRAS_BY_DAY, Verified};
+use crate::store::records::extras_drift_sql;
 use crate::store::records::program_hash;
 
 impl PgDb {
@@ -98,6 +99,12 @@ impl PgDb {
         } else {
             None
         };
+        for (table, summed) in EXTRAS_BY_DAY {
+            let days: i64 = fetch_one(&tx, &extras_drift_sql(table, summed), &[])
+                .await?
+                .get(0);
+            check.extras(table, days.unsigned_abs());
+        }
         tx.commit().await.map_err(pg)?;
         Ok(check.finish(totals))
     }

@@ -9,7 +9,8 @@ use super::{SqliteDb, with};
 use crate::domain::MemberId;
 use crate::server::db::{DbError, report_member, report_program, stored_entry};
 use crate::server::report_records::records_error;
-use crate::server::verify::{Check, Verified};
+use crate::server::verify::{Check, EXTRAS_BY_DAY, Verified};
+use crate::store::records::extras_drift_sql;
 use crate::store::records::{program_hash, read_stored, stored_totals};
 
 impl SqliteDb {
@@ -67,6 +68,10 @@ impl SqliteDb {
             } else {
                 None
             };
+            for (table, summed) in EXTRAS_BY_DAY {
+                let days: i64 = tx.query_row(&extras_drift_sql(table, summed), [], |r| r.get(0))?;
+                check.extras(table, days.unsigned_abs());
+            }
             Ok(check.finish(totals))
         })
         .await
