@@ -217,6 +217,15 @@ impl CashierScreen {
         let enter = !dialog_open && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter));
         let field = egui::TextEdit::singleline(&mut self.scan_text)
             .id(scan_field_id())
+            // Esc and the arrow keys are the till's own keys: by default egui lets them take
+            // the focus off a text field, and the scan typed in that frame was lost (a scan
+            // right after Esc came up as "No member found").
+            .event_filter(egui::EventFilter {
+                tab: false,
+                horizontal_arrows: true,
+                vertical_arrows: true,
+                escape: true,
+            })
             .hint_text("Scan a card · type card number, phone or name · or a sale amount")
             .font(FontId::proportional(30.0))
             .desired_width(f32::INFINITY)
