@@ -349,10 +349,11 @@ impl TillApp {
                 Some(shown) => {
                     self.dialog = Some(Dialog::Donate(DonatePrompt {
                         member: shown.view.member.id,
-                        balance: shown.view.state.balance,
+                        balance: shown.spendable().balance,
                         cause: 0,
                         points: String::new(),
                         error: None,
+                        sending: false,
                     }));
                 }
                 None => self.say(Tone::Bad, "Scan a member first"),
@@ -362,8 +363,9 @@ impl TillApp {
                 cause,
                 points,
             } => {
-                if matches!(self.dialog, Some(Dialog::Donate(_))) {
-                    self.dialog = None;
+                if let Some(Dialog::Donate(prompt)) = &mut self.dialog {
+                    prompt.sending = true;
+                    prompt.error = None;
                 }
                 self.worker.send(Request::Donate {
                     member,
@@ -700,7 +702,8 @@ impl TillApp {
         if matches!(
             self.dialog,
             Some(Dialog::Pin(_) | Dialog::Wallet(WalletDialog::Making))
-        ) {
+        ) || matches!(&self.dialog, Some(Dialog::Donate(p)) if p.sending)
+        {
             self.dialog = None;
         }
     }
@@ -847,6 +850,17 @@ impl TillApp {
                 }
             }
             Reply::Refused(text) => {
+                // A refused gift: the reason in its prompt, which keeps what was typed.
+                if let Some(Dialog::Donate(prompt)) = &mut self.dialog
+                    && prompt.sending
+                {
+                    prompt.sending = false;
+                    prompt.error = Some(text);
+                    return;
+                }
+                if self.screen == Screen::Enrol {
+                    self.enrol.refused(&text);
+                }
                 self.say(Tone::Bad, text);
                 self.close_waiting_dialog();
             }

@@ -86,11 +86,23 @@ pub fn customer_display(
                     let state = &shown.view.state;
                     ui.label(RichText::new(&shown.view.member.name).size(36.0).strong());
                     tier_badge(ui, program.tier(state.tier));
+                    // What they can spend now, as the cashier's panel prices rewards: the
+                    // whole balance here had customers asking for a coffee they could not have.
                     ui.label(
-                        RichText::new(format!("{} points", state.balance))
+                        RichText::new(format!("{} points to spend", shown.spendable().balance))
                             .size(48.0)
                             .strong(),
                     );
+                    if shown.pending > 0 {
+                        ui.label(
+                            RichText::new(format!(
+                                "and {} on their way (spendable {} days after each purchase)",
+                                shown.pending,
+                                program.return_window_days.unwrap_or(0)
+                            ))
+                            .size(22.0),
+                        );
+                    }
                     super::cashier::stamps_ui(ui, program, &shown.stamps);
                     let badges = shown.badge_names(program);
                     if !badges.is_empty() {

@@ -31,11 +31,15 @@ pub enum Dialog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DonatePrompt {
     pub member: crate::domain::MemberId,
+    /// The points the member can spend now.
     pub balance: i64,
     /// Index into the program's causes.
     pub cause: usize,
     pub points: String,
     pub error: Option<String>,
+    /// Given, waiting for the store's answer: the prompt stays, with what was typed, until
+    /// the gift is written (it closes) or refused (the reason shows here).
+    pub sending: bool,
 }
 
 /// What a PIN prompt is for.
@@ -199,7 +203,7 @@ fn donate_ui(
     egui::Modal::new(egui::Id::unique("donate")).show(ctx, |ui| {
         ui.set_min_width(520.0);
         ui.heading("Give points to a cause");
-        ui.label(format!("The member has {} points.", prompt.balance));
+        ui.label(format!("The member has {} points to spend.", prompt.balance));
         for (i, cause) in causes.iter().enumerate() {
             let button =
                 egui::Button::selectable(prompt.cause == i, RichText::new(&cause.name).size(20.0))
@@ -224,7 +228,8 @@ fn donate_ui(
         }
         let enter = ui.input(|i| i.key_pressed(egui::Key::Enter));
         ui.horizontal(|ui| {
-            if big_button(ui, "Give").clicked() || enter {
+            let give = ui.add_enabled_ui(!prompt.sending, |ui| big_button(ui, "Give"));
+            if (give.inner.clicked() || enter) && !prompt.sending {
                 match (
                     prompt.points.trim().parse::<i64>(),
                     causes.get(prompt.cause),

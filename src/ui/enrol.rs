@@ -32,12 +32,15 @@ impl EnrolForm {
     }
 }
 
+/// The form's fields, by label, in order.
+const FIELDS: [&str; 5] = ["Name", "Phone", "Email", "Birthday", "Referred by"];
+
 /// The enrolment screen's state.
 #[derive(Default)]
 pub struct EnrolScreen {
     form: EnrolForm,
-    /// Put the cursor in the form's first field on the next frame.
-    focus: bool,
+    /// Put the cursor in this field (its label) on the next frame.
+    focus: Option<&'static str>,
     /// The member just enrolled, shown with their QR code.
     pub(super) enrolled: Option<ShownMember>,
 }
@@ -46,7 +49,16 @@ impl EnrolScreen {
     /// A fresh form with the cursor in its first field.
     pub(super) fn start(&mut self) {
         self.enrolled = None;
-        self.focus = true;
+        self.focus = Some(FIELDS[0]);
+    }
+
+    /// The enrolment was refused with `reason` ("email: ..."): the cursor goes to the field it
+    /// names (else the first), so the cashier types the fix at once.
+    pub(super) fn refused(&mut self, reason: &str) {
+        let named = FIELDS
+            .into_iter()
+            .find(|label| reason.to_lowercase().starts_with(&label.to_lowercase()));
+        self.focus = Some(named.unwrap_or(FIELDS[0]));
     }
 
     /// The enrolment went through: clear the form and show the new member.
@@ -88,22 +100,23 @@ impl EnrolScreen {
             .num_columns(2)
             .spacing(egui::vec2(16.0, 12.0))
             .show(ui, |ui| {
-                let name = field_ui(ui, "Name", &mut f.name, "Ada Lovelace");
-                if std::mem::take(focus) {
-                    name.request_focus();
-                }
                 let fields = [
-                    name,
-                    field_ui(ui, "Phone", &mut f.phone, "07400 123456"),
-                    field_ui(ui, "Email", &mut f.email, "ada@example.com"),
-                    field_ui(ui, "Birthday", &mut f.birthday, "YYYY-MM-DD (optional)"),
+                    field_ui(ui, FIELDS[0], &mut f.name, "Ada Lovelace"),
+                    field_ui(ui, FIELDS[1], &mut f.phone, "07400 123456"),
+                    field_ui(ui, FIELDS[2], &mut f.email, "ada@example.com"),
+                    field_ui(ui, FIELDS[3], &mut f.birthday, "YYYY-MM-DD (optional)"),
                     field_ui(
                         ui,
-                        "Referred by",
+                        FIELDS[4],
                         &mut f.referred_by,
                         "scan or type the friend's card (optional)",
                     ),
                 ];
+                if let Some(label) = focus.take()
+                    && let Some(i) = FIELDS.iter().position(|l| *l == label)
+                {
+                    fields[i].request_focus();
+                }
                 // Enter in any field enrols, as the legend says (it used to leave the name or
                 // phone field with nothing done and the cursor nowhere).
                 submit |= fields.iter().any(egui::Response::lost_focus)
