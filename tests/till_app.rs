@@ -129,12 +129,22 @@ fn a_name_search_is_picked_from_with_the_keyboard() {
     let db = TempDb::new();
     let (ada, bea) = {
         let mut store = db.open();
+        for _ in 0..21 {
+            enrol(&mut store, "Cy Smith");
+        }
         (
             enrol(&mut store, "Ada Hopper").member.id,
             enrol(&mut store, "Bea Hopper").member.id,
         )
     };
     let mut h = harness(&db);
+    // More than the list holds: said, with what to do.
+    wedge(&mut h, "Smith");
+    assert!(
+        status_line(&h).starts_with("More than 20 members found, the first 20 listed"),
+        "{}",
+        status_line(&h)
+    );
     wedge(&mut h, "Hopper");
     assert!(
         status_line(&h).starts_with("2 members found"),
@@ -520,6 +530,14 @@ fn the_manager_tier_list_shows_the_right_counts() {
     settle(&mut h);
     assert_eq!(h.state().manager().count, Some(counts[0]));
     assert!(h.state().manager().row(0).is_some(), "first page loaded");
+    // A filter narrows the table; Esc (as the legend says) shows it whole again.
+    fill(&mut h, "Filter members", "zz");
+    settle(&mut h);
+    assert_eq!(h.state().manager().count, Some(0));
+    h.key_press(Key::Escape);
+    settle(&mut h);
+    assert_eq!(field(&h, "Filter members").value().as_deref(), Some(""));
+    assert_eq!(h.state().manager().count, Some(counts[0]));
     // Leaving the manager screen locks it again.
     h.key_press(Key::F1);
     h.run_steps(2);

@@ -477,6 +477,9 @@ impl TillApp {
             None => {
                 self.cashier.clear();
                 self.message = None;
+                if self.screen == Screen::Manager {
+                    self.manager.clear_filter();
+                }
             }
         }
     }
@@ -793,10 +796,14 @@ impl TillApp {
                     }
                 }
             }
-            Reply::Matches(hits) => {
+            Reply::Matches { hits, more } => {
                 let text = match hits.len() {
                     0 => "No member found: check the spelling, or enrol them (F2)".to_owned(),
                     1 => "1 member found: Enter to open them".to_owned(),
+                    n if more => format!(
+                        "More than {n} members found, the first {n} listed: type more of the \
+                         name, or a phone number"
+                    ),
                     n => format!("{n} members found: Up/Down to pick one, Enter to open"),
                 };
                 let tone = if hits.is_empty() {

@@ -203,7 +203,10 @@ fn donate_ui(
     egui::Modal::new(egui::Id::unique("donate")).show(ctx, |ui| {
         ui.set_min_width(520.0);
         ui.heading("Give points to a cause");
-        ui.label(format!("The member has {} points to spend.", prompt.balance));
+        ui.label(format!(
+            "The member has {} points to spend.",
+            prompt.balance
+        ));
         for (i, cause) in causes.iter().enumerate() {
             let button =
                 egui::Button::selectable(prompt.cause == i, RichText::new(&cause.name).size(20.0))

@@ -143,9 +143,23 @@ impl ManagerScreen {
         let import = egui::Panel::left("manager-side")
             .resizable(false)
             .exact_size(360.0)
-            .show(ui, |ui| self.side_ui(ui, program))
+            // Tiers, rewards, causes and recent activity outgrow a till's screen: it scrolls.
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("manager-side")
+                    .show(ui, |ui| self.side_ui(ui, program))
+                    .inner
+            })
             .inner;
         self.members_table_ui(ui, program).or(import)
+    }
+
+    /// Esc: the member table unfiltered again.
+    pub(super) fn clear_filter(&mut self) {
+        if !self.filter.is_empty() {
+            self.filter.clear();
+            self.reset_view();
+        }
     }
 
     fn side_ui(&mut self, ui: &mut egui::Ui, program: &Program) -> Option<Action> {

@@ -162,7 +162,11 @@ pub enum Reply {
         balance: Option<i64>,
         taken: usize,
     },
-    Matches(Vec<SearchHit>),
+    /// A search's results to pick from; `more` when others match beyond them.
+    Matches {
+        hits: Vec<SearchHit>,
+        more: bool,
+    },
     /// An entry was written; the message says what happened.
     Written {
         message: String,
@@ -575,8 +579,12 @@ fn written(store: &Store, entry: &Entry, message: String) -> Result<Reply, Faile
     })
 }
 
+/// Search results listed for the cashier to pick from.
+const SEARCH_LISTED: usize = 20;
+
 fn scan(store: &mut Store, text: &str) -> Result<Reply, Failed> {
-    let outcome = match store.scan(text, 20) {
+    // One more than is listed, to know whether others match too.
+    let outcome = match store.scan(text, SEARCH_LISTED + 1) {
         Err(ScanError::UnknownMember(card)) => return Ok(Reply::UnknownCard(card)),
         found => found?,
     };
@@ -587,7 +595,11 @@ fn scan(store: &mut Store, text: &str) -> Result<Reply, Failed> {
             store.reengage_member(view.member.id, now())?;
             Ok(Reply::Member(Box::new(panel(store, view.member.id)?)))
         }
-        ScanOutcome::Matches(hits) => Ok(Reply::Matches(hits)),
+        ScanOutcome::Matches(mut hits) => {
+            let more = hits.len() > SEARCH_LISTED;
+            hits.truncate(SEARCH_LISTED);
+            Ok(Reply::Matches { hits, more })
+        }
     }
 }
 
