@@ -12,6 +12,7 @@ pub mod cashier;
 mod customer;
 pub mod dialog;
 mod enrol;
+mod fonts;
 pub mod insights;
 mod jobs;
 mod keys;
@@ -47,6 +48,7 @@ pub fn run(
         "Tillpass",
         options,
         Box::new(move |cc| {
+            fonts::load_fallbacks(&cc.egui_ctx);
             let mut app = TillApp::new(&cc.egui_ctx, db, exports, actor).report_startup(launched);
             if let Some(listen) = pos_listen {
                 app = app.serve_pos(listen);
