@@ -9,7 +9,7 @@ use egui_plot::{Bar, BarChart, Line, Plot, PlotPoints, Points};
 use super::action::Action;
 use super::theme::{GOOD, INFO, MUTED};
 use crate::domain::Program;
-use crate::domain::insights::Report;
+use crate::domain::insights::{MonthRow, Report};
 
 /// Periods a manager picks from, in days back from tomorrow.
 pub const PERIODS: [(i64, &str); 3] = [(30, "30 days"), (90, "90 days"), (365, "12 months")];
@@ -149,15 +149,25 @@ fn measures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
 
 /// Month labels under the x axis (months are at 0, 1, 2, ...).
 fn month_axis_for(
-    report: &Report,
+    months: &[MonthRow],
 ) -> impl Fn(egui_plot::GridMark, &std::ops::RangeInclusive<f64>) -> String + Clone + use<> {
-    let labels: Vec<String> = report.months.iter().map(|m| m.month.clone()).collect();
+    let labels: Vec<String> = months.iter().map(|m| m.month.clone()).collect();
     move |mark, _| {
         let i = mark.value.round();
         if (mark.value - i).abs() > 1e-6 || i < 0.0 {
             return String::new();
         }
         labels.get(i as usize).cloned().unwrap_or_default()
+    }
+}
+
+/// The months the charts draw: the period's months but a first one it only clips (a 90-day
+/// period from the 31st drew that month's one day as a month in which nearly nobody bought).
+fn charted_months(report: &Report) -> &[MonthRow] {
+    let starts_mid_month = report.from.date().day() != 1;
+    match &report.months[..] {
+        [_, rest @ ..] if starts_mid_month && !rest.is_empty() => rest,
+        all => all,
     }
 }
 
@@ -175,7 +185,8 @@ fn chart_title_ui(ui: &mut egui::Ui, title: &str, key: &[(&str, Color32)]) {
 }
 
 fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
-    let month_axis = month_axis_for(report);
+    let months = charted_months(report);
+    let month_axis = month_axis_for(months);
     let tier_colours: Vec<(&str, Color32)> = program
         .tiers
         .iter()
@@ -269,11 +280,11 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
         .allow_drag(false)
         .allow_scroll(false)
         .include_x(0.0)
-        .include_x(report.months.len().saturating_sub(1) as f64)
+        .include_x(months.len().saturating_sub(1) as f64)
         .include_y(-100.0)
         .include_y(100.0)
         .y_axis_min_width(48.0)
-        .x_axis_formatter(month_axis_for(report))
+        .x_axis_formatter(month_axis_for(months))
         .show(ui, |plot| {
             // Dots as well as the line: a month alone has no line to draw.
             plot.points(Points::new("NPS", trend.clone()).radius(3.0).color(GOOD));
