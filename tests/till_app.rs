@@ -239,6 +239,21 @@ fn a_refused_scan_takes_the_last_customer_off_the_screen_and_a_mistyped_amount_d
 }
 
 #[test]
+fn an_amount_the_program_refuses_is_said_at_once_and_drops_the_preview() {
+    let db = TempDb::new();
+    let (mut h, before) = previewed_sale(&db);
+    wedge(&mut h, "1000.01");
+    let message = status_line(&h);
+    assert!(!message.contains("press Enter"), "{message}");
+    assert!(
+        h.query_by_label("earns 125 points").is_none(),
+        "the 12.50 preview is gone"
+    );
+    wedge(&mut h, "");
+    assert_eq!(entries(&db), before, "Enter earned nothing");
+}
+
+#[test]
 fn the_keypad_stays_put_through_a_preview_a_sale_and_the_question() {
     let db = TempDb::new();
     let (code, _) = store_with_member(&db, 100);
@@ -1065,7 +1080,10 @@ fn after_a_sale_the_customer_is_asked_and_may_answer_or_skip() {
     h.get_by_label("Score 9").click();
     h.run_steps(2);
     settle(&mut h);
-    assert_eq!(status_line(&h), "Thank you! Answer 9 of 10 recorded");
+    assert_eq!(
+        status_line(&h),
+        "Thank you! Their answer, 9 out of 10, is recorded"
+    );
     assert!(h.state().cashier().ask.is_none());
     let mut store = db.open();
     let (from, to) = tillpass::domain::insights::last_days(

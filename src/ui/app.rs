@@ -499,7 +499,15 @@ impl TillApp {
             return;
         }
         if let Some(amount) = self.sale_amount(text) {
-            match amount {
+            // An amount the program refuses (nothing, or above its largest sale) is said at
+            // once, not previewed beside "press Enter to earn".
+            let allowed = amount.map_err(|e| e.to_string()).and_then(|minor| {
+                let program = self.program.as_ref().ok_or("the program is not loaded")?;
+                crate::domain::rules::check_sale_amount(program, minor)
+                    .map(|()| minor)
+                    .map_err(|e| e.to_string())
+            });
+            match allowed {
                 Ok(minor) => {
                     self.cashier.pending = Some(PendingSale::Amount(minor));
                     self.say(
@@ -507,7 +515,12 @@ impl TillApp {
                         "Check the points, then press Enter or F5 to earn",
                     );
                 }
-                Err(e) => self.say(Tone::Bad, e.to_string()),
+                Err(e) => {
+                    // A preview from before goes too: Enter must not earn on an amount the
+                    // cashier just typed over.
+                    self.cashier.pending = None;
+                    self.say(Tone::Bad, e);
+                }
             }
             return;
         }

@@ -535,7 +535,11 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
             .map_err(Failed::from),
         Request::Recommend { score, by } => store
             .record_nps(i64::from(score), by, now())
-            .map(|()| Reply::Saved(format!("Thank you! Answer {score} of 10 recorded")))
+            .map(|()| {
+                Reply::Saved(format!(
+                    "Thank you! Their answer, {score} out of 10, is recorded"
+                ))
+            })
             .map_err(Failed::from),
         Request::TierPage(key) => tier_page(store, key),
         Request::Reload => reload(store),
