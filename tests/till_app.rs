@@ -1484,6 +1484,7 @@ fn a_gold_membership_sold_at_the_till_makes_the_member_gold_for_a_year() {
 fn a_friend_enrolled_as_referred_brings_both_their_bonus_with_the_first_purchase() {
     let db = TempDb::new();
     let (ada_code, ada) = store_with_member(&db, 100);
+    db.open().set_manager_pin("2468").expect("pin");
     let mut h = harness(&db);
     h.key_press(Key::F2);
     h.run_steps(2);
@@ -1523,6 +1524,23 @@ fn a_friend_enrolled_as_referred_brings_both_their_bonus_with_the_first_purchase
     h.get_by_label("Friends referred this year: 1 of 10");
     let store = db.open();
     assert_eq!(store.member(ada.member.id).expect("ada").state.balance, 300);
+
+    // The friend's purchase reversed: the bonuses go with it, and the message says so.
+    drop(store);
+    wedge(&mut h, "Bob Byron");
+    wedge(&mut h, "");
+    h.key_press(Key::F8);
+    h.run_steps(2);
+    wedge(&mut h, "2468");
+    let message = status_line(&h);
+    assert!(
+        message.starts_with("Reversed the last purchase (-60 points); the offers, badges and bonuses it brought are taken back too (-100 points, and -200 from the member who referred them)"),
+        "{message}"
+    );
+    assert_eq!(
+        db.open().member(ada.member.id).expect("ada").state.balance,
+        100
+    );
 }
 
 #[test]

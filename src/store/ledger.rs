@@ -702,6 +702,18 @@ impl Store {
     /// Writes the exact negation of entry `id`; a sale's unused offers, badges and referral
     /// bonuses are taken back with it.
     pub fn reverse(&mut self, id: EntryId, actor: &str, at: Timestamp) -> Result<Entry> {
+        self.reverse_taking_back(id, actor, at)
+            .map(|(entry, _)| entry)
+    }
+
+    /// [`Store::reverse`], with the entries that took back what the sale brought (offers,
+    /// badges and referral bonuses, this member's or a referrer's), for saying so.
+    pub fn reverse_taking_back(
+        &mut self,
+        id: EntryId,
+        actor: &str,
+        at: Timestamp,
+    ) -> Result<(Entry, Vec<Entry>)> {
         let original = entry_by_id(&self.conn, id)?.ok_or(StoreError::UnknownEntry(id))?;
         // Only the till that made an entry reverses it, so two tills offline can never both
         // reverse the same entry (the server could not accept the second).
@@ -728,7 +740,6 @@ impl Store {
                 }
             },
         )
-        .map(|(entry, _)| entry)
     }
 
     /// Brings back part of sale `id` made at this till: the money, by line when the sale has

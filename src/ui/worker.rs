@@ -663,12 +663,30 @@ fn reverse(store: &mut Store, actor: &str, target: &Entry, pin: &str) -> Result<
     if let Err(e) = store.check_manager_pin(pin, now()) {
         return Ok(Reply::PinRefused(e.to_string()));
     }
-    let entry = store.reverse(target.id, actor, now())?;
-    let text = format!(
+    let (entry, taken_back) = store.reverse_taking_back(target.id, actor, now())?;
+    let mut text = format!(
         "Reversed the last {} ({:+} points)",
         target.kind.label().to_lowercase(),
         entry.points
     );
+    // What the sale had brought goes with it: said, so the balance that follows adds up.
+    if !taken_back.is_empty() {
+        let points = |here: bool| -> i64 {
+            taken_back
+                .iter()
+                .filter(|e| (e.member_id == target.member_id) == here)
+                .map(|e| e.points)
+                .sum()
+        };
+        text.push_str("; the offers, badges and bonuses it brought are taken back too");
+        match (points(true), points(false)) {
+            (0, 0) => {}
+            (here, 0) => text.push_str(&format!(" ({here:+} points)")),
+            (here, referrer) => text.push_str(&format!(
+                " ({here:+} points, and {referrer:+} from the member who referred them)"
+            )),
+        }
+    }
     written(store, &entry, text)
 }
 
