@@ -329,60 +329,67 @@ impl ManagerScreen {
         let mut open = None;
         let distance_label = next.map_or("To next tier".to_owned(), |n| format!("To {}", n.name));
         ui.style_mut().wrap_mode = Some(egui::TextWrapMode::Truncate);
-        TableBuilder::new(ui)
-            .striped(true)
-            // Sort buttons and plain labels on one line in the header.
-            .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
-            .column(Column::initial(200.0).clip(true))
-            .column(Column::initial(140.0))
-            .column(Column::initial(180.0))
-            .column(Column::initial(120.0))
-            .column(Column::initial(110.0))
-            .column(Column::remainder().at_least(130.0))
-            .header(TARGET, |mut header| {
-                header.col(|ui| self.sort_header_ui(ui, "Name", TierSort::Name));
-                header.col(|ui| plain_header_ui(ui, "Card"));
-                header.col(|ui| self.sort_header_ui(ui, "Qualifying", TierSort::Qualifying));
-                header.col(|ui| plain_header_ui(ui, &distance_label));
-                header.col(|ui| self.sort_header_ui(ui, "Balance", TierSort::Balance));
-                header.col(|ui| self.sort_header_ui(ui, "Last visit", TierSort::LastVisit));
-            })
-            .body(|body| {
-                body.rows(ROW_HEIGHT, total, |mut row| {
-                    let index = row.index();
-                    let Some(r) = self.row(index) else {
-                        wanted.push(index / PAGE_ROWS);
-                        row.col(|ui| {
-                            ui.label(RichText::new("…").color(MUTED));
+        // Narrower than the table (a 1024-wide till), it scrolls sideways rather than cutting
+        // off the balance and last visit.
+        egui::ScrollArea::horizontal()
+            .id_salt("members-table")
+            .show(ui, |ui| {
+                TableBuilder::new(ui)
+                    .striped(true)
+                    // Sort buttons and plain labels on one line in the header.
+                    .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
+                    .column(Column::initial(200.0).clip(true))
+                    .column(Column::initial(140.0))
+                    .column(Column::initial(180.0))
+                    .column(Column::initial(120.0))
+                    .column(Column::initial(110.0))
+                    .column(Column::initial(140.0).at_least(130.0))
+                    .header(TARGET, |mut header| {
+                        header.col(|ui| self.sort_header_ui(ui, "Name", TierSort::Name));
+                        header.col(|ui| plain_header_ui(ui, "Card"));
+                        header
+                            .col(|ui| self.sort_header_ui(ui, "Qualifying", TierSort::Qualifying));
+                        header.col(|ui| plain_header_ui(ui, &distance_label));
+                        header.col(|ui| self.sort_header_ui(ui, "Balance", TierSort::Balance));
+                        header.col(|ui| self.sort_header_ui(ui, "Last visit", TierSort::LastVisit));
+                    })
+                    .body(|body| {
+                        body.rows(ROW_HEIGHT, total, |mut row| {
+                            let index = row.index();
+                            let Some(r) = self.row(index) else {
+                                wanted.push(index / PAGE_ROWS);
+                                row.col(|ui| {
+                                    ui.label(RichText::new("…").color(MUTED));
+                                });
+                                return;
+                            };
+                            row.col(|ui| {
+                                if ui.link(&r.name).clicked() {
+                                    open = Some(r.member_id);
+                                }
+                            });
+                            row.col(|ui| {
+                                ui.label(r.card.grouped());
+                            });
+                            row.col(|ui| {
+                                ui.label(r.qualifying.to_string());
+                            });
+                            row.col(|ui| {
+                                ui.label(next.map_or("top tier".to_owned(), |n| {
+                                    (n.threshold - r.qualifying).max(0).to_string()
+                                }));
+                            });
+                            row.col(|ui| {
+                                ui.label(r.balance.to_string());
+                            });
+                            row.col(|ui| {
+                                ui.label(
+                                    r.last_activity_at
+                                        .map_or("never".to_owned(), |t| t.date().to_string()),
+                                );
+                            });
                         });
-                        return;
-                    };
-                    row.col(|ui| {
-                        if ui.link(&r.name).clicked() {
-                            open = Some(r.member_id);
-                        }
                     });
-                    row.col(|ui| {
-                        ui.label(r.card.grouped());
-                    });
-                    row.col(|ui| {
-                        ui.label(r.qualifying.to_string());
-                    });
-                    row.col(|ui| {
-                        ui.label(next.map_or("top tier".to_owned(), |n| {
-                            (n.threshold - r.qualifying).max(0).to_string()
-                        }));
-                    });
-                    row.col(|ui| {
-                        ui.label(r.balance.to_string());
-                    });
-                    row.col(|ui| {
-                        ui.label(
-                            r.last_activity_at
-                                .map_or("never".to_owned(), |t| t.date().to_string()),
-                        );
-                    });
-                });
             });
         if let Some(member) = open {
             return Some(Action::Serve(member));
