@@ -33,7 +33,8 @@ pub fn top_bar_ui(
 ) -> Option<Action> {
     let mut action = None;
     egui::Panel::top("top").show(ui, |ui| {
-        ui.horizontal(|ui| {
+        // On a narrow till screen the tabs go on to a second row rather than off the edge.
+        ui.horizontal_wrapped(|ui| {
             ui.label(RichText::new(title).heading().strong());
             ui.separator();
             for tab in [Screen::Cashier, Screen::Enrol, Screen::Manager] {
