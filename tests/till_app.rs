@@ -524,6 +524,29 @@ fn a_card_scanned_into_the_enrol_form_serves_its_member_and_f1_serves_the_one_en
 }
 
 #[test]
+fn the_first_manager_pin_is_typed_twice_with_tab_between() {
+    let db = TempDb::new();
+    store_with_member(&db, 100);
+    let mut h = harness(&db);
+    h.key_press(Key::F10);
+    h.run_steps(2);
+    for key in [None, Some(Key::Tab), None, Some(Key::Enter)] {
+        match key {
+            Some(key) => h.key_press(key),
+            None => h.input_mut().events.push(Event::Text("2468".into())),
+        }
+        h.run_steps(2);
+    }
+    settle(&mut h);
+    assert_eq!(
+        status_line(&h),
+        "Manager PIN set: reversals and the manager screen ask for it"
+    );
+    assert!(h.state().manager().unlocked);
+    assert!(db.open().check_manager_pin("2468", NOW).is_ok());
+}
+
+#[test]
 fn the_manager_tier_list_shows_the_right_counts() {
     let db = TempDb::new();
     let mut store = db.open();

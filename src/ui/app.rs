@@ -902,6 +902,14 @@ impl TillApp {
                 if let Some(Dialog::Pin(prompt)) = self.dialog.take()
                     && !matches!(prompt.purpose, PinPurpose::Reverse { .. })
                 {
+                    // A PIN set for the first time answers "Reversals need a manager PIN",
+                    // which would otherwise stay on the status line.
+                    if prompt.purpose == PinPurpose::SetManagerPin {
+                        self.say(
+                            Tone::Good,
+                            "Manager PIN set: reversals and the manager screen ask for it",
+                        );
+                    }
                     self.has_pin = true;
                     self.manager.unlocked = true;
                     self.worker.send(Request::Overview);
