@@ -1,6 +1,8 @@
 -- Sales without a member and recommend answers summed by UTC day (the day's midnight in ms),
 -- kept by triggers in the pushing transaction: the chain report read every such row the chain
 -- ever pushed. Derived, never the only truth: `verify` sums the rows again and compares.
+-- (Triggers dropped and made again rather than CREATE OR REPLACE: PostgreSQL 13 has no such
+-- form for triggers.)
 CREATE TABLE IF NOT EXISTS guest_sales_by_day (
     day     bigint PRIMARY KEY,
     orders  bigint NOT NULL,
@@ -20,7 +22,8 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE OR REPLACE TRIGGER guest_sales_by_day_add AFTER INSERT ON guest_sales
+DROP TRIGGER IF EXISTS guest_sales_by_day_add ON guest_sales;
+CREATE TRIGGER guest_sales_by_day_add AFTER INSERT ON guest_sales
     FOR EACH ROW EXECUTE FUNCTION guest_sales_by_day_add();
 
 CREATE TABLE IF NOT EXISTS recommend_answers_by_day (
@@ -43,5 +46,6 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE OR REPLACE TRIGGER recommend_answers_by_day_add AFTER INSERT ON recommend_answers
+DROP TRIGGER IF EXISTS recommend_answers_by_day_add ON recommend_answers;
+CREATE TRIGGER recommend_answers_by_day_add AFTER INSERT ON recommend_answers
     FOR EACH ROW EXECUTE FUNCTION recommend_answers_by_day_add();
