@@ -688,7 +688,7 @@ mod chain {
         assert!(verified["totals_wrong"].as_u64() > Some(0), "{verified}");
         assert_eq!(
             verified["extras_wrong"], 2,
-            "the day with the guest sale, kept and made: {verified}"
+            "the guest sale's day as kept, and as made from the rows: {verified}"
         );
         let said = |word: &str| {
             verified["problems"].as_array().is_some_and(|ps| {

@@ -411,6 +411,8 @@ fn tier_pages_are_sorted_filtered_and_counted() {
         store.tier_member_count(0, "i smi").expect("count"),
         i64::try_from(expected.len()).unwrap_or(-1)
     );
+    // Separators alone filter nothing (they made a statement with unbound parameters).
+    assert_eq!(store.tier_member_count(0, " - ' ").expect("count"), total);
     let card_prefix = &seen[0].card.as_str()[..4];
     let by_card = store
         .tier_members(0, card_prefix, TierSort::Qualifying, true, 0, 1000)

@@ -672,7 +672,7 @@ fn print_verified(v: &tillpass::server::verify::Verified) {
         );
     }
     println!(
-        "  sales without a member and recommend answers by day: {} days differ from their rows",
+        "  sales without a member and recommend answers by day: {} rows differ from what they sum",
         v.extras_wrong
     );
     for problem in &v.problems {

@@ -32,8 +32,9 @@ pub struct Verified {
     pub records_wrong: u64,
     /// Day sums in the totals that are not the sum of the stored records, when checked.
     pub totals_wrong: Option<u64>,
-    /// Days whose sums of sales without a member or of recommend answers are not what their
-    /// rows add up to.
+    /// Rows of the by-day sums of sales without a member and recommend answers that differ
+    /// from what their rows add up to, counting a wrong row and the one that should stand in
+    /// its place (one wrong day counts twice).
     pub extras_wrong: u64,
     /// The first problems, each in a sentence.
     pub problems: Vec<String>,
@@ -81,12 +82,13 @@ pub const EXTRAS_BY_DAY: [(&str, &str); 2] = [
 ];
 
 impl<'a> Check<'a> {
-    /// Notes `days` days on which `table` disagrees with its rows.
-    pub fn extras(&mut self, table: &str, days: u64) {
-        self.verified.extras_wrong += days;
-        if days > 0 {
-            self.verified
-                .problem(|| format!("{table}: {days} days differ from the rows they sum"));
+    /// Notes `rows` rows in which `table` disagrees with the rows it sums.
+    pub fn extras(&mut self, table: &str, rows: u64) {
+        self.verified.extras_wrong += rows;
+        if rows > 0 {
+            self.verified.problem(|| {
+                format!("{table}: {rows} rows differ from the sales or answers they sum")
+            });
         }
     }
 

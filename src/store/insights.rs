@@ -174,7 +174,8 @@ impl Store {
     /// purchase not cancelled, or a guest sale) before `to`, points in the period and the
     /// outstanding balances. Counted from the totals by day once they are brought up to date,
     /// or from every entry when the period is not whole days or the store holds entries
-    /// stamped (or members enrolled) at or after `to`.
+    /// stamped (or members enrolled) at or after `to`. Sales without a member and recommend
+    /// answers are always counted by whole UTC day (every caller asks for whole days).
     pub fn insights(&mut self, from: Timestamp, to: Timestamp) -> Result<Report> {
         self.insights_with_progress(from, to, &mut |_, _| {})
     }
@@ -413,7 +414,7 @@ mod tests {
             drift,
             vec![crate::store::Drift::ExtrasByDay {
                 table: "nps_answers_by_day".to_owned(),
-                days: 2
+                rows: 2
             }]
         );
         assert!(store.verify(false).expect("verify").is_clean(), "repaired");

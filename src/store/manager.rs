@@ -108,6 +108,10 @@ fn filter_source(filter: &str) -> Option<(String, Vec<String>)> {
     // The longest word finds the candidates through the token index; each other word must
     // start a word of the same member's name too ("isla h" is Isla Hall, not every Isla).
     let mut words = name_tokens(filter);
+    if words.is_empty() {
+        // Only separators ("-", "'"): no word to look for, so no filter.
+        return None;
+    }
     words.sort_by_key(|w| std::cmp::Reverse(w.len()));
     let mut sql = "SELECT DISTINCT t.member_id AS id FROM member_name_tokens t
                    WHERE t.token >= ?3 AND t.token < ?4"

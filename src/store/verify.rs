@@ -11,7 +11,6 @@ use crate::domain::rules;
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, EntryId, EntryKind, MemberId, MemberSummary, TerminalId, Timestamp};
 
-/// Something derived that does not match the entries, or an entry that breaks a ledger rule.
 /// The sums kept by day beside sales without a member and recommend answers, and how each is
 /// made from its rows (migration 022), in the table's column order.
 const EXTRAS_BY_DAY: [(&str, &str); 2] = [
@@ -27,6 +26,7 @@ const EXTRAS_BY_DAY: [(&str, &str); 2] = [
     ),
 ];
 
+/// Something derived that does not match the entries, or an entry that breaks a ledger rule.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
 pub enum Drift {
@@ -55,8 +55,9 @@ pub enum Drift {
     /// `sums` places.
     Totals { sums: usize },
     /// The sums by day of sales without a member or of recommend answers (`table`) differ
-    /// from their rows on `days` days.
-    ExtrasByDay { table: String, days: i64 },
+    /// from their rows: `rows` counts the table's wrong rows and the rows it should have in
+    /// their place, so one wrong day's sum counts twice.
+    ExtrasByDay { table: String, rows: i64 },
     /// This till's own sequence numbers are not exactly 1..=last.
     LocalSequence {
         terminal: TerminalId,
@@ -250,7 +251,7 @@ impl Store {
                 upsert_state(&tx, *member, derived)?;
             }
             tx.commit()?;
-            report.repaired = i64::try_from(fixes.len()).unwrap_or(i64::MAX);
+            report.repaired += i64::try_from(fixes.len()).unwrap_or(i64::MAX);
         }
         if digests {
             let stored = match super::records::stored_totals(&self.conn) {
@@ -278,17 +279,17 @@ impl Store {
     /// table again from them.
     fn check_extras_by_day(&mut self, report: &mut VerifyReport, repair: bool) -> Result<()> {
         for (table, summed) in EXTRAS_BY_DAY {
-            let days: i64 =
+            let rows: i64 =
                 self.conn
                     .query_row(&super::records::extras_drift_sql(table, summed), [], |r| {
                         r.get(0)
                     })?;
-            if days == 0 {
+            if rows == 0 {
                 continue;
             }
             report.drift.push(Drift::ExtrasByDay {
                 table: table.to_owned(),
-                days,
+                rows,
             });
             if repair {
                 let tx = self.conn.transaction()?;

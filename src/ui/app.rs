@@ -1144,18 +1144,20 @@ fn describe_for_reversal(e: &Entry, name: &str, program: Option<&Program>) -> St
     )
 }
 
-/// Amounts are short (at most six whole digits); card numbers and phones are longer.
 /// Text a cashier meant as a sale amount but mistyped ("-5", "12.5.0", "1,000.00", "1e3"):
-/// digits with signs, points, commas or an exponent. Digits alone are a search (a phone or card
-/// number), and so is a leading `+` (an international phone number).
+/// up to nine digits with signs, points, commas or an exponent. Digits alone are a search,
+/// and so are ten digits or more however punctuated (a phone or card number such as
+/// 07400-123456 or 3995-7380-30), and a leading `+` (an international phone number).
 fn looks_like_a_mistyped_amount(text: &str) -> bool {
     let amountish = text
         .bytes()
         .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b',' | b'-' | b'+' | b'e' | b'E'));
     let punctuated = text.bytes().any(|b| !b.is_ascii_digit());
-    amountish && punctuated && text.bytes().any(|b| b.is_ascii_digit()) && !text.starts_with('+')
+    let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    amountish && punctuated && (1..=9).contains(&digits) && !text.starts_with('+')
 }
 
+/// Amounts are short (at most six whole digits); card numbers and phones are longer.
 pub(super) fn is_amount_shaped(text: &str) -> bool {
     let (whole, frac) = text.split_once(['.', ',']).unwrap_or((text, ""));
     (!whole.is_empty() || !frac.is_empty())
@@ -1228,6 +1230,9 @@ mod tests {
         for search in [
             "99999999",
             "3995738030",
+            "3995-7380-30",
+            "07400-123456",
+            "0740.012.3456",
             "+447400000001",
             "Ada",
             "ada@x.com",

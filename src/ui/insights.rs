@@ -161,12 +161,15 @@ fn month_axis_for(
     }
 }
 
-/// The months the charts draw: the period's months but a first one it only clips (a 90-day
-/// period from the 31st drew that month's one day as a month in which nearly nobody bought).
+/// The months the charts draw: the period's months but a first one it covers less than half
+/// of (a 90-day period from the 31st drew that month's one day as a month in which nearly
+/// nobody bought).
 fn charted_months(report: &Report) -> &[MonthRow] {
-    let starts_mid_month = report.from.date().day() != 1;
+    let start = report.from.date();
+    let days = i32::from(start.month().length(start.year()));
+    let covered = days - i32::from(start.day()) + 1;
     match &report.months[..] {
-        [_, rest @ ..] if starts_mid_month && !rest.is_empty() => rest,
+        [_, rest @ ..] if covered * 2 < days && !rest.is_empty() => rest,
         all => all,
     }
 }

@@ -100,10 +100,10 @@ impl PgDb {
             None
         };
         for (table, summed) in EXTRAS_BY_DAY {
-            let days: i64 = fetch_one(&tx, &extras_drift_sql(table, summed), &[])
+            let rows: i64 = fetch_one(&tx, &extras_drift_sql(table, summed), &[])
                 .await?
                 .get(0);
-            check.extras(table, days.unsigned_abs());
+            check.extras(table, rows.unsigned_abs());
         }
         tx.commit().await.map_err(pg)?;
         Ok(check.finish(totals))

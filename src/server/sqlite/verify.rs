@@ -69,8 +69,8 @@ impl SqliteDb {
                 None
             };
             for (table, summed) in EXTRAS_BY_DAY {
-                let days: i64 = tx.query_row(&extras_drift_sql(table, summed), [], |r| r.get(0))?;
-                check.extras(table, days.unsigned_abs());
+                let rows: i64 = tx.query_row(&extras_drift_sql(table, summed), [], |r| r.get(0))?;
+                check.extras(table, rows.unsigned_abs());
             }
             Ok(check.finish(totals))
         })
