@@ -818,10 +818,11 @@ impl PgDb {
             }
         };
         // Summed by day as they were pushed: a few rows a day, not one per sale.
+        let range: [&(dyn ToSql + Sync); 2] = [&from.millis(), &to.millis()];
         let guests: Vec<GuestDay> = fetch_all(
             &tx,
-            "SELECT day, orders, revenue FROM guest_sales_by_day",
-            &[],
+            "SELECT day, orders, revenue FROM guest_sales_by_day WHERE day >= $1 AND day < $2",
+            &range,
         )
         .await?
         .iter()
@@ -829,8 +830,9 @@ impl PgDb {
         .collect();
         let scores: Vec<ScoreDay> = fetch_all(
             &tx,
-            "SELECT day, score::bigint, answers FROM recommend_answers_by_day",
-            &[],
+            "SELECT day, score::bigint, answers FROM recommend_answers_by_day
+             WHERE day >= $1 AND day < $2",
+            &range,
         )
         .await?
         .iter()

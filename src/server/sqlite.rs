@@ -19,12 +19,12 @@ use super::db::{
     report_member, retirable, stored_entry,
 };
 use super::judge;
-use super::report_records::Pace;
+use super::report_records::{Pace, records_error};
 use super::validate::{
     Batch, CheckedEntry, PushRefusal, RULE_CONFLICT, RULE_ID_CONFLICT, RULE_UNKNOWN_MEMBER,
 };
 use crate::domain::Program;
-use crate::domain::insights::{ByMember, Facts, FactsBuilder, GuestDay, ScoreDay};
+use crate::domain::insights::{ByMember, Facts, FactsBuilder};
 use crate::domain::possible::{Needs, ProgramHistory, needs};
 use crate::domain::{Entry, EntryId, MemberId, TerminalId, Timestamp};
 use crate::sync::protocol::{
@@ -791,19 +791,9 @@ impl SqliteDb {
                         by_member.finish().finish()
                     }
                 };
-                // Summed by day as they were pushed: a few rows a day, not one per sale.
-                let guests = tx
-                    .prepare("SELECT day, orders, revenue FROM guest_sales_by_day")?
-                    .query_map([], |r| {
-                        Ok(GuestDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                let scores = tx
-                    .prepare("SELECT day, score, answers FROM recommend_answers_by_day")?
-                    .query_map([], |r| {
-                        Ok(ScoreDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let (guests, scores) =
+                    crate::store::records::extras_in(&tx, "recommend_answers", from, to)
+                        .map_err(records_error)?;
                 facts.add_extras(&guests, &scores);
                 Ok(facts)
             }

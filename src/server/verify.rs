@@ -66,20 +66,10 @@ pub struct Check<'a> {
     sums: Option<Totals>,
 }
 
-/// The sums kept by day beside sales without a member and recommend answers, and how each is
-/// made from its rows (the same SQL on both backends), in the table's column order.
-pub const EXTRAS_BY_DAY: [(&str, &str); 2] = [
-    (
-        "guest_sales_by_day",
-        "SELECT occurred_at - occurred_at % 86400000, COUNT(*), SUM(amount_minor)
-         FROM guest_sales GROUP BY 1",
-    ),
-    (
-        "recommend_answers_by_day",
-        "SELECT occurred_at - occurred_at % 86400000, score, COUNT(*) FROM recommend_answers
-         GROUP BY 1, 2",
-    ),
-];
+/// The by-day tables and how each is made from its rows (see `extras_by_day`).
+pub fn extras_by_day() -> [(String, String); 2] {
+    crate::store::records::extras_by_day("recommend_answers")
+}
 
 impl<'a> Check<'a> {
     /// Notes `rows` rows in which `table` disagrees with the rows it sums.

@@ -283,34 +283,18 @@ impl Store {
     /// without a member and recommend answers in the period.
     fn report_of(&self, mut facts: Facts) -> Result<Report> {
         let (from, to) = (facts.from, facts.to);
-        facts.add_extras(&self.guest_days(from, to)?, &self.score_days(from, to)?);
+        let (guests, scores) = self.extras(from, to)?;
+        facts.add_extras(&guests, &scores);
         Ok(report(&facts, &Settings::of(self.program())))
     }
 
-    /// Sales without a member by day, for the days in `[from, to)`.
-    pub(crate) fn guest_days(&self, from: Timestamp, to: Timestamp) -> Result<Vec<GuestDay>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT day, orders, revenue FROM guest_sales_by_day WHERE day >= ?1 AND day < ?2",
-        )?;
-        let days = stmt
-            .query_map(params![from.millis(), to.millis()], |r| {
-                Ok(GuestDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(days)
-    }
-
-    /// Recommend answers by day and score, for the days in `[from, to)`.
-    pub(crate) fn score_days(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ScoreDay>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT day, score, answers FROM nps_answers_by_day WHERE day >= ?1 AND day < ?2",
-        )?;
-        let days = stmt
-            .query_map(params![from.millis(), to.millis()], |r| {
-                Ok(ScoreDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(days)
+    /// Sales without a member and recommend answers by day, for the days in `[from, to)`.
+    pub(crate) fn extras(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<(Vec<GuestDay>, Vec<ScoreDay>)> {
+        super::records::extras_in(&self.conn, "nps_answers", from, to)
     }
 }
 
@@ -393,12 +377,10 @@ mod tests {
             .record_nps(9, Answerer::Member(member), NOW)
             .expect("answer");
         let (from, to) = (Timestamp::from_millis(day), NOW.plus_days(1));
+        let (guests, scores) = store.extras(from, to).expect("days");
+        assert_eq!(guests, vec![GuestDay::stored(day, 2, 750)]);
         assert_eq!(
-            store.guest_days(from, to).expect("days"),
-            vec![GuestDay::stored(day, 2, 750)]
-        );
-        assert_eq!(
-            store.score_days(from, to).expect("days"),
+            scores,
             [0, 5, 9].map(|score| ScoreDay::stored(day, score, 1))
         );
         assert!(store.verify(false).expect("verify").is_clean());
@@ -418,6 +400,6 @@ mod tests {
             }]
         );
         assert!(store.verify(false).expect("verify").is_clean(), "repaired");
-        assert_eq!(store.score_days(from, to).expect("days")[2].answers, 1);
+        assert_eq!(store.extras(from, to).expect("days").1[2].answers, 1);
     }
 }

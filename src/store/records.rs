@@ -7,7 +7,8 @@ use sha2::{Digest as _, Sha256};
 
 use super::{Result, StoreError};
 use crate::domain::insights::{
-    AtRisk, Digest, Facts, Key, MemberFacts, Record, StoredRecord, Sum, TierChange, Totals, moved,
+    AtRisk, Digest, Facts, GuestDay, Key, MemberFacts, Record, ScoreDay, StoredRecord, Sum,
+    TierChange, Totals, moved,
 };
 use crate::domain::{MemberId, Program, Timestamp};
 
@@ -232,11 +233,61 @@ pub(crate) fn totals_facts(
     Ok(facts)
 }
 
-/// The statement counting the days where a by-day `table` and its rows summed again
+/// The sums kept by day beside sales without a member and recommend answers, with how each
+/// is made from its rows, in the table's column order: `(by-day table, rows summed again)`.
+/// The till keeps answers in `nps_answers`, the server in `recommend_answers`; the SQL is the
+/// same on SQLite and PostgreSQL.
+pub(crate) fn extras_by_day(answers: &str) -> [(String, String); 2] {
+    [
+        (
+            "guest_sales_by_day".to_owned(),
+            "SELECT occurred_at - occurred_at % 86400000, COUNT(*), SUM(amount_minor)
+             FROM guest_sales GROUP BY 1"
+                .to_owned(),
+        ),
+        (
+            format!("{answers}_by_day"),
+            format!(
+                "SELECT occurred_at - occurred_at % 86400000, score, COUNT(*) FROM {answers}
+                 GROUP BY 1, 2"
+            ),
+        ),
+    ]
+}
+
+/// The statement counting the rows where a by-day `table` and its rows summed again
 /// (`summed`) disagree, both ways (the till's and the server's, SQLite and PostgreSQL alike).
 pub(crate) fn extras_drift_sql(table: &str, summed: &str) -> String {
     format!(
         "SELECT (SELECT COUNT(*) FROM (SELECT * FROM {table} EXCEPT {summed}) AS kept)
               + (SELECT COUNT(*) FROM ({summed} EXCEPT SELECT * FROM {table}) AS made)"
     )
+}
+
+/// The sales without a member and the recommend answers (kept in `answers`) summed by day,
+/// for the days in `[from, to)`: a few rows a day, not one per sale.
+pub(crate) fn extras_in(
+    conn: &Connection,
+    answers: &str,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<(Vec<GuestDay>, Vec<ScoreDay>)> {
+    let range = params![from.millis(), to.millis()];
+    let guests = conn
+        .prepare_cached(
+            "SELECT day, orders, revenue FROM guest_sales_by_day WHERE day >= ?1 AND day < ?2",
+        )?
+        .query_map(range, |r| {
+            Ok(GuestDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let scores = conn
+        .prepare_cached(&format!(
+            "SELECT day, score, answers FROM {answers}_by_day WHERE day >= ?1 AND day < ?2"
+        ))?
+        .query_map(range, |r| {
+            Ok(ScoreDay::stored(r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((guests, scores))
 }

@@ -11,21 +11,6 @@ use crate::domain::rules;
 use crate::domain::summary::summarise;
 use crate::domain::{Entry, EntryId, EntryKind, MemberId, MemberSummary, TerminalId, Timestamp};
 
-/// The sums kept by day beside sales without a member and recommend answers, and how each is
-/// made from its rows (migration 022), in the table's column order.
-const EXTRAS_BY_DAY: [(&str, &str); 2] = [
-    (
-        "guest_sales_by_day",
-        "SELECT occurred_at - occurred_at % 86400000, COUNT(*), SUM(amount_minor)
-         FROM guest_sales GROUP BY 1",
-    ),
-    (
-        "nps_answers_by_day",
-        "SELECT occurred_at - occurred_at % 86400000, score, COUNT(*) FROM nps_answers
-         GROUP BY 1, 2",
-    ),
-];
-
 /// Something derived that does not match the entries, or an entry that breaks a ledger rule.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "problem", rename_all = "snake_case")]
@@ -278,17 +263,17 @@ impl Store {
     /// Compares each by-day table with its rows summed again, and with `repair` makes the
     /// table again from them.
     fn check_extras_by_day(&mut self, report: &mut VerifyReport, repair: bool) -> Result<()> {
-        for (table, summed) in EXTRAS_BY_DAY {
-            let rows: i64 =
-                self.conn
-                    .query_row(&super::records::extras_drift_sql(table, summed), [], |r| {
-                        r.get(0)
-                    })?;
+        for (table, summed) in super::records::extras_by_day("nps_answers") {
+            let rows: i64 = self.conn.query_row(
+                &super::records::extras_drift_sql(&table, &summed),
+                [],
+                |r| r.get(0),
+            )?;
             if rows == 0 {
                 continue;
             }
             report.drift.push(Drift::ExtrasByDay {
-                table: table.to_owned(),
+                table: table.clone(),
                 rows,
             });
             if repair {

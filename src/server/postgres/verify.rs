@@ -13,7 +13,7 @@ use crate::domain::insights::{Digest, MemberFacts, Record, StoredRecord};
 use crate::domain::{MemberId, Timestamp};
 use crate::server::db::{DbError, report_member, report_program, stored_entry};
 use crate::server::report_records::MEMBERS_PER_STEP;
-use crate::server::verify::{Check, EXTRAS_BY_DAY, Verified};
+use crate::server::verify::{Check, Verified, extras_by_day};
 use crate::store::records::extras_drift_sql;
 use crate::store::records::program_hash;
 
@@ -99,11 +99,11 @@ impl PgDb {
         } else {
             None
         };
-        for (table, summed) in EXTRAS_BY_DAY {
-            let rows: i64 = fetch_one(&tx, &extras_drift_sql(table, summed), &[])
+        for (table, summed) in extras_by_day() {
+            let rows: i64 = fetch_one(&tx, &extras_drift_sql(&table, &summed), &[])
                 .await?
                 .get(0);
-            check.extras(table, rows.unsigned_abs());
+            check.extras(&table, rows.unsigned_abs());
         }
         tx.commit().await.map_err(pg)?;
         Ok(check.finish(totals))

@@ -9,7 +9,7 @@ use super::{SqliteDb, with};
 use crate::domain::MemberId;
 use crate::server::db::{DbError, report_member, report_program, stored_entry};
 use crate::server::report_records::records_error;
-use crate::server::verify::{Check, EXTRAS_BY_DAY, Verified};
+use crate::server::verify::{Check, Verified, extras_by_day};
 use crate::store::records::extras_drift_sql;
 use crate::store::records::{program_hash, read_stored, stored_totals};
 
@@ -68,9 +68,10 @@ impl SqliteDb {
             } else {
                 None
             };
-            for (table, summed) in EXTRAS_BY_DAY {
-                let rows: i64 = tx.query_row(&extras_drift_sql(table, summed), [], |r| r.get(0))?;
-                check.extras(table, rows.unsigned_abs());
+            for (table, summed) in extras_by_day() {
+                let rows: i64 =
+                    tx.query_row(&extras_drift_sql(&table, &summed), [], |r| r.get(0))?;
+                check.extras(&table, rows.unsigned_abs());
             }
             Ok(check.finish(totals))
         })
