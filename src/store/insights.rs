@@ -360,6 +360,20 @@ mod tests {
             .load_feedback(&[sale], &[answer(member, 7)])
             .expect("load");
         assert_eq!(guests(&store), (1, 2));
+        let own = store.record_guest_sale(300, "t", NOW).expect("sale");
+        store
+            .record_nps(10, Answerer::Guest(Some(own)), NOW)
+            .expect("answer");
+        let outbox = store.outbox(100, 100).expect("outbox");
+        assert_eq!(
+            outbox.guest_sales.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![own],
+            "another till's sales are not this till's to push"
+        );
+        assert_eq!(
+            outbox.answers.iter().map(|a| a.score).collect::<Vec<_>>(),
+            vec![10]
+        );
     }
 
     #[test]

@@ -356,19 +356,22 @@ impl Store {
         let mut last_guest_sale = guests_pushed;
         let guest_sales = tx
             .prepare_cached(
-                "SELECT rowid, id, occurred_at, amount_minor FROM guest_sales WHERE rowid > ?1
-                 ORDER BY rowid LIMIT ?2",
+                "SELECT rowid, id, occurred_at, amount_minor FROM guest_sales
+                 WHERE rowid > ?1 AND terminal_id = ?3 ORDER BY rowid LIMIT ?2",
             )?
-            .query_map(params![guests_pushed, max_entries as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    GuestSale {
-                        id: r.get(1)?,
-                        occurred_at: Timestamp::from_millis(r.get(2)?),
-                        amount_minor: r.get(3)?,
-                    },
-                ))
-            })?
+            .query_map(
+                params![guests_pushed, max_entries as i64, self.terminal.0],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        GuestSale {
+                            id: r.get(1)?,
+                            occurred_at: Timestamp::from_millis(r.get(2)?),
+                            amount_minor: r.get(3)?,
+                        },
+                    ))
+                },
+            )?
             .map(|row| {
                 row.map(|(rowid, sale)| {
                     last_guest_sale = rowid;
@@ -380,20 +383,23 @@ impl Store {
         let answers = tx
             .prepare_cached(
                 "SELECT rowid, id, occurred_at, score, member_id, guest_sale FROM nps_answers
-                 WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
+                 WHERE rowid > ?1 AND terminal_id = ?3 ORDER BY rowid LIMIT ?2",
             )?
-            .query_map(params![answers_pushed, max_entries as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    RecommendAnswer {
-                        id: r.get(1)?,
-                        occurred_at: Timestamp::from_millis(r.get(2)?),
-                        score: r.get(3)?,
-                        member_id: r.get::<_, Option<uuid::Uuid>>(4)?.map(MemberId),
-                        guest_sale: r.get(5)?,
-                    },
-                ))
-            })?
+            .query_map(
+                params![answers_pushed, max_entries as i64, self.terminal.0],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        RecommendAnswer {
+                            id: r.get(1)?,
+                            occurred_at: Timestamp::from_millis(r.get(2)?),
+                            score: r.get(3)?,
+                            member_id: r.get::<_, Option<uuid::Uuid>>(4)?.map(MemberId),
+                            guest_sale: r.get(5)?,
+                        },
+                    ))
+                },
+            )?
             .map(|row| {
                 row.map(|(rowid, answer)| {
                     last_answer = rowid;
