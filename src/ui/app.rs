@@ -713,13 +713,23 @@ impl TillApp {
         self.screen = screen;
     }
 
-    /// Closes a dialog that was waiting for the answer that just came.
-    fn close_waiting_dialog(&mut self) {
-        if matches!(
-            self.dialog,
-            Some(Dialog::Pin(_) | Dialog::Wallet(WalletDialog::Making))
-        ) || matches!(&self.dialog, Some(Dialog::Donate(p)) if p.sending)
-        {
+    /// Closes the dialog `entry` answers: the reversal its PIN prompt asked for, or the gift
+    /// its prompt sent. An entry written meanwhile for another request (the point-of-sale
+    /// system's sale) leaves the dialog open.
+    fn close_dialog_written(&mut self, entry: &Entry) {
+        let answered = match &self.dialog {
+            Some(Dialog::Pin(PinPrompt {
+                purpose: PinPurpose::Reverse { entry: target, .. },
+                ..
+            })) => entry.reverses == Some(target.id),
+            Some(Dialog::Donate(prompt)) => {
+                prompt.sending
+                    && entry.kind == EntryKind::Donation
+                    && entry.member_id == prompt.member
+            }
+            _ => false,
+        };
+        if answered {
             self.dialog = None;
         }
     }
@@ -848,7 +858,7 @@ impl TillApp {
                 self.cashier.selected_reward = None;
                 self.cashier.ask = sale.then_some(Ask::Member(panel.view.member.id));
                 self.show_panel(*panel);
-                self.close_waiting_dialog();
+                self.close_dialog_written(&entry);
             }
             Reply::Enrolled(panel) => {
                 self.nudge_sync();
@@ -870,20 +880,26 @@ impl TillApp {
                 }
             }
             Reply::Refused(text) => {
-                // A refused gift: the reason in its prompt, which keeps what was typed.
-                if let Some(Dialog::Donate(prompt)) = &mut self.dialog
-                    && prompt.sending
-                {
-                    prompt.sending = false;
-                    prompt.error = Some(text);
-                    return;
-                }
                 if self.screen == Screen::Enrol {
                     self.enrol.refused(&text);
                 }
                 self.say(Tone::Bad, text);
-                self.close_waiting_dialog();
+                // Wallet passes that could not be made: the dialog waiting for them closes.
+                if matches!(self.dialog, Some(Dialog::Wallet(WalletDialog::Making))) {
+                    self.dialog = None;
+                }
             }
+            Reply::DialogRefused(text) => match &mut self.dialog {
+                // A refused gift: the reason in its prompt, which keeps what was typed.
+                Some(Dialog::Donate(prompt)) => {
+                    prompt.sending = false;
+                    prompt.error = Some(text);
+                }
+                _ => {
+                    self.say(Tone::Bad, text);
+                    self.dialog = None;
+                }
+            },
             Reply::EarnRefused(text) => {
                 if let Some(waiting) = self.pos_commit.take() {
                     let _ = waiting.send(PosAnswer::Refused(text.clone()));
@@ -1220,7 +1236,67 @@ impl eframe::App for TillApp {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_amount_shaped, looks_like_a_mistyped_amount};
+    use super::{
+        Dialog, DonatePrompt, EntryKind, MemberId, PinPrompt, PinPurpose, Reply, TillApp,
+        is_amount_shaped, looks_like_a_mistyped_amount,
+    };
+    use crate::domain::summary::tests::entry;
+
+    fn app_with(dir: &tempfile::TempDir, dialog: Dialog) -> TillApp {
+        let db = dir.path().join("till.sqlite3");
+        let mut app = TillApp::new(&egui::Context::default(), db, dir.path().into(), "t".into());
+        app.dialog = Some(dialog);
+        app
+    }
+
+    #[test]
+    fn a_dialog_closes_on_its_own_answer_only() {
+        let dir = tempfile::tempdir().expect("dir");
+        let member = MemberId(uuid::Uuid::nil());
+        let gift = DonatePrompt {
+            member,
+            balance: 800,
+            cause: 0,
+            points: "300".into(),
+            error: None,
+            sending: true,
+        };
+        let mut app = app_with(&dir, Dialog::Donate(gift));
+        // Meanwhile: the point-of-sale system's sale, and a refusal of something else.
+        app.close_dialog_written(&entry(EntryKind::Earn, 30, Some(300), 0));
+        app.apply(Reply::Refused("No member found".into()));
+        assert!(
+            matches!(&app.dialog, Some(Dialog::Donate(p)) if p.sending && p.error.is_none()),
+            "the gift is still waiting for its own answer"
+        );
+        app.apply(Reply::DialogRefused("not enough points".into()));
+        assert!(
+            matches!(&app.dialog, Some(Dialog::Donate(p)) if !p.sending && p.error.as_deref() == Some("not enough points"))
+        );
+        if let Some(Dialog::Donate(p)) = &mut app.dialog {
+            p.sending = true;
+        }
+        app.close_dialog_written(&entry(EntryKind::Donation, -300, None, 0));
+        assert!(app.dialog.is_none(), "the gift was written");
+
+        let target = entry(EntryKind::Earn, 30, Some(300), 0);
+        let mut app = app_with(
+            &dir,
+            Dialog::Pin(PinPrompt::new(PinPurpose::Reverse {
+                entry: Box::new(target.clone()),
+                what: "the last purchase".into(),
+            })),
+        );
+        app.close_dialog_written(&entry(EntryKind::Earn, 30, Some(300), 0));
+        assert!(
+            matches!(app.dialog, Some(Dialog::Pin(_))),
+            "a PIN half typed stays"
+        );
+        let mut reversal = entry(EntryKind::Reverse, -30, None, 0);
+        reversal.reverses = Some(target.id);
+        app.close_dialog_written(&reversal);
+        assert!(app.dialog.is_none(), "the reversal was written");
+    }
 
     #[test]
     fn mistyped_amounts_are_told_from_searches() {

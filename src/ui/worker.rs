@@ -185,6 +185,9 @@ pub enum Reply {
     Refused(String),
     /// A sale was refused (the cashier's or the point-of-sale system's), with the reason.
     EarnRefused(String),
+    /// What the open dialog asked for (a gift, a reversal) was refused, with the reason: kept
+    /// apart from `Refused`, which may answer a request the point-of-sale system made meanwhile.
+    DialogRefused(String),
     PinRefused(String),
     DemoProgress(usize),
     DemoDone {
@@ -503,21 +506,27 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
             member,
             cause,
             points,
-        } => store
-            .donate(member, &cause, points, actor, now())
-            .map_err(Failed::from)
-            .and_then(|entry| {
-                let name = store
-                    .program()
-                    .cause(&cause)
-                    .map_or(cause.clone(), |c| c.name.clone());
-                written(
-                    store,
-                    &entry,
-                    format!("Gave {points} points to {name}. Thank you!"),
-                )
-            }),
-        Request::Reverse { entry, pin } => reverse(store, actor, &entry, &pin),
+        } => {
+            return store
+                .donate(member, &cause, points, actor, now())
+                .map_err(Failed::from)
+                .and_then(|entry| {
+                    let name = store
+                        .program()
+                        .cause(&cause)
+                        .map_or(cause.clone(), |c| c.name.clone());
+                    written(
+                        store,
+                        &entry,
+                        format!("Gave {points} points to {name}. Thank you!"),
+                    )
+                })
+                .unwrap_or_else(|e| Reply::DialogRefused(e.to_string()));
+        }
+        Request::Reverse { entry, pin } => {
+            return reverse(store, actor, &entry, &pin)
+                .unwrap_or_else(|e| Reply::DialogRefused(e.to_string()));
+        }
         Request::Enrol(input) => enrol(store, actor, *input),
         Request::LoadDemo(members) => load_demo(store, members, replies),
         Request::SetPin(pin) => Ok(pin_reply(store.set_manager_pin(&pin))),
