@@ -285,7 +285,7 @@ mod chain {
         report_records_current, report_state, server_bin, tamper,
     };
     use tillpass::domain::{MemberId, MemberInput};
-    use tillpass::sync::protocol::TERMINAL_HEADER;
+    use tillpass::sync::protocol::{GuestSale, GuestSaleVoid, PushRequest, TERMINAL_HEADER};
 
     #[test]
     fn sqlite() {
@@ -588,6 +588,54 @@ mod chain {
         b.store
             .record_nps(10, tillpass::store::Answerer::Member(bob), at)
             .expect("answer");
+        // Sales without a member undone: one before it was pushed, one after; a till cannot
+        // undo another till's sale; a void the server gets before its sale holds it off.
+        let typo = a.store.record_guest_sale(7000, "ann", at).expect("sale");
+        a.store.void_guest_sale(typo, "ann", at).expect("void");
+        let twice = b.store.record_guest_sale(300, "ben", at).expect("sale");
+        a.sync().expect("sync");
+        b.sync().expect("sync");
+        let push = |till: &Till, request: PushRequest| {
+            tillpass::sync::client_for(&till.store)
+                .expect("client")
+                .push(&request)
+                .expect("push")
+        };
+        let void = |sale| GuestSaleVoid {
+            sale,
+            occurred_at: at,
+        };
+        push(
+            &a,
+            PushRequest {
+                voids: vec![void(twice)],
+                ..PushRequest::default()
+            },
+        );
+        b.store.void_guest_sale(twice, "ben", at).expect("void");
+        assert!(matches!(
+            b.store.void_guest_sale(twice, "ben", at),
+            Err(tillpass::store::StoreError::GuestSaleVoided)
+        ));
+        let early = uuid::Uuid::now_v7();
+        push(
+            &b,
+            PushRequest {
+                voids: vec![void(early)],
+                ..PushRequest::default()
+            },
+        );
+        push(
+            &b,
+            PushRequest {
+                guest_sales: vec![GuestSale {
+                    id: early,
+                    occurred_at: at,
+                    amount_minor: 800,
+                }],
+                ..PushRequest::default()
+            },
+        );
         a.sync().expect("sync");
         b.sync().expect("sync");
         a.sync().expect("sync");
@@ -632,8 +680,9 @@ mod chain {
         assert_eq!(
             chain("guest_orders"),
             Some(1.0),
-            "the guest sale reached the server"
+            "the guest sale reached the server, and only it of the four"
         );
+        assert_eq!(chain("aov_guests"), Some(450.0));
         assert_eq!(till.get("nps").and_then(|m| m.value), Some(-100.0));
         assert_eq!(chain("nps"), Some(0.0), "one promoter and one detractor");
         assert_eq!(chain("member_orders"), Some(2.0));

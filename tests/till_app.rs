@@ -1040,8 +1040,25 @@ fn f7_records_a_sale_without_a_member() {
     settle(&mut h);
     assert_eq!(
         status_line(&h),
-        "Sale of 4.50 GBP recorded without a member"
+        "Sale of 4.50 GBP recorded without a member (F8 undoes it)"
     );
+    assert_eq!(guests(), Some(1.0));
+    // Typed wrong: F8 right after undoes it, once, and the question for it goes.
+    for c in "45.00".chars() {
+        h.event(Event::Text(c.to_string()));
+    }
+    h.key_press(Key::F7);
+    settle(&mut h);
+    assert_eq!(guests(), Some(2.0));
+    assert!(h.query_by_label("Ask: would they recommend us?").is_some());
+    h.key_press(Key::F8);
+    settle(&mut h);
+    assert_eq!(status_line(&h), "Sale of 45.00 GBP without a member undone");
+    assert_eq!(guests(), Some(1.0));
+    assert!(h.query_by_label("Ask: would they recommend us?").is_none());
+    h.key_press(Key::F8);
+    settle(&mut h);
+    assert_eq!(status_line(&h), "Scan a member first");
     assert_eq!(guests(), Some(1.0));
     assert_eq!(
         entries(&db),

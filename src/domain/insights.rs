@@ -39,6 +39,16 @@ pub struct GuestSale {
     pub amount_minor: i64,
 }
 
+/// A sale without a member undone by the till that recorded it (typed wrong, or recorded
+/// twice): it no longer counts in any report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestSaleVoid {
+    /// The sale's id.
+    pub sale: uuid::Uuid,
+    pub occurred_at: Timestamp,
+}
+
 /// A customer's answer (0 to 10) to "how likely are you to recommend us?".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

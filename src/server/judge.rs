@@ -234,6 +234,7 @@ mod tests {
             entries,
             guest_sales: vec![],
             answers: vec![],
+            voids: vec![],
         }
     }
 

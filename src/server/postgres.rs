@@ -43,7 +43,7 @@ mod verify;
 
 /// The schema, in order; each script is idempotent, and runs where `schema_version` says it has
 /// not run yet.
-const SCHEMA: [&str; 11] = [
+const SCHEMA: [&str; 12] = [
     include_str!("migrations/postgres_001.sql"),
     include_str!("migrations/postgres_002.sql"),
     include_str!("migrations/postgres_003.sql"),
@@ -55,6 +55,7 @@ const SCHEMA: [&str; 11] = [
     include_str!("migrations/postgres_009.sql"),
     include_str!("migrations/postgres_010.sql"),
     include_str!("migrations/postgres_011.sql"),
+    include_str!("migrations/postgres_012.sql"),
 ];
 /// Serialises pushes (any constant works; it names this lock).
 const PUSH_LOCK: i64 = 0x7469_6c6c_7061_7373;
@@ -1165,7 +1166,7 @@ async fn write_push(
     })
 }
 
-/// A push's sales without a member and recommend answers, each stored if absent.
+/// A push's sales without a member, their voids and recommend answers, each stored if absent.
 async fn store_extras(tx: &Transaction<'_>, batch: &Batch) -> Result<(), DbError> {
     let terminal = batch.terminal.0.as_str();
     if !batch.guest_sales.is_empty() {
@@ -1183,6 +1184,18 @@ async fn store_extras(tx: &Transaction<'_>, batch: &Batch) -> Result<(), DbError
                   AS t(id, at, amount)
              ON CONFLICT (id) DO NOTHING",
             &[&terminal, &ids, &at, &amounts],
+        )
+        .await?;
+    }
+    if !batch.voids.is_empty() {
+        let sales: Vec<Uuid> = batch.voids.iter().map(|v| v.sale).collect();
+        let at: Vec<i64> = batch.voids.iter().map(|v| v.occurred_at.millis()).collect();
+        exec(
+            tx,
+            "INSERT INTO guest_sale_voids (sale_id, terminal_id, occurred_at)
+             SELECT t.sale, $1, t.at FROM UNNEST($2::uuid[], $3::bigint[]) AS t(sale, at)
+             ON CONFLICT (sale_id, terminal_id) DO NOTHING",
+            &[&terminal, &sales, &at],
         )
         .await?;
     }

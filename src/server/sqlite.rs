@@ -47,6 +47,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/sqlite_007.sql")),
     M::up(include_str!("migrations/sqlite_008.sql")),
     M::up(include_str!("migrations/sqlite_009.sql")),
+    M::up(include_str!("migrations/sqlite_010.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
@@ -1098,6 +1099,13 @@ fn push_one(
             s.amount_minor
         ])?;
     }
+    let mut void = tx.prepare_cached(
+        "INSERT INTO guest_sale_voids (sale_id, terminal_id, occurred_at)
+         VALUES (?1, ?2, ?3) ON CONFLICT (sale_id, terminal_id) DO NOTHING",
+    )?;
+    for v in &batch.voids {
+        void.execute(params![v.sale, batch.terminal.0, v.occurred_at.millis()])?;
+    }
     let mut answer = tx.prepare_cached(
         "INSERT INTO recommend_answers (id, terminal_id, occurred_at, score, member_id, guest_sale)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
@@ -1112,7 +1120,7 @@ fn push_one(
             a.guest_sale
         ])?;
     }
-    drop((sale, answer));
+    drop((sale, void, answer));
     Ok(PushResponse {
         inserted: tally.inserted,
         duplicates: split.replays,

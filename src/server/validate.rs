@@ -8,8 +8,8 @@ use crate::domain::entry::MAX_TEXT_LEN;
 use crate::domain::possible::MAX_CLOCK_SKEW_MS;
 use crate::domain::{Entry, EntryId, MemberRecord, TerminalId, Timestamp};
 use crate::sync::protocol::{
-    GuestSale, MAX_PUSH_ENTRIES, MAX_PUSH_MEMBERS, MAX_RETIRED_CARDS, MAX_REWARD_ID_LEN,
-    PushRequest, RecommendAnswer,
+    GuestSale, GuestSaleVoid, MAX_PUSH_ENTRIES, MAX_PUSH_MEMBERS, MAX_RETIRED_CARDS,
+    MAX_REWARD_ID_LEN, PushRequest, RecommendAnswer,
 };
 
 /// Entries may be stamped at most this far ahead of the server's clock (till clocks drift).
@@ -103,6 +103,9 @@ pub struct Batch {
     /// Sales without a member, and recommend answers, checked; stored if absent.
     pub guest_sales: Vec<GuestSale>,
     pub answers: Vec<RecommendAnswer>,
+    /// The till's own sales without a member it undid; a void counts only against a sale
+    /// the same till pushed.
+    pub voids: Vec<GuestSaleVoid>,
 }
 
 /// Why a push is refused before touching the database.
@@ -136,6 +139,7 @@ pub fn check_push(
             request.members.len()
         )));
     }
+    check_extras(&request, now).map_err(BatchError::Refused)?;
     let mut members = Vec::with_capacity(request.members.len());
     for record in request.members {
         check_member(&record, now).map_err(BatchError::Refused)?;
@@ -163,27 +167,38 @@ pub fn check_push(
         seen.insert(entry.id, entries.len());
         entries.push(CheckedEntry { entry, body });
     }
-    check_extras(&request.guest_sales, &request.answers, now).map_err(BatchError::Refused)?;
     Ok(Batch {
         terminal: terminal.clone(),
         members,
         entries,
         guest_sales: request.guest_sales,
         answers: request.answers,
+        voids: request.voids,
     })
 }
 
-/// Sales without a member and recommend answers: as many as entries at most, positive
-/// amounts no larger than any program's largest sale, scores 0 to 10, plausible times.
-fn check_extras(
-    sales: &[GuestSale],
-    answers: &[RecommendAnswer],
-    now: Timestamp,
-) -> Result<(), PushRefusal> {
+/// Sales without a member, their voids and recommend answers: as many of each as entries at
+/// most, positive amounts no larger than any program's largest sale, scores 0 to 10,
+/// plausible times.
+fn check_extras(request: &PushRequest, now: Timestamp) -> Result<(), PushRefusal> {
+    let (sales, answers, voids) = (&request.guest_sales, &request.answers, &request.voids);
     let refuse = |reason: String| Err(PushRefusal::push(RULE_EXTRA_FIELD, reason));
-    if sales.len() > MAX_PUSH_ENTRIES || answers.len() > MAX_PUSH_ENTRIES {
+    if [sales.len(), answers.len(), voids.len()]
+        .iter()
+        .any(|n| *n > MAX_PUSH_ENTRIES)
+    {
         return refuse(format!(
-            "a push holds at most {MAX_PUSH_ENTRIES} sales without a member and as many answers"
+            "a push holds at most {MAX_PUSH_ENTRIES} sales without a member, as many voids \
+             and as many answers"
+        ));
+    }
+    if let Some(v) = voids.iter().find(|v| !plausible(v.occurred_at, now)) {
+        return Err(PushRefusal::push(
+            RULE_TIME,
+            format!(
+                "void of sale {}: time {} is implausible",
+                v.sale, v.occurred_at
+            ),
         ));
     }
     for s in sales {
@@ -565,6 +580,15 @@ mod tests {
             ..PushRequest::default()
         });
         assert_eq!(r.rule, RULE_TIME);
+        let r = refusal(PushRequest {
+            voids: vec![GuestSaleVoid {
+                sale: id,
+                occurred_at: NOW.plus_days(3),
+            }],
+            ..PushRequest::default()
+        });
+        assert_eq!(r.rule, RULE_TIME);
+        assert!(r.message.contains("void of sale"), "{r}");
     }
 
     #[test]

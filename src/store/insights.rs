@@ -1,7 +1,7 @@
 //! Sales without a member, and the facts the manager's measures are computed from
 //! (`domain::insights`).
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension as _, params};
 use uuid::Uuid;
 
 use super::ledger::new_id;
@@ -69,6 +69,32 @@ impl Store {
             ],
         )?;
         Ok(id)
+    }
+
+    /// Undoes a sale without a member this till recorded (typed wrong, or recorded twice):
+    /// a void of its own names it, and the sale no longer counts. Returns its amount.
+    pub fn void_guest_sale(&mut self, sale: Uuid, actor: &str, at: Timestamp) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        let (amount, voided): (i64, bool) = tx
+            .query_row(
+                "SELECT amount_minor,
+                        EXISTS (SELECT 1 FROM guest_sale_voids WHERE sale_id = ?1)
+                 FROM guest_sales WHERE id = ?1 AND terminal_id = ?2",
+                params![sale, self.terminal.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or(StoreError::UnknownGuestSale(sale))?;
+        if voided {
+            return Err(StoreError::GuestSaleVoided);
+        }
+        tx.execute(
+            "INSERT INTO guest_sale_voids (sale_id, occurred_at, terminal_id, actor)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![sale, at.millis(), self.terminal.0, actor],
+        )?;
+        tx.commit()?;
+        Ok(amount)
     }
 
     /// Records a customer's answer (0 to 10) to "how likely are you to recommend us?", with
@@ -373,6 +399,53 @@ mod tests {
         assert_eq!(
             outbox.answers.iter().map(|a| a.score).collect::<Vec<_>>(),
             vec![10]
+        );
+    }
+
+    #[test]
+    fn a_sale_without_a_member_is_undone_once_and_only_by_its_own_till() {
+        let (_dir, mut store, _) = store_with_member();
+        let day = NOW.millis() - NOW.millis() % 86_400_000;
+        let (from, to) = (Timestamp::from_millis(day), NOW.plus_days(1));
+        let kept = store.record_guest_sale(450, "t", NOW).expect("sale");
+        let typo = store.record_guest_sale(7000, "t", NOW).expect("sale");
+        assert_eq!(store.void_guest_sale(typo, "t", NOW).expect("void"), 7000);
+        assert_eq!(
+            store.extras(from, to).expect("days").0,
+            vec![GuestDay::stored(day, 1, 450)]
+        );
+        assert!(store.verify(false).expect("verify").is_clean());
+        assert!(matches!(
+            store.void_guest_sale(typo, "t", NOW),
+            Err(StoreError::GuestSaleVoided)
+        ));
+        let elsewhere = PastGuestSale {
+            id: new_id(NOW),
+            at: NOW,
+            amount_minor: 300,
+            terminal: TerminalId("demo-till-1".to_owned()),
+            answer: None,
+        };
+        store
+            .load_feedback(std::slice::from_ref(&elsewhere), &[])
+            .expect("load");
+        for unknown in [elsewhere.id, Uuid::nil()] {
+            assert!(matches!(
+                store.void_guest_sale(unknown, "t", NOW),
+                Err(StoreError::UnknownGuestSale(id)) if id == unknown
+            ));
+        }
+        assert_eq!(store.void_guest_sale(kept, "t", NOW).expect("void"), 450);
+        assert_eq!(
+            store.extras(from, to).expect("days").0,
+            vec![GuestDay::stored(day, 1, 300)],
+            "only the other till's sale is left on the day"
+        );
+        assert!(store.verify(false).expect("verify").is_clean());
+        let voids = store.outbox(100, 100).expect("outbox").voids;
+        assert_eq!(
+            voids.iter().map(|v| v.sale).collect::<Vec<_>>(),
+            vec![typo, kept]
         );
     }
 

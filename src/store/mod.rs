@@ -113,6 +113,10 @@ pub enum StoreError {
     Import(#[from] crate::domain::import::ImportError),
     #[error("a recommend answer is 0 to 10, got {0}")]
     NpsScore(i64),
+    #[error("no sale without a member {0} was recorded at this till")]
+    UnknownGuestSale(uuid::Uuid),
+    #[error("that sale without a member was already undone")]
+    GuestSaleVoided,
     #[error("NFC tag {uid} is already linked to the member with card {card}")]
     TagTaken { uid: String, card: String },
     #[error(transparent)]

@@ -235,6 +235,7 @@ pub(crate) fn totals_facts(
 
 /// The sums kept by day beside sales without a member and recommend answers, with how each
 /// is made from its rows, in the table's column order: `(by-day table, rows summed again)`.
+/// A sale voided by the till that recorded it is left out.
 /// The till keeps answers in `nps_answers`, the server in `recommend_answers`; the SQL is the
 /// same on SQLite and PostgreSQL.
 pub(crate) fn extras_by_day(answers: &str) -> [(String, String); 2] {
@@ -242,7 +243,10 @@ pub(crate) fn extras_by_day(answers: &str) -> [(String, String); 2] {
         (
             "guest_sales_by_day".to_owned(),
             "SELECT occurred_at - occurred_at % 86400000, COUNT(*), SUM(amount_minor)
-             FROM guest_sales GROUP BY 1"
+             FROM guest_sales AS g
+             WHERE NOT EXISTS (SELECT 1 FROM guest_sale_voids AS v
+                               WHERE v.sale_id = g.id AND v.terminal_id = g.terminal_id)
+             GROUP BY 1"
                 .to_owned(),
         ),
         (

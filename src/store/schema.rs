@@ -28,6 +28,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/020_report_digests.sql")),
     M::up(include_str!("migrations/021_report_totals.sql")),
     M::up(include_str!("migrations/022_extras_by_day.sql")),
+    M::up(include_str!("migrations/023_guest_sale_voids.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.

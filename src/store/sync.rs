@@ -7,7 +7,7 @@ use super::ledger::refresh_state;
 use super::members::{MEMBER_COLUMNS, insert_member_row, member_from_row};
 use super::rows::{ENTRY_COLUMNS, card_at, entry_from_row};
 use super::{MemberView, Result, Store, StoreError};
-use crate::domain::insights::{GuestSale, RecommendAnswer};
+use crate::domain::insights::{GuestSale, GuestSaleVoid, RecommendAnswer};
 use crate::domain::member::name_tokens;
 use crate::domain::merge::merge;
 use crate::domain::{Entry, MemberId, MemberRecord, RetiredCard, Timestamp};
@@ -33,8 +33,11 @@ pub struct Outbox {
     /// rowid of the last of each (what marking them pushed moves past).
     pub guest_sales: Vec<GuestSale>,
     pub answers: Vec<RecommendAnswer>,
+    /// Sales without a member this till undid, not pushed yet.
+    pub voids: Vec<GuestSaleVoid>,
     pub last_guest_sale: i64,
     pub last_answer: i64,
+    pub last_void: i64,
 }
 
 impl Outbox {
@@ -44,6 +47,7 @@ impl Outbox {
             && self.entries.is_empty()
             && self.guest_sales.is_empty()
             && self.answers.is_empty()
+            && self.voids.is_empty()
     }
 }
 
@@ -348,10 +352,11 @@ impl Store {
             )?
             .collect::<rusqlite::Result<_>>()?
         };
-        let (guests_pushed, answers_pushed): (i64, i64) = tx.query_row(
-            "SELECT guest_sales_pushed, answers_pushed FROM sync_state WHERE singleton = 1",
+        let (guests_pushed, answers_pushed, voids_pushed): (i64, i64, i64) = tx.query_row(
+            "SELECT guest_sales_pushed, answers_pushed, voids_pushed FROM sync_state
+             WHERE singleton = 1",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let mut last_guest_sale = guests_pushed;
         let guest_sales = tx
@@ -407,14 +412,41 @@ impl Store {
                 })
             })
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut last_void = voids_pushed;
+        let voids = tx
+            .prepare_cached(
+                "SELECT rowid, sale_id, occurred_at FROM guest_sale_voids
+                 WHERE rowid > ?1 AND terminal_id = ?3 ORDER BY rowid LIMIT ?2",
+            )?
+            .query_map(
+                params![voids_pushed, max_entries as i64, self.terminal.0],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        GuestSaleVoid {
+                            sale: r.get(1)?,
+                            occurred_at: Timestamp::from_millis(r.get(2)?),
+                        },
+                    ))
+                },
+            )?
+            .map(|row| {
+                row.map(|(rowid, void)| {
+                    last_void = rowid;
+                    void
+                })
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         tx.commit()?;
         Ok(Outbox {
             members,
             entries,
             guest_sales,
             answers,
+            voids,
             last_guest_sale,
             last_answer,
+            last_void,
         })
     }
 
@@ -439,9 +471,10 @@ impl Store {
         }
         tx.execute(
             "UPDATE sync_state SET guest_sales_pushed = MAX(guest_sales_pushed, ?1),
-                                   answers_pushed = MAX(answers_pushed, ?2)
+                                   answers_pushed = MAX(answers_pushed, ?2),
+                                   voids_pushed = MAX(voids_pushed, ?3)
              WHERE singleton = 1",
-            params![outbox.last_guest_sale, outbox.last_answer],
+            params![outbox.last_guest_sale, outbox.last_answer, outbox.last_void],
         )?;
         tx.commit()?;
         Ok(())
@@ -474,9 +507,11 @@ impl Store {
             "INSERT OR IGNORE INTO member_outbox (member_id) SELECT id FROM members",
             [],
         )?;
-        // Sales without a member and recommend answers likewise (stored if absent).
+        // Sales without a member, their voids and recommend answers likewise (stored if
+        // absent).
         tx.execute(
-            "UPDATE sync_state SET guest_sales_pushed = 0, answers_pushed = 0 WHERE singleton = 1",
+            "UPDATE sync_state SET guest_sales_pushed = 0, answers_pushed = 0, voids_pushed = 0
+             WHERE singleton = 1",
             [],
         )?;
         tx.commit()?;

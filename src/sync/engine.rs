@@ -197,12 +197,14 @@ pub fn push_all(
             return Ok(());
         }
         // The batch moves into the request and back: no copy of up to 5,000 entries.
-        let (last_guest_sale, last_answer) = (outbox.last_guest_sale, outbox.last_answer);
+        let (last_guest_sale, last_answer, last_void) =
+            (outbox.last_guest_sale, outbox.last_answer, outbox.last_void);
         let request = PushRequest {
             members: outbox.members,
             entries: outbox.entries,
             guest_sales: outbox.guest_sales,
             answers: outbox.answers,
+            voids: outbox.voids,
         };
         let ack = client.push(&request)?;
         let pushed = Outbox {
@@ -210,8 +212,10 @@ pub fn push_all(
             entries: request.entries,
             guest_sales: request.guest_sales,
             answers: request.answers,
+            voids: request.voids,
             last_guest_sale,
             last_answer,
+            last_void,
         };
         store.mark_pushed(&pushed)?;
         report.pushed_entries += ack.inserted;

@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::domain::insights::{GuestSale, RecommendAnswer};
+pub use crate::domain::insights::{GuestSale, GuestSaleVoid, RecommendAnswer};
 use crate::domain::{CardNumber, Entry, EntryId, MemberId, TerminalId, Timestamp};
 pub use crate::domain::{MemberRecord, RetiredCard};
 
@@ -49,6 +49,9 @@ pub struct PushRequest {
     /// Answers to the recommend question since the last push.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub answers: Vec<RecommendAnswer>,
+    /// This till's sales without a member undone since the last push.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voids: Vec<GuestSaleVoid>,
 }
 
 /// What the server did with a push.

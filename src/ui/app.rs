@@ -61,6 +61,8 @@ pub struct TillApp {
     /// Members whose history this till took from the server ahead of the pull: while it
     /// catches up, showing them again asks for their live balance alone.
     histories_taken: HashSet<MemberId>,
+    /// The sale without a member just recorded, which F8 undoes until a member is served.
+    last_guest_sale: Option<uuid::Uuid>,
     /// The sync worker's last successful round seen by the screens.
     last_round: Option<crate::domain::Timestamp>,
     /// The sync worker's last count of the store's members, once taken into `stats`.
@@ -98,6 +100,7 @@ impl TillApp {
             pos_commit: None,
             looked_up: None,
             histories_taken: HashSet::new(),
+            last_guest_sale: None,
             last_round: None,
             members_counted: None,
         }
@@ -640,7 +643,11 @@ impl TillApp {
     /// what it is.
     fn ask_reverse_last(&mut self) {
         let Some(shown) = &self.cashier.member else {
-            return self.say(Tone::Bad, "Scan a member first");
+            // Right after a sale without a member, F8 undoes it (once).
+            return match self.last_guest_sale.take() {
+                Some(sale) => self.worker.send(Request::VoidGuestSale(sale)),
+                None => self.say(Tone::Bad, "Scan a member first"),
+            };
         };
         let name = shown.view.member.name.clone();
         let last = match &shown.last_here {
@@ -868,6 +875,7 @@ impl TillApp {
                 // The new member is the customer at the till: F1 serves them, not whoever was
                 // on the cashier screen before.
                 self.cashier.clear();
+                self.last_guest_sale = None;
                 self.cashier.show_member(ShownMember::new(
                     &self.ctx,
                     "member-qr",
@@ -967,6 +975,13 @@ impl TillApp {
             Reply::GuestSold { message, sale } => {
                 self.say(Tone::Good, message);
                 self.cashier.ask = Some(Ask::Guest(Some(sale)));
+                self.last_guest_sale = Some(sale);
+            }
+            Reply::GuestVoided { message, sale } => {
+                self.say(Tone::Good, message);
+                if self.cashier.ask == Some(Ask::Guest(Some(sale))) {
+                    self.cashier.ask = None;
+                }
             }
             Reply::Joined(url) => {
                 self.nudge_sync();
@@ -1032,6 +1047,7 @@ impl TillApp {
     /// balance may lack the member's entries, so the server's is asked for and shown with it;
     /// so it is again for a member whose count here was still behind the server's.
     fn show_panel(&mut self, panel: MemberPanel) {
+        self.last_guest_sale = None;
         let mut shown = ShownMember::new(&self.ctx, "member-qr", panel);
         let id = shown.view.member.id;
         let from_server = self.cashier.member.as_ref().is_some_and(|m| {

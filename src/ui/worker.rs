@@ -116,6 +116,8 @@ pub enum Request {
     },
     /// A sale without a member.
     GuestSale(i64),
+    /// Undo this till's sale without a member (F8 right after it).
+    VoidGuestSale(uuid::Uuid),
     /// A customer's answer to the recommend question.
     Recommend {
         score: u8,
@@ -177,6 +179,11 @@ pub enum Reply {
     },
     /// A sale without a member was recorded (its id, for the recommend answer that may follow).
     GuestSold {
+        message: String,
+        sale: uuid::Uuid,
+    },
+    /// That sale without a member was undone.
+    GuestVoided {
         message: String,
         sale: uuid::Uuid,
     },
@@ -536,8 +543,18 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
             .record_guest_sale(amount_minor, actor, now())
             .map(|sale| Reply::GuestSold {
                 message: format!(
-                    "Sale of {} recorded without a member",
+                    "Sale of {} recorded without a member (F8 undoes it)",
                     store.program().format_money(amount_minor)
+                ),
+                sale,
+            })
+            .map_err(Failed::from),
+        Request::VoidGuestSale(sale) => store
+            .void_guest_sale(sale, actor, now())
+            .map(|amount| Reply::GuestVoided {
+                message: format!(
+                    "Sale of {} without a member undone",
+                    store.program().format_money(amount)
                 ),
                 sale,
             })
