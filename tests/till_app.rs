@@ -1109,6 +1109,29 @@ fn on_a_small_screen_after_a_sale_the_sale_keys_and_member_buttons_stay_in_view(
     }
 }
 
+/// On a 1024 x 600 screen (a small till tablet) the keys grow shorter so Enter, Earn and
+/// Reverse stay above the status bar with a sale previewed, and still take a finger.
+#[test]
+fn on_a_short_screen_enter_earn_and_reverse_stay_in_view() {
+    let db = TempDb::new();
+    let (code, _) = store_with_member(&db, 100);
+    let mut h = harness_sized(&db, [1024.0, 600.0]);
+    wedge(&mut h, &code);
+    wedge(&mut h, "12.50");
+    h.get_by_label_contains("earns 125 points");
+    let status_top = h.get_by_label(&status_line(&h)).rect().top();
+    for button in ["Enter", "Earn  F5", "Reverse last  F8", "7", "Del"] {
+        let rect = h.get_by_label(button).rect();
+        assert!(
+            rect.bottom() <= status_top && rect.height() >= 34.0,
+            "{button} at {rect:?}, the status bar starts at {status_top}"
+        );
+    }
+    h.get_by_label("Earn  F5").click();
+    settle(&mut h);
+    assert_eq!(status_line(&h), "Earned 125 points on 12.50 GBP");
+}
+
 #[test]
 fn after_a_sale_the_customer_is_asked_and_may_answer_or_skip() {
     let db = TempDb::new();

@@ -145,6 +145,9 @@ impl CashierScreen {
     ) -> Option<Action> {
         let mut action = self.scan_line_ui(ui, dialog_open);
         ui.add_space(8.0);
+        // The room the columns have without the question: what the sale keys are sized by,
+        // so they keep their size and place when the question comes and goes.
+        let room = ui.available_height();
         // The customer's question goes in a row at the bottom: it appears as a sale is
         // committed, and above the columns it pushed the keypad and buttons down under the
         // cashier's finger. The columns keep their top and give up their bottom to it.
@@ -156,7 +159,7 @@ impl CashierScreen {
         let columns = egui::vec2(ui.available_width(), ui.available_height() - ask_row);
         ui.allocate_ui_with_layout(columns, egui::Layout::top_down(egui::Align::Min), |ui| {
             ui.set_min_size(columns);
-            action = action.take().or(self.body_ui(ui, program));
+            action = action.take().or(self.body_ui(ui, program, room));
         });
         if self.ask.is_some() {
             ui.horizontal(|ui| {
@@ -168,7 +171,7 @@ impl CashierScreen {
     }
 
     /// Below the scan line: the member's columns, search results to pick from, or the hint.
-    fn body_ui(&mut self, ui: &mut egui::Ui, program: &Program) -> Option<Action> {
+    fn body_ui(&mut self, ui: &mut egui::Ui, program: &Program, room: f32) -> Option<Action> {
         let mut action = None;
         if let Some(member) = &self.member {
             let mut picked = None;
@@ -188,6 +191,7 @@ impl CashierScreen {
                         member,
                         self.pending.as_ref(),
                         &mut self.scan_text,
+                        room,
                     )
                 }));
                 action = action.take().or(scrolled(right, "rewards", |ui| {
@@ -418,9 +422,11 @@ fn sale_ui(
     shown: &ShownMember,
     pending: Option<&PendingSale>,
     scan_text: &mut String,
+    room: f32,
 ) -> Option<Action> {
     let state = &shown.view.state;
     ui.label(RichText::new("Sale").strong());
+    let sizes = SaleSizes::fitting(room, ui.spacing().item_spacing.y);
     let now = super::worker::now();
     let quoted = pending.map(|p| quote(program, state.tier, &shown.stamps, p.sale(), now));
     let basket = matches!(pending, Some(PendingSale::Basket(_)));
@@ -441,14 +447,18 @@ fn sale_ui(
                         .color(GOOD),
                 );
             });
-            egui::ScrollArea::vertical()
-                .id_salt("sale-steps")
-                .max_height(ui.available_height())
-                .show(ui, |ui| {
-                    for step in &q.steps {
-                        ui.label(RichText::new(&step.text).size(17.0));
-                    }
-                });
+            // The steps when there is room for one at least (a short screen has only the
+            // amount and points).
+            if ui.available_height() >= STEP_HEIGHT {
+                egui::ScrollArea::vertical()
+                    .id_salt("sale-steps")
+                    .max_height(ui.available_height())
+                    .show(ui, |ui| {
+                        for step in &q.steps {
+                            ui.label(RichText::new(&step.text).size(17.0));
+                        }
+                    });
+            }
         }
         Some(Err(e)) => {
             ui.label(RichText::new(e.to_string()).color(BAD));
@@ -462,7 +472,7 @@ fn sale_ui(
     } else {
         // Exactly this much room, whatever the preview holds (its steps scroll inside).
         let (room, _) = ui.allocate_exact_size(
-            egui::vec2(ui.available_width(), PREVIEW_HEIGHT),
+            egui::vec2(ui.available_width(), sizes.preview),
             egui::Sense::hover(),
         );
         let mut inside = ui.new_child(
@@ -473,13 +483,17 @@ fn sale_ui(
         inside.set_clip_rect(room.intersect(ui.clip_rect()));
         preview(&mut inside);
     }
+    // Short keys (a short screen) pad their text less and may be shorter than the usual
+    // target, so they can be as short as sized.
+    ui.spacing_mut().button_padding.y = ((sizes.key - 28.0) / 2.0).clamp(2.0, 8.0);
+    ui.spacing_mut().interact_size.y = sizes.key;
     // A basket comes priced from the point-of-sale system: its lines instead of the keypad.
     let mut action = match pending {
         Some(PendingSale::Basket(lines)) => {
             basket_lines_ui(ui, program, lines);
             None
         }
-        _ => keypad_ui(ui, scan_text),
+        _ => keypad_ui(ui, scan_text, sizes.key),
     };
     // Earn and Reverse side by side, so both stay on screen above the status bar (one above
     // the other on a narrow screen).
@@ -487,17 +501,21 @@ fn sale_ui(
         let width = ui.available_width();
         let earn = egui::Button::new(
             RichText::new(button_text(&Action::Earn))
-                .size(24.0)
+                .size(key_text_size(sizes.key).min(24.0))
                 .strong(),
         )
-        .min_size(egui::vec2(width * 0.55, TARGET + 8.0));
+        .min_size(egui::vec2(width * 0.5, sizes.key + 8.0));
         let typed = super::app::is_amount_shaped(scan_text.trim());
         if ui.add_enabled(pending.is_some() || typed, earn).clicked() {
             action = Some(Action::Earn);
         }
         // The rest of the row (a wrapping row's `available_width` is the whole row).
-        let reverse = egui::Button::new(button_text(&Action::ReverseLast))
-            .min_size(egui::vec2(ui.available_size_before_wrap().x, TARGET + 8.0));
+        let reverse =
+            egui::Button::new(RichText::new(button_text(&Action::ReverseLast)).size(16.0))
+                .min_size(egui::vec2(
+                    ui.available_size_before_wrap().x,
+                    sizes.key + 8.0,
+                ));
         if ui.add(reverse).clicked() {
             action = Some(Action::ReverseLast);
         }
@@ -726,9 +744,45 @@ fn scan_field_id() -> egui::Id {
 
 /// Height of the sale's preview (amount, points and the first of the quote's steps).
 const PREVIEW_HEIGHT: f32 = 96.0;
+/// The least room for the preview: the amount and its points.
+const PREVIEW_LEAST: f32 = 64.0;
+/// The height of one of the preview's steps.
+const STEP_HEIGHT: f32 = 22.0;
+/// The least height of a sale key on a short screen.
+const KEY_LEAST: f32 = 34.0;
+/// The gaps between the keypad's rows.
+const KEYPAD_GAP: f32 = 6.0;
 
-/// An on-screen keypad that types into the scan line, for touch screens.
-fn keypad_ui(ui: &mut egui::Ui, scan_text: &mut String) -> Option<Action> {
+/// How tall the sale column's preview and keys are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SaleSizes {
+    preview: f32,
+    key: f32,
+}
+
+impl SaleSizes {
+    /// The full sizes when they fit in `room` (the column's height, with item gaps of `gap`),
+    /// else the preview gives up room first, then the keys, so Enter and Earn stay in view on a
+    /// short screen (1024 x 600).
+    fn fitting(room: f32, gap: f32) -> Self {
+        // The "Sale" title, the keypad's and the Earn button's fixed parts, and the gaps
+        // between title, preview, keypad, Enter and the Earn row.
+        let fixed = 22.0 + 3.0 * KEYPAD_GAP + 8.0 + 4.0 * gap;
+        // Six key heights: four keypad rows, Enter and the Earn row.
+        let spare = room - fixed;
+        let preview = (spare - 6.0 * TARGET).clamp(PREVIEW_LEAST, PREVIEW_HEIGHT);
+        let key = ((spare - preview) / 6.0).clamp(KEY_LEAST, TARGET);
+        Self { preview, key }
+    }
+}
+
+/// The digits' text size on keys `key_height` high: 26 on full-height keys.
+fn key_text_size(key_height: f32) -> f32 {
+    (key_height * 0.6).clamp(18.0, 26.0)
+}
+
+/// An on-screen keypad that types into the scan line, for touch screens, its keys `key` high.
+fn keypad_ui(ui: &mut egui::Ui, scan_text: &mut String, key_height: f32) -> Option<Action> {
     const KEYS: [[&str; 3]; 4] = [
         ["7", "8", "9"],
         ["4", "5", "6"],
@@ -736,12 +790,13 @@ fn keypad_ui(ui: &mut egui::Ui, scan_text: &mut String) -> Option<Action> {
         [".", "0", "Del"],
     ];
     egui::Grid::new("keypad")
-        .spacing(egui::vec2(6.0, 6.0))
+        .spacing(egui::vec2(KEYPAD_GAP, KEYPAD_GAP))
         .show(ui, |ui| {
             for row in KEYS {
                 for key in row {
-                    let button = egui::Button::new(RichText::new(key).size(26.0))
-                        .min_size(egui::vec2(72.0, TARGET));
+                    let button =
+                        egui::Button::new(RichText::new(key).size(key_text_size(key_height)))
+                            .min_size(egui::vec2(72.0, key_height));
                     if ui.add(button).clicked() {
                         if key == "Del" {
                             scan_text.pop();
@@ -754,7 +809,8 @@ fn keypad_ui(ui: &mut egui::Ui, scan_text: &mut String) -> Option<Action> {
                 ui.end_row();
             }
         });
-    let enter = egui::Button::new("Enter").min_size(egui::vec2(72.0 * 3.0 + 12.0, TARGET));
+    let enter =
+        egui::Button::new("Enter").min_size(egui::vec2(72.0 * 3.0 + 2.0 * KEYPAD_GAP, key_height));
     ui.add(enter)
         .clicked()
         .then(|| Action::Submit(std::mem::take(scan_text)))
