@@ -74,7 +74,9 @@ impl Store {
     /// Undoes a sale without a member this till recorded (typed wrong, or recorded twice):
     /// a void of its own names it, and the sale no longer counts. Returns its amount.
     pub fn void_guest_sale(&mut self, sale: Uuid, actor: &str, at: Timestamp) -> Result<i64> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (amount, voided): (i64, bool) = tx
             .query_row(
                 "SELECT amount_minor,
