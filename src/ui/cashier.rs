@@ -364,6 +364,17 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
                 .desired_height(28.0),
         );
     }
+    // The member's buttons high up, where a short screen still shows them; the stamps,
+    // badges and offers below may scroll.
+    let mut action = None;
+    ui.horizontal(|ui| {
+        if big_button(ui, "Wallet pass").clicked() {
+            action = Some(Action::WalletPass(m.id));
+        }
+        if !program.causes.is_empty() && big_button(ui, "Give points").clicked() {
+            action = Some(Action::AskDonate);
+        }
+    });
     stamps_ui(ui, program, &shown.stamps);
     if let (Some(until), Some(paid)) = (shown.paid_until, &program.paid_tier) {
         ui.label(
@@ -380,15 +391,7 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
         ui.label(RichText::new(format!("Badges: {}", badges.join(" · "))).color(GOOD));
     }
     referrals_ui(ui, program, &shown.referrals);
-    let mut action = offers_ui(ui, program, shown);
-    ui.horizontal(|ui| {
-        if big_button(ui, "Wallet pass").clicked() {
-            action = Some(Action::WalletPass(m.id));
-        }
-        if !program.causes.is_empty() && big_button(ui, "Give points").clicked() {
-            action = Some(Action::AskDonate);
-        }
-    });
+    action = action.or(offers_ui(ui, program, shown));
     ui.add_space(6.0);
     ui.label(RichText::new("Last visits").strong());
     // Bookkeeping that moved no points (an offer unlocked, a badge without points) is on the
