@@ -502,6 +502,8 @@ fn sale_ui(
     // the other on a narrow screen).
     ui.horizontal_wrapped(|ui| {
         let width = ui.available_width();
+        // Smaller words in a narrow column (1024 wide), so Reverse still fits beside Earn.
+        let reverse_size = if width < 400.0 { 16.0 } else { 20.0 };
         let earn = egui::Button::new(
             RichText::new(button_text(&Action::Earn))
                 .size(key_text_size(sizes.key).min(24.0))
@@ -514,7 +516,7 @@ fn sale_ui(
         }
         // The rest of the row (a wrapping row's `available_width` is the whole row).
         let reverse =
-            egui::Button::new(RichText::new(button_text(&Action::ReverseLast)).size(16.0))
+            egui::Button::new(RichText::new(button_text(&Action::ReverseLast)).size(reverse_size))
                 .min_size(egui::vec2(
                     ui.available_size_before_wrap().x,
                     sizes.key + 8.0,
