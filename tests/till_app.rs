@@ -1109,36 +1109,45 @@ fn on_a_small_screen_after_a_sale_the_sale_keys_and_member_buttons_stay_in_view(
     }
 }
 
-/// On a 1024 x 600 screen (a small till tablet) the keys grow shorter so Enter, Earn and
-/// Reverse stay above the status bar with a sale previewed, and still take a finger; the
-/// member's own buttons sit high enough to show too.
+/// On a 1024 x 600 screen (a small till tablet) and at the window's smallest, 900 x 600, the
+/// keys grow shorter so Enter, Earn and Reverse stay above the status bar with a sale
+/// previewed, and still take a finger; the tabs keep to one row, and the member's own buttons
+/// sit high enough to show too.
 #[test]
 fn on_a_short_screen_enter_earn_and_reverse_stay_in_view() {
     let db = TempDb::new();
     let (code, _) = store_with_member(&db, 100);
-    let mut h = harness_sized(&db, [1024.0, 600.0]);
-    wedge(&mut h, &code);
-    wedge(&mut h, "12.50");
-    h.get_by_label_contains("earns 125 points");
-    let status_top = h.get_by_label(&status_line(&h)).rect().top();
-    for button in [
-        "Enter",
-        "Earn  F5",
-        "Reverse last  F8",
-        "7",
-        "Del",
-        "Wallet pass",
-        "Give points",
-    ] {
-        let rect = h.get_by_label(button).rect();
-        assert!(
-            rect.bottom() <= status_top && rect.height() >= 34.0,
-            "{button} at {rect:?}, the status bar starts at {status_top}"
+    for size in [[1024.0, 600.0], [900.0, 600.0]] {
+        let mut h = harness_sized(&db, size);
+        wedge(&mut h, &code);
+        wedge(&mut h, "12.50");
+        h.get_by_label_contains("earns 125 points");
+        let status_top = h.get_by_label(&status_line(&h)).rect().top();
+        let tabs_row = h.get_by_label("Cashier  F1").rect().top();
+        assert_eq!(
+            h.get_by_label("Customer display  F9").rect().top(),
+            tabs_row,
+            "one row of tabs at {size:?}"
         );
+        for button in [
+            "Enter",
+            "Earn  F5",
+            "Reverse last  F8",
+            "7",
+            "Del",
+            "Wallet pass",
+            "Give points",
+        ] {
+            let rect = h.get_by_label(button).rect();
+            assert!(
+                rect.bottom() <= status_top && rect.height() >= 34.0,
+                "{button} at {rect:?} at {size:?}, the status bar starts at {status_top}"
+            );
+        }
+        h.get_by_label("Earn  F5").click();
+        settle(&mut h);
+        assert_eq!(status_line(&h), "Earned 125 points on 12.50 GBP");
     }
-    h.get_by_label("Earn  F5").click();
-    settle(&mut h);
-    assert_eq!(status_line(&h), "Earned 125 points on 12.50 GBP");
 }
 
 #[test]

@@ -33,16 +33,10 @@ pub fn top_bar_ui(
 ) -> Option<Action> {
     let mut action = None;
     egui::Panel::top("top").show(ui, |ui| {
-        // On a narrow till screen the tabs go on to a second row rather than off the edge.
-        ui.horizontal_wrapped(|ui| {
-            ui.label(RichText::new(title).heading().strong());
-            ui.separator();
-            for tab in [Screen::Cashier, Screen::Enrol, Screen::Manager] {
-                let go = Action::Go(tab);
-                if toggle_ui(ui, screen == tab, button_text(&go)) {
-                    action = Some(go);
-                }
-            }
+        // One row at any width down to the window's smallest (900): the tabs at the right
+        // keep their size, and the program's name takes what is left, shortened with "…" if
+        // need be (a second row of tabs took the height a short screen's keypad needs).
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             let toggle = Action::ToggleCustomerDisplay;
             let label = if customer_display {
                 button_text(&toggle).replacen("display", "display on", 1)
@@ -52,6 +46,16 @@ pub fn top_bar_ui(
             if toggle_ui(ui, customer_display, label) {
                 action = Some(toggle);
             }
+            for tab in [Screen::Manager, Screen::Enrol, Screen::Cashier] {
+                let go = Action::Go(tab);
+                if toggle_ui(ui, screen == tab, button_text(&go)) {
+                    action = Some(go);
+                }
+            }
+            ui.separator();
+            ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                ui.add(egui::Label::new(RichText::new(title).heading().strong()).truncate());
+            });
         });
     });
     action

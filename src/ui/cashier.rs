@@ -438,15 +438,17 @@ fn sale_ui(
     // had pushed it down). A basket has no keypad below it, and all its steps show.
     let preview = |ui: &mut egui::Ui| match quoted {
         Some(Ok(q)) => {
+            // Smaller in a narrow column (900 wide), so amount and points keep to one line.
+            let narrow = ui.available_width() < NARROW_COLUMN;
             ui.horizontal_wrapped(|ui| {
                 ui.label(
                     RichText::new(program.format_money(q.amount_minor))
-                        .size(32.0)
+                        .size(if narrow { 26.0 } else { 32.0 })
                         .strong(),
                 );
                 ui.label(
                     RichText::new(format!("earns {} points", q.points))
-                        .size(22.0)
+                        .size(if narrow { 18.0 } else { 22.0 })
                         .color(GOOD),
                 );
             });
@@ -502,14 +504,19 @@ fn sale_ui(
     // the other on a narrow screen).
     ui.horizontal_wrapped(|ui| {
         let width = ui.available_width();
-        // Smaller words in a narrow column (1024 wide), so Reverse still fits beside Earn.
-        let reverse_size = if width < 400.0 { 16.0 } else { 20.0 };
+        // Smaller words and a narrower Earn in a narrow column (1024 or 900 wide), so Reverse
+        // still fits beside Earn.
+        let (reverse_size, earn_share) = if width < 400.0 {
+            (16.0, 0.45)
+        } else {
+            (20.0, 0.5)
+        };
         let earn = egui::Button::new(
             RichText::new(button_text(&Action::Earn))
                 .size(key_text_size(sizes.key).min(24.0))
                 .strong(),
         )
-        .min_size(egui::vec2(width * 0.5, sizes.key + 8.0));
+        .min_size(egui::vec2(width * earn_share, sizes.key + 8.0));
         let typed = super::app::is_amount_shaped(scan_text.trim());
         if ui.add_enabled(pending.is_some() || typed, earn).clicked() {
             action = Some(Action::Earn);
@@ -751,6 +758,8 @@ fn scan_field_id() -> egui::Id {
 const PREVIEW_HEIGHT: f32 = 96.0;
 /// The least room for the preview: the amount and its points.
 const PREVIEW_LEAST: f32 = 64.0;
+/// A sale column narrower than this (a 900-wide window) gets a smaller preview text.
+const NARROW_COLUMN: f32 = 300.0;
 /// The height of one of the preview's steps.
 const STEP_HEIGHT: f32 = 22.0;
 /// The least height of a sale key on a short screen.
