@@ -272,6 +272,15 @@ pub fn admin_output(db: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Where test servers run: a server on PostgreSQL keeps its demo wallet keys (and TLS
+/// certificate) in its working directory, which must not be the source tree. Shared by every
+/// run, as the keys may be.
+fn server_cwd() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("tillpass-test-servers");
+    std::fs::create_dir_all(&dir).expect("the test servers' directory");
+    dir
+}
+
 /// A running server process; killed when dropped.
 pub struct Server {
     child: Child,
@@ -300,6 +309,7 @@ impl Server {
             ])
             .args(serve_args)
             .env("RUST_LOG", "error")
+            .current_dir(server_cwd())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
