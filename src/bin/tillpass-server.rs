@@ -146,7 +146,8 @@ struct TlsArgs {
 #[derive(clap::Args)]
 struct WalletArgs {
     /// wallet.toml with the Apple and Google keys (see README, "Wallet passes"); without it,
-    /// passes are signed by a demo chain kept beside the database and no phone installs them.
+    /// passes are signed by a demo chain (tillpass-server-wallet-demo beside a SQLite
+    /// database, else in the working directory) and no phone installs them.
     #[arg(long, env = "TILLPASS_SERVER_WALLET")]
     wallet: Option<PathBuf>,
     /// The public HTTPS address phones reach this server at, for pass links and the PassKit
@@ -329,7 +330,8 @@ fn now() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
 }
 
-/// The pass service: `wallet` (wallet.toml) if given, else the demo chain beside the database.
+/// The pass service: `wallet` (wallet.toml) if given, else the demo chain beside a SQLite
+/// database (in the working directory on PostgreSQL).
 /// APNs is on with real Apple keys only.
 async fn pass_service(
     wallet: Option<&std::path::Path>,
