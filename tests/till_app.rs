@@ -1060,6 +1060,17 @@ fn f7_records_a_sale_without_a_member() {
     settle(&mut h);
     assert_eq!(status_line(&h), "Scan a member first");
     assert_eq!(guests(), Some(1.0));
+    // A scan in between (the next customer): F8 is no longer that sale's undo.
+    for c in "2.00".chars() {
+        h.event(Event::Text(c.to_string()));
+    }
+    h.key_press(Key::F7);
+    settle(&mut h);
+    wedge(&mut h, "Nobody");
+    h.key_press(Key::F8);
+    settle(&mut h);
+    assert_eq!(status_line(&h), "Scan a member first");
+    assert_eq!(guests(), Some(2.0));
     assert_eq!(
         entries(&db),
         1,
@@ -1077,7 +1088,7 @@ fn f7_records_a_sale_without_a_member() {
         "{}",
         status_line(&h)
     );
-    assert_eq!(guests(), Some(1.0));
+    assert_eq!(guests(), Some(2.0));
 }
 
 /// On a 1024 x 768 till screen, with the customer's question up after a sale, the sale keys
@@ -1147,7 +1158,78 @@ fn on_a_short_screen_enter_earn_and_reverse_stay_in_view() {
         h.get_by_label("Earn  F5").click();
         settle(&mut h);
         assert_eq!(status_line(&h), "Earned 125 points on 12.50 GBP");
+        // The question's row fits the width: Skip stays on screen (at 900 it ran off).
+        let skip = h.get_by_label("Skip").rect();
+        assert!(skip.right() <= size[0], "Skip at {skip:?} at {size:?}");
     }
+}
+
+/// The recommend score given at the till today, if any.
+fn nps_today(db: &TempDb) -> Option<f64> {
+    let (from, to) = tillpass::domain::insights::last_days(
+        tillpass::domain::Timestamp::from(std::time::SystemTime::now()),
+        1,
+    );
+    let report = db.open().insights(from, to).expect("report");
+    report.get("nps").and_then(|m| m.value)
+}
+
+/// On a short screen the customer's question comes where Earn was: the second tap of a double
+/// tap on Earn landed on a score. Its answers take no tap in the moment it appears.
+#[test]
+fn a_tap_as_the_question_appears_records_no_score() {
+    let db = TempDb::new();
+    let (mut h, _) = previewed_sale(&db);
+    h.key_press(Key::F5);
+    h.run_steps(1);
+    h.state_mut().settle();
+    h.run_steps(1);
+    h.get_by_label("Score 2").click();
+    h.run_steps(1);
+    h.state_mut().settle();
+    h.run_steps(1);
+    assert!(h.state().cashier().ask.is_some(), "still asking");
+    assert_eq!(nps_today(&db), None, "no score from the tap");
+    h.run_steps(2);
+    h.get_by_label("Score 9").click();
+    settle(&mut h);
+    assert_eq!(nps_today(&db), Some(100.0));
+}
+
+/// Each member served opens at the top of their columns: a column scrolled down for the last
+/// customer hid the next one's name, tier and points.
+#[test]
+fn the_next_member_opens_at_the_top_of_their_columns() {
+    let db = TempDb::new();
+    let (code, grace) = store_with_member(&db, 100);
+    let other = {
+        let mut store = db.open();
+        for minutes in 0..8 {
+            store
+                .earn(grace.member.id, 450, "t", NOW.plus_millis(minutes * 60_000))
+                .expect("a visit");
+        }
+        let ada = enrol(&mut store, "Ada Lovelace");
+        store.member_code(&ada.member.card)
+    };
+    let mut h = harness_sized(&db, [1024.0, 600.0]);
+    wedge(&mut h, &code);
+    let name = h.get_by_label("Grace Hopper").rect();
+    h.event(Event::PointerMoved(name.center()));
+    h.event(Event::MouseWheel {
+        unit: egui::MouseWheelUnit::Point,
+        delta: egui::vec2(0.0, -400.0),
+        phase: egui::TouchPhase::Move,
+        source: egui::MouseWheelSource::Unknown,
+        modifiers: egui::Modifiers::NONE,
+    });
+    h.run_steps(3);
+    assert!(
+        h.get_by_label("Grace Hopper").rect().top() < name.top(),
+        "the column scrolled"
+    );
+    wedge(&mut h, &other);
+    assert_eq!(h.get_by_label("Ada Lovelace").rect().top(), name.top());
 }
 
 #[test]

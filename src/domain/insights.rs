@@ -46,6 +46,7 @@ pub struct GuestSale {
 pub struct GuestSaleVoid {
     /// The sale's id.
     pub sale: uuid::Uuid,
+    /// When the sale was undone (not when it was made).
     pub occurred_at: Timestamp,
 }
 

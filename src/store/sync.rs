@@ -29,11 +29,11 @@ pub struct Outbox {
     pub members: Vec<MemberRecord>,
     /// This till's entries in terminal_seq order.
     pub entries: Vec<Entry>,
-    /// Sales without a member and recommend answers not pushed yet, oldest first, with the
-    /// rowid of the last of each (what marking them pushed moves past).
+    /// Sales without a member, recommend answers and voids of sales without a member not
+    /// pushed yet, oldest first, with the rowid of the last of each (what marking them pushed
+    /// moves past).
     pub guest_sales: Vec<GuestSale>,
     pub answers: Vec<RecommendAnswer>,
-    /// Sales without a member this till undid, not pushed yet.
     pub voids: Vec<GuestSaleVoid>,
     pub last_guest_sale: i64,
     pub last_answer: i64,

@@ -61,13 +61,17 @@ pub struct TillApp {
     /// Members whose history this till took from the server ahead of the pull: while it
     /// catches up, showing them again asks for their live balance alone.
     histories_taken: HashSet<MemberId>,
-    /// The sale without a member just recorded, which F8 undoes until a member is served.
-    last_guest_sale: Option<uuid::Uuid>,
+    /// The sale without a member just recorded and when, which F8 undoes until the next scan,
+    /// for [`UNDO_GUEST_SALE_WITHIN`].
+    last_guest_sale: Option<(uuid::Uuid, std::time::Instant)>,
     /// The sync worker's last successful round seen by the screens.
     last_round: Option<crate::domain::Timestamp>,
     /// The sync worker's last count of the store's members, once taken into `stats`.
     members_counted: Option<i64>,
 }
+
+/// How long after a sale without a member F8 may undo it.
+const UNDO_GUEST_SALE_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl TillApp {
     /// Starts the workers on `db` and sets the till's look.
@@ -493,6 +497,10 @@ impl TillApp {
         if crate::sync::join::JoinCode::looks_like(text) {
             return self.join(text);
         }
+        if !text.is_empty() {
+            // A scan or search: the next customer, whose F8 is not the last guest's undo.
+            self.last_guest_sale = None;
+        }
         if text.is_empty() {
             if self.cashier.pending.is_some() {
                 self.earn();
@@ -606,6 +614,8 @@ impl TillApp {
         match parse_amount(&text, program.minor_units) {
             Ok(minor) => {
                 self.cashier.scan_text.clear();
+                // F8 now undoes this sale once it is written, never the one before.
+                self.last_guest_sale = None;
                 self.worker.send(Request::GuestSale(minor));
             }
             Err(e) => self.say(Tone::Bad, e.to_string()),
@@ -645,8 +655,10 @@ impl TillApp {
         let Some(shown) = &self.cashier.member else {
             // Right after a sale without a member, F8 undoes it (once).
             return match self.last_guest_sale.take() {
-                Some(sale) => self.worker.send(Request::VoidGuestSale(sale)),
-                None => self.say(Tone::Bad, "Scan a member first"),
+                Some((sale, at)) if at.elapsed() <= UNDO_GUEST_SALE_WITHIN => {
+                    self.worker.send(Request::VoidGuestSale(sale));
+                }
+                _ => self.say(Tone::Bad, "Scan a member first"),
             };
         };
         let name = shown.view.member.name.clone();
@@ -899,14 +911,18 @@ impl TillApp {
             }
             Reply::DialogRefused(text) => match &mut self.dialog {
                 // A refused gift: the reason in its prompt, which keeps what was typed.
-                Some(Dialog::Donate(prompt)) => {
+                Some(Dialog::Donate(prompt)) if prompt.sending => {
                     prompt.sending = false;
                     prompt.error = Some(text);
                 }
-                _ => {
+                Some(Dialog::Pin(PinPrompt {
+                    purpose: PinPurpose::Reverse { .. },
+                    ..
+                })) => {
                     self.say(Tone::Bad, text);
                     self.dialog = None;
                 }
+                _ => self.say(Tone::Bad, text),
             },
             Reply::EarnRefused(text) => {
                 if let Some(waiting) = self.pos_commit.take() {
@@ -975,7 +991,7 @@ impl TillApp {
             Reply::GuestSold { message, sale } => {
                 self.say(Tone::Good, message);
                 self.cashier.ask = Some(Ask::Guest(Some(sale)));
-                self.last_guest_sale = Some(sale);
+                self.last_guest_sale = Some((sale, std::time::Instant::now()));
             }
             Reply::GuestVoided { message, sale } => {
                 self.say(Tone::Good, message);

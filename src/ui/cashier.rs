@@ -15,6 +15,9 @@ use crate::domain::rules::{self, Refusal};
 use crate::domain::summary::{next_tier, tier_progress};
 use crate::store::SearchHit;
 
+/// Seconds the recommend question's answers wait after it appears before they take a tap.
+const ASK_SETTLES: f64 = 0.4;
+
 /// The scan field's id, so tests and focus handling can find it.
 pub const SCAN_FIELD: &str = "Scan, search or amount";
 
@@ -36,6 +39,9 @@ pub struct CashierScreen {
     /// After a sale: the customer may say how likely they are to recommend us (the member who
     /// bought, or a guest after their sale). Never blocks the next sale.
     pub ask: Option<Ask>,
+    /// The question on screen and when it came (egui's clock, seconds): its answers take no
+    /// tap for [`ASK_SETTLES`], so a double tap on Earn beneath it records no score.
+    asked: Option<(Ask, f64)>,
 }
 
 /// A sale waiting for the cashier's Enter.
@@ -161,11 +167,36 @@ impl CashierScreen {
             ui.set_min_size(columns);
             action = action.take().or(self.body_ui(ui, program, room));
         });
-        if self.ask.is_some() {
+        if let Some(ask) = &self.ask {
+            let now = ui.input(|i| i.time);
+            let since = match &self.asked {
+                Some((shown, since)) if shown == ask => *since,
+                _ => now,
+            };
+            self.asked = Some((*ask, since));
+            let settled = now - since >= ASK_SETTLES;
+            if !settled {
+                ui.ctx()
+                    .request_repaint_after_secs((ASK_SETTLES - (now - since)) as f32);
+            }
             ui.horizontal(|ui| {
-                ui.label(RichText::new(ASK_CUSTOMER).strong());
-                action = action.take().or(recommend_ui(ui, TARGET));
+                ui.add(egui::Label::new(RichText::new(ASK_CUSTOMER).strong()).extend());
+                // Eleven scores and Skip (one and a half wide) in the row's width (900 wide,
+                // Skip ran off the edge).
+                let gaps = 12.0 * ui.spacing().item_spacing.x;
+                // The visible width (the row's own can be wider than the window).
+                let width = ui
+                    .available_width()
+                    .min(ui.clip_rect().right() - ui.cursor().min.x);
+                let size = ((width - gaps) / 12.5).min(TARGET);
+                ui.spacing_mut().button_padding.x = 4.0;
+                let answered = ui
+                    .add_enabled_ui(settled, |ui| recommend_ui(ui, size))
+                    .inner;
+                action = action.take().or(answered);
             });
+        } else {
+            self.asked = None;
         }
         action
     }
@@ -176,15 +207,18 @@ impl CashierScreen {
         if let Some(member) = &self.member {
             let mut picked = None;
             // Each column scrolls on its own when it outgrows the window (a small till screen,
-            // the question above, a member with offers and badges): nothing is cut off.
+            // the question above, a member with offers and badges): nothing is cut off. Each
+            // member's columns start at the top (a column scrolled for the last customer hid
+            // the next one's name and points).
+            let id = member.view.member.id;
             ui.columns(3, |cols| {
                 let [left, middle, right] = cols else {
                     return;
                 };
-                action = action.take().or(scrolled(left, "member", |ui| {
+                action = action.take().or(scrolled(left, ("member", id), |ui| {
                     member_ui(ui, program, member)
                 }));
-                action = action.take().or(scrolled(middle, "sale", |ui| {
+                action = action.take().or(scrolled(middle, ("sale", id), |ui| {
                     sale_ui(
                         ui,
                         program,
@@ -194,7 +228,7 @@ impl CashierScreen {
                         room,
                     )
                 }));
-                action = action.take().or(scrolled(right, "rewards", |ui| {
+                action = action.take().or(scrolled(right, ("rewards", id), |ui| {
                     picked = rewards_ui(ui, program, member, self.selected_reward);
                     let stamps = stamp_rewards_ui(ui, program, member);
                     let membership = membership_ui(ui, program, member);
@@ -249,7 +283,11 @@ impl CashierScreen {
 }
 
 /// `add` in a column of its own that scrolls when it is taller than the room left.
-fn scrolled<R>(ui: &mut egui::Ui, column: &str, add: impl FnOnce(&mut egui::Ui) -> R) -> R {
+fn scrolled<R>(
+    ui: &mut egui::Ui,
+    column: impl std::hash::Hash + std::fmt::Debug,
+    add: impl FnOnce(&mut egui::Ui) -> R,
+) -> R {
     egui::ScrollArea::vertical()
         .id_salt(column)
         .auto_shrink([false, true])

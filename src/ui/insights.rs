@@ -174,6 +174,16 @@ fn charted_months(report: &Report) -> &[MonthRow] {
     }
 }
 
+/// The points of a chart of the charted `months`, one a month with a value: x is the month's
+/// place, the same as its label's on the month axis (`month_axis_for` of the same months).
+fn series(months: &[MonthRow], value: impl Fn(&MonthRow) -> Option<f64>) -> Vec<[f64; 2]> {
+    months
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| Some([i as f64, value(m)?]))
+        .collect()
+}
+
 /// A chart's title with the key to its lines beside it (a legend inside the plot covers the
 /// lines' ends, where the latest months are).
 fn chart_title_ui(ui: &mut egui::Ui, title: &str, key: &[(&str, Color32)]) {
@@ -209,21 +219,17 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
         .x_axis_formatter(month_axis.clone())
         .show(ui, |plot| {
             for (t, (name, colour)) in tier_colours.iter().enumerate() {
-                let points: PlotPoints<'static> = report
-                    .months
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| [i as f64, m.tiers.get(t).copied().unwrap_or(0) as f64])
-                    .collect();
-                plot.line(Line::new(*name, points).color(*colour));
+                let points = series(
+                    months,
+                    |m| Some(m.tiers.get(t).copied().unwrap_or(0) as f64),
+                );
+                plot.line(Line::new(*name, PlotPoints::from(points)).color(*colour));
             }
         });
     ui.strong("Members buying, per month");
-    let bars: Vec<Bar> = report
-        .months
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Bar::new(i as f64, m.active_members as f64).width(0.6))
+    let bars: Vec<Bar> = series(months, |m| Some(m.active_members as f64))
+        .into_iter()
+        .map(|[x, y]| Bar::new(x, y).width(0.6))
         .collect();
     Plot::new("active-per-month")
         .height(170.0)
@@ -241,14 +247,6 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
         "Points earned and redeemed, per month",
         &[("Earned", GOOD), ("Redeemed", INFO)],
     );
-    let series = |f: fn(&crate::domain::insights::MonthRow) -> i64| -> PlotPoints<'static> {
-        report
-            .months
-            .iter()
-            .enumerate()
-            .map(|(i, m)| [i as f64, f(m) as f64])
-            .collect()
-    };
     Plot::new("points-per-month")
         .height(170.0)
         .allow_zoom(false)
@@ -265,16 +263,13 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
         })
         .x_axis_formatter(month_axis)
         .show(ui, |plot| {
-            plot.line(Line::new("Earned", series(|m| m.points_earned)).color(GOOD));
-            plot.line(Line::new("Redeemed", series(|m| m.points_redeemed)).color(INFO));
+            let earned = series(months, |m| Some(m.points_earned as f64));
+            let redeemed = series(months, |m| Some(m.points_redeemed as f64));
+            plot.line(Line::new("Earned", PlotPoints::from(earned)).color(GOOD));
+            plot.line(Line::new("Redeemed", PlotPoints::from(redeemed)).color(INFO));
         });
     ui.strong("Net promoter score, per month");
-    let trend: Vec<[f64; 2]> = report
-        .months
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| Some([i as f64, m.nps()?]))
-        .collect();
+    let trend = series(months, MonthRow::nps);
     // Every month of the period on the axis, answered or not: with answers in one month only,
     // the plot had centred on that point and the axis named another month under it.
     Plot::new("nps-per-month")
@@ -389,6 +384,56 @@ mod tests {
     use egui_kittest::kittest::Queryable as _;
 
     use super::*;
+
+    #[test]
+    fn each_charted_month_has_its_own_numbers_under_its_own_label() {
+        let month = |name: &str, active| MonthRow {
+            month: name.to_owned(),
+            active_members: active,
+            new_members: 0,
+            member_orders: 0,
+            guest_orders: 0,
+            points_earned: 0,
+            points_redeemed: 0,
+            nps_promoters: 0,
+            nps_detractors: 0,
+            nps_answers: 0,
+            tiers: Vec::new(),
+        };
+        // 90 days from the 31st of August: its one day of August is not charted.
+        let from = crate::domain::Timestamp::from_millis(1_788_134_400_000);
+        assert_eq!(from.date().to_string(), "2026-08-31");
+        let report = Report {
+            from,
+            to: from.plus_days(90),
+            measures: Vec::new(),
+            months: vec![
+                month("2026-08", 9),
+                month("2026-09", 148),
+                month("2026-10", 182),
+                month("2026-11", 191),
+            ],
+            cohorts: Vec::new(),
+            at_risk: Vec::new(),
+        };
+        let months = charted_months(&report);
+        let active = series(months, |m| Some(m.active_members as f64));
+        assert_eq!(active, vec![[0.0, 148.0], [1.0, 182.0], [2.0, 191.0]]);
+        let axis = month_axis_for(months);
+        let label = |x: f64| {
+            axis(
+                egui_plot::GridMark {
+                    value: x,
+                    step_size: 1.0,
+                },
+                &(0.0..=2.0),
+            )
+        };
+        assert_eq!(
+            (label(0.0), label(2.0)),
+            ("2026-09".into(), "2026-11".into())
+        );
+    }
 
     #[test]
     fn a_report_being_computed_shows_how_far_it_has_read() {

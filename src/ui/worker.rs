@@ -513,23 +513,23 @@ fn handle(store: &mut Store, actor: &str, request: Request, replies: &Replies) -
             member,
             cause,
             points,
-        } => {
-            return store
-                .donate(member, &cause, points, actor, now())
-                .map_err(Failed::from)
-                .and_then(|entry| {
-                    let name = store
-                        .program()
-                        .cause(&cause)
-                        .map_or(cause.clone(), |c| c.name.clone());
-                    written(
-                        store,
-                        &entry,
-                        format!("Gave {points} points to {name}. Thank you!"),
-                    )
-                })
-                .unwrap_or_else(|e| Reply::DialogRefused(e.to_string()));
-        }
+        } => match store.donate(member, &cause, points, actor, now()) {
+            // Refused: said in the prompt, to be put right there.
+            Err(e) => return Reply::DialogRefused(e.to_string()),
+            // Given: whatever follows is not the gift's refusal (the prompt must not invite a
+            // second gift).
+            Ok(entry) => {
+                let name = store
+                    .program()
+                    .cause(&cause)
+                    .map_or(cause.clone(), |c| c.name.clone());
+                written(
+                    store,
+                    &entry,
+                    format!("Gave {points} points to {name}. Thank you!"),
+                )
+            }
+        },
         Request::Reverse { entry, pin } => {
             return reverse(store, actor, &entry, &pin)
                 .unwrap_or_else(|e| Reply::DialogRefused(e.to_string()));

@@ -28,5 +28,8 @@ BEGIN
         revenue = revenue - (SELECT amount_minor FROM guest_sales WHERE id = NEW.sale_id)
     WHERE day = (SELECT occurred_at - occurred_at % 86400000 FROM guest_sales
                  WHERE id = NEW.sale_id AND terminal_id = NEW.terminal_id);
-    DELETE FROM guest_sales_by_day WHERE orders = 0;
+    DELETE FROM guest_sales_by_day
+    WHERE orders = 0
+      AND day = (SELECT occurred_at - occurred_at % 86400000 FROM guest_sales
+                 WHERE id = NEW.sale_id);
 END;

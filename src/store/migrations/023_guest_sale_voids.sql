@@ -25,8 +25,16 @@ BEGIN
         revenue = revenue - (SELECT amount_minor FROM guest_sales WHERE id = NEW.sale_id)
     WHERE day = (SELECT occurred_at - occurred_at % 86400000 FROM guest_sales
                  WHERE id = NEW.sale_id AND terminal_id = NEW.terminal_id);
-    DELETE FROM guest_sales_by_day WHERE orders = 0;
+    DELETE FROM guest_sales_by_day
+    WHERE orders = 0
+      AND day = (SELECT occurred_at - occurred_at % 86400000 FROM guest_sales
+                 WHERE id = NEW.sale_id);
 END;
+
+-- The outbox reads this till's own sales and answers after its cursors: by till, so that a
+-- demo store's millions of made-up tills' rows are not read again at every sync round.
+CREATE INDEX guest_sales_terminal ON guest_sales (terminal_id);
+CREATE INDEX nps_answers_terminal ON nps_answers (terminal_id);
 
 -- How far voids have reached the server (their rowids, in the order they were written).
 ALTER TABLE sync_state ADD COLUMN voids_pushed INTEGER NOT NULL DEFAULT 0;
