@@ -320,10 +320,15 @@ impl TillApp {
     }
 
     fn say(&mut self, tone: Tone, text: impl Into<String>) {
-        self.message = Some(Message {
-            text: text.into(),
-            tone,
-        });
+        // Messages from the store and the rules are worded for the command line too, in lower
+        // case: on screen they begin as a sentence does.
+        let text: String = text.into();
+        let mut chars = text.chars();
+        let text = match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => text,
+        };
+        self.message = Some(Message { text, tone });
     }
 
     /// Applies what the user asked for. Screens, bars and dialogs only return actions; this is

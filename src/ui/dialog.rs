@@ -244,7 +244,16 @@ fn donate_ui(
                             points,
                         });
                     }
-                    _ => prompt.error = Some("Type a whole number of points above zero".into()),
+                    _ => {
+                        let typed = prompt.points.trim();
+                        prompt.error = Some(
+                            if !typed.is_empty() && typed.bytes().all(|b| b.is_ascii_digit()) {
+                                format!("{typed} is more points than the member has")
+                            } else {
+                                "Type a whole number of points above zero".into()
+                            },
+                        );
+                    }
                 }
             }
             if big_button(ui, "Cancel").clicked() {
