@@ -443,7 +443,8 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
             .map(|a| format!("  {}", program.format_money(a)))
             .unwrap_or_default();
         let colour = if e.points >= 0 { GOOD } else { BAD };
-        ui.horizontal(|ui| {
+        // Wrapped in the column's width: at 1024 wide the amount ran under the sale column.
+        ui.horizontal_wrapped(|ui| {
             ui.label(RichText::new(e.occurred_at.date().to_string()).color(MUTED));
             ui.label(e.kind.label());
             ui.label(
