@@ -130,19 +130,7 @@ impl Facts {
     pub fn new(from: Timestamp, to: Timestamp, tiers: usize) -> Self {
         let end = Timestamp::from_millis(to.millis() - 1);
         let months = (month_index(from)..=month_index(end))
-            .map(|i| MonthRow {
-                month: month_label(i),
-                active_members: 0,
-                new_members: 0,
-                member_orders: 0,
-                guest_orders: 0,
-                points_earned: 0,
-                points_redeemed: 0,
-                nps_promoters: 0,
-                nps_detractors: 0,
-                nps_answers: 0,
-                tiers: vec![0; tiers],
-            })
+            .map(|i| MonthRow::empty(month_label(i), tiers))
             .collect();
         Self {
             from,
@@ -609,6 +597,23 @@ pub struct MonthRow {
 }
 
 impl MonthRow {
+    /// `month` (`YYYY-MM`) with nothing counted yet, under a program of `tiers` tiers.
+    pub fn empty(month: String, tiers: usize) -> Self {
+        Self {
+            month,
+            active_members: 0,
+            new_members: 0,
+            member_orders: 0,
+            guest_orders: 0,
+            points_earned: 0,
+            points_redeemed: 0,
+            nps_promoters: 0,
+            nps_detractors: 0,
+            nps_answers: 0,
+            tiers: vec![0; tiers],
+        }
+    }
+
     /// This month's net promoter score, `None` without answers.
     pub fn nps(&self) -> Option<f64> {
         (self.nps_answers > 0).then(|| {

@@ -224,6 +224,35 @@ pub(super) fn write_member(
     Ok(())
 }
 
+/// This till's rows of one of the extras tables (sales without a member, answers, voids)
+/// after its push cursor, oldest first: `select` reads the rowid first and `row` makes each
+/// row from the columns after it. `after` is `(cursor, at most, terminal)`. Returns the rows
+/// and the rowid of the last, the cursor when there are none (what marking them pushed moves
+/// past).
+fn own_rows_after<T>(
+    tx: &Connection,
+    select: &str,
+    (cursor, max, terminal): (i64, usize, &str),
+    row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<(Vec<T>, i64)> {
+    let mut last = cursor;
+    let rows = tx
+        .prepare_cached(&format!(
+            "{select} WHERE rowid > ?1 AND terminal_id = ?2 ORDER BY rowid LIMIT ?3"
+        ))?
+        .query_map(params![cursor, terminal, max as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, row(r)?))
+        })?
+        .map(|pair| {
+            pair.map(|(rowid, item)| {
+                last = rowid;
+                item
+            })
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, last))
+}
+
 impl Store {
     /// Whether the ledger holds entries of other tills although this till never pulled any:
     /// the history `demo` makes up for demo tills. Two index lookups, whatever the size.
@@ -358,85 +387,44 @@ impl Store {
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let mut last_guest_sale = guests_pushed;
-        let guest_sales = tx
-            .prepare_cached(
-                "SELECT rowid, id, occurred_at, amount_minor FROM guest_sales
-                 WHERE rowid > ?1 AND terminal_id = ?3 ORDER BY rowid LIMIT ?2",
-            )?
-            .query_map(
-                params![guests_pushed, max_entries as i64, self.terminal.0],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        GuestSale {
-                            id: r.get(1)?,
-                            occurred_at: Timestamp::from_millis(r.get(2)?),
-                            amount_minor: r.get(3)?,
-                        },
-                    ))
-                },
-            )?
-            .map(|row| {
-                row.map(|(rowid, sale)| {
-                    last_guest_sale = rowid;
-                    sale
+        let terminal = self.terminal.0.as_str();
+        let (guest_sales, last_guest_sale) = own_rows_after(
+            &tx,
+            "SELECT rowid, id, occurred_at, amount_minor FROM guest_sales",
+            (guests_pushed, max_entries, terminal),
+            |r| {
+                Ok(GuestSale {
+                    id: r.get(1)?,
+                    occurred_at: Timestamp::from_millis(r.get(2)?),
+                    amount_minor: r.get(3)?,
                 })
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut last_answer = answers_pushed;
-        let answers = tx
-            .prepare_cached(
-                "SELECT rowid, id, occurred_at, score, member_id, guest_sale FROM nps_answers
-                 WHERE rowid > ?1 AND terminal_id = ?3 ORDER BY rowid LIMIT ?2",
-            )?
-            .query_map(
-                params![answers_pushed, max_entries as i64, self.terminal.0],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        RecommendAnswer {
-                            id: r.get(1)?,
-                            occurred_at: Timestamp::from_millis(r.get(2)?),
-                            score: r.get(3)?,
-                            member_id: r.get::<_, Option<uuid::Uuid>>(4)?.map(MemberId),
-                            guest_sale: r.get(5)?,
-                        },
-                    ))
-                },
-            )?
-            .map(|row| {
-                row.map(|(rowid, answer)| {
-                    last_answer = rowid;
-                    answer
+            },
+        )?;
+        let (answers, last_answer) = own_rows_after(
+            &tx,
+            "SELECT rowid, id, occurred_at, score, member_id, guest_sale FROM nps_answers",
+            (answers_pushed, max_entries, terminal),
+            |r| {
+                Ok(RecommendAnswer {
+                    id: r.get(1)?,
+                    occurred_at: Timestamp::from_millis(r.get(2)?),
+                    score: r.get(3)?,
+                    member_id: r.get::<_, Option<uuid::Uuid>>(4)?.map(MemberId),
+                    guest_sale: r.get(5)?,
                 })
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut last_void = voids_pushed;
-        let voids = tx
-            .prepare_cached(
-                "SELECT rowid, sale_id, occurred_at FROM guest_sale_voids
-                 WHERE rowid > ?1 AND terminal_id = ?3 ORDER BY rowid LIMIT ?2",
-            )?
-            .query_map(
-                params![voids_pushed, max_entries as i64, self.terminal.0],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        GuestSaleVoid {
-                            sale: r.get(1)?,
-                            occurred_at: Timestamp::from_millis(r.get(2)?),
-                        },
-                    ))
-                },
-            )?
-            .map(|row| {
-                row.map(|(rowid, void)| {
-                    last_void = rowid;
-                    void
+            },
+        )?;
+        let (voids, last_void) = own_rows_after(
+            &tx,
+            "SELECT rowid, sale_id, occurred_at FROM guest_sale_voids",
+            (voids_pushed, max_entries, terminal),
+            |r| {
+                Ok(GuestSaleVoid {
+                    sale: r.get(1)?,
+                    occurred_at: Timestamp::from_millis(r.get(2)?),
                 })
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            },
+        )?;
         tx.commit()?;
         Ok(Outbox {
             members,

@@ -502,10 +502,6 @@ impl TillApp {
         if crate::sync::join::JoinCode::looks_like(text) {
             return self.join(text);
         }
-        if !text.is_empty() {
-            // A scan or search: the next customer, whose F8 is not the last guest's undo.
-            self.last_guest_sale = None;
-        }
         if text.is_empty() {
             if self.cashier.pending.is_some() {
                 self.earn();
@@ -514,6 +510,8 @@ impl TillApp {
             }
             return;
         }
+        // A scan or search: the next customer, whose F8 is not the last guest's undo.
+        self.last_guest_sale = None;
         if let Some(amount) = self.sale_amount(text) {
             // An amount the program refuses (nothing, or above its largest sale) is said at
             // once, not previewed beside "press Enter to earn".

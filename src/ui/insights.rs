@@ -388,17 +388,8 @@ mod tests {
     #[test]
     fn each_charted_month_has_its_own_numbers_under_its_own_label() {
         let month = |name: &str, active| MonthRow {
-            month: name.to_owned(),
             active_members: active,
-            new_members: 0,
-            member_orders: 0,
-            guest_orders: 0,
-            points_earned: 0,
-            points_redeemed: 0,
-            nps_promoters: 0,
-            nps_detractors: 0,
-            nps_answers: 0,
-            tiers: Vec::new(),
+            ..MonthRow::empty(name.to_owned(), 0)
         };
         // 90 days from the 31st of August: its one day of August is not charted.
         let from = crate::domain::Timestamp::from_millis(1_788_134_400_000);
