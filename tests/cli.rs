@@ -117,11 +117,12 @@ fn every_refusal_is_one_clear_line_and_writes_nothing() {
     let card = added["member"]["card"].as_str().expect("card").to_owned();
     let before = entries(&db);
     let stranger = tillpass::domain::CardNumber::from_payload(777_777_777).to_string();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["redeem", &card, "coffee"], "not enough points"),
         (&["redeem", &card, "beans-250g"], "for Gold members"),
         (&["redeem", &card, "yacht"], "no reward"),
         (&["earn", &card, "-3"], "not an amount"),
+        (&["earn", &card, "1,500"], "could be 1500 or 1.50"),
         (&["earn", &card, "45000"], "largest sale"),
         (&["earn", "1234567890", "3"], "check digit"),
         (&["earn", &stranger, "3"], "no member"),

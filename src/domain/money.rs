@@ -11,6 +11,15 @@ pub enum AmountError {
     NotANumber(String),
     #[error("{text:?} has more than {exponent} decimal places")]
     TooPrecise { text: String, exponent: u8 },
+    /// Three digits after one separator where the currency has fewer decimal places: a
+    /// thousands separator, or a slip in the pence. Refused rather than guessed, as either
+    /// guess can be a thousand times too much or too little.
+    #[error("{text:?} could be {grouped} or {decimal}: type it without a thousands separator")]
+    Grouped {
+        text: String,
+        grouped: String,
+        decimal: String,
+    },
     #[error("{0:?} is too large")]
     TooLarge(String),
 }
@@ -31,6 +40,16 @@ pub fn parse_amount(text: &str, exponent: u8) -> Result<i64, AmountError> {
     let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if (whole.is_empty() && frac.is_empty()) || !digits_only(whole) || !digits_only(frac) {
         return Err(not_number());
+    }
+    if frac.len() == 3 && exponent < 3 && !whole.is_empty() {
+        return Err(AmountError::Grouped {
+            text: text.to_owned(),
+            grouped: format!("{whole}{frac}"),
+            decimal: match exponent {
+                0 => whole.to_owned(),
+                _ => format!("{whole}.{}", &frac[..usize::from(exponent)]),
+            },
+        });
     }
     if frac.len() > usize::from(exponent) {
         return Err(AmountError::TooPrecise {
@@ -113,13 +132,41 @@ mod tests {
             Err(AmountError::NotANumber(_))
         ));
         assert!(matches!(
-            parse_amount("1.234", 2),
+            parse_amount("1.2345", 2),
+            Err(AmountError::TooPrecise { .. })
+        ));
+        assert!(matches!(
+            parse_amount(".234", 2),
             Err(AmountError::TooPrecise { .. })
         ));
         assert!(matches!(
             parse_amount("99999999999999999999", 2),
             Err(AmountError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn a_thousands_separator_is_named_not_guessed() {
+        for (text, exponent, grouped, decimal) in [
+            ("1,500", 2, "1500", "1.50"),
+            ("1.234", 2, "1234", "1.23"),
+            ("12,000", 0, "12000", "12"),
+        ] {
+            let refused = parse_amount(text, exponent).expect_err(text);
+            assert_eq!(
+                refused,
+                AmountError::Grouped {
+                    text: text.into(),
+                    grouped: grouped.into(),
+                    decimal: decimal.into(),
+                }
+            );
+        }
+        assert_eq!(
+            parse_amount("1,500", 2).expect_err("grouped").to_string(),
+            "\"1,500\" could be 1500 or 1.50: type it without a thousands separator"
+        );
+        assert_eq!(parse_amount("1,234", 3), Ok(1_234));
     }
 
     #[test]
