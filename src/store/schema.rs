@@ -29,6 +29,7 @@ const STEPS: &[M<'static>] = &[
     M::up(include_str!("migrations/021_report_totals.sql")),
     M::up(include_str!("migrations/022_extras_by_day.sql")),
     M::up(include_str!("migrations/023_guest_sale_voids.sql")),
+    M::up(include_str!("migrations/024_ledger_keys.sql")),
 ];
 
 /// Every schema version, in order. Never edit a released migration; add a new one.
@@ -166,5 +167,146 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(MIGRATIONS.validate().is_ok());
+    }
+
+    /// Entry rows as (id, member, occurred_at, seq, terminal, terminal_seq, reverses).
+    type Row = (Vec<u8>, Vec<u8>, i64, i64, String, i64, Option<Vec<u8>>);
+
+    fn ledger_rows(conn: &Connection) -> Vec<Row> {
+        conn.prepare(
+            "SELECT id, member_id, occurred_at, seq, terminal_id, terminal_seq, reverses
+             FROM ledger ORDER BY seq",
+        )
+        .expect("prepare")
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+    }
+
+    /// Migration 024 rebuilds the ledger with its keys as indexes of their own: every row moves
+    /// unchanged (a reversal sorting before what it reverses among them), and each key still
+    /// refuses a second use while entries that reverse nothing are many.
+    #[test]
+    fn the_ledger_keeps_its_rows_and_keys_when_rebuilt() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        configure(&conn).expect("configure");
+        MIGRATIONS.to_version(&mut conn, 23).expect("to 023");
+        ensure_terminal(&conn).expect("terminal");
+        let member = [7_u8; 16];
+        conn.execute(
+            "INSERT INTO members (id, card, name, marketing_consent, created_at)
+             VALUES (?1, 'card-1', 'Ada', 0, 0)",
+            params![&member[..]],
+        )
+        .expect("member");
+        let insert =
+            "INSERT INTO ledger (member_id, occurred_at, id, seq, terminal_id, terminal_seq,
+                                         kind, points, reverses, actor)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 10, ?8, 'test')";
+        let sale = [1_u8; 16];
+        let other = [2_u8; 16];
+        let reversal = [3_u8; 16];
+        for (at, id, seq, terminal, tseq, kind, reverses) in [
+            (2_000, sale, 1, "till-a", 1, "earn", None),
+            (3_000, other, 2, "till-a", 2, "earn", None),
+            // Another till's clock: the reversal sorts before the sale it reverses.
+            (1_000, reversal, 3, "till-b", 1, "reverse", Some(&sale[..])),
+        ] {
+            conn.execute(
+                insert,
+                params![
+                    &member[..],
+                    at,
+                    &id[..],
+                    seq,
+                    terminal,
+                    tseq,
+                    kind,
+                    reverses
+                ],
+            )
+            .expect("entry");
+        }
+        let before = ledger_rows(&conn);
+        MIGRATIONS.to_latest(&mut conn).expect("to latest");
+        assert_eq!(ledger_rows(&conn), before);
+        // (name, unique, partial) of each unique index but the table's own key.
+        let unique: Vec<(String, bool, bool)> = conn
+            .prepare("SELECT name, \"unique\", partial FROM pragma_index_list('ledger') WHERE origin <> 'pk' AND \"unique\" ORDER BY name")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("indexes");
+        assert_eq!(
+            unique,
+            [
+                ("ledger_id", false),
+                ("ledger_reverses", true),
+                ("ledger_seq", false),
+                ("ledger_terminal_seq", false)
+            ]
+            .map(|(name, partial)| (name.to_owned(), true, partial)),
+            "the keys are indexes of their own, and only set reversals are indexed"
+        );
+
+        let again = |at: i64, id: [u8; 16], seq: i64, terminal: &str, tseq: i64, reverses| {
+            conn.execute(
+                insert,
+                params![
+                    &member[..],
+                    at,
+                    &id[..],
+                    seq,
+                    terminal,
+                    tseq,
+                    "earn",
+                    reverses
+                ],
+            )
+        };
+        assert!(
+            again(4_000, sale, 4, "till-c", 1, None).is_err(),
+            "id twice"
+        );
+        assert!(
+            again(4_000, [4; 16], 3, "till-c", 1, None).is_err(),
+            "seq twice"
+        );
+        assert!(
+            again(4_000, [4; 16], 4, "till-a", 2, None).is_err(),
+            "till seq twice"
+        );
+        assert!(
+            again(4_000, [4; 16], 4, "till-c", 1, Some(&sale[..])).is_err(),
+            "reversed twice"
+        );
+        assert!(
+            again(4_000, [4; 16], 4, "till-c", 1, Some(&[9_u8; 16][..])).is_err(),
+            "reverses an entry that is not here"
+        );
+        again(4_000, [4; 16], 4, "till-c", 1, Some(&other[..])).expect("a first reversal");
+        again(5_000, [5; 16], 5, "till-c", 2, None).expect("another entry reversing nothing");
+        assert!(
+            conn.execute("UPDATE ledger SET points = 11 WHERE seq = 1", [])
+                .is_err(),
+            "immutable"
+        );
+        assert!(
+            conn.execute("DELETE FROM ledger WHERE seq = 1", [])
+                .is_err(),
+            "never deleted"
+        );
     }
 }
