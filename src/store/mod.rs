@@ -215,7 +215,7 @@ impl Store {
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         schema::configure(&conn).map_err(open_err)?;
-        schema::MIGRATIONS.to_latest(&mut conn)?;
+        schema::migrate(&mut conn)?;
         schema::ensure_terminal(&conn)?;
         let installed = match program {
             Some((toml, at)) => Some(schema::install_program(&conn, toml, at)?),

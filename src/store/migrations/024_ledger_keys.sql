@@ -4,11 +4,8 @@
 -- taken by every sale and every pulled entry. SQLite cannot drop an inline constraint, so the
 -- table is rebuilt once: the rows move unchanged, in key order, and the other keys are built
 -- after them, each in one sorted pass. The checks stay what they were: an id, an arrival
--- number, a till's sequence number and a reversal's target each at most once.
---
--- The id's index comes first: the reversal's reference needs it. A reversal may sort before
--- what it reverses (another till's clock), so references are checked at the commit.
-PRAGMA defer_foreign_keys = ON;
+-- number, a till's sequence number and a reversal's target each at most once. Foreign keys are
+-- off while it runs (`schema::migrate`) and every reference is checked before its commit.
 
 CREATE TABLE ledger_rebuilt (
     member_id    BLOB    NOT NULL REFERENCES members (id),
@@ -31,8 +28,6 @@ CREATE TABLE ledger_rebuilt (
     PRIMARY KEY (member_id, occurred_at, id)
 ) STRICT, WITHOUT ROWID;
 
-CREATE UNIQUE INDEX ledger_id ON ledger_rebuilt (id);
-
 INSERT INTO ledger_rebuilt (member_id, occurred_at, id, seq, terminal_id, terminal_seq, kind,
                             points, amount_minor, currency, reward_id, reverses, note, actor,
                             lines, stamps, returns)
@@ -43,6 +38,7 @@ FROM ledger ORDER BY member_id, occurred_at, id;
 DROP TABLE ledger;
 ALTER TABLE ledger_rebuilt RENAME TO ledger;
 
+CREATE UNIQUE INDEX ledger_id ON ledger (id);
 CREATE UNIQUE INDEX ledger_seq ON ledger (seq);
 CREATE UNIQUE INDEX ledger_terminal_seq ON ledger (terminal_id, terminal_seq);
 CREATE UNIQUE INDEX ledger_reverses ON ledger (reverses) WHERE reverses IS NOT NULL;
