@@ -5,7 +5,7 @@ use egui::{FontId, Key, Modifiers, RichText};
 use super::action::Action;
 use super::keys::button_text;
 use super::member::{ServerBalance, ShownMember};
-use super::theme::{BAD, GOOD, INFO, MUTED, TARGET, big_button, tier_badge};
+use super::theme::{BAD, GOOD, INFO, MUTED, TARGET, big_button, note, tier_badge};
 use crate::domain::{EntryKind, MemberId, Program};
 use std::collections::BTreeMap;
 
@@ -363,7 +363,7 @@ fn server_note_ui(ui: &mut egui::Ui, shown: &ShownMember) {
         ),
         _ => return,
     };
-    ui.label(RichText::new(text).color(colour));
+    note(ui, RichText::new(text).color(colour));
 }
 
 fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Option<Action> {
@@ -382,7 +382,8 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
     server_note_ui(ui, shown);
     if shown.pending > 0 {
         let days = program.return_window_days.unwrap_or(0);
-        ui.label(
+        note(
+            ui,
             RichText::new(format!(
                 "{} available now, {} pending (spendable {days} days after each sale)",
                 shown.spendable().balance,
@@ -415,7 +416,8 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
     });
     stamps_ui(ui, program, &shown.stamps);
     if let (Some(until), Some(paid)) = (shown.paid_until, &program.paid_tier) {
-        ui.label(
+        note(
+            ui,
             RichText::new(format!(
                 "{} membership until {}",
                 program.tier(paid.tier).name,
@@ -426,7 +428,10 @@ fn member_ui(ui: &mut egui::Ui, program: &Program, shown: &ShownMember) -> Optio
     }
     let badges = shown.badge_names(program);
     if !badges.is_empty() {
-        ui.label(RichText::new(format!("Badges: {}", badges.join(" · "))).color(GOOD));
+        note(
+            ui,
+            RichText::new(format!("Badges: {}", badges.join(" · "))).color(GOOD),
+        );
     }
     referrals_ui(ui, program, &shown.referrals);
     action = action.or(offers_ui(ui, program, shown));

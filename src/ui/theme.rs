@@ -35,6 +35,15 @@ pub fn big_button(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>) -> egui:
     ui.add(egui::Button::new(text).min_size(egui::vec2(TARGET * 2.0, TARGET)))
 }
 
+/// A line of text that may wrap, left-aligned: in a column's justified layout a label's
+/// wrapped lines are stretched to the column's width, with wide gaps between the words.
+pub fn note(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>) -> egui::Response {
+    ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
+        ui.label(text)
+    })
+    .inner
+}
+
 /// The tier badge: the tier's name on its colour.
 pub fn tier_badge(ui: &mut egui::Ui, tier: &crate::domain::program::Tier) {
     let [r, g, b] = tier.rgb();
