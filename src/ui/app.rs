@@ -1240,7 +1240,7 @@ impl eframe::App for TillApp {
         status_bar_ui(
             ui,
             self.message.as_ref(),
-            self.screen,
+            &super::keys::legend(self.screen, self.manager.view),
             self.stats.as_ref(),
             &self.sync_status(),
         );

@@ -4,7 +4,7 @@
 use egui::{Color32, RichText};
 
 use super::action::{Action, Screen};
-use super::keys::{button_text, legend};
+use super::keys::button_text;
 use super::theme::{BAD, GOOD, INFO, MUTED, TARGET};
 use crate::store::StoreStats;
 use crate::sync::worker::SyncStatus;
@@ -70,7 +70,7 @@ fn toggle_ui(ui: &mut egui::Ui, selected: bool, label: String) -> bool {
 pub fn status_bar_ui(
     ui: &mut egui::Ui,
     message: Option<&Message>,
-    screen: Screen,
+    legend: &str,
     stats: Option<&StoreStats>,
     sync: &SyncStatus,
 ) {
@@ -95,7 +95,7 @@ pub fn status_bar_ui(
                 ui.label(RichText::new(status).small().color(MUTED));
             }
             ui.with_layout(egui::Layout::left_to_right(egui::Align::Min), |ui| {
-                ui.add(egui::Label::new(RichText::new(legend(screen)).small().color(MUTED)).wrap());
+                ui.add(egui::Label::new(RichText::new(legend).small().color(MUTED)).wrap());
             });
         });
         // Its own row: an error can be long, and must never be drawn over anything.

@@ -4,6 +4,7 @@
 use egui::Key;
 
 use super::action::{Action, Screen};
+use super::manager::ManagerView;
 
 /// One key and what it does.
 #[derive(Debug)]
@@ -101,13 +102,18 @@ pub fn button_text(action: &Action) -> String {
     shortcut(action).map_or_else(String::new, |s| format!("{}  {}", s.label, s.name))
 }
 
-/// The legend under a screen: its own hints, then the keys that work on it but are not on a
-/// button in the top bar.
-pub fn legend(screen: Screen) -> String {
-    let hints = match screen {
-        Screen::Cashier => "Enter scan/search/amount",
-        Screen::Enrol => "Tab next field · Enter Enrol",
-        Screen::Manager => "Click a tier · filter by name or card · click a column to sort",
+/// The legend under a screen (on the manager's, under its view): its own hints, then the keys
+/// that work on it but are not on a button in the top bar.
+pub fn legend(screen: Screen, manager: ManagerView) -> String {
+    let hints = match (screen, manager) {
+        (Screen::Cashier, _) => "Enter scan/search/amount",
+        (Screen::Enrol, _) => "Tab next field · Enter Enrol",
+        (Screen::Manager, ManagerView::Members) => {
+            "Click a tier · filter by name or card · click a column to sort"
+        }
+        (Screen::Manager, ManagerView::Insights) => {
+            "Pick a period · each measure shows its formula and numbers · scroll for the charts"
+        }
     };
     let keys = SHORTCUTS
         .iter()
@@ -154,9 +160,15 @@ mod tests {
     fn buttons_and_legend_read_from_the_table() {
         assert_eq!(button_text(&Action::Earn), "Earn  F5");
         assert_eq!(button_text(&Action::Go(Screen::Manager)), "Manager  F10");
-        let legend = legend(Screen::Cashier);
+        let legend = legend(Screen::Cashier, ManagerView::Members);
         assert!(legend.contains("F6 Redeem"), "{legend}");
         assert!(legend.ends_with("Esc Clear"), "{legend}");
         assert!(!legend.contains("F1 "), "top-bar keys are on their buttons");
+        let insights = super::legend(Screen::Manager, ManagerView::Insights);
+        assert!(insights.starts_with("Pick a period"), "{insights}");
+        assert!(
+            !insights.contains("tier"),
+            "the member table's hints: {insights}"
+        );
     }
 }
