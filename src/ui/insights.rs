@@ -190,11 +190,41 @@ fn chart_title_ui(ui: &mut egui::Ui, title: &str, key: &[(&str, Color32)]) {
     ui.horizontal_wrapped(|ui| {
         ui.strong(title);
         for (name, colour) in key {
-            let (dot, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
-            ui.painter().circle_filled(dot.center(), 6.0, *colour);
-            ui.label(RichText::new(*name).color(*colour));
+            key_item_ui(ui, name, *colour);
         }
     });
+}
+
+/// The dot before a key's name.
+const KEY_DOT: f32 = 12.0;
+
+/// One line's key, its dot and its name placed as one piece: a row that wraps moves both to
+/// the next line (placed apart, the dot could end one line and its name begin the next).
+fn key_item_ui(ui: &mut egui::Ui, name: &str, colour: Color32) {
+    let galley = egui::WidgetText::from(RichText::new(name).color(colour)).into_galley(
+        ui,
+        Some(egui::TextWrapMode::Extend),
+        f32::INFINITY,
+        egui::TextStyle::Body,
+    );
+    let gap = ui.spacing().item_spacing.x;
+    let size = egui::vec2(
+        KEY_DOT + gap + galley.size().x,
+        galley.size().y.max(KEY_DOT),
+    );
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, name));
+    let painter = ui.painter();
+    painter.circle_filled(
+        egui::pos2(rect.left() + KEY_DOT / 2.0, rect.center().y),
+        KEY_DOT / 2.0,
+        colour,
+    );
+    let text_at = egui::pos2(
+        rect.left() + KEY_DOT + gap,
+        rect.center().y - galley.size().y / 2.0,
+    );
+    painter.galley(text_at, galley, colour);
 }
 
 fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
