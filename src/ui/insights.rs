@@ -161,6 +161,22 @@ fn month_axis_for(
     }
 }
 
+/// A chart of the charted `months`, fixed in place: every month on the axis, answered or not
+/// (with answers in one month only, a plot had centred on that point and the axis named
+/// another month under it), each with half a month of room either side (the last month's
+/// label ran off the chart's edge at 900 wide, and the bars' edges with it).
+fn month_plot(id: &str, height: f32, months: &[MonthRow]) -> Plot<'static> {
+    Plot::new(id)
+        .height(height)
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .include_x(-0.5)
+        .include_x(months.len() as f64 - 0.5)
+        .y_axis_min_width(48.0)
+        .x_axis_formatter(month_axis_for(months))
+}
+
 /// The months the charts draw: the period's months but a first one it covers less than half
 /// of (a 90-day period from the 31st drew that month's one day as a month in which nearly
 /// nobody bought).
@@ -229,7 +245,6 @@ fn key_item_ui(ui: &mut egui::Ui, name: &str, colour: Color32) {
 
 fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
     let months = charted_months(report);
-    let month_axis = month_axis_for(months);
     let tier_colours: Vec<(&str, Color32)> = program
         .tiers
         .iter()
@@ -239,14 +254,8 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
         })
         .collect();
     chart_title_ui(ui, "Members per tier, at each month's end", &tier_colours);
-    Plot::new("tiers-per-month")
-        .height(170.0)
-        .allow_zoom(false)
-        .allow_drag(false)
-        .allow_scroll(false)
+    month_plot("tiers-per-month", 170.0, months)
         .include_y(0.0)
-        .y_axis_min_width(48.0)
-        .x_axis_formatter(month_axis.clone())
         .show(ui, |plot| {
             for (t, (name, colour)) in tier_colours.iter().enumerate() {
                 let points = series(
@@ -261,14 +270,8 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
         .into_iter()
         .map(|[x, y]| Bar::new(x, y).width(0.6))
         .collect();
-    Plot::new("active-per-month")
-        .height(170.0)
-        .allow_zoom(false)
-        .allow_drag(false)
-        .allow_scroll(false)
+    month_plot("active-per-month", 170.0, months)
         .include_y(0.0)
-        .y_axis_min_width(48.0)
-        .x_axis_formatter(month_axis.clone())
         .show(ui, |plot| {
             plot.bar_chart(BarChart::new("Members buying", bars).color(GOOD));
         });
@@ -277,13 +280,8 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
         "Points earned and redeemed, per month",
         &[("Earned", GOOD), ("Redeemed", INFO)],
     );
-    Plot::new("points-per-month")
-        .height(170.0)
-        .allow_zoom(false)
-        .allow_drag(false)
-        .allow_scroll(false)
+    month_plot("points-per-month", 170.0, months)
         .include_y(0.0)
-        .y_axis_min_width(48.0)
         .y_axis_formatter(|mark, _| {
             if mark.value.abs() >= 1000.0 {
                 format!("{:.0}k", mark.value / 1000.0)
@@ -291,7 +289,6 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
                 format!("{:.0}", mark.value)
             }
         })
-        .x_axis_formatter(month_axis)
         .show(ui, |plot| {
             let earned = series(months, |m| Some(m.points_earned as f64));
             let redeemed = series(months, |m| Some(m.points_redeemed as f64));
@@ -300,19 +297,9 @@ fn pictures_ui(ui: &mut egui::Ui, program: &Program, report: &Report) {
         });
     ui.strong("Net promoter score, per month");
     let trend = series(months, MonthRow::nps);
-    // Every month of the period on the axis, answered or not: with answers in one month only,
-    // the plot had centred on that point and the axis named another month under it.
-    Plot::new("nps-per-month")
-        .height(140.0)
-        .allow_zoom(false)
-        .allow_drag(false)
-        .allow_scroll(false)
-        .include_x(0.0)
-        .include_x(months.len().saturating_sub(1) as f64)
+    month_plot("nps-per-month", 140.0, months)
         .include_y(-100.0)
         .include_y(100.0)
-        .y_axis_min_width(48.0)
-        .x_axis_formatter(month_axis_for(months))
         .show(ui, |plot| {
             // Dots as well as the line: a month alone has no line to draw.
             plot.points(Points::new("NPS", trend.clone()).radius(3.0).color(GOOD));
