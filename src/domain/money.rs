@@ -41,7 +41,9 @@ pub fn parse_amount(text: &str, exponent: u8) -> Result<i64, AmountError> {
     if (whole.is_empty() && frac.is_empty()) || !digits_only(whole) || !digits_only(frac) {
         return Err(not_number());
     }
-    if frac.len() == 3 && exponent < 3 && !whole.is_empty() {
+    // A thousands separator follows one to three digits, never a lone 0.
+    let grouped = (1..=3).contains(&whole.len()) && !whole.starts_with('0');
+    if frac.len() == 3 && exponent < 3 && grouped {
         return Err(AmountError::Grouped {
             text: text.to_owned(),
             grouped: format!("{whole}{frac}"),
@@ -167,6 +169,12 @@ mod tests {
             "\"1,500\" could be 1500 or 1.50: type it without a thousands separator"
         );
         assert_eq!(parse_amount("1,234", 3), Ok(1_234));
+        for text in ["0,500", "1234,567", "01,500"] {
+            assert!(
+                matches!(parse_amount(text, 2), Err(AmountError::TooPrecise { .. })),
+                "{text}: no thousands separator there"
+            );
+        }
     }
 
     #[test]

@@ -36,15 +36,52 @@ const STEPS: &[M<'static>] = &[
 /// with `.foreign_key_check()`: [`migrate`] runs them with foreign keys off.
 pub const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 
-/// Brings the schema up to date with foreign keys off, as SQLite's guide to schema changes
-/// advises (a table rebuilt under them pays a checked delete of every row when the old one is
-/// dropped: 28 of 44 s on 1.6 million entries), and on again after. The last migration checks
-/// every reference before its commit, so nothing they would have refused is kept.
+/// Brings the schema up to date with foreign keys off, and on again after. They must be off:
+/// 024 copies the ledger into a table whose id index it builds after the rows, and a reference
+/// to the id needs that index while foreign keys are on. It is also SQLite's advice for schema
+/// changes (under them, dropping the old ledger deleted and checked every row: 28 of 44 s on
+/// 1.6 million entries). The last migration checks every reference before its commit, so
+/// nothing they would have refused is kept; all pending migrations commit together or not at
+/// all.
 pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     conn.pragma_update(None, "foreign_keys", "OFF")?;
-    let migrated = MIGRATIONS.to_latest(conn);
+    let on: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    let migrated = if on {
+        // Inside an open transaction the pragma does nothing.
+        Err(rusqlite_migration::Error::Hook(
+            "the store's schema cannot be brought up to date inside a transaction".to_owned(),
+        ))
+    } else {
+        MIGRATIONS
+            .to_latest(conn)
+            .map_err(|e| name_broken_reference(conn, e))
+    };
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrated
+}
+
+/// A failed migration's error, naming the broken reference if there is one: rusqlite_migration's
+/// own check reads a rowid, which the ledger and the other `WITHOUT ROWID` tables lack, so a
+/// reference to a missing row comes back as "invalid column type". The migrations rolled
+/// back, so the rows checked are the store's as they were.
+fn name_broken_reference(
+    conn: &Connection,
+    failed: rusqlite_migration::Error,
+) -> rusqlite_migration::Error {
+    let broken = conn
+        .query_row(
+            "SELECT \"table\", parent FROM pragma_foreign_key_check LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )
+        .optional();
+    match broken {
+        Ok(Some((table, parent))) => rusqlite_migration::Error::Hook(format!(
+            "a row of {table} refers to a row of {parent} that is not there, so the store's \
+             schema was not brought up to date (nothing changed): {failed}"
+        )),
+        _ => failed,
+    }
 }
 
 /// Prepared statements kept per connection.
@@ -187,6 +224,46 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .expect("version");
         assert_eq!(version, STEPS.len() as i64);
+    }
+
+    /// A store whose ledger names a member it does not hold (written with foreign keys off by
+    /// some other program) is not upgraded, and the error names the broken reference.
+    #[test]
+    fn a_broken_reference_stops_the_upgrade_and_is_named() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        configure(&conn).expect("configure");
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .expect("off");
+        MIGRATIONS.to_version(&mut conn, 23).expect("to 023");
+        conn.execute(
+            "INSERT INTO ledger (member_id, occurred_at, id, seq, terminal_id, terminal_seq,
+                                 kind, points, actor)
+             VALUES (X'07', 1, X'01', 1, 'till-a', 1, 'earn', 10, 'test')",
+            [],
+        )
+        .expect("an entry of nobody");
+        conn.pragma_update(None, "foreign_keys", "ON").expect("on");
+        let refused = migrate(&mut conn).expect_err("refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("a row of ledger refers to a row of members that is not there"),
+            "{refused}"
+        );
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, 23, "nothing changed");
+        let on: bool = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .expect("pragma");
+        assert!(on, "foreign keys are on again");
+        conn.execute_batch("BEGIN").expect("a transaction");
+        let inside = migrate(&mut conn).expect_err("not inside a transaction");
+        assert!(
+            inside.to_string().contains("inside a transaction"),
+            "{inside}"
+        );
     }
 
     /// Entry rows as (id, member, occurred_at, seq, terminal, terminal_seq, reverses).
