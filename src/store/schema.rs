@@ -213,6 +213,26 @@ pub fn current_program(conn: &Connection) -> rusqlite::Result<(i64, String)> {
 mod tests {
     use super::*;
 
+    /// A store's connection brought to schema `version` as `migrate` runs migrations, with
+    /// `before_on` done while foreign keys are still off; they are on again after.
+    fn store_at(version: usize, before_on: impl FnOnce(&Connection)) -> Connection {
+        let mut conn = Connection::open_in_memory().expect("open");
+        configure(&conn).expect("configure");
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .expect("off");
+        MIGRATIONS
+            .to_version(&mut conn, version)
+            .expect("to version");
+        before_on(&conn);
+        conn.pragma_update(None, "foreign_keys", "ON").expect("on");
+        conn
+    }
+
+    fn pragma(conn: &Connection, name: &str) -> i64 {
+        conn.pragma_query_value(None, name, |r| r.get(0))
+            .expect(name)
+    }
+
     #[test]
     fn migrations_are_valid() {
         // `Migrations::validate` runs them with foreign keys as the connection has them (on in
@@ -220,29 +240,22 @@ mod tests {
         let mut conn = Connection::open_in_memory().expect("open");
         configure(&conn).expect("configure");
         migrate(&mut conn).expect("every migration applies");
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .expect("version");
-        assert_eq!(version, STEPS.len() as i64);
+        assert_eq!(pragma(&conn, "user_version"), STEPS.len() as i64);
     }
 
     /// A store whose ledger names a member it does not hold (written with foreign keys off by
     /// some other program) is not upgraded, and the error names the broken reference.
     #[test]
     fn a_broken_reference_stops_the_upgrade_and_is_named() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        configure(&conn).expect("configure");
-        conn.pragma_update(None, "foreign_keys", "OFF")
-            .expect("off");
-        MIGRATIONS.to_version(&mut conn, 23).expect("to 023");
-        conn.execute(
-            "INSERT INTO ledger (member_id, occurred_at, id, seq, terminal_id, terminal_seq,
-                                 kind, points, actor)
-             VALUES (X'07', 1, X'01', 1, 'till-a', 1, 'earn', 10, 'test')",
-            [],
-        )
-        .expect("an entry of nobody");
-        conn.pragma_update(None, "foreign_keys", "ON").expect("on");
+        let mut conn = store_at(23, |conn| {
+            conn.execute(
+                "INSERT INTO ledger (member_id, occurred_at, id, seq, terminal_id, terminal_seq,
+                                     kind, points, actor)
+                 VALUES (X'07', 1, X'01', 1, 'till-a', 1, 'earn', 10, 'test')",
+                [],
+            )
+            .expect("an entry of nobody");
+        });
         let refused = migrate(&mut conn).expect_err("refused");
         assert!(
             refused
@@ -250,20 +263,42 @@ mod tests {
                 .contains("a row of ledger refers to a row of members that is not there"),
             "{refused}"
         );
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .expect("version");
-        assert_eq!(version, 23, "nothing changed");
-        let on: bool = conn
-            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
-            .expect("pragma");
-        assert!(on, "foreign keys are on again");
+        assert_eq!(pragma(&conn, "user_version"), 23, "nothing changed");
+        assert_eq!(
+            pragma(&conn, "foreign_keys"),
+            1,
+            "foreign keys are on again"
+        );
         conn.execute_batch("BEGIN").expect("a transaction");
         let inside = migrate(&mut conn).expect_err("not inside a transaction");
         assert!(
             inside.to_string().contains("inside a transaction"),
             "{inside}"
         );
+    }
+
+    /// An entry as the rebuild test writes it: (occurred_at, id, seq, terminal, terminal_seq,
+    /// kind, reverses).
+    type Written<'a> = (i64, [u8; 16], i64, &'a str, i64, &'a str, Option<&'a [u8]>);
+
+    /// Writes `entry` of `member`, worth 10 points, straight into the ledger.
+    fn write(conn: &Connection, member: [u8; 16], entry: Written<'_>) -> rusqlite::Result<usize> {
+        let (at, id, seq, terminal, tseq, kind, reverses) = entry;
+        conn.execute(
+            "INSERT INTO ledger (member_id, occurred_at, id, seq, terminal_id, terminal_seq,
+                                 kind, points, reverses, actor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 10, ?8, 'test')",
+            params![
+                &member[..],
+                at,
+                &id[..],
+                seq,
+                terminal,
+                tseq,
+                kind,
+                reverses
+            ],
+        )
     }
 
     /// Entry rows as (id, member, occurred_at, seq, terminal, terminal_seq, reverses).
@@ -296,12 +331,7 @@ mod tests {
     /// refuses a second use while entries that reverse nothing are many.
     #[test]
     fn the_ledger_keeps_its_rows_and_keys_when_rebuilt() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        configure(&conn).expect("configure");
-        conn.pragma_update(None, "foreign_keys", "OFF")
-            .expect("as migrate runs them");
-        MIGRATIONS.to_version(&mut conn, 23).expect("to 023");
-        conn.pragma_update(None, "foreign_keys", "ON").expect("on");
+        let mut conn = store_at(23, |_| {});
         ensure_terminal(&conn).expect("terminal");
         let member = [7_u8; 16];
         conn.execute(
@@ -310,40 +340,24 @@ mod tests {
             params![&member[..]],
         )
         .expect("member");
-        let insert =
-            "INSERT INTO ledger (member_id, occurred_at, id, seq, terminal_id, terminal_seq,
-                                         kind, points, reverses, actor)
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 10, ?8, 'test')";
         let sale = [1_u8; 16];
         let other = [2_u8; 16];
         let reversal = [3_u8; 16];
-        for (at, id, seq, terminal, tseq, kind, reverses) in [
+        for entry in [
             (2_000, sale, 1, "till-a", 1, "earn", None),
             (3_000, other, 2, "till-a", 2, "earn", None),
             // Another till's clock: the reversal sorts before the sale it reverses.
             (1_000, reversal, 3, "till-b", 1, "reverse", Some(&sale[..])),
         ] {
-            conn.execute(
-                insert,
-                params![
-                    &member[..],
-                    at,
-                    &id[..],
-                    seq,
-                    terminal,
-                    tseq,
-                    kind,
-                    reverses
-                ],
-            )
-            .expect("entry");
+            write(&conn, member, entry).expect("entry");
         }
         let before = ledger_rows(&conn);
         migrate(&mut conn).expect("to latest");
-        let on: bool = conn
-            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
-            .expect("pragma");
-        assert!(on, "foreign keys are on again");
+        assert_eq!(
+            pragma(&conn, "foreign_keys"),
+            1,
+            "foreign keys are on again"
+        );
         assert_eq!(ledger_rows(&conn), before);
         // (name, unique, partial) of each unique index but the table's own key.
         let unique: Vec<(String, bool, bool)> = conn
@@ -365,19 +379,11 @@ mod tests {
             "the keys are indexes of their own, and only set reversals are indexed"
         );
 
-        let again = |at: i64, id: [u8; 16], seq: i64, terminal: &str, tseq: i64, reverses| {
-            conn.execute(
-                insert,
-                params![
-                    &member[..],
-                    at,
-                    &id[..],
-                    seq,
-                    terminal,
-                    tseq,
-                    "earn",
-                    reverses
-                ],
+        let again = |at, id, seq, terminal, tseq, reverses| {
+            write(
+                &conn,
+                member,
+                (at, id, seq, terminal, tseq, "earn", reverses),
             )
         };
         assert!(
