@@ -17,6 +17,8 @@ use crate::store::SearchHit;
 
 /// Seconds the recommend question's answers wait after it appears before they take a tap.
 const ASK_SETTLES: f64 = 0.4;
+/// The height of the customer's question's row under the member's columns.
+const ASK_ROW: f32 = TARGET + 8.0;
 
 /// The scan field's id, so tests and focus handling can find it.
 pub const SCAN_FIELD: &str = "Scan, search or amount";
@@ -151,17 +153,14 @@ impl CashierScreen {
     ) -> Option<Action> {
         let mut action = self.scan_line_ui(ui, dialog_open);
         ui.add_space(8.0);
-        // The room the columns have without the question: what the sale keys are sized by,
-        // so they keep their size and place when the question comes and goes.
-        let room = ui.available_height();
         // The customer's question goes in a row at the bottom: it appears as a sale is
         // committed, and above the columns it pushed the keypad and buttons down under the
-        // cashier's finger. The columns keep their top and give up their bottom to it.
-        let ask_row = if self.ask.is_some() {
-            TARGET + 12.0
-        } else {
-            0.0
-        };
+        // cashier's finger. The columns keep their top and give up their bottom to it. The
+        // sale keys are sized by the room the columns have with the question, so they keep
+        // their size and place when it comes and goes, and on a short screen Earn and Reverse
+        // stay above it (the moment a mistaken sale is reversed is just after it).
+        let room = ui.available_height() - ASK_ROW;
+        let ask_row = if self.ask.is_some() { ASK_ROW } else { 0.0 };
         let columns = egui::vec2(ui.available_width(), ui.available_height() - ask_row);
         ui.allocate_ui_with_layout(columns, egui::Layout::top_down(egui::Align::Min), |ui| {
             ui.set_min_size(columns);
@@ -560,7 +559,7 @@ fn sale_ui(
                 .size(key_text_size(sizes.key).min(24.0))
                 .strong(),
         )
-        .min_size(egui::vec2(width * earn_share, sizes.key + 8.0));
+        .min_size(egui::vec2(width * earn_share, sizes.earn));
         let typed = super::app::is_amount_shaped(scan_text.trim());
         if ui.add_enabled(pending.is_some() || typed, earn).clicked() {
             action = Some(Action::Earn);
@@ -568,10 +567,7 @@ fn sale_ui(
         // The rest of the row (a wrapping row's `available_width` is the whole row).
         let reverse =
             egui::Button::new(RichText::new(button_text(&Action::ReverseLast)).size(reverse_size))
-                .min_size(egui::vec2(
-                    ui.available_size_before_wrap().x,
-                    sizes.key + 8.0,
-                ));
+                .min_size(egui::vec2(ui.available_size_before_wrap().x, sizes.earn));
         if ui.add(reverse).clicked() {
             action = Some(Action::ReverseLast);
         }
@@ -614,8 +610,19 @@ fn rewards_ui(
     selected: Option<usize>,
 ) -> Option<RewardClick> {
     let state = &shown.spendable();
-    ui.label(RichText::new("Rewards").strong());
     let mut click = None;
+    // Redeem beside the heading, above the list: at the list's foot it went under the
+    // customer's question on a short screen, and a long list pushed it out of view.
+    ui.horizontal(|ui| {
+        ui.label(RichText::new("Rewards").strong());
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            let redeem = egui::Button::new(RichText::new(button_text(&Action::Redeem)).strong())
+                .min_size(egui::vec2(140.0, TARGET));
+            if ui.add_enabled(selected.is_some(), redeem).clicked() {
+                click = Some(RewardClick::Redeem);
+            }
+        });
+    });
     for (i, reward) in program.rewards.iter().enumerate() {
         let (detail, colour) = match rules::redeem(program, state, &reward.id, None) {
             Ok(_) => ("available".to_owned(), GOOD),
@@ -632,11 +639,6 @@ fn rewards_ui(
         if ui.add(button).clicked() {
             click = Some(RewardClick::Pick(i));
         }
-    }
-    let redeem = egui::Button::new(RichText::new(button_text(&Action::Redeem)).strong())
-        .min_size(egui::vec2(160.0, TARGET));
-    if ui.add_enabled(selected.is_some(), redeem).clicked() {
-        click = Some(RewardClick::Redeem);
     }
     click
 }
@@ -802,12 +804,16 @@ fn scan_field_id() -> egui::Id {
 const PREVIEW_HEIGHT: f32 = 96.0;
 /// The least room for the preview: the amount and its points.
 const PREVIEW_LEAST: f32 = 64.0;
+/// The preview's room on the shortest screens, the keys at their least: the amount's line.
+const PREVIEW_SHORTEST: f32 = 40.0;
 /// A sale column narrower than this (a 900-wide window) gets a smaller preview text.
 const NARROW_COLUMN: f32 = 300.0;
 /// The height of one of the preview's steps.
 const STEP_HEIGHT: f32 = 22.0;
 /// The least height of a sale key on a short screen.
-const KEY_LEAST: f32 = 34.0;
+const KEY_LEAST: f32 = 32.0;
+/// How much taller Earn and Reverse are than the keys, where there is room.
+const EARN_EXTRA: f32 = 8.0;
 /// The gaps between the keypad's rows.
 const KEYPAD_GAP: f32 = 6.0;
 
@@ -816,21 +822,32 @@ const KEYPAD_GAP: f32 = 6.0;
 struct SaleSizes {
     preview: f32,
     key: f32,
+    /// Earn and Reverse: a little taller than the keys where there is room.
+    earn: f32,
 }
 
 impl SaleSizes {
     /// The full sizes when they fit in `room` (the column's height, with item gaps of `gap`),
-    /// else the preview gives up room first, then the keys, so Enter and Earn stay in view on a
-    /// short screen (1024 x 600).
+    /// else the preview gives up room first, then the keys, then the preview again, so Enter,
+    /// Earn and Reverse stay in view on a short screen (1024 x 600) with the customer's question
+    /// up.
     fn fitting(room: f32, gap: f32) -> Self {
-        // The "Sale" title, the keypad's and the Earn button's fixed parts, and the gaps
-        // between title, preview, keypad, Enter and the Earn row.
-        let fixed = 22.0 + 3.0 * KEYPAD_GAP + 8.0 + 4.0 * gap;
-        // Six key heights: four keypad rows, Enter and the Earn row.
+        // The "Sale" title, the keypad's gaps, and the gaps between title, preview, keypad,
+        // Enter and the Earn row.
+        let fixed = 22.0 + 3.0 * KEYPAD_GAP + 4.0 * gap;
+        // Six key heights (four keypad rows, Enter and the Earn row) and the Earn row's extra.
         let spare = room - fixed;
-        let preview = (spare - 6.0 * TARGET).clamp(PREVIEW_LEAST, PREVIEW_HEIGHT);
-        let key = ((spare - preview) / 6.0).clamp(KEY_LEAST, TARGET);
-        Self { preview, key }
+        let preview = (spare - 6.0 * TARGET - EARN_EXTRA).clamp(PREVIEW_LEAST, PREVIEW_HEIGHT);
+        let key = ((spare - EARN_EXTRA - preview) / 6.0).clamp(KEY_LEAST, TARGET);
+        // Keys at their least: the Earn row gives up its extra, then the preview the rest,
+        // down to the amount alone.
+        let earn_extra = (spare - 6.0 * key - preview).clamp(0.0, EARN_EXTRA);
+        let preview = (spare - 6.0 * key - earn_extra).clamp(PREVIEW_SHORTEST, preview);
+        Self {
+            preview,
+            key,
+            earn: key + earn_extra,
+        }
     }
 }
 
