@@ -568,6 +568,17 @@ fn the_manager_tier_list_shows_the_right_counts() {
     settle(&mut h);
     assert_eq!(h.state().manager().count, Some(counts[0]));
     assert!(h.state().manager().row(0).is_some(), "first page loaded");
+    // Each tier but the top one shows how far its members are from the next.
+    h.get_by_label("To Silver");
+    h.get_by_label(&format!("{} members", counts[2])).click();
+    settle(&mut h);
+    assert_eq!(h.state().manager().count, Some(counts[2]));
+    assert!(
+        h.query_by_label_contains("To ").is_none() && h.query_by_label("top tier").is_none(),
+        "the top tier has no next tier to be far from"
+    );
+    h.get_by_label(&format!("{} members", counts[0])).click();
+    settle(&mut h);
     // A filter narrows the table; Esc (as the legend says) shows it whole again.
     fill(&mut h, "Filter members", "zz");
     settle(&mut h);

@@ -327,21 +327,26 @@ impl ManagerScreen {
         let total = usize::try_from(self.count.unwrap_or(0)).unwrap_or(0);
         let mut wanted = vec![0];
         let mut open = None;
-        let distance_label = next.map_or("To next tier".to_owned(), |n| format!("To {}", n.name));
         ui.style_mut().wrap_mode = Some(egui::TextWrapMode::Truncate);
         // Narrower than the table (a 1024-wide till), it scrolls sideways rather than cutting
         // off the balance and last visit.
         egui::ScrollArea::horizontal()
             .id_salt("members-table")
             .show(ui, |ui| {
-                TableBuilder::new(ui)
+                let table = TableBuilder::new(ui)
                     .striped(true)
                     // Sort buttons and plain labels on one line in the header.
                     .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
                     .column(Column::initial(200.0).clip(true))
                     .column(Column::initial(140.0))
-                    .column(Column::initial(180.0))
-                    .column(Column::initial(120.0))
+                    .column(Column::initial(180.0));
+                // The distance to the next tier; the top tier has none (a column of "top
+                // tier" said nothing).
+                let table = match next {
+                    Some(_) => table.column(Column::initial(120.0)),
+                    None => table,
+                };
+                table
                     .column(Column::initial(110.0))
                     .column(Column::initial(140.0).at_least(130.0))
                     .header(TARGET, |mut header| {
@@ -349,7 +354,9 @@ impl ManagerScreen {
                         header.col(|ui| plain_header_ui(ui, "Card"));
                         header
                             .col(|ui| self.sort_header_ui(ui, "Qualifying", TierSort::Qualifying));
-                        header.col(|ui| plain_header_ui(ui, &distance_label));
+                        if let Some(n) = next {
+                            header.col(|ui| plain_header_ui(ui, &format!("To {}", n.name)));
+                        }
                         header.col(|ui| self.sort_header_ui(ui, "Balance", TierSort::Balance));
                         header.col(|ui| self.sort_header_ui(ui, "Last visit", TierSort::LastVisit));
                     })
@@ -374,11 +381,11 @@ impl ManagerScreen {
                             row.col(|ui| {
                                 ui.label(r.qualifying.to_string());
                             });
-                            row.col(|ui| {
-                                ui.label(next.map_or("top tier".to_owned(), |n| {
-                                    (n.threshold - r.qualifying).max(0).to_string()
-                                }));
-                            });
+                            if let Some(n) = next {
+                                row.col(|ui| {
+                                    ui.label((n.threshold - r.qualifying).max(0).to_string());
+                                });
+                            }
                             row.col(|ui| {
                                 ui.label(r.balance.to_string());
                             });
