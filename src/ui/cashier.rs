@@ -890,3 +890,61 @@ fn keypad_ui(ui: &mut egui::Ui, scan_text: &mut String, key_height: f32) -> Opti
         .clicked()
         .then(|| Action::Submit(std::mem::take(scan_text)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As the room shrinks the preview gives up room first, then the keys down to their least,
+    /// then Earn's extra, then the preview down to the amount's line; nothing ever grows, and
+    /// the sizes fill the room exactly between the full sizes and the least ones.
+    #[test]
+    fn the_sale_column_gives_up_room_in_order() {
+        let gap = 4.0;
+        let fixed = 22.0 + 3.0 * KEYPAD_GAP + 4.0 * gap;
+        let used = |s: SaleSizes| fixed + s.preview + 5.0 * s.key + s.earn;
+        let full = SaleSizes {
+            preview: PREVIEW_HEIGHT,
+            key: TARGET,
+            earn: TARGET + EARN_EXTRA,
+        };
+        let least = SaleSizes {
+            preview: PREVIEW_SHORTEST,
+            key: KEY_LEAST,
+            earn: KEY_LEAST,
+        };
+        assert_eq!(SaleSizes::fitting(1000.0, gap), full);
+        assert_eq!(SaleSizes::fitting(100.0, gap), least);
+        // Within float rounding.
+        let eps = 0.01;
+        let mut last = full;
+        for room in (100..=1000).rev().map(|r| r as f32) {
+            let s = SaleSizes::fitting(room, gap);
+            assert!(
+                s.preview <= last.preview + eps
+                    && s.key <= last.key + eps
+                    && s.earn <= last.earn + eps,
+                "{room}: {s:?} after {last:?}"
+            );
+            if (used(least)..=used(full)).contains(&room) {
+                assert!((used(s) - room).abs() < eps, "{room}: {s:?} fills the room");
+            }
+            if s.key < TARGET - eps {
+                assert!(
+                    s.preview <= PREVIEW_LEAST + eps,
+                    "{room}: keys before the preview"
+                );
+            }
+            if s.earn < s.key + EARN_EXTRA - eps {
+                assert_eq!(s.key, KEY_LEAST, "{room}: Earn's extra after the keys");
+            }
+            if s.preview < PREVIEW_LEAST - eps {
+                assert!(
+                    (s.earn - s.key).abs() < eps,
+                    "{room}: the preview's last room after Earn's extra"
+                );
+            }
+            last = s;
+        }
+    }
+}
