@@ -827,16 +827,20 @@ struct SaleSizes {
 }
 
 impl SaleSizes {
+    /// The column's height that is not preview or keys, with item gaps of `gap`: the "Sale"
+    /// title, the keypad's gaps, and the gaps between title, preview, keypad, Enter and the
+    /// Earn row.
+    fn fixed(gap: f32) -> f32 {
+        22.0 + 3.0 * KEYPAD_GAP + 4.0 * gap
+    }
+
     /// The full sizes when they fit in `room` (the column's height, with item gaps of `gap`),
     /// else the preview gives up room first, then the keys, then the preview again, so Enter,
     /// Earn and Reverse stay in view on a short screen (1024 x 600) with the customer's question
     /// up.
     fn fitting(room: f32, gap: f32) -> Self {
-        // The "Sale" title, the keypad's gaps, and the gaps between title, preview, keypad,
-        // Enter and the Earn row.
-        let fixed = 22.0 + 3.0 * KEYPAD_GAP + 4.0 * gap;
         // Six key heights (four keypad rows, Enter and the Earn row) and the Earn row's extra.
-        let spare = room - fixed;
+        let spare = room - Self::fixed(gap);
         let preview = (spare - 6.0 * TARGET - EARN_EXTRA).clamp(PREVIEW_LEAST, PREVIEW_HEIGHT);
         let key = ((spare - EARN_EXTRA - preview) / 6.0).clamp(KEY_LEAST, TARGET);
         // Keys at their least: the Earn row gives up its extra, then the preview the rest,
@@ -901,8 +905,7 @@ mod tests {
     #[test]
     fn the_sale_column_gives_up_room_in_order() {
         let gap = 4.0;
-        let fixed = 22.0 + 3.0 * KEYPAD_GAP + 4.0 * gap;
-        let used = |s: SaleSizes| fixed + s.preview + 5.0 * s.key + s.earn;
+        let used = |s: SaleSizes| SaleSizes::fixed(gap) + s.preview + 5.0 * s.key + s.earn;
         let full = SaleSizes {
             preview: PREVIEW_HEIGHT,
             key: TARGET,
