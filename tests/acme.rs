@@ -11,7 +11,7 @@ use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject as _};
@@ -67,7 +67,8 @@ struct Pebble {
     management: u16,
     /// The root Pebble's own HTTPS certificate chains to (not the root it issues under).
     https_root: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
+    /// Pebble's log lines as its reader thread takes them, and a signal for each new line.
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
 }
 
 impl Pebble {
@@ -121,7 +122,7 @@ impl Pebble {
             .expect("start pebble");
         // Pebble logs on stdout; read until it serves, then keep reading (for a failure's
         // message) so it never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let (ready, serving) = mpsc::channel();
         let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let kept = Arc::clone(&log);
@@ -130,14 +131,16 @@ impl Pebble {
                 if line.contains("ACME directory available at") {
                     let _ = ready.send(());
                 }
-                kept.lock().expect("log").push(line);
+                let (lines, added) = &*kept;
+                lines.lock().expect("log").push(line);
+                added.notify_all();
             }
         });
         let started = serving.recv_timeout(Duration::from_secs(30));
         assert!(
             started.is_ok(),
             "pebble did not start: {:?}",
-            log.lock().expect("log")
+            log.0.lock().expect("log")
         );
         wait_until_accepting(listen);
         wait_until_accepting(management);
@@ -174,23 +177,39 @@ impl Pebble {
         CertificateDer::from_pem_slice(pem.as_bytes()).expect("a PEM certificate")
     }
 
-    /// How many certificates Pebble has issued.
+    /// How many certificates Pebble has issued (as far as its log has been read).
     fn issued(&self) -> usize {
-        self.log
-            .lock()
-            .expect("log")
-            .iter()
-            .filter(|line| line.contains("Issued certificate"))
-            .count()
+        self.count("Issued certificate")
     }
 
-    /// How many TLS-ALPN-01 validations Pebble has completed.
-    fn validated(&self) -> usize {
+    /// Waits (at most a minute) until Pebble's log shows `at_least` completed TLS-ALPN-01
+    /// validations, and returns how many it shows. Pebble logs a validation before the client
+    /// can see it, but the line reaches the log through a pipe and a reader thread, which a
+    /// busy machine may not have run yet.
+    fn validated(&self, at_least: usize) -> usize {
+        let text = "set VALID by completed challenge";
+        let (lines, added) = &*self.log;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = lines.lock().expect("log");
+        loop {
+            let count = seen.iter().filter(|line| line.contains(text)).count();
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return count;
+            };
+            if count >= at_least {
+                return count;
+            }
+            seen = added.wait_timeout(seen, left).expect("log").0;
+        }
+    }
+
+    fn count(&self, text: &str) -> usize {
         self.log
+            .0
             .lock()
             .expect("log")
             .iter()
-            .filter(|line| line.contains("set VALID by completed challenge"))
+            .filter(|line| line.contains(text))
             .count()
     }
 }
@@ -247,7 +266,7 @@ impl AcmeServer {
             let said: Vec<String> = log.try_iter().collect();
             panic!(
                 "the server did not start ({listening:?}): {said:#?}\npebble: {:#?}",
-                pebble.log.lock().expect("log")
+                pebble.log.0.lock().expect("log")
             );
         }
         let pin = line()
@@ -386,7 +405,7 @@ fn the_server_gets_its_certificate_from_pebble_and_keeps_it_across_a_restart() {
 
     let server = AcmeServer::start(&db, port, &pebble);
     assert!(
-        pebble.validated() >= 1,
+        pebble.validated(1) >= 1,
         "Pebble validated the challenge through the server's listener"
     );
     let root = pebble.issuing_root();
@@ -439,9 +458,12 @@ fn a_short_lived_certificate_is_renewed_without_a_restart() {
         server.wait_for_log("certificate renewed", Duration::from_secs(60)),
         "the server renewed its certificate"
     );
+    let validated = pebble.validated(2);
     assert!(
-        pebble.validated() >= 2,
-        "the renewal was validated through the running listener"
+        validated >= 2,
+        "the renewal was validated through the running listener: {validated} validations \
+         in Pebble's log: {:#?}",
+        pebble.log.0.lock().expect("log")
     );
     let renewed = presented(port, &root);
     assert_ne!(renewed, first, "a new connection gets the new certificate");
