@@ -57,6 +57,11 @@ pub enum StoreError {
     },
     #[error("database schema upgrade failed: {0}")]
     Migration(rusqlite_migration::Error),
+    #[error("could not take the store's upgrade lock {path}: {cause}")]
+    UpgradeLock {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("database error: {0}")]
     Sqlite(rusqlite::Error),
     #[error(
@@ -215,7 +220,7 @@ impl Store {
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         schema::configure(&conn).map_err(open_err)?;
-        schema::migrate(&mut conn)?;
+        schema::migrate_alone(&mut conn, path)?;
         schema::ensure_terminal(&conn)?;
         let installed = match program {
             Some((toml, at)) => Some(schema::install_program(&conn, toml, at)?),

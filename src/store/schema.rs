@@ -1,5 +1,7 @@
 //! Connection settings, versioned migrations and the store's singleton rows.
 
+use std::path::{Path, PathBuf};
+
 use rusqlite::{Connection, OptionalExtension as _, params};
 use rusqlite_migration::{M, Migrations};
 
@@ -43,7 +45,7 @@ pub const MIGRATIONS: Migrations<'static> = Migrations::from_slice(STEPS);
 /// 1.6 million entries). The last migration checks every reference before its commit, so
 /// nothing they would have refused is kept; all pending migrations commit together or not at
 /// all.
-pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
+fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     let on: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
     let migrated = if on {
@@ -58,6 +60,45 @@ pub fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     };
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrated
+}
+
+/// The file beside the store at `path` whose lock a process holds while it brings the store's
+/// schema up to date.
+pub fn upgrade_lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-upgrade.lock");
+    PathBuf::from(name)
+}
+
+/// [`migrate`], one process at a time. A second process opening the store while the first
+/// rebuilds its ledger (a minute on a big store) read the old version, began the same
+/// migrations and failed with "database is locked" (or "table already exists") once the
+/// first committed. Now, when migrations are pending, each process takes an exclusive lock on
+/// [`upgrade_lock_path`] first, waiting for as long as another holds it (the kernel releases
+/// it if that process dies), and reads the version again under it: the second finds the work
+/// done. A store already up to date takes no lock. (The store's own file cannot carry this
+/// lock: closing any handle on it would drop SQLite's locks on it.)
+pub fn migrate_alone(conn: &mut Connection, path: &Path) -> Result<(), super::StoreError> {
+    if MIGRATIONS
+        .pending_migrations(conn)
+        .map_err(super::StoreError::Migration)?
+        == 0
+    {
+        return Ok(());
+    }
+    let lock_path = upgrade_lock_path(path);
+    let lock_err = |cause| super::StoreError::UpgradeLock {
+        path: lock_path.clone(),
+        cause,
+    };
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(lock_err)?;
+    lock.lock().map_err(lock_err)?;
+    migrate(conn).map_err(super::StoreError::Migration)
 }
 
 /// A failed migration's error, naming the broken reference if there is one: rusqlite_migration's
@@ -241,6 +282,44 @@ mod tests {
         configure(&conn).expect("configure");
         migrate(&mut conn).expect("every migration applies");
         assert_eq!(pragma(&conn, "user_version"), STEPS.len() as i64);
+    }
+
+    /// Two processes opening a store that needs upgrading, at the same moment (each open is a
+    /// connection and a lock file handle of its own, as another process's would be): both open
+    /// it, one upgrades it, and the other finds it upgraded.
+    #[test]
+    fn two_opens_of_a_store_that_needs_upgrading_both_succeed() {
+        for version in [0, 23] {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("till.db");
+            if version > 0 {
+                let mut conn = Connection::open(&path).expect("open");
+                configure(&conn).expect("configure");
+                conn.pragma_update(None, "foreign_keys", "OFF")
+                    .expect("off");
+                MIGRATIONS
+                    .to_version(&mut conn, version)
+                    .expect("an older store");
+            }
+            let start = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let opens: Vec<_> = (0..2)
+                .map(|_| {
+                    let (path, start) = (path.clone(), std::sync::Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        super::super::Store::open(&path).map(|store| store.terminal.0)
+                    })
+                })
+                .collect();
+            let terminals: Vec<String> = opens
+                .into_iter()
+                .map(|open| open.join().expect("thread").expect("both open the store"))
+                .collect();
+            assert_eq!(terminals[0], terminals[1], "one store, one till");
+            let conn = Connection::open(&path).expect("open");
+            assert_eq!(pragma(&conn, "user_version"), STEPS.len() as i64);
+            assert!(upgrade_lock_path(&path).exists());
+        }
     }
 
     /// A store whose ledger names a member it does not hold (written with foreign keys off by
