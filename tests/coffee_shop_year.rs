@@ -242,7 +242,7 @@ fn a_year_in_a_coffee_shop(backend: Backend) {
     }
     assert_eq!(a.balances(), b.balances());
     let on_server =
-        tillpass::sync::live_balance(&mut a.store, maya, std::time::Duration::from_secs(10))
+        tillpass::sync::live_balance(&mut a.store, maya, tillpass::sync::client::REQUEST_TIMEOUT)
             .expect("the server answers");
     assert_eq!(on_server, Some(625));
     drop(server);

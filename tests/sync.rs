@@ -2745,7 +2745,7 @@ fn a_joining_till_finds_a_card_on_the_server_before_its_pull(backend: Backend) {
     let unknown = b.store.identify_code(&code).expect_err("not pulled yet");
     assert!(unknown.to_string().contains("not known here"), "{unknown}");
 
-    let wait = std::time::Duration::from_secs(10);
+    let wait = tillpass::sync::client::REQUEST_TIMEOUT;
     let found = tillpass::sync::look_up_card(&mut b.store, &record.card, wait, now())
         .expect("look up")
         .expect("the server knows the card");

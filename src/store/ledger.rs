@@ -1213,6 +1213,15 @@ mod tests {
         let path = dir.path().join("till.sqlite3");
         // Opened before the members are listed, as opening re-folds whoever is listed.
         let mut till = Store::open(&path).expect("the selling connection");
+        // How many were still listed at the moment the sale went in, in the sale's own
+        // transaction (counted after its commit, a re-fold running on could list none).
+        till.connection()
+            .execute_batch(
+                "CREATE TEMP TABLE listed_at_sale (n INTEGER);
+                 CREATE TEMP TRIGGER look_at_sale AFTER INSERT ON ledger
+                 BEGIN INSERT INTO listed_at_sale SELECT COUNT(*) FROM member_state_stale; END",
+            )
+            .expect("a look at the sale");
         store
             .connection()
             .execute(
@@ -1225,7 +1234,7 @@ mod tests {
             let seller = s.spawn(|| {
                 sale_once_locked(&path, &mut till, member, &done, |till| {
                     till.connection()
-                        .query_row("SELECT COUNT(*) FROM member_state_stale", [], |r| {
+                        .query_row("SELECT MIN(n) FROM listed_at_sale", [], |r| {
                             r.get::<_, i64>(0)
                         })
                         .expect("listed")
