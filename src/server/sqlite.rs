@@ -309,13 +309,24 @@ impl SqliteDb {
     /// Opens (creating and migrating) the database file.
     pub async fn open(path: &str, now: Timestamp) -> Result<Self, DbError> {
         let report_lock = std::path::PathBuf::from(format!("{path}.report-lock"));
+        let upgrade_lock = std::path::PathBuf::from(format!("{path}.upgrade-lock"));
         let path = path.to_owned();
         let (writer, quick, pages, checkpoints) = tokio::task::spawn_blocking(move || {
             let mut writer = connect(&path)?;
-            MIGRATIONS
-                .to_latest(&mut writer)
-                .map_err(|e| DbError::Setup(format!("migrating {path}: {e}")))?;
+            let migrating = |e| DbError::Setup(format!("migrating {path}: {e}"));
+            // One process at a time (an admin command run while `serve` upgrades the file
+            // would run the same migrations again): the lock is taken when some are pending,
+            // and the version read again under it.
+            let pending = MIGRATIONS.pending_migrations(&writer).map_err(migrating)?;
+            let alone = (pending > 0)
+                .then(|| crate::store::file_lock::hold(&upgrade_lock))
+                .transpose()
+                .map_err(|e| {
+                    DbError::Setup(format!("the upgrade lock {}: {e}", upgrade_lock.display()))
+                })?;
+            MIGRATIONS.to_latest(&mut writer).map_err(migrating)?;
             ensure_first_program(&writer, now)?;
+            drop(alone);
             // Pushes commit without copying the log into the database file: the checkpointer
             // does that on its own connection while the writer takes the next group.
             writer.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -1385,6 +1396,25 @@ fn insert_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two processes opening a new server database at the same moment (each open has its
+    /// own connections and lock file handle, as another process's would): both open it, one
+    /// makes the schema and the other finds it made.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_opens_of_a_new_database_both_succeed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("server.sqlite3");
+        let path = path.to_str().expect("utf-8");
+        let now = Timestamp::from_millis(1_780_000_000_000);
+        let (first, second) = tokio::join!(SqliteDb::open(path, now), SqliteDb::open(path, now));
+        first.expect("the first open");
+        second.expect("the second open");
+        let conn = Connection::open(path).expect("open");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, STEPS.len() as i64);
+    }
 
     #[test]
     fn a_long_log_is_started_again_so_it_stops_growing() {

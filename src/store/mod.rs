@@ -10,6 +10,7 @@ mod authority;
 mod bulk;
 mod bulk_pull;
 mod digests;
+pub(crate) mod file_lock;
 mod identify;
 mod insights;
 mod ledger;

@@ -79,25 +79,23 @@ pub fn upgrade_lock_path(path: &Path) -> PathBuf {
 /// done. A store already up to date takes no lock. (The store's own file cannot carry this
 /// lock: closing any handle on it would drop SQLite's locks on it.)
 pub fn migrate_alone(conn: &mut Connection, path: &Path) -> Result<(), super::StoreError> {
-    if MIGRATIONS
+    let pending = MIGRATIONS
         .pending_migrations(conn)
-        .map_err(super::StoreError::Migration)?
-        == 0
-    {
-        return Ok(());
+        .map_err(super::StoreError::Migration)?;
+    // None pending, or a store newer than this program (which `migrate` refuses by name).
+    if pending <= 0 {
+        return match pending {
+            0 => Ok(()),
+            _ => migrate(conn).map_err(super::StoreError::Migration),
+        };
     }
-    let lock_path = upgrade_lock_path(path);
-    let lock_err = |cause| super::StoreError::UpgradeLock {
-        path: lock_path.clone(),
-        cause,
-    };
-    let lock = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(lock_err)?;
-    lock.lock().map_err(lock_err)?;
+    // The file itself, so that two paths to it (a link) name one lock.
+    let lock_path = upgrade_lock_path(&std::fs::canonicalize(path).unwrap_or(path.to_owned()));
+    let _alone =
+        super::file_lock::hold(&lock_path).map_err(|cause| super::StoreError::UpgradeLock {
+            path: lock_path.clone(),
+            cause,
+        })?;
     migrate(conn).map_err(super::StoreError::Migration)
 }
 
@@ -320,6 +318,30 @@ mod tests {
             assert_eq!(pragma(&conn, "user_version"), STEPS.len() as i64);
             assert!(upgrade_lock_path(&path).exists());
         }
+    }
+
+    /// A store a newer program has upgraded is refused for what it is, lock or no lock.
+    #[test]
+    fn a_store_from_a_newer_program_is_refused_as_such() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("till.db");
+        drop(super::super::Store::open(&path).expect("a store"));
+        Connection::open(&path)
+            .expect("open")
+            .pragma_update(None, "user_version", STEPS.len() as i64 + 1)
+            .expect("as a newer program leaves it");
+        let refused = super::super::Store::open(&path).err().expect("refused");
+        assert!(
+            matches!(
+                refused,
+                super::super::StoreError::Migration(
+                    rusqlite_migration::Error::MigrationDefinition(
+                        rusqlite_migration::MigrationDefinitionError::DatabaseTooFarAhead
+                    )
+                )
+            ),
+            "{refused}"
+        );
     }
 
     /// A store whose ledger names a member it does not hold (written with foreign keys off by

@@ -41,18 +41,11 @@ impl SqliteDb {
         let asked = Instant::now();
         let _one = self.report.lock().await;
         let lock = self.report_lock.clone();
-        let _other_processes = tokio::task::spawn_blocking(move || {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock)?;
-            file.lock()?;
-            Ok::<_, std::io::Error>(file)
-        })
-        .await
-        .map_err(|e| DbError::Internal(format!("the report's lock: {e}")))?
-        .map_err(|e| DbError::Unavailable(format!("the report's lock file: {e}")))?;
+        let _other_processes =
+            tokio::task::spawn_blocking(move || crate::store::file_lock::hold(&lock))
+                .await
+                .map_err(|e| DbError::Internal(format!("the report's lock: {e}")))?
+                .map_err(|e| DbError::Unavailable(format!("the report's lock file: {e}")))?;
         let toml: String = with(&self.quick, |conn| {
             Ok(conn.query_row(
                 "SELECT toml FROM program ORDER BY version DESC LIMIT 1",
