@@ -428,3 +428,47 @@ fn only_members_who_agreed_are_on_a_marketing_list() {
     assert!(!list.contains("cy@example.com"), "erased: {list}");
     assert_eq!(list.lines().count(), 2, "{list}");
 }
+
+/// A command run while another process upgrades the store's schema says why it waits, and
+/// runs once the upgrade is done (the lock let go) instead of failing with "database is
+/// locked".
+#[test]
+fn a_command_during_an_upgrade_says_it_waits_then_runs() {
+    use std::io::BufRead as _;
+    let db = TempDb::new();
+    let lock_path = std::fs::canonicalize(db.dir.path())
+        .expect("dir")
+        .join("till.sqlite3-upgrade.lock");
+    let upgrading = std::fs::File::create(&lock_path).expect("lock file");
+    upgrading
+        .lock()
+        .expect("held as an upgrading process holds it");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tillpass"))
+        .arg("--db")
+        .arg(&db.path)
+        .arg("status")
+        .env_remove("TILLPASS_DB")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tillpass");
+    let stderr = child.stderr.take().expect("stderr");
+    let (said, first_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let _ = said.send(lines.next().and_then(Result::ok).unwrap_or_default());
+    });
+    let line = first_line.recv_timeout(std::time::Duration::from_secs(60));
+    drop(upgrading);
+    let line = line.expect("a line on stderr while it waits");
+    assert!(
+        line.starts_with("waiting for another tillpass process to finish upgrading"),
+        "{line}"
+    );
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -214,6 +214,12 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether another process is bringing the store at `path` up to date now: an open waits
+    /// until it is done (a minute on a big store), so a command can say why it waits.
+    pub fn upgrade_underway(path: &Path) -> bool {
+        file_lock::is_held(&schema::upgrade_lock_path(path))
+    }
+
     fn open_inner(path: &Path, program: Option<(&str, Timestamp)>) -> Result<Self> {
         let open_err = |cause| StoreError::Open {
             path: path.to_owned(),

@@ -63,9 +63,12 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
 }
 
 /// The file beside the store at `path` whose lock a process holds while it brings the store's
-/// schema up to date.
+/// schema up to date; named by the store's real path, so that two paths to it (a link) name
+/// one lock.
 pub fn upgrade_lock_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
+    let mut name = std::fs::canonicalize(path)
+        .unwrap_or(path.to_owned())
+        .into_os_string();
     name.push("-upgrade.lock");
     PathBuf::from(name)
 }
@@ -89,8 +92,7 @@ pub fn migrate_alone(conn: &mut Connection, path: &Path) -> Result<(), super::St
             _ => migrate(conn).map_err(super::StoreError::Migration),
         };
     }
-    // The file itself, so that two paths to it (a link) name one lock.
-    let lock_path = upgrade_lock_path(&std::fs::canonicalize(path).unwrap_or(path.to_owned()));
+    let lock_path = upgrade_lock_path(path);
     let _alone =
         super::file_lock::hold(&lock_path).map_err(|cause| super::StoreError::UpgradeLock {
             path: lock_path.clone(),

@@ -418,7 +418,14 @@ fn db_path(cli: &Cli) -> Result<PathBuf> {
 }
 
 fn open(cli: &Cli) -> Result<Store> {
-    Ok(Store::open(&db_path(cli)?)?)
+    let path = db_path(cli)?;
+    if Store::upgrade_underway(&path) {
+        eprintln!(
+            "waiting for another tillpass process to finish upgrading {} (a minute on a big store)",
+            path.display()
+        );
+    }
+    Ok(Store::open(&path)?)
 }
 
 /// Finds exactly one member by a member code, tag UID, card number, phone or email.
