@@ -203,11 +203,16 @@ fn series(months: &[MonthRow], value: impl Fn(&MonthRow) -> Option<f64>) -> Vec<
 /// A chart's title with the key to its lines beside it (a legend inside the plot covers the
 /// lines' ends, where the latest months are).
 fn chart_title_ui(ui: &mut egui::Ui, title: &str, key: &[(&str, Color32)]) {
-    ui.horizontal_wrapped(|ui| {
-        ui.strong(title);
-        for (name, colour) in key {
-            key_item_ui(ui, name, *colour);
-        }
+    ui.scope(|ui| {
+        // Rows as tall as the text: a wrapping row is at least the interact height, which the
+        // till sets to its big touch targets, and a key that wrapped stood a row's gap away.
+        ui.spacing_mut().interact_size.y = ui.text_style_height(&egui::TextStyle::Body);
+        ui.horizontal_wrapped(|ui| {
+            ui.strong(title);
+            for (name, colour) in key {
+                key_item_ui(ui, name, *colour);
+            }
+        });
     });
 }
 
@@ -441,6 +446,27 @@ mod tests {
             (label(0.0), label(2.0)),
             ("2026-09".into(), "2026-11".into())
         );
+    }
+
+    /// In a narrow column the chart's key wraps under its title, a line of text below it,
+    /// not a touch target's height (the till's interact height) away.
+    #[test]
+    fn a_wrapped_key_sits_right_under_its_title() {
+        let key = [("Green", Color32::GREEN), ("Silver", Color32::GRAY)];
+        let mut harness = Harness::builder()
+            .with_size(egui::vec2(300.0, 200.0))
+            .build_ui(|ui| {
+                ui.spacing_mut().interact_size.y = 48.0;
+                chart_title_ui(ui, "Members per tier, at each month's end", &key);
+            });
+        harness.run();
+        let title = harness
+            .get_by_label("Members per tier, at each month's end")
+            .rect();
+        let silver = harness.get_by_label("Silver").rect();
+        assert!(silver.top() >= title.bottom(), "the key wrapped below");
+        let gap = silver.top() - title.bottom();
+        assert!(gap < 12.0, "{gap} px between the title and its key");
     }
 
     #[test]
