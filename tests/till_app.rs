@@ -446,6 +446,9 @@ fn enrol_creates_a_member_and_shows_the_qr() {
     fill(&mut h, "Phone", "07400 123456");
     fill(&mut h, "Email", "ada@example.com");
     h.run_steps(1);
+    // A tap on the consent's words ticks its box, and the consent is kept with the member.
+    h.get_by_label("Agrees to marketing messages").click();
+    h.run_steps(1);
     h.get_by_label("Enrol member").click();
     settle(&mut h);
     let message = status_line(&h);
@@ -462,6 +465,7 @@ fn enrol_creates_a_member_and_shows_the_qr() {
         .expect("lookup")
         .expect("stored");
     assert_eq!(found.member.id, enrolled_id);
+    assert!(found.member.marketing_consent, "the box ticked is kept");
     assert_eq!(found.state.balance, 100, "welcome bonus");
     assert_eq!(
         store.identify_code(&enrolled_code).expect("code").member.id,

@@ -35,6 +35,9 @@ impl EnrolForm {
 /// The form's fields, by label, in order.
 const FIELDS: [&str; 5] = ["Name", "Phone", "Email", "Birthday", "Referred by"];
 
+/// The marketing consent box's side.
+const CONSENT_BOX: f32 = 28.0;
+
 /// The enrolment screen's state.
 #[derive(Default)]
 pub struct EnrolScreen {
@@ -122,7 +125,14 @@ impl EnrolScreen {
                 submit |= fields.iter().any(egui::Response::lost_focus)
                     && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 ui.label("");
-                ui.checkbox(&mut f.marketing, "Agrees to marketing messages");
+                ui.scope(|ui| {
+                    // A box a finger finds beside its words (egui's is 14 px).
+                    let spacing = ui.spacing_mut();
+                    spacing.icon_width = CONSENT_BOX;
+                    spacing.icon_width_inner = CONSENT_BOX / 2.0;
+                    spacing.icon_spacing = 10.0;
+                    ui.checkbox(&mut f.marketing, "Agrees to marketing messages");
+                });
                 ui.end_row();
             });
         ui.add_space(10.0);
