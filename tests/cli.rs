@@ -452,11 +452,13 @@ fn a_command_during_an_upgrade_says_it_waits_then_runs() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run tillpass");
+    // The first line as it comes, then the rest (what a failure says).
     let stderr = child.stderr.take().expect("stderr");
     let (said, first_line) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let rest = std::thread::spawn(move || {
         let mut lines = std::io::BufReader::new(stderr).lines();
         let _ = said.send(lines.next().and_then(Result::ok).unwrap_or_default());
+        lines.map_while(Result::ok).collect::<Vec<_>>().join("\n")
     });
     let line = first_line.recv_timeout(std::time::Duration::from_secs(60));
     drop(upgrading);
@@ -465,10 +467,7 @@ fn a_command_during_an_upgrade_says_it_waits_then_runs() {
         line.starts_with("waiting for another tillpass process to finish upgrading"),
         "{line}"
     );
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let status = child.wait().expect("wait");
+    let rest = rest.join().expect("stderr");
+    assert!(status.success(), "{rest}");
 }

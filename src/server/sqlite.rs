@@ -309,7 +309,7 @@ impl SqliteDb {
     /// Opens (creating and migrating) the database file.
     pub async fn open(path: &str, now: Timestamp) -> Result<Self, DbError> {
         let report_lock = std::path::PathBuf::from(format!("{path}.report-lock"));
-        let upgrade_lock = std::path::PathBuf::from(format!("{path}.upgrade-lock"));
+        let upgrade_lock = crate::store::file_lock::beside(path.as_ref(), ".upgrade-lock");
         let path = path.to_owned();
         let (writer, quick, pages, checkpoints) = tokio::task::spawn_blocking(move || {
             let mut writer = connect(&path)?;
@@ -318,10 +318,8 @@ impl SqliteDb {
             // would run the same migrations again): the lock is taken when some are pending,
             // and the version read again under it.
             let pending = MIGRATIONS.pending_migrations(&writer).map_err(migrating)?;
-            let alone = (pending > 0)
-                .then(|| crate::store::file_lock::hold(&upgrade_lock))
-                .transpose()
-                .map_err(|e| {
+            let alone =
+                crate::store::file_lock::hold_if(pending > 0, &upgrade_lock).map_err(|e| {
                     DbError::Setup(format!("the upgrade lock {}: {e}", upgrade_lock.display()))
                 })?;
             MIGRATIONS.to_latest(&mut writer).map_err(migrating)?;

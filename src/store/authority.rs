@@ -783,7 +783,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::super::rows::tests::{NOW, sale_once_locked, store_with_member};
+    use super::super::rows::tests::{
+        NOW, look_at_sale, sale_once_locked, seen_at_sale, store_with_member,
+    };
     use super::*;
 
     /// A sale waiting for the lock while a large pulled page is applied gets in after the
@@ -836,25 +838,12 @@ mod tests {
         }
         let path = dir.path().join("till.sqlite3");
         let mut till = Store::open(&path).expect("the selling connection");
-        // What the quarantine held at the moment the sale went in, in the sale's transaction.
-        till.connection()
-            .execute_batch(
-                "CREATE TEMP TABLE set_aside_at_sale (n INTEGER);
-                 CREATE TEMP TRIGGER look_at_sale AFTER INSERT ON ledger
-                 BEGIN INSERT INTO set_aside_at_sale SELECT COUNT(*) FROM quarantine; END",
-            )
-            .expect("a look at the sale");
+        // What the quarantine held at the moment the sale went in.
+        look_at_sale(&till, "SELECT COUNT(*) FROM quarantine");
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let seller = s.spawn(|| {
-                sale_once_locked(&path, &mut till, member, &done, |till| {
-                    till.connection()
-                        .query_row("SELECT MIN(n) FROM set_aside_at_sale", [], |r| {
-                            r.get::<_, i64>(0)
-                        })
-                        .expect("seen")
-                })
-            });
+            let seller =
+                s.spawn(|| sale_once_locked(&path, &mut till, member, &done, seen_at_sale));
             let applied = store
                 .apply_pulled(&[], &entries, 7, None, NOW)
                 .expect("the page applies");

@@ -1101,7 +1101,9 @@ fn check_external_reversal(conn: &Connection, e: &Entry, target: EntryId) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::rows::tests::{NOW, sale_once_locked, store_with_member};
+    use crate::store::rows::tests::{
+        NOW, look_at_sale, sale_once_locked, seen_at_sale, store_with_member,
+    };
 
     /// The cashier reads what a sale's facts mean; a badge without points is named alone, not
     /// "+0".
@@ -1213,15 +1215,8 @@ mod tests {
         let path = dir.path().join("till.sqlite3");
         // Opened before the members are listed, as opening re-folds whoever is listed.
         let mut till = Store::open(&path).expect("the selling connection");
-        // How many were still listed at the moment the sale went in, in the sale's own
-        // transaction (counted after its commit, a re-fold running on could list none).
-        till.connection()
-            .execute_batch(
-                "CREATE TEMP TABLE listed_at_sale (n INTEGER);
-                 CREATE TEMP TRIGGER look_at_sale AFTER INSERT ON ledger
-                 BEGIN INSERT INTO listed_at_sale SELECT COUNT(*) FROM member_state_stale; END",
-            )
-            .expect("a look at the sale");
+        // How many were still listed at the moment the sale went in.
+        look_at_sale(&till, "SELECT COUNT(*) FROM member_state_stale");
         store
             .connection()
             .execute(
@@ -1231,15 +1226,8 @@ mod tests {
             .expect("list every member");
         let done = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let seller = s.spawn(|| {
-                sale_once_locked(&path, &mut till, member, &done, |till| {
-                    till.connection()
-                        .query_row("SELECT MIN(n) FROM listed_at_sale", [], |r| {
-                            r.get::<_, i64>(0)
-                        })
-                        .expect("listed")
-                })
-            });
+            let seller =
+                s.spawn(|| sale_once_locked(&path, &mut till, member, &done, seen_at_sale));
             let refolded = store.refresh_stale().expect("re-fold");
             done.store(true, Ordering::Relaxed);
             let listed = seller.join().expect("seller");

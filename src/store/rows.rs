@@ -240,6 +240,26 @@ pub(crate) mod tests {
         Some(look(till))
     }
 
+    /// Keeps what `count` (a SELECT of one number) gives at the moment each sale's entry goes
+    /// in, inside the sale's own transaction, on the selling connection; [`seen_at_sale`] reads
+    /// the least. (Counted after the sale's commit, the writer it waited for may have run on.)
+    pub(crate) fn look_at_sale(till: &Store, count: &str) {
+        till.connection()
+            .execute_batch(&format!(
+                "CREATE TEMP TABLE seen_at_sale (n INTEGER);
+                 CREATE TEMP TRIGGER look_at_sale AFTER INSERT ON ledger
+                 BEGIN INSERT INTO seen_at_sale {count}; END"
+            ))
+            .expect("a look at the sale");
+    }
+
+    /// What [`look_at_sale`] saw, the least of it.
+    pub(crate) fn seen_at_sale(till: &Store) -> i64 {
+        till.connection()
+            .query_row("SELECT MIN(n) FROM seen_at_sale", [], |r| r.get(0))
+            .expect("seen at the sale")
+    }
+
     /// Writes `tier` into the member's cached state behind the store's back.
     pub(crate) fn set_cached_tier(store: &Store, member: MemberId, tier: i64) {
         store

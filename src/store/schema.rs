@@ -62,42 +62,26 @@ fn migrate(conn: &mut Connection) -> Result<(), rusqlite_migration::Error> {
     migrated
 }
 
-/// The file beside the store at `path` whose lock a process holds while it brings the store's
-/// schema up to date; named by the store's real path, so that two paths to it (a link) name
-/// one lock.
+/// The file whose lock a process holds while it brings the store at `path` up to date.
 pub fn upgrade_lock_path(path: &Path) -> PathBuf {
-    let mut name = std::fs::canonicalize(path)
-        .unwrap_or(path.to_owned())
-        .into_os_string();
-    name.push("-upgrade.lock");
-    PathBuf::from(name)
+    super::file_lock::beside(path, "-upgrade.lock")
 }
 
-/// [`migrate`], one process at a time. A second process opening the store while the first
-/// rebuilds its ledger (a minute on a big store) read the old version, began the same
-/// migrations and failed with "database is locked" (or "table already exists") once the
-/// first committed. Now, when migrations are pending, each process takes an exclusive lock on
-/// [`upgrade_lock_path`] first, waiting for as long as another holds it (the kernel releases
-/// it if that process dies), and reads the version again under it: the second finds the work
-/// done. A store already up to date takes no lock. (The store's own file cannot carry this
-/// lock: closing any handle on it would drop SQLite's locks on it.)
+/// [`migrate`], one process at a time: with migrations pending, the lock on
+/// [`upgrade_lock_path`] is taken first (waiting while another process upgrades) and the
+/// version read again under it, so a second process finds the work done. (SQLite's own locks
+/// cannot do this: the version is read before the migrations' transaction begins.)
 pub fn migrate_alone(conn: &mut Connection, path: &Path) -> Result<(), super::StoreError> {
     let pending = MIGRATIONS
         .pending_migrations(conn)
         .map_err(super::StoreError::Migration)?;
-    // None pending, or a store newer than this program (which `migrate` refuses by name).
-    if pending <= 0 {
-        return match pending {
-            0 => Ok(()),
-            _ => migrate(conn).map_err(super::StoreError::Migration),
-        };
-    }
     let lock_path = upgrade_lock_path(path);
-    let _alone =
-        super::file_lock::hold(&lock_path).map_err(|cause| super::StoreError::UpgradeLock {
+    let _alone = super::file_lock::hold_if(pending > 0, &lock_path).map_err(|cause| {
+        super::StoreError::UpgradeLock {
             path: lock_path.clone(),
             cause,
-        })?;
+        }
+    })?;
     migrate(conn).map_err(super::StoreError::Migration)
 }
 
@@ -258,15 +242,19 @@ mod tests {
     /// `before_on` done while foreign keys are still off; they are on again after.
     fn store_at(version: usize, before_on: impl FnOnce(&Connection)) -> Connection {
         let mut conn = Connection::open_in_memory().expect("open");
-        configure(&conn).expect("configure");
-        conn.pragma_update(None, "foreign_keys", "OFF")
-            .expect("off");
-        MIGRATIONS
-            .to_version(&mut conn, version)
-            .expect("to version");
+        bring_to(&mut conn, version);
         before_on(&conn);
         conn.pragma_update(None, "foreign_keys", "ON").expect("on");
         conn
+    }
+
+    /// `conn` configured and brought to schema `version` as `migrate` runs migrations, with
+    /// foreign keys left off.
+    fn bring_to(conn: &mut Connection, version: usize) {
+        configure(conn).expect("configure");
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .expect("off");
+        MIGRATIONS.to_version(conn, version).expect("to version");
     }
 
     fn pragma(conn: &Connection, name: &str) -> i64 {
@@ -293,13 +281,7 @@ mod tests {
             let dir = tempfile::tempdir().expect("dir");
             let path = dir.path().join("till.db");
             if version > 0 {
-                let mut conn = Connection::open(&path).expect("open");
-                configure(&conn).expect("configure");
-                conn.pragma_update(None, "foreign_keys", "OFF")
-                    .expect("off");
-                MIGRATIONS
-                    .to_version(&mut conn, version)
-                    .expect("an older store");
+                bring_to(&mut Connection::open(&path).expect("open"), version);
             }
             let start = std::sync::Arc::new(std::sync::Barrier::new(2));
             let opens: Vec<_> = (0..2)

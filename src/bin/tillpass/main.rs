@@ -2,7 +2,7 @@
 
 mod output;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -419,13 +419,18 @@ fn db_path(cli: &Cli) -> Result<PathBuf> {
 
 fn open(cli: &Cli) -> Result<Store> {
     let path = db_path(cli)?;
-    if Store::upgrade_underway(&path) {
+    say_if_upgrading(&path);
+    Ok(Store::open(&path)?)
+}
+
+/// Says why opening the store at `path` will wait, when another process is upgrading it.
+fn say_if_upgrading(path: &Path) {
+    if Store::upgrade_underway(path) {
         eprintln!(
             "waiting for another tillpass process to finish upgrading {} (a minute on a big store)",
             path.display()
         );
     }
-    Ok(Store::open(&path)?)
 }
 
 /// Finds exactly one member by a member code, tag UID, card number, phone or email.
@@ -628,6 +633,7 @@ fn run(cli: Cli, launched: std::time::Instant) -> Result<()> {
     match command {
         Command::Init { program } => {
             let path = db_path(&cli)?;
+            say_if_upgrading(&path);
             let store = match program {
                 Some(file) => {
                     let text = std::fs::read_to_string(file)
