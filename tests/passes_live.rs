@@ -47,9 +47,17 @@ fn balance(pass: &Value) -> i64 {
         .expect("a points field")
 }
 
+/// The next push the stand-in takes, waited for at most a minute: a push that never comes
+/// fails the test instead of hanging it.
 fn next_push(pushes: &mut mpsc::UnboundedReceiver<Push>) -> Push {
-    pushes
-        .blocking_recv()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(60), pushes.recv()).await
+        })
+        .expect("a push within a minute")
         .expect("the stand-in stays up while the test runs")
 }
 
