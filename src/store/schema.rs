@@ -70,11 +70,15 @@ pub fn upgrade_lock_path(path: &Path) -> PathBuf {
 /// [`migrate`], one process at a time: with migrations pending, the lock on
 /// [`upgrade_lock_path`] is taken first (waiting while another process upgrades) and the
 /// version read again under it, so a second process finds the work done. (SQLite's own locks
-/// cannot do this: the version is read before the migrations' transaction begins.)
+/// cannot do this: the version is read before the migrations' transaction begins.) A store
+/// already up to date, every open but the first after an upgrade, does nothing more.
 pub fn migrate_alone(conn: &mut Connection, path: &Path) -> Result<(), super::StoreError> {
     let pending = MIGRATIONS
         .pending_migrations(conn)
         .map_err(super::StoreError::Migration)?;
+    if pending == 0 {
+        return Ok(());
+    }
     let lock_path = upgrade_lock_path(path);
     let _alone = super::file_lock::hold_if(pending > 0, &lock_path).map_err(|cause| {
         super::StoreError::UpgradeLock {
