@@ -308,7 +308,7 @@ fn last_terminal_seq(conn: &Connection, terminal: &TerminalId) -> Result<i64, Db
 impl SqliteDb {
     /// Opens (creating and migrating) the database file.
     pub async fn open(path: &str, now: Timestamp) -> Result<Self, DbError> {
-        let report_lock = std::path::PathBuf::from(format!("{path}.report-lock"));
+        let report_lock = crate::store::file_lock::beside(path.as_ref(), ".report-lock");
         let upgrade_lock = crate::store::file_lock::beside(path.as_ref(), ".upgrade-lock");
         let path = path.to_owned();
         let (writer, quick, pages, checkpoints) = tokio::task::spawn_blocking(move || {
